@@ -1,0 +1,72 @@
+//! Deciding "failure or not" in one place.
+//!
+//! Shaped like tower-http's `classify`: a classifier looks at the response
+//! head and either gives a verdict at once or, for a stream, hands back a
+//! [`ClassifyEos`] that watches the events and gives the verdict at the end.
+//! Retry, breaker, fallback and cost all ask the same classifier, so they agree
+//! on what happened.
+//!
+//! [`OpenAiClassifier`] is the default for plain OpenAI-compatible upstreams;
+//! provider normalizers (OpenRouter) bring their own.
+
+mod openai;
+mod retry_after;
+
+pub use openai::{OpenAiClassifier, OpenAiEos};
+pub use retry_after::{parse_http_date, retry_after_from_headers};
+
+use http::{HeaderMap, Response, StatusCode};
+
+use crate::failure::Failure;
+use crate::sse::Event;
+
+/// The verdict on a response at its head.
+#[derive(Debug)]
+pub enum Verdict<E> {
+    /// A success that needs no further watching (a complete JSON body).
+    Success,
+    /// A failure known from the status and headers alone. A caller that can
+    /// read the (small) error body should refine it with
+    /// [`ClassifyResponse::classify_error_body`].
+    Failure(Failure),
+    /// A stream: the verdict comes from the events and from how it ends.
+    Watch(E),
+}
+
+/// Classifies responses and errors of one kind of upstream.
+pub trait ClassifyResponse: Clone + Send + Sync + 'static {
+    /// Watches a streaming body to its end.
+    type Eos: ClassifyEos;
+
+    /// Gives the verdict on a response at its head.
+    fn classify_response<B>(&self, response: &Response<B>) -> Verdict<Self::Eos>;
+
+    /// Classifies an error response from its status, headers and body (the
+    /// caller reads at most a small bounded prefix of it).
+    fn classify_error_body(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure;
+
+    /// Classifies an error returned instead of a response (connect, timeout,
+    /// reset).
+    fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure::from_error(error)
+    }
+}
+
+/// Watches a streaming response, event by event, and gives the verdict when
+/// the stream ends.
+pub trait ClassifyEos: Send + 'static {
+    /// Looks at one SSE event. A failure (an `error` object in a data event)
+    /// is returned at once; the stream should be treated as failed from here.
+    fn classify_event(&mut self, event: &Event) -> Option<Failure>;
+
+    /// The stream ended cleanly at the transport level; was it complete?
+    fn classify_eos(self) -> Result<(), Failure>;
+
+    /// The stream ended with a transport error.
+    fn classify_error(self, error: &(dyn std::error::Error + 'static)) -> Failure
+    where
+        Self: Sized,
+    {
+        Failure::from_error(error)
+    }
+}

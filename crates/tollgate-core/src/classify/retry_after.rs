@@ -1,0 +1,132 @@
+//! Reading "when may I try again" out of response headers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+
+/// The wait an upstream asked for: `retry-after-ms` (OpenAI's, fractional
+/// milliseconds) first, then `Retry-After` as seconds or as an HTTP date
+/// relative to `now`. A date in the past means "now" (zero); garbage is
+/// ignored.
+pub fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only HTTP date
+/// form senders may generate (RFC 9110, 5.6.7).
+pub fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let rest = value.split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':');
+    let hour: u64 = clock.next()?.parse().ok()?;
+    let minute: u64 = clock.next()?.parse().ok()?;
+    let second: u64 = clock.next()?.parse().ok()?;
+    if parts.next()? != "GMT" || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day as i64);
+    let secs = u64::try_from(days).ok()? * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn parses_the_rfc_example_date() {
+        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            784_111_777
+        );
+        assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
+        assert!(parse_http_date("garbage").is_none());
+    }
+
+    #[test]
+    fn retry_after_ms_wins_then_seconds_then_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_700);
+        let h = headers(&[("retry-after-ms", "120"), ("retry-after", "5")]);
+        assert_eq!(
+            retry_after_from_headers(&h, now),
+            Some(Duration::from_millis(120))
+        );
+        let h = headers(&[("retry-after", "35")]);
+        assert_eq!(
+            retry_after_from_headers(&h, now),
+            Some(Duration::from_secs(35))
+        );
+        let h = headers(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(
+            retry_after_from_headers(&h, now),
+            Some(Duration::from_secs(77))
+        );
+        let past = UNIX_EPOCH + Duration::from_secs(900_000_000);
+        assert_eq!(retry_after_from_headers(&h, past), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after_from_headers(&headers(&[("retry-after", "soon")]), now),
+            None
+        );
+        assert_eq!(retry_after_from_headers(&HeaderMap::new(), now), None);
+    }
+}

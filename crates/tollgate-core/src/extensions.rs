@@ -1,0 +1,52 @@
+//! The request and response extensions the layers share.
+
+use std::sync::Arc;
+
+use crate::failure::Failure;
+
+/// Where a request is going: the model group the client asked for, the
+/// deployment chosen to serve it and the model name that deployment knows.
+///
+/// Set by whatever picks the deployment (the gateway's router, a balancer);
+/// read by the breaker (its key), cost (its price) and the upstream client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The model group, as the client named it.
+    pub model_group: Arc<str>,
+    /// The deployment's id (`model_info.id`).
+    pub deployment_id: Arc<str>,
+    /// The model name sent upstream.
+    pub upstream_model: Arc<str>,
+}
+
+/// Which attempt this is for the request: 0 for the first, then one more per
+/// retry or fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attempt(pub u32);
+
+/// The classified outcome of a response, as a response extension, for the
+/// layers above the one that classified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome(pub Result<(), Failure>);
+
+/// Token usage reported by the upstream (or estimated, when `estimated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Completion tokens, reasoning ones included.
+    pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached_prompt_tokens: u64,
+    /// Completion tokens spent on reasoning.
+    pub reasoning_tokens: u64,
+    /// True when the counts are an estimate, not the provider's report.
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}

@@ -1,0 +1,410 @@
+//! [`Failure`]: a classified error, and its OpenAI-shaped rendering.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::class::{ErrorClass, Scope, TimeoutKind};
+
+/// The boxed error type tower services in Tollgate return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A classified failure: the class, a message safe to show a client, and the
+/// hints the resilience layers act on.
+///
+/// A `Failure` is what a classifier returns and what a layer boxes into its
+/// `BoxError`; callers downcast to it (`err.downcast_ref::<Failure>()`) or use
+/// [`Failure::from_error`], which also classifies foreign errors.
+///
+/// The message must already be safe for a client: no keys, no internal host
+/// names, no raw provider bodies. Build it from [`sanitize_message`] when it
+/// comes from upstream text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    class: ErrorClass,
+    message: Cow<'static, str>,
+    subkind: Option<Cow<'static, str>>,
+    scope: Option<Scope>,
+    timeout: Option<TimeoutKind>,
+    retry_after: Option<Duration>,
+    upstream_status: Option<StatusCode>,
+    status: Option<StatusCode>,
+    param: Option<Cow<'static, str>>,
+    code: Option<Cow<'static, str>>,
+    retryable: Option<bool>,
+    fallback_eligible: Option<bool>,
+}
+
+impl Failure {
+    /// A failure of `class` with a client-safe `message`.
+    pub fn new(class: ErrorClass, message: impl Into<Cow<'static, str>>) -> Self {
+        Failure {
+            class,
+            message: message.into(),
+            subkind: None,
+            scope: None,
+            timeout: None,
+            retry_after: None,
+            upstream_status: None,
+            status: None,
+            param: None,
+            code: None,
+            retryable: None,
+            fallback_eligible: None,
+        }
+    }
+
+    /// A timeout of the given kind, with a standard message.
+    pub fn timeout(kind: TimeoutKind) -> Self {
+        let message = match kind {
+            TimeoutKind::Connect => "timed out connecting to the upstream",
+            TimeoutKind::FirstByte => "the upstream did not start answering in time",
+            TimeoutKind::StreamIdle => "the upstream stream stalled",
+            TimeoutKind::Total => "the upstream did not finish in time",
+        };
+        let mut failure = Failure::new(ErrorClass::Timeout, message);
+        failure.timeout = Some(kind);
+        failure
+    }
+
+    /// Sets the finer-grained kind within the class (`free_daily_quota`,
+    /// `provider_error`...).
+    pub fn with_subkind(mut self, subkind: impl Into<Cow<'static, str>>) -> Self {
+        self.subkind = Some(subkind.into());
+        self
+    }
+
+    /// Sets whose limit was hit.
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Sets how long to wait before trying the same target again.
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Records the status the upstream answered with.
+    pub fn with_upstream_status(mut self, status: StatusCode) -> Self {
+        self.upstream_status = Some(status);
+        self
+    }
+
+    /// Overrides the HTTP status the client gets (default: the class's).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Names the request parameter at fault (`error.param`).
+    pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Overrides `error.code` (default: the class's).
+    pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Overrides whether a retry on the same target may help.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = Some(retryable);
+        self
+    }
+
+    /// Overrides whether another target may help.
+    pub fn with_fallback_eligible(mut self, eligible: bool) -> Self {
+        self.fallback_eligible = Some(eligible);
+        self
+    }
+
+    /// The class.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The finer-grained kind, when known.
+    pub fn subkind(&self) -> Option<&str> {
+        self.subkind.as_deref()
+    }
+
+    /// Whose limit was hit, when known.
+    pub fn scope(&self) -> Option<Scope> {
+        self.scope
+    }
+
+    /// Which deadline was missed, for [`ErrorClass::Timeout`].
+    pub fn timeout_kind(&self) -> Option<TimeoutKind> {
+        self.timeout
+    }
+
+    /// How long to wait before trying the same target again, when the upstream
+    /// said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The status the upstream answered with, when there was an answer.
+    pub fn upstream_status(&self) -> Option<StatusCode> {
+        self.upstream_status
+    }
+
+    /// Whether a retry on the same target may help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable.unwrap_or(self.class.retryable())
+    }
+
+    /// Whether another target may help.
+    pub fn is_fallback_eligible(&self) -> bool {
+        self.fallback_eligible
+            .unwrap_or(self.class.fallback_eligible())
+    }
+
+    /// Whether the failure counts against the target's circuit breaker.
+    pub fn counts_against_breaker(&self) -> bool {
+        self.class.counts_against_breaker()
+    }
+
+    /// The HTTP status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.status.unwrap_or(self.class.status())
+    }
+
+    /// The OpenAI error body: `{"error":{"message","type","param","code"}}`.
+    pub fn to_openai_body(&self) -> Bytes {
+        let body = OpenAiErrorBody {
+            error: OpenAiError {
+                message: &self.message,
+                r#type: self.class.openai_type(),
+                param: self.param.as_deref(),
+                code: self.code.as_deref().unwrap_or(self.class.openai_code()),
+            },
+        };
+        // Serialising borrowed strings into a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The failure as a complete HTTP response: status, `content-type`, the
+    /// OpenAI error body and, when known, `retry-after` (whole seconds,
+    /// rounded up).
+    pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
+        let mut response = Response::new(B::from(self.to_openai_body()));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+
+    /// Finds a `Failure` in `error` or its sources, or classifies the error: a
+    /// connection that could not be made or was lost is
+    /// [`ErrorClass::UpstreamUnavailable`], an I/O timeout is a
+    /// [`TimeoutKind::Total`] timeout, anything else is
+    /// [`ErrorClass::Internal`].
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Failure {
+        let mut source = Some(error);
+        while let Some(err) = source {
+            if let Some(failure) = err.downcast_ref::<Failure>() {
+                return failure.clone();
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                match io.kind() {
+                    TimedOut => return Failure::timeout(TimeoutKind::Total),
+                    ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe
+                    | UnexpectedEof | NotConnected | AddrNotAvailable => {
+                        return Failure::new(
+                            ErrorClass::UpstreamUnavailable,
+                            "the connection to the upstream failed",
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            source = err.source();
+        }
+        Failure::new(ErrorClass::Internal, "internal error")
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+#[derive(Serialize)]
+struct OpenAiErrorBody<'a> {
+    error: OpenAiError<'a>,
+}
+
+#[derive(Serialize)]
+struct OpenAiError<'a> {
+    message: &'a str,
+    r#type: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+/// The longest upstream message passed on to a client, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 512;
+
+/// Makes upstream error text safe to pass to a client: anything that looks
+/// like a key or a bearer token, and every URL, becomes `[redacted]`; control
+/// characters are dropped; the result is cut at [`MAX_MESSAGE_LEN`] bytes.
+///
+/// Upstream messages help a client fix its request ("maximum context length is
+/// 8192 tokens"), but they can echo keys, internal hosts or raw provider
+/// bodies, none of which may leave the gateway.
+pub fn sanitize_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_LEN));
+    let mut redact_next = false;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if redact_next || looks_secret(word) {
+            out.push_str("[redacted]");
+            redact_next = false;
+        } else {
+            out.extend(word.chars().filter(|c| !c.is_control()));
+        }
+        if word.eq_ignore_ascii_case("bearer") {
+            redact_next = true;
+        }
+        if out.len() >= MAX_MESSAGE_LEN {
+            break;
+        }
+    }
+    if out.len() > MAX_MESSAGE_LEN {
+        let mut cut = MAX_MESSAGE_LEN;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+fn looks_secret(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | ',' | '.' | ':'));
+    if word.contains("://") {
+        return true;
+    }
+    let keyish_prefix = ["sk-", "sk_", "pk-", "rk-", "key-", "AKIA", "ghp_", "xox"]
+        .iter()
+        .any(|prefix| word.starts_with(prefix));
+    if keyish_prefix && word.len() >= 12 {
+        return true;
+    }
+    // Long runs of token characters with both letters and digits are keys,
+    // hashes or ids more often than words.
+    word.len() >= 32
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        && word.chars().any(|c| c.is_ascii_digit())
+        && word.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_body_has_the_four_fields() {
+        let failure = Failure::new(ErrorClass::BadRequest, "bad \"thing\"").with_param("model");
+        let body: serde_json::Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
+        assert_eq!(body["error"]["message"], "bad \"thing\"");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "model");
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
+
+    #[test]
+    fn response_carries_status_and_retry_after_rounded_up() {
+        let failure = Failure::new(ErrorClass::RateLimited, "slow down")
+            .with_retry_after(Duration::from_millis(1500));
+        let response: Response<Bytes> = failure.to_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn overrides_win_over_class_defaults() {
+        let failure = Failure::new(ErrorClass::RateLimited, "x")
+            .with_retryable(false)
+            .with_fallback_eligible(false)
+            .with_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!failure.is_retryable());
+        assert!(!failure.is_fallback_eligible());
+        assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn from_error_finds_a_nested_failure_and_classifies_io() {
+        #[derive(Debug)]
+        struct Wrapper(Failure);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapper")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = Failure::timeout(TimeoutKind::StreamIdle);
+        assert_eq!(Failure::from_error(&Wrapper(inner.clone())), inner);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            Failure::from_error(&refused).class(),
+            ErrorClass::UpstreamUnavailable
+        );
+        let other = std::io::Error::other("boom");
+        assert_eq!(Failure::from_error(&other).class(), ErrorClass::Internal);
+    }
+
+    #[test]
+    fn sanitize_redacts_keys_urls_and_bearer_tokens() {
+        let text = "Incorrect API key provided: sk-abcdef1234567890. See https://internal.example:8443/x \
+                    header Bearer abc.def";
+        let clean = sanitize_message(text);
+        assert!(!clean.contains("sk-abcdef"), "{clean}");
+        assert!(!clean.contains("internal.example"), "{clean}");
+        assert!(!clean.contains("abc.def"), "{clean}");
+        assert!(clean.starts_with("Incorrect API key provided: [redacted]"));
+    }
+
+    #[test]
+    fn sanitize_keeps_ordinary_text_and_bounds_length() {
+        let text = "This model's maximum context length is 8192 tokens.";
+        assert_eq!(sanitize_message(text), text);
+        let long = "é".repeat(2000);
+        let clean = sanitize_message(&long);
+        assert!(clean.len() <= MAX_MESSAGE_LEN);
+    }
+}

@@ -1,0 +1,56 @@
+//! The shared vocabulary of the Tollgate layers.
+//!
+//! Every Tollgate layer — retry, circuit breaker, fallback, cost, the
+//! OpenRouter normalizer — decides "failure or not" through this crate, so
+//! they agree on what happened:
+//!
+//! - [`ErrorClass`], [`Scope`] and [`TimeoutKind`]: what went wrong, and the
+//!   defaults each class carries (retryable, fallback-eligible, counts against
+//!   a breaker);
+//! - [`Failure`]: a classified error with its hints (retry-after, scope) and
+//!   its OpenAI-shaped rendering;
+//! - [`classify`]: a classifier shaped like tower-http's, with a default for
+//!   OpenAI-compatible upstreams;
+//! - [`sse`]: an incremental Server-Sent Events parser and writer;
+//! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
+//!   cheap to resend, with a light parsed view that leaves unknown fields
+//!   untouched;
+//! - [`extensions`]: what the layers pass each other on requests and
+//!   responses.
+//!
+//! # Example
+//!
+//! ```
+//! use tollgate_core::{ErrorClass, Failure};
+//! use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
+//! use http::{HeaderMap, StatusCode};
+//!
+//! let body = br#"{"error":{"message":"This model's maximum context length is 8192 tokens.",
+//!                 "type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+//! let failure = OpenAiClassifier::new().classify_error_body(
+//!     StatusCode::BAD_REQUEST,
+//!     &HeaderMap::new(),
+//!     body,
+//! );
+//! assert_eq!(failure.class(), ErrorClass::ContextWindowExceeded);
+//! assert!(!failure.is_retryable());
+//! assert!(failure.is_fallback_eligible());
+//!
+//! // What the client gets: an OpenAI-shaped error with a fitting status.
+//! let response: http::Response<bytes::Bytes> = failure.to_response();
+//! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+//! ```
+
+pub mod classify;
+pub mod extensions;
+pub mod sse;
+
+mod body;
+mod chat;
+mod class;
+mod failure;
+
+pub use body::{RequestBody, read_body_limited};
+pub use chat::ChatRequest;
+pub use class::{ErrorClass, Scope, TimeoutKind};
+pub use failure::{BoxError, Failure, MAX_MESSAGE_LEN, sanitize_message};

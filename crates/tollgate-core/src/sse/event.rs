@@ -1,0 +1,63 @@
+use bytes::Bytes;
+
+/// One unit of an event stream, as [`SseParser`](super::SseParser) yields it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A dispatched event: a block of fields ended by a blank line that had at
+    /// least one `data` field.
+    Event(Event),
+    /// A comment line, without the leading `:` and without one space after it.
+    ///
+    /// Comments carry no meaning in SSE, but upstreams use them as keep-alives
+    /// (OpenRouter sends `: OPENROUTER PROCESSING` while a request is queued),
+    /// and a proxy may want to forward or count them.
+    Comment(Bytes),
+}
+
+/// A dispatched server-sent event.
+///
+/// Values are raw bytes exactly as they were on the wire: the parser does not
+/// decode UTF-8, because a proxy forwards bytes and `serde_json::from_slice`
+/// validates them anyway. Use [`Event::data_str`] when text is needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The `event` field of this event, if it had one.
+    ///
+    /// `None` and an empty value both mean the default type, `message`.
+    pub event: Option<Bytes>,
+    /// The `data` fields of this event, joined with `\n`.
+    pub data: Bytes,
+    /// The `id` field of this event, if it had one (and it contained no NUL).
+    ///
+    /// This is the id written in *this* event only. The spec's "last event
+    /// ID", which carries over to later events, is
+    /// [`SseParser::last_event_id`](super::SseParser::last_event_id).
+    pub id: Option<Bytes>,
+    /// The `retry` field of this event in milliseconds, if it had a valid one.
+    pub retry: Option<u64>,
+}
+
+impl Event {
+    /// An event with the given data and no other field: what OpenAI-style
+    /// streams send.
+    pub fn new(data: impl Into<Bytes>) -> Self {
+        Self {
+            data: data.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether this is the OpenAI end-of-stream sentinel, `data: [DONE]`.
+    pub fn is_done(&self) -> bool {
+        self.data.as_ref() == b"[DONE]"
+    }
+
+    /// The data as UTF-8 text.
+    ///
+    /// # Errors
+    ///
+    /// If the data is not valid UTF-8.
+    pub fn data_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.data)
+    }
+}

@@ -1,0 +1,361 @@
+//! [`Gateway`]: the configured gateway as a request handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use serde_json::json;
+use tokio::time::Instant;
+use tollgate_core::extensions::Target;
+use tollgate_core::{ErrorClass, Failure};
+
+use crate::access_log::AccessLog;
+use crate::auth::is_authorized;
+use crate::config::{Config, DeploymentConfig, Provider};
+use crate::mock::MockDeployment;
+use crate::request_id::{RequestIds, X_REQUEST_ID};
+use crate::response::GatewayBody;
+use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
+
+/// Default request size limit when `general_settings.max_request_size_mb` is
+/// not set.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// Default total deadline of a request (`timeout`, `request_timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default deadline for the first byte of a stream (`stream_timeout`).
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest silence inside a stream (`tollgate.stream_idle_timeout`).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
+const OPENROUTER_API_BASE: &str = "https://openrouter.ai/api/v1";
+
+/// The gateway: routes, auth, and the model groups it serves. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) app: Arc<App>,
+}
+
+pub(crate) struct App {
+    pub(crate) groups: HashMap<Arc<str>, Group>,
+    models_body: Bytes,
+    master_key: Option<String>,
+    pub(crate) max_body: usize,
+    pub(crate) client: UpstreamClient,
+    request_ids: RequestIds,
+    draining: AtomicBool,
+}
+
+pub(crate) struct Group {
+    deployments: Vec<Arc<Deployment>>,
+    next: AtomicUsize,
+}
+
+impl Group {
+    /// The next deployment, round robin. (Weighted and latency-aware
+    /// balancing is the balancer layer's job.)
+    pub(crate) fn pick(&self) -> &Arc<Deployment> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.deployments[n % self.deployments.len()]
+    }
+}
+
+pub(crate) struct Deployment {
+    pub(crate) target: Target,
+    pub(crate) provider: DeploymentProvider,
+    /// Deadlines of a non-streaming request.
+    pub(crate) timeouts: Timeouts,
+    /// Deadlines of a streaming request.
+    pub(crate) stream_timeouts: Timeouts,
+}
+
+pub(crate) enum DeploymentProvider {
+    Http(Arc<Endpoint>),
+    Mock(MockDeployment),
+}
+
+/// Why a configuration could not become a gateway.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct BuildError {
+    path: String,
+    message: String,
+}
+
+impl Gateway {
+    /// Builds the gateway a configuration describes.
+    pub fn new(config: &Config) -> Result<Self, BuildError> {
+        let tollgate = &config.tollgate;
+        let client = UpstreamClient::new(ClientConfig {
+            connect_timeout: tollgate
+                .connect_timeout
+                .unwrap_or(ClientConfig::default().connect_timeout),
+            ..ClientConfig::default()
+        });
+        let mut groups: HashMap<Arc<str>, Group> = HashMap::new();
+        let mut order: Vec<Arc<str>> = Vec::new();
+        for (index, deployment) in config.model_list.iter().enumerate() {
+            let built = build_deployment(config, index, deployment)?;
+            let name = built.target.model_group.clone();
+            groups
+                .entry(name.clone())
+                .or_insert_with(|| {
+                    order.push(name);
+                    Group {
+                        deployments: Vec::new(),
+                        next: AtomicUsize::new(0),
+                    }
+                })
+                .deployments
+                .push(Arc::new(built));
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let models: Vec<_> = order
+            .iter()
+            .map(|name| json!({"id": &**name, "object": "model", "created": created, "owned_by": "tollgate"}))
+            .collect();
+        let models_body = Bytes::from(json!({"object": "list", "data": models}).to_string());
+        let max_body = config
+            .general_settings
+            .max_request_size_mb
+            .map_or(DEFAULT_MAX_REQUEST_BYTES, |mb| {
+                (mb * 1024.0 * 1024.0) as usize
+            });
+        Ok(Gateway {
+            app: Arc::new(App {
+                groups,
+                models_body,
+                master_key: config
+                    .general_settings
+                    .master_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned()),
+                max_body,
+                client,
+                request_ids: RequestIds::default(),
+                draining: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Marks the gateway as shutting down: readiness fails from now on, so a
+    /// load balancer stops sending new requests.
+    pub fn start_draining(&self) {
+        self.app.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Handles one request.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<GatewayBody>
+    where
+        B: http_body::Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let start = Instant::now();
+        let app = &self.app;
+        let request_id = app.request_ids.for_request(request.headers());
+        let route = route_of(request.method(), request.uri().path());
+        let mut log = AccessLog::new(request_id.clone(), route.name(), start);
+        let needs_key = !matches!(route, Route::Health | Route::Readiness);
+        let mut response = match (&app.master_key, needs_key) {
+            (Some(key), true) if !is_authorized(request.headers(), key) => {
+                let failure = Failure::new(
+                    ErrorClass::Auth,
+                    "Incorrect API key provided. Pass the gateway key as 'Authorization: Bearer <key>'.",
+                );
+                log.class = Some(failure.class());
+                failure.to_response()
+            }
+            _ => match route {
+                Route::ChatCompletions => crate::chat::handle(app, request, &mut log).await,
+                Route::Models => json_response(StatusCode::OK, app.models_body.clone()),
+                Route::Health => json_response(
+                    StatusCode::OK,
+                    Bytes::from_static(br#"{"status":"healthy"}"#),
+                ),
+                Route::Readiness => readiness(app),
+                Route::MethodNotAllowed => {
+                    let failure = Failure::new(
+                        ErrorClass::BadRequest,
+                        format!("method {} is not allowed here", request.method()),
+                    )
+                    .with_status(StatusCode::METHOD_NOT_ALLOWED);
+                    log.class = Some(failure.class());
+                    failure.to_response()
+                }
+                Route::NotFound => {
+                    let failure = Failure::new(
+                        ErrorClass::BadRequest,
+                        format!(
+                            "Unknown request URL: {} {}",
+                            request.method(),
+                            request.uri().path()
+                        ),
+                    )
+                    .with_status(StatusCode::NOT_FOUND)
+                    .with_code("unknown_url");
+                    log.class = Some(failure.class());
+                    failure.to_response()
+                }
+            },
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(X_REQUEST_ID), value);
+        }
+        log.status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, body.with_log(log))
+    }
+}
+
+fn readiness(app: &App) -> Response<GatewayBody> {
+    if app.draining.load(Ordering::Relaxed) {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(br#"{"status":"draining"}"#),
+        )
+    } else {
+        let body = json!({"status": "ready", "model_groups": app.groups.len()});
+        json_response(StatusCode::OK, Bytes::from(body.to_string()))
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<GatewayBody> {
+    let mut response = Response::new(GatewayBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    ChatCompletions,
+    Models,
+    Health,
+    Readiness,
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "chat_completions",
+            Route::Models => "models",
+            Route::Health => "health",
+            Route::Readiness => "readiness",
+            Route::MethodNotAllowed | Route::NotFound => "other",
+        }
+    }
+}
+
+fn route_of(method: &Method, path: &str) -> Route {
+    let (route, allowed) = match path {
+        "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, Method::POST),
+        "/v1/models" | "/models" => (Route::Models, Method::GET),
+        "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
+        "/health/readiness" => (Route::Readiness, Method::GET),
+        _ => return Route::NotFound,
+    };
+    if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
+}
+
+fn build_deployment(
+    config: &Config,
+    index: usize,
+    deployment: &DeploymentConfig,
+) -> Result<Deployment, BuildError> {
+    let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
+    let target = Target {
+        model_group: Arc::from(deployment.model_name.as_str()),
+        deployment_id: Arc::from(deployment.id.as_str()),
+        upstream_model: Arc::from(deployment.upstream_model.as_str()),
+    };
+    let total = deployment
+        .timeout
+        .or(config.router_settings.timeout)
+        .or(config.litellm_settings.request_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let idle = config
+        .tollgate
+        .stream_idle_timeout
+        .unwrap_or(DEFAULT_STREAM_IDLE_TIMEOUT);
+    // A non-streaming answer's headers come when the whole answer is ready,
+    // so only the total deadline applies to it.
+    let timeouts = Timeouts {
+        first_byte: Some(total),
+        stream_idle: Some(idle),
+        total: Some(total),
+    };
+    let stream_timeouts = Timeouts {
+        first_byte: Some(
+            deployment
+                .stream_timeout
+                .unwrap_or(DEFAULT_STREAM_TIMEOUT)
+                .min(total),
+        ),
+        stream_idle: Some(idle),
+        total: Some(total),
+    };
+    let provider = match deployment.provider {
+        Provider::Mock => DeploymentProvider::Mock(MockDeployment::new(
+            &deployment.upstream_model,
+            deployment.mock_response.as_deref(),
+            config
+                .tollgate
+                .mock
+                .get(&deployment.id)
+                .cloned()
+                .unwrap_or_default(),
+        )),
+        Provider::OpenAi | Provider::OpenRouter => {
+            let default_base = match deployment.provider {
+                Provider::OpenRouter => OPENROUTER_API_BASE,
+                _ => OPENAI_API_BASE,
+            };
+            let base = deployment.api_base.as_deref().unwrap_or(default_base);
+            let mut endpoint = Endpoint::new(base).map_err(|e| BuildError {
+                path: path("api_base"),
+                message: e.to_string(),
+            })?;
+            if let Some(key) = &deployment.api_key {
+                endpoint = endpoint.with_bearer(key.expose()).map_err(|_| BuildError {
+                    path: path("api_key"),
+                    message: "the key contains characters that cannot go in a header".into(),
+                })?;
+            }
+            for (name, value) in &deployment.extra_headers {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError {
+                    path: path("extra_headers"),
+                    message: format!("{name:?} is not a valid header name"),
+                })?;
+                let mut value = HeaderValue::from_str(value.expose()).map_err(|_| BuildError {
+                    path: path("extra_headers"),
+                    message: format!("the value of {name} cannot go in a header"),
+                })?;
+                value.set_sensitive(true);
+                endpoint = endpoint.with_header(name, value);
+            }
+            DeploymentProvider::Http(Arc::new(endpoint))
+        }
+    };
+    Ok(Deployment {
+        target,
+        provider,
+        timeouts,
+        stream_timeouts,
+    })
+}

@@ -1,0 +1,579 @@
+//! The typed config: what the rest of the gateway reads after loading.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::decimal::Decimal;
+
+/// A loaded, validated config: LiteLLM's four sections plus Tollgate's own.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `model_list`: every deployment, in file order.
+    pub model_list: Vec<DeploymentConfig>,
+    /// `router_settings`.
+    pub router_settings: RouterSettings,
+    /// `litellm_settings`.
+    pub litellm_settings: LitellmSettings,
+    /// `general_settings`.
+    pub general_settings: GeneralSettings,
+    /// `tollgate`: the one section LiteLLM does not have.
+    pub tollgate: TollgateSettings,
+}
+
+impl Config {
+    /// The model groups (the `model_name`s clients ask for), in order of first
+    /// appearance, each with its deployments in file order.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, Vec<&DeploymentConfig>)> + '_ {
+        let mut names: Vec<&str> = Vec::new();
+        for deployment in &self.model_list {
+            if !names.contains(&deployment.model_name.as_str()) {
+                names.push(&deployment.model_name);
+            }
+        }
+        names.into_iter().map(move |name| (name, self.group(name)))
+    }
+
+    /// The deployments of one model group (empty if there is no such group).
+    pub fn group(&self, model_name: &str) -> Vec<&DeploymentConfig> {
+        self.model_list
+            .iter()
+            .filter(|deployment| deployment.model_name == model_name)
+            .collect()
+    }
+
+    /// The deployment with this id.
+    pub fn deployment(&self, id: &str) -> Option<&DeploymentConfig> {
+        self.model_list
+            .iter()
+            .find(|deployment| deployment.id == id)
+    }
+
+    /// The fallbacks that apply: `router_settings.fallbacks` when it has any, else
+    /// `litellm_settings.fallbacks` (LiteLLM reads both; the router's win).
+    pub fn fallbacks(&self) -> &[(String, Vec<String>)] {
+        pick(
+            &self.router_settings.fallbacks,
+            &self.litellm_settings.fallbacks,
+        )
+    }
+
+    /// Like [`fallbacks`](Self::fallbacks), for context-window errors.
+    pub fn context_window_fallbacks(&self) -> &[(String, Vec<String>)] {
+        pick(
+            &self.router_settings.context_window_fallbacks,
+            &self.litellm_settings.context_window_fallbacks,
+        )
+    }
+
+    /// Like [`fallbacks`](Self::fallbacks), for content-policy refusals.
+    pub fn content_policy_fallbacks(&self) -> &[(String, Vec<String>)] {
+        pick(
+            &self.router_settings.content_policy_fallbacks,
+            &self.litellm_settings.content_policy_fallbacks,
+        )
+    }
+
+    /// Like [`fallbacks`](Self::fallbacks), for the groups tried when a group has no
+    /// fallbacks of its own.
+    pub fn default_fallbacks(&self) -> &[String] {
+        pick(
+            &self.router_settings.default_fallbacks,
+            &self.litellm_settings.default_fallbacks,
+        )
+    }
+
+    /// Retries per request: `router_settings.num_retries`, else
+    /// `litellm_settings.num_retries`.
+    pub fn num_retries(&self) -> Option<u32> {
+        self.router_settings
+            .num_retries
+            .or(self.litellm_settings.num_retries)
+    }
+
+    /// Whole-request timeout: `router_settings.timeout`, else
+    /// `litellm_settings.request_timeout`. A deployment's own `timeout` beats both.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.router_settings
+            .timeout
+            .or(self.litellm_settings.request_timeout)
+    }
+}
+
+fn pick<'a, T>(first: &'a [T], second: &'a [T]) -> &'a [T] {
+    if first.is_empty() { second } else { first }
+}
+
+/// One entry of `model_list`: a concrete upstream model that serves a model group.
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    /// `model_info.id`, else `"{model_name}/{k}"` with `k` the index of this
+    /// deployment within its model group, from 0. Unique across the config.
+    pub id: String,
+    /// The model group clients ask for.
+    pub model_name: String,
+    /// Position in `model_list`, for messages that point back at the file.
+    pub index: usize,
+    /// Which provider serves it, from the prefix of `litellm_params.model` (or
+    /// `litellm_params.custom_llm_provider`).
+    pub provider: Provider,
+    /// `litellm_params.model` without the provider prefix:
+    /// `openrouter/deepseek/deepseek-chat:free` → `deepseek/deepseek-chat:free`.
+    pub upstream_model: String,
+    /// `litellm_params.api_base`; `None` means the provider's default.
+    pub api_base: Option<String>,
+    /// `litellm_params.api_key`, or the provider's conventional variable
+    /// (`OPENROUTER_API_KEY`, `OPENAI_API_KEY`) when the key is not given, as LiteLLM does.
+    pub api_key: Option<Secret>,
+    /// Where `api_key` came from, for reports that must not show it.
+    pub api_key_source: KeySource,
+    /// `litellm_params.timeout`: the whole request.
+    pub timeout: Option<Duration>,
+    /// `litellm_params.stream_timeout`: until the first byte of a streamed answer.
+    pub stream_timeout: Option<Duration>,
+    /// `litellm_params.rpm`: requests per minute this deployment may take.
+    pub rpm: Option<u64>,
+    /// `litellm_params.tpm`: tokens per minute this deployment may take.
+    pub tpm: Option<u64>,
+    /// `litellm_params.weight`: share of traffic under simple-shuffle.
+    pub weight: Option<f64>,
+    /// `litellm_params.order`: priority within the group, 1 first.
+    pub order: Option<u32>,
+    /// `model_info.max_tokens`: the context window, for context-window fallbacks.
+    pub max_tokens: Option<u64>,
+    /// `litellm_params.mock_response`: answer with this text instead of calling out.
+    pub mock_response: Option<String>,
+    /// `litellm_params.extra_headers`, sent upstream with every request. Values are
+    /// treated as secrets because they often carry tokens.
+    pub extra_headers: Vec<(String, Secret)>,
+    /// Prices from `model_info` (or `litellm_params`, LiteLLM's custom pricing).
+    pub costs: ModelCosts,
+}
+
+/// The providers Tollgate can call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// `openai/…`: OpenAI, or any OpenAI-compatible server given by `api_base`.
+    OpenAi,
+    /// `openrouter/…`: OpenRouter.
+    OpenRouter,
+    /// `mock/…`: the built-in mock provider, for demos and tests without a network.
+    Mock,
+}
+
+impl Provider {
+    /// Every provider, in the order messages list them.
+    pub const ALL: [Provider; 3] = [Provider::OpenAi, Provider::OpenRouter, Provider::Mock];
+
+    /// The LiteLLM provider name, which is also the model prefix without its `/`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::OpenRouter => "openrouter",
+            Provider::Mock => "mock",
+        }
+    }
+
+    /// Parses a LiteLLM provider name (`openrouter`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|provider| provider.as_str() == name)
+    }
+
+    /// The variable LiteLLM reads the key from when a deployment gives none.
+    pub const fn default_key_env(self) -> Option<&'static str> {
+        match self {
+            Provider::OpenAi => Some("OPENAI_API_KEY"),
+            Provider::OpenRouter => Some("OPENROUTER_API_KEY"),
+            Provider::Mock => None,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value that must never reach a log, an error message or a report: API keys, the
+/// master key, passwords, header values.
+#[derive(Clone)]
+pub struct Secret {
+    value: String,
+    source: KeySource,
+}
+
+impl Secret {
+    /// A secret given inline.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret {
+            value: value.into(),
+            source: KeySource::Inline,
+        }
+    }
+
+    pub(crate) fn with_source(value: String, source: KeySource) -> Self {
+        Secret { value, source }
+    }
+
+    /// The secret itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// Where it came from (never [`KeySource::None`]).
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a key came from: what a report may say instead of the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Read from this environment variable.
+    Env(String),
+    /// Written in the config file itself.
+    Inline,
+    /// No key.
+    None,
+}
+
+impl fmt::Display for KeySource {
+    /// `env OPENROUTER_API_KEY`, `config` or `none`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Env(var) => write!(f, "env {var}"),
+            KeySource::Inline => f.write_str("config"),
+            KeySource::None => f.write_str("none"),
+        }
+    }
+}
+
+/// Per-token prices in dollars, exact. `None` means "not configured", which is not
+/// the same as free.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelCosts {
+    /// `input_cost_per_token`.
+    pub input_cost_per_token: Option<Decimal>,
+    /// `output_cost_per_token`.
+    pub output_cost_per_token: Option<Decimal>,
+    /// `cache_read_input_token_cost`.
+    pub cache_read_input_token_cost: Option<Decimal>,
+    /// `cache_creation_input_token_cost`.
+    pub cache_creation_input_token_cost: Option<Decimal>,
+    /// `output_cost_per_reasoning_token`.
+    pub output_cost_per_reasoning_token: Option<Decimal>,
+}
+
+impl ModelCosts {
+    /// The config keys, in the order of the fields.
+    pub const KEYS: [&'static str; 5] = [
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+        "output_cost_per_reasoning_token",
+    ];
+
+    /// The price under a config key, if that key is one of [`Self::KEYS`].
+    pub fn get(&self, key: &str) -> Option<&Decimal> {
+        self.slot_ref(key)?.as_ref()
+    }
+
+    /// Whether no price is configured at all.
+    pub fn is_empty(&self) -> bool {
+        Self::KEYS.iter().all(|key| self.get(key).is_none())
+    }
+
+    fn slot_ref(&self, key: &str) -> Option<&Option<Decimal>> {
+        Some(match key {
+            "input_cost_per_token" => &self.input_cost_per_token,
+            "output_cost_per_token" => &self.output_cost_per_token,
+            "cache_read_input_token_cost" => &self.cache_read_input_token_cost,
+            "cache_creation_input_token_cost" => &self.cache_creation_input_token_cost,
+            "output_cost_per_reasoning_token" => &self.output_cost_per_reasoning_token,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn slot_mut(&mut self, key: &str) -> Option<&mut Option<Decimal>> {
+        Some(match key {
+            "input_cost_per_token" => &mut self.input_cost_per_token,
+            "output_cost_per_token" => &mut self.output_cost_per_token,
+            "cache_read_input_token_cost" => &mut self.cache_read_input_token_cost,
+            "cache_creation_input_token_cost" => &mut self.cache_creation_input_token_cost,
+            "output_cost_per_reasoning_token" => &mut self.output_cost_per_reasoning_token,
+            _ => return None,
+        })
+    }
+}
+
+/// How the balancer picks a deployment within a group (`router_settings.routing_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutingStrategy {
+    /// `simple-shuffle`: random, weighted by `weight` (or rpm/tpm). LiteLLM's default.
+    #[default]
+    SimpleShuffle,
+    /// `least-busy`: fewest requests in flight.
+    LeastBusy,
+    /// `latency-based-routing`: lowest recent latency.
+    LatencyBased,
+    /// `usage-based-routing`: lowest tpm/rpm use.
+    UsageBased,
+    /// `usage-based-routing-v2`: LiteLLM's Redis-backed variant of usage-based routing.
+    UsageBasedV2,
+    /// `cost-based-routing`: cheapest deployment first.
+    CostBased,
+}
+
+impl RoutingStrategy {
+    /// Every strategy, in the order messages list them.
+    pub const ALL: [RoutingStrategy; 6] = [
+        RoutingStrategy::SimpleShuffle,
+        RoutingStrategy::LeastBusy,
+        RoutingStrategy::LatencyBased,
+        RoutingStrategy::UsageBased,
+        RoutingStrategy::UsageBasedV2,
+        RoutingStrategy::CostBased,
+    ];
+
+    /// LiteLLM's name for it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RoutingStrategy::SimpleShuffle => "simple-shuffle",
+            RoutingStrategy::LeastBusy => "least-busy",
+            RoutingStrategy::LatencyBased => "latency-based-routing",
+            RoutingStrategy::UsageBased => "usage-based-routing",
+            RoutingStrategy::UsageBasedV2 => "usage-based-routing-v2",
+            RoutingStrategy::CostBased => "cost-based-routing",
+        }
+    }
+
+    /// Parses LiteLLM's name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|strategy| strategy.as_str() == name)
+    }
+}
+
+impl fmt::Display for RoutingStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Retries per kind of error (`router_settings.retry_policy`), overriding
+/// `num_retries` for that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// `AuthenticationErrorRetries`.
+    pub authentication_error: Option<u32>,
+    /// `TimeoutErrorRetries`.
+    pub timeout_error: Option<u32>,
+    /// `RateLimitErrorRetries`.
+    pub rate_limit_error: Option<u32>,
+    /// `ContentPolicyViolationErrorRetries`.
+    pub content_policy_violation_error: Option<u32>,
+    /// `InternalServerErrorRetries`.
+    pub internal_server_error: Option<u32>,
+    /// `BadRequestErrorRetries`.
+    pub bad_request_error: Option<u32>,
+}
+
+impl RetryPolicy {
+    /// LiteLLM's key names, in the order of the fields.
+    pub const KEYS: [&'static str; 6] = [
+        "AuthenticationErrorRetries",
+        "TimeoutErrorRetries",
+        "RateLimitErrorRetries",
+        "ContentPolicyViolationErrorRetries",
+        "InternalServerErrorRetries",
+        "BadRequestErrorRetries",
+    ];
+
+    /// The retries under LiteLLM's key name.
+    pub fn get(&self, key: &str) -> Option<u32> {
+        match key {
+            "AuthenticationErrorRetries" => self.authentication_error,
+            "TimeoutErrorRetries" => self.timeout_error,
+            "RateLimitErrorRetries" => self.rate_limit_error,
+            "ContentPolicyViolationErrorRetries" => self.content_policy_violation_error,
+            "InternalServerErrorRetries" => self.internal_server_error,
+            "BadRequestErrorRetries" => self.bad_request_error,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn slot_mut(&mut self, key: &str) -> Option<&mut Option<u32>> {
+        Some(match key {
+            "AuthenticationErrorRetries" => &mut self.authentication_error,
+            "TimeoutErrorRetries" => &mut self.timeout_error,
+            "RateLimitErrorRetries" => &mut self.rate_limit_error,
+            "ContentPolicyViolationErrorRetries" => &mut self.content_policy_violation_error,
+            "InternalServerErrorRetries" => &mut self.internal_server_error,
+            "BadRequestErrorRetries" => &mut self.bad_request_error,
+            _ => return None,
+        })
+    }
+
+    /// Whether no kind has its own count.
+    pub fn is_empty(&self) -> bool {
+        Self::KEYS.iter().all(|key| self.get(key).is_none())
+    }
+}
+
+/// `router_settings`.
+#[derive(Debug, Clone, Default)]
+pub struct RouterSettings {
+    /// `routing_strategy`, `simple-shuffle` when absent.
+    pub routing_strategy: RoutingStrategy,
+    /// `num_retries`.
+    pub num_retries: Option<u32>,
+    /// `retry_policy`.
+    pub retry_policy: RetryPolicy,
+    /// `retry_after`: the least time to wait before a retry.
+    pub retry_after: Option<Duration>,
+    /// `allowed_fails`: failures within a minute before a deployment cools down.
+    pub allowed_fails: Option<u32>,
+    /// `cooldown_time`: how long a failing deployment is left out.
+    pub cooldown_time: Option<Duration>,
+    /// `fallbacks`: model group → groups to try next, in order.
+    pub fallbacks: Vec<(String, Vec<String>)>,
+    /// `context_window_fallbacks`.
+    pub context_window_fallbacks: Vec<(String, Vec<String>)>,
+    /// `content_policy_fallbacks`.
+    pub content_policy_fallbacks: Vec<(String, Vec<String>)>,
+    /// `default_fallbacks`: tried for any group without fallbacks of its own.
+    pub default_fallbacks: Vec<String>,
+    /// `timeout`: the whole request, for deployments without their own.
+    pub timeout: Option<Duration>,
+    /// `max_fallbacks`: the most fallback groups one request may try.
+    pub max_fallbacks: Option<u32>,
+    /// `redis_host`.
+    pub redis_host: Option<String>,
+    /// `redis_port`.
+    pub redis_port: Option<u16>,
+    /// `redis_password`.
+    pub redis_password: Option<Secret>,
+}
+
+/// `litellm_settings`: the subset Tollgate uses.
+#[derive(Debug, Clone, Default)]
+pub struct LitellmSettings {
+    /// `num_retries`.
+    pub num_retries: Option<u32>,
+    /// `request_timeout`.
+    pub request_timeout: Option<Duration>,
+    /// `fallbacks` (LiteLLM accepts them here as well as in `router_settings`).
+    pub fallbacks: Vec<(String, Vec<String>)>,
+    /// `context_window_fallbacks`.
+    pub context_window_fallbacks: Vec<(String, Vec<String>)>,
+    /// `content_policy_fallbacks`.
+    pub content_policy_fallbacks: Vec<(String, Vec<String>)>,
+    /// `default_fallbacks`.
+    pub default_fallbacks: Vec<String>,
+    /// `drop_params`: drop request parameters the provider does not support.
+    pub drop_params: Option<bool>,
+}
+
+/// `general_settings`: the subset Tollgate uses.
+#[derive(Debug, Clone, Default)]
+pub struct GeneralSettings {
+    /// `master_key`: the bearer token clients must send.
+    pub master_key: Option<Secret>,
+    /// `max_request_size_mb`: request bodies above this are refused; always > 0.
+    pub max_request_size_mb: Option<f64>,
+}
+
+/// `tollgate`: settings LiteLLM has no key for.
+#[derive(Debug, Clone, Default)]
+pub struct TollgateSettings {
+    /// `connect_timeout`: TCP + TLS connect to an upstream.
+    pub connect_timeout: Option<Duration>,
+    /// `stream_idle_timeout`: the longest silence allowed between two chunks of a stream.
+    pub stream_idle_timeout: Option<Duration>,
+    /// `shutdown_grace_period`: how long in-flight requests may finish on shutdown.
+    pub shutdown_grace_period: Option<Duration>,
+    /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
+    pub mock: BTreeMap<String, MockSettings>,
+}
+
+/// How one `mock/` deployment behaves (`tollgate.mock.<deployment id>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockSettings {
+    /// `latency_ms`: wait before sending headers.
+    pub latency_ms: u64,
+    /// `chunk_delay_ms`: wait between SSE chunks.
+    pub chunk_delay_ms: u64,
+    /// `fault`: what goes wrong, if anything.
+    pub fault: Option<MockFault>,
+    /// `fail_every`: inject the fault on every Nth request; 1 means always.
+    pub fail_every: u32,
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+            fault: None,
+            fail_every: 1,
+        }
+    }
+}
+
+/// A fault the mock provider injects (`fault: { kind: ..., ... }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockFault {
+    /// `kind: error_status`: answer with this HTTP status (400–599) and an
+    /// OpenAI-shaped error body.
+    ErrorStatus {
+        /// `status`.
+        status: u16,
+    },
+    /// `kind: stream_error`: send an SSE error event after this many chunks.
+    StreamError {
+        /// `after_chunks`, default 0.
+        after_chunks: u32,
+    },
+    /// `kind: stall`: stop sending, but keep the connection open, after this many chunks.
+    Stall {
+        /// `after_chunks`, default 0.
+        after_chunks: u32,
+    },
+    /// `kind: cut`: close the connection mid-stream after this many chunks.
+    Cut {
+        /// `after_chunks`, default 0.
+        after_chunks: u32,
+    },
+}
+
+impl MockFault {
+    /// The `kind` names, in the order messages list them.
+    pub const KINDS: [&'static str; 4] = ["error_status", "stream_error", "stall", "cut"];
+
+    /// The `kind` name.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            MockFault::ErrorStatus { .. } => "error_status",
+            MockFault::StreamError { .. } => "stream_error",
+            MockFault::Stall { .. } => "stall",
+            MockFault::Cut { .. } => "cut",
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! `model_list`: deployments, their provider, key, limits and prices.
+
+use super::Cx;
+use crate::config::env::Text;
+use crate::config::error::{ConfigError, index_path, key_path};
+use crate::config::keys::Section;
+use crate::config::model::{DeploymentConfig, KeySource, ModelCosts, Provider, Secret};
+use crate::config::yaml::Node;
+
+pub(super) fn model_list(
+    cx: &mut Cx<'_>,
+    node: Option<&Node>,
+) -> Result<Vec<DeploymentConfig>, ConfigError> {
+    const PATH: &str = "model_list";
+    let items = match node {
+        None => {
+            return Err(ConfigError::invalid(
+                PATH,
+                "missing: a config needs at least one model",
+            ));
+        }
+        Some(node) => cx.items(node, PATH)?,
+    };
+    if items.is_empty() {
+        return Err(ConfigError::invalid(
+            PATH,
+            "is empty: a config needs at least one model",
+        ));
+    }
+    let mut deployments: Vec<DeploymentConfig> = Vec::with_capacity(items.len());
+    let mut explicit_ids: Vec<bool> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let (mut deployment, explicit) = self::deployment(cx, item, index)?;
+        if !explicit {
+            let k = deployments
+                .iter()
+                .filter(|other| other.model_name == deployment.model_name)
+                .count();
+            deployment.id = format!("{}/{k}", deployment.model_name);
+        }
+        if !cx.groups.contains(&deployment.model_name) {
+            cx.groups.push(deployment.model_name.clone());
+        }
+        deployments.push(deployment);
+        explicit_ids.push(explicit);
+    }
+    // Checked once all ids exist: an explicit id may collide with a generated one
+    // that comes later in the file.
+    for (index, deployment) in deployments.iter().enumerate() {
+        if let Some(first) = deployments[..index]
+            .iter()
+            .position(|other| other.id == deployment.id)
+        {
+            let path = index_path(PATH, index);
+            let path = if explicit_ids[index] {
+                key_path(&key_path(&path, "model_info"), "id")
+            } else {
+                path
+            };
+            return Err(ConfigError::invalid(
+                &path,
+                format!(
+                    "duplicate deployment id {:?}; model_list[{first}] has it too \
+                     (set model_info.id to tell them apart)",
+                    deployment.id
+                ),
+            ));
+        }
+    }
+    Ok(deployments)
+}
+
+/// One `model_list` entry; the id is left empty unless `model_info.id` gives one
+/// (the flag says which), since a generated id depends on the entries before it.
+fn deployment(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    index: usize,
+) -> Result<(DeploymentConfig, bool), ConfigError> {
+    let path = index_path("model_list", index);
+    if !matches!(node, Node::Map(_)) {
+        return Err(ConfigError::invalid(
+            &path,
+            format!(
+                "expected a mapping with model_name and litellm_params, found {}",
+                node.kind()
+            ),
+        ));
+    }
+    let empty = Node::Null;
+    let (mut model_name, mut params, mut info) = (None, &empty, &empty);
+    for (key, value) in cx.entries(node, &path)? {
+        let key_path = key_path(&path, key);
+        match key {
+            "model_name" => model_name = cx.string(value, &key_path)?,
+            "litellm_params" => params = value,
+            "model_info" => info = value,
+            _ => cx.warn_key(Section::Deployment, key, &key_path),
+        }
+    }
+    let model_name = model_name
+        .filter(|name| !name.trim().is_empty())
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                &key_path(&path, "model_name"),
+                "missing: the model group name clients ask for",
+            )
+        })?;
+
+    let params_path = key_path(&path, "litellm_params");
+    let info_path = key_path(&path, "model_info");
+    let mut deployment = DeploymentConfig {
+        id: String::new(),
+        model_name,
+        index,
+        provider: Provider::Mock,
+        upstream_model: String::new(),
+        api_base: None,
+        api_key: None,
+        api_key_source: KeySource::None,
+        timeout: None,
+        stream_timeout: None,
+        rpm: None,
+        tpm: None,
+        weight: None,
+        order: None,
+        max_tokens: None,
+        mock_response: None,
+        extra_headers: Vec::new(),
+        costs: ModelCosts::default(),
+    };
+    let (mut model, mut custom_provider) = (None, None);
+    let mut param_costs = ModelCosts::default();
+    for (key, value) in cx.entries(params, &params_path)? {
+        let path = key_path(&params_path, key);
+        match key {
+            "model" => model = cx.text(value, &path)?,
+            "custom_llm_provider" => custom_provider = cx.text(value, &path)?,
+            "api_base" => deployment.api_base = api_base(cx, value, &path)?,
+            "api_key" => deployment.api_key = cx.secret(value, &path)?,
+            "timeout" => deployment.timeout = cx.duration(value, &path, true)?,
+            "stream_timeout" => deployment.stream_timeout = cx.duration(value, &path, true)?,
+            "rpm" => deployment.rpm = cx.u64(value, &path)?,
+            "tpm" => deployment.tpm = cx.u64(value, &path)?,
+            "weight" => deployment.weight = weight(cx, value, &path)?,
+            "order" => deployment.order = cx.u32(value, &path)?,
+            "mock_response" => deployment.mock_response = cx.string(value, &path)?,
+            "extra_headers" => deployment.extra_headers = extra_headers(cx, value, &path)?,
+            _ => match param_costs.slot_mut(key) {
+                Some(slot) => *slot = cx.decimal(value, &path)?,
+                None => cx.warn_key(Section::LitellmParams, key, &path),
+            },
+        }
+    }
+    let (provider, upstream_model) =
+        provider(&params_path, model.as_ref(), custom_provider.as_ref())?;
+    deployment.provider = provider;
+    deployment.upstream_model = upstream_model;
+
+    let mut explicit_id = false;
+    for (key, value) in cx.entries(info, &info_path)? {
+        let path = key_path(&info_path, key);
+        match key {
+            "id" => {
+                if let Some(id) = cx.string(value, &path)? {
+                    if id.trim().is_empty() {
+                        return Err(ConfigError::invalid(&path, "must not be empty"));
+                    }
+                    deployment.id = id;
+                    explicit_id = true;
+                }
+            }
+            "max_tokens" => deployment.max_tokens = cx.u64(value, &path)?,
+            _ => match deployment.costs.slot_mut(key) {
+                Some(slot) => *slot = cx.decimal(value, &path)?,
+                None => cx.warn_key(Section::ModelInfo, key, &path),
+            },
+        }
+    }
+    for key in ModelCosts::KEYS {
+        let Some(price) = param_costs.get(key) else {
+            continue;
+        };
+        match deployment.costs.slot_mut(key) {
+            Some(slot @ None) => *slot = Some(price.clone()),
+            Some(Some(_)) => cx.warn(
+                &key_path(&params_path, key),
+                "also set in model_info; the model_info price is used",
+            ),
+            None => {}
+        }
+    }
+
+    key_source(cx, &mut deployment, &params_path);
+    Ok((deployment, explicit_id))
+}
+
+/// Fills `api_key_source`, reading the provider's conventional variable when no key
+/// is given, as LiteLLM does, so a file that relied on that keeps working.
+fn key_source(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig, params_path: &str) {
+    if let Some(key) = &deployment.api_key {
+        deployment.api_key_source = key.source().clone();
+        return;
+    }
+    let Some(var) = deployment.provider.default_key_env() else {
+        return;
+    };
+    if let Some(value) = cx.env.get(var) {
+        let source = KeySource::Env(var.to_owned());
+        deployment.api_key = Some(Secret::with_source(value, source.clone()));
+        deployment.api_key_source = source;
+    } else if deployment.api_base.is_none() {
+        // With an api_base it is likely a local OpenAI-compatible server that needs no key.
+        cx.warn(
+            &key_path(params_path, "api_key"),
+            format!("not set, and {var} is not in the environment: requests will carry no key"),
+        );
+    }
+}
+
+/// Splits `openrouter/deepseek/deepseek-chat:free` into the provider and the model
+/// the provider knows.
+fn provider(
+    params_path: &str,
+    model: Option<&Text>,
+    custom_provider: Option<&Text>,
+) -> Result<(Provider, String), ConfigError> {
+    let path = key_path(params_path, "model");
+    let supported = Provider::ALL
+        .iter()
+        .map(|provider| format!("{provider}/"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(model) = model else {
+        return Err(ConfigError::invalid(
+            &path,
+            format!("missing: the upstream model, with a provider prefix ({supported})"),
+        ));
+    };
+    let model = model.value.trim();
+    if let Some(custom) = custom_provider {
+        let name = custom.value.trim();
+        let provider = Provider::from_name(name).ok_or_else(|| {
+            ConfigError::invalid(
+                &key_path(params_path, "custom_llm_provider"),
+                format!(
+                    "unsupported provider {}; supported: {}",
+                    custom.shown(),
+                    Provider::ALL.map(Provider::as_str).join(", ")
+                ),
+            )
+        })?;
+        let upstream = model
+            .strip_prefix(provider.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(model);
+        return non_empty_model(provider, upstream, &path);
+    }
+    match model.split_once('/') {
+        Some((prefix, upstream)) => match Provider::from_name(prefix) {
+            Some(provider) => non_empty_model(provider, upstream, &path),
+            // Prefixes are provider names, never secrets, so naming it helps.
+            None => Err(ConfigError::invalid(
+                &path,
+                format!("unsupported provider prefix {prefix:?}/; supported: {supported}"),
+            )),
+        },
+        None => Err(ConfigError::invalid(
+            &path,
+            format!("no provider prefix; write it as <provider>/<model> with one of {supported}"),
+        )),
+    }
+}
+
+fn non_empty_model(
+    provider: Provider,
+    upstream: &str,
+    path: &str,
+) -> Result<(Provider, String), ConfigError> {
+    if upstream.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            path,
+            format!("no model after the {provider}/ prefix"),
+        ));
+    }
+    Ok((provider, upstream.to_owned()))
+}
+
+fn api_base(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Option<String>, ConfigError> {
+    let Some(base) = cx.string(node, path)? else {
+        return Ok(None);
+    };
+    // Not echoed: a base URL may carry credentials.
+    let valid = base.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    });
+    if !valid {
+        return Err(ConfigError::invalid(
+            path,
+            "expected an absolute http:// or https:// URL",
+        ));
+    }
+    Ok(Some(base))
+}
+
+fn weight(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Option<f64>, ConfigError> {
+    let weight = cx.number(node, path, "a number")?;
+    if weight.is_some_and(|weight| weight < 0.0) {
+        return Err(ConfigError::invalid(path, "must not be negative"));
+    }
+    Ok(weight)
+}
+
+fn extra_headers(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+) -> Result<Vec<(String, Secret)>, ConfigError> {
+    let mut headers = Vec::new();
+    for (name, value) in cx.entries(node, path)? {
+        let header_path = key_path(path, name);
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ConfigError::invalid(
+                &header_path,
+                "not a valid header name",
+            ));
+        }
+        let Some(text) = cx.text(value, &header_path)? else {
+            continue;
+        };
+        if http::HeaderValue::from_str(&text.value).is_err() {
+            return Err(ConfigError::invalid(
+                &header_path,
+                "not a valid header value",
+            ));
+        }
+        // Header values such as HTTP-Referer are fine inline, so no warning here.
+        let source = text.var.map_or(KeySource::Inline, KeySource::Env);
+        headers.push((name.to_owned(), Secret::with_source(text.value, source)));
+    }
+    Ok(headers)
+}

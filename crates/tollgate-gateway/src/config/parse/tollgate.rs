@@ -1,0 +1,169 @@
+//! `tollgate`: the settings LiteLLM has no key for, including mock deployments' faults.
+
+use super::Cx;
+use crate::config::error::{ConfigError, key_path};
+use crate::config::keys::Section;
+use crate::config::model::{DeploymentConfig, MockFault, MockSettings, Provider, TollgateSettings};
+use crate::config::yaml::Node;
+
+pub(super) fn tollgate(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    deployments: &[DeploymentConfig],
+) -> Result<TollgateSettings, ConfigError> {
+    const PATH: &str = "tollgate";
+    let mut out = TollgateSettings::default();
+    for (key, value) in cx.entries(node, PATH)? {
+        let path = key_path(PATH, key);
+        match key {
+            "connect_timeout" => out.connect_timeout = cx.duration(value, &path, true)?,
+            "stream_idle_timeout" => out.stream_idle_timeout = cx.duration(value, &path, true)?,
+            "shutdown_grace_period" => {
+                out.shutdown_grace_period = cx.duration(value, &path, false)?;
+            }
+            "mock" => {
+                for (id, settings) in cx.entries(value, &path)? {
+                    let mock_path = key_path(&path, id);
+                    match deployments.iter().find(|deployment| deployment.id == id) {
+                        Some(deployment) if deployment.provider == Provider::Mock => {}
+                        Some(deployment) => {
+                            return Err(ConfigError::invalid(
+                                &mock_path,
+                                format!(
+                                    "deployment {id:?} uses the {} provider; \
+                                     mock settings apply to mock/ deployments only",
+                                    deployment.provider
+                                ),
+                            ));
+                        }
+                        None => {
+                            let ids: Vec<&str> = deployments
+                                .iter()
+                                .filter(|deployment| deployment.provider == Provider::Mock)
+                                .map(|deployment| deployment.id.as_str())
+                                .collect();
+                            return Err(ConfigError::invalid(
+                                &mock_path,
+                                format!(
+                                    "no deployment with id {id:?}; mock deployments: {}",
+                                    if ids.is_empty() {
+                                        "none".to_owned()
+                                    } else {
+                                        ids.join(", ")
+                                    }
+                                ),
+                            ));
+                        }
+                    }
+                    let settings = mock_settings(cx, settings, &mock_path)?;
+                    out.mock.insert(id.to_owned(), settings);
+                }
+            }
+            _ => cx.warn_key(Section::Tollgate, key, &path),
+        }
+    }
+    Ok(out)
+}
+
+fn mock_settings(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<MockSettings, ConfigError> {
+    let mut out = MockSettings::default();
+    for (key, value) in cx.entries(node, path)? {
+        let key_path = key_path(path, key);
+        match key {
+            "latency_ms" => out.latency_ms = cx.u64(value, &key_path)?.unwrap_or(0),
+            "chunk_delay_ms" => out.chunk_delay_ms = cx.u64(value, &key_path)?.unwrap_or(0),
+            "fault" => out.fault = mock_fault(cx, value, &key_path)?,
+            "fail_every" => {
+                out.fail_every = match cx.u32(value, &key_path)? {
+                    Some(0) => {
+                        return Err(ConfigError::invalid(
+                            &key_path,
+                            "must be at least 1 (1 injects the fault on every request)",
+                        ));
+                    }
+                    every => every.unwrap_or(1),
+                }
+            }
+            _ => cx.warn_key(Section::Mock, key, &key_path),
+        }
+    }
+    Ok(out)
+}
+
+fn mock_fault(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Option<MockFault>, ConfigError> {
+    if matches!(node, Node::Null) {
+        return Ok(None);
+    }
+    let (mut kind, mut status, mut after_chunks) = (None, None, None);
+    for (key, value) in cx.entries(node, path)? {
+        let key_path = key_path(path, key);
+        match key {
+            "kind" => kind = cx.text(value, &key_path)?,
+            "status" => status = Some((cx.whole(value, &key_path, 999)?, key_path)),
+            "after_chunks" => after_chunks = Some((cx.u32(value, &key_path)?, key_path)),
+            _ => cx.warn_key(Section::MockFault, key, &key_path),
+        }
+    }
+    let kind_path = key_path(path, "kind");
+    let kinds = MockFault::KINDS.join(", ");
+    let Some(kind) = kind else {
+        return Err(ConfigError::invalid(
+            &kind_path,
+            format!("missing: one of {kinds}"),
+        ));
+    };
+    let after = after_chunks.as_ref().and_then(|(n, _)| *n).unwrap_or(0);
+    let fault = match kind.value.trim() {
+        "error_status" => {
+            let status = match &status {
+                Some((Some(status), status_path)) => {
+                    if !(400..=599).contains(status) {
+                        return Err(ConfigError::invalid(
+                            status_path,
+                            "must be an HTTP error status from 400 to 599",
+                        ));
+                    }
+                    // In range, so it fits.
+                    u16::try_from(*status).unwrap_or(500)
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &key_path(path, "status"),
+                        "missing: the HTTP status to answer with, e.g. 503",
+                    ));
+                }
+            };
+            if let Some((_, after_path)) = &after_chunks {
+                cx.warn(after_path, "not used by kind error_status, ignored");
+            }
+            MockFault::ErrorStatus { status }
+        }
+        other => {
+            let fault = match other {
+                "stream_error" => MockFault::StreamError {
+                    after_chunks: after,
+                },
+                "stall" => MockFault::Stall {
+                    after_chunks: after,
+                },
+                "cut" => MockFault::Cut {
+                    after_chunks: after,
+                },
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &kind_path,
+                        format!(
+                            "unknown fault kind {}; expected one of {kinds}",
+                            kind.shown()
+                        ),
+                    ));
+                }
+            };
+            if let Some((_, status_path)) = &status {
+                cx.warn(status_path, format!("not used by kind {other}, ignored"));
+            }
+            fault
+        }
+    };
+    Ok(Some(fault))
+}

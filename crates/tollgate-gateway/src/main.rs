@@ -1,0 +1,164 @@
+//! `tollgate`: the reference gateway binary.
+//!
+//! ```text
+//! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text]
+//! tollgate check-config config.yaml
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tollgate_gateway::{DEFAULT_GRACE_PERIOD, Gateway, bind, config, serve};
+use tracing_subscriber::EnvFilter;
+
+/// An OpenAI-compatible LLM gateway configured with LiteLLM's config.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The LiteLLM-format config file.
+    #[arg(long, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one and logs it).
+    #[arg(long, default_value_t = 4000)]
+    port: u16,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config file: print the model groups, deployments and warnings;
+    /// exit non-zero on errors.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        None => {
+            let Some(path) = cli.config.clone() else {
+                eprintln!("error: --config FILE is required (or run `tollgate check-config FILE`)");
+                return ExitCode::from(2);
+            };
+            init_logging(cli.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(path, SocketAddr::new(cli.host, cli.port)))
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(loaded) => {
+            print!("{}", config::render_report(&loaded));
+            match Gateway::new(&loaded.config) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
+    let loaded = match config::load(&path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(%error, "invalid config");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!(key = %warning.path, "{}", warning.message);
+    }
+    let gateway = match Gateway::new(&loaded.config) {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            tracing::error!(%error, "invalid config");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (listener, local) = match bind(addr).await {
+        Ok(bound) => bound,
+        Err(error) => {
+            tracing::error!(%addr, %error, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let groups: Vec<&str> = loaded.config.groups().map(|(name, _)| name).collect();
+    tracing::info!(addr = %local, model_groups = ?groups, "tollgate listening on http://{local}");
+    let grace = loaded
+        .config
+        .tollgate
+        .shutdown_grace_period
+        .unwrap_or(DEFAULT_GRACE_PERIOD);
+    serve(listener, gateway, shutdown_signal(), grace).await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,124 @@
+//! [`GatewayBody`]: every response body the gateway sends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tollgate_core::{BoxError, Failure};
+
+use crate::access_log::AccessLog;
+use crate::provider::ProviderBody;
+use crate::stream::SseGuard;
+
+pin_project! {
+    /// A gateway response body: a small complete one (errors, `/v1/models`),
+    /// a forwarded JSON body, or a guarded SSE stream. It carries the
+    /// request's access-log entry and settles it when it ends or is dropped.
+    pub struct GatewayBody {
+        #[pin]
+        kind: Kind,
+        log: Option<AccessLog>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Full { data: Option<Bytes> },
+        Forward { #[pin] body: ProviderBody },
+        Sse { #[pin] guard: SseGuard<ProviderBody> },
+    }
+}
+
+impl GatewayBody {
+    /// A complete body.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        GatewayBody {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+            log: None,
+        }
+    }
+
+    pub(crate) fn forward(body: ProviderBody) -> Self {
+        GatewayBody {
+            kind: Kind::Forward { body },
+            log: None,
+        }
+    }
+
+    pub(crate) fn sse(guard: SseGuard<ProviderBody>) -> Self {
+        GatewayBody {
+            kind: Kind::Sse { guard },
+            log: None,
+        }
+    }
+
+    pub(crate) fn with_log(mut self, log: AccessLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+}
+
+impl From<Bytes> for GatewayBody {
+    fn from(data: Bytes) -> Self {
+        GatewayBody::full(data)
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let (result, stream_failure) = match this.kind.project() {
+            KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
+            KindProj::Forward { body } => (body.poll_frame(cx), None),
+            KindProj::Sse { mut guard } => {
+                let result = guard.as_mut().poll_frame(cx);
+                let failure = guard.failure().map(Failure::class);
+                (result, failure)
+            }
+        };
+        if let Some(log) = this.log.as_mut() {
+            if stream_failure.is_some() {
+                log.class = stream_failure;
+            }
+            match &result {
+                Poll::Ready(None) => log.finished = true,
+                Poll::Ready(Some(Err(error))) => {
+                    log.finished = true;
+                    log.class = Some(Failure::from_error(&**error).class());
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Forward { body } => body.is_end_stream(),
+            Kind::Sse { guard } => guard.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Forward { body } => body.size_hint(),
+            Kind::Sse { guard } => guard.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! A response body with a stream-idle and a total deadline.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tollgate_core::{BoxError, Failure, TimeoutKind};
+
+pin_project! {
+    /// Wraps an upstream body: a gap longer than `stream_idle` between two
+    /// frames fails it with a [`TimeoutKind::StreamIdle`] timeout, passing the
+    /// total deadline with a [`TimeoutKind::Total`] one. Transport errors come
+    /// out classified, as [`Failure`]s.
+    pub struct TimedBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        timer: Option<Sleep>,
+        idle: Option<Duration>,
+        total_deadline: Option<Instant>,
+        done: bool,
+    }
+}
+
+impl<B> TimedBody<B> {
+    /// Watches `inner` with the given idle gap and total deadline.
+    pub fn new(inner: B, idle: Option<Duration>, total_deadline: Option<Instant>) -> Self {
+        let timer = next_deadline(idle, total_deadline).map(sleep_until);
+        TimedBody {
+            inner,
+            timer,
+            idle,
+            total_deadline,
+            done: false,
+        }
+    }
+}
+
+fn next_deadline(idle: Option<Duration>, total: Option<Instant>) -> Option<Instant> {
+    let idle = idle.map(|gap| Instant::now() + gap);
+    match (idle, total) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(deadline), Some(timer)) = (
+                    next_deadline(*this.idle, *this.total_deadline),
+                    this.timer.as_pin_mut(),
+                ) {
+                    timer.reset(deadline);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.done = true;
+                let error: BoxError = error.into();
+                Poll::Ready(Some(Err(Box::new(classify_body_error(&*error)))))
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Some(timer) = this.timer.as_pin_mut() {
+                    ready!(timer.poll(cx));
+                    *this.done = true;
+                    let kind = match *this.total_deadline {
+                        Some(total) if Instant::now() >= total => TimeoutKind::Total,
+                        _ => TimeoutKind::StreamIdle,
+                    };
+                    return Poll::Ready(Some(Err(Box::new(Failure::timeout(kind)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that broke mid-way lost its connection, unless it says otherwise.
+fn classify_body_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Failure {
+    let failure = Failure::from_error(error);
+    if failure.class() == tollgate_core::ErrorClass::Internal {
+        Failure::new(
+            tollgate_core::ErrorClass::UpstreamUnavailable,
+            "the upstream connection broke mid-response",
+        )
+        .with_subkind("body_error")
+    } else {
+        failure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+    use tollgate_core::ErrorClass;
+
+    /// A body fed by the test, frame by frame.
+    struct ReceiverStream(mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+    impl http_body::Body for ReceiverStream {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            self.get_mut().0.poll_recv(cx)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_gap_fails_with_stream_idle() {
+        let (tx, rx) = mpsc::channel(4);
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(5)), None);
+        tokio::pin!(body);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "a");
+        // Nothing more arrives: after 5 s of silence the body fails.
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::StreamIdle));
+        assert!(body.frame().await.is_none());
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_reset_the_idle_timer_but_not_the_total() {
+        let (tx, rx) = mpsc::channel(4);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let body = TimedBody::new(
+            ReceiverStream(rx),
+            Some(Duration::from_secs(4)),
+            Some(deadline),
+        );
+        tokio::pin!(body);
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                .await
+                .unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        // 9 s in: the idle timer (4 s) would fire at 13 s, the total at 10 s.
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::Total));
+    }
+
+    #[tokio::test]
+    async fn transport_errors_come_out_classified() {
+        let (tx, rx) = mpsc::channel(1);
+        let body = TimedBody::new(ReceiverStream(rx), None, None);
+        tokio::pin!(body);
+        let reset: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        tx.send(Err(reset)).await.unwrap();
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
+    }
+}

@@ -1,0 +1,121 @@
+//! [`UpstreamClient`], the service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+use tollgate_core::{BoxError, ErrorClass, Failure, RequestBody};
+use tower_service::Service;
+
+use super::body::TimedBody;
+use super::endpoint::{Endpoint, Timeouts};
+use super::future::ResponseFuture;
+
+/// Connection settings shared by every deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    /// Deadline for opening a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 + HTTP/2 client over rustls (ring), as a tower
+/// `Service<Request<RequestBody>>`.
+///
+/// Cloning it is cheap and shares the pool.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+}
+
+impl UpstreamClient {
+    /// A client with the given connection settings.
+    pub fn new(config: ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map(|builder| {
+                builder
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(http.clone())
+            })
+            // Building the ring provider's config only fails when the provider
+            // lacks TLS 1.2 and 1.3, which ring never does.
+            .unwrap_or_else(|_| {
+                HttpsConnectorBuilder::new()
+                    .with_webpki_roots()
+                    .https_or_http()
+                    .enable_all_versions()
+                    .wrap_connector(http)
+            });
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(https);
+        UpstreamClient { client }
+    }
+}
+
+impl Default for UpstreamClient {
+    fn default() -> Self {
+        UpstreamClient::new(ClientConfig::default())
+    }
+}
+
+impl Service<Request<RequestBody>> for UpstreamClient {
+    type Response = Response<TimedBody<Incoming>>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The pool queues requests itself; there is no back-pressure to pass on.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<RequestBody>) -> ResponseFuture {
+        let Some(endpoint) = request.extensions_mut().remove::<Arc<Endpoint>>() else {
+            return ResponseFuture::failed(Failure::new(
+                ErrorClass::Internal,
+                "no upstream endpoint was chosen for the request",
+            ));
+        };
+        let timeouts = request
+            .extensions()
+            .get::<Timeouts>()
+            .copied()
+            .unwrap_or_default();
+        *request.uri_mut() = endpoint.uri_for(request.uri().path_and_query());
+        let headers = request.headers_mut();
+        for (name, value) in endpoint.headers() {
+            headers.insert(name, value.clone());
+        }
+        let start = Instant::now();
+        ResponseFuture::new(self.client.request(request), timeouts, start)
+    }
+}

@@ -1,0 +1,137 @@
+//! [`ResponseFuture`] of the upstream client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::Response;
+use hyper::body::Incoming;
+use hyper_util::client::legacy;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
+
+use super::body::TimedBody;
+use super::endpoint::Timeouts;
+
+pin_project! {
+    /// The response future of [`UpstreamClient`](super::UpstreamClient): the
+    /// pooled client's future under the first-byte deadline.
+    pub struct ResponseFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Waiting {
+            #[pin]
+            inner: legacy::ResponseFuture,
+            #[pin]
+            first_byte: Option<Sleep>,
+            timeouts: Timeouts,
+            total_deadline: Option<Instant>,
+        },
+        Failed { failure: Option<Failure> },
+    }
+}
+
+impl ResponseFuture {
+    pub(crate) fn new(inner: legacy::ResponseFuture, timeouts: Timeouts, start: Instant) -> Self {
+        let total_deadline = timeouts.total.map(|total| start + total);
+        let first_byte = match (timeouts.first_byte.map(|t| start + t), total_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        ResponseFuture {
+            state: State::Waiting {
+                inner,
+                first_byte: first_byte.map(sleep_until),
+                timeouts,
+                total_deadline,
+            },
+        }
+    }
+
+    pub(crate) fn failed(failure: Failure) -> Self {
+        ResponseFuture {
+            state: State::Failed {
+                failure: Some(failure),
+            },
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<TimedBody<Incoming>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Failed { failure } => {
+                Poll::Ready(Err(Box::new(failure.take().unwrap_or_else(|| {
+                    Failure::new(ErrorClass::Internal, "polled after completion")
+                }))))
+            }
+            StateProj::Waiting {
+                inner,
+                first_byte,
+                timeouts,
+                total_deadline,
+            } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(match result {
+                        Ok(response) => Ok(response.map(|body| {
+                            TimedBody::new(body, timeouts.stream_idle, *total_deadline)
+                        })),
+                        Err(error) => Err(Box::new(classify_client_error(&error))),
+                    });
+                }
+                if let Some(timer) = first_byte.as_pin_mut() {
+                    if timer.poll(cx).is_ready() {
+                        let kind = match *total_deadline {
+                            Some(total) if Instant::now() >= total => TimeoutKind::Total,
+                            _ => TimeoutKind::FirstByte,
+                        };
+                        return Poll::Ready(Err(Box::new(Failure::timeout(kind))));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Turns a pooled-client error into a failure that names no host.
+fn classify_client_error(error: &legacy::Error) -> Failure {
+    let timed_out = source_chain(error).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
+    if error.is_connect() {
+        if timed_out {
+            Failure::timeout(TimeoutKind::Connect)
+        } else {
+            Failure::new(
+                ErrorClass::UpstreamUnavailable,
+                "could not connect to the upstream",
+            )
+            .with_subkind("connect")
+        }
+    } else if timed_out {
+        Failure::timeout(TimeoutKind::FirstByte)
+    } else {
+        Failure::new(
+            ErrorClass::UpstreamUnavailable,
+            "the upstream closed the connection before answering",
+        )
+        .with_subkind("reset")
+    }
+}
+
+fn source_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
+}

@@ -1,0 +1,20 @@
+//! The upstream client: a pooled hyper client as a tower `Service`.
+//!
+//! Each request names its deployment through an [`Arc<Endpoint>`] request
+//! extension (base URL, credentials, extra headers) and may carry
+//! [`Timeouts`]; the client joins the base URL with the request's path, sends
+//! it over a pooled HTTP/1.1 or HTTP/2 (ALPN) connection with TCP_NODELAY, and
+//! returns the response with a [`TimedBody`]. Every error it returns is a
+//! classified [`Failure`](tollgate_core::Failure).
+//!
+//! [`Arc<Endpoint>`]: Endpoint
+
+mod body;
+mod client;
+mod endpoint;
+mod future;
+
+pub use body::TimedBody;
+pub use client::{ClientConfig, UpstreamClient};
+pub use endpoint::{Endpoint, InvalidBaseUrl, Timeouts};
+pub use future::ResponseFuture;

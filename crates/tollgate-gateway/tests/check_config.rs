@@ -1,0 +1,70 @@
+//! `tollgate check-config`: what it prints, and when it fails.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollgate-check-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn check_config(path: &PathBuf, env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command.arg("check-config").arg(path).env_clear();
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn reports_groups_and_an_unknown_key_with_its_path() {
+    let path = write_config(
+        "unknown-key.yaml",
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      temprature: 0.2\nrouter_settings:\n  num_retries: 2\n",
+    );
+    let (ok, text) = check_config(&path, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("demo"), "{text}");
+    assert!(
+        text.contains("model_list[0].litellm_params.temprature"),
+        "{text}"
+    );
+}
+
+#[test]
+fn fails_naming_a_missing_environment_variable_without_values() {
+    let path = write_config(
+        "missing-env.yaml",
+        "model_list:\n  - model_name: or\n    litellm_params:\n      model: openrouter/deepseek/deepseek-chat:free\n      api_key: os.environ/TOLLGATE_TEST_MISSING_KEY\ngeneral_settings:\n  master_key: os.environ/TOLLGATE_TEST_MASTER\n",
+    );
+    let (ok, text) = check_config(&path, &[("TOLLGATE_TEST_MASTER", "sk-shown-nowhere-123")]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("TOLLGATE_TEST_MISSING_KEY"), "{text}");
+    assert!(!text.contains("sk-shown-nowhere-123"), "{text}");
+}
+
+#[test]
+fn the_shipped_examples_check_clean() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (ok, text) = check_config(&root.join("examples/demo.yaml"), &[]);
+    assert!(ok, "{text}");
+    let (ok, text) = check_config(
+        &root.join("examples/openrouter-free.yaml"),
+        &[
+            ("OPENROUTER_API_KEY", "sk-or-v1-not-a-real-key"),
+            ("TOLLGATE_MASTER_KEY", "sk-master-not-real"),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(!text.contains("sk-or-v1-not-a-real-key"), "{text}");
+}

@@ -1,0 +1,166 @@
+//! The offline demo (`examples/demo.yaml`) and the mock provider's faults.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{TestGateway, call, chat_body, client, sse_data};
+use http_body_util::{BodyExt, Full};
+use tollgate_gateway::{Gateway, config};
+
+fn demo_yaml() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.yaml");
+    std::fs::read_to_string(path).expect("examples/demo.yaml")
+}
+
+#[tokio::test]
+async fn the_demo_answers_completions_and_streams() {
+    let gateway = TestGateway::start(&demo_yaml(), &[]).await;
+    let client = client();
+    let url = gateway.url("/v1/chat/completions");
+
+    let answer = call(&client, "POST", &url, chat_body("demo", false), &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["object"], "chat.completion");
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello from Tollgate!")
+    );
+    assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    let answer = call(&client, "POST", &url, chat_body("demo", true), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "text/event-stream");
+    let events = sse_data(&answer.body);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        "Hello from Tollgate! This answer came from the offline mock provider."
+    );
+
+    let models = call(&client, "GET", &gateway.url("/v1/models"), "", &[]).await;
+    let ids: Vec<String> = models.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["demo", "demo-slow", "demo-flaky", "demo-broken-stream"]
+    );
+    for path in ["/health", "/health/readiness"] {
+        assert_eq!(
+            call(&client, "GET", &gateway.url(path), "", &[])
+                .await
+                .status,
+            200
+        );
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_demo_shows_its_faults() {
+    let gateway = TestGateway::start(&demo_yaml(), &[]).await;
+    let client = client();
+    let url = gateway.url("/v1/chat/completions");
+    // Every second request to the flaky group fails.
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(
+                call(&client, "POST", &url, chat_body("demo-flaky", false), &[])
+                    .await
+                    .status
+                    .as_u16(),
+            );
+        }
+        out
+    };
+    assert_eq!(statuses, [200, 502, 200, 502]);
+    // The broken stream ends with an error event after two chunks.
+    let answer = call(
+        &client,
+        "POST",
+        &url,
+        chat_body("demo-broken-stream", true),
+        &[],
+    )
+    .await;
+    let events = sse_data(&answer.body);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events[2].contains("stream_interrupted"));
+    gateway.shutdown().await;
+}
+
+fn mock_gateway(fault: &str) -> Gateway {
+    let yaml = format!(
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n      stream_timeout: 5\n      timeout: 60\n    model_info:\n      id: m-1\ntollgate:\n  stream_idle_timeout: 3\n  mock:\n    m-1:\n      chunk_delay_ms: 100\n      fault: {fault}\n"
+    );
+    let loaded = config::load_str(&yaml, &|_| None).unwrap();
+    Gateway::new(&loaded.config).unwrap()
+}
+
+async fn handle(gateway: &Gateway, stream: bool) -> (u16, Bytes) {
+    let request = http::Request::post("/v1/chat/completions")
+        .body(Full::new(Bytes::from(chat_body("m", stream))))
+        .unwrap();
+    let response = gateway.handle(request).await;
+    let status = response.status().as_u16();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_stream_ends_with_an_error_after_the_idle_timeout() {
+    let gateway = mock_gateway("{ kind: stall, after_chunks: 2 }");
+    let start = tokio::time::Instant::now();
+    let (status, body) = handle(&gateway, true).await;
+    assert_eq!(status, 200);
+    let events = sse_data(&body);
+    assert_eq!(events.len(), 3, "{events:?}");
+    let error: serde_json::Value = serde_json::from_str(&events[2]).unwrap();
+    assert_eq!(error["error"]["code"], "stream_interrupted");
+    // One chunk delay, then the 3 s idle timeout (paused time: exact).
+    assert_eq!(start.elapsed(), Duration::from_millis(3100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_that_never_starts_times_out_at_the_first_byte() {
+    let gateway = mock_gateway("{ kind: stall, after_chunks: 0 }");
+    let start = tokio::time::Instant::now();
+    // Non-streaming: the mock never sends headers; the total timeout (60 s)
+    // applies to the first byte.
+    let (status, body) = handle(&gateway, false).await;
+    assert_eq!(status, 504);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "timeout");
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_event_before_content_keeps_its_class() {
+    let gateway = mock_gateway("{ kind: stream_error, after_chunks: 0 }");
+    let (status, body) = handle(&gateway, true).await;
+    assert_eq!(status, 200);
+    let events = sse_data(&body);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let error: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(error["error"]["code"], "upstream_unavailable");
+}
