@@ -25,6 +25,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// comes from upstream text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    // Boxed: failures are the cold path, and a small `Failure` keeps every
+    // `Result<_, Failure>` on the hot path small.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inner {
     class: ErrorClass,
     message: Cow<'static, str>,
     subkind: Option<Cow<'static, str>>,
@@ -43,18 +50,20 @@ impl Failure {
     /// A failure of `class` with a client-safe `message`.
     pub fn new(class: ErrorClass, message: impl Into<Cow<'static, str>>) -> Self {
         Failure {
-            class,
-            message: message.into(),
-            subkind: None,
-            scope: None,
-            timeout: None,
-            retry_after: None,
-            upstream_status: None,
-            status: None,
-            param: None,
-            code: None,
-            retryable: None,
-            fallback_eligible: None,
+            inner: Box::new(Inner {
+                class,
+                message: message.into(),
+                subkind: None,
+                scope: None,
+                timeout: None,
+                retry_after: None,
+                upstream_status: None,
+                status: None,
+                param: None,
+                code: None,
+                retryable: None,
+                fallback_eligible: None,
+            }),
         }
     }
 
@@ -67,130 +76,135 @@ impl Failure {
             TimeoutKind::Total => "the upstream did not finish in time",
         };
         let mut failure = Failure::new(ErrorClass::Timeout, message);
-        failure.timeout = Some(kind);
+        failure.inner.timeout = Some(kind);
         failure
     }
 
     /// Sets the finer-grained kind within the class (`free_daily_quota`,
     /// `provider_error`...).
     pub fn with_subkind(mut self, subkind: impl Into<Cow<'static, str>>) -> Self {
-        self.subkind = Some(subkind.into());
+        self.inner.subkind = Some(subkind.into());
         self
     }
 
     /// Sets whose limit was hit.
     pub fn with_scope(mut self, scope: Scope) -> Self {
-        self.scope = Some(scope);
+        self.inner.scope = Some(scope);
         self
     }
 
     /// Sets how long to wait before trying the same target again.
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
+        self.inner.retry_after = Some(retry_after);
         self
     }
 
     /// Records the status the upstream answered with.
     pub fn with_upstream_status(mut self, status: StatusCode) -> Self {
-        self.upstream_status = Some(status);
+        self.inner.upstream_status = Some(status);
         self
     }
 
     /// Overrides the HTTP status the client gets (default: the class's).
     pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = Some(status);
+        self.inner.status = Some(status);
         self
     }
 
     /// Names the request parameter at fault (`error.param`).
     pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
-        self.param = Some(param.into());
+        self.inner.param = Some(param.into());
         self
     }
 
     /// Overrides `error.code` (default: the class's).
     pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
-        self.code = Some(code.into());
+        self.inner.code = Some(code.into());
         self
     }
 
     /// Overrides whether a retry on the same target may help.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = Some(retryable);
+        self.inner.retryable = Some(retryable);
         self
     }
 
     /// Overrides whether another target may help.
     pub fn with_fallback_eligible(mut self, eligible: bool) -> Self {
-        self.fallback_eligible = Some(eligible);
+        self.inner.fallback_eligible = Some(eligible);
         self
     }
 
     /// The class.
     pub fn class(&self) -> ErrorClass {
-        self.class
+        self.inner.class
     }
 
     /// The client-safe message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The finer-grained kind, when known.
     pub fn subkind(&self) -> Option<&str> {
-        self.subkind.as_deref()
+        self.inner.subkind.as_deref()
     }
 
     /// Whose limit was hit, when known.
     pub fn scope(&self) -> Option<Scope> {
-        self.scope
+        self.inner.scope
     }
 
     /// Which deadline was missed, for [`ErrorClass::Timeout`].
     pub fn timeout_kind(&self) -> Option<TimeoutKind> {
-        self.timeout
+        self.inner.timeout
     }
 
     /// How long to wait before trying the same target again, when the upstream
     /// said.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.inner.retry_after
     }
 
     /// The status the upstream answered with, when there was an answer.
     pub fn upstream_status(&self) -> Option<StatusCode> {
-        self.upstream_status
+        self.inner.upstream_status
     }
 
     /// Whether a retry on the same target may help.
     pub fn is_retryable(&self) -> bool {
-        self.retryable.unwrap_or(self.class.retryable())
+        self.inner.retryable.unwrap_or(self.inner.class.retryable())
     }
 
     /// Whether another target may help.
     pub fn is_fallback_eligible(&self) -> bool {
-        self.fallback_eligible
-            .unwrap_or(self.class.fallback_eligible())
+        self.inner
+            .fallback_eligible
+            .unwrap_or(self.inner.class.fallback_eligible())
     }
 
     /// Whether the failure counts against the target's circuit breaker.
     pub fn counts_against_breaker(&self) -> bool {
-        self.class.counts_against_breaker()
+        self.inner.class.counts_against_breaker()
     }
 
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
-        self.status.unwrap_or(self.class.status())
+        self.inner.status.unwrap_or(self.inner.class.status())
     }
 
     /// The OpenAI error body: `{"error":{"message","type","param","code"}}`.
     pub fn to_openai_body(&self) -> Bytes {
         let body = OpenAiErrorBody {
             error: OpenAiError {
-                message: &self.message,
-                r#type: self.class.openai_type(),
-                param: self.param.as_deref(),
-                code: self.code.as_deref().unwrap_or(self.class.openai_code()),
+                message: &self.inner.message,
+                r#type: self.inner.class.openai_type(),
+                param: self.inner.param.as_deref(),
+                code: self
+                    .inner
+                    .code
+                    .as_deref()
+                    .unwrap_or(self.inner.class.openai_code()),
             },
         };
         // Serialising borrowed strings into a Vec cannot fail.
@@ -208,7 +222,7 @@ impl Failure {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = self.inner.retry_after {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -248,7 +262,7 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.message)
+        write!(f, "{}: {}", self.inner.class, self.inner.message)
     }
 }
 

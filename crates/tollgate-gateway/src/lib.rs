@@ -1,4 +1,44 @@
-//! placeholder
+//! The reference Tollgate gateway, as a library.
+//!
+//! The `tollgate` binary is a thin CLI over this crate: it loads a LiteLLM
+//! `config.yaml` ([`config`]), builds a [`Gateway`] from it, and [`serve`]s it
+//! on a TCP listener with graceful shutdown. The same pieces let a test or
+//! another program embed the gateway.
+//!
+//! The gateway speaks the OpenAI API: `POST /v1/chat/completions` (and
+//! `/chat/completions`), streaming and not; `GET /v1/models`; `GET /health`
+//! (liveness, never calls upstream) and `GET /health/readiness`. Model groups
+//! are served by real upstreams through the pooled [`upstream`] client
+//! (`openai/`, `openrouter/`) or by the in-process [`mock`] provider
+//! (`mock/`).
+//!
+//! # Example
+//!
+//! ```
+//! use tollgate_gateway::{Gateway, config};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let yaml = "
+//! model_list:
+//!   - model_name: demo
+//!     litellm_params:
+//!       model: mock/demo
+//!       mock_response: Hi!
+//! ";
+//! let loaded = config::load_str(yaml, &|_| None).unwrap();
+//! let gateway = Gateway::new(&loaded.config).unwrap();
+//!
+//! // Served on a socket with `tollgate_gateway::serve`; here, in process.
+//! let request = http::Request::post("/v1/chat/completions")
+//!     .body(http_body_util::Full::new(bytes::Bytes::from(
+//!         r#"{"model":"demo","messages":[{"role":"user","content":"hello"}]}"#,
+//!     )))
+//!     .unwrap();
+//! let response = gateway.handle(request).await;
+//! assert_eq!(response.status(), 200);
+//! # }
+//! ```
 pub mod config;
 pub mod mock;
 pub mod upstream;
@@ -7,6 +47,7 @@ mod access_log;
 mod app;
 mod auth;
 mod chat;
+mod pending;
 mod provider;
 mod request_id;
 mod response;
@@ -17,5 +58,6 @@ pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT, Gateway,
 };
+pub use pending::unapplied_settings;
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};

@@ -5,12 +5,13 @@
 //! tollgate check-config config.yaml
 //! ```
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_gateway::{DEFAULT_GRACE_PERIOD, Gateway, bind, config, serve};
+use tollgate_gateway::{DEFAULT_GRACE_PERIOD, Gateway, bind, config, serve, unapplied_settings};
 use tracing_subscriber::EnvFilter;
 
 /// An OpenAI-compatible LLM gateway configured with LiteLLM's config.yaml.
@@ -78,6 +79,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
+            let unapplied = unapplied_settings(&loaded.config);
+            if !unapplied.is_empty() {
+                println!("\nNot applied yet ({})", unapplied.len());
+                for warning in &unapplied {
+                    println!("  {warning}");
+                }
+            }
             match Gateway::new(&loaded.config) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -101,7 +109,11 @@ async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for warning in &loaded.warnings {
+    for warning in loaded
+        .warnings
+        .iter()
+        .chain(&unapplied_settings(&loaded.config))
+    {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
     let gateway = match Gateway::new(&loaded.config) {
@@ -156,7 +168,8 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

@@ -58,9 +58,21 @@ impl GatewayBody {
         }
     }
 
-    pub(crate) fn with_log(mut self, log: AccessLog) -> Self {
+    pub(crate) fn with_log(mut self, mut log: AccessLog) -> Self {
+        // An empty body is never polled: it is complete as it stands.
+        log.finished = self.kind.is_end();
         self.log = Some(log);
         self
+    }
+}
+
+impl Kind {
+    fn is_end(&self) -> bool {
+        match self {
+            Kind::Full { data } => data.is_none(),
+            Kind::Forward { body } => body.is_end_stream(),
+            Kind::Sse { guard } => guard.is_end_stream(),
+        }
     }
 }
 
@@ -78,8 +90,8 @@ impl Body for GatewayBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let (result, stream_failure) = match this.kind.project() {
+        let mut this = self.project();
+        let (result, stream_failure) = match this.kind.as_mut().project() {
             KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
             KindProj::Forward { body } => (body.poll_frame(cx), None),
             KindProj::Sse { mut guard } => {
@@ -93,11 +105,14 @@ impl Body for GatewayBody {
                 log.class = stream_failure;
             }
             match &result {
-                Poll::Ready(None) => log.finished = true,
                 Poll::Ready(Some(Err(error))) => {
                     log.finished = true;
                     log.class = Some(Failure::from_error(&**error).class());
                 }
+                // hyper stops polling once a body says it has ended, so the
+                // last frame is as good as the end.
+                Poll::Ready(_) if this.kind.is_end() => log.finished = true,
+                Poll::Ready(None) => log.finished = true,
                 _ => {}
             }
         }
@@ -105,11 +120,7 @@ impl Body for GatewayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full { data } => data.is_none(),
-            Kind::Forward { body } => body.is_end_stream(),
-            Kind::Sse { guard } => guard.is_end_stream(),
-        }
+        self.kind.is_end()
     }
 
     fn size_hint(&self) -> SizeHint {

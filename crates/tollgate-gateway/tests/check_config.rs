@@ -67,4 +67,7 @@ fn the_shipped_examples_check_clean() {
     );
     assert!(ok, "{text}");
     assert!(!text.contains("sk-or-v1-not-a-real-key"), "{text}");
+    // Settings whose layer is not in the gateway yet are called out.
+    assert!(text.contains("Not applied yet"), "{text}");
+    assert!(text.contains("router_settings.fallbacks"), "{text}");
 }

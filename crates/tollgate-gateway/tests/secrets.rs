@@ -2,47 +2,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use common::{Answer, TestGateway, call, chat_body, client, openai_config};
+use common::{Answer, Captured, TestGateway, call, chat_body, client, openai_config};
 use tollgate_testkit::{Reply, Upstream, openai};
-use tracing_subscriber::fmt::MakeWriter;
 
 const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4f9a8b7c6d5e";
 const MASTER_KEY: &str = "sk-master-SECRET-1a2b3c4d5e6f";
-
-/// Everything the gateway logs, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 // One thread, so that every task of the gateway logs to this test's
 // subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn keys_appear_in_no_log_body_or_header() {
     let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
 
     let upstream = Upstream::start().await;
     let env = [("UPSTREAM_KEY", UPSTREAM_KEY), ("MASTER_KEY", MASTER_KEY)];
@@ -133,7 +104,7 @@ async fn keys_appear_in_no_log_body_or_header() {
             }
         }
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.matches("chat_completions").count() >= 8,
         "the access log was captured: {logs}"

@@ -25,33 +25,43 @@ async fn read_until(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>, needle
     }
 }
 
-#[tokio::test]
-async fn chunks_are_forwarded_before_the_stream_ends() {
-    let upstream = Upstream::start().await;
-    let gate = Gate::new();
-    let chunks = openai::chunks(&["first-chunk", " second-chunk"]);
-    upstream.push(
-        Reply::sse()
-            .data(&chunks[0])
-            .data(&chunks[1])
-            // The upstream sends the rest only once the test's client has seen
-            // the first chunk through the gateway: a gateway that buffered the
-            // stream would wait here forever.
-            .wait(&gate)
-            .data(&chunks[2])
-            .data(&chunks[3])
-            .done(),
-    );
-    let gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
-    let client = client();
-    let response = send(
-        &client,
+/// A stream of two content chunks that waits for `gate` between them.
+fn gated_stream(gate: &Gate, first: &str, second: &str) -> Reply {
+    let chunks = openai::chunks(&[first, second]);
+    Reply::sse()
+        .data(&chunks[0])
+        .data(&chunks[1])
+        .wait(gate)
+        .data(&chunks[2])
+        .data(&chunks[3])
+        .done()
+}
+
+async fn start_stream(
+    client: &common::TestClient,
+    gateway: &TestGateway,
+) -> http::Response<hyper::body::Incoming> {
+    send(
+        client,
         "POST",
         &gateway.url("/v1/chat/completions"),
         chat_body("gpt-test", true),
         &[("content-type", "application/json")],
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn chunks_are_forwarded_before_the_stream_ends() {
+    let upstream = Upstream::start().await;
+    let gate = Gate::new();
+    // The upstream sends the rest only once the test's client has seen the
+    // first chunk through the gateway: a gateway that buffered the stream
+    // would wait here forever.
+    upstream.push(gated_stream(&gate, "first-chunk", " second-chunk"));
+    let gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
+    let client = client();
+    let response = start_stream(&client, &gateway).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-tollgate-deployment"], "primary");
@@ -192,4 +202,44 @@ async fn non_streaming_bodies_are_forwarded_unchanged() {
     assert_eq!(answer.headers["x-tollgate-model-group"], "gpt-test");
     assert!(answer.headers.contains_key("x-request-id"));
     gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
+    let upstream = Upstream::start().await;
+    let gate = Gate::new();
+    upstream.push(gated_stream(&gate, "before-shutdown", " after-shutdown"));
+    let mut gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
+    let client = client();
+    let response = start_stream(&client, &gateway).await;
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    read_until(&mut body, &mut seen, "before-shutdown").await;
+
+    gateway.begin_shutdown();
+    // Readiness fails once the server has stopped accepting (it drains
+    // first); wait for that event, not for a clock.
+    let ready = |gateway: &TestGateway| {
+        let request = http::Request::get("/health/readiness")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let gateway = gateway.gateway.clone();
+        async move { gateway.handle(request).await.status() }
+    };
+    let mut spins = 0;
+    while ready(&gateway).await == 200 {
+        spins += 1;
+        assert!(spins < 100_000, "the gateway never started draining");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(ready(&gateway).await, 503);
+    let refused = tokio::net::TcpStream::connect(gateway.addr).await;
+    assert!(refused.is_err(), "no new connections during the drain");
+
+    // The stream that was already open completes.
+    gate.open();
+    read_until(&mut body, &mut seen, "[DONE]").await;
+    assert!(String::from_utf8_lossy(&seen).contains("after-shutdown"));
+    drop(body);
+    gateway.finished().await;
 }

@@ -76,10 +76,10 @@ impl Body for MockBody {
             if this.timer.is_none() {
                 this.timer.set(Some(sleep(*this.delay)));
             }
-            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                if timer.poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
+            if let Some(timer) = this.timer.as_mut().as_pin_mut()
+                && timer.poll(cx).is_pending()
+            {
+                return Poll::Pending;
             }
             this.timer.set(None);
         }

@@ -71,7 +71,7 @@ impl MockDeployment {
         let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let every = u64::from(self.settings.fail_every.max(1));
         match self.settings.fault {
-            Some(fault) if n % every == 0 => match fault {
+            Some(fault) if n.is_multiple_of(every) => match fault {
                 MockFault::ErrorStatus { status } => Plan::Status(status),
                 MockFault::StreamError { after_chunks } => Plan::StreamError(after_chunks),
                 MockFault::Stall { after_chunks } => Plan::Stall(after_chunks),
@@ -163,7 +163,7 @@ impl MockDeployment {
                           "total_tokens": prompt + completion},
             }));
         }
-        let mut chunks: VecDeque<Bytes> = events.iter().map(|e| data_event(e)).collect();
+        let mut chunks: VecDeque<Bytes> = events.iter().map(data_event).collect();
         chunks.push_back(Bytes::from_static(sse::DONE));
 
         let cut_at = |after: u32| (after as usize).min(chunks.len());

@@ -88,14 +88,14 @@ impl Future for ResponseFuture {
                         Err(error) => Err(Box::new(classify_client_error(&error))),
                     });
                 }
-                if let Some(timer) = first_byte.as_pin_mut() {
-                    if timer.poll(cx).is_ready() {
-                        let kind = match *total_deadline {
-                            Some(total) if Instant::now() >= total => TimeoutKind::Total,
-                            _ => TimeoutKind::FirstByte,
-                        };
-                        return Poll::Ready(Err(Box::new(Failure::timeout(kind))));
-                    }
+                if let Some(timer) = first_byte.as_pin_mut()
+                    && timer.poll(cx).is_ready()
+                {
+                    let kind = match *total_deadline {
+                        Some(total) if Instant::now() >= total => TimeoutKind::Total,
+                        _ => TimeoutKind::FirstByte,
+                    };
+                    return Poll::Ready(Err(Box::new(Failure::timeout(kind))));
                 }
                 Poll::Pending
             }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -65,10 +66,20 @@ impl TestGateway {
 
     /// Signals shutdown and waits for the server to drain.
     pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        self.finished().await;
+    }
+
+    /// Signals shutdown (like SIGTERM) without waiting.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.task).await;
+    }
+
+    /// Waits for the server to return.
+    pub async fn finished(self) {
+        self.task.await.expect("the server task does not panic");
     }
 }
 
@@ -176,4 +187,41 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Everything a tracing subscriber writes, for tests that read the logs.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// A JSON subscriber at every level, writing here.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(self.clone())
+            .finish()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
 }
