@@ -40,6 +40,17 @@ pub struct Gateway {
     pub(crate) app: Arc<App>,
 }
 
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut groups: Vec<&str> = self.app.groups.keys().map(|k| &**k).collect();
+        groups.sort_unstable();
+        f.debug_struct("Gateway")
+            .field("model_groups", &groups)
+            .field("max_body", &self.app.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct App {
     pub(crate) groups: HashMap<Arc<str>, Group>,
     models_body: Bytes,

@@ -32,6 +32,19 @@ pin_project! {
     }
 }
 
+impl std::fmt::Debug for GatewayBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Full { .. } => "full",
+            Kind::Forward { .. } => "forward",
+            Kind::Sse { .. } => "sse",
+        };
+        f.debug_struct("GatewayBody")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GatewayBody {
     /// A complete body.
     pub fn full(data: impl Into<Bytes>) -> Self {

@@ -34,6 +34,16 @@ pin_project! {
     }
 }
 
+impl std::fmt::Debug for MockBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockBody")
+            .field("chunks_left", &self.chunks.len())
+            .field("delay", &self.delay)
+            .field("ending", &self.ending)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MockBody {
     pub(crate) fn new(chunks: VecDeque<Bytes>, delay: Duration, ending: Ending) -> Self {
         MockBody {

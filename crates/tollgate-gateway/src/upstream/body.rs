@@ -40,6 +40,17 @@ impl<B> TimedBody<B> {
     }
 }
 
+impl<B: std::fmt::Debug> std::fmt::Debug for TimedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedBody")
+            .field("inner", &self.inner)
+            .field("idle", &self.idle)
+            .field("total_deadline", &self.total_deadline)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 fn next_deadline(idle: Option<Duration>, total: Option<Instant>) -> Option<Instant> {
     let idle = idle.map(|gap| Instant::now() + gap);
     match (idle, total) {
