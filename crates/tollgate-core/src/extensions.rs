@@ -19,6 +19,30 @@ pub struct Target {
     pub upstream_model: Arc<str>,
 }
 
+/// When the whole request must be done by: a request extension set once at
+/// ingress (or by the caller), read by every layer that waits — a retry does
+/// not sleep past it, a fallback does not start a target it cannot finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline(pub tokio::time::Instant);
+
+impl Deadline {
+    /// A deadline `after` from now.
+    pub fn after(after: std::time::Duration) -> Self {
+        Deadline(tokio::time::Instant::now() + after)
+    }
+
+    /// Time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> std::time::Duration {
+        self.0
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
+/// Retries a retry layer made for a response (a response extension, also
+/// sent to clients as `x-tollgate-attempted-retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttemptedRetries(pub u32);
+
 /// Which attempt this is for the request: 0 for the first, then one more per
 /// retry or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -11,9 +11,11 @@
 
 mod openai;
 mod retry_after;
+mod watch;
 
 pub use openai::{OpenAiClassifier, OpenAiEos};
 pub use retry_after::{parse_http_date, retry_after_from_headers};
+pub use watch::{StreamEnd, WatchBody, classify_raw_event};
 
 use http::{HeaderMap, Response, StatusCode};
 
@@ -55,6 +57,15 @@ pub trait ClassifyResponse: Clone + Send + Sync + 'static {
 /// Watches a streaming response, event by event, and gives the verdict when
 /// the stream ends.
 pub trait ClassifyEos: Send + 'static {
+    /// Whether the classifier needs to see this raw event (its bytes, blank
+    /// line included) at all. Watchers parse only the events it wants, so a
+    /// cheap byte test here keeps content chunks off the parser. The default
+    /// wants every event.
+    fn wants(&self, raw_event: &[u8]) -> bool {
+        let _ = raw_event;
+        true
+    }
+
     /// Looks at one SSE event. A failure (an `error` object in a data event)
     /// is returned at once; the stream should be treated as failed from here.
     fn classify_event(&mut self, event: &Event) -> Option<Failure>;

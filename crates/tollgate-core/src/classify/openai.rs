@@ -70,6 +70,13 @@ pub struct OpenAiEos {
 }
 
 impl ClassifyEos for OpenAiEos {
+    fn wants(&self, raw_event: &[u8]) -> bool {
+        // Only an error object or the `[DONE]` marker changes the verdict. An
+        // error event has the key `"error"`, which escaped text in a content
+        // delta cannot fake.
+        contains(raw_event, b"[DONE]") || contains(raw_event, b"\"error\"")
+    }
+
     fn classify_event(&mut self, event: &Event) -> Option<Failure> {
         if event.is_done() {
             self.saw_done = true;
