@@ -19,6 +19,7 @@ use crate::config::{Config, DeploymentConfig, Provider};
 use crate::mock::MockDeployment;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::response::GatewayBody;
+use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 
 /// Default request size limit when `general_settings.max_request_size_mb` is
@@ -52,16 +53,17 @@ impl std::fmt::Debug for Gateway {
 }
 
 pub(crate) struct App {
-    pub(crate) groups: HashMap<Arc<str>, Group>,
+    pub(crate) groups: HashMap<Arc<str>, Arc<Group>>,
     models_body: Bytes,
     master_key: Option<String>,
     pub(crate) max_body: usize,
-    pub(crate) client: UpstreamClient,
+    pub(crate) stack: Stack,
     request_ids: RequestIds,
     draining: AtomicBool,
 }
 
 pub(crate) struct Group {
+    pub(crate) name: Arc<str>,
     deployments: Vec<Arc<Deployment>>,
     next: AtomicUsize,
 }
@@ -115,8 +117,9 @@ impl Gateway {
             groups
                 .entry(name.clone())
                 .or_insert_with(|| {
-                    order.push(name);
+                    order.push(name.clone());
                     Group {
+                        name,
                         deployments: Vec::new(),
                         next: AtomicUsize::new(0),
                     }
@@ -140,7 +143,10 @@ impl Gateway {
             });
         Ok(Gateway {
             app: Arc::new(App {
-                groups,
+                groups: groups
+                    .into_iter()
+                    .map(|(name, group)| (name, Arc::new(group)))
+                    .collect(),
                 models_body,
                 master_key: config
                     .general_settings
@@ -148,7 +154,7 @@ impl Gateway {
                     .as_ref()
                     .map(|k| k.expose().to_owned()),
                 max_body,
-                client,
+                stack: crate::stack::build(client),
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
             }),

@@ -2,22 +2,18 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
-use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use tollgate_core::classify::OpenAiEos;
+use tollgate_core::extensions::Target;
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
-use tower_service::Service;
+use tower::ServiceExt;
 
 use crate::access_log::AccessLog;
-use crate::app::{App, Deployment, DeploymentProvider};
-use crate::provider::ProviderBody;
+use crate::app::App;
 use crate::response::GatewayBody;
+use crate::stack::StackBody;
 use crate::stream::SseGuard;
-use crate::upstream::TimedBody;
-
-/// The most of an upstream error body read to classify it.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 const X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-tollgate-model-group");
 const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-tollgate-deployment");
@@ -68,113 +64,53 @@ where
         )
         .with_param("model")
     })?;
-    let deployment = group.pick();
-    log.model_group = Some(deployment.target.model_group.clone());
-    log.deployment = Some(deployment.target.deployment_id.clone());
-
-    let response = call_provider(app, deployment, &chat).await?;
-    let mut response = classify_and_wrap(response).await?;
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&deployment.target.model_group) {
-        headers.insert(X_MODEL_GROUP, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&deployment.target.deployment_id) {
-        headers.insert(X_DEPLOYMENT, value);
+    log.model_group = Some(group.name.clone());
+    let chat = Arc::new(chat);
+    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
+    request.extensions_mut().insert(Arc::clone(group));
+    request.extensions_mut().insert(chat);
+    let response = app
+        .stack
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|error| Failure::from_error(&*error))?;
+    let target = response.extensions().get::<Target>().cloned();
+    let mut response = wrap_success(response);
+    if let Some(target) = target {
+        log.deployment = Some(target.deployment_id.clone());
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&target.model_group) {
+            headers.insert(X_MODEL_GROUP, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&target.deployment_id) {
+            headers.insert(X_DEPLOYMENT, value);
+        }
     }
     Ok(response)
 }
 
-/// Sends the request to the deployment's provider, under its deadlines.
-async fn call_provider(
-    app: &App,
-    deployment: &Deployment,
-    chat: &ChatRequest,
-) -> Result<Response<ProviderBody>, Failure> {
-    let timeouts = if chat.stream() {
-        deployment.stream_timeouts
+/// Wraps a successful response for the client: a stream is guarded, a JSON
+/// body is forwarded as it arrives.
+fn wrap_success(response: Response<StackBody>) -> Response<GatewayBody> {
+    let (parts, body) = response.into_parts();
+    if is_event_stream(&parts.headers) {
+        let guard = SseGuard::new(body, OpenAiEos::default());
+        let mut response = with_upstream_headers(&parts, GatewayBody::sse(guard));
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
     } else {
-        deployment.timeouts
-    };
-    match &deployment.provider {
-        DeploymentProvider::Http(endpoint) => {
-            let body = RequestBody::new(chat.with_model(&deployment.target.upstream_model));
-            let mut request = Request::post(Uri::from_static("/chat/completions"))
-                .header(CONTENT_TYPE, "application/json")
-                .header(
-                    ACCEPT,
-                    if chat.stream() {
-                        "text/event-stream"
-                    } else {
-                        "application/json"
-                    },
-                )
-                .header(USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-                .body(body)
-                .map_err(|_| {
-                    Failure::new(ErrorClass::Internal, "could not build the upstream request")
-                })?;
-            request.extensions_mut().insert(Arc::clone(endpoint));
-            request.extensions_mut().insert(timeouts);
-            request.extensions_mut().insert(deployment.target.clone());
-            let response = app
-                .client
-                .clone()
-                .call(request)
-                .await
-                .map_err(|error| Failure::from_error(&*error))?;
-            Ok(response.map(|body| ProviderBody::Http { body }))
-        }
-        DeploymentProvider::Mock(mock) => {
-            let start = tokio::time::Instant::now();
-            let first_byte = timeouts.first_byte.unwrap_or(crate::app::DEFAULT_TIMEOUT);
-            let response = tokio::time::timeout(first_byte, mock.respond(chat))
-                .await
-                .map_err(|_| Failure::timeout(tollgate_core::TimeoutKind::FirstByte))?;
-            let total_deadline = timeouts.total.map(|total| start + total);
-            Ok(response.map(|body| ProviderBody::Mock {
-                body: TimedBody::new(body, timeouts.stream_idle, total_deadline),
-            }))
-        }
+        with_upstream_headers(&parts, GatewayBody::forward(body))
     }
 }
 
-/// Classifies the provider's response at its head: an error becomes an
-/// OpenAI-shaped error response (with a sanitised message), a stream is
-/// guarded, a JSON body is forwarded as it arrives.
-async fn classify_and_wrap(
-    response: Response<ProviderBody>,
-) -> Result<Response<GatewayBody>, Failure> {
-    let classifier = OpenAiClassifier::new();
-    match classifier.classify_response(&response) {
-        Verdict::Failure(at_head) => {
-            let (parts, body) = response.into_parts();
-            // The error body is small; read a bounded prefix to refine the
-            // class (context window, content policy...). A body that will not
-            // come leaves the verdict from the head.
-            let failure = match Limited::new(body, MAX_ERROR_BODY).collect().await {
-                Ok(collected) => classifier.classify_error_body(
-                    parts.status,
-                    &parts.headers,
-                    &collected.to_bytes(),
-                ),
-                Err(_) => at_head,
-            };
-            Err(failure)
-        }
-        Verdict::Success => {
-            let (parts, body) = response.into_parts();
-            Ok(with_upstream_headers(&parts, GatewayBody::forward(body)))
-        }
-        Verdict::Watch(eos) => {
-            let (parts, body) = response.into_parts();
-            let mut response =
-                with_upstream_headers(&parts, GatewayBody::sse(SseGuard::new(body, eos)));
-            response
-                .headers_mut()
-                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            Ok(response)
-        }
-    }
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// A response with the upstream's status and content type, and nothing else

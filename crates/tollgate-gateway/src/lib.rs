@@ -48,10 +48,12 @@ mod app;
 mod auth;
 mod chat;
 mod pending;
+mod pick;
 mod provider;
 mod request_id;
 mod response;
 mod server;
+mod stack;
 mod stream;
 
 pub use app::{

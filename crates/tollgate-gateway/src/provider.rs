@@ -1,16 +1,24 @@
 //! What answers a deployment: the upstream client or the mock provider.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tollgate_core::BoxError;
+use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
+use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
+use tower_service::Service;
 
+use crate::app::{Deployment, DeploymentProvider};
 use crate::mock::MockBody;
-use crate::upstream::TimedBody;
+use crate::upstream::{TimedBody, UpstreamClient};
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -50,4 +58,121 @@ impl Body for ProviderBody {
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
+}
+
+/// The bottom of the gateway's stack: sends a request to the deployment
+/// chosen for it (the [`Deployment`] request extension) — over HTTP or to the
+/// mock provider — under that deployment's deadlines, and turns every
+/// upstream failure into `Err(Failure)`, so the layers above see a success or
+/// a classified error, never an error status.
+#[derive(Clone, Debug)]
+pub(crate) struct ProviderService {
+    client: UpstreamClient,
+}
+
+impl ProviderService {
+    pub(crate) fn new(client: UpstreamClient) -> Self {
+        ProviderService { client }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Service<Request<RequestBody>> for ProviderService {
+    type Response = Response<ProviderBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Response<ProviderBody>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        let deployment = request.extensions().get::<Arc<Deployment>>().cloned();
+        let chat = request.extensions().get::<Arc<ChatRequest>>().cloned();
+        let client = self.client.clone();
+        Box::pin(async move {
+            let (Some(deployment), Some(chat)) = (deployment, chat) else {
+                return Err(Failure::new(
+                    ErrorClass::Internal,
+                    "no deployment was chosen for the request",
+                )
+                .into());
+            };
+            let response = call_provider(client, &deployment, &chat).await?;
+            reject_errors(response).await.map_err(BoxError::from)
+        })
+    }
+}
+
+/// Sends the request to the deployment's provider, under its deadlines.
+async fn call_provider(
+    mut client: UpstreamClient,
+    deployment: &Deployment,
+    chat: &ChatRequest,
+) -> Result<Response<ProviderBody>, Failure> {
+    let timeouts = if chat.stream() {
+        deployment.stream_timeouts
+    } else {
+        deployment.timeouts
+    };
+    match &deployment.provider {
+        DeploymentProvider::Http(endpoint) => {
+            let body = RequestBody::new(chat.with_model(&deployment.target.upstream_model));
+            let accept = if chat.stream() {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            let mut request = Request::post(Uri::from_static("/chat/completions"))
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, accept)
+                .header(USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+                .body(body)
+                .map_err(|_| {
+                    Failure::new(ErrorClass::Internal, "could not build the upstream request")
+                })?;
+            request.extensions_mut().insert(Arc::clone(endpoint));
+            request.extensions_mut().insert(timeouts);
+            request.extensions_mut().insert(deployment.target.clone());
+            let response = client
+                .call(request)
+                .await
+                .map_err(|error| Failure::from_error(&*error))?;
+            Ok(response.map(|body| ProviderBody::Http { body }))
+        }
+        DeploymentProvider::Mock(mock) => {
+            let start = tokio::time::Instant::now();
+            let first_byte = timeouts.first_byte.unwrap_or(crate::app::DEFAULT_TIMEOUT);
+            let response = tokio::time::timeout(first_byte, mock.respond(chat))
+                .await
+                .map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;
+            let total_deadline = timeouts.total.map(|total| start + total);
+            Ok(response.map(|body| ProviderBody::Mock {
+                body: TimedBody::new(body, timeouts.stream_idle, total_deadline),
+            }))
+        }
+    }
+}
+
+/// The most of an upstream error body read to classify it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// An error status becomes a classified failure; the (small) error body is
+/// read, bounded, to refine the class (context window, content policy...).
+async fn reject_errors(
+    response: Response<ProviderBody>,
+) -> Result<Response<ProviderBody>, Failure> {
+    let classifier = OpenAiClassifier::new();
+    let Verdict::Failure(at_head) = classifier.classify_response(&response) else {
+        return Ok(response);
+    };
+    let (parts, body) = response.into_parts();
+    // A body that will not come leaves the verdict from the head.
+    Err(match Limited::new(body, MAX_ERROR_BODY).collect().await {
+        Ok(collected) => {
+            classifier.classify_error_body(parts.status, &parts.headers, &collected.to_bytes())
+        }
+        Err(_) => at_head,
+    })
 }

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tollgate_core::{BoxError, Failure};
 
 use crate::access_log::AccessLog;
-use crate::provider::ProviderBody;
+use crate::stack::StackBody;
 use crate::stream::SseGuard;
 
 pin_project! {
@@ -27,8 +27,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind {
         Full { data: Option<Bytes> },
-        Forward { #[pin] body: ProviderBody },
-        Sse { #[pin] guard: SseGuard<ProviderBody> },
+        Forward { #[pin] body: StackBody },
+        Sse { #[pin] guard: SseGuard<StackBody> },
     }
 }
 
@@ -57,14 +57,14 @@ impl GatewayBody {
         }
     }
 
-    pub(crate) fn forward(body: ProviderBody) -> Self {
+    pub(crate) fn forward(body: StackBody) -> Self {
         GatewayBody {
             kind: Kind::Forward { body },
             log: None,
         }
     }
 
-    pub(crate) fn sse(guard: SseGuard<ProviderBody>) -> Self {
+    pub(crate) fn sse(guard: SseGuard<StackBody>) -> Self {
         GatewayBody {
             kind: Kind::Sse { guard },
             log: None,

@@ -1,0 +1,96 @@
+//! [`PickDeployment`]: chooses the deployment of a model group for each
+//! attempt.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tollgate_core::extensions::Target;
+use tollgate_core::{BoxError, ErrorClass, Failure};
+use tower_service::Service;
+
+use crate::app::Group;
+
+/// Picks a deployment of the request's model group (the [`Arc<Group>`]
+/// request extension) for each call, so that a retry above it can land on
+/// another deployment; marks the request with the [`Deployment`] and its
+/// [`Target`], and the response with the [`Target`] that answered.
+///
+/// [`Deployment`]: crate::app::Deployment
+#[derive(Clone, Debug)]
+pub(crate) struct PickDeployment<S> {
+    inner: S,
+}
+
+impl<S> PickDeployment<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        PickDeployment { inner }
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for PickDeployment<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = PickFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let Some(group) = request.extensions().get::<Arc<Group>>().cloned() else {
+            return PickFuture::Failed {
+                failure: Some(Failure::new(
+                    ErrorClass::Internal,
+                    "no model group was chosen for the request",
+                )),
+            };
+        };
+        let deployment = Arc::clone(group.pick());
+        let target = deployment.target.clone();
+        request.extensions_mut().insert(target.clone());
+        request.extensions_mut().insert(deployment);
+        PickFuture::Calling {
+            inner: self.inner.call(request),
+            target: Some(target),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`PickDeployment`].
+    #[project = PickFutureProj]
+    pub(crate) enum PickFuture<F> {
+        Calling { #[pin] inner: F, target: Option<Target> },
+        Failed { failure: Option<Failure> },
+    }
+}
+
+impl<F, ResB> Future for PickFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, BoxError>>,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            PickFutureProj::Calling { inner, target } => {
+                let mut response = ready!(inner.poll(cx))?;
+                if let Some(target) = target.take() {
+                    response.extensions_mut().insert(target);
+                }
+                Poll::Ready(Ok(response))
+            }
+            PickFutureProj::Failed { failure } => Poll::Ready(Err(failure
+                .take()
+                .unwrap_or_else(|| Failure::new(ErrorClass::Internal, "polled after completion"))
+                .into())),
+        }
+    }
+}
