@@ -57,6 +57,8 @@ pub(crate) struct App {
     models_body: Bytes,
     master_key: Option<String>,
     pub(crate) max_body: usize,
+    /// The deadline of a whole request, retries and fallbacks included.
+    pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
     request_ids: RequestIds,
     draining: AtomicBool,
@@ -154,6 +156,7 @@ impl Gateway {
                     .as_ref()
                     .map(|k| k.expose().to_owned()),
                 max_body,
+                request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 stack: crate::stack::build(client),
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::OpenAiEos;
-use tollgate_core::extensions::Target;
+use tollgate_core::extensions::{Deadline, Target};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
 use tower::ServiceExt;
 
@@ -69,6 +69,10 @@ where
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
     request.extensions_mut().insert(Arc::clone(group));
     request.extensions_mut().insert(chat);
+    // One deadline for the whole request, retries included.
+    request
+        .extensions_mut()
+        .insert(Deadline::after(app.request_timeout));
     let response = app
         .stack
         .clone()
