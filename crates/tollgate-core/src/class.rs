@@ -256,3 +256,44 @@ impl fmt::Display for TimeoutKind {
         f.write_str(self.as_str())
     }
 }
+
+impl serde::Serialize for ErrorClass {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorClass {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ErrorClass::from_name(&name).ok_or_else(|| {
+            let names: Vec<&str> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
+            serde::de::Error::custom(format!(
+                "unknown error class `{name}`, expected one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_trip_through_their_names() {
+        for class in ErrorClass::ALL {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{}\"", class.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorClass>(&json).unwrap(), class);
+        }
+        let err = serde_json::from_str::<ErrorClass>("\"nope\"").unwrap_err();
+        assert!(err.to_string().contains("rate_limited"));
+    }
+}

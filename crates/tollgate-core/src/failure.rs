@@ -229,6 +229,20 @@ impl Failure {
         response
     }
 
+    /// The `Failure` in `error` or its sources, if there is one: tells a real
+    /// classification from the `internal` fallback of
+    /// [`from_error`](Self::from_error).
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Failure> {
+        std::iter::successors(Some(error), |e| e.source()).find_map(|e| e.downcast_ref())
+    }
+
+    /// Whether the retry decision was set explicitly (by
+    /// [`with_retryable`](Self::with_retryable)), rather than left to the
+    /// class's default.
+    pub fn retryable_override(&self) -> Option<bool> {
+        self.inner.retryable
+    }
+
     /// Finds a `Failure` in `error` or its sources, or classifies the error: a
     /// connection that could not be made or was lost is
     /// [`ErrorClass::UpstreamUnavailable`], an I/O timeout is a

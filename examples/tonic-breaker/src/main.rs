@@ -1,1 +1,184 @@
-fn main() {}
+//! Run with: cargo run -p tonic-breaker-example
+//!
+//! A circuit breaker on a tonic client channel. It starts a gRPC health
+//! server on 127.0.0.1:0, calls it through the breaker, stops the server so
+//! that calls fail, and shows the breaker opening and then rejecting calls at
+//! once, without touching the network. Then it exits.
+//!
+//! gRPC reports failures as HTTP 200 with a `grpc-status`, so the breaker gets
+//! a small gRPC classifier (the classifier is pluggable; the default one reads
+//! OpenAI-style HTTP errors). It reads `grpc-status` from the response
+//! headers, where a "trailers-only" error response puts it, and counts
+//! every transport error (refused, reset) as `upstream_unavailable`. A
+//! `grpc-status` sent in the trailers after a message is not read here:
+//! `ClassifyEos` sees a stream's events and its end, not its trailers.
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tollgate_breaker::{BreakerConfig, Breakers, CircuitBreakerLayer, CircuitOpen, FixedKey};
+use tollgate_core::classify::{ClassifyEos, ClassifyResponse, Verdict};
+use tollgate_core::sse::Event;
+use tollgate_core::{ErrorClass, Failure};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tower::Layer;
+
+/// Judges gRPC answers for the breaker.
+#[derive(Debug, Clone, Copy)]
+struct GrpcClassifier;
+
+impl ClassifyResponse for GrpcClassifier {
+    type Eos = NoEvents;
+
+    fn classify_response<B>(&self, response: &http::Response<B>) -> Verdict<NoEvents> {
+        let grpc_status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i32>().ok());
+        match grpc_status {
+            None | Some(0) if response.status().is_success() => Verdict::Success,
+            Some(code) => Verdict::Failure(grpc_failure(code)),
+            None => Verdict::Failure(
+                Failure::new(ErrorClass::UpstreamUnavailable, "the gRPC server failed")
+                    .with_upstream_status(response.status()),
+            ),
+        }
+    }
+
+    fn classify_error_body(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        _body: &[u8],
+    ) -> Failure {
+        let code = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(14);
+        grpc_failure(code).with_upstream_status(status)
+    }
+
+    fn classify_error(&self, _error: &(dyn std::error::Error + 'static)) -> Failure {
+        // The channel could not get an answer at all: the server is
+        // unreachable, whatever the error's type.
+        Failure::new(ErrorClass::UpstreamUnavailable, "the gRPC channel failed")
+    }
+}
+
+/// The gRPC status codes, in the error classes the breaker counts by.
+fn grpc_failure(code: i32) -> Failure {
+    let class = match code {
+        4 => ErrorClass::Timeout,                            // DEADLINE_EXCEEDED
+        8 => ErrorClass::RateLimited,                        // RESOURCE_EXHAUSTED
+        7 | 16 => ErrorClass::Auth,                          // PERMISSION_DENIED, UNAUTHENTICATED
+        5 | 12 => ErrorClass::ModelNotFound,                 // NOT_FOUND, UNIMPLEMENTED
+        2 | 13 | 14 | 15 => ErrorClass::UpstreamUnavailable, // UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS
+        _ => ErrorClass::BadRequest,
+    };
+    Failure::new(class, format!("gRPC status {code}"))
+}
+
+/// Unary gRPC answers are not event streams: nothing to watch.
+#[derive(Debug)]
+struct NoEvents;
+
+impl ClassifyEos for NoEvents {
+    fn classify_event(&mut self, _event: &Event) -> Option<Failure> {
+        None
+    }
+
+    fn classify_eos(self) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A gRPC health server on a free port.
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+    let addr = incoming.local_addr()?;
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    println!("health server on {addr}");
+
+    // The client channel, behind one breaker for the whole server.
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let config = BreakerConfig::builder()
+        .consecutive_failures(3)
+        .cooldown(Duration::from_secs(30))
+        .build()?;
+    let layer = CircuitBreakerLayer::new(config)?
+        .key(FixedKey::new("health-server"))
+        .classifier(GrpcClassifier);
+    let breakers = layer.breakers();
+    let mut client = HealthClient::new(layer.layer(channel));
+
+    println!("-- server up");
+    for service in ["", "no.such.Service"] {
+        check(&mut client, service).await;
+    }
+    // NOT_FOUND is about the request, not the server: it did not count.
+    print_state(&breakers);
+
+    println!("-- server stopped");
+    let _ = stop.send(());
+    server.await??;
+    for _ in 0..4 {
+        check(&mut client, "").await;
+    }
+    print_state(&breakers);
+    Ok(())
+}
+
+async fn check<T>(client: &mut HealthClient<T>, service: &str)
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let started = Instant::now();
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let answer = match client.check(request).await {
+        Ok(response) => format!("status {:?}", response.into_inner().status()),
+        Err(status) => {
+            let rejected = std::error::Error::source(&status)
+                .and_then(|source| source.downcast_ref::<CircuitOpen>());
+            match rejected {
+                Some(open) => format!("rejected by the breaker: {open}"),
+                None => format!("failed: {:?} {}", status.code(), status.message()),
+            }
+        }
+    };
+    println!(
+        "  check({service:?}) in {:.1?}: {answer}",
+        started.elapsed()
+    );
+}
+
+fn print_state(breakers: &Breakers) {
+    for s in breakers.snapshots() {
+        println!(
+            "  breaker {}: {} (window: {} calls, {} failures; {} failures in a row)",
+            s.key, s.state, s.window_calls, s.window_failures, s.consecutive_failures
+        );
+    }
+}

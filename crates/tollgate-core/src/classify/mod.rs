@@ -15,7 +15,7 @@ mod watch;
 
 pub use openai::{OpenAiClassifier, OpenAiEos};
 pub use retry_after::{parse_http_date, retry_after_from_headers};
-pub use watch::{StreamEnd, WatchBody, classify_raw_event};
+pub use watch::{OnEnd, StreamEnd, WatchBody, classify_raw_event};
 
 use http::{HeaderMap, Response, StatusCode};
 
@@ -73,11 +73,19 @@ pub trait ClassifyEos: Send + 'static {
     /// The stream ended cleanly at the transport level; was it complete?
     fn classify_eos(self) -> Result<(), Failure>;
 
-    /// The stream ended with a transport error.
+    /// The stream ended with a transport error. By default a classified
+    /// error keeps its class, and anything else is the upstream's failure: the
+    /// bytes stopped coming from it.
     fn classify_error(self, error: &(dyn std::error::Error + 'static)) -> Failure
     where
         Self: Sized,
     {
-        Failure::from_error(error)
+        Failure::find(error).cloned().unwrap_or_else(|| {
+            Failure::new(
+                crate::ErrorClass::UpstreamUnavailable,
+                "the upstream connection broke mid-response",
+            )
+            .with_subkind("body_error")
+        })
     }
 }

@@ -24,6 +24,20 @@ pub enum StreamEnd {
     Cancelled,
 }
 
+/// What a [`WatchBody`] calls, once, when its body ends. Implemented for
+/// every `FnOnce(StreamEnd)`; a layer that needs to name its body type
+/// implements it on a struct instead of boxing a closure.
+pub trait OnEnd {
+    /// The body ended like this.
+    fn on_end(self, end: StreamEnd);
+}
+
+impl<F: FnOnce(StreamEnd)> OnEnd for F {
+    fn on_end(self, end: StreamEnd) {
+        self(end)
+    }
+}
+
 pin_project! {
     /// Passes a response body through unchanged and reports, exactly once,
     /// how it ended — for layers whose outcome is only known at the end of a
@@ -36,7 +50,7 @@ pin_project! {
     /// fails it. Dropping it unsettled reports [`StreamEnd::Cancelled`].
     pub struct WatchBody<B, E, F>
     where
-        F: FnOnce(StreamEnd),
+        F: OnEnd,
     {
         #[pin]
         inner: B,
@@ -47,11 +61,11 @@ pin_project! {
 
     impl<B, E, F> PinnedDrop for WatchBody<B, E, F>
     where
-        F: FnOnce(StreamEnd),
+        F: OnEnd,
     {
         fn drop(this: Pin<&mut Self>) {
             if let Some(on_end) = this.project().on_end.take() {
-                on_end(StreamEnd::Cancelled);
+                on_end.on_end(StreamEnd::Cancelled);
             }
         }
     }
@@ -59,8 +73,9 @@ pin_project! {
 
 impl<B, E, F> WatchBody<B, E, F>
 where
+    B: Body,
     E: ClassifyEos,
-    F: FnOnce(StreamEnd),
+    F: OnEnd,
 {
     /// Watches a stream with `eos`; calls `on_end` once it ends.
     pub fn stream(inner: B, eos: E, on_end: F) -> Self {
@@ -70,6 +85,7 @@ where
             splitter: Some(EventSplitter::new()),
             on_end: Some(on_end),
         }
+        .settled_if_empty()
     }
 
     /// Watches a complete (non-streaming) body; calls `on_end` once it ends.
@@ -80,13 +96,29 @@ where
             splitter: None,
             on_end: Some(on_end),
         }
+        .settled_if_empty()
+    }
+
+    /// A body that is empty from the start is never polled (hyper checks
+    /// `is_end_stream` first): it ends here.
+    fn settled_if_empty(mut self) -> Self {
+        if self.inner.is_end_stream() {
+            let end = match self.eos.take().map(ClassifyEos::classify_eos) {
+                Some(Err(failure)) => StreamEnd::Failed(failure),
+                _ => StreamEnd::Complete,
+            };
+            if let Some(on_end) = self.on_end.take() {
+                on_end.on_end(end);
+            }
+        }
+        self
     }
 }
 
 impl<B, E, F> std::fmt::Debug for WatchBody<B, E, F>
 where
     B: std::fmt::Debug,
-    F: FnOnce(StreamEnd),
+    F: OnEnd,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchBody")
@@ -101,7 +133,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
     E: ClassifyEos,
-    F: FnOnce(StreamEnd),
+    F: OnEnd,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -110,14 +142,14 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        let polled = match this.inner.as_mut().poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(polled) => polled,
         };
         let settle = |on_end: &mut Option<F>, end: StreamEnd| {
             if let Some(on_end) = on_end.take() {
-                on_end(end);
+                on_end.on_end(end);
             }
         };
         match polled {
@@ -132,6 +164,15 @@ where
                     if let Some(failure) = failure {
                         settle(this.on_end, StreamEnd::Failed(failure));
                     }
+                }
+                // hyper stops polling a body that says it has ended, so the
+                // last frame is as good as the end.
+                if this.on_end.is_some() && this.inner.is_end_stream() {
+                    let end = match this.eos.take().map(ClassifyEos::classify_eos) {
+                        Some(Err(failure)) => StreamEnd::Failed(failure),
+                        _ => StreamEnd::Complete,
+                    };
+                    settle(this.on_end, end);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -246,6 +287,26 @@ mod tests {
             StreamEnd::Failed(failure) => assert_eq!(failure.class(), ErrorClass::RateLimited),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_reports_its_end_settles_without_a_last_poll() {
+        let (ends, on_end) = recorder();
+        let body = WatchBody::<_, OpenAiEos, _>::complete(
+            http_body_util::Full::new(Bytes::from_static(b"{}")),
+            on_end,
+        );
+        tokio::pin!(body);
+        let frame = body.as_mut().frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "{}");
+        assert!(body.is_end_stream());
+        assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
+
+        let (ends, on_end) = recorder();
+        let empty = WatchBody::<_, OpenAiEos, _>::complete(http_body_util::Empty::<Bytes>::new(), on_end);
+        assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
+        drop(empty);
+        assert_eq!(ends.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
