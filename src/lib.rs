@@ -7,10 +7,12 @@
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`core`] | `tollgate-core` | error classes, the failure classifier, the SSE codec, the request body |
+//! | `retry` | `tollgate-retry` | retries with backoff, `Retry-After` and a retry budget (feature `retry`) |
+//! | `breaker` | `tollgate-breaker` | one circuit breaker per deployment (feature `breaker`) |
+//! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
 //!
-//! Retry, circuit breaker, fallback, cost accounting, the OpenRouter
-//! normalizer and rate limits join this table, each behind a feature of its
-//! name, as they land.
+//! Fallback, cost accounting and rate limits join this table, each behind a
+//! feature of its name, as they land.
 //!
 //! # Example
 //!
@@ -29,3 +31,13 @@
 
 #[doc(inline)]
 pub use tollgate_core as core;
+
+#[cfg(feature = "breaker")]
+#[doc(inline)]
+pub use tollgate_breaker as breaker;
+#[cfg(feature = "openrouter")]
+#[doc(inline)]
+pub use tollgate_openrouter as openrouter;
+#[cfg(feature = "retry")]
+#[doc(inline)]
+pub use tollgate_retry as retry;

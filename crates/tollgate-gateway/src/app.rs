@@ -18,9 +18,12 @@ use crate::auth::is_authorized;
 use crate::config::{Config, DeploymentConfig, Provider};
 use crate::mock::MockDeployment;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
+use crate::resilience;
 use crate::response::GatewayBody;
 use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
+use tollgate_breaker::{Breakers, State as BreakerState};
+use tollgate_retry::RetryLayer;
 
 /// Default request size limit when `general_settings.max_request_size_mb` is
 /// not set.
@@ -60,6 +63,7 @@ pub(crate) struct App {
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
+    pub(crate) breakers: Breakers,
     request_ids: RequestIds,
     draining: AtomicBool,
 }
@@ -71,16 +75,33 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    /// The next deployment, round robin. (Weighted and latency-aware
-    /// balancing is the balancer layer's job.)
-    pub(crate) fn pick(&self) -> &Arc<Deployment> {
+    /// The next deployment, round robin, passing over those whose breaker is
+    /// open; when every one is open, the next in turn (its breaker rejects
+    /// it at once). Weighted and latency-aware balancing is the balancer
+    /// layer's job.
+    pub(crate) fn pick(&self, breakers: &Breakers) -> &Arc<Deployment> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.deployments[n % self.deployments.len()]
+        let count = self.deployments.len();
+        let in_turn = &self.deployments[n % count];
+        if count == 1 {
+            return in_turn;
+        }
+        (0..count)
+            .map(|i| &self.deployments[(n + i) % count])
+            .find(|d| {
+                !d.breaker_enabled
+                    || breakers
+                        .snapshot(&d.target.deployment_id)
+                        .is_none_or(|s| s.state != BreakerState::Open)
+            })
+            .unwrap_or(in_turn)
     }
 }
 
 pub(crate) struct Deployment {
     pub(crate) target: Target,
+    /// Whether a circuit breaker guards it (`cooldown_time: 0` turns it off).
+    pub(crate) breaker_enabled: bool,
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,
@@ -104,17 +125,46 @@ pub struct BuildError {
 impl Gateway {
     /// Builds the gateway a configuration describes.
     pub fn new(config: &Config) -> Result<Self, BuildError> {
-        let tollgate = &config.tollgate;
-        let client = UpstreamClient::new(ClientConfig {
-            connect_timeout: tollgate
+        Self::with_client(config, UpstreamClient::new(Self::client_config(config)))
+    }
+
+    /// The upstream client's connection settings a configuration asks for.
+    pub fn client_config(config: &Config) -> ClientConfig {
+        ClientConfig {
+            connect_timeout: config
+                .tollgate
                 .connect_timeout
                 .unwrap_or(ClientConfig::default().connect_timeout),
             ..ClientConfig::default()
-        });
+        }
+    }
+
+    /// Builds the gateway over a given upstream client — one whose
+    /// connections are in memory, for tests and benchmarks
+    /// ([`UpstreamClient::in_memory`]).
+    pub fn with_client(config: &Config, client: UpstreamClient) -> Result<Self, BuildError> {
+        let invalid = |e: resilience::ResilienceError| BuildError {
+            path: String::from("router_settings"),
+            message: e.to_string(),
+        };
+        let retry =
+            RetryLayer::new(resilience::retry_config(config).map_err(invalid)?).map_err(|e| {
+                BuildError {
+                    path: String::from("router_settings"),
+                    message: e.to_string(),
+                }
+            })?;
+        let breaker_defaults = resilience::breaker_config(config)
+            .map_err(invalid)?
+            .unwrap_or_default();
+        let breakers = Breakers::new(breaker_defaults).map_err(|e| BuildError {
+            path: String::from("router_settings"),
+            message: e.to_string(),
+        })?;
         let mut groups: HashMap<Arc<str>, Group> = HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
         for (index, deployment) in config.model_list.iter().enumerate() {
-            let built = build_deployment(config, index, deployment)?;
+            let built = build_deployment(config, index, deployment, &breakers)?;
             let name = built.target.model_group.clone();
             groups
                 .entry(name.clone())
@@ -157,7 +207,8 @@ impl Gateway {
                     .map(|k| k.expose().to_owned()),
                 max_body,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
-                stack: crate::stack::build(client),
+                stack: crate::stack::build(client, retry, breakers.clone()),
+                breakers,
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
             }),
@@ -199,6 +250,7 @@ impl Gateway {
                     Bytes::from_static(br#"{"status":"healthy"}"#),
                 ),
                 Route::Readiness => readiness(app),
+                Route::CircuitBreakers => circuit_breakers(app),
                 Route::MethodNotAllowed => {
                     let failure = Failure::new(
                         ErrorClass::BadRequest,
@@ -235,6 +287,11 @@ impl Gateway {
     }
 }
 
+fn circuit_breakers(app: &App) -> Response<GatewayBody> {
+    let body = json!({ "circuit_breakers": app.breakers.snapshots() });
+    json_response(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
 fn readiness(app: &App) -> Response<GatewayBody> {
     if app.draining.load(Ordering::Relaxed) {
         json_response(
@@ -262,6 +319,7 @@ enum Route {
     Models,
     Health,
     Readiness,
+    CircuitBreakers,
     MethodNotAllowed,
     NotFound,
 }
@@ -273,6 +331,7 @@ impl Route {
             Route::Models => "models",
             Route::Health => "health",
             Route::Readiness => "readiness",
+            Route::CircuitBreakers => "circuit_breakers",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
     }
@@ -284,6 +343,7 @@ fn route_of(method: &Method, path: &str) -> Route {
         "/v1/models" | "/models" => (Route::Models, Method::GET),
         "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
         "/health/readiness" => (Route::Readiness, Method::GET),
+        "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
@@ -297,7 +357,22 @@ fn build_deployment(
     config: &Config,
     index: usize,
     deployment: &DeploymentConfig,
+    breakers: &Breakers,
 ) -> Result<Deployment, BuildError> {
+    let breaker =
+        resilience::deployment_breaker_config(config, deployment).map_err(|e| BuildError {
+            path: format!("model_list[{index}]"),
+            message: e.to_string(),
+        })?;
+    let breaker_enabled = breaker.is_some();
+    if let Some(breaker) = breaker {
+        breakers
+            .register_with(&deployment.id, breaker)
+            .map_err(|e| BuildError {
+                path: format!("model_list[{index}].litellm_params.cooldown_time"),
+                message: e.to_string(),
+            })?;
+    }
     let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
     let target = Target {
         model_group: Arc::from(deployment.model_name.as_str()),
@@ -374,6 +449,7 @@ fn build_deployment(
     };
     Ok(Deployment {
         target,
+        breaker_enabled,
         provider,
         timeouts,
         stream_timeouts,

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::OpenAiEos;
-use tollgate_core::extensions::{Deadline, Target};
+use tollgate_core::extensions::{AttemptedRetries, Deadline, Target};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
+use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp};
 use tower::ServiceExt;
 
 use crate::access_log::AccessLog;
@@ -29,18 +30,26 @@ where
 {
     match forward(app, request, log).await {
         Ok(response) => response,
-        Err(failure) => {
+        Err((failure, retries)) => {
             log.class = Some(failure.class());
-            failure.to_response()
+            let mut response: Response<GatewayBody> = failure.to_response();
+            if let Some(retries) = retries {
+                response
+                    .headers_mut()
+                    .insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+            }
+            response
         }
     }
 }
 
+/// The response, or the failure with the retries made before it (when the
+/// request got as far as the retry layer).
 async fn forward<B>(
     app: &App,
     request: Request<B>,
     log: &mut AccessLog,
-) -> Result<Response<GatewayBody>, Failure>
+) -> Result<Response<GatewayBody>, (Failure, Option<u32>)>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -51,19 +60,25 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let bytes = read_body_limited(body, content_length, app.max_body).await?;
-    let chat = ChatRequest::parse(bytes)?;
+    let bytes = read_body_limited(body, content_length, app.max_body)
+        .await
+        .map_err(|f| (f, None))?;
+    let chat = ChatRequest::parse(bytes).map_err(|f| (f, None))?;
     log.stream = chat.stream();
-    let group = app.groups.get(chat.model()).ok_or_else(|| {
-        Failure::new(
-            ErrorClass::ModelNotFound,
-            format!(
-                "The model `{}` does not exist or you do not have access to it.",
-                tollgate_core::sanitize_message(chat.model())
-            ),
-        )
-        .with_param("model")
-    })?;
+    let group = app
+        .groups
+        .get(chat.model())
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorClass::ModelNotFound,
+                format!(
+                    "The model `{}` does not exist or you do not have access to it.",
+                    tollgate_core::sanitize_message(chat.model())
+                ),
+            )
+            .with_param("model")
+        })
+        .map_err(|f| (f, None))?;
     log.model_group = Some(group.name.clone());
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
@@ -73,14 +88,18 @@ where
     request
         .extensions_mut()
         .insert(Deadline::after(app.request_timeout));
-    let response = app
-        .stack
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|error| Failure::from_error(&*error))?;
+    let response = app.stack.clone().oneshot(request).await.map_err(|error| {
+        let retries = error.downcast_ref::<GaveUp>().map(GaveUp::retries);
+        (Failure::from_error(&*error), retries)
+    })?;
     let target = response.extensions().get::<Target>().cloned();
+    let retries = response.extensions().get::<AttemptedRetries>().copied();
     let mut response = wrap_success(response);
+    if let Some(AttemptedRetries(retries)) = retries {
+        response
+            .headers_mut()
+            .insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+    }
     if let Some(target) = target {
         log.deployment = Some(target.deployment_id.clone());
         let headers = response.headers_mut();

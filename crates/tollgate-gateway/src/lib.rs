@@ -51,6 +51,7 @@ mod pending;
 mod pick;
 mod provider;
 mod request_id;
+pub mod resilience;
 mod response;
 mod server;
 mod stack;

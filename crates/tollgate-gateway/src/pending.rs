@@ -19,36 +19,6 @@ pub fn unapplied_settings(config: &Config) -> Vec<Warning> {
     };
     let router = &config.router_settings;
     let litellm = &config.litellm_settings;
-    note(
-        router.num_retries.is_some(),
-        "router_settings.num_retries",
-        "retry layer",
-    );
-    note(
-        litellm.num_retries.is_some(),
-        "litellm_settings.num_retries",
-        "retry layer",
-    );
-    note(
-        !router.retry_policy.is_empty(),
-        "router_settings.retry_policy",
-        "retry layer",
-    );
-    note(
-        router.retry_after.is_some(),
-        "router_settings.retry_after",
-        "retry layer",
-    );
-    note(
-        router.allowed_fails.is_some(),
-        "router_settings.allowed_fails",
-        "circuit breaker",
-    );
-    note(
-        router.cooldown_time.is_some(),
-        "router_settings.cooldown_time",
-        "circuit breaker",
-    );
     let fallback_lists = [
         (
             "fallbacks",

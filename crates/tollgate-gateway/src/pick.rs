@@ -8,6 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tollgate_breaker::{Breakers, CircuitOpen};
 use tollgate_core::extensions::Target;
 use tollgate_core::{BoxError, ErrorClass, Failure};
 use tower_service::Service;
@@ -23,11 +24,12 @@ use crate::app::Group;
 #[derive(Clone, Debug)]
 pub(crate) struct PickDeployment<S> {
     inner: S,
+    breakers: Breakers,
 }
 
 impl<S> PickDeployment<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        PickDeployment { inner }
+    pub(crate) fn new(inner: S, breakers: Breakers) -> Self {
+        PickDeployment { inner, breakers }
     }
 }
 
@@ -52,7 +54,7 @@ where
                 )),
             };
         };
-        let deployment = Arc::clone(group.pick());
+        let deployment = Arc::clone(group.pick(&self.breakers));
         let target = deployment.target.clone();
         request.extensions_mut().insert(target.clone());
         request.extensions_mut().insert(deployment);
@@ -81,7 +83,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             PickFutureProj::Calling { inner, target } => {
-                let mut response = ready!(inner.poll(cx))?;
+                let mut response = ready!(inner.poll(cx)).map_err(fail_fast_when_open)?;
                 if let Some(target) = target.take() {
                     response.extensions_mut().insert(target);
                 }
@@ -92,5 +94,16 @@ where
                 .unwrap_or_else(|| Failure::new(ErrorClass::Internal, "polled after completion"))
                 .into())),
         }
+    }
+}
+
+/// The breaker rejects only when every deployment of the group is open (open
+/// ones are skipped otherwise): waiting for it is not worth a retry, so the
+/// rejection goes up at once — a 503 with `Retry-After`, or the next model
+/// group of a fallback cascade.
+fn fail_fast_when_open(error: BoxError) -> BoxError {
+    match error.downcast_ref::<CircuitOpen>() {
+        Some(open) => open.failure().clone().with_retryable(false).into(),
+        None => error,
     }
 }

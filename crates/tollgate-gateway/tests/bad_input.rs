@@ -12,8 +12,9 @@ const ENV: &[(&str, &str)] = &[
 const AUTH: (&str, &str) = ("authorization", "Bearer sk-master-test");
 
 async fn gateway_for(upstream: &Upstream) -> TestGateway {
-    let extra =
-        "general_settings:\n  master_key: os.environ/MASTER_KEY\n  max_request_size_mb: 0.001\n";
+    // No retries and no breaker: these tests are about what one upstream
+    // answer becomes.
+    let extra = "general_settings:\n  master_key: os.environ/MASTER_KEY\n  max_request_size_mb: 0.001\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\n";
     TestGateway::start(&openai_config(&upstream.url(), extra), ENV).await
 }
 

@@ -60,7 +60,13 @@ async fn the_demo_answers_completions_and_streams() {
         .collect();
     assert_eq!(
         ids,
-        ["demo", "demo-slow", "demo-flaky", "demo-broken-stream"]
+        [
+            "demo",
+            "demo-slow",
+            "demo-flaky",
+            "demo-down",
+            "demo-broken-stream"
+        ]
     );
     for path in ["/health", "/health/readiness"] {
         assert_eq!(
@@ -73,43 +79,85 @@ async fn the_demo_answers_completions_and_streams() {
     gateway.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_demo_shows_its_faults() {
-    let gateway = TestGateway::start(&demo_yaml(), &[]).await;
-    let client = client();
-    let url = gateway.url("/v1/chat/completions");
-    // Every second request to the flaky group fails.
-    let statuses: Vec<u16> = {
-        let mut out = Vec::new();
-        for _ in 0..4 {
-            out.push(
-                call(&client, "POST", &url, chat_body("demo-flaky", false), &[])
-                    .await
-                    .status
-                    .as_u16(),
-            );
-        }
-        out
-    };
-    assert_eq!(statuses, [200, 502, 200, 502]);
+fn demo_gateway() -> Gateway {
+    let loaded = config::load_str(&demo_yaml(), &|_| None).unwrap();
+    Gateway::new(&loaded.config).unwrap()
+}
+
+async fn handle_group(gateway: &Gateway, group: &str, stream: bool) -> http::Response<Bytes> {
+    let request = http::Request::post("/v1/chat/completions")
+        .body(Full::new(Bytes::from(chat_body(group, stream))))
+        .unwrap();
+    let (parts, body) = gateway.handle(request).await.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    http::Response::from_parts(parts, body)
+}
+
+fn retries(response: &http::Response<Bytes>) -> &str {
+    response.headers()["x-tollgate-attempted-retries"]
+        .to_str()
+        .unwrap()
+}
+
+// Paused time: the retry backoff and the breaker's cooldown pass at once.
+#[tokio::test(start_paused = true)]
+async fn the_demo_shows_retries_and_the_breaker() {
+    let gateway = demo_gateway();
+    // Every second request to the flaky group fails; the retry hides it.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let response = handle_group(&gateway, "demo-flaky", false).await;
+        assert_eq!(response.status(), 200);
+        seen.push(retries(&response).to_owned());
+    }
+    assert_eq!(seen, ["0", "1", "1", "1"]);
+
+    // The down group fails every attempt: retried, then its breaker opens
+    // and the gateway answers at once, with Retry-After, without calling it.
+    let first = handle_group(&gateway, "demo-down", false).await;
+    assert_eq!(first.status(), 502);
+    assert_eq!(retries(&first), "3");
+    let second = handle_group(&gateway, "demo-down", false).await;
+    let start = tokio::time::Instant::now();
+    let third = handle_group(&gateway, "demo-down", false).await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "an open breaker answers at once"
+    );
+    assert_eq!(third.status(), 503, "{:?}", third.body());
+    assert!(third.headers().contains_key("retry-after"));
+    let _ = second;
+    let breakers = handle_group_get(&gateway, "/health/circuit-breakers").await;
+    let states: serde_json::Value = serde_json::from_slice(breakers.body()).unwrap();
+    let down = states["circuit_breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["key"] == "demo-down")
+        .unwrap()
+        .clone();
+    assert_eq!(down["state"], "open", "{states}");
+
     // The broken stream ends with an error event after two chunks.
-    let answer = call(
-        &client,
-        "POST",
-        &url,
-        chat_body("demo-broken-stream", true),
-        &[],
-    )
-    .await;
-    let events = sse_data(&answer.body);
+    let response = handle_group(&gateway, "demo-broken-stream", true).await;
+    let events = sse_data(response.body());
     assert_eq!(events.len(), 3, "{events:?}");
     assert!(events[2].contains("stream_interrupted"));
-    gateway.shutdown().await;
+}
+
+async fn handle_group_get(gateway: &Gateway, path: &str) -> http::Response<Bytes> {
+    let request = http::Request::get(path)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (parts, body) = gateway.handle(request).await.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    http::Response::from_parts(parts, body)
 }
 
 fn mock_gateway(fault: &str) -> Gateway {
     let yaml = format!(
-        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n      stream_timeout: 5\n      timeout: 60\n    model_info:\n      id: m-1\ntollgate:\n  stream_idle_timeout: 3\n  mock:\n    m-1:\n      chunk_delay_ms: 100\n      fault: {fault}\n"
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: mock/m\n      stream_timeout: 5\n      timeout: 60\n    model_info:\n      id: m-1\nrouter_settings:\n  num_retries: 0\ntollgate:\n  stream_idle_timeout: 3\n  mock:\n    m-1:\n      chunk_delay_ms: 100\n      fault: {fault}\n"
     );
     let loaded = config::load_str(&yaml, &|_| None).unwrap();
     Gateway::new(&loaded.config).unwrap()

@@ -17,7 +17,8 @@ async fn keys_appear_in_no_log_body_or_header() {
 
     let upstream = Upstream::start().await;
     let env = [("UPSTREAM_KEY", UPSTREAM_KEY), ("MASTER_KEY", MASTER_KEY)];
-    let extra = "general_settings:\n  master_key: os.environ/MASTER_KEY\n";
+    // One answer per request, so the script lines up with the requests.
+    let extra = "general_settings:\n  master_key: os.environ/MASTER_KEY\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\n";
     let gateway = TestGateway::start(&openai_config(&upstream.url(), extra), &env).await;
     let url = gateway.url("/v1/chat/completions");
     let auth = format!("Bearer {MASTER_KEY}");

@@ -20,9 +20,10 @@ use hyper_util::{
     server::conn::auto,
 };
 use tokio::{
+    io::DuplexStream,
     net::{TcpListener, TcpStream},
     sync::watch,
-    task::{JoinHandle, JoinSet},
+    task::{AbortHandle, JoinHandle, JoinSet},
     time::Instant,
 };
 
@@ -42,6 +43,7 @@ pub struct Upstream {
     addr: SocketAddr,
     shared: Arc<Shared>,
     server: JoinHandle<()>,
+    in_memory: Mutex<Vec<AbortHandle>>,
 }
 
 /// State shared by the handle and the connection tasks.
@@ -85,7 +87,34 @@ impl Upstream {
             addr,
             shared,
             server,
+            in_memory: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Opens a connection to the upstream that lives in memory: a
+    /// [`DuplexStream`] served by the same script as the TCP listener.
+    ///
+    /// With no operating-system I/O on the way, a test can run the whole
+    /// exchange under paused tokio time — the runtime only advances the clock
+    /// when every task, the upstream's included, is waiting on a timer — and
+    /// a benchmark can measure a stack without sockets. A [`Reply::reset`]
+    /// closes the stream (the client sees the connection end, not an RST).
+    pub fn connect_in_memory(&self) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        self.shared.connections.fetch_add(1, Ordering::Relaxed);
+        let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let reset = Arc::new(AtomicBool::new(false));
+            let service =
+                service_fn(move |request| respond(shared.clone(), reset.clone(), request));
+            let _ = http.serve_connection(TokioIo::new(server), service).await;
+        });
+        self.in_memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task.abort_handle());
+        client
     }
 
     /// A loopback URL where nothing listens, for "connection refused" tests.
@@ -148,7 +177,7 @@ impl Upstream {
         self.requests()
     }
 
-    /// How many TCP connections the server has accepted.
+    /// How many connections the server has accepted (TCP and in memory).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
     }
@@ -158,6 +187,14 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         // Dropping the accept task drops its `JoinSet`, which aborts every connection.
         self.server.abort();
+        for task in self
+            .in_memory
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 

@@ -303,7 +303,8 @@ mod tests {
         assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
 
         let (ends, on_end) = recorder();
-        let empty = WatchBody::<_, OpenAiEos, _>::complete(http_body_util::Empty::<Bytes>::new(), on_end);
+        let empty =
+            WatchBody::<_, OpenAiEos, _>::complete(http_body_util::Empty::<Bytes>::new(), on_end);
         assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
         drop(empty);
         assert_eq!(ends.lock().unwrap().len(), 1);

@@ -82,6 +82,7 @@ impl Section {
                 "custom_llm_provider",
                 "timeout",
                 "stream_timeout",
+                "cooldown_time",
                 "rpm",
                 "tpm",
                 "weight",

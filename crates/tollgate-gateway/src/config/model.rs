@@ -131,6 +131,9 @@ pub struct DeploymentConfig {
     pub timeout: Option<Duration>,
     /// `litellm_params.stream_timeout`: until the first byte of a streamed answer.
     pub stream_timeout: Option<Duration>,
+    /// `cooldown_time`: this deployment's own `router_settings.cooldown_time`
+    /// (how long its circuit breaker stays open; 0 turns its breaker off).
+    pub cooldown_time: Option<Duration>,
     /// `litellm_params.rpm`: requests per minute this deployment may take.
     pub rpm: Option<u64>,
     /// `litellm_params.tpm`: tokens per minute this deployment may take.

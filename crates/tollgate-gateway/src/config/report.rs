@@ -115,6 +115,7 @@ fn deployment_line(deployment: &DeploymentConfig) -> String {
     let optional = [
         ("timeout", deployment.timeout.map(seconds)),
         ("stream_timeout", deployment.stream_timeout.map(seconds)),
+        ("cooldown_time", deployment.cooldown_time.map(seconds)),
         ("rpm", deployment.rpm.map(|n| n.to_string())),
         ("tpm", deployment.tpm.map(|n| n.to_string())),
         ("weight", deployment.weight.map(|n| n.to_string())),

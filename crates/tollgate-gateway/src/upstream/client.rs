@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -15,6 +15,7 @@ use tollgate_core::{BoxError, ErrorClass, Failure, RequestBody};
 use tower_service::Service;
 
 use super::body::TimedBody;
+use super::connector::Connector;
 use super::endpoint::{Endpoint, Timeouts};
 use super::future::ResponseFuture;
 
@@ -45,7 +46,7 @@ impl Default for ClientConfig {
 /// Cloning it is cheap and shares the pool.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<Connector, RequestBody>,
 }
 
 impl UpstreamClient {
@@ -72,12 +73,27 @@ impl UpstreamClient {
                     .enable_all_versions()
                     .wrap_connector(http)
             });
+        Self::with_connector(config, Connector::Network(https))
+    }
+
+    /// A client whose connections are in-memory streams opened by `dial`,
+    /// whatever the URI: for tests under paused time and for benchmarks of
+    /// the whole stack without sockets. Everything above the connection —
+    /// pooling, HTTP/1.1, deadlines — is the same as over the network.
+    pub fn in_memory(
+        config: ClientConfig,
+        dial: impl Fn(&http::Uri) -> std::io::Result<tokio::io::DuplexStream> + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_connector(config, Connector::InMemory(std::sync::Arc::new(dial)))
+    }
+
+    fn with_connector(config: ClientConfig, connector: Connector) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(https);
+            .build(connector);
         UpstreamClient { client }
     }
 }

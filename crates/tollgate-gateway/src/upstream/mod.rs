@@ -11,10 +11,12 @@
 
 mod body;
 mod client;
+mod connector;
 mod endpoint;
 mod future;
 
 pub use body::TimedBody;
 pub use client::{ClientConfig, UpstreamClient};
+pub use connector::Dial;
 pub use endpoint::{Endpoint, InvalidBaseUrl, Timeouts};
 pub use future::ResponseFuture;
