@@ -1,4 +1,5 @@
-"""Starts the `tollgate` binary on a free loopback port for the SDK tests."""
+"""Starts the `tollgate` binary (and, where a test needs one, the testkit's
+fake upstream) on free loopback ports for the SDK tests."""
 
 import os
 import pathlib
@@ -12,22 +13,52 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-tollgate-python-test-key"
 
 
-def _binary() -> pathlib.Path:
+def _binary(name: str) -> pathlib.Path:
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    path = target / "debug" / "tollgate"
+    path = target / "debug" / name
     if not path.exists():
-        raise RuntimeError(f"{path} is missing: run `cargo build -p tollgate-gateway` first")
+        raise RuntimeError(f"{path} is missing: run `cargo build --bins` first")
     return path
 
 
-@pytest.fixture(scope="session")
-def gateway():
-    env = dict(os.environ, TOLLGATE_TEST_MASTER_KEY=MASTER_KEY, RUST_LOG="info")
-    proc = subprocess.Popen(
+class Process:
+    """A child process whose output is read until it says where it listens,
+    then drained in the background so it never blocks on a full pipe."""
+
+    def __init__(self, args, env, stream):
+        self.proc = subprocess.Popen(args, env=env, text=True, **{stream: subprocess.PIPE})
+        self.pipe = getattr(self.proc, stream)
+        self.lines = []
+        self.url = None
+        # readline blocks on the pipe, not on a clock.
+        for line in self.pipe:
+            self.lines.append(line)
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if match:
+                self.url = match.group(1)
+                break
+        if self.url is None:
+            self.proc.kill()
+            raise RuntimeError(f"{args[0]} did not start:\n" + "".join(self.lines))
+        self.drain = threading.Thread(
+            target=lambda: [self.lines.append(l) for l in self.pipe], daemon=True
+        )
+        self.drain.start()
+
+    def stop(self):
+        """SIGTERM, then wait; returns the exit code and everything it printed."""
+        self.proc.terminate()
+        code = self.proc.wait(timeout=30)
+        self.drain.join(timeout=30)
+        return code, "".join(self.lines)
+
+
+def start_gateway(config: pathlib.Path, env: dict) -> Process:
+    return Process(
         [
-            str(_binary()),
+            str(_binary("tollgate")),
             "--config",
-            str(ROOT / "tests/python/sdk.yaml"),
+            str(config),
             "--host",
             "127.0.0.1",
             "--port",
@@ -35,31 +66,25 @@ def gateway():
             "--log-format",
             "text",
         ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+        dict(os.environ, RUST_LOG="info", **env),
+        "stderr",
     )
-    url = None
-    lines = []
-    # The gateway logs the address it bound (port 0 picks a free one); read
-    # until it does. readline blocks on the pipe, not on a clock.
-    for line in proc.stderr:
-        lines.append(line)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if match:
-            url = match.group(1)
-            break
-    if url is None:
-        proc.kill()
-        raise RuntimeError("the gateway did not start:\n" + "".join(lines))
-    # Keep draining stderr so the gateway never blocks on a full pipe.
-    drain = threading.Thread(target=lambda: [lines.append(l) for l in proc.stderr], daemon=True)
-    drain.start()
-    yield {"url": url, "key": MASTER_KEY}
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0, "the gateway exits cleanly on SIGTERM"
-    drain.join(timeout=30)
-    logs = "".join(lines)
+
+
+def start_fake_upstream(sse: pathlib.Path, seed: int) -> Process:
+    return Process(
+        [str(_binary("fake-upstream")), "--sse", str(sse), "--seed", str(seed)],
+        dict(os.environ),
+        "stdout",
+    )
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    proc = start_gateway(ROOT / "tests/python/sdk.yaml", {"TOLLGATE_TEST_MASTER_KEY": MASTER_KEY})
+    yield {"url": proc.url, "key": MASTER_KEY}
+    code, logs = proc.stop()
+    assert code == 0, "the gateway exits cleanly on SIGTERM"
     # Checked once the process is gone, so that every access-log line is in.
     assert "chat_completions" in logs, logs
     assert "SIGTERM received" in logs, logs

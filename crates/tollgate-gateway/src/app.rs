@@ -23,7 +23,9 @@ use crate::response::GatewayBody;
 use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_breaker::{Breakers, State as BreakerState};
+use tollgate_openrouter::{OpenRouter, OpenRouterConfig, OpenRouterLayer};
 use tollgate_retry::RetryLayer;
+use tower::Layer;
 
 /// Default request size limit when `general_settings.max_request_size_mb` is
 /// not set.
@@ -36,7 +38,6 @@ pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
-const OPENROUTER_API_BASE: &str = "https://openrouter.ai/api/v1";
 
 /// The gateway: routes, auth, and the model groups it serves. Cheap to clone.
 #[derive(Clone)]
@@ -109,8 +110,17 @@ pub(crate) struct Deployment {
     pub(crate) stream_timeouts: Timeouts,
 }
 
+pub(crate) struct OpenRouterDeployment {
+    pub(crate) service: OpenRouter<UpstreamClient>,
+    /// The deployment's `extra_headers`.
+    pub(crate) headers: http::HeaderMap,
+}
+
 pub(crate) enum DeploymentProvider {
+    /// A plain OpenAI-compatible upstream.
     Http(Arc<Endpoint>),
+    /// OpenRouter, through its normalizer.
+    OpenRouter(Box<OpenRouterDeployment>),
     Mock(MockDeployment),
 }
 
@@ -164,7 +174,7 @@ impl Gateway {
         let mut groups: HashMap<Arc<str>, Group> = HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
         for (index, deployment) in config.model_list.iter().enumerate() {
-            let built = build_deployment(config, index, deployment, &breakers)?;
+            let built = build_deployment(config, index, deployment, &breakers, &client)?;
             let name = built.target.model_group.clone();
             groups
                 .entry(name.clone())
@@ -353,11 +363,34 @@ fn route_of(method: &Method, path: &str) -> Route {
     }
 }
 
+/// The deployment's `extra_headers`, each value marked sensitive (they
+/// often carry credentials).
+fn extra_headers(
+    deployment: &DeploymentConfig,
+    path: &dyn Fn(&str) -> String,
+) -> Result<http::HeaderMap, BuildError> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &deployment.extra_headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError {
+            path: path("extra_headers"),
+            message: format!("{name:?} is not a valid header name"),
+        })?;
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| BuildError {
+            path: path("extra_headers"),
+            message: format!("the value of {name} cannot go in a header"),
+        })?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
 fn build_deployment(
     config: &Config,
     index: usize,
     deployment: &DeploymentConfig,
     breakers: &Breakers,
+    client: &UpstreamClient,
 ) -> Result<Deployment, BuildError> {
     let breaker =
         resilience::deployment_breaker_config(config, deployment).map_err(|e| BuildError {
@@ -416,12 +449,25 @@ fn build_deployment(
                 .cloned()
                 .unwrap_or_default(),
         )),
-        Provider::OpenAi | Provider::OpenRouter => {
-            let default_base = match deployment.provider {
-                Provider::OpenRouter => OPENROUTER_API_BASE,
-                _ => OPENAI_API_BASE,
-            };
-            let base = deployment.api_base.as_deref().unwrap_or(default_base);
+        Provider::OpenRouter => {
+            let mut or = OpenRouterConfig::new().x_title("Tollgate");
+            if let Some(base) = &deployment.api_base {
+                or = or.api_base(base.clone());
+            }
+            if let Some(key) = &deployment.api_key {
+                or = or.api_key(key.expose());
+            }
+            let layer = OpenRouterLayer::new(or).map_err(|e| BuildError {
+                path: path("api_base"),
+                message: e.to_string(),
+            })?;
+            DeploymentProvider::OpenRouter(Box::new(OpenRouterDeployment {
+                service: layer.layer(client.clone()),
+                headers: extra_headers(deployment, &path)?,
+            }))
+        }
+        Provider::OpenAi => {
+            let base = deployment.api_base.as_deref().unwrap_or(OPENAI_API_BASE);
             let mut endpoint = Endpoint::new(base).map_err(|e| BuildError {
                 path: path("api_base"),
                 message: e.to_string(),
@@ -432,17 +478,8 @@ fn build_deployment(
                     message: "the key contains characters that cannot go in a header".into(),
                 })?;
             }
-            for (name, value) in &deployment.extra_headers {
-                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError {
-                    path: path("extra_headers"),
-                    message: format!("{name:?} is not a valid header name"),
-                })?;
-                let mut value = HeaderValue::from_str(value.expose()).map_err(|_| BuildError {
-                    path: path("extra_headers"),
-                    message: format!("the value of {name} cannot go in a header"),
-                })?;
-                value.set_sensitive(true);
-                endpoint = endpoint.with_header(name, value);
+            for (name, value) in &extra_headers(deployment, &path)? {
+                endpoint = endpoint.with_header(name.clone(), value.clone());
             }
             DeploymentProvider::Http(Arc::new(endpoint))
         }

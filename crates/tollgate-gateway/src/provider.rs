@@ -26,6 +26,8 @@ pin_project! {
     pub(crate) enum ProviderBody {
         /// From a real upstream over HTTP.
         Http { #[pin] body: TimedBody<Incoming> },
+        /// From OpenRouter, normalised.
+        OpenRouter { #[pin] body: tollgate_openrouter::ResponseBody<TimedBody<Incoming>> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -41,6 +43,7 @@ impl Body for ProviderBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             ProviderBodyProj::Http { body } => body.poll_frame(cx),
+            ProviderBodyProj::OpenRouter { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -48,6 +51,7 @@ impl Body for ProviderBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProviderBody::Http { body } => body.is_end_stream(),
+            ProviderBody::OpenRouter { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -55,6 +59,7 @@ impl Body for ProviderBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProviderBody::Http { body } => body.size_hint(),
+            ProviderBody::OpenRouter { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -99,8 +104,9 @@ impl Service<Request<RequestBody>> for ProviderService {
                 )
                 .into());
             };
-            let response = call_provider(client, &deployment, &chat).await?;
-            reject_errors(response).await.map_err(BoxError::from)
+            call_provider(client, &deployment, &chat)
+                .await
+                .map_err(BoxError::from)
         })
     }
 }
@@ -118,28 +124,30 @@ async fn call_provider(
     };
     match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {
-            let body = RequestBody::new(chat.with_model(&deployment.target.upstream_model));
-            let accept = if chat.stream() {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            let mut request = Request::post(Uri::from_static("/chat/completions"))
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, accept)
-                .header(USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-                .body(body)
-                .map_err(|_| {
-                    Failure::new(ErrorClass::Internal, "could not build the upstream request")
-                })?;
+            let mut request = upstream_request(deployment, chat)?;
             request.extensions_mut().insert(Arc::clone(endpoint));
             request.extensions_mut().insert(timeouts);
-            request.extensions_mut().insert(deployment.target.clone());
             let response = client
                 .call(request)
                 .await
                 .map_err(|error| Failure::from_error(&*error))?;
-            Ok(response.map(|body| ProviderBody::Http { body }))
+            reject_errors(response.map(|body| ProviderBody::Http { body })).await
+        }
+        DeploymentProvider::OpenRouter(openrouter) => {
+            let mut request = upstream_request(deployment, chat)?;
+            for (name, value) in &openrouter.headers {
+                request.headers_mut().insert(name, value.clone());
+            }
+            request.extensions_mut().insert(timeouts);
+            // The normalizer turns every OpenRouter failure, errors inside
+            // 200 answers included, into a classified error.
+            let response = openrouter
+                .service
+                .clone()
+                .call(request)
+                .await
+                .map_err(|error| Failure::from_error(&*error))?;
+            Ok(response.map(|body| ProviderBody::OpenRouter { body }))
         }
         DeploymentProvider::Mock(mock) => {
             let start = tokio::time::Instant::now();
@@ -148,11 +156,35 @@ async fn call_provider(
                 .await
                 .map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;
             let total_deadline = timeouts.total.map(|total| start + total);
-            Ok(response.map(|body| ProviderBody::Mock {
+            reject_errors(response.map(|body| ProviderBody::Mock {
                 body: TimedBody::new(body, timeouts.stream_idle, total_deadline),
             }))
+            .await
         }
     }
+}
+
+/// The request a deployment gets: the client's body with the model name the
+/// deployment knows, and the gateway's own headers — none of the client's
+/// (its key, cookies, hop-by-hop headers) go upstream.
+fn upstream_request(
+    deployment: &Deployment,
+    chat: &ChatRequest,
+) -> Result<Request<RequestBody>, Failure> {
+    let body = RequestBody::new(chat.with_model(&deployment.target.upstream_model));
+    let accept = if chat.stream() {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    let mut request = Request::post(Uri::from_static("/chat/completions"))
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, accept)
+        .header(USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        .body(body)
+        .map_err(|_| Failure::new(ErrorClass::Internal, "could not build the upstream request"))?;
+    request.extensions_mut().insert(deployment.target.clone());
+    Ok(request)
 }
 
 /// The most of an upstream error body read to classify it.

@@ -115,21 +115,28 @@ impl Service<Request<RequestBody>> for UpstreamClient {
     }
 
     fn call(&mut self, mut request: Request<RequestBody>) -> ResponseFuture {
-        let Some(endpoint) = request.extensions_mut().remove::<Arc<Endpoint>>() else {
-            return ResponseFuture::failed(Failure::new(
-                ErrorClass::Internal,
-                "no upstream endpoint was chosen for the request",
-            ));
-        };
         let timeouts = request
             .extensions()
             .get::<Timeouts>()
             .copied()
             .unwrap_or_default();
-        *request.uri_mut() = endpoint.uri_for(request.uri().path_and_query());
-        let headers = request.headers_mut();
-        for (name, value) in endpoint.headers() {
-            headers.insert(name, value.clone());
+        match request.extensions_mut().remove::<Arc<Endpoint>>() {
+            Some(endpoint) => {
+                *request.uri_mut() = endpoint.uri_for(request.uri().path_and_query());
+                let headers = request.headers_mut();
+                for (name, value) in endpoint.headers() {
+                    headers.insert(name, value.clone());
+                }
+            }
+            // A layer below the gateway's router (a provider normalizer) may
+            // have addressed the request itself.
+            None if request.uri().scheme().is_some() && request.uri().authority().is_some() => {}
+            None => {
+                return ResponseFuture::failed(Failure::new(
+                    ErrorClass::Internal,
+                    "no upstream endpoint was chosen for the request",
+                ));
+            }
         }
         let start = Instant::now();
         ResponseFuture::new(self.client.request(request), timeouts, start)

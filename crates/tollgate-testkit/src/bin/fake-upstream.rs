@@ -1,0 +1,84 @@
+//! A testkit upstream as a process, for tests written in other languages.
+//!
+//! Run with: `cargo run -p tollgate-testkit --bin fake-upstream -- --sse FILE [--splits N] [--seed S]`
+//!
+//! Answers every request with the file as a `text/event-stream` body. The
+//! first N answers (default 16) are cut into chunks at pseudo-random byte
+//! boundaries (seeded, so a failure can be replayed), the first of them one
+//! byte at a time; later ones are sent whole. Prints
+//! `listening on http://127.0.0.1:PORT` once ready, then serves until killed.
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use tollgate_testkit::{Reply, Upstream};
+
+fn main() -> ExitCode {
+    let mut sse = None;
+    let mut splits = 16usize;
+    let mut seed = 0x5eed_u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        match (arg.as_str(), value) {
+            ("--sse", Some(path)) => sse = Some(path),
+            ("--splits", Some(n)) => splits = n.parse().unwrap_or(splits),
+            ("--seed", Some(n)) => seed = n.parse().unwrap_or(seed),
+            _ => {
+                eprintln!("usage: fake-upstream --sse FILE [--splits N] [--seed S]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(path) = sse else {
+        eprintln!("usage: fake-upstream --sse FILE [--splits N] [--seed S]");
+        return ExitCode::from(2);
+    };
+    let body = match std::fs::read(&path) {
+        Ok(body) => Bytes::from(body),
+        Err(error) => {
+            eprintln!("fake-upstream: {path}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("fake-upstream: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let upstream = Upstream::start().await;
+        for round in 0..splits {
+            upstream.push(split_reply(&body, round, &mut seed));
+        }
+        upstream.set_default(Reply::sse().raw(body));
+        println!("listening on {}", upstream.url());
+        std::future::pending::<()>().await;
+    });
+    ExitCode::SUCCESS
+}
+
+/// The body as an SSE reply cut at xorshift-chosen points.
+fn split_reply(body: &Bytes, round: usize, seed: &mut u64) -> Reply {
+    let mut reply = Reply::sse();
+    let mut at = 0;
+    while at < body.len() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let len = if round == 0 {
+            1
+        } else {
+            1 + (*seed % 97) as usize
+        };
+        let end = (at + len).min(body.len());
+        reply = reply.raw(body.slice(at..end));
+        at = end;
+    }
+    reply
+}
