@@ -180,6 +180,47 @@ impl ChatRequest {
     }
 }
 
+/// Finds the span of the `messages` array in a request body (the slow way:
+/// only continuations need it).
+#[derive(Deserialize)]
+struct MessagesSpan<'a> {
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+}
+
+impl ChatRequest {
+    /// The request with one more message at the end of `messages`: the
+    /// assistant's answer so far, for the model to continue from (an
+    /// "assistant prefill"). Every other byte is unchanged.
+    ///
+    /// A fallback cascade uses it to continue a stream that broke after part
+    /// of the answer reached the client. It parses the request again, which
+    /// only that rare path pays for.
+    pub fn with_assistant_prefill(&self, prefill: &str) -> Result<ChatRequest, Failure> {
+        let span: MessagesSpan<'_> = serde_json::from_slice(&self.bytes).map_err(|_| {
+            Failure::new(ErrorClass::Internal, "the request can no longer be parsed")
+        })?;
+        let messages = span
+            .messages
+            .ok_or_else(|| Failure::new(ErrorClass::Internal, "the request has no messages"))?;
+        let start = messages.get().as_ptr() as usize - self.bytes.as_ptr() as usize;
+        let close = start + messages.get().trim_end().len() - 1;
+        if self.bytes.get(close) != Some(&b']') {
+            return Err(Failure::new(
+                ErrorClass::Internal,
+                "messages is not an array",
+            ));
+        }
+        let message = serde_json::json!({"role": "assistant", "content": prefill}).to_string();
+        let mut out = BytesMut::with_capacity(self.bytes.len() + message.len() + 1);
+        out.put_slice(&self.bytes[..close]);
+        out.put_u8(b',');
+        out.put_slice(message.as_bytes());
+        out.put_slice(&self.bytes[close..]);
+        ChatRequest::parse(out.freeze())
+    }
+}
+
 fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Failure {
     Failure::new(ErrorClass::BadRequest, message)
 }
@@ -221,6 +262,23 @@ mod tests {
         let quoted = req.with_model("a\"b");
         let value: serde_json::Value = serde_json::from_slice(&quoted).unwrap();
         assert_eq!(value["model"], "a\"b");
+    }
+
+    #[test]
+    fn an_assistant_prefill_is_appended_to_the_messages() {
+        let req =
+            parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}] ,"stream":true}"#)
+                .unwrap();
+        let continued = req.with_assistant_prefill("Hello \"world").unwrap();
+        assert_eq!(continued.message_count(), 2);
+        assert!(continued.stream());
+        let value: serde_json::Value = serde_json::from_slice(continued.bytes()).unwrap();
+        assert_eq!(value["messages"][1]["role"], "assistant");
+        assert_eq!(value["messages"][1]["content"], "Hello \"world");
+        // Its own spans are right: the model can still be rewritten.
+        let rewritten = ChatRequest::parse(continued.with_model("other")).unwrap();
+        assert_eq!(rewritten.model(), "other");
+        assert_eq!(rewritten.message_count(), 2);
     }
 
     #[test]

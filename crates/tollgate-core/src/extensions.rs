@@ -43,6 +43,17 @@ impl Deadline {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AttemptedRetries(pub u32);
 
+/// The model group a request is routed to: set at ingress from the client's
+/// `model`, and rewritten by a fallback cascade for each target it tries.
+/// Whatever picks a deployment reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelGroup(pub Arc<str>);
+
+/// Fallback targets a cascade tried before the one that answered (a
+/// response extension, also sent as `x-tollgate-attempted-fallbacks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttemptedFallbacks(pub u32);
+
 /// Which attempt this is for the request: 0 for the first, then one more per
 /// retry or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

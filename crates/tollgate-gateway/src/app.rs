@@ -57,7 +57,7 @@ impl std::fmt::Debug for Gateway {
 }
 
 pub(crate) struct App {
-    pub(crate) groups: HashMap<Arc<str>, Arc<Group>>,
+    pub(crate) groups: Groups,
     models_body: Bytes,
     master_key: Option<String>,
     pub(crate) max_body: usize,
@@ -67,6 +67,24 @@ pub(crate) struct App {
     pub(crate) breakers: Breakers,
     request_ids: RequestIds,
     draining: AtomicBool,
+}
+
+/// Every model group, by name; shared by the HTTP edge (unknown models) and
+/// the deployment picker.
+pub(crate) type Groups = Arc<HashMap<Arc<str>, Arc<Group>>>;
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self
+            .deployments
+            .iter()
+            .map(|d| &*d.target.deployment_id)
+            .collect();
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("deployments", &ids)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Group {
@@ -203,12 +221,16 @@ impl Gateway {
             .map_or(DEFAULT_MAX_REQUEST_BYTES, |mb| {
                 (mb * 1024.0 * 1024.0) as usize
             });
+        let groups: Groups = Arc::new(
+            groups
+                .into_iter()
+                .map(|(name, group)| (name, Arc::new(group)))
+                .collect(),
+        );
         Ok(Gateway {
             app: Arc::new(App {
-                groups: groups
-                    .into_iter()
-                    .map(|(name, group)| (name, Arc::new(group)))
-                    .collect(),
+                stack: crate::stack::build(client, retry, breakers.clone(), groups.clone()),
+                groups,
                 models_body,
                 master_key: config
                     .general_settings
@@ -217,7 +239,6 @@ impl Gateway {
                     .map(|k| k.expose().to_owned()),
                 max_body,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
-                stack: crate::stack::build(client, retry, breakers.clone()),
                 breakers,
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),

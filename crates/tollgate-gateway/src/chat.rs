@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::OpenAiEos;
-use tollgate_core::extensions::{AttemptedRetries, Deadline, Target};
+use tollgate_core::extensions::{AttemptedRetries, Deadline, ModelGroup, Target};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp};
 use tower::ServiceExt;
@@ -82,7 +82,9 @@ where
     log.model_group = Some(group.name.clone());
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
-    request.extensions_mut().insert(Arc::clone(group));
+    request
+        .extensions_mut()
+        .insert(ModelGroup(group.name.clone()));
     request.extensions_mut().insert(chat);
     // One deadline for the whole request, retries included.
     request

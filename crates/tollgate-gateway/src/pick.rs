@@ -9,13 +9,13 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tollgate_breaker::{Breakers, CircuitOpen};
-use tollgate_core::extensions::Target;
+use tollgate_core::extensions::{ModelGroup, Target};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 use tower_service::Service;
 
-use crate::app::Group;
+use crate::app::Groups;
 
-/// Picks a deployment of the request's model group (the [`Arc<Group>`]
+/// Picks a deployment of the request's model group (the [`ModelGroup`]
 /// request extension) for each call, so that a retry above it can land on
 /// another deployment; marks the request with the [`Deployment`] and its
 /// [`Target`], and the response with the [`Target`] that answered.
@@ -25,11 +25,16 @@ use crate::app::Group;
 pub(crate) struct PickDeployment<S> {
     inner: S,
     breakers: Breakers,
+    groups: Groups,
 }
 
 impl<S> PickDeployment<S> {
-    pub(crate) fn new(inner: S, breakers: Breakers) -> Self {
-        PickDeployment { inner, breakers }
+    pub(crate) fn new(inner: S, breakers: Breakers, groups: Groups) -> Self {
+        PickDeployment {
+            inner,
+            breakers,
+            groups,
+        }
     }
 }
 
@@ -46,11 +51,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(group) = request.extensions().get::<Arc<Group>>().cloned() else {
+        let group = request
+            .extensions()
+            .get::<ModelGroup>()
+            .and_then(|ModelGroup(name)| self.groups.get(name));
+        let Some(group) = group else {
             return PickFuture::Failed {
                 failure: Some(Failure::new(
                     ErrorClass::Internal,
-                    "no model group was chosen for the request",
+                    "the request names no model group the gateway serves",
                 )),
             };
         };

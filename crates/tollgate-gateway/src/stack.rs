@@ -16,7 +16,7 @@ use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
 use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
-use crate::app::Deployment;
+use crate::app::{Deployment, Groups};
 use crate::pick::PickDeployment;
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
@@ -28,7 +28,12 @@ pub(crate) type Stack =
 /// The body of the stack's responses.
 pub(crate) type StackBody = tollgate_breaker::ResponseBody<ProviderBody, OpenAiEos>;
 
-pub(crate) fn build(client: UpstreamClient, retry: RetryLayer, breakers: Breakers) -> Stack {
+pub(crate) fn build(
+    client: UpstreamClient,
+    retry: RetryLayer,
+    breakers: Breakers,
+    groups: Groups,
+) -> Stack {
     let provider = ProviderService::new(client);
     let breaker = CircuitBreaker::new(
         provider,
@@ -36,7 +41,7 @@ pub(crate) fn build(client: UpstreamClient, retry: RetryLayer, breakers: Breaker
         OpenAiClassifier::new(),
         breakers.clone(),
     );
-    retry.layer(PickDeployment::new(breaker, breakers))
+    retry.layer(PickDeployment::new(breaker, breakers, groups))
 }
 
 /// Keys the breaker by the chosen deployment's id; a deployment whose
