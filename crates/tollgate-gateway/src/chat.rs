@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use tollgate_core::classify::OpenAiEos;
+use tollgate_core::classify::{OpenAiEos, is_event_stream};
 use tollgate_core::extensions::{AttemptedRetries, Deadline, ModelGroup, Target};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp};
@@ -129,13 +129,6 @@ fn wrap_success(response: Response<StackBody>) -> Response<GatewayBody> {
     } else {
         with_upstream_headers(&parts, GatewayBody::forward(body))
     }
-}
-
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// A response with the upstream's status and content type, and nothing else

@@ -5,9 +5,12 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
-use tollgate_core::classify::{ClassifyEos, ClassifyResponse, Verdict, retry_after_from_headers};
+use tollgate_core::classify::{
+    ClassifyEos, ClassifyResponse, Verdict, is_event_stream, retry_after_from_headers,
+    status_from_code,
+};
 use tollgate_core::sse::Event;
 use tollgate_core::{ErrorClass, Failure, Scope, TimeoutKind, sanitize_message};
 
@@ -297,13 +300,6 @@ pub(crate) fn after_content(failure: Failure) -> Failure {
     failure.with_retryable(false).with_fallback_eligible(false)
 }
 
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -338,20 +334,6 @@ fn find_error(json: &Value) -> Option<&Value> {
     json.get("error")
         .filter(non_null)
         .or_else(|| choices(json).find_map(|c| c.get("error").filter(non_null)))
-}
-
-/// A status carried as a number or a numeric string, when it is an error
-/// status.
-fn status_of(value: &Value) -> Option<StatusCode> {
-    let n = match value {
-        Value::Number(n) => n.as_u64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    u16::try_from(n)
-        .ok()
-        .and_then(|n| StatusCode::from_u16(n).ok())
-        .filter(|s| s.is_client_error() || s.is_server_error())
 }
 
 /// Classifies an OpenRouter error from the HTTP status, the headers and the
@@ -396,8 +378,8 @@ impl<'a> Facts<'a> {
         let error = body.and_then(find_error);
         let field = |name: &str| error.and_then(|e| e.get(name));
         let status = field("code")
-            .and_then(status_of)
-            .or_else(|| field("http_status").and_then(status_of))
+            .and_then(status_from_code)
+            .or_else(|| field("http_status").and_then(status_from_code))
             .or((!http_status.is_success()).then_some(http_status))
             // An error inside a 200 without a status: the provider failed.
             .unwrap_or(StatusCode::BAD_GATEWAY);
@@ -405,7 +387,7 @@ impl<'a> Facts<'a> {
         let typed = [
             metadata.and_then(|m| m.get("error_type")),
             field("error_type"),
-            field("code").filter(|c| status_of(c).is_none()),
+            field("code").filter(|c| status_from_code(c).is_none()),
             field("type"),
         ]
         .into_iter()

@@ -12,7 +12,7 @@ use http::response::Parts;
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tollgate_core::classify::ClassifyResponse;
+use tollgate_core::classify::{ClassifyResponse, is_event_stream};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::body::{ResponseBody, overflow};
@@ -117,7 +117,7 @@ where
                             buffer: Buffer::new(MAX_ERROR_BODY_BYTES),
                             head,
                         }
-                    } else if is_event_stream(&head) {
+                    } else if is_event_stream(&head.headers) {
                         State::Priming {
                             body: Some(Box::pin(body)),
                             normalizer: Some(StreamNormalizer::new()),
@@ -304,13 +304,6 @@ fn inner_error(error: BoxError, shared: &Shared) -> BoxError {
     }
     let failure = shared.classifier.classify_error(&*error);
     Box::new(UpstreamError::new(failure, error))
-}
-
-fn is_event_stream(head: &Parts) -> bool {
-    head.headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 fn too_large() -> Failure {

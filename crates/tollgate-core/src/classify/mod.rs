@@ -13,7 +13,7 @@ mod openai;
 mod retry_after;
 mod watch;
 
-pub use openai::{OpenAiClassifier, OpenAiEos};
+pub use openai::{OpenAiClassifier, OpenAiEos, is_event_stream, status_from_code};
 pub use retry_after::{parse_http_date, retry_after_from_headers};
 pub use watch::{OnEnd, StreamEnd, WatchBody, classify_raw_event};
 

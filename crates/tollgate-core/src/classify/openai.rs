@@ -54,8 +54,8 @@ impl ClassifyResponse for OpenAiClassifier {
     }
 }
 
-/// Whether the headers announce an SSE body.
-pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+/// Whether the headers announce an SSE body (`text/event-stream`).
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -119,12 +119,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// An `error.code` that is an HTTP status (a number, or a numeric string), as
-/// some OpenAI-compatible providers send.
-fn status_from_code(code: &Value) -> Option<StatusCode> {
+/// An `error.code` that is an HTTP error status (a number, or a numeric
+/// string), as OpenRouter and other OpenAI-compatible providers send it.
+pub fn status_from_code(code: &Value) -> Option<StatusCode> {
     let n = match code {
         Value::Number(n) => n.as_u64()?,
-        Value::String(s) => s.parse().ok()?,
+        Value::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
     u16::try_from(n)
