@@ -1090,3 +1090,24 @@ fn report_shows_what_was_understood_and_no_key() {
     );
     assert!(report.contains("mock-primary: latency 0ms, chunk delay 0ms, fault cut after 2 chunks, every 1 request(s)"), "{report}");
 }
+
+#[test]
+fn prefill_support_and_per_deployment_cooldown_are_read() {
+    let loaded = load(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/a\n      cooldown_time: 0\n    model_info:\n      supports_assistant_prefill: false\n  - model_name: b\n    litellm_params:\n      model: mock/b\n",
+    );
+    let a = &loaded.config.model_list[0];
+    assert_eq!(a.supports_assistant_prefill, Some(false));
+    assert_eq!(a.cooldown_time, Some(std::time::Duration::ZERO));
+    let b = &loaded.config.model_list[1];
+    assert_eq!(b.supports_assistant_prefill, None);
+    assert_eq!(b.cooldown_time, None);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let error = error(
+        "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/a\n    model_info:\n      supports_assistant_prefill: maybe\n",
+    );
+    assert_eq!(
+        error.path(),
+        Some("model_list[0].model_info.supports_assistant_prefill")
+    );
+}

@@ -99,6 +99,7 @@ impl Section {
             Section::ModelInfo => &[
                 "id",
                 "max_tokens",
+                "supports_assistant_prefill",
                 COSTS[0],
                 COSTS[1],
                 COSTS[2],

@@ -144,6 +144,10 @@ pub struct DeploymentConfig {
     pub order: Option<u32>,
     /// `model_info.max_tokens`: the context window, for context-window fallbacks.
     pub max_tokens: Option<u64>,
+    /// `model_info.supports_assistant_prefill`: whether the model continues an
+    /// assistant message given as the last message (LiteLLM's model info key);
+    /// `None` when the config does not say.
+    pub supports_assistant_prefill: Option<bool>,
     /// `litellm_params.mock_response`: answer with this text instead of calling out.
     pub mock_response: Option<String>,
     /// `litellm_params.extra_headers`, sent upstream with every request. Values are

@@ -126,6 +126,7 @@ fn deployment(
         weight: None,
         order: None,
         max_tokens: None,
+        supports_assistant_prefill: None,
         mock_response: None,
         extra_headers: Vec::new(),
         costs: ModelCosts::default(),
@@ -173,6 +174,9 @@ fn deployment(
                 }
             }
             "max_tokens" => deployment.max_tokens = cx.u64(value, &path)?,
+            "supports_assistant_prefill" => {
+                deployment.supports_assistant_prefill = cx.bool(value, &path)?;
+            }
             _ => match deployment.costs.slot_mut(key) {
                 Some(slot) => *slot = cx.decimal(value, &path)?,
                 None => cx.warn_key(Section::ModelInfo, key, &path),
