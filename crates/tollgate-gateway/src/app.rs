@@ -447,16 +447,19 @@ fn build_deployment(
     let timeouts = Timeouts {
         first_byte: Some(total),
         stream_idle: Some(idle),
+        first_token: None,
         total: Some(total),
     };
+    // A stream must start answering — headers, then its first `data:` event
+    // — within `stream_timeout`, long before the provider would give up.
+    let first_token = deployment
+        .stream_timeout
+        .unwrap_or(DEFAULT_STREAM_TIMEOUT)
+        .min(total);
     let stream_timeouts = Timeouts {
-        first_byte: Some(
-            deployment
-                .stream_timeout
-                .unwrap_or(DEFAULT_STREAM_TIMEOUT)
-                .min(total),
-        ),
+        first_byte: Some(first_token),
         stream_idle: Some(idle),
+        first_token: Some(first_token),
         total: Some(total),
     };
     let provider = match deployment.provider {

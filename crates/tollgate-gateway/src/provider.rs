@@ -156,8 +156,15 @@ async fn call_provider(
                 .await
                 .map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;
             let total_deadline = timeouts.total.map(|total| start + total);
-            reject_errors(response.map(|body| ProviderBody::Mock {
-                body: TimedBody::new(body, timeouts.stream_idle, total_deadline),
+            let first_data = chat
+                .stream()
+                .then(|| timeouts.first_token.map(|t| start + t))
+                .flatten();
+            reject_errors(response.map(|body| {
+                ProviderBody::Mock {
+                    body: TimedBody::new(body, timeouts.stream_idle, total_deadline)
+                        .with_first_data_deadline(first_data),
+                }
             }))
             .await
         }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
 use tollgate_core::{ErrorClass, Failure, RequestBody, TimeoutKind};
-use tollgate_gateway::upstream::{Endpoint, Timeouts, UpstreamClient};
+use tollgate_gateway::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_testkit::{Reply, Upstream, openai};
 use tower::ServiceExt;
 
@@ -66,6 +66,7 @@ async fn headers_that_never_come_time_out_at_the_first_byte() {
     let timeouts = Timeouts {
         first_byte: Some(Duration::from_secs(2)),
         stream_idle: None,
+        first_token: None,
         total: Some(Duration::from_secs(60)),
     };
     let error = UpstreamClient::default()
@@ -91,6 +92,7 @@ async fn a_stream_past_its_total_deadline_fails_with_total() {
     let timeouts = Timeouts {
         first_byte: Some(Duration::from_secs(5)),
         stream_idle: Some(Duration::from_secs(30)),
+        first_token: None,
         total: Some(Duration::from_secs(10)),
     };
     let response = UpstreamClient::default()
@@ -117,4 +119,43 @@ async fn a_request_without_an_endpoint_is_an_internal_error() {
         panic!("a request without an endpoint was sent");
     };
     assert_eq!(failure_of(&error).class(), ErrorClass::Internal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_of_keep_alives_times_out_at_its_first_token() {
+    // In memory: with no socket on the way, paused time is exact.
+    let upstream = Arc::new(Upstream::start().await);
+    upstream.push(
+        Reply::sse()
+            .raw(": OPENROUTER PROCESSING\n\n")
+            .delay(Duration::from_secs(4))
+            .raw(": OPENROUTER PROCESSING\n\n")
+            .delay(Duration::from_secs(3600))
+            .done(),
+    );
+    let timeouts = Timeouts {
+        first_byte: Some(Duration::from_secs(15)),
+        stream_idle: Some(Duration::from_secs(30)),
+        first_token: Some(Duration::from_secs(15)),
+        total: Some(Duration::from_secs(600)),
+    };
+    let dial = Arc::clone(&upstream);
+    let client = UpstreamClient::in_memory(ClientConfig::default(), move |_| {
+        Ok(dial.connect_in_memory())
+    });
+    let start = tokio::time::Instant::now();
+    let response = client.oneshot(request(&upstream, timeouts)).await.unwrap();
+    let mut body = std::pin::pin!(response.into_body());
+    let error = loop {
+        match body.as_mut().frame().await {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => panic!("the stream ended instead of timing out"),
+        }
+    };
+    assert_eq!(
+        failure_of(&error).timeout_kind(),
+        Some(TimeoutKind::FirstByte)
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(15));
 }

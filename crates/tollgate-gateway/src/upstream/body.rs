@@ -13,8 +13,11 @@ use tollgate_core::{BoxError, Failure, TimeoutKind};
 pin_project! {
     /// Wraps an upstream body: a gap longer than `stream_idle` between two
     /// frames fails it with a [`TimeoutKind::StreamIdle`] timeout, passing the
-    /// total deadline with a [`TimeoutKind::Total`] one. Transport errors come
-    /// out classified, as [`Failure`]s.
+    /// total deadline with a [`TimeoutKind::Total`] one, and — for a stream
+    /// given a first-data deadline — no `data:` line by then with a
+    /// [`TimeoutKind::FirstByte`] one (keep-alive comments such as
+    /// OpenRouter's `: OPENROUTER PROCESSING` do not count as the first
+    /// token). Transport errors come out classified, as [`Failure`]s.
     pub struct TimedBody<B> {
         #[pin]
         inner: B,
@@ -22,6 +25,7 @@ pin_project! {
         timer: Option<Sleep>,
         idle: Option<Duration>,
         total_deadline: Option<Instant>,
+        first_data_deadline: Option<Instant>,
         done: bool,
     }
 }
@@ -29,14 +33,23 @@ pin_project! {
 impl<B> TimedBody<B> {
     /// Watches `inner` with the given idle gap and total deadline.
     pub fn new(inner: B, idle: Option<Duration>, total_deadline: Option<Instant>) -> Self {
-        let timer = next_deadline(idle, total_deadline).map(sleep_until);
+        let timer = next_deadline(idle, total_deadline, None).map(sleep_until);
         TimedBody {
             inner,
             timer,
             idle,
             total_deadline,
+            first_data_deadline: None,
             done: false,
         }
+    }
+
+    /// Fails the stream unless a `data:` line arrives by `deadline` (the
+    /// first-token deadline, `stream_timeout`).
+    pub fn with_first_data_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.first_data_deadline = deadline;
+        self.timer = next_deadline(self.idle, self.total_deadline, deadline).map(sleep_until);
+        self
     }
 }
 
@@ -46,17 +59,30 @@ impl<B: std::fmt::Debug> std::fmt::Debug for TimedBody<B> {
             .field("inner", &self.inner)
             .field("idle", &self.idle)
             .field("total_deadline", &self.total_deadline)
+            .field("first_data_deadline", &self.first_data_deadline)
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
 }
 
-fn next_deadline(idle: Option<Duration>, total: Option<Instant>) -> Option<Instant> {
-    let idle = idle.map(|gap| Instant::now() + gap);
-    match (idle, total) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+fn next_deadline(
+    idle: Option<Duration>,
+    total: Option<Instant>,
+    first_data: Option<Instant>,
+) -> Option<Instant> {
+    [idle.map(|gap| Instant::now() + gap), total, first_data]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// Whether a chunk carries an SSE `data:` line (at its start or after a line
+/// break): the first token has come.
+fn has_data_line(chunk: &[u8]) -> bool {
+    chunk.starts_with(b"data:")
+        || chunk
+            .windows(6)
+            .any(|w| (w[0] == b'\n' || w[0] == b'\r') && &w[1..] == b"data:")
 }
 
 impl<B> Body for TimedBody<B>
@@ -77,8 +103,13 @@ where
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if this.first_data_deadline.is_some()
+                    && frame.data_ref().is_some_and(|data| has_data_line(data))
+                {
+                    *this.first_data_deadline = None;
+                }
                 if let (Some(deadline), Some(timer)) = (
-                    next_deadline(*this.idle, *this.total_deadline),
+                    next_deadline(*this.idle, *this.total_deadline, *this.first_data_deadline),
                     this.timer.as_pin_mut(),
                 ) {
                     timer.reset(deadline);
@@ -98,8 +129,10 @@ where
                 if let Some(timer) = this.timer.as_pin_mut() {
                     ready!(timer.poll(cx));
                     *this.done = true;
-                    let kind = match *this.total_deadline {
-                        Some(total) if Instant::now() >= total => TimeoutKind::Total,
+                    let now = Instant::now();
+                    let kind = match (*this.total_deadline, *this.first_data_deadline) {
+                        (Some(total), _) if now >= total => TimeoutKind::Total,
+                        (_, Some(first)) if now >= first => TimeoutKind::FirstByte,
                         _ => TimeoutKind::StreamIdle,
                     };
                     return Poll::Ready(Some(Err(Box::new(Failure::timeout(kind)))));
@@ -192,6 +225,46 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         let failure = err.downcast_ref::<Failure>().unwrap();
         assert_eq!(failure.timeout_kind(), Some(TimeoutKind::Total));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_comments_are_not_the_first_token() {
+        let (tx, rx) = mpsc::channel(4);
+        let start = Instant::now();
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(30)), None)
+            .with_first_data_deadline(Some(start + Duration::from_secs(5)));
+        tokio::pin!(body);
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(
+                b": OPENROUTER PROCESSING\n\n",
+            ))))
+            .await
+            .unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::FirstByte));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+
+        // Once data has come, only the idle gap counts.
+        let (tx, rx) = mpsc::channel(4);
+        let start = Instant::now();
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(30)), None)
+            .with_first_data_deadline(Some(start + Duration::from_secs(5)));
+        tokio::pin!(body);
+        tx.send(Ok(Frame::data(Bytes::from_static(
+            b": ping\n\ndata: {}\n\n",
+        ))))
+        .await
+        .unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::StreamIdle));
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+        drop(tx);
     }
 
     #[tokio::test]

@@ -14,6 +14,9 @@ pub struct Timeouts {
     pub first_byte: Option<Duration>,
     /// The longest silence between two body frames.
     pub stream_idle: Option<Duration>,
+    /// For a stream, from sending the request to its first `data:` event
+    /// (`stream_timeout`): keep-alive comments do not count.
+    pub first_token: Option<Duration>,
     /// From sending the request to the end of the response body.
     pub total: Option<Duration>,
 }

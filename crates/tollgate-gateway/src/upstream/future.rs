@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
+use tollgate_core::classify::is_event_stream;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use super::body::TimedBody;
@@ -32,6 +33,7 @@ pin_project! {
             #[pin]
             first_byte: Option<Sleep>,
             timeouts: Timeouts,
+            start: Instant,
             total_deadline: Option<Instant>,
         },
         Failed { failure: Option<Failure> },
@@ -50,6 +52,7 @@ impl ResponseFuture {
                 inner,
                 first_byte: first_byte.map(sleep_until),
                 timeouts,
+                start,
                 total_deadline,
             },
         }
@@ -78,13 +81,22 @@ impl Future for ResponseFuture {
                 inner,
                 first_byte,
                 timeouts,
+                start,
                 total_deadline,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(match result {
-                        Ok(response) => Ok(response.map(|body| {
-                            TimedBody::new(body, timeouts.stream_idle, *total_deadline)
-                        })),
+                        Ok(response) => {
+                            // Keep-alive comments are no answer: a stream
+                            // must send its first `data:` by `first_token`.
+                            let first_data = is_event_stream(response.headers())
+                                .then(|| timeouts.first_token.map(|t| *start + t))
+                                .flatten();
+                            Ok(response.map(|body| {
+                                TimedBody::new(body, timeouts.stream_idle, *total_deadline)
+                                    .with_first_data_deadline(first_data)
+                            }))
+                        }
                         Err(error) => Err(Box::new(classify_client_error(&error))),
                     });
                 }
