@@ -49,8 +49,9 @@ pub struct AttemptedRetries(pub u32);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelGroup(pub Arc<str>);
 
-/// Fallback targets a cascade tried before the one that answered (a
-/// response extension, also sent as `x-tollgate-attempted-fallbacks`).
+/// Fallback groups a cascade tried, the one that answered included — 0 when
+/// the client's own group answered (LiteLLM's meaning; a response extension,
+/// also sent as `x-tollgate-attempted-fallbacks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AttemptedFallbacks(pub u32);
 

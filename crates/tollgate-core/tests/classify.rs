@@ -253,3 +253,17 @@ fn timeouts_say_which_deadline() {
     assert_eq!(failure.timeout_kind(), Some(TimeoutKind::StreamIdle));
     assert_eq!(failure.status(), StatusCode::GATEWAY_TIMEOUT);
 }
+
+#[test]
+fn an_interruption_reported_below_keeps_its_class_and_cause() {
+    let mut eos = watch();
+    let data = br#"data: {"error":{"message":"the upstream stream was cut (upstream_unavailable)","type":"upstream_error","param":null,"code":"stream_interrupted"}}
+
+"#;
+    let failure = eos.classify_event(&events(data)[0]).unwrap();
+    assert_eq!(failure.class(), ErrorClass::StreamInterrupted);
+    assert_eq!(
+        failure.message(),
+        "the upstream stream was cut (upstream_unavailable)"
+    );
+}

@@ -115,8 +115,23 @@ impl ClassifyEos for OpenAiEos {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether `needle` occurs in `haystack`. Every watched stream event goes
+/// through here, so it jumps between occurrences of the needle's first byte
+/// (a tight `position` loop the compiler vectorises) instead of comparing a
+/// window at every offset.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(found) = haystack[at..].iter().position(|&b| b == first) {
+        let start = at + found + 1;
+        if haystack[start..].starts_with(rest) {
+            return true;
+        }
+        at = start;
+    }
+    false
 }
 
 /// An `error.code` that is an HTTP error status (a number, or a numeric
@@ -162,7 +177,11 @@ pub(crate) fn classify_error_object(
     let text = raw_message.to_ascii_lowercase();
     let is = |names: &[&str]| names.iter().any(|n| code == *n || kind == *n);
 
-    let class = if is(&["context_length_exceeded", "string_above_max_length"])
+    let class = if is(&["stream_interrupted"]) {
+        // A layer below already ended the stream with its own error event
+        // (a fallback cascade that could not continue): keep its class.
+        ErrorClass::StreamInterrupted
+    } else if is(&["context_length_exceeded", "string_above_max_length"])
         || text.contains("maximum context length")
         || text.contains("context window")
     {
@@ -188,11 +207,13 @@ pub(crate) fn classify_error_object(
 
     let mut failure = match class {
         // About the request itself: the upstream's words help the client fix
-        // it, once sanitised.
+        // it, once sanitised. A stream a layer below already interrupted
+        // keeps that layer's account of the cause.
         ErrorClass::ContextWindowExceeded
         | ErrorClass::ContentPolicy
         | ErrorClass::BadRequest
         | ErrorClass::ModelNotFound
+        | ErrorClass::StreamInterrupted
             if !raw_message.is_empty() =>
         {
             let mut failure = Failure::new(class, sanitize_message(raw_message));
@@ -230,4 +251,19 @@ pub(crate) fn classify_error_object(
         failure = failure.with_retry_after(wait);
     }
     failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+
+    #[test]
+    fn contains_finds_needles_anywhere() {
+        assert!(contains(b"data: [DONE]", b"[DONE]"));
+        assert!(contains(b"\"\"error\"", b"\"error\""));
+        assert!(contains(b"x", b""));
+        assert!(!contains(b"\"erro", b"\"error\""));
+        assert!(!contains(b"", b"a"));
+        assert!(contains(b"aab", b"ab"));
+    }
 }
