@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +15,8 @@ use tollgate_core::{ErrorClass, Failure};
 
 use crate::access_log::AccessLog;
 use crate::auth::is_authorized;
-use crate::config::{Config, DeploymentConfig, Provider};
+use crate::balance::{Balancer, Pick, Tried};
+use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
 use crate::mock::MockDeployment;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
@@ -83,37 +84,55 @@ impl std::fmt::Debug for Group {
         f.debug_struct("Group")
             .field("name", &self.name)
             .field("deployments", &ids)
+            .field("strategy", &self.balancer.strategy())
             .finish_non_exhaustive()
     }
 }
 
+/// A model group: its deployments, and the balancer that chooses among
+/// them.
 pub(crate) struct Group {
     pub(crate) name: Arc<str>,
     deployments: Vec<Arc<Deployment>>,
-    next: AtomicUsize,
+    balancer: Arc<Balancer>,
 }
 
 impl Group {
-    /// The next deployment, round robin, passing over those whose breaker is
-    /// open; when every one is open, the next in turn (its breaker rejects
-    /// it at once). Weighted and latency-aware balancing is the balancer
-    /// layer's job.
-    pub(crate) fn pick(&self, breakers: &Breakers) -> &Arc<Deployment> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.deployments.len();
-        let in_turn = &self.deployments[n % count];
-        if count == 1 {
-            return in_turn;
+    /// A group of `members` (at least one), in file order, balanced by
+    /// `strategy`.
+    fn new(
+        name: Arc<str>,
+        strategy: RoutingStrategy,
+        members: Vec<(Arc<Deployment>, &DeploymentConfig)>,
+    ) -> Self {
+        let configs: Vec<&DeploymentConfig> = members.iter().map(|(_, c)| *c).collect();
+        Group {
+            name,
+            balancer: Arc::new(Balancer::new(strategy, &configs)),
+            deployments: members.into_iter().map(|(d, _)| d).collect(),
         }
-        (0..count)
-            .map(|i| &self.deployments[(n + i) % count])
-            .find(|d| {
-                !d.breaker_enabled
-                    || breakers
-                        .snapshot(&d.target.deployment_id)
-                        .is_none_or(|s| s.state != BreakerState::Open)
-            })
-            .unwrap_or(in_turn)
+    }
+
+    /// The deployment for this attempt (see [`Balancer::pick`]); a
+    /// deployment is open when its breaker is. Only a group of several
+    /// deployments looks at the breakers.
+    pub(crate) fn pick(&self, breakers: &Breakers, tried: &Tried, tokens: u64) -> Pick {
+        self.balancer.pick(tried, tokens, |index| {
+            let deployment = &self.deployments[index];
+            deployment.breaker_enabled
+                && breakers
+                    .snapshot(&deployment.target.deployment_id)
+                    .is_some_and(|s| s.state == BreakerState::Open)
+        })
+    }
+
+    /// The deployment at `index` (as [`pick`](Self::pick) gives).
+    pub(crate) fn deployment(&self, index: usize) -> &Arc<Deployment> {
+        &self.deployments[index]
+    }
+
+    pub(crate) fn balancer(&self) -> &Arc<Balancer> {
+        &self.balancer
     }
 }
 
@@ -189,7 +208,8 @@ impl Gateway {
             path: String::from("router_settings"),
             message: e.to_string(),
         })?;
-        let mut groups: HashMap<Arc<str>, Group> = HashMap::new();
+        let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> =
+            HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
         for (index, deployment) in config.model_list.iter().enumerate() {
             let built = build_deployment(config, index, deployment, &breakers, &client)?;
@@ -197,15 +217,10 @@ impl Gateway {
             groups
                 .entry(name.clone())
                 .or_insert_with(|| {
-                    order.push(name.clone());
-                    Group {
-                        name,
-                        deployments: Vec::new(),
-                        next: AtomicUsize::new(0),
-                    }
+                    order.push(name);
+                    Vec::new()
                 })
-                .deployments
-                .push(Arc::new(built));
+                .push((Arc::new(built), deployment));
         }
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -221,10 +236,14 @@ impl Gateway {
             .map_or(DEFAULT_MAX_REQUEST_BYTES, |mb| {
                 (mb * 1024.0 * 1024.0) as usize
             });
+        let strategy = config.router_settings.routing_strategy;
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
-                .map(|(name, group)| (name, Arc::new(group)))
+                .map(|(name, members)| {
+                    let group = Group::new(name.clone(), strategy, members);
+                    (name, Arc::new(group))
+                })
                 .collect(),
         );
         Ok(Gateway {

@@ -46,6 +46,7 @@ pub mod upstream;
 mod access_log;
 mod app;
 mod auth;
+mod balance;
 mod chat;
 mod pending;
 mod pick;

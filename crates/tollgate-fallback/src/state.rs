@@ -1,0 +1,665 @@
+//! The cascade's decisions, as pure logic: which group to try next after a
+//! failure, and which group to ask to continue a broken stream. No I/O, no
+//! time: the service and the body act on what these say.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tollgate_core::{ErrorClass, Failure, Scope};
+
+use crate::config::{FallbackConfig, GroupFallbacks};
+use crate::error::StopReason;
+
+/// A model group's name, shared: it becomes each attempt's
+/// [`ModelGroup`](tollgate_core::extensions::ModelGroup) without a copy.
+pub(crate) type Group = Arc<str>;
+
+/// The rules of a [`FallbackConfig`], indexed for lookups.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    fallbacks: HashMap<Group, Box<[Group]>>,
+    context_window: HashMap<Group, Box<[Group]>>,
+    content_policy: HashMap<Group, Box<[Group]>>,
+    default: Box<[Group]>,
+    targets: HashMap<Group, Meta>,
+    pub(crate) max_fallbacks: u32,
+    pub(crate) max_continuations: u32,
+    pub(crate) max_commit_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Meta {
+    pool: Option<Group>,
+    prefill: bool,
+}
+
+fn index(lists: &[GroupFallbacks]) -> HashMap<Group, Box<[Group]>> {
+    lists
+        .iter()
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(group, list)| {
+            let list = list.iter().map(|g| Group::from(g.as_str())).collect();
+            (Group::from(group.as_str()), list)
+        })
+        .collect()
+}
+
+impl Plan {
+    pub(crate) fn new(config: &FallbackConfig) -> Self {
+        Plan {
+            fallbacks: index(&config.fallbacks),
+            context_window: index(&config.context_window_fallbacks),
+            content_policy: index(&config.content_policy_fallbacks),
+            default: config
+                .default_fallbacks
+                .iter()
+                .map(|g| Group::from(g.as_str()))
+                .collect(),
+            targets: config
+                .targets
+                .iter()
+                .map(|(group, info)| {
+                    let meta = Meta {
+                        pool: info.pool.as_deref().map(Group::from),
+                        prefill: info.supports_assistant_prefill,
+                    };
+                    (Group::from(group.as_str()), meta)
+                })
+                .collect(),
+            max_fallbacks: config.max_fallbacks,
+            max_continuations: config.max_continuations,
+            max_commit_bytes: config.max_commit_bytes,
+        }
+    }
+
+    /// Whether any failure of `group` could lead to another group: when not,
+    /// a request needs no copy kept for a second attempt.
+    pub(crate) fn may_fall_back(&self, group: &str) -> bool {
+        self.max_fallbacks > 0
+            && (!self.default.is_empty()
+                || self.fallbacks.contains_key(group)
+                || self.context_window.contains_key(group)
+                || self.content_policy.contains_key(group))
+    }
+
+    fn pool(&self, group: &str) -> Option<&Group> {
+        self.targets.get(group)?.pool.as_ref()
+    }
+
+    fn takes_prefill(&self, group: &str) -> bool {
+        self.targets.get(group).is_none_or(|meta| meta.prefill)
+    }
+
+    /// `fallbacks[group]`, else `default_fallbacks`.
+    fn generic(&self, group: &str) -> &[Group] {
+        self.fallbacks
+            .get(group)
+            .map_or(&self.default[..], |list| &list[..])
+    }
+
+    /// `context_window_fallbacks[group]`, else the generic list.
+    fn context_window(&self, group: &str) -> &[Group] {
+        self.context_window
+            .get(group)
+            .map_or_else(|| self.generic(group), |list| &list[..])
+    }
+
+    fn content_policy(&self, group: &str) -> &[Group] {
+        self.content_policy.get(group).map_or(&[], |list| &list[..])
+    }
+
+    /// The list a failure of `group` before any content moves on to, or why
+    /// it does not move on. The failure's own verdict
+    /// ([`Failure::is_fallback_eligible`]) decides, except for the two
+    /// classes with lists of their own and for pool-wide rate limits.
+    fn rule(&self, group: &str, failure: &Failure) -> Result<&[Group], StopReason> {
+        match failure.class() {
+            // Only an explicit list hides a refusal behind another model.
+            ErrorClass::ContentPolicy => match self.content_policy(group) {
+                [] => Err(StopReason::NotEligible),
+                list => Ok(list),
+            },
+            ErrorClass::ContextWindowExceeded if failure.is_fallback_eligible() => {
+                Ok(self.context_window(group))
+            }
+            _ if failure.is_fallback_eligible() => Ok(self.generic(group)),
+            // The pool is exhausted, not the world: groups outside it may
+            // answer (the failure itself says "not eligible" because the
+            // next group of the same pool would not).
+            _ if is_pool_wide(failure) && self.pool(group).is_some() => Ok(self.generic(group)),
+            _ => Err(StopReason::NotEligible),
+        }
+    }
+
+    /// The list a break after content moves on to. The class decides, not
+    /// the failure's own verdict: a provider marks a failure after content as
+    /// "not for another target" because the client has the first part of
+    /// the answer, which is exactly what a continuation takes care of.
+    fn break_rule(&self, group: &str, cause: &Failure) -> &[Group] {
+        match cause.class() {
+            ErrorClass::ContentPolicy => self.content_policy(group),
+            ErrorClass::ContextWindowExceeded => self.context_window(group),
+            class if class.fallback_eligible() || class == ErrorClass::StreamInterrupted => {
+                self.generic(group)
+            }
+            _ => &[],
+        }
+    }
+}
+
+fn is_pool_wide(failure: &Failure) -> bool {
+    failure.scope() == Some(Scope::AccountFreePool)
+}
+
+/// Whether asking the group whose stream broke to continue may help: the
+/// break was the transport's or the upstream's passing trouble, not a
+/// verdict on the content, and not its pool running dry.
+fn same_group_may_continue(cause: &Failure) -> bool {
+    matches!(
+        cause.class(),
+        ErrorClass::RateLimited
+            | ErrorClass::Timeout
+            | ErrorClass::UpstreamUnavailable
+            | ErrorClass::StreamInterrupted
+    ) && !is_pool_wide(cause)
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Call this group.
+    Try(Group),
+    /// Stop, and hand the last outcome up.
+    Stop(StopReason),
+}
+
+/// One request's way through the groups: what was tried, what is queued,
+/// which pools are spent.
+#[derive(Debug)]
+pub(crate) struct Cascade {
+    origin: Group,
+    current: Group,
+    /// Groups attempted or skipped, besides the origin: none is tried twice
+    /// before content.
+    seen: Vec<Group>,
+    /// Groups that failed before giving any content.
+    failed: Vec<Group>,
+    /// Groups to try, in order: the failing group's list goes first, so a
+    /// fallback's own fallbacks come before its siblings (LiteLLM's nesting).
+    queue: VecDeque<Group>,
+    spent_pools: Vec<Group>,
+    fallbacks: u32,
+    /// The group whose stream broke last: its rules pick the groups that
+    /// may continue.
+    broken: Option<Group>,
+    /// Groups asked to continue a broken stream; each is asked once.
+    continued: Vec<Group>,
+    continuations: u32,
+}
+
+impl Cascade {
+    pub(crate) fn new(origin: Group) -> Self {
+        Cascade {
+            current: origin.clone(),
+            origin,
+            seen: Vec::new(),
+            failed: Vec::new(),
+            queue: VecDeque::new(),
+            spent_pools: Vec::new(),
+            fallbacks: 0,
+            broken: None,
+            continued: Vec::new(),
+            continuations: 0,
+        }
+    }
+
+    /// The group tried last.
+    pub(crate) fn current(&self) -> &Group {
+        &self.current
+    }
+
+    /// Fallback groups tried so far, the current one included.
+    pub(crate) fn fallbacks(&self) -> u32 {
+        self.fallbacks
+    }
+
+    /// Continuation requests made so far.
+    pub(crate) fn continuations(&self) -> u32 {
+        self.continuations
+    }
+
+    /// The first group: the client's, unless it is unavailable, in which case
+    /// its fallbacks are tried as if it had failed.
+    pub(crate) fn first(&mut self, plan: &Plan, available: &dyn Fn(&str) -> bool) -> Step {
+        if available(&self.origin) {
+            return Step::Try(self.origin.clone());
+        }
+        tracing::debug!(group = %self.origin, "fallback: skipping an unavailable model group");
+        let list = plan.generic(&self.origin);
+        self.enqueue(list);
+        match self.pop(plan, available) {
+            Step::Try(group) => Step::Try(group),
+            Step::Stop(_) => Step::Stop(StopReason::NoneAvailable),
+        }
+    }
+
+    /// The current group failed before any content reached the client:
+    /// where next.
+    pub(crate) fn failed(
+        &mut self,
+        plan: &Plan,
+        failure: &Failure,
+        available: &dyn Fn(&str) -> bool,
+    ) -> Step {
+        let group = self.current.clone();
+        self.failed.push(group.clone());
+        let list = match plan.rule(&group, failure) {
+            Ok(list) => list,
+            Err(reason) => return Step::Stop(reason),
+        };
+        self.spend_pool(plan, &group, failure);
+        self.enqueue(list);
+        self.pop(plan, available)
+    }
+
+    fn spend_pool(&mut self, plan: &Plan, group: &str, failure: &Failure) {
+        if is_pool_wide(failure)
+            && let Some(pool) = plan.pool(group)
+            && !self.spent_pools.contains(pool)
+        {
+            self.spent_pools.push(pool.clone());
+        }
+    }
+
+    fn pool_spent(&self, plan: &Plan, group: &str) -> bool {
+        plan.pool(group)
+            .is_some_and(|pool| self.spent_pools.contains(pool))
+    }
+
+    /// Whether `group` was attempted or skipped already. The origin always
+    /// was: not keeping it in a list spares the common request, answered by
+    /// its own group, an allocation.
+    fn seen(&self, group: &Group) -> bool {
+        *group == self.origin || self.seen.contains(group)
+    }
+
+    fn enqueue(&mut self, list: &[Group]) {
+        for group in list.iter().rev() {
+            if self.seen(group) {
+                continue;
+            }
+            if let Some(at) = self.queue.iter().position(|g| g == group) {
+                self.queue.remove(at);
+            }
+            self.queue.push_front(group.clone());
+        }
+    }
+
+    fn pop(&mut self, plan: &Plan, available: &dyn Fn(&str) -> bool) -> Step {
+        while let Some(group) = self.queue.pop_front() {
+            if self.seen(&group) {
+                continue;
+            }
+            if self.pool_spent(plan, &group) {
+                tracing::debug!(%group, "fallback: skipping a model group of an exhausted pool");
+                self.seen.push(group);
+                continue;
+            }
+            if self.fallbacks >= plan.max_fallbacks {
+                self.queue.push_front(group);
+                return Step::Stop(StopReason::MaxFallbacks);
+            }
+            self.seen.push(group.clone());
+            if !available(&group) {
+                tracing::debug!(%group, "fallback: skipping an unavailable model group");
+                continue;
+            }
+            self.fallbacks += 1;
+            self.current = group.clone();
+            return Step::Try(group);
+        }
+        Step::Stop(StopReason::Exhausted)
+    }
+
+    /// The current group answered: a continuation starts from it.
+    pub(crate) fn answered(&mut self, group: &Group) {
+        self.current = group.clone();
+    }
+
+    /// The stream of the current group broke after content (`cause`): the
+    /// pool it drew from may be spent.
+    pub(crate) fn broke(&mut self, plan: &Plan, cause: &Failure) {
+        let group = self.current.clone();
+        self.spend_pool(plan, &group, cause);
+        self.broken = Some(group);
+    }
+
+    /// The next group to ask to continue the stream that broke with `cause`
+    /// (see [`broke`](Self::broke)): that group again (the retry layer below may pick
+    /// another of its deployments), then the groups its rules name for the
+    /// cause, then what was still queued. Each group is asked once; groups
+    /// that failed, cannot take a prefill, or are unavailable are skipped.
+    pub(crate) fn next_continuation(
+        &mut self,
+        plan: &Plan,
+        cause: &Failure,
+        available: &dyn Fn(&str) -> bool,
+    ) -> Option<Group> {
+        if self.continuations >= plan.max_continuations {
+            return None;
+        }
+        let broke = self.broken.clone().unwrap_or_else(|| self.current.clone());
+        let same = same_group_may_continue(cause).then_some(&broke);
+        let candidates = same
+            .into_iter()
+            .chain(plan.break_rule(&broke, cause))
+            .chain(self.queue.iter());
+        let mut chosen = None;
+        for group in candidates {
+            if self.continued.contains(group)
+                || self.failed.contains(group)
+                || !plan.takes_prefill(group)
+                || self.pool_spent(plan, group)
+            {
+                continue;
+            }
+            if !available(group) {
+                tracing::debug!(%group, "fallback: skipping an unavailable model group");
+                continue;
+            }
+            chosen = Some(group.clone());
+            break;
+        }
+        let group = chosen?;
+        self.continued.push(group.clone());
+        self.continuations += 1;
+        self.current = group.clone();
+        Some(group)
+    }
+
+    /// A continuation request to the current group failed before it gave
+    /// any content (a 400 there is the group refusing the prefill): it is not
+    /// asked again.
+    pub(crate) fn continuation_failed(&mut self, plan: &Plan, failure: &Failure) {
+        let group = self.current.clone();
+        self.spend_pool(plan, &group, failure);
+        self.failed.push(group);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tollgate_core::TimeoutKind;
+
+    fn plan(builder: crate::FallbackConfigBuilder) -> Plan {
+        Plan::new(&builder.build().unwrap())
+    }
+
+    fn all(_: &str) -> bool {
+        true
+    }
+
+    fn unavailable() -> Failure {
+        Failure::new(ErrorClass::UpstreamUnavailable, "down")
+    }
+
+    fn tries(step: Step) -> String {
+        match step {
+            Step::Try(group) => group.to_string(),
+            Step::Stop(reason) => format!("stop: {reason:?}"),
+        }
+    }
+
+    #[test]
+    fn each_class_picks_its_list() {
+        let plan = plan(
+            crate::FallbackConfig::builder()
+                .fallbacks("a", ["b"])
+                .context_window_fallbacks("a", ["long"])
+                .content_policy_fallbacks("a", ["lenient"]),
+        );
+        let cases = [
+            (unavailable(), "b"),
+            (Failure::timeout(TimeoutKind::FirstByte), "b"),
+            (Failure::new(ErrorClass::ContextWindowExceeded, "x"), "long"),
+            (Failure::new(ErrorClass::ContentPolicy, "x"), "lenient"),
+            (
+                Failure::new(ErrorClass::BadRequest, "x"),
+                "stop: NotEligible",
+            ),
+            (Failure::new(ErrorClass::Internal, "x"), "stop: NotEligible"),
+        ];
+        for (failure, expected) in cases {
+            let mut cascade = Cascade::new("a".into());
+            assert_eq!(tries(cascade.first(&plan, &all)), "a");
+            assert_eq!(
+                tries(cascade.failed(&plan, &failure, &all)),
+                expected,
+                "{failure}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_their_own_lists_context_window_uses_the_regular_ones_and_content_policy_stops() {
+        let plan = plan(crate::FallbackConfig::builder().fallbacks("a", ["b"]));
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        let context = Failure::new(ErrorClass::ContextWindowExceeded, "x");
+        assert_eq!(tries(cascade.failed(&plan, &context, &all)), "b");
+
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        let refusal = Failure::new(ErrorClass::ContentPolicy, "x").with_fallback_eligible(true);
+        assert_eq!(
+            tries(cascade.failed(&plan, &refusal, &all)),
+            "stop: NotEligible"
+        );
+    }
+
+    #[test]
+    fn default_fallbacks_serve_groups_without_a_list_and_nesting_is_depth_first() {
+        let plan = plan(
+            crate::FallbackConfig::builder()
+                .fallbacks("a", ["b", "c"])
+                .fallbacks("b", ["d"])
+                .default_fallbacks(["z"]),
+        );
+        let mut cascade = Cascade::new("a".into());
+        let mut order = vec![tries(cascade.first(&plan, &all))];
+        loop {
+            match cascade.failed(&plan, &unavailable(), &all) {
+                Step::Try(group) => order.push(group.to_string()),
+                Step::Stop(reason) => {
+                    order.push(format!("{reason:?}"));
+                    break;
+                }
+            }
+        }
+        // b's own list before a's next; d and c have no list: the default.
+        assert_eq!(order, ["a", "b", "d", "z", "c", "Exhausted"]);
+        assert_eq!(cascade.fallbacks(), 4);
+    }
+
+    #[test]
+    fn max_fallbacks_bounds_the_groups_tried() {
+        let plan = plan(
+            crate::FallbackConfig::builder()
+                .fallbacks("a", ["b", "c", "d"])
+                .max_fallbacks(2),
+        );
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        assert_eq!(tries(cascade.failed(&plan, &unavailable(), &all)), "b");
+        assert_eq!(tries(cascade.failed(&plan, &unavailable(), &all)), "c");
+        assert_eq!(
+            tries(cascade.failed(&plan, &unavailable(), &all)),
+            "stop: MaxFallbacks"
+        );
+        assert!(!plan.may_fall_back("x") || plan.max_fallbacks > 0);
+    }
+
+    #[test]
+    fn a_spent_pool_skips_its_groups_but_not_the_others() {
+        let plan = plan(
+            crate::FallbackConfig::builder()
+                .fallbacks("a", ["b", "c"])
+                .pool("a", "free")
+                .pool("b", "free"),
+        );
+        let pool_limit = Failure::new(ErrorClass::RateLimited, "pool")
+            .with_scope(Scope::AccountFreePool)
+            .with_fallback_eligible(false);
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        assert_eq!(tries(cascade.failed(&plan, &pool_limit, &all)), "c");
+        assert_eq!(cascade.fallbacks(), 1);
+
+        // Without a pool for the failing group, the failure's own verdict
+        // stands.
+        let plan = crate::FallbackConfig::builder().fallbacks("a", ["b", "c"]);
+        let plan = Plan::new(&plan.build().unwrap());
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        assert_eq!(
+            tries(cascade.failed(&plan, &pool_limit, &all)),
+            "stop: NotEligible"
+        );
+    }
+
+    #[test]
+    fn unavailable_groups_are_skipped_and_an_unavailable_origin_is_not_called() {
+        let plan = plan(crate::FallbackConfig::builder().fallbacks("a", ["b", "c"]));
+        let down = |group: &str| group != "a" && group != "b";
+        let mut cascade = Cascade::new("a".into());
+        assert_eq!(tries(cascade.first(&plan, &down)), "c");
+        assert_eq!(cascade.fallbacks(), 1);
+
+        let none = |_: &str| false;
+        let mut cascade = Cascade::new("a".into());
+        assert_eq!(tries(cascade.first(&plan, &none)), "stop: NoneAvailable");
+    }
+
+    #[test]
+    fn continuations_ask_the_same_group_then_the_fallbacks_once_each() {
+        let plan = plan(
+            crate::FallbackConfig::builder()
+                .fallbacks("a", ["b", "c", "d"])
+                .supports_assistant_prefill("b", false)
+                .max_continuations(3),
+        );
+        let cut = Failure::new(ErrorClass::UpstreamUnavailable, "cut");
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        cascade.answered(&"a".into());
+        cascade.broke(&plan, &cut);
+        assert_eq!(
+            cascade.next_continuation(&plan, &cut, &all).as_deref(),
+            Some("a")
+        );
+        // `a` broke again after more content: it is not asked twice; `b`
+        // takes no prefill.
+        cascade.broke(&plan, &cut);
+        assert_eq!(
+            cascade.next_continuation(&plan, &cut, &all).as_deref(),
+            Some("c")
+        );
+        let rejected = Failure::new(ErrorClass::BadRequest, "prefill");
+        cascade.continuation_failed(&plan, &rejected);
+        assert_eq!(
+            cascade.next_continuation(&plan, &cut, &all).as_deref(),
+            Some("d")
+        );
+        assert_eq!(cascade.next_continuation(&plan, &cut, &all), None);
+        assert_eq!(cascade.continuations(), 3);
+    }
+
+    #[test]
+    fn a_refusal_mid_stream_is_continued_only_by_its_own_list() {
+        let plan = plan(crate::FallbackConfig::builder().fallbacks("a", ["b"]));
+        let refusal = Failure::new(ErrorClass::ContentPolicy, "flagged");
+        let mut cascade = Cascade::new("a".into());
+        cascade.first(&plan, &all);
+        assert_eq!(cascade.next_continuation(&plan, &refusal, &all), None);
+    }
+
+    fn arb_failure() -> impl Strategy<Value = Failure> {
+        prop_oneof![
+            Just(unavailable()),
+            Just(Failure::timeout(TimeoutKind::FirstByte)),
+            Just(Failure::new(ErrorClass::ContextWindowExceeded, "x")),
+            Just(Failure::new(ErrorClass::ContentPolicy, "x")),
+            Just(Failure::new(ErrorClass::BadRequest, "x")),
+            Just(
+                Failure::new(ErrorClass::RateLimited, "pool")
+                    .with_scope(Scope::AccountFreePool)
+                    .with_fallback_eligible(false)
+            ),
+        ]
+    }
+
+    const GROUPS: [&str; 6] = ["g0", "g1", "g2", "g3", "g4", "g5"];
+
+    fn arb_list() -> impl Strategy<Value = Vec<String>> {
+        proptest::sample::subsequence(GROUPS.to_vec(), 0..4)
+            .prop_shuffle()
+            .prop_map(|l| l.into_iter().map(String::from).collect())
+    }
+
+    proptest! {
+        /// Whatever the rules and failures: no group is tried twice, no
+        /// unavailable group and no group of a spent pool is tried, the
+        /// fallback limit holds, and the cascade ends.
+        #[test]
+        fn the_cascade_never_repeats_and_respects_its_limits(
+            lists in proptest::collection::vec((0..6usize, arb_list(), arb_list(), arb_list()), 0..6),
+            default in arb_list(),
+            max_fallbacks in 0..6u32,
+            down in proptest::collection::vec(any::<bool>(), 6),
+            pools in proptest::collection::vec(proptest::option::of(0..2u8), 6),
+            failures in proptest::collection::vec(arb_failure(), 8),
+        ) {
+            let mut config = crate::FallbackConfig { max_fallbacks, default_fallbacks: default, ..Default::default() };
+            for (group, fallbacks, context, policy) in lists {
+                let group = GROUPS[group].to_owned();
+                let strip = |l: Vec<String>| l.into_iter().filter(|g| *g != group).collect::<Vec<_>>();
+                if !config.fallbacks.iter().any(|(g, _)| *g == group) {
+                    config.fallbacks.push((group.clone(), strip(fallbacks)));
+                    config.context_window_fallbacks.push((group.clone(), strip(context)));
+                    config.content_policy_fallbacks.push((group.clone(), strip(policy)));
+                }
+            }
+            for (group, pool) in GROUPS.iter().zip(&pools) {
+                if let Some(pool) = pool {
+                    config.targets.entry(group.to_string()).or_default().pool = Some(format!("p{pool}"));
+                }
+            }
+            config.validate().unwrap();
+            let plan = Plan::new(&config);
+            let available = |group: &str| !down[GROUPS.iter().position(|g| *g == group).unwrap()];
+            let pool_of = |group: &str| pools[GROUPS.iter().position(|g| *g == group).unwrap()];
+
+            let mut cascade = Cascade::new("g0".into());
+            let mut tried: Vec<String> = Vec::new();
+            let mut spent = Vec::new();
+            let mut step = cascade.first(&plan, &available);
+            for failure in &failures {
+                let Step::Try(group) = step else { break };
+                prop_assert!(available(&group), "{group} is down");
+                prop_assert!(!tried.contains(&group.to_string()), "{group} twice");
+                prop_assert!(pool_of(&group).is_none_or(|p| !spent.contains(&p)), "{group}'s pool is spent");
+                tried.push(group.to_string());
+                if failure.scope() == Some(Scope::AccountFreePool)
+                    && let Some(pool) = pool_of(&group) {
+                    spent.push(pool);
+                }
+                step = cascade.failed(&plan, failure, &available);
+            }
+            let fallbacks = tried.iter().filter(|g| *g != "g0").count() as u32;
+            prop_assert!(fallbacks <= max_fallbacks);
+            prop_assert!(cascade.fallbacks() >= fallbacks);
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! Balancing inside a model group: which deployment serves an attempt.
+//!
+//! A model group (one `model_name`) may have several deployments. For each
+//! attempt — the retry layer above asks again for every retry — the group's
+//! [`Balancer`] chooses one, from LiteLLM's `router_settings.routing_strategy`
+//! and each deployment's `weight`, `rpm`, `tpm` and `order`:
+//!
+//! 1. **Open breakers are left out** while any deployment's breaker is not
+//!    open. Only the deployment about to be chosen is looked up, so a
+//!    healthy group costs one breaker lookup per pick. When every one is
+//!    open, one is chosen anyway: its breaker rejects at once and
+//!    [`PickDeployment`](crate::pick::PickDeployment) answers 503 with
+//!    `Retry-After` (or a fallback cascade above moves on). A half-open
+//!    breaker counts as available: its probes are how it closes again.
+//! 2. **A retry prefers a deployment this request has not tried** (see
+//!    [`Tried`]), as LiteLLM's retries skip the deployments that failed.
+//! 3. **`order` first**: only the candidates with the lowest `order` stay;
+//!    deployments without one are candidates only when no candidate has one
+//!    (LiteLLM's `_get_order_filtered_deployments`).
+//! 4. **The strategy** keeps the best-ranked candidates:
+//!    - `simple-shuffle` (the default): all of them;
+//!    - `least-busy`: those with the fewest requests in flight, counted from
+//!      the call until its response future completes (the response head),
+//!      errors and cancellations included. A streamed body is no longer
+//!      counted once its head has come: counting to its end needs the
+//!      stack's response body to carry the [`InFlight`] guard;
+//!    - `latency-based-routing`: those with the lowest latency estimate, the
+//!      ones never measured first. The estimate is a peak-sensitive moving
+//!      average of the time to the response head (for a stream, its first
+//!      byte; for a complete answer, the whole answer) that fades while
+//!      nothing refreshes it (see [`stats`]). A failure that counts against
+//!      the breaker counts as [`FAILURE_PENALTY`](stats::FAILURE_PENALTY),
+//!      or the time it took if longer; other failures count for nothing;
+//!    - `usage-based-routing` (and `-v2`): those with the most headroom
+//!      under their `rpm` and `tpm` in the current minute, as the smaller
+//!      fraction of either limit left after this request; a deployment
+//!      without limits has unlimited headroom. Requests count when called;
+//!      tokens are estimated at a quarter of the request body's bytes (the
+//!      cost layer will count the real ones). Minutes are counted from the
+//!      gateway's start, on tokio's clock, not from the wall clock's;
+//!    - `cost-based-routing`: shuffles by weight for now (no price table is
+//!      read yet).
+//! 5. **The shuffle**: one of those, in proportion to its weight: `weight`,
+//!    else `rpm`, else `tpm`, else equal (see [`strategy::weights`]).
+//!
+//! The shuffle draws from a golden-ratio (Weyl) sequence, one step per
+//! pick, rather than from a random generator: over any run of picks each
+//! deployment's share is within a pick or two of its weight (random draws
+//! wander by the square root of the count), and the sequence is the same on
+//! every run, so tests through the whole gateway are deterministic with no
+//! seed to inject. It starts at the first deployment of the file; replicas
+//! of the gateway start in step, which only matters for their first few
+//! requests.
+//!
+//! Costs on the request path: no lock is held across an `.await`; counters
+//! are atomics; the latency estimate is read under a short `Mutex` (one per
+//! deployment, only under `latency-based-routing`); a pick allocates
+//! nothing for groups of up to [`INLINE`] deployments; a group of one
+//! deployment skips all of it, breaker lookups included.
+//!
+//! # When not to use a group
+//!
+//! The deployments of a group must be interchangeable: the same model
+//! behind different keys, regions or providers. Different models belong in
+//! different groups joined by fallbacks, whose rules know that a
+//! context-window or content-policy error is not fixed by a retry.
+
+mod stats;
+mod strategy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
+
+use crate::config::{DeploymentConfig, RoutingStrategy};
+
+pub(crate) use strategy::Strategy;
+use strategy::View;
+
+/// The largest group whose picks need no allocation.
+pub(crate) const INLINE: usize = 16;
+
+/// 2⁶⁴ divided by the golden ratio: `n * GOLDEN` (wrapping) is the
+/// fractional part of `n / φ` in 64-bit fixed point, the most evenly spread
+/// sequence of its kind.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Chooses the deployment of one model group for each attempt; owns the
+/// group's live statistics. Built once per group with the gateway.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    strategy: Strategy,
+    members: Box<[Member]>,
+    /// The position in the golden-ratio sequence: one step per pick.
+    turn: AtomicU64,
+    /// Where usage minutes are counted from.
+    epoch: Instant,
+}
+
+/// What the balancer knows of one deployment.
+#[derive(Debug)]
+struct Member {
+    weight: f64,
+    order: Option<u32>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    stats: stats::Stats,
+}
+
+/// The outcome of a pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pick {
+    /// The chosen deployment's position in its group.
+    pub(crate) index: usize,
+    /// Whether another deployment of the group is not known to be open: if
+    /// the chosen one's breaker rejects anyway (a half-open breaker whose
+    /// probes are all out, or one that opened since), another attempt may
+    /// go elsewhere. `false` means every other one was found open.
+    pub(crate) alternatives: bool,
+    /// When the strategy read the clock for it, if it did: the call's start
+    /// for [`begin`](Balancer::begin), which then needs no second reading.
+    at: Option<Instant>,
+}
+
+impl Balancer {
+    /// A balancer for the deployments `members`, in file order.
+    pub(crate) fn new(strategy: RoutingStrategy, members: &[&DeploymentConfig]) -> Self {
+        let measures: Vec<_> = members.iter().map(|d| (d.weight, d.rpm, d.tpm)).collect();
+        let members = strategy::weights(&measures)
+            .zip(members)
+            .map(|(weight, d)| Member {
+                weight,
+                order: d.order,
+                rpm: d.rpm,
+                tpm: d.tpm,
+                stats: stats::Stats::default(),
+            })
+            .collect();
+        Balancer {
+            strategy: Strategy::from_config(strategy),
+            members,
+            turn: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The strategy it follows.
+    pub(crate) fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// Chooses a deployment for an attempt of about `tokens` tokens, given
+    /// which deployments this request tried and which are open.
+    ///
+    /// `is_open` is asked lazily, about the deployment about to be chosen
+    /// only: when it is open, the choice is made again without it (with the
+    /// next draw). A healthy group costs one breaker lookup per pick, a
+    /// group with `k` open deployments at most `k + 1`.
+    pub(crate) fn pick(&self, tried: &Tried, tokens: u64, is_open: impl Fn(usize) -> bool) -> Pick {
+        let count = self.members.len();
+        if count <= 1 {
+            return Pick {
+                index: 0,
+                alternatives: false,
+                at: None,
+            };
+        }
+        // Only the strategies that read the clock pay for it.
+        let now = match self.strategy {
+            Strategy::LatencyBased | Strategy::UsageBased => Some(Instant::now()),
+            Strategy::SimpleShuffle | Strategy::LeastBusy => None,
+        };
+        let view = |index: usize| {
+            let member = &self.members[index];
+            View {
+                weight: member.weight,
+                order: member.order,
+                open: false,
+                tried: tried.contains(index),
+                score: self.score(member, now, tokens),
+            }
+        };
+        let choose = |views: &mut [View]| loop {
+            let draw = self
+                .turn
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(GOLDEN);
+            let index = strategy::choose(views, draw);
+            // Already known open: every deployment is.
+            if views[index].open || !is_open(index) {
+                let alternatives = views.iter().enumerate().any(|(i, v)| i != index && !v.open);
+                return Pick {
+                    index,
+                    alternatives,
+                    at: now,
+                };
+            }
+            views[index].open = true;
+        };
+        if count <= INLINE {
+            let mut views = [View::IDLE; INLINE];
+            for (index, slot) in views[..count].iter_mut().enumerate() {
+                *slot = view(index);
+            }
+            choose(&mut views[..count])
+        } else {
+            let mut views: Vec<View> = (0..count).map(view).collect();
+            choose(&mut views)
+        }
+    }
+
+    /// The strategy's reading of a deployment, lower is better; `now` is
+    /// set for the strategies that read the clock.
+    fn score(&self, member: &Member, now: Option<Instant>, tokens: u64) -> f64 {
+        match (self.strategy, now) {
+            (Strategy::LeastBusy, _) => f64::from(member.stats.in_flight()),
+            // Never measured: tried before any measured one.
+            (Strategy::LatencyBased, Some(now)) => member.stats.latency(now).unwrap_or(-1.0),
+            (Strategy::UsageBased, Some(now)) => -self.headroom(member, now, tokens),
+            _ => 0.0,
+        }
+    }
+
+    /// The smaller fraction of its rpm or tpm a deployment would have left
+    /// this minute after this request; unlimited without limits.
+    fn headroom(&self, member: &Member, now: Instant, tokens: u64) -> f64 {
+        let (requests, used_tokens) = member.stats.usage(self.minute(now));
+        let left = |limit: u64, used: u64| {
+            if limit == 0 {
+                f64::NEG_INFINITY
+            } else {
+                (limit as f64 - used as f64) / limit as f64
+            }
+        };
+        let rpm = member
+            .rpm
+            .map_or(f64::INFINITY, |rpm| left(rpm, requests + 1));
+        let tpm = member.tpm.map_or(f64::INFINITY, |tpm| {
+            left(tpm, used_tokens.saturating_add(tokens))
+        });
+        rpm.min(tpm)
+    }
+
+    fn minute(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs() / 60
+    }
+
+    /// Counts the call `pick` chose, of about `tokens` tokens; the returned
+    /// guard keeps it in flight until it is dropped.
+    pub(crate) fn begin(self: &Arc<Self>, pick: &Pick, tokens: u64) -> InFlight {
+        let member = &self.members[pick.index];
+        member.stats.begin();
+        let now = || pick.at.unwrap_or_else(Instant::now);
+        let started = match self.strategy {
+            Strategy::LatencyBased => Some(now()),
+            Strategy::UsageBased => {
+                member.stats.count(self.minute(now()), tokens);
+                None
+            }
+            Strategy::SimpleShuffle | Strategy::LeastBusy => None,
+        };
+        InFlight {
+            balancer: Arc::clone(self),
+            index: pick.index,
+            started,
+        }
+    }
+}
+
+/// How an attempt ended, for the latency estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The response head came (a success, or a stream whose end is yet to
+    /// be seen).
+    Answered,
+    /// A failure that says the deployment is unhealthy (it counts against
+    /// its breaker).
+    Failed,
+    /// Nothing to learn: a failure caused by the request, or the breaker
+    /// rejected the call before it left.
+    Unmeasured,
+}
+
+/// A call in flight to one deployment: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    balancer: Arc<Balancer>,
+    index: usize,
+    /// When the call began, if its latency is wanted.
+    started: Option<Instant>,
+}
+
+impl InFlight {
+    /// Records how the call ended, from `outcome`, which is only asked
+    /// under `latency-based-routing` (the other strategies classify
+    /// nothing). Once; later calls do nothing.
+    pub(crate) fn settle(&mut self, outcome: impl FnOnce() -> Outcome) {
+        let Some(started) = self.started.take() else {
+            return;
+        };
+        let now = Instant::now();
+        let took = now.saturating_duration_since(started);
+        let sample = match outcome() {
+            Outcome::Answered => took,
+            Outcome::Failed => took.max(stats::FAILURE_PENALTY),
+            Outcome::Unmeasured => return,
+        };
+        self.balancer.members[self.index].stats.observe(sample, now);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.balancer.members[self.index].stats.end();
+    }
+}
+
+/// The deployments of its group one request has tried.
+///
+/// It lives in the [`PickDeployment`](crate::pick::PickDeployment) service
+/// that made the request's first call: the retry layer keeps that very
+/// service to resend with (tower's `Retry` and `tollgate-retry` both do), so
+/// its retries see what the earlier attempts chose, with no allocation, no
+/// atomics and nothing added to the request. A clone starts empty, and an
+/// attempt that does not follow the previous one (its [`Attempt`] number is
+/// not higher) starts a new request — so a service reused for unrelated
+/// requests forgets between them.
+///
+/// Deployments past the 64th of a group are not remembered (never
+/// preferred against, never avoided).
+///
+/// [`Attempt`]: tollgate_core::extensions::Attempt
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tried {
+    mask: u64,
+    last_attempt: Option<u32>,
+}
+
+impl Tried {
+    /// Begins attempt number `attempt`, forgetting earlier requests.
+    pub(crate) fn begin(&mut self, attempt: u32) {
+        if self.last_attempt.is_none_or(|last| attempt <= last) {
+            self.mask = 0;
+        }
+        self.last_attempt = Some(attempt);
+    }
+
+    /// Whether this request tried deployment `index`.
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        index < 64 && self.mask & (1 << index) != 0
+    }
+
+    /// Remembers that this request tried deployment `index`.
+    pub(crate) fn insert(&mut self, index: usize) {
+        if index < 64 {
+            self.mask |= 1 << index;
+        }
+    }
+}
+
+/// About how many tokens a request body of `bytes` bytes holds (four bytes
+/// a token, the usual rule of thumb for English and JSON).
+pub(crate) fn estimate_tokens(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn deployment(weight: Option<f64>, order: Option<u32>) -> DeploymentConfig {
+        let yaml = "model_list:\n  - model_name: g\n    litellm_params:\n      model: mock/m\n";
+        let mut config = crate::config::load_str(yaml, &|_| None)
+            .unwrap()
+            .config
+            .model_list
+            .remove(0);
+        config.weight = weight;
+        config.order = order;
+        config
+    }
+
+    fn balancer(strategy: RoutingStrategy, members: &[DeploymentConfig]) -> Arc<Balancer> {
+        let members: Vec<&DeploymentConfig> = members.iter().collect();
+        Arc::new(Balancer::new(strategy, &members))
+    }
+
+    #[test]
+    fn the_sequence_splits_by_weight_within_a_pick_or_two() {
+        let members = [
+            deployment(Some(1.0), None),
+            deployment(Some(1.0), None),
+            deployment(Some(2.0), None),
+        ];
+        let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+        let mut counts = [0u32; 3];
+        for n in 1..=4000u32 {
+            counts[balancer.pick(&Tried::default(), 0, |_| false).index] += 1;
+            if n % 400 == 0 {
+                // Already even over short runs.
+                let expected = [n / 4, n / 4, n / 2];
+                for (count, expected) in counts.iter().zip(expected) {
+                    assert!(count.abs_diff(expected) <= 2, "{counts:?} after {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_pick_is_the_first_deployment() {
+        let members = [deployment(None, None), deployment(None, None)];
+        let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+        assert_eq!(balancer.pick(&Tried::default(), 0, |_| false).index, 0);
+    }
+
+    #[test]
+    fn in_flight_counts_until_the_guard_drops() {
+        let members = [deployment(None, None), deployment(None, None)];
+        let balancer = balancer(RoutingStrategy::LeastBusy, &members);
+        let pick = balancer.pick(&Tried::default(), 0, |_| false);
+        let first = pick.index;
+        let held = balancer.begin(&pick, 0);
+        for _ in 0..5 {
+            let next = balancer.pick(&Tried::default(), 0, |_| false).index;
+            assert_ne!(next, first, "the busy one is avoided");
+        }
+        drop(held);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| balancer.pick(&Tried::default(), 0, |_| false).index)
+            .collect();
+        assert!(picks.contains(&first), "idle again: {picks:?}");
+    }
+
+    #[test]
+    fn tried_forgets_when_a_new_request_begins() {
+        let mut tried = Tried::default();
+        tried.begin(0);
+        tried.insert(2);
+        tried.begin(1);
+        assert!(tried.contains(2), "a retry remembers");
+        tried.begin(0);
+        assert!(!tried.contains(2), "a new request forgets");
+        tried.insert(70);
+        assert!(!tried.contains(70));
+    }
+
+    #[test]
+    fn open_deployments_are_found_lazily_and_left_out() {
+        let members = [deployment(None, None), deployment(None, None)];
+        let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+        // The first draw lands on the first deployment: it is open, so the
+        // choice is made again without it.
+        let asked = std::cell::RefCell::new(Vec::new());
+        let pick = balancer.pick(&Tried::default(), 0, |i| {
+            asked.borrow_mut().push(i);
+            i == 0
+        });
+        assert_eq!(*asked.borrow(), [0, 1]);
+        assert_eq!((pick.index, pick.alternatives), (1, false));
+        // A closed one is chosen without a word about the others, which
+        // may be fine.
+        let asked = std::cell::RefCell::new(Vec::new());
+        let pick = balancer.pick(&Tried::default(), 0, |i| {
+            asked.borrow_mut().push(i);
+            false
+        });
+        assert_eq!(asked.borrow().len(), 1);
+        assert!(pick.alternatives);
+        // All open: one anyway, and no alternative.
+        let pick = balancer.pick(&Tried::default(), 0, |_| true);
+        assert!(!pick.alternatives);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_headroom_steers_and_restarts_each_minute() {
+        let mut small = deployment(None, None);
+        small.rpm = Some(2);
+        let mut large = deployment(None, None);
+        large.rpm = Some(10);
+        let balancer = balancer(RoutingStrategy::UsageBased, &[small, large]);
+        let mut counts = [0; 2];
+        for _ in 0..12 {
+            let pick = balancer.pick(&Tried::default(), 10, |_| false);
+            drop(balancer.begin(&pick, 10));
+            counts[pick.index] += 1;
+        }
+        assert_eq!(counts, [2, 10], "each fills its own limit");
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let index = balancer.pick(&Tried::default(), 10, |_| false).index;
+        assert_eq!(index, 1, "a new minute, the most headroom again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tpm_headroom_counts_this_request() {
+        let mut small = deployment(None, None);
+        small.tpm = Some(100);
+        let unlimited = deployment(None, None);
+        let balancer = balancer(RoutingStrategy::UsageBased, &[small, unlimited]);
+        assert_eq!(balancer.pick(&Tried::default(), 10, |_| false).index, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
+        let members = [deployment(None, None), deployment(None, None)];
+        let balancer = balancer(RoutingStrategy::LatencyBased, &members);
+        let call = |took: Duration, outcome: Outcome| {
+            let balancer = balancer.clone();
+            async move {
+                let pick = balancer.pick(&Tried::default(), 0, |_| false);
+                let mut in_flight = balancer.begin(&pick, 0);
+                tokio::time::advance(took).await;
+                in_flight.settle(|| outcome);
+                pick.index
+            }
+        };
+        assert_eq!(call(Duration::from_millis(50), Outcome::Answered).await, 0);
+        assert_eq!(
+            call(Duration::from_millis(10), Outcome::Answered).await,
+            1,
+            "the unmeasured one next"
+        );
+        for _ in 0..5 {
+            assert_eq!(call(Duration::from_millis(10), Outcome::Answered).await, 1);
+        }
+        // A fast failure is no reason to send more.
+        assert_eq!(call(Duration::from_millis(1), Outcome::Failed).await, 1);
+        assert_eq!(call(Duration::from_millis(50), Outcome::Answered).await, 0);
+        // The penalty fades while the other keeps answering in 50 ms: the
+        // failed one is tried again, after about a minute of traffic.
+        let failed_at = tokio::time::Instant::now();
+        let mut calls = 0;
+        while call(Duration::from_millis(50), Outcome::Answered).await == 0 {
+            calls += 1;
+            assert!(calls < 10_000, "never tried again");
+        }
+        let after = failed_at.elapsed();
+        assert!(
+            after > Duration::from_secs(30) && after < Duration::from_secs(120),
+            "{after:?}"
+        );
+    }
+}
