@@ -24,6 +24,7 @@ use crate::response::GatewayBody;
 use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_breaker::{Breakers, State as BreakerState};
+use tollgate_fallback::FallbackLayer;
 use tollgate_openrouter::{OpenRouter, OpenRouterConfig, OpenRouterLayer};
 use tollgate_retry::RetryLayer;
 use tower::Layer;
@@ -126,6 +127,26 @@ impl Group {
         })
     }
 
+    /// Whether any deployment can take a request now: its breaker is off,
+    /// closed, or lets a probe through (half open once the open time is over).
+    pub(crate) fn available(&self, breakers: &Breakers) -> bool {
+        self.deployments.iter().any(|d| {
+            !d.breaker_enabled
+                || breakers
+                    .snapshot(&d.target.deployment_id)
+                    .is_none_or(|s| s.state != BreakerState::Open)
+        })
+    }
+
+    /// When the first of its open breakers lets a probe through.
+    pub(crate) fn next_probe_in(&self, breakers: &Breakers) -> Option<Duration> {
+        self.deployments
+            .iter()
+            .filter_map(|d| breakers.snapshot(&d.target.deployment_id))
+            .filter_map(|s| s.next_probe_in())
+            .min()
+    }
+
     /// The deployment at `index` (as [`pick`](Self::pick) gives).
     pub(crate) fn deployment(&self, index: usize) -> &Arc<Deployment> {
         &self.deployments[index]
@@ -201,6 +222,11 @@ impl Gateway {
                     message: e.to_string(),
                 }
             })?;
+        let fallback = FallbackLayer::new(resilience::fallback_config(config).map_err(invalid)?)
+            .map_err(|e| BuildError {
+                path: String::from("router_settings"),
+                message: e.to_string(),
+            })?;
         let breaker_defaults = resilience::breaker_config(config)
             .map_err(invalid)?
             .unwrap_or_default();
@@ -248,7 +274,13 @@ impl Gateway {
         );
         Ok(Gateway {
             app: Arc::new(App {
-                stack: crate::stack::build(client, retry, breakers.clone(), groups.clone()),
+                stack: crate::stack::build(
+                    client,
+                    fallback,
+                    retry,
+                    breakers.clone(),
+                    groups.clone(),
+                ),
                 groups,
                 models_body,
                 master_key: config

@@ -4,17 +4,19 @@ use std::sync::Arc;
 
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use tollgate_core::classify::{OpenAiEos, is_event_stream};
-use tollgate_core::extensions::{AttemptedRetries, Deadline, ModelGroup, Target};
+use tollgate_core::classify::is_event_stream;
+use tollgate_core::extensions::{
+    AttemptedFallbacks, AttemptedRetries, Deadline, ModelGroup, Target,
+};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
-use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp};
+use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
+use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
 use tower::ServiceExt;
 
 use crate::access_log::AccessLog;
 use crate::app::App;
 use crate::response::GatewayBody;
 use crate::stack::StackBody;
-use crate::stream::SseGuard;
 
 const X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-tollgate-model-group");
 const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-tollgate-deployment");
@@ -30,26 +32,48 @@ where
 {
     match forward(app, request, log).await {
         Ok(response) => response,
-        Err((failure, retries)) => {
+        Err((failure, attempts)) => {
             log.class = Some(failure.class());
             let mut response: Response<GatewayBody> = failure.to_response();
-            if let Some(retries) = retries {
-                response
-                    .headers_mut()
-                    .insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+            let headers = response.headers_mut();
+            if let Some(Attempts { retries, fallbacks }) = attempts {
+                headers.insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+                headers.insert(ATTEMPTED_FALLBACKS, HeaderValue::from(fallbacks));
             }
             response
         }
     }
 }
 
-/// The response, or the failure with the retries made before it (when the
-/// request got as far as the retry layer).
+/// Retries and fallbacks made before a failure.
+struct Attempts {
+    retries: u32,
+    fallbacks: u32,
+}
+
+impl Attempts {
+    /// What the cascade and the retry layer report on their way out; `None`
+    /// when the failure did not come through them.
+    fn of(error: &(dyn std::error::Error + 'static)) -> Option<Attempts> {
+        let chain = || std::iter::successors(Some(error), |e| e.source());
+        let fallbacks = chain().find_map(|e| e.downcast_ref::<FallbackGaveUp>());
+        // The last group's retries: the retry layer's report nearest the
+        // cascade's.
+        let retries = chain().find_map(|e| e.downcast_ref::<RetryGaveUp>());
+        (fallbacks.is_some() || retries.is_some()).then(|| Attempts {
+            retries: retries.map_or(0, RetryGaveUp::retries),
+            fallbacks: fallbacks.map_or(0, FallbackGaveUp::fallbacks),
+        })
+    }
+}
+
+/// The response, or the failure with the attempts made before it (when the
+/// request got as far as the stack).
 async fn forward<B>(
     app: &App,
     request: Request<B>,
     log: &mut AccessLog,
-) -> Result<Response<GatewayBody>, (Failure, Option<u32>)>
+) -> Result<Response<GatewayBody>, (Failure, Option<Attempts>)>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -90,17 +114,25 @@ where
     request
         .extensions_mut()
         .insert(Deadline::after(app.request_timeout));
-    let response = app.stack.clone().oneshot(request).await.map_err(|error| {
-        let retries = error.downcast_ref::<GaveUp>().map(GaveUp::retries);
-        (Failure::from_error(&*error), retries)
-    })?;
+    let response = app
+        .stack
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|error| (Failure::from_error(&*error), Attempts::of(&*error)))?;
     let target = response.extensions().get::<Target>().cloned();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
+    let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
     let mut response = wrap_success(response);
     if let Some(AttemptedRetries(retries)) = retries {
         response
             .headers_mut()
             .insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+    }
+    if let Some(AttemptedFallbacks(fallbacks)) = fallbacks {
+        response
+            .headers_mut()
+            .insert(ATTEMPTED_FALLBACKS, HeaderValue::from(fallbacks));
     }
     if let Some(target) = target {
         log.deployment = Some(target.deployment_id.clone());
@@ -119,16 +151,15 @@ where
 /// body is forwarded as it arrives.
 fn wrap_success(response: Response<StackBody>) -> Response<GatewayBody> {
     let (parts, body) = response.into_parts();
+    // The cascade's body already forwards streams whole events at a time and
+    // ends a broken one with an error event, never a truncated success.
+    let mut response = with_upstream_headers(&parts, GatewayBody::forward(body));
     if is_event_stream(&parts.headers) {
-        let guard = SseGuard::new(body, OpenAiEos::default());
-        let mut response = with_upstream_headers(&parts, GatewayBody::sse(guard));
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
-    } else {
-        with_upstream_headers(&parts, GatewayBody::forward(body))
     }
+    response
 }
 
 /// A response with the upstream's status and content type, and nothing else

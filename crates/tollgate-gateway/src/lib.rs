@@ -56,7 +56,6 @@ pub mod resilience;
 mod response;
 mod server;
 mod stack;
-mod stream;
 
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,

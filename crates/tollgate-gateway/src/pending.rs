@@ -1,6 +1,6 @@
 //! Settings the config accepts but the gateway does not act on yet.
 
-use crate::config::{Config, RoutingStrategy, Warning};
+use crate::config::{Config, Warning};
 
 /// The settings of `config` that are parsed and validated but not yet
 /// applied, because the layer that acts on them is not in the gateway yet.
@@ -18,51 +18,6 @@ pub fn unapplied_settings(config: &Config) -> Vec<Warning> {
         }
     };
     let router = &config.router_settings;
-    let litellm = &config.litellm_settings;
-    let fallback_lists = [
-        (
-            "fallbacks",
-            router.fallbacks.is_empty(),
-            litellm.fallbacks.is_empty(),
-        ),
-        (
-            "context_window_fallbacks",
-            router.context_window_fallbacks.is_empty(),
-            litellm.context_window_fallbacks.is_empty(),
-        ),
-        (
-            "content_policy_fallbacks",
-            router.content_policy_fallbacks.is_empty(),
-            litellm.content_policy_fallbacks.is_empty(),
-        ),
-        (
-            "default_fallbacks",
-            router.default_fallbacks.is_empty(),
-            litellm.default_fallbacks.is_empty(),
-        ),
-    ];
-    for (key, router_empty, litellm_empty) in fallback_lists {
-        note(
-            !router_empty,
-            &format!("router_settings.{key}"),
-            "fallback cascade",
-        );
-        note(
-            !litellm_empty,
-            &format!("litellm_settings.{key}"),
-            "fallback cascade",
-        );
-    }
-    note(
-        router.max_fallbacks.is_some(),
-        "router_settings.max_fallbacks",
-        "fallback cascade",
-    );
-    note(
-        router.routing_strategy != RoutingStrategy::SimpleShuffle,
-        "router_settings.routing_strategy",
-        "balancer (deployments of a group take turns)",
-    );
     note(
         router.redis_host.is_some(),
         "router_settings.redis_host",
@@ -73,22 +28,17 @@ pub fn unapplied_settings(config: &Config) -> Vec<Warning> {
         note(
             deployment.rpm.is_some(),
             &format!("{base}.rpm"),
-            "rate limits",
+            "rate limits (it weighs the deployment in balancing)",
         );
         note(
             deployment.tpm.is_some(),
             &format!("{base}.tpm"),
-            "rate limits",
+            "rate limits (it weighs the deployment in balancing)",
         );
         note(
             !deployment.costs.is_empty(),
             &format!("model_list[{}].model_info costs", deployment.index),
             "cost accounting",
-        );
-        note(
-            deployment.weight.is_some() || deployment.order.is_some(),
-            &format!("{base}.weight/order"),
-            "balancer (deployments of a group take turns)",
         );
     }
     out

@@ -9,6 +9,15 @@
 //! | `router_settings.allowed_fails` | breaker opens after `allowed_fails + 1` failures in a row |
 //! | `router_settings.cooldown_time` | breaker open time (0: no breaker) |
 //! | `model_list[].litellm_params.cooldown_time` | the same, for one deployment |
+//! | `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`, `default_fallbacks` (router, else litellm settings) | the fallback cascade's lists |
+//! | `router_settings.max_fallbacks` | the cascade's bound (default 5) |
+//! | `model_info.supports_assistant_prefill: false` on any deployment of a group | the group never continues a broken stream |
+//!
+//! A timed-out attempt is not retried on the same group unless
+//! `retry_policy.TimeoutErrorRetries` says so: the cascade moves on to the
+//! next target instead of waiting on a silent one again. OpenRouter `:free`
+//! deployments that share a key share one rate-limit pool: a free-pool 429
+//! skips the other groups of that pool.
 //!
 //! Unlike LiteLLM's cooldown, the breaker lets probes through once the open
 //! time is over, and backs off (doubling, capped) when they fail; it cools
@@ -17,9 +26,11 @@
 use std::time::Duration;
 
 use tollgate_breaker::BreakerConfig;
+use tollgate_core::ErrorClass;
+use tollgate_fallback::FallbackConfig;
 use tollgate_retry::{RetryConfig, RetryPolicy};
 
-use crate::config::{Config, DeploymentConfig};
+use crate::config::{Config, DeploymentConfig, KeySource, Provider};
 
 /// Why LiteLLM's settings could not become layer settings.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +47,8 @@ pub fn retry_config(config: &Config) -> Result<RetryConfig, ResilienceError> {
     if let Some(retries) = config.num_retries() {
         builder = builder.num_retries(retries);
     }
-    let mut policy = RetryPolicy::new();
+    // A silent upstream is not asked again: the cascade moves on.
+    let mut policy = RetryPolicy::new().with(ErrorClass::Timeout, 0);
     for (key, class) in RetryPolicy::LITELLM_KEYS {
         if let Some(retries) = router.retry_policy.get(key) {
             policy.set(class, retries);
@@ -104,4 +116,59 @@ fn breaker_config_with(
         path: path.to_owned(),
         message: error.to_string(),
     })
+}
+
+/// The fallback cascade's settings: LiteLLM's lists (router settings win over
+/// litellm settings, as in LiteLLM) and what each group can do.
+pub fn fallback_config(config: &Config) -> Result<FallbackConfig, ResilienceError> {
+    let mut builder = FallbackConfig::builder();
+    for (group, to) in config.fallbacks() {
+        builder = builder.fallbacks(group.clone(), to.iter().cloned());
+    }
+    for (group, to) in config.context_window_fallbacks() {
+        builder = builder.context_window_fallbacks(group.clone(), to.iter().cloned());
+    }
+    for (group, to) in config.content_policy_fallbacks() {
+        builder = builder.content_policy_fallbacks(group.clone(), to.iter().cloned());
+    }
+    builder = builder.default_fallbacks(config.default_fallbacks().iter().cloned());
+    if let Some(max) = config.router_settings.max_fallbacks {
+        builder = builder.max_fallbacks(max);
+    }
+    for (group, deployments) in config.groups() {
+        if deployments
+            .iter()
+            .any(|d| d.supports_assistant_prefill == Some(false))
+        {
+            builder = builder.supports_assistant_prefill(group, false);
+        }
+        if let Some(pool) = free_pool(&deployments) {
+            builder = builder.pool(group, pool);
+        }
+    }
+    builder.build().map_err(|error| ResilienceError {
+        path: format!("router_settings.{}", error.field()),
+        message: error.to_string(),
+    })
+}
+
+/// OpenRouter's `:free` models share one rate-limit pool per account: a
+/// group made only of free OpenRouter deployments with one key is in that
+/// key's pool.
+fn free_pool(deployments: &[&DeploymentConfig]) -> Option<String> {
+    let first = deployments.first()?;
+    let key = match &first.api_key_source {
+        KeySource::Env(var) => format!("env:{var}"),
+        KeySource::Inline => String::from("inline"),
+        KeySource::None => String::from("default"),
+    };
+    deployments
+        .iter()
+        .all(|d| {
+            d.provider == Provider::OpenRouter
+                && d.upstream_model.ends_with(":free")
+                && d.api_key_source == first.api_key_source
+                && d.api_base == first.api_base
+        })
+        .then(|| format!("openrouter-free/{key}"))
 }

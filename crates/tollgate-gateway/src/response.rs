@@ -10,7 +10,6 @@ use tollgate_core::{BoxError, Failure};
 
 use crate::access_log::AccessLog;
 use crate::stack::StackBody;
-use crate::stream::SseGuard;
 
 pin_project! {
     /// A gateway response body: a small complete one (errors, `/v1/models`),
@@ -28,7 +27,6 @@ pin_project! {
     enum Kind {
         Full { data: Option<Bytes> },
         Forward { #[pin] body: StackBody },
-        Sse { #[pin] guard: SseGuard<StackBody> },
     }
 }
 
@@ -37,7 +35,6 @@ impl std::fmt::Debug for GatewayBody {
         let kind = match &self.kind {
             Kind::Full { .. } => "full",
             Kind::Forward { .. } => "forward",
-            Kind::Sse { .. } => "sse",
         };
         f.debug_struct("GatewayBody")
             .field("kind", &kind)
@@ -64,13 +61,6 @@ impl GatewayBody {
         }
     }
 
-    pub(crate) fn sse(guard: SseGuard<StackBody>) -> Self {
-        GatewayBody {
-            kind: Kind::Sse { guard },
-            log: None,
-        }
-    }
-
     pub(crate) fn with_log(mut self, mut log: AccessLog) -> Self {
         // An empty body is never polled: it is complete as it stands.
         log.finished = self.kind.is_end();
@@ -84,7 +74,6 @@ impl Kind {
         match self {
             Kind::Full { data } => data.is_none(),
             Kind::Forward { body } => body.is_end_stream(),
-            Kind::Sse { guard } => guard.is_end_stream(),
         }
     }
 }
@@ -106,10 +95,10 @@ impl Body for GatewayBody {
         let mut this = self.project();
         let (result, stream_failure) = match this.kind.as_mut().project() {
             KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
-            KindProj::Forward { body } => (body.poll_frame(cx), None),
-            KindProj::Sse { mut guard } => {
-                let result = guard.as_mut().poll_frame(cx);
-                let failure = guard.failure().map(Failure::class);
+            KindProj::Forward { mut body } => {
+                let result = body.as_mut().poll_frame(cx);
+                // A stream the cascade ended with an error event.
+                let failure = body.failure().map(Failure::class);
                 (result, failure)
             }
         };
@@ -142,7 +131,6 @@ impl Body for GatewayBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Forward { body } => body.size_hint(),
-            Kind::Sse { guard } => guard.size_hint(),
         }
     }
 }

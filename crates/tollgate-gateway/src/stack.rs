@@ -1,18 +1,21 @@
 //! The service stack a chat request goes through, below the HTTP edge.
 //!
 //! ```text
-//! Retry              backoff, Retry-After, budget; another deployment per attempt
-//!   PickDeployment   one deployment of the model group per attempt, open breakers skipped
-//!     CircuitBreaker one breaker per deployment
-//!       ProviderService   HTTP upstream or mock; error statuses become Err(Failure)
+//! Fallback               model groups in turn; streams committed at first content, continued after a break
+//!   Retry                backoff, Retry-After, budget; another deployment per attempt
+//!     PickDeployment     balances the deployments of the group, open breakers left out
+//!       CircuitBreaker   one breaker per deployment
+//!         ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
 //! ```
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Request;
 use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
+use tollgate_fallback::{Fallback, FallbackBody, FallbackLayer, Health};
 use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
@@ -21,19 +24,27 @@ use crate::pick::PickDeployment;
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
+/// The stack below the cascade: one model group.
+type GroupStack = Retry<PickDeployment<CircuitBreaker<ProviderService, DeploymentBreakerKey>>>;
+
 /// The stack's service.
-pub(crate) type Stack =
-    Retry<PickDeployment<CircuitBreaker<ProviderService, DeploymentBreakerKey>>>;
+pub(crate) type Stack = Fallback<GroupStack, GroupHealth>;
 
 /// The body of the stack's responses.
-pub(crate) type StackBody = tollgate_breaker::ResponseBody<ProviderBody, OpenAiEos>;
+pub(crate) type StackBody =
+    FallbackBody<tollgate_breaker::ResponseBody<ProviderBody, OpenAiEos>, OpenAiEos>;
 
 pub(crate) fn build(
     client: UpstreamClient,
+    fallback: FallbackLayer,
     retry: RetryLayer,
     breakers: Breakers,
     groups: Groups,
 ) -> Stack {
+    let health = GroupHealth {
+        groups: groups.clone(),
+        breakers: breakers.clone(),
+    };
     let provider = ProviderService::new(client);
     let breaker = CircuitBreaker::new(
         provider,
@@ -41,7 +52,30 @@ pub(crate) fn build(
         OpenAiClassifier::new(),
         breakers.clone(),
     );
-    retry.layer(PickDeployment::new(breaker, breakers, groups))
+    let group = retry.layer(PickDeployment::new(breaker, breakers, groups));
+    fallback.with_health(health).layer(group)
+}
+
+/// Tells the cascade which model groups can take a request: those with a
+/// deployment whose breaker is not open.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupHealth {
+    groups: Groups,
+    breakers: Breakers,
+}
+
+impl Health for GroupHealth {
+    fn available(&self, group: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| g.available(&self.breakers))
+    }
+
+    fn retry_after(&self, group: &str) -> Option<Duration> {
+        self.groups
+            .get(group)
+            .and_then(|g| g.next_probe_in(&self.breakers))
+    }
 }
 
 /// Keys the breaker by the chosen deployment's id; a deployment whose

@@ -139,11 +139,30 @@ async fn the_demo_shows_retries_and_the_breaker() {
         .clone();
     assert_eq!(down["state"], "open", "{states}");
 
-    // The broken stream ends with an error event after two chunks.
+    // The first stream of the broken group is cut after two chunks; the
+    // gateway continues it on another attempt, and the client gets the
+    // whole answer, once.
     let response = handle_group(&gateway, "demo-broken-stream", true).await;
     let events = sse_data(response.body());
-    assert_eq!(events.len(), 3, "{events:?}");
-    assert!(events[2].contains("stream_interrupted"));
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
+    assert_eq!(events.iter().filter(|e| *e == "[DONE]").count(), 1);
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        "Hello from Tollgate's offline mock provider (broken-model)."
+    );
 }
 
 async fn handle_group_get(gateway: &Gateway, path: &str) -> http::Response<Bytes> {
@@ -177,16 +196,46 @@ async fn handle(gateway: &Gateway, stream: bool) -> (u16, Bytes) {
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_stream_ends_with_an_error_after_the_idle_timeout() {
+    // Every attempt stalls after its first word: the stall is detected after
+    // the 3 s idle timeout, the cascade continues the answer, and once it
+    // can no more, ends the stream with an error naming the stall.
     let gateway = mock_gateway("{ kind: stall, after_chunks: 2 }");
     let start = tokio::time::Instant::now();
     let (status, body) = handle(&gateway, true).await;
     assert_eq!(status, 200);
     let events = sse_data(&body);
-    assert_eq!(events.len(), 3, "{events:?}");
-    let error: serde_json::Value = serde_json::from_str(&events[2]).unwrap();
-    assert_eq!(error["error"]["code"], "stream_interrupted");
-    // One chunk delay, then the 3 s idle timeout (paused time: exact).
-    assert_eq!(start.elapsed(), Duration::from_millis(3100));
+    let error: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "stream_interrupted", "{events:?}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{error}"
+    );
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    // What did arrive is a prefix of the answer, each word once.
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let answer = "Hello from Tollgate's offline mock provider (m).";
+    assert!(answer.starts_with(&text), "{text:?}");
+    assert!(
+        text.len() > "Hello".len(),
+        "a continuation added to it: {text:?}"
+    );
+    // At least two attempts, each stalled for the whole idle timeout.
+    assert!(
+        start.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,12 +252,11 @@ async fn a_response_that_never_starts_times_out_at_the_first_byte() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_error_event_before_content_keeps_its_class() {
-    let gateway = mock_gateway("{ kind: stream_error, after_chunks: 0 }");
+async fn an_error_event_before_content_becomes_an_http_error() {
+    let gateway = mock_gateway("{ kind: stream_error, after_chunks: 1 }");
     let (status, body) = handle(&gateway, true).await;
-    assert_eq!(status, 200);
-    let events = sse_data(&body);
-    assert_eq!(events.len(), 1, "{events:?}");
-    let error: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
-    assert_eq!(error["error"]["code"], "upstream_unavailable");
+    // Only the role chunk had come: nothing reached the client yet.
+    assert_eq!(status, 502);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_unavailable");
 }

@@ -91,10 +91,14 @@ async fn chunks_are_forwarded_before_the_stream_ends() {
     gateway.shutdown().await;
 }
 
+/// One scripted stream through the gateway. No retries: a continuation
+/// then meets the upstream's unscripted 500 at once, so these tests see how
+/// a stream ends when nothing can continue it.
 async fn stream_through(reply: Reply) -> Vec<String> {
     let upstream = Upstream::start().await;
     upstream.push(reply);
-    let gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
+    let config = openai_config(&upstream.url(), "router_settings:\n  num_retries: 0\n");
+    let gateway = TestGateway::start(&config, ENV).await;
     let answer = common::call(
         &client(),
         "POST",
@@ -138,14 +142,40 @@ async fn half_an_event_is_never_forwarded() {
     let events = stream_through(
         Reply::sse()
             .data(&chunks[0])
+            .data(&chunks[1])
             .raw(r#"data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"trunc"#)
             .cut(),
     )
     .await;
-    // The whole first event, then the error; the half event never arrives.
-    assert_eq!(events.len(), 2, "{events:?}");
+    // The whole events, then the error; the half event never arrives.
+    assert_eq!(events.len(), 3, "{events:?}");
     assert!(!events.iter().any(|e| e.contains("trunc")));
     assert_eq!(last_error(&events)["code"], "stream_interrupted");
+}
+
+#[tokio::test]
+async fn an_error_before_any_content_is_an_http_error() {
+    let upstream = Upstream::start().await;
+    let chunks = openai::chunks(&["Hello"]);
+    upstream.push(
+        Reply::sse()
+            .data(&chunks[0])
+            .data(r#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#),
+    );
+    let config = openai_config(&upstream.url(), "router_settings:\n  num_retries: 0\n");
+    let gateway = TestGateway::start(&config, ENV).await;
+    let answer = common::call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/chat/completions"),
+        chat_body("gpt-test", true),
+        &[],
+    )
+    .await;
+    // Nothing had reached the client: it gets a proper error, not a stream.
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.openai_error()["code"], "upstream_unavailable");
+    gateway.shutdown().await;
 }
 
 #[tokio::test]
@@ -154,13 +184,14 @@ async fn an_upstream_error_event_is_replaced_by_a_sanitised_one() {
     let events = stream_through(
         Reply::sse()
             .data(&chunks[0])
-            .data(r#"{"error":{"message":"internal host db-7.corp.example failed: see https://corp.example/x","type":"server_error","code":null}}"#)
             .data(&chunks[1])
+            .data(r#"{"error":{"message":"internal host db-7.corp.example failed: see https://corp.example/x","type":"server_error","code":null}}"#)
+            .data(&chunks[2])
             .done(),
     )
     .await;
-    assert_eq!(events.len(), 2, "{events:?}");
-    assert!(!events[1].contains("corp.example"), "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(!events[2].contains("corp.example"), "{events:?}");
     let error = last_error(&events);
     assert_eq!(error["code"], "stream_interrupted");
 }

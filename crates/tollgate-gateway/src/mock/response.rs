@@ -152,7 +152,8 @@ impl MockDeployment {
             })
         };
         let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-        events.extend(words(&self.content).map(|word| chunk(json!({ "content": word }), None)));
+        let content = self.answer_after_prefill(request);
+        events.extend(words(content).map(|word| chunk(json!({ "content": word }), None)));
         events.push(chunk(json!({}), Some("stop")));
         if request.include_usage() {
             let (prompt, completion) = self.usage(request);
@@ -195,6 +196,30 @@ impl MockDeployment {
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
+    }
+
+    /// The part of the answer still to send: all of it, or — when the request
+    /// ends with an assistant message the answer starts with (a prefill, as a
+    /// fallback cascade sends to continue a broken stream) — the rest, the
+    /// way a real model continues its own text.
+    fn answer_after_prefill<'a>(&'a self, request: &ChatRequest) -> &'a str {
+        if request.message_count() < 2 {
+            return &self.content;
+        }
+        let prefill = serde_json::from_slice::<serde_json::Value>(request.bytes())
+            .ok()
+            .and_then(|body| {
+                let last = body["messages"].as_array()?.last()?.clone();
+                (last["role"] == "assistant")
+                    .then(|| last["content"].as_str().map(str::to_owned))
+                    .flatten()
+            });
+        match prefill {
+            Some(prefill) if self.content.starts_with(prefill.trim_end()) => {
+                &self.content[prefill.trim_end().len()..]
+            }
+            _ => &self.content,
+        }
     }
 
     /// Token counts: about four bytes a prompt token, one completion token a
