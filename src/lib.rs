@@ -9,10 +9,11 @@
 //! | [`core`] | `tollgate-core` | error classes, the failure classifier, the SSE codec, the request body |
 //! | `retry` | `tollgate-retry` | retries with backoff, `Retry-After` and a retry budget (feature `retry`) |
 //! | `breaker` | `tollgate-breaker` | one circuit breaker per deployment (feature `breaker`) |
+//! | `fallback` | `tollgate-fallback` | the cascade over model groups, streams committed at first content and continued after a break (feature `fallback`) |
 //! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
 //!
-//! Fallback, cost accounting and rate limits join this table, each behind a
-//! feature of its name, as they land.
+//! Cost accounting and rate limits join this table, each behind a feature of
+//! its name, as they land.
 //!
 //! # Example
 //!
@@ -35,6 +36,9 @@ pub use tollgate_core as core;
 #[cfg(feature = "breaker")]
 #[doc(inline)]
 pub use tollgate_breaker as breaker;
+#[cfg(feature = "fallback")]
+#[doc(inline)]
+pub use tollgate_fallback as fallback;
 #[cfg(feature = "openrouter")]
 #[doc(inline)]
 pub use tollgate_openrouter as openrouter;
