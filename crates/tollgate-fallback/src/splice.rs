@@ -539,7 +539,7 @@ impl<'de> Visitor<'de> for ChunkVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chunk<'de>, A::Error> {
         let mut chunk = Chunk::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == "choices" {
                 map.next_value_seed(ChoicesSeed(&mut chunk))?;
             } else {
@@ -547,6 +547,33 @@ impl<'de> Visitor<'de> for ChunkVisitor {
             }
         }
         Ok(chunk)
+    }
+}
+
+/// An object key, borrowed from the input unless it was written with
+/// escapes. (serde's own `Cow<str>` always copies: one allocation per key of
+/// every event, most of a stream's allocations.)
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<Er: de::Error>(self, v: &'de str) -> Result<Key<'de>, Er> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<Er: de::Error>(self, v: &str) -> Result<Key<'de>, Er> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<Er: de::Error>(self, v: String) -> Result<Key<'de>, Er> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -734,6 +761,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_borrowed_unless_escaped() {
+        let Key(plain) = serde_json::from_str::<Key<'_>>(r#""choices""#).unwrap();
+        assert!(matches!(plain, Cow::Borrowed("choices")));
+        let Key(escaped) = serde_json::from_str::<Key<'_>>(r#""cho\u0069ces""#).unwrap();
+        assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
+    }
     use tollgate_core::classify::OpenAiEos;
 
     fn drain(splicer: &mut Splicer<OpenAiEos>) -> String {
