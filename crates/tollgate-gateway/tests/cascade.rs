@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{chat_body, sse_data};
+use common::{chat_body, sse_data, streamed_text};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -96,17 +96,7 @@ fn json(response: &http::Response<Bytes>) -> Value {
 fn streamed(body: &[u8]) -> (String, bool) {
     let events = sse_data(body);
     let done = events.last().is_some_and(|e| e == "[DONE]");
-    let text = events
-        .iter()
-        .filter(|e| *e != "[DONE]")
-        .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    (text, done)
+    (streamed_text(&events), done)
 }
 
 const CASCADE: &str = "router_settings:\n  fallbacks:\n    - primary: [\"backup\"]\n";

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestGateway, call, chat_body, client, sse_data};
+use common::{TestGateway, call, chat_body, client, sse_data, streamed_text};
 use http_body_util::{BodyExt, Full};
 use tollgate_gateway::{Gateway, config};
 
@@ -37,15 +37,7 @@ async fn the_demo_answers_completions_and_streams() {
     assert_eq!(answer.headers["content-type"], "text/event-stream");
     let events = sse_data(&answer.body);
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let text = streamed_text(&events);
     assert_eq!(
         text,
         "Hello from Tollgate! This answer came from the offline mock provider."
@@ -150,15 +142,7 @@ async fn the_demo_shows_retries_and_the_breaker() {
         "{events:?}"
     );
     assert_eq!(events.iter().filter(|e| *e == "[DONE]").count(), 1);
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let text = streamed_text(&events);
     assert_eq!(
         text,
         "Hello from Tollgate's offline mock provider (broken-model)."
@@ -215,15 +199,7 @@ async fn a_stalled_stream_ends_with_an_error_after_the_idle_timeout() {
     );
     assert!(!events.iter().any(|e| e == "[DONE]"));
     // What did arrive is a prefix of the answer, each word once.
-    let text: String = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
-        .filter_map(|e| {
-            e["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let text = streamed_text(&events);
     let answer = "Hello from Tollgate's offline mock provider (m).";
     assert!(answer.starts_with(&text), "{text:?}");
     assert!(

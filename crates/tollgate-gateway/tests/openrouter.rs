@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{chat_body, sse_data};
+use common::{chat_body, sse_data, streamed_text};
 use http_body_util::{BodyExt, Full};
 use tollgate_gateway::upstream::UpstreamClient;
 use tollgate_gateway::{Gateway, config};
@@ -43,20 +43,6 @@ async fn chat(gateway: &Gateway, stream: bool) -> http::Response<Bytes> {
     http::Response::from_parts(parts, body)
 }
 
-/// The text of a chat-completion stream's content deltas.
-fn streamed_text(body: &[u8]) -> String {
-    sse_data(body)
-        .iter()
-        .filter(|data| *data != "[DONE]")
-        .map(|data| serde_json::from_str::<serde_json::Value>(data).unwrap())
-        .filter_map(|chunk| {
-            chunk["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn requests_go_to_openrouter_with_its_headers_and_the_bare_slug() {
     let upstream = Arc::new(Upstream::start().await);
@@ -90,7 +76,7 @@ async fn a_stream_split_anywhere_arrives_whole_and_openai_shaped() {
     let upstream = Arc::new(Upstream::start().await);
     let gateway = gateway_over(&upstream);
     let sse = fixture("stream_success.sse");
-    let expected = streamed_text(&sse);
+    let expected = streamed_text(&sse_data(&sse));
     assert!(!expected.is_empty());
     // A deterministic spread of cut points, 1-byte chunks included.
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -114,7 +100,7 @@ async fn a_stream_split_anywhere_arrives_whole_and_openai_shaped() {
         let response = chat(&gateway, true).await;
         assert_eq!(response.status(), 200);
         let body = response.body();
-        assert_eq!(streamed_text(body), expected, "round {round}");
+        assert_eq!(streamed_text(&sse_data(body)), expected, "round {round}");
         let events = sse_data(body);
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
         for data in &events[..events.len() - 1] {

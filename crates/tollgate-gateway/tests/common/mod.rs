@@ -176,6 +176,24 @@ pub fn openai_config(api_base: &str, extra: &str) -> String {
     )
 }
 
+/// The text of a chat-completion stream's content deltas (error events and
+/// `[DONE]` contribute nothing). Every other event must be whole JSON.
+pub fn streamed_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|data| *data != "[DONE]")
+        .map(|data| {
+            serde_json::from_str::<serde_json::Value>(data)
+                .unwrap_or_else(|e| panic!("broken JSON reached the client ({e}): {data}"))
+        })
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// The data payloads of an SSE body, in order.
 pub fn sse_data(body: &[u8]) -> Vec<String> {
     let mut parser = tollgate_core::sse::SseParser::new();
