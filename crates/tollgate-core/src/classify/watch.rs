@@ -180,7 +180,9 @@ where
                 let error: BoxError = error.into();
                 let failure = match this.eos.take() {
                     Some(eos) => eos.classify_error(&*error),
-                    None => Failure::from_error(&*error),
+                    // A body that broke was the upstream's failure, unless
+                    // the error says more.
+                    None => body_failure(&*error),
                 };
                 settle(this.on_end, StreamEnd::Failed(failure));
                 Poll::Ready(Some(Err(error)))
@@ -203,6 +205,18 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The failure of a complete body that broke: a classified error keeps its
+/// class, anything else (a connection closed mid-body) is the upstream's.
+fn body_failure(error: &(dyn std::error::Error + 'static)) -> Failure {
+    Failure::find(error).cloned().unwrap_or_else(|| {
+        Failure::new(
+            crate::ErrorClass::UpstreamUnavailable,
+            "the upstream connection broke mid-response",
+        )
+        .with_subkind("body_error")
+    })
 }
 
 /// Parses one raw event (as [`EventSplitter`] yields it) and shows it to
