@@ -203,3 +203,106 @@ async fn one_models_capacity_limit_moves_on_to_the_other_model() {
     assert_eq!(requests[0].json()["model"], "deepseek/deepseek-chat:free");
     assert_eq!(requests[1].json()["model"], "z-ai/glm-4.5-air:free");
 }
+
+/// The first deployment's shape: free models in a cascade (each its own
+/// group, one account), then a paid model of the same account.
+fn cascade_over(upstream: &Arc<Upstream>) -> Gateway {
+    let group = |name: &str, slug: &str| {
+        format!(
+            "  - model_name: {name}\n    litellm_params:\n      model: openrouter/{slug}\n      api_base: http://openrouter.invalid/api/v1\n      api_key: os.environ/OPENROUTER_API_KEY\n"
+        )
+    };
+    let yaml = format!(
+        "model_list:\n{}{}{}router_settings:\n  num_retries: 0\n  fallbacks:\n    - deepseek: [\"glm\", \"paid\"]\n",
+        group("deepseek", "deepseek/deepseek-chat:free"),
+        group("glm", "z-ai/glm-4.5-air:free"),
+        group("paid", "z-ai/glm-4.5-air"),
+    );
+    let loaded = config::load_str(&yaml, &|_| Some(KEY.to_owned())).unwrap();
+    let upstream = Arc::clone(upstream);
+    let client = UpstreamClient::in_memory(Gateway::client_config(&loaded.config), move |_| {
+        Ok(upstream.connect_in_memory())
+    });
+    Gateway::with_client(&loaded.config, client).unwrap()
+}
+
+async fn ask(gateway: &Gateway, model: &str) -> http::Response<Bytes> {
+    let request = http::Request::post("/v1/chat/completions")
+        .body(Full::new(Bytes::from(chat_body(model, false))))
+        .unwrap();
+    let (parts, body) = gateway.handle(request).await.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    http::Response::from_parts(parts, body)
+}
+
+fn models_asked(upstream: &Upstream) -> Vec<String> {
+    upstream
+        .requests()
+        .iter()
+        .map(|r| r.json()["model"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_inside_a_200_falls_over_to_the_next_model() {
+    let upstream = Arc::new(Upstream::start().await);
+    let gateway = cascade_over(&upstream);
+    upstream.push(Reply::bytes(
+        200,
+        "application/json",
+        fixture("error_in_200_top_level.json"),
+    ));
+    upstream.push(Reply::bytes(
+        200,
+        "application/json",
+        fixture("success_nonstream.json"),
+    ));
+    let response = ask(&gateway, "deepseek").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model-group"], "glm");
+    assert_eq!(response.headers()["x-tollgate-attempted-fallbacks"], "1");
+    assert!(!String::from_utf8_lossy(response.body()).contains("Chutes"));
+    assert_eq!(
+        models_asked(&upstream),
+        ["deepseek/deepseek-chat:free", "z-ai/glm-4.5-air:free"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_free_pool_daily_limit_skips_every_free_model_of_the_cascade() {
+    let upstream = Arc::new(Upstream::start().await);
+    let gateway = cascade_over(&upstream);
+    upstream.push(fixture_reply("429_free_models_per_day"));
+    upstream.push(Reply::bytes(
+        200,
+        "application/json",
+        fixture("success_nonstream.json"),
+    ));
+    let response = ask(&gateway, "deepseek").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model-group"], "paid");
+    // The other free model shares the exhausted pool: never asked.
+    assert_eq!(
+        models_asked(&upstream),
+        ["deepseek/deepseek-chat:free", "z-ai/glm-4.5-air"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_models_capacity_limit_falls_over_to_the_next_free_model() {
+    let upstream = Arc::new(Upstream::start().await);
+    let gateway = cascade_over(&upstream);
+    upstream.push(fixture_reply("429_model_shared_capacity"));
+    upstream.push(Reply::bytes(
+        200,
+        "application/json",
+        fixture("success_nonstream.json"),
+    ));
+    let response = ask(&gateway, "deepseek").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model-group"], "glm");
+    assert_eq!(
+        models_asked(&upstream),
+        ["deepseek/deepseek-chat:free", "z-ai/glm-4.5-air:free"]
+    );
+}

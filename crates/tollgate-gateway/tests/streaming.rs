@@ -91,10 +91,10 @@ async fn chunks_are_forwarded_before_the_stream_ends() {
     gateway.shutdown().await;
 }
 
-/// One scripted stream through the gateway. No retries: a continuation
-/// then meets the upstream's unscripted 500 at once, so these tests see how
-/// a stream ends when nothing can continue it.
-async fn stream_through(reply: Reply) -> Vec<String> {
+/// One scripted stream request through the gateway. No retries: a
+/// continuation then meets the upstream's unscripted 500 at once, so these
+/// tests see how a stream ends when nothing can continue it.
+async fn answer_to(reply: Reply) -> common::Answer {
     let upstream = Upstream::start().await;
     upstream.push(reply);
     let config = openai_config(&upstream.url(), "router_settings:\n  num_retries: 0\n");
@@ -107,8 +107,14 @@ async fn stream_through(reply: Reply) -> Vec<String> {
         &[],
     )
     .await;
-    assert_eq!(answer.status, 200);
     gateway.shutdown().await;
+    answer
+}
+
+/// The events of a scripted stream through the gateway, which answered 200.
+async fn stream_through(reply: Reply) -> Vec<String> {
+    let answer = answer_to(reply).await;
+    assert_eq!(answer.status, 200);
     sse_data(&answer.body)
 }
 
@@ -155,27 +161,16 @@ async fn half_an_event_is_never_forwarded() {
 
 #[tokio::test]
 async fn an_error_before_any_content_is_an_http_error() {
-    let upstream = Upstream::start().await;
     let chunks = openai::chunks(&["Hello"]);
-    upstream.push(
+    let answer = answer_to(
         Reply::sse()
             .data(&chunks[0])
             .data(r#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#),
-    );
-    let config = openai_config(&upstream.url(), "router_settings:\n  num_retries: 0\n");
-    let gateway = TestGateway::start(&config, ENV).await;
-    let answer = common::call(
-        &client(),
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("gpt-test", true),
-        &[],
     )
     .await;
     // Nothing had reached the client: it gets a proper error, not a stream.
     assert_eq!(answer.status, 502);
     assert_eq!(answer.openai_error()["code"], "upstream_unavailable");
-    gateway.shutdown().await;
 }
 
 #[tokio::test]
