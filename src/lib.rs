@@ -39,6 +39,9 @@ pub use tollgate_breaker as breaker;
 #[cfg(feature = "fallback")]
 #[doc(inline)]
 pub use tollgate_fallback as fallback;
+#[cfg(feature = "limits")]
+#[doc(inline)]
+pub use tollgate_limits as limits;
 #[cfg(feature = "openrouter")]
 #[doc(inline)]
 pub use tollgate_openrouter as openrouter;

@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -25,8 +26,10 @@ class Process:
     """A child process whose output is read until it says where it listens,
     then drained in the background so it never blocks on a full pipe."""
 
-    def __init__(self, args, env, stream):
-        self.proc = subprocess.Popen(args, env=env, text=True, **{stream: subprocess.PIPE})
+    def __init__(self, args, env, stream, cwd=None):
+        self.proc = subprocess.Popen(
+            args, env=env, text=True, cwd=cwd, **{stream: subprocess.PIPE}
+        )
         self.pipe = getattr(self.proc, stream)
         self.lines = []
         self.url = None
@@ -68,6 +71,8 @@ def start_gateway(config: pathlib.Path, env: dict) -> Process:
         ],
         dict(os.environ, RUST_LOG="info", **env),
         "stderr",
+        # Its spend ledger goes to a directory of its own, not the checkout.
+        cwd=tempfile.mkdtemp(prefix="tollgate-pytest-"),
     )
 
 

@@ -69,7 +69,35 @@ pub(crate) struct Entry {
     hub: Arc<Hub>,
 }
 
+/// A handle on a [`Breakers`] registry that does not keep it alive — for
+/// background tasks (a metrics exporter, a sync with other replicas) that
+/// should end with the registry.
+#[derive(Clone)]
+pub struct WeakBreakers {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl WeakBreakers {
+    /// The registry, if it still exists.
+    pub fn upgrade(&self) -> Option<Breakers> {
+        self.shared.upgrade().map(|shared| Breakers { shared })
+    }
+}
+
+impl std::fmt::Debug for WeakBreakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakBreakers").finish_non_exhaustive()
+    }
+}
+
 impl Breakers {
+    /// A handle that does not keep the registry alive.
+    pub fn downgrade(&self) -> WeakBreakers {
+        WeakBreakers {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     /// An empty registry whose breakers use `config`.
     pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
         Breakers::with_jitter(config, DefaultJitter::new())

@@ -147,7 +147,7 @@ mod service;
 mod state;
 
 pub use body::ResponseBody;
-pub use breakers::{Breakers, EVENT_CAPACITY, Snapshot, StateChange};
+pub use breakers::{Breakers, EVENT_CAPACITY, Snapshot, StateChange, WeakBreakers};
 pub use config::{BreakerConfig, BreakerConfigBuilder, ConfigError};
 pub use error::CircuitOpen;
 pub use future::ResponseFuture;

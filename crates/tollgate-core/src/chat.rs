@@ -24,6 +24,8 @@ pub struct ChatRequest {
     model_span: Range<usize>,
     stream: bool,
     include_usage: bool,
+    /// Where the value of `stream_options` lies, when the key is present.
+    stream_options_span: Option<Range<usize>>,
     message_count: usize,
     max_tokens: Option<u64>,
 }
@@ -33,7 +35,9 @@ struct View<'a> {
     #[serde(borrow)]
     model: Option<&'a RawValue>,
     stream: Option<bool>,
-    stream_options: Option<StreamOptions>,
+    // Kept raw (null included) so that `with_include_usage` knows its span.
+    #[serde(borrow, default, deserialize_with = "present")]
+    stream_options: Option<&'a RawValue>,
     messages: Option<MessageCount>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
@@ -42,6 +46,26 @@ struct View<'a> {
 #[derive(Deserialize)]
 struct StreamOptions {
     include_usage: Option<bool>,
+}
+
+/// The span of `include_usage` inside a `stream_options` object.
+#[derive(Deserialize)]
+struct IncludeUsageSpan<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    include_usage: Option<&'a RawValue>,
+}
+
+/// Deserializes a field that is present, `null` included, as `Some` of its
+/// raw text (a plain `Option<&RawValue>` reads `null` as `None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// The offset of `inner`, a slice of `outer`, within it.
+fn offset_in(outer: &[u8], inner: &str) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
 }
 
 /// Counts the messages without building them.
@@ -107,6 +131,22 @@ impl ChatRequest {
         // The raw value borrows from `bytes`, so its address gives its span.
         let start = raw_model.get().as_ptr() as usize - bytes.as_ptr() as usize;
         let model_span = start..start + raw_model.get().len();
+        let include_usage = match view.stream_options {
+            None => false,
+            Some(raw) => serde_json::from_str::<Option<StreamOptions>>(raw.get())
+                .map_err(|error| {
+                    bad_request(format!(
+                        "invalid request: {}",
+                        error.to_string().split(" at line").next().unwrap_or("")
+                    ))
+                })?
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+        };
+        let stream_options_span = view.stream_options.map(|raw| {
+            let start = offset_in(&bytes, raw.get());
+            start..start + raw.get().len()
+        });
         let message_count = view
             .messages
             .ok_or_else(|| {
@@ -122,10 +162,8 @@ impl ChatRequest {
             model,
             model_span,
             stream: view.stream.unwrap_or(false),
-            include_usage: view
-                .stream_options
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
+            include_usage,
+            stream_options_span,
             message_count,
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
             bytes,
@@ -177,6 +215,104 @@ impl ChatRequest {
         out.put_slice(literal.as_bytes());
         out.put_slice(&self.bytes[self.model_span.end..]);
         out.freeze()
+    }
+
+    /// The request with `"stream_options":{"include_usage":true}`, so that a
+    /// stream ends with a usage chunk, every other byte unchanged: a request
+    /// without `stream_options` gets the member first in the object; a
+    /// `stream_options` object without `include_usage` gets the key first in
+    /// it; an `include_usage` that is not `true` (or a `stream_options` that
+    /// is `null`) is replaced. Returns a clone (no copy of the bytes) when
+    /// the client already asked for it.
+    ///
+    /// OpenAI refuses `stream_options` on a request that does not stream:
+    /// call it for streaming requests only.
+    ///
+    /// The new request is not parsed again: the spans found when this one
+    /// was parsed say where to splice.
+    pub fn with_include_usage(&self) -> ChatRequest {
+        if self.include_usage {
+            return self.clone();
+        }
+        const MEMBER: &[u8] = br#""stream_options":{"include_usage":true}"#;
+        const OBJECT: &[u8] = br#"{"include_usage":true}"#;
+        const KEY: &[u8] = br#""include_usage":true"#;
+        // What replaces which span, as (range, new bytes, separator after).
+        let (range, insert, comma): (Range<usize>, &[u8], bool) = match &self.stream_options_span {
+            None => {
+                // Just after the request's opening brace: a request always
+                // has `model` and `messages`, so a comma follows.
+                let open = self.bytes.iter().position(|&b| b == b'{').unwrap_or(0);
+                (open + 1..open + 1, MEMBER, true)
+            }
+            Some(span) => {
+                let raw = &self.bytes[span.clone()];
+                match raw.first() {
+                    Some(b'{') => {
+                        let found = std::str::from_utf8(raw)
+                            .ok()
+                            .and_then(|text| {
+                                serde_json::from_str::<IncludeUsageSpan<'_>>(text).ok()
+                            })
+                            .and_then(|view| view.include_usage)
+                            .map(|value| {
+                                let start = offset_in(&self.bytes, value.get());
+                                start..start + value.get().len()
+                            });
+                        match found {
+                            Some(value) => (value, b"true", false),
+                            None => {
+                                let empty = raw[1..]
+                                    .iter()
+                                    .find(|b| !b.is_ascii_whitespace())
+                                    .is_some_and(|&b| b == b'}');
+                                (span.start + 1..span.start + 1, KEY, !empty)
+                            }
+                        }
+                    }
+                    // `null`, or something a provider would refuse anyway.
+                    _ => (span.clone(), OBJECT, false),
+                }
+            }
+        };
+        let added = insert.len() + usize::from(comma);
+        let mut out = BytesMut::with_capacity(self.bytes.len() - range.len() + added);
+        out.put_slice(&self.bytes[..range.start]);
+        out.put_slice(insert);
+        if comma {
+            out.put_u8(b',');
+        }
+        out.put_slice(&self.bytes[range.end..]);
+        // Spans after the splice move by the difference in length.
+        let shift = |at: usize| {
+            if at >= range.end {
+                at + added - range.len()
+            } else {
+                at
+            }
+        };
+        let model_span = shift(self.model_span.start)..shift(self.model_span.end);
+        let stream_options_span = match &self.stream_options_span {
+            // The value of the new member, after `"stream_options":`.
+            None => {
+                let value = range.start + MEMBER.len() - OBJECT.len();
+                value..value + OBJECT.len()
+            }
+            // A whole new object in place of the old value.
+            Some(span) if range == *span => range.start..range.start + OBJECT.len(),
+            // A splice inside the object.
+            Some(span) => span.start..shift(span.end),
+        };
+        ChatRequest {
+            bytes: out.freeze(),
+            model: self.model.clone(),
+            model_span,
+            stream: self.stream,
+            include_usage: true,
+            stream_options_span: Some(stream_options_span),
+            message_count: self.message_count,
+            max_tokens: self.max_tokens,
+        }
     }
 }
 
@@ -279,6 +415,92 @@ mod tests {
         let rewritten = ChatRequest::parse(continued.with_model("other")).unwrap();
         assert_eq!(rewritten.model(), "other");
         assert_eq!(rewritten.message_count(), 2);
+    }
+
+    #[test]
+    fn include_usage_is_spliced_in_every_shape_of_stream_options() {
+        let cases = [
+            // No stream_options at all: a new first member.
+            (
+                r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                r#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                r#"  { "model" : "m", "messages":[{}], "stream":true }"#,
+                r#"  {"stream_options":{"include_usage":true}, "model" : "m", "messages":[{}], "stream":true }"#,
+            ),
+            // An object without include_usage: a new first key.
+            (
+                r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_obfuscation":false}}"#,
+                r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false}}"#,
+            ),
+            (
+                r#"{"stream_options": { } ,"model":"m","messages":[{}],"stream":true}"#,
+                r#"{"stream_options": {"include_usage":true } ,"model":"m","messages":[{}],"stream":true}"#,
+            ),
+            // include_usage false or null: replaced.
+            (
+                r#"{"stream":true,"stream_options":{"x":1, "include_usage" : false},"model":"m","messages":[{}]}"#,
+                r#"{"stream":true,"stream_options":{"x":1, "include_usage" : true},"model":"m","messages":[{}]}"#,
+            ),
+            (
+                r#"{"stream":true,"stream_options":{"include_usage":null},"model":"m","messages":[{}]}"#,
+                r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m","messages":[{}]}"#,
+            ),
+            // stream_options null: a whole object in its place.
+            (
+                r#"{"stream":true,"stream_options":null,"model":"m","messages":[{}]}"#,
+                r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m","messages":[{}]}"#,
+            ),
+        ];
+        for (text, expected) in cases {
+            let req = parse(text).unwrap();
+            assert!(!req.include_usage(), "{text}");
+            let with = req.with_include_usage();
+            assert_eq!(std::str::from_utf8(with.bytes()).unwrap(), expected);
+            assert!(with.include_usage());
+            assert!(with.stream());
+            assert_eq!(with.model(), "m");
+            assert_eq!(with.message_count(), req.message_count());
+            // The spans it carries are those a fresh parse finds.
+            let fresh = ChatRequest::parse(with.bytes().clone()).unwrap();
+            assert!(fresh.include_usage());
+            assert_eq!(with.model_span, fresh.model_span, "{text}");
+            assert_eq!(
+                with.stream_options_span, fresh.stream_options_span,
+                "{text}"
+            );
+            let renamed = ChatRequest::parse(with.with_model("other/model")).unwrap();
+            assert_eq!(renamed.model(), "other/model");
+            assert!(renamed.include_usage());
+            // Asking again changes nothing and copies nothing.
+            let again = with.with_include_usage();
+            assert_eq!(again.bytes().as_ptr(), with.bytes().as_ptr());
+        }
+    }
+
+    #[test]
+    fn include_usage_already_asked_for_is_a_cheap_clone() {
+        let req = parse(
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{}]}"#,
+        )
+        .unwrap();
+        let with = req.with_include_usage();
+        assert_eq!(with.bytes().as_ptr(), req.bytes().as_ptr());
+        assert!(with.include_usage());
+    }
+
+    #[test]
+    fn stream_options_keep_their_400s() {
+        for text in [
+            r#"{"model":"m","messages":[{}],"stream_options":"yes"}"#,
+            r#"{"model":"m","messages":[{}],"stream_options":{"include_usage":"yes"}}"#,
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.class(), ErrorClass::BadRequest, "{text}");
+        }
+        let req = parse(r#"{"model":"m","messages":[{}],"stream_options":null}"#).unwrap();
+        assert!(!req.include_usage());
     }
 
     #[test]

@@ -86,3 +86,14 @@ impl Usage {
         self.prompt_tokens + self.completion_tokens
     }
 }
+
+/// The request's id (the gateway's `x-request-id`), for records and logs
+/// that must be joined back to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(pub Arc<str>);
+
+/// Who is paying for a request: the name of the API key that made it — its
+/// alias or a hash of it, never the key itself — for cost records, limits
+/// and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyName(pub Arc<str>);

@@ -17,14 +17,21 @@ use crate::access_log::AccessLog;
 use crate::auth::is_authorized;
 use crate::balance::{Balancer, Pick, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::ledger::{Ledger, LedgerConfig};
+use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
+use crate::providers::ProviderHealth;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
 use crate::response::GatewayBody;
+use crate::shared::SharedState;
+use crate::spend::GatewaySink;
 use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_breaker::{Breakers, State as BreakerState};
+use tollgate_cost::CostLayer;
 use tollgate_fallback::FallbackLayer;
+use tollgate_limits::RateLimitLayer;
 use tollgate_openrouter::{OpenRouter, OpenRouterConfig, OpenRouterLayer};
 use tollgate_retry::RetryLayer;
 use tower::Layer;
@@ -38,6 +45,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default longest silence inside a stream (`tollgate.stream_idle_timeout`).
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
 
@@ -67,6 +77,12 @@ pub(crate) struct App {
     pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
     pub(crate) breakers: Breakers,
+    /// What `/health/providers` reports.
+    pub(crate) providers: ProviderHealth,
+    /// What `GET /metrics` shows.
+    pub(crate) metrics: Metrics,
+    /// The spend ledger, when `tollgate.ledger_path` names one.
+    pub(crate) ledger: Option<Arc<Ledger>>,
     request_ids: RequestIds,
     draining: AtomicBool,
 }
@@ -174,6 +190,17 @@ pub(crate) struct OpenRouterDeployment {
     pub(crate) headers: http::HeaderMap,
 }
 
+impl DeploymentProvider {
+    /// `"openai"`, `"openrouter"` or `"mock"`, for reports.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            DeploymentProvider::Http(_) => "openai",
+            DeploymentProvider::OpenRouter(_) => "openrouter",
+            DeploymentProvider::Mock(_) => "mock",
+        }
+    }
+}
+
 pub(crate) enum DeploymentProvider {
     /// A plain OpenAI-compatible upstream.
     Http(Arc<Endpoint>),
@@ -263,6 +290,41 @@ impl Gateway {
                 (mb * 1024.0 * 1024.0) as usize
             });
         let strategy = config.router_settings.routing_strategy;
+        // Deployments a breaker guards, for sharing them between replicas.
+        let guarded: Vec<Arc<str>> = order
+            .iter()
+            .flat_map(|name| &groups[name])
+            .filter(|(d, _)| d.breaker_enabled)
+            .map(|(d, _)| d.target.deployment_id.clone())
+            .collect();
+        let ledger = open_ledger(config)?;
+        let metrics = Metrics::new();
+        metrics.register_topology(
+            &order
+                .iter()
+                .map(|name| {
+                    let ids = groups[name]
+                        .iter()
+                        .map(|(d, _)| d.target.deployment_id.clone())
+                        .collect();
+                    (name.clone(), ids)
+                })
+                .collect::<Vec<_>>(),
+        );
+        let providers = ProviderHealth::new(
+            order
+                .iter()
+                .flat_map(|name| &groups[name])
+                .map(|(d, _)| {
+                    let t = &d.target;
+                    (
+                        t.deployment_id.clone(),
+                        t.model_group.clone(),
+                        d.provider.kind(),
+                    )
+                })
+                .collect(),
+        );
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
@@ -272,6 +334,34 @@ impl Gateway {
                 })
                 .collect(),
         );
+        let cost = CostLayer::new(
+            Arc::new(crate::pricing::price_table(config)),
+            GatewaySink {
+                metrics: metrics.clone(),
+                providers: providers.clone(),
+                ledger: ledger.as_ref().map(|l| l.handle()),
+            },
+        );
+        // Shared state (Redis) needs a runtime; a gateway built outside one
+        // (a config check) has no traffic to share.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let shared = match &runtime {
+            Some(_) => SharedState::from_config(config, &metrics).map_err(|error| BuildError {
+                path: String::from("router_settings.redis_host"),
+                message: error.to_string(),
+            })?,
+            None => None,
+        };
+        let limits = RateLimitLayer::new(crate::limits::store(shared.as_ref()));
+        // Background work needs a runtime; a gateway built outside one (a
+        // config check) has no traffic to watch.
+        if let Some(runtime) = &runtime {
+            metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
+            metrics.spawn_breaker_watch(runtime, &breakers);
+            if let Some(shared) = &shared {
+                crate::shared::spawn_breaker_sync(runtime, shared, &breakers, guarded);
+            }
+        }
         Ok(Gateway {
             app: Arc::new(App {
                 stack: crate::stack::build(
@@ -280,6 +370,8 @@ impl Gateway {
                     retry,
                     breakers.clone(),
                     groups.clone(),
+                    cost,
+                    limits,
                 ),
                 groups,
                 models_body,
@@ -291,10 +383,39 @@ impl Gateway {
                 max_body,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 breakers,
+                providers,
+                metrics,
+                ledger,
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Writes every cost record taken so far to the spend ledger (if the
+    /// gateway keeps one) and returns once they are on disk.
+    pub async fn flush_spend(&self) {
+        if let Some(ledger) = self.app.ledger.clone() {
+            let flushed = tokio::task::spawn_blocking(move || ledger.flush()).await;
+            if let Ok(Err(error)) = flushed {
+                tracing::error!(%error, "the spend ledger could not be flushed");
+            }
+        }
+    }
+
+    /// Ends the gateway's background work once it has stopped serving: the
+    /// spend ledger writes what it holds and closes.
+    pub async fn close(&self) {
+        if let Some(ledger) = self.app.ledger.clone() {
+            let closed = tokio::task::spawn_blocking(move || ledger.shutdown()).await;
+            match closed {
+                Ok(Ok(())) => tracing::info!("spend ledger flushed and closed"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "the spend ledger could not be closed cleanly")
+                }
+                Err(_) => tracing::error!("the spend ledger's shutdown panicked"),
+            }
+        }
     }
 
     /// Marks the gateway as shutting down: readiness fails from now on, so a
@@ -314,6 +435,7 @@ impl Gateway {
         let request_id = app.request_ids.for_request(request.headers());
         let route = route_of(request.method(), request.uri().path());
         let mut log = AccessLog::new(request_id.clone(), route.name(), start);
+        log.metrics = Some((app.metrics.clone(), route.metrics_label()));
         let needs_key = !matches!(route, Route::Health | Route::Readiness);
         let mut response = match (&app.master_key, needs_key) {
             (Some(key), true) if !is_authorized(request.headers(), key) => {
@@ -333,6 +455,14 @@ impl Gateway {
                 ),
                 Route::Readiness => readiness(app),
                 Route::CircuitBreakers => circuit_breakers(app),
+                Route::Metrics => metrics_response(app),
+                Route::SpendLogs | Route::SpendSummary => {
+                    spend(app, route, request.uri().query()).await
+                }
+                Route::Providers => json_response(
+                    StatusCode::OK,
+                    Bytes::from(app.providers.report(&app.breakers).to_string()),
+                ),
                 Route::MethodNotAllowed => {
                     let failure = Failure::new(
                         ErrorClass::BadRequest,
@@ -369,6 +499,56 @@ impl Gateway {
     }
 }
 
+/// Opens the spend ledger `tollgate.ledger_path` names, if any.
+fn open_ledger(config: &Config) -> Result<Option<Arc<Ledger>>, BuildError> {
+    let Some(path) = &config.tollgate.ledger_path else {
+        return Ok(None);
+    };
+    let mut ledger_config = LedgerConfig::new(path);
+    if let Some(interval) = config.tollgate.ledger_flush_interval {
+        ledger_config.flush_interval = interval;
+    }
+    Ledger::open(ledger_config)
+        .map(|ledger| Some(Arc::new(ledger)))
+        .map_err(|error| BuildError {
+            path: String::from("tollgate.ledger_path"),
+            message: error.to_string(),
+        })
+}
+
+/// `GET /spend/logs` and `GET /spend/summary`.
+async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
+    let Some(ledger) = &app.ledger else {
+        return Failure::new(
+            ErrorClass::BadRequest,
+            "this gateway keeps no spend ledger (set tollgate.ledger_path)",
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .to_response();
+    };
+    let response = if route == Route::SpendLogs {
+        crate::ledger::http::spend_logs(ledger, query).await
+    } else {
+        crate::ledger::http::spend_summary(ledger, query).await
+    };
+    response.map(GatewayBody::full)
+}
+
+/// `GET /metrics`: the Prometheus text exposition, with the ledger's
+/// counters brought up to date first.
+fn metrics_response(app: &App) -> Response<GatewayBody> {
+    if let Some(ledger) = &app.ledger {
+        let stats = ledger.stats();
+        app.metrics.ledger_totals(stats.rows_written, stats.dropped);
+    }
+    let mut response = Response::new(GatewayBody::full(app.metrics.render()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 fn circuit_breakers(app: &App) -> Response<GatewayBody> {
     let body = json!({ "circuit_breakers": app.breakers.snapshots() });
     json_response(StatusCode::OK, Bytes::from(body.to_string()))
@@ -402,11 +582,23 @@ enum Route {
     Health,
     Readiness,
     CircuitBreakers,
+    Providers,
+    Metrics,
+    SpendLogs,
+    SpendSummary,
     MethodNotAllowed,
     NotFound,
 }
 
 impl Route {
+    /// The `route` label of the request metrics.
+    fn metrics_label(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => crate::metrics::ROUTE_CHAT,
+            other => other.name(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Route::ChatCompletions => "chat_completions",
@@ -414,6 +606,10 @@ impl Route {
             Route::Health => "health",
             Route::Readiness => "readiness",
             Route::CircuitBreakers => "circuit_breakers",
+            Route::Providers => "providers",
+            Route::Metrics => "metrics",
+            Route::SpendLogs => "spend_logs",
+            Route::SpendSummary => "spend_summary",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
     }
@@ -426,6 +622,10 @@ fn route_of(method: &Method, path: &str) -> Route {
         "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
         "/health/readiness" => (Route::Readiness, Method::GET),
         "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),
+        "/health/providers" => (Route::Providers, Method::GET),
+        "/metrics" => (Route::Metrics, Method::GET),
+        "/spend/logs" => (Route::SpendLogs, Method::GET),
+        "/spend/summary" => (Route::SpendSummary, Method::GET),
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {

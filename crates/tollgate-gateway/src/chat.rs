@@ -6,10 +6,12 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
-    AttemptedFallbacks, AttemptedRetries, Deadline, ModelGroup, Target,
+    AttemptedFallbacks, AttemptedRetries, Deadline, ModelGroup, RequestId, Target,
 };
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
+use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
+use tollgate_limits::{Limit, RateLimited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
 use tower::ServiceExt;
 
@@ -34,14 +36,55 @@ where
         Ok(response) => response,
         Err((failure, attempts)) => {
             log.class = Some(failure.class());
-            let mut response: Response<GatewayBody> = failure.to_response();
+            let mut response: Response<GatewayBody> = match failure.limited {
+                Some(limited) => limited,
+                None => failure.failure.to_response(),
+            };
             let headers = response.headers_mut();
+            if let Some(Attempts { retries, fallbacks }) = &attempts {
+                log.retries = *retries;
+                log.fallbacks = *fallbacks;
+            }
             if let Some(Attempts { retries, fallbacks }) = attempts {
                 headers.insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
                 headers.insert(ATTEMPTED_FALLBACKS, HeaderValue::from(fallbacks));
             }
             response
         }
+    }
+}
+
+/// Why a request was not answered: a classified failure, and for a rate
+/// limit the complete 429 (with its `Retry-After` and `x-ratelimit-*`
+/// headers).
+struct Refusal {
+    failure: Failure,
+    limited: Option<Response<GatewayBody>>,
+}
+
+impl From<Failure> for Refusal {
+    fn from(failure: Failure) -> Self {
+        Refusal {
+            failure,
+            limited: None,
+        }
+    }
+}
+
+impl Refusal {
+    fn class(&self) -> ErrorClass {
+        self.failure.class()
+    }
+}
+
+/// The `limit` label of `tollgate_rate_limit_rejections_total`.
+fn limit_label(limit: Limit) -> &'static str {
+    match limit {
+        Limit::Requests => "rpm",
+        Limit::Tokens => "tpm",
+        Limit::Parallel => "parallel",
+        Limit::Budget => "budget",
+        _ => "other",
     }
 }
 
@@ -73,7 +116,7 @@ async fn forward<B>(
     app: &App,
     request: Request<B>,
     log: &mut AccessLog,
-) -> Result<Response<GatewayBody>, (Failure, Option<Attempts>)>
+) -> Result<Response<GatewayBody>, (Refusal, Option<Attempts>)>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -86,8 +129,8 @@ where
         .and_then(|v| v.parse().ok());
     let bytes = read_body_limited(body, content_length, app.max_body)
         .await
-        .map_err(|f| (f, None))?;
-    let chat = ChatRequest::parse(bytes).map_err(|f| (f, None))?;
+        .map_err(|f| (f.into(), None))?;
+    let chat = ChatRequest::parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
     let group = app
         .groups
@@ -102,7 +145,7 @@ where
             )
             .with_param("model")
         })
-        .map_err(|f| (f, None))?;
+        .map_err(|f| (f.into(), None))?;
     log.model_group = Some(group.name.clone());
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
@@ -110,20 +153,49 @@ where
         .extensions_mut()
         .insert(ModelGroup(group.name.clone()));
     request.extensions_mut().insert(chat);
+    request
+        .extensions_mut()
+        .insert(RequestId(log.request_id.clone()));
+    // The cost layer adds each attempt's tokens and cost to it; the access
+    // log reads the sum when the response ends.
+    let tally = Arc::new(RequestTally::new());
+    request.extensions_mut().insert(tally.clone());
+    log.tally = Some(tally);
     // One deadline for the whole request, retries included.
     request
         .extensions_mut()
         .insert(Deadline::after(app.request_timeout));
-    let response = app
-        .stack
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|error| (Failure::from_error(&*error), Attempts::of(&*error)))?;
+    let response =
+        app.stack.clone().oneshot(request).await.map_err(|error| {
+            match RateLimited::find(&*error) {
+                Some(limited) => {
+                    app.metrics.rate_limited(limit_label(limited.limit()));
+                    let refusal = Refusal {
+                        failure: limited.failure().clone(),
+                        limited: Some(limited.to_response()),
+                    };
+                    (refusal, None)
+                }
+                None => (Failure::from_error(&*error).into(), Attempts::of(&*error)),
+            }
+        })?;
     let target = response.extensions().get::<Target>().cloned();
+    let cost = response.headers().get(RESPONSE_COST_HEADER).cloned();
+    let rate_limits: Vec<(HeaderName, HeaderValue)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
     let mut response = wrap_success(response);
+    log.retries = retries.map_or(0, |r| r.0);
+    log.fallbacks = fallbacks.map_or(0, |f| f.0);
+    if let Some(cost) = cost {
+        response.headers_mut().insert(RESPONSE_COST_HEADER, cost);
+    }
+    response.headers_mut().extend(rate_limits);
     if let Some(AttemptedRetries(retries)) = retries {
         response
             .headers_mut()

@@ -40,6 +40,7 @@
 //! # }
 //! ```
 pub mod config;
+pub mod log_writer;
 pub mod mock;
 pub mod upstream;
 
@@ -48,19 +49,27 @@ mod app;
 mod auth;
 mod balance;
 mod chat;
+pub(crate) mod ledger;
+mod limits;
+pub(crate) mod metrics;
 mod pending;
 mod pick;
+mod pricing;
 mod provider;
+mod providers;
 mod request_id;
 pub mod resilience;
 mod response;
 mod server;
+mod shared;
+mod spend;
 mod stack;
 
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT, Gateway,
 };
+pub use ledger::DEFAULT_LEDGER_FILE;
 pub use pending::unapplied_settings;
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};

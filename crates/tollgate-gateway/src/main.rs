@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_gateway::{DEFAULT_GRACE_PERIOD, Gateway, bind, config, serve, unapplied_settings};
+use tollgate_gateway::log_writer::{LogGuard, log_writer};
+use tollgate_gateway::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve, unapplied_settings,
+};
 use tracing_subscriber::EnvFilter;
 
 /// An OpenAI-compatible LLM gateway configured with LiteLLM's config.yaml.
@@ -59,7 +62,13 @@ fn main() -> ExitCode {
                 eprintln!("error: --config FILE is required (or run `tollgate check-config FILE`)");
                 return ExitCode::from(2);
             };
-            init_logging(cli.log_format);
+            let _flush_logs_at_exit = match init_logging(cli.log_format) {
+                Ok(guard) => guard,
+                Err(error) => {
+                    eprintln!("error: cannot start the log writer: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -102,7 +111,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
-    let loaded = match config::load(&path) {
+    let mut loaded = match config::load(&path) {
         Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(%error, "invalid config");
@@ -116,6 +125,13 @@ async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
     {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
+    // The binary always keeps a spend ledger: spend must survive restarts.
+    let ledger = loaded
+        .config
+        .tollgate
+        .ledger_path
+        .get_or_insert_with(|| PathBuf::from(DEFAULT_LEDGER_FILE));
+    tracing::info!(path = %ledger.display(), "spend ledger");
     let gateway = match Gateway::new(&loaded.config) {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -164,14 +180,18 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a background writer (see
+/// [`tollgate_gateway::log_writer`]); the guard flushes it at exit.
+fn init_logging(format: LogFormat) -> std::io::Result<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = log_writer(std::io::stderr())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(guard)
 }

@@ -35,11 +35,6 @@ pub fn unapplied_settings(config: &Config) -> Vec<Warning> {
             &format!("{base}.tpm"),
             "rate limits (it weighs the deployment in balancing)",
         );
-        note(
-            !deployment.costs.is_empty(),
-            &format!("model_list[{}].model_info costs", deployment.index),
-            "cost accounting",
-        );
     }
     out
 }

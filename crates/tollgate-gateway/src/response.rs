@@ -98,13 +98,21 @@ impl Body for GatewayBody {
             KindProj::Forward { mut body } => {
                 let result = body.as_mut().poll_frame(cx);
                 // A stream the cascade ended with an error event.
-                let failure = body.failure().map(Failure::class);
+                let failure = body
+                    .get_ref()
+                    .and_then(|report| report.get_ref().failure())
+                    .map(Failure::class);
                 (result, failure)
             }
         };
         if let Some(log) = this.log.as_mut() {
             if stream_failure.is_some() {
                 log.class = stream_failure;
+            }
+            if log.first_data.is_none()
+                && matches!(&result, Poll::Ready(Some(Ok(frame))) if frame.is_data())
+            {
+                log.first_data = Some(tokio::time::Instant::now());
             }
             match &result {
                 Poll::Ready(Some(Err(error))) => {

@@ -77,6 +77,7 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
     }
+    gateway.close().await;
 }
 
 /// Binds `addr` and reports the address actually bound (port 0 picks one).

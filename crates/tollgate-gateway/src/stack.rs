@@ -1,11 +1,14 @@
 //! The service stack a chat request goes through, below the HTTP edge.
 //!
 //! ```text
+//! RateLimit              the key's rpm, tpm, parallel requests and budget; settled when the response ends
+//! ReportUsage            tells the limits what the attempts below really used
 //! Fallback               model groups in turn; streams committed at first content, continued after a break
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
 //!     PickDeployment     balances the deployments of the group, open breakers left out
 //!       CircuitBreaker   one breaker per deployment
-//!         ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
+//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger
+//!           ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
 //! ```
 
 use std::borrow::Cow;
@@ -15,24 +18,34 @@ use std::time::Duration;
 use http::Request;
 use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
+use tollgate_cost::{CostAccounting, CostBody, CostLayer};
 use tollgate_fallback::{Fallback, FallbackBody, FallbackLayer, Health};
+use tollgate_limits::{RateLimit, RateLimitLayer};
 use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
 use crate::app::{Deployment, Groups};
+use crate::limits::{ReportBody, ReportUsage};
 use crate::pick::PickDeployment;
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
 /// The stack below the cascade: one model group.
-type GroupStack = Retry<PickDeployment<CircuitBreaker<ProviderService, DeploymentBreakerKey>>>;
+type GroupStack =
+    Retry<PickDeployment<CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>>>;
 
 /// The stack's service.
-pub(crate) type Stack = Fallback<GroupStack, GroupHealth>;
+pub(crate) type Stack = RateLimit<ReportUsage<Fallback<GroupStack, GroupHealth>>>;
 
 /// The body of the stack's responses.
-pub(crate) type StackBody =
-    FallbackBody<tollgate_breaker::ResponseBody<ProviderBody, OpenAiEos>, OpenAiEos>;
+pub(crate) type StackBody = tollgate_limits::ResponseBody<
+    ReportBody<
+        FallbackBody<
+            tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
+            OpenAiEos,
+        >,
+    >,
+>;
 
 pub(crate) fn build(
     client: UpstreamClient,
@@ -40,12 +53,15 @@ pub(crate) fn build(
     retry: RetryLayer,
     breakers: Breakers,
     groups: Groups,
+    cost: CostLayer,
+    limits: RateLimitLayer,
 ) -> Stack {
     let health = GroupHealth {
         groups: groups.clone(),
         breakers: breakers.clone(),
     };
-    let provider = ProviderService::new(client);
+    // Below the breaker: only calls that reach an upstream are attempts.
+    let provider = cost.layer(ProviderService::new(client));
     let breaker = CircuitBreaker::new(
         provider,
         DeploymentBreakerKey,
@@ -53,7 +69,8 @@ pub(crate) fn build(
         breakers.clone(),
     );
     let group = retry.layer(PickDeployment::new(breaker, breakers, groups));
-    fallback.with_health(health).layer(group)
+    let cascade = fallback.with_health(health).layer(group);
+    limits.layer(ReportUsage::new(cascade))
 }
 
 /// Tells the cascade which model groups can take a request: those with a

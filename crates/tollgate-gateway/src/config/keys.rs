@@ -137,6 +137,8 @@ impl Section {
                 "connect_timeout",
                 "stream_idle_timeout",
                 "shutdown_grace_period",
+                "ledger_path",
+                "ledger_flush_interval",
                 "mock",
             ],
             Section::Mock => &["latency_ms", "chunk_delay_ms", "fault", "fail_every"],

@@ -516,6 +516,13 @@ pub struct TollgateSettings {
     pub stream_idle_timeout: Option<Duration>,
     /// `shutdown_grace_period`: how long in-flight requests may finish on shutdown.
     pub shutdown_grace_period: Option<Duration>,
+    /// `ledger_path`: the spend ledger's SQLite file. Without it a gateway
+    /// built from the library keeps no ledger; the `tollgate` binary uses
+    /// `tollgate-ledger.sqlite3` in its working directory.
+    pub ledger_path: Option<std::path::PathBuf>,
+    /// `ledger_flush_interval`: the longest a cost record waits before it is
+    /// written to the ledger (what a `kill -9` can lose); default 1 s.
+    pub ledger_flush_interval: Option<Duration>,
     /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
     pub mock: BTreeMap<String, MockSettings>,
 }

@@ -227,6 +227,17 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         "tollgate.shutdown_grace_period",
         tollgate.shutdown_grace_period.map(seconds),
     );
+    add(
+        "tollgate.ledger_path",
+        tollgate
+            .ledger_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    );
+    add(
+        "tollgate.ledger_flush_interval",
+        tollgate.ledger_flush_interval.map(seconds),
+    );
     rows
 }
 

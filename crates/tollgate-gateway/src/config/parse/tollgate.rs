@@ -21,6 +21,12 @@ pub(super) fn tollgate(
             "shutdown_grace_period" => {
                 out.shutdown_grace_period = cx.duration(value, &path, false)?;
             }
+            "ledger_path" => {
+                out.ledger_path = cx.string(value, &path)?.map(std::path::PathBuf::from);
+            }
+            "ledger_flush_interval" => {
+                out.ledger_flush_interval = cx.duration(value, &path, false)?;
+            }
             "mock" => {
                 for (id, settings) in cx.entries(value, &path)? {
                     let mock_path = key_path(&path, id);

@@ -1,0 +1,143 @@
+//! [`VirtualKey`]: what the gateway knows about a key, without the key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hash::{KeyHash, to_hex};
+
+/// Where a virtual key was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySource {
+    /// `tollgate.keys` in the config file: cannot be deleted through the API.
+    Config,
+    /// `POST /key/generate`.
+    Generated,
+}
+
+impl KeySource {
+    /// `config` or `generated`.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Config => "config",
+            KeySource::Generated => "generated",
+        }
+    }
+}
+
+/// A virtual key's stored record: its hash, name, limits and lifetime.
+///
+/// The key text itself is never part of it. [`name`](Self::name) is the
+/// only thing about a key that may appear in logs, metrics, the ledger and
+/// error messages.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VirtualKey {
+    /// SHA-256 of the key text.
+    pub(crate) hash: KeyHash,
+    alias: Option<String>,
+    /// Cached [`name`](Self::name), so the hot path does not format it.
+    name: Arc<str>,
+    /// Model groups the key may use; empty (or `*`) means all.
+    pub(crate) models: Vec<String>,
+    /// Requests per minute.
+    pub(crate) rpm_limit: Option<u32>,
+    /// Tokens per minute.
+    pub(crate) tpm_limit: Option<u64>,
+    /// Requests in flight at once.
+    pub(crate) max_parallel_requests: Option<u32>,
+    /// Spend allowed per `budget_duration` (or in the key's lifetime), in
+    /// pico-dollars (1e-12 $).
+    pub(crate) max_budget_picos: Option<u64>,
+    /// The budget window; `None` with a budget means a lifetime budget.
+    pub(crate) budget_duration: Option<Duration>,
+    /// When the key stops working, unix ms; `None` never.
+    pub(crate) expires_at_ms: Option<i64>,
+    /// Free-form metadata from `/key/generate` (a JSON object).
+    pub(crate) metadata: serde_json::Value,
+    /// When the key was made, unix ms.
+    pub(crate) created_at_ms: i64,
+    /// Config or generated.
+    pub(crate) source: KeySource,
+}
+
+impl VirtualKey {
+    /// A key with this hash and alias and no limits; set the rest through
+    /// the fields.
+    pub(crate) fn new(
+        hash: KeyHash,
+        alias: Option<String>,
+        source: KeySource,
+        created_at_ms: i64,
+    ) -> Self {
+        let name: Arc<str> = match &alias {
+            Some(alias) => Arc::from(alias.as_str()),
+            None => Arc::from(format!("key-{}", &to_hex(&hash)[..12])),
+        };
+        VirtualKey {
+            hash,
+            alias,
+            name,
+            models: Vec::new(),
+            rpm_limit: None,
+            tpm_limit: None,
+            max_parallel_requests: None,
+            max_budget_picos: None,
+            budget_duration: None,
+            expires_at_ms: None,
+            metadata: serde_json::Value::Object(serde_json::Map::new()),
+            created_at_ms,
+            source,
+        }
+    }
+
+    /// The alias given when the key was made.
+    pub(crate) fn alias(&self) -> Option<&str> {
+        self.alias.as_deref()
+    }
+
+    /// The alias, else `key-` and the first 12 hex digits of the hash: the
+    /// only way a key may be named in logs, metrics, the ledger and errors.
+    pub(crate) fn name(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
+    /// Whether the key may use the model group `model`.
+    pub(crate) fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == "*" || m == model)
+    }
+
+    /// Whether the key has expired at `now_ms` (unix ms).
+    pub(crate) fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC: `2025-01-31T12:00:00Z`, with
+/// `.123` milliseconds when there are any.
+pub(crate) fn rfc3339(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let millis = unix_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
+    if millis == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}

@@ -1,0 +1,380 @@
+//! The SQLite side: opening, schema migrations, batch inserts and queries.
+//!
+//! Every `u64` (tokens, picos) is stored as the `i64` with the same bits:
+//! the identity for every value below 2^63 (about $9.2M in picos), and still
+//! exact above it, since reads cast back. Sums never use SQLite's `SUM` on a
+//! whole column (it fails on `i64` overflow, and `TOTAL` is a float): they
+//! sum the high and low 32-bit halves separately, each at most 2^32 per row,
+//! and join them in `i128` in Rust. That is exact for any values while a
+//! group has fewer than 2^31 rows.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, Row, params, params_from_iter};
+
+use super::day;
+use super::{
+    CostSource, GroupBy, LedgerError, LedgerRow, LogFilter, Outcome, RowFilter, SummaryFilter,
+};
+
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema migrations, in order: entry `i` takes the file from
+/// `user_version` `i` to `i + 1`. Append; never edit a released entry.
+const MIGRATIONS: &[&str] = &[
+    // v1: one row per upstream attempt.
+    "CREATE TABLE spend (
+        id                   INTEGER PRIMARY KEY,
+        request_id           TEXT    NOT NULL,
+        attempt              INTEGER NOT NULL,
+        ts_ms                INTEGER NOT NULL,  -- unix ms, wall clock
+        day                  TEXT    NOT NULL,  -- UTC YYYY-MM-DD of ts_ms
+        key_name             TEXT,              -- key alias, never a key
+        model_group          TEXT,
+        deployment           TEXT,
+        upstream_model       TEXT,
+        stream               INTEGER NOT NULL,  -- 0 or 1
+        outcome              TEXT    NOT NULL,  -- success | failure | cancelled
+        error_class          TEXT,
+        prompt_tokens        INTEGER NOT NULL,
+        completion_tokens    INTEGER NOT NULL,
+        cached_prompt_tokens INTEGER NOT NULL,
+        reasoning_tokens     INTEGER NOT NULL,
+        usage_estimated      INTEGER NOT NULL,  -- 0 or 1
+        cost_picos           INTEGER,           -- 1e-12 $; NULL = price unknown
+        cost_source          TEXT    NOT NULL   -- provider | price_table | free | unknown | not_billed
+    );
+    CREATE INDEX spend_day_key ON spend (day, key_name);
+    CREATE INDEX spend_day_model ON spend (day, model_group);
+    CREATE INDEX spend_request ON spend (request_id);
+    CREATE INDEX spend_ts ON spend (ts_ms);",
+];
+
+/// The schema version this gateway writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating it and its directory if needed) the ledger file for
+/// writing, in WAL mode, and brings its schema up to date.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    let open_error = |source| LedgerError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    // WAL: readers run beside the writer, and a commit is one append.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(open_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LedgerError::NotWal {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    // synchronous=NORMAL in WAL mode: a commit is in the WAL file (the OS
+    // page cache) when it returns, so it survives a crash of this process,
+    // `kill -9` included; only an OS crash or power loss can lose the last
+    // commits before the next checkpoint fsyncs them. FULL would fsync every
+    // batch for protection against that, at a cost the ledger does not need.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_error)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a ledger [`open_writer`] has set up.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
+    let open_error = |source| LedgerError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    let open_error = |source| LedgerError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_error)?;
+    if found > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(found.max(0) as usize) {
+        let tx = conn.transaction().map_err(open_error)?;
+        tx.execute_batch(sql).map_err(open_error)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(open_error)?;
+        tx.commit().map_err(open_error)?;
+        tracing::info!(target: "tollgate::ledger", version, "ledger schema migrated");
+    }
+    Ok(())
+}
+
+/// A `u64` as the `i64` with the same bits (see the module docs).
+fn to_sql(n: u64) -> i64 {
+    n as i64
+}
+
+/// The inverse of [`to_sql`].
+fn from_sql(n: i64) -> u64 {
+    n as u64
+}
+
+/// Inserts `rows` in one transaction: all or none.
+pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, model_group,
+                deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
+                completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated,
+                cost_picos, cost_source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18)",
+        )?;
+        for row in rows {
+            insert.execute(params![
+                row.request_id,
+                row.attempt,
+                row.ts_ms,
+                day::day_of(row.ts_ms),
+                row.key,
+                row.model_group,
+                row.deployment,
+                row.upstream_model,
+                row.stream,
+                row.outcome.as_str(),
+                row.error_class,
+                to_sql(row.prompt_tokens),
+                to_sql(row.completion_tokens),
+                to_sql(row.cached_prompt_tokens),
+                to_sql(row.reasoning_tokens),
+                row.usage_estimated,
+                row.cost_picos.map(to_sql),
+                row.cost_source.as_str(),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// `WHERE ...` for `filter` (empty when it sets nothing), and its values.
+fn where_clause(filter: &RowFilter) -> (String, Vec<Value>) {
+    let conditions = [
+        ("key_name = ?", &filter.key),
+        ("model_group = ?", &filter.model),
+        ("deployment = ?", &filter.deployment),
+        ("request_id = ?", &filter.request_id),
+        ("day >= ?", &filter.start_day),
+        ("day <= ?", &filter.end_day),
+    ];
+    let mut sql = Vec::new();
+    let mut values = Vec::new();
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            sql.push(condition);
+            values.push(Value::Text(value.clone()));
+        }
+    }
+    if sql.is_empty() {
+        (String::new(), values)
+    } else {
+        (format!("WHERE {}", sql.join(" AND ")), values)
+    }
+}
+
+/// The rows matching `filter`, newest first.
+pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Vec<LedgerRow>> {
+    let (conditions, mut values) = where_clause(&filter.rows);
+    let sql = format!(
+        "SELECT request_id, attempt, ts_ms, key_name, model_group, deployment, upstream_model,
+                stream, outcome, error_class, prompt_tokens, completion_tokens,
+                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source
+         FROM spend {conditions}
+         ORDER BY ts_ms DESC, id DESC
+         LIMIT ? OFFSET ?"
+    );
+    values.push(Value::Integer(i64::from(filter.limit)));
+    values.push(Value::Integer(
+        i64::try_from(filter.offset).unwrap_or(i64::MAX),
+    ));
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), read_row)?;
+    rows.collect()
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
+    Ok(LedgerRow {
+        request_id: row.get(0)?,
+        attempt: row.get(1)?,
+        ts_ms: row.get(2)?,
+        key: row.get(3)?,
+        model_group: row.get(4)?,
+        deployment: row.get(5)?,
+        upstream_model: row.get(6)?,
+        stream: row.get(7)?,
+        outcome: row.get(8)?,
+        error_class: row.get(9)?,
+        prompt_tokens: from_sql(row.get(10)?),
+        completion_tokens: from_sql(row.get(11)?),
+        cached_prompt_tokens: from_sql(row.get(12)?),
+        reasoning_tokens: from_sql(row.get(13)?),
+        usage_estimated: row.get(14)?,
+        cost_picos: row.get::<_, Option<i64>>(15)?.map(from_sql),
+        cost_source: row.get(16)?,
+    })
+}
+
+impl FromSql for Outcome {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Outcome::parse(value.as_str()?).ok_or(FromSqlError::InvalidType)
+    }
+}
+
+impl FromSql for CostSource {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        CostSource::parse(value.as_str()?).ok_or(FromSqlError::InvalidType)
+    }
+}
+
+/// One group's sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SummaryRow {
+    /// The group: each `group_by` column, in order, with its value (`None`
+    /// for rows without one, such as requests made without a key).
+    pub(crate) group: Vec<(GroupBy, Option<String>)>,
+    /// Distinct request ids in the group. A request whose attempts fall in
+    /// two groups counts in both, so these do not add up across groups.
+    pub(crate) requests: u64,
+    /// Attempts (rows).
+    pub(crate) attempts: u64,
+    /// Attempts with outcome `failure`.
+    pub(crate) failed_attempts: u64,
+    /// Attempts with outcome `cancelled`.
+    pub(crate) cancelled_attempts: u64,
+    /// Sum of prompt tokens.
+    pub(crate) prompt_tokens: u128,
+    /// Sum of completion tokens.
+    pub(crate) completion_tokens: u128,
+    /// Sum of cached prompt tokens.
+    pub(crate) cached_prompt_tokens: u128,
+    /// Sum of reasoning tokens.
+    pub(crate) reasoning_tokens: u128,
+    /// Sum of known costs, pico-dollars.
+    pub(crate) spend_picos: i128,
+    /// Attempts without a known cost (not in `spend_picos`).
+    pub(crate) unknown_cost_attempts: u64,
+    /// Attempts whose usage is the gateway's estimate.
+    pub(crate) estimated_usage_attempts: u64,
+}
+
+const fn column(group: GroupBy) -> &'static str {
+    match group {
+        GroupBy::Day => "day",
+        GroupBy::Key => "key_name",
+        GroupBy::Model => "model_group",
+        GroupBy::Deployment => "deployment",
+    }
+}
+
+/// `SUM` of the high and the low 32-bit halves of `column` (two result
+/// columns); see the module docs.
+fn split_sum(column: &str) -> String {
+    format!("SUM(({column} >> 32) & 4294967295), SUM({column} & 4294967295)")
+}
+
+/// Joins the two halves [`split_sum`] returns (`NULL` when no row had a
+/// value).
+fn join_sum(row: &Row<'_>, first: usize) -> rusqlite::Result<i128> {
+    let high: Option<i64> = row.get(first)?;
+    let low: Option<i64> = row.get(first + 1)?;
+    Ok((i128::from(high.unwrap_or(0)) << 32) + i128::from(low.unwrap_or(0)))
+}
+
+fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, Option<i64>>(index)?.unwrap_or(0).max(0) as u64)
+}
+
+/// Sums per group of the rows matching `filter`, ordered by the group
+/// columns.
+pub(crate) fn summary(
+    conn: &Connection,
+    filter: &SummaryFilter,
+) -> rusqlite::Result<Vec<SummaryRow>> {
+    let (conditions, values) = where_clause(&filter.rows);
+    let groups = filter
+        .group_by
+        .iter()
+        .map(|group| column(*group))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {groups},
+                COUNT(DISTINCT request_id),
+                COUNT(*),
+                SUM(outcome = 'failure'),
+                SUM(outcome = 'cancelled'),
+                {prompt}, {completion}, {cached}, {reasoning}, {cost},
+                SUM(cost_picos IS NULL),
+                SUM(usage_estimated)
+         FROM spend {conditions}
+         GROUP BY {groups}
+         ORDER BY {groups}",
+        prompt = split_sum("prompt_tokens"),
+        completion = split_sum("completion_tokens"),
+        cached = split_sum("cached_prompt_tokens"),
+        reasoning = split_sum("reasoning_tokens"),
+        cost = split_sum("cost_picos"),
+    );
+    let width = filter.group_by.len();
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(params_from_iter(values), |row| {
+        let mut group = Vec::with_capacity(width);
+        for (index, name) in filter.group_by.iter().enumerate() {
+            group.push((*name, row.get(index)?));
+        }
+        let at = |offset: usize| width + offset;
+        Ok(SummaryRow {
+            group,
+            requests: count(row, at(0))?,
+            attempts: count(row, at(1))?,
+            failed_attempts: count(row, at(2))?,
+            cancelled_attempts: count(row, at(3))?,
+            prompt_tokens: join_sum(row, at(4))? as u128,
+            completion_tokens: join_sum(row, at(6))? as u128,
+            cached_prompt_tokens: join_sum(row, at(8))? as u128,
+            reasoning_tokens: join_sum(row, at(10))? as u128,
+            spend_picos: join_sum(row, at(12))?,
+            unknown_cost_attempts: count(row, at(14))?,
+            estimated_usage_attempts: count(row, at(15))?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The number of rows and the sum of their known costs, in picos.
+#[cfg(test)]
+pub(crate) fn totals(conn: &Connection) -> rusqlite::Result<(u64, i128)> {
+    let sql = format!("SELECT COUNT(*), {} FROM spend", split_sum("cost_picos"));
+    conn.query_row(&sql, [], |row| Ok((count(row, 0)?, join_sum(row, 1)?)))
+}

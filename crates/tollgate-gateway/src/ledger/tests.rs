@@ -1,0 +1,498 @@
+//! The ledger end to end: a real SQLite file in a temp directory per test.
+//!
+//! No test sleeps to wait for the writer: they [`Ledger::flush`], shut down,
+//! or wait on the writer's batch signal.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ::http::{Response, StatusCode};
+use bytes::Bytes;
+
+use super::http::{spend_logs, spend_summary};
+
+use super::*;
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-ledger-{test}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+
+    /// The ledger file, in a subdirectory the ledger must create.
+    fn file(&self) -> PathBuf {
+        self.0.join("data").join("ledger.sqlite3")
+    }
+
+    /// A config that only closes batches on flush or shutdown.
+    fn config(&self) -> LedgerConfig {
+        LedgerConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..LedgerConfig::new(self.file())
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Midnight UTC at the start of `y-m-d`, in unix ms.
+fn midnight(y: i64, m: u32, d: u32) -> i64 {
+    day::day_start_ms(day::days_from_civil(y, m, d))
+}
+
+fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {
+    LedgerRow {
+        request_id: request_id.to_owned(),
+        attempt,
+        ts_ms,
+        key: Some("team-a".to_owned()),
+        model_group: Some("gpt".to_owned()),
+        deployment: Some("gpt-east".to_owned()),
+        upstream_model: Some("gpt-4o-mini".to_owned()),
+        stream: false,
+        outcome: Outcome::Success,
+        error_class: None,
+        prompt_tokens: 10,
+        completion_tokens: 5,
+        cached_prompt_tokens: 2,
+        reasoning_tokens: 1,
+        usage_estimated: false,
+        cost_picos: Some(1_000_000),
+        cost_source: CostSource::PriceTable,
+    }
+}
+
+fn body_json(response: &Response<Bytes>) -> serde_json::Value {
+    serde_json::from_slice(response.body()).expect("a JSON body")
+}
+
+#[tokio::test]
+async fn rows_survive_close_and_reopen() {
+    let dir = TempDir::new("reopen");
+    let mut first = row("r1", 1, 1_700_000_000_000);
+    first.key = None;
+    first.cost_picos = None;
+    first.cost_source = CostSource::Unknown;
+    first.outcome = Outcome::Failure;
+    first.error_class = Some("rate_limited".to_owned());
+    first.stream = true;
+    first.usage_estimated = true;
+    let second = row("r2", 2, 1_700_000_000_001);
+    {
+        let ledger = Ledger::open(dir.config()).unwrap();
+        ledger.handle().record(first.clone());
+        ledger.handle().record(second.clone());
+        ledger.shutdown().unwrap();
+    }
+    let ledger = Ledger::open(dir.config()).unwrap();
+    let rows = ledger.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(rows, [second, first]);
+    assert_eq!(ledger.totals().await.unwrap(), (2, 1_000_000));
+    ledger.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_flushes_a_queued_batch() {
+    let dir = TempDir::new("shutdown");
+    let ledger = Ledger::open(dir.config()).unwrap();
+    let handle = ledger.handle();
+    for i in 0..5 {
+        handle.record(row(&format!("r{i}"), 1, 1_000 + i));
+    }
+    ledger.shutdown().unwrap();
+    assert_eq!(ledger.stats().rows_written, 5);
+    assert_eq!(ledger.stats().batches, 1, "one batch, written at shutdown");
+    // Queries still work after shutdown; later rows are dropped and counted.
+    assert_eq!(ledger.totals().await.unwrap(), (5, 5_000_000));
+    handle.record(row("late", 1, 2_000));
+    assert_eq!(handle.dropped(), 1);
+    assert!(matches!(ledger.flush(), Err(LedgerError::Closed)));
+    ledger.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn flushed_rows_are_visible_to_logs() {
+    let dir = TempDir::new("flush");
+    let ledger = Ledger::open(dir.config()).unwrap();
+    ledger.handle().record(row("r1", 1, 1_000));
+    ledger.flush().unwrap();
+    let rows = ledger.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].request_id, "r1");
+    // Nothing pending: a flush is a no-op, not an empty batch.
+    ledger.flush().unwrap();
+    assert_eq!(ledger.stats().batches, 1);
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_without_blocking() {
+    // Nobody reads this queue: the third and later rows find it full.
+    let (handle, queue) = writer::channel(2);
+    for i in 0..5 {
+        handle.record(row("r", i, 0));
+    }
+    assert_eq!(handle.dropped(), 3);
+    assert_eq!(queue.try_iter().count(), 2);
+    // A stopped writer (receiver gone) drops too, still without blocking.
+    drop(queue);
+    handle.record(row("r", 9, 0));
+    assert_eq!(handle.dropped(), 4);
+}
+
+#[tokio::test]
+async fn batch_closes_at_batch_max_rows() {
+    let dir = TempDir::new("max-rows");
+    let ledger = Ledger::open(LedgerConfig {
+        batch_max_rows: 3,
+        ..dir.config()
+    })
+    .unwrap();
+    for i in 0..7 {
+        ledger.handle().record(row(&format!("r{i}"), 1, i));
+    }
+    ledger.flush().unwrap();
+    // 3 + 3 closed on size, the last row by the flush.
+    let stats = ledger.stats();
+    assert_eq!((stats.batches, stats.rows_written), (3, 7));
+}
+
+#[tokio::test]
+async fn batch_closes_after_flush_interval() {
+    let dir = TempDir::new("interval");
+    let ledger = Ledger::open(LedgerConfig {
+        flush_interval: Duration::from_millis(20),
+        ..LedgerConfig::new(dir.file())
+    })
+    .unwrap();
+    ledger.handle().record(row("r1", 1, 0));
+    // No flush: the writer's timer must close the batch. The limit only
+    // bounds a broken test; the wait ends as soon as the batch commits.
+    assert!(ledger.shared().wait_for_batches(1, Duration::from_secs(60)));
+    assert_eq!(ledger.totals().await.unwrap().0, 1);
+}
+
+#[tokio::test]
+async fn a_failed_write_is_retried_with_the_next_batch() {
+    let dir = TempDir::new("retry");
+    let ledger = Ledger::open(dir.config()).unwrap();
+    let saboteur = rusqlite::Connection::open(dir.file()).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER no_insert BEFORE INSERT ON spend
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+        )
+        .unwrap();
+    ledger.handle().record(row("r1", 1, 0));
+    assert!(matches!(
+        ledger.flush(),
+        Err(LedgerError::Write { rows: 1, .. })
+    ));
+    assert_eq!(ledger.stats().write_errors, 1);
+    saboteur.execute_batch("DROP TRIGGER no_insert;").unwrap();
+    ledger.handle().record(row("r2", 1, 1));
+    ledger.flush().unwrap();
+    let stats = ledger.stats();
+    assert_eq!((stats.rows_written, stats.batches), (2, 1));
+    assert_eq!(ledger.totals().await.unwrap().0, 2);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = TempDir::new("schema");
+    Ledger::open(dir.config()).unwrap().shutdown().unwrap();
+    let conn = rusqlite::Connection::open(dir.file()).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, store::SCHEMA_VERSION);
+    let journal: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    assert!(matches!(
+        Ledger::open(dir.config()),
+        Err(LedgerError::SchemaTooNew { found: 99, .. })
+    ));
+}
+
+/// Rows over two days, two keys, two models, two deployments.
+fn fixture() -> Vec<LedgerRow> {
+    let day1 = midnight(2026, 11, 27);
+    let day2 = midnight(2026, 11, 28);
+    let mut rows = Vec::new();
+    // r1: a failed attempt then a success, on day 1, team-a, gpt.
+    let mut failed = row("r1", 1, day1 + 1_000);
+    failed.outcome = Outcome::Failure;
+    failed.error_class = Some("rate_limited".to_owned());
+    failed.cost_picos = Some(0);
+    failed.cost_source = CostSource::NotBilled;
+    failed.prompt_tokens = 0;
+    failed.completion_tokens = 0;
+    rows.push(failed);
+    let mut fallback = row("r1", 2, day1 + 2_000);
+    fallback.deployment = Some("gpt-west".to_owned());
+    fallback.cost_picos = Some(296_660_000);
+    rows.push(fallback);
+    // r2: day 1, team-b, claude, unknown price, estimated usage.
+    let mut unknown = row("r2", 1, day1 + 3_000);
+    unknown.key = Some("team-b".to_owned());
+    unknown.model_group = Some("claude".to_owned());
+    unknown.deployment = Some("claude-1".to_owned());
+    unknown.cost_picos = None;
+    unknown.cost_source = CostSource::Unknown;
+    unknown.usage_estimated = true;
+    rows.push(unknown);
+    // r3: the last millisecond of day 1; r4: the first of day 2.
+    let mut late = row("r3", 1, day2 - 1);
+    late.cost_picos = Some(12_500_000_000_000);
+    rows.push(late);
+    let mut early = row("r4", 1, day2);
+    early.cost_picos = Some(1);
+    early.outcome = Outcome::Cancelled;
+    rows.push(early);
+    rows
+}
+
+async fn ledger_with(dir: &TempDir, rows: Vec<LedgerRow>) -> Ledger {
+    let ledger = Ledger::open(dir.config()).unwrap();
+    for row in rows {
+        ledger.handle().record(row);
+    }
+    ledger.flush().unwrap();
+    ledger
+}
+
+fn filter(query: &str) -> LogFilter {
+    LogFilter::from_query(Some(query)).unwrap()
+}
+
+fn ids(rows: &[LedgerRow]) -> Vec<(String, u32)> {
+    rows.iter()
+        .map(|row| (row.request_id.clone(), row.attempt))
+        .collect()
+}
+
+fn id(request_id: &str, attempt: u32) -> (String, u32) {
+    (request_id.to_owned(), attempt)
+}
+
+#[tokio::test]
+async fn logs_filter_and_page_newest_first() {
+    let dir = TempDir::new("logs");
+    let ledger = ledger_with(&dir, fixture()).await;
+    let all = ledger.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(
+        ids(&all),
+        [
+            id("r4", 1),
+            id("r3", 1),
+            id("r2", 1),
+            id("r1", 2),
+            id("r1", 1)
+        ]
+    );
+    let by_key = ledger.logs(&filter("api_key=team-b")).await.unwrap();
+    assert_eq!(ids(&by_key), [id("r2", 1)]);
+    let by_model = ledger.logs(&filter("model=gpt")).await.unwrap();
+    assert_eq!(by_model.len(), 4);
+    let by_deployment = ledger.logs(&filter("deployment=gpt-west")).await.unwrap();
+    assert_eq!(ids(&by_deployment), [id("r1", 2)]);
+    let by_request = ledger.logs(&filter("request_id=r1")).await.unwrap();
+    assert_eq!(ids(&by_request), [id("r1", 2), id("r1", 1)]);
+    let page = ledger.logs(&filter("limit=2&offset=1")).await.unwrap();
+    assert_eq!(ids(&page), [id("r3", 1), id("r2", 1)]);
+    let none = ledger.logs(&filter("key=nobody")).await.unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn day_boundaries_are_utc() {
+    let dir = TempDir::new("days");
+    let ledger = ledger_with(&dir, fixture()).await;
+    // 2026-11-27T23:59:59.999Z is on the 27th, 2026-11-28T00:00:00Z on the 28th.
+    let day2 = ledger
+        .logs(&filter("start_date=2026-11-28&end_date=2026-11-28"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&day2), [id("r4", 1)]);
+    let day1 = ledger.logs(&filter("end_date=2026-11-27")).await.unwrap();
+    assert_eq!(day1.len(), 4);
+    assert_eq!(day1[0].request_id, "r3");
+    let after = ledger.logs(&filter("start_date=2026-11-29")).await.unwrap();
+    assert!(after.is_empty());
+    let response = spend_logs(&ledger, Some("request_id=r3")).await;
+    let body = body_json(&response);
+    assert_eq!(body["data"][0]["timestamp"], "2026-11-27T23:59:59.999Z");
+    assert_eq!(body["data"][0]["day"], "2026-11-27");
+}
+
+#[tokio::test]
+async fn summary_groups_give_exact_sums() {
+    let dir = TempDir::new("summary");
+    let ledger = ledger_with(&dir, fixture()).await;
+    let by_day = ledger
+        .summary(&SummaryFilter {
+            group_by: vec![GroupBy::Day],
+            ..SummaryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_day.len(), 2);
+    let first = &by_day[0];
+    assert_eq!(first.group, [(GroupBy::Day, Some("2026-11-27".to_owned()))]);
+    assert_eq!(first.requests, 3);
+    assert_eq!(first.attempts, 4);
+    assert_eq!(first.failed_attempts, 1);
+    assert_eq!(first.cancelled_attempts, 0);
+    assert_eq!(first.prompt_tokens, 30);
+    assert_eq!(first.completion_tokens, 15);
+    assert_eq!(first.cached_prompt_tokens, 8);
+    assert_eq!(first.reasoning_tokens, 4);
+    assert_eq!(first.spend_picos, 12_500_296_660_000);
+    assert_eq!(first.unknown_cost_attempts, 1);
+    assert_eq!(first.estimated_usage_attempts, 1);
+    assert_eq!(by_day[1].spend_picos, 1);
+    assert_eq!(by_day[1].cancelled_attempts, 1);
+
+    let by_key_and_deployment = SummaryFilter::from_query(Some(
+        "group_by=key,deployment&model=gpt&end_date=2026-11-27",
+    ))
+    .unwrap();
+    let rows = ledger.summary(&by_key_and_deployment).await.unwrap();
+    let groups: Vec<_> = rows
+        .iter()
+        .map(|row| (row.group.clone(), row.attempts, row.spend_picos))
+        .collect();
+    let team_a = || (GroupBy::Key, Some("team-a".to_owned()));
+    let deployment = |name: &str| (GroupBy::Deployment, Some(name.to_owned()));
+    assert_eq!(
+        groups,
+        [
+            (
+                vec![team_a(), deployment("gpt-east")],
+                2,
+                12_500_000_000_000
+            ),
+            (vec![team_a(), deployment("gpt-west")], 1, 296_660_000),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn big_values_stay_exact() {
+    let dir = TempDir::new("big");
+    let mut rows = Vec::new();
+    for attempt in 0..3 {
+        let mut big = row("big", attempt, 5);
+        big.cost_picos = Some(u64::MAX);
+        big.prompt_tokens = u64::MAX;
+        rows.push(big);
+    }
+    let mut just_over = row("over", 1, 6);
+    just_over.cost_picos = Some(1 << 63);
+    rows.push(just_over);
+    let ledger = ledger_with(&dir, rows).await;
+    let read = ledger.logs(&filter("request_id=big")).await.unwrap();
+    assert!(read.iter().all(|row| row.cost_picos == Some(u64::MAX)));
+    assert!(read.iter().all(|row| row.prompt_tokens == u64::MAX));
+    let expected = 3 * i128::from(u64::MAX) + (1 << 63);
+    assert_eq!(ledger.totals().await.unwrap(), (4, expected));
+    let summary = ledger.summary(&SummaryFilter::default()).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].spend_picos, expected);
+    assert_eq!(summary[0].prompt_tokens, 3 * u128::from(u64::MAX) + 10);
+    let response = spend_summary(&ledger, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = std::str::from_utf8(response.body()).unwrap();
+    assert!(
+        text.contains(&format!(r#""spend":"{}""#, picos_to_decimal_i128(expected))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#""spend_picos":{expected}"#)),
+        "{text}"
+    );
+    assert_eq!(picos_to_decimal_i128(expected), "64563604.257983430653");
+}
+
+#[tokio::test]
+async fn http_renders_json_with_exact_spend() {
+    let dir = TempDir::new("http");
+    let ledger = ledger_with(&dir, fixture()).await;
+    let response = spend_logs(&ledger, Some("request_id=r1&limit=1")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = body_json(&response);
+    let entry = &body["data"][0];
+    assert_eq!(entry["request_id"], "r1");
+    assert_eq!(entry["attempt"], 2);
+    assert_eq!(entry["spend"], "0.00029666");
+    assert_eq!(entry["spend_picos"], 296_660_000);
+    assert_eq!(entry["cost_source"], "price_table");
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+
+    let unknown = body_json(&spend_logs(&ledger, Some("key=team-b")).await);
+    assert_eq!(unknown["data"][0]["spend"], serde_json::Value::Null);
+    assert_eq!(unknown["data"][0]["spend_picos"], serde_json::Value::Null);
+
+    let response = spend_summary(&ledger, Some("group_by=model,day")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_json(&response);
+    assert_eq!(body["group_by"], serde_json::json!(["model", "day"]));
+    let first = &body["data"][0];
+    assert_eq!(first["model"], "claude");
+    assert_eq!(first["day"], "2026-11-27");
+    assert_eq!(first["spend"], "0");
+    assert_eq!(first["unknown_cost_attempts"], 1);
+    let gpt_day1 = &body["data"][1];
+    assert_eq!(gpt_day1["spend"], "12.50029666");
+    assert_eq!(gpt_day1["spend_picos"], 12_500_296_660_000_u64);
+    assert!(gpt_day1.get("key").is_none());
+}
+
+#[tokio::test]
+async fn bad_queries_are_400s_naming_the_param() {
+    let dir = TempDir::new("bad");
+    let ledger = Ledger::open(dir.config()).unwrap();
+    let cases = [
+        (true, "start_date=2026-13-01", "start_date"),
+        (true, "end_date=tomorrow", "end_date"),
+        (true, "limit=many", "limit"),
+        (true, "offset=-3", "offset"),
+        (true, "team=x", "team"),
+        (false, "group_by=day,user", "group_by"),
+        (
+            false,
+            "start_date=2026-11-02&end_date=2026-11-01",
+            "end_date",
+        ),
+        (false, "limit=10", "limit"),
+    ];
+    for (logs, query, param) in cases {
+        let response = if logs {
+            spend_logs(&ledger, Some(query)).await
+        } else {
+            spend_summary(&ledger, Some(query)).await
+        };
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = body_json(&response);
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{query}");
+        assert_eq!(body["error"]["param"], param, "{query}");
+        assert!(body["error"]["message"].is_string());
+    }
+}

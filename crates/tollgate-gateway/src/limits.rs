@@ -1,0 +1,188 @@
+//! The rate limits' side of the gateway: the store they count in, the
+//! limits of a virtual key, and the bridge that tells them what a request
+//! really used.
+//!
+//! The rate-limit layer (outermost) reserves tokens and checks the budget
+//! when a request arrives, and settles both when its response ends, from an
+//! `Arc<UsageReport>` request extension. The cost layer (per upstream
+//! attempt, far below) adds each attempt's tokens and cost to the request's
+//! `Arc<RequestTally>`. [`ReportUsage`], between the two, copies the tally
+//! into the report when the response ends — after every attempt has been
+//! recorded, before the limits read it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tollgate_core::BoxError;
+use tollgate_cost::RequestTally;
+use tollgate_limits::{MemoryStore, RedisStore, Store, UsageReport};
+use tower_service::Service;
+
+use crate::shared::{PREFIX, SharedState};
+
+/// The store the limits count in: Redis when the config names one (every
+/// replica counts together), else this process's memory.
+pub(crate) fn store(shared: Option<&SharedState>) -> Arc<dyn Store> {
+    match shared {
+        Some(shared) => match RedisStore::new(shared.client.clone()) {
+            Ok(store) => Arc::new(store.prefix(PREFIX).on_fallback(shared.on_fallback.clone())),
+            Err(error) => {
+                tracing::error!(%error, "rate limits cannot use Redis; counting in memory");
+                Arc::new(MemoryStore::new())
+            }
+        },
+        None => Arc::new(MemoryStore::new()),
+    }
+}
+
+/// Copies a request's cost tally into its usage report when the response
+/// ends (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct ReportUsage<S> {
+    inner: S,
+}
+
+impl<S> ReportUsage<S> {
+    pub(crate) fn new(inner: S) -> Self {
+        ReportUsage { inner }
+    }
+}
+
+/// The tally and the report of one request, when it has both.
+#[derive(Debug)]
+struct Bridge {
+    tally: Arc<RequestTally>,
+    report: Arc<UsageReport>,
+}
+
+impl Bridge {
+    fn of<B>(request: &Request<B>) -> Option<Bridge> {
+        let extensions = request.extensions();
+        Some(Bridge {
+            tally: extensions.get::<Arc<RequestTally>>()?.clone(),
+            report: extensions.get::<Arc<UsageReport>>()?.clone(),
+        })
+    }
+
+    /// Reports what the attempts used; a request with no attempt reports
+    /// nothing (its reservation stands), an unknown price adds no spend.
+    fn settle(self) {
+        let tally = self.tally.snapshot();
+        if tally.attempts == 0 {
+            return;
+        }
+        self.report
+            .add_tokens(tally.usage.prompt_tokens + tally.usage.completion_tokens);
+        if !tally.cost_unknown {
+            self.report.add_picos(tally.billed.picos());
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ReportUsage<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<ReportBody<ResB>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let bridge = Bridge::of(&request);
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => Ok(response.map(|inner| ReportBody {
+                    inner,
+                    bridge: OnEnd { bridge },
+                })),
+                Err(error) => {
+                    // Every attempt has ended: the failure is the last word.
+                    if let Some(bridge) = bridge {
+                        bridge.settle();
+                    }
+                    Err(error.into())
+                }
+            }
+        })
+    }
+}
+
+/// Settles the bridge once: at the end of the body or when it is dropped.
+#[derive(Debug)]
+struct OnEnd {
+    bridge: Option<Bridge>,
+}
+
+impl OnEnd {
+    fn settle(&mut self) {
+        if let Some(bridge) = self.bridge.take() {
+            bridge.settle();
+        }
+    }
+}
+
+impl Drop for OnEnd {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+pin_project! {
+    /// The response body of [`ReportUsage`]: the inner body, unchanged.
+    #[derive(Debug)]
+    pub(crate) struct ReportBody<B> {
+        // Declared first: dropped (its attempts recorded) before `bridge`.
+        #[pin]
+        inner: B,
+        bridge: OnEnd,
+    }
+}
+
+impl<B> ReportBody<B> {
+    /// The inner body.
+    pub(crate) fn get_ref(&self) -> &B {
+        &self.inner
+    }
+}
+
+impl<B> Body for ReportBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        // The last frame may be the end: the limits settle on it too.
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            this.bridge.settle();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

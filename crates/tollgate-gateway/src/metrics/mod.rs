@@ -1,0 +1,694 @@
+//! The gateway's Prometheus metrics.
+//!
+//! Each [`Metrics`] owns its own [`PrometheusRecorder`]; nothing is installed as
+//! the global recorder, so several gateways in one process (the tests run many)
+//! never share a series. The handles of a label set are registered on first use
+//! and cached: after that, recording is a read-locked map lookup and an atomic
+//! add, with no allocation.
+//!
+//! Label values come from the config (model group and deployment ids) or from
+//! fixed sets (routes, statuses, error classes, outcomes, token kinds, limits):
+//! never a request id, a key or a model name a client sent. Every family is
+//! described in the README's "Metrics" table; [`FAMILIES`] lists their names.
+//!
+//! Histograms are Prometheus histograms over [`LATENCY_BUCKETS`] (seconds).
+//! `tollgate_cost_usd_total` counts float dollars, which the `metrics` crate's
+//! integer counters cannot hold: it is kept here as `f64` bits in an atomic and
+//! appended to the exposition by [`Metrics::render`].
+
+mod series;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::metrics::{Counter, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
+
+/// Client requests, when their response ends.
+pub(crate) const REQUESTS: &str = "tollgate_requests_total";
+/// Whole request time, first byte in to last byte out.
+pub(crate) const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
+/// Time a request spent waiting on upstreams, summed over its attempts.
+pub(crate) const UPSTREAM_DURATION: &str = "tollgate_upstream_duration_seconds";
+/// Request time minus upstream time.
+pub(crate) const GATEWAY_OVERHEAD: &str = "tollgate_gateway_overhead_seconds";
+/// Time to the first token of a stream.
+pub(crate) const TIME_TO_FIRST_TOKEN: &str = "tollgate_time_to_first_token_seconds";
+/// Retries made.
+pub(crate) const RETRIES: &str = "tollgate_retries_total";
+/// Requests that went through at least one fallback.
+pub(crate) const FALLBACKS: &str = "tollgate_fallbacks_total";
+/// Requests whose client hung up before the response ended.
+pub(crate) const CLIENT_DISCONNECTS: &str = "tollgate_client_disconnects_total";
+/// Upstream attempts by outcome and class.
+pub(crate) const DEPLOYMENT_ATTEMPTS: &str = "tollgate_deployment_attempts_total";
+/// An attempt's time to the upstream's first byte.
+pub(crate) const DEPLOYMENT_LATENCY: &str = "tollgate_deployment_latency_seconds";
+/// Tokens by kind.
+pub(crate) const TOKENS: &str = "tollgate_tokens_total";
+/// Spend in US dollars (float).
+pub(crate) const COST_USD: &str = "tollgate_cost_usd_total";
+/// Attempts whose price is unknown.
+pub(crate) const COST_UNKNOWN: &str = "tollgate_cost_unknown_total";
+/// Breaker state: 0 closed, 1 half-open, 2 open.
+pub(crate) const BREAKER_STATE: &str = "tollgate_circuit_breaker_state";
+/// Breaker transitions by the state entered.
+pub(crate) const BREAKER_TRANSITIONS: &str = "tollgate_circuit_breaker_transitions_total";
+/// Requests rejected by a limit.
+pub(crate) const RATE_LIMIT_REJECTIONS: &str = "tollgate_rate_limit_rejections_total";
+/// Records written to the spend ledger.
+pub(crate) const LEDGER_RECORDS: &str = "tollgate_ledger_records_total";
+/// Records the spend ledger dropped.
+pub(crate) const LEDGER_DROPPED: &str = "tollgate_ledger_dropped_total";
+/// Times shared state (Redis) was unreachable and local state was used.
+pub(crate) const SHARED_STATE_FALLBACKS: &str = "tollgate_shared_state_fallbacks_total";
+
+/// Every metric family the gateway exposes (the README's table lists the same).
+#[cfg(test)]
+pub(crate) const FAMILIES: &[&str] = &[
+    REQUESTS,
+    REQUEST_DURATION,
+    UPSTREAM_DURATION,
+    GATEWAY_OVERHEAD,
+    TIME_TO_FIRST_TOKEN,
+    RETRIES,
+    FALLBACKS,
+    CLIENT_DISCONNECTS,
+    DEPLOYMENT_ATTEMPTS,
+    DEPLOYMENT_LATENCY,
+    TOKENS,
+    COST_USD,
+    COST_UNKNOWN,
+    BREAKER_STATE,
+    BREAKER_TRANSITIONS,
+    RATE_LIMIT_REJECTIONS,
+    LEDGER_RECORDS,
+    LEDGER_DROPPED,
+    SHARED_STATE_FALLBACKS,
+];
+
+/// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
+/// alert asks whether p95 is above it.
+pub(crate) const LATENCY_BUCKETS: [f64; 18] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0, 60.0, 120.0,
+];
+
+/// The histogram families, all over [`LATENCY_BUCKETS`].
+const HISTOGRAMS: [&str; 5] = [
+    REQUEST_DURATION,
+    UPSTREAM_DURATION,
+    GATEWAY_OVERHEAD,
+    TIME_TO_FIRST_TOKEN,
+    DEPLOYMENT_LATENCY,
+];
+
+/// The limits a request can be rejected by.
+pub(crate) const LIMITS: [&str; 4] = ["rpm", "tpm", "parallel", "budget"];
+
+/// The `route` label of chat completions (`/v1/chat/completions` and
+/// `/chat/completions`). The alerts and the dashboard select on it: pass this,
+/// not the access log's `chat_completions`.
+pub(crate) const ROUTE_CHAT: &str = "chat";
+
+/// The label for "no error class".
+const NO_CLASS: &str = "none";
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// A circuit breaker's state, as the `tollgate_circuit_breaker_state` gauge
+/// and the `to` label of transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum BreakerStateLabel {
+    /// Requests flow (gauge 0).
+    Closed,
+    /// A probe is allowed through (gauge 1).
+    HalfOpen,
+    /// Requests are rejected (gauge 2).
+    Open,
+}
+
+impl From<tollgate_breaker::State> for BreakerStateLabel {
+    fn from(state: tollgate_breaker::State) -> Self {
+        match state {
+            tollgate_breaker::State::Closed => BreakerStateLabel::Closed,
+            tollgate_breaker::State::HalfOpen => BreakerStateLabel::HalfOpen,
+            tollgate_breaker::State::Open => BreakerStateLabel::Open,
+        }
+    }
+}
+
+impl BreakerStateLabel {
+    /// Every state, in gauge order.
+    pub(crate) const ALL: [BreakerStateLabel; 3] = [
+        BreakerStateLabel::Closed,
+        BreakerStateLabel::HalfOpen,
+        BreakerStateLabel::Open,
+    ];
+
+    /// The label value: `closed`, `half_open`, `open`.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            BreakerStateLabel::Closed => "closed",
+            BreakerStateLabel::HalfOpen => "half_open",
+            BreakerStateLabel::Open => "open",
+        }
+    }
+
+    /// The gauge value: 0, 1, 2.
+    pub(crate) const fn value(self) -> u8 {
+        match self {
+            BreakerStateLabel::Closed => 0,
+            BreakerStateLabel::HalfOpen => 1,
+            BreakerStateLabel::Open => 2,
+        }
+    }
+
+    const fn index(self) -> usize {
+        self.value() as usize
+    }
+}
+
+/// What one client request did, recorded once when its response ends.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestMetrics<'a> {
+    /// The route: `chat`, `models`, ...
+    pub(crate) route: &'static str,
+    /// The configured model group, or `None` (label `""`). Never a name the
+    /// client sent that is not in the config.
+    pub(crate) model_group: Option<&'a str>,
+    /// The status the client got.
+    pub(crate) status: u16,
+    /// `ErrorClass::as_str()` of the failure, `None` on success.
+    pub(crate) class: Option<&'static str>,
+    /// Whether the client asked for a stream.
+    pub(crate) stream: bool,
+    /// The whole request.
+    pub(crate) total: Duration,
+    /// Time spent waiting on upstreams (sum of attempts), if any was called.
+    pub(crate) upstream: Option<Duration>,
+    /// Streams: time to the first token.
+    pub(crate) time_to_first_token: Option<Duration>,
+    /// Retries made.
+    pub(crate) retries: u32,
+    /// Fallback groups tried.
+    pub(crate) fallbacks: u32,
+    /// Whether the client hung up before the response ended.
+    pub(crate) client_gone: bool,
+}
+
+/// What one upstream attempt did.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptMetrics<'a> {
+    /// The model group the attempt served.
+    pub(crate) model_group: &'a str,
+    /// The deployment id called.
+    pub(crate) deployment: &'a str,
+    /// `success`, `failure` or `cancelled`.
+    pub(crate) outcome: &'static str,
+    /// `ErrorClass::as_str()` of a failure.
+    pub(crate) class: Option<&'static str>,
+    /// This attempt, call to body end. No family reads it yet: requests
+    /// record the sum of their attempts in `tollgate_upstream_duration_seconds`.
+    #[allow(
+        dead_code,
+        reason = "kept in the API for a per-attempt duration family"
+    )]
+    pub(crate) upstream: Duration,
+    /// Time to the upstream's first byte, if one came.
+    pub(crate) first_byte: Option<Duration>,
+    /// Prompt tokens.
+    pub(crate) prompt_tokens: u64,
+    /// Completion tokens.
+    pub(crate) completion_tokens: u64,
+    /// Prompt tokens served from a cache.
+    pub(crate) cached_prompt_tokens: u64,
+    /// Reasoning tokens.
+    pub(crate) reasoning_tokens: u64,
+    /// The attempt's cost in dollars; `None` when the price is unknown.
+    pub(crate) cost_usd: Option<f64>,
+    /// `provider`, `price_table`, `free`, `unknown` or `not_billed`.
+    pub(crate) cost_source: &'static str,
+}
+
+/// One gateway's metrics: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// By model group ("" for requests without one).
+    groups: Map<Arc<str>, GroupSeries>,
+    /// By deployment id.
+    deployments: Map<Arc<str>, DeploymentSeries>,
+    rate_limits: Map<&'static str, Counter>,
+    ledger_records: Counter,
+    ledger_dropped: Counter,
+    shared_state_fallbacks: Counter,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A new, empty set of metrics with its own recorder. The families without
+    /// config-dependent labels are registered at zero at once.
+    pub(crate) fn new() -> Metrics {
+        // Only empty buckets are refused, and ours are a non-empty constant.
+        let recorder = HISTOGRAMS
+            .into_iter()
+            .try_fold(PrometheusBuilder::new(), |builder, name| {
+                builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), &LATENCY_BUCKETS)
+            })
+            .expect("LATENCY_BUCKETS is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        describe(&recorder);
+
+        let rate_limits = Map::default();
+        for limit in LIMITS {
+            with_entry(
+                &rate_limits,
+                &limit,
+                || (limit, rate_limit(&recorder, limit)),
+                |_| (),
+            );
+        }
+        let ledger_records = counter(&recorder, LEDGER_RECORDS, Vec::new());
+        let ledger_dropped = counter(&recorder, LEDGER_DROPPED, Vec::new());
+        let shared_state_fallbacks = counter(&recorder, SHARED_STATE_FALLBACKS, Vec::new());
+        Metrics {
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                groups: Map::default(),
+                deployments: Map::default(),
+                rate_limits,
+                ledger_records,
+                ledger_dropped,
+                shared_state_fallbacks,
+            }),
+        }
+    }
+
+    /// Registers zero-valued series for the configured groups and deployments:
+    /// a scrape right after start shows every family. Calling it again (a
+    /// reloaded config) only adds what is new.
+    pub(crate) fn register_topology(&self, groups: &[(Arc<str>, Vec<Arc<str>>)]) {
+        for (group, deployments) in groups {
+            self.with_group(group, |series| {
+                let recorder = &self.inner.recorder;
+                for stream in [false, true] {
+                    let key = RequestKey {
+                        route: ROUTE_CHAT,
+                        status: 200,
+                        class: NO_CLASS,
+                        stream,
+                    };
+                    series.with_request(recorder, key, |_| ());
+                    series.with_duration(recorder, ROUTE_CHAT, stream, |_| ());
+                }
+                for deployment in deployments {
+                    series.with_deployment(recorder, deployment, |pair| {
+                        pair.with_attempt(recorder, "success", NO_CLASS, |_| ());
+                    });
+                }
+            });
+            for deployment in deployments {
+                self.with_deployment(deployment, |_| ());
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every series (runs upkeep first).
+    pub(crate) fn render(&self) -> String {
+        self.run_upkeep();
+        let mut text = self.inner.handle.render();
+        self.render_costs(&mut text);
+        text
+    }
+
+    /// Drains recorded histogram samples into their buckets. Call it every few
+    /// seconds so the samples do not pile up between scrapes.
+    pub(crate) fn run_upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// Runs [`Self::run_upkeep`] every `every` on the current runtime, until
+    /// every clone of these metrics is gone.
+    pub(crate) fn spawn_upkeep(&self, runtime: &tokio::runtime::Handle, every: Duration) {
+        let inner = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match inner.upgrade() {
+                    Some(inner) => inner.handle.run_upkeep(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Follows the breakers' state changes into the state gauge and the
+    /// transition counter, on the current runtime, until the breakers are
+    /// gone.
+    pub(crate) fn spawn_breaker_watch(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        breakers: &tollgate_breaker::Breakers,
+    ) {
+        let mut changes = breakers.subscribe();
+        let metrics = self.clone();
+        runtime.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match changes.recv().await {
+                    Ok(change) => metrics.breaker_transition(
+                        &change.key,
+                        BreakerStateLabel::from(change.from),
+                        BreakerStateLabel::from(change.to),
+                    ),
+                    // Missed changes: the counter is short by `n`, and the
+                    // next change sets the gauge right again.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "breaker state changes missed by the metrics");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Records one client request, when its response ends.
+    pub(crate) fn request(&self, r: &RequestMetrics<'_>) {
+        let group = r.model_group.unwrap_or("");
+        let recorder = &self.inner.recorder;
+        self.with_group(group, |series| {
+            let key = RequestKey {
+                route: r.route,
+                status: r.status,
+                class: r.class.unwrap_or(NO_CLASS),
+                stream: r.stream,
+            };
+            series.with_request(recorder, key, |requests| requests.increment(1));
+            series.with_duration(recorder, r.route, r.stream, |duration| {
+                duration.record(r.total.as_secs_f64());
+            });
+            if let Some(upstream) = r.upstream {
+                let stream = usize::from(r.stream);
+                series.upstream[stream].record(upstream.as_secs_f64());
+                series.overhead[stream].record(r.total.saturating_sub(upstream).as_secs_f64());
+            }
+            if let Some(first_token) = r.time_to_first_token {
+                series.time_to_first_token.record(first_token.as_secs_f64());
+            }
+            if r.retries > 0 {
+                series.retries.increment(u64::from(r.retries));
+            }
+            if r.fallbacks > 0 {
+                series.fallbacks.increment(1);
+            }
+            if r.client_gone {
+                series.client_disconnects.increment(1);
+            }
+        });
+    }
+
+    /// Records one upstream attempt: its outcome, tokens, cost and first-byte
+    /// latency.
+    pub(crate) fn attempt(&self, a: &AttemptMetrics<'_>) {
+        let recorder = &self.inner.recorder;
+        self.with_group(a.model_group, |series| {
+            series.with_deployment(recorder, a.deployment, |pair| {
+                let class = a.class.unwrap_or(NO_CLASS);
+                pair.with_attempt(recorder, a.outcome, class, |attempts| {
+                    attempts.increment(1);
+                });
+                pair.add_tokens([
+                    a.prompt_tokens,
+                    a.completion_tokens,
+                    a.cached_prompt_tokens,
+                    a.reasoning_tokens,
+                ]);
+                match a.cost_usd {
+                    Some(cost) => pair.cost_usd.add(cost),
+                    // An attempt nobody bills (a failure before any token) has
+                    // no price to miss.
+                    None if a.cost_source == "not_billed" => {}
+                    None => pair.cost_unknown.increment(1),
+                }
+            });
+        });
+        if let Some(first_byte) = a.first_byte {
+            self.with_deployment(a.deployment, |series| {
+                series.latency.record(first_byte.as_secs_f64());
+            });
+        }
+    }
+
+    /// Sets a deployment's breaker state gauge.
+    #[cfg(test)]
+    pub(crate) fn breaker_state(&self, deployment: &str, state: BreakerStateLabel) {
+        self.with_deployment(deployment, |series| {
+            series.state.set(f64::from(state.value()));
+        });
+    }
+
+    /// Counts a breaker transition (by the state entered) and sets the state
+    /// gauge to `to`.
+    pub(crate) fn breaker_transition(
+        &self,
+        deployment: &str,
+        from: BreakerStateLabel,
+        to: BreakerStateLabel,
+    ) {
+        if from == to {
+            return;
+        }
+        self.with_deployment(deployment, |series| {
+            series.transitions[to.index()].increment(1);
+            series.state.set(f64::from(to.value()));
+        });
+    }
+
+    /// Counts a request rejected by a limit: `rpm`, `tpm`, `parallel` or
+    /// `budget`.
+    pub(crate) fn rate_limited(&self, limit: &'static str) {
+        let recorder = &self.inner.recorder;
+        with_entry(
+            &self.inner.rate_limits,
+            &limit,
+            || (limit, rate_limit(recorder, limit)),
+            |counter| counter.increment(1),
+        );
+    }
+
+    /// Sets the ledger's counters to its own running totals (the ledger
+    /// counts on its writer thread; a scrape copies the totals).
+    pub(crate) fn ledger_totals(&self, written: u64, dropped: u64) {
+        self.inner.ledger_records.absolute(written);
+        self.inner.ledger_dropped.absolute(dropped);
+    }
+
+    /// Counts a fall back from shared (Redis) state to local state.
+    pub(crate) fn shared_state_fallback(&self) {
+        self.inner.shared_state_fallbacks.increment(1);
+    }
+
+    fn with_group<R>(&self, group: &str, f: impl FnOnce(&GroupSeries) -> R) -> R {
+        let recorder = &self.inner.recorder;
+        with_entry(
+            &self.inner.groups,
+            group,
+            || {
+                let name: Arc<str> = Arc::from(group);
+                (name.clone(), GroupSeries::new(recorder, name))
+            },
+            f,
+        )
+    }
+
+    fn with_deployment<R>(&self, deployment: &str, f: impl FnOnce(&DeploymentSeries) -> R) -> R {
+        let recorder = &self.inner.recorder;
+        with_entry(
+            &self.inner.deployments,
+            deployment,
+            || {
+                (
+                    Arc::from(deployment),
+                    DeploymentSeries::new(recorder, deployment),
+                )
+            },
+            f,
+        )
+    }
+
+    /// Appends the float counter `tollgate_cost_usd_total`, sorted by labels.
+    fn render_costs(&self, text: &mut String) {
+        use std::fmt::Write as _;
+
+        let mut samples = Vec::new();
+        for (group, series) in series::read(&self.inner.groups).iter() {
+            for (deployment, pair) in series::read(&series.deployments).iter() {
+                samples.push((group.clone(), deployment.clone(), pair.cost_usd.get()));
+            }
+        }
+        if samples.is_empty() {
+            return;
+        }
+        samples.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let _ = writeln!(text, "# HELP {COST_USD} {COST_USD_HELP}");
+        let _ = writeln!(text, "# TYPE {COST_USD} counter");
+        for (group, deployment, value) in samples {
+            let _ = writeln!(
+                text,
+                "{COST_USD}{{model_group=\"{}\",deployment=\"{}\"}} {value}",
+                escape(&group),
+                escape(&deployment),
+            );
+        }
+        text.push('\n');
+    }
+}
+
+const COST_USD_HELP: &str = "Spend in US dollars by model group and deployment, from provider-reported \
+     costs or the price table (the spend ledger is the exact record).";
+
+/// Describes every family registered through the recorder (the cost counter is
+/// rendered by hand, with its own help line).
+fn describe(recorder: &PrometheusRecorder) {
+    let counters: &[(&'static str, &'static str)] = &[
+        (
+            REQUESTS,
+            "Client requests by route, model group, status, error class and stream flag, counted when the response ends.",
+        ),
+        (RETRIES, "Retries made, by model group."),
+        (
+            FALLBACKS,
+            "Requests answered or failed after at least one fallback, by the model group asked for.",
+        ),
+        (
+            CLIENT_DISCONNECTS,
+            "Requests whose client hung up before the response ended.",
+        ),
+        (
+            DEPLOYMENT_ATTEMPTS,
+            "Upstream attempts by model group, deployment, outcome and error class.",
+        ),
+        (
+            TOKENS,
+            "Tokens by model group, deployment and kind (prompt, completion, cached_prompt, reasoning).",
+        ),
+        (
+            COST_UNKNOWN,
+            "Upstream attempts billed at an unknown price (not in the cost counter).",
+        ),
+        (
+            BREAKER_TRANSITIONS,
+            "Circuit breaker transitions by deployment and the state entered.",
+        ),
+        (
+            RATE_LIMIT_REJECTIONS,
+            "Requests rejected by a limit (rpm, tpm, parallel, budget).",
+        ),
+        (LEDGER_RECORDS, "Spend records written to the ledger."),
+        (
+            LEDGER_DROPPED,
+            "Spend records the ledger dropped (its queue was full or a write failed).",
+        ),
+        (
+            SHARED_STATE_FALLBACKS,
+            "Times shared state (Redis) was unreachable and local state was used instead.",
+        ),
+    ];
+    for &(name, help) in counters {
+        recorder.describe_counter(
+            KeyName::from_const_str(name),
+            Some(Unit::Count),
+            SharedString::const_str(help),
+        );
+    }
+    let histograms: &[(&'static str, &'static str)] = &[
+        (
+            REQUEST_DURATION,
+            "Whole request time in seconds, from the request to the end of the response.",
+        ),
+        (
+            UPSTREAM_DURATION,
+            "Time a request spent waiting on upstreams in seconds, summed over its attempts.",
+        ),
+        (
+            GATEWAY_OVERHEAD,
+            "Request time minus upstream time in seconds: what the gateway itself added.",
+        ),
+        (
+            TIME_TO_FIRST_TOKEN,
+            "Streams: seconds from the request to the first token sent to the client.",
+        ),
+        (
+            DEPLOYMENT_LATENCY,
+            "Seconds from calling a deployment to its first byte, per attempt.",
+        ),
+    ];
+    for &(name, help) in histograms {
+        recorder.describe_histogram(
+            KeyName::from_const_str(name),
+            Some(Unit::Seconds),
+            SharedString::const_str(help),
+        );
+    }
+    recorder.describe_gauge(
+        KeyName::from_const_str(BREAKER_STATE),
+        None,
+        SharedString::const_str(
+            "Circuit breaker state by deployment: 0 closed, 1 half-open, 2 open.",
+        ),
+    );
+}
+
+fn rate_limit(recorder: &PrometheusRecorder, limit: &'static str) -> Counter {
+    counter(
+        recorder,
+        RATE_LIMIT_REJECTIONS,
+        vec![Label::from_static_parts("limit", limit)],
+    )
+}
+
+/// Escapes a label value for the text exposition format.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    let mut escaped = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
+}

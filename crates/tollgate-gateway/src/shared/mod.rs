@@ -1,0 +1,76 @@
+//! State several replicas share through Redis (`router_settings.redis_host`,
+//! `redis_port`, `redis_password`): rate-limit counters and spend (the
+//! limits' store), generated keys (the key registry), and circuit breakers
+//! (here).
+//!
+//! Every use of Redis fails open: while it is unreachable each replica goes
+//! on with its local state, counts it (`tollgate_shared_state_fallbacks_total`)
+//! and logs it, and shares again once Redis answers.
+
+mod breakers;
+
+use std::sync::Arc;
+
+use redis::IntoConnectionInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub(crate) use breakers::spawn_breaker_sync;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Every Tollgate key in Redis starts with this.
+pub(crate) const PREFIX: &str = "tollgate:";
+
+/// The connection to the shared Redis, when the config names one.
+#[derive(Clone)]
+pub(crate) struct SharedState {
+    pub(crate) client: redis::Client,
+    /// Connects lazily and reconnects on the next call after a failure.
+    pub(crate) connection: ConnectionManager,
+    /// Counts every fall back to local state.
+    pub(crate) on_fallback: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's connection info holds the password.
+        f.debug_struct("SharedState").finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// Connects (lazily) to the Redis the config names; `None` without
+    /// `redis_host`. Needs a tokio runtime.
+    pub(crate) fn from_config(
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Option<SharedState>, redis::RedisError> {
+        let router = &config.router_settings;
+        let Some(host) = &router.redis_host else {
+            return Ok(None);
+        };
+        let addr = redis::ConnectionAddr::Tcp(host.clone(), router.redis_port.unwrap_or(6379));
+        let mut info = addr.into_connection_info()?;
+        if let Some(password) = &router.redis_password {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info)?;
+        // One attempt per call while Redis is away: requests are never kept
+        // waiting on a reconnect backoff.
+        let connection = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new().set_number_of_retries(0),
+        )?;
+        let metrics = metrics.clone();
+        Ok(Some(SharedState {
+            client,
+            connection,
+            on_fallback: Arc::new(move || metrics.shared_state_fallback()),
+        }))
+    }
+}

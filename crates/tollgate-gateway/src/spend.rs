@@ -1,0 +1,109 @@
+//! Where the cost layer's records go: one per upstream attempt, to the
+//! metrics, the providers' health and the spend ledger.
+
+use std::time::UNIX_EPOCH;
+
+use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
+
+use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
+use crate::metrics::{AttemptMetrics, Metrics};
+use crate::providers::{AttemptOutcome, ProviderHealth};
+
+/// The gateway's [`CostSink`]: never blocks — the metrics and the health
+/// counters are atomics, the ledger takes rows through a bounded queue.
+#[derive(Debug, Clone)]
+pub(crate) struct GatewaySink {
+    pub(crate) metrics: Metrics,
+    pub(crate) providers: ProviderHealth,
+    pub(crate) ledger: Option<LedgerHandle>,
+}
+
+impl CostSink for GatewaySink {
+    fn record(&self, record: CostRecord) {
+        let usage = record.usage.unwrap_or_default();
+        let class = match record.outcome {
+            Outcome::Failed(class) => Some(class),
+            Outcome::Success | Outcome::Cancelled => None,
+        };
+        let deployment = record.deployment.as_deref().unwrap_or("");
+        self.metrics.attempt(&AttemptMetrics {
+            model_group: record.model_group.as_deref().unwrap_or(""),
+            deployment,
+            outcome: outcome_name(record.outcome),
+            class: class.map(|c| c.as_str()),
+            upstream: record.upstream_time,
+            first_byte: record.first_byte,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cached_prompt_tokens: usage.cached_prompt_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
+            cost_usd: record.billed().map(|usd| usd.as_f64_dollars()),
+            cost_source: cost_source(record.cost).as_str(),
+        });
+        self.providers.observe(
+            deployment,
+            match record.outcome {
+                Outcome::Success => AttemptOutcome::Success,
+                Outcome::Failed(class) => AttemptOutcome::Failure(class),
+                Outcome::Cancelled => AttemptOutcome::Cancelled,
+            },
+            record.first_byte.unwrap_or(record.upstream_time),
+        );
+        if let Some(ledger) = &self.ledger {
+            ledger.record(ledger_row(&record));
+        }
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Failed(_) => "failure",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+fn cost_source(cost: Cost) -> CostSource {
+    match cost {
+        Cost::Provider(_) => CostSource::Provider,
+        Cost::Priced(_) => CostSource::PriceTable,
+        Cost::Free => CostSource::Free,
+        Cost::Unknown => CostSource::Unknown,
+        Cost::NotBilled => CostSource::NotBilled,
+    }
+}
+
+/// The ledger's row of a record: the key's name only, money in picos.
+fn ledger_row(record: &CostRecord) -> LedgerRow {
+    let usage = record.usage.unwrap_or_default();
+    let text = |s: &Option<std::sync::Arc<str>>| s.as_deref().map(str::to_owned);
+    LedgerRow {
+        request_id: record.request_id.as_deref().unwrap_or("").to_owned(),
+        attempt: record.attempt,
+        ts_ms: record
+            .started_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        key: text(&record.key),
+        model_group: text(&record.model_group),
+        deployment: text(&record.deployment),
+        upstream_model: text(&record.upstream_model),
+        stream: record.stream,
+        outcome: match record.outcome {
+            Outcome::Success => LedgerOutcome::Success,
+            Outcome::Failed(_) => LedgerOutcome::Failure,
+            Outcome::Cancelled => LedgerOutcome::Cancelled,
+        },
+        error_class: match record.outcome {
+            Outcome::Failed(class) => Some(class.as_str().to_owned()),
+            _ => None,
+        },
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cached_prompt_tokens: usage.cached_prompt_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        usage_estimated: usage.estimated,
+        cost_picos: record.billed().map(|usd| usd.picos()),
+        cost_source: cost_source(record.cost),
+    }
+}

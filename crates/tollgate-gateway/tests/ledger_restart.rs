@@ -1,0 +1,177 @@
+//! The spend ledger across restarts of the real binary (issue 5's
+//! acceptance 3): after SIGTERM every record is kept; after `kill -9`, every
+//! record the ledger had committed is.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{TestClient, call, chat_body, client};
+
+const REQUESTS: u64 = 25;
+
+/// The binary, serving `config` on a free loopback port.
+struct Gateway {
+    child: Child,
+    base: String,
+}
+
+impl Gateway {
+    fn start(config: &Path) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["--config"])
+            .arg(config)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        // The log says where it listens; the rest of stderr is drained so
+        // the child never blocks on a full pipe.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let addr = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .trim_end_matches('"')
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the gateway says where it listens");
+        Gateway { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    async fn exited(mut self) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || self.child.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, flush_interval_secs: f64) -> PathBuf {
+    let path = dir.join("config.yaml");
+    let yaml = format!(
+        "model_list:
+  - model_name: demo
+    litellm_params:
+      model: mock/demo-model
+      mock_response: \"Hello\"
+    model_info:
+      id: demo-1
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+tollgate:
+  ledger_path: {}
+  ledger_flush_interval: {flush_interval_secs}
+",
+        dir.join("ledger.sqlite3").display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+async fn send_requests(client: &TestClient, gateway: &Gateway, n: u64) {
+    for i in 0..n {
+        let answer = call(
+            client,
+            "POST",
+            &gateway.url("/v1/chat/completions"),
+            chat_body("demo", i % 2 == 1),
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+}
+
+/// Successful attempts the ledger holds (read through the gateway).
+async fn ledger_successes(client: &TestClient, gateway: &Gateway) -> u64 {
+    let summary = call(
+        client,
+        "GET",
+        &gateway.url("/spend/summary?group_by=model"),
+        "",
+        &[],
+    )
+    .await
+    .json();
+    summary["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["attempts"].as_u64().unwrap() - row["failed_attempts"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_ledger_keeps_every_record_across_sigterm_and_its_commits_across_kill_9() {
+    let dir = std::env::temp_dir().join(format!("tollgate-ledger-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = client();
+
+    // SIGTERM: the gateway drains, then writes what the ledger still holds
+    // — with a flush interval of a minute, nothing was written before.
+    let config = write_config(&dir, 60.0);
+    let gateway = Gateway::start(&config);
+    send_requests(&client, &gateway, REQUESTS).await;
+    gateway.signal("-TERM");
+    assert!(gateway.exited().await.success());
+    let config = write_config(&dir, 0.05);
+    let gateway = Gateway::start(&config);
+    assert_eq!(ledger_successes(&client, &gateway).await, REQUESTS);
+
+    // kill -9: nothing runs at exit, so what counts is what was committed —
+    // at most one flush interval (50 ms here, 1 s by default) behind the
+    // answers. Once the ledger shows the new records, they survive.
+    send_requests(&client, &gateway, REQUESTS).await;
+    let mut seen = 0;
+    for _ in 0..500 {
+        seen = ledger_successes(&client, &gateway).await;
+        if seen == 2 * REQUESTS {
+            break;
+        }
+        // Waiting on another process's writer thread, not on time itself.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, 2 * REQUESTS, "committed within the flush interval");
+    gateway.signal("-KILL");
+    assert!(!gateway.exited().await.success());
+    let gateway = Gateway::start(&config);
+    assert_eq!(ledger_successes(&client, &gateway).await, 2 * REQUESTS);
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(dir);
+}

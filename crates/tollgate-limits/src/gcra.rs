@@ -1,0 +1,179 @@
+//! The generic cell rate algorithm (GCRA), as pure functions.
+//!
+//! GCRA keeps one number per key: the *theoretical arrival time* (TAT), the
+//! moment the key's bucket would be empty again if nothing else came. A
+//! request of `cost` cells moves it forward by `cost × T` (T, the emission
+//! interval, is `period / limit`); it is admitted when the new TAT is no
+//! further than `limit × T` (one period) ahead of now. So a key with 60 per
+//! minute may send 60 at once, then one per second — the burst is the
+//! per-period limit — and a key that stays idle for a period is back to a
+//! full burst.
+//!
+//! Times here are nanoseconds on any monotonic clock the caller picks (the
+//! memory store counts from its creation; the Redis script does the same
+//! arithmetic in microseconds of the server's clock). A key with no state
+//! has any TAT at or before now.
+
+use std::time::Duration;
+
+/// A rate: `limit` cells per `period`, with a burst of `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    limit: u64,
+    period: Duration,
+}
+
+impl Quota {
+    /// `limit` cells per `period`.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is 0 or `period` is zero: a limit of 0 admits nothing and
+    /// has no rate (the layer rejects such keys without a quota).
+    pub fn new(limit: u64, period: Duration) -> Self {
+        assert!(limit > 0, "a GCRA quota needs a limit above 0");
+        assert!(!period.is_zero(), "a GCRA quota needs a non-zero period");
+        Quota { limit, period }
+    }
+
+    /// `limit` cells per minute.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is 0.
+    pub fn per_minute(limit: u64) -> Self {
+        Quota::new(limit, Duration::from_secs(60))
+    }
+
+    /// The cells per period, which is also the burst.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The time one cell takes to come back: `period / limit`, rounded up
+    /// to the nanosecond (so the sustained rate never exceeds the limit).
+    pub fn emission_interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns())
+    }
+
+    pub(crate) fn interval_ns(&self) -> u64 {
+        let period = self.period.as_nanos();
+        let interval = period.div_ceil(u128::from(self.limit)).max(1);
+        u64::try_from(interval).unwrap_or(u64::MAX)
+    }
+}
+
+/// The answer to one GCRA check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the cells were admitted (and taken).
+    pub allowed: bool,
+    /// When rejected: how long until the same request would be admitted.
+    /// Zero when admitted.
+    pub retry_after: Duration,
+    /// Cells left for an immediate request, after this one.
+    pub remaining: u64,
+    /// How long until the bucket is full again (OpenAI's `reset`).
+    pub reset_after: Duration,
+}
+
+/// Checks a request of `cost` cells at `now` against a key whose TAT is
+/// `tat`; returns the decision and the TAT to store (unchanged when the
+/// request is rejected or costs nothing).
+///
+/// A cost of 0 asks without taking: it is admitted unless the key is over
+/// its limit (a reconciliation pushed it past a full period), and
+/// `remaining` says how many cells an immediate request could take. A cost
+/// above the limit is never admitted; callers cap it at the limit.
+pub fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
+    let interval = u128::from(quota.interval_ns());
+    let tolerance = interval * u128::from(quota.limit);
+    let now_ = u128::from(now);
+    let base = u128::from(tat.max(now));
+    let new_tat = base + u128::from(cost) * interval;
+    let allow_at = new_tat.saturating_sub(tolerance);
+    if allow_at > now_ {
+        let decision = Decision {
+            allowed: false,
+            retry_after: nanos(allow_at - now_),
+            remaining: to_u64((now_ + tolerance).saturating_sub(base) / interval),
+            reset_after: nanos(base - now_),
+        };
+        return (decision, tat);
+    }
+    let decision = Decision {
+        allowed: true,
+        retry_after: Duration::ZERO,
+        remaining: to_u64((now_ + tolerance - new_tat) / interval),
+        reset_after: nanos(new_tat - now_),
+    };
+    let stored = if cost == 0 { tat } else { to_u64(new_tat) };
+    (decision, stored)
+}
+
+/// Moves a key's TAT by `delta` cells at `now`, whatever the limit says:
+/// a positive delta takes more cells (usage above the reservation), a
+/// negative one gives cells back — never further back than `now` (a key
+/// cannot bank unused time beyond a full bucket).
+pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
+    let interval = i128::from(quota.interval_ns());
+    let base = i128::from(tat.max(now));
+    let moved = base + i128::from(delta) * interval;
+    let moved = moved.max(i128::from(now));
+    u64::try_from(moved).unwrap_or(u64::MAX)
+}
+
+fn to_u64(value: u128) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+fn nanos(value: u128) -> Duration {
+    Duration::from_nanos(to_u64(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn sixty_per_minute_bursts_sixty_then_one_per_second() {
+        let quota = Quota::per_minute(60);
+        let mut tat = 0;
+        let now = 5 * SEC;
+        for i in 0..60 {
+            let (decision, next) = check(tat, now, &quota, 1);
+            assert!(decision.allowed, "request {i}");
+            assert_eq!(decision.remaining, 59 - i);
+            tat = next;
+        }
+        let (decision, next) = check(tat, now, &quota, 1);
+        assert!(!decision.allowed);
+        assert_eq!(decision.retry_after, Duration::from_secs(1));
+        assert_eq!(decision.reset_after, Duration::from_secs(60));
+        assert_eq!(next, tat);
+        let (decision, _) = check(tat, now + SEC, &quota, 1);
+        assert!(decision.allowed);
+        assert_eq!(decision.remaining, 0);
+    }
+
+    #[test]
+    fn adjust_gives_back_but_not_before_now() {
+        let quota = Quota::per_minute(100);
+        let (_, tat) = check(0, 0, &quota, 100);
+        assert!(!check(tat, 0, &quota, 1).0.allowed);
+        let tat = adjust(tat, 0, &quota, -40);
+        assert_eq!(check(tat, 0, &quota, 0).0.remaining, 40);
+        assert_eq!(adjust(tat, 0, &quota, -1000), 0);
+        let over = adjust(tat, 0, &quota, 500);
+        let (peek, _) = check(over, 0, &quota, 0);
+        assert!(!peek.allowed);
+        assert_eq!(peek.remaining, 0);
+    }
+}

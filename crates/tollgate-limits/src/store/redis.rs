@@ -1,0 +1,438 @@
+//! [`RedisStore`]: the limits' state shared by every replica, through Redis.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+use tokio::time::Instant;
+
+use super::{BoxFuture, Lease, MemoryStore, Store};
+use crate::gcra::{Decision, Quota};
+use crate::limits::BudgetWindow;
+
+/// The prefix of every key the store writes.
+pub const DEFAULT_PREFIX: &str = "tollgate:";
+
+/// How long one operation may wait for Redis before the store answers from
+/// local state.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// At most one warning per this long while Redis is unavailable.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A window's spend counter lives a window plus this long from its first
+/// spend, for replicas whose clocks lag behind.
+const SPEND_GRACE_MS: u64 = 3_600_000;
+
+/// The limits' state in Redis, shared by every replica of the gateway.
+///
+/// Each operation is one atomic Lua script (`store/lua/*.lua`, loaded by
+/// `EVALSHA` with a fallback to `EVAL`), or one plain command where a
+/// command is atomic on its own (`GET` for spend, `ZREM` for a release):
+///
+/// - rate limits: GCRA as in redis-cell, one key per limit holding the
+///   theoretical arrival time, computed with the server's `TIME` (so
+///   replicas with skewed clocks agree), expiring when the bucket is full
+///   again;
+/// - parallel permits: one sorted set of leases per key, each scored by
+///   its expiry: a replica that dies holding permits (or a release that
+///   cannot reach Redis) leaks them for at most the lease TTL (default 10
+///   minutes, [`lease_ttl`](Self::lease_ttl)), and releasing twice is
+///   harmless. A stream that lasts longer than the
+///   TTL stops counting against the limit when its lease expires;
+/// - spend: `INCRBY` on one counter per key and budget window, expiring
+///   one window and an hour after the window's first spend (by the
+///   server's clock, so a replica's skew cannot expire it early; never,
+///   for a lifetime budget).
+///
+/// Key names are `{prefix}{kind}:{hash}` (prefix [`DEFAULT_PREFIX`]), where
+/// the hash is FNV-1a 128 of the layer's key: key names, aliases included,
+/// never appear in Redis. (The hash hides names from a casual look, not
+/// from a determined one; names are never secrets — the key itself is
+/// never given to the limits.)
+///
+/// # Fail-open
+///
+/// When Redis is unreachable, answers with an error, or takes longer than
+/// the operation timeout (default [`DEFAULT_OP_TIMEOUT`], 50 ms — a hung
+/// Redis cannot stall requests for longer), the store answers from its
+/// inner [`MemoryStore`]: each replica then enforces the limits on its own
+/// (so together they admit up to replicas × the limit). It counts each
+/// fallback ([`fallbacks`](Self::fallbacks), and the
+/// [`on_fallback`](Self::on_fallback) callback, for a metric), logs a
+/// warning at most once per 10 s, and goes back to Redis as soon as it
+/// answers again: every operation tries Redis first, and the
+/// `ConnectionManager` reconnects on the next call after a broken
+/// connection — no background task. Spend counted locally during an
+/// outage is added to Redis with the key's next spend once it is back;
+/// until then the replica adds it to what Redis says. While Redis is away,
+/// a key's spend is the last value this replica read from Redis plus its
+/// local spend.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tollgate_limits::{RateLimitLayer, RedisStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redis::RedisError> {
+/// let store = RedisStore::open("redis://127.0.0.1:6379/")?
+///     .prefix("gateway-a:")
+///     .on_fallback(Arc::new(|| { /* count a metric */ }));
+/// let layer = RateLimitLayer::new(Arc::new(store));
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisStore {
+    manager: ConnectionManager,
+    memory: MemoryStore,
+    /// Last spend read from Redis, per key and window: what an outage
+    /// starts from.
+    seen_spend: MemoryStore,
+    prefix: String,
+    op_timeout: Duration,
+    lease_ttl: Duration,
+    replica: u64,
+    fallbacks: AtomicU64,
+    last_warn: Mutex<Option<Instant>>,
+    on_fallback: Option<Arc<dyn Fn() + Send + Sync>>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    gcra: Script,
+    adjust: Script,
+    acquire: Script,
+    add_spend: Script,
+}
+
+impl RedisStore {
+    /// A store on `client`'s server. Connects lazily (the first operation
+    /// connects; until Redis answers, the store fails open), so a gateway
+    /// starts even while Redis is down.
+    ///
+    /// Must be called inside a tokio runtime (the connection manager
+    /// starts a task).
+    pub fn new(client: redis::Client) -> RedisResult<Self> {
+        // One connection attempt per call while Redis is away: the caller
+        // is not kept waiting on a backoff, and the next call tries again.
+        let config = ConnectionManagerConfig::new().set_number_of_retries(0);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let replica = std::collections::hash_map::RandomState::new().hash_one((
+            std::process::id(),
+            crate::clock::Clock::now_unix_ms(&crate::clock::SystemClock),
+        ));
+        Ok(RedisStore {
+            manager,
+            memory: MemoryStore::new(),
+            seen_spend: MemoryStore::new(),
+            prefix: DEFAULT_PREFIX.into(),
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            lease_ttl: super::DEFAULT_LEASE_TTL,
+            replica,
+            fallbacks: AtomicU64::new(0),
+            last_warn: Mutex::new(None),
+            on_fallback: None,
+            scripts: Scripts {
+                gcra: Script::new(include_str!("lua/gcra.lua")),
+                adjust: Script::new(include_str!("lua/adjust.lua")),
+                acquire: Script::new(include_str!("lua/acquire.lua")),
+                add_spend: Script::new(include_str!("lua/add_spend.lua")),
+            },
+        })
+    }
+
+    /// A store on the server at `url` (`redis://[:password@]host:port/db`).
+    /// See [`new`](Self::new).
+    pub fn open(url: &str) -> RedisResult<Self> {
+        RedisStore::new(redis::Client::open(url)?)
+    }
+
+    /// Prefixes every key with `prefix` instead of [`DEFAULT_PREFIX`]
+    /// (several gateways on one Redis).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Waits at most `timeout` for Redis per operation (default
+    /// [`DEFAULT_OP_TIMEOUT`]) before answering from local state.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Parallel permits that are never released expire after `ttl`
+    /// (default 10 minutes), in Redis and locally.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self.memory = self.memory.lease_ttl(ttl);
+        self
+    }
+
+    /// Answers from `memory` while Redis is away (to set its capacity).
+    pub fn memory(mut self, memory: MemoryStore) -> Self {
+        self.memory = memory.lease_ttl(self.lease_ttl);
+        self
+    }
+
+    /// Calls `callback` on every fallback to local state (turn it into a
+    /// metric).
+    pub fn on_fallback(mut self, callback: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.on_fallback = Some(callback);
+        self
+    }
+
+    /// How many operations were answered from local state because Redis
+    /// failed or was too slow.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    fn redis_key(&self, kind: &str, key: &str) -> String {
+        format!("{}{kind}:{:032x}", self.prefix, fnv1a_128(key.as_bytes()))
+    }
+
+    fn member(&self, lease: Lease) -> String {
+        format!("{:016x}-{:x}", self.replica, lease.id())
+    }
+
+    /// Runs one Redis operation within the timeout; `None` (and a counted
+    /// fallback) when it failed.
+    async fn run<T>(&self, operation: impl Future<Output = RedisResult<T>>) -> Option<T> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Polled outside a runtime (a settlement on a dropped body):
+            // Redis cannot be reached from here.
+            self.fell_back(&"no tokio runtime");
+            return None;
+        }
+        match tokio::time::timeout(self.op_timeout, operation).await {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                self.fell_back(&error);
+                None
+            }
+            Err(_) => {
+                self.fell_back(&format_args!("no answer within {:?}", self.op_timeout));
+                None
+            }
+        }
+    }
+
+    fn fell_back(&self, why: &dyn fmt::Display) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(callback) = &self.on_fallback {
+            callback();
+        }
+        let now = Instant::now();
+        let mut last = self
+            .last_warn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL) {
+            *last = Some(now);
+            drop(last);
+            tracing::warn!(
+                error = %why,
+                "Redis is unavailable to the rate limits; answering from local state"
+            );
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        quota: Quota,
+        cost: u64,
+        now: Instant,
+    ) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let mut invocation = self.scripts.gcra.prepare_invoke();
+            invocation
+                .key(self.redis_key("gcra", key))
+                .arg(quota.interval_ns())
+                .arg(quota.limit())
+                .arg(cost);
+            let mut conn = self.manager.clone();
+            let answer: Option<(i64, i64, i64, i64)> =
+                self.run(invocation.invoke_async(&mut conn)).await;
+            match answer {
+                Some((allowed, retry_us, remaining, reset_us)) => Decision {
+                    allowed: allowed == 1,
+                    retry_after: micros(retry_us),
+                    remaining: remaining.max(0).unsigned_abs(),
+                    reset_after: micros(reset_us),
+                },
+                None => self.memory.check_now(key, quota, cost, now),
+            }
+        })
+    }
+
+    fn adjust<'a>(
+        &'a self,
+        key: &'a str,
+        quota: Quota,
+        delta: i64,
+        now: Instant,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut invocation = self.scripts.adjust.prepare_invoke();
+            invocation
+                .key(self.redis_key("gcra", key))
+                .arg(quota.interval_ns())
+                .arg(delta);
+            let mut conn = self.manager.clone();
+            let done: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            if done.is_none() {
+                self.memory.adjust_now(key, quota, delta, now);
+            }
+        })
+    }
+
+    fn acquire<'a>(&'a self, key: &'a str, max: u32, now: Instant) -> BoxFuture<'a, Option<Lease>> {
+        Box::pin(async move {
+            let lease = self.memory.next_lease();
+            let ttl_ms = u64::try_from(self.lease_ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            let mut invocation = self.scripts.acquire.prepare_invoke();
+            invocation
+                .key(self.redis_key("leases", key))
+                .arg(max)
+                .arg(ttl_ms)
+                .arg(self.member(lease));
+            let mut conn = self.manager.clone();
+            let taken: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            match taken {
+                Some(taken) => (taken == 1).then_some(lease),
+                None => self
+                    .memory
+                    .acquire_as(key, max, now, lease)
+                    .then_some(lease),
+            }
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, lease: Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // A lease taken locally during an outage goes back locally.
+            if self.memory.release_now(key, lease) {
+                return;
+            }
+            let mut conn = self.manager.clone();
+            let command = redis::cmd("ZREM")
+                .arg(self.redis_key("leases", key))
+                .arg(self.member(lease))
+                .to_owned();
+            // If this fails, the lease expires after its TTL.
+            let _: Option<i64> = self.run(command.query_async(&mut conn)).await;
+        })
+    }
+
+    fn spend<'a>(&'a self, key: &'a str, window: BudgetWindow) -> BoxFuture<'a, u64> {
+        Box::pin(async move {
+            let mut conn = self.manager.clone();
+            let command = redis::cmd("GET")
+                .arg(self.spend_key(key, window))
+                .to_owned();
+            let shared: Option<Option<u64>> = self.run(command.query_async(&mut conn)).await;
+            let local = self.memory.spend_now(key, window);
+            let shared = match shared {
+                Some(shared) => {
+                    let shared = shared.unwrap_or(0);
+                    self.seen_spend.take_spend(key, window);
+                    self.seen_spend.add_spend_now(key, window, shared);
+                    shared
+                }
+                None => self.seen_spend.spend_now(key, window),
+            };
+            shared.saturating_add(local)
+        })
+    }
+
+    fn add_spend<'a>(
+        &'a self,
+        key: &'a str,
+        window: BudgetWindow,
+        picos: u64,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // Spend counted locally during an outage goes to Redis now.
+            let total = picos.saturating_add(self.memory.take_spend(key, window));
+            if total == 0 {
+                return;
+            }
+            let increment = total.min(i64::MAX.unsigned_abs());
+            let ttl_ms = window.duration().map_or(0, |duration| {
+                u64::try_from(duration.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(SPEND_GRACE_MS)
+                    .max(1)
+            });
+            let mut invocation = self.scripts.add_spend.prepare_invoke();
+            invocation
+                .key(self.spend_key(key, window))
+                .arg(increment)
+                .arg(ttl_ms);
+            let mut conn = self.manager.clone();
+            let done: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            if done.is_none() {
+                self.memory.add_spend_now(key, window, total);
+            }
+        })
+    }
+}
+
+impl RedisStore {
+    fn spend_key(&self, key: &str, window: BudgetWindow) -> String {
+        format!(
+            "{}:{}",
+            self.redis_key("spend", key),
+            window.start_unix_ms()
+        )
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("op_timeout", &self.op_timeout)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("fallbacks", &self.fallbacks())
+            .field("memory", &self.memory)
+            .finish_non_exhaustive()
+    }
+}
+
+fn micros(value: i64) -> Duration {
+    Duration::from_micros(value.max(0).unsigned_abs())
+}
+
+/// FNV-1a, 128 bits: stable across builds and platforms (Redis keys must
+/// be the same on every replica and every version).
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    bytes.iter().fold(OFFSET, |hash, &byte| {
+        (hash ^ u128::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_hash_is_stable() {
+        // FNV-1a 128 test vectors.
+        assert_eq!(fnv1a_128(b""), 0x6c62272e07bb014262b821756295c58d);
+        assert_eq!(fnv1a_128(b"a"), 0xd228cb696f1a8caf78912b704e4a8964);
+    }
+}

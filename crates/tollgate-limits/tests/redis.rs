@@ -1,0 +1,331 @@
+//! `RedisStore` against a real `redis-server` (Debian's `redis-server`
+//! package; CI installs it): each test starts its own on a free loopback
+//! port and kills it when done.
+//!
+//! Real time here (Redis has its own clock); the waits are bounded and
+//! only wait for the server process to (re)start.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{limited, rejection, request, send};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tollgate_limits::{
+    Budget, BudgetWindow, Clock, KeyLimits, Limit, ManualClock, Quota, RedisStore, Store,
+    SystemClock,
+};
+use tower::ServiceExt;
+
+/// A `redis-server` child process on a loopback port; killed on drop.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> Self {
+        // A free port: bind to 0, read it, let it go.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the server (again, on the same port) and waits until it
+    /// answers PING.
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start `redis-server` ({error}): these tests need a real Redis. \
+                     Install it (Debian/Ubuntu: `apt-get install redis-server`); CI installs it."
+                )
+            });
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..250 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok_and(|pong| pong == "PONG")
+            {
+                return;
+            }
+            // Waiting for the external process to start.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "redis-server on port {} did not answer PING within 5 s",
+            self.port
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A replica's store, patient enough for a loaded CI machine.
+fn replica(server: &RedisServer) -> Arc<RedisStore> {
+    Arc::new(
+        RedisStore::open(&server.url())
+            .unwrap()
+            .op_timeout(Duration::from_secs(2)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_rpm_limit_exactly_under_a_concurrent_burst() {
+    let server = RedisServer::start().await;
+    let (a, b) = (replica(&server), replica(&server));
+    let clock = Arc::new(ManualClock::new(0));
+    let (service_a, upstream_a) = limited(a.clone(), clock.clone());
+    let (service_b, upstream_b) = limited(b.clone(), clock);
+    // 10 per minute: a cell comes back every 6 s, far longer than the burst.
+    let limits = Arc::new(KeyLimits::new("shared-key").rpm(10));
+
+    let mut burst = JoinSet::new();
+    for i in 0..50 {
+        let service = if i % 2 == 0 { &service_a } else { &service_b }.clone();
+        let limits = limits.clone();
+        burst.spawn(async move { service.oneshot(request(&limits)).await.map(drop) });
+    }
+    let mut admitted = 0;
+    let mut rejected = 0;
+    while let Some(result) = burst.join_next().await {
+        match result.unwrap() {
+            Ok(()) => admitted += 1,
+            Err(error) => {
+                assert_eq!(rejection(Err::<(), _>(error)).limit(), Limit::Requests);
+                rejected += 1;
+            }
+        }
+    }
+    assert_eq!((admitted, rejected), (10, 40));
+    assert_eq!(upstream_a.calls() + upstream_b.calls(), 10);
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+
+    // Only hashed names in Redis, under the prefix.
+    let keys = server.keys().await;
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(key.starts_with("tollgate:gcra:"), "{key}");
+        assert!(!key.contains("shared-key"), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_tokens_permits_and_spend() {
+    let server = RedisServer::start().await;
+    let (a, b) = (replica(&server), replica(&server));
+    let now = Instant::now();
+
+    // tpm: reserve on one replica, reconcile on it, the other sees it.
+    let quota = Quota::per_minute(1000);
+    assert!(a.gcra("tpm:k", quota, 600, now).await.allowed);
+    let decision = b.gcra("tpm:k", quota, 600, now).await;
+    assert!(!decision.allowed);
+    assert_eq!(decision.remaining, 400);
+    a.adjust("tpm:k", quota, -500, now).await;
+    let decision = b.gcra("tpm:k", quota, 600, now).await;
+    assert!(decision.allowed);
+    assert_eq!(decision.remaining, 300);
+
+    // parallel: one permit between two replicas.
+    let lease = a.acquire("parallel:k", 1, now).await.unwrap();
+    assert!(b.acquire("parallel:k", 1, now).await.is_none());
+    a.release("parallel:k", lease).await;
+    a.release("parallel:k", lease).await;
+    let other = b.acquire("parallel:k", 1, now).await.unwrap();
+    assert!(a.acquire("parallel:k", 1, now).await.is_none());
+    b.release("parallel:k", other).await;
+
+    // spend: per window, shared.
+    let day = Some(Duration::from_secs(86_400));
+    let now_ms = SystemClock.now_unix_ms();
+    let today = BudgetWindow::at(now_ms, day);
+    let tomorrow = BudgetWindow::at(now_ms + 86_400_000, day);
+    a.add_spend("budget:k", today, 7).await;
+    b.add_spend("budget:k", today, Budget::dollars(1)).await;
+    assert_eq!(a.spend("budget:k", today).await, Budget::dollars(1) + 7);
+    assert_eq!(b.spend("budget:k", tomorrow).await, 0);
+    b.add_spend("budget:k", BudgetWindow::lifetime(), 3).await;
+    assert_eq!(a.spend("budget:k", BudgetWindow::lifetime()).await, 3);
+
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_open_while_redis_is_down_and_shares_again_once_it_is_back() {
+    let mut server = RedisServer::start().await;
+    let reported = Arc::new(AtomicU64::new(0));
+    let counter = reported.clone();
+    let a = Arc::new(
+        RedisStore::open(&server.url())
+            .unwrap()
+            .op_timeout(Duration::from_secs(2))
+            .on_fallback(Arc::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })),
+    );
+    let b = replica(&server);
+    let clock = Arc::new(ManualClock::new(0));
+    let (service_a, _) = limited(a.clone(), clock.clone());
+    let (service_b, _) = limited(b.clone(), clock);
+
+    // Shared while Redis is up.
+    let before = Arc::new(KeyLimits::new("before").rpm(2));
+    send(&service_a, request(&before)).await.unwrap();
+    send(&service_b, request(&before)).await.unwrap();
+    rejection(send(&service_a, request(&before)).await);
+    assert_eq!(a.fallbacks(), 0);
+
+    // Redis dies: calls keep answering, from each replica's local state.
+    server.kill();
+    let during = Arc::new(KeyLimits::new("during").rpm(3));
+    let started = Instant::now();
+    for _ in 0..3 {
+        send(&service_a, request(&during)).await.unwrap();
+    }
+    assert_eq!(
+        rejection(send(&service_a, request(&during)).await).limit(),
+        Limit::Requests
+    );
+    // B has its own local state: the outage splits the limit.
+    send(&service_b, request(&during)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(a.fallbacks() >= 4, "{}", a.fallbacks());
+    assert_eq!(reported.load(Ordering::SeqCst), a.fallbacks());
+
+    // Redis is back on the same port: both replicas return to it (the
+    // connection manager reconnects on the next call after a failure).
+    server.restart().await;
+    for store in [&a, &b] {
+        let mut back = false;
+        for _ in 0..100 {
+            let fallbacks = store.fallbacks();
+            store
+                .gcra("probe", Quota::per_minute(1000), 0, Instant::now())
+                .await;
+            if store.fallbacks() == fallbacks {
+                back = true;
+                break;
+            }
+            // Waiting for the restarted process to accept the reconnection.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(back, "the store did not go back to Redis");
+    }
+    let fallbacks = (a.fallbacks(), b.fallbacks());
+    let after = Arc::new(KeyLimits::new("after").rpm(2));
+    send(&service_a, request(&after)).await.unwrap();
+    send(&service_b, request(&after)).await.unwrap();
+    rejection(send(&service_a, request(&after)).await);
+    rejection(send(&service_b, request(&after)).await);
+    assert_eq!((a.fallbacks(), b.fallbacks()), fallbacks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_at_most_the_operation_timeout() {
+    let server = RedisServer::start().await;
+    let store = Arc::new(
+        RedisStore::open(&server.url())
+            .unwrap()
+            .op_timeout(Duration::from_millis(100)),
+    );
+    let quota = Quota::per_minute(1);
+    // Connect first, then freeze the server.
+    assert!(store.gcra("k", quota, 1, Instant::now()).await.allowed);
+    server.signal("-STOP");
+    let started = Instant::now();
+    // The local state knows nothing of the Redis one: admitted locally.
+    let decision = store.gcra("k", quota, 1, Instant::now()).await;
+    let waited = started.elapsed();
+    server.signal("-CONT");
+    assert!(decision.allowed);
+    assert_eq!(store.fallbacks(), 1);
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_counted_during_an_outage_reaches_redis_afterwards() {
+    let mut server = RedisServer::start().await;
+    let (a, b) = (replica(&server), replica(&server));
+    let window = BudgetWindow::lifetime();
+    a.add_spend("budget:k", window, 10).await;
+    assert_eq!(a.spend("budget:k", window).await, 10);
+
+    server.kill();
+    // The last shared value, plus what this replica spends meanwhile.
+    a.add_spend("budget:k", window, 5).await;
+    assert_eq!(a.spend("budget:k", window).await, 15);
+
+    server.restart().await;
+    // A fresh Redis (no persistence) knows nothing; A's local 5 goes
+    // there with its next spend, once A is reconnected.
+    for _ in 0..100 {
+        let fallbacks = a.fallbacks();
+        a.add_spend("budget:k", window, 1).await;
+        if a.fallbacks() == fallbacks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = b.spend("budget:k", window).await;
+    // 5 from the outage, plus the 1s of the reconnection loop.
+    assert!(total >= 6, "{total}");
+    assert_eq!(a.spend("budget:k", window).await, total);
+}
