@@ -100,8 +100,9 @@ pub fn body(mode: Mode, model: &str) -> Bytes {
 }
 
 /// The gateway's config: the model groups `bench` and `bench-slow`, each one
-/// `openai/` deployment at the upstream, with the retry and breaker
-/// settings of a production config.
+/// priced `openai/` deployment at the upstream, with the retry and breaker
+/// settings of a production config. The binary keeps its spend ledger in
+/// its working directory.
 ///
 /// With `refused` (a URL where nothing listens), the two failover paths:
 /// `bench` gets a first deployment there ([`REFUSED_DEPLOYMENT`]), for
@@ -112,7 +113,8 @@ pub fn gateway_config(upstream: SocketAddr, refused: Option<&str>) -> String {
     let deployment = |group: &str, id: &str, base: &str| {
         format!(
             "  - model_name: {group}\n    litellm_params:\n      model: openai/{group}\n      \
-             api_base: {base}/v1\n      api_key: os.environ/{KEY_VAR}\n    model_info:\n      id: {id}\n"
+             api_base: {base}/v1\n      api_key: os.environ/{KEY_VAR}\n    model_info:\n      id: {id}\n      \
+             input_cost_per_token: 0.0000025\n      output_cost_per_token: 0.00001\n"
         )
     };
     let base = format!("http://{upstream}");
@@ -329,6 +331,12 @@ fn start_gateway(
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .env(KEY_VAR, "sk-bench");
+    // Each gateway in a fresh directory of its own, where its spend ledger
+    // (the binary's default file) starts empty.
+    let dir = options.work_dir.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    command.current_dir(&dir);
     let log = options.work_dir.join(format!("{name}.log"));
     let mut process = Process::spawn(name, &mut command, Some(&log))?;
     process.wait_logged("listening on", START_TIMEOUT)?;

@@ -14,9 +14,9 @@ use tollgate_core::extensions::Target;
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::access_log::AccessLog;
-use crate::auth::is_authorized;
 use crate::balance::{Balancer, Pick, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
@@ -71,7 +71,8 @@ impl std::fmt::Debug for Gateway {
 pub(crate) struct App {
     pub(crate) groups: Groups,
     models_body: Bytes,
-    master_key: Option<String>,
+    /// The master key and the virtual keys.
+    pub(crate) keys: Keys,
     pub(crate) max_body: usize,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_timeout: Duration,
@@ -353,6 +354,7 @@ impl Gateway {
             None => None,
         };
         let limits = RateLimitLayer::new(crate::limits::store(shared.as_ref()));
+        let keys = open_keys(config, shared.as_ref())?;
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch.
         if let Some(runtime) = &runtime {
@@ -375,11 +377,7 @@ impl Gateway {
                 ),
                 groups,
                 models_body,
-                master_key: config
-                    .general_settings
-                    .master_key
-                    .as_ref()
-                    .map(|k| k.expose().to_owned()),
+                keys,
                 max_body,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 breakers,
@@ -436,18 +434,34 @@ impl Gateway {
         let route = route_of(request.method(), request.uri().path());
         let mut log = AccessLog::new(request_id.clone(), route.name(), start);
         log.metrics = Some((app.metrics.clone(), route.metrics_label()));
-        let needs_key = !matches!(route, Route::Health | Route::Readiness);
-        let mut response = match (&app.master_key, needs_key) {
-            (Some(key), true) if !is_authorized(request.headers(), key) => {
-                let failure = Failure::new(
-                    ErrorClass::Auth,
-                    "Incorrect API key provided. Pass the gateway key as 'Authorization: Bearer <key>'.",
-                );
+        let principal = match route {
+            // Liveness and readiness: for probes, without a key.
+            Route::Health | Route::Readiness => Ok(Principal::Open),
+            _ => app.keys.authenticate(request.headers(), unix_ms()).await,
+        };
+        let mut response = match principal {
+            Err(failure) => {
                 log.class = Some(failure.class());
                 failure.to_response()
             }
-            _ => match route {
-                Route::ChatCompletions => crate::chat::handle(app, request, &mut log).await,
+            // Everything but completions and the model list is for the
+            // master key alone.
+            Ok(Principal::Virtual(_)) if route.is_admin() => {
+                let failure = Failure::new(
+                    ErrorClass::Auth,
+                    "This endpoint needs the master key; virtual keys may only make completions \
+                     and list models.",
+                )
+                .with_status(StatusCode::FORBIDDEN)
+                .with_code("master_key_required");
+                log.class = Some(failure.class());
+                failure.to_response()
+            }
+            Ok(principal) => match route {
+                Route::ChatCompletions => {
+                    crate::chat::handle(app, request, principal, &mut log).await
+                }
+                Route::Keys => keys_admin(app, request, &mut log).await,
                 Route::Models => json_response(StatusCode::OK, app.models_body.clone()),
                 Route::Health => json_response(
                     StatusCode::OK,
@@ -496,6 +510,80 @@ impl Gateway {
         log.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, body.with_log(log))
+    }
+}
+
+/// The wall clock, for key expiry.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The key registry: generated keys in Redis when replicas share one (with
+/// a copy in the ledger's file for Redis outages), else in the ledger's
+/// file, else in memory.
+fn open_keys(config: &Config, shared: Option<&SharedState>) -> Result<Keys, BuildError> {
+    let ledger = config.tollgate.ledger_path.clone();
+    let backend = match (shared, ledger) {
+        (Some(shared), ledger) => {
+            let mut backend = RedisBackend::new(shared.connection.clone(), crate::shared::PREFIX)
+                .on_fallback(shared.on_fallback.clone());
+            if let Some(path) = ledger {
+                backend = backend.mirror(path);
+            }
+            KeyBackend::Redis(backend)
+        }
+        (None, Some(path)) => KeyBackend::Sqlite(path),
+        (None, None) => KeyBackend::Memory,
+    };
+    let master = config
+        .general_settings
+        .master_key
+        .as_ref()
+        .map(|key| key.expose().to_owned());
+    Keys::new(master, &config.tollgate.keys, backend).map_err(|error| BuildError {
+        path: String::from("tollgate.keys"),
+        message: error.to_string(),
+    })
+}
+
+/// `POST /key/generate`, `GET /key/info`, `POST /key/delete`.
+async fn keys_admin<B>(app: &App, request: Request<B>, log: &mut AccessLog) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if app.keys.is_open() {
+        let failure = Failure::new(
+            ErrorClass::BadRequest,
+            "Virtual keys need a master key: set general_settings.master_key.",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_code("master_key_required");
+        log.class = Some(failure.class());
+        return failure.to_response();
+    }
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let body = match crate::chat::read_request(app, request).await {
+        Ok(body) => body,
+        Err(failure) => {
+            log.class = Some(failure.class());
+            return failure.to_response();
+        }
+    };
+    let answer = crate::keys::admin::handle(
+        &app.keys,
+        &method,
+        uri.path(),
+        uri.query(),
+        &body,
+        unix_ms(),
+    )
+    .await;
+    match answer {
+        Some(response) => response.map(GatewayBody::full),
+        None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),
     }
 }
 
@@ -583,6 +671,7 @@ enum Route {
     Readiness,
     CircuitBreakers,
     Providers,
+    Keys,
     Metrics,
     SpendLogs,
     SpendSummary,
@@ -591,6 +680,19 @@ enum Route {
 }
 
 impl Route {
+    /// Endpoints for the master key only.
+    fn is_admin(self) -> bool {
+        !matches!(
+            self,
+            Route::ChatCompletions
+                | Route::Models
+                | Route::Health
+                | Route::Readiness
+                | Route::MethodNotAllowed
+                | Route::NotFound
+        )
+    }
+
     /// The `route` label of the request metrics.
     fn metrics_label(self) -> &'static str {
         match self {
@@ -607,6 +709,7 @@ impl Route {
             Route::Readiness => "readiness",
             Route::CircuitBreakers => "circuit_breakers",
             Route::Providers => "providers",
+            Route::Keys => "keys",
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
@@ -624,6 +727,8 @@ fn route_of(method: &Method, path: &str) -> Route {
         "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),
         "/health/providers" => (Route::Providers, Method::GET),
         "/metrics" => (Route::Metrics, Method::GET),
+        // The key endpoints check their own methods.
+        "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
         _ => return Route::NotFound,

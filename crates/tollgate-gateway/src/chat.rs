@@ -2,21 +2,23 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
-    AttemptedFallbacks, AttemptedRetries, Deadline, ModelGroup, RequestId, Target,
+    AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId, Target,
 };
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
-use tollgate_limits::{Limit, RateLimited};
+use tollgate_limits::{Budget, KeyLimits, Limit, RateLimited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
 use tower::ServiceExt;
 
 use crate::access_log::AccessLog;
 use crate::app::App;
+use crate::keys::{Principal, VirtualKey};
 use crate::response::GatewayBody;
 use crate::stack::StackBody;
 
@@ -26,13 +28,14 @@ const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-tollgate-deployment"
 pub(crate) async fn handle<B>(
     app: &App,
     request: Request<B>,
+    principal: Principal,
     log: &mut AccessLog,
 ) -> Response<GatewayBody>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match forward(app, request, log).await {
+    match forward(app, request, principal, log).await {
         Ok(response) => response,
         Err((failure, attempts)) => {
             log.class = Some(failure.class());
@@ -52,6 +55,61 @@ where
             response
         }
     }
+}
+
+/// The whole request body, refused past the gateway's size limit (before a
+/// byte is read when `Content-Length` says so).
+pub(crate) async fn read_request<B>(app: &App, request: Request<B>) -> Result<Bytes, Failure>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    read_body_limited(body, declared, app.max_body).await
+}
+
+/// A key asking for a model group it may not use: 403, naming the key by
+/// its name and the group, never the key.
+fn refuse_model(principal: &Principal, group: &str) -> Failure {
+    let name = principal
+        .virtual_key()
+        .map_or_else(|| Arc::from("this key"), |key| key.name());
+    Failure::new(
+        ErrorClass::Auth,
+        format!(
+            "The key '{name}' may not use the model `{}`.",
+            tollgate_core::sanitize_message(group)
+        ),
+    )
+    .with_status(StatusCode::FORBIDDEN)
+    .with_code("model_not_allowed")
+    .with_param("model")
+}
+
+/// A virtual key's limits, as the rate-limit layer reads them.
+fn key_limits(key: &VirtualKey) -> KeyLimits {
+    let mut limits = KeyLimits::new(key.name());
+    if let Some(rpm) = key.rpm_limit {
+        limits = limits.rpm(rpm);
+    }
+    if let Some(tpm) = key.tpm_limit {
+        limits = limits.tpm(tpm);
+    }
+    if let Some(parallel) = key.max_parallel_requests {
+        limits = limits.max_parallel(parallel);
+    }
+    if let Some(picos) = key.max_budget_picos {
+        limits = limits.max_budget(match key.budget_duration {
+            Some(window) => Budget::per(picos, window),
+            None => Budget::lifetime(picos),
+        });
+    }
+    limits
 }
 
 /// Why a request was not answered: a classified failure, and for a rate
@@ -115,19 +173,14 @@ impl Attempts {
 async fn forward<B>(
     app: &App,
     request: Request<B>,
+    principal: Principal,
     log: &mut AccessLog,
 ) -> Result<Response<GatewayBody>, (Refusal, Option<Attempts>)>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (parts, body) = request.into_parts();
-    let content_length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let bytes = read_body_limited(body, content_length, app.max_body)
+    let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
     let chat = ChatRequest::parse(bytes).map_err(|f| (f.into(), None))?;
@@ -147,6 +200,9 @@ where
         })
         .map_err(|f| (f.into(), None))?;
     log.model_group = Some(group.name.clone());
+    if !principal.allows_model(&group.name) {
+        return Err((refuse_model(&principal, &group.name).into(), None));
+    }
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
     request
@@ -156,6 +212,11 @@ where
     request
         .extensions_mut()
         .insert(RequestId(log.request_id.clone()));
+    if let Some(key) = principal.virtual_key() {
+        // The key's name — never the key — for the ledger and the limits.
+        request.extensions_mut().insert(KeyName(key.name()));
+        request.extensions_mut().insert(Arc::new(key_limits(key)));
+    }
     // The cost layer adds each attempt's tokens and cost to it; the access
     // log reads the sum when the response ends.
     let tally = Arc::new(RequestTally::new());

@@ -46,9 +46,9 @@ pub mod upstream;
 
 mod access_log;
 mod app;
-mod auth;
 mod balance;
 mod chat;
+pub(crate) mod keys;
 pub(crate) mod ledger;
 mod limits;
 pub(crate) mod metrics;

@@ -6,7 +6,9 @@
 //! per request under load. [`LogWriter`] appends the line to a shared
 //! buffer instead (a short lock, no allocation once the buffer has grown)
 //! and one background thread writes whatever has gathered with a single
-//! syscall, so under load many lines go out per write.
+//! syscall, then pauses for [`PAUSE`], so under load many lines go out per
+//! write and a line never costs its request a wake-up: only a line that
+//! finds the writer asleep on an empty buffer wakes it.
 //!
 //! The buffer is bounded: past [`MAX_PENDING`] bytes new lines are dropped
 //! and counted, and the count is written out as a line of its own once
@@ -20,11 +22,17 @@ use std::thread::JoinHandle;
 /// The most bytes of log lines waiting to be written.
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 
+/// How long the writer lets lines gather after each write: the most a line
+/// waits behind a busy writer.
+pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
 #[derive(Debug, Default)]
 struct Pending {
     lines: Vec<u8>,
     dropped: u64,
     closed: bool,
+    /// The writer is asleep waiting for a line.
+    waiting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,11 +88,13 @@ fn write_lines<W: Write>(shared: &Shared, mut out: W) {
         let (dropped, closed) = {
             let mut pending = shared.lock();
             while pending.lines.is_empty() && pending.dropped == 0 && !pending.closed {
+                pending.waiting = true;
                 pending = shared
                     .ready
                     .wait(pending)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+            pending.waiting = false;
             std::mem::swap(&mut batch, &mut pending.lines);
             (std::mem::take(&mut pending.dropped), pending.closed)
         };
@@ -101,6 +111,9 @@ fn write_lines<W: Write>(shared: &Shared, mut out: W) {
         if closed && shared.lock().lines.is_empty() {
             return;
         }
+        if !closed {
+            std::thread::sleep(PAUSE);
+        }
     }
 }
 
@@ -111,11 +124,11 @@ impl Write for LogWriter {
             pending.dropped += 1;
             return Ok(line.len());
         }
-        let wake = pending.lines.is_empty();
         pending.lines.extend_from_slice(line);
+        // Only a writer asleep on an empty buffer is woken, once: under
+        // load the lines pile up while it writes or pauses.
+        let wake = std::mem::take(&mut pending.waiting);
         drop(pending);
-        // Only the first line of a batch wakes the writer: under load the
-        // rest pile up behind it and go out in the same write.
         if wake {
             self.shared.ready.notify_one();
         }
@@ -137,7 +150,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut pending = self.shared.lock();
+        pending.closed = true;
+        drop(pending);
         self.shared.ready.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -17,23 +17,17 @@ pub fn unapplied_settings(config: &Config) -> Vec<Warning> {
             });
         }
     };
-    let router = &config.router_settings;
-    note(
-        router.redis_host.is_some(),
-        "router_settings.redis_host",
-        "shared state on Redis",
-    );
     for deployment in &config.model_list {
         let base = format!("model_list[{}].litellm_params", deployment.index);
         note(
             deployment.rpm.is_some(),
             &format!("{base}.rpm"),
-            "rate limits (it weighs the deployment in balancing)",
+            "per-deployment limit (it weighs the deployment in balancing, counted by each replica)",
         );
         note(
             deployment.tpm.is_some(),
             &format!("{base}.tpm"),
-            "rate limits (it weighs the deployment in balancing)",
+            "per-deployment limit (it weighs the deployment in balancing, counted by each replica)",
         );
     }
     out

@@ -57,12 +57,11 @@ fn fails_naming_a_missing_environment_variable_without_values() {
 fn settings_the_gateway_does_not_apply_yet_are_called_out() {
     let path = write_config(
         "unapplied.yaml",
-        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      rpm: 10\nrouter_settings:\n  redis_host: localhost\n",
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      rpm: 10\n",
     );
     let (ok, text) = check_config(&path, &[]);
     assert!(ok, "{text}");
     assert!(text.contains("Not applied yet"), "{text}");
-    assert!(text.contains("router_settings.redis_host"), "{text}");
     assert!(text.contains("model_list[0].litellm_params.rpm"), "{text}");
 }
 

@@ -4,82 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::binary::GatewayProcess as Gateway;
 use common::{TestClient, call, chat_body, client};
 
 const REQUESTS: u64 = 25;
-
-/// The binary, serving `config` on a free loopback port.
-struct Gateway {
-    child: Child,
-    base: String,
-}
-
-impl Gateway {
-    fn start(config: &Path) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["--config"])
-            .arg(config)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        // The log says where it listens; the rest of stderr is drained so
-        // the child never blocks on a full pipe.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let addr = line[at + "listening on ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .trim_end_matches('"')
-                        .to_owned();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the gateway says where it listens");
-        Gateway { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit.
-    async fn exited(mut self) -> std::process::ExitStatus {
-        tokio::task::spawn_blocking(move || self.child.wait().unwrap())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &Path, flush_interval_secs: f64) -> PathBuf {
     let path = dir.join("config.yaml");
@@ -146,12 +77,12 @@ async fn the_ledger_keeps_every_record_across_sigterm_and_its_commits_across_kil
     // SIGTERM: the gateway drains, then writes what the ledger still holds
     // — with a flush interval of a minute, nothing was written before.
     let config = write_config(&dir, 60.0);
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config, &dir, &[]);
     send_requests(&client, &gateway, REQUESTS).await;
     gateway.signal("-TERM");
     assert!(gateway.exited().await.success());
     let config = write_config(&dir, 0.05);
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config, &dir, &[]);
     assert_eq!(ledger_successes(&client, &gateway).await, REQUESTS);
 
     // kill -9: nothing runs at exit, so what counts is what was committed —
@@ -170,7 +101,7 @@ async fn the_ledger_keeps_every_record_across_sigterm_and_its_commits_across_kil
     assert_eq!(seen, 2 * REQUESTS, "committed within the flush interval");
     gateway.signal("-KILL");
     assert!(!gateway.exited().await.success());
-    let gateway = Gateway::start(&config);
+    let gateway = Gateway::start(&config, &dir, &[]);
     assert_eq!(ledger_successes(&client, &gateway).await, 2 * REQUESTS);
     drop(gateway);
     let _ = std::fs::remove_dir_all(dir);

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,98 +18,8 @@ use tollgate_limits::{
     Budget, BudgetWindow, Clock, KeyLimits, Limit, ManualClock, Quota, RedisStore, Store,
     SystemClock,
 };
+use tollgate_testkit::RedisServer;
 use tower::ServiceExt;
-
-/// A `redis-server` child process on a loopback port; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start() -> Self {
-        // A free port: bind to 0, read it, let it go.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.restart().await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again, on the same port) and waits until it
-    /// answers PING.
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start `redis-server` ({error}): these tests need a real Redis. \
-                     Install it (Debian/Ubuntu: `apt-get install redis-server`); CI installs it."
-                )
-            });
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..250 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok_and(|pong| pong == "PONG")
-            {
-                return;
-            }
-            // Waiting for the external process to start.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "redis-server on port {} did not answer PING within 5 s",
-            self.port
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("server running").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A replica's store, patient enough for a loaded CI machine.
 fn replica(server: &RedisServer) -> Arc<RedisStore> {

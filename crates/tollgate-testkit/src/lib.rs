@@ -56,10 +56,12 @@ mod gate;
 mod io;
 pub mod openai;
 mod record;
+mod redis;
 mod reply;
 mod upstream;
 
 pub use gate::Gate;
 pub use record::RecordedRequest;
+pub use redis::RedisServer;
 pub use reply::Reply;
 pub use upstream::Upstream;

@@ -166,6 +166,8 @@ fn run(cli: &Cli, upstream: UpstreamConfig) -> Result<ExitCode, tollgate_bench::
         .work_dir
         .clone()
         .unwrap_or_else(|| bin_dir.join("..").join("tollgate-bench"));
+    // Absolute: each gateway runs in a directory of its own below it.
+    let work_dir = std::path::absolute(&work_dir).unwrap_or(work_dir);
     let options = Options {
         warm_up: secs(cli.warm_up, 0.5, 0.5),
         measure: secs(cli.measure, 2.5, 1.0),

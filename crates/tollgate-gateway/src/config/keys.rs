@@ -20,6 +20,7 @@ pub(crate) enum Section {
     Tollgate,
     Mock,
     MockFault,
+    Key,
 }
 
 /// Sections of the file's top level; a key misplaced among them is looked up here first.
@@ -60,6 +61,7 @@ impl Section {
             Section::Tollgate => "tollgate",
             Section::Mock => "tollgate.mock.<deployment id>",
             Section::MockFault => "a mock fault",
+            Section::Key => "a tollgate.keys entry",
         }
     }
 
@@ -140,9 +142,21 @@ impl Section {
                 "ledger_path",
                 "ledger_flush_interval",
                 "mock",
+                "keys",
             ],
             Section::Mock => &["latency_ms", "chunk_delay_ms", "fault", "fail_every"],
             Section::MockFault => &["kind", "status", "after_chunks"],
+            Section::Key => &[
+                "key",
+                "key_hash",
+                "key_alias",
+                "models",
+                "rpm_limit",
+                "tpm_limit",
+                "max_parallel_requests",
+                "max_budget",
+                "budget_duration",
+            ],
         }
     }
 
@@ -374,7 +388,7 @@ impl Section {
                 "reject_clientside_metadata_tags",
                 "mcp_aliases",
             ],
-            Section::Tollgate | Section::Mock | Section::MockFault => &[],
+            Section::Tollgate | Section::Mock | Section::MockFault | Section::Key => &[],
         }
     }
 
@@ -384,7 +398,7 @@ impl Section {
             Section::Deployment | Section::LitellmParams | Section::ModelInfo => {
                 (&DEPLOYMENT, &TOP)
             }
-            Section::Mock | Section::MockFault => (&[], &[]),
+            Section::Mock | Section::MockFault | Section::Key => (&[], &[]),
             _ => (&TOP, &DEPLOYMENT),
         }
     }

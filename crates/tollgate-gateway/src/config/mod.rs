@@ -68,8 +68,9 @@ use std::path::Path;
 pub use decimal::{Decimal, DecimalError};
 pub use error::{ConfigError, Warning};
 pub use model::{
-    Config, DeploymentConfig, GeneralSettings, KeySource, LitellmSettings, MockFault, MockSettings,
-    ModelCosts, Provider, RetryPolicy, RouterSettings, RoutingStrategy, Secret, TollgateSettings,
+    Config, ConfiguredKey, DeploymentConfig, GeneralSettings, KeySource, LitellmSettings,
+    MockFault, MockSettings, ModelCosts, Provider, RetryPolicy, RouterSettings, RoutingStrategy,
+    Secret, TollgateSettings,
 };
 pub use report::render_report;
 

@@ -525,6 +525,38 @@ pub struct TollgateSettings {
     pub ledger_flush_interval: Option<Duration>,
     /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
     pub mock: BTreeMap<String, MockSettings>,
+    /// `keys`: virtual keys defined in the config file, in file order.
+    pub keys: Vec<ConfiguredKey>,
+}
+
+/// A virtual key defined in the config file (an entry of `tollgate.keys`).
+///
+/// Exactly one of [`key`](Self::key) and [`key_hash`](Self::key_hash) is
+/// set. Neither `Debug` nor the check-config report shows the key: it is a
+/// [`Secret`], and reports name a key by its alias.
+#[derive(Debug, Clone, Default)]
+pub struct ConfiguredKey {
+    /// `key`: the key's text, usually `os.environ/VAR`.
+    pub key: Option<Secret>,
+    /// `key_hash`: the SHA-256 of the key's text (64 hex digits in the
+    /// file), so the file need not hold the key.
+    pub key_hash: Option<[u8; 32]>,
+    /// `key_alias`: the key's name in logs, metrics and the ledger
+    /// (required).
+    pub key_alias: String,
+    /// `models`: model groups the key may use; empty means all.
+    pub models: Vec<String>,
+    /// `rpm_limit`: requests per minute.
+    pub rpm_limit: Option<u32>,
+    /// `tpm_limit`: tokens per minute.
+    pub tpm_limit: Option<u64>,
+    /// `max_parallel_requests`: requests in flight at once.
+    pub max_parallel_requests: Option<u32>,
+    /// `max_budget`: dollars per `budget_duration` (or in the key's
+    /// lifetime), exact, at most 12 decimals.
+    pub max_budget: Option<Decimal>,
+    /// `budget_duration`: the budget window, in LiteLLM's format (`30d`).
+    pub budget_duration: Option<Duration>,
 }
 
 /// How one `mock/` deployment behaves (`tollgate.mock.<deployment id>`).

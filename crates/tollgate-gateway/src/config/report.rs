@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Loaded;
-use super::model::{Config, DeploymentConfig, KeySource, MockFault, Secret};
+use super::model::{Config, ConfiguredKey, DeploymentConfig, KeySource, MockFault, Secret};
 
 /// Renders what was understood from a config: model groups with their deployments,
 /// fallbacks, the settings that were set, then the warnings.
@@ -90,6 +90,13 @@ pub fn render_report(loaded: &Loaded) -> String {
         }
     }
 
+    if !config.tollgate.keys.is_empty() {
+        out.push_str("\nVirtual keys\n");
+        for key in &config.tollgate.keys {
+            let _ = writeln!(out, "  {}", key_line(key));
+        }
+    }
+
     if !loaded.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings ({})", loaded.warnings.len());
         for warning in &loaded.warnings {
@@ -142,6 +149,45 @@ fn deployment_line(deployment: &DeploymentConfig) -> String {
             .map(|(name, _)| name.as_str())
             .collect();
         let _ = write!(line, ", extra_headers {}", names.join(" "));
+    }
+    line
+}
+
+/// A config key by its alias and settings; the key itself appears only as
+/// its source (`key env TEAM_A_KEY`, `key config`, `key_hash`).
+fn key_line(key: &ConfiguredKey) -> String {
+    let mut line = format!("{}: ", key.key_alias);
+    match &key.key {
+        Some(secret) => {
+            let _ = write!(line, "key {}", secret.source());
+        }
+        None => line.push_str("key_hash"),
+    }
+    if key.models.is_empty() {
+        line.push_str(", models all");
+    } else {
+        let _ = write!(line, ", models {}", key.models.join(" "));
+    }
+    let optional = [
+        ("rpm_limit", key.rpm_limit.map(|n| n.to_string())),
+        ("tpm_limit", key.tpm_limit.map(|n| n.to_string())),
+        (
+            "max_parallel_requests",
+            key.max_parallel_requests.map(|n| n.to_string()),
+        ),
+        (
+            "max_budget",
+            key.max_budget.as_ref().map(|d| format!("${d}")),
+        ),
+        (
+            "budget_duration",
+            key.budget_duration.map(crate::keys::duration::format),
+        ),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            let _ = write!(line, ", {name} {value}");
+        }
     }
     line
 }

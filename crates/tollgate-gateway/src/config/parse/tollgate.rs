@@ -1,9 +1,11 @@
 //! `tollgate`: the settings LiteLLM has no key for, including mock deployments' faults.
 
 use super::Cx;
-use crate::config::error::{ConfigError, key_path};
+use crate::config::error::{ConfigError, index_path, key_path};
 use crate::config::keys::Section;
-use crate::config::model::{DeploymentConfig, MockFault, MockSettings, Provider, TollgateSettings};
+use crate::config::model::{
+    ConfiguredKey, DeploymentConfig, MockFault, MockSettings, Provider, TollgateSettings,
+};
 use crate::config::yaml::Node;
 
 pub(super) fn tollgate(
@@ -65,9 +67,132 @@ pub(super) fn tollgate(
                     out.mock.insert(id.to_owned(), settings);
                 }
             }
+            "keys" => {
+                for (i, entry) in cx.items(value, &path)?.iter().enumerate() {
+                    let entry_path = index_path(&path, i);
+                    let configured = configured_key(cx, entry, &entry_path)?;
+                    if let Some(first) = out
+                        .keys
+                        .iter()
+                        .position(|other| other.key_alias == configured.key_alias)
+                    {
+                        return Err(ConfigError::invalid(
+                            &key_path(&entry_path, "key_alias"),
+                            format!(
+                                "{:?} is already the alias of {}",
+                                configured.key_alias,
+                                index_path(&path, first)
+                            ),
+                        ));
+                    }
+                    out.keys.push(configured);
+                }
+            }
             _ => cx.warn_key(Section::Tollgate, key, &path),
         }
     }
+    Ok(out)
+}
+
+/// One entry of `tollgate.keys`: a virtual key defined in the file.
+fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<ConfiguredKey, ConfigError> {
+    if !matches!(node, Node::Map(_)) {
+        return Err(ConfigError::invalid(
+            path,
+            format!(
+                "expected a mapping such as `{{ key: os.environ/TEAM_KEY, key_alias: team }}`, found {}",
+                node.kind()
+            ),
+        ));
+    }
+    let mut out = ConfiguredKey::default();
+    let mut alias = None;
+    for (key, value) in cx.entries(node, path)? {
+        let key_path = key_path(path, key);
+        match key {
+            "key" => out.key = cx.secret(value, &key_path)?,
+            "key_hash" => {
+                if let Some(text) = cx.text(value, &key_path)? {
+                    let hash = crate::keys::hash::from_hex(text.value.trim()).ok_or_else(|| {
+                        ConfigError::invalid(
+                            &key_path,
+                            format!(
+                                "expected the SHA-256 of the key as 64 hex digits, found {}",
+                                text.shown()
+                            ),
+                        )
+                    })?;
+                    out.key_hash = Some(hash);
+                }
+            }
+            "key_alias" => {
+                if let Some(text) = cx.string(value, &key_path)? {
+                    crate::keys::generate::check_alias(&text)
+                        .map_err(|why| ConfigError::invalid(&key_path, why))?;
+                    alias = Some(text);
+                }
+            }
+            "models" => {
+                out.models = cx
+                    .items(value, &key_path)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| cx.group(item, &index_path(&key_path, i), true))
+                    .collect::<Result<_, _>>()?;
+            }
+            "rpm_limit" => out.rpm_limit = cx.u32(value, &key_path)?,
+            "tpm_limit" => out.tpm_limit = cx.u64(value, &key_path)?,
+            "max_parallel_requests" => out.max_parallel_requests = cx.u32(value, &key_path)?,
+            "max_budget" => {
+                let budget = cx.decimal(value, &key_path)?;
+                let fits = budget.as_ref().is_none_or(|budget| {
+                    budget
+                        .to_units(12)
+                        .is_some_and(|picos| u64::try_from(picos).is_ok())
+                });
+                if !fits {
+                    return Err(ConfigError::invalid(
+                        &key_path,
+                        "must be at most 18446744 dollars, with at most 12 decimals",
+                    ));
+                }
+                out.max_budget = budget;
+            }
+            "budget_duration" => {
+                if let Some(text) = cx.text(value, &key_path)? {
+                    let duration = crate::keys::duration::parse(&text.value).map_err(|error| {
+                        ConfigError::invalid(&key_path, format!("{error}, found {}", text.shown()))
+                    })?;
+                    out.budget_duration = Some(duration);
+                }
+            }
+            _ => cx.warn_key(Section::Key, key, &key_path),
+        }
+    }
+    match (&out.key, &out.key_hash) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(path, "give key or key_hash, not both"));
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                &key_path(path, "key"),
+                "missing: the key (e.g. os.environ/TEAM_KEY), or its SHA-256 as key_hash",
+            ));
+        }
+        (Some(secret), None) if secret.expose().is_empty() => {
+            return Err(ConfigError::invalid(
+                &key_path(path, "key"),
+                "must not be empty",
+            ));
+        }
+        _ => {}
+    }
+    out.key_alias = alias.ok_or_else(|| {
+        ConfigError::invalid(
+            &key_path(path, "key_alias"),
+            "missing: a name for the key in logs, metrics and the ledger",
+        )
+    })?;
     Ok(out)
 }
 

@@ -1,0 +1,250 @@
+//! The admin API for keys, in LiteLLM's shape: `POST /key/generate`,
+//! `GET /key/info?key=...`, `POST /key/delete`.
+//!
+//! Framework-free: each handler takes the request's parts and returns a
+//! complete `application/json` response (errors in the OpenAI shape). The
+//! router calls them only for requests that carry the master key.
+//!
+//! The response of `/key/generate` is the only one that ever contains a
+//! key's text. `/key/info` takes the key (or its hash) in the query string:
+//! whatever logs request URLs must leave that query out.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use tollgate_core::Failure;
+use tollgate_cost::Usd;
+
+use super::generate::bad_request;
+use super::hash::to_hex;
+use super::key::rfc3339;
+use super::{GenerateRequest, Keys, VirtualKey, duration, not_found};
+
+/// Routes a key admin request: `None` when `path` is not one of
+/// `/key/generate`, `/key/info`, `/key/delete`.
+pub(crate) async fn handle(
+    keys: &Keys,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+    now_ms: i64,
+) -> Option<Response<Bytes>> {
+    let allowed = match path {
+        "/key/generate" => Method::POST,
+        "/key/info" => Method::GET,
+        "/key/delete" => Method::POST,
+        _ => return None,
+    };
+    if *method != allowed {
+        let failure = bad_request(format!("{path} takes {allowed} requests"), None)
+            .with_status(StatusCode::METHOD_NOT_ALLOWED);
+        let mut response = failure.to_response::<Bytes>();
+        if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return Some(response);
+    }
+    Some(match path {
+        "/key/generate" => generate(keys, body, now_ms).await,
+        "/key/info" => info(keys, query).await,
+        _ => delete(keys, body).await,
+    })
+}
+
+/// `POST /key/generate`: LiteLLM's body (`models`, `rpm_limit`,
+/// `tpm_limit`, `max_parallel_requests`, `max_budget`, `budget_duration`,
+/// `duration`, `key_alias`, `metadata`; other fields ignored) → the new key
+/// and its settings.
+pub(crate) async fn generate(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    let request = match GenerateRequest::from_json(body) {
+        Ok(request) => request,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.generate(request, now_ms).await {
+        Ok(generated) => json(
+            StatusCode::OK,
+            &View::of(&generated.record, Some(generated.key.expose())),
+        ),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `GET /key/info?key=<key or hex hash>` → `{"key": "<hex hash>", "info":
+/// {...}}`; 404 when there is no such key.
+pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
+    let key = match query_param(query.unwrap_or_default(), "key") {
+        Ok(Some(key)) if !key.trim().is_empty() => key,
+        Ok(_) => {
+            return bad_request("give the key (or its hash) as ?key=", Some("key")).to_response();
+        }
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.info(&key).await {
+        Ok(Some(record)) => {
+            #[derive(Serialize)]
+            struct Info<'a> {
+                key: String,
+                info: View<'a>,
+            }
+            let body = Info {
+                key: to_hex(&record.hash),
+                info: View::of(&record, None),
+            };
+            json(StatusCode::OK, &body)
+        }
+        Ok(None) => not_found("no such key".to_owned())
+            .with_param("key")
+            .to_response(),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/delete` with `{"keys": [...]}` (keys or hex hashes) and/or
+/// `{"key_aliases": [...]}` → `{"deleted_keys": [names]}`.
+pub(crate) async fn delete(keys: &Keys, body: &[u8]) -> Response<Bytes> {
+    match delete_inner(keys, body).await {
+        Ok(names) => {
+            #[derive(Serialize)]
+            struct Deleted {
+                deleted_keys: Vec<String>,
+            }
+            json(
+                StatusCode::OK,
+                &Deleted {
+                    deleted_keys: names,
+                },
+            )
+        }
+        Err(failure) => failure.to_response(),
+    }
+}
+
+async fn delete_inner(keys: &Keys, body: &[u8]) -> Result<Vec<String>, Failure> {
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
+        .map_err(|_| bad_request("the body must be a JSON object", None))?;
+    let list = |field: &'static str| -> Result<Vec<String>, Failure> {
+        match fields.get(field).map(|raw| raw.get()) {
+            None | Some("null") => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str(raw).map_err(|_| {
+                bad_request(format!("{field} must be a list of strings"), Some(field))
+            }),
+        }
+    };
+    let mut targets = list("keys")?;
+    let aliases = list("key_aliases")?;
+    if targets.is_empty() && aliases.is_empty() {
+        return Err(bad_request(
+            "give the keys to delete as \"keys\" (keys or their hashes) or \"key_aliases\"",
+            Some("keys"),
+        ));
+    }
+    for (index, alias) in aliases.iter().enumerate() {
+        match keys.find_alias(alias).await? {
+            Some(hash) => targets.push(to_hex(&hash)),
+            None => {
+                return Err(not_found(format!(
+                    "key_aliases[{index}]: no key has the alias {alias:?}"
+                ))
+                .with_param("key_aliases"));
+            }
+        }
+    }
+    keys.delete(&targets).await
+}
+
+/// A key as the admin API shows it: everything but the key text, unless
+/// `key` is given (the answer to `/key/generate`).
+#[derive(Serialize)]
+struct View<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    key_alias: Option<&'a str>,
+    key_name: String,
+    token: String,
+    expires: Option<String>,
+    models: &'a [String],
+    rpm_limit: Option<u32>,
+    tpm_limit: Option<u64>,
+    max_parallel_requests: Option<u32>,
+    /// Exact decimal dollars, as a JSON number.
+    max_budget: Option<Box<RawValue>>,
+    budget_duration: Option<String>,
+    metadata: &'a serde_json::Value,
+    created_at: String,
+    source: &'static str,
+}
+
+impl<'a> View<'a> {
+    fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
+        View {
+            key,
+            key_alias: record.alias(),
+            key_name: record.name().to_string(),
+            token: to_hex(&record.hash),
+            expires: record.expires_at_ms.map(rfc3339),
+            models: &record.models,
+            rpm_limit: record.rpm_limit,
+            tpm_limit: record.tpm_limit,
+            max_parallel_requests: record.max_parallel_requests,
+            max_budget: record
+                .max_budget_picos
+                .and_then(|picos| RawValue::from_string(Usd::from_picos(picos).to_string()).ok()),
+            budget_duration: record.budget_duration.map(duration::format),
+            metadata: &record.metadata,
+            created_at: rfc3339(record.created_at_ms),
+            source: record.source.as_str(),
+        }
+    }
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+    // Serialising strings, numbers and JSON values cannot fail.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The percent-decoded value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            return percent_decode(value).map(Some).ok_or_else(|| {
+                bad_request(format!("{name} is not valid percent-encoding"), Some("key"))
+            });
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}

@@ -1,0 +1,275 @@
+//! New key text, and the body of `POST /key/generate`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::value::RawValue;
+use tollgate_core::{ErrorClass, Failure};
+use tollgate_cost::Usd;
+
+use super::duration;
+
+/// What every generated key starts with.
+pub(crate) const KEY_PREFIX: &str = "sk-";
+
+/// Characters of base64url after the prefix: 32 bytes, unpadded.
+const KEY_BODY_LEN: usize = 43;
+
+/// A new key's text, which never reaches a log: `Debug` and `Display` are
+/// redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct KeyText(String);
+
+impl KeyText {
+    /// The key itself, for the one response that returns it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A fresh key: `sk-` and 43 characters of base64url, from 32 bytes of
+/// the operating system's CSPRNG.
+pub(crate) fn new_key_text(rng: &SystemRandom) -> Result<KeyText, Failure> {
+    let mut bytes = [0u8; 32];
+    rng.fill(&mut bytes)
+        .map_err(|_| Failure::new(ErrorClass::Internal, "no randomness to generate a key"))?;
+    let mut text = String::with_capacity(KEY_PREFIX.len() + KEY_BODY_LEN);
+    text.push_str(KEY_PREFIX);
+    base64url(&bytes, &mut text);
+    Ok(KeyText(text))
+}
+
+/// Whether `text` has the shape of a generated key. Only such texts are
+/// looked up in Redis: any other unknown text is refused without a round
+/// trip (config keys, whatever their shape, are always known locally).
+pub(crate) fn looks_generated(text: &str) -> bool {
+    text.strip_prefix(KEY_PREFIX).is_some_and(|body| {
+        body.len() == KEY_BODY_LEN
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Unpadded base64url (RFC 4648 §5) of `bytes`, appended to `out`.
+fn base64url(bytes: &[u8], out: &mut String) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let sextet = |n: u32, shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        out.push(sextet(n, 18));
+        out.push(sextet(n, 12));
+        if chunk.len() > 1 {
+            out.push(sextet(n, 6));
+        }
+        if chunk.len() > 2 {
+            out.push(sextet(n, 0));
+        }
+    }
+}
+
+/// The longest `key_alias` accepted, in characters.
+pub(crate) const MAX_ALIAS_CHARS: usize = 128;
+
+/// What `POST /key/generate` asks for, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GenerateRequest {
+    /// `key_alias`.
+    pub(crate) key_alias: Option<String>,
+    /// `models`: model groups the key may use; empty means all.
+    pub(crate) models: Vec<String>,
+    /// `rpm_limit`.
+    pub(crate) rpm_limit: Option<u32>,
+    /// `tpm_limit`.
+    pub(crate) tpm_limit: Option<u64>,
+    /// `max_parallel_requests`.
+    pub(crate) max_parallel_requests: Option<u32>,
+    /// `max_budget`, in pico-dollars, read exactly from the JSON text.
+    pub(crate) max_budget_picos: Option<u64>,
+    /// `budget_duration`.
+    pub(crate) budget_duration: Option<Duration>,
+    /// `duration`: how long the key lives.
+    pub(crate) duration: Option<Duration>,
+    /// `metadata`: a JSON object (empty when absent).
+    pub(crate) metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl GenerateRequest {
+    /// Reads LiteLLM's `/key/generate` body. Unknown fields are ignored
+    /// (LiteLLM has many: `team_id`, `user_id`, `tags`...); a field of the
+    /// wrong type or out of range is a 400 naming it. An empty body asks
+    /// for a key with no limits.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Self, Failure> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(GenerateRequest::default());
+        }
+        // Raw values keep each number's text, so `max_budget: 25.10` is
+        // read as exactly 25.10 dollars, never through a float.
+        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
+            .map_err(|_| bad_request("the body must be a JSON object", None))?;
+        let mut out = GenerateRequest::default();
+        for (name, raw) in &fields {
+            let raw = raw.get();
+            if raw == "null" {
+                continue;
+            }
+            match name.as_str() {
+                "key_alias" => out.key_alias = Some(alias(raw)?),
+                "models" => out.models = models(raw)?,
+                "rpm_limit" => out.rpm_limit = Some(whole_u32(raw, "rpm_limit")?),
+                "tpm_limit" => out.tpm_limit = Some(whole(raw, "tpm_limit", u64::MAX)?),
+                "max_parallel_requests" => {
+                    out.max_parallel_requests = Some(whole_u32(raw, "max_parallel_requests")?);
+                }
+                "max_budget" => out.max_budget_picos = Some(money(raw, "max_budget")?),
+                "budget_duration" => {
+                    out.budget_duration = Some(litellm_duration(raw, "budget_duration")?)
+                }
+                "duration" => out.duration = Some(litellm_duration(raw, "duration")?),
+                "metadata" => {
+                    out.metadata = serde_json::from_str(raw).map_err(|_| {
+                        bad_request("metadata must be a JSON object", Some("metadata"))
+                    })?;
+                }
+                "key" => {
+                    return Err(bad_request(
+                        "choosing the key text is not supported: omit `key` and Tollgate \
+                         generates one, or put the key in tollgate.keys in the config file",
+                        Some("key"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A 400 with `param` naming the field.
+pub(crate) fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
+    let failure = Failure::new(ErrorClass::BadRequest, message.into());
+    match param {
+        Some(param) => failure.with_param(param),
+        None => failure,
+    }
+}
+
+/// A JSON string, or `None` when `raw` is not one.
+fn string(raw: &str) -> Option<String> {
+    serde_json::from_str::<String>(raw).ok()
+}
+
+fn alias(raw: &str) -> Result<String, Failure> {
+    let field = Some("key_alias");
+    let alias = string(raw).ok_or_else(|| bad_request("key_alias must be a string", field))?;
+    check_alias(&alias).map_err(|why| bad_request(format!("key_alias {why}"), field))?;
+    Ok(alias)
+}
+
+/// Why `alias` cannot name a key, if it cannot. Aliases go into logs,
+/// metrics labels and the ledger, and `/key/info` and `/key/delete` take
+/// key texts and hashes, so an alias may look like neither.
+pub(crate) fn check_alias(alias: &str) -> Result<(), &'static str> {
+    if alias.trim().is_empty() {
+        return Err("must not be empty");
+    }
+    if alias.chars().count() > MAX_ALIAS_CHARS {
+        return Err("must be at most 128 characters");
+    }
+    if alias.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    if alias.starts_with(KEY_PREFIX) || super::hash::from_hex(alias).is_some() {
+        return Err("must not look like a key or a key hash");
+    }
+    Ok(())
+}
+
+fn models(raw: &str) -> Result<Vec<String>, Failure> {
+    let field = Some("models");
+    let list: Vec<String> = serde_json::from_str(raw)
+        .map_err(|_| bad_request("models must be a list of model group names", field))?;
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for model in list {
+        if model.trim().is_empty() {
+            return Err(bad_request("models must not contain an empty name", field));
+        }
+        if !out.contains(&model) {
+            out.push(model);
+        }
+    }
+    Ok(out)
+}
+
+/// A whole number from 0 to `max`, as a JSON number or a string of digits
+/// (pydantic, and so LiteLLM, accepts both).
+fn whole(raw: &str, field: &'static str, max: u64) -> Result<u64, Failure> {
+    let text = string(raw).unwrap_or_else(|| raw.to_owned());
+    let text = text.trim();
+    let wrong = || {
+        bad_request(
+            format!("{field} must be a whole number from 0 to {max}"),
+            Some(field),
+        )
+    };
+    if text.starts_with('-') && text.len() > 1 {
+        return Err(bad_request(
+            format!("{field} must not be negative"),
+            Some(field),
+        ));
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(wrong());
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(wrong)
+}
+
+fn whole_u32(raw: &str, field: &'static str) -> Result<u32, Failure> {
+    let n = whole(raw, field, u32::MAX.into())?;
+    // `whole` capped it at u32::MAX.
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Dollars as a JSON number or a string (`25.5`, `"25.5"`), exactly.
+fn money(raw: &str, field: &'static str) -> Result<u64, Failure> {
+    let text = string(raw).unwrap_or_else(|| raw.to_owned());
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(bad_request(
+            format!("{field} must not be negative"),
+            Some(field),
+        ));
+    }
+    Usd::parse(text).map(Usd::picos).map_err(|_| {
+        bad_request(
+            format!(
+                "{field} must be an amount of dollars, such as 25.5 or \"25.5\", up to 18446744"
+            ),
+            Some(field),
+        )
+    })
+}
+
+fn litellm_duration(raw: &str, field: &'static str) -> Result<Duration, Failure> {
+    let text = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::String(text)) => text,
+        // LiteLLM reads a bare number as seconds.
+        Ok(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    duration::parse(&text).map_err(|error| bad_request(format!("{field}: {error}"), Some(field)))
+}

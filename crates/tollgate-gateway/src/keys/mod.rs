@@ -1,0 +1,930 @@
+//! Virtual keys: API keys the gateway hands out, each with its own model
+//! list, rate limits and budget, in the shape of LiteLLM's admin API
+//! (`POST /key/generate`, `GET /key/info`, `POST /key/delete`).
+//!
+//! # The model
+//!
+//! A [`VirtualKey`] is the stored record of one key: the SHA-256 of its
+//! text, an optional alias, the model groups it may use (empty: all),
+//! `rpm_limit`, `tpm_limit`, `max_parallel_requests`, `max_budget` (exact,
+//! in pico-dollars) per `budget_duration`, an expiry, metadata, and where
+//! it came from ([`KeySource`]: the config file or `/key/generate`). Its
+//! [`name`](VirtualKey::name) — the alias, else `key-` and the first 12 hex
+//! digits of the hash — is the only thing about a key that may appear in
+//! logs, metrics, the ledger and errors.
+//!
+//! # Keys and hashing
+//!
+//! Generated keys are `sk-` and 43 characters of base64url: 32 bytes from
+//! the operating system's CSPRNG (`ring::rand::SystemRandom`). Only the
+//! SHA-256 of a key's text is ever kept; the text exists in the one
+//! response of `/key/generate` and nowhere else (not in a store, a log, an
+//! error or a `Debug` output). With 256 random bits there is nothing to
+//! brute-force, so an unsalted fast hash is enough, and a request costs one
+//! digest. Lookups go by hash, so the table lookup reveals nothing about
+//! the text; the master key is compared as a hash, in constant time
+//! ([`hash::ct_eq`]).
+//!
+//! Clients send a key as `Authorization: Bearer <key>`, or in `x-api-key`
+//! (Anthropic-style clients) or `api-key` (Azure-style clients).
+//! [`Keys::authenticate`] answers [`Principal::Master`] for the master key,
+//! [`Principal::Virtual`] for a known, unexpired key, and
+//! [`Principal::Open`] when nothing is configured (no master key, no
+//! `tollgate.keys`): library and demo use, where the gateway is open.
+//!
+//! # Where keys are stored
+//!
+//! Config keys (`tollgate.keys`) come from the config file at every start
+//! and are never stored; they cannot be deleted through the API. Generated
+//! keys go to the [`KeyBackend`]:
+//!
+//! - [`KeyBackend::Memory`]: in the process; gone on restart (tests, library
+//!   use).
+//! - [`KeyBackend::Sqlite`]: the table `virtual_keys` in a SQLite file
+//!   (the spend ledger's, by default), on this store's own connection in
+//!   WAL mode; the single-process default. Every key is loaded at start, so
+//!   authentication never reads the file. See [`store::sqlite`] for the
+//!   schema.
+//! - [`KeyBackend::Redis`]: several replicas share generated keys in Redis,
+//!   one string `{prefix}key:{hex hash}` per key holding the record as JSON,
+//!   and `{prefix}alias:{alias}` keeping aliases unique (see
+//!   [`store::redis`]). Each replica also keeps a local copy (in memory, or
+//!   in a SQLite mirror with [`RedisBackend::mirror`]) of every key it has
+//!   generated or seen.
+//!
+//! # Caching (Redis backend)
+//!
+//! Each replica answers from a local map of hash → key, behind a `RwLock`
+//! that is never held across an `.await`. A key not in the map is looked up
+//! in Redis once (one `GET` by hash); the answer is trusted for 5 s, and a
+//! "no such key" for 1 s (at most 10,000 such answers are remembered). So a
+//! key generated on one replica works on every other at once, and a key
+//! deleted on one replica stops working on the others within 5 s (on the
+//! replica that deleted it, at once). Only texts shaped like generated keys
+//! are looked up in Redis; anything else unknown is refused locally.
+//!
+//! # Fail-open when Redis is away
+//!
+//! When Redis errs or does not answer within the operation timeout (100 ms
+//! by default), a replica answers from its local copy: keys it already knew
+//! keep working (even past their 5 s), keys it never saw are refused. Each
+//! such answer calls the `on_fallback` callback (for a metric) and counts in
+//! [`Keys::fallbacks`]; a warning is logged at most once per 10 s.
+//! Generating and deleting keys need Redis, and fail with a 503 while it
+//! is away: a key made or deleted on one replica only would split the
+//! replicas' view for good.
+
+pub(crate) mod admin;
+pub(crate) mod duration;
+pub(crate) mod generate;
+pub(crate) mod hash;
+pub(crate) mod key;
+pub(crate) mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use ring::rand::SystemRandom;
+use tokio::time::Instant;
+use tollgate_core::{ErrorClass, Failure};
+
+use crate::config::ConfiguredKey;
+pub(crate) use generate::{GenerateRequest, KeyText};
+use hash::{KeyHash, ct_eq, from_hex, sha256};
+pub(crate) use key::{KeySource, VirtualKey};
+pub(crate) use store::redis::RedisBackend;
+use store::redis::{Put, RedisStore};
+use store::sqlite::SqliteStore;
+use store::{LocalStore, StoreError};
+
+/// How long a key read from Redis is trusted before it is read again.
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long Redis's "no such key" is trusted.
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+/// The most "no such key" answers remembered at once.
+pub(crate) const NEGATIVE_CAPACITY: usize = 10_000;
+/// The least time between two warnings about Redis being away.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Who a request comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    /// The master key: everything, the admin API included.
+    Master,
+    /// Nothing is configured (no master key, no config keys): the gateway
+    /// is open, as a library or a demo.
+    Open,
+    /// A known, unexpired virtual key.
+    Virtual(Arc<VirtualKey>),
+}
+
+impl Principal {
+    /// Whether this is the master key (the admin API needs it).
+    #[cfg(test)]
+    pub(crate) fn is_master(&self) -> bool {
+        matches!(self, Principal::Master)
+    }
+
+    /// The virtual key, if the request came with one.
+    pub(crate) fn virtual_key(&self) -> Option<&Arc<VirtualKey>> {
+        match self {
+            Principal::Virtual(key) => Some(key),
+            Principal::Master | Principal::Open => None,
+        }
+    }
+
+    /// Whether the principal may use the model group `model`.
+    pub(crate) fn allows_model(&self, model: &str) -> bool {
+        match self {
+            Principal::Virtual(key) => key.allows_model(model),
+            Principal::Master | Principal::Open => true,
+        }
+    }
+}
+
+/// Where generated keys are kept (see the module docs).
+#[derive(Debug)]
+pub(crate) enum KeyBackend {
+    /// In this process only.
+    Memory,
+    /// The table `virtual_keys` in this SQLite file.
+    Sqlite(PathBuf),
+    /// Shared through Redis, with a local copy.
+    Redis(RedisBackend),
+}
+
+/// Why [`Keys::new`] failed. Messages name config paths, aliases and files,
+/// never a key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeysError {
+    /// `general_settings.master_key` is set to an empty value.
+    #[error("general_settings.master_key is empty; set a key or remove the setting")]
+    EmptyMasterKey,
+    /// A config key's text is empty.
+    #[error("tollgate.keys[{index}].key ({alias}) is empty")]
+    EmptyKey {
+        /// Position in `tollgate.keys`.
+        index: usize,
+        /// Its alias.
+        alias: String,
+    },
+    /// A config key is the master key.
+    #[error("tollgate.keys[{index}] ({alias}) is the master key; give each virtual key its own")]
+    MasterKeyReused {
+        /// Position in `tollgate.keys`.
+        index: usize,
+        /// Its alias.
+        alias: String,
+    },
+    /// Two config keys are the same key.
+    #[error("tollgate.keys[{index}] ({alias}) is the same key as {other}")]
+    DuplicateKey {
+        /// Position in `tollgate.keys`.
+        index: usize,
+        /// Its alias.
+        alias: String,
+        /// The other key's alias.
+        other: String,
+    },
+    /// Two config keys have one alias.
+    #[error("tollgate.keys[{index}].key_alias: {alias:?} is used by another key")]
+    DuplicateAlias {
+        /// Position in `tollgate.keys`.
+        index: usize,
+        /// The alias.
+        alias: String,
+    },
+    /// A config key's budget is not a whole number of pico-dollars.
+    #[error(
+        "tollgate.keys[{index}].max_budget ({alias}) must be at most 18446744 dollars with at most 12 decimals"
+    )]
+    Budget {
+        /// Position in `tollgate.keys`.
+        index: usize,
+        /// Its alias.
+        alias: String,
+    },
+    /// A config key and a stored generated key have one alias.
+    #[error(
+        "key_alias {alias:?} of tollgate.keys is also the alias of a generated key in {}; \
+         rename the config key, or delete the generated key \
+         (DELETE FROM virtual_keys WHERE hash = '{hash}')",
+        path.display()
+    )]
+    AliasClash {
+        /// The alias.
+        alias: String,
+        /// The SQLite file.
+        path: PathBuf,
+        /// The generated key's hash, in hex.
+        hash: String,
+    },
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A freshly generated key: its text (for the one response that shows it)
+/// and its record.
+#[derive(Debug, Clone)]
+pub(crate) struct Generated {
+    /// The key text; `Debug` shows `<redacted>`.
+    pub(crate) key: KeyText,
+    /// What was stored.
+    pub(crate) record: Arc<VirtualKey>,
+}
+
+/// The virtual key registry the gateway asks: authentication, and the
+/// admin operations. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub(crate) struct Keys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// SHA-256 of the master key.
+    master: Option<KeyHash>,
+    /// Nothing configured: every request is [`Principal::Open`].
+    open: bool,
+    cache: RwLock<Cache>,
+    local: LocalStore,
+    redis: Option<RedisStore>,
+    rng: SystemRandom,
+    /// Serialises generate and delete (rare), so an alias check and the
+    /// write that follows it cannot interleave with another's.
+    admin: tokio::sync::Mutex<()>,
+    fallbacks: AtomicU64,
+    on_fallback: Option<Arc<dyn Fn() + Send + Sync>>,
+    last_warn: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Every key this replica knows.
+    known: HashMap<KeyHash, Known>,
+    /// Hashes Redis said it did not have, and when (unix ms).
+    missing: HashMap<KeyHash, i64>,
+}
+
+struct Known {
+    key: Arc<VirtualKey>,
+    /// When Redis last confirmed the key (unix ms); `None` for keys this
+    /// replica holds the truth for (config keys; every key of the memory
+    /// and SQLite backends), which are never re-read.
+    checked_at_ms: Option<i64>,
+}
+
+/// What the local map says about a hash.
+enum Lookup {
+    /// Known and current.
+    Found(Arc<VirtualKey>),
+    /// Unknown, and not worth asking Redis.
+    Unknown,
+    /// Ask Redis; the local copy, if any, answers if Redis cannot.
+    AskRedis(Option<Arc<VirtualKey>>),
+}
+
+/// Whether something recorded at `at_ms` is still current at `now_ms`.
+fn fresh(now_ms: i64, at_ms: i64, ttl: Duration) -> bool {
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    (0..ttl_ms).contains(&now_ms.saturating_sub(at_ms))
+}
+
+impl Cache {
+    fn remember_missing(&mut self, hash: KeyHash, now_ms: i64) {
+        if self.missing.len() >= NEGATIVE_CAPACITY {
+            self.missing
+                .retain(|_, at| fresh(now_ms, *at, NEGATIVE_TTL));
+        }
+        if self.missing.len() < NEGATIVE_CAPACITY {
+            self.missing.insert(hash, now_ms);
+        }
+    }
+
+    /// Records `key` as confirmed at `checked_at_ms`. Another generated key
+    /// with the same alias is dropped: the store just said the alias is
+    /// this key's, so the other was deleted (on another replica).
+    fn insert(&mut self, key: Arc<VirtualKey>, checked_at_ms: Option<i64>) {
+        self.missing.remove(&key.hash);
+        if let Some(alias) = key.alias() {
+            self.known.retain(|hash, known| {
+                *hash == key.hash
+                    || known.key.source == KeySource::Config
+                    || known.key.alias() != Some(alias)
+            });
+        }
+        self.known.insert(key.hash, Known { key, checked_at_ms });
+    }
+
+    fn alias_owner(&self, alias: &str) -> Option<&Arc<VirtualKey>> {
+        self.known
+            .values()
+            .map(|known| &known.key)
+            .find(|key| key.alias() == Some(alias))
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let known = self.read().known.len();
+        f.debug_struct("Keys")
+            .field("open", &self.inner.open)
+            .field("master_key", &self.inner.master.is_some())
+            .field("known", &known)
+            .field("redis", &self.inner.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// The registry: the master key (its text; only its hash is kept),
+    /// the config's keys, and where generated keys live.
+    ///
+    /// Blocking (opens and reads the SQLite file): call it at start-up. It
+    /// sends nothing to Redis: keys are read from Redis when first used.
+    ///
+    /// # Errors
+    ///
+    /// An empty master key; config keys that are empty, the master key, or
+    /// the same key or alias twice; a budget finer than a pico-dollar; a
+    /// SQLite file that cannot be opened or read; a generated key in it
+    /// with the alias of a config key.
+    pub(crate) fn new(
+        master_key: Option<String>,
+        configured: &[ConfiguredKey],
+        backend: KeyBackend,
+    ) -> Result<Keys, KeysError> {
+        let master = match master_key {
+            Some(text) if text.is_empty() => return Err(KeysError::EmptyMasterKey),
+            Some(text) => Some(sha256(text.as_bytes())),
+            None => None,
+        };
+        let open = master.is_none() && configured.is_empty();
+        let started_ms = unix_now_ms();
+        let mut cache = Cache::default();
+        for (index, entry) in configured.iter().enumerate() {
+            let key = configured_key(index, entry, started_ms)?;
+            let alias = entry.key_alias.clone();
+            if master.as_ref().is_some_and(|m| ct_eq(m, &key.hash)) {
+                return Err(KeysError::MasterKeyReused { index, alias });
+            }
+            if let Some(other) = cache.known.get(&key.hash) {
+                return Err(KeysError::DuplicateKey {
+                    index,
+                    alias,
+                    other: other.key.name().to_string(),
+                });
+            }
+            if cache.alias_owner(&alias).is_some() {
+                return Err(KeysError::DuplicateAlias { index, alias });
+            }
+            let known = Known {
+                key: Arc::new(key),
+                checked_at_ms: None,
+            };
+            cache.known.insert(known.key.hash, known);
+        }
+
+        let (local, redis, on_fallback, sqlite_path) = match backend {
+            KeyBackend::Memory => (LocalStore::Memory(Default::default()), None, None, None),
+            KeyBackend::Sqlite(path) => {
+                let store = SqliteStore::open(&path)?;
+                (LocalStore::Sqlite(Arc::new(store)), None, None, Some(path))
+            }
+            KeyBackend::Redis(backend) => {
+                let local = match &backend.mirror {
+                    Some(path) => LocalStore::Sqlite(Arc::new(SqliteStore::open(path)?)),
+                    None => LocalStore::Memory(Default::default()),
+                };
+                let redis = RedisStore::new(&backend);
+                (local, Some(redis), backend.on_fallback, None)
+            }
+        };
+
+        for stored in local.load()? {
+            if let Some(config) = cache.known.get(&stored.hash) {
+                tracing::warn!(
+                    key = %config.key.name(),
+                    "a stored generated key is also in tollgate.keys; the config's settings apply"
+                );
+                continue;
+            }
+            if let Some(alias) = stored.alias()
+                && let Some(owner) = cache.alias_owner(alias)
+            {
+                match &sqlite_path {
+                    Some(path) if owner.source == KeySource::Config => {
+                        return Err(KeysError::AliasClash {
+                            alias: alias.to_owned(),
+                            path: path.clone(),
+                            hash: hash::to_hex(&stored.hash),
+                        });
+                    }
+                    // A stale mirror row: Redis decides when the key is used.
+                    _ => continue,
+                }
+            }
+            let known = Known {
+                key: Arc::new(stored),
+                // Mirror rows are re-read from Redis at their first use.
+                checked_at_ms: redis.as_ref().map(|_| i64::MIN),
+            };
+            cache.known.insert(known.key.hash, known);
+        }
+
+        Ok(Keys {
+            inner: Arc::new(Inner {
+                master,
+                open,
+                cache: RwLock::new(cache),
+                local,
+                redis,
+                rng: SystemRandom::new(),
+                admin: tokio::sync::Mutex::new(()),
+                fallbacks: AtomicU64::new(0),
+                on_fallback,
+                last_warn: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Whether the gateway is open (no master key, no config keys).
+    pub(crate) fn is_open(&self) -> bool {
+        self.inner.open
+    }
+
+    /// How many answers came from the local copy because Redis failed.
+    #[cfg(test)]
+    pub(crate) fn fallbacks(&self) -> u64 {
+        self.inner.fallbacks.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Cache> {
+        self.inner
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Cache> {
+        self.inner
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Who sent the request with these headers, at `now_ms` (unix ms).
+    ///
+    /// # Errors
+    ///
+    /// A 401 ([`ErrorClass::Auth`]) when no key was sent, the key is
+    /// unknown, or it has expired. No message contains the key, or any
+    /// part of it.
+    pub(crate) async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now_ms: i64,
+    ) -> Result<Principal, Failure> {
+        if self.inner.open {
+            return Ok(Principal::Open);
+        }
+        let Some(text) = presented_key(headers) else {
+            return Err(missing_key());
+        };
+        let hash = sha256(text.as_bytes());
+        if self.inner.master.as_ref().is_some_and(|m| ct_eq(m, &hash)) {
+            return Ok(Principal::Master);
+        }
+        let key = match self.lookup(&hash, text, now_ms) {
+            Lookup::Found(key) => Some(key),
+            Lookup::Unknown => None,
+            Lookup::AskRedis(cached) => self.ask_redis(&hash, cached, now_ms).await,
+        };
+        let Some(key) = key else {
+            return Err(incorrect_key());
+        };
+        if key.is_expired(now_ms) {
+            return Err(expired_key(&key));
+        }
+        Ok(Principal::Virtual(key))
+    }
+
+    fn lookup(&self, hash: &KeyHash, text: &str, now_ms: i64) -> Lookup {
+        let cache = self.read();
+        let redis = self.inner.redis.is_some();
+        match cache.known.get(hash) {
+            // Found by hash; compared again in constant time for good measure.
+            Some(known) if ct_eq(&known.key.hash, hash) => match known.checked_at_ms {
+                Some(at) if redis && !fresh(now_ms, at, CACHE_TTL) => {
+                    Lookup::AskRedis(Some(known.key.clone()))
+                }
+                _ => Lookup::Found(known.key.clone()),
+            },
+            _ if !redis || !generate::looks_generated(text) => Lookup::Unknown,
+            _ => match cache.missing.get(hash) {
+                Some(at) if fresh(now_ms, *at, NEGATIVE_TTL) => Lookup::Unknown,
+                _ => Lookup::AskRedis(None),
+            },
+        }
+    }
+
+    /// Reads the key from Redis and updates the local map and copy; on a
+    /// Redis failure, answers `cached`.
+    async fn ask_redis(
+        &self,
+        hash: &KeyHash,
+        cached: Option<Arc<VirtualKey>>,
+        now_ms: i64,
+    ) -> Option<Arc<VirtualKey>> {
+        let redis = self.inner.redis.as_ref()?;
+        match redis.get(hash).await {
+            Ok(Some(key)) => {
+                let key = Arc::new(key);
+                let changed = cached.as_deref() != Some(&*key);
+                self.write().insert(key.clone(), Some(now_ms));
+                if changed && let Err(error) = self.inner.local.put(key.clone(), true).await {
+                    tracing::warn!(key = %key.name(), %error, "cannot keep a local copy of a virtual key");
+                }
+                Some(key)
+            }
+            Ok(None) => {
+                let removed = {
+                    let mut cache = self.write();
+                    cache.remember_missing(*hash, now_ms);
+                    cache.known.remove(hash)
+                };
+                if let Some(removed) = removed {
+                    tracing::info!(key = %removed.key.name(), "virtual key deleted on another replica");
+                    if let Err(error) = self.inner.local.remove(*hash).await {
+                        tracing::warn!(key = %removed.key.name(), %error, "cannot remove the local copy of a deleted virtual key");
+                    }
+                }
+                None
+            }
+            Err(error) => {
+                self.fell_back(&error);
+                cached
+            }
+        }
+    }
+
+    fn fell_back(&self, why: &dyn fmt::Display) {
+        let inner = &*self.inner;
+        inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(callback) = &inner.on_fallback {
+            callback();
+        }
+        let now = Instant::now();
+        let mut last = inner
+            .last_warn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL) {
+            *last = Some(now);
+            drop(last);
+            tracing::warn!(
+                error = %why,
+                "Redis is unavailable to the virtual keys; answering from the local copy"
+            );
+        }
+    }
+
+    /// Makes a new key from a validated `/key/generate` request, at
+    /// `now_ms` (unix ms).
+    ///
+    /// # Errors
+    ///
+    /// 400 when the alias is taken; 503 when Redis is away (Redis backend);
+    /// 500 when the store fails.
+    pub(crate) async fn generate(
+        &self,
+        request: GenerateRequest,
+        now_ms: i64,
+    ) -> Result<Generated, Failure> {
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock().await;
+        if let Some(alias) = &request.key_alias {
+            // With Redis, a generated key seen here may have been deleted on
+            // another replica since: Redis decides for those.
+            let taken = self
+                .read()
+                .alias_owner(alias)
+                .is_some_and(|owner| inner.redis.is_none() || owner.source == KeySource::Config);
+            if taken {
+                return Err(alias_taken(alias));
+            }
+        }
+        let text = generate::new_key_text(&inner.rng)?;
+        let hash = sha256(text.expose().as_bytes());
+        let mut key = VirtualKey::new(hash, request.key_alias, KeySource::Generated, now_ms);
+        key.models = request.models;
+        key.rpm_limit = request.rpm_limit;
+        key.tpm_limit = request.tpm_limit;
+        key.max_parallel_requests = request.max_parallel_requests;
+        key.max_budget_picos = request.max_budget_picos;
+        key.budget_duration = request.budget_duration;
+        key.expires_at_ms = request.duration.map(|duration| {
+            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+            now_ms.saturating_add(ms)
+        });
+        key.metadata = serde_json::Value::Object(request.metadata);
+        let key = Arc::new(key);
+
+        let checked_at_ms = match &inner.redis {
+            Some(redis) => {
+                match redis.put(&key).await {
+                    Ok(Put::Stored) => {}
+                    Ok(Put::AliasTaken) => {
+                        return Err(alias_taken(key.alias().unwrap_or_default()));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot store a generated virtual key in Redis");
+                        return Err(store_unavailable());
+                    }
+                }
+                if let Err(error) = inner.local.put(key.clone(), true).await {
+                    tracing::warn!(key = %key.name(), %error, "cannot keep a local copy of a virtual key");
+                }
+                Some(now_ms)
+            }
+            None => {
+                inner
+                    .local
+                    .put(key.clone(), false)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::AliasTaken => alias_taken(key.alias().unwrap_or_default()),
+                        error => store_failed(&error),
+                    })?;
+                None
+            }
+        };
+        self.write().insert(key.clone(), checked_at_ms);
+        tracing::info!(key = %key.name(), "virtual key generated");
+        Ok(Generated {
+            key: text,
+            record: key,
+        })
+    }
+
+    /// The key whose text or hex hash is `key_text_or_hash`, if there is
+    /// one (expired keys included). With Redis, Redis is asked; if it is
+    /// away, the local copy answers.
+    pub(crate) async fn info(
+        &self,
+        key_text_or_hash: &str,
+    ) -> Result<Option<Arc<VirtualKey>>, Failure> {
+        for hash in candidates(key_text_or_hash) {
+            let found = match self.find(&hash).await {
+                Ok(found) => found,
+                Err(error) => {
+                    self.fell_back(&error);
+                    self.local(&hash)
+                }
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key with this hash: from the local map when this replica holds
+    /// the truth for it, else from Redis.
+    async fn find(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<Arc<VirtualKey>>, store::redis::RedisFailure> {
+        let local = {
+            let cache = self.read();
+            cache
+                .known
+                .get(hash)
+                .map(|known| (known.key.clone(), known.checked_at_ms))
+        };
+        match (&self.inner.redis, local) {
+            (None, local) | (_, local @ Some((_, None))) => Ok(local.map(|(key, _)| key)),
+            (Some(redis), _) => Ok(redis.get(hash).await?.map(Arc::new)),
+        }
+    }
+
+    fn local(&self, hash: &KeyHash) -> Option<Arc<VirtualKey>> {
+        self.read().known.get(hash).map(|known| known.key.clone())
+    }
+
+    /// The hash of the key with `alias`, if any.
+    ///
+    /// # Errors
+    ///
+    /// 503 when Redis is away (Redis backend).
+    pub(crate) async fn find_alias(&self, alias: &str) -> Result<Option<KeyHash>, Failure> {
+        if let Some(key) = self.read().alias_owner(alias) {
+            // A key seen from Redis may have been deleted since; Redis decides.
+            if self.inner.redis.is_none() || key.source == KeySource::Config {
+                return Ok(Some(key.hash));
+            }
+        }
+        match &self.inner.redis {
+            None => Ok(None),
+            Some(redis) => redis.alias(alias).await.map_err(|error| {
+                tracing::warn!(%error, "cannot read a virtual key alias from Redis");
+                store_unavailable()
+            }),
+        }
+    }
+
+    /// Deletes the keys given by text or hex hash; the deleted keys' names.
+    /// All or nothing: every key is checked before any is deleted.
+    ///
+    /// # Errors
+    ///
+    /// 404 naming the position of a key that does not exist; 400 naming the
+    /// alias of a config key; 503 when Redis is away (Redis backend).
+    pub(crate) async fn delete(&self, keys: &[String]) -> Result<Vec<String>, Failure> {
+        let inner = &*self.inner;
+        let _admin = inner.admin.lock().await;
+        let mut found: Vec<Arc<VirtualKey>> = Vec::new();
+        for (index, text) in keys.iter().enumerate() {
+            let mut key = None;
+            for hash in candidates(text) {
+                key = self.find(&hash).await.map_err(|error| {
+                    tracing::warn!(%error, "cannot read a virtual key from Redis");
+                    store_unavailable()
+                })?;
+                if key.is_some() {
+                    break;
+                }
+            }
+            let Some(key) = key else {
+                return Err(
+                    not_found(format!("keys[{index}] is not a known key")).with_param("keys")
+                );
+            };
+            if key.source == KeySource::Config {
+                return Err(generate::bad_request(
+                    format!(
+                        "{} is defined in the config file (tollgate.keys) and cannot be \
+                         deleted through the API; remove it from the config",
+                        key.name()
+                    ),
+                    Some("keys"),
+                ));
+            }
+            if !found.iter().any(|seen| seen.hash == key.hash) {
+                found.push(key);
+            }
+        }
+        for key in &found {
+            if let Some(redis) = &inner.redis {
+                redis.delete(key).await.map_err(|error| {
+                    tracing::warn!(%error, "cannot delete a virtual key from Redis");
+                    store_unavailable()
+                })?;
+            }
+            if let Err(error) = inner.local.remove(key.hash).await {
+                if inner.redis.is_none() {
+                    return Err(store_failed(&error));
+                }
+                tracing::warn!(key = %key.name(), %error, "cannot remove the local copy of a deleted virtual key");
+            }
+            self.write().known.remove(&key.hash);
+            tracing::info!(key = %key.name(), "virtual key deleted");
+        }
+        Ok(found.iter().map(|key| key.name().to_string()).collect())
+    }
+}
+
+/// The hashes `text` may stand for: itself as 64 hex digits (a `token`),
+/// then the hash of the text (a key).
+fn candidates(text: &str) -> Vec<KeyHash> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    from_hex(text)
+        .into_iter()
+        .chain(std::iter::once(sha256(text.as_bytes())))
+        .collect()
+}
+
+/// A config entry as a [`VirtualKey`].
+fn configured_key(
+    index: usize,
+    entry: &ConfiguredKey,
+    created_at_ms: i64,
+) -> Result<VirtualKey, KeysError> {
+    let alias = entry.key_alias.clone();
+    let hash = match (&entry.key, &entry.key_hash) {
+        (Some(secret), _) if secret.expose().is_empty() => {
+            return Err(KeysError::EmptyKey { index, alias });
+        }
+        (Some(secret), _) => sha256(secret.expose().as_bytes()),
+        (None, Some(hash)) => *hash,
+        (None, None) => return Err(KeysError::EmptyKey { index, alias }),
+    };
+    let max_budget_picos = match &entry.max_budget {
+        None => None,
+        Some(budget) => Some(
+            budget
+                .to_units(12)
+                .and_then(|picos| u64::try_from(picos).ok())
+                .ok_or_else(|| KeysError::Budget {
+                    index,
+                    alias: alias.clone(),
+                })?,
+        ),
+    };
+    let mut key = VirtualKey::new(hash, Some(alias), KeySource::Config, created_at_ms);
+    key.models = entry.models.clone();
+    key.rpm_limit = entry.rpm_limit;
+    key.tpm_limit = entry.tpm_limit;
+    key.max_parallel_requests = entry.max_parallel_requests;
+    key.max_budget_picos = max_budget_picos;
+    key.budget_duration = entry.budget_duration;
+    Ok(key)
+}
+
+/// The key a request carries: `Authorization: Bearer <key>`, else
+/// `x-api-key`, else `api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, key) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        })
+        .filter(|key| !key.is_empty());
+    bearer.or_else(|| {
+        ["x-api-key", "api-key"].into_iter().find_map(|name| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+        })
+    })
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+fn missing_key() -> Failure {
+    Failure::new(
+        ErrorClass::Auth,
+        "Missing API key. Send it as `Authorization: Bearer <key>` (or in an `x-api-key` header).",
+    )
+}
+
+fn incorrect_key() -> Failure {
+    Failure::new(ErrorClass::Auth, "Incorrect API key provided.")
+}
+
+fn expired_key(key: &VirtualKey) -> Failure {
+    let at = key.expires_at_ms.map(key::rfc3339).unwrap_or_default();
+    Failure::new(
+        ErrorClass::Auth,
+        format!("The API key {} expired at {at}.", key.name()),
+    )
+    .with_code("expired_api_key")
+}
+
+fn alias_taken(alias: &str) -> Failure {
+    generate::bad_request(
+        format!("key_alias {alias:?} is already in use"),
+        Some("key_alias"),
+    )
+}
+
+fn not_found(message: String) -> Failure {
+    Failure::new(ErrorClass::BadRequest, message)
+        .with_status(http::StatusCode::NOT_FOUND)
+        .with_code("not_found")
+}
+
+fn store_unavailable() -> Failure {
+    Failure::new(
+        ErrorClass::Internal,
+        "the virtual key store is unavailable; try again shortly",
+    )
+    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+}
+
+fn store_failed(error: &StoreError) -> Failure {
+    tracing::error!(%error, "the virtual key store failed");
+    Failure::new(ErrorClass::Internal, "the virtual key store failed")
+}

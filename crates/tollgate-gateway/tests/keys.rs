@@ -1,0 +1,247 @@
+//! Virtual keys through the gateway (issue 6's acceptance 5): no key, a
+//! wrong key, an expired key, a key on a model it may not use and a key
+//! over its budget each get the right status and OpenAI error, no upstream
+//! sees those requests, and a key's text appears in no log, metric, ledger
+//! row or error.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Answer, Captured, TestClient, TestGateway, call, chat_body, client};
+use serde_json::{Value, json};
+use tollgate_testkit::{Reply, Upstream, openai};
+
+const MASTER_KEY: &str = "sk-master-SECRET-9f8e7d6c5b4a";
+
+fn config(upstream: &Upstream, ledger: &Path) -> String {
+    format!(
+        "model_list:
+  - model_name: gpt
+    litellm_params:
+      model: openai/gpt-upstream
+      api_base: {url}/v1
+      api_key: os.environ/UPSTREAM_KEY
+    model_info:
+      id: gpt-1
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+  - model_name: other
+    litellm_params:
+      model: openai/other-upstream
+      api_base: {url}/v1
+      api_key: os.environ/UPSTREAM_KEY
+    model_info:
+      id: other-1
+router_settings:
+  num_retries: 0
+general_settings:
+  master_key: os.environ/MASTER_KEY
+tollgate:
+  ledger_path: {ledger}
+",
+        url = upstream.url(),
+        ledger = ledger.display()
+    )
+}
+
+const ENV: [(&str, &str); 2] = [("UPSTREAM_KEY", "sk-up"), ("MASTER_KEY", MASTER_KEY)];
+
+async fn post(client: &TestClient, url: &str, key: Option<&str>, body: String) -> Answer {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth));
+    }
+    call(client, "POST", url, body, &headers).await
+}
+
+async fn generate(client: &TestClient, gateway: &TestGateway, body: Value) -> String {
+    let answer = post(
+        client,
+        &gateway.url("/key/generate"),
+        Some(MASTER_KEY),
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["key"].as_str().unwrap().to_owned()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// One thread, so that every task of the gateway logs to this test's
+// subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
+    let dir = temp_dir("keys-refused");
+    let ledger = dir.join("ledger.sqlite3");
+    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
+    let client = client();
+    let chat = gateway.url("/v1/chat/completions");
+
+    let only_gpt = generate(
+        &client,
+        &gateway,
+        json!({"key_alias": "only-gpt", "models": ["gpt"]}),
+    )
+    .await;
+    // $0.00001 of budget: the first answer ($0.00005) uses it up.
+    let small_budget = generate(
+        &client,
+        &gateway,
+        json!({"key_alias": "small-budget", "max_budget": 0.00001, "budget_duration": "30d"}),
+    )
+    .await;
+    let mut answers = Vec::new();
+
+    // No key, a wrong key: 401, authentication_error.
+    for key in [None, Some("sk-not-a-key-of-this-gateway-0000000000000000")] {
+        let answer = post(&client, &chat, key, chat_body("gpt", false)).await;
+        assert_eq!(answer.status, 401, "{}", answer.text());
+        assert_eq!(answer.openai_error()["type"], "authentication_error");
+        answers.push(answer);
+    }
+    // A model the key may not use: 403, naming the key by its alias.
+    let answer = post(&client, &chat, Some(&only_gpt), chat_body("other", false)).await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    let error = answer.openai_error();
+    assert_eq!(error["code"], "model_not_allowed");
+    assert!(error["message"].as_str().unwrap().contains("only-gpt"));
+    answers.push(answer);
+    // Its own model works.
+    let answer = post(&client, &chat, Some(&only_gpt), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answers.push(answer);
+    // Over budget: the first answer spends it, the next is refused.
+    let answer = post(&client, &chat, Some(&small_budget), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answers.push(answer);
+    let answer = post(&client, &chat, Some(&small_budget), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 429, "{}", answer.text());
+    let error = answer.openai_error();
+    assert_eq!(error["code"], "budget_exceeded");
+    assert!(answer.headers.contains_key("retry-after"));
+    answers.push(answer);
+    // A virtual key is no master key.
+    let answer = call(
+        &client,
+        "GET",
+        &gateway.url("/spend/logs"),
+        "",
+        &[("authorization", &format!("Bearer {only_gpt}"))],
+    )
+    .await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    answers.push(answer);
+
+    // Only the two answered requests went upstream.
+    assert_eq!(upstream.requests().len(), 2);
+
+    // The keys' text is nowhere: not in answers, logs, metrics or the ledger.
+    gateway.gateway.flush_spend().await;
+    let auth = format!("Bearer {MASTER_KEY}");
+    let auth = [("authorization", auth.as_str())];
+    let metrics = call(&client, "GET", &gateway.url("/metrics"), "", &auth)
+        .await
+        .text();
+    let spend = call(&client, "GET", &gateway.url("/spend/logs"), "", &auth)
+        .await
+        .text();
+    assert!(
+        spend.contains("only-gpt") && spend.contains("small-budget"),
+        "{spend}"
+    );
+    let info = call(
+        &client,
+        "GET",
+        &gateway.url(&format!("/key/info?key={only_gpt}")),
+        "",
+        &auth,
+    )
+    .await
+    .text();
+    let everything = [
+        logs.text(),
+        metrics,
+        spend,
+        info,
+        answers
+            .iter()
+            .map(Answer::text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        answers
+            .iter()
+            .map(|a| format!("{:?}", a.headers))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        std::fs::read(&ledger)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default(),
+    ];
+    for (place, text) in everything.iter().enumerate() {
+        for key in [&only_gpt, &small_budget, &MASTER_KEY.to_owned()] {
+            assert!(!text.contains(key.as_str()), "a key in place {place}");
+        }
+    }
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused_after_a_restart_too() {
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
+    let dir = temp_dir("keys-expired");
+    let ledger = dir.join("ledger.sqlite3");
+    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
+    let client = client();
+    let key = generate(
+        &client,
+        &gateway,
+        json!({"key_alias": "short-lived", "duration": "1h"}),
+    )
+    .await;
+    let chat = gateway.url("/v1/chat/completions");
+    assert_eq!(
+        post(&client, &chat, Some(&key), chat_body("gpt", false))
+            .await
+            .status,
+        200
+    );
+    gateway.shutdown().await;
+
+    // An hour later, as far as the key is concerned: its expiry in the past.
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE virtual_keys SET expires_at_ms = 1000 WHERE alias = 'short-lived'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
+    let chat = gateway.url("/v1/chat/completions");
+    let before = upstream.requests().len();
+    let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 401, "{}", answer.text());
+    let error = answer.openai_error();
+    assert_eq!(error["code"], "expired_api_key");
+    assert!(error["message"].as_str().unwrap().contains("short-lived"));
+    assert!(!answer.text().contains(&key));
+    assert_eq!(upstream.requests().len(), before, "not sent upstream");
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,310 @@
+//! Two gateway processes sharing one Redis (issue 6's acceptance 2–4): one
+//! combined per-key rate limit, keys generated on one replica working on the
+//! other, breakers opened on one replica open on the other, and no request
+//! failing while Redis is away.
+//!
+//! The real binary twice, a real `redis-server`, a testkit upstream; all on
+//! loopback.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::binary::GatewayProcess as Replica;
+use common::{TestClient, call, chat_body, client};
+use serde_json::{Value, json};
+use tollgate_testkit::{RedisServer, Reply, Upstream, openai};
+
+const MASTER_KEY: &str = "sk-master-replicas-test";
+
+const ENV: [(&str, &str); 2] = [
+    ("UPSTREAM_KEY", "sk-upstream-secret"),
+    ("TOLLGATE_TEST_MASTER_KEY", MASTER_KEY),
+];
+
+/// Two replicas of one config, each in a directory of its own.
+struct Cluster {
+    a: Replica,
+    b: Replica,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(name: &str, redis: &RedisServer, upstream: &Upstream, extra: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("tollgate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = dir.join("config.yaml");
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join("b")).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "model_list:
+  - model_name: gpt
+    litellm_params:
+      model: openai/gpt-upstream
+      api_base: {}/v1
+      api_key: os.environ/UPSTREAM_KEY
+    model_info:
+      id: gpt-1
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+router_settings:
+  num_retries: 0
+  redis_host: 127.0.0.1
+  redis_port: {}
+{extra}general_settings:
+  master_key: os.environ/TOLLGATE_TEST_MASTER_KEY
+",
+                upstream.url(),
+                redis.port()
+            ),
+        )
+        .unwrap();
+        Cluster {
+            a: Replica::start(&config, &dir.join("a"), &ENV),
+            b: Replica::start(&config, &dir.join("b"), &ENV),
+            dir,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+async fn generate(client: &TestClient, replica: &Replica, body: Value) -> String {
+    let answer = call(
+        client,
+        "POST",
+        &replica.url("/key/generate"),
+        body.to_string(),
+        &[
+            ("authorization", &bearer(MASTER_KEY)),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["key"].as_str().unwrap().to_owned()
+}
+
+async fn chat(client: &TestClient, replica: &Replica, key: &str) -> common::Answer {
+    call(
+        client,
+        "POST",
+        &replica.url("/v1/chat/completions"),
+        chat_body("gpt", false),
+        &[
+            ("authorization", &bearer(key)),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await
+}
+
+async fn metric(client: &TestClient, replica: &Replica, series: &str) -> f64 {
+    let text = call(
+        client,
+        "GET",
+        &replica.url("/metrics"),
+        "",
+        &[("authorization", &bearer(MASTER_KEY))],
+    )
+    .await
+    .text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn answer_ok(upstream: &Upstream) {
+    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rpm_limit_holds_across_replicas_and_keys_work_on_both() {
+    let redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let cluster = Cluster::start("replicas-rpm", &redis, &upstream, "");
+    let client = client();
+
+    // Generated on A, used on B at once.
+    let key = generate(
+        &client,
+        &cluster.a,
+        json!({"key_alias": "team-a", "rpm_limit": 10}),
+    )
+    .await;
+    // A burst of 30, split between the replicas, all at once.
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let client = client.clone();
+        let key = key.clone();
+        let url = if i % 2 == 0 {
+            cluster.a.url("/v1/chat/completions")
+        } else {
+            cluster.b.url("/v1/chat/completions")
+        };
+        burst.spawn(async move {
+            call(
+                &client,
+                "POST",
+                &url,
+                chat_body("gpt", false),
+                &[
+                    ("authorization", &bearer(&key)),
+                    ("content-type", "application/json"),
+                ],
+            )
+            .await
+        });
+    }
+    let answers = burst.join_all().await;
+    let admitted = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(admitted, 10, "one limit of 10 a minute for both replicas");
+    for refused in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert!(refused.headers.contains_key("retry-after"));
+        assert_eq!(refused.openai_error()["type"], "rate_limit_error");
+    }
+    assert_eq!(
+        upstream.requests().len(),
+        10,
+        "refused requests never went upstream"
+    );
+    // Both replicas served part of the burst.
+    let on_b = answers
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter(|a| a.status == 200)
+        .count();
+    assert!(on_b > 0 && on_b < 10, "B admitted {on_b}");
+
+    // The key works on B by itself too (another key, fresh limit).
+    let other = generate(&client, &cluster.b, json!({"key_alias": "team-b"})).await;
+    assert_eq!(chat(&client, &cluster.a, &other).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opened_on_one_replica_is_open_on_the_other_within_a_second() {
+    let redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(
+        503,
+        openai::error_body("overloaded", "server_error", None),
+    ));
+    let cluster = Cluster::start(
+        "replicas-breaker",
+        &redis,
+        &upstream,
+        "  allowed_fails: 0\n  cooldown_time: 60\n",
+    );
+    let client = client();
+    let state = |replica: &Replica| {
+        let client = client.clone();
+        let url = replica.url("/health/circuit-breakers");
+        async move {
+            let body = call(
+                &client,
+                "GET",
+                &url,
+                "",
+                &[("authorization", &bearer(MASTER_KEY))],
+            )
+            .await
+            .json();
+            body["circuit_breakers"]
+                .as_array()
+                .and_then(|all| all.iter().find(|b| b["key"] == "gpt-1"))
+                .map(|b| b["state"].as_str().unwrap().to_owned())
+                .unwrap_or_else(|| "closed".to_owned())
+        }
+    };
+    assert_eq!(state(&cluster.b).await, "closed");
+
+    let failed = chat(&client, &cluster.a, MASTER_KEY).await;
+    assert!(failed.status.is_server_error(), "{}", failed.text());
+    assert_eq!(state(&cluster.a).await, "open");
+    let opened = tokio::time::Instant::now();
+    let mut seen = String::new();
+    while opened.elapsed() < Duration::from_secs(1) {
+        seen = state(&cluster.b).await;
+        if seen == "open" {
+            break;
+        }
+        // Waiting on the other replica's poll of Redis.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, "open", "B's breaker within a second of A's");
+    // B now refuses at once, without asking the upstream.
+    let before = upstream.requests().len();
+    let refused = chat(&client, &cluster.b, MASTER_KEY).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(upstream.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_fails_while_redis_is_away_and_sharing_resumes() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let cluster = Cluster::start("replicas-outage", &redis, &upstream, "");
+    let client = client();
+    let key = generate(
+        &client,
+        &cluster.a,
+        json!({"key_alias": "steady", "rpm_limit": 1000, "tpm_limit": 1000000}),
+    )
+    .await;
+    for replica in [&cluster.a, &cluster.b] {
+        assert_eq!(chat(&client, replica, &key).await.status, 200);
+    }
+
+    redis.kill();
+    for i in 0..20 {
+        let replica = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+        let answer = chat(&client, replica, &key).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "request {i} during the outage: {}",
+            answer.text()
+        );
+    }
+    for replica in [&cluster.a, &cluster.b] {
+        let fallbacks = metric(&client, replica, "tollgate_shared_state_fallbacks_total").await;
+        assert!(fallbacks > 0.0, "the fall back to local state is counted");
+        assert!(
+            replica.log().contains("local"),
+            "and logged: {}",
+            replica.log()
+        );
+    }
+
+    // Back: limits are shared again — a key made now on B has one limit.
+    redis.restart().await;
+    let key = generate(
+        &client,
+        &cluster.b,
+        json!({"key_alias": "after", "rpm_limit": 4}),
+    )
+    .await;
+    let mut admitted = 0;
+    for i in 0..8 {
+        let replica = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+        if chat(&client, replica, &key).await.status == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 4, "one shared limit again");
+}
