@@ -11,9 +11,8 @@
 //! | `breaker` | `tollgate-breaker` | one circuit breaker per deployment (feature `breaker`) |
 //! | `fallback` | `tollgate-fallback` | the cascade over model groups, streams committed at first content and continued after a break (feature `fallback`) |
 //! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
-//!
-//! Cost accounting and rate limits join this table, each behind a feature of
-//! its name, as they land.
+//! | `cost` | `tollgate-cost` | usage and exact cost of every call, from bodies and streams (feature `cost`) |
+//! | `limits` | `tollgate-limits` | per-key rpm, tpm, parallel requests and budgets, in memory or on Redis (feature `limits`) |
 //!
 //! # Example
 //!
@@ -36,6 +35,9 @@ pub use tollgate_core as core;
 #[cfg(feature = "breaker")]
 #[doc(inline)]
 pub use tollgate_breaker as breaker;
+#[cfg(feature = "cost")]
+#[doc(inline)]
+pub use tollgate_cost as cost;
 #[cfg(feature = "fallback")]
 #[doc(inline)]
 pub use tollgate_fallback as fallback;

@@ -3,7 +3,7 @@
 # proxy and the harness (release), raises the open-files limit (1,024 held
 # streams need about 2,300 descriptors in the gateway), and runs it.
 #
-#   crates/tollgate-bench/run.sh            # the full run, about 4 minutes
+#   crates/tollgate-bench/run.sh            # the full run, about 6 minutes
 #   crates/tollgate-bench/run.sh --quick    # about 1.5 minutes
 #   crates/tollgate-bench/run.sh --help     # every option
 set -euo pipefail

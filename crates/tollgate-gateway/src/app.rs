@@ -31,7 +31,7 @@ use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_breaker::{Breakers, State as BreakerState};
 use tollgate_cost::CostLayer;
 use tollgate_fallback::FallbackLayer;
-use tollgate_limits::RateLimitLayer;
+use tollgate_limits::{RateLimitLayer, Store, restore_spend};
 use tollgate_openrouter::{OpenRouter, OpenRouterConfig, OpenRouterLayer};
 use tollgate_retry::RetryLayer;
 use tower::Layer;
@@ -82,6 +82,9 @@ pub(crate) struct App {
     pub(crate) providers: ProviderHealth,
     /// What `GET /metrics` shows.
     pub(crate) metrics: Metrics,
+    /// Where the rate limits count; `limits_shared` when that is Redis.
+    limit_store: Arc<dyn Store>,
+    limits_shared: bool,
     /// The spend ledger, when `tollgate.ledger_path` names one.
     pub(crate) ledger: Option<Arc<Ledger>>,
     request_ids: RequestIds,
@@ -353,7 +356,8 @@ impl Gateway {
             })?,
             None => None,
         };
-        let limits = RateLimitLayer::new(crate::limits::store(shared.as_ref()));
+        let limit_store = crate::limits::store(shared.as_ref());
+        let limits = RateLimitLayer::new(limit_store.clone());
         let keys = open_keys(config, shared.as_ref())?;
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch.
@@ -383,6 +387,8 @@ impl Gateway {
                 breakers,
                 providers,
                 metrics,
+                limit_store,
+                limits_shared: shared.is_some(),
                 ledger,
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
@@ -412,6 +418,37 @@ impl Gateway {
                     tracing::error!(%error, "the spend ledger could not be closed cleanly")
                 }
                 Err(_) => tracing::error!("the spend ledger's shutdown panicked"),
+            }
+        }
+    }
+
+    /// Brings back what each key with a budget has spent in its current
+    /// window, from the spend ledger — when the limits count in this
+    /// process's memory, a restart would otherwise give every key its whole
+    /// budget back. (With Redis the spend outlives the process.) Call it
+    /// before serving.
+    pub async fn restore_budgets(&self) {
+        let app = &self.app;
+        let Some(ledger) = app.ledger.as_ref().filter(|_| !app.limits_shared) else {
+            return;
+        };
+        let now = unix_ms();
+        for key in app.keys.with_budgets() {
+            let Some(budget) = crate::chat::key_limits(&key).max_budget else {
+                continue;
+            };
+            let name = key.name();
+            let since = budget.window_at(now).start_unix_ms();
+            match ledger.billed_since(&name, since).await {
+                Ok(0) => {}
+                Ok(spent) => {
+                    let spent = u64::try_from(spent).unwrap_or(u64::MAX);
+                    restore_spend(&*app.limit_store, &name, &budget, now, spent).await;
+                    tracing::info!(key = %name, spent_picos = spent, "budget spend restored from the ledger");
+                }
+                Err(error) => {
+                    tracing::error!(key = %name, %error, "budget spend could not be read from the ledger");
+                }
             }
         }
     }

@@ -49,8 +49,8 @@ where
                 log.fallbacks = *fallbacks;
             }
             if let Some(Attempts { retries, fallbacks }) = attempts {
-                headers.insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
-                headers.insert(ATTEMPTED_FALLBACKS, HeaderValue::from(fallbacks));
+                headers.insert(ATTEMPTED_RETRIES, count_value(retries));
+                headers.insert(ATTEMPTED_FALLBACKS, count_value(fallbacks));
             }
             response
         }
@@ -92,7 +92,7 @@ fn refuse_model(principal: &Principal, group: &str) -> Failure {
 }
 
 /// A virtual key's limits, as the rate-limit layer reads them.
-fn key_limits(key: &VirtualKey) -> KeyLimits {
+pub(crate) fn key_limits(key: &VirtualKey) -> KeyLimits {
     let mut limits = KeyLimits::new(key.name());
     if let Some(rpm) = key.rpm_limit {
         limits = limits.rpm(rpm);
@@ -143,6 +143,15 @@ fn limit_label(limit: Limit) -> &'static str {
         Limit::Parallel => "parallel",
         Limit::Budget => "budget",
         _ => "other",
+    }
+}
+
+/// A count as a header value; the usual small ones without an allocation.
+fn count_value(count: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(count as usize) {
+        Some(digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(count),
     }
 }
 
@@ -200,6 +209,7 @@ where
         })
         .map_err(|f| (f.into(), None))?;
     log.model_group = Some(group.name.clone());
+    log.key = principal.virtual_key().map(|key| key.name());
     if !principal.allows_model(&group.name) {
         return Err((refuse_model(&principal, &group.name).into(), None));
     }
@@ -260,12 +270,12 @@ where
     if let Some(AttemptedRetries(retries)) = retries {
         response
             .headers_mut()
-            .insert(ATTEMPTED_RETRIES, HeaderValue::from(retries));
+            .insert(ATTEMPTED_RETRIES, count_value(retries));
     }
     if let Some(AttemptedFallbacks(fallbacks)) = fallbacks {
         response
             .headers_mut()
-            .insert(ATTEMPTED_FALLBACKS, HeaderValue::from(fallbacks));
+            .insert(ATTEMPTED_FALLBACKS, count_value(fallbacks));
     }
     if let Some(target) = target {
         log.deployment = Some(target.deployment_id.clone());

@@ -139,6 +139,7 @@ async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    gateway.restore_budgets().await;
     let (listener, local) = match bind(addr).await {
         Ok(bound) => bound,
         Err(error) => {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -185,9 +185,13 @@ fn upstream_request(
         "application/json"
     };
     let mut request = Request::post(Uri::from_static("/chat/completions"))
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, accept)
-        .header(USER_AGENT, concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        // Static values: a `&str` would be copied into each request.
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(ACCEPT, HeaderValue::from_static(accept))
+        .header(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
+        )
         .body(body)
         .map_err(|_| Failure::new(ErrorClass::Internal, "could not build the upstream request"))?;
     request.extensions_mut().insert(deployment.target.clone());

@@ -1,6 +1,7 @@
 //! Where the cost layer's records go: one per upstream attempt, to the
 //! metrics, the providers' health and the spend ledger.
 
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
@@ -76,18 +77,17 @@ fn cost_source(cost: Cost) -> CostSource {
 /// The ledger's row of a record: the key's name only, money in picos.
 fn ledger_row(record: &CostRecord) -> LedgerRow {
     let usage = record.usage.unwrap_or_default();
-    let text = |s: &Option<std::sync::Arc<str>>| s.as_deref().map(str::to_owned);
     LedgerRow {
-        request_id: record.request_id.as_deref().unwrap_or("").to_owned(),
+        request_id: record.request_id.clone().unwrap_or_else(|| Arc::from("")),
         attempt: record.attempt,
         ts_ms: record
             .started_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        key: text(&record.key),
-        model_group: text(&record.model_group),
-        deployment: text(&record.deployment),
-        upstream_model: text(&record.upstream_model),
+        key: record.key.clone(),
+        model_group: record.model_group.clone(),
+        deployment: record.deployment.clone(),
+        upstream_model: record.upstream_model.clone(),
         stream: record.stream,
         outcome: match record.outcome {
             Outcome::Success => LedgerOutcome::Success,

@@ -75,17 +75,25 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// An upstream that answers every request, and a gateway on it whose
+/// ledger (and keys) live in a fresh directory.
+async fn start(name: &str) -> (Upstream, std::path::PathBuf, TestGateway) {
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
+    let dir = temp_dir(name);
+    let config = config(&upstream, &dir.join("ledger.sqlite3"));
+    let gateway = TestGateway::start(&config, &ENV).await;
+    (upstream, dir, gateway)
+}
+
 // One thread, so that every task of the gateway logs to this test's
 // subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     let logs = Captured::default();
     let _guard = tracing::subscriber::set_default(logs.subscriber());
-    let upstream = Upstream::start().await;
-    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
-    let dir = temp_dir("keys-refused");
+    let (upstream, dir, gateway) = start("keys-refused").await;
     let ledger = dir.join("ledger.sqlite3");
-    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
     let client = client();
     let chat = gateway.url("/v1/chat/completions");
 
@@ -200,11 +208,8 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
 
 #[tokio::test]
 async fn an_expired_key_is_refused_after_a_restart_too() {
-    let upstream = Upstream::start().await;
-    upstream.set_default(Reply::json(200, openai::chat_completion("hello")));
-    let dir = temp_dir("keys-expired");
+    let (upstream, dir, gateway) = start("keys-expired").await;
     let ledger = dir.join("ledger.sqlite3");
-    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
     let client = client();
     let key = generate(
         &client,
@@ -242,6 +247,37 @@ async fn an_expired_key_is_refused_after_a_restart_too() {
     assert!(error["message"].as_str().unwrap().contains("short-lived"));
     assert!(!answer.text().contains(&key));
     assert_eq!(upstream.requests().len(), before, "not sent upstream");
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_budget_spent_before_a_restart_stays_spent() {
+    let (upstream, dir, gateway) = start("keys-budget-restart").await;
+    let ledger = dir.join("ledger.sqlite3");
+    let client = client();
+    // $0.00008 a month; each answer costs $0.00005 (10 × $0.000001 + 20 ×
+    // $0.000002).
+    let key = generate(
+        &client,
+        &gateway,
+        json!({"key_alias": "monthly", "max_budget": "0.00008", "budget_duration": "30d"}),
+    )
+    .await;
+    let chat = gateway.url("/v1/chat/completions");
+    let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    gateway.shutdown().await;
+
+    // Started again, as the binary does: the ledger's $0.00005 counts.
+    let gateway = TestGateway::start(&config(&upstream, &ledger), &ENV).await;
+    gateway.gateway.restore_budgets().await;
+    let chat = gateway.url("/v1/chat/completions");
+    let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 429, "{}", answer.text());
+    assert_eq!(answer.openai_error()["code"], "budget_exceeded");
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

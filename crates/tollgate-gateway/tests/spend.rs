@@ -229,6 +229,28 @@ async fn the_ledger_total_is_the_sum_of_the_answers_costs() {
             "{id} was answered by the backup"
         );
     }
+    // The same attempts, as the providers' health sees them.
+    let health = call(&client, "GET", &gateway.url("/health/providers"), "", &[])
+        .await
+        .json();
+    let provider = |id: &str| {
+        health["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["deployment"] == id)
+            .unwrap()
+            .clone()
+    };
+    let primary = provider("primary-1");
+    assert_eq!(primary["recent"]["attempts"], 12, "{health}");
+    assert_eq!(primary["recent"]["failures"], failed_attempts, "{health}");
+    assert_eq!(primary["last_error"]["class"], "upstream_unavailable");
+    assert!(primary["last_success_unix_ms"].as_i64().unwrap() > 0);
+    let backup = provider("backup-1");
+    assert_eq!(backup["recent"]["attempts"], failed_attempts, "{health}");
+    assert_eq!(backup["recent"]["error_rate"], 0.0, "{health}");
+    assert!(backup["last_error"].is_null(), "{health}");
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::error::RateLimited;
 use crate::gcra::Quota;
 use crate::headers::{LimitState, RateLimitHeaders};
-use crate::limits::{BudgetWindow, KeyLimits};
+use crate::limits::{Budget, BudgetWindow, KeyLimits};
 use crate::store::{Lease, Store};
 use crate::usage::UsageReport;
 
@@ -22,6 +22,24 @@ const ZERO_LIMIT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The store key of a limit of a key: `{kind}:{name}`.
 pub(crate) fn store_key(kind: &str, name: &str) -> String {
     format!("{kind}:{name}")
+}
+
+/// Counts `picos` as already spent by the key `name` in the window of
+/// `budget` that holds `now_unix_ms` — for an application that keeps spend
+/// in a durable record of its own (a ledger) and starts again with an empty
+/// [`MemoryStore`](crate::MemoryStore): without it a restart would give
+/// every key its whole budget back.
+pub async fn restore_spend(
+    store: &dyn Store,
+    name: &str,
+    budget: &Budget,
+    now_unix_ms: i64,
+    picos: u64,
+) {
+    let window = budget.window_at(now_unix_ms);
+    store
+        .add_spend(&store_key("budget", name), window, picos)
+        .await;
 }
 
 /// Runs a request's checks in order — rpm, tpm, parallel, budget — and

@@ -131,6 +131,7 @@ mod store;
 mod usage;
 
 pub use body::ResponseBody;
+pub use check::restore_spend;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};

@@ -457,6 +457,17 @@ impl Keys {
         })
     }
 
+    /// The keys known here that have a budget (config keys and, without
+    /// Redis, every generated one).
+    pub(crate) fn with_budgets(&self) -> Vec<Arc<VirtualKey>> {
+        self.read()
+            .known
+            .values()
+            .filter(|known| known.key.max_budget_picos.is_some())
+            .map(|known| known.key.clone())
+            .collect()
+    }
+
     /// Whether the gateway is open (no master key, no config keys).
     pub(crate) fn is_open(&self) -> bool {
         self.inner.open

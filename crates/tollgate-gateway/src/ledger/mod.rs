@@ -252,6 +252,14 @@ impl Ledger {
         result
     }
 
+    /// What the key named `key` was billed since `since_ms` (unix ms), in
+    /// picos.
+    pub(crate) async fn billed_since(&self, key: &str, since_ms: i64) -> Result<u128, LedgerError> {
+        let key = key.to_owned();
+        self.read(move |conn| store::billed_since(conn, &key, since_ms))
+            .await
+    }
+
     /// The rows matching `filter`, newest first.
     pub(crate) async fn logs(&self, filter: &LogFilter) -> Result<Vec<LedgerRow>, LedgerError> {
         let filter = filter.clone();

@@ -1,6 +1,7 @@
 //! [`LedgerRow`]: one upstream attempt's cost record, as the ledger stores it.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// How an upstream attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,12 +88,13 @@ impl fmt::Display for CostSource {
 /// One upstream attempt's cost record.
 ///
 /// Plain owned data, so the ledger depends on no other crate's types: the
-/// gateway converts its cost records into rows. It holds names, never
+/// gateway converts its cost records into rows (the names are shared
+/// `Arc<str>`s: a row costs no copy of them). It holds names, never
 /// secrets: `key` is the key's alias, not the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LedgerRow {
     /// The gateway request id (shared by every attempt of one request).
-    pub(crate) request_id: String,
+    pub(crate) request_id: Arc<str>,
     /// The attempt number within the request, from 0 or 1 as the producer
     /// counts; the ledger only stores it.
     pub(crate) attempt: u32,
@@ -100,13 +102,13 @@ pub(crate) struct LedgerRow {
     /// files the row.
     pub(crate) ts_ms: i64,
     /// The virtual key's name or alias; never the key itself.
-    pub(crate) key: Option<String>,
+    pub(crate) key: Option<Arc<str>>,
     /// The model group the client asked for.
-    pub(crate) model_group: Option<String>,
+    pub(crate) model_group: Option<Arc<str>>,
     /// The deployment that served the attempt.
-    pub(crate) deployment: Option<String>,
+    pub(crate) deployment: Option<Arc<str>>,
     /// The model name sent upstream.
-    pub(crate) upstream_model: Option<String>,
+    pub(crate) upstream_model: Option<Arc<str>>,
     /// Whether the attempt was streamed.
     pub(crate) stream: bool,
     /// How the attempt ended.

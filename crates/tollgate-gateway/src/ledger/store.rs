@@ -9,6 +9,7 @@
 //! group has fewer than 2^31 rows.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
@@ -166,14 +167,14 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
         )?;
         for row in rows {
             insert.execute(params![
-                row.request_id,
+                &*row.request_id,
                 row.attempt,
                 row.ts_ms,
                 day::day_of(row.ts_ms),
-                row.key,
-                row.model_group,
-                row.deployment,
-                row.upstream_model,
+                row.key.as_deref(),
+                row.model_group.as_deref(),
+                row.deployment.as_deref(),
+                row.upstream_model.as_deref(),
                 row.stream,
                 row.outcome.as_str(),
                 row.error_class,
@@ -188,6 +189,21 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
         }
     }
     tx.commit()
+}
+
+/// What the key named `key` was billed since `since_ms` (unix ms), in
+/// picos; unknown prices count as nothing.
+pub(crate) fn billed_since(conn: &Connection, key: &str, since_ms: i64) -> rusqlite::Result<u128> {
+    // `day >=` lets the (day, key_name) index narrow the rows.
+    let mut statement = conn.prepare_cached(
+        "SELECT cost_picos FROM spend
+         WHERE day >= ?1 AND key_name = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
+    )?;
+    let rows = statement.query_map(params![day::day_of(since_ms), key, since_ms], |row| {
+        row.get::<_, i64>(0)
+    })?;
+    rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
+        .sum()
 }
 
 /// `WHERE ...` for `filter` (empty when it sets nothing), and its values.
@@ -237,13 +253,13 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
     Ok(LedgerRow {
-        request_id: row.get(0)?,
+        request_id: row.get::<_, String>(0)?.into(),
         attempt: row.get(1)?,
         ts_ms: row.get(2)?,
-        key: row.get(3)?,
-        model_group: row.get(4)?,
-        deployment: row.get(5)?,
-        upstream_model: row.get(6)?,
+        key: row.get::<_, Option<String>>(3)?.map(Arc::from),
+        model_group: row.get::<_, Option<String>>(4)?.map(Arc::from),
+        deployment: row.get::<_, Option<String>>(5)?.map(Arc::from),
+        upstream_model: row.get::<_, Option<String>>(6)?.map(Arc::from),
         stream: row.get(7)?,
         outcome: row.get(8)?,
         error_class: row.get(9)?,

@@ -54,13 +54,13 @@ fn midnight(y: i64, m: u32, d: u32) -> i64 {
 
 fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {
     LedgerRow {
-        request_id: request_id.to_owned(),
+        request_id: request_id.into(),
         attempt,
         ts_ms,
-        key: Some("team-a".to_owned()),
-        model_group: Some("gpt".to_owned()),
-        deployment: Some("gpt-east".to_owned()),
-        upstream_model: Some("gpt-4o-mini".to_owned()),
+        key: Some("team-a".into()),
+        model_group: Some("gpt".into()),
+        deployment: Some("gpt-east".into()),
+        upstream_model: Some("gpt-4o-mini".into()),
         stream: false,
         outcome: Outcome::Success,
         error_class: None,
@@ -130,7 +130,7 @@ async fn flushed_rows_are_visible_to_logs() {
     ledger.flush().unwrap();
     let rows = ledger.logs(&LogFilter::default()).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].request_id, "r1");
+    assert_eq!(&*rows[0].request_id, "r1");
     // Nothing pending: a flush is a no-op, not an empty batch.
     ledger.flush().unwrap();
     assert_eq!(ledger.stats().batches, 1);
@@ -244,14 +244,14 @@ fn fixture() -> Vec<LedgerRow> {
     failed.completion_tokens = 0;
     rows.push(failed);
     let mut fallback = row("r1", 2, day1 + 2_000);
-    fallback.deployment = Some("gpt-west".to_owned());
+    fallback.deployment = Some("gpt-west".into());
     fallback.cost_picos = Some(296_660_000);
     rows.push(fallback);
     // r2: day 1, team-b, claude, unknown price, estimated usage.
     let mut unknown = row("r2", 1, day1 + 3_000);
-    unknown.key = Some("team-b".to_owned());
-    unknown.model_group = Some("claude".to_owned());
-    unknown.deployment = Some("claude-1".to_owned());
+    unknown.key = Some("team-b".into());
+    unknown.model_group = Some("claude".into());
+    unknown.deployment = Some("claude-1".into());
     unknown.cost_picos = None;
     unknown.cost_source = CostSource::Unknown;
     unknown.usage_estimated = true;
@@ -282,7 +282,7 @@ fn filter(query: &str) -> LogFilter {
 
 fn ids(rows: &[LedgerRow]) -> Vec<(String, u32)> {
     rows.iter()
-        .map(|row| (row.request_id.clone(), row.attempt))
+        .map(|row| (row.request_id.to_string(), row.attempt))
         .collect()
 }
 
@@ -331,7 +331,7 @@ async fn day_boundaries_are_utc() {
     assert_eq!(ids(&day2), [id("r4", 1)]);
     let day1 = ledger.logs(&filter("end_date=2026-11-27")).await.unwrap();
     assert_eq!(day1.len(), 4);
-    assert_eq!(day1[0].request_id, "r3");
+    assert_eq!(&*day1[0].request_id, "r3");
     let after = ledger.logs(&filter("start_date=2026-11-29")).await.unwrap();
     assert!(after.is_empty());
     let response = spend_logs(&ledger, Some("request_id=r3")).await;
