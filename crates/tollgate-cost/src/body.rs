@@ -218,7 +218,21 @@ pub(crate) enum Mode<E> {
         splitter: EventSplitter,
         /// Whether the usage chunk is dropped (the layer asked for it).
         strip: bool,
+        /// How the last event ended, for the LF of a CR LF that the
+        /// splitter saw only after it had cut the event at the CR: that LF
+        /// starts the next event, yet belongs to this one — it goes to the
+        /// client or is dropped with it.
+        last: LastEvent,
     },
+}
+
+/// How the last event of a stripped stream ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LastEvent {
+    /// With a CR (not CR LF).
+    pub(crate) ended_cr: bool,
+    /// It was dropped.
+    pub(crate) dropped: bool,
 }
 
 /// Watches a body for its record, and (when stripping) holds the pieces of
@@ -318,6 +332,7 @@ impl<E: ClassifyEos> Watch<E> {
                 eos,
                 splitter,
                 strip: false,
+                ..
             } => {
                 for event in splitter.push(data.clone()) {
                     look_at_event(&event, eos, meter, false);
@@ -328,6 +343,7 @@ impl<E: ClassifyEos> Watch<E> {
                 eos,
                 splitter,
                 strip: true,
+                last,
             } => {
                 let mut events = splitter.push(data);
                 // Events are contiguous from the start of what the splitter
@@ -336,12 +352,22 @@ impl<E: ClassifyEos> Watch<E> {
                 while let Some(event) = events.next() {
                     let start = offset;
                     offset += event.len();
-                    if !look_at_event(&event, eos, meter, true) {
-                        if start > run_start {
-                            out.push_back(events.yielded().slice(run_start..start));
+                    // A leading LF that is the end of the last event's CR LF.
+                    let lead = usize::from(last.ended_cr && event.first() == Some(&b'\n'));
+                    if lead == 1 && last.dropped {
+                        run_start = start + 1;
+                    }
+                    let keep = look_at_event(&event, eos, meter, true);
+                    if !keep {
+                        if start + lead > run_start {
+                            out.push_back(events.yielded().slice(run_start..start + lead));
                         }
                         run_start = offset;
                     }
+                    *last = LastEvent {
+                        ended_cr: event.ends_with(b"\r"),
+                        dropped: !keep,
+                    };
                 }
                 if offset > run_start {
                     out.push_back(events.yielded().slice(run_start..offset));
@@ -368,9 +394,10 @@ impl<E: ClassifyEos> Watch<E> {
                 eos,
                 splitter,
                 strip,
+                last,
             } => {
                 if *strip {
-                    flush_tail(splitter, &mut self.out);
+                    flush_tail(splitter, last.ended_cr && last.dropped, &mut self.out);
                 }
                 if let Some(Err(failure)) = eos.take().map(ClassifyEos::classify_eos) {
                     self.meter.fail(failure.class());
@@ -394,9 +421,10 @@ impl<E: ClassifyEos> Watch<E> {
                 eos,
                 splitter,
                 strip,
+                last,
             } => {
                 if *strip {
-                    flush_tail(splitter, &mut self.out);
+                    flush_tail(splitter, last.ended_cr && last.dropped, &mut self.out);
                 }
                 let class = match eos.take() {
                     Some(eos) => eos.classify_error(error).class(),
@@ -456,14 +484,16 @@ fn read_event(event: &Bytes) -> Option<Reported> {
 /// Hands the client the incomplete event a stream ended in, as it came:
 /// the splitter holds it back waiting for its blank line. A blank line is
 /// pushed to complete it, and cut off again.
-fn flush_tail(splitter: &mut EventSplitter, out: &mut VecDeque<Bytes>) {
+fn flush_tail(splitter: &mut EventSplitter, skip_lf: bool, out: &mut VecDeque<Bytes>) {
     let pending = splitter.pending();
     if pending == 0 {
         return;
     }
     let mut events = splitter.push(Bytes::from_static(b"\n\n"));
     if let Some(event) = events.next() {
-        out.push_back(event.slice(..pending.min(event.len())));
+        // The LF of the dropped event's CR LF, as in the stream itself.
+        let start = usize::from(skip_lf && event.first() == Some(&b'\n'));
+        out.push_back(event.slice(start..pending.min(event.len()).max(start)));
     }
 }
 
@@ -488,7 +518,7 @@ mod tests {
                     .count(),
                 1
             );
-            flush_tail(&mut splitter, &mut out);
+            flush_tail(&mut splitter, false, &mut out);
             assert_eq!(out, [Bytes::from(tail)], "{tail:?}");
         }
         // The LF of a CRLF split from its CR is held back alone.
@@ -499,11 +529,11 @@ mod tests {
             1
         );
         assert_eq!(splitter.push(Bytes::from_static(b"\n")).count(), 0);
-        flush_tail(&mut splitter, &mut out);
+        flush_tail(&mut splitter, false, &mut out);
         assert_eq!(out, [Bytes::from_static(b"\n")]);
         let mut splitter = EventSplitter::new();
         let mut out = VecDeque::new();
-        flush_tail(&mut splitter, &mut out);
+        flush_tail(&mut splitter, false, &mut out);
         assert!(out.is_empty());
     }
 }

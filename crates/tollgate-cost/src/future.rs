@@ -117,6 +117,7 @@ where
                             eos: Some(eos),
                             splitter: EventSplitter::new(),
                             strip: *this.strip,
+                            last: Default::default(),
                         },
                         // A classifier that watches no streams still gets
                         // them streamed, never read whole.
@@ -124,6 +125,7 @@ where
                             eos: None,
                             splitter: EventSplitter::new(),
                             strip: *this.strip,
+                            last: Default::default(),
                         },
                         Verdict::Success
                             if response.body().size_hint().lower() > *this.body_limit as u64 =>

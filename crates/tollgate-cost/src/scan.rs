@@ -19,7 +19,7 @@ pub(crate) struct Scan {
 pub(crate) fn scan(event: &[u8]) -> Scan {
     let mut found = Scan::default();
     let mut at = 0;
-    while let Some(offset) = event[at..].iter().position(|&b| b == b':') {
+    while let Some(offset) = memchr::memchr(b':', &event[at..]) {
         let colon = at + offset;
         at = colon + 1;
         let Some(name) = trim_ws_end(&event[..colon]).strip_suffix(b"\"") else {

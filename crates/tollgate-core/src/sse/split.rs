@@ -98,26 +98,38 @@ impl EventSplitter {
     /// `None` when `buf` has none left; `*pos` advances past what was read.
     fn next_boundary(&mut self, buf: &[u8], pos: &mut usize) -> Option<usize> {
         while *pos < buf.len() {
+            // Skip to the next line ending at once (SIMD): every byte in
+            // between is an ordinary one, which ends any CR-LF pair and
+            // means the line is not empty.
+            match memchr::memchr2(b'\n', b'\r', &buf[*pos..]) {
+                Some(0) => {}
+                Some(skipped) => {
+                    *pos += skipped;
+                    self.last_cr = false;
+                    self.at_line_start = false;
+                }
+                None => {
+                    self.last_cr = false;
+                    self.at_line_start = false;
+                    *pos = buf.len();
+                    return None;
+                }
+            }
             let byte = buf[*pos];
             *pos += 1;
             if byte == b'\n' && self.last_cr {
-                // The LF of a CRLF; the line ended at its CR.
                 self.last_cr = false;
                 continue;
             }
             self.last_cr = byte == b'\r';
-            if byte == b'\r' || byte == b'\n' {
-                if self.at_line_start {
-                    if byte == b'\r' && buf.get(*pos) == Some(&b'\n') {
-                        *pos += 1;
-                        self.last_cr = false;
-                    }
-                    return Some(*pos);
+            if self.at_line_start {
+                if byte == b'\r' && buf.get(*pos) == Some(&b'\n') {
+                    *pos += 1;
+                    self.last_cr = false;
                 }
-                self.at_line_start = true;
-            } else {
-                self.at_line_start = false;
+                return Some(*pos);
             }
+            self.at_line_start = true;
         }
         None
     }
