@@ -162,6 +162,10 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     let metrics = call(&client, "GET", &gateway.url("/metrics"), "", &auth)
         .await
         .text();
+    assert!(
+        metrics.contains("tollgate_rate_limit_rejections_total{limit=\"budget\"} 1"),
+        "the budget refusal is counted"
+    );
     let spend = call(&client, "GET", &gateway.url("/spend/logs"), "", &auth)
         .await
         .text();
