@@ -97,3 +97,16 @@ pub struct RequestId(pub Arc<str>);
 /// and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyName(pub Arc<str>);
+
+/// The model groups a request may be answered by — a key limited to some
+/// groups — for anything that moves a request to another group (a
+/// fallback cascade skips the others). Absent: every group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedGroups(pub Arc<[Arc<str>]>);
+
+impl AllowedGroups {
+    /// Whether `group` is one of them.
+    pub fn allows(&self, group: &str) -> bool {
+        self.0.iter().any(|allowed| &**allowed == group)
+    }
+}

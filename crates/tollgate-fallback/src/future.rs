@@ -478,7 +478,8 @@ fn decide<H: Health, C>(
         tracing::info!(%group, class = %failure.class(), "fallback: the deadline has passed; giving up");
         return Err(StopReason::Deadline);
     }
-    let available = |group: &str| shared.health.available(group);
+    let allowed = cascade.allowed();
+    let available = |group: &str| allowed(group) && shared.health.available(group);
     match cascade.failed(&shared.plan, failure, &available) {
         Step::Try(next) if can_resend => {
             tracing::info!(

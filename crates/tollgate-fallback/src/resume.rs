@@ -93,7 +93,8 @@ where
     fn next_call(&mut self, prefill: &str, cause: &Failure) -> Option<Call<B>> {
         let shared = &*self.shared;
         let from = self.cascade.current().clone();
-        let available = |group: &str| shared.health.available(group);
+        let allowed = self.cascade.allowed();
+        let available = |group: &str| allowed(group) && shared.health.available(group);
         let Some(group) = self
             .cascade
             .next_continuation(&shared.plan, cause, &available)

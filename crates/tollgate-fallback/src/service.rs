@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
-use tollgate_core::extensions::{Deadline, ModelGroup};
+use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup};
 use tollgate_core::{BoxError, ChatRequest, RequestBody};
 use tower_service::Service;
 
@@ -124,7 +124,9 @@ where
             return ResponseFuture::new(failed(error.into()), None, None, shared, deadline);
         }
         let mut cascade = Cascade::new(origin.clone());
-        let available = |group: &str| shared.health.available(group);
+        cascade.allowed = extensions.get::<AllowedGroups>().cloned();
+        let allowed = cascade.allowed();
+        let available = |group: &str| allowed(group) && shared.health.available(group);
         let first = match cascade.first(&shared.plan, &available) {
             Step::Try(group) => group,
             Step::Stop(reason) => {

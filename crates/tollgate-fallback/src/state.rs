@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use tollgate_core::extensions::AllowedGroups;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
 use crate::config::{FallbackConfig, GroupFallbacks};
@@ -195,9 +196,18 @@ pub(crate) struct Cascade {
     /// Groups asked to continue a broken stream; each is asked once.
     continued: Vec<Group>,
     continuations: u32,
+    /// The groups the request may go to (its key's), when limited.
+    pub(crate) allowed: Option<AllowedGroups>,
 }
 
 impl Cascade {
+    /// Whether the request may go to `group` (its key's groups), as a
+    /// predicate that does not borrow the cascade.
+    pub(crate) fn allowed(&self) -> impl Fn(&str) -> bool + use<> {
+        let allowed = self.allowed.clone();
+        move |group| allowed.as_ref().is_none_or(|a| a.allows(group))
+    }
+
     pub(crate) fn new(origin: Group) -> Self {
         Cascade {
             current: origin.clone(),
@@ -210,6 +220,7 @@ impl Cascade {
             broken: None,
             continued: Vec::new(),
             continuations: 0,
+            allowed: None,
         }
     }
 

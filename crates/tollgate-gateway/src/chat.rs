@@ -7,7 +7,8 @@ use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
-    AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId, Target,
+    AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
+    Target,
 };
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
@@ -226,6 +227,13 @@ where
         // The key's name — never the key — for the ledger and the limits.
         request.extensions_mut().insert(KeyName(key.name()));
         request.extensions_mut().insert(Arc::new(key_limits(key)));
+        // A key limited to some groups is limited in the cascade too: a
+        // fallback never answers with a group the key may not use.
+        if !key.models.is_empty() && !key.models.iter().any(|m| m == "*") {
+            let groups: Arc<[Arc<str>]> =
+                key.models.iter().map(|m| Arc::from(m.as_str())).collect();
+            request.extensions_mut().insert(AllowedGroups(groups));
+        }
     }
     // The cost layer adds each attempt's tokens and cost to it; the access
     // log reads the sum when the response ends.

@@ -77,8 +77,7 @@ impl Bridge {
         if tally.attempts == 0 {
             return;
         }
-        self.report
-            .add_tokens(tally.usage.prompt_tokens + tally.usage.completion_tokens);
+        self.report.add_tokens(tally.usage.total_tokens());
         if !tally.cost_unknown {
             self.report.add_picos(tally.billed.picos());
         }
@@ -88,35 +87,60 @@ impl Bridge {
 impl<S, ReqB, ResB> Service<Request<ReqB>> for ReportUsage<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
     type Response = Response<ReportBody<ResB>>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = ReportFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let bridge = Bridge::of(&request);
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            match future.await {
-                Ok(response) => Ok(response.map(|inner| ReportBody {
-                    inner,
-                    bridge: OnEnd { bridge },
-                })),
-                Err(error) => {
-                    // Every attempt has ended: the failure is the last word.
-                    if let Some(bridge) = bridge {
-                        bridge.settle();
-                    }
-                    Err(error.into())
-                }
+        let bridge = OnEnd {
+            bridge: Bridge::of(&request),
+        };
+        ReportFuture {
+            inner: self.inner.call(request),
+            bridge,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ReportUsage`]. Dropped before the answer
+    /// (the client went away), it still settles: the inner future — its
+    /// attempts' cost records — is dropped first, then the guard.
+    pub(crate) struct ReportFuture<F> {
+        #[pin]
+        inner: F,
+        bridge: OnEnd,
+    }
+}
+
+impl<F, ResB, E> Future for ReportFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ReportBody<ResB>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(response) => {
+                let bridge = OnEnd {
+                    bridge: this.bridge.bridge.take(),
+                };
+                Poll::Ready(Ok(response.map(|inner| ReportBody { inner, bridge })))
             }
-        })
+            Err(error) => {
+                // Every attempt has ended: the failure is the last word.
+                this.bridge.settle();
+                Poll::Ready(Err(error.into()))
+            }
+        }
     }
 }
 

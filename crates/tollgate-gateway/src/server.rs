@@ -34,6 +34,7 @@ pub async fn serve(
         // Slow-loris guard: a client must send its headers within this time.
         .header_read_timeout(Duration::from_secs(30));
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -58,7 +59,10 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
+                // Finished connections are reaped as new ones come, so the
+                // set holds about the open ones.
+                while connections.try_join_next().is_some() {}
+                connections.spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }
@@ -77,6 +81,10 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
     }
+    // What is still running ends now, and its responses' cost records and
+    // limit settlements are taken (as cancelled) before the ledger closes.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     gateway.close().await;
 }
 

@@ -35,6 +35,9 @@ fn config(upstream: &Upstream, ledger: &Path) -> String {
       id: other-1
 router_settings:
   num_retries: 0
+  cooldown_time: 0
+  fallbacks:
+    - gpt: [other]
 general_settings:
   master_key: os.environ/MASTER_KEY
 tollgate:
@@ -130,6 +133,15 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     let answer = post(&client, &chat, Some(&only_gpt), chat_body("gpt", false)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     answers.push(answer);
+    // Nor does a fallback answer with it: `gpt` fails, `other` is not
+    // asked (the master key's request would have been answered by it).
+    upstream.push(Reply::json(
+        503,
+        openai::error_body("overloaded", "server_error", None),
+    ));
+    let answer = post(&client, &chat, Some(&only_gpt), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    answers.push(answer);
     // Over budget: the first answer spends it, the next is refused.
     let answer = post(&client, &chat, Some(&small_budget), chat_body("gpt", false)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -152,8 +164,8 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     assert_eq!(answer.status, 403, "{}", answer.text());
     answers.push(answer);
 
-    // Only the two answered requests went upstream.
-    assert_eq!(upstream.requests().len(), 2);
+    // Only the two answered requests and the failed one went upstream.
+    assert_eq!(upstream.requests().len(), 3);
 
     // The keys' text is nowhere: not in answers, logs, metrics or the ledger.
     gateway.gateway.flush_spend().await;
@@ -279,6 +291,44 @@ async fn a_budget_spent_before_a_restart_stays_spent() {
     let chat = gateway.url("/v1/chat/completions");
     let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
+    assert_eq!(answer.status, 429, "{}", answer.text());
+    assert_eq!(answer.openai_error()["code"], "budget_exceeded");
+    gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_request_abandoned_before_its_answer_is_charged_to_the_budget() {
+    let (upstream, dir, gateway) = start("keys-abandoned").await;
+    let client = client();
+    // $0.00001: the prompt estimate of one abandoned request (about 25
+    // tokens at $0.000001) is more.
+    let key = generate(
+        &client,
+        &gateway,
+        json!({"key_alias": "impatient", "max_budget": "0.00001", "budget_duration": "1d"}),
+    )
+    .await;
+    upstream.push(
+        Reply::json(200, openai::chat_completion("too late"))
+            .delay_headers(std::time::Duration::from_secs(3600)),
+    );
+    let request = http::Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(chat_body(
+            "gpt", false,
+        ))))
+        .unwrap();
+    // The client goes away once the upstream has the request.
+    let answer = gateway.gateway.handle(request);
+    tokio::select! {
+        _ = answer => panic!("the upstream was told to wait an hour"),
+        _ = upstream.wait_for_requests(1) => {}
+    }
+    // The attempt was recorded as cancelled with an estimate, and the
+    // estimate went to the key's budget.
+    let chat = gateway.url("/v1/chat/completions");
     let answer = post(&client, &chat, Some(&key), chat_body("gpt", false)).await;
     assert_eq!(answer.status, 429, "{}", answer.text());
     assert_eq!(answer.openai_error()["code"], "budget_exceeded");

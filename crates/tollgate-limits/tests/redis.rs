@@ -237,3 +237,33 @@ async fn spend_counted_during_an_outage_reaches_redis_afterwards() {
     assert!(total >= 6, "{total}");
     assert_eq!(a.spend("budget:k", window).await, total);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_redis_granted_after_a_timeout_is_released_there_too() {
+    let server = RedisServer::start().await;
+    let a = Arc::new(
+        RedisStore::open(&server.url())
+            .unwrap()
+            .op_timeout(Duration::from_millis(100)),
+    );
+    let b = replica(&server);
+    // Connect first, then freeze the server: the acquire times out and is
+    // granted locally — and Redis grants it too once it thaws, as the
+    // command was already sent.
+    // (The acquire script is loaded first: a frozen EVALSHA of an unknown
+    // script would only fail once Redis thaws.)
+    let warm = a.acquire("warm", 1, Instant::now()).await.unwrap();
+    a.release("warm", warm).await;
+    server.signal("-STOP");
+    let lease = a
+        .acquire("k", 1, Instant::now())
+        .await
+        .expect("granted from local state while Redis is frozen");
+    server.signal("-CONT");
+    a.release("k", lease).await;
+    // Released on every replica, not held in Redis until its TTL.
+    assert!(
+        b.acquire("k", 1, Instant::now()).await.is_some(),
+        "the permit is free again"
+    );
+}

@@ -193,6 +193,14 @@ pub(crate) fn check_alias(alias: &str) -> Result<(), &'static str> {
     if alias.starts_with(KEY_PREFIX) || super::hash::from_hex(alias).is_some() {
         return Err("must not look like a key or a key hash");
     }
+    // `key-` and 12 hex digits is the name of a key without an alias: the
+    // name its limits, budget and ledger rows go by.
+    if alias
+        .strip_prefix("key-")
+        .is_some_and(|rest| rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err("must not look like the name of a key without an alias (key-<12 hex digits>)");
+    }
     Ok(())
 }
 

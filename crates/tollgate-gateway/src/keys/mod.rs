@@ -368,7 +368,6 @@ impl Keys {
             Some(text) => Some(sha256(text.as_bytes())),
             None => None,
         };
-        let open = master.is_none() && configured.is_empty();
         let started_ms = unix_now_ms();
         let mut cache = Cache::default();
         for (index, entry) in configured.iter().enumerate() {
@@ -441,6 +440,18 @@ impl Keys {
             cache.known.insert(known.key.hash, known);
         }
 
+        // Open (no key asked for) only when there is no key at all: a
+        // gateway that once made keys does not turn them off because its
+        // master key was dropped from the config — its keys still work and
+        // the admin endpoints are closed.
+        let open = master.is_none() && cache.known.is_empty();
+        if master.is_none() && !cache.known.is_empty() {
+            tracing::warn!(
+                keys = cache.known.len(),
+                "virtual keys are configured or stored but no master key is set: \
+                 every request needs a key, and the admin endpoints are closed"
+            );
+        }
         Ok(Keys {
             inner: Arc::new(Inner {
                 master,

@@ -1198,3 +1198,35 @@ tollgate:
             .is_master()
     );
 }
+
+#[tokio::test]
+async fn stored_keys_keep_the_gateway_closed_without_a_master_key() {
+    let dir = TempDir::new("closed");
+    let text = {
+        let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
+        keys.generate(request(Some("made")), T0).await.unwrap().key
+    };
+    // The master key dropped from the config: the stored key still works,
+    // a request without a key does not get through.
+    let keys = Keys::new(None, &[], KeyBackend::Sqlite(dir.file())).unwrap();
+    assert!(!keys.is_open());
+    let failure = keys
+        .authenticate(&HeaderMap::new(), T0)
+        .await
+        .expect_err("a key is needed");
+    assert_eq!(failure.class(), ErrorClass::Auth);
+    let key = principal_key(keys.authenticate(&bearer(text.expose()), T0).await.unwrap());
+    assert_eq!(&*key.name(), "made");
+    // Nothing stored, nothing configured, no master key: open.
+    let empty = TempDir::new("open");
+    let keys = Keys::new(None, &[], KeyBackend::Sqlite(empty.file())).unwrap();
+    assert!(keys.is_open());
+}
+
+#[test]
+fn aliases_that_look_like_the_name_of_an_unaliased_key_are_refused() {
+    assert!(super::generate::check_alias("key-0123456789ab").is_err());
+    assert!(super::generate::check_alias("key-0123456789AB").is_err());
+    assert!(super::generate::check_alias("key-team-a").is_ok());
+    assert!(super::generate::check_alias("key-0123456789abc").is_ok());
+}

@@ -372,10 +372,12 @@ impl Store for RedisStore {
 
     fn release<'a>(&'a self, key: &'a str, lease: Lease) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            // A lease taken locally during an outage goes back locally.
-            if self.memory.release_now(key, lease) {
-                return;
-            }
+            // A lease taken locally (Redis failed to answer) goes back
+            // locally — and to Redis as well: a command that timed out has
+            // often run there after all, and ZREM of an absent member is a
+            // no-op. Otherwise that permit would stay taken on every
+            // replica until its TTL.
+            self.memory.release_now(key, lease);
             let command = redis::cmd("ZREM")
                 .arg(self.redis_key("leases", key))
                 .arg(self.member(lease))
