@@ -267,3 +267,27 @@ async fn a_permit_redis_granted_after_a_timeout_is_released_there_too() {
         "the permit is free again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_sent_before_a_timeout_counts_once() {
+    let server = RedisServer::start().await;
+    let a = Arc::new(
+        RedisStore::open(&server.url())
+            .unwrap()
+            .op_timeout(Duration::from_millis(100)),
+    );
+    let b = replica(&server);
+    let window = BudgetWindow::lifetime();
+    // Connected, and the script loaded, before Redis freezes.
+    a.add_spend("budget:k", window, 10).await;
+    server.signal("-STOP");
+    // Times out; Redis applies it once it thaws.
+    a.add_spend("budget:k", window, 5).await;
+    server.signal("-CONT");
+    assert_eq!(b.spend("budget:k", window).await, 15);
+    assert_eq!(
+        a.spend("budget:k", window).await,
+        15,
+        "not 20: counted once"
+    );
+}

@@ -118,18 +118,26 @@ struct Scripts {
 /// right after Redis comes back the first call of each replica would
 /// otherwise answer from local state for nothing.
 macro_rules! run {
+    ($store:expr, $conn:ident => $operation:expr) => {
+        try_run!($store, $conn => $operation).ok()
+    };
+}
+
+/// [`run!`], with why it failed: a timeout means the command was sent and
+/// may have run.
+macro_rules! try_run {
     ($store:expr, $conn:ident => $operation:expr) => {{
         let mut $conn = $store.manager.clone();
-        match $store.try_once($operation).await {
-            Ok(value) => Some(value),
-            Err(Failed::Redis(error)) if Failed::is_connection(&error) => {
-                $store.run($operation).await
-            }
-            Err(why) => {
-                $store.fell_back(&why);
-                None
-            }
+        let mut answer = $store.try_once($operation).await;
+        if let Err(Failed::Redis(error)) = &answer
+            && Failed::is_connection(error)
+        {
+            answer = $store.try_once($operation).await;
         }
+        if let Err(why) = &answer {
+            $store.fell_back(why);
+        }
+        answer
     }};
 }
 
@@ -246,18 +254,6 @@ impl RedisStore {
 
     fn member(&self, lease: Lease) -> String {
         format!("{:016x}-{:x}", self.replica, lease.id())
-    }
-
-    /// Runs one Redis operation within the timeout; `None` (and a counted
-    /// fallback) when it failed.
-    async fn run<T>(&self, operation: impl Future<Output = RedisResult<T>>) -> Option<T> {
-        match self.try_once(operation).await {
-            Err(why) => {
-                self.fell_back(&why);
-                None
-            }
-            Ok(value) => Some(value),
-        }
     }
 
     /// One try within the timeout.
@@ -431,9 +427,16 @@ impl Store for RedisStore {
                 .key(self.spend_key(key, window))
                 .arg(increment)
                 .arg(ttl_ms);
-            let done: Option<i64> = run!(self, conn => invocation.invoke_async(&mut conn));
-            if done.is_none() {
-                self.memory.add_spend_now(key, window, total);
+            let done: Result<i64, Failed> =
+                try_run!(self, conn => invocation.invoke_async(&mut conn));
+            match done {
+                Ok(_) => {}
+                // Sent, and most likely applied once Redis answers: kept
+                // locally too, it would count twice. (If Redis never applies
+                // it, the live budget misses this spend; the ledger has it.)
+                Err(Failed::Timeout(_)) => {}
+                // Not applied: kept here, and pushed with the next spend.
+                Err(_) => self.memory.add_spend_now(key, window, total),
             }
         })
     }
