@@ -87,17 +87,16 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use ring::rand::SystemRandom;
-use tokio::time::Instant;
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::config::ConfiguredKey;
+use crate::shared::Fallbacks;
 pub(crate) use generate::{GenerateRequest, KeyText};
 use hash::{KeyHash, ct_eq, from_hex, sha256};
 pub(crate) use key::{KeySource, VirtualKey};
@@ -112,8 +111,6 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5);
 pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// The most "no such key" answers remembered at once.
 pub(crate) const NEGATIVE_CAPACITY: usize = 10_000;
-/// The least time between two warnings about Redis being away.
-const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Who a request comes from.
 #[derive(Debug, Clone)]
@@ -262,9 +259,7 @@ struct Inner {
     /// Serialises generate and delete (rare), so an alias check and the
     /// write that follows it cannot interleave with another's.
     admin: tokio::sync::Mutex<()>,
-    fallbacks: AtomicU64,
-    on_fallback: Option<Arc<dyn Fn() + Send + Sync>>,
-    last_warn: Mutex<Option<Instant>>,
+    fallbacks: Fallbacks,
 }
 
 #[derive(Default)]
@@ -461,9 +456,11 @@ impl Keys {
                 redis,
                 rng: SystemRandom::new(),
                 admin: tokio::sync::Mutex::new(()),
-                fallbacks: AtomicU64::new(0),
-                on_fallback,
-                last_warn: Mutex::new(None),
+                fallbacks: Fallbacks::new(
+                    "the virtual keys",
+                    "answering from the local copy",
+                    on_fallback,
+                ),
             }),
         })
     }
@@ -487,7 +484,7 @@ impl Keys {
     /// How many answers came from the local copy because Redis failed.
     #[cfg(test)]
     pub(crate) fn fallbacks(&self) -> u64 {
-        self.inner.fallbacks.load(Ordering::Relaxed)
+        self.inner.fallbacks.count()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Cache> {
@@ -600,24 +597,7 @@ impl Keys {
     }
 
     fn fell_back(&self, why: &dyn fmt::Display) {
-        let inner = &*self.inner;
-        inner.fallbacks.fetch_add(1, Ordering::Relaxed);
-        if let Some(callback) = &inner.on_fallback {
-            callback();
-        }
-        let now = Instant::now();
-        let mut last = inner
-            .last_warn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL) {
-            *last = Some(now);
-            drop(last);
-            tracing::warn!(
-                error = %why,
-                "Redis is unavailable to the virtual keys; answering from the local copy"
-            );
-        }
+        self.inner.fallbacks.fell_back(why);
     }
 
     /// Makes a new key from a validated `/key/generate` request, at

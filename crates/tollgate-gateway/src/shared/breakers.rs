@@ -11,7 +11,8 @@
 //! few commands a second.
 //!
 //! Redis unreachable: writes and polls fail, breakers stay local, the
-//! fallback is counted and logged at most once per [`WARN_EVERY`].
+//! fallback is counted and logged at most once per
+//! [`WARN_EVERY`](super::fallbacks::WARN_EVERY).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +23,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 use tollgate_breaker::{Breakers, Reason, State};
 
-use super::{PREFIX, SharedState};
+use super::{Fallbacks, PREFIX, SharedState};
 
 /// How often each replica reads the shared breakers.
 pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
-
-/// At most one warning per this while Redis is unreachable.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a Redis command may take before the breakers stay local.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -44,7 +42,11 @@ pub(crate) fn spawn_breaker_sync(
     let keys: Vec<String> = deployments.iter().map(|id| breaker_key(id)).collect();
     let mut changes = breakers.subscribe();
     let mut connection = shared.connection.clone();
-    let warn = Warn::new(shared.on_fallback.clone());
+    let warn = Arc::new(Fallbacks::new(
+        "the circuit breakers",
+        "they are local until Redis answers",
+        Some(shared.on_fallback.clone()),
+    ));
     runtime.spawn({
         let warn = warn.clone();
         async move {
@@ -71,7 +73,7 @@ pub(crate) fn spawn_breaker_sync(
                 )
                 .await;
                 if !matches!(written, Ok(Ok(()))) {
-                    warn.fallback("could not share a breaker that opened");
+                    warn.fell_back(&"could not share a breaker that opened");
                 }
             }
         }
@@ -96,7 +98,7 @@ pub(crate) fn spawn_breaker_sync(
                         }
                     }
                 }
-                None => warn.fallback("could not read the shared breakers"),
+                None => warn.fell_back(&"could not read the shared breakers"),
             }
         }
     });
@@ -130,36 +132,4 @@ async fn poll(connection: &mut ConnectionManager, keys: &[String]) -> Option<Vec
 
 fn breaker_key(deployment: &str) -> String {
     format!("{PREFIX}breaker:{deployment}")
-}
-
-/// Counts every fall back to local state; logs at most once per
-/// [`WARN_EVERY`].
-#[derive(Clone)]
-struct Warn {
-    on_fallback: Arc<dyn Fn() + Send + Sync>,
-    last: Arc<std::sync::Mutex<Option<Instant>>>,
-}
-
-impl Warn {
-    fn new(on_fallback: Arc<dyn Fn() + Send + Sync>) -> Self {
-        Warn {
-            on_fallback,
-            last: Arc::default(),
-        }
-    }
-
-    fn fallback(&self, what: &str) {
-        (self.on_fallback)();
-        let now = Instant::now();
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_none_or(|at| now - at >= WARN_EVERY) {
-            *last = Some(now);
-            tracing::warn!(
-                "shared state unreachable ({what}): circuit breakers are local until Redis answers"
-            );
-        }
-    }
 }

@@ -8,6 +8,7 @@
 //! and logs it, and shares again once Redis answers.
 
 mod breakers;
+mod fallbacks;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub(crate) use breakers::spawn_breaker_sync;
+pub(crate) use fallbacks::Fallbacks;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
