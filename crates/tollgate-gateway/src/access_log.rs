@@ -1,13 +1,22 @@
 //! One structured log line per request.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tollgate_core::ErrorClass;
 
 use tollgate_cost::{RequestTally, TallySnapshot};
 
+use crate::log_format::{write_string, write_timestamp};
+use crate::log_writer::LogWriter;
 use crate::metrics::{Metrics, RequestMetrics};
+
+/// The `target` of access-log lines.
+const TARGET: &str = "tollgate::access";
 
 /// What the access log line says about a request; written once, when the
 /// response body ends or is dropped (so a stream is logged when it finishes,
@@ -37,6 +46,9 @@ pub(crate) struct AccessLog {
     pub(crate) metrics: Option<(Metrics, &'static str)>,
     /// The tokens and cost of the request's upstream attempts.
     pub(crate) tally: Option<Arc<RequestTally>>,
+    /// Where the line goes as JSON without `tracing`'s formatter, if set
+    /// (see `Gateway::write_access_log_to`).
+    pub(crate) direct: Option<LogWriter>,
 }
 
 impl AccessLog {
@@ -57,6 +69,7 @@ impl AccessLog {
             fallbacks: 0,
             metrics: None,
             tally: None,
+            direct: None,
         }
     }
 }
@@ -64,7 +77,6 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let total = self.start.elapsed();
-        let latency_ms = total.as_secs_f64() * 1000.0;
         let tally = self.tally.as_ref().map(|t| t.snapshot());
         if let Some((metrics, route)) = &self.metrics {
             metrics.request(&RequestMetrics {
@@ -91,24 +103,125 @@ impl Drop for AccessLog {
         } else {
             "ok"
         };
-        tracing::info!(
-            target: "tollgate::access",
-            request_id = %self.request_id,
-            route = self.route,
-            model = self.model_group.as_deref().unwrap_or(""),
-            deployment = self.deployment.as_deref().unwrap_or(""),
-            key = self.key.as_deref().unwrap_or(""),
-            status = self.status,
-            class = self.class.map_or("", ErrorClass::as_str),
-            stream = self.stream,
-            latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+        let direct = self.direct.take();
+        let line = Line {
+            log: self,
+            latency: total,
             outcome,
+            tally,
+        };
+        match direct {
+            Some(mut writer) if tracing::enabled!(target: TARGET, tracing::Level::INFO) => {
+                line.write_json(&mut writer);
+            }
+            _ => line.emit(),
+        }
+    }
+}
+
+/// The access-log line of a request, as a `tracing` event or written as
+/// JSON by hand (the same fields, the same values).
+struct Line<'a> {
+    log: &'a AccessLog,
+    latency: Duration,
+    outcome: &'static str,
+    tally: Option<TallySnapshot>,
+}
+
+impl Line<'_> {
+    fn emit(&self) {
+        let (log, tally) = (self.log, self.tally);
+        tracing::info!(
+            target: TARGET,
+            request_id = %log.request_id,
+            route = log.route,
+            model = log.model_group.as_deref().unwrap_or(""),
+            deployment = log.deployment.as_deref().unwrap_or(""),
+            key = log.key.as_deref().unwrap_or(""),
+            status = log.status,
+            class = log.class.map_or("", ErrorClass::as_str),
+            stream = log.stream,
+            latency_ms = (self.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            outcome = self.outcome,
             prompt_tokens = tally.map_or(0, |t| t.usage.prompt_tokens),
             completion_tokens = tally.map_or(0, |t| t.usage.completion_tokens),
             tokens_estimated = tally.is_some_and(|t| t.usage.estimated),
             cost = %CostField(tally),
             "request"
         );
+    }
+
+    /// The line `JsonLines` makes of [`emit`](Self::emit)'s event, written
+    /// into a reused per-thread buffer and handed to `writer` whole.
+    fn write_json(&self, writer: &mut LogWriter) {
+        thread_local! {
+            static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+        }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            // Writing to a `String` cannot fail.
+            let _ = self.format_json(line);
+            let _ = writer.write_all(line.as_bytes());
+        });
+    }
+
+    fn format_json(&self, out: &mut String) -> std::fmt::Result {
+        let (log, tally) = (self.log, self.tally);
+        out.push_str("{\"timestamp\":\"");
+        write_timestamp(out, SystemTime::now())?;
+        out.push_str("\",\"level\":\"INFO\",\"request_id\":");
+        write_string(out, &log.request_id)?;
+        out.push_str(",\"route\":");
+        write_string(out, log.route)?;
+        out.push_str(",\"model\":");
+        write_string(out, log.model_group.as_deref().unwrap_or(""))?;
+        out.push_str(",\"deployment\":");
+        write_string(out, log.deployment.as_deref().unwrap_or(""))?;
+        out.push_str(",\"key\":");
+        write_string(out, log.key.as_deref().unwrap_or(""))?;
+        out.push_str(",\"status\":");
+        out.push_str(itoa::Buffer::new().format(log.status));
+        out.push_str(",\"class\":");
+        write_string(out, log.class.map_or("", ErrorClass::as_str))?;
+        out.push_str(if log.stream {
+            ",\"stream\":true,\"latency_ms\":"
+        } else {
+            ",\"stream\":false,\"latency_ms\":"
+        });
+        write_millis(out, self.latency);
+        out.push_str(",\"outcome\":");
+        write_string(out, self.outcome)?;
+        out.push_str(",\"prompt_tokens\":");
+        out.push_str(itoa::Buffer::new().format(tally.map_or(0, |t| t.usage.prompt_tokens)));
+        out.push_str(",\"completion_tokens\":");
+        out.push_str(itoa::Buffer::new().format(tally.map_or(0, |t| t.usage.completion_tokens)));
+        out.push_str(if tally.is_some_and(|t| t.usage.estimated) {
+            ",\"tokens_estimated\":true,\"cost\":\""
+        } else {
+            ",\"tokens_estimated\":false,\"cost\":\""
+        });
+        // Digits, a point or `unknown`: nothing to escape.
+        write!(out, "{}", CostField(tally))?;
+        out.push_str("\",\"message\":\"request\",\"target\":\"tollgate::access\"}\n");
+        Ok(())
+    }
+}
+
+/// `latency` in milliseconds to the microsecond, as the `f64` the event
+/// records prints: `0.049`, `12.5`, `3`.
+fn write_millis(out: &mut String, latency: Duration) {
+    let micros = (latency.as_nanos() + 500) / 1000;
+    let (whole, frac) = (micros / 1000, micros % 1000);
+    out.push_str(itoa::Buffer::new().format(whole));
+    if frac != 0 {
+        let digits = [
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let len = 4 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or(""));
     }
 }
 
@@ -122,6 +235,95 @@ impl std::fmt::Display for CostField {
             Some(tally) if tally.cost_unknown => f.write_str("unknown"),
             Some(tally) if tally.attempts > 0 => write!(f, "{}", tally.billed),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_cost::Usd;
+
+    /// The line as `tracing` and `JsonLines` write the event, and as
+    /// written by hand, both parsed, without their timestamps.
+    fn both_ways(line: &Line<'_>) -> (serde_json::Value, serde_json::Value) {
+        let traced = crate::log_format::captured(|| line.emit());
+        let mut direct = String::new();
+        line.format_json(&mut direct).unwrap();
+        assert!(direct.ends_with("}\n") && direct.matches('\n').count() == 1);
+        let parse = |text: &str| {
+            let mut value: serde_json::Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            let timestamp = value.as_object_mut().unwrap().remove("timestamp").unwrap();
+            assert_eq!(timestamp.as_str().unwrap().len(), 27, "{text}");
+            value
+        };
+        (parse(&traced), parse(&direct))
+    }
+
+    fn log() -> AccessLog {
+        AccessLog::new(Arc::from("tg-0123"), "chat_completions", Instant::now())
+    }
+
+    #[test]
+    fn the_hand_written_line_is_the_events_line() {
+        let mut ok = log();
+        ok.model_group = Some(Arc::from("gpt \"fast\"\n\\ é"));
+        ok.deployment = Some(Arc::from("gpt-fast-1"));
+        ok.key = Some(Arc::from("team-a"));
+        ok.status = 200;
+        ok.stream = true;
+        ok.finished = true;
+        let mut tally = TallySnapshot::default();
+        tally.usage.prompt_tokens = 12;
+        tally.usage.completion_tokens = 345;
+        tally.usage.estimated = true;
+        tally.billed = Usd::from_picos(296_660_000);
+        tally.attempts = 2;
+        let mut failed = log();
+        failed.status = 503;
+        failed.class = Some(ErrorClass::UpstreamUnavailable);
+        failed.finished = true;
+        let mut unknown_cost = tally;
+        unknown_cost.cost_unknown = true;
+        let cases = [
+            (&ok, Duration::from_micros(12_500), "ok", Some(tally)),
+            (&ok, Duration::from_nanos(49_499), "ok", Some(unknown_cost)),
+            (&failed, Duration::from_secs(3), "error", None),
+            (
+                &log(),
+                Duration::ZERO,
+                "client_gone",
+                Some(TallySnapshot::default()),
+            ),
+        ];
+        for (log, latency, outcome, tally) in cases {
+            let line = Line {
+                log,
+                latency,
+                outcome,
+                tally,
+            };
+            let (traced, direct) = both_ways(&line);
+            assert_eq!(traced, direct);
+        }
+    }
+
+    #[test]
+    fn milliseconds_are_printed_as_the_event_prints_them() {
+        for (latency, expected) in [
+            (Duration::from_micros(49), "0.049"),
+            (Duration::from_micros(12_500), "12.5"),
+            (Duration::from_millis(3), "3"),
+            (Duration::from_nanos(1_499), "0.001"),
+            (Duration::from_nanos(1_500), "0.002"),
+            (Duration::ZERO, "0"),
+        ] {
+            let mut out = String::new();
+            write_millis(&mut out, latency);
+            assert_eq!(out, expected, "{latency:?}");
+            let event = (latency.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+            assert_eq!(out.parse::<f64>().unwrap(), event);
         }
     }
 }

@@ -40,6 +40,7 @@
 //! # }
 //! ```
 pub mod config;
+pub mod log_format;
 pub mod log_writer;
 pub mod mock;
 pub mod upstream;
@@ -48,6 +49,7 @@ mod access_log;
 mod app;
 mod balance;
 mod chat;
+mod inline_wakes;
 pub(crate) mod keys;
 pub(crate) mod ledger;
 mod limits;

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_gateway::log_writer::{LogGuard, log_writer};
+use tollgate_gateway::log_format::JsonLines;
+use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::{
     DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve, unapplied_settings,
 };
@@ -62,8 +63,8 @@ fn main() -> ExitCode {
                 eprintln!("error: --config FILE is required (or run `tollgate check-config FILE`)");
                 return ExitCode::from(2);
             };
-            let _flush_logs_at_exit = match init_logging(cli.log_format) {
-                Ok(guard) => guard,
+            let (_flush_logs_at_exit, access_log) = match init_logging(cli.log_format) {
+                Ok(logging) => logging,
                 Err(error) => {
                     eprintln!("error: cannot start the log writer: {error}");
                     return ExitCode::FAILURE;
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(path, SocketAddr::new(cli.host, cli.port)))
+            runtime.block_on(run(path, SocketAddr::new(cli.host, cli.port), access_log))
         }
     }
 }
@@ -110,7 +111,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
+/// Serves the config at `path` on `addr`; access-log lines go to
+/// `access_log` when it is set (JSON logs).
+async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> ExitCode {
     let mut loaded = match config::load(&path) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -139,6 +142,9 @@ async fn run(path: PathBuf, addr: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(writer) = access_log {
+        gateway.write_access_log_to(writer);
+    }
     gateway.restore_budgets().await;
     let (listener, local) = match bind(addr).await {
         Ok(bound) => bound,
@@ -182,17 +188,25 @@ async fn shutdown_signal() {
 }
 
 /// Logs go to stderr through a background writer (see
-/// [`tollgate_gateway::log_writer`]); the guard flushes it at exit.
-fn init_logging(format: LogFormat) -> std::io::Result<LogGuard> {
+/// [`tollgate_gateway::log_writer`]); the guard flushes it at exit. With
+/// JSON logs, the writer is also returned, for the gateway to write its
+/// access-log lines to directly.
+fn init_logging(format: LogFormat) -> std::io::Result<(LogGuard, Option<LogWriter>)> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = log_writer(std::io::stderr())?;
+    let access_log = writer.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            builder.event_format(JsonLines).init();
+            Ok((guard, Some(access_log)))
+        }
+        LogFormat::Text => {
+            builder.init();
+            Ok((guard, None))
+        }
     }
-    Ok(guard)
 }

@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::Gateway;
+use crate::inline_wakes::InlineWakes;
 
 /// How long in-flight requests and streams may run on after a shutdown
 /// signal, unless `tollgate.shutdown_grace_period` says otherwise.
@@ -58,7 +59,9 @@ pub async fn serve(
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
-                let connection = graceful.watch(connection);
+                // A completion reads its request body inside the connection's
+                // own task, which wakes that task: see `InlineWakes`.
+                let connection = InlineWakes::new(graceful.watch(connection));
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}

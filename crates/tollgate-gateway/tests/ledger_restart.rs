@@ -80,7 +80,31 @@ async fn the_ledger_keeps_every_record_across_sigterm_and_its_commits_across_kil
     let gateway = Gateway::start(&config, &dir, &[]);
     send_requests(&client, &gateway, REQUESTS).await;
     gateway.signal("-TERM");
-    assert!(gateway.exited().await.success());
+    let (status, log) = gateway.exited_with_log().await;
+    assert!(status.success());
+    // The JSON access log, written without `tracing`'s formatter: one
+    // complete line per request, in order, flushed at exit.
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "tollgate::access")
+        .collect();
+    assert_eq!(access.len() as u64, REQUESTS, "{log}");
+    for (i, line) in access.iter().enumerate() {
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["message"], "request", "{line}");
+        assert_eq!(line["route"], "chat_completions", "{line}");
+        assert_eq!(line["model"], "demo", "{line}");
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["outcome"], "ok", "{line}");
+        assert_eq!(line["stream"], i % 2 == 1, "{line}");
+        assert!(line["completion_tokens"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["latency_ms"].as_f64().unwrap() >= 0.0, "{line}");
+        assert!(
+            line["request_id"].as_str().unwrap().starts_with("tg-"),
+            "{line}"
+        );
+    }
     let config = write_config(&dir, 0.05);
     let gateway = Gateway::start(&config, &dir, &[]);
     assert_eq!(ledger_successes(&client, &gateway).await, REQUESTS);

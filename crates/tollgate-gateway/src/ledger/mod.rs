@@ -72,7 +72,7 @@
 //! the writer) on tokio's blocking pool: [`Ledger::logs`],
 //! [`Ledger::summary`], [`Ledger::totals`]. [`http`] serves them as JSON.
 
-mod day;
+pub(crate) mod day;
 mod error;
 pub(crate) mod http;
 mod money;

@@ -13,6 +13,8 @@ pub struct GatewayProcess {
     child: Option<Child>,
     base: String,
     log: Arc<Mutex<String>>,
+    /// Reads the child's stderr into `log` until it closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GatewayProcess {
@@ -26,6 +28,7 @@ impl GatewayProcess {
             .arg(config)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .current_dir(dir)
+            .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -38,16 +41,16 @@ impl GatewayProcess {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn({
+        let reader = std::thread::spawn({
             let log = log.clone();
             move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Some(at) = line.find("listening on http://") {
+                        // The URL ends the JSON string it is in.
                         let addr = line[at + "listening on ".len()..]
-                            .split_whitespace()
+                            .split(['"', ' '])
                             .next()
                             .unwrap()
-                            .trim_end_matches('"')
                             .to_owned();
                         let _ = tx.send(addr);
                     }
@@ -64,6 +67,7 @@ impl GatewayProcess {
             child: Some(child),
             base,
             log,
+            reader: Some(reader),
         }
     }
 
@@ -91,11 +95,23 @@ impl GatewayProcess {
     }
 
     /// Waits for the process to exit.
-    pub async fn exited(mut self) -> ExitStatus {
+    pub async fn exited(self) -> ExitStatus {
+        self.exited_with_log().await.0
+    }
+
+    /// Waits for the process to exit, and for the last of what it wrote.
+    pub async fn exited_with_log(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
-        tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap()
+        let reader = self.reader.take().expect("reading");
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            // Its stderr is closed now: the reader ends.
+            reader.join().unwrap();
+            status
+        })
+        .await
+        .unwrap();
+        (status, self.log())
     }
 }
 

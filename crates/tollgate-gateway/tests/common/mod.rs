@@ -217,8 +217,7 @@ impl Captured {
     /// A JSON subscriber at every level, writing here.
     pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
         tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
+            .event_format(tollgate_gateway::log_format::JsonLines)
             .with_max_level(tracing::Level::TRACE)
             .with_writer(self.clone())
             .finish()
