@@ -165,12 +165,20 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                 ?17, ?18)",
         )?;
+        // A batch is a second or so of rows: nearly always one day, whose
+        // text is made once.
+        let mut day: Option<(i64, String)> = None;
         for row in rows {
+            let number = day::day_number(row.ts_ms);
+            if day.as_ref().is_none_or(|(n, _)| *n != number) {
+                day = Some((number, day::format_day(number)));
+            }
+            let day_text = day.as_ref().map_or("", |(_, text)| text.as_str());
             insert.execute(params![
                 &*row.request_id,
                 row.attempt,
                 row.ts_ms,
-                day::day_of(row.ts_ms),
+                day_text,
                 row.key.as_deref(),
                 row.model_group.as_deref(),
                 row.deployment.as_deref(),
