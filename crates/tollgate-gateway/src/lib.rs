@@ -46,6 +46,7 @@ pub mod mock;
 pub mod upstream;
 
 mod access_log;
+mod after_write;
 mod app;
 mod balance;
 mod chat;

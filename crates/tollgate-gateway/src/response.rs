@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tollgate_core::{BoxError, Failure};
 
 use crate::access_log::AccessLog;
+use crate::after_write::{self, Deferred};
 use crate::stack::StackBody;
 
 pin_project! {
@@ -19,6 +20,15 @@ pin_project! {
         #[pin]
         kind: Kind,
         log: Option<AccessLog>,
+    }
+
+    impl PinnedDrop for GatewayBody {
+        fn drop(this: Pin<&mut Self>) {
+            // The line is written once the answer is (see `after_write`).
+            if let Some(log) = this.project().log.take() {
+                after_write::defer(Deferred::AccessLog(log));
+            }
+        }
     }
 }
 

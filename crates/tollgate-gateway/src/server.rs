@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::after_write::AfterWrite;
 use crate::app::Gateway;
 use crate::inline_wakes::InlineWakes;
 
@@ -60,8 +61,10 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 // A completion reads its request body inside the connection's
-                // own task, which wakes that task: see `InlineWakes`.
-                let connection = InlineWakes::new(graceful.watch(connection));
+                // own task, which wakes that task: see `InlineWakes`. Logs,
+                // metrics and spend wait until the answer is written: see
+                // `AfterWrite`.
+                let connection = AfterWrite::new(InlineWakes::new(graceful.watch(connection)));
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}

@@ -6,6 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
 
+use crate::after_write::{self, Deferred};
 use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
 use crate::metrics::{AttemptMetrics, Metrics};
 use crate::providers::{AttemptOutcome, ProviderHealth};
@@ -20,7 +21,16 @@ pub(crate) struct GatewaySink {
 }
 
 impl CostSink for GatewaySink {
+    /// Taken once the answer is written (see [`after_write`]).
     fn record(&self, record: CostRecord) {
+        after_write::defer(Deferred::Spend(self.clone(), record));
+    }
+}
+
+impl GatewaySink {
+    /// Counts `record` in the metrics and the providers' health, and hands
+    /// its row to the ledger.
+    pub(crate) fn take(&self, record: CostRecord) {
         let usage = record.usage.unwrap_or_default();
         let class = match record.outcome {
             Outcome::Failed(class) => Some(class),

@@ -1,0 +1,182 @@
+//! Work a request leaves for after its answer has been written.
+//!
+//! hyper drops a response body as soon as it has *buffered* the body's last
+//! bytes, before it flushes them to the socket; and the cost layer reports
+//! an attempt before the response head goes out. What runs then — the
+//! access-log line, the request's and the attempt's metrics, the providers'
+//! health, the spend ledger's row — delays the very answer it is about: a
+//! few thousand instructions on every request's critical path.
+//!
+//! The server polls each connection inside [`AfterWrite`]. While it does,
+//! that work is queued ([`defer`]) and runs when the poll returns — after
+//! hyper has flushed what it could, on the same thread, before the
+//! connection reads its next request. Anywhere else (a gateway driven in
+//! process by tests, a connection dropped at shutdown) it runs at once.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tollgate_cost::CostRecord;
+
+use crate::access_log::AccessLog;
+use crate::spend::GatewaySink;
+
+/// Work that can wait until the answer is written.
+pub(crate) enum Deferred {
+    /// The request's access-log line and metrics: written when it is
+    /// dropped.
+    AccessLog(AccessLog),
+    /// An upstream attempt's record, for the sink to take.
+    Spend(GatewaySink, CostRecord),
+}
+
+impl Deferred {
+    fn run(self) {
+        match self {
+            Deferred::AccessLog(log) => drop(log),
+            Deferred::Spend(sink, record) => sink.take(record),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// A connection is being polled on this thread.
+    polling: bool,
+    work: Vec<Deferred>,
+}
+
+thread_local! {
+    static QUEUE: RefCell<Queue> = RefCell::new(Queue::default());
+}
+
+/// Runs `work` once the connection being polled on this thread has
+/// flushed, or now when none is.
+pub(crate) fn defer(work: Deferred) {
+    let now = QUEUE.with_borrow_mut(|queue| {
+        if queue.polling {
+            queue.work.push(work);
+            None
+        } else {
+            Some(work)
+        }
+    });
+    // Run outside the borrow: the work may defer more.
+    if let Some(work) = now {
+        work.run();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Polls a connection with [`defer`]red work queued, and runs that work
+    /// after each poll.
+    pub(crate) struct AfterWrite<F> {
+        #[pin]
+        inner: F,
+        // The queue's other buffer: the two swap at each poll, so neither
+        // allocates once grown.
+        spare: Vec<Deferred>,
+    }
+}
+
+impl<F> AfterWrite<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        AfterWrite {
+            inner,
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl<F: Future> Future for AfterWrite<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let guard = Polling::start(this.spare);
+        let output = this.inner.poll(cx);
+        drop(guard);
+        output
+    }
+}
+
+/// Marks a connection as being polled; at its end (even by a panic), runs
+/// what was deferred meanwhile.
+struct Polling<'a> {
+    spare: &'a mut Vec<Deferred>,
+    was_polling: bool,
+}
+
+impl<'a> Polling<'a> {
+    fn start(spare: &'a mut Vec<Deferred>) -> Self {
+        let was_polling =
+            QUEUE.with_borrow_mut(|queue| std::mem::replace(&mut queue.polling, true));
+        Polling { spare, was_polling }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        QUEUE.with_borrow_mut(|queue| {
+            queue.polling = self.was_polling;
+            std::mem::swap(&mut queue.work, self.spare);
+        });
+        for work in self.spare.drain(..) {
+            work.run();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::time::Instant;
+
+    /// An access log whose line counts into `metrics`' requests.
+    fn access_log(metrics: &crate::metrics::Metrics) -> AccessLog {
+        let mut log = AccessLog::new(Arc::from("tg-1"), "chat_completions", Instant::now());
+        log.metrics = Some((metrics.clone(), "chat_completions"));
+        log.finished = true;
+        log.status = 200;
+        log
+    }
+
+    fn requests_counted(metrics: &crate::metrics::Metrics) -> bool {
+        metrics.render().contains("tollgate_requests_total{")
+    }
+
+    #[test]
+    fn outside_a_connection_the_work_runs_at_once() {
+        let metrics = crate::metrics::Metrics::new();
+        defer(Deferred::AccessLog(access_log(&metrics)));
+        assert!(requests_counted(&metrics));
+    }
+
+    #[test]
+    fn inside_one_it_runs_when_the_poll_returns() {
+        let metrics = crate::metrics::Metrics::new();
+        let seen_during_poll = std::cell::Cell::new(None);
+        let future = AfterWrite::new(std::future::poll_fn(|_| {
+            defer(Deferred::AccessLog(access_log(&metrics)));
+            seen_during_poll.set(Some(requests_counted(&metrics)));
+            Poll::Ready(())
+        }));
+        let waker = std::task::Waker::noop();
+        let mut future = std::pin::pin!(future);
+        assert!(
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_ready()
+        );
+        assert_eq!(seen_during_poll.get(), Some(false));
+        assert!(requests_counted(&metrics));
+        // And the thread is back to running work at once.
+        let later = crate::metrics::Metrics::new();
+        defer(Deferred::AccessLog(access_log(&later)));
+        assert!(requests_counted(&later));
+    }
+}
