@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tollgate_core::extensions::Target;
 use tollgate_core::{ErrorClass, Failure};
 
+use crate::FastMap;
 use crate::access_log::AccessLog;
 use crate::balance::{Balancer, Pick, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
@@ -97,7 +98,7 @@ pub(crate) struct App {
 
 /// Every model group, by name; shared by the HTTP edge (unknown models) and
 /// the deployment picker.
-pub(crate) type Groups = Arc<HashMap<Arc<str>, Arc<Group>>>;
+pub(crate) type Groups = Arc<FastMap<Arc<str>, Arc<Group>>>;
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

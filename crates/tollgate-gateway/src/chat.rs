@@ -321,6 +321,10 @@ fn with_upstream_headers(
     body: GatewayBody,
 ) -> Response<GatewayBody> {
     let mut response = Response::new(body);
+    // Room for every header the gateway adds (the cost, the attempts, the
+    // group and deployment, the rate limits, the request id): growing the
+    // map on the way costs more than all the inserts.
+    *response.headers_mut() = http::HeaderMap::with_capacity(16);
     *response.status_mut() = if parts.status.is_success() {
         parts.status
     } else {

@@ -45,6 +45,12 @@ pub mod log_writer;
 pub mod mock;
 pub mod upstream;
 
+/// A map the request path looks names up in — model groups, deployments,
+/// metric label sets: keys from the config or bounded label values, hashed
+/// with `foldhash` (seeded per process) instead of SipHash, whose ~200
+/// instructions a lookup showed in the profiles (BENCHMARKS.md).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 mod access_log;
 mod after_write;
 mod app;

@@ -7,7 +7,7 @@
 //! The buckets sit behind a `Mutex` held for a few additions, never across
 //! an `.await`.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,7 +34,7 @@ const NO_CLASS: u8 = u8::MAX;
 pub(crate) struct ProviderHealth {
     /// In config order, for the report.
     order: Arc<[Listed]>,
-    by_deployment: Arc<HashMap<Arc<str>, Arc<DeploymentHealth>>>,
+    by_deployment: Arc<FastMap<Arc<str>, Arc<DeploymentHealth>>>,
     epoch: Instant,
 }
 

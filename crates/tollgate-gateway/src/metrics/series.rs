@@ -7,11 +7,11 @@
 //! allocates nothing.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
+use crate::FastMap;
 use ::metrics::{Counter, Gauge, Histogram, Key, Label, Recorder};
 use metrics_exporter_prometheus::PrometheusRecorder;
 
@@ -25,10 +25,10 @@ use super::{
 pub(super) const TOKEN_KINDS: [&str; 4] = ["prompt", "completion", "cached_prompt", "reasoning"];
 
 /// A map of cached handles.
-pub(super) type Map<K, V> = RwLock<HashMap<K, V>>;
+pub(super) type Map<K, V> = RwLock<FastMap<K, V>>;
 
 /// Read-locks a map; a panic elsewhere never poisons metrics.
-pub(super) fn read<K, V>(map: &Map<K, V>) -> RwLockReadGuard<'_, HashMap<K, V>> {
+pub(super) fn read<K, V>(map: &Map<K, V>) -> RwLockReadGuard<'_, FastMap<K, V>> {
     map.read().unwrap_or_else(PoisonError::into_inner)
 }
 
