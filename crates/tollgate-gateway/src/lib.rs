@@ -56,7 +56,6 @@ mod after_write;
 mod app;
 mod balance;
 mod chat;
-mod inline_wakes;
 pub(crate) mod keys;
 pub(crate) mod ledger;
 mod limits;

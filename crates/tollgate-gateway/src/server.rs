@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
-use crate::inline_wakes::InlineWakes;
 
 /// How long in-flight requests and streams may run on after a shutdown
 /// signal, unless `tollgate.shutdown_grace_period` says otherwise.
@@ -60,11 +59,9 @@ pub async fn serve(
                 let connection = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
-                // A completion reads its request body inside the connection's
-                // own task, which wakes that task: see `InlineWakes`. Logs,
-                // metrics and spend wait until the answer is written: see
-                // `AfterWrite`.
-                let connection = AfterWrite::new(InlineWakes::new(graceful.watch(connection)));
+                // Logs, metrics and spend wait until the answer is written:
+                // see `AfterWrite`.
+                let connection = AfterWrite::new(graceful.watch(connection));
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}
