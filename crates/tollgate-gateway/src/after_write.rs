@@ -119,9 +119,15 @@ impl<'a> Polling<'a> {
 
 impl Drop for Polling<'_> {
     fn drop(&mut self) {
+        let unwinding = std::thread::panicking();
         QUEUE.with_borrow_mut(|queue| {
             queue.polling = self.was_polling;
-            std::mem::swap(&mut queue.work, self.spare);
+            // Work must not run while a panic unwinds (a second panic would
+            // abort): it waits in the queue for the next connection polled
+            // on this thread.
+            if !unwinding {
+                std::mem::swap(&mut queue.work, self.spare);
+            }
         });
         for work in self.spare.drain(..) {
             work.run();
@@ -178,5 +184,28 @@ mod tests {
         let later = crate::metrics::Metrics::new();
         defer(Deferred::AccessLog(access_log(&later)));
         assert!(requests_counted(&later));
+    }
+
+    #[test]
+    fn work_left_by_a_panicking_poll_runs_after_the_next_one() {
+        let metrics = crate::metrics::Metrics::new();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let future = AfterWrite::new(std::future::poll_fn(|_| -> Poll<()> {
+                defer(Deferred::AccessLog(access_log(&metrics)));
+                panic!("a bug in a connection");
+            }));
+            let mut future = std::pin::pin!(future);
+            let _ = future
+                .as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        }));
+        assert!(panicked.is_err());
+        assert!(!requests_counted(&metrics), "nothing ran while unwinding");
+        let next = AfterWrite::new(std::future::ready(()));
+        let mut next = std::pin::pin!(next);
+        let _ = next
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        assert!(requests_counted(&metrics));
     }
 }
