@@ -11,7 +11,8 @@
 //! that work is queued ([`defer`]) and runs when the poll returns — after
 //! hyper has flushed what it could, on the same thread, before the
 //! connection reads its next request. Anywhere else (a gateway driven in
-//! process by tests, a connection dropped at shutdown) it runs at once.
+//! process by tests, a connection dropped at shutdown, an HTTP/2 stream —
+//! hyper runs each in a task of its own) it runs at once.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -79,6 +80,26 @@ pin_project_lite::pin_project! {
         // allocates once grown.
         spare: Vec<Deferred>,
     }
+
+    impl<F> PinnedDrop for AfterWrite<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // What a poll that panicked queued (tokio drops the connection
+            // after catching the panic).
+            if !std::thread::panicking() {
+                run_all(this.project().spare);
+            }
+        }
+    }
+}
+
+/// Runs `work` in order. A job that panics leaves the rest in `work`, to
+/// run when the connection is dropped, instead of dropping them while
+/// unwinding.
+fn run_all(work: &mut Vec<Deferred>) {
+    while !work.is_empty() {
+        // A handful of jobs a poll: removing from the front is cheap.
+        work.remove(0).run();
+    }
 }
 
 impl<F> AfterWrite<F> {
@@ -119,18 +140,16 @@ impl<'a> Polling<'a> {
 
 impl Drop for Polling<'_> {
     fn drop(&mut self) {
-        let unwinding = std::thread::panicking();
         QUEUE.with_borrow_mut(|queue| {
             queue.polling = self.was_polling;
-            // Work must not run while a panic unwinds (a second panic would
-            // abort): it waits in the queue for the next connection polled
-            // on this thread.
-            if !unwinding {
-                std::mem::swap(&mut queue.work, self.spare);
-            }
+            // `spare` is empty here: the last poll ran all of it, or a
+            // panicking one left it for the connection's drop (below).
+            self.spare.append(&mut queue.work);
         });
-        for work in self.spare.drain(..) {
-            work.run();
+        // Work must not run while a panic unwinds (a second panic would
+        // abort): then it waits for the connection to be dropped.
+        if !std::thread::panicking() {
+            run_all(self.spare);
         }
     }
 }
@@ -187,25 +206,22 @@ mod tests {
     }
 
     #[test]
-    fn work_left_by_a_panicking_poll_runs_after_the_next_one() {
+    fn work_left_by_a_panicking_poll_runs_when_the_connection_is_dropped() {
         let metrics = crate::metrics::Metrics::new();
+        let mut future = Box::pin(AfterWrite::new(std::future::poll_fn(|_| -> Poll<()> {
+            defer(Deferred::AccessLog(access_log(&metrics)));
+            panic!("a bug in a connection");
+        })));
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let future = AfterWrite::new(std::future::poll_fn(|_| -> Poll<()> {
-                defer(Deferred::AccessLog(access_log(&metrics)));
-                panic!("a bug in a connection");
-            }));
-            let mut future = std::pin::pin!(future);
             let _ = future
                 .as_mut()
                 .poll(&mut Context::from_waker(std::task::Waker::noop()));
         }));
         assert!(panicked.is_err());
         assert!(!requests_counted(&metrics), "nothing ran while unwinding");
-        let next = AfterWrite::new(std::future::ready(()));
-        let mut next = std::pin::pin!(next);
-        let _ = next
-            .as_mut()
-            .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        // And nothing is left behind for other connections on this thread.
+        assert!(QUEUE.with_borrow(|queue| queue.work.is_empty() && !queue.polling));
+        drop(future);
         assert!(requests_counted(&metrics));
     }
 }

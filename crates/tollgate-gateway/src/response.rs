@@ -24,8 +24,13 @@ pin_project! {
 
     impl PinnedDrop for GatewayBody {
         fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            // The body first: dropping a stream's body settles its attempt
+            // (tokens and cost of what was relayed) into the tally the line
+            // reads.
+            this.kind.set(Kind::Full { data: None });
             // The line is written once the answer is (see `after_write`).
-            if let Some(log) = this.project().log.take() {
+            if let Some(log) = this.log.take() {
                 after_write::defer(Deferred::AccessLog(log));
             }
         }

@@ -88,6 +88,10 @@ async fn completed_failed_and_abandoned_requests_are_each_logged_once() {
     let gone = by_id("req-gone");
     assert_eq!(gone["outcome"], "client_gone");
     assert_eq!(gone["stream"], true);
+    // The abandoned attempt is settled before the line is written: what
+    // was relayed is counted (estimated, the stream never sent its usage).
+    assert!(gone["completion_tokens"].as_u64().unwrap() > 0, "{gone}");
+    assert_eq!(gone["tokens_estimated"], true, "{gone}");
     // Nothing of the prompt or the completion.
     assert!(!logs.text().contains("Say hello"));
     assert!(!logs.text().contains("partial"));
