@@ -3,14 +3,16 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
@@ -28,7 +30,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 streams run in tasks of their own: kept, like the
+    // connections, so that the shutdown ends them before the ledger closes.
+    let streams = StreamTasks::default();
+    let mut builder = auto::Builder::new(streams.clone());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -88,7 +93,43 @@ pub async fn serve(
     // limit settlements are taken (as cancelled) before the ledger closes.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+    let mut streams = streams.take();
+    streams.abort_all();
+    while streams.join_next().await.is_some() {}
     gateway.close().await;
+}
+
+/// Where hyper spawns what runs beside a connection (HTTP/2 streams): a
+/// set the shutdown can end, as it ends the connections — a stream still
+/// running after the grace period is dropped, and its attempt recorded as
+/// cancelled, before the ledger closes.
+#[derive(Clone, Default)]
+struct StreamTasks(Arc<Mutex<JoinSet<()>>>);
+
+impl StreamTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tasks still running; none is added after the connections ended.
+    fn take(&self) -> JoinSet<()> {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamTasks
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let mut tasks = self.lock();
+        // Finished ones are reaped as new ones come.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let _ = future.await;
+        });
+    }
 }
 
 /// Binds `addr` and reports the address actually bound (port 0 picks one).

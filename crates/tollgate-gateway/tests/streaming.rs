@@ -269,3 +269,61 @@ async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
     drop(body);
     gateway.finished().await;
 }
+
+#[tokio::test]
+async fn an_http2_stream_cut_by_the_shutdown_is_recorded_before_the_ledger_closes() {
+    let dir = std::env::temp_dir().join(format!("tollgate-h2-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = dir.join("ledger.sqlite3");
+    let upstream = Upstream::start().await;
+    let gate = Gate::new();
+    upstream.push(gated_stream(&gate, "before-shutdown", " never-sent"));
+    let extra = format!("tollgate:\n  ledger_path: {}\n", ledger.display());
+    let mut gateway = TestGateway::start_with_grace(
+        &openai_config(&upstream.url(), &extra),
+        ENV,
+        std::time::Duration::ZERO,
+    )
+    .await;
+
+    // HTTP/2 without TLS, by prior knowledge: hyper serves each stream in
+    // a task of its own, beside the connection's.
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(gateway.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(chat_body(
+            "gpt-test", true,
+        ))))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    read_until(&mut body, &mut seen, "before-shutdown").await;
+
+    // No grace: the stream is cut, and its attempt must reach the ledger
+    // before it closes.
+    gateway.begin_shutdown();
+    gateway.finished().await;
+    let rows: Vec<(String, String)> = rusqlite::Connection::open(&ledger)
+        .unwrap()
+        .prepare("SELECT outcome, cost_source FROM spend")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "cancelled", "{rows:?}");
+    gate.open();
+    let _ = std::fs::remove_dir_all(&dir);
+}

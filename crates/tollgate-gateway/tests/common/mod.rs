@@ -31,6 +31,16 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway on `yaml`, with `env` as the only environment.
     pub async fn start(yaml: &str, env: &[(&str, &str)]) -> TestGateway {
+        Self::start_with_grace(yaml, env, std::time::Duration::from_secs(5)).await
+    }
+
+    /// [`start`](Self::start), letting in-flight requests run on for
+    /// `grace` after the shutdown signal.
+    pub async fn start_with_grace(
+        yaml: &str,
+        env: &[(&str, &str)],
+        grace: std::time::Duration,
+    ) -> TestGateway {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -50,7 +60,7 @@ impl TestGateway {
                 async {
                     let _ = rx.await;
                 },
-                std::time::Duration::from_secs(5),
+                grace,
             )
             .await;
         });
