@@ -14,7 +14,7 @@ use http::{Request, Response};
 use tollgate_core::extensions::{Attempt, KeyName, ModelGroup, RequestId, Target};
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, RequestBody};
 use tollgate_cost::{
-    Cost, CostLayer, CostRecord, Outcome, PriceTable, RequestTally, TokenPrices, TokenUsage, Usd,
+    Cost, CostLayer, Outcome, PriceTable, RequestTally, TokenPrices, TokenUsage, Usd,
 };
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -551,11 +551,7 @@ async fn the_cost_table() {
 
 #[tokio::test(start_paused = true)]
 async fn a_record_carries_the_request_context_and_times() {
-    let records = Arc::new(std::sync::Mutex::new(Vec::<CostRecord>::new()));
-    let sink = {
-        let records = records.clone();
-        move |record| records.lock().unwrap().push(record)
-    };
+    let (records, sink) = recording_sink();
     let upstream = service_fn(|_request: Request<RequestBody>| async {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let mut response = Response::new(Scripted::new(OPENAI_JSON.as_bytes(), &[], Then::End));
@@ -727,11 +723,7 @@ async fn asking_for_usage_can_be_turned_off() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_dropped_before_its_answer_is_cancelled_and_estimated() {
-    let records = Arc::new(std::sync::Mutex::new(Vec::<CostRecord>::new()));
-    let sink = {
-        let records = records.clone();
-        move |record| records.lock().unwrap().push(record)
-    };
+    let (records, sink) = recording_sink();
     let upstream = service_fn(|_request: Request<RequestBody>| async {
         std::future::pending::<()>().await;
         Ok::<Response<Scripted>, BoxError>(Response::new(Scripted::new(b"", &[], Then::End)))
@@ -762,11 +754,7 @@ async fn a_call_dropped_before_its_answer_is_cancelled_and_estimated() {
 
 #[tokio::test(start_paused = true)]
 async fn prices_can_be_replaced_while_serving() {
-    let records = Arc::new(std::sync::Mutex::new(Vec::<CostRecord>::new()));
-    let sink = {
-        let records = records.clone();
-        move |record| records.lock().unwrap().push(record)
-    };
+    let (records, sink) = recording_sink();
     let upstream = service_fn(|_request: Request<RequestBody>| async {
         let mut response = Response::new(Scripted::new(OPENAI_JSON.as_bytes(), &[], Then::End));
         response.headers_mut().insert(
@@ -821,11 +809,7 @@ impl tollgate_core::classify::ClassifyResponse for NoWatch {
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_is_never_read_whole_whatever_the_classifier_says() {
-    let records = Arc::new(std::sync::Mutex::new(Vec::<CostRecord>::new()));
-    let sink = {
-        let records = records.clone();
-        move |record| records.lock().unwrap().push(record)
-    };
+    let (records, sink) = recording_sink();
     // A stream that stalls after its content: reading it whole would hang.
     let upstream = service_fn(|_request: Request<RequestBody>| async {
         let mut response =

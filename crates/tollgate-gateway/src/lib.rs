@@ -72,6 +72,8 @@ mod server;
 mod shared;
 mod spend;
 mod stack;
+#[cfg(test)]
+mod temp_dir;
 
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,

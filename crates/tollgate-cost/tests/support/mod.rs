@@ -159,6 +159,19 @@ pub fn request(json: &str) -> Request<RequestBody> {
     request
 }
 
+/// The records a cost layer hands its sink, in order.
+pub type Records = Arc<Mutex<Vec<CostRecord>>>;
+
+/// A sink that keeps every record, and where to read them.
+pub fn recording_sink() -> (Records, impl Fn(CostRecord) + Send + Sync + 'static) {
+    let records = Records::default();
+    let sink = {
+        let records = records.clone();
+        move |record: CostRecord| records.lock().unwrap().push(record)
+    };
+    (records, sink)
+}
+
 /// Sends `request` through a cost layer over an upstream that answers
 /// `answer` in chunks of `sizes`.
 pub async fn run(
@@ -169,11 +182,7 @@ pub async fn run(
     sizes: Vec<usize>,
     read: Read,
 ) -> Run {
-    let records = Arc::new(Mutex::new(Vec::new()));
-    let sink = {
-        let records = records.clone();
-        move |record: CostRecord| records.lock().unwrap().push(record)
-    };
+    let (records, sink) = recording_sink();
     let seen = Arc::new(Mutex::new(None));
     let upstream = {
         let seen = seen.clone();

@@ -5,7 +5,6 @@
 //! Time is injected: every call takes `now_ms`, so expiry and the Redis
 //! cache's 5 s are tested without waiting.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tollgate_core::{ErrorClass, Failure};
 use super::hash::{ct_eq, from_hex, sha256, to_hex};
 use super::*;
 use crate::config::{ConfiguredKey, Decimal, Secret};
+use crate::temp_dir::TempDir;
 use tollgate_testkit::RedisServer;
 
 /// 2026-01-01T00:00:00Z.
@@ -25,31 +25,6 @@ const T0: i64 = 1_767_225_600_000;
 const MASTER: &str = "sk-master-0123456789";
 
 // ------------------------------------------------------------------ helpers
-
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-keys-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-
-    /// The SQLite file, in a subdirectory the store must create.
-    fn file(&self) -> PathBuf {
-        self.0.join("data").join("ledger.sqlite3")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn bearer(key: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -804,7 +779,7 @@ fn sqlite_rows(path: &std::path::Path) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn the_sqlite_row_never_holds_the_key_text() {
-    let dir = TempDir::new("row");
+    let dir = TempDir::new("keys-row");
     let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
     let generated = keys
         .generate(
@@ -845,7 +820,7 @@ async fn the_sqlite_row_never_holds_the_key_text() {
 
 #[tokio::test]
 async fn sqlite_keys_survive_a_reopen() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("keys-reopen");
     let (text, deleted) = {
         let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
         let kept = keys
@@ -886,7 +861,7 @@ async fn sqlite_keys_survive_a_reopen() {
 
 #[test]
 fn a_stored_alias_that_clashes_with_a_config_key_stops_startup() {
-    let dir = TempDir::new("clash");
+    let dir = TempDir::new("keys-clash");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -944,7 +919,7 @@ async fn no_log_line_holds_the_key_text() {
     // one's events are not skipped.
     let refresh = tracing::callsite::rebuild_interest_cache;
 
-    let dir = TempDir::new("logs");
+    let dir = TempDir::new("keys-logs");
     refresh();
     let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
     let generated = keys
@@ -1067,7 +1042,7 @@ async fn redis_deleted_key_stops_everywhere_within_the_cache_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_known_keys_working_and_counts_fallbacks() {
     let mut server = RedisServer::start().await;
-    let dir = TempDir::new("mirror");
+    let dir = TempDir::new("keys-mirror");
     let fallbacks = Arc::new(AtomicU64::new(0));
     let a = replica(&server, &fallbacks);
     let mirrored = |server: &RedisServer| {
@@ -1201,7 +1176,7 @@ tollgate:
 
 #[tokio::test]
 async fn stored_keys_keep_the_gateway_closed_without_a_master_key() {
-    let dir = TempDir::new("closed");
+    let dir = TempDir::new("keys-closed");
     let text = {
         let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
         keys.generate(request(Some("made")), T0).await.unwrap().key
@@ -1218,7 +1193,7 @@ async fn stored_keys_keep_the_gateway_closed_without_a_master_key() {
     let key = principal_key(keys.authenticate(&bearer(text.expose()), T0).await.unwrap());
     assert_eq!(&*key.name(), "made");
     // Nothing stored, nothing configured, no master key: open.
-    let empty = TempDir::new("open");
+    let empty = TempDir::new("keys-open");
     let keys = Keys::new(None, &[], KeyBackend::Sqlite(empty.file())).unwrap();
     assert!(keys.is_open());
 }

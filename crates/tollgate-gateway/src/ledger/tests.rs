@@ -3,8 +3,6 @@
 //! No test sleeps to wait for the writer: they [`Ledger::flush`], shut down,
 //! or wait on the writer's batch signal.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::http::{Response, StatusCode};
@@ -13,37 +11,14 @@ use bytes::Bytes;
 use super::http::{spend_logs, spend_summary};
 
 use super::*;
+use crate::temp_dir::TempDir;
 
-/// A unique directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-ledger-{test}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-
-    /// The ledger file, in a subdirectory the ledger must create.
-    fn file(&self) -> PathBuf {
-        self.0.join("data").join("ledger.sqlite3")
-    }
-
-    /// A config that only closes batches on flush or shutdown.
-    fn config(&self) -> LedgerConfig {
-        LedgerConfig {
-            flush_interval: Duration::from_secs(3600),
-            ..LedgerConfig::new(self.file())
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// A config for a ledger in `dir` that only closes batches on flush or
+/// shutdown.
+fn quiet_config(dir: &TempDir) -> LedgerConfig {
+    LedgerConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..LedgerConfig::new(dir.file())
     }
 }
 
@@ -80,7 +55,7 @@ fn body_json(response: &Response<Bytes>) -> serde_json::Value {
 
 #[tokio::test]
 async fn rows_survive_close_and_reopen() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("ledger-reopen");
     let mut first = row("r1", 1, 1_700_000_000_000);
     first.key = None;
     first.cost_picos = None;
@@ -91,12 +66,12 @@ async fn rows_survive_close_and_reopen() {
     first.usage_estimated = true;
     let second = row("r2", 2, 1_700_000_000_001);
     {
-        let ledger = Ledger::open(dir.config()).unwrap();
+        let ledger = Ledger::open(quiet_config(&dir)).unwrap();
         ledger.handle().record(first.clone());
         ledger.handle().record(second.clone());
         ledger.shutdown().unwrap();
     }
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
     let rows = ledger.logs(&LogFilter::default()).await.unwrap();
     assert_eq!(rows, [second, first]);
     assert_eq!(ledger.totals().await.unwrap(), (2, 1_000_000));
@@ -105,8 +80,8 @@ async fn rows_survive_close_and_reopen() {
 
 #[tokio::test]
 async fn shutdown_flushes_a_queued_batch() {
-    let dir = TempDir::new("shutdown");
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let dir = TempDir::new("ledger-shutdown");
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
     let handle = ledger.handle();
     for i in 0..5 {
         handle.record(row(&format!("r{i}"), 1, 1_000 + i));
@@ -124,8 +99,8 @@ async fn shutdown_flushes_a_queued_batch() {
 
 #[tokio::test]
 async fn flushed_rows_are_visible_to_logs() {
-    let dir = TempDir::new("flush");
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let dir = TempDir::new("ledger-flush");
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
     ledger.handle().record(row("r1", 1, 1_000));
     ledger.flush().unwrap();
     let rows = ledger.logs(&LogFilter::default()).await.unwrap();
@@ -153,10 +128,10 @@ fn a_full_queue_drops_and_counts_without_blocking() {
 
 #[tokio::test]
 async fn batch_closes_at_batch_max_rows() {
-    let dir = TempDir::new("max-rows");
+    let dir = TempDir::new("ledger-max-rows");
     let ledger = Ledger::open(LedgerConfig {
         batch_max_rows: 3,
-        ..dir.config()
+        ..quiet_config(&dir)
     })
     .unwrap();
     for i in 0..7 {
@@ -170,7 +145,7 @@ async fn batch_closes_at_batch_max_rows() {
 
 #[tokio::test]
 async fn batch_closes_after_flush_interval() {
-    let dir = TempDir::new("interval");
+    let dir = TempDir::new("ledger-interval");
     let ledger = Ledger::open(LedgerConfig {
         flush_interval: Duration::from_millis(20),
         ..LedgerConfig::new(dir.file())
@@ -185,8 +160,8 @@ async fn batch_closes_after_flush_interval() {
 
 #[tokio::test]
 async fn a_failed_write_is_retried_with_the_next_batch() {
-    let dir = TempDir::new("retry");
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let dir = TempDir::new("ledger-retry");
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
     let saboteur = rusqlite::Connection::open(dir.file()).unwrap();
     saboteur
         .execute_batch(
@@ -210,8 +185,11 @@ async fn a_failed_write_is_retried_with_the_next_batch() {
 
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
-    let dir = TempDir::new("schema");
-    Ledger::open(dir.config()).unwrap().shutdown().unwrap();
+    let dir = TempDir::new("ledger-schema");
+    Ledger::open(quiet_config(&dir))
+        .unwrap()
+        .shutdown()
+        .unwrap();
     let conn = rusqlite::Connection::open(dir.file()).unwrap();
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -224,7 +202,7 @@ async fn a_newer_schema_is_refused() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     assert!(matches!(
-        Ledger::open(dir.config()),
+        Ledger::open(quiet_config(&dir)),
         Err(LedgerError::SchemaTooNew { found: 99, .. })
     ));
 }
@@ -268,7 +246,7 @@ fn fixture() -> Vec<LedgerRow> {
 }
 
 async fn ledger_with(dir: &TempDir, rows: Vec<LedgerRow>) -> Ledger {
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let ledger = Ledger::open(quiet_config(dir)).unwrap();
     for row in rows {
         ledger.handle().record(row);
     }
@@ -292,7 +270,7 @@ fn id(request_id: &str, attempt: u32) -> (String, u32) {
 
 #[tokio::test]
 async fn logs_filter_and_page_newest_first() {
-    let dir = TempDir::new("logs");
+    let dir = TempDir::new("ledger-logs");
     let ledger = ledger_with(&dir, fixture()).await;
     let all = ledger.logs(&LogFilter::default()).await.unwrap();
     assert_eq!(
@@ -321,7 +299,7 @@ async fn logs_filter_and_page_newest_first() {
 
 #[tokio::test]
 async fn day_boundaries_are_utc() {
-    let dir = TempDir::new("days");
+    let dir = TempDir::new("ledger-days");
     let ledger = ledger_with(&dir, fixture()).await;
     // 2026-11-27T23:59:59.999Z is on the 27th, 2026-11-28T00:00:00Z on the 28th.
     let day2 = ledger
@@ -342,7 +320,7 @@ async fn day_boundaries_are_utc() {
 
 #[tokio::test]
 async fn summary_groups_give_exact_sums() {
-    let dir = TempDir::new("summary");
+    let dir = TempDir::new("ledger-summary");
     let ledger = ledger_with(&dir, fixture()).await;
     let by_day = ledger
         .summary(&SummaryFilter {
@@ -394,7 +372,7 @@ async fn summary_groups_give_exact_sums() {
 
 #[tokio::test]
 async fn big_values_stay_exact() {
-    let dir = TempDir::new("big");
+    let dir = TempDir::new("ledger-big");
     let mut rows = Vec::new();
     for attempt in 0..3 {
         let mut big = row("big", attempt, 5);
@@ -431,7 +409,7 @@ async fn big_values_stay_exact() {
 
 #[tokio::test]
 async fn http_renders_json_with_exact_spend() {
-    let dir = TempDir::new("http");
+    let dir = TempDir::new("ledger-http");
     let ledger = ledger_with(&dir, fixture()).await;
     let response = spend_logs(&ledger, Some("request_id=r1&limit=1")).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -466,8 +444,8 @@ async fn http_renders_json_with_exact_spend() {
 
 #[tokio::test]
 async fn bad_queries_are_400s_naming_the_param() {
-    let dir = TempDir::new("bad");
-    let ledger = Ledger::open(dir.config()).unwrap();
+    let dir = TempDir::new("ledger-bad");
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
     let cases = [
         (true, "start_date=2026-13-01", "start_date"),
         (true, "end_date=tomorrow", "end_date"),
