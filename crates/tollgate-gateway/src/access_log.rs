@@ -11,6 +11,7 @@ use tollgate_core::ErrorClass;
 
 use tollgate_cost::{RequestTally, TallySnapshot};
 
+use crate::grace::GracePeriod;
 use crate::log_format::{write_string, write_timestamp};
 use crate::log_writer::LogWriter;
 use crate::metrics::{Metrics, RequestMetrics};
@@ -20,7 +21,8 @@ const TARGET: &str = "tollgate::access";
 
 /// What the access log line says about a request; written once, when the
 /// response body ends or is dropped (so a stream is logged when it finishes,
-/// and a client that hangs up is logged as such).
+/// a client that hangs up is logged as such, and so is a request the
+/// shutdown's grace period cut).
 ///
 /// It never holds prompt or completion text, nor any key.
 #[derive(Debug)]
@@ -49,6 +51,12 @@ pub(crate) struct AccessLog {
     /// Where the line goes as JSON without `tracing`'s formatter, if set
     /// (see `Gateway::write_access_log_to`).
     pub(crate) direct: Option<LogWriter>,
+    /// The server's grace period: a request unfinished once it is over was
+    /// cut by the shutdown, not left by its client.
+    pub(crate) grace: Option<GracePeriod>,
+    /// The gateway cut the request at the grace period's end (a 503 or a
+    /// stream's error event).
+    pub(crate) shutdown: bool,
 }
 
 impl AccessLog {
@@ -70,6 +78,23 @@ impl AccessLog {
             metrics: None,
             tally: None,
             direct: None,
+            grace: None,
+            shutdown: false,
+        }
+    }
+
+    /// `shutdown`, `client_gone`, `error` or `ok`.
+    fn outcome(&self) -> &'static str {
+        if self.shutdown
+            || (!self.finished && self.grace.as_ref().is_some_and(GracePeriod::is_over))
+        {
+            "shutdown"
+        } else if !self.finished {
+            "client_gone"
+        } else if self.class.is_some() {
+            "error"
+        } else {
+            "ok"
         }
     }
 }
@@ -78,6 +103,7 @@ impl Drop for AccessLog {
     fn drop(&mut self) {
         let total = self.start.elapsed();
         let tally = self.tally.as_ref().map(|t| t.snapshot());
+        let outcome = self.outcome();
         if let Some((metrics, route)) = &self.metrics {
             metrics.request(&RequestMetrics {
                 route,
@@ -93,16 +119,9 @@ impl Drop for AccessLog {
                     .flatten(),
                 retries: self.retries,
                 fallbacks: self.fallbacks,
-                client_gone: !self.finished,
+                client_gone: outcome == "client_gone",
             });
         }
-        let outcome = if !self.finished {
-            "client_gone"
-        } else if self.class.is_some() {
-            "error"
-        } else {
-            "ok"
-        };
         let direct = self.direct.take();
         let line = Line {
             log: self,
@@ -314,6 +333,25 @@ mod tests {
             let (traced, direct) = both_ways(&line);
             assert_eq!(traced, direct);
         }
+    }
+
+    #[test]
+    fn a_request_unfinished_at_the_grace_periods_end_was_cut_by_the_shutdown() {
+        let grace = GracePeriod::default();
+        let mut gone = log();
+        gone.grace = Some(grace.clone());
+        assert_eq!(gone.outcome(), "client_gone");
+        let mut done = log();
+        done.finished = true;
+        done.grace = Some(grace.clone());
+        grace.end();
+        assert_eq!(gone.outcome(), "shutdown");
+        assert_eq!(done.outcome(), "ok", "what had finished stays as it was");
+        // Cut by the gateway itself: a 503 or a stream's last event.
+        let mut cut = log();
+        cut.finished = true;
+        cut.shutdown = true;
+        assert_eq!(cut.outcome(), "shutdown");
     }
 
     #[test]

@@ -22,22 +22,23 @@ use std::task::{Context, Poll};
 use tollgate_cost::CostRecord;
 
 use crate::access_log::AccessLog;
-use crate::spend::GatewaySink;
+use crate::spend::{AttemptEnd, GatewaySink};
 
 /// Work that can wait until the answer is written.
 pub(crate) enum Deferred {
     /// The request's access-log line and metrics: written when it is
     /// dropped.
     AccessLog(AccessLog),
-    /// An upstream attempt's record, for the sink to take.
-    Spend(GatewaySink, CostRecord),
+    /// An upstream attempt's record and how it ended, for the sink to
+    /// take.
+    Spend(GatewaySink, CostRecord, AttemptEnd),
 }
 
 impl Deferred {
     fn run(self) {
         match self {
             Deferred::AccessLog(log) => drop(log),
-            Deferred::Spend(sink, record) => sink.take(record),
+            Deferred::Spend(sink, record, end) => sink.take(record, end),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::FastMap;
 use crate::access_log::AccessLog;
 use crate::balance::{Balancer, Pick, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::grace::GracePeriod;
 use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::log_writer::LogWriter;
@@ -91,6 +92,8 @@ pub(crate) struct App {
     pub(crate) ledger: Option<Arc<Ledger>>,
     request_ids: RequestIds,
     draining: AtomicBool,
+    /// Ended by the server when its shutdown's grace period is over.
+    pub(crate) grace: GracePeriod,
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// ([`Gateway::write_access_log_to`]).
     access_log_writer: OnceLock<LogWriter>,
@@ -343,12 +346,14 @@ impl Gateway {
                 })
                 .collect(),
         );
+        let grace = GracePeriod::default();
         let cost = CostLayer::new(
             Arc::new(crate::pricing::price_table(config)),
             GatewaySink {
                 metrics: metrics.clone(),
                 providers: providers.clone(),
                 ledger: ledger.as_ref().map(|l| l.handle()),
+                grace: grace.clone(),
             },
         );
         // Shared state (Redis) needs a runtime; a gateway built outside one
@@ -397,6 +402,7 @@ impl Gateway {
                 ledger,
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
+                grace,
                 access_log_writer: OnceLock::new(),
             }),
         })
@@ -465,6 +471,13 @@ impl Gateway {
         self.app.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Ends the shutdown's grace period: what is still running is cut now —
+    /// a request not yet answered gets a 503, a stream its `shutdown` error
+    /// event — and recorded as `shutdown` (see [`crate::grace`]).
+    pub(crate) fn end_grace_period(&self) {
+        self.app.grace.end();
+    }
+
     /// Writes each request's access-log line as JSON straight to `writer`
     /// — the line `--log-format json` gives, without `tracing`'s event
     /// formatting, which cost more per request than everything else the
@@ -489,12 +502,17 @@ impl Gateway {
         let mut log = AccessLog::new(request_id.clone(), route.name(), start);
         log.metrics = Some((app.metrics.clone(), route.metrics_label()));
         log.direct = app.access_log_writer.get().cloned();
+        log.grace = Some(app.grace.clone());
+        if let Err(failure) = crate::door::check_head(&request) {
+            log.class = Some(failure.class());
+            return finish(failure.to_response(), &request_id, log);
+        }
         let principal = match route {
             // Liveness and readiness: for probes, without a key.
             Route::Health | Route::Readiness => Ok(Principal::Open),
             _ => app.keys.authenticate(request.headers(), unix_ms()).await,
         };
-        let mut response = match principal {
+        let response = match principal {
             Err(failure) => {
                 log.class = Some(failure.class());
                 failure.to_response()
@@ -514,7 +532,14 @@ impl Gateway {
             }
             Ok(principal) => match route {
                 Route::ChatCompletions => {
-                    crate::chat::handle(app, request, principal, &mut log).await
+                    let chat = crate::chat::handle(app, request, principal, &mut log);
+                    match app.grace.run(chat).await {
+                        Some(response) => response,
+                        None => {
+                            log.shutdown = true;
+                            crate::grace::shutdown_failure().to_response()
+                        }
+                    }
                 }
                 Route::Keys => keys_admin(app, request, &mut log).await,
                 Route::Models => json_response(StatusCode::OK, app.models_body.clone()),
@@ -557,15 +582,25 @@ impl Gateway {
                 }
             },
         };
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(X_REQUEST_ID), value);
-        }
-        log.status = response.status().as_u16();
-        let (parts, body) = response.into_parts();
-        Response::from_parts(parts, body.with_log(log))
+        finish(response, &request_id, log)
     }
+}
+
+/// The response with its request id, carrying the request's access-log
+/// entry.
+fn finish(
+    mut response: Response<GatewayBody>,
+    request_id: &str,
+    mut log: AccessLog,
+) -> Response<GatewayBody> {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(X_REQUEST_ID), value);
+    }
+    log.status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.with_log(log))
 }
 
 /// The wall clock, for key expiry.

@@ -19,6 +19,7 @@ use tower::ServiceExt;
 
 use crate::access_log::AccessLog;
 use crate::app::App;
+use crate::grace::GracePeriod;
 use crate::keys::{Principal, VirtualKey};
 use crate::response::GatewayBody;
 use crate::stack::StackBody;
@@ -268,7 +269,7 @@ where
         .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
-    let mut response = wrap_success(response);
+    let mut response = wrap_success(response, &app.grace);
     log.retries = retries.map_or(0, |r| r.0);
     log.fallbacks = fallbacks.map_or(0, |f| f.0);
     if let Some(cost) = cost {
@@ -300,12 +301,19 @@ where
 
 /// Wraps a successful response for the client: a stream is guarded, a JSON
 /// body is forwarded as it arrives.
-fn wrap_success(response: Response<StackBody>) -> Response<GatewayBody> {
+fn wrap_success(response: Response<StackBody>, grace: &GracePeriod) -> Response<GatewayBody> {
     let (parts, body) = response.into_parts();
+    let stream = is_event_stream(&parts.headers);
     // The cascade's body already forwards streams whole events at a time and
-    // ends a broken one with an error event, never a truncated success.
-    let mut response = with_upstream_headers(&parts, GatewayBody::forward(body));
-    if is_event_stream(&parts.headers) {
+    // ends a broken one with an error event, never a truncated success; the
+    // shutdown's cut falls between two events too.
+    let body = if stream {
+        GatewayBody::forward(body).cut_at_grace_end(grace)
+    } else {
+        GatewayBody::forward(body)
+    };
+    let mut response = with_upstream_headers(&parts, body);
+    if stream {
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

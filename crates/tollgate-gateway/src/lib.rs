@@ -56,6 +56,8 @@ mod after_write;
 mod app;
 mod balance;
 mod chat;
+mod door;
+mod grace;
 pub(crate) mod keys;
 pub(crate) mod ledger;
 mod limits;

@@ -10,16 +10,20 @@ use tollgate_core::{BoxError, Failure};
 
 use crate::access_log::AccessLog;
 use crate::after_write::{self, Deferred};
+use crate::grace::{GracePeriod, GraceWatch};
 use crate::stack::StackBody;
 
 pin_project! {
     /// A gateway response body: a small complete one (errors, `/v1/models`),
     /// a forwarded JSON body, or a guarded SSE stream. It carries the
     /// request's access-log entry and settles it when it ends or is dropped.
+    /// A stream ends with a `shutdown` error event when the server's grace
+    /// period ends first.
     pub struct GatewayBody {
         #[pin]
         kind: Kind,
         log: Option<AccessLog>,
+        grace: Option<Box<GraceWatch>>,
     }
 
     impl PinnedDrop for GatewayBody {
@@ -66,6 +70,7 @@ impl GatewayBody {
                 data: (!data.is_empty()).then_some(data),
             },
             log: None,
+            grace: None,
         }
     }
 
@@ -73,7 +78,16 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Forward { body },
             log: None,
+            grace: None,
         }
+    }
+
+    /// Ends the body — a stream — with the `shutdown` error event when
+    /// `period` ends before it does: what it forwards is dropped then (its
+    /// upstream attempts settle), the event is its last frame.
+    pub(crate) fn cut_at_grace_end(mut self, period: &GracePeriod) -> Self {
+        self.grace = Some(Box::new(period.watch()));
+        self
     }
 
     pub(crate) fn with_log(mut self, mut log: AccessLog) -> Self {
@@ -108,6 +122,21 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(watch) = this.grace.as_mut()
+            && !this.kind.is_end()
+            && watch.poll_over(cx)
+        {
+            *this.grace = None;
+            // Dropping the stream settles its attempts; the event is all
+            // that is left to send.
+            this.kind.set(Kind::Full {
+                data: Some(crate::grace::shutdown_event()),
+            });
+            if let Some(log) = this.log.as_mut() {
+                log.shutdown = true;
+                log.finished = true;
+            }
+        }
         let (result, stream_failure) = match this.kind.as_mut().project() {
             KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
             KindProj::Forward { mut body } => {

@@ -21,9 +21,17 @@ use crate::app::Gateway;
 /// signal, unless `tollgate.shutdown_grace_period` says otherwise.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
+/// How long, after the grace period, the connections have to send what its
+/// end cut (a 503, a stream's last event) before they are closed: a client
+/// that reads nothing does not hold the shutdown longer.
+const GRACE_END_FLUSH: Duration = Duration::from_secs(1);
+
 /// Serves `gateway` on `listener` until `shutdown` completes; then stops
 /// accepting, fails readiness, and lets in-flight requests and streams finish
-/// for up to `grace` before returning.
+/// for up to `grace` before returning. What is still running then is cut:
+/// a request not yet answered gets a 503, a stream an error event, both
+/// with `code: "shutdown"`, sent within a second before the connections
+/// close.
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
@@ -85,12 +93,23 @@ pub async fn serve(
         grace_secs = grace.as_secs_f64(),
         "shutting down: draining in-flight requests"
     );
+    let all_closed = graceful.shutdown();
+    tokio::pin!(all_closed);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing the remaining connections"),
+        () = &mut all_closed => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period over; cutting what is still running");
+            gateway.end_grace_period();
+            tokio::select! {
+                () = &mut all_closed => tracing::info!("all connections closed"),
+                () = tokio::time::sleep(GRACE_END_FLUSH) => {
+                    tracing::warn!("closing the connections that did not finish");
+                }
+            }
+        }
     }
     // What is still running ends now, and its responses' cost records and
-    // limit settlements are taken (as cancelled) before the ledger closes.
+    // limit settlements are taken (as `shutdown`) before the ledger closes.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     let mut streams = streams.take();
@@ -101,8 +120,8 @@ pub async fn serve(
 
 /// Where hyper spawns what runs beside a connection (HTTP/2 streams): a
 /// set the shutdown can end, as it ends the connections — a stream still
-/// running after the grace period is dropped, and its attempt recorded as
-/// cancelled, before the ledger closes.
+/// running after the grace period's end is dropped, and its attempt
+/// recorded as `shutdown`, before the ledger closes.
 #[derive(Clone, Default)]
 struct StreamTasks(Arc<Mutex<JoinSet<()>>>);
 

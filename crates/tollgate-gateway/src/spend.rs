@@ -7,6 +7,7 @@ use std::time::UNIX_EPOCH;
 use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
 
 use crate::after_write::{self, Deferred};
+use crate::grace::GracePeriod;
 use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
 use crate::metrics::{AttemptMetrics, Metrics};
 use crate::providers::{AttemptOutcome, ProviderHealth};
@@ -18,19 +19,38 @@ pub(crate) struct GatewaySink {
     pub(crate) metrics: Metrics,
     pub(crate) providers: ProviderHealth,
     pub(crate) ledger: Option<LedgerHandle>,
+    /// The server's grace period: an attempt cancelled once it is over was
+    /// cut by the shutdown.
+    pub(crate) grace: GracePeriod,
+}
+
+/// How an attempt ended, as the gateway records it: the cost layer's
+/// outcome, with the attempts the shutdown cut told from those a client
+/// left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptEnd {
+    /// As the cost layer says.
+    Recorded(Outcome),
+    /// Cancelled when the grace period was over.
+    Shutdown,
 }
 
 impl CostSink for GatewaySink {
     /// Taken once the answer is written (see [`after_write`]).
     fn record(&self, record: CostRecord) {
-        after_write::defer(Deferred::Spend(self.clone(), record));
+        // Judged now, when the attempt ends, not when the record is taken.
+        let end = match record.outcome {
+            Outcome::Cancelled if self.grace.is_over() => AttemptEnd::Shutdown,
+            outcome => AttemptEnd::Recorded(outcome),
+        };
+        after_write::defer(Deferred::Spend(self.clone(), record, end));
     }
 }
 
 impl GatewaySink {
-    /// Counts `record` in the metrics and the providers' health, and hands
-    /// its row to the ledger.
-    pub(crate) fn take(&self, record: CostRecord) {
+    /// Counts `record`, which ended as `end` says, in the metrics and the
+    /// providers' health, and hands its row to the ledger.
+    pub(crate) fn take(&self, record: CostRecord, end: AttemptEnd) {
         let usage = record.usage.unwrap_or_default();
         let class = match record.outcome {
             Outcome::Failed(class) => Some(class),
@@ -40,7 +60,7 @@ impl GatewaySink {
         self.metrics.attempt(&AttemptMetrics {
             model_group: record.model_group.as_deref().unwrap_or(""),
             deployment,
-            outcome: outcome_name(record.outcome),
+            outcome: outcome_name(end),
             class: class.map(|c| c.as_str()),
             upstream: record.upstream_time,
             first_byte: record.first_byte,
@@ -61,16 +81,17 @@ impl GatewaySink {
             record.first_byte.unwrap_or(record.upstream_time),
         );
         if let Some(ledger) = &self.ledger {
-            ledger.record(ledger_row(&record));
+            ledger.record(ledger_row(&record, end));
         }
     }
 }
 
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Success => "success",
-        Outcome::Failed(_) => "failure",
-        Outcome::Cancelled => "cancelled",
+fn outcome_name(end: AttemptEnd) -> &'static str {
+    match end {
+        AttemptEnd::Recorded(Outcome::Success) => "success",
+        AttemptEnd::Recorded(Outcome::Failed(_)) => "failure",
+        AttemptEnd::Recorded(Outcome::Cancelled) => "cancelled",
+        AttemptEnd::Shutdown => "shutdown",
     }
 }
 
@@ -85,7 +106,7 @@ fn cost_source(cost: Cost) -> CostSource {
 }
 
 /// The ledger's row of a record: the key's name only, money in picos.
-fn ledger_row(record: &CostRecord) -> LedgerRow {
+fn ledger_row(record: &CostRecord, end: AttemptEnd) -> LedgerRow {
     let usage = record.usage.unwrap_or_default();
     LedgerRow {
         request_id: record.request_id.clone().unwrap_or_else(|| Arc::from("")),
@@ -99,10 +120,11 @@ fn ledger_row(record: &CostRecord) -> LedgerRow {
         deployment: record.deployment.clone(),
         upstream_model: record.upstream_model.clone(),
         stream: record.stream,
-        outcome: match record.outcome {
-            Outcome::Success => LedgerOutcome::Success,
-            Outcome::Failed(_) => LedgerOutcome::Failure,
-            Outcome::Cancelled => LedgerOutcome::Cancelled,
+        outcome: match end {
+            AttemptEnd::Recorded(Outcome::Success) => LedgerOutcome::Success,
+            AttemptEnd::Recorded(Outcome::Failed(_)) => LedgerOutcome::Failure,
+            AttemptEnd::Recorded(Outcome::Cancelled) => LedgerOutcome::Cancelled,
+            AttemptEnd::Shutdown => LedgerOutcome::Shutdown,
         },
         error_class: match record.outcome {
             Outcome::Failed(class) => Some(class.as_str().to_owned()),

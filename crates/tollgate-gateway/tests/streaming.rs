@@ -271,7 +271,8 @@ async fn shutdown_lets_an_open_stream_finish_and_refuses_new_connections() {
 }
 
 #[tokio::test]
-async fn an_http2_stream_cut_by_the_shutdown_is_recorded_before_the_ledger_closes() {
+async fn an_http2_stream_cut_by_the_shutdown_ends_with_its_event_and_is_recorded_before_the_ledger_closes()
+ {
     let dir = std::env::temp_dir().join(format!("tollgate-h2-shutdown-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -310,9 +311,19 @@ async fn an_http2_stream_cut_by_the_shutdown_is_recorded_before_the_ledger_close
     let mut seen = Vec::new();
     read_until(&mut body, &mut seen, "before-shutdown").await;
 
-    // No grace: the stream is cut, and its attempt must reach the ledger
-    // before it closes.
+    // No grace: the stream is cut — its last event says so — and its
+    // attempt must reach the ledger before it closes.
     gateway.begin_shutdown();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("the stream ends cleanly").into_data() {
+            seen.extend_from_slice(&data);
+        }
+    }
+    let events = sse_data(&seen);
+    assert!(
+        events.last().unwrap().contains(r#""code":"shutdown""#),
+        "{events:?}"
+    );
     gateway.finished().await;
     let rows: Vec<(String, String)> = rusqlite::Connection::open(&ledger)
         .unwrap()
@@ -323,7 +334,7 @@ async fn an_http2_stream_cut_by_the_shutdown_is_recorded_before_the_ledger_close
         .map(Result::unwrap)
         .collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].0, "cancelled", "{rows:?}");
+    assert_eq!(rows[0].0, "shutdown", "{rows:?}");
     gate.open();
     let _ = std::fs::remove_dir_all(&dir);
 }

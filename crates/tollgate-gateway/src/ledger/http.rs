@@ -123,7 +123,7 @@ struct SummaryEntry<'a>(&'a SummaryRow);
 impl Serialize for SummaryEntry<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let row = self.0;
-        let mut map = serializer.serialize_map(Some(row.group.len() + 13))?;
+        let mut map = serializer.serialize_map(Some(row.group.len() + 14))?;
         for (group, value) in &row.group {
             map.serialize_entry(group.as_str(), value)?;
         }
@@ -131,6 +131,7 @@ impl Serialize for SummaryEntry<'_> {
         map.serialize_entry("attempts", &row.attempts)?;
         map.serialize_entry("failed_attempts", &row.failed_attempts)?;
         map.serialize_entry("cancelled_attempts", &row.cancelled_attempts)?;
+        map.serialize_entry("shutdown_attempts", &row.shutdown_attempts)?;
         map.serialize_entry("prompt_tokens", &row.prompt_tokens)?;
         map.serialize_entry("completion_tokens", &row.completion_tokens)?;
         map.serialize_entry("cached_prompt_tokens", &row.cached_prompt_tokens)?;

@@ -49,7 +49,7 @@
 //!     deployment           TEXT,
 //!     upstream_model       TEXT,
 //!     stream               INTEGER NOT NULL,  -- 0 or 1
-//!     outcome              TEXT    NOT NULL,  -- success | failure | cancelled
+//!     outcome              TEXT    NOT NULL,  -- success | failure | cancelled | shutdown
 //!     error_class          TEXT,
 //!     prompt_tokens        INTEGER NOT NULL,
 //!     completion_tokens    INTEGER NOT NULL,

@@ -12,6 +12,8 @@ pub(crate) enum Outcome {
     Failure,
     /// The client went away before the attempt finished.
     Cancelled,
+    /// The shutdown's grace period ended before the attempt finished.
+    Shutdown,
 }
 
 impl Outcome {
@@ -21,14 +23,20 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
             Outcome::Cancelled => "cancelled",
+            Outcome::Shutdown => "shutdown",
         }
     }
 
     /// The outcome named `name`, if any.
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        [Outcome::Success, Outcome::Failure, Outcome::Cancelled]
-            .into_iter()
-            .find(|outcome| outcome.as_str() == name)
+        [
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Cancelled,
+            Outcome::Shutdown,
+        ]
+        .into_iter()
+        .find(|outcome| outcome.as_str() == name)
     }
 }
 
@@ -139,7 +147,12 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for outcome in [Outcome::Success, Outcome::Failure, Outcome::Cancelled] {
+        for outcome in [
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Cancelled,
+            Outcome::Shutdown,
+        ] {
             assert_eq!(Outcome::parse(outcome.as_str()), Some(outcome));
         }
         for source in [

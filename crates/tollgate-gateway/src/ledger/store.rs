@@ -38,7 +38,7 @@ const MIGRATIONS: &[&str] = &[
         deployment           TEXT,
         upstream_model       TEXT,
         stream               INTEGER NOT NULL,  -- 0 or 1
-        outcome              TEXT    NOT NULL,  -- success | failure | cancelled
+        outcome              TEXT    NOT NULL,  -- success | failure | cancelled | shutdown
         error_class          TEXT,
         prompt_tokens        INTEGER NOT NULL,
         completion_tokens    INTEGER NOT NULL,
@@ -308,6 +308,8 @@ pub(crate) struct SummaryRow {
     pub(crate) failed_attempts: u64,
     /// Attempts with outcome `cancelled`.
     pub(crate) cancelled_attempts: u64,
+    /// Attempts with outcome `shutdown`.
+    pub(crate) shutdown_attempts: u64,
     /// Sum of prompt tokens.
     pub(crate) prompt_tokens: u128,
     /// Sum of completion tokens.
@@ -370,6 +372,7 @@ pub(crate) fn summary(
                 COUNT(*),
                 SUM(outcome = 'failure'),
                 SUM(outcome = 'cancelled'),
+                SUM(outcome = 'shutdown'),
                 {prompt}, {completion}, {cached}, {reasoning}, {cost},
                 SUM(cost_picos IS NULL),
                 SUM(usage_estimated)
@@ -396,13 +399,14 @@ pub(crate) fn summary(
             attempts: count(row, at(1))?,
             failed_attempts: count(row, at(2))?,
             cancelled_attempts: count(row, at(3))?,
-            prompt_tokens: join_sum(row, at(4))? as u128,
-            completion_tokens: join_sum(row, at(6))? as u128,
-            cached_prompt_tokens: join_sum(row, at(8))? as u128,
-            reasoning_tokens: join_sum(row, at(10))? as u128,
-            spend_picos: join_sum(row, at(12))?,
-            unknown_cost_attempts: count(row, at(14))?,
-            estimated_usage_attempts: count(row, at(15))?,
+            shutdown_attempts: count(row, at(4))?,
+            prompt_tokens: join_sum(row, at(5))? as u128,
+            completion_tokens: join_sum(row, at(7))? as u128,
+            cached_prompt_tokens: join_sum(row, at(9))? as u128,
+            reasoning_tokens: join_sum(row, at(11))? as u128,
+            spend_picos: join_sum(row, at(13))?,
+            unknown_cost_attempts: count(row, at(15))?,
+            estimated_usage_attempts: count(row, at(16))?,
         })
     })?;
     rows.collect()

@@ -345,6 +345,7 @@ async fn summary_groups_give_exact_sums() {
     assert_eq!(first.estimated_usage_attempts, 1);
     assert_eq!(by_day[1].spend_picos, 1);
     assert_eq!(by_day[1].cancelled_attempts, 1);
+    assert_eq!(first.shutdown_attempts + by_day[1].shutdown_attempts, 0);
 
     let by_key_and_deployment = SummaryFilter::from_query(Some(
         "group_by=key,deployment&model=gpt&end_date=2026-11-27",
@@ -473,4 +474,32 @@ async fn bad_queries_are_400s_naming_the_param() {
         assert_eq!(body["error"]["param"], param, "{query}");
         assert!(body["error"]["message"].is_string());
     }
+}
+
+#[tokio::test]
+async fn attempts_cut_by_the_shutdown_are_kept_apart_from_those_clients_left() {
+    let dir = TempDir::new("ledger-shutdown");
+    let mut rows = vec![
+        row("left", 1, 1_000),
+        row("cut", 1, 2_000),
+        row("cut", 2, 3_000),
+    ];
+    rows[0].outcome = Outcome::Cancelled;
+    rows[1].outcome = Outcome::Shutdown;
+    rows[2].outcome = Outcome::Shutdown;
+    let ledger = ledger_with(&dir, rows).await;
+    let summary = ledger.summary(&SummaryFilter::default()).await.unwrap();
+    let total = |f: fn(&SummaryRow) -> u64| summary.iter().map(f).sum::<u64>();
+    assert_eq!(total(|r| r.cancelled_attempts), 1);
+    assert_eq!(total(|r| r.shutdown_attempts), 2);
+    assert_eq!(total(|r| r.failed_attempts), 0);
+    let read = ledger.logs(&LogFilter::default()).await.unwrap();
+    let outcomes: Vec<_> = read.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [Outcome::Shutdown, Outcome::Shutdown, Outcome::Cancelled],
+        "newest first, read back as written"
+    );
+    let response = spend_summary(&ledger, Some("group_by=key")).await;
+    assert_eq!(body_json(&response)["data"][0]["shutdown_attempts"], 2);
 }
