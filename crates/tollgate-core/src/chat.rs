@@ -10,6 +10,17 @@ use serde_json::value::RawValue;
 use crate::class::ErrorClass;
 use crate::failure::Failure;
 
+/// How deeply arrays and objects may nest in a chat request; a deeper one
+/// is refused at ingress.
+///
+/// serde_json refuses JSON nested past 128 levels when it builds values, but
+/// skips the parts of a request the gateway does not read (the messages,
+/// the tools) with no limit at all: without this one, a request nested
+/// thousands deep would reach a provider, or a translation that parses it.
+/// 64 leaves room for any real request (a JSON schema in `response_format`
+/// or `tools` included) and for one that wraps it a few levels deeper.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// The fields of a `/v1/chat/completions` request that the layers act on,
 /// parsed once at ingress, over the untouched request bytes.
 ///
@@ -93,7 +104,9 @@ impl<'de> Deserialize<'de> for MessageCount {
 
 impl ChatRequest {
     /// Parses the request, or explains in an OpenAI-shaped 400 what is wrong
-    /// with it.
+    /// with it — including bytes that are not UTF-8 and arrays or objects
+    /// nested deeper than [`MAX_JSON_DEPTH`], anywhere in the body: the
+    /// parts the gateway only passes on are checked too.
     pub fn parse(bytes: Bytes) -> Result<Self, Failure> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
@@ -105,6 +118,16 @@ impl ChatRequest {
                  payload.)"
             };
             return Err(bad_request(message));
+        }
+        // serde_json checks the UTF-8 of the strings it reads, not of those
+        // it skips.
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(bad_request("the request body is not valid UTF-8"));
+        }
+        if nests_deeper_than(&bytes, MAX_JSON_DEPTH) {
+            return Err(bad_request(format!(
+                "the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+            )));
         }
         let view: View<'_> = serde_json::from_slice(&bytes).map_err(|error| {
             if error.is_data() {
@@ -357,6 +380,46 @@ impl ChatRequest {
     }
 }
 
+/// Whether arrays and objects in `json` nest deeper than `limit`; brackets
+/// inside strings do not count. Malformed JSON is left to the parser.
+fn nests_deeper_than(json: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&byte) = json.get(at) {
+        match byte {
+            b'"' => {
+                // To the closing quote: the first one not escaped. Most of a
+                // request's bytes are in strings, skipped a word at a time.
+                at += 1;
+                loop {
+                    let Some(offset) = json
+                        .get(at..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        return false;
+                    };
+                    at += offset;
+                    if json[at] == b'"' {
+                        break;
+                    }
+                    // The backslash and the byte it escapes.
+                    at += 2;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
 fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Failure {
     Failure::new(ErrorClass::BadRequest, message)
 }
@@ -504,6 +567,53 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_refused_even_where_nothing_reads_them() {
+        let mut text = br#"{"model":"m","messages":[{"role":"user","content":"caf"#.to_vec();
+        text.extend_from_slice(&[0xE9, b'"', b'}', b']', b'}']);
+        // serde_json alone skips the content unchecked.
+        assert!(serde_json::from_slice::<View<'_>>(&text).is_ok());
+        let err = ChatRequest::parse(Bytes::from(text)).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::BadRequest);
+        assert_eq!(err.message(), "the request body is not valid UTF-8");
+        // Escaped and multi-byte characters are fine.
+        parse(r#"{"model":"m","messages":[{"content":"caf\u00e9 café 🦀"}]}"#).unwrap();
+    }
+
+    /// A request whose message content nests `depth` arrays (the request's
+    /// own object, `messages` and the message add three levels).
+    fn nested(depth: usize) -> Bytes {
+        let inner = depth - 3;
+        let text = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":{}1{}}}]}}"#,
+            "[".repeat(inner),
+            "]".repeat(inner)
+        );
+        Bytes::from(text)
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_even_where_nothing_reads_it() {
+        ChatRequest::parse(nested(MAX_JSON_DEPTH)).unwrap();
+        let err = ChatRequest::parse(nested(MAX_JSON_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::BadRequest);
+        assert!(
+            err.message().contains("deeper than 64"),
+            "{}",
+            err.message()
+        );
+        // serde_json alone skips it, however deep.
+        assert!(serde_json::from_slice::<View<'_>>(&nested(10_000)).is_ok());
+        assert!(ChatRequest::parse(nested(10_000)).is_err());
+        // Brackets in strings, escaped quotes included, are text.
+        let in_strings = format!(
+            r#"{{"model":"m","messages":[{{"content":"{}\"{}\\"}}]}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        ChatRequest::parse(Bytes::from(in_strings)).unwrap();
+    }
+
+    #[test]
     fn bad_input_gets_a_400_naming_the_problem() {
         let cases = [
             ("{not json", None),
@@ -530,5 +640,44 @@ mod tests {
                 None => assert!(body["error"]["param"].is_null(), "{text}"),
             }
         }
+    }
+
+    proptest::proptest! {
+        /// The scan agrees with the real depth of any JSON serde_json
+        /// writes, strings full of brackets, quotes and escapes included.
+        #[test]
+        fn the_depth_scan_agrees_with_the_value(value in json_value()) {
+            let text = value.to_string();
+            let depth = depth_of(&value);
+            proptest::prop_assert!(!nests_deeper_than(text.as_bytes(), depth));
+            if depth > 0 {
+                proptest::prop_assert!(nests_deeper_than(text.as_bytes(), depth - 1));
+            }
+        }
+    }
+
+    fn depth_of(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+            serde_json::Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let text = r#"[\\\[\]{}"a-z]{0,8}"#;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i64>().prop_map(serde_json::Value::from),
+            text.prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(12, 64, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(text, inner, 0..4)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
     }
 }

@@ -51,6 +51,6 @@ mod class;
 mod failure;
 
 pub use body::{RequestBody, read_body_limited};
-pub use chat::ChatRequest;
+pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use failure::{BoxError, Failure, MAX_MESSAGE_LEN, sanitize_message};

@@ -260,3 +260,127 @@ async fn unknown_routes_and_methods() {
     answer.openai_error();
     gateway.shutdown().await;
 }
+
+#[tokio::test]
+async fn invalid_utf8_and_deep_nesting_are_refused_before_any_upstream_is_asked() {
+    let upstream = Upstream::start().await;
+    let gateway = gateway_for(&upstream).await; // bodies up to 1048 bytes
+    let mut not_utf8 = br#"{"model":"gpt-test","messages":[{"role":"user","content":"caf"#.to_vec();
+    not_utf8.extend_from_slice(b"\xE9\"}]}");
+    // Arrays in a message's content: with the request's object, `messages`
+    // and the message, `levels` deep in all.
+    let nested = |levels: usize| {
+        let inner = levels - 3;
+        format!(
+            r#"{{"model":"gpt-test","messages":[{{"role":"user","content":{}"x"{}}}]}}"#,
+            "[".repeat(inner),
+            "]".repeat(inner)
+        )
+    };
+    let cases: [(bytes::Bytes, &str); 3] = [
+        (not_utf8.into(), "not valid UTF-8"),
+        (nested(65).into(), "deeper than 64 levels"),
+        (nested(400).into(), "deeper than 64 levels"),
+    ];
+    for (body, message) in cases {
+        let answer = post(&gateway, body).await;
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        let error = answer.openai_error();
+        assert_eq!(error["type"], "invalid_request_error");
+        assert!(
+            error["message"].as_str().unwrap().contains(message),
+            "{error}"
+        );
+    }
+    assert!(
+        upstream.requests().is_empty(),
+        "refused before any upstream is asked"
+    );
+    // At the limit, the request goes through.
+    upstream.push(Reply::json(200, openai::chat_completion("deep enough")));
+    let answer = post(&gateway, nested(64)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(upstream.requests().len(), 1);
+    assert_still_serving(&gateway, &upstream).await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_over_long_uri_and_too_large_headers_get_an_openai_error() {
+    let upstream = Upstream::start().await;
+    let gateway = gateway_for(&upstream).await;
+    let long_uri = gateway.url(&format!("/v1/models?q={}", "x".repeat(10 * 1024)));
+    let answer = call(&client(), "GET", &long_uri, "", &[AUTH]).await;
+    assert_eq!(answer.status, 414);
+    assert_eq!(answer.openai_error()["code"], "uri_too_long");
+
+    let big = "x".repeat(40 * 1024);
+    let answer = call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/chat/completions"),
+        chat_body("gpt-test", false),
+        &[AUTH, ("x-big", &big)],
+    )
+    .await;
+    assert_eq!(answer.status, 431);
+    assert_eq!(
+        answer.openai_error()["code"],
+        "request_header_fields_too_large"
+    );
+    assert!(upstream.requests().is_empty());
+    assert_still_serving(&gateway, &upstream).await;
+    gateway.shutdown().await;
+}
+
+/// Sends `request` as raw bytes and reads the answer until the gateway
+/// closes the connection.
+async fn raw_exchange(gateway: &TestGateway, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    // hyper closes the connection after such an answer; the bound only
+    // keeps a regression from hanging the test.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tcp.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the gateway closes the connection")
+    .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// What hyper refuses before the gateway sees a request, it answers itself,
+/// with an empty body (the README lists these): a URI over 64 KiB, more
+/// than 100 headers, a request line that does not parse. The gateway keeps
+/// serving.
+#[tokio::test]
+async fn what_hyper_refuses_itself_gets_its_empty_answer_and_the_gateway_keeps_serving() {
+    let upstream = Upstream::start().await;
+    let gateway = gateway_for(&upstream).await;
+    let huge_uri = format!(
+        "GET /v1/models?q={} HTTP/1.1\r\nhost: x\r\n\r\n",
+        "x".repeat(70 * 1024)
+    );
+    let mut many_headers = String::from("GET /health HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..100 {
+        many_headers.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many_headers.push_str("\r\n");
+    for (request, status) in [
+        (huge_uri.as_str(), "414"),
+        (many_headers.as_str(), "431"),
+        ("NOT A REQUEST\r\n\r\n", "400"),
+    ] {
+        let answer = raw_exchange(&gateway, request.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(answer.contains("content-length: 0\r\n"), "{answer}");
+    }
+    assert_still_serving(&gateway, &upstream).await;
+    gateway.shutdown().await;
+}
