@@ -60,21 +60,55 @@ impl GracePeriod {
 
     /// Runs `work` until it completes, or until the grace period ends
     /// (then `work` is dropped and the answer is `None`). An output ready
-    /// when the period ends still wins.
+    /// when the period ends still wins; work done at its first poll
+    /// registers nothing.
     pub(crate) async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
         let mut work = pin!(work);
-        let mut watch = self.watch();
+        // Borrowed, on this future's stack: no allocation, no count.
+        let mut notified = pin!(self.0.notify.notified());
+        let mut registered = None;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = work.as_mut().poll(cx) {
                 return Poll::Ready(Some(output));
             }
-            if watch.poll_over(cx) {
+            if self.poll_end(notified.as_mut(), &mut registered, cx) {
                 Poll::Ready(None)
             } else {
                 Poll::Pending
             }
         })
         .await
+    }
+
+    /// Whether the period is over; if not, `cx`'s task is woken when it
+    /// ends. `notified` is one of `notify`'s, made before this call;
+    /// `registered` is the waker it holds.
+    fn poll_end<N: Future<Output = ()>>(
+        &self,
+        notified: Pin<&mut N>,
+        registered: &mut Option<Waker>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        // Read after `notified` exists: an `end` from then on completes it
+        // even before it is registered.
+        if self.is_over() {
+            return true;
+        }
+        // Polling `notified` locks the list of waiters that every request
+        // shares: a stream polled for each of its chunks does it only when
+        // the task to wake is not the one registered (its first poll, or a
+        // body moved to another task). `end` wakes the registered one.
+        if registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return false;
+        }
+        if notified.poll(cx).is_ready() {
+            return true;
+        }
+        *registered = Some(cx.waker().clone());
+        false
     }
 }
 
@@ -103,27 +137,7 @@ impl GraceWatch {
         let notified = self
             .notified
             .get_or_insert_with(|| Box::pin(self.period.0.notify.clone().notified_owned()));
-        // Read after `notified` exists: an `end` from then on completes it
-        // even before it is registered.
-        if self.period.is_over() {
-            return true;
-        }
-        // Polling `notified` locks the list of waiters that every request
-        // shares: a stream polled for each of its chunks does it only when
-        // the task to wake is not the one registered (its first poll, or a
-        // body moved to another task). `end` wakes the registered one.
-        if self
-            .waker
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
-            return false;
-        }
-        if notified.as_mut().poll(cx).is_ready() {
-            return true;
-        }
-        self.waker = Some(cx.waker().clone());
-        false
+        self.period.poll_end(notified.as_mut(), &mut self.waker, cx)
     }
 }
 
