@@ -424,7 +424,7 @@ impl Keys {
             }
             KeyBackend::Redis(backend) => {
                 let local = match &backend.mirror {
-                    Some(path) => LocalStore::Sqlite(Arc::new(SqliteStore::open(path)?)),
+                    Some(path) => LocalStore::Sqlite(Arc::new(SqliteStore::open_mirror(path)?)),
                     None => LocalStore::Memory(Default::default()),
                 };
                 let redis = RedisStore::new(&backend);

@@ -27,7 +27,9 @@
 //! [`Tombstone`]): a record of its hash is never stored again. The tables
 //! live beside the ledger's tables without touching them or the file's
 //! `user_version` (which is the ledger's schema version); a file written
-//! before tombstones gets their table when opened. The connection is this store's own, in WAL mode, so it
+//! before tombstones gets their table when opened. A Redis backend's
+//! mirror written before tombstones also loses its rows then (see
+//! [`SqliteStore::open_mirror`]). The connection is this store's own, in WAL mode, so it
 //! writes beside the ledger's writer; every call blocks, so async code runs
 //! it on tokio's blocking pool.
 
@@ -82,8 +84,23 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the file at `path` in WAL mode and creates the
-    /// table if it is missing.
+    /// tables if they are missing: the store of the SQLite backend, where
+    /// the file is the truth.
     pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_as(path, false)
+    }
+
+    /// [`open`](Self::open), as the Redis backend's mirror. A mirror
+    /// written before tombstones existed was only a cache of Redis, and may
+    /// hold keys deleted since (a replica dropped its row only when it saw
+    /// the key gone): put back into Redis, they would live again. So its
+    /// rows go when the tombstones' table is made, and the first sync
+    /// copies every key from Redis.
+    pub(crate) fn open_mirror(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, mirror: bool) -> Result<SqliteStore, StoreError> {
         let fail = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
@@ -99,8 +116,28 @@ impl SqliteStore {
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
-        conn.execute(CREATE, []).map_err(fail)?;
-        conn.execute(CREATE_TOMBSTONES, []).map_err(fail)?;
+        let tx = conn.unchecked_transaction().map_err(fail)?;
+        let before_tombstones: bool = tx
+            .query_row(
+                "SELECT count(*) = 0 FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'virtual_key_tombstones'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        tx.execute(CREATE, []).map_err(fail)?;
+        tx.execute(CREATE_TOMBSTONES, []).map_err(fail)?;
+        if mirror && before_tombstones {
+            let dropped = tx.execute("DELETE FROM virtual_keys", []).map_err(fail)?;
+            if dropped > 0 {
+                tracing::info!(
+                    keys = dropped,
+                    path = %path.display(),
+                    "the virtual keys' mirror predates tombstones; it is copied again from Redis"
+                );
+            }
+        }
+        tx.commit().map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),

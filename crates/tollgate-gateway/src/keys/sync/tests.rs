@@ -110,24 +110,40 @@ async fn tombstones_keep_the_earliest_time_and_survive_a_reopen() {
     assert!(reopened.keys.is_empty());
 }
 
-#[test]
-fn a_file_from_before_tombstones_opens_with_its_keys() {
-    let dir = TempDir::new("keys-before-tombstones");
+/// The file as the version before tombstones left it: one key.
+fn file_before_tombstones(dir: &TempDir, key: &VirtualKey) -> std::path::PathBuf {
     let path = dir.file();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    store.insert(key).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("DROP TABLE virtual_key_tombstones", [])
+        .unwrap();
+    path
+}
+
+#[test]
+fn a_file_from_before_tombstones_keeps_its_keys_where_it_is_the_truth() {
+    let dir = TempDir::new("keys-before-tombstones");
     let key = record("old");
-    {
-        // The table as the previous version made it, with one row.
-        let store = SqliteStore::open(&path).unwrap();
-        store.insert(&key).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("DROP TABLE virtual_key_tombstones", [])
-            .unwrap();
-        drop(store);
-    }
+    let path = file_before_tombstones(&dir, &key);
     let loaded = SqliteStore::open(&path).unwrap().load().unwrap();
     assert_eq!(loaded.keys, [(*key).clone()]);
     assert!(loaded.tombstones.is_empty());
+}
+
+#[test]
+fn a_mirror_from_before_tombstones_is_dropped_once_to_be_copied_again() {
+    let dir = TempDir::new("keys-mirror-before-tombstones");
+    let key = record("maybe-deleted");
+    let path = file_before_tombstones(&dir, &key);
+    let mirror = SqliteStore::open_mirror(&path).unwrap();
+    assert!(mirror.load().unwrap().keys.is_empty());
+    // Once: rows written since stay.
+    mirror.insert(&key).unwrap();
+    drop(mirror);
+    let reopened = SqliteStore::open_mirror(&path).unwrap();
+    assert_eq!(reopened.load().unwrap().keys, [(*key).clone()]);
 }
 
 // ------------------------------------------------------------------ replicas
