@@ -83,9 +83,11 @@
 
 pub(crate) mod admin;
 pub(crate) mod duration;
+mod error;
 pub(crate) mod generate;
 pub(crate) mod hash;
 pub(crate) mod key;
+mod manage;
 pub(crate) mod store;
 pub(crate) mod sync;
 
@@ -102,17 +104,19 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use ring::rand::SystemRandom;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use crate::config::ConfiguredKey;
 use crate::shared::Fallbacks;
+pub(crate) use error::KeysError;
+use error::{expired_key, incorrect_key, missing_key, not_found};
 pub(crate) use generate::{GenerateRequest, KeyText};
-use hash::{KeyHash, ct_eq, from_hex, sha256};
+use hash::{KeyHash, ct_eq, sha256};
 pub(crate) use key::{KeySource, VirtualKey};
 pub(crate) use store::redis::RedisBackend;
-use store::redis::{Patience, Put, RedisStore};
+use store::redis::{Patience, RedisStore};
 use store::sqlite::SqliteStore;
-use store::{Change, LocalStore, StoreError, Tombstone};
+use store::{Change, LocalStore, Tombstone};
 use sync::SyncState;
 use sync::reconcile::{Local, reconcile};
 
@@ -166,77 +170,6 @@ pub(crate) enum KeyBackend {
     Sqlite(PathBuf),
     /// Shared through Redis, with a local copy.
     Redis(RedisBackend),
-}
-
-/// Why [`Keys::new`] failed. Messages name config paths, aliases and files,
-/// never a key.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum KeysError {
-    /// `general_settings.master_key` is set to an empty value.
-    #[error("general_settings.master_key is empty; set a key or remove the setting")]
-    EmptyMasterKey,
-    /// A config key's text is empty.
-    #[error("tollgate.keys[{index}].key ({alias}) is empty")]
-    EmptyKey {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// A config key is the master key.
-    #[error("tollgate.keys[{index}] ({alias}) is the master key; give each virtual key its own")]
-    MasterKeyReused {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// Two config keys are the same key.
-    #[error("tollgate.keys[{index}] ({alias}) is the same key as {other}")]
-    DuplicateKey {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-        /// The other key's alias.
-        other: String,
-    },
-    /// Two config keys have one alias.
-    #[error("tollgate.keys[{index}].key_alias: {alias:?} is used by another key")]
-    DuplicateAlias {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// The alias.
-        alias: String,
-    },
-    /// A config key's budget is not a whole number of pico-dollars.
-    #[error(
-        "tollgate.keys[{index}].max_budget ({alias}) must be at most 18446744 dollars with at most 12 decimals"
-    )]
-    Budget {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// A config key and a stored generated key have one alias.
-    #[error(
-        "key_alias {alias:?} of tollgate.keys is also the alias of a generated key in {}; \
-         rename the config key, or delete the generated key \
-         (DELETE FROM virtual_keys WHERE hash = '{hash}')",
-        path.display()
-    )]
-    AliasClash {
-        /// The alias.
-        alias: String,
-        /// The SQLite file.
-        path: PathBuf,
-        /// The generated key's hash, in hex.
-        hash: String,
-    },
-    /// The store could not be opened or read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// A freshly generated key: its text (for the one response that shows it)
@@ -398,7 +331,7 @@ impl Keys {
         let started_ms = unix_now_ms();
         let mut cache = Cache::default();
         for (index, entry) in configured.iter().enumerate() {
-            let key = configured_key(index, entry, started_ms)?;
+            let key = VirtualKey::configured(index, entry, started_ms)?;
             let alias = entry.key_alias.clone();
             if master.as_ref().is_some_and(|m| ct_eq(m, &key.hash)) {
                 return Err(KeysError::MasterKeyReused { index, alias });
@@ -622,290 +555,6 @@ impl Keys {
     fn fell_back(&self, why: &dyn fmt::Display) {
         self.inner.fallbacks.fell_back(why);
     }
-
-    /// Makes a new key from a validated `/key/generate` request, at
-    /// `now_ms` (unix ms).
-    ///
-    /// # Errors
-    ///
-    /// 400 when the alias is taken; 503 when Redis is away (Redis backend);
-    /// 500 when the store fails.
-    pub(crate) async fn generate(
-        &self,
-        request: GenerateRequest,
-        now_ms: i64,
-    ) -> Result<Generated, Failure> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock().await;
-        if let Some(alias) = &request.key_alias
-            && self.alias_owner(alias).await?.is_some()
-        {
-            return Err(alias_taken(alias));
-        }
-        let text = generate::new_key_text(&inner.rng)?;
-        let hash = sha256(text.expose().as_bytes());
-        let mut key = VirtualKey::new(hash, request.key_alias, KeySource::Generated, now_ms);
-        key.models = request.models;
-        key.rpm_limit = request.rpm_limit;
-        key.tpm_limit = request.tpm_limit;
-        key.max_parallel_requests = request.max_parallel_requests;
-        key.max_budget_picos = request.max_budget_picos;
-        key.budget_duration = request.budget_duration;
-        key.expires_at_ms = request.duration.map(|duration| {
-            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-            now_ms.saturating_add(ms)
-        });
-        key.metadata = serde_json::Value::Object(request.metadata);
-        let key = Arc::new(key);
-
-        match &inner.redis {
-            Some(redis) => {
-                match redis.put(&key).await {
-                    Ok(Put::Stored) => {}
-                    Ok(Put::AliasTaken) => {
-                        return Err(alias_taken(key.alias().unwrap_or_default()));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot store a generated virtual key in Redis");
-                        return Err(store_unavailable());
-                    }
-                }
-                self.keep(vec![Change::Put(key.clone())]).await;
-            }
-            None => {
-                inner
-                    .local
-                    .insert(key.clone())
-                    .await
-                    .map_err(|error| match error {
-                        StoreError::AliasTaken => alias_taken(key.alias().unwrap_or_default()),
-                        error => store_failed(&error),
-                    })?;
-                self.write().apply(&Change::Put(key.clone()));
-            }
-        }
-        tracing::info!(key = %key.name(), "virtual key generated");
-        Ok(Generated {
-            key: text,
-            record: key,
-        })
-    }
-
-    /// The key whose text or hex hash is `key_text_or_hash`, if there is
-    /// one (expired keys included). With Redis, Redis is asked; if it is
-    /// away, the local copy answers.
-    pub(crate) async fn info(
-        &self,
-        key_text_or_hash: &str,
-    ) -> Result<Option<Arc<VirtualKey>>, Failure> {
-        for hash in candidates(key_text_or_hash) {
-            let found = match self.find(&hash).await {
-                Ok(found) => found,
-                Err(error) => {
-                    self.fell_back(&error);
-                    self.local(&hash)
-                }
-            };
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The live key with this hash: from the local map for config keys and
-    /// without Redis; with Redis, this replica's copy merged with Redis's
-    /// (so a deletion made elsewhere a moment ago counts, and a key Redis
-    /// lost is put back).
-    async fn find(
-        &self,
-        hash: &KeyHash,
-    ) -> Result<Option<Arc<VirtualKey>>, store::redis::RedisFailure> {
-        let local = self.read().local(hash);
-        match (&self.inner.redis, local) {
-            (_, Local::Live(key)) if key.source == KeySource::Config => Ok(Some(key)),
-            (None, local) => Ok(match local {
-                Local::Live(key) => Some(key),
-                Local::Deleted(_) | Local::Unknown => None,
-            }),
-            (Some(redis), local) => {
-                let remote = redis
-                    .observe(&[*hash], Patience::Request)
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
-                Ok(self.carry_out(reconcile(local, remote)).await.live())
-            }
-        }
-    }
-
-    fn local(&self, hash: &KeyHash) -> Option<Arc<VirtualKey>> {
-        self.read().known.get(hash).cloned()
-    }
-
-    /// The live key with `alias`, if any: this replica's copy (checked
-    /// against Redis for a generated key: it may have been deleted on
-    /// another replica a moment ago), else Redis's alias.
-    async fn alias_owner(&self, alias: &str) -> Result<Option<Arc<VirtualKey>>, Failure> {
-        let unavailable = |error: store::redis::RedisFailure| {
-            tracing::warn!(%error, "cannot read a virtual key from Redis");
-            store_unavailable()
-        };
-        let owner = self.read().alias_owner(alias).cloned();
-        match (&self.inner.redis, owner) {
-            (None, owner) => Ok(owner),
-            (Some(_), Some(owner)) if owner.source == KeySource::Config => Ok(Some(owner)),
-            (Some(_), Some(owner)) => match self.find(&owner.hash).await.map_err(unavailable)? {
-                Some(live) => Ok(Some(live)),
-                // Deleted meanwhile; another key may have the alias now.
-                None => self.redis_alias_owner(alias).await.map_err(unavailable),
-            },
-            (Some(_), None) => self.redis_alias_owner(alias).await.map_err(unavailable),
-        }
-    }
-
-    /// The live key Redis says has `alias`.
-    async fn redis_alias_owner(
-        &self,
-        alias: &str,
-    ) -> Result<Option<Arc<VirtualKey>>, store::redis::RedisFailure> {
-        let Some(redis) = &self.inner.redis else {
-            return Ok(None);
-        };
-        match redis.alias(alias).await? {
-            Some(hash) => self.find(&hash).await,
-            None => Ok(None),
-        }
-    }
-
-    /// The hash of the live key with `alias`, if any.
-    ///
-    /// # Errors
-    ///
-    /// 503 when Redis is away (Redis backend).
-    pub(crate) async fn find_alias(&self, alias: &str) -> Result<Option<KeyHash>, Failure> {
-        Ok(self.alias_owner(alias).await?.map(|key| key.hash))
-    }
-
-    /// Deletes the keys given by text or hex hash, at `now_ms` (unix ms);
-    /// the deleted keys' names. All or nothing: every key is checked before
-    /// any is deleted. Each leaves a tombstone (see [`sync`]).
-    ///
-    /// # Errors
-    ///
-    /// 404 naming the position of a key that does not exist; 400 naming the
-    /// alias of a config key; 503 when Redis is away (Redis backend).
-    pub(crate) async fn delete(
-        &self,
-        keys: &[String],
-        now_ms: i64,
-    ) -> Result<Vec<String>, Failure> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock().await;
-        let mut found: Vec<Arc<VirtualKey>> = Vec::new();
-        for (index, text) in keys.iter().enumerate() {
-            let mut key = None;
-            for hash in candidates(text) {
-                key = self.find(&hash).await.map_err(|error| {
-                    tracing::warn!(%error, "cannot read a virtual key from Redis");
-                    store_unavailable()
-                })?;
-                if key.is_some() {
-                    break;
-                }
-            }
-            let Some(key) = key else {
-                return Err(
-                    not_found(format!("keys[{index}] is not a known key")).with_param("keys")
-                );
-            };
-            if key.source == KeySource::Config {
-                return Err(generate::bad_request(
-                    format!(
-                        "{} is defined in the config file (tollgate.keys) and cannot be \
-                         deleted through the API; remove it from the config",
-                        key.name()
-                    ),
-                    Some("keys"),
-                ));
-            }
-            if !found.iter().any(|seen| seen.hash == key.hash) {
-                found.push(key);
-            }
-        }
-        for key in &found {
-            let tombstone = Tombstone::of(key, now_ms);
-            if let Some(redis) = &inner.redis {
-                redis
-                    .bury(std::slice::from_ref(&tombstone), Patience::Request)
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(%error, "cannot delete a virtual key in Redis");
-                        store_unavailable()
-                    })?;
-            }
-            let change = Change::Bury(tombstone);
-            if let Err(error) = inner.local.apply(vec![change.clone()]).await {
-                if inner.redis.is_none() {
-                    return Err(store_failed(&error));
-                }
-                tracing::warn!(key = %key.name(), %error, "cannot keep the deletion of a virtual key in the local copy");
-            }
-            self.write().apply(&change);
-            tracing::info!(key = %key.name(), "virtual key deleted");
-        }
-        Ok(found.iter().map(|key| key.name().to_string()).collect())
-    }
-}
-
-/// The hashes `text` may stand for: itself as 64 hex digits (a `token`),
-/// then the hash of the text (a key).
-fn candidates(text: &str) -> Vec<KeyHash> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Vec::new();
-    }
-    from_hex(text)
-        .into_iter()
-        .chain(std::iter::once(sha256(text.as_bytes())))
-        .collect()
-}
-
-/// A config entry as a [`VirtualKey`].
-fn configured_key(
-    index: usize,
-    entry: &ConfiguredKey,
-    created_at_ms: i64,
-) -> Result<VirtualKey, KeysError> {
-    let alias = entry.key_alias.clone();
-    let hash = match (&entry.key, &entry.key_hash) {
-        (Some(secret), _) if secret.expose().is_empty() => {
-            return Err(KeysError::EmptyKey { index, alias });
-        }
-        (Some(secret), _) => sha256(secret.expose().as_bytes()),
-        (None, Some(hash)) => *hash,
-        (None, None) => return Err(KeysError::EmptyKey { index, alias }),
-    };
-    let max_budget_picos = match &entry.max_budget {
-        None => None,
-        Some(budget) => Some(
-            budget
-                .to_units(12)
-                .and_then(|picos| u64::try_from(picos).ok())
-                .ok_or_else(|| KeysError::Budget {
-                    index,
-                    alias: alias.clone(),
-                })?,
-        ),
-    };
-    let mut key = VirtualKey::new(hash, Some(alias), KeySource::Config, created_at_ms);
-    key.models = entry.models.clone();
-    key.rpm_limit = entry.rpm_limit;
-    key.tpm_limit = entry.tpm_limit;
-    key.max_parallel_requests = entry.max_parallel_requests;
-    key.max_budget_picos = max_budget_picos;
-    key.budget_duration = entry.budget_duration;
-    Ok(key)
 }
 
 /// The key a request carries: `Authorization: Bearer <key>`, else
@@ -936,50 +585,4 @@ fn unix_now_ms() -> i64 {
         .map_or(0, |since| {
             i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
         })
-}
-
-fn missing_key() -> Failure {
-    Failure::new(
-        ErrorClass::Auth,
-        "Missing API key. Send it as `Authorization: Bearer <key>` (or in an `x-api-key` header).",
-    )
-}
-
-fn incorrect_key() -> Failure {
-    Failure::new(ErrorClass::Auth, "Incorrect API key provided.")
-}
-
-fn expired_key(key: &VirtualKey) -> Failure {
-    let at = key.expires_at_ms.map(key::rfc3339).unwrap_or_default();
-    Failure::new(
-        ErrorClass::Auth,
-        format!("The API key {} expired at {at}.", key.name()),
-    )
-    .with_code("expired_api_key")
-}
-
-fn alias_taken(alias: &str) -> Failure {
-    generate::bad_request(
-        format!("key_alias {alias:?} is already in use"),
-        Some("key_alias"),
-    )
-}
-
-fn not_found(message: String) -> Failure {
-    Failure::new(ErrorClass::BadRequest, message)
-        .with_status(http::StatusCode::NOT_FOUND)
-        .with_code("not_found")
-}
-
-fn store_unavailable() -> Failure {
-    Failure::new(
-        ErrorClass::Internal,
-        "the virtual key store is unavailable; try again shortly",
-    )
-    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
-}
-
-fn store_failed(error: &StoreError) -> Failure {
-    tracing::error!(%error, "the virtual key store failed");
-    Failure::new(ErrorClass::Internal, "the virtual key store failed")
 }
