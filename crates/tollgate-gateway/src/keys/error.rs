@@ -9,7 +9,7 @@ use super::generate;
 use super::key::{self, VirtualKey};
 use super::store::StoreError;
 
-/// Why [`Keys::new`] failed. Messages name config paths, aliases and files,
+/// Why [`Keys::new`](super::Keys::new) failed. Messages name config paths, aliases and files,
 /// never a key.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KeysError {

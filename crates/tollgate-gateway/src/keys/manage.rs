@@ -177,7 +177,7 @@ impl Keys {
 
     /// Deletes the keys given by text or hex hash, at `now_ms` (unix ms);
     /// the deleted keys' names. All or nothing: every key is checked before
-    /// any is deleted. Each leaves a tombstone (see [`sync`]).
+    /// any is deleted. Each leaves a tombstone (see [`super::sync`]).
     ///
     /// # Errors
     ///

@@ -76,7 +76,7 @@
 //! by default), a replica answers from its copy: keys it knows keep
 //! working, keys it never saw are refused. Each such answer (and each
 //! failed sync round) calls the `on_fallback` callback (for a metric) and
-//! counts in [`Keys::fallbacks`]; a warning is logged at most once per
+//! counts (`Keys::fallbacks` in tests); a warning is logged at most once per
 //! 10 s. Generating and deleting keys need Redis, and fail with a 503 while
 //! it is away: a key made or deleted on one replica only would split the
 //! replicas' view.
@@ -467,7 +467,7 @@ impl Keys {
     ///
     /// # Errors
     ///
-    /// A 401 ([`ErrorClass::Auth`]) when no key was sent, the key is
+    /// A 401 ([`ErrorClass::Auth`](tollgate_core::ErrorClass::Auth)) when no key was sent, the key is
     /// unknown, or it has expired. No message contains the key, or any
     /// part of it.
     pub(crate) async fn authenticate(

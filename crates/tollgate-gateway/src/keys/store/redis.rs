@@ -47,7 +47,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stores a new key's record and claims its alias; 0 when the alias
 /// belongs to another key.
 ///
-/// KEYS: record, seq, changes, [alias]; ARGV: record JSON, hex hash.
+/// KEYS: record, seq, changes, (alias, if any); ARGV: record JSON, hex hash.
 const PUT: &str = r"
 if KEYS[4] then
   local owner = redis.call('GET', KEYS[4])
@@ -63,7 +63,7 @@ return 1
 /// key was deleted), 1 when the record is there already, 2 when written, 3
 /// when written but its alias belongs to another key.
 ///
-/// KEYS: record, tombstone, seq, changes, [alias]; ARGV: record JSON, hex
+/// KEYS: record, tombstone, seq, changes, (alias, if any); ARGV: record JSON, hex
 /// hash.
 const RESTORE: &str = r"
 local tombstone = redis.call('GET', KEYS[2])
@@ -86,7 +86,7 @@ return 2
 /// at this key, and writes the tombstone unless one is there; 1 when
 /// anything changed.
 ///
-/// KEYS: record, tombstone, seq, changes, [alias]; ARGV: tombstone JSON,
+/// KEYS: record, tombstone, seq, changes, (alias, if any); ARGV: tombstone JSON,
 /// hex hash.
 const BURY: &str = r"
 local changed = redis.call('DEL', KEYS[1])
@@ -480,7 +480,7 @@ impl RedisStore {
     }
 
     /// KEYS of [`RESTORE`] and [`BURY`]: record, tombstone, seq, changes,
-    /// [alias].
+    /// (alias, if any).
     fn record_keys(&self, hash: &KeyHash, alias: Option<&str>) -> Vec<String> {
         let mut keys = vec![
             self.key_key(hash),

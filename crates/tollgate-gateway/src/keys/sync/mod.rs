@@ -7,7 +7,7 @@
 //! when it has a record and no tombstone), and every copy holds all of
 //! both: each replica's store (the SQLite mirror in the ledger's file, or
 //! memory) and Redis. Merging copies is a union in which a tombstone wins
-//! ([`reconcile`]), so copies agree whatever order they hear things in.
+//! ([`reconcile()`]), so copies agree whatever order they hear things in.
 //!
 //! - **Absence is not deletion.** A key Redis does not have is a key Redis
 //!   lost (it restarted empty, was flushed, evicted the record); the
