@@ -254,7 +254,13 @@ impl Keys {
         for (key, answer) in keys.iter().zip(answers) {
             match answer {
                 Restored::Present => {}
-                Restored::Written => synced.restored += 1,
+                // A sync round logs how many; one found on a request's path
+                // is logged by itself.
+                Restored::Written if patience == Patience::Sync => synced.restored += 1,
+                Restored::Written => {
+                    synced.restored += 1;
+                    tracing::warn!(key = %key.name(), "Redis had lost a virtual key; put it back");
+                }
                 Restored::AliasHeld => {
                     synced.restored += 1;
                     tracing::warn!(
