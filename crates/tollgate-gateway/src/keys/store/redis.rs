@@ -103,6 +103,24 @@ end
 return changed
 ";
 
+/// Adds each hex hash of ARGV to the change set unless it is there: for
+/// records written before the change set existed. How many were added.
+///
+/// KEYS: seq, changes.
+const INDEX: &str = r"
+local added = 0
+for _, hex in ipairs(ARGV) do
+  if not redis.call('ZSCORE', KEYS[2], hex) then
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[1]), hex)
+    added = added + 1
+  end
+end
+return added
+";
+
+/// Redis keys per `SCAN` step.
+const SCAN_COUNT: usize = 1000;
+
 /// How the Redis backend is set up: the connection, the key prefix, where
 /// the local copy lives, and what to do on a fallback.
 #[derive(Clone)]
@@ -231,6 +249,7 @@ pub(crate) struct RedisStore {
     put: Script,
     restore: Script,
     bury: Script,
+    index: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -251,6 +270,7 @@ impl RedisStore {
             put: Script::new(PUT),
             restore: Script::new(RESTORE),
             bury: Script::new(BURY),
+            index: Script::new(INDEX),
         }
     }
 
@@ -520,6 +540,53 @@ impl RedisStore {
             })
             .collect::<Result<_, _>>()?;
         Ok(Page { epoch, changes })
+    }
+
+    /// Puts every record in Redis into the change set, where a version
+    /// before it left them out (one `SCAN` of the key space: call it only
+    /// on a Redis without an epoch). How many were added.
+    pub(crate) async fn index_records(&self) -> Result<usize, RedisFailure> {
+        let prefix = format!("{}key:", self.prefix);
+        let pattern = format!("{prefix}*");
+        let (mut cursor, mut added) = (0u64, 0);
+        // SCAN ends when its cursor comes back to 0.
+        loop {
+            let step = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .clone();
+            let (next, names): (u64, Vec<String>) = self
+                .run(SYNC_TIMEOUT, |mut conn| {
+                    let step = step.clone();
+                    async move { step.query_async(&mut conn).await }
+                })
+                .await?;
+            let hexes: Vec<&str> = names
+                .iter()
+                .filter_map(|name| name.strip_prefix(&prefix))
+                .filter(|hex| from_hex(hex).is_some())
+                .collect();
+            if !hexes.is_empty() {
+                let count: usize = self
+                    .run(SYNC_TIMEOUT, |mut conn| {
+                        let mut invocation = self.index.prepare_invoke();
+                        invocation
+                            .key(self.seq_key())
+                            .key(self.changes_key())
+                            .arg(&hexes);
+                        async move { invocation.invoke_async(&mut conn).await }
+                    })
+                    .await?;
+                added += count;
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(added);
+            }
+        }
     }
 
     /// Writes `epoch` unless Redis has one; the epoch in force.

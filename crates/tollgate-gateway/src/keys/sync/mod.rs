@@ -141,7 +141,19 @@ impl Keys {
         if step != Step::Follow {
             let epoch = match page.epoch.take() {
                 Some(epoch) if step == Step::Rejoin => epoch,
-                _ => redis.seed_epoch(&self.new_epoch()).await?,
+                _ => {
+                    let epoch = redis.seed_epoch(&self.new_epoch()).await?;
+                    // A Redis from before epochs has records the change set
+                    // lacks (after a loss, it has none: a quick scan).
+                    let indexed = redis.index_records().await?;
+                    if indexed > 0 {
+                        tracing::info!(
+                            keys = indexed,
+                            "indexed virtual keys written before the change set"
+                        );
+                    }
+                    epoch
+                }
             };
             state.joined = None;
             self.rejoin(redis, &mut synced).await?;

@@ -398,3 +398,40 @@ async fn a_sync_reads_every_page_of_changes() {
     assert_eq!(fallbacks.load(Ordering::Relaxed), 0);
     assert_eq!(b.sync().await.unwrap(), Synced::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_written_before_the_change_set_are_copied_to_every_replica() {
+    let server = RedisServer::start().await;
+    let fallbacks = Arc::new(AtomicU64::new(0));
+    // As the version before epochs left Redis: a record and its alias.
+    let old = replica(&server, &fallbacks, None);
+    let text = generate(&old, Some("old")).await;
+    drop(old);
+    let hex = to_hex(&sha256(text.as_bytes()));
+    let conn = redis::Client::open(server.url()).unwrap();
+    let mut conn = conn.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("test:keys:changes")
+        .arg("test:keys:seq")
+        .arg("test:keys:epoch")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let a = replica(&server, &fallbacks, None);
+    let synced = a.sync().await.unwrap();
+    assert_eq!(synced.learned, 1, "{synced:?}");
+    let changes: Vec<String> = redis::cmd("ZRANGE")
+        .arg("test:keys:changes")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(changes, [hex]);
+    // Known without asking Redis: frozen, it would not answer.
+    server.signal("-STOP");
+    assert!(works(&a, &text, T0).await);
+    server.signal("-CONT");
+    assert_eq!(fallbacks.load(Ordering::Relaxed), 0);
+}
