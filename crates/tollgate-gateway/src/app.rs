@@ -374,6 +374,8 @@ impl Gateway {
         if let Some(runtime) = &runtime {
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);
+            // Generated keys: Redis's changes, and putting back what it lost.
+            keys.spawn_sync(runtime);
             if let Some(shared) = &shared {
                 crate::shared::spawn_breaker_sync(runtime, shared, &breakers, guarded);
             }

@@ -1,7 +1,8 @@
 //! Two gateway processes sharing one Redis (issue 6's acceptance 2–4): one
 //! combined per-key rate limit, keys generated on one replica working on the
 //! other, breakers opened on one replica open on the other, and no request
-//! failing while Redis is away.
+//! failing while Redis is away. Issue 17's item 3: Redis restarted empty
+//! loses no key, and a deleted key stays deleted.
 //!
 //! The real binary twice, a real `redis-server`, a testkit upstream; all on
 //! loopback.
@@ -68,6 +69,12 @@ router_settings:
             dir,
         }
     }
+
+    /// Starts replica `name` (`a` or `b`) again on its own directory, so on
+    /// its own SQLite file; stop the running one first.
+    fn start_replica(&self, name: &str) -> Replica {
+        Replica::start(&self.dir.join("config.yaml"), &self.dir.join(name), &ENV)
+    }
 }
 
 impl Drop for Cluster {
@@ -94,6 +101,31 @@ async fn generate(client: &TestClient, replica: &Replica, body: Value) -> String
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     answer.json()["key"].as_str().unwrap().to_owned()
+}
+
+/// A new key and its `token` (the hex hash that names it in Redis).
+async fn generate_with_token(
+    client: &TestClient,
+    replica: &Replica,
+    body: Value,
+) -> (String, String) {
+    let answer = call(
+        client,
+        "POST",
+        &replica.url("/key/generate"),
+        body.to_string(),
+        &[
+            ("authorization", &bearer(MASTER_KEY)),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    (
+        body["key"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
 }
 
 async fn chat(client: &TestClient, replica: &Replica, key: &str) -> common::Answer {
@@ -307,4 +339,231 @@ async fn no_request_fails_while_redis_is_away_and_sharing_resumes() {
         }
     }
     assert_eq!(admitted, 4, "one shared limit again");
+}
+
+/// The status of a chat request with `key` on each replica, A then B.
+async fn statuses(client: &TestClient, cluster: &Cluster, key: &str) -> [u16; 2] {
+    [
+        chat(client, &cluster.a, key).await.status.as_u16(),
+        chat(client, &cluster.b, key).await.status.as_u16(),
+    ]
+}
+
+/// Polls `ready` every 50 ms for at most `within`: waiting on another
+/// process (a replica's background sync with Redis), not on time itself.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if ready().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within {within:?}: {what}");
+}
+
+/// Checks `expected` for every key in `cases` on both replicas, in rounds
+/// for `span`: the answers must hold the whole time, past the 5 s for
+/// which replicas once trusted their cache before asking Redis again.
+async fn holds_for(span: Duration, client: &TestClient, cluster: &Cluster, cases: &[(&str, u16)]) {
+    let deadline = tokio::time::Instant::now() + span;
+    let mut round = 0;
+    while tokio::time::Instant::now() < deadline {
+        for (index, (key, expected)) in cases.iter().enumerate() {
+            let got = statuses(client, cluster, key).await;
+            assert_eq!(got, [*expected; 2], "key {index}, round {round} (A, B)");
+        }
+        round += 1;
+        // Paces the rounds: the property is checked over time, not waited for.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(round >= 4, "only {round} rounds in {span:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_loses_no_key_on_any_replica() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let mut cluster = Cluster::start("replicas-redis-empty", &redis, &upstream, "");
+    let client = client();
+    let (on_a, _) = generate_with_token(&client, &cluster.a, json!({"key_alias": "on-a"})).await;
+    let (on_b, _) = generate_with_token(&client, &cluster.b, json!({})).await;
+    // Used on both replicas, as in the issue.
+    for key in [&on_a, &on_b] {
+        assert_eq!(statuses(&client, &cluster, key).await, [200, 200]);
+    }
+    // Made on A just before Redis goes, never used on B.
+    let (unseen, unseen_token) =
+        generate_with_token(&client, &cluster.a, json!({"key_alias": "unseen"})).await;
+
+    // Killed, and a fresh server without persistence on the same port.
+    redis.kill();
+    redis.restart().await;
+    let all = [(on_a.as_str(), 200), (on_b.as_str(), 200)];
+    holds_for(Duration::from_secs(7), &client, &cluster, &all).await;
+    // A put its keys back into Redis, so B knows the one it never saw.
+    let record = format!("tollgate:key:{unseen_token}");
+    eventually(
+        Duration::from_secs(3),
+        "the record is back in Redis",
+        || {
+            let (redis, record) = (&redis, &record);
+            async move { redis.get(record).await.is_some() }
+        },
+    )
+    .await;
+    assert_eq!(statuses(&client, &cluster, &unseen).await, [200, 200]);
+    let keys = [&on_a, &on_b, &unseen];
+    assert_logs(&cluster, &keys);
+
+    // After a replica restart.
+    cluster.b.signal("-KILL");
+    cluster.b = cluster.start_replica("b");
+    for key in [&on_a, &on_b, &unseen] {
+        assert_eq!(statuses(&client, &cluster, key).await, [200, 200]);
+    }
+
+    // Redis away, a replica restarted meanwhile, Redis back empty.
+    redis.kill();
+    cluster.a.signal("-KILL");
+    cluster.a = cluster.start_replica("a");
+    for key in [&on_a, &on_b, &unseen] {
+        assert_eq!(statuses(&client, &cluster, key).await, [200, 200]);
+    }
+    redis.restart().await;
+    let all = [
+        (on_a.as_str(), 200),
+        (on_b.as_str(), 200),
+        (unseen.as_str(), 200),
+    ];
+    holds_for(Duration::from_secs(2), &client, &cluster, &all).await;
+    eventually(
+        Duration::from_secs(3),
+        "the records are back in Redis",
+        || {
+            let redis = &redis;
+            async move {
+                redis
+                    .keys()
+                    .await
+                    .iter()
+                    .filter(|k| k.starts_with("tollgate:key:"))
+                    .count()
+                    == 3
+            }
+        },
+    )
+    .await;
+    assert_logs(&cluster, &keys);
+}
+
+/// The replicas said they put keys back, never that one was deleted, and
+/// never wrote a key.
+fn assert_logs(cluster: &Cluster, keys: &[&String]) {
+    let logs = cluster.a.log() + &cluster.b.log();
+    assert!(logs.contains("Redis had lost"), "{logs}");
+    assert!(!logs.contains("deleted on another replica"), "{logs}");
+    for key in keys {
+        assert!(!logs.contains(key.as_str()), "a key in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_stays_deleted_across_redis_and_replica_restarts() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let mut cluster = Cluster::start("replicas-redis-deleted", &redis, &upstream, "");
+    let client = client();
+    let delete = |replica: &Replica, key: &str| {
+        let (client, url, body) = (
+            client.clone(),
+            replica.url("/key/delete"),
+            json!({ "keys": [key] }).to_string(),
+        );
+        async move {
+            let answer = call(
+                &client,
+                "POST",
+                &url,
+                body,
+                &[
+                    ("authorization", &bearer(MASTER_KEY)),
+                    ("content-type", "application/json"),
+                ],
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+        }
+    };
+    let (doomed, doomed_token) =
+        generate_with_token(&client, &cluster.a, json!({"key_alias": "doomed"})).await;
+    let (kept, _) = generate_with_token(&client, &cluster.a, json!({"key_alias": "kept"})).await;
+    for key in [&doomed, &kept] {
+        assert_eq!(statuses(&client, &cluster, key).await, [200, 200]);
+    }
+
+    delete(&cluster.b, &doomed).await;
+    assert_eq!(chat(&client, &cluster.b, &doomed).await.status, 401);
+    eventually(Duration::from_secs(3), "A learns the deletion", || {
+        let (client, cluster, doomed) = (&client, &cluster, &doomed);
+        async move { chat(client, &cluster.a, doomed).await.status == 401 }
+    })
+    .await;
+
+    // Across a Redis restarted empty.
+    redis.kill();
+    redis.restart().await;
+    let cases = [(doomed.as_str(), 401), (kept.as_str(), 200)];
+    holds_for(Duration::from_secs(7), &client, &cluster, &cases).await;
+    let tombstone = format!("tollgate:deleted:{doomed_token}");
+    eventually(
+        Duration::from_secs(3),
+        "the deletion is back in Redis",
+        || {
+            let (redis, tombstone) = (&redis, &tombstone);
+            async move { redis.get(tombstone).await.is_some() }
+        },
+    )
+    .await;
+    assert_eq!(
+        redis.get(&format!("tollgate:key:{doomed_token}")).await,
+        None
+    );
+    assert_eq!(redis.get("tollgate:alias:doomed").await, None);
+
+    // Across a replica restart.
+    cluster.a.signal("-KILL");
+    cluster.a = cluster.start_replica("a");
+    assert_eq!(statuses(&client, &cluster, &doomed).await, [401, 401]);
+    assert_eq!(statuses(&client, &cluster, &kept).await, [200, 200]);
+
+    // A replica down during a deletion, and Redis emptied before it is back:
+    // it comes back with the key in its SQLite file, and must not bring the
+    // key back to life.
+    let (late, late_token) = generate_with_token(&client, &cluster.a, json!({})).await;
+    assert_eq!(statuses(&client, &cluster, &late).await, [200, 200]);
+    cluster.a.signal("-KILL");
+    delete(&cluster.b, &late).await;
+    redis.kill();
+    redis.restart().await;
+    let tombstone = format!("tollgate:deleted:{late_token}");
+    eventually(Duration::from_secs(3), "B puts its deletions back", || {
+        let (redis, tombstone) = (&redis, &tombstone);
+        async move { redis.get(tombstone).await.is_some() }
+    })
+    .await;
+    cluster.a = cluster.start_replica("a");
+    let cases = [
+        (late.as_str(), 401),
+        (doomed.as_str(), 401),
+        (kept.as_str(), 200),
+    ];
+    holds_for(Duration::from_secs(2), &client, &cluster, &cases).await;
+    assert_eq!(redis.get(&format!("tollgate:key:{late_token}")).await, None);
 }

@@ -50,7 +50,7 @@ pub(crate) async fn handle(
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
         "/key/info" => info(keys, query).await,
-        _ => delete(keys, body).await,
+        _ => delete(keys, body, now_ms).await,
     })
 }
 
@@ -103,9 +103,10 @@ pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
 }
 
 /// `POST /key/delete` with `{"keys": [...]}` (keys or hex hashes) and/or
-/// `{"key_aliases": [...]}` → `{"deleted_keys": [names]}`.
-pub(crate) async fn delete(keys: &Keys, body: &[u8]) -> Response<Bytes> {
-    match delete_inner(keys, body).await {
+/// `{"key_aliases": [...]}` → `{"deleted_keys": [names]}`, at `now_ms`
+/// (unix ms).
+pub(crate) async fn delete(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    match delete_inner(keys, body, now_ms).await {
         Ok(names) => {
             #[derive(Serialize)]
             struct Deleted {
@@ -122,7 +123,7 @@ pub(crate) async fn delete(keys: &Keys, body: &[u8]) -> Response<Bytes> {
     }
 }
 
-async fn delete_inner(keys: &Keys, body: &[u8]) -> Result<Vec<String>, Failure> {
+async fn delete_inner(keys: &Keys, body: &[u8], now_ms: i64) -> Result<Vec<String>, Failure> {
     let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
         .map_err(|_| bad_request("the body must be a JSON object", None))?;
     let list = |field: &'static str| -> Result<Vec<String>, Failure> {
@@ -152,7 +153,7 @@ async fn delete_inner(keys: &Keys, body: &[u8]) -> Result<Vec<String>, Failure> 
             }
         }
     }
-    keys.delete(&targets).await
+    keys.delete(&targets, now_ms).await
 }
 
 /// A key as the admin API shows it: everything but the key text, unless

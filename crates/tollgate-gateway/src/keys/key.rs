@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::hash::{KeyHash, to_hex};
+use super::KeysError;
+use super::hash::{KeyHash, sha256, to_hex};
+use crate::config::ConfiguredKey;
 use crate::ledger::day::civil_from_days;
 
 /// Where a virtual key was defined.
@@ -88,6 +90,43 @@ impl VirtualKey {
             created_at_ms,
             source,
         }
+    }
+
+    /// The config entry `tollgate.keys[index]` as a key.
+    pub(crate) fn configured(
+        index: usize,
+        entry: &ConfiguredKey,
+        created_at_ms: i64,
+    ) -> Result<VirtualKey, KeysError> {
+        let alias = entry.key_alias.clone();
+        let hash = match (&entry.key, &entry.key_hash) {
+            (Some(secret), _) if secret.expose().is_empty() => {
+                return Err(KeysError::EmptyKey { index, alias });
+            }
+            (Some(secret), _) => sha256(secret.expose().as_bytes()),
+            (None, Some(hash)) => *hash,
+            (None, None) => return Err(KeysError::EmptyKey { index, alias }),
+        };
+        let max_budget_picos = match &entry.max_budget {
+            None => None,
+            Some(budget) => Some(
+                budget
+                    .to_units(12)
+                    .and_then(|picos| u64::try_from(picos).ok())
+                    .ok_or_else(|| KeysError::Budget {
+                        index,
+                        alias: alias.clone(),
+                    })?,
+            ),
+        };
+        let mut key = VirtualKey::new(hash, Some(alias), KeySource::Config, created_at_ms);
+        key.models = entry.models.clone();
+        key.rpm_limit = entry.rpm_limit;
+        key.tpm_limit = entry.tpm_limit;
+        key.max_parallel_requests = entry.max_parallel_requests;
+        key.max_budget_picos = max_budget_picos;
+        key.budget_duration = entry.budget_duration;
+        Ok(key)
     }
 
     /// The alias given when the key was made.

@@ -45,41 +45,51 @@
 //!   WAL mode; the single-process default. Every key is loaded at start, so
 //!   authentication never reads the file. See [`store::sqlite`] for the
 //!   schema.
-//! - [`KeyBackend::Redis`]: several replicas share generated keys in Redis,
-//!   one string `{prefix}key:{hex hash}` per key holding the record as JSON,
-//!   and `{prefix}alias:{alias}` keeping aliases unique (see
-//!   [`store::redis`]). Each replica also keeps a local copy (in memory, or
-//!   in a SQLite mirror with [`RedisBackend::mirror`]) of every key it has
-//!   generated or seen.
+//! - [`KeyBackend::Redis`]: several replicas share generated keys through
+//!   Redis (see [`store::redis`] for its keys), and every replica keeps a
+//!   full copy of every key and deletion (in memory, or in a SQLite mirror
+//!   with [`RedisBackend::mirror`]).
 //!
-//! # Caching (Redis backend)
+//! # Keys across replicas (Redis backend)
 //!
-//! Each replica answers from a local map of hash → key, behind a `RwLock`
-//! that is never held across an `.await`. A key not in the map is looked up
-//! in Redis once (one `GET` by hash); the answer is trusted for 5 s, and a
-//! "no such key" for 1 s (at most 10,000 such answers are remembered). So a
-//! key generated on one replica works on every other at once, and a key
-//! deleted on one replica stops working on the others within 5 s (on the
-//! replica that deleted it, at once). Only texts shaped like generated keys
-//! are looked up in Redis; anything else unknown is refused locally.
+//! Redis is a cache of the truth, never its only copy (the design is in
+//! [`sync`]): a key Redis does not have is never taken as deleted — the
+//! replicas put it back when Redis comes back empty — and a deletion is a
+//! tombstone kept in Redis and in every replica's store, which no copy of
+//! the key found later can outvote. A background task on each replica
+//! reads Redis's changes every [`sync::SYNC_EVERY`] and notices, by an
+//! epoch id, when Redis lost its data.
+//!
+//! Each replica answers from its map of hash → key, behind a `RwLock` that
+//! is never held across an `.await`: a known key never waits on Redis (but
+//! for keys read from the mirror at start, checked against Redis until the
+//! first sync). A key-shaped text not in the map is looked up in Redis once
+//! (one `MGET` for its record and tombstone), and a "no such key" is
+//! trusted for 1 s (at most 10,000 such answers are remembered); anything
+//! else unknown is refused locally. So a key generated on one replica works
+//! on every other at once, and a key deleted on one replica stops working
+//! there at once and on the others within [`sync::SYNC_EVERY`].
 //!
 //! # Fail-open when Redis is away
 //!
 //! When Redis errs or does not answer within the operation timeout (100 ms
-//! by default), a replica answers from its local copy: keys it already knew
-//! keep working (even past their 5 s), keys it never saw are refused. Each
-//! such answer calls the `on_fallback` callback (for a metric) and counts in
-//! [`Keys::fallbacks`]; a warning is logged at most once per 10 s.
-//! Generating and deleting keys need Redis, and fail with a 503 while it
-//! is away: a key made or deleted on one replica only would split the
-//! replicas' view for good.
+//! by default), a replica answers from its copy: keys it knows keep
+//! working, keys it never saw are refused. Each such answer (and each
+//! failed sync round) calls the `on_fallback` callback (for a metric) and
+//! counts (`Keys::fallbacks` in tests); a warning is logged at most once per
+//! 10 s. Generating and deleting keys need Redis, and fail with a 503 while
+//! it is away: a key made or deleted on one replica only would split the
+//! replicas' view.
 
 pub(crate) mod admin;
 pub(crate) mod duration;
+mod error;
 pub(crate) mod generate;
 pub(crate) mod hash;
 pub(crate) mod key;
+mod manage;
 pub(crate) mod store;
+pub(crate) mod sync;
 
 #[cfg(test)]
 mod tests;
@@ -87,26 +97,29 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use ring::rand::SystemRandom;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use crate::config::ConfiguredKey;
 use crate::shared::Fallbacks;
+pub(crate) use error::KeysError;
+use error::{expired_key, incorrect_key, missing_key, not_found};
 pub(crate) use generate::{GenerateRequest, KeyText};
-use hash::{KeyHash, ct_eq, from_hex, sha256};
+use hash::{KeyHash, ct_eq, sha256};
 pub(crate) use key::{KeySource, VirtualKey};
 pub(crate) use store::redis::RedisBackend;
-use store::redis::{Put, RedisStore};
+use store::redis::{Patience, RedisStore};
 use store::sqlite::SqliteStore;
-use store::{LocalStore, StoreError};
+use store::{Change, LocalStore, Tombstone};
+use sync::SyncState;
+use sync::reconcile::{Local, reconcile};
 
-/// How long a key read from Redis is trusted before it is read again.
-pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5);
 /// How long Redis's "no such key" is trusted.
 pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// The most "no such key" answers remembered at once.
@@ -159,77 +172,6 @@ pub(crate) enum KeyBackend {
     Redis(RedisBackend),
 }
 
-/// Why [`Keys::new`] failed. Messages name config paths, aliases and files,
-/// never a key.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum KeysError {
-    /// `general_settings.master_key` is set to an empty value.
-    #[error("general_settings.master_key is empty; set a key or remove the setting")]
-    EmptyMasterKey,
-    /// A config key's text is empty.
-    #[error("tollgate.keys[{index}].key ({alias}) is empty")]
-    EmptyKey {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// A config key is the master key.
-    #[error("tollgate.keys[{index}] ({alias}) is the master key; give each virtual key its own")]
-    MasterKeyReused {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// Two config keys are the same key.
-    #[error("tollgate.keys[{index}] ({alias}) is the same key as {other}")]
-    DuplicateKey {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-        /// The other key's alias.
-        other: String,
-    },
-    /// Two config keys have one alias.
-    #[error("tollgate.keys[{index}].key_alias: {alias:?} is used by another key")]
-    DuplicateAlias {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// The alias.
-        alias: String,
-    },
-    /// A config key's budget is not a whole number of pico-dollars.
-    #[error(
-        "tollgate.keys[{index}].max_budget ({alias}) must be at most 18446744 dollars with at most 12 decimals"
-    )]
-    Budget {
-        /// Position in `tollgate.keys`.
-        index: usize,
-        /// Its alias.
-        alias: String,
-    },
-    /// A config key and a stored generated key have one alias.
-    #[error(
-        "key_alias {alias:?} of tollgate.keys is also the alias of a generated key in {}; \
-         rename the config key, or delete the generated key \
-         (DELETE FROM virtual_keys WHERE hash = '{hash}')",
-        path.display()
-    )]
-    AliasClash {
-        /// The alias.
-        alias: String,
-        /// The SQLite file.
-        path: PathBuf,
-        /// The generated key's hash, in hex.
-        hash: String,
-    },
-    /// The store could not be opened or read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// A freshly generated key: its text (for the one response that shows it)
 /// and its record.
 #[derive(Debug, Clone)]
@@ -260,22 +202,21 @@ struct Inner {
     /// write that follows it cannot interleave with another's.
     admin: tokio::sync::Mutex<()>,
     fallbacks: Fallbacks,
+    /// Where the sync with Redis stands (Redis backend).
+    sync: tokio::sync::Mutex<SyncState>,
+    /// Whether a sync round has checked this replica's copy against Redis;
+    /// until then, keys read from the mirror at start are checked on use.
+    synced: AtomicBool,
 }
 
 #[derive(Default)]
 struct Cache {
-    /// Every key this replica knows.
-    known: HashMap<KeyHash, Known>,
+    /// Every live key this replica knows: config keys and generated keys.
+    known: HashMap<KeyHash, Arc<VirtualKey>>,
+    /// Every deleted key this replica knows.
+    buried: HashMap<KeyHash, Tombstone>,
     /// Hashes Redis said it did not have, and when (unix ms).
     missing: HashMap<KeyHash, i64>,
-}
-
-struct Known {
-    key: Arc<VirtualKey>,
-    /// When Redis last confirmed the key (unix ms); `None` for keys this
-    /// replica holds the truth for (config keys; every key of the memory
-    /// and SQLite backends), which are never re-read.
-    checked_at_ms: Option<i64>,
 }
 
 /// What the local map says about a hash.
@@ -285,7 +226,7 @@ enum Lookup {
     /// Unknown, and not worth asking Redis.
     Unknown,
     /// Ask Redis; the local copy, if any, answers if Redis cannot.
-    AskRedis(Option<Arc<VirtualKey>>),
+    AskRedis(Local),
 }
 
 /// Whether something recorded at `at_ms` is still current at `now_ms`.
@@ -305,26 +246,50 @@ impl Cache {
         }
     }
 
-    /// Records `key` as confirmed at `checked_at_ms`. Another generated key
-    /// with the same alias is dropped: the store just said the alias is
-    /// this key's, so the other was deleted (on another replica).
-    fn insert(&mut self, key: Arc<VirtualKey>, checked_at_ms: Option<i64>) {
-        self.missing.remove(&key.hash);
-        if let Some(alias) = key.alias() {
-            self.known.retain(|hash, known| {
-                *hash == key.hash
-                    || known.key.source == KeySource::Config
-                    || known.key.alias() != Some(alias)
-            });
+    /// Applies `change` as the stores do: a tombstone wins over a record,
+    /// in either order. Config keys are not the stores' to change.
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Put(key) => {
+                if !self.buried.contains_key(&key.hash)
+                    && self
+                        .known
+                        .get(&key.hash)
+                        .is_none_or(|known| known.source != KeySource::Config)
+                {
+                    self.missing.remove(&key.hash);
+                    self.known.insert(key.hash, key.clone());
+                }
+            }
+            Change::Bury(tombstone) => {
+                if self
+                    .known
+                    .get(&tombstone.hash)
+                    .is_some_and(|known| known.source == KeySource::Config)
+                {
+                    return;
+                }
+                self.known.remove(&tombstone.hash);
+                let merged = match self.buried.remove(&tombstone.hash) {
+                    Some(kept) => kept.merge(tombstone),
+                    None => tombstone.clone(),
+                };
+                self.buried.insert(merged.hash, merged);
+            }
         }
-        self.known.insert(key.hash, Known { key, checked_at_ms });
+    }
+
+    /// What this replica knows of `hash`.
+    fn local(&self, hash: &KeyHash) -> Local {
+        match (self.known.get(hash), self.buried.get(hash)) {
+            (Some(key), _) => Local::Live(key.clone()),
+            (None, Some(tombstone)) => Local::Deleted(tombstone.clone()),
+            (None, None) => Local::Unknown,
+        }
     }
 
     fn alias_owner(&self, alias: &str) -> Option<&Arc<VirtualKey>> {
-        self.known
-            .values()
-            .map(|known| &known.key)
-            .find(|key| key.alias() == Some(alias))
+        self.known.values().find(|key| key.alias() == Some(alias))
     }
 }
 
@@ -366,7 +331,7 @@ impl Keys {
         let started_ms = unix_now_ms();
         let mut cache = Cache::default();
         for (index, entry) in configured.iter().enumerate() {
-            let key = configured_key(index, entry, started_ms)?;
+            let key = VirtualKey::configured(index, entry, started_ms)?;
             let alias = entry.key_alias.clone();
             if master.as_ref().is_some_and(|m| ct_eq(m, &key.hash)) {
                 return Err(KeysError::MasterKeyReused { index, alias });
@@ -375,17 +340,13 @@ impl Keys {
                 return Err(KeysError::DuplicateKey {
                     index,
                     alias,
-                    other: other.key.name().to_string(),
+                    other: other.name().to_string(),
                 });
             }
             if cache.alias_owner(&alias).is_some() {
                 return Err(KeysError::DuplicateAlias { index, alias });
             }
-            let known = Known {
-                key: Arc::new(key),
-                checked_at_ms: None,
-            };
-            cache.known.insert(known.key.hash, known);
+            cache.known.insert(key.hash, Arc::new(key));
         }
 
         let (local, redis, on_fallback, sqlite_path) = match backend {
@@ -396,7 +357,7 @@ impl Keys {
             }
             KeyBackend::Redis(backend) => {
                 let local = match &backend.mirror {
-                    Some(path) => LocalStore::Sqlite(Arc::new(SqliteStore::open(path)?)),
+                    Some(path) => LocalStore::Sqlite(Arc::new(SqliteStore::open_mirror(path)?)),
                     None => LocalStore::Memory(Default::default()),
                 };
                 let redis = RedisStore::new(&backend);
@@ -404,10 +365,14 @@ impl Keys {
             }
         };
 
-        for stored in local.load()? {
+        let loaded = local.load()?;
+        for tombstone in loaded.tombstones {
+            cache.buried.insert(tombstone.hash, tombstone);
+        }
+        for stored in loaded.keys {
             if let Some(config) = cache.known.get(&stored.hash) {
                 tracing::warn!(
-                    key = %config.key.name(),
+                    key = %config.name(),
                     "a stored generated key is also in tollgate.keys; the config's settings apply"
                 );
                 continue;
@@ -423,16 +388,11 @@ impl Keys {
                             hash: hash::to_hex(&stored.hash),
                         });
                     }
-                    // A stale mirror row: Redis decides when the key is used.
+                    // A mirror row: the config key keeps its alias.
                     _ => continue,
                 }
             }
-            let known = Known {
-                key: Arc::new(stored),
-                // Mirror rows are re-read from Redis at their first use.
-                checked_at_ms: redis.as_ref().map(|_| i64::MIN),
-            };
-            cache.known.insert(known.key.hash, known);
+            cache.known.insert(stored.hash, Arc::new(stored));
         }
 
         // Open (no key asked for) only when there is no key at all: a
@@ -461,6 +421,8 @@ impl Keys {
                     "answering from the local copy",
                     on_fallback,
                 ),
+                sync: tokio::sync::Mutex::new(SyncState::default()),
+                synced: AtomicBool::new(false),
             }),
         })
     }
@@ -471,8 +433,8 @@ impl Keys {
         self.read()
             .known
             .values()
-            .filter(|known| known.key.max_budget_picos.is_some())
-            .map(|known| known.key.clone())
+            .filter(|key| key.max_budget_picos.is_some())
+            .cloned()
             .collect()
     }
 
@@ -505,7 +467,7 @@ impl Keys {
     ///
     /// # Errors
     ///
-    /// A 401 ([`ErrorClass::Auth`]) when no key was sent, the key is
+    /// A 401 ([`ErrorClass::Auth`](tollgate_core::ErrorClass::Auth)) when no key was sent, the key is
     /// unknown, or it has expired. No message contains the key, or any
     /// part of it.
     pub(crate) async fn authenticate(
@@ -526,7 +488,7 @@ impl Keys {
         let key = match self.lookup(&hash, text, now_ms) {
             Lookup::Found(key) => Some(key),
             Lookup::Unknown => None,
-            Lookup::AskRedis(cached) => self.ask_redis(&hash, cached, now_ms).await,
+            Lookup::AskRedis(local) => self.ask_redis(&hash, local, now_ms).await,
         };
         let Some(key) = key else {
             return Err(incorrect_key());
@@ -542,317 +504,57 @@ impl Keys {
         let redis = self.inner.redis.is_some();
         match cache.known.get(hash) {
             // Found by hash; compared again in constant time for good measure.
-            Some(known) if ct_eq(&known.key.hash, hash) => match known.checked_at_ms {
-                Some(at) if redis && !fresh(now_ms, at, CACHE_TTL) => {
-                    Lookup::AskRedis(Some(known.key.clone()))
+            Some(key) if ct_eq(&key.hash, hash) => {
+                // Read from the mirror at start, not yet checked by a sync:
+                // it may have been deleted while this replica was down.
+                if redis
+                    && key.source == KeySource::Generated
+                    && !self.inner.synced.load(Ordering::Relaxed)
+                {
+                    Lookup::AskRedis(Local::Live(key.clone()))
+                } else {
+                    Lookup::Found(key.clone())
                 }
-                _ => Lookup::Found(known.key.clone()),
-            },
+            }
             _ if !redis || !generate::looks_generated(text) => Lookup::Unknown,
+            // Deleted: for good.
+            _ if cache.buried.contains_key(hash) => Lookup::Unknown,
             _ => match cache.missing.get(hash) {
                 Some(at) if fresh(now_ms, *at, NEGATIVE_TTL) => Lookup::Unknown,
-                _ => Lookup::AskRedis(None),
+                _ => Lookup::AskRedis(Local::Unknown),
             },
         }
     }
 
-    /// Reads the key from Redis and updates the local map and copy; on a
-    /// Redis failure, answers `cached`.
+    /// Reads the key from Redis and merges it with `local` (this replica's
+    /// copy); on a Redis failure, the local copy answers.
     async fn ask_redis(
         &self,
         hash: &KeyHash,
-        cached: Option<Arc<VirtualKey>>,
+        local: Local,
         now_ms: i64,
     ) -> Option<Arc<VirtualKey>> {
         let redis = self.inner.redis.as_ref()?;
-        match redis.get(hash).await {
-            Ok(Some(key)) => {
-                let key = Arc::new(key);
-                let changed = cached.as_deref() != Some(&*key);
-                self.write().insert(key.clone(), Some(now_ms));
-                if changed && let Err(error) = self.inner.local.put(key.clone(), true).await {
-                    tracing::warn!(key = %key.name(), %error, "cannot keep a local copy of a virtual key");
-                }
-                Some(key)
-            }
-            Ok(None) => {
-                let removed = {
-                    let mut cache = self.write();
-                    cache.remember_missing(*hash, now_ms);
-                    cache.known.remove(hash)
-                };
-                if let Some(removed) = removed {
-                    tracing::info!(key = %removed.key.name(), "virtual key deleted on another replica");
-                    if let Err(error) = self.inner.local.remove(*hash).await {
-                        tracing::warn!(key = %removed.key.name(), %error, "cannot remove the local copy of a deleted virtual key");
-                    }
-                }
-                None
-            }
+        let remote = match redis.observe(&[*hash], Patience::Request).await {
+            Ok(mut remotes) => remotes.pop().unwrap_or_default(),
             Err(error) => {
                 self.fell_back(&error);
-                cached
+                return match local {
+                    Local::Live(key) => Some(key),
+                    Local::Deleted(_) | Local::Unknown => None,
+                };
             }
+        };
+        let plan = reconcile(local, remote);
+        if plan.verdict == sync::reconcile::Verdict::Unknown {
+            self.write().remember_missing(*hash, now_ms);
         }
+        self.carry_out(plan).await.live()
     }
 
     fn fell_back(&self, why: &dyn fmt::Display) {
         self.inner.fallbacks.fell_back(why);
     }
-
-    /// Makes a new key from a validated `/key/generate` request, at
-    /// `now_ms` (unix ms).
-    ///
-    /// # Errors
-    ///
-    /// 400 when the alias is taken; 503 when Redis is away (Redis backend);
-    /// 500 when the store fails.
-    pub(crate) async fn generate(
-        &self,
-        request: GenerateRequest,
-        now_ms: i64,
-    ) -> Result<Generated, Failure> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock().await;
-        if let Some(alias) = &request.key_alias {
-            // With Redis, a generated key seen here may have been deleted on
-            // another replica since: Redis decides for those.
-            let taken = self
-                .read()
-                .alias_owner(alias)
-                .is_some_and(|owner| inner.redis.is_none() || owner.source == KeySource::Config);
-            if taken {
-                return Err(alias_taken(alias));
-            }
-        }
-        let text = generate::new_key_text(&inner.rng)?;
-        let hash = sha256(text.expose().as_bytes());
-        let mut key = VirtualKey::new(hash, request.key_alias, KeySource::Generated, now_ms);
-        key.models = request.models;
-        key.rpm_limit = request.rpm_limit;
-        key.tpm_limit = request.tpm_limit;
-        key.max_parallel_requests = request.max_parallel_requests;
-        key.max_budget_picos = request.max_budget_picos;
-        key.budget_duration = request.budget_duration;
-        key.expires_at_ms = request.duration.map(|duration| {
-            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-            now_ms.saturating_add(ms)
-        });
-        key.metadata = serde_json::Value::Object(request.metadata);
-        let key = Arc::new(key);
-
-        let checked_at_ms = match &inner.redis {
-            Some(redis) => {
-                match redis.put(&key).await {
-                    Ok(Put::Stored) => {}
-                    Ok(Put::AliasTaken) => {
-                        return Err(alias_taken(key.alias().unwrap_or_default()));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot store a generated virtual key in Redis");
-                        return Err(store_unavailable());
-                    }
-                }
-                if let Err(error) = inner.local.put(key.clone(), true).await {
-                    tracing::warn!(key = %key.name(), %error, "cannot keep a local copy of a virtual key");
-                }
-                Some(now_ms)
-            }
-            None => {
-                inner
-                    .local
-                    .put(key.clone(), false)
-                    .await
-                    .map_err(|error| match error {
-                        StoreError::AliasTaken => alias_taken(key.alias().unwrap_or_default()),
-                        error => store_failed(&error),
-                    })?;
-                None
-            }
-        };
-        self.write().insert(key.clone(), checked_at_ms);
-        tracing::info!(key = %key.name(), "virtual key generated");
-        Ok(Generated {
-            key: text,
-            record: key,
-        })
-    }
-
-    /// The key whose text or hex hash is `key_text_or_hash`, if there is
-    /// one (expired keys included). With Redis, Redis is asked; if it is
-    /// away, the local copy answers.
-    pub(crate) async fn info(
-        &self,
-        key_text_or_hash: &str,
-    ) -> Result<Option<Arc<VirtualKey>>, Failure> {
-        for hash in candidates(key_text_or_hash) {
-            let found = match self.find(&hash).await {
-                Ok(found) => found,
-                Err(error) => {
-                    self.fell_back(&error);
-                    self.local(&hash)
-                }
-            };
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The key with this hash: from the local map when this replica holds
-    /// the truth for it, else from Redis.
-    async fn find(
-        &self,
-        hash: &KeyHash,
-    ) -> Result<Option<Arc<VirtualKey>>, store::redis::RedisFailure> {
-        let local = {
-            let cache = self.read();
-            cache
-                .known
-                .get(hash)
-                .map(|known| (known.key.clone(), known.checked_at_ms))
-        };
-        match (&self.inner.redis, local) {
-            (None, local) | (_, local @ Some((_, None))) => Ok(local.map(|(key, _)| key)),
-            (Some(redis), _) => Ok(redis.get(hash).await?.map(Arc::new)),
-        }
-    }
-
-    fn local(&self, hash: &KeyHash) -> Option<Arc<VirtualKey>> {
-        self.read().known.get(hash).map(|known| known.key.clone())
-    }
-
-    /// The hash of the key with `alias`, if any.
-    ///
-    /// # Errors
-    ///
-    /// 503 when Redis is away (Redis backend).
-    pub(crate) async fn find_alias(&self, alias: &str) -> Result<Option<KeyHash>, Failure> {
-        if let Some(key) = self.read().alias_owner(alias) {
-            // A key seen from Redis may have been deleted since; Redis decides.
-            if self.inner.redis.is_none() || key.source == KeySource::Config {
-                return Ok(Some(key.hash));
-            }
-        }
-        match &self.inner.redis {
-            None => Ok(None),
-            Some(redis) => redis.alias(alias).await.map_err(|error| {
-                tracing::warn!(%error, "cannot read a virtual key alias from Redis");
-                store_unavailable()
-            }),
-        }
-    }
-
-    /// Deletes the keys given by text or hex hash; the deleted keys' names.
-    /// All or nothing: every key is checked before any is deleted.
-    ///
-    /// # Errors
-    ///
-    /// 404 naming the position of a key that does not exist; 400 naming the
-    /// alias of a config key; 503 when Redis is away (Redis backend).
-    pub(crate) async fn delete(&self, keys: &[String]) -> Result<Vec<String>, Failure> {
-        let inner = &*self.inner;
-        let _admin = inner.admin.lock().await;
-        let mut found: Vec<Arc<VirtualKey>> = Vec::new();
-        for (index, text) in keys.iter().enumerate() {
-            let mut key = None;
-            for hash in candidates(text) {
-                key = self.find(&hash).await.map_err(|error| {
-                    tracing::warn!(%error, "cannot read a virtual key from Redis");
-                    store_unavailable()
-                })?;
-                if key.is_some() {
-                    break;
-                }
-            }
-            let Some(key) = key else {
-                return Err(
-                    not_found(format!("keys[{index}] is not a known key")).with_param("keys")
-                );
-            };
-            if key.source == KeySource::Config {
-                return Err(generate::bad_request(
-                    format!(
-                        "{} is defined in the config file (tollgate.keys) and cannot be \
-                         deleted through the API; remove it from the config",
-                        key.name()
-                    ),
-                    Some("keys"),
-                ));
-            }
-            if !found.iter().any(|seen| seen.hash == key.hash) {
-                found.push(key);
-            }
-        }
-        for key in &found {
-            if let Some(redis) = &inner.redis {
-                redis.delete(key).await.map_err(|error| {
-                    tracing::warn!(%error, "cannot delete a virtual key from Redis");
-                    store_unavailable()
-                })?;
-            }
-            if let Err(error) = inner.local.remove(key.hash).await {
-                if inner.redis.is_none() {
-                    return Err(store_failed(&error));
-                }
-                tracing::warn!(key = %key.name(), %error, "cannot remove the local copy of a deleted virtual key");
-            }
-            self.write().known.remove(&key.hash);
-            tracing::info!(key = %key.name(), "virtual key deleted");
-        }
-        Ok(found.iter().map(|key| key.name().to_string()).collect())
-    }
-}
-
-/// The hashes `text` may stand for: itself as 64 hex digits (a `token`),
-/// then the hash of the text (a key).
-fn candidates(text: &str) -> Vec<KeyHash> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Vec::new();
-    }
-    from_hex(text)
-        .into_iter()
-        .chain(std::iter::once(sha256(text.as_bytes())))
-        .collect()
-}
-
-/// A config entry as a [`VirtualKey`].
-fn configured_key(
-    index: usize,
-    entry: &ConfiguredKey,
-    created_at_ms: i64,
-) -> Result<VirtualKey, KeysError> {
-    let alias = entry.key_alias.clone();
-    let hash = match (&entry.key, &entry.key_hash) {
-        (Some(secret), _) if secret.expose().is_empty() => {
-            return Err(KeysError::EmptyKey { index, alias });
-        }
-        (Some(secret), _) => sha256(secret.expose().as_bytes()),
-        (None, Some(hash)) => *hash,
-        (None, None) => return Err(KeysError::EmptyKey { index, alias }),
-    };
-    let max_budget_picos = match &entry.max_budget {
-        None => None,
-        Some(budget) => Some(
-            budget
-                .to_units(12)
-                .and_then(|picos| u64::try_from(picos).ok())
-                .ok_or_else(|| KeysError::Budget {
-                    index,
-                    alias: alias.clone(),
-                })?,
-        ),
-    };
-    let mut key = VirtualKey::new(hash, Some(alias), KeySource::Config, created_at_ms);
-    key.models = entry.models.clone();
-    key.rpm_limit = entry.rpm_limit;
-    key.tpm_limit = entry.tpm_limit;
-    key.max_parallel_requests = entry.max_parallel_requests;
-    key.max_budget_picos = max_budget_picos;
-    key.budget_duration = entry.budget_duration;
-    Ok(key)
 }
 
 /// The key a request carries: `Authorization: Bearer <key>`, else
@@ -883,50 +585,4 @@ fn unix_now_ms() -> i64 {
         .map_or(0, |since| {
             i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
         })
-}
-
-fn missing_key() -> Failure {
-    Failure::new(
-        ErrorClass::Auth,
-        "Missing API key. Send it as `Authorization: Bearer <key>` (or in an `x-api-key` header).",
-    )
-}
-
-fn incorrect_key() -> Failure {
-    Failure::new(ErrorClass::Auth, "Incorrect API key provided.")
-}
-
-fn expired_key(key: &VirtualKey) -> Failure {
-    let at = key.expires_at_ms.map(key::rfc3339).unwrap_or_default();
-    Failure::new(
-        ErrorClass::Auth,
-        format!("The API key {} expired at {at}.", key.name()),
-    )
-    .with_code("expired_api_key")
-}
-
-fn alias_taken(alias: &str) -> Failure {
-    generate::bad_request(
-        format!("key_alias {alias:?} is already in use"),
-        Some("key_alias"),
-    )
-}
-
-fn not_found(message: String) -> Failure {
-    Failure::new(ErrorClass::BadRequest, message)
-        .with_status(http::StatusCode::NOT_FOUND)
-        .with_code("not_found")
-}
-
-fn store_unavailable() -> Failure {
-    Failure::new(
-        ErrorClass::Internal,
-        "the virtual key store is unavailable; try again shortly",
-    )
-    .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
-}
-
-fn store_failed(error: &StoreError) -> Failure {
-    tracing::error!(%error, "the virtual key store failed");
-    Failure::new(ErrorClass::Internal, "the virtual key store failed")
 }

@@ -449,7 +449,10 @@ fn config_key_conflicts_are_startup_errors() {
 #[tokio::test]
 async fn config_keys_cannot_be_deleted() {
     let keys = memory(Some(MASTER), &[config_key("team-a", "sk-team-a-secret")]);
-    let failure = keys.delete(&["sk-team-a-secret".into()]).await.unwrap_err();
+    let failure = keys
+        .delete(&["sk-team-a-secret".into()], T0)
+        .await
+        .unwrap_err();
     assert_eq!(failure.status(), StatusCode::BAD_REQUEST);
     assert!(
         failure
@@ -474,11 +477,14 @@ async fn delete_stops_authentication() {
     let b_name = b.record.name().to_string();
     // By key text and by hash, each once even if given twice.
     let deleted = keys
-        .delete(&[
-            a.key.expose().to_owned(),
-            to_hex(&b.record.hash),
-            a.key.expose().to_owned(),
-        ])
+        .delete(
+            &[
+                a.key.expose().to_owned(),
+                to_hex(&b.record.hash),
+                a.key.expose().to_owned(),
+            ],
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(deleted, ["a".to_owned(), b_name]);
@@ -489,7 +495,7 @@ async fn delete_stops_authentication() {
     // All or nothing: an unknown key among known ones deletes none.
     let c = keys.generate(request(Some("c")), T0).await.unwrap();
     let failure = keys
-        .delete(&[c.key.expose().to_owned(), "sk-unknown".to_owned()])
+        .delete(&[c.key.expose().to_owned(), "sk-unknown".to_owned()], T0)
         .await
         .unwrap_err();
     assert_eq!(failure.status(), StatusCode::NOT_FOUND);
@@ -739,7 +745,7 @@ async fn the_memory_store_never_holds_the_key_text() {
     let LocalStore::Memory(store) = &keys.inner.local else {
         panic!("memory backend");
     };
-    let stored = store.load();
+    let stored = store.load().keys;
     assert_eq!(stored.len(), 1);
     assert_no_key(&format!("{stored:?}"), text);
     let json = serde_json::to_string(&store::Record::of(&stored[0])).unwrap();
@@ -838,7 +844,9 @@ async fn sqlite_keys_survive_a_reopen() {
             .await
             .unwrap();
         let gone = keys.generate(request(Some("gone")), T0).await.unwrap();
-        keys.delete(&[gone.key.expose().to_owned()]).await.unwrap();
+        keys.delete(&[gone.key.expose().to_owned()], T0)
+            .await
+            .unwrap();
         (kept.key, gone.key)
     };
     let keys = Keys::new(Some(MASTER.into()), &[], KeyBackend::Sqlite(dir.file())).unwrap();
@@ -938,7 +946,7 @@ async fn no_log_line_holds_the_key_text() {
     let _ = keys.authenticate(&bearer(&text), T0 + 5_000).await;
     let _ = keys.info(&text).await;
     refresh();
-    keys.delete(std::slice::from_ref(&text)).await.unwrap();
+    keys.delete(std::slice::from_ref(&text), T0).await.unwrap();
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("key=logged"), "nothing captured: {logs}");
@@ -991,13 +999,19 @@ async fn redis_key_generated_on_one_replica_works_on_another_at_once() {
     assert_eq!(key.max_budget_picos, Some(1));
     assert_eq!(*key, *generated.record);
 
-    // Redis holds the record under the hash, and the alias; never the key.
+    // Redis holds the record under the hash, the alias, and the change
+    // set's counter and entry (by hash); never the key.
     let hex = to_hex(&sha256(text.as_bytes()));
     let mut stored = server.keys().await;
     stored.sort();
     assert_eq!(
         stored,
-        ["test:alias:shared".to_owned(), format!("test:key:{hex}")]
+        [
+            "test:alias:shared".to_owned(),
+            format!("test:key:{hex}"),
+            "test:keys:changes".to_owned(),
+            "test:keys:seq".to_owned(),
+        ]
     );
     let record = server.get(&format!("test:key:{hex}")).await.unwrap();
     assert_no_key(&record, text);
@@ -1014,28 +1028,42 @@ async fn redis_key_generated_on_one_replica_works_on_another_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_deleted_key_stops_everywhere_within_the_cache_ttl() {
+async fn redis_deleted_key_stops_on_the_other_replica_at_its_next_sync() {
     let server = RedisServer::start().await;
     let fallbacks = Arc::new(AtomicU64::new(0));
     let (a, b) = (replica(&server, &fallbacks), replica(&server, &fallbacks));
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
     let generated = a.generate(request(Some("doomed")), T0).await.unwrap();
     let text = generated.key.expose();
     assert!(b.authenticate(&bearer(text), T0).await.is_ok());
 
-    assert_eq!(a.delete(&[text.to_owned()]).await.unwrap(), ["doomed"]);
+    assert_eq!(a.delete(&[text.to_owned()], T0).await.unwrap(), ["doomed"]);
     // At once on the replica that deleted it.
     assert!(a.authenticate(&bearer(text), T0).await.is_err());
-    // The other trusts its cache for 5 s...
-    let cached = T0 + CACHE_TTL.as_millis() as i64 - 1;
-    assert!(b.authenticate(&bearer(text), cached).await.is_ok());
-    // ...then asks Redis again, and refuses it.
-    let after = T0 + CACHE_TTL.as_millis() as i64;
-    let failure = b.authenticate(&bearer(text), after).await.unwrap_err();
+    // The other answers from its copy, without Redis, until its next sync
+    // (every second)...
+    assert!(b.authenticate(&bearer(text), T0).await.is_ok());
+    let synced = b.sync().await.unwrap();
+    assert_eq!(synced.deleted, 1, "{synced:?}");
+    // ...which brings the deletion.
+    let failure = b.authenticate(&bearer(text), T0).await.unwrap_err();
     assert!(failure.message().starts_with("Incorrect API key"));
     assert!(b.info(text).await.unwrap().is_none());
-    assert!(server.keys().await.is_empty(), "record and alias gone");
+    // Record and alias gone from Redis; the tombstone kept.
+    let hex = to_hex(&sha256(text.as_bytes()));
+    let stored = server.keys().await;
+    assert!(
+        stored.contains(&format!("test:deleted:{hex}")),
+        "{stored:?}"
+    );
+    assert!(
+        !stored
+            .iter()
+            .any(|k| k.starts_with("test:key:") || k.starts_with("test:alias:"))
+    );
     // The alias is free again, on any replica.
-    assert!(b.generate(request(Some("doomed")), after).await.is_ok());
+    assert!(b.generate(request(Some("doomed")), T0).await.is_ok());
     assert_eq!(fallbacks.load(Ordering::Relaxed), 0);
 }
 
@@ -1062,7 +1090,8 @@ async fn redis_outage_keeps_known_keys_working_and_counts_fallbacks() {
 
     server.kill();
     let later = T0 + 60_000;
-    // Known keys keep working past the cache TTL, from the local copy.
+    // Known keys keep working, from the local copy (neither replica has
+    // synced, so each asks Redis, and falls back).
     assert!(
         a.authenticate(&bearer(seen.key.expose()), later)
             .await
@@ -1092,7 +1121,10 @@ async fn redis_outage_keeps_known_keys_working_and_counts_fallbacks() {
     // Generating and deleting need Redis: 503, not a split view.
     let failure = a.generate(request(None), later).await.unwrap_err();
     assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let failure = a.delete(&[seen.key.expose().to_owned()]).await.unwrap_err();
+    let failure = a
+        .delete(&[seen.key.expose().to_owned()], later)
+        .await
+        .unwrap_err();
     assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // A restarted replica with the mirror knows the key it had seen.

@@ -2,40 +2,79 @@
 //! process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::StoreError;
+use super::{Change, Loaded, StoreError, Tombstone};
 use crate::keys::hash::KeyHash;
 use crate::keys::key::VirtualKey;
 
-/// Generated keys by hash, in memory.
+/// Generated keys and tombstones by hash, in memory.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStore {
-    keys: Mutex<HashMap<KeyHash, Arc<VirtualKey>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<KeyHash, Arc<VirtualKey>>,
+    tombstones: HashMap<KeyHash, Tombstone>,
+}
+
+impl State {
+    fn alias_taken(&self, key: &VirtualKey) -> bool {
+        key.alias().is_some()
+            && self
+                .keys
+                .values()
+                .any(|other| other.hash != key.hash && other.alias() == key.alias())
+    }
 }
 
 impl MemoryStore {
-    pub(crate) fn load(&self) -> Vec<VirtualKey> {
-        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.values().map(|key| (**key).clone()).collect()
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn put(&self, key: Arc<VirtualKey>, replace: bool) -> Result<(), StoreError> {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let same_alias = |other: &VirtualKey| {
-            other.hash != key.hash && key.alias().is_some() && other.alias() == key.alias()
-        };
-        if replace {
-            keys.retain(|_, other| !same_alias(other));
-        } else if keys.values().any(|other| same_alias(other)) {
+    pub(crate) fn load(&self) -> Loaded {
+        let state = self.state();
+        Loaded {
+            keys: state.keys.values().map(|key| (**key).clone()).collect(),
+            tombstones: state.tombstones.values().cloned().collect(),
+        }
+    }
+
+    pub(crate) fn insert(&self, key: Arc<VirtualKey>) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if state.alias_taken(&key) {
             return Err(StoreError::AliasTaken);
         }
-        keys.insert(key.hash, key);
+        state.keys.insert(key.hash, key);
         Ok(())
     }
 
-    pub(crate) fn remove(&self, hash: &KeyHash) {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.remove(hash);
+    pub(crate) fn apply(&self, changes: Vec<Change>) {
+        let mut state = self.state();
+        for change in changes {
+            match change {
+                Change::Put(key) if !state.tombstones.contains_key(&key.hash) => {
+                    // Like SQLite's unique alias: the newer record wins.
+                    if state.alias_taken(&key) {
+                        state.keys.retain(|hash, other| {
+                            *hash == key.hash || other.alias() != key.alias()
+                        });
+                    }
+                    state.keys.insert(key.hash, key);
+                }
+                Change::Put(_) => {}
+                Change::Bury(tombstone) => {
+                    state.keys.remove(&tombstone.hash);
+                    let merged = match state.tombstones.remove(&tombstone.hash) {
+                        Some(kept) => kept.merge(&tombstone),
+                        None => tombstone,
+                    };
+                    state.tombstones.insert(merged.hash, merged);
+                }
+            }
+        }
     }
 }

@@ -2,7 +2,13 @@
 //! they share.
 //!
 //! Config keys are never stored: they come from the config file at every
-//! start. A store holds only generated keys, and only their hashes.
+//! start. A store holds only generated keys, and only their hashes, and a
+//! [`Tombstone`] for every key deleted: a deletion is a fact that is kept
+//! (and copied between replicas through Redis), not the absence of a
+//! record, so that a copy of the record found elsewhere later (another
+//! replica's, after Redis lost its data) cannot bring the key back. In
+//! every store a tombstone wins over a record of the same hash, whatever
+//! the order they arrive in.
 
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -88,6 +94,103 @@ impl Record {
     }
 }
 
+/// The record that a key was deleted, and when: kept for good, so that a
+/// copy of the key found elsewhere is never taken for a live key.
+///
+/// As JSON (the Redis value): `{"v":1,"hash":"<64 hex digits>","alias":
+/// "team-a","deleted_at_ms":1767225600000}`. The alias is kept so that
+/// whoever writes the tombstone into a Redis that lost it can free the
+/// alias too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    /// The deleted key's hash.
+    pub(crate) hash: KeyHash,
+    /// Its alias, if it had one.
+    pub(crate) alias: Option<String>,
+    /// When it was deleted, unix ms (the earliest, when two replicas
+    /// recorded it).
+    pub(crate) deleted_at_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TombstoneRecord {
+    v: u32,
+    hash: String,
+    alias: Option<String>,
+    deleted_at_ms: i64,
+}
+
+impl Tombstone {
+    /// The tombstone of `key`, deleted at `deleted_at_ms`.
+    pub(crate) fn of(key: &VirtualKey, deleted_at_ms: i64) -> Self {
+        Tombstone {
+            hash: key.hash,
+            alias: key.alias().map(str::to_owned),
+            deleted_at_ms,
+        }
+    }
+
+    /// As JSON, for Redis.
+    pub(crate) fn to_json(&self) -> String {
+        let record = TombstoneRecord {
+            v: RECORD_VERSION,
+            hash: to_hex(&self.hash),
+            alias: self.alias.clone(),
+            deleted_at_ms: self.deleted_at_ms,
+        };
+        // Strings and integers always serialise.
+        serde_json::to_string(&record).unwrap_or_default()
+    }
+
+    /// From JSON, as [`to_json`](Self::to_json) writes it.
+    pub(crate) fn from_json(json: &str) -> Result<Self, StoreError> {
+        let record: TombstoneRecord =
+            serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if record.v > RECORD_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "tombstone version {} is newer than this gateway reads ({RECORD_VERSION})",
+                record.v
+            )));
+        }
+        let hash = from_hex(&record.hash)
+            .ok_or_else(|| StoreError::Corrupt("a tombstone's hash is not 64 hex digits".into()))?;
+        Ok(Tombstone {
+            hash,
+            alias: record.alias,
+            deleted_at_ms: record.deleted_at_ms,
+        })
+    }
+
+    /// The same deletion as recorded by two replicas: the earliest time,
+    /// so that merging is the same in any order.
+    pub(crate) fn merge(self, other: &Tombstone) -> Tombstone {
+        Tombstone {
+            deleted_at_ms: self.deleted_at_ms.min(other.deleted_at_ms),
+            alias: self.alias.or_else(|| other.alias.clone()),
+            hash: self.hash,
+        }
+    }
+}
+
+/// One write to a store's copy, as a replica of the shared set of keys.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Keep this key (replacing a record with the same hash or alias);
+    /// ignored when its hash has a tombstone.
+    Put(Arc<VirtualKey>),
+    /// The key was deleted: drop its record, keep the tombstone.
+    Bury(Tombstone),
+}
+
+/// Everything a store holds.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// Live generated keys.
+    pub(crate) keys: Vec<VirtualKey>,
+    /// Deleted keys.
+    pub(crate) tombstones: Vec<Tombstone>,
+}
+
 /// What a store could not do. Messages name files and hashes, never keys.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
@@ -119,39 +222,42 @@ pub(crate) enum LocalStore {
 }
 
 impl LocalStore {
-    /// Every stored key (blocking, for start-up).
-    pub(crate) fn load(&self) -> Result<Vec<VirtualKey>, StoreError> {
+    /// Every stored key and tombstone (blocking, for start-up).
+    pub(crate) fn load(&self) -> Result<Loaded, StoreError> {
         match self {
             LocalStore::Memory(store) => Ok(store.load()),
             LocalStore::Sqlite(store) => store.load(),
         }
     }
 
-    /// Stores `key`. `replace` overwrites a record with the same hash or
-    /// alias (a mirror of Redis); without it, a taken alias is
-    /// [`StoreError::AliasTaken`].
-    pub(crate) async fn put(&self, key: Arc<VirtualKey>, replace: bool) -> Result<(), StoreError> {
+    /// Stores a new key; another key with its alias is
+    /// [`StoreError::AliasTaken`] (the memory and SQLite backends, where
+    /// this store is the truth).
+    pub(crate) async fn insert(&self, key: Arc<VirtualKey>) -> Result<(), StoreError> {
         match self {
-            LocalStore::Memory(store) => store.put(key, replace),
+            LocalStore::Memory(store) => store.insert(key),
             LocalStore::Sqlite(store) => {
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.put(&key, replace))
+                tokio::task::spawn_blocking(move || store.insert(&key))
                     .await
                     .map_err(|_| StoreError::Lost)?
             }
         }
     }
 
-    /// Removes the key with `hash`, if stored.
-    pub(crate) async fn remove(&self, hash: KeyHash) -> Result<(), StoreError> {
+    /// Applies `changes` in order, all or none (see [`Change`]).
+    pub(crate) async fn apply(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
         match self {
             LocalStore::Memory(store) => {
-                store.remove(&hash);
+                store.apply(changes);
                 Ok(())
             }
             LocalStore::Sqlite(store) => {
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.remove(&hash))
+                tokio::task::spawn_blocking(move || store.apply(&changes))
                     .await
                     .map_err(|_| StoreError::Lost)?
             }

@@ -15,12 +15,21 @@
 //!     metadata              TEXT    NOT NULL,     -- JSON object
 //!     created_at_ms         INTEGER NOT NULL      -- unix ms
 //! );
+//! CREATE TABLE IF NOT EXISTS virtual_key_tombstones (
+//!     hash                  TEXT    PRIMARY KEY,  -- the deleted key's hash
+//!     alias                 TEXT,                 -- its alias, if any
+//!     deleted_at_ms         INTEGER NOT NULL      -- unix ms (the earliest seen)
+//! );
 //! ```
 //!
 //! The key text is never written: a row is found by the hash of the text a
-//! client presents. The table lives beside the ledger's tables without
-//! touching them or the file's `user_version` (which is the ledger's
-//! schema version). The connection is this store's own, in WAL mode, so it
+//! client presents. A deleted key leaves a tombstone (see
+//! [`Tombstone`]): a record of its hash is never stored again. The tables
+//! live beside the ledger's tables without touching them or the file's
+//! `user_version` (which is the ledger's schema version); a file written
+//! before tombstones gets their table when opened. A Redis backend's
+//! mirror written before tombstones also loses its rows then (see
+//! [`SqliteStore::open_mirror`]). The connection is this store's own, in WAL mode, so it
 //! writes beside the ledger's writer; every call blocks, so async code runs
 //! it on tokio's blocking pool.
 
@@ -30,8 +39,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, params};
 
-use super::{Record, StoreError};
-use crate::keys::hash::{KeyHash, to_hex};
+use super::{Change, Loaded, Record, StoreError, Tombstone};
+use crate::keys::hash::{from_hex, to_hex};
 use crate::keys::key::VirtualKey;
 
 /// How long a write waits for the ledger's writer to let go of the file.
@@ -51,6 +60,18 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS virtual_keys (
     created_at_ms         INTEGER NOT NULL
 )";
 
+const CREATE_TOMBSTONES: &str = "CREATE TABLE IF NOT EXISTS virtual_key_tombstones (
+    hash                  TEXT    PRIMARY KEY,
+    alias                 TEXT,
+    deleted_at_ms         INTEGER NOT NULL
+)";
+
+/// A tombstone, or the earliest time of the one already there.
+const BURY: &str = "INSERT INTO virtual_key_tombstones (hash, alias, deleted_at_ms) \
+                    VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO UPDATE SET \
+                    deleted_at_ms = min(deleted_at_ms, excluded.deleted_at_ms), \
+                    alias = coalesce(alias, excluded.alias)";
+
 const COLUMNS: &str = "hash, alias, models, rpm_limit, tpm_limit, max_parallel_requests, \
                        max_budget_picos, budget_duration_s, expires_at_ms, metadata, created_at_ms";
 
@@ -63,8 +84,23 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the file at `path` in WAL mode and creates the
-    /// table if it is missing.
+    /// tables if they are missing: the store of the SQLite backend, where
+    /// the file is the truth.
     pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_as(path, false)
+    }
+
+    /// [`open`](Self::open), as the Redis backend's mirror. A mirror
+    /// written before tombstones existed was only a cache of Redis, and may
+    /// hold keys deleted since (a replica dropped its row only when it saw
+    /// the key gone): put back into Redis, they would live again. So its
+    /// rows go when the tombstones' table is made, and the first sync
+    /// copies every key from Redis.
+    pub(crate) fn open_mirror(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, mirror: bool) -> Result<SqliteStore, StoreError> {
         let fail = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
@@ -80,7 +116,28 @@ impl SqliteStore {
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
-        conn.execute(CREATE, []).map_err(fail)?;
+        let tx = conn.unchecked_transaction().map_err(fail)?;
+        let before_tombstones: bool = tx
+            .query_row(
+                "SELECT count(*) = 0 FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'virtual_key_tombstones'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        tx.execute(CREATE, []).map_err(fail)?;
+        tx.execute(CREATE_TOMBSTONES, []).map_err(fail)?;
+        if mirror && before_tombstones {
+            let dropped = tx.execute("DELETE FROM virtual_keys", []).map_err(fail)?;
+            if dropped > 0 {
+                tracing::info!(
+                    keys = dropped,
+                    path = %path.display(),
+                    "the virtual keys' mirror predates tombstones; it is copied again from Redis"
+                );
+            }
+        }
+        tx.commit().map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),
@@ -94,8 +151,8 @@ impl SqliteStore {
         }
     }
 
-    /// Every stored key.
-    pub(crate) fn load(&self) -> Result<Vec<VirtualKey>, StoreError> {
+    /// Every stored key and tombstone.
+    pub(crate) fn load(&self) -> Result<Loaded, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let mut select = conn
             .prepare(&format!("SELECT {COLUMNS} FROM virtual_keys"))
@@ -105,38 +162,45 @@ impl SqliteStore {
             .map_err(|e| self.fail(e))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.fail(e))?;
-        rows.into_iter().map(Record::into_key).collect()
+        let keys = rows
+            .into_iter()
+            .map(Record::into_key)
+            .collect::<Result<_, _>>()?;
+        let mut select = conn
+            .prepare("SELECT hash, alias, deleted_at_ms FROM virtual_key_tombstones")
+            .map_err(|e| self.fail(e))?;
+        let rows = select
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.fail(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(e))?;
+        let tombstones = rows
+            .into_iter()
+            .map(|(hex, alias, deleted_at_ms)| {
+                let hash = from_hex(&hex).ok_or_else(|| {
+                    StoreError::Corrupt("a tombstone's hash is not 64 hex digits".into())
+                })?;
+                Ok(Tombstone {
+                    hash,
+                    alias,
+                    deleted_at_ms,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Loaded { keys, tombstones })
     }
 
-    /// Inserts `key`; `replace` overwrites rows with the same hash or alias.
-    pub(crate) fn put(&self, key: &VirtualKey, replace: bool) -> Result<(), StoreError> {
-        let record = Record::of(key);
-        let verb = if replace {
-            "INSERT OR REPLACE"
-        } else {
-            "INSERT"
-        };
+    /// Inserts a new key; another row with its alias is
+    /// [`StoreError::AliasTaken`].
+    pub(crate) fn insert(&self, key: &VirtualKey) -> Result<(), StoreError> {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let inserted = conn.execute(
-            &format!(
-                "{verb} INTO virtual_keys ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ),
-            params![
-                record.hash,
-                record.alias,
-                json(&record.models),
-                record.rpm_limit,
-                record.tpm_limit.map(to_sql),
-                record.max_parallel_requests,
-                record.max_budget_picos.map(to_sql),
-                record.budget_duration_s.map(to_sql),
-                record.expires_at_ms,
-                json(&record.metadata),
-                record.created_at_ms,
-            ],
-        );
-        match inserted {
+        match put(&conn, "INSERT", key) {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(error, _))
                 if error.code == ErrorCode::ConstraintViolation =>
@@ -147,13 +211,54 @@ impl SqliteStore {
         }
     }
 
-    /// Deletes the key with `hash`, if stored.
-    pub(crate) fn remove(&self, hash: &KeyHash) -> Result<(), StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        conn.execute("DELETE FROM virtual_keys WHERE hash = ?1", [to_hex(hash)])
-            .map(drop)
-            .map_err(|e| self.fail(e))
+    /// Applies `changes` in order, in one transaction: a record replaces
+    /// rows with its hash or alias unless its hash has a tombstone; a
+    /// tombstone deletes the record.
+    pub(crate) fn apply(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction().map_err(|e| self.fail(e))?;
+        for change in changes {
+            match change {
+                Change::Put(key) => put(&tx, "INSERT OR REPLACE", key).map(drop),
+                Change::Bury(tombstone) => {
+                    let hex = to_hex(&tombstone.hash);
+                    tx.execute("DELETE FROM virtual_keys WHERE hash = ?1", [&hex])
+                        .and_then(|_| {
+                            tx.execute(BURY, params![hex, tombstone.alias, tombstone.deleted_at_ms])
+                        })
+                        .map(drop)
+                }
+            }
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().map_err(|e| self.fail(e))
     }
+}
+
+/// Writes `key`'s row with `verb` (`INSERT`, `INSERT OR REPLACE`), unless
+/// its hash has a tombstone; how many rows were written.
+fn put(conn: &Connection, verb: &str, key: &VirtualKey) -> rusqlite::Result<usize> {
+    let record = Record::of(key);
+    conn.execute(
+        &format!(
+            "{verb} INTO virtual_keys ({COLUMNS}) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE NOT EXISTS (SELECT 1 FROM virtual_key_tombstones WHERE hash = ?1)"
+        ),
+        params![
+            record.hash,
+            record.alias,
+            json(&record.models),
+            record.rpm_limit,
+            record.tpm_limit.map(to_sql),
+            record.max_parallel_requests,
+            record.max_budget_picos.map(to_sql),
+            record.budget_duration_s.map(to_sql),
+            record.expires_at_ms,
+            json(&record.metadata),
+            record.created_at_ms,
+        ],
+    )
 }
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
