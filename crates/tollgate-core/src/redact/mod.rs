@@ -47,6 +47,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderValue;
+use memchr::memmem::Finder;
 
 use crate::failure::Failure;
 
@@ -78,9 +79,9 @@ pub struct Secrets {
     values: Arc<[Secret]>,
 }
 
-/// One secret: its text, then its encoded forms (each with a `%` or a `\\`
-/// that the text has not).
-type Secret = Box<[Box<[u8]>]>;
+/// One secret, ready to search for: its text, then its encoded forms (each
+/// with a `%` or a `\\`).
+type Secret = Box<[Finder<'static>]>;
 
 impl Secrets {
     /// No secrets.
@@ -92,12 +93,12 @@ impl Secrets {
     /// than [`MIN_SECRET_LEN`], or already there).
     pub fn insert(&mut self, secret: &str) -> bool {
         let secret = secret.as_bytes();
-        if secret.len() < MIN_SECRET_LEN || self.values.iter().any(|s| &*s[0] == secret) {
+        if secret.len() < MIN_SECRET_LEN || self.values.iter().any(|s| s[0].needle() == secret) {
             return false;
         }
         let forms: Secret = std::iter::once(secret.to_vec())
             .chain(encode::forms(secret))
-            .map(Vec::into_boxed_slice)
+            .map(|form| Finder::new(&form).into_owned())
             .collect();
         let mut values = self.values.to_vec();
         values.push(forms);
@@ -117,11 +118,11 @@ impl Secrets {
 
     /// Every secret; in every form too when `escaped` (the text has a `%`
     /// or a `\\`: without one, no encoded form can be in it).
-    fn needles(&self, escaped: bool) -> impl Iterator<Item = &[u8]> + Clone {
+    fn finders(&self, escaped: bool) -> impl Iterator<Item = &Finder<'static>> + Clone {
         let forms = if escaped { usize::MAX } else { 1 };
         self.values
             .iter()
-            .flat_map(move |secret| secret.iter().take(forms).map(|form| &**form))
+            .flat_map(move |secret| secret.iter().take(forms))
     }
 }
 
@@ -220,12 +221,8 @@ impl Redactor {
         } else {
             Vec::new()
         };
-        let needles = self
-            .secrets
-            .needles(escaped)
-            .chain(presented.into_iter().flatten())
-            .chain(encoded.iter().map(Vec::as_slice));
-        scan::find(text, needles)
+        let ad_hoc = (presented.into_iter().flatten()).chain(encoded.iter().map(Vec::as_slice));
+        scan::find(text, self.secrets.finders(escaped), ad_hoc)
     }
 
     /// `text`, safe for a client: secrets and credential-shaped tokens
@@ -241,7 +238,7 @@ impl Redactor {
         if window < text.len() {
             // A secret may straddle the cut: its start is in the window,
             // too short to be recognised. The window's tail goes.
-            let longest = (self.secrets.needles(false))
+            let longest = (self.secrets.finders(false).map(Finder::needle))
                 .chain(self.presented().into_iter().flatten())
                 .map(<[u8]>::len)
                 .max()

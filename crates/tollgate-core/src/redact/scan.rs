@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::memmem;
+use memchr::memmem::{self, Finder};
 
 /// Decoded readings searched besides the text itself: enough for a key
 /// URL-encoded in a JSON string that is itself escaped in another.
@@ -42,6 +42,18 @@ const KEY_PREFIXES: &[&[u8]] = &[
     b"xox",
     b"hf_",
 ];
+
+/// The bytes a [`KEY_PREFIXES`] entry starts with: most bytes of a run are
+/// passed over with one lookup.
+const STARTS_PREFIX: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < KEY_PREFIXES.len() {
+        table[KEY_PREFIXES[i][0] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// A prefixed token that starts a word is a key from this length on (the
 /// prefix included): `sk-` and 9 more characters.
@@ -106,11 +118,13 @@ impl Reading<'_> {
 }
 
 /// Every range of `text` to redact, sorted and merged: each occurrence of a
-/// secret in `secrets`, and each key-shaped token, URL or labelled
-/// credential, in any reading of the text.
+/// secret — `prepared` (searchers built once, for the configured secrets)
+/// or `ad_hoc` (the request's credential) — and each key-shaped token, URL
+/// or labelled credential, in any reading of the text.
 pub(super) fn find<'s>(
     text: &[u8],
-    secrets: impl Iterator<Item = &'s [u8]> + Clone,
+    prepared: impl Iterator<Item = &'s Finder<'static>> + Clone,
+    ad_hoc: impl Iterator<Item = &'s [u8]> + Clone,
 ) -> Vec<Range<usize>> {
     let mut spans = Vec::new();
     let mut reading = Reading {
@@ -120,8 +134,15 @@ pub(super) fn find<'s>(
     let mut decodings = 0;
     loop {
         let mut found = Vec::new();
-        for secret in secrets.clone().filter(|s| !s.is_empty()) {
-            found.extend(memmem::find_iter(&reading.bytes, secret).map(|at| at..at + secret.len()));
+        let bytes = &reading.bytes[..];
+        // A secret longer than the text cannot be in it: a short header
+        // costs no search at all.
+        for finder in prepared.clone().filter(|f| fits(f.needle(), bytes)) {
+            let len = finder.needle().len();
+            found.extend(finder.find_iter(bytes).map(|at| at..at + len));
+        }
+        for secret in ad_hoc.clone().filter(|s| fits(s, bytes)) {
+            found.extend(memmem::find_iter(bytes, secret).map(|at| at..at + secret.len()));
         }
         shapes(&reading.bytes, &mut found);
         spans.extend(found.into_iter().map(|range| reading.original(range)));
@@ -135,6 +156,10 @@ pub(super) fn find<'s>(
         decodings += 1;
     }
     merge(spans)
+}
+
+fn fits(needle: &[u8], haystack: &[u8]) -> bool {
+    !needle.is_empty() && needle.len() <= haystack.len()
 }
 
 fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
@@ -153,9 +178,8 @@ fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
 /// The next reading: every escape decoded once, or `None` when there is none.
 fn decode(reading: &Reading<'_>) -> Option<Reading<'static>> {
     let bytes = &reading.bytes[..];
-    if memchr::memchr2(b'%', b'\\', bytes).is_none() {
-        return None;
-    }
+    // Nothing to decode without an escape character.
+    memchr::memchr2(b'%', b'\\', bytes)?;
     let mut out = Vec::with_capacity(bytes.len());
     let mut origin = Vec::with_capacity(bytes.len());
     let mut changed = false;
@@ -178,7 +202,7 @@ fn decode(reading: &Reading<'_>) -> Option<Reading<'static>> {
             }
         }
     }
-    changed.then(|| Reading {
+    changed.then_some(Reading {
         bytes: Cow::Owned(out),
         origin: Some(origin),
     })
@@ -325,19 +349,18 @@ fn key_in_run(text: &[u8], run: Range<usize>) -> Option<Range<usize>> {
     if bytes.len() < MIN_PREFIXED_LEN {
         return None;
     }
-    let start = KEY_PREFIXES
-        .iter()
-        .filter_map(|prefix| {
-            memmem::find_iter(bytes, prefix).find(|&at| {
-                let rest = &bytes[at + prefix.len()..];
-                if at == 0 {
-                    bytes.len() >= MIN_PREFIXED_LEN
-                } else {
-                    rest.len() >= MIN_GLUED_REST && looks_random(rest)
-                }
+    // The first prefix that marks a key: one that starts the run, or one
+    // glued to other text with enough random-looking text after it.
+    let start = (0..bytes.len())
+        .filter(|&at| STARTS_PREFIX[usize::from(bytes[at])])
+        .find(|&at| {
+            KEY_PREFIXES.iter().any(|prefix| {
+                let Some(rest) = bytes[at..].strip_prefix(*prefix) else {
+                    return false;
+                };
+                at == 0 || (rest.len() >= MIN_GLUED_REST && looks_random(rest))
             })
-        })
-        .min()?;
+        })?;
     Some(run.start + start..run.end)
 }
 
@@ -377,10 +400,11 @@ fn bearer_tokens(text: &[u8], out: &mut Vec<Range<usize>>) {
         from = at + BEARER.len();
         let starts_word = at == 0 || !text[at - 1].is_ascii_alphanumeric();
         let ends_word = text.get(from).is_some_and(|&b| is_separator(b));
-        if starts_word && ends_word {
-            if let Some(token) = value_after(text, from) {
-                out.push(token);
-            }
+        if starts_word
+            && ends_word
+            && let Some(token) = value_after(text, from)
+        {
+            out.push(token);
         }
     }
 }
@@ -424,7 +448,8 @@ fn labelled_values(text: &[u8], out: &mut Vec<Range<usize>>) {
 /// Every URL (`scheme://…`), up to the next space or quote: URLs name
 /// internal hosts and carry keys in their query.
 fn urls(text: &[u8], out: &mut Vec<Range<usize>>) {
-    for at in memmem::find_iter(text, b"://") {
+    let scheme_ends = memchr::memchr_iter(b':', text).filter(|&at| text[at..].starts_with(b"://"));
+    for at in scheme_ends {
         let mut start = at;
         while start > 0
             && (text[start - 1].is_ascii_alphanumeric() || b"+.-".contains(&text[start - 1]))
