@@ -21,8 +21,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// [`Failure::from_error`], which also classifies foreign errors.
 ///
 /// The message must already be safe for a client: no keys, no internal host
-/// names, no raw provider bodies. Build it from [`sanitize_message`] when it
-/// comes from upstream text.
+/// names, no raw provider bodies. Build it from
+/// [`sanitize_message`](crate::sanitize_message) when it
+/// comes from upstream text, and pass it through a
+/// [`Redactor`](crate::Redactor) before it reaches a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     // Boxed: failures are the cold path, and a small `Failure` keeps every
@@ -243,6 +245,22 @@ impl Failure {
         self.inner.retryable
     }
 
+    /// The same failure with its client-facing texts — `message`, `param`
+    /// and `code` — passed through `redact` (see
+    /// [`Redactor::redact_failure`](crate::Redactor::redact_failure)).
+    pub(crate) fn map_texts(&self, redact: impl Fn(&str) -> String) -> Failure {
+        let mut failure = self.clone();
+        let inner = &mut failure.inner;
+        inner.message = redact(&inner.message).into();
+        if let Some(param) = &inner.param {
+            inner.param = Some(redact(param).into());
+        }
+        if let Some(code) = &inner.code {
+            inner.code = Some(redact(code).into());
+        }
+        failure
+    }
+
     /// Finds a `Failure` in `error` or its sources, or classifies the error: a
     /// connection that could not be made or was lost is
     /// [`ErrorClass::UpstreamUnavailable`], an I/O timeout is a
@@ -293,67 +311,6 @@ struct OpenAiError<'a> {
     r#type: &'a str,
     param: Option<&'a str>,
     code: &'a str,
-}
-
-/// The longest upstream message passed on to a client, in bytes.
-pub const MAX_MESSAGE_LEN: usize = 512;
-
-/// Makes upstream error text safe to pass to a client: anything that looks
-/// like a key or a bearer token, and every URL, becomes `[redacted]`; control
-/// characters are dropped; the result is cut at [`MAX_MESSAGE_LEN`] bytes.
-///
-/// Upstream messages help a client fix its request ("maximum context length is
-/// 8192 tokens"), but they can echo keys, internal hosts or raw provider
-/// bodies, none of which may leave the gateway.
-pub fn sanitize_message(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_LEN));
-    let mut redact_next = false;
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        if redact_next || looks_secret(word) {
-            out.push_str("[redacted]");
-            redact_next = false;
-        } else {
-            out.extend(word.chars().filter(|c| !c.is_control()));
-        }
-        if word.eq_ignore_ascii_case("bearer") {
-            redact_next = true;
-        }
-        if out.len() >= MAX_MESSAGE_LEN {
-            break;
-        }
-    }
-    if out.len() > MAX_MESSAGE_LEN {
-        let mut cut = MAX_MESSAGE_LEN;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    out
-}
-
-fn looks_secret(word: &str) -> bool {
-    let word = word.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | ',' | '.' | ':'));
-    if word.contains("://") {
-        return true;
-    }
-    let keyish_prefix = ["sk-", "sk_", "pk-", "rk-", "key-", "AKIA", "ghp_", "xox"]
-        .iter()
-        .any(|prefix| word.starts_with(prefix));
-    if keyish_prefix && word.len() >= 12 {
-        return true;
-    }
-    // Long runs of token characters with both letters and digits are keys,
-    // hashes or ids more often than words.
-    word.len() >= 32
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-        && word.chars().any(|c| c.is_ascii_digit())
-        && word.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -414,25 +371,5 @@ mod tests {
         );
         let other = std::io::Error::other("boom");
         assert_eq!(Failure::from_error(&other).class(), ErrorClass::Internal);
-    }
-
-    #[test]
-    fn sanitize_redacts_keys_urls_and_bearer_tokens() {
-        let text = "Incorrect API key provided: sk-abcdef1234567890. See https://internal.example:8443/x \
-                    header Bearer abc.def";
-        let clean = sanitize_message(text);
-        assert!(!clean.contains("sk-abcdef"), "{clean}");
-        assert!(!clean.contains("internal.example"), "{clean}");
-        assert!(!clean.contains("abc.def"), "{clean}");
-        assert!(clean.starts_with("Incorrect API key provided: [redacted]"));
-    }
-
-    #[test]
-    fn sanitize_keeps_ordinary_text_and_bounds_length() {
-        let text = "This model's maximum context length is 8192 tokens.";
-        assert_eq!(sanitize_message(text), text);
-        let long = "é".repeat(2000);
-        let clean = sanitize_message(&long);
-        assert!(clean.len() <= MAX_MESSAGE_LEN);
     }
 }

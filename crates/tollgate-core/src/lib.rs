@@ -15,6 +15,8 @@
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
 //!   cheap to resend, with a light parsed view that leaves unknown fields
 //!   untouched;
+//! - [`Redactor`] and [`Secrets`]: what makes upstream text safe to show a
+//!   client — no configured secret, nothing shaped like a key;
 //! - [`extensions`]: what the layers pass each other on requests and
 //!   responses.
 //!
@@ -43,6 +45,7 @@
 
 pub mod classify;
 pub mod extensions;
+pub mod redact;
 pub mod sse;
 
 mod body;
@@ -53,4 +56,5 @@ mod failure;
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use class::{ErrorClass, Scope, TimeoutKind};
-pub use failure::{BoxError, Failure, MAX_MESSAGE_LEN, sanitize_message};
+pub use failure::{BoxError, Failure};
+pub use redact::{MAX_MESSAGE_LEN, MIN_SECRET_LEN, Redactor, Secrets, sanitize_message};

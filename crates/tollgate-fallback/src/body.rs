@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::classify::{ClassifyEos, Verdict};
-use tollgate_core::{BoxError, ErrorClass, Failure};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::resume::{Call, Resume};
 use crate::splice::{Break, Splicer};
@@ -30,7 +30,9 @@ pin_project! {
     /// stream that ends after its finish chunk without `[DONE]` gets one.
     ///
     /// A stream body never returns an error: every failure becomes that
-    /// error event, which the OpenAI SDKs raise.
+    /// error event, which the OpenAI SDKs raise. With a
+    /// [`Redactor`](tollgate_core::Redactor) in the request's extensions,
+    /// the event is redacted with it.
     pub struct FallbackBody<B, E> {
         #[pin]
         kind: Kind<B, E>,
@@ -78,6 +80,7 @@ impl<B, E> FallbackBody<B, E> {
         splicer: Splicer<E>,
         resume: Option<Box<dyn Resume<B, E>>>,
         deadline: Option<Instant>,
+        redactor: Option<Redactor>,
     ) -> Self {
         FallbackBody {
             kind: Kind::Stream {
@@ -91,6 +94,7 @@ impl<B, E> FallbackBody<B, E> {
                     cause: None,
                     latest: None,
                     failure: None,
+                    redactor,
                     ended: false,
                 }),
             },
@@ -210,6 +214,10 @@ struct Stream<B, E> {
     /// continue.
     latest: Option<Failure>,
     failure: Option<Failure>,
+    /// The request's [`Redactor`] extension: the error event is the
+    /// client's, so whatever upstream text it names is redacted as the
+    /// gateway's edge redacts its answers.
+    redactor: Option<Redactor>,
     ended: bool,
 }
 
@@ -353,7 +361,10 @@ where
         let cause = self.cause.take().unwrap_or_else(|| {
             Failure::new(ErrorClass::UpstreamUnavailable, "the upstream stream broke")
         });
-        let failure = interrupted(&cause);
+        let mut failure = interrupted(&cause);
+        if let Some(redactor) = &self.redactor {
+            failure = redactor.redact_failure(&failure);
+        }
         tracing::info!(
             class = %cause.class(),
             continuations = self.resume.as_ref().map_or(0, |r| r.continuations()),

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::classify::{ClassifyResponse, Verdict};
 use tollgate_core::extensions::{AttemptedFallbacks, ModelGroup};
-use tollgate_core::{BoxError, ErrorClass, Failure, RequestBody, TimeoutKind};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, RequestBody, TimeoutKind};
 use tower_service::Service;
 
 use crate::ATTEMPTED_FALLBACKS;
@@ -56,6 +56,8 @@ pin_project! {
         again: Option<Again<S>>,
         shared: Arc<Shared<H, C>>,
         deadline: Option<Instant>,
+        // The request's, for a stream's error event.
+        redactor: Option<Redactor>,
         // Made the first time the future waits, and only with a deadline:
         // a call that answers at once never pays for a timer.
         sleep: Option<Pin<Box<Sleep>>>,
@@ -110,6 +112,7 @@ where
         again: Option<Again<S>>,
         shared: Arc<Shared<H, C>>,
         deadline: Option<Instant>,
+        redactor: Option<Redactor>,
     ) -> Self {
         ResponseFuture {
             state,
@@ -117,6 +120,7 @@ where
             again,
             shared,
             deadline,
+            redactor,
             sleep: None,
         }
     }
@@ -235,6 +239,7 @@ where
                                 this.again.take(),
                                 this.shared,
                                 *this.deadline,
+                                this.redactor.take(),
                             );
                             return Poll::Ready(Ok(response));
                         }
@@ -426,6 +431,7 @@ fn commit_stream<S, H, C, B>(
     again: Option<Again<S>>,
     shared: &Arc<Shared<H, C>>,
     deadline: Option<Instant>,
+    redactor: Option<Redactor>,
 ) -> Response<FallbackBody<B, C::Eos>>
 where
     S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
@@ -457,7 +463,7 @@ where
         }
         _ => None,
     };
-    let body = FallbackBody::stream(body, splicer, resume, deadline);
+    let body = FallbackBody::stream(body, splicer, resume, deadline, redactor);
     answered(Response::from_parts(parts, body), fallbacks, group)
 }
 

@@ -11,7 +11,7 @@ use http_body::Body;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
 use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup};
-use tollgate_core::{BoxError, ChatRequest, RequestBody};
+use tollgate_core::{BoxError, ChatRequest, Redactor, RequestBody};
 use tower_service::Service;
 
 use crate::body::FallbackBody;
@@ -106,6 +106,8 @@ where
         let shared = self.shared.clone();
         let extensions = request.extensions();
         let deadline = extensions.get::<Deadline>().map(|deadline| deadline.0);
+        // What a broken stream's error event is redacted with.
+        let redactor = extensions.get::<Redactor>().cloned();
         let named = extensions.get::<ModelGroup>().map(|group| group.0.clone());
         let chat = extensions.get::<Arc<ChatRequest>>();
         let stream = chat.is_none_or(|chat| chat.stream());
@@ -115,13 +117,20 @@ where
         else {
             // Nothing names a group: no cascade, a stream still guarded.
             let future = calling(self.inner.call(request));
-            return ResponseFuture::new(future, None, None, shared, deadline);
+            return ResponseFuture::new(future, None, None, shared, deadline, redactor);
         };
 
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             tracing::info!(group = %origin, "fallback: the deadline passed before the first call");
             let error = GaveUp::new(0, StopReason::Deadline, past_deadline().into());
-            return ResponseFuture::new(failed(error.into()), None, None, shared, deadline);
+            return ResponseFuture::new(
+                failed(error.into()),
+                None,
+                None,
+                shared,
+                deadline,
+                redactor,
+            );
         }
         let mut cascade = Cascade::new(origin.clone());
         cascade.allowed = extensions.get::<AllowedGroups>().cloned();
@@ -132,7 +141,14 @@ where
             Step::Stop(reason) => {
                 tracing::info!(group = %origin, %reason, "fallback: giving up at once");
                 let error = none_available(shared.health.retry_after(&origin));
-                return ResponseFuture::new(failed(error), Some(cascade), None, shared, deadline);
+                return ResponseFuture::new(
+                    failed(error),
+                    Some(cascade),
+                    None,
+                    shared,
+                    deadline,
+                    redactor,
+                );
             }
         };
         if named.as_ref() != Some(&first) {
@@ -146,7 +162,7 @@ where
             // Nowhere else to go: neither a copy of the request nor a
             // service is kept.
             let future = calling(self.inner.call(request));
-            return ResponseFuture::new(future, Some(cascade), None, shared, deadline);
+            return ResponseFuture::new(future, Some(cascade), None, shared, deadline, redactor);
         }
         let copy = request.clone();
         // The service polled ready makes this call; the clone left in its
@@ -160,7 +176,14 @@ where
             service,
             request: copy,
         };
-        ResponseFuture::new(future, Some(cascade), Some(again), shared, deadline)
+        ResponseFuture::new(
+            future,
+            Some(cascade),
+            Some(again),
+            shared,
+            deadline,
+            redactor,
+        )
     }
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use tollgate_core::extensions::AttemptedFallbacks;
-use tollgate_core::{ErrorClass, Failure, TimeoutKind};
+use tollgate_core::{ErrorClass, Failure, Redactor, TimeoutKind};
 use tollgate_fallback::{FallbackConfig, FallbackConfigBuilder, FallbackLayer};
 use tower::{Layer, ServiceExt};
 
@@ -184,6 +184,53 @@ async fn when_nothing_can_continue_the_stream_ends_with_an_error_naming_the_cut(
     assert_eq!(failure.class(), ErrorClass::StreamInterrupted);
     assert_eq!(failure.subkind(), Some("upstream_unavailable"));
     assert_eq!(upstream.groups(), ["a", "a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_error_event_is_redacted_with_the_requests_redactor() {
+    // A cause whose text names a secret the classifier could not know, and
+    // a key it did not catch.
+    let secret = "correcthorsebattery";
+    let cause = Failure::new(
+        ErrorClass::StreamInterrupted,
+        format!("cut by {secret} (key=sk-proj-AbC123dEf456GhI789)"),
+    );
+    let script = || {
+        Upstream::new().script(
+            "a",
+            vec![stream(vec![
+                data(role("a1", "m") + &text("a1", "m", "Hel")),
+                Part::Error(cause.clone()),
+            ])],
+        )
+    };
+    let layer = layer(FallbackConfig::builder().max_continuations(0));
+    let mut request = request("a", true);
+    request
+        .extensions_mut()
+        .insert(Redactor::new([secret].into_iter().collect()));
+    let response = layer.layer(script()).oneshot(request).await.unwrap();
+    let mut body = response.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        out.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    let out = String::from_utf8(out).unwrap();
+    let seen = parse(&out);
+    assert_eq!(seen.text, "Hel");
+    assert_eq!(seen.errors.len(), 1, "{out}");
+    assert_eq!(
+        seen.errors[0]["message"],
+        "cut by [redacted] (key=[redacted])"
+    );
+    assert_eq!(
+        body.failure().unwrap().message(),
+        "cut by [redacted] (key=[redacted])"
+    );
+    // Without one, the event is the cause's own (already client-safe, as
+    // classifiers make it).
+    let (out, ..) = stream_through(&layer, &script(), "a").await;
+    assert!(out.contains(secret), "{out}");
 }
 
 #[tokio::test(start_paused = true)]

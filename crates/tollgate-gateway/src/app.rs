@@ -77,6 +77,9 @@ pub(crate) struct App {
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
     pub(crate) max_body: usize,
+    /// Every secret of the config, redacted from upstream text before it
+    /// reaches a client.
+    pub(crate) secrets: tollgate_core::Secrets,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
@@ -395,6 +398,7 @@ impl Gateway {
                 models_body,
                 keys,
                 max_body,
+                secrets: config.secrets.clone(),
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 breakers,
                 providers,

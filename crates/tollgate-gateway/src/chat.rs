@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
-use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
+use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, read_body_limited};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Budget, KeyLimits, Limit, RateLimited};
@@ -37,13 +37,16 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match forward(app, request, principal, log).await {
+    let redactor = redactor(app, request.headers());
+    match forward(app, request, principal, log, &redactor).await {
         Ok(response) => response,
         Err((failure, attempts)) => {
             log.class = Some(failure.class());
             let mut response: Response<GatewayBody> = match failure.limited {
                 Some(limited) => limited,
-                None => failure.failure.to_response(),
+                // The one place a chat error becomes an answer: whatever
+                // upstream text it carries is redacted here.
+                None => redactor.redact_failure(&failure.failure).to_response(),
             };
             let headers = response.headers_mut();
             if let Some(Attempts { retries, fallbacks }) = &attempts {
@@ -56,6 +59,20 @@ where
             }
             response
         }
+    }
+}
+
+/// What makes upstream text safe for this request's client: the config's
+/// secrets, and the credential the request presented (read where the keys
+/// read it: `Authorization`, else `x-api-key`, else `api-key`).
+fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
+    let redactor = Redactor::new(app.secrets.clone());
+    let presented = [AUTHORIZATION.as_str(), "x-api-key", "api-key"]
+        .into_iter()
+        .find_map(|name| headers.get(name));
+    match presented {
+        Some(value) => redactor.with_presented(value.clone()),
+        None => redactor,
     }
 }
 
@@ -186,6 +203,7 @@ async fn forward<B>(
     request: Request<B>,
     principal: Principal,
     log: &mut AccessLog,
+    redactor: &Redactor,
 ) -> Result<Response<GatewayBody>, (Refusal, Option<Attempts>)>
 where
     B: http_body::Body,
@@ -220,6 +238,10 @@ where
     request
         .extensions_mut()
         .insert(ModelGroup(group.name.clone()));
+    if chat.stream() {
+        // For the cascade, which writes a broken stream's error event.
+        request.extensions_mut().insert(redactor.clone());
+    }
     request.extensions_mut().insert(chat);
     request
         .extensions_mut()
@@ -261,15 +283,16 @@ where
         })?;
     let target = response.extensions().get::<Target>().cloned();
     let cost = response.headers().get(RESPONSE_COST_HEADER).cloned();
+    // Upstream text: redacted like an error message.
     let rate_limits: Vec<(HeaderName, HeaderValue)> = response
         .headers()
         .iter()
         .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-"))
-        .map(|(name, value)| (name.clone(), value.clone()))
+        .filter_map(|(name, value)| Some((name.clone(), redactor.header(value.clone())?)))
         .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
-    let mut response = wrap_success(response, &app.grace);
+    let mut response = wrap_success(response, &app.grace, redactor);
     log.retries = retries.map_or(0, |r| r.0);
     log.fallbacks = fallbacks.map_or(0, |f| f.0);
     if let Some(cost) = cost {
@@ -301,7 +324,11 @@ where
 
 /// Wraps a successful response for the client: a stream is guarded, a JSON
 /// body is forwarded as it arrives.
-fn wrap_success(response: Response<StackBody>, grace: &GracePeriod) -> Response<GatewayBody> {
+fn wrap_success(
+    response: Response<StackBody>,
+    grace: &GracePeriod,
+    redactor: &Redactor,
+) -> Response<GatewayBody> {
     let (parts, body) = response.into_parts();
     let stream = is_event_stream(&parts.headers);
     // The cascade's body already forwards streams whole events at a time and
@@ -312,7 +339,7 @@ fn wrap_success(response: Response<StackBody>, grace: &GracePeriod) -> Response<
     } else {
         GatewayBody::forward(body)
     };
-    let mut response = with_upstream_headers(&parts, body);
+    let mut response = with_upstream_headers(&parts, body, redactor);
     if stream {
         response
             .headers_mut()
@@ -321,12 +348,13 @@ fn wrap_success(response: Response<StackBody>, grace: &GracePeriod) -> Response<
     response
 }
 
-/// A response with the upstream's status and content type, and nothing else
-/// of its headers: they may name internal hosts, set cookies or carry the
-/// provider's own ids.
+/// A response with the upstream's status and content type (redacted), and
+/// nothing else of its headers: they may name internal hosts, set cookies
+/// or carry the provider's own ids.
 fn with_upstream_headers(
     parts: &http::response::Parts,
     body: GatewayBody,
+    redactor: &Redactor,
 ) -> Response<GatewayBody> {
     let mut response = Response::new(body);
     // Room for every header the gateway adds (the cost, the attempts, the
@@ -341,7 +369,7 @@ fn with_upstream_headers(
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
-        .cloned()
+        .and_then(|value| redactor.header(value.clone()))
         .unwrap_or(HeaderValue::from_static("application/json"));
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use tollgate_core::sse::write_data;
-use tollgate_core::{BoxError, ErrorClass, Failure};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::classify::{OpenRouterClassifier, StreamFailure, after_content};
 use crate::state::{Step, StreamNormalizer};
@@ -21,8 +21,10 @@ use crate::state::{Step, StreamNormalizer};
 /// event over the size limit) ends — cleanly, for the client — with one
 /// OpenAI-style `data: {"error": {...}}` event; the failure is in the
 /// response's [`StreamFailure`], and [`OpenRouterEos`](crate::OpenRouterEos)
-/// reports it to whoever watches the stream. A transport error, or an end
-/// without `data: [DONE]`, is passed on as it is.
+/// reports it to whoever watches the stream. With a
+/// [`Redactor`](tollgate_core::Redactor) in the request's extensions, the
+/// event is redacted with it. A transport error, or an end without
+/// `data: [DONE]`, is passed on as it is.
 pub struct ResponseBody<B> {
     kind: Kind<B>,
 }
@@ -39,6 +41,8 @@ struct Stream<B> {
     normalizer: StreamNormalizer,
     classifier: OpenRouterClassifier,
     failure: StreamFailure,
+    /// The request's [`Redactor`] extension, for the error event.
+    redactor: Option<Redactor>,
     pending: Option<Bytes>,
     // The events after the first data event of the chunk that committed the
     // stream are still in the normalizer.
@@ -59,6 +63,7 @@ impl<B> ResponseBody<B> {
         first: Bytes,
         classifier: OpenRouterClassifier,
         failure: StreamFailure,
+        redactor: Option<Redactor>,
     ) -> Self {
         ResponseBody {
             kind: Kind::Stream(Stream {
@@ -66,6 +71,7 @@ impl<B> ResponseBody<B> {
                 normalizer,
                 classifier,
                 failure,
+                redactor,
                 pending: (!first.is_empty()).then_some(first),
                 resume: true,
                 ended: false,
@@ -201,7 +207,10 @@ impl<B> Stream<B> {
     /// `APIError`), recorded for the watchers first.
     fn end_with(&mut self, before: Bytes, failure: Failure) -> Bytes {
         self.ended = true;
-        let failure = after_content(failure);
+        let mut failure = after_content(failure);
+        if let Some(redactor) = &self.redactor {
+            failure = redactor.redact_failure(&failure);
+        }
         let body = failure.to_openai_body();
         let mut out = BytesMut::with_capacity(before.len() + body.len() + 8);
         out.extend_from_slice(&before);

@@ -13,7 +13,7 @@ use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyResponse, is_event_stream};
-use tollgate_core::{BoxError, ErrorClass, Failure};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::body::{ResponseBody, overflow};
 use crate::classify::StreamFailure;
@@ -35,6 +35,7 @@ pin_project! {
         #[pin]
         state: State<F, B>,
         shared: Arc<Shared>,
+        redactor: Option<Redactor>,
     }
 }
 
@@ -67,10 +68,11 @@ pin_project! {
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    pub(crate) fn new(future: F, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(future: F, shared: Arc<Shared>, redactor: Option<Redactor>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             shared,
+            redactor,
         }
     }
 }
@@ -192,8 +194,14 @@ where
                     head.headers.remove(header::CONTENT_LENGTH);
                     let failure = StreamFailure::default();
                     head.extensions.insert(failure.clone());
-                    let body =
-                        ResponseBody::stream(body, normalizer, first, classifier.clone(), failure);
+                    let body = ResponseBody::stream(
+                        body,
+                        normalizer,
+                        first,
+                        classifier.clone(),
+                        failure,
+                        this.redactor.take(),
+                    );
                     return Poll::Ready(Ok(Response::from_parts(head, body)));
                 }
             };

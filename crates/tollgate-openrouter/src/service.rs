@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use tollgate_core::BoxError;
+use tollgate_core::{BoxError, Redactor};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
@@ -65,6 +65,8 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         self.shared.prepare.apply(&mut request);
-        ResponseFuture::new(self.inner.call(request), self.shared.clone())
+        // What a stream's error event is redacted with.
+        let redactor = request.extensions().get::<Redactor>().cloned();
+        ResponseFuture::new(self.inner.call(request), self.shared.clone(), redactor)
     }
 }

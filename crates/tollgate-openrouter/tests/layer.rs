@@ -13,7 +13,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tollgate_core::classify::{ClassifyResponse, StreamEnd, Verdict, WatchBody};
-use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, TimeoutKind};
 use tollgate_openrouter::{
     OpenRouterClassifier, OpenRouterConfig, OpenRouterLayer, ResponseBody, StreamFailure,
     UpstreamError,
@@ -291,6 +291,28 @@ fn an_error_event_after_content_ends_the_stream_with_an_openai_error() {
     assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
     assert!(!failure.is_retryable() && !failure.is_fallback_eligible());
     assert_eq!(end, StreamEnd::Failed(failure.clone()));
+}
+
+#[test]
+fn the_error_event_is_redacted_with_the_requests_redactor() {
+    let error_event: &[u8] = b"data: {\"error\":{\"code\":400,\"message\":\"Invalid value correcthorsebattery for key=sk-or-v1-0123456789abcdef0123456789\"}}\n\n";
+    let upstream = Mutex::new(Some(stream(chunks(&[CHUNK, error_event]))));
+    let upstream = service_fn(move |_: Request<()>| {
+        let response = upstream.lock().unwrap().take().unwrap();
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut request = Request::post("/chat/completions").body(()).unwrap();
+    request
+        .extensions_mut()
+        .insert(Redactor::new(["correcthorsebattery"].into_iter().collect()));
+    let response = ready(layer().layer(upstream).oneshot(request)).unwrap();
+    let (frames, _) = watch(response);
+    let last = frames.last().unwrap().as_ref().unwrap();
+    let last = std::str::from_utf8(last).unwrap();
+    assert!(
+        last.contains(r#""message":"Invalid value [redacted] for key=[redacted]""#),
+        "{last}"
+    );
 }
 
 #[test]

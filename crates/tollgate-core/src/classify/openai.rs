@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::{ClassifyEos, ClassifyResponse, Verdict, retry_after_from_headers};
 use crate::class::{ErrorClass, Scope, TimeoutKind};
-use crate::failure::{Failure, sanitize_message};
+use crate::failure::Failure;
+use crate::redact::sanitize_message;
 use crate::sse::Event;
 
 /// Classifies the responses of an OpenAI-compatible upstream: status codes,

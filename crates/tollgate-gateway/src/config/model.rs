@@ -19,6 +19,10 @@ pub struct Config {
     pub general_settings: GeneralSettings,
     /// `tollgate`: the one section LiteLLM does not have.
     pub tollgate: TollgateSettings,
+    /// Every secret the file gave (upstream keys, `extra_headers` values,
+    /// the master key, configured virtual keys, the Redis password), for
+    /// the redaction of upstream text (see [`tollgate_core::Redactor`]).
+    pub secrets: tollgate_core::Secrets,
 }
 
 impl Config {
@@ -221,6 +225,9 @@ impl Secret {
         }
     }
 
+    /// A secret read from the config. The config walk makes every one
+    /// through its `keep_secret`, which also adds it to
+    /// [`Config::secrets`].
     pub(crate) fn with_source(value: String, source: KeySource) -> Self {
         Secret { value, source }
     }

@@ -213,7 +213,7 @@ fn key_source(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig, params_path: &
     };
     if let Some(value) = cx.env.get(var) {
         let source = KeySource::Env(var.to_owned());
-        deployment.api_key = Some(Secret::with_source(value, source.clone()));
+        deployment.api_key = Some(cx.keep_secret(value, source.clone()));
         deployment.api_key_source = source;
     } else if deployment.api_base.is_none() {
         // With an api_base it is likely a local OpenAI-compatible server that needs no key.
@@ -342,7 +342,7 @@ fn extra_headers(
         }
         // Header values such as HTTP-Referer are fine inline, so no warning here.
         let source = text.var.map_or(KeySource::Inline, KeySource::Env);
-        headers.push((name.to_owned(), Secret::with_source(text.value, source)));
+        headers.push((name.to_owned(), cx.keep_secret(text.value, source)));
     }
     Ok(headers)
 }

@@ -17,6 +17,7 @@ use super::yaml::Node;
 use deployment::model_list;
 use settings::{general_settings, litellm_settings, router_settings};
 use tollgate::tollgate;
+use tollgate_core::Secrets;
 
 /// Fallback lists as the model stores them: group → groups to try next.
 type Fallbacks = Vec<(String, Vec<String>)>;
@@ -30,6 +31,7 @@ pub(crate) fn config(
         env: Env::new(env),
         warnings: Vec::new(),
         groups: Vec::new(),
+        secrets: Secrets::new(),
     };
     let sections = match root {
         Node::Map(_) => cx.entries(root, "")?,
@@ -72,6 +74,7 @@ pub(crate) fn config(
         general_settings: general_settings(&mut cx, section("general_settings").unwrap_or(&empty))?,
         tollgate: tollgate(&mut cx, section("tollgate").unwrap_or(&empty), &model_list)?,
         model_list,
+        secrets: std::mem::take(&mut cx.secrets),
     };
     Ok((config, cx.warnings))
 }
@@ -82,9 +85,20 @@ struct Cx<'a> {
     warnings: Vec<Warning>,
     /// Model group names, once `model_list` is read.
     groups: Vec<String>,
+    /// Every secret read so far: what the gateway redacts from upstream
+    /// text.
+    secrets: Secrets,
 }
 
 impl Cx<'_> {
+    /// A [`Secret`], remembered in the config's [`Secrets`] so that no
+    /// upstream text shows it to a client. Every secret the walk reads is
+    /// made here.
+    fn keep_secret(&mut self, value: String, source: KeySource) -> Secret {
+        self.secrets.insert(&value);
+        Secret::with_source(value, source)
+    }
+
     fn warn(&mut self, path: &str, message: impl Into<String>) {
         self.warnings.push(Warning::new(path, message));
     }
@@ -168,7 +182,7 @@ impl Cx<'_> {
                 KeySource::Inline
             }
         };
-        Ok(Some(Secret::with_source(text.value, source)))
+        Ok(Some(self.keep_secret(text.value, source)))
     }
 
     /// A whole number from 0 to `max`.
