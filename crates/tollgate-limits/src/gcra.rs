@@ -128,6 +128,41 @@ pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
     u64::try_from(moved).unwrap_or(u64::MAX)
 }
 
+/// Checks several keys at once, all or nothing — the rule of
+/// [`Store::gcra_all`](crate::Store::gcra_all), which the memory store
+/// runs and the Redis script mirrors. Claim `i` is on the key whose TAT is
+/// `tats[i]`: `(quota, need, take)`. Every claim's `need` cells must fit;
+/// when they all do, each claim takes its `take` cells (at most its
+/// `need`) and `tats` is updated in place; otherwise nothing is taken.
+///
+/// Each decision says whether that claim's `need` fit (with its
+/// `retry_after` when not), and what is left and when the bucket is full
+/// again after what was taken.
+pub(crate) fn check_all(tats: &mut [u64], now: u64, claims: &[(Quota, u64, u64)]) -> Vec<Decision> {
+    debug_assert_eq!(tats.len(), claims.len());
+    let needs: Vec<Decision> = tats
+        .iter()
+        .zip(claims)
+        .map(|(&tat, (quota, need, _))| check(tat, now, quota, *need).0)
+        .collect();
+    let admitted = needs.iter().all(|need| need.allowed);
+    tats.iter_mut()
+        .zip(claims)
+        .zip(needs)
+        .map(|((tat, &(quota, need, take)), needed)| {
+            let take = if admitted { take.min(need) } else { 0 };
+            let (after, stored) = check(*tat, now, &quota, take);
+            *tat = stored;
+            Decision {
+                allowed: needed.allowed,
+                retry_after: needed.retry_after,
+                remaining: after.remaining,
+                reset_after: after.reset_after,
+            }
+        })
+        .collect()
+}
+
 fn to_u64(value: u128) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
@@ -161,6 +196,39 @@ mod tests {
         let (decision, _) = check(tat, now + SEC, &quota, 1);
         assert!(decision.allowed);
         assert_eq!(decision.remaining, 0);
+    }
+
+    #[test]
+    fn check_all_takes_everything_or_nothing() {
+        let rpm = Quota::per_minute(2);
+        let tpm = Quota::per_minute(100);
+        // 60 of the 100 tokens are used.
+        let used = 60 * tpm.interval_ns();
+        let mut tats = [0, used];
+        // Room for the request and its 40 tokens: the request is taken,
+        // the tokens only looked at.
+        let fits = [(rpm, 1, 1), (tpm, 40, 0)];
+        let decisions = check_all(&mut tats, 0, &fits);
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert_eq!((decisions[0].remaining, decisions[1].remaining), (1, 40));
+        assert_eq!(
+            tats[1], used,
+            "a claim that takes nothing leaves its key alone"
+        );
+        // 60 tokens do not fit: the request cell is not taken either.
+        let before = tats;
+        let decisions = check_all(&mut tats, 0, &[(rpm, 1, 1), (tpm, 60, 0)]);
+        assert!(decisions[0].allowed && !decisions[1].allowed);
+        // 20 tokens short, 0.6 s each.
+        assert_eq!(decisions[1].retry_after, Duration::from_secs(12));
+        assert_eq!(decisions[0].remaining, 1, "nothing was taken");
+        assert_eq!(tats, before);
+        // The last request cell, then none.
+        assert!(check_all(&mut tats, 0, &fits).iter().all(|d| d.allowed));
+        let decisions = check_all(&mut tats, 0, &fits);
+        assert!(!decisions[0].allowed);
+        assert_eq!(decisions[0].retry_after, Duration::from_secs(30));
+        assert_eq!(decisions[0].remaining, 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{BoxFuture, Lease, Store};
+use super::{BoxFuture, Claim, Lease, Store};
 use crate::gcra::{self, Decision, Quota};
 use crate::limits::BudgetWindow;
 
@@ -108,9 +108,12 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    fn shard_index(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % SHARDS
+    }
+
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = self.hasher.hash_one(key) as usize % SHARDS;
-        lock(&self.shards[index])
+        lock(&self.shards[self.shard_index(key)])
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -136,6 +139,51 @@ impl MemoryStore {
             shard.set_gcra(key, new_tat, &sweep);
         }
         decision
+    }
+
+    pub(crate) fn check_all_now(&self, claims: &[Claim<'_>], now: Instant) -> Vec<Decision> {
+        let now = self.nanos(now);
+        let sweep = self.sweep_context(now);
+        // Every shard involved, locked in index order (so two checks never
+        // wait on each other), each once.
+        let indices: Vec<usize> = claims.iter().map(|c| self.shard_index(c.key)).collect();
+        let mut order = indices.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = order
+            .into_iter()
+            .map(|index| (index, lock(&self.shards[index])))
+            .collect();
+        fn locked<'g>(
+            guards: &'g mut [(usize, MutexGuard<'_, Shard>)],
+            index: usize,
+        ) -> &'g mut Shard {
+            let at = guards
+                .iter()
+                .position(|(locked, _)| *locked == index)
+                .expect("every claim's shard is locked");
+            &mut guards[at].1
+        }
+        let mut tats: Vec<u64> = claims
+            .iter()
+            .zip(&indices)
+            .map(|(claim, &index)| {
+                let shard = locked(&mut guards, index);
+                shard.gcra.get(claim.key).copied().unwrap_or(0)
+            })
+            .collect();
+        let before = tats.clone();
+        let rules: Vec<(Quota, u64, u64)> =
+            claims.iter().map(|c| (c.quota, c.need, c.take)).collect();
+        let decisions = gcra::check_all(&mut tats, now, &rules);
+        for ((claim, &index), (tat, old)) in
+            claims.iter().zip(&indices).zip(tats.iter().zip(&before))
+        {
+            if tat != old {
+                locked(&mut guards, index).set_gcra(claim.key, *tat, &sweep);
+            }
+        }
+        decisions
     }
 
     pub(crate) fn adjust_now(&self, key: &str, quota: Quota, delta: i64, now: Instant) {
@@ -305,6 +353,14 @@ impl Store for MemoryStore {
         now: Instant,
     ) -> BoxFuture<'a, Decision> {
         Box::pin(std::future::ready(self.check_now(key, quota, cost, now)))
+    }
+
+    fn gcra_all<'a>(
+        &'a self,
+        claims: &'a [Claim<'a>],
+        now: Instant,
+    ) -> BoxFuture<'a, Vec<Decision>> {
+        Box::pin(std::future::ready(self.check_all_now(claims, now)))
     }
 
     fn adjust<'a>(
