@@ -24,6 +24,7 @@ use tollgate_cost::RequestTally;
 use tollgate_limits::{MemoryStore, RedisStore, Store, UsageReport};
 use tower_service::Service;
 
+use crate::config::Config;
 use crate::shared::{PREFIX, SharedState};
 
 /// The store the limits count in: Redis when the config names one (every
@@ -38,6 +39,32 @@ pub(crate) fn store(shared: Option<&SharedState>) -> Arc<dyn Store> {
             }
         },
         None => Arc::new(MemoryStore::new()),
+    }
+}
+
+/// Says at startup how the deployments' `rpm` and `tpm` are enforced, when
+/// any has one.
+pub(crate) fn log_deployment_limits(config: &Config, shared: bool) {
+    let limited: Vec<&str> = config
+        .model_list
+        .iter()
+        .filter(|d| d.rpm.is_some() || d.tpm.is_some())
+        .map(|d| d.id.as_str())
+        .collect();
+    if limited.is_empty() {
+        return;
+    }
+    if shared {
+        tracing::info!(
+            deployments = ?limited,
+            "deployment rpm/tpm limits enforced, counted in Redis: one limit for every replica"
+        );
+    } else {
+        tracing::info!(
+            deployments = ?limited,
+            "deployment rpm/tpm limits enforced, counted in this process (no redis_host: \
+             each replica counts on its own)"
+        );
     }
 }
 
