@@ -345,7 +345,7 @@ impl Gateway {
             })?,
             None => None,
         };
-        let limit_store = crate::limits::store(shared.as_ref());
+        let limit_store = crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout);
         let limits = RateLimitLayer::new(limit_store.clone());
         let deployment_limits = DeploymentRateLimits::new(limit_store.clone());
         let groups: Groups = Arc::new(

@@ -69,10 +69,11 @@ fn deployment_limits_are_reported_as_enforced() {
     );
     let path = write_config(
         "deployment-limits-redis.yaml",
-        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      tpm: 1000\nrouter_settings:\n  redis_host: 127.0.0.1\n",
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      tpm: 1000\nrouter_settings:\n  redis_host: 127.0.0.1\ntollgate:\n  redis_timeout: 0.2\n",
     );
     let (ok, text) = check_config(&path, &[]);
     assert!(ok, "{text}");
+    assert!(text.contains("tollgate.redis_timeout: 0.2s"), "{text}");
     assert!(
         text.contains("enforced: counted in Redis, one limit for every replica"),
         "{text}"

@@ -302,6 +302,10 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         "tollgate.ledger_flush_interval",
         tollgate.ledger_flush_interval.map(seconds),
     );
+    add(
+        "tollgate.redis_timeout",
+        tollgate.redis_timeout.map(seconds),
+    );
     rows
 }
 
