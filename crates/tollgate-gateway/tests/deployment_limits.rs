@@ -252,3 +252,46 @@ async fn deployment_limits_are_counted_locally_while_redis_is_away_and_shared_ag
     }
     assert_eq!(upstreams.seen("after"), 4, "one shared limit of 4");
 }
+
+/// Script calls Redis ran (`EVALSHA` and `EVAL`), failed ones excluded: a
+/// process's first `EVALSHA` of a script Redis does not have yet fails, and
+/// is made again after a `SCRIPT LOAD`.
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .map(|line| {
+            let field = |name: &str| -> u64 {
+                line.split([':', ','])
+                    .find_map(|kv| kv.strip_prefix(name)?.parse().ok())
+                    .unwrap_or(0)
+            };
+            field("calls=") - field("failed_calls=") - field("rejected_calls=")
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_per_admitted_attempt_and_none_for_a_deployment_known_to_be_full() {
+    let redis = RedisServer::start().await;
+    let upstreams = Upstreams::start(&["one", "two"]).await;
+    let model_list = upstreams.deployment("gpt", "one", "      rpm: 10\n")
+        + &upstreams.deployment("gpt", "two", "");
+    let (a, _b) = replicas(&redis, &model_list, "").await;
+    let client = client();
+    for i in 0..15 {
+        let answer = chat(&client, &a, "gpt").await;
+        assert_eq!(answer.status, 200, "request {i}: {}", answer.text());
+    }
+    assert_eq!((upstreams.seen("one"), upstreams.seen("two")), (10, 5));
+    // Ten admissions and the refusal of the eleventh; the four after it
+    // went to "two" without asking (it has no limits), "one" being known
+    // to be full for 6 s.
+    assert_eq!(script_calls(&redis).await, 11);
+}

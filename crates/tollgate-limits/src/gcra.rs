@@ -128,31 +128,39 @@ pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
     u64::try_from(moved).unwrap_or(u64::MAX)
 }
 
+/// One key's part of [`check_all`]: its TAT (updated in place), its
+/// quota, the cells that must fit and those taken when all fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimState {
+    pub(crate) tat: u64,
+    pub(crate) quota: Quota,
+    pub(crate) need: u64,
+    pub(crate) take: u64,
+}
+
 /// Checks several keys at once, all or nothing — the rule of
 /// [`Store::gcra_all`](crate::Store::gcra_all), which the memory store
-/// runs and the Redis script mirrors. Claim `i` is on the key whose TAT is
-/// `tats[i]`: `(quota, need, take)`. Every claim's `need` cells must fit;
+/// runs and the Redis script mirrors. Every claim's `need` cells must fit;
 /// when they all do, each claim takes its `take` cells (at most its
-/// `need`) and `tats` is updated in place; otherwise nothing is taken.
+/// `need`), moving its `tat`; otherwise nothing is taken.
 ///
 /// Each decision says whether that claim's `need` fit (with its
 /// `retry_after` when not), and what is left and when the bucket is full
 /// again after what was taken.
-pub(crate) fn check_all(tats: &mut [u64], now: u64, claims: &[(Quota, u64, u64)]) -> Vec<Decision> {
-    debug_assert_eq!(tats.len(), claims.len());
-    let needs: Vec<Decision> = tats
-        .iter()
-        .zip(claims)
-        .map(|(&tat, (quota, need, _))| check(tat, now, quota, *need).0)
-        .collect();
-    let admitted = needs.iter().all(|need| need.allowed);
-    tats.iter_mut()
-        .zip(claims)
-        .zip(needs)
-        .map(|((tat, &(quota, need, take)), needed)| {
-            let take = if admitted { take.min(need) } else { 0 };
-            let (after, stored) = check(*tat, now, &quota, take);
-            *tat = stored;
+pub(crate) fn check_all(claims: &mut [ClaimState], now: u64) -> Vec<Decision> {
+    let fits = |c: &ClaimState| check(c.tat, now, &c.quota, c.need).0;
+    let admitted = claims.iter().all(|c| fits(c).allowed);
+    claims
+        .iter_mut()
+        .map(|claim| {
+            let needed = fits(claim);
+            let take = if admitted {
+                claim.take.min(claim.need)
+            } else {
+                0
+            };
+            let (after, stored) = check(claim.tat, now, &claim.quota, take);
+            claim.tat = stored;
             Decision {
                 allowed: needed.allowed,
                 retry_after: needed.retry_after,
@@ -204,28 +212,35 @@ mod tests {
         let tpm = Quota::per_minute(100);
         // 60 of the 100 tokens are used.
         let used = 60 * tpm.interval_ns();
-        let mut tats = [0, used];
+        let claim = |tat, quota, need, take| ClaimState {
+            tat,
+            quota,
+            need,
+            take,
+        };
         // Room for the request and its 40 tokens: the request is taken,
         // the tokens only looked at.
-        let fits = [(rpm, 1, 1), (tpm, 40, 0)];
-        let decisions = check_all(&mut tats, 0, &fits);
+        let mut claims = [claim(0, rpm, 1, 1), claim(used, tpm, 40, 0)];
+        let decisions = check_all(&mut claims, 0);
         assert!(decisions.iter().all(|d| d.allowed));
         assert_eq!((decisions[0].remaining, decisions[1].remaining), (1, 40));
         assert_eq!(
-            tats[1], used,
+            claims[1].tat, used,
             "a claim that takes nothing leaves its key alone"
         );
         // 60 tokens do not fit: the request cell is not taken either.
-        let before = tats;
-        let decisions = check_all(&mut tats, 0, &[(rpm, 1, 1), (tpm, 60, 0)]);
+        let before = claims;
+        claims[1].need = 60;
+        let decisions = check_all(&mut claims, 0);
         assert!(decisions[0].allowed && !decisions[1].allowed);
         // 20 tokens short, 0.6 s each.
         assert_eq!(decisions[1].retry_after, Duration::from_secs(12));
         assert_eq!(decisions[0].remaining, 1, "nothing was taken");
-        assert_eq!(tats, before);
+        assert_eq!(claims[0].tat, before[0].tat);
         // The last request cell, then none.
-        assert!(check_all(&mut tats, 0, &fits).iter().all(|d| d.allowed));
-        let decisions = check_all(&mut tats, 0, &fits);
+        claims[1].need = 40;
+        assert!(check_all(&mut claims, 0).iter().all(|d| d.allowed));
+        let decisions = check_all(&mut claims, 0);
         assert!(!decisions[0].allowed);
         assert_eq!(decisions[0].retry_after, Duration::from_secs(30));
         assert_eq!(decisions[0].remaining, 0);

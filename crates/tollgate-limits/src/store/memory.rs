@@ -24,8 +24,9 @@ const SHARDS: usize = 16;
 
 /// The limits' state in this process: GCRA times, parallel permits and
 /// spend, in 16 shards of `Mutex<HashMap>` (a lock is held for one map
-/// operation, never across an `.await`; every operation is ready on its
-/// first poll).
+/// operation — a check of several keys holds their shards' locks together,
+/// taken in shard order — never across an `.await`; every operation is
+/// ready on its first poll).
 ///
 /// # Bounded memory
 ///
@@ -144,43 +145,37 @@ impl MemoryStore {
     pub(crate) fn check_all_now(&self, claims: &[Claim<'_>], now: Instant) -> Vec<Decision> {
         let now = self.nanos(now);
         let sweep = self.sweep_context(now);
-        // Every shard involved, locked in index order (so two checks never
-        // wait on each other), each once.
-        let indices: Vec<usize> = claims.iter().map(|c| self.shard_index(c.key)).collect();
-        let mut order = indices.clone();
-        order.sort_unstable();
-        order.dedup();
-        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> = order
-            .into_iter()
-            .map(|index| (index, lock(&self.shards[index])))
-            .collect();
-        fn locked<'g>(
-            guards: &'g mut [(usize, MutexGuard<'_, Shard>)],
-            index: usize,
-        ) -> &'g mut Shard {
-            let at = guards
-                .iter()
-                .position(|(locked, _)| *locked == index)
-                .expect("every claim's shard is locked");
-            &mut guards[at].1
+        // Every shard involved, each locked once, in index order (so two
+        // checks never wait on each other).
+        let mut needed = [false; SHARDS];
+        for claim in claims {
+            needed[self.shard_index(claim.key)] = true;
         }
-        let mut tats: Vec<u64> = claims
+        let mut locked: [Option<MutexGuard<'_, Shard>>; SHARDS] = Default::default();
+        for (index, guard) in locked.iter_mut().enumerate() {
+            if needed[index] {
+                *guard = Some(lock(&self.shards[index]));
+            }
+        }
+        let mut states: Vec<gcra::ClaimState> = claims
             .iter()
-            .zip(&indices)
-            .map(|(claim, &index)| {
-                let shard = locked(&mut guards, index);
-                shard.gcra.get(claim.key).copied().unwrap_or(0)
+            .map(|claim| gcra::ClaimState {
+                tat: locked[self.shard_index(claim.key)]
+                    .as_ref()
+                    .and_then(|shard| shard.gcra.get(claim.key).copied())
+                    .unwrap_or(0),
+                quota: claim.quota,
+                need: claim.need,
+                take: claim.take,
             })
             .collect();
-        let before = tats.clone();
-        let rules: Vec<(Quota, u64, u64)> =
-            claims.iter().map(|c| (c.quota, c.need, c.take)).collect();
-        let decisions = gcra::check_all(&mut tats, now, &rules);
-        for ((claim, &index), (tat, old)) in
-            claims.iter().zip(&indices).zip(tats.iter().zip(&before))
-        {
-            if tat != old {
-                locked(&mut guards, index).set_gcra(claim.key, *tat, &sweep);
+        let decisions = gcra::check_all(&mut states, now);
+        for (claim, state) in claims.iter().zip(&states) {
+            let Some(shard) = locked[self.shard_index(claim.key)].as_deref_mut() else {
+                continue;
+            };
+            if shard.gcra.get(claim.key).copied().unwrap_or(0) != state.tat {
+                shard.set_gcra(claim.key, state.tat, &sweep);
             }
         }
         decisions
