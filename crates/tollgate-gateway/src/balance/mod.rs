@@ -83,11 +83,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tollgate_limits::{DeploymentQuota, DeploymentRateLimits};
 
-use crate::FastMap;
 use crate::config::{DeploymentConfig, RoutingStrategy};
 
 pub(crate) use strategy::Strategy;
 use strategy::View;
+pub(crate) use usage::TokenCounter;
 use usage::Usage;
 
 /// The largest group whose picks need no allocation.
@@ -108,6 +108,8 @@ pub(crate) struct Balancer {
     turn: AtomicU64,
     /// Where the deployments' `rpm` and `tpm` are counted.
     limits: DeploymentRateLimits,
+    /// Whether any deployment has an `rpm` or a `tpm`.
+    has_limits: bool,
 }
 
 /// What the balancer knows of one deployment.
@@ -160,9 +162,10 @@ impl Balancer {
                     stats: stats::Stats::default(),
                 }
             })
-            .collect();
+            .collect::<Box<[Member]>>();
         Balancer {
             strategy: Strategy::from_config(strategy),
+            has_limits: members.iter().any(|m| m.usage.is_some()),
             members,
             turn: AtomicU64::new(0),
             limits,
@@ -250,9 +253,13 @@ impl Balancer {
         }
     }
 
-    /// Whether deployment `index` is known to be at its limit.
+    /// Whether deployment `index` is known to be at its limit (the clock
+    /// is only read for a deployment with limits).
     fn is_limited(&self, index: usize) -> bool {
-        self.limited_for(index, Instant::now()).is_some()
+        self.members[index]
+            .usage
+            .as_ref()
+            .is_some_and(|usage| usage.limited_for(Instant::now()).is_some())
     }
 
     /// How long deployment `index` is still known to be at its limit.
@@ -277,7 +284,7 @@ impl Balancer {
     /// Whether any deployment has a limit (its attempts need a token
     /// estimate).
     pub(crate) fn has_limits(&self) -> bool {
-        self.members.iter().any(|m| m.usage.is_some())
+        self.has_limits
     }
 
     /// Admits an attempt of about `tokens` tokens to deployment `index`
@@ -303,8 +310,8 @@ impl Balancer {
         admission.admitted
     }
 
-    /// Counts each deployment's answers' tokens against its `tpm` (those
-    /// of the deployments with a `tpm`, by id), for the cost records.
+    /// The deployments with a `tpm`, by id, with their counters: where a
+    /// [`TokenCounter`] counts their answers' tokens.
     pub(crate) fn tpm_counters(&self) -> impl Iterator<Item = (Arc<str>, Arc<Usage>)> + '_ {
         self.members.iter().filter_map(|member| {
             let usage = member.usage.as_ref()?;
@@ -329,54 +336,6 @@ impl Balancer {
             index: pick.index,
             started,
         }
-    }
-}
-
-/// Counts the tokens of each answer against its deployment's `tpm`, as
-/// LiteLLM does (from the usage after the answer): in the limits' store,
-/// shared by the replicas, and in the balancer's view of the deployment.
-#[derive(Clone)]
-pub(crate) struct TokenCounter {
-    limits: DeploymentRateLimits,
-    deployments: Arc<FastMap<Arc<str>, Arc<Usage>>>,
-}
-
-impl std::fmt::Debug for TokenCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCounter")
-            .field("deployments", &self.deployments.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenCounter {
-    /// A counter for the deployments of `balancers` that have a `tpm`;
-    /// `None` when none has.
-    pub(crate) fn new<'a>(
-        limits: DeploymentRateLimits,
-        balancers: impl IntoIterator<Item = &'a Balancer>,
-    ) -> Option<TokenCounter> {
-        let deployments: FastMap<_, _> = balancers
-            .into_iter()
-            .flat_map(Balancer::tpm_counters)
-            .collect();
-        (!deployments.is_empty()).then(|| TokenCounter {
-            limits,
-            deployments: Arc::new(deployments),
-        })
-    }
-
-    /// Counts `tokens` used by an answer of `deployment`; never waits (the
-    /// store is written on a task when it is Redis).
-    pub(crate) fn count(&self, deployment: &str, tokens: u64) {
-        let Some(usage) = self.deployments.get(deployment) else {
-            return;
-        };
-        if tokens == 0 {
-            return;
-        }
-        usage.spend_tokens(tokens, Instant::now());
-        self.limits.record_tokens(deployment, usage.quota(), tokens);
     }
 }
 

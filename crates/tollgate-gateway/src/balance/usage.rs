@@ -13,12 +13,18 @@
 //!   since (a GCRA bucket refills at a steady rate, so this is exact for a
 //!   deployment no one else used meanwhile; another replica's use is seen
 //!   at the next admission).
+//!
+//! [`TokenCounter`] counts each answer's tokens against its deployment's
+//! `tpm`, in the store and here.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tollgate_limits::{DeploymentAdmission, DeploymentQuota};
+use tollgate_limits::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits};
+
+use super::Balancer;
+use crate::FastMap;
 
 /// A deployment's limits and the last word of the store about them.
 #[derive(Debug)]
@@ -122,6 +128,54 @@ impl Usage {
         let requests = left(self.quota.rpm, seen.requests, 1);
         let tokens = left(self.quota.tpm, seen.tokens, tokens);
         requests.min(tokens)
+    }
+}
+
+/// Counts the tokens of each answer against its deployment's `tpm`, as
+/// LiteLLM does (from the usage after the answer): in the limits' store,
+/// shared by the replicas, and in the balancer's view of the deployment.
+#[derive(Clone)]
+pub(crate) struct TokenCounter {
+    limits: DeploymentRateLimits,
+    deployments: Arc<FastMap<Arc<str>, Arc<Usage>>>,
+}
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCounter")
+            .field("deployments", &self.deployments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCounter {
+    /// A counter for the deployments of `balancers` that have a `tpm`;
+    /// `None` when none has.
+    pub(crate) fn new<'a>(
+        limits: DeploymentRateLimits,
+        balancers: impl IntoIterator<Item = &'a Balancer>,
+    ) -> Option<TokenCounter> {
+        let deployments: FastMap<_, _> = balancers
+            .into_iter()
+            .flat_map(Balancer::tpm_counters)
+            .collect();
+        (!deployments.is_empty()).then(|| TokenCounter {
+            limits,
+            deployments: Arc::new(deployments),
+        })
+    }
+
+    /// Counts `tokens` used by an answer of `deployment`; never waits (the
+    /// store is written on a task when it is Redis).
+    pub(crate) fn count(&self, deployment: &str, tokens: u64) {
+        let Some(usage) = self.deployments.get(deployment) else {
+            return;
+        };
+        if tokens == 0 {
+            return;
+        }
+        usage.spend_tokens(tokens, Instant::now());
+        self.limits.record_tokens(deployment, usage.quota(), tokens);
     }
 }
 
