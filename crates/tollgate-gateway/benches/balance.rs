@@ -10,7 +10,9 @@
 //! - `one_deployment`: a group of one, which skips balancing;
 //! - `<strategy>/3`: a group of three mock deployments, breakers on (one
 //!   breaker snapshot per deployment per pick);
-//! - `simple-shuffle/3/no-breakers`: the same with `cooldown_time: 0`.
+//! - `simple-shuffle/3/no-breakers`: the same with `cooldown_time: 0`;
+//! - `.../limits`: deployments with `rpm` and `tpm` (never reached): each
+//!   attempt is admitted by the limits' memory store first.
 //!
 //! Run with: cargo bench -p tollgate-gateway --bench balance
 
@@ -64,13 +66,17 @@ where
     black_box(response);
 }
 
-/// A gateway with one group `g` of `count` mock deployments.
-fn gateway(count: usize, router_settings: &str) -> Gateway {
+/// A gateway with one group `g` of `count` mock deployments, with `rpm`
+/// and `tpm` limits when `limits`.
+fn gateway(count: usize, router_settings: &str, limits: bool) -> Gateway {
     let mut yaml = String::from("model_list:\n");
     for i in 0..count {
         yaml.push_str(&format!(
-            "  - model_name: g\n    litellm_params:\n      model: mock/m{i}\n      rpm: 1000000\n      tpm: 1000000000\n"
+            "  - model_name: g\n    litellm_params:\n      model: mock/m{i}\n"
         ));
+        if limits {
+            yaml.push_str("      rpm: 1000000000\n      tpm: 1000000000000\n");
+        }
     }
     yaml.push_str(&format!("router_settings:\n{router_settings}"));
     let loaded = config::load_str(&yaml, &|_| None).expect("the bench config loads");
@@ -94,37 +100,31 @@ fn bench(c: &mut Criterion) {
     group_bench.bench_function("baseline", |b| {
         b.iter(|| one(&mut baseline, request(&group, &body), &mut cx))
     });
-    let cases: [(&str, usize, &str); 7] = [
-        ("one_deployment", 1, "  routing_strategy: simple-shuffle\n"),
-        (
-            "simple-shuffle/3",
-            3,
-            "  routing_strategy: simple-shuffle\n",
-        ),
+    let shuffle = "  routing_strategy: simple-shuffle\n";
+    let usage = "  routing_strategy: usage-based-routing\n";
+    let cases: [(&str, usize, &str, bool); 9] = [
+        ("one_deployment", 1, shuffle, false),
+        ("simple-shuffle/3", 3, shuffle, false),
         (
             "simple-shuffle/3/no-breakers",
             3,
             "  routing_strategy: simple-shuffle\n  cooldown_time: 0\n",
+            false,
         ),
-        ("least-busy/3", 3, "  routing_strategy: least-busy\n"),
+        ("least-busy/3", 3, "  routing_strategy: least-busy\n", false),
         (
             "latency-based-routing/3",
             3,
             "  routing_strategy: latency-based-routing\n",
+            false,
         ),
-        (
-            "usage-based-routing/3",
-            3,
-            "  routing_strategy: usage-based-routing\n",
-        ),
-        (
-            "simple-shuffle/12",
-            12,
-            "  routing_strategy: simple-shuffle\n",
-        ),
+        ("simple-shuffle/12", 12, shuffle, false),
+        ("one_deployment/limits", 1, shuffle, true),
+        ("simple-shuffle/3/limits", 3, shuffle, true),
+        ("usage-based-routing/3/limits", 3, usage, true),
     ];
-    for (name, count, settings) in cases {
-        let gateway = gateway(count, settings);
+    for (name, count, settings, limits) in cases {
+        let gateway = gateway(count, settings, limits);
         let mut service = gateway.pick_deployment_over(noop());
         group_bench.bench_function(name, |b| {
             b.iter(|| one(&mut service, request(&group, &body), &mut cx))

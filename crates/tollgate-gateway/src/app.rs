@@ -15,7 +15,7 @@ use tollgate_core::{ErrorClass, Failure};
 
 use crate::FastMap;
 use crate::access_log::AccessLog;
-use crate::balance::{Balancer, Pick, Tried};
+use crate::balance::{Balancer, Pick, TokenCounter, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
 use crate::grace::GracePeriod;
 use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
@@ -34,7 +34,7 @@ use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
 use tollgate_breaker::{Breakers, State as BreakerState};
 use tollgate_cost::CostLayer;
 use tollgate_fallback::FallbackLayer;
-use tollgate_limits::{RateLimitLayer, Store, restore_spend};
+use tollgate_limits::{DeploymentRateLimits, RateLimitLayer, Store, restore_spend};
 use tollgate_openrouter::{OpenRouter, OpenRouterConfig, OpenRouterLayer};
 use tollgate_retry::RetryLayer;
 use tower::Layer;
@@ -136,18 +136,19 @@ impl Group {
         name: Arc<str>,
         strategy: RoutingStrategy,
         members: Vec<(Arc<Deployment>, &DeploymentConfig)>,
+        limits: DeploymentRateLimits,
     ) -> Self {
         let configs: Vec<&DeploymentConfig> = members.iter().map(|(_, c)| *c).collect();
         Group {
             name,
-            balancer: Arc::new(Balancer::new(strategy, &configs)),
+            balancer: Arc::new(Balancer::new(strategy, &configs, limits)),
             deployments: members.into_iter().map(|(d, _)| d).collect(),
         }
     }
 
     /// The deployment for this attempt (see [`Balancer::pick`]); a
-    /// deployment is open when its breaker is. Only a group of several
-    /// deployments looks at the breakers.
+    /// deployment is open when its breaker is (or out when it is known to
+    /// be at its limit). Only a group of several deployments looks.
     pub(crate) fn pick(&self, breakers: &Breakers, tried: &Tried, tokens: u64) -> Pick {
         self.balancer.pick(tried, tokens, |index| {
             let deployment = &self.deployments[index];
@@ -340,11 +341,25 @@ impl Gateway {
                 })
                 .collect(),
         );
+        // Shared state (Redis) needs a runtime; a gateway built outside one
+        // (a config check) has no traffic to share.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let shared = match &runtime {
+            Some(_) => SharedState::from_config(config, &metrics).map_err(|error| BuildError {
+                path: String::from("router_settings.redis_host"),
+                message: error.to_string(),
+            })?,
+            None => None,
+        };
+        let limit_store = crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout);
+        let limits = RateLimitLayer::new(limit_store.clone());
+        let deployment_limits = DeploymentRateLimits::new(limit_store.clone());
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
                 .map(|(name, members)| {
-                    let group = Group::new(name.clone(), strategy, members);
+                    let group =
+                        Group::new(name.clone(), strategy, members, deployment_limits.clone());
                     (name, Arc::new(group))
                 })
                 .collect(),
@@ -357,24 +372,17 @@ impl Gateway {
                 providers: providers.clone(),
                 ledger: ledger.as_ref().map(|l| l.handle()),
                 grace: grace.clone(),
+                deployment_tokens: TokenCounter::new(
+                    deployment_limits,
+                    groups.values().map(|group| &**group.balancer()),
+                ),
             },
         );
-        // Shared state (Redis) needs a runtime; a gateway built outside one
-        // (a config check) has no traffic to share.
-        let runtime = tokio::runtime::Handle::try_current().ok();
-        let shared = match &runtime {
-            Some(_) => SharedState::from_config(config, &metrics).map_err(|error| BuildError {
-                path: String::from("router_settings.redis_host"),
-                message: error.to_string(),
-            })?,
-            None => None,
-        };
-        let limit_store = crate::limits::store(shared.as_ref());
-        let limits = RateLimitLayer::new(limit_store.clone());
         let keys = open_keys(config, shared.as_ref())?;
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch.
         if let Some(runtime) = &runtime {
+            crate::limits::log_deployment_limits(config, shared.is_some());
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);
             // Generated keys: Redis's changes, and putting back what it lost.

@@ -62,7 +62,6 @@ pub(crate) mod keys;
 pub(crate) mod ledger;
 mod limits;
 pub(crate) mod metrics;
-mod pending;
 mod pick;
 mod pricing;
 mod provider;
@@ -82,6 +81,5 @@ pub use app::{
     DEFAULT_TIMEOUT, Gateway,
 };
 pub use ledger::DEFAULT_LEDGER_FILE;
-pub use pending::unapplied_settings;
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};

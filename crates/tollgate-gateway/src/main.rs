@@ -13,9 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_gateway::log_format::JsonLines;
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
-use tollgate_gateway::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve, unapplied_settings,
-};
+use tollgate_gateway::{DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve};
 use tracing_subscriber::EnvFilter;
 
 /// An OpenAI-compatible LLM gateway configured with LiteLLM's config.yaml.
@@ -89,13 +87,6 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
-            let unapplied = unapplied_settings(&loaded.config);
-            if !unapplied.is_empty() {
-                println!("\nNot applied yet ({})", unapplied.len());
-                for warning in &unapplied {
-                    println!("  {warning}");
-                }
-            }
             match Gateway::new(&loaded.config) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -121,11 +112,7 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
             return ExitCode::FAILURE;
         }
     };
-    for warning in loaded
-        .warnings
-        .iter()
-        .chain(&unapplied_settings(&loaded.config))
-    {
+    for warning in &loaded.warnings {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
     // The binary always keeps a spend ledger: spend must survive restarts.

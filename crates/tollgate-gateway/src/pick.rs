@@ -4,19 +4,22 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tollgate_breaker::{Breakers, CircuitOpen};
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
 use tollgate_core::extensions::{Attempt, ModelGroup, Target};
-use tollgate_core::{BoxError, ErrorClass, Failure};
+use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
 
-use crate::app::Groups;
-use crate::balance::{InFlight, Outcome, Strategy, Tried, estimate_tokens};
+use crate::app::{Group, Groups};
+use crate::balance::{InFlight, Outcome, Pick, Strategy, Tried, estimate_tokens};
 
 /// Picks a deployment of the request's model group (the [`ModelGroup`]
 /// request extension) for each call, with the group's balancer (see
@@ -24,17 +27,29 @@ use crate::balance::{InFlight, Outcome, Strategy, Tried, estimate_tokens};
 /// another deployment; marks the request with the [`Deployment`] and its
 /// [`Target`], and the response with the [`Target`] that answered.
 ///
+/// A deployment with an `rpm` or a `tpm` is only called once the limits'
+/// store admits the attempt (see [`Balancer::admit`]); while it refuses,
+/// the next deployment is picked, and when none is left the attempt fails
+/// with a 429 and the `Retry-After` of the first to have room again —
+/// not retried (waiting is the client's call), but eligible for the
+/// fallback cascade.
+///
 /// It remembers what the current request tried ([`Tried`]) in itself: the
 /// retry layer above resends with the same service, and a clone starts
 /// afresh.
 ///
 /// [`Deployment`]: crate::app::Deployment
+/// [`Balancer::admit`]: crate::balance::Balancer::admit
 #[derive(Debug)]
 pub(crate) struct PickDeployment<S> {
     inner: S,
     breakers: Breakers,
     groups: Groups,
     tried: Tried,
+    /// Deployments an admission moved the current request to (as bits, see
+    /// [`Tried::bit`]): the admission runs in the response future, which
+    /// tells the service here. Made on the first admission.
+    admitted: Option<Arc<AtomicU64>>,
 }
 
 impl<S> PickDeployment<S> {
@@ -44,6 +59,7 @@ impl<S> PickDeployment<S> {
             breakers,
             groups,
             tried: Tried::default(),
+            admitted: None,
         }
     }
 }
@@ -61,18 +77,20 @@ impl<S: Clone> Clone for PickDeployment<S> {
 
 impl<S, B, ResB> Service<Request<B>> for PickDeployment<S>
 where
-    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
-    B: Body,
+    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    ResB: Send + 'static,
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = PickFuture<S::Future>;
+    type Future = PickFuture<S::Future, ResB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let group = request
             .extensions()
             .get::<ModelGroup>()
@@ -86,41 +104,146 @@ where
             };
         };
         let attempt = request.extensions().get::<Attempt>().map_or(0, |a| a.0);
+        if let Some(admitted) = &self.admitted {
+            self.tried.insert_mask(admitted.swap(0, Ordering::Relaxed));
+        }
         self.tried.begin(attempt);
-        let tokens = match group.balancer().strategy() {
-            Strategy::UsageBased => {
-                let size = request.body().size_hint();
-                estimate_tokens(size.exact().unwrap_or(size.lower()))
-            }
-            _ => 0,
+        let balancer = group.balancer();
+        let tokens = if balancer.strategy() == Strategy::UsageBased || balancer.has_limits() {
+            let size = request.body().size_hint();
+            estimate_tokens(size.exact().unwrap_or(size.lower()))
+        } else {
+            0
         };
         let pick = group.pick(&self.breakers, &self.tried, tokens);
         self.tried.insert(pick.index);
-        let in_flight = group.balancer().begin(&pick, tokens);
-        let deployment = Arc::clone(group.deployment(pick.index));
-        tracing::trace!(
-            model_group = %group.name,
-            deployment = %deployment.target.deployment_id,
-            attempt,
-            "picked a deployment"
-        );
-        let target = deployment.target.clone();
-        request.extensions_mut().insert(target.clone());
-        request.extensions_mut().insert(deployment);
-        PickFuture::Calling {
-            inner: self.inner.call(request),
-            target: Some(target),
-            in_flight: Some(in_flight),
-            alternatives: pick.alternatives,
+        if balancer.is_limited_member(pick.index) {
+            if let Some(failure) = limited_group(group, pick.index) {
+                return PickFuture::Failed {
+                    failure: Some(failure),
+                };
+            }
+            // The attempt waits for the limits' store: the service that is
+            // ready goes with it, a clone stays (tower's `mem::replace`
+            // idiom).
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let admitted = self.admitted.get_or_insert_with(Default::default).clone();
+            let admission = Admission {
+                group: Arc::clone(group),
+                breakers: self.breakers.clone(),
+                tried: self.tried,
+                tokens,
+                admitted,
+            };
+            return PickFuture::Admitting {
+                future: Box::pin(admission.call(pick, inner, request)),
+            };
         }
+        calling(group, &pick, &mut self.inner, request)
     }
 }
+
+/// Calls deployment `pick` of `group` with `request`.
+fn calling<S, B, ResB>(
+    group: &Group,
+    pick: &Pick,
+    inner: &mut S,
+    mut request: Request<B>,
+) -> PickFuture<S::Future, ResB>
+where
+    S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
+{
+    let in_flight = group.balancer().begin(pick);
+    let deployment = Arc::clone(group.deployment(pick.index));
+    tracing::trace!(
+        model_group = %group.name,
+        deployment = %deployment.target.deployment_id,
+        "picked a deployment"
+    );
+    let target = deployment.target.clone();
+    request.extensions_mut().insert(target.clone());
+    request.extensions_mut().insert(deployment);
+    PickFuture::Calling {
+        inner: inner.call(request),
+        target: Some(target),
+        in_flight: Some(in_flight),
+        alternatives: pick.alternatives,
+    }
+}
+
+/// The failure of an attempt whose chosen deployment `index` is known to
+/// be at its limit — which the balancer only chooses when every deployment
+/// of the group is out: 429, with the wait until the first has room.
+fn limited_group(group: &Group, index: usize) -> Option<Failure> {
+    let now = Instant::now();
+    let balancer = group.balancer();
+    balancer.limited_for(index, now)?;
+    let wait = balancer.shortest_wait(now).unwrap_or(Duration::ZERO);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some(
+        Failure::new(
+            ErrorClass::RateLimited,
+            format!(
+                "Every deployment of the model group `{}` is at its rpm/tpm limit. Retry after {seconds} s.",
+                group.name
+            ),
+        )
+        .with_scope(Scope::Model)
+        .with_subkind("deployment_limit")
+        .with_retry_after(wait)
+        // Waiting is the client's call; another model group may answer now.
+        .with_retryable(false),
+    )
+}
+
+/// An attempt on a deployment with limits: admitted by the limits' store
+/// before it is sent.
+struct Admission {
+    group: Arc<Group>,
+    breakers: Breakers,
+    /// The request's tried deployments when the attempt began.
+    tried: Tried,
+    tokens: u64,
+    /// Where the deployment finally called is told to the service.
+    admitted: Arc<AtomicU64>,
+}
+
+impl Admission {
+    /// Asks the store about `pick` and, while it refuses, about the next
+    /// deployment the balancer picks (each refusal leaves one more out, so
+    /// this ends within the group's size); then calls the admitted one with
+    /// `inner`, which is ready.
+    async fn call<S, B, ResB>(
+        self,
+        mut pick: Pick,
+        mut inner: S,
+        request: Request<B>,
+    ) -> Result<Response<ResB>, BoxError>
+    where
+        S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
+    {
+        let balancer = self.group.balancer();
+        while !balancer.admit(pick.index, self.tokens).await {
+            pick = self.group.pick(&self.breakers, &self.tried, self.tokens);
+            if let Some(failure) = limited_group(&self.group, pick.index) {
+                return Err(failure.into());
+            }
+        }
+        self.admitted
+            .fetch_or(Tried::bit(pick.index), Ordering::Relaxed);
+        calling(&self.group, &pick, &mut inner, request).await
+    }
+}
+
+/// The boxed future of an attempt that waits for the limits' store.
+type AdmittingFuture<ResB> = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
 
 pin_project! {
     /// The future of [`PickDeployment`]: the deployment's call, counted in
     /// flight until it completes or is dropped.
     #[project = PickFutureProj]
-    pub(crate) enum PickFuture<F> {
+    pub(crate) enum PickFuture<F, ResB> {
         Calling {
             #[pin]
             inner: F,
@@ -128,11 +251,14 @@ pin_project! {
             in_flight: Option<InFlight>,
             alternatives: bool,
         },
+        /// Admission by the limits' store, then the call (boxed: only
+        /// deployments with limits take this way).
+        Admitting { future: AdmittingFuture<ResB> },
         Failed { failure: Option<Failure> },
     }
 }
 
-impl<F, ResB> Future for PickFuture<F>
+impl<F, ResB> Future for PickFuture<F, ResB>
 where
     F: Future<Output = Result<Response<ResB>, BoxError>>,
 {
@@ -158,6 +284,7 @@ where
                 }
                 Poll::Ready(Ok(response))
             }
+            PickFutureProj::Admitting { future } => future.as_mut().poll(cx),
             PickFutureProj::Failed { failure } => Poll::Ready(Err(failure
                 .take()
                 .unwrap_or_else(|| Failure::new(ErrorClass::Internal, "polled after completion"))
@@ -215,8 +342,13 @@ impl crate::Gateway {
         inner: S,
     ) -> impl Service<Request<B>, Response = Response<ResB>, Error = BoxError> + Clone + use<S, B, ResB>
     where
-        S: Service<Request<B>, Response = Response<ResB>, Error = BoxError> + Clone,
-        B: Body,
+        S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: Body + Send + 'static,
+        ResB: Send + 'static,
     {
         PickDeployment::new(inner, self.app.breakers.clone(), self.app.groups.clone())
     }

@@ -7,6 +7,7 @@ use std::time::UNIX_EPOCH;
 use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
 
 use crate::after_write::{self, Deferred};
+use crate::balance::TokenCounter;
 use crate::grace::GracePeriod;
 use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
 use crate::metrics::{AttemptMetrics, Metrics};
@@ -19,6 +20,9 @@ pub(crate) struct GatewaySink {
     pub(crate) metrics: Metrics,
     pub(crate) providers: ProviderHealth,
     pub(crate) ledger: Option<LedgerHandle>,
+    /// Counts each attempt's tokens against its deployment's `tpm`, when
+    /// any deployment has one.
+    pub(crate) deployment_tokens: Option<TokenCounter>,
     /// The server's grace period: an attempt cancelled once it is over was
     /// cut by the shutdown.
     pub(crate) grace: GracePeriod,
@@ -80,6 +84,9 @@ impl GatewaySink {
             },
             record.first_byte.unwrap_or(record.upstream_time),
         );
+        if let Some(counter) = &self.deployment_tokens {
+            counter.count(deployment, usage.total_tokens());
+        }
         if let Some(ledger) = &self.ledger {
             ledger.record(ledger_row(&record, end));
         }

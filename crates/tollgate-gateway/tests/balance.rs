@@ -1,6 +1,6 @@
 //! Balancing inside a model group, through the whole gateway: mock
 //! deployments, or testkit upstreams reached in memory, under paused time
-//! (latencies and minutes are exact, and nothing here is random: the
+//! (latencies and rate limits are exact, and nothing here is random: the
 //! balancer's shuffle is a fixed sequence).
 
 mod common;
@@ -250,27 +250,30 @@ async fn a_slow_down_moves_traffic_and_recovery_brings_it_back() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn usage_based_routing_follows_rpm_headroom() {
+async fn usage_based_routing_follows_rpm_headroom_and_the_limits_hold() {
     let mut yaml = mock_group(&[("small", "      rpm: 2\n"), ("large", "      rpm: 10\n")]);
     yaml.push_str("router_settings:\n  routing_strategy: usage-based-routing\n");
     let gateway = mock_gateway(&yaml);
     let mut answers = Vec::new();
-    for _ in 0..15 {
+    for _ in 0..12 {
         answers.push(chat(&gateway).await);
     }
     assert_eq!(answers[0], "large", "the most headroom first");
-    // Each fills its own limit: the first twelve are 2 + 10...
-    let counts = tally(&answers[..12]);
+    // Each fills its own limit: 2 + 10...
+    let counts = tally(&answers);
     assert_eq!((counts["small"], counts["large"]), (2, 10), "{answers:?}");
-    // ...and the one at its rpm takes no more while the other is less over.
-    let full = answers.iter().rposition(|a| a == "small").unwrap();
-    assert!(
-        answers[full + 1..].iter().all(|a| a == "large"),
-        "{answers:?}"
-    );
-    assert_eq!(tally(&answers)["small"], 2, "{answers:?}");
+    // ...and then neither takes more: 429 until the first has room again,
+    // the large one's next request, in 6 s.
+    let (parts, body) = gateway.handle(request()).await.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    assert_eq!(parts.status, 429, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(parts.headers["retry-after"], "6");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(chat(&gateway).await, "large");
 
-    // A new minute, new headroom.
+    // A minute on, the buckets are full again: the most headroom first.
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(chat(&gateway).await, "large");
 }

@@ -54,15 +54,30 @@ fn fails_naming_a_missing_environment_variable_without_values() {
 }
 
 #[test]
-fn settings_the_gateway_does_not_apply_yet_are_called_out() {
+fn deployment_limits_are_reported_as_enforced() {
     let path = write_config(
-        "unapplied.yaml",
+        "deployment-limits.yaml",
         "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      rpm: 10\n",
     );
     let (ok, text) = check_config(&path, &[]);
     assert!(ok, "{text}");
-    assert!(text.contains("Not applied yet"), "{text}");
-    assert!(text.contains("model_list[0].litellm_params.rpm"), "{text}");
+    assert!(!text.contains("Not applied yet"), "{text}");
+    assert!(text.contains("rpm 10"), "{text}");
+    assert!(
+        text.contains("rpm/tpm of 1 deployment enforced: counted by each replica on its own"),
+        "{text}"
+    );
+    let path = write_config(
+        "deployment-limits-redis.yaml",
+        "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo-model\n      tpm: 1000\nrouter_settings:\n  redis_host: 127.0.0.1\ntollgate:\n  redis_timeout: 0.2\n",
+    );
+    let (ok, text) = check_config(&path, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("tollgate.redis_timeout: 0.2s"), "{text}");
+    assert!(
+        text.contains("enforced: counted in Redis, one limit for every replica"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -166,7 +166,14 @@ async fn one_rpm_limit_holds_across_replicas_and_keys_work_on_both() {
     let redis = RedisServer::start().await;
     let upstream = Upstream::start().await;
     answer_ok(&upstream);
-    let cluster = Cluster::start("replicas-rpm", &redis, &upstream, "");
+    // Redis calls wait up to 2 s: on a loaded machine the 50 ms default
+    // makes a replica fall back to local counting, and the count inexact.
+    let cluster = Cluster::start(
+        "replicas-rpm",
+        &redis,
+        &upstream,
+        "tollgate:\n  redis_timeout: 2\n",
+    );
     let client = client();
 
     // Generated on A, used on B at once.

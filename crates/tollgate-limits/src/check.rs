@@ -242,7 +242,7 @@ impl Drop for Admission {
 
 /// Runs a settlement now if it can finish at once (the memory store's
 /// always can), else on a task.
-fn settle_soon(future: impl Future<Output = ()> + Send + 'static) {
+pub(crate) fn settle_soon(future: impl Future<Output = ()> + Send + 'static) {
     let mut future = Box::pin(future);
     if future
         .as_mut()

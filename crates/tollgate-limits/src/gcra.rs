@@ -128,6 +128,49 @@ pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
     u64::try_from(moved).unwrap_or(u64::MAX)
 }
 
+/// One key's part of [`check_all`]: its TAT (updated in place), its
+/// quota, the cells that must fit and those taken when all fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimState {
+    pub(crate) tat: u64,
+    pub(crate) quota: Quota,
+    pub(crate) need: u64,
+    pub(crate) take: u64,
+}
+
+/// Checks several keys at once, all or nothing — the rule of
+/// [`Store::gcra_all`](crate::Store::gcra_all), which the memory store
+/// runs and the Redis script mirrors. Every claim's `need` cells must fit;
+/// when they all do, each claim takes its `take` cells (at most its
+/// `need`), moving its `tat`; otherwise nothing is taken.
+///
+/// Each decision says whether that claim's `need` fit (with its
+/// `retry_after` when not), and what is left and when the bucket is full
+/// again after what was taken.
+pub(crate) fn check_all(claims: &mut [ClaimState], now: u64) -> Vec<Decision> {
+    let fits = |c: &ClaimState| check(c.tat, now, &c.quota, c.need).0;
+    let admitted = claims.iter().all(|c| fits(c).allowed);
+    claims
+        .iter_mut()
+        .map(|claim| {
+            let needed = fits(claim);
+            let take = if admitted {
+                claim.take.min(claim.need)
+            } else {
+                0
+            };
+            let (after, stored) = check(claim.tat, now, &claim.quota, take);
+            claim.tat = stored;
+            Decision {
+                allowed: needed.allowed,
+                retry_after: needed.retry_after,
+                remaining: after.remaining,
+                reset_after: after.reset_after,
+            }
+        })
+        .collect()
+}
+
 fn to_u64(value: u128) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
@@ -161,6 +204,46 @@ mod tests {
         let (decision, _) = check(tat, now + SEC, &quota, 1);
         assert!(decision.allowed);
         assert_eq!(decision.remaining, 0);
+    }
+
+    #[test]
+    fn check_all_takes_everything_or_nothing() {
+        let rpm = Quota::per_minute(2);
+        let tpm = Quota::per_minute(100);
+        // 60 of the 100 tokens are used.
+        let used = 60 * tpm.interval_ns();
+        let claim = |tat, quota, need, take| ClaimState {
+            tat,
+            quota,
+            need,
+            take,
+        };
+        // Room for the request and its 40 tokens: the request is taken,
+        // the tokens only looked at.
+        let mut claims = [claim(0, rpm, 1, 1), claim(used, tpm, 40, 0)];
+        let decisions = check_all(&mut claims, 0);
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert_eq!((decisions[0].remaining, decisions[1].remaining), (1, 40));
+        assert_eq!(
+            claims[1].tat, used,
+            "a claim that takes nothing leaves its key alone"
+        );
+        // 60 tokens do not fit: the request cell is not taken either.
+        let before = claims;
+        claims[1].need = 60;
+        let decisions = check_all(&mut claims, 0);
+        assert!(decisions[0].allowed && !decisions[1].allowed);
+        // 20 tokens short, 0.6 s each.
+        assert_eq!(decisions[1].retry_after, Duration::from_secs(12));
+        assert_eq!(decisions[0].remaining, 1, "nothing was taken");
+        assert_eq!(claims[0].tat, before[0].tat);
+        // The last request cell, then none.
+        claims[1].need = 40;
+        assert!(check_all(&mut claims, 0).iter().all(|d| d.allowed));
+        let decisions = check_all(&mut claims, 0);
+        assert!(!decisions[0].allowed);
+        assert_eq!(decisions[0].retry_after, Duration::from_secs(30));
+        assert_eq!(decisions[0].remaining, 0);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! 4. **max_budget** — spend per budget window (aligned to the Unix epoch)
 //!    or in the key's lifetime, in exact picodollars.
 //!
+//! [`DeploymentRateLimits`] keeps per-deployment rpm and tpm (LiteLLM's
+//! `litellm_params.rpm`/`tpm`) in the same store, for a balancer that
+//! skips a deployment at its limit.
+//!
 //! A rejected request never reaches the inner service. The state lives in
 //! a [`Store`]: [`MemoryStore`] in one process (sharded, bounded memory),
 //! [`RedisStore`] shared by every replica.
@@ -133,7 +137,7 @@ mod usage;
 pub use body::ResponseBody;
 pub use check::restore_spend;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use deployment::{DeploymentRateLimits, Headroom};
+pub use deployment::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};
 pub use future::ResponseFuture;
 pub use gcra::{Decision, Quota};
@@ -145,7 +149,7 @@ pub use layer::RateLimitLayer;
 pub use limits::{Budget, BudgetWindow, KeyLimits, PICOS_PER_DOLLAR, estimate_tokens};
 pub use service::RateLimit;
 pub use store::{
-    BoxFuture, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, Lease,
-    MemoryStore, RedisStore, Store,
+    BoxFuture, Claim, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX,
+    Lease, MemoryStore, RedisStore, Store,
 };
 pub use usage::UsageReport;

@@ -15,8 +15,8 @@ use common::{limited, rejection, request, send};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tollgate_limits::{
-    Budget, BudgetWindow, Clock, KeyLimits, Limit, ManualClock, Quota, RedisStore, Store,
-    SystemClock,
+    Budget, BudgetWindow, Clock, DeploymentQuota, DeploymentRateLimits, KeyLimits, Limit,
+    ManualClock, Quota, RedisStore, Store, SystemClock,
 };
 use tollgate_testkit::RedisServer;
 use tower::ServiceExt;
@@ -273,4 +273,88 @@ async fn spend_sent_before_a_timeout_counts_once() {
         15,
         "not 20: counted once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployments_rpm_holds_exactly_across_replicas_in_one_round_trip_each() {
+    let server = RedisServer::start().await;
+    let (a, b) = (replica(&server), replica(&server));
+    let (limits_a, limits_b) = (
+        DeploymentRateLimits::new(a.clone()),
+        DeploymentRateLimits::new(b.clone()),
+    );
+    let quota = DeploymentQuota {
+        rpm: Some(10),
+        tpm: Some(100_000),
+    };
+    let mut burst = JoinSet::new();
+    for i in 0..30 {
+        let limits = if i % 2 == 0 { &limits_a } else { &limits_b }.clone();
+        burst.spawn(async move { limits.admit("gpt-1", quota, 50).await });
+    }
+    let answers = burst.join_all().await;
+    let admitted = answers.iter().filter(|a| a.admitted).count();
+    assert_eq!(admitted, 10, "one limit of 10 for both replicas");
+    for refused in answers.iter().filter(|a| !a.admitted) {
+        assert_eq!(refused.refused_by, Some(Limit::Requests));
+        // 10 a minute: the next request in about 6 s.
+        assert!(refused.retry_after > Duration::from_secs(4), "{refused:?}");
+        assert!(refused.retry_after <= Duration::from_secs(6), "{refused:?}");
+    }
+    assert_eq!((a.fallbacks(), b.fallbacks()), (0, 0));
+
+    // Tokens counted on one replica are seen by the other.
+    limits_a.record_tokens("gpt-1", quota, 99_000);
+    let mut seen = None;
+    for _ in 0..100 {
+        // The count goes to Redis on a task: waiting for that task.
+        seen = limits_b.headroom("gpt-1", quota).await.tokens;
+        // 1000 left, and 1667 more each second.
+        if seen.is_some_and(|left| left < 3_000) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(seen.is_some_and(|left| left < 3_000), "{seen:?}");
+    let refused = limits_b
+        .admit("gpt-1", DeploymentQuota { rpm: None, ..quota }, 5_000)
+        .await;
+    assert_eq!(refused.refused_by, Some(Limit::Tokens));
+
+    // Only hashed names in Redis, under the prefix.
+    for key in server.keys().await {
+        assert!(key.starts_with("tollgate:gcra:"), "{key}");
+        assert!(!key.contains("gpt-1"), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_limits_fail_open_to_local_state_and_share_again() {
+    let mut server = RedisServer::start().await;
+    let (a, b) = (replica(&server), replica(&server));
+    let (limits_a, limits_b) = (
+        DeploymentRateLimits::new(a.clone()),
+        DeploymentRateLimits::new(b.clone()),
+    );
+    let quota = DeploymentQuota {
+        rpm: Some(2),
+        tpm: None,
+    };
+    server.kill();
+    // Each replica counts on its own: 2 each.
+    for limits in [&limits_a, &limits_b] {
+        assert!(limits.admit("d", quota, 0).await.admitted);
+        assert!(limits.admit("d", quota, 0).await.admitted);
+        assert!(!limits.admit("d", quota, 0).await.admitted);
+    }
+    assert!(a.fallbacks() >= 3 && b.fallbacks() >= 3);
+
+    server.restart().await;
+    let fallbacks = (a.fallbacks(), b.fallbacks());
+    // A fresh Redis: one shared limit of 2 again.
+    assert!(limits_a.admit("d", quota, 0).await.admitted);
+    assert!(limits_b.admit("d", quota, 0).await.admitted);
+    assert!(!limits_a.admit("d", quota, 0).await.admitted);
+    assert!(!limits_b.admit("d", quota, 0).await.admitted);
+    assert_eq!((a.fallbacks(), b.fallbacks()), fallbacks);
 }

@@ -5,13 +5,18 @@
 //! [`Balancer`] chooses one, from LiteLLM's `router_settings.routing_strategy`
 //! and each deployment's `weight`, `rpm`, `tpm` and `order`:
 //!
-//! 1. **Open breakers are left out** while any deployment's breaker is not
-//!    open. Only the deployment about to be chosen is looked up, so a
-//!    healthy group costs one breaker lookup per pick. When every one is
-//!    open, one is chosen anyway: its breaker rejects at once and
-//!    [`PickDeployment`](crate::pick::PickDeployment) answers 503 with
+//! 1. **Open breakers and deployments at their limits are left out** while
+//!    any deployment is neither. Only the deployment about to be chosen is
+//!    looked up, so a healthy group costs one breaker lookup per pick. When
+//!    every one is out, one is chosen anyway: an open breaker rejects at
+//!    once and [`PickDeployment`](crate::pick::PickDeployment) answers 503
+//!    with `Retry-After`, a deployment at its limit answers 429 with
 //!    `Retry-After` (or a fallback cascade above moves on). A half-open
 //!    breaker counts as available: its probes are how it closes again.
+//!    A deployment's `rpm` and `tpm` are limits the replicas share (see
+//!    [`usage`] and [`admit`](Balancer::admit)): an attempt is admitted by
+//!    the limits' store before it is sent, and a deployment it refuses is
+//!    left out until the store said it would have room again.
 //! 2. **A retry prefers a deployment this request has not tried** (see
 //!    [`Tried`]), as LiteLLM's retries skip the deployments that failed.
 //! 3. **`order` first**: only the candidates with the lowest `order` stay;
@@ -32,12 +37,12 @@
 //!      the breaker counts as [`FAILURE_PENALTY`](stats::FAILURE_PENALTY),
 //!      or the time it took if longer; other failures count for nothing;
 //!    - `usage-based-routing` (and `-v2`): those with the most headroom
-//!      under their `rpm` and `tpm` in the current minute, as the smaller
-//!      fraction of either limit left after this request; a deployment
-//!      without limits has unlimited headroom. Requests count when called;
-//!      tokens are estimated at a quarter of the request body's bytes (the
-//!      cost layer will count the real ones). Minutes are counted from the
-//!      gateway's start, on tokio's clock, not from the wall clock's;
+//!      under their `rpm` and `tpm`, as the smaller fraction of either limit
+//!      left after this request, read from the limits' shared counters as
+//!      the last admission saw them (see [`usage`]); a deployment without
+//!      limits has unlimited headroom. Tokens are estimated at a quarter of
+//!      the request body's bytes; the real ones are counted when the answer
+//!      ends;
 //!    - `cost-based-routing`: shuffles by weight for now (no price table is
 //!      read yet).
 //! 5. **The shuffle**: one of those, in proportion to its weight: `weight`,
@@ -53,10 +58,12 @@
 //! requests.
 //!
 //! Costs on the request path: no lock is held across an `.await`; counters
-//! are atomics; the latency estimate is read under a short `Mutex` (one per
-//! deployment, only under `latency-based-routing`); a pick allocates
-//! nothing for groups of up to [`INLINE`] deployments; a group of one
-//! deployment skips all of it, breaker lookups included.
+//! are atomics; the latency estimate and a limited deployment's counters are
+//! read under a short `Mutex` (one per deployment, only under
+//! `latency-based-routing` or with limits); a pick allocates nothing for
+//! groups of up to [`INLINE`] deployments; a group of one deployment skips
+//! all of it, breaker lookups included. A deployment without `rpm` or `tpm`
+//! never waits for the limits' store.
 //!
 //! # When not to use a group
 //!
@@ -67,16 +74,21 @@
 
 mod stats;
 mod strategy;
+mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::time::Instant;
+use tollgate_limits::{DeploymentQuota, DeploymentRateLimits};
 
 use crate::config::{DeploymentConfig, RoutingStrategy};
 
 pub(crate) use strategy::Strategy;
 use strategy::View;
+pub(crate) use usage::TokenCounter;
+use usage::Usage;
 
 /// The largest group whose picks need no allocation.
 pub(crate) const INLINE: usize = 16;
@@ -94,17 +106,20 @@ pub(crate) struct Balancer {
     members: Box<[Member]>,
     /// The position in the golden-ratio sequence: one step per pick.
     turn: AtomicU64,
-    /// Where usage minutes are counted from.
-    epoch: Instant,
+    /// Where the deployments' `rpm` and `tpm` are counted.
+    limits: DeploymentRateLimits,
+    /// Whether any deployment has an `rpm` or a `tpm`.
+    has_limits: bool,
 }
 
 /// What the balancer knows of one deployment.
 #[derive(Debug)]
 struct Member {
+    id: Arc<str>,
     weight: f64,
     order: Option<u32>,
-    rpm: Option<u64>,
-    tpm: Option<u64>,
+    /// With `rpm` or `tpm`: their counters as last seen.
+    usage: Option<Arc<Usage>>,
     stats: stats::Stats,
 }
 
@@ -124,24 +139,36 @@ pub(crate) struct Pick {
 }
 
 impl Balancer {
-    /// A balancer for the deployments `members`, in file order.
-    pub(crate) fn new(strategy: RoutingStrategy, members: &[&DeploymentConfig]) -> Self {
+    /// A balancer for the deployments `members`, in file order, whose
+    /// `rpm` and `tpm` are counted in `limits`.
+    pub(crate) fn new(
+        strategy: RoutingStrategy,
+        members: &[&DeploymentConfig],
+        limits: DeploymentRateLimits,
+    ) -> Self {
         let measures: Vec<_> = members.iter().map(|d| (d.weight, d.rpm, d.tpm)).collect();
         let members = strategy::weights(&measures)
             .zip(members)
-            .map(|(weight, d)| Member {
-                weight,
-                order: d.order,
-                rpm: d.rpm,
-                tpm: d.tpm,
-                stats: stats::Stats::default(),
+            .map(|(weight, d)| {
+                let quota = DeploymentQuota {
+                    rpm: d.rpm,
+                    tpm: d.tpm,
+                };
+                Member {
+                    id: Arc::from(d.id.as_str()),
+                    weight,
+                    order: d.order,
+                    usage: quota.is_limited().then(|| Arc::new(Usage::new(quota))),
+                    stats: stats::Stats::default(),
+                }
             })
-            .collect();
+            .collect::<Box<[Member]>>();
         Balancer {
             strategy: Strategy::from_config(strategy),
+            has_limits: members.iter().any(|m| m.usage.is_some()),
             members,
             turn: AtomicU64::new(0),
-            epoch: Instant::now(),
+            limits,
         }
     }
 
@@ -154,9 +181,10 @@ impl Balancer {
     /// which deployments this request tried and which are open.
     ///
     /// `is_open` is asked lazily, about the deployment about to be chosen
-    /// only: when it is open, the choice is made again without it (with the
-    /// next draw). A healthy group costs one breaker lookup per pick, a
-    /// group with `k` open deployments at most `k + 1`.
+    /// only: when it is open (or known to be at its limit), the choice is
+    /// made again without it (with the next draw). A healthy group costs one
+    /// breaker lookup per pick, a group with `k` deployments out at most
+    /// `k + 1`.
     pub(crate) fn pick(&self, tried: &Tried, tokens: u64, is_open: impl Fn(usize) -> bool) -> Pick {
         let count = self.members.len();
         if count <= 1 {
@@ -187,8 +215,8 @@ impl Balancer {
                 .fetch_add(1, Ordering::Relaxed)
                 .wrapping_mul(GOLDEN);
             let index = strategy::choose(views, draw);
-            // Already known open: every deployment is.
-            if views[index].open || !is_open(index) {
+            // Already known out: every deployment is.
+            if views[index].open || !(is_open(index) || self.is_limited(index)) {
                 let alternatives = views.iter().enumerate().any(|(i, v)| i != index && !v.open);
                 return Pick {
                     index,
@@ -217,48 +245,91 @@ impl Balancer {
             (Strategy::LeastBusy, _) => f64::from(member.stats.in_flight()),
             // Never measured: tried before any measured one.
             (Strategy::LatencyBased, Some(now)) => member.stats.latency(now).unwrap_or(-1.0),
-            (Strategy::UsageBased, Some(now)) => -self.headroom(member, now, tokens),
+            (Strategy::UsageBased, Some(now)) => -member
+                .usage
+                .as_ref()
+                .map_or(f64::INFINITY, |usage| usage.headroom(now, tokens)),
             _ => 0.0,
         }
     }
 
-    /// The smaller fraction of its rpm or tpm a deployment would have left
-    /// this minute after this request; unlimited without limits.
-    fn headroom(&self, member: &Member, now: Instant, tokens: u64) -> f64 {
-        let (requests, used_tokens) = member.stats.usage(self.minute(now));
-        let left = |limit: u64, used: u64| {
-            if limit == 0 {
-                f64::NEG_INFINITY
-            } else {
-                (limit as f64 - used as f64) / limit as f64
-            }
+    /// Whether deployment `index` is known to be at its limit (the clock
+    /// is only read for a deployment with limits).
+    fn is_limited(&self, index: usize) -> bool {
+        self.members[index]
+            .usage
+            .as_ref()
+            .is_some_and(|usage| usage.limited_for(Instant::now()).is_some())
+    }
+
+    /// How long deployment `index` is still known to be at its limit.
+    pub(crate) fn limited_for(&self, index: usize, now: Instant) -> Option<Duration> {
+        self.members[index].usage.as_ref()?.limited_for(now)
+    }
+
+    /// The shortest wait until one of the deployments known to be at their
+    /// limits has room again: a client's `Retry-After` when all are.
+    pub(crate) fn shortest_wait(&self, now: Instant) -> Option<Duration> {
+        (0..self.members.len())
+            .filter_map(|index| self.limited_for(index, now))
+            .min()
+    }
+
+    /// Whether an attempt on deployment `index` must be admitted by the
+    /// limits first (it has an `rpm` or a `tpm`).
+    pub(crate) fn is_limited_member(&self, index: usize) -> bool {
+        self.members[index].usage.is_some()
+    }
+
+    /// Whether any deployment has a limit (its attempts need a token
+    /// estimate).
+    pub(crate) fn has_limits(&self) -> bool {
+        self.has_limits
+    }
+
+    /// Admits an attempt of about `tokens` tokens to deployment `index`
+    /// under its `rpm` and `tpm` (one round trip to the limits' store),
+    /// counting the request; `false` when it is at its limit, which the
+    /// following picks then know. Always `true` for a deployment without
+    /// limits, which never asks.
+    pub(crate) async fn admit(&self, index: usize, tokens: u64) -> bool {
+        let member = &self.members[index];
+        let Some(usage) = &member.usage else {
+            return true;
         };
-        let rpm = member
-            .rpm
-            .map_or(f64::INFINITY, |rpm| left(rpm, requests + 1));
-        let tpm = member.tpm.map_or(f64::INFINITY, |tpm| {
-            left(tpm, used_tokens.saturating_add(tokens))
-        });
-        rpm.min(tpm)
+        let admission = self.limits.admit(&member.id, usage.quota(), tokens).await;
+        usage.observe(&admission, Instant::now());
+        if !admission.admitted {
+            tracing::debug!(
+                deployment = %member.id,
+                limit = admission.refused_by.map(|l| l.as_str()),
+                retry_after_ms = admission.retry_after.as_millis() as u64,
+                "deployment at its limit; left out until it has room"
+            );
+        }
+        admission.admitted
     }
 
-    fn minute(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_secs() / 60
+    /// The deployments with a `tpm`, by id, with their counters: where a
+    /// [`TokenCounter`] counts their answers' tokens.
+    pub(crate) fn tpm_counters(&self) -> impl Iterator<Item = (Arc<str>, Arc<Usage>)> + '_ {
+        self.members.iter().filter_map(|member| {
+            let usage = member.usage.as_ref()?;
+            usage
+                .quota()
+                .tpm
+                .map(|_| (member.id.clone(), Arc::clone(usage)))
+        })
     }
 
-    /// Counts the call `pick` chose, of about `tokens` tokens; the returned
-    /// guard keeps it in flight until it is dropped.
-    pub(crate) fn begin(self: &Arc<Self>, pick: &Pick, tokens: u64) -> InFlight {
+    /// Counts the call `pick` chose; the returned guard keeps it in flight
+    /// until it is dropped.
+    pub(crate) fn begin(self: &Arc<Self>, pick: &Pick) -> InFlight {
         let member = &self.members[pick.index];
         member.stats.begin();
-        let now = || pick.at.unwrap_or_else(Instant::now);
         let started = match self.strategy {
-            Strategy::LatencyBased => Some(now()),
-            Strategy::UsageBased => {
-                member.stats.count(self.minute(now()), tokens);
-                None
-            }
-            Strategy::SimpleShuffle | Strategy::LeastBusy => None,
+            Strategy::LatencyBased => Some(pick.at.unwrap_or_else(Instant::now)),
+            Strategy::SimpleShuffle | Strategy::LeastBusy | Strategy::UsageBased => None,
         };
         InFlight {
             balancer: Arc::clone(self),
@@ -357,6 +428,17 @@ impl Tried {
             self.mask |= 1 << index;
         }
     }
+
+    /// Remembers that this request tried the deployments of `mask` (bit
+    /// `i`: deployment `i`), as [`bit`](Self::bit) spells them.
+    pub(crate) fn insert_mask(&mut self, mask: u64) {
+        self.mask |= mask;
+    }
+
+    /// Deployment `index` as a bit of a mask (none past the 64th).
+    pub(crate) fn bit(index: usize) -> u64 {
+        if index < 64 { 1 << index } else { 0 }
+    }
 }
 
 /// About how many tokens a request body of `bytes` bytes holds (four bytes
@@ -384,7 +466,8 @@ mod tests {
 
     fn balancer(strategy: RoutingStrategy, members: &[DeploymentConfig]) -> Arc<Balancer> {
         let members: Vec<&DeploymentConfig> = members.iter().collect();
-        Arc::new(Balancer::new(strategy, &members))
+        let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
+        Arc::new(Balancer::new(strategy, &members, limits))
     }
 
     #[test]
@@ -421,7 +504,7 @@ mod tests {
         let balancer = balancer(RoutingStrategy::LeastBusy, &members);
         let pick = balancer.pick(&Tried::default(), 0, |_| false);
         let first = pick.index;
-        let held = balancer.begin(&pick, 0);
+        let held = balancer.begin(&pick);
         for _ in 0..5 {
             let next = balancer.pick(&Tried::default(), 0, |_| false).index;
             assert_ne!(next, first, "the busy one is avoided");
@@ -473,32 +556,79 @@ mod tests {
         assert!(!pick.alternatives);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn usage_headroom_steers_and_restarts_each_minute() {
-        let mut small = deployment(None, None);
-        small.rpm = Some(2);
-        let mut large = deployment(None, None);
-        large.rpm = Some(10);
-        let balancer = balancer(RoutingStrategy::UsageBased, &[small, large]);
-        let mut counts = [0; 2];
-        for _ in 0..12 {
-            let pick = balancer.pick(&Tried::default(), 10, |_| false);
-            drop(balancer.begin(&pick, 10));
-            counts[pick.index] += 1;
+    /// Picks and admits `n` attempts of `tokens` tokens; how many each
+    /// deployment took.
+    async fn admitted(balancer: &Balancer, n: usize, tokens: u64) -> Vec<usize> {
+        let mut counts = vec![0; balancer.members.len()];
+        for _ in 0..n {
+            let pick = balancer.pick(&Tried::default(), tokens, |_| false);
+            if balancer.admit(pick.index, tokens).await {
+                counts[pick.index] += 1;
+            }
         }
-        assert_eq!(counts, [2, 10], "each fills its own limit");
-        tokio::time::advance(Duration::from_secs(60)).await;
-        let index = balancer.pick(&Tried::default(), 10, |_| false).index;
-        assert_eq!(index, 1, "a new minute, the most headroom again");
+        counts
     }
 
     #[tokio::test(start_paused = true)]
-    async fn tpm_headroom_counts_this_request() {
+    async fn usage_headroom_steers_by_the_limits_counters() {
         let mut small = deployment(None, None);
+        small.id = "small".into();
+        small.rpm = Some(2);
+        let mut large = deployment(None, None);
+        large.id = "large".into();
+        large.rpm = Some(10);
+        let balancer = balancer(RoutingStrategy::UsageBased, &[small, large]);
+        // Each fills its own limit; the last two attempts are refused, one
+        // by each.
+        assert_eq!(admitted(&balancer, 14, 10).await, [2, 10]);
+        // Both known to be at their limits: the group waits for the first
+        // request to come back (the large one's, in 6 s; the small one's
+        // comes in 30 s).
+        let now = Instant::now();
+        assert_eq!(balancer.shortest_wait(now), Some(Duration::from_secs(6)));
+        let pick = balancer.pick(&Tried::default(), 10, |_| false);
+        assert!(!pick.alternatives, "every deployment is out");
+        // A minute on, both buckets are full again: the most headroom first.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(balancer.shortest_wait(Instant::now()), None);
+        let index = balancer.pick(&Tried::default(), 10, |_| false).index;
+        assert_eq!(index, 1, "full again: the large one has the most headroom");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deployment_at_its_limit_is_left_out_whatever_the_strategy() {
+        let mut limited = deployment(None, None);
+        limited.id = "limited".into();
+        limited.rpm = Some(3);
+        let unlimited = deployment(None, None);
+        let balancer = balancer(RoutingStrategy::SimpleShuffle, &[limited, unlimited]);
+        assert!(balancer.has_limits());
+        assert!(balancer.is_limited_member(0) && !balancer.is_limited_member(1));
+        // Weighted by rpm, every attempt goes to the limited one (the other
+        // has no rpm: weight 0) while it can take them: it takes its 3, is
+        // refused once, and is then left out without asking the store.
+        assert_eq!(admitted(&balancer, 20, 0).await, [3, 16]);
+        assert!(balancer.limited_for(0, Instant::now()).is_some());
+        // Its next request comes back in 20 s; then it is refused again.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(balancer.limited_for(0, Instant::now()), None);
+        assert_eq!(admitted(&balancer, 4, 0).await, [1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tpm_headroom_counts_this_request_and_answers_usage() {
+        let mut small = deployment(None, None);
+        small.id = "small".into();
         small.tpm = Some(100);
         let unlimited = deployment(None, None);
         let balancer = balancer(RoutingStrategy::UsageBased, &[small, unlimited]);
         assert_eq!(balancer.pick(&Tried::default(), 10, |_| false).index, 1);
+        let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
+        let counter = TokenCounter::new(limits, [&*balancer]).expect("a tpm");
+        counter.count("small", 90);
+        counter.count("elsewhere", 90);
+        let usage = balancer.members[0].usage.as_ref().unwrap();
+        assert!((usage.headroom(Instant::now(), 0) - 0.1).abs() < 1e-9);
     }
 
     #[tokio::test(start_paused = true)]
@@ -509,7 +639,7 @@ mod tests {
             let balancer = balancer.clone();
             async move {
                 let pick = balancer.pick(&Tried::default(), 0, |_| false);
-                let mut in_flight = balancer.begin(&pick, 0);
+                let mut in_flight = balancer.begin(&pick);
                 tokio::time::advance(took).await;
                 in_flight.settle(|| outcome);
                 pick.index

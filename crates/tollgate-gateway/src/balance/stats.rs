@@ -1,11 +1,12 @@
-//! Per-deployment live statistics: requests in flight, a latency estimate,
-//! and requests and tokens in the current minute.
+//! Per-deployment live statistics: requests in flight and a latency
+//! estimate. (Requests and tokens per minute are the limits' counters: see
+//! [`usage`](super::usage).)
 //!
 //! Counters are atomics; the latency estimate (two values that change
 //! together) sits behind a `Mutex` held for a few arithmetic operations and
 //! never across an `.await`, as tower's `PeakEwma` keeps its own.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,8 +31,6 @@ pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(30);
 pub(crate) struct Stats {
     in_flight: AtomicU32,
     latency: Mutex<Option<Estimate>>,
-    requests: MinuteCounter,
-    tokens: MinuteCounter,
 }
 
 impl Stats {
@@ -59,17 +58,6 @@ impl Stats {
     pub(crate) fn observe(&self, sample: Duration, now: Instant) {
         let mut estimate = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
         *estimate = Some(Estimate::observe(*estimate, nanos(sample), now));
-    }
-
-    /// Counts one request of about `tokens` tokens in minute `minute`.
-    pub(crate) fn count(&self, minute: u64, tokens: u64) {
-        self.requests.add(minute, 1);
-        self.tokens.add(minute, tokens);
-    }
-
-    /// Requests and tokens counted in minute `minute`.
-    pub(crate) fn usage(&self, minute: u64) -> (u64, u64) {
-        (self.requests.get(minute), self.tokens.get(minute))
     }
 }
 
@@ -112,46 +100,6 @@ fn nanos(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e9
 }
 
-/// A count that starts again from zero every minute, in one atomic word:
-/// the minute's number (its low 24 bits, which repeat after 31 years) above
-/// a 40-bit count. Adding in a new minute replaces the old count.
-#[derive(Debug, Default)]
-struct MinuteCounter(AtomicU64);
-
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-
-impl MinuteCounter {
-    fn tag(minute: u64) -> u64 {
-        minute << COUNT_BITS
-    }
-
-    fn add(&self, minute: u64, n: u64) {
-        let tag = Self::tag(minute);
-        // `fetch_update` retries until no other thread wrote in between; the
-        // closure always returns `Some`, so it cannot fail.
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
-                let count = if word & !COUNT_MASK == tag {
-                    word & COUNT_MASK
-                } else {
-                    0
-                };
-                Some(tag | count.saturating_add(n).min(COUNT_MASK))
-            });
-    }
-
-    fn get(&self, minute: u64) -> u64 {
-        let word = self.0.load(Ordering::Relaxed);
-        if word & !COUNT_MASK == Self::tag(minute) {
-            word & COUNT_MASK
-        } else {
-            0
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,20 +133,6 @@ mod tests {
             "{later}"
         );
         assert!(e.at(now + FADE * 10) < 0.01 * MS);
-    }
-
-    #[test]
-    fn minute_counters_restart_each_minute() {
-        let counter = MinuteCounter::default();
-        counter.add(5, 2);
-        counter.add(5, 3);
-        assert_eq!(counter.get(5), 5);
-        assert_eq!(counter.get(6), 0);
-        counter.add(6, 1);
-        assert_eq!(counter.get(6), 1);
-        assert_eq!(counter.get(5), 0);
-        counter.add(6, u64::MAX);
-        assert_eq!(counter.get(6), COUNT_MASK);
     }
 
     #[test]

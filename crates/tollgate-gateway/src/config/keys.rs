@@ -141,6 +141,7 @@ impl Section {
                 "shutdown_grace_period",
                 "ledger_path",
                 "ledger_flush_interval",
+                "redis_timeout",
                 "mock",
                 "keys",
             ],

@@ -530,6 +530,10 @@ pub struct TollgateSettings {
     /// `ledger_flush_interval`: the longest a cost record waits before it is
     /// written to the ledger (what a `kill -9` can lose); default 1 s.
     pub ledger_flush_interval: Option<Duration>,
+    /// `redis_timeout`: how long a rate-limit call to Redis (a key's or a
+    /// deployment's limits, a budget) may take before the replica answers
+    /// from its local state; default 0.05 s.
+    pub redis_timeout: Option<Duration>,
     /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
     pub mock: BTreeMap<String, MockSettings>,
     /// `keys`: virtual keys defined in the config file, in file order.

@@ -35,6 +35,24 @@ pub fn render_report(loaded: &Loaded) -> String {
         }
     }
 
+    let limited = config
+        .model_list
+        .iter()
+        .filter(|d| d.rpm.is_some() || d.tpm.is_some())
+        .count();
+    if limited > 0 {
+        let counted = if config.router_settings.redis_host.is_some() {
+            "counted in Redis, one limit for every replica"
+        } else {
+            "counted by each replica on its own (no router_settings.redis_host)"
+        };
+        let _ = writeln!(
+            out,
+            "\nDeployment limits\n  rpm/tpm of {limited} deployment{} enforced: {counted}",
+            plural(limited)
+        );
+    }
+
     let fallbacks = [
         ("fallbacks", config.fallbacks()),
         (
@@ -283,6 +301,10 @@ fn settings(config: &Config) -> Vec<(String, String)> {
     add(
         "tollgate.ledger_flush_interval",
         tollgate.ledger_flush_interval.map(seconds),
+    );
+    add(
+        "tollgate.redis_timeout",
+        tollgate.redis_timeout.map(seconds),
     );
     rows
 }

@@ -3,21 +3,30 @@
 //!
 //! When a local breaker opens (for its own reasons, not because another
 //! replica said so), the replica writes `tollgate:breaker:<deployment>`,
-//! expiring when the breaker's open time ends. Every replica reads those
-//! keys' time to live every [`POLL_EVERY`] and opens its own breaker for
-//! the time left (`Breakers::force_open`, whose `Forced` transitions are not
-//! written back, so nothing echoes). Each replica then probes on its own. A
-//! poll is one pipelined round trip per replica, so a shared Redis carries a
-//! few commands a second.
+//! holding its own id and expiring when the breaker's open time ends. Every
+//! replica reads those keys (their writer and time to live) every
+//! [`POLL_EVERY`] and opens its own breaker for the time left
+//! (`Breakers::force_open`, whose `Forced` transitions are not written
+//! back, so nothing echoes). Each replica then probes on its own. A poll
+//! is one pipelined round trip per replica, so a shared Redis carries a few
+//! commands a second.
+//!
+//! A replica never opens a breaker from a key it wrote itself (its own
+//! breaker is the truth: it may be probing already), nor for the last
+//! [`MIN_REMOTE_OPEN`] of another's open time (its breaker is about to
+//! probe, and so is the other's).
 //!
 //! Redis unreachable: writes and polls fail, breakers stay local, the
 //! fallback is counted and logged at most once per
-//! [`WARN_EVERY`](super::fallbacks::WARN_EVERY).
+//! [`WARN_EVERY`](super::fallbacks::WARN_EVERY). A breaker that opened
+//! while its write failed is written again at each poll until Redis takes
+//! it (or its open time is over), so the other replicas hear of it once
+//! Redis is back; that return is logged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -31,6 +40,10 @@ pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long a Redis command may take before the breakers stay local.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// Another replica's breaker with less open time left than this is not
+/// opened here.
+const MIN_REMOTE_OPEN: Duration = Duration::from_millis(50);
+
 /// Shares `breakers` of `deployments` through `shared`, until the breakers
 /// are gone.
 pub(crate) fn spawn_breaker_sync(
@@ -39,97 +52,228 @@ pub(crate) fn spawn_breaker_sync(
     breakers: &Breakers,
     deployments: Vec<Arc<str>>,
 ) {
-    let keys: Vec<String> = deployments.iter().map(|id| breaker_key(id)).collect();
-    let mut changes = breakers.subscribe();
-    let mut connection = shared.connection.clone();
-    let warn = Arc::new(Fallbacks::new(
-        "the circuit breakers",
-        "they are local until Redis answers",
-        Some(shared.on_fallback.clone()),
-    ));
-    runtime.spawn({
-        let warn = warn.clone();
-        async move {
-            loop {
-                let change = match changes.recv().await {
-                    Ok(change) => change,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                };
-                if change.to != State::Open || change.reason == Reason::Forced {
-                    continue;
-                }
-                let Some(open_for) = change
-                    .open_until
-                    .map(|until| until.saturating_duration_since(Instant::now()))
-                    .filter(|d| !d.is_zero())
-                else {
-                    continue;
-                };
-                let millis = u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX);
-                let written = tokio::time::timeout(
-                    COMMAND_TIMEOUT,
-                    connection.pset_ex(breaker_key(&change.key), millis, millis),
-                )
-                .await;
-                if !matches!(written, Ok(Ok(()))) {
-                    warn.fell_back(&"could not share a breaker that opened");
-                }
-            }
-        }
-    });
-    let weak = breakers.downgrade();
-    let mut connection = shared.connection.clone();
-    runtime.spawn(async move {
+    let sync = BreakerSync {
+        keys: deployments.iter().map(|id| breaker_key(id)).collect(),
+        deployments,
+        connection: shared.connection.clone(),
+        replica: replica_id(),
+        unshared: HashMap::new(),
+        fallbacks: Fallbacks::new(
+            "the circuit breakers",
+            "they are local until Redis answers",
+            Some(shared.on_fallback.clone()),
+        ),
+        degraded: false,
+    };
+    runtime.spawn(sync.run(breakers.clone()));
+}
+
+/// One replica's side of the sharing: a single task, so the breakers it
+/// has yet to share need no lock.
+struct BreakerSync {
+    deployments: Vec<Arc<str>>,
+    keys: Vec<String>,
+    connection: ConnectionManager,
+    /// Written in the keys: a replica knows its own.
+    replica: String,
+    /// Breakers opened here that Redis has not taken yet, with the end of
+    /// their open time.
+    unshared: HashMap<Arc<str>, Instant>,
+    fallbacks: Fallbacks,
+    /// Whether the last Redis command failed (to log its return once).
+    degraded: bool,
+}
+
+impl BreakerSync {
+    /// Writes the breakers that open here and polls the others' until the
+    /// breakers are gone (the task holds them only weakly).
+    async fn run(mut self, breakers: Breakers) {
+        let mut changes = breakers.subscribe();
+        let weak = breakers.downgrade();
+        drop(breakers);
         let mut ticks = tokio::time::interval(POLL_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            let Some(breakers) = weak.upgrade() else {
-                return;
-            };
-            match poll(&mut connection, &keys).await {
-                Some(open) => {
-                    for (id, millis) in deployments.iter().zip(open) {
-                        let Some(millis) = millis else { continue };
-                        let local = breakers.snapshot(id).map(|s| s.state);
-                        if local != Some(State::Open) {
-                            breakers.force_open(id, Duration::from_millis(millis));
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        if change.to == State::Open && change.reason != Reason::Forced
+                            && let Some(until) = change.open_until
+                        {
+                            self.share(change.key, until).await;
                         }
                     }
+                    // Missed some: the snapshots are the truth.
+                    Err(RecvError::Lagged(_)) => {
+                        let Some(breakers) = weak.upgrade() else { return };
+                        for snapshot in breakers.snapshots() {
+                            if snapshot.state == State::Open
+                                && snapshot.reason != Some(Reason::Forced)
+                                && let Some(until) = snapshot.open_until
+                            {
+                                self.share(snapshot.key, until).await;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = ticks.tick() => {
+                    let Some(breakers) = weak.upgrade() else { return };
+                    self.share_again().await;
+                    self.poll(&breakers).await;
                 }
-                None => warn.fell_back(&"could not read the shared breakers"),
             }
         }
-    });
+    }
+
+    /// Writes that `deployment`'s breaker opened here until `until`; keeps
+    /// it to write again when Redis does not take it.
+    async fn share(&mut self, deployment: Arc<str>, until: Instant) {
+        let open_for = until.saturating_duration_since(Instant::now());
+        if open_for.is_zero() {
+            self.unshared.remove(&deployment);
+            return;
+        }
+        let millis = u64::try_from(open_for.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let command = redis::cmd("PSETEX")
+            .arg(breaker_key(&deployment))
+            .arg(millis)
+            .arg(&self.replica)
+            .to_owned();
+        let written = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            command.query_async::<()>(&mut self.connection),
+        )
+        .await;
+        if matches!(written, Ok(Ok(()))) {
+            self.unshared.remove(&deployment);
+            self.answered();
+        } else {
+            self.unshared.insert(deployment, until);
+            self.failed(&"could not share a breaker that opened");
+        }
+    }
+
+    /// Writes again the breakers Redis did not take, while they are open.
+    async fn share_again(&mut self) {
+        if self.unshared.is_empty() {
+            return;
+        }
+        let pending: Vec<(Arc<str>, Instant)> =
+            self.unshared.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (deployment, until) in pending {
+            self.share(deployment, until).await;
+            if self.degraded {
+                // Still away: the rest waits for the next poll.
+                return;
+            }
+        }
+    }
+
+    /// Opens here the breakers other replicas opened.
+    async fn poll(&mut self, breakers: &Breakers) {
+        let Some(shared) = self.read().await else {
+            self.failed(&"could not read the shared breakers");
+            return;
+        };
+        self.answered();
+        for (id, (writer, left)) in self.deployments.iter().zip(shared) {
+            let Some(left) = remote_open(writer.as_deref(), left, &self.replica) else {
+                continue;
+            };
+            let local = breakers.snapshot(id).map(|s| s.state);
+            if local != Some(State::Open) {
+                breakers.force_open(id, left);
+            }
+        }
+    }
+
+    /// Each key's writer and open time left; `None` when Redis did not
+    /// answer.
+    async fn read(&mut self) -> Option<Vec<(Option<String>, Option<Duration>)>> {
+        if self.keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in &self.keys {
+            pipe.get(key).pttl(key);
+        }
+        let read = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            pipe.query_async::<Vec<redis::Value>>(&mut self.connection),
+        )
+        .await;
+        let Ok(Ok(values)) = read else {
+            return None;
+        };
+        let mut values = values.into_iter();
+        let mut out = Vec::with_capacity(self.keys.len());
+        for _ in &self.keys {
+            let writer: Option<String> = redis::from_redis_value(values.next()?).ok()?;
+            let ttl: i64 = redis::from_redis_value(values.next()?).ok()?;
+            let left = u64::try_from(ttl)
+                .ok()
+                .filter(|&ms| ms > 0)
+                .map(Duration::from_millis);
+            out.push((writer, left));
+        }
+        Some(out)
+    }
+
+    fn answered(&mut self) {
+        if std::mem::take(&mut self.degraded) {
+            tracing::info!("Redis answers again: the circuit breakers are shared again");
+        }
+    }
+
+    fn failed(&mut self, why: &dyn std::fmt::Display) {
+        self.degraded = true;
+        self.fallbacks.fell_back(why);
+    }
 }
 
-/// The open time left of each key's breaker, as written by the replica
-/// that opened it; `None` when Redis did not answer.
-async fn poll(connection: &mut ConnectionManager, keys: &[String]) -> Option<Vec<Option<u64>>> {
-    if keys.is_empty() {
-        return Some(Vec::new());
-    }
-    // PTTL would be exact, but MGET is one command for every key; the
-    // value is the open time as written, and the key expires with it.
-    let read = tokio::time::timeout(COMMAND_TIMEOUT, async {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.pttl(key);
-        }
-        pipe.query_async::<Vec<i64>>(connection).await
-    })
-    .await;
-    match read {
-        Ok(Ok(ttls)) => Some(
-            ttls.into_iter()
-                .map(|ttl| u64::try_from(ttl).ok().filter(|&ms| ms > 0))
-                .collect(),
-        ),
-        _ => None,
-    }
+/// How long to open a breaker here for, from its key: written by `writer`
+/// (`None`: no key), with `left` of its open time; `me` is this replica.
+fn remote_open(writer: Option<&str>, left: Option<Duration>, me: &str) -> Option<Duration> {
+    let left = left?;
+    (writer? != me && left >= MIN_REMOTE_OPEN).then_some(left)
+}
+
+/// This replica's id in the keys it writes: the process and a random
+/// number, unique among the replicas.
+fn replica_id() -> String {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{}-{random:016x}", std::process::id())
 }
 
 fn breaker_key(deployment: &str) -> String {
     format!("{PREFIX}breaker:{deployment}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_breaker_is_opened_from_another_replicas_key_only() {
+        let second = Duration::from_secs(1);
+        assert_eq!(remote_open(Some("b"), Some(second), "a"), Some(second));
+        // Its own key: its own breaker knows better (it may be probing
+        // already, the key outliving it by the write's delay).
+        assert_eq!(remote_open(Some("a"), Some(second), "a"), None);
+        // The last moments of another's open time: both are about to probe.
+        let moment = MIN_REMOTE_OPEN - Duration::from_millis(1);
+        assert_eq!(remote_open(Some("b"), Some(moment), "a"), None);
+        // No key, or one without a writer.
+        assert_eq!(remote_open(Some("b"), None, "a"), None);
+        assert_eq!(remote_open(None, Some(second), "a"), None);
+    }
+
+    #[test]
+    fn replicas_have_distinct_ids() {
+        assert_ne!(replica_id(), replica_id());
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{BoxFuture, Lease, Store};
+use super::{BoxFuture, Claim, Lease, Store};
 use crate::gcra::{self, Decision, Quota};
 use crate::limits::BudgetWindow;
 
@@ -24,8 +24,9 @@ const SHARDS: usize = 16;
 
 /// The limits' state in this process: GCRA times, parallel permits and
 /// spend, in 16 shards of `Mutex<HashMap>` (a lock is held for one map
-/// operation, never across an `.await`; every operation is ready on its
-/// first poll).
+/// operation — a check of several keys holds their shards' locks together,
+/// taken in shard order — never across an `.await`; every operation is
+/// ready on its first poll).
 ///
 /// # Bounded memory
 ///
@@ -108,9 +109,12 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    fn shard_index(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % SHARDS
+    }
+
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = self.hasher.hash_one(key) as usize % SHARDS;
-        lock(&self.shards[index])
+        lock(&self.shards[self.shard_index(key)])
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -136,6 +140,45 @@ impl MemoryStore {
             shard.set_gcra(key, new_tat, &sweep);
         }
         decision
+    }
+
+    pub(crate) fn check_all_now(&self, claims: &[Claim<'_>], now: Instant) -> Vec<Decision> {
+        let now = self.nanos(now);
+        let sweep = self.sweep_context(now);
+        // Every shard involved, each locked once, in index order (so two
+        // checks never wait on each other).
+        let mut needed = [false; SHARDS];
+        for claim in claims {
+            needed[self.shard_index(claim.key)] = true;
+        }
+        let mut locked: [Option<MutexGuard<'_, Shard>>; SHARDS] = Default::default();
+        for (index, guard) in locked.iter_mut().enumerate() {
+            if needed[index] {
+                *guard = Some(lock(&self.shards[index]));
+            }
+        }
+        let mut states: Vec<gcra::ClaimState> = claims
+            .iter()
+            .map(|claim| gcra::ClaimState {
+                tat: locked[self.shard_index(claim.key)]
+                    .as_ref()
+                    .and_then(|shard| shard.gcra.get(claim.key).copied())
+                    .unwrap_or(0),
+                quota: claim.quota,
+                need: claim.need,
+                take: claim.take,
+            })
+            .collect();
+        let decisions = gcra::check_all(&mut states, now);
+        for (claim, state) in claims.iter().zip(&states) {
+            let Some(shard) = locked[self.shard_index(claim.key)].as_deref_mut() else {
+                continue;
+            };
+            if shard.gcra.get(claim.key).copied().unwrap_or(0) != state.tat {
+                shard.set_gcra(claim.key, state.tat, &sweep);
+            }
+        }
+        decisions
     }
 
     pub(crate) fn adjust_now(&self, key: &str, quota: Quota, delta: i64, now: Instant) {
@@ -305,6 +348,14 @@ impl Store for MemoryStore {
         now: Instant,
     ) -> BoxFuture<'a, Decision> {
         Box::pin(std::future::ready(self.check_now(key, quota, cost, now)))
+    }
+
+    fn gcra_all<'a>(
+        &'a self,
+        claims: &'a [Claim<'a>],
+        now: Instant,
+    ) -> BoxFuture<'a, Vec<Decision>> {
+        Box::pin(std::future::ready(self.check_all_now(claims, now)))
     }
 
     fn adjust<'a>(

@@ -42,7 +42,28 @@ impl Lease {
     }
 }
 
-/// The atomic operations the limits need, each on one key.
+/// One limit of an all-or-nothing check ([`Store::gcra_all`]): `need`
+/// cells of `quota` on `key` must fit, and `take` of them (at most `need`)
+/// are taken when every claim of the check fits.
+///
+/// `need` above `take` looks without taking: a deployment's request cell
+/// is taken (`need = take = 1`) only while its tokens per minute have room
+/// for the request's estimate (`need = estimate, take = 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The store key.
+    pub key: &'a str,
+    /// Its rate.
+    pub quota: Quota,
+    /// Cells that must fit (callers cap it at the quota's limit: more
+    /// never fits).
+    pub need: u64,
+    /// Cells taken when every claim fits.
+    pub take: u64,
+}
+
+/// The atomic operations the limits need, each on one key (or, for
+/// [`gcra_all`](Self::gcra_all), on a few keys at once).
 ///
 /// Keys are strings the layer builds (`rpm:{name}`, `tpm:{name}`,
 /// `parallel:{name}`, `budget:{name}`, `deployment-rpm:{id}`...); a store
@@ -73,6 +94,18 @@ pub trait Store: Send + Sync + 'static {
         cost: u64,
         now: Instant,
     ) -> BoxFuture<'a, Decision>;
+
+    /// GCRA on a few distinct keys at once, all or nothing: every claim's
+    /// `need` must fit, and only then is each claim's `take` taken (see
+    /// [`Claim`]). One decision per claim, in order: whether its `need`
+    /// fit, and what is left after what was taken. Atomic — two replicas
+    /// asking for the last cell cannot both get it — and, on a shared
+    /// store, one round trip.
+    fn gcra_all<'a>(
+        &'a self,
+        claims: &'a [Claim<'a>],
+        now: Instant,
+    ) -> BoxFuture<'a, Vec<Decision>>;
 
     /// Moves `key`'s GCRA state by `delta` cells, whatever the limit says
     /// (see [`gcra::adjust`](crate::gcra::adjust)): reconciles a tpm

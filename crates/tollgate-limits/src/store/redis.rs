@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use tokio::time::Instant;
 
-use super::{BoxFuture, Lease, MemoryStore, Store};
+use super::{BoxFuture, Claim, Lease, MemoryStore, Store};
 use crate::gcra::{Decision, Quota};
 use crate::limits::BudgetWindow;
 
@@ -38,7 +38,8 @@ const SPEND_GRACE_MS: u64 = 3_600_000;
 /// - rate limits: GCRA as in redis-cell, one key per limit holding the
 ///   theoretical arrival time, computed with the server's `TIME` (so
 ///   replicas with skewed clocks agree), expiring when the bucket is full
-///   again;
+///   again; a check of several keys at once ([`Store::gcra_all`]: a
+///   deployment's rpm and tpm) is one script over all of them;
 /// - parallel permits: one sorted set of leases per key, each scored by
 ///   its expiry: a replica that dies holding permits (or a release that
 ///   cannot reach Redis) leaks them for at most the lease TTL (default 10
@@ -105,6 +106,7 @@ pub struct RedisStore {
 
 struct Scripts {
     gcra: Script,
+    gcra_all: Script,
     adjust: Script,
     acquire: Script,
     add_spend: Script,
@@ -194,6 +196,7 @@ impl RedisStore {
             on_fallback: None,
             scripts: Scripts {
                 gcra: Script::new(include_str!("lua/gcra.lua")),
+                gcra_all: Script::new(include_str!("lua/gcra_all.lua")),
                 adjust: Script::new(include_str!("lua/adjust.lua")),
                 acquire: Script::new(include_str!("lua/acquire.lua")),
                 add_spend: Script::new(include_str!("lua/add_spend.lua")),
@@ -319,6 +322,37 @@ impl Store for RedisStore {
                     reset_after: micros(reset_us),
                 },
                 None => self.memory.check_now(key, quota, cost, now),
+            }
+        })
+    }
+
+    fn gcra_all<'a>(
+        &'a self,
+        claims: &'a [Claim<'a>],
+        now: Instant,
+    ) -> BoxFuture<'a, Vec<Decision>> {
+        Box::pin(async move {
+            let mut invocation = self.scripts.gcra_all.prepare_invoke();
+            for claim in claims {
+                invocation
+                    .key(self.redis_key("gcra", claim.key))
+                    .arg(claim.quota.interval_ns())
+                    .arg(claim.quota.limit())
+                    .arg(claim.need)
+                    .arg(claim.take);
+            }
+            let answer: Option<Vec<i64>> = run!(self, conn => invocation.invoke_async(&mut conn));
+            match answer {
+                Some(flat) if flat.len() == 4 * claims.len() => flat
+                    .chunks_exact(4)
+                    .map(|d| Decision {
+                        allowed: d[0] == 1,
+                        retry_after: micros(d[1]),
+                        remaining: d[2].max(0).unsigned_abs(),
+                        reset_after: micros(d[3]),
+                    })
+                    .collect(),
+                _ => self.memory.check_all_now(claims, now),
             }
         })
     }

@@ -29,6 +29,7 @@ pub(super) fn tollgate(
             "ledger_flush_interval" => {
                 out.ledger_flush_interval = cx.duration(value, &path, false)?;
             }
+            "redis_timeout" => out.redis_timeout = cx.duration(value, &path, true)?,
             "mock" => {
                 for (id, settings) in cx.entries(value, &path)? {
                     let mock_path = key_path(&path, id);
