@@ -23,6 +23,10 @@ use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
 use crate::providers::ProviderHealth;
+use crate::request_body::{
+    BodyReader, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
+    DEFAULT_REQUEST_BODY_TIMEOUT,
+};
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
 use crate::response::GatewayBody;
@@ -76,6 +80,8 @@ pub(crate) struct App {
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
     pub(crate) max_body: usize,
+    /// Reads request bodies within their size, time and memory limits.
+    pub(crate) body_reader: BodyReader,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
@@ -308,6 +314,7 @@ impl Gateway {
             .collect();
         let ledger = open_ledger(config)?;
         let metrics = Metrics::new();
+        let body_reader = body_reader(config, max_body, &metrics)?;
         metrics.register_topology(
             &order
                 .iter()
@@ -388,6 +395,7 @@ impl Gateway {
                 models_body,
                 keys,
                 max_body,
+                body_reader,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 breakers,
                 providers,
@@ -640,6 +648,43 @@ where
         Some(response) => response.map(GatewayBody::full),
         None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),
     }
+}
+
+/// The request-body limits `tollgate.request_body_*` set.
+fn body_reader(
+    config: &Config,
+    max_body: usize,
+    metrics: &Metrics,
+) -> Result<BodyReader, BuildError> {
+    let settings = &config.tollgate;
+    let memory = match settings.request_body_memory_mb {
+        Some(mb) => {
+            let bytes = (mb * 1024.0 * 1024.0) as usize;
+            if bytes < max_body {
+                return Err(BuildError {
+                    path: String::from("tollgate.request_body_memory_mb"),
+                    message: format!(
+                        "must be at least general_settings.max_request_size_mb ({} MiB): \
+                         a body of the largest size must fit",
+                        max_body as f64 / (1024.0 * 1024.0)
+                    ),
+                });
+            }
+            bytes
+        }
+        None => DEFAULT_REQUEST_BODY_MEMORY,
+    };
+    Ok(BodyReader::new(
+        max_body,
+        settings
+            .request_body_timeout
+            .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT),
+        settings
+            .request_body_idle_timeout
+            .unwrap_or(DEFAULT_REQUEST_BODY_IDLE_TIMEOUT),
+        memory,
+        metrics.clone(),
+    ))
 }
 
 /// Opens the spend ledger `tollgate.ledger_path` names, if any.

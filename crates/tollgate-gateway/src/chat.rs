@@ -10,7 +10,7 @@ use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
-use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody, read_body_limited};
+use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Budget, KeyLimits, Limit, RateLimited};
@@ -59,7 +59,8 @@ where
 }
 
 /// The whole request body, refused past the gateway's size limit (before a
-/// byte is read when `Content-Length` says so).
+/// byte is read when `Content-Length` says so), or when it does not arrive in
+/// time (see [`BodyReader`](crate::request_body::BodyReader)).
 pub(crate) async fn read_request<B>(app: &App, request: Request<B>) -> Result<Bytes, Failure>
 where
     B: http_body::Body,
@@ -71,7 +72,7 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    read_body_limited(body, declared, app.max_body).await
+    app.body_reader.read(body, declared).await
 }
 
 /// A key asking for a model group it may not use: 403, naming the key by

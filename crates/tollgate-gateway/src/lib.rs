@@ -65,6 +65,7 @@ mod pick;
 mod pricing;
 mod provider;
 mod providers;
+mod request_body;
 mod request_id;
 pub mod resilience;
 mod response;
@@ -81,5 +82,8 @@ pub use app::{
 };
 pub use ledger::DEFAULT_LEDGER_FILE;
 pub use pending::unapplied_settings;
+pub use request_body::{
+    DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY, DEFAULT_REQUEST_BODY_TIMEOUT,
+};
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};
