@@ -36,6 +36,9 @@ pub(crate) struct AccessLog {
     pub(crate) stream: bool,
     pub(crate) start: Instant,
     pub(crate) finished: bool,
+    /// The server cut the response: its client had not taken it by the
+    /// request's deadline.
+    pub(crate) write_timeout: bool,
     /// When the first byte of the body went to the client (streams: the
     /// first token, as the cascade holds a stream back until its first
     /// content).
@@ -64,6 +67,7 @@ impl AccessLog {
             stream: false,
             start,
             finished: false,
+            write_timeout: false,
             first_data: None,
             retries: 0,
             fallbacks: 0,
@@ -96,7 +100,9 @@ impl Drop for AccessLog {
                 client_gone: !self.finished,
             });
         }
-        let outcome = if !self.finished {
+        let outcome = if self.write_timeout {
+            "write_timeout"
+        } else if !self.finished {
             "client_gone"
         } else if self.class.is_some() {
             "error"

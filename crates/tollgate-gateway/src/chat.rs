@@ -241,10 +241,10 @@ where
     let tally = Arc::new(RequestTally::new());
     request.extensions_mut().insert(tally.clone());
     log.tally = Some(tally);
-    // One deadline for the whole request, retries included.
-    request
-        .extensions_mut()
-        .insert(Deadline::after(app.request_timeout));
+    // One deadline for the whole request, retries included, and the
+    // response's delivery to the client.
+    let deadline = Deadline::after(app.request_timeout);
+    request.extensions_mut().insert(deadline);
     let response =
         app.stack.clone().oneshot(request).await.map_err(|error| {
             match RateLimited::find(&*error) {
@@ -269,7 +269,7 @@ where
         .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
-    let mut response = wrap_success(response);
+    let mut response = wrap_success(response, deadline);
     log.retries = retries.map_or(0, |r| r.0);
     log.fallbacks = fallbacks.map_or(0, |f| f.0);
     if let Some(cost) = cost {
@@ -300,13 +300,15 @@ where
 }
 
 /// Wraps a successful response for the client: a stream is guarded, a JSON
-/// body is forwarded as it arrives.
-fn wrap_success(response: Response<StackBody>) -> Response<GatewayBody> {
+/// body is forwarded as it arrives, both until the request's deadline.
+fn wrap_success(response: Response<StackBody>, deadline: Deadline) -> Response<GatewayBody> {
     let (parts, body) = response.into_parts();
+    let sse = is_event_stream(&parts.headers);
     // The cascade's body already forwards streams whole events at a time and
     // ends a broken one with an error event, never a truncated success.
-    let mut response = with_upstream_headers(&parts, GatewayBody::forward(body));
-    if is_event_stream(&parts.headers) {
+    let body = GatewayBody::forward(body).with_deadline(deadline.0, sse);
+    let mut response = with_upstream_headers(&parts, body);
+    if sse {
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

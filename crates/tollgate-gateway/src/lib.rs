@@ -75,6 +75,7 @@ mod spend;
 mod stack;
 #[cfg(test)]
 mod temp_dir;
+mod write_deadline;
 
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,

@@ -3,28 +3,48 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tollgate_core::{BoxError, Failure};
+use tokio::time::{Instant, Sleep};
+use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use crate::access_log::AccessLog;
 use crate::after_write::{self, Deferred};
 use crate::stack::StackBody;
+use crate::write_deadline::{self, Registration};
 
 pin_project! {
     /// A gateway response body: a small complete one (errors, `/v1/models`),
     /// a forwarded JSON body, or a guarded SSE stream. It carries the
     /// request's access-log entry and settles it when it ends or is dropped.
+    /// A forwarded body may run under the request's deadline
+    /// ([`with_deadline`](GatewayBody::with_deadline)).
     pub struct GatewayBody {
         #[pin]
         kind: Kind,
         log: Option<AccessLog>,
+        deadline: Option<Box<ResponseDeadline>>,
     }
 
     impl PinnedDrop for GatewayBody {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
+            if let Some(registration) = this.deadline.take().and_then(|d| d.registration) {
+                // The server is cutting a response its client did not take
+                // by the deadline (see `write_deadline`).
+                if registration.expired()
+                    && let Some(log) = this.log.as_mut()
+                {
+                    log.write_timeout = true;
+                    log.finished = true;
+                    log.class = Some(ErrorClass::Timeout);
+                    if let Some((metrics, _)) = &log.metrics {
+                        metrics.client_timeout(crate::metrics::WRITE_TIMEOUT);
+                    }
+                }
+                registration.release();
+            }
             // The body first: dropping a stream's body settles its attempt
             // (tokens and cost of what was relayed) into the tally the line
             // reads.
@@ -66,6 +86,7 @@ impl GatewayBody {
                 data: (!data.is_empty()).then_some(data),
             },
             log: None,
+            deadline: None,
         }
     }
 
@@ -73,7 +94,25 @@ impl GatewayBody {
         GatewayBody {
             kind: Kind::Forward { body },
             log: None,
+            deadline: None,
         }
+    }
+
+    /// Runs a forwarded body under the request's deadline: if it passes
+    /// while the body waits for the upstream, the body ends — an SSE stream
+    /// with an OpenAI-style error event, anything else with an error — and
+    /// the upstream is let go; if it passes while the client does not take
+    /// the body, the server cuts the response ([`write_deadline`]).
+    pub(crate) fn with_deadline(mut self, at: Instant, sse: bool) -> Self {
+        if matches!(self.kind, Kind::Forward { .. }) {
+            self.deadline = Some(Box::new(ResponseDeadline {
+                at,
+                sleep: None,
+                sse,
+                registration: write_deadline::register(at),
+            }));
+        }
+        self
     }
 
     pub(crate) fn with_log(mut self, mut log: AccessLog) -> Self {
@@ -108,7 +147,7 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        let (result, stream_failure) = match this.kind.as_mut().project() {
+        let (mut result, mut stream_failure) = match this.kind.as_mut().project() {
             KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
             KindProj::Forward { mut body } => {
                 let result = body.as_mut().poll_frame(cx);
@@ -120,6 +159,28 @@ impl Body for GatewayBody {
                 (result, failure)
             }
         };
+        if result.is_pending() && this.deadline.as_mut().is_some_and(|d| d.passed(cx)) {
+            // Dropping the forwarded body lets the upstream go.
+            let sse = this.deadline.as_ref().is_some_and(|d| d.sse);
+            this.kind.set(Kind::Full { data: None });
+            let failure = Failure::timeout(TimeoutKind::Total);
+            stream_failure = Some(failure.class());
+            result = Poll::Ready(Some(if sse {
+                let mut event = BytesMut::new();
+                tollgate_core::sse::write_data(&mut event, &failure.to_openai_body());
+                Ok(Frame::data(event.freeze()))
+            } else {
+                Err(Box::new(failure))
+            }));
+        }
+        let ended = match &result {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.kind.is_end(),
+            Poll::Pending => false,
+        };
+        if ended && let Some(registration) = this.deadline.take().and_then(|d| d.registration) {
+            registration.release();
+        }
         if let Some(log) = this.log.as_mut() {
             if stream_failure.is_some() {
                 log.class = stream_failure;
@@ -155,5 +216,27 @@ impl Body for GatewayBody {
             }
             Kind::Forward { body } => body.size_hint(),
         }
+    }
+}
+
+/// The request's deadline over a forwarded body.
+struct ResponseDeadline {
+    at: Instant,
+    /// Armed the first time the body waits for the upstream.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// An SSE stream ends with an error event; any other body with an error.
+    sse: bool,
+    /// The server's watch over a client that does not read.
+    registration: Option<Registration>,
+}
+
+impl ResponseDeadline {
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let at = self.at;
+        self.sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
     }
 }
