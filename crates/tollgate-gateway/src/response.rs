@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use crate::access_log::AccessLog;
@@ -24,7 +24,7 @@ pin_project! {
         #[pin]
         kind: Kind,
         log: Option<AccessLog>,
-        deadline: Option<Box<ResponseDeadline>>,
+        deadline: Option<ResponseDeadline>,
     }
 
     impl PinnedDrop for GatewayBody {
@@ -102,15 +102,16 @@ impl GatewayBody {
     /// while the body waits for the upstream, the body ends — an SSE stream
     /// with an OpenAI-style error event, anything else with an error — and
     /// the upstream is let go; if it passes while the client does not take
-    /// the body, the server cuts the response ([`write_deadline`]).
+    /// the body, the server cuts the response. The server's timer
+    /// ([`write_deadline`]) is what polls the body at the deadline: a body
+    /// served some other way ends only if polled after it.
     pub(crate) fn with_deadline(mut self, at: Instant, sse: bool) -> Self {
         if matches!(self.kind, Kind::Forward { .. }) {
-            self.deadline = Some(Box::new(ResponseDeadline {
+            self.deadline = Some(ResponseDeadline {
                 at,
-                sleep: None,
                 sse,
                 registration: write_deadline::register(at),
-            }));
+            });
         }
         self
     }
@@ -159,7 +160,12 @@ impl Body for GatewayBody {
                 (result, failure)
             }
         };
-        if result.is_pending() && this.deadline.as_mut().is_some_and(|d| d.passed(cx)) {
+        if result.is_pending()
+            && this
+                .deadline
+                .as_ref()
+                .is_some_and(|d| write_deadline::passed(d.at))
+        {
             // Dropping the forwarded body lets the upstream go.
             let sse = this.deadline.as_ref().is_some_and(|d| d.sse);
             this.kind.set(Kind::Full { data: None });
@@ -222,21 +228,9 @@ impl Body for GatewayBody {
 /// The request's deadline over a forwarded body.
 struct ResponseDeadline {
     at: Instant,
-    /// Armed the first time the body waits for the upstream.
-    sleep: Option<Pin<Box<Sleep>>>,
     /// An SSE stream ends with an error event; any other body with an error.
     sse: bool,
-    /// The server's watch over a client that does not read.
+    /// The server's watch, whose timer polls the body at the deadline and
+    /// cuts a response the client does not take.
     registration: Option<Registration>,
-}
-
-impl ResponseDeadline {
-    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
-        let at = self.at;
-        self.sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)))
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-    }
 }

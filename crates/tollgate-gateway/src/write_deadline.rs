@@ -7,12 +7,14 @@
 //!
 //! The server therefore polls each HTTP/1 connection and each HTTP/2 stream
 //! inside a [`WriteDeadline`]. A response body with a deadline
-//! [`register`]s it there while it runs. If the deadline passes, plus
-//! [`WRITE_GRACE`], with the response still running — hyper has not taken
-//! its end, so the client is not reading (a body hyper does poll ends itself
-//! at the deadline) — the connection (HTTP/1) or the stream (HTTP/2) is
-//! dropped: hyper closes the connection or resets the stream, and the
-//! response body, the upstream response and its connection go with it.
+//! [`register`]s it there while it runs, and the wrapper's one timer does
+//! the rest. At the deadline it polls the connection again: a body hyper is
+//! waiting on sees the deadline has passed and ends itself. If, after
+//! [`WRITE_GRACE`] more, the response is still running — hyper has not
+//! taken its end, so the client is not reading — the connection (HTTP/1)
+//! or the stream (HTTP/2) is dropped: hyper closes the connection or resets
+//! the stream, and the response body, the upstream response and its
+//! connection go with it.
 //!
 //! The registration goes through a thread-local set for the duration of
 //! each poll, as [`after_write`](crate::after_write) does: no allocation and
@@ -28,8 +30,8 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-/// How long after the deadline a response hyper is not polling is cut: the
-/// time a body that *is* polled has to write its own ending.
+/// How long after the deadline a response still running is cut: the time a
+/// body that hyper polls has to write its own ending.
 pub(crate) const WRITE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a connection or stream knows of the response it is writing.
@@ -152,38 +154,60 @@ impl<F: Future> Future for WriteDeadline<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(None);
-        };
-        if let Poll::Ready(output) = within(this.slot, || inner.poll(cx)) {
-            within(this.slot, || this.inner.set(None));
-            return Poll::Ready(Some(output));
-        }
-        let Some((_, deadline)) = this.slot.current else {
-            // No response running (or it ended): an armed timer may still
-            // wake the task once, harmlessly.
-            return Poll::Pending;
-        };
-        let cut_at = deadline + WRITE_GRACE;
-        if *this.armed != Some(cut_at) {
-            match this.timer.as_mut().as_pin_mut() {
-                Some(timer) => timer.reset(cut_at),
-                None => this.timer.set(Some(sleep_until(cut_at))),
+        loop {
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Poll::Ready(output) = within(this.slot, || inner.poll(cx)) {
+                within(this.slot, || this.inner.set(None));
+                return Poll::Ready(Some(output));
             }
-            *this.armed = Some(cut_at);
+            let Some((_, deadline)) = this.slot.current else {
+                // No response running (or it ended): an armed timer may
+                // still wake the task once, harmlessly.
+                return Poll::Pending;
+            };
+            // First the deadline itself: the connection is polled again
+            // then, so that a body hyper waits on sees it and ends (see
+            // `GatewayBody::with_deadline`); then the cut.
+            let cut_at = deadline + WRITE_GRACE;
+            let wake_at = if Instant::now() < deadline {
+                deadline
+            } else {
+                cut_at
+            };
+            if *this.armed != Some(wake_at) {
+                match this.timer.as_mut().as_pin_mut() {
+                    Some(timer) => timer.reset(wake_at),
+                    None => this.timer.set(Some(sleep_until(wake_at))),
+                }
+                *this.armed = Some(wake_at);
+            }
+            let fired = this
+                .timer
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|timer| timer.poll(cx).is_ready());
+            if !fired {
+                return Poll::Pending;
+            }
+            if wake_at == cut_at {
+                tracing::debug!(
+                    "a client did not take its response by the request's deadline; cutting it"
+                );
+                this.slot.expired = true;
+                within(this.slot, || this.inner.set(None));
+                return Poll::Ready(None);
+            }
         }
-        let fired = this
-            .timer
-            .as_pin_mut()
-            .is_some_and(|timer| timer.poll(cx).is_ready());
-        if !fired {
-            return Poll::Pending;
-        }
-        tracing::debug!("a client did not take its response by the request's deadline; cutting it");
-        this.slot.expired = true;
-        within(this.slot, || this.inner.set(None));
-        Poll::Ready(None)
     }
+}
+
+/// Whether the deadline of the response being written has passed: read by
+/// a response body each time it waits, when the server polls it at the
+/// deadline.
+pub(crate) fn passed(at: Instant) -> bool {
+    Instant::now() >= at
 }
 
 #[cfg(test)]
@@ -235,6 +259,24 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), Some(true));
         // And the thread is left as it was.
         assert!(register(start).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_deadline_the_response_is_polled_and_may_end_itself() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(15);
+        let mut registration = None;
+        // Like a body waiting on its upstream: nothing wakes it but the
+        // server's timer.
+        let connection = WriteDeadline::new(std::future::poll_fn(move |_| {
+            registration.get_or_insert_with(|| register(deadline).unwrap());
+            if passed(deadline) {
+                return Poll::Ready("ended with an error event");
+            }
+            Poll::Pending
+        }));
+        assert_eq!(connection.await, Some("ended with an error event"));
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
     }
 
     #[tokio::test(start_paused = true)]
