@@ -8,13 +8,13 @@
 //! - the whole body must arrive within `request_body_timeout`, and no gap
 //!   between two of its chunks may pass `request_body_idle_timeout`; a body
 //!   that stalls is answered 408;
-//! - the body is copied into one buffer that grows as bytes arrive — never
-//!   sized up front from `Content-Length`, which a client can state without
-//!   sending a byte — and ends up exactly the body's size when the length was
-//!   declared. The first [`UNBUDGETED`] bytes of each body are its own; a
-//!   body that outgrows them takes all it can still need (its declared
-//!   length, else the limit) from one shared budget (`request_body_memory_mb`)
-//!   at once, or waits for it (the client is not read meanwhile, and TCP flow
+//! - the body is copied into one buffer as bytes arrive, and ends up exactly
+//!   the body's size when the length was declared. A `Content-Length` alone,
+//!   which a client can state without sending a byte, costs nothing: the
+//!   first [`UNBUDGETED`] bytes of each body are its own, and only a body
+//!   that outgrows them takes all it can still need (its declared length,
+//!   else the limit) from one shared budget (`request_body_memory_mb`) at
+//!   once, or waits for it (the client is not read meanwhile, and TCP flow
 //!   control holds the rest in its kernel buffers) under the whole-body
 //!   deadline: bodies being read hold at most the budget, plus
 //!   [`UNBUDGETED`] each, plus hyper's read buffer per connection (at most

@@ -502,3 +502,39 @@ async fn fifty_stalled_10_mib_bodies_stay_within_the_memory_bound() {
     drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_body_limits_are_checked_at_startup() {
+    let load = |tollgate: &str| {
+        let yaml = format!(
+            "model_list:\n  - model_name: demo\n    litellm_params:\n      model: mock/demo\n\
+             general_settings:\n  max_request_size_mb: 16\ntollgate:\n{tollgate}"
+        );
+        tollgate_gateway::config::load_str(&yaml, &|_| None)
+    };
+    for (setting, complaint) in [
+        ("request_body_timeout: 0", "more than 0 seconds"),
+        ("request_body_idle_timeout: -1", "must not be negative"),
+        ("request_body_memory_mb: 0", "must be more than 0"),
+    ] {
+        let error = load(&format!("  {setting}\n")).unwrap_err().to_string();
+        let key = setting.split(':').next().unwrap();
+        assert!(error.contains(&format!("tollgate.{key}")), "{error}");
+        assert!(error.contains(complaint), "{error}");
+    }
+    // A budget smaller than the largest body could never read one.
+    let loaded = load("  request_body_memory_mb: 8\n").unwrap();
+    let error = tollgate_gateway::Gateway::new(&loaded.config)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("tollgate.request_body_memory_mb: "),
+        "{error}"
+    );
+    let loaded = load("  request_body_memory_mb: 16\n  request_body_timeout: 2.5\n").unwrap();
+    assert!(tollgate_gateway::Gateway::new(&loaded.config).is_ok());
+    assert_eq!(
+        loaded.config.tollgate.request_body_timeout,
+        Some(Duration::from_millis(2500))
+    );
+}
