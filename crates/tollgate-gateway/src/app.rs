@@ -23,10 +23,7 @@ use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
 use crate::providers::ProviderHealth;
-use crate::request_body::{
-    BodyReader, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
-    DEFAULT_REQUEST_BODY_TIMEOUT,
-};
+use crate::request_body::BodyReader;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
 use crate::response::GatewayBody;
@@ -314,7 +311,13 @@ impl Gateway {
             .collect();
         let ledger = open_ledger(config)?;
         let metrics = Metrics::new();
-        let body_reader = body_reader(config, max_body, &metrics)?;
+        let body_reader =
+            BodyReader::from_config(&config.tollgate, max_body, &metrics).map_err(|message| {
+                BuildError {
+                    path: String::from("tollgate.request_body_memory_mb"),
+                    message,
+                }
+            })?;
         metrics.register_topology(
             &order
                 .iter()
@@ -648,43 +651,6 @@ where
         Some(response) => response.map(GatewayBody::full),
         None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),
     }
-}
-
-/// The request-body limits `tollgate.request_body_*` set.
-fn body_reader(
-    config: &Config,
-    max_body: usize,
-    metrics: &Metrics,
-) -> Result<BodyReader, BuildError> {
-    let settings = &config.tollgate;
-    let memory = match settings.request_body_memory_mb {
-        Some(mb) => {
-            let bytes = (mb * 1024.0 * 1024.0) as usize;
-            if bytes < max_body {
-                return Err(BuildError {
-                    path: String::from("tollgate.request_body_memory_mb"),
-                    message: format!(
-                        "must be at least general_settings.max_request_size_mb ({} MiB): \
-                         a body of the largest size must fit",
-                        max_body as f64 / (1024.0 * 1024.0)
-                    ),
-                });
-            }
-            bytes
-        }
-        None => DEFAULT_REQUEST_BODY_MEMORY,
-    };
-    Ok(BodyReader::new(
-        max_body,
-        settings
-            .request_body_timeout
-            .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT),
-        settings
-            .request_body_idle_timeout
-            .unwrap_or(DEFAULT_REQUEST_BODY_IDLE_TIMEOUT),
-        memory,
-        metrics.clone(),
-    ))
 }
 
 /// Opens the spend ledger `tollgate.ledger_path` names, if any.

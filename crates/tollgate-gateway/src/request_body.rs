@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout_at};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
+use crate::config::TollgateSettings;
 use crate::metrics::Metrics;
 
 /// Default of `tollgate.request_body_timeout`: the time a client has to
@@ -90,6 +91,40 @@ impl BodyReader {
             budget: Semaphore::new(memory.max(max_bytes).min(Semaphore::MAX_PERMITS)),
             metrics,
         }
+    }
+
+    /// The limits `tollgate.request_body_*` set, for bodies of at most
+    /// `max_bytes`; an error says why `request_body_memory_mb` is invalid.
+    pub(crate) fn from_config(
+        settings: &TollgateSettings,
+        max_bytes: usize,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
+        let memory = match settings.request_body_memory_mb {
+            Some(mb) => {
+                let bytes = (mb * 1024.0 * 1024.0) as usize;
+                if bytes < max_bytes {
+                    return Err(format!(
+                        "must be at least general_settings.max_request_size_mb ({} MiB): \
+                         a body of the largest size must fit",
+                        max_bytes as f64 / (1024.0 * 1024.0)
+                    ));
+                }
+                bytes
+            }
+            None => DEFAULT_REQUEST_BODY_MEMORY,
+        };
+        Ok(BodyReader::new(
+            max_bytes,
+            settings
+                .request_body_timeout
+                .unwrap_or(DEFAULT_REQUEST_BODY_TIMEOUT),
+            settings
+                .request_body_idle_timeout
+                .unwrap_or(DEFAULT_REQUEST_BODY_IDLE_TIMEOUT),
+            memory,
+            metrics.clone(),
+        ))
     }
 
     /// Reads a whole body. `declared` is its `Content-Length`: one over the
