@@ -38,6 +38,9 @@ pub(crate) struct AccessLog {
     pub(crate) stream: bool,
     pub(crate) start: Instant,
     pub(crate) finished: bool,
+    /// The server cut the response: its client had not taken it by the
+    /// request's deadline.
+    pub(crate) write_timeout: bool,
     /// When the first byte of the body went to the client (streams: the
     /// first token, as the cascade holds a stream back until its first
     /// content).
@@ -72,6 +75,7 @@ impl AccessLog {
             stream: false,
             start,
             finished: false,
+            write_timeout: false,
             first_data: None,
             retries: 0,
             fallbacks: 0,
@@ -83,9 +87,11 @@ impl AccessLog {
         }
     }
 
-    /// `shutdown`, `client_gone`, `error` or `ok`.
+    /// `write_timeout`, `shutdown`, `client_gone`, `error` or `ok`.
     fn outcome(&self) -> &'static str {
-        if self.shutdown
+        if self.write_timeout {
+            "write_timeout"
+        } else if self.shutdown
             || (!self.finished && self.grace.as_ref().is_some_and(GracePeriod::is_over))
         {
             "shutdown"

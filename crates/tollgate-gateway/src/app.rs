@@ -24,6 +24,7 @@ use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
 use crate::providers::ProviderHealth;
+use crate::request_body::BodyReader;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
 use crate::response::GatewayBody;
@@ -80,6 +81,8 @@ pub(crate) struct App {
     /// Every secret of the config, redacted from upstream text before it
     /// reaches a client.
     pub(crate) secrets: tollgate_core::Secrets,
+    /// Reads request bodies within their size, time and memory limits.
+    pub(crate) body_reader: BodyReader,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_timeout: Duration,
     pub(crate) stack: Stack,
@@ -315,6 +318,13 @@ impl Gateway {
             .collect();
         let ledger = open_ledger(config)?;
         let metrics = Metrics::new();
+        let body_reader =
+            BodyReader::from_config(&config.tollgate, max_body, &metrics).map_err(|message| {
+                BuildError {
+                    path: String::from("tollgate.request_body_memory_mb"),
+                    message,
+                }
+            })?;
         metrics.register_topology(
             &order
                 .iter()
@@ -407,6 +417,7 @@ impl Gateway {
                 keys,
                 max_body,
                 secrets: config.secrets.clone(),
+                body_reader,
                 request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
                 breakers,
                 providers,

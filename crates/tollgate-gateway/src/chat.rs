@@ -10,7 +10,7 @@ use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
-use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, read_body_limited};
+use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Budget, KeyLimits, Limit, RateLimited};
@@ -77,7 +77,8 @@ fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
 }
 
 /// The whole request body, refused past the gateway's size limit (before a
-/// byte is read when `Content-Length` says so).
+/// byte is read when `Content-Length` says so), or when it does not arrive in
+/// time (see [`BodyReader`](crate::request_body::BodyReader)).
 pub(crate) async fn read_request<B>(app: &App, request: Request<B>) -> Result<Bytes, Failure>
 where
     B: http_body::Body,
@@ -89,7 +90,7 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    read_body_limited(body, declared, app.max_body).await
+    app.body_reader.read(body, declared).await
 }
 
 /// A key asking for a model group it may not use: 403, naming the key by
@@ -263,10 +264,10 @@ where
     let tally = Arc::new(RequestTally::new());
     request.extensions_mut().insert(tally.clone());
     log.tally = Some(tally);
-    // One deadline for the whole request, retries included.
-    request
-        .extensions_mut()
-        .insert(Deadline::after(app.request_timeout));
+    // One deadline for the whole request, retries included, and the
+    // response's delivery to the client.
+    let deadline = Deadline::after(app.request_timeout);
+    request.extensions_mut().insert(deadline);
     let response =
         app.stack.clone().oneshot(request).await.map_err(|error| {
             match RateLimited::find(&*error) {
@@ -292,7 +293,7 @@ where
         .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
-    let mut response = wrap_success(response, &app.grace, redactor);
+    let mut response = wrap_success(response, &app.grace, redactor, deadline);
     log.retries = retries.map_or(0, |r| r.0);
     log.fallbacks = fallbacks.map_or(0, |f| f.0);
     if let Some(cost) = cost {
@@ -323,21 +324,23 @@ where
 }
 
 /// Wraps a successful response for the client: a stream is guarded, a JSON
-/// body is forwarded as it arrives.
+/// body is forwarded as it arrives, both until the request's deadline.
 fn wrap_success(
     response: Response<StackBody>,
     grace: &GracePeriod,
     redactor: &Redactor,
+    deadline: Deadline,
 ) -> Response<GatewayBody> {
     let (parts, body) = response.into_parts();
     let stream = is_event_stream(&parts.headers);
     // The cascade's body already forwards streams whole events at a time and
     // ends a broken one with an error event, never a truncated success; the
     // shutdown's cut falls between two events too.
+    let body = GatewayBody::forward(body).with_deadline(deadline.0, stream);
     let body = if stream {
-        GatewayBody::forward(body).cut_at_grace_end(grace)
+        body.cut_at_grace_end(grace)
     } else {
-        GatewayBody::forward(body)
+        body
     };
     let mut response = with_upstream_headers(&parts, body, redactor);
     if stream {

@@ -66,6 +66,7 @@ mod pick;
 mod pricing;
 mod provider;
 mod providers;
+mod request_body;
 mod request_id;
 pub mod resilience;
 mod response;
@@ -75,11 +76,15 @@ mod spend;
 mod stack;
 #[cfg(test)]
 mod temp_dir;
+mod write_deadline;
 
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT, Gateway,
 };
 pub use ledger::DEFAULT_LEDGER_FILE;
+pub use request_body::{
+    DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY, DEFAULT_REQUEST_BODY_TIMEOUT,
+};
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};

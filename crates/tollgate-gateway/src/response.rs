@@ -3,15 +3,17 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tollgate_core::{BoxError, Failure};
+use tokio::time::Instant;
+use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use crate::access_log::AccessLog;
 use crate::after_write::{self, Deferred};
 use crate::grace::{GracePeriod, GraceWatch};
 use crate::stack::StackBody;
+use crate::write_deadline::{self, Registration};
 
 pin_project! {
     /// A gateway response body: a small complete one (errors, `/v1/models`),
@@ -19,16 +21,34 @@ pin_project! {
     /// request's access-log entry and settles it when it ends or is dropped.
     /// A stream ends with a `shutdown` error event when the server's grace
     /// period ends first.
+    /// A forwarded body may run under the request's deadline
+    /// ([`with_deadline`](GatewayBody::with_deadline)).
     pub struct GatewayBody {
         #[pin]
         kind: Kind,
         log: Option<AccessLog>,
         grace: Option<Box<GraceWatch>>,
+        deadline: Option<ResponseDeadline>,
     }
 
     impl PinnedDrop for GatewayBody {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
+            if let Some(registration) = this.deadline.take().and_then(|d| d.registration) {
+                // The server is cutting a response its client did not take
+                // by the deadline (see `write_deadline`).
+                if registration.expired()
+                    && let Some(log) = this.log.as_mut()
+                {
+                    log.write_timeout = true;
+                    log.finished = true;
+                    log.class = Some(ErrorClass::Timeout);
+                    if let Some((metrics, _)) = &log.metrics {
+                        metrics.client_timeout(crate::metrics::WRITE_TIMEOUT);
+                    }
+                }
+                registration.release();
+            }
             // The body first: dropping a stream's body settles its attempt
             // (tokens and cost of what was relayed) into the tally the line
             // reads.
@@ -71,6 +91,7 @@ impl GatewayBody {
             },
             log: None,
             grace: None,
+            deadline: None,
         }
     }
 
@@ -79,6 +100,7 @@ impl GatewayBody {
             kind: Kind::Forward { body },
             log: None,
             grace: None,
+            deadline: None,
         }
     }
 
@@ -87,6 +109,24 @@ impl GatewayBody {
     /// upstream attempts settle), the event is its last frame.
     pub(crate) fn cut_at_grace_end(mut self, period: &GracePeriod) -> Self {
         self.grace = Some(Box::new(period.watch()));
+        self
+    }
+
+    /// Runs a forwarded body under the request's deadline: if it passes
+    /// while the body waits for the upstream, the body ends — an SSE stream
+    /// with an OpenAI-style error event, anything else with an error — and
+    /// the upstream is let go; if it passes while the client does not take
+    /// the body, the server cuts the response. The server's timer
+    /// ([`write_deadline`]) is what polls the body at the deadline: a body
+    /// served some other way ends only if polled after it.
+    pub(crate) fn with_deadline(mut self, at: Instant, sse: bool) -> Self {
+        if matches!(self.kind, Kind::Forward { .. }) {
+            self.deadline = Some(ResponseDeadline {
+                at,
+                sse,
+                registration: write_deadline::register(at),
+            });
+        }
         self
     }
 
@@ -137,7 +177,7 @@ impl Body for GatewayBody {
                 log.finished = true;
             }
         }
-        let (result, stream_failure) = match this.kind.as_mut().project() {
+        let (mut result, mut stream_failure) = match this.kind.as_mut().project() {
             KindProj::Full { data } => (Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))), None),
             KindProj::Forward { mut body } => {
                 let result = body.as_mut().poll_frame(cx);
@@ -149,6 +189,33 @@ impl Body for GatewayBody {
                 (result, failure)
             }
         };
+        if result.is_pending()
+            && this
+                .deadline
+                .as_ref()
+                .is_some_and(|d| write_deadline::passed(d.at))
+        {
+            // Dropping the forwarded body lets the upstream go.
+            let sse = this.deadline.as_ref().is_some_and(|d| d.sse);
+            this.kind.set(Kind::Full { data: None });
+            let failure = Failure::timeout(TimeoutKind::Total);
+            stream_failure = Some(failure.class());
+            result = Poll::Ready(Some(if sse {
+                let mut event = BytesMut::new();
+                tollgate_core::sse::write_data(&mut event, &failure.to_openai_body());
+                Ok(Frame::data(event.freeze()))
+            } else {
+                Err(Box::new(failure))
+            }));
+        }
+        let ended = match &result {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => this.kind.is_end(),
+            Poll::Pending => false,
+        };
+        if ended && let Some(registration) = this.deadline.take().and_then(|d| d.registration) {
+            registration.release();
+        }
         if let Some(log) = this.log.as_mut() {
             if stream_failure.is_some() {
                 log.class = stream_failure;
@@ -185,4 +252,14 @@ impl Body for GatewayBody {
             Kind::Forward { body } => body.size_hint(),
         }
     }
+}
+
+/// The request's deadline over a forwarded body.
+struct ResponseDeadline {
+    at: Instant,
+    /// An SSE stream ends with an error event; any other body with an error.
+    sse: bool,
+    /// The server's watch, whose timer polls the body at the deadline and
+    /// cuts a response the client does not take.
+    registration: Option<Registration>,
 }

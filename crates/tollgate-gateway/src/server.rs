@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
+use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
 /// signal, unless `tollgate.shutdown_grace_period` says otherwise.
@@ -73,13 +74,14 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 // Logs, metrics and spend wait until the answer is written:
-                // see `AfterWrite`.
-                let connection = AfterWrite::new(graceful.watch(connection));
+                // see `AfterWrite`. A response the client does not take by
+                // its deadline ends the connection: see `WriteDeadline`.
+                let connection = WriteDeadline::new(AfterWrite::new(graceful.watch(connection)));
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}
                 connections.spawn(async move {
-                    if let Err(error) = connection.await {
+                    if let Some(Err(error)) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }
                 });
@@ -145,8 +147,10 @@ where
         let mut tasks = self.lock();
         // Finished ones are reaped as new ones come.
         while tasks.try_join_next().is_some() {}
+        // A response the client does not take by its deadline ends its
+        // stream (hyper resets it): see `WriteDeadline`.
         tasks.spawn(async move {
-            let _ = future.await;
+            let _ = WriteDeadline::new(future).await;
         });
     }
 }

@@ -53,6 +53,8 @@ struct Shared {
     seen: watch::Sender<usize>,
     recording: AtomicBool,
     connections: AtomicUsize,
+    /// Connections open now; `wait_for_open_connections` watches it.
+    open: watch::Sender<usize>,
 }
 
 struct Script {
@@ -81,6 +83,7 @@ impl Upstream {
             seen: watch::Sender::new(0),
             recording: AtomicBool::new(true),
             connections: AtomicUsize::new(0),
+            open: watch::Sender::new(0),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Self {
@@ -104,7 +107,9 @@ impl Upstream {
         self.shared.connections.fetch_add(1, Ordering::Relaxed);
         let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
         let shared = self.shared.clone();
+        let open = Open::new(&shared);
         let task = tokio::spawn(async move {
+            let _open = open;
             let reset = Arc::new(AtomicBool::new(false));
             let service =
                 service_fn(move |request| respond(shared.clone(), reset.clone(), request));
@@ -180,6 +185,22 @@ impl Upstream {
     /// How many connections the server has accepted (TCP and in memory).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// How many connections are open now: a client that let go of a
+    /// connection (closed it, or dropped a response mid-body, which closes
+    /// an HTTP/1.1 connection) no longer counts once the server saw it.
+    pub fn open_connections(&self) -> usize {
+        *self.shared.open.borrow()
+    }
+
+    /// Waits until exactly `n` connections are open.
+    ///
+    /// This never times out; wrap it in [`tokio::time::timeout`] to bound a test.
+    pub async fn wait_for_open_connections(&self, n: usize) {
+        let mut open = self.shared.open.subscribe();
+        // The sender lives in `self.shared`, so waiting cannot fail.
+        let _ = open.wait_for(|&open| open == n).await;
     }
 }
 
@@ -259,6 +280,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     shared.connections.fetch_add(1, Ordering::Relaxed);
+    let _open = Open::new(&shared);
     let _ = stream.set_nodelay(true);
     let stream = ResetOnDrop::new(stream);
     let reset = stream.flag();
@@ -305,6 +327,23 @@ async fn respond(
         return Err(Abort::Reset);
     }
     Ok(reply.to_response())
+}
+
+/// Counts a connection as open for as long as it lives: ended, aborted or
+/// dropped with the server.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.open.send_modify(|open| *open += 1);
+        Open(shared.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|open| *open -= 1);
+    }
 }
 
 /// Why a request got no response.

@@ -307,3 +307,24 @@ async fn speaks_h2c() {
     );
     assert_eq!(upstream.requests()[0].version, Version::HTTP_2);
 }
+
+#[tokio::test]
+async fn open_connections_follow_the_clients() {
+    let upstream = Upstream::start().await;
+    upstream.push(Reply::sse().data("a").stall());
+    assert_eq!(upstream.open_connections(), 0);
+    let client = client();
+    let url = format!("{}/v1/chat/completions", upstream.url());
+    let mut response = get(&client, &url).await.unwrap();
+    read_exactly(response.body_mut(), "data: a\n\n").await;
+    assert_eq!(upstream.open_connections(), 1);
+    // Dropping a response mid-body closes its HTTP/1.1 connection.
+    drop(response);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        upstream.wait_for_open_connections(0),
+    )
+    .await
+    .expect("the server sees the connection close");
+    assert_eq!(upstream.connections(), 1);
+}

@@ -523,6 +523,15 @@ pub struct TollgateSettings {
     pub stream_idle_timeout: Option<Duration>,
     /// `shutdown_grace_period`: how long in-flight requests may finish on shutdown.
     pub shutdown_grace_period: Option<Duration>,
+    /// `request_body_timeout`: the longest a client may take to send a whole
+    /// request body.
+    pub request_body_timeout: Option<Duration>,
+    /// `request_body_idle_timeout`: the longest silence allowed inside a
+    /// request body.
+    pub request_body_idle_timeout: Option<Duration>,
+    /// `request_body_memory_mb`: the memory request bodies still arriving may
+    /// hold together, in MiB.
+    pub request_body_memory_mb: Option<f64>,
     /// `ledger_path`: the spend ledger's SQLite file. Without it a gateway
     /// built from the library keeps no ledger; the `tollgate` binary uses
     /// `tollgate-ledger.sqlite3` in its working directory.

@@ -292,6 +292,18 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         tollgate.shutdown_grace_period.map(seconds),
     );
     add(
+        "tollgate.request_body_timeout",
+        tollgate.request_body_timeout.map(seconds),
+    );
+    add(
+        "tollgate.request_body_idle_timeout",
+        tollgate.request_body_idle_timeout.map(seconds),
+    );
+    add(
+        "tollgate.request_body_memory_mb",
+        tollgate.request_body_memory_mb.map(|n| n.to_string()),
+    );
+    add(
         "tollgate.ledger_path",
         tollgate
             .ledger_path

@@ -69,6 +69,16 @@ pub(crate) const LEDGER_RECORDS: &str = "tollgate_ledger_records_total";
 pub(crate) const LEDGER_DROPPED: &str = "tollgate_ledger_dropped_total";
 /// Times shared state (Redis) was unreachable and local state was used.
 pub(crate) const SHARED_STATE_FALLBACKS: &str = "tollgate_shared_state_fallbacks_total";
+/// Requests ended because their client was too slow, by phase.
+pub(crate) const CLIENT_TIMEOUTS: &str = "tollgate_client_timeouts_total";
+/// The `phase` of a response whose client did not take it by the deadline.
+pub(crate) const WRITE_TIMEOUT: &str = "response_write";
+/// The phases of [`CLIENT_TIMEOUTS`].
+pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [
+    crate::request_body::STALLED_BODY,
+    crate::request_body::STALLED_CHUNK,
+    WRITE_TIMEOUT,
+];
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -92,6 +102,7 @@ pub(crate) const FAMILIES: &[&str] = &[
     LEDGER_RECORDS,
     LEDGER_DROPPED,
     SHARED_STATE_FALLBACKS,
+    CLIENT_TIMEOUTS,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
@@ -256,6 +267,8 @@ struct Inner {
     ledger_records: Counter,
     ledger_dropped: Counter,
     shared_state_fallbacks: Counter,
+    /// By [`CLIENT_TIMEOUT_PHASES`], in order.
+    client_timeouts: [Counter; 3],
 }
 
 impl fmt::Debug for Metrics {
@@ -297,6 +310,13 @@ impl Metrics {
         let ledger_records = counter(&recorder, LEDGER_RECORDS, Vec::new());
         let ledger_dropped = counter(&recorder, LEDGER_DROPPED, Vec::new());
         let shared_state_fallbacks = counter(&recorder, SHARED_STATE_FALLBACKS, Vec::new());
+        let client_timeouts = CLIENT_TIMEOUT_PHASES.map(|phase| {
+            counter(
+                &recorder,
+                CLIENT_TIMEOUTS,
+                vec![Label::from_static_parts("phase", phase)],
+            )
+        });
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -307,6 +327,7 @@ impl Metrics {
                 ledger_records,
                 ledger_dropped,
                 shared_state_fallbacks,
+                client_timeouts,
             }),
         }
     }
@@ -517,6 +538,14 @@ impl Metrics {
         self.inner.shared_state_fallbacks.increment(1);
     }
 
+    /// Counts a request ended because its client was too slow: `phase` is
+    /// one of [`CLIENT_TIMEOUT_PHASES`].
+    pub(crate) fn client_timeout(&self, phase: &'static str) {
+        if let Some(at) = CLIENT_TIMEOUT_PHASES.iter().position(|p| *p == phase) {
+            self.inner.client_timeouts[at].increment(1);
+        }
+    }
+
     fn with_group<R>(&self, group: &str, f: impl FnOnce(&GroupSeries) -> R) -> R {
         let recorder = &self.inner.recorder;
         with_entry(
@@ -621,6 +650,12 @@ fn describe(recorder: &PrometheusRecorder) {
         (
             SHARED_STATE_FALLBACKS,
             "Times shared state (Redis) was unreachable and local state was used instead.",
+        ),
+        (
+            CLIENT_TIMEOUTS,
+            "Requests ended because the client was too slow: a request body that stalled \
+             (request_body, request_body_idle) or a response not read by the deadline \
+             (response_write).",
         ),
     ];
     for &(name, help) in counters {

@@ -90,7 +90,8 @@ impl GatewayProcess {
         assert!(status.success());
     }
 
-    fn pid(&self) -> u32 {
+    /// The process id, for `/proc/<pid>`.
+    pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 

@@ -23,6 +23,19 @@ pub(super) fn tollgate(
             "shutdown_grace_period" => {
                 out.shutdown_grace_period = cx.duration(value, &path, false)?;
             }
+            "request_body_timeout" => {
+                out.request_body_timeout = cx.duration(value, &path, true)?;
+            }
+            "request_body_idle_timeout" => {
+                out.request_body_idle_timeout = cx.duration(value, &path, true)?;
+            }
+            "request_body_memory_mb" => {
+                let size = cx.number(value, &path, "a number of megabytes")?;
+                if size.is_some_and(|size| size <= 0.0) {
+                    return Err(ConfigError::invalid(&path, "must be more than 0"));
+                }
+                out.request_body_memory_mb = size;
+            }
             "ledger_path" => {
                 out.ledger_path = cx.string(value, &path)?.map(std::path::PathBuf::from);
             }
