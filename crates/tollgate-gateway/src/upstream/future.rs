@@ -121,7 +121,7 @@ impl Future for ResponseFuture {
 /// nothing for this long and then hangs up (a proxy's idle timer, a stuck
 /// worker killed) is a silent upstream, and asking it again would only wait
 /// as long again.
-pub(crate) const SILENT_CLOSE_AFTER: Duration = Duration::from_secs(10);
+const SILENT_CLOSE_AFTER: Duration = Duration::from_secs(10);
 
 /// Turns a pooled-client error into a failure that names no host;
 /// `silent_for` is how long the exchange waited without a response head.
