@@ -43,12 +43,14 @@ use tower::Layer;
 /// Default request size limit when `general_settings.max_request_size_mb` is
 /// not set.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
-/// Default total deadline of a request (`timeout`, `request_timeout`).
+/// Default deadline of one attempt (`timeout`, `request_timeout`); see
+/// [`deadlines`](crate::deadlines) for the whole request's.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// Default deadline for the first byte of a stream (`stream_timeout`).
-pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default deadline for the first token of a stream (`stream_timeout`), for
+/// an interactive user.
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default longest silence inside a stream (`tollgate.stream_idle_timeout`).
-pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How often histogram samples are folded into their buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -84,7 +86,7 @@ pub(crate) struct App {
     /// Reads request bodies within their size, time and memory limits.
     pub(crate) body_reader: BodyReader,
     /// The deadline of a whole request, retries and fallbacks included.
-    pub(crate) request_timeout: Duration,
+    pub(crate) request_deadline: Duration,
     pub(crate) stack: Stack,
     pub(crate) breakers: Breakers,
     /// What `/health/providers` reports.
@@ -418,7 +420,7 @@ impl Gateway {
                 max_body,
                 secrets: config.secrets.clone(),
                 body_reader,
-                request_timeout: config.request_timeout().unwrap_or(DEFAULT_TIMEOUT),
+                request_deadline: crate::deadlines::request_deadline(config),
                 breakers,
                 providers,
                 metrics,
@@ -904,35 +906,7 @@ fn build_deployment(
         deployment_id: Arc::from(deployment.id.as_str()),
         upstream_model: Arc::from(deployment.upstream_model.as_str()),
     };
-    let total = deployment
-        .timeout
-        .or(config.router_settings.timeout)
-        .or(config.litellm_settings.request_timeout)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let idle = config
-        .tollgate
-        .stream_idle_timeout
-        .unwrap_or(DEFAULT_STREAM_IDLE_TIMEOUT);
-    // A non-streaming answer's headers come when the whole answer is ready,
-    // so only the total deadline applies to it.
-    let timeouts = Timeouts {
-        first_byte: Some(total),
-        stream_idle: Some(idle),
-        first_token: None,
-        total: Some(total),
-    };
-    // A stream must start answering — headers, then its first `data:` event
-    // — within `stream_timeout`, long before the provider would give up.
-    let first_token = deployment
-        .stream_timeout
-        .unwrap_or(DEFAULT_STREAM_TIMEOUT)
-        .min(total);
-    let stream_timeouts = Timeouts {
-        first_byte: Some(first_token),
-        stream_idle: Some(idle),
-        first_token: Some(first_token),
-        total: Some(total),
-    };
+    let (timeouts, stream_timeouts) = crate::deadlines::attempt_timeouts(config, deployment);
     let provider = match deployment.provider {
         Provider::Mock => DeploymentProvider::Mock(MockDeployment::new(
             &deployment.upstream_model,

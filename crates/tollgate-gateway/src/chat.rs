@@ -210,6 +210,8 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let client_deadline =
+        crate::deadlines::client_deadline(request.headers()).map_err(|f| (f.into(), None))?;
     let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
@@ -264,9 +266,12 @@ where
     let tally = Arc::new(RequestTally::new());
     request.extensions_mut().insert(tally.clone());
     log.tally = Some(tally);
-    // One deadline for the whole request, retries included, and the
-    // response's delivery to the client.
-    let deadline = Deadline::after(app.request_timeout);
+    // One deadline for the whole request, retries and fallbacks included,
+    // and the response's delivery to the client; the client may only
+    // shorten it.
+    let deadline = Deadline::after(client_deadline.map_or(app.request_deadline, |asked| {
+        asked.min(app.request_deadline)
+    }));
     request.extensions_mut().insert(deadline);
     let response =
         app.stack.clone().oneshot(request).await.map_err(|error| {

@@ -56,6 +56,7 @@ mod after_write;
 mod app;
 mod balance;
 mod chat;
+pub mod deadlines;
 mod door;
 mod grace;
 pub(crate) mod keys;

@@ -12,7 +12,9 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
+use tollgate_core::extensions::Deadline;
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
 use tower_service::Service;
 
@@ -95,6 +97,7 @@ impl Service<Request<RequestBody>> for ProviderService {
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let deployment = request.extensions().get::<Arc<Deployment>>().cloned();
         let chat = request.extensions().get::<Arc<ChatRequest>>().cloned();
+        let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
         let client = self.client.clone();
         Box::pin(async move {
             let (Some(deployment), Some(chat)) = (deployment, chat) else {
@@ -104,7 +107,7 @@ impl Service<Request<RequestBody>> for ProviderService {
                 )
                 .into());
             };
-            call_provider(client, &deployment, &chat)
+            call_provider(client, &deployment, &chat, deadline)
                 .await
                 .map_err(BoxError::from)
         })
@@ -116,12 +119,19 @@ async fn call_provider(
     mut client: UpstreamClient,
     deployment: &Deployment,
     chat: &ChatRequest,
+    deadline: Option<Instant>,
 ) -> Result<Response<ProviderBody>, Failure> {
-    let timeouts = if chat.stream() {
+    let mut timeouts = if chat.stream() {
         deployment.stream_timeouts
     } else {
         deployment.timeouts
     };
+    // An attempt gets the time the request has left, never more: the
+    // request's deadline is what the client was promised.
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        timeouts.total = Some(timeouts.total.map_or(left, |total| total.min(left)));
+    }
     match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {
             let mut request = upstream_request(deployment, chat)?;
@@ -150,8 +160,11 @@ async fn call_provider(
             Ok(response.map(|body| ProviderBody::OpenRouter { body }))
         }
         DeploymentProvider::Mock(mock) => {
-            let start = tokio::time::Instant::now();
-            let first_byte = timeouts.first_byte.unwrap_or(crate::app::DEFAULT_TIMEOUT);
+            let start = Instant::now();
+            let first_byte = match (timeouts.first_byte, timeouts.total) {
+                (Some(first), Some(total)) => first.min(total),
+                (first, total) => first.or(total).unwrap_or(crate::app::DEFAULT_TIMEOUT),
+            };
             let response = tokio::time::timeout(first_byte, mock.respond(chat))
                 .await
                 .map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;

@@ -7,7 +7,7 @@
 //! | `router_settings.retry_policy` | retry per-class policy, by LiteLLM's names |
 //! | `router_settings.retry_after` | retry `min_backoff` |
 //! | `router_settings.allowed_fails` | breaker opens after `allowed_fails + 1` failures in a row |
-//! | `router_settings.cooldown_time` | breaker open time (0: no breaker) |
+//! | `router_settings.cooldown_time` | breaker open time, `2 ×` it at most after failed probes (0: no breaker) |
 //! | `model_list[].litellm_params.cooldown_time` | the same, for one deployment |
 //! | `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`, `default_fallbacks` (router, else litellm settings) | the fallback cascade's lists |
 //! | `router_settings.max_fallbacks` | the cascade's bound (default 5) |
@@ -20,8 +20,10 @@
 //! skips the other groups of that pool.
 //!
 //! Unlike LiteLLM's cooldown, the breaker lets probes through once the open
-//! time is over, and backs off (doubling, capped) when they fail; it cools
-//! down a group with a single deployment too.
+//! time is over (one probe per open period), and backs off when they fail:
+//! the open time after a failed probe is `2 × cooldown_time`, never more, so
+//! a deployment that recovers serves again within about one cooldown of
+//! recovering. It cools down a group with a single deployment too.
 
 use std::time::Duration;
 
@@ -92,6 +94,10 @@ pub fn deployment_breaker_config(
     )
 }
 
+/// The longest open time after failed probes, as a multiple of
+/// `cooldown_time`.
+pub const MAX_COOLDOWN_FACTOR: u32 = 2;
+
 fn breaker_config_with(
     allowed_fails: Option<u32>,
     cooldown: Option<Duration>,
@@ -100,18 +106,19 @@ fn breaker_config_with(
     if cooldown.is_some_and(|c| c.is_zero()) {
         return Ok(None);
     }
-    let defaults = BreakerConfig::default();
     let mut builder = BreakerConfig::builder();
     if let Some(allowed) = allowed_fails {
         builder = builder.consecutive_failures(allowed.saturating_add(1));
     }
-    if let Some(cooldown) = cooldown {
-        // A fixed LiteLLM cooldown is the first open time; failed probes
-        // double it up to the larger of it and the default cap.
-        builder = builder
-            .cooldown(cooldown)
-            .max_cooldown(cooldown.max(defaults.max_cooldown));
-    }
+    // `cooldown_time` is the open time LiteLLM users expect to hold. A failed
+    // probe doubles it once at most: a deployment that recovers is probed
+    // again within two cooldowns, so it serves again about one cooldown
+    // after it is back, while a dead one is still asked only once per open
+    // period.
+    let cooldown = cooldown.unwrap_or(BreakerConfig::default().cooldown);
+    builder = builder
+        .cooldown(cooldown)
+        .max_cooldown(cooldown.saturating_mul(MAX_COOLDOWN_FACTOR));
     builder.build().map(Some).map_err(|error| ResilienceError {
         path: path.to_owned(),
         message: error.to_string(),

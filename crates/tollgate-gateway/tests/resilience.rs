@@ -175,7 +175,7 @@ async fn a_retry_never_waits_past_the_request_deadline() {
     // The whole request has 5 s; the upstream asks for 30.
     let gateway = gateway_over(
         &upstream,
-        "  num_retries: 3\n  timeout: 5\n  cooldown_time: 0\n",
+        "  num_retries: 3\n  timeout: 5\n  cooldown_time: 0\ntollgate:\n  request_deadline: 5\n",
     );
     upstream.push(
         Reply::json(429, openai::error_body("slow down", "requests", None))

@@ -95,8 +95,9 @@ impl Config {
             .or(self.litellm_settings.num_retries)
     }
 
-    /// Whole-request timeout: `router_settings.timeout`, else
-    /// `litellm_settings.request_timeout`. A deployment's own `timeout` beats both.
+    /// One attempt's timeout: `router_settings.timeout`, else
+    /// `litellm_settings.request_timeout`. A deployment's own `timeout` beats
+    /// both. The whole request's deadline is `tollgate.request_deadline`.
     pub fn request_timeout(&self) -> Option<Duration> {
         self.router_settings
             .timeout
@@ -152,6 +153,9 @@ pub struct DeploymentConfig {
     /// assistant message given as the last message (LiteLLM's model info key);
     /// `None` when the config does not say.
     pub supports_assistant_prefill: Option<bool>,
+    /// `model_info.supports_reasoning`: the model thinks before it answers,
+    /// so its streams get longer cold deadlines.
+    pub supports_reasoning: Option<bool>,
     /// `litellm_params.mock_response`: answer with this text instead of calling out.
     pub mock_response: Option<String>,
     /// `litellm_params.extra_headers`, sent upstream with every request. Values are
@@ -521,6 +525,11 @@ pub struct TollgateSettings {
     pub connect_timeout: Option<Duration>,
     /// `stream_idle_timeout`: the longest silence allowed between two chunks of a stream.
     pub stream_idle_timeout: Option<Duration>,
+    /// `stream_head_timeout`: the longest a stream's response head may take.
+    pub stream_head_timeout: Option<Duration>,
+    /// `request_deadline`: the deadline of a whole request, retries and
+    /// fallbacks included (default: derived from the attempts' timeouts).
+    pub request_deadline: Option<Duration>,
     /// `shutdown_grace_period`: how long in-flight requests may finish on shutdown.
     pub shutdown_grace_period: Option<Duration>,
     /// `request_body_timeout`: the longest a client may take to send a whole

@@ -288,6 +288,14 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         tollgate.stream_idle_timeout.map(seconds),
     );
     add(
+        "tollgate.stream_head_timeout",
+        tollgate.stream_head_timeout.map(seconds),
+    );
+    add(
+        "tollgate.request_deadline",
+        tollgate.request_deadline.map(seconds),
+    );
+    add(
         "tollgate.shutdown_grace_period",
         tollgate.shutdown_grace_period.map(seconds),
     );

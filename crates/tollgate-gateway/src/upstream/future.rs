@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Response;
 use hyper::body::Incoming;
@@ -97,7 +98,7 @@ impl Future for ResponseFuture {
                                     .with_first_data_deadline(first_data)
                             }))
                         }
-                        Err(error) => Err(Box::new(classify_client_error(&error))),
+                        Err(error) => Err(Box::new(classify_client_error(&error, start.elapsed()))),
                     });
                 }
                 if let Some(timer) = first_byte.as_pin_mut()
@@ -115,8 +116,16 @@ impl Future for ResponseFuture {
     }
 }
 
-/// Turns a pooled-client error into a failure that names no host.
-fn classify_client_error(error: &legacy::Error) -> Failure {
+/// How long an upstream may stay silent before a close that ends the
+/// silence counts as a timeout rather than a reset: a server that answers
+/// nothing for this long and then hangs up (a proxy's idle timer, a stuck
+/// worker killed) is a silent upstream, and asking it again would only wait
+/// as long again.
+const SILENT_CLOSE_AFTER: Duration = Duration::from_secs(10);
+
+/// Turns a pooled-client error into a failure that names no host;
+/// `silent_for` is how long the exchange waited without a response head.
+fn classify_client_error(error: &legacy::Error, silent_for: Duration) -> Failure {
     let timed_out = source_chain(error).any(|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
@@ -133,6 +142,8 @@ fn classify_client_error(error: &legacy::Error) -> Failure {
         }
     } else if timed_out {
         Failure::timeout(TimeoutKind::FirstByte)
+    } else if silent_for >= SILENT_CLOSE_AFTER {
+        Failure::timeout(TimeoutKind::FirstByte).with_subkind("silent_close")
     } else {
         Failure::new(
             ErrorClass::UpstreamUnavailable,

@@ -127,6 +127,7 @@ fn deployment(
         order: None,
         max_tokens: None,
         supports_assistant_prefill: None,
+        supports_reasoning: None,
         mock_response: None,
         extra_headers: Vec::new(),
         costs: ModelCosts::default(),
@@ -177,6 +178,7 @@ fn deployment(
             "supports_assistant_prefill" => {
                 deployment.supports_assistant_prefill = cx.bool(value, &path)?;
             }
+            "supports_reasoning" => deployment.supports_reasoning = cx.bool(value, &path)?,
             _ => match deployment.costs.slot_mut(key) {
                 Some(slot) => *slot = cx.decimal(value, &path)?,
                 None => cx.warn_key(Section::ModelInfo, key, &path),

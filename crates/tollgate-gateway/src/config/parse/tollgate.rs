@@ -20,6 +20,8 @@ pub(super) fn tollgate(
         match key {
             "connect_timeout" => out.connect_timeout = cx.duration(value, &path, true)?,
             "stream_idle_timeout" => out.stream_idle_timeout = cx.duration(value, &path, true)?,
+            "stream_head_timeout" => out.stream_head_timeout = cx.duration(value, &path, true)?,
+            "request_deadline" => out.request_deadline = cx.duration(value, &path, true)?,
             "shutdown_grace_period" => {
                 out.shutdown_grace_period = cx.duration(value, &path, false)?;
             }
