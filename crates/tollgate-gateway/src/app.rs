@@ -94,6 +94,8 @@ pub(crate) struct App {
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// ([`Gateway::write_access_log_to`]).
     access_log_writer: OnceLock<LogWriter>,
+    /// The limits on client connections, for the server.
+    pub(crate) connections: crate::connection::ConnectionSettings,
 }
 
 /// Every model group, by name; shared by the HTTP edge (unknown models) and
@@ -398,6 +400,7 @@ impl Gateway {
                 request_ids: RequestIds::default(),
                 draining: AtomicBool::new(false),
                 access_log_writer: OnceLock::new(),
+                connections: crate::connection::ConnectionSettings::from_config(&config.tollgate),
             }),
         })
     }

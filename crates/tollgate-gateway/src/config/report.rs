@@ -274,6 +274,26 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         tollgate.shutdown_grace_period.map(seconds),
     );
     add(
+        "tollgate.max_connections",
+        tollgate.max_connections.map(|n| n.to_string()),
+    );
+    add(
+        "tollgate.connection_idle_timeout",
+        tollgate.connection_idle_timeout.map(seconds),
+    );
+    add(
+        "tollgate.header_read_timeout",
+        tollgate.header_read_timeout.map(seconds),
+    );
+    add(
+        "tollgate.http2_keepalive_interval",
+        tollgate.http2_keepalive_interval.map(seconds),
+    );
+    add(
+        "tollgate.http2_keepalive_timeout",
+        tollgate.http2_keepalive_timeout.map(seconds),
+    );
+    add(
         "tollgate.ledger_path",
         tollgate
             .ledger_path

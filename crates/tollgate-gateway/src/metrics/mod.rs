@@ -29,6 +29,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::connection::ShedReason;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
 
 /// Client requests, when their response ends.
@@ -69,6 +70,10 @@ pub(crate) const LEDGER_RECORDS: &str = "tollgate_ledger_records_total";
 pub(crate) const LEDGER_DROPPED: &str = "tollgate_ledger_dropped_total";
 /// Times shared state (Redis) was unreachable and local state was used.
 pub(crate) const SHARED_STATE_FALLBACKS: &str = "tollgate_shared_state_fallbacks_total";
+/// Client connections closed by a limit, by reason.
+pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
+/// Client connections open.
+pub(crate) const CONNECTIONS_OPEN: &str = "tollgate_connections_open";
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -92,6 +97,8 @@ pub(crate) const FAMILIES: &[&str] = &[
     LEDGER_RECORDS,
     LEDGER_DROPPED,
     SHARED_STATE_FALLBACKS,
+    CONNECTIONS_SHED,
+    CONNECTIONS_OPEN,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
@@ -256,6 +263,9 @@ struct Inner {
     ledger_records: Counter,
     ledger_dropped: Counter,
     shared_state_fallbacks: Counter,
+    /// By [`ShedReason`] (in `ShedReason::ALL` order).
+    connections_shed: [Counter; 4],
+    connections_open: ::metrics::Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -297,6 +307,18 @@ impl Metrics {
         let ledger_records = counter(&recorder, LEDGER_RECORDS, Vec::new());
         let ledger_dropped = counter(&recorder, LEDGER_DROPPED, Vec::new());
         let shared_state_fallbacks = counter(&recorder, SHARED_STATE_FALLBACKS, Vec::new());
+        let connections_shed = ShedReason::ALL.map(|reason| {
+            counter(
+                &recorder,
+                CONNECTIONS_SHED,
+                vec![Label::from_static_parts("reason", reason.as_str())],
+            )
+        });
+        let connections_open = recorder.register_gauge(
+            &::metrics::Key::from_static_name(CONNECTIONS_OPEN),
+            &METADATA,
+        );
+        connections_open.set(0.0);
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -307,6 +329,8 @@ impl Metrics {
                 ledger_records,
                 ledger_dropped,
                 shared_state_fallbacks,
+                connections_shed,
+                connections_open,
             }),
         }
     }
@@ -517,6 +541,18 @@ impl Metrics {
         self.inner.shared_state_fallbacks.increment(1);
     }
 
+    /// Counts a client connection closed by a limit.
+    pub(crate) fn connection_shed(&self, reason: ShedReason) {
+        self.inner.connections_shed[reason as usize].increment(1);
+    }
+
+    /// Sets the number of open client connections.
+    pub(crate) fn connections_open(&self, open: usize) {
+        // Exact up to 2^53 connections.
+        #[allow(clippy::cast_precision_loss, reason = "far below 2^53")]
+        self.inner.connections_open.set(open as f64);
+    }
+
     fn with_group<R>(&self, group: &str, f: impl FnOnce(&GroupSeries) -> R) -> R {
         let recorder = &self.inner.recorder;
         with_entry(
@@ -622,6 +658,10 @@ fn describe(recorder: &PrometheusRecorder) {
             SHARED_STATE_FALLBACKS,
             "Times shared state (Redis) was unreachable and local state was used instead.",
         ),
+        (
+            CONNECTIONS_SHED,
+            "Client connections closed by a limit, by reason (cap, idle, header_timeout, keepalive_timeout).",
+        ),
     ];
     for &(name, help) in counters {
         recorder.describe_counter(
@@ -659,6 +699,11 @@ fn describe(recorder: &PrometheusRecorder) {
             SharedString::const_str(help),
         );
     }
+    recorder.describe_gauge(
+        KeyName::from_const_str(CONNECTIONS_OPEN),
+        None,
+        SharedString::const_str("Client connections open, the reserve's included."),
+    );
     recorder.describe_gauge(
         KeyName::from_const_str(BREAKER_STATE),
         None,

@@ -499,6 +499,7 @@ fn label_values_come_only_from_what_was_passed() {
     .collect();
     allowed.extend(TOKEN_KINDS);
     allowed.extend(LIMITS);
+    allowed.extend(crate::connection::ShedReason::ALL.map(|reason| reason.as_str()));
 
     let text = metrics.render();
     let pairs = label_pairs(&text);
