@@ -71,7 +71,7 @@ pub async fn serve(
                 let service = service_fn(move |request: http::Request<Incoming>| {
                     let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
                     async move {
-                        Ok::<_, Infallible>(connection::handle(&gateway, &state, &conns, request).await)
+                        Ok::<_, Infallible>(connection::handle(&gateway, state, conns, request).await)
                     }
                 });
                 let io = TokioIo::new(WatchedStream::new(stream, held.state().clone()));

@@ -62,11 +62,6 @@ impl<C> Watched<C> {
         metrics: Metrics,
         shutdown: fn(Pin<&mut C>),
     ) -> Self {
-        let settings = if held.state().slot() == Slot::Reserve {
-            settings.for_reserve()
-        } else {
-            settings
-        };
         Watched {
             conn,
             // Reset before it is first polled.
@@ -88,6 +83,13 @@ fn next_deadline(
     closing: Option<Closing>,
 ) -> Option<(u64, Next)> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // A reserve connection promoted to a regular slot gets the regular
+    // timeouts from then on.
+    let settings = &if state.slot() == Slot::Reserve {
+        settings.for_reserve()
+    } else {
+        *settings
+    };
     let idle = state.in_flight() == 0;
     if let Some(closing) = closing {
         return idle.then(|| {

@@ -26,12 +26,9 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn start(state: &Arc<ConnState>, table: &Arc<Table>) -> Self {
+    fn start(state: Arc<ConnState>, table: Arc<Table>) -> Self {
         state.request_started();
-        InFlight {
-            state: state.clone(),
-            table: table.clone(),
-        }
+        InFlight { state, table }
     }
 }
 
@@ -75,8 +72,8 @@ impl<B: Body> Body for Tracked<B> {
 /// Serves one request of the connection `state` in `table`.
 pub(crate) async fn handle<B>(
     gateway: &Gateway,
-    state: &Arc<ConnState>,
-    table: &Arc<Table>,
+    state: Arc<ConnState>,
+    table: Arc<Table>,
     request: Request<B>,
 ) -> Response<Tracked<GatewayBody>>
 where
@@ -84,6 +81,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let in_flight = InFlight::start(state, table);
+    let (state, table) = (&in_flight.state, &in_flight.table);
     let version = request.version();
     if version != Version::HTTP_2 {
         // hyper called the service: the HTTP/1 head is complete. (HTTP/2
