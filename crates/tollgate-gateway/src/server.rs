@@ -85,12 +85,18 @@ pub async fn serve(
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}
+                let streams = streams.clone();
                 connections.spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }
+                    // A finished task's memory is the set's until joined:
+                    // without new streams to reap them, a flood's would stay.
+                    streams.reap();
                 });
             }
+            // Likewise for connections, when no new one comes to reap them.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
@@ -124,6 +130,12 @@ struct StreamTasks(Arc<Mutex<JoinSet<()>>>);
 impl StreamTasks {
     fn lock(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the tasks that have finished.
+    fn reap(&self) {
+        let mut tasks = self.lock();
+        while tasks.try_join_next().is_some() {}
     }
 
     /// The tasks still running; none is added after the connections ended.

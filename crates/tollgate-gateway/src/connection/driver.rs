@@ -149,7 +149,7 @@ where
                     });
                 }
             }
-            if let Poll::Ready(result) = this.conn.as_mut().poll(cx) {
+            if let Poll::Ready(result) = state.driving(|| this.conn.as_mut().poll(cx)) {
                 if let Err(error) = &result
                     && this.closing.is_none()
                     && is_keepalive_timeout(error)

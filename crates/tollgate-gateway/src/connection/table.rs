@@ -8,6 +8,7 @@
 //! taken when a connection opens or closes and when one is evicted, never
 //! per request.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -68,6 +69,22 @@ impl Clock {
     /// The instant `ms` milliseconds after the epoch.
     pub(crate) fn instant(&self, ms: u64) -> Instant {
         self.epoch + Duration::from_millis(ms)
+    }
+}
+
+thread_local! {
+    /// The address of the connection whose driver is polling its
+    /// connection on this thread (0: none): a change made from inside that
+    /// poll needs no wake, since the driver reads the state right after.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Restores the previous [`DRIVING`] when the poll returns or unwinds.
+struct Driving(usize);
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        DRIVING.set(self.0);
     }
 }
 
@@ -140,13 +157,33 @@ impl ConnState {
         self.waker.register(waker);
     }
 
+    /// Runs `poll` (the driver's poll of its connection) with the wakes
+    /// of this connection's own changes made inside it skipped: the HTTP/1
+    /// request path would otherwise poll its connection once more per
+    /// request for nothing.
+    pub(crate) fn driving<R>(&self, poll: impl FnOnce() -> R) -> R {
+        let _restore = Driving(DRIVING.replace(self.address()));
+        poll()
+    }
+
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Wakes the driver, unless it is the one polling here and now.
+    fn wake(&self) {
+        if DRIVING.get() != self.address() {
+            self.waker.wake();
+        }
+    }
+
     /// A request head began (its first byte, or an HTTP/2 `HEADERS`
     /// frame). The driver's deadline may now be earlier.
     pub(crate) fn head_started(&self) {
         if self.head_since.load(Ordering::Relaxed) == 0 {
             self.head_since
                 .store(self.clock.now_ms() + 1, Ordering::Release);
-            self.waker.wake();
+            self.wake();
         }
     }
 
@@ -167,7 +204,7 @@ impl ConnState {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_since
                 .store(self.clock.now_ms(), Ordering::Release);
-            self.waker.wake();
+            self.wake();
             // A request waiting in the reserve may take this connection's
             // slot now.
             if table.waiting.load(Ordering::Acquire) > 0 {
@@ -179,17 +216,17 @@ impl ConnState {
     /// Closes the connection as soon as it has no request in flight.
     pub(crate) fn close_when_idle(&self) {
         self.close_when_idle.store(true, Ordering::Release);
-        self.waker.wake();
+        self.wake();
     }
 
     fn evict(&self) {
         self.slot.store(Slot::Evicted as u8, Ordering::Release);
-        self.waker.wake();
+        self.wake();
     }
 
     fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
-        self.waker.wake();
+        self.wake();
     }
 }
 
