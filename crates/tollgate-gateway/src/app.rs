@@ -105,6 +105,8 @@ pub(crate) struct App {
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// ([`Gateway::write_access_log_to`]).
     access_log_writer: OnceLock<LogWriter>,
+    /// The limits on client connections, for the server.
+    pub(crate) connections: crate::connection::ConnectionSettings,
 }
 
 /// Every model group, by name; shared by the HTTP edge (unknown models) and
@@ -431,6 +433,7 @@ impl Gateway {
                 draining: AtomicBool::new(false),
                 grace,
                 access_log_writer: OnceLock::new(),
+                connections: crate::connection::ConnectionSettings::from_config(&config.tollgate),
             }),
         })
     }

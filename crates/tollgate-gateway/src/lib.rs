@@ -56,6 +56,7 @@ mod after_write;
 mod app;
 mod balance;
 mod chat;
+mod connection;
 pub mod deadlines;
 mod door;
 mod grace;
@@ -82,6 +83,10 @@ mod write_deadline;
 pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT, Gateway,
+};
+pub use connection::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
 };
 pub use ledger::DEFAULT_LEDGER_FILE;
 pub use request_body::{

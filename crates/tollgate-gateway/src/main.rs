@@ -16,6 +16,15 @@ use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::{DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with a background thread that gives freed memory back to
+/// the system within seconds: glibc's malloc kept a flood of connections'
+/// peak for good, and more with each flood (BENCHMARKS.md, "Memory after
+/// connection floods"). The binary's choice; the library leaves it to its
+/// embedder.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// An OpenAI-compatible LLM gateway configured with LiteLLM's config.yaml.
 #[derive(Debug, Parser)]
 #[command(name = "tollgate", version, about)]

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
+use crate::connection::{self, Admission, Graceful, ShedReason, Table, Watched, WatchedStream};
 use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
@@ -43,12 +43,13 @@ pub async fn serve(
     // connections, so that the shutdown ends them before the ledger closes.
     let streams = StreamTasks::default();
     let mut builder = auto::Builder::new(streams.clone());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Slow-loris guard: a client must send its headers within this time.
-        .header_read_timeout(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
+    // `connection`.
+    let settings = gateway.app.connections;
+    connection::configure(&mut builder, &settings);
+    let metrics = gateway.app.metrics.clone();
+    let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
+    let graceful = Graceful::new(table.clone());
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -64,28 +65,48 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let held = match table.admit(|| metrics.connection_shed(ShedReason::Cap)) {
+                    Admission::Admitted(held) => held,
+                    Admission::Refused => {
+                        // Beyond the cap and the reserve, every one busy.
+                        metrics.connection_shed(ShedReason::Cap);
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let gateway = gateway.clone();
+                let (state, conns) = (held.state().clone(), held.table().clone());
                 let service = service_fn(move |request: http::Request<Incoming>| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(request).await) }
+                    let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
+                    async move {
+                        Ok::<_, Infallible>(connection::handle(&gateway, state, conns, request).await)
+                    }
                 });
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
+                let io = TokioIo::new(WatchedStream::new(stream, held.state().clone()));
+                let connection = builder.serve_connection(io, service).into_owned();
+                let connection = Watched::new(connection, held, settings, metrics.clone(), |c| {
+                    c.graceful_shutdown();
+                });
                 // Logs, metrics and spend wait until the answer is written:
                 // see `AfterWrite`. A response the client does not take by
                 // its deadline ends the connection: see `WriteDeadline`.
-                let connection = WriteDeadline::new(AfterWrite::new(graceful.watch(connection)));
+                let connection = WriteDeadline::new(AfterWrite::new(connection));
                 // Finished connections are reaped as new ones come, so the
                 // set holds about the open ones.
                 while connections.try_join_next().is_some() {}
+                let streams = streams.clone();
                 connections.spawn(async move {
                     if let Some(Err(error)) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }
+                    // A finished task's memory is the set's until joined:
+                    // without new streams to reap them, a flood's would stay.
+                    streams.reap();
                 });
             }
+            // Likewise for connections, when no new one comes to reap them.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut shutdown => break,
         }
     }
@@ -130,6 +151,12 @@ struct StreamTasks(Arc<Mutex<JoinSet<()>>>);
 impl StreamTasks {
     fn lock(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the tasks that have finished.
+    fn reap(&self) {
+        let mut tasks = self.lock();
+        while tasks.try_join_next().is_some() {}
     }
 
     /// The tasks still running; none is added after the connections ended.

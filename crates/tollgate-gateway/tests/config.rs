@@ -684,6 +684,31 @@ fn wrong_types_and_ranges_name_the_key() {
             "tollgate.connect_timeout",
             "negative",
         ),
+        (
+            "tollgate:\n  max_connections: 0\n",
+            "tollgate.max_connections",
+            "at least 1",
+        ),
+        (
+            "tollgate:\n  max_connections: many\n",
+            "tollgate.max_connections",
+            "whole number",
+        ),
+        (
+            "tollgate:\n  header_read_timeout: 0\n",
+            "tollgate.header_read_timeout",
+            "more than 0",
+        ),
+        (
+            "tollgate:\n  connection_idle_timeout: -5\n",
+            "tollgate.connection_idle_timeout",
+            "negative",
+        ),
+        (
+            "tollgate:\n  http2_keepalive_timeout: 0\n",
+            "tollgate.http2_keepalive_timeout",
+            "more than 0",
+        ),
     ];
     for (extra, path, needle) in sections {
         assert_invalid(&error(&with(extra)), path, needle);
@@ -875,6 +900,30 @@ fn prices_in_litellm_params_are_custom_pricing() {
 // ---------------------------------------------------------------- tollgate section
 
 const MOCKS: &str = "model_list:\n  - model_name: demo\n    litellm_params: { model: mock/a }\n    model_info: { id: mock-primary }\n  - model_name: demo\n    litellm_params: { model: mock/b }\n  - model_name: real\n    litellm_params: { model: openai/gpt-4o }\n";
+
+#[test]
+fn connection_settings_parse_without_warnings() {
+    let yaml = format!(
+        "{MOCKS}tollgate:\n  max_connections: 2000\n  connection_idle_timeout: 90\n  header_read_timeout: 12.5\n  http2_keepalive_interval: 0\n  http2_keepalive_timeout: 4\n"
+    );
+    let loaded = load(&yaml);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let tollgate = &loaded.config.tollgate;
+    assert_eq!(tollgate.max_connections, Some(2000));
+    assert_eq!(
+        tollgate.connection_idle_timeout,
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        tollgate.header_read_timeout,
+        Some(Duration::from_millis(12_500))
+    );
+    assert_eq!(tollgate.http2_keepalive_interval, Some(Duration::ZERO));
+    assert_eq!(
+        tollgate.http2_keepalive_timeout,
+        Some(Duration::from_secs(4))
+    );
+}
 
 #[test]
 fn mock_settings_parse_every_fault() {

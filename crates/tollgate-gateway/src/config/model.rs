@@ -541,6 +541,22 @@ pub struct TollgateSettings {
     /// `request_body_memory_mb`: the memory request bodies still arriving may
     /// hold together, in MiB.
     pub request_body_memory_mb: Option<f64>,
+    /// `max_connections`: client connections served at once (default from
+    /// the open-file limit); a small reserve beyond it answers health checks.
+    pub max_connections: Option<usize>,
+    /// `connection_idle_timeout`: a client connection with no request in
+    /// flight this long is closed (default 75 s).
+    pub connection_idle_timeout: Option<Duration>,
+    /// `header_read_timeout`: a request head (HTTP/1 headers, an HTTP/2
+    /// header block) must arrive within this time of its first byte
+    /// (default 30 s).
+    pub header_read_timeout: Option<Duration>,
+    /// `http2_keepalive_interval`: an HTTP/2 connection silent this long is
+    /// pinged (default 30 s; 0 turns pings off).
+    pub http2_keepalive_interval: Option<Duration>,
+    /// `http2_keepalive_timeout`: an unanswered ping closes the connection
+    /// after this long (default 10 s).
+    pub http2_keepalive_timeout: Option<Duration>,
     /// `ledger_path`: the spend ledger's SQLite file. Without it a gateway
     /// built from the library keeps no ledger; the `tollgate` binary uses
     /// `tollgate-ledger.sqlite3` in its working directory.

@@ -312,6 +312,26 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         tollgate.request_body_memory_mb.map(|n| n.to_string()),
     );
     add(
+        "tollgate.max_connections",
+        tollgate.max_connections.map(|n| n.to_string()),
+    );
+    add(
+        "tollgate.connection_idle_timeout",
+        tollgate.connection_idle_timeout.map(seconds),
+    );
+    add(
+        "tollgate.header_read_timeout",
+        tollgate.header_read_timeout.map(seconds),
+    );
+    add(
+        "tollgate.http2_keepalive_interval",
+        tollgate.http2_keepalive_interval.map(seconds),
+    );
+    add(
+        "tollgate.http2_keepalive_timeout",
+        tollgate.http2_keepalive_timeout.map(seconds),
+    );
+    add(
         "tollgate.ledger_path",
         tollgate
             .ledger_path

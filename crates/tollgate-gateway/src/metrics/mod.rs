@@ -29,6 +29,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::connection::ShedReason;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
 
 /// Client requests, when their response ends.
@@ -79,6 +80,10 @@ pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [
     crate::request_body::STALLED_CHUNK,
     WRITE_TIMEOUT,
 ];
+/// Client connections closed by a limit, by reason.
+pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
+/// Client connections open.
+pub(crate) const CONNECTIONS_OPEN: &str = "tollgate_connections_open";
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -103,6 +108,8 @@ pub(crate) const FAMILIES: &[&str] = &[
     LEDGER_DROPPED,
     SHARED_STATE_FALLBACKS,
     CLIENT_TIMEOUTS,
+    CONNECTIONS_SHED,
+    CONNECTIONS_OPEN,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
@@ -269,6 +276,9 @@ struct Inner {
     shared_state_fallbacks: Counter,
     /// By [`CLIENT_TIMEOUT_PHASES`], in order.
     client_timeouts: [Counter; 3],
+    /// By [`ShedReason`] (in `ShedReason::ALL` order).
+    connections_shed: [Counter; 4],
+    connections_open: ::metrics::Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -317,6 +327,18 @@ impl Metrics {
                 vec![Label::from_static_parts("phase", phase)],
             )
         });
+        let connections_shed = ShedReason::ALL.map(|reason| {
+            counter(
+                &recorder,
+                CONNECTIONS_SHED,
+                vec![Label::from_static_parts("reason", reason.as_str())],
+            )
+        });
+        let connections_open = recorder.register_gauge(
+            &::metrics::Key::from_static_name(CONNECTIONS_OPEN),
+            &METADATA,
+        );
+        connections_open.set(0.0);
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -328,6 +350,8 @@ impl Metrics {
                 ledger_dropped,
                 shared_state_fallbacks,
                 client_timeouts,
+                connections_shed,
+                connections_open,
             }),
         }
     }
@@ -546,6 +570,18 @@ impl Metrics {
         }
     }
 
+    /// Counts a client connection closed by a limit.
+    pub(crate) fn connection_shed(&self, reason: ShedReason) {
+        self.inner.connections_shed[reason as usize].increment(1);
+    }
+
+    /// Sets the number of open client connections.
+    pub(crate) fn connections_open(&self, open: usize) {
+        // Exact up to 2^53 connections.
+        #[allow(clippy::cast_precision_loss, reason = "far below 2^53")]
+        self.inner.connections_open.set(open as f64);
+    }
+
     fn with_group<R>(&self, group: &str, f: impl FnOnce(&GroupSeries) -> R) -> R {
         let recorder = &self.inner.recorder;
         with_entry(
@@ -657,6 +693,10 @@ fn describe(recorder: &PrometheusRecorder) {
              (request_body, request_body_idle) or a response not read by the deadline \
              (response_write).",
         ),
+        (
+            CONNECTIONS_SHED,
+            "Client connections closed by a limit, by reason (cap, idle, header_timeout, keepalive_timeout).",
+        ),
     ];
     for &(name, help) in counters {
         recorder.describe_counter(
@@ -694,6 +734,11 @@ fn describe(recorder: &PrometheusRecorder) {
             SharedString::const_str(help),
         );
     }
+    recorder.describe_gauge(
+        KeyName::from_const_str(CONNECTIONS_OPEN),
+        None,
+        SharedString::const_str("Client connections open, the reserve's included."),
+    );
     recorder.describe_gauge(
         KeyName::from_const_str(BREAKER_STATE),
         None,

@@ -38,6 +38,27 @@ pub(super) fn tollgate(
                 }
                 out.request_body_memory_mb = size;
             }
+            "max_connections" => {
+                out.max_connections = match cx.u32(value, &path)? {
+                    Some(0) => {
+                        return Err(ConfigError::invalid(
+                            &path,
+                            "must be at least 1 (it caps the client connections served at once)",
+                        ));
+                    }
+                    max => max.map(|max| usize::try_from(max).unwrap_or(usize::MAX)),
+                }
+            }
+            "connection_idle_timeout" => {
+                out.connection_idle_timeout = cx.duration(value, &path, true)?;
+            }
+            "header_read_timeout" => out.header_read_timeout = cx.duration(value, &path, true)?,
+            "http2_keepalive_interval" => {
+                out.http2_keepalive_interval = cx.duration(value, &path, false)?;
+            }
+            "http2_keepalive_timeout" => {
+                out.http2_keepalive_timeout = cx.duration(value, &path, true)?;
+            }
             "ledger_path" => {
                 out.ledger_path = cx.string(value, &path)?.map(std::path::PathBuf::from);
             }
