@@ -40,6 +40,7 @@
 //! # }
 //! ```
 pub mod config;
+pub mod healthcheck;
 pub mod log_format;
 pub mod log_writer;
 pub mod mock;
@@ -57,6 +58,7 @@ mod app;
 mod balance;
 mod chat;
 mod door;
+mod exposure;
 mod grace;
 pub(crate) mod keys;
 pub(crate) mod ledger;
@@ -81,6 +83,7 @@ pub use app::{
     BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TIMEOUT, Gateway,
 };
+pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
 pub use pending::unapplied_settings;
 pub use response::GatewayBody;
