@@ -257,6 +257,13 @@ impl Gateway {
         }
     }
 
+    /// Whether the gateway asks clients for no key: no master key, and no
+    /// virtual key configured or stored. See
+    /// [`open_access_warning`](crate::open_access_warning).
+    pub fn is_open(&self) -> bool {
+        self.app.keys.is_open()
+    }
+
     /// Builds the gateway over a given upstream client — one whose
     /// connections are in memory, for tests and benchmarks
     /// ([`UpstreamClient::in_memory`]).

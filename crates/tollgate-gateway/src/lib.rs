@@ -40,6 +40,7 @@
 //! # }
 //! ```
 pub mod config;
+pub mod healthcheck;
 pub mod log_format;
 pub mod log_writer;
 pub mod mock;
@@ -59,6 +60,7 @@ mod chat;
 mod connection;
 pub mod deadlines;
 mod door;
+mod exposure;
 mod grace;
 pub(crate) mod keys;
 pub(crate) mod ledger;
@@ -88,6 +90,7 @@ pub use connection::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
 };
+pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
 pub use request_body::{
     DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY, DEFAULT_REQUEST_BODY_TIMEOUT,

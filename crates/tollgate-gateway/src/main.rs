@@ -2,18 +2,24 @@
 //!
 //! ```text
 //! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text]
-//! tollgate check-config config.yaml
+//! tollgate check-config config.yaml [--host 0.0.0.0]
+//! tollgate healthcheck [127.0.0.1:4000]
+//! tollgate config-reference > docs/CONFIG.md
 //! ```
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_gateway::log_format::JsonLines;
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
-use tollgate_gateway::{DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, serve};
+use tollgate_gateway::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
+    open_access_warning, serve,
+};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, with a background thread that gives freed memory back to
@@ -34,8 +40,8 @@ struct Cli {
     /// The LiteLLM-format config file.
     #[arg(long, env = "TOLLGATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address to listen on (`check-config` warns for it too).
+    #[arg(long, default_value = "0.0.0.0", global = true)]
     host: IpAddr,
     /// Port to listen on (0 picks a free one and logs it).
     #[arg(long, default_value_t = 4000)]
@@ -53,6 +59,16 @@ enum Command {
         /// The config file to check.
         file: PathBuf,
     },
+    /// Print the reference of every config key (docs/CONFIG.md), from the
+    /// loader's own key table.
+    ConfigReference,
+    /// Probe a running gateway's `GET /health`: exit 0 on a 200 (the
+    /// container image's HEALTHCHECK; the image has no curl).
+    Healthcheck {
+        /// The gateway's address.
+        #[arg(default_value = "127.0.0.1:4000")]
+        addr: SocketAddr,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,7 +80,20 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::CheckConfig { file }) => check_config(&file, cli.host),
+        Some(Command::ConfigReference) => {
+            print!("{}", config::reference_markdown());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Healthcheck { addr }) => {
+            match healthcheck::probe(addr, "/health", Duration::from_secs(2)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("unhealthy: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {
             let Some(path) = cli.config.clone() else {
                 eprintln!("error: --config FILE is required (or run `tollgate check-config FILE`)");
@@ -92,12 +121,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
+fn check_config(file: &std::path::Path, host: IpAddr) -> ExitCode {
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
             match Gateway::new(&loaded.config) {
-                Ok(_) => ExitCode::SUCCESS,
+                Ok(gateway) => {
+                    if let Some(warning) = open_access_warning(host, gateway.is_open()) {
+                        println!("\nWARNING: {warning}");
+                    }
+                    ExitCode::SUCCESS
+                }
                 Err(error) => {
                     eprintln!("error: {error}");
                     ExitCode::FAILURE
@@ -149,6 +183,12 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
             return ExitCode::FAILURE;
         }
     };
+    if let Some(warning) = open_access_warning(local.ip(), gateway.is_open()) {
+        // Three lines so it stands out among the startup lines.
+        tracing::warn!("{}", "!".repeat(72));
+        tracing::warn!("{warning}");
+        tracing::warn!("{}", "!".repeat(72));
+    }
     let groups: Vec<&str> = loaded.config.groups().map(|(name, _)| name).collect();
     tracing::info!(addr = %local, model_groups = ?groups, "tollgate listening on http://{local}");
     let grace = loaded

@@ -173,7 +173,7 @@ impl Section {
     }
 
     /// Keys LiteLLM reads in this section that Tollgate does not act on.
-    fn ignored(self) -> &'static [&'static str] {
+    pub(crate) fn ignored(self) -> &'static [&'static str] {
         match self {
             Section::Root => &[
                 "include",

@@ -60,6 +60,7 @@ mod error;
 mod keys;
 mod model;
 mod parse;
+mod reference;
 mod report;
 mod yaml;
 
@@ -72,6 +73,7 @@ pub use model::{
     MockFault, MockSettings, ModelCosts, Provider, RetryPolicy, RouterSettings, RoutingStrategy,
     Secret, TollgateSettings,
 };
+pub use reference::reference_markdown;
 pub use report::render_report;
 
 /// A config that loaded, with what the operator should know about it.
