@@ -74,6 +74,7 @@ mod histogram;
 pub mod load;
 pub mod proc;
 pub mod report;
+pub mod soak;
 pub mod upstream;
 
 pub use histogram::Histogram;
