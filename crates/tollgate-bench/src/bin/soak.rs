@@ -31,7 +31,7 @@ struct Cli {
     #[arg(long, default_value_t = 17)]
     seed: u64,
     /// Milliseconds each client waits between two requests.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 30)]
     pause_ms: u64,
     /// The gateway binary (default: `tollgate` beside this one).
     #[arg(long)]

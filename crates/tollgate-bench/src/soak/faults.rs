@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -31,8 +31,7 @@ pub const BIG_MODEL: &str = "soak-big";
 pub enum Fault {
     /// A normal answer.
     None,
-    /// An error status (500, 502, 503 or 429 with `Retry-After: 1`) with an
-    /// OpenAI error body.
+    /// An error status (500, 502 or 503) with an OpenAI error body.
     Status,
     /// The connection is closed without an answer.
     Reset,
@@ -221,22 +220,22 @@ async fn respond(
     Ok(response)
 }
 
-/// 500, 502, 503, or 429 with `Retry-After: 1`, by the request's draw.
+/// 500, 502 or 503, by the request's draw. (No 429: an upstream's 429 with
+/// `Retry-After` opens its deployment's breaker on every replica for that
+/// long, by design, and at soak rates would keep both deployments open.)
 fn error_status(random: u64) -> Response<FaultBody> {
-    let (status, kind) = match (random >> 20) % 4 {
-        0 => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        1 => (StatusCode::BAD_GATEWAY, "server_error"),
-        2 => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
-        _ => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
+    let status = match (random >> 20) % 3 {
+        0 => StatusCode::INTERNAL_SERVER_ERROR,
+        1 => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    let body = openai::error_body("injected by the soak upstream", kind, None).to_string();
+    let body =
+        openai::error_body("injected by the soak upstream", "server_error", None).to_string();
     let mut response = Response::new(FaultBody::new(Arc::from([Bytes::from(body)]), None, false));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
