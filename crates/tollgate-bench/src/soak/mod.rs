@@ -14,7 +14,7 @@
 //! the [clients](clients) — JSON, streams, a rate-limited key, slow
 //! readers, stallers, slow request bodies — split over both replicas. Every
 //! loop is bounded in count and in time; the children are killed when the
-//! soak ends, however it ends. RESULTS go to RELIABILITY.md.
+//! soak ends, however it ends. The last full run is in RELIABILITY.md.
 
 pub mod clients;
 pub mod faults;
@@ -214,9 +214,10 @@ async fn soak(options: &Options) -> Result<Results, BoxError> {
                     upstream_requests: stats.requests(),
                     redis_up: redis.ping(),
                 };
-                let row = report::table(std::slice::from_ref(&sample));
-                eprintln!("{}", row.lines().last().unwrap_or_default());
                 results.samples.push(sample);
+                // The table's last row: this window's outcomes.
+                let table = report::table(&results.samples);
+                eprintln!("{}", table.lines().last().unwrap_or_default());
             }
         }
     }
