@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora (corpus/<target>/seed-*) from the shared fixtures
-and a few hand-made inputs. Run once: the seeds are committed, and CI never
-needs the fixtures. Usage: fuzz/make-seeds.py <fixtures dir>"""
+"""Writes the seeds the corpora grew from (corpus/<target>/seed-*): the
+project's fixtures and a few hand-made inputs. The committed corpora are what
+fuzzing grew from these, minimized (libFuzzer's -set_cover_merge=1
+-use_counters=0: every coverage edge, fewest inputs), plus the seed-echo-*
+inputs, kept by name: they fail on a gateway that leaks a key glued to text,
+so a merge there would drop them. CI never needs the fixtures.
+Usage: fuzz/make-seeds.py <fixtures dir>"""
 import json, os, sys
 
 fixtures = sys.argv[1]
