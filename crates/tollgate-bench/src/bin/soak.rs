@@ -30,6 +30,10 @@ struct Cli {
     /// Seeds the upstream's faults.
     #[arg(long, default_value_t = 17)]
     seed: u64,
+    /// Seconds into the run where the reference for flat RSS starts (the
+    /// mean over the two minutes after it).
+    #[arg(long, default_value_t = 60)]
+    rss_reference: u64,
     /// Milliseconds each client waits between two requests.
     #[arg(long, default_value_t = 30)]
     pause_ms: u64,
@@ -84,7 +88,7 @@ fn run(cli: &Cli) -> Result<ExitCode, tollgate_bench::BoxError> {
     let header = header(cli, &options);
     eprint!("{header}");
     let results = soak::run(&options)?;
-    let (text, passed) = render(&header, &results);
+    let (text, passed) = render(&header, &results, Duration::from_secs(cli.rss_reference));
     print!("{text}");
     std::fs::write(work_dir.join("soak-report.md"), &text)?;
     Ok(if passed {
@@ -95,7 +99,7 @@ fn run(cli: &Cli) -> Result<ExitCode, tollgate_bench::BoxError> {
 }
 
 /// The report, and whether every check held.
-fn render(header: &str, results: &Results) -> (String, bool) {
+fn render(header: &str, results: &Results, reference: Duration) -> (String, bool) {
     let mut out = format!("{header}\n{}\n", report::table(&results.samples));
     let total = results
         .samples
@@ -134,13 +138,17 @@ fn render(header: &str, results: &Results) -> (String, bool) {
         out.push_str(&format!("- {} {text}\n", if ok { "PASS" } else { "FAIL" }));
     };
     for (i, name) in ["A", "B"].iter().enumerate() {
-        match report::rss_flat(&results.samples, i) {
+        match report::rss_flat(&results.samples, i, reference) {
             Some((warm, last, ok)) => check(
                 ok,
                 format!(
-                    "RSS flat, replica {name}: {:.1} MiB from 1:00 to 3:00, {:.1} MiB over the last \
-                     three rows (limit: +15% + 4 MiB); idle {:.1} MiB before, {:.1} MiB after",
+                    "RSS flat, replica {name}: {:.1} MiB from {}:{:02} to {}:{:02}, {:.1} MiB over \
+                     the last three rows (limit: +15% + 4 MiB); idle {:.1} MiB before, {:.1} MiB after",
                     warm as f64 / 1024.0,
+                    reference.as_secs() / 60,
+                    reference.as_secs() % 60,
+                    (reference.as_secs() + 120) / 60,
+                    (reference.as_secs() + 120) % 60,
                     last as f64 / 1024.0,
                     results.idle[i].rss_kib as f64 / 1024.0,
                     results.after[i].rss_kib as f64 / 1024.0,
