@@ -34,8 +34,8 @@ fuzz_target!(|input: &[u8]| {
 });
 
 /// Cuts `stream` into chunks whose lengths follow from `seed` (0 to 15
-/// bytes, never all empty), so that CR-LF pairs, a BOM and fields are cut
-/// in every place.
+/// bytes, empty chunks included), so that CR-LF pairs, a BOM and fields are
+/// cut in every place.
 fn cut(stream: &[u8], seed: u8) -> Vec<Bytes> {
     let mut chunks = Vec::new();
     let mut state = u32::from(seed) | 1;
