@@ -64,7 +64,8 @@
 //! precise: this harness shares two cores between the load generator, the
 //! upstream and the proxy, so its absolute figures move from run to run and
 //! only ratios measured in one run mean much. Nor is it a soak test: each
-//! load lasts seconds.
+//! load lasts seconds; the [`soak`] (the `soak` binary, `scripts/soak`) runs
+//! for minutes, with faults.
 
 pub mod allocs;
 pub mod child;
@@ -74,6 +75,7 @@ mod histogram;
 pub mod load;
 pub mod proc;
 pub mod report;
+pub mod soak;
 pub mod upstream;
 
 pub use histogram::Histogram;
