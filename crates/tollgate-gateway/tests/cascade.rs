@@ -3,51 +3,14 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{chat_body, sse_data, streamed_text};
-use http_body_util::{BodyExt, Full};
-use serde_json::{Value, json};
+use common::net::{Net, chat, completion, stream, streamed, unavailable};
+use common::sse_data;
+use serde_json::Value;
 use tokio::time::Instant;
-use tollgate_gateway::upstream::UpstreamClient;
-use tollgate_gateway::{Gateway, config};
-use tollgate_testkit::{Reply, Upstream, openai};
-
-/// Upstreams by host; `refused.test` refuses every connection.
-struct Net {
-    hosts: HashMap<&'static str, Arc<Upstream>>,
-}
-
-impl Net {
-    async fn new(hosts: &[&'static str]) -> Net {
-        let mut map = HashMap::new();
-        for host in hosts {
-            map.insert(*host, Arc::new(Upstream::start().await));
-        }
-        Net { hosts: map }
-    }
-
-    fn get(&self, host: &str) -> &Upstream {
-        &self.hosts[host]
-    }
-
-    fn gateway(&self, yaml: &str) -> Gateway {
-        let loaded = config::load_str(yaml, &|_| Some("sk-test".to_owned())).unwrap();
-        let hosts = self.hosts.clone();
-        let client =
-            UpstreamClient::in_memory(Gateway::client_config(&loaded.config), move |uri| match uri
-                .host()
-                .and_then(|host| hosts.get(host))
-            {
-                Some(upstream) => Ok(upstream.connect_in_memory()),
-                None => Err(std::io::ErrorKind::ConnectionRefused.into()),
-            });
-        Gateway::with_client(&loaded.config, client).unwrap()
-    }
-}
+use tollgate_testkit::{Reply, openai};
 
 /// A group `name` of one OpenAI-compatible deployment at `host`.
 fn group(name: &str, host: &str, extra_params: &str) -> String {
@@ -56,47 +19,12 @@ fn group(name: &str, host: &str, extra_params: &str) -> String {
     )
 }
 
-fn completion(model: &str, content: &str) -> Reply {
-    let mut body = openai::chat_completion(content);
-    body["model"] = json!(model);
-    Reply::json(200, body)
-}
-
-fn stream(model: &str, parts: &[&str]) -> Reply {
-    let mut reply = Reply::sse();
-    for mut chunk in openai::chunks(parts) {
-        chunk["model"] = json!(model);
-        reply = reply.data(chunk);
-    }
-    reply.data(openai::usage_chunk(7, 3)).done()
-}
-
-fn unavailable() -> Reply {
-    Reply::json(503, openai::error_body("overloaded", "server_error", None))
-}
-
-async fn chat(gateway: &Gateway, model: &str, stream: bool) -> http::Response<Bytes> {
-    let request = http::Request::post("/v1/chat/completions")
-        .body(Full::new(Bytes::from(chat_body(model, stream))))
-        .unwrap();
-    let (parts, body) = gateway.handle(request).await.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    http::Response::from_parts(parts, body)
-}
-
 fn header<'a>(response: &'a http::Response<Bytes>, name: &str) -> &'a str {
     response.headers()[name].to_str().unwrap()
 }
 
 fn json(response: &http::Response<Bytes>) -> Value {
     serde_json::from_slice(response.body()).unwrap()
-}
-
-/// The text of a stream's content deltas, and whether it ended with `[DONE]`.
-fn streamed(body: &[u8]) -> (String, bool) {
-    let events = sse_data(body);
-    let done = events.last().is_some_and(|e| e == "[DONE]");
-    (streamed_text(&events), done)
 }
 
 const CASCADE: &str = "router_settings:\n  fallbacks:\n    - primary: [\"backup\"]\n";

@@ -6,51 +6,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{chat_body, sse_data, streamed_text};
-use http_body_util::{BodyExt, Full};
-use serde_json::json;
+use common::net::{Net, chat, chat_with, completion, stream, streamed, unavailable};
 use tokio::time::Instant;
-use tollgate_gateway::upstream::UpstreamClient;
-use tollgate_gateway::{Gateway, config};
-use tollgate_testkit::{Reply, Upstream, openai};
-
-/// Upstreams by host.
-struct Net {
-    hosts: HashMap<&'static str, Arc<Upstream>>,
-}
-
-impl Net {
-    async fn new(hosts: &[&'static str]) -> Net {
-        let mut map = HashMap::new();
-        for host in hosts {
-            map.insert(*host, Arc::new(Upstream::start().await));
-        }
-        Net { hosts: map }
-    }
-
-    fn get(&self, host: &str) -> &Upstream {
-        &self.hosts[host]
-    }
-
-    fn gateway(&self, yaml: &str) -> Gateway {
-        let loaded = config::load_str(yaml, &|_| Some("sk-test".to_owned())).unwrap();
-        let hosts = self.hosts.clone();
-        let client =
-            UpstreamClient::in_memory(Gateway::client_config(&loaded.config), move |uri| match uri
-                .host()
-                .and_then(|host| hosts.get(host))
-            {
-                Some(upstream) => Ok(upstream.connect_in_memory()),
-                None => Err(std::io::ErrorKind::ConnectionRefused.into()),
-            });
-        Gateway::with_client(&loaded.config, client).unwrap()
-    }
-}
+use tollgate_testkit::{Reply, openai};
 
 /// A group `name` of one OpenAI-compatible deployment at `host`.
 fn group(name: &str, host: &str, extra_params: &str, model_info: &str) -> String {
@@ -69,61 +30,13 @@ fn litellm_style(router: &str, primary_info: &str) -> String {
     )
 }
 
-fn completion(model: &str, content: &str) -> Reply {
-    let mut body = openai::chat_completion(content);
-    body["model"] = json!(model);
-    Reply::json(200, body)
-}
-
-fn stream(model: &str, parts: &[&str]) -> Reply {
-    let mut reply = Reply::sse();
-    for mut chunk in openai::chunks(parts) {
-        chunk["model"] = json!(model);
-        reply = reply.data(chunk);
-    }
-    reply.data(openai::usage_chunk(7, 3)).done()
-}
-
-fn unavailable() -> Reply {
-    Reply::json(503, openai::error_body("overloaded", "server_error", None))
-}
-
 /// A reply whose head never comes (within any test's horizon).
 fn silent() -> Reply {
     completion("primary-model", "too late").delay_headers(Duration::from_secs(3600))
 }
 
-async fn chat_with(
-    gateway: &Gateway,
-    model: &str,
-    stream: bool,
-    headers: &[(&str, &str)],
-) -> http::Response<Bytes> {
-    let mut request = http::Request::post("/v1/chat/completions");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(chat_body(model, stream))))
-        .unwrap();
-    let (parts, body) = gateway.handle(request).await.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    http::Response::from_parts(parts, body)
-}
-
-async fn chat(gateway: &Gateway, model: &str, stream: bool) -> http::Response<Bytes> {
-    chat_with(gateway, model, stream, &[]).await
-}
-
 fn header<'a>(response: &'a http::Response<Bytes>, name: &str) -> &'a str {
     response.headers()[name].to_str().unwrap()
-}
-
-/// The text of a stream's content deltas, and whether it ended with `[DONE]`.
-fn streamed(body: &[u8]) -> (String, bool) {
-    let events = sse_data(body);
-    let done = events.last().is_some_and(|e| e == "[DONE]");
-    (streamed_text(&events), done)
 }
 
 // Acceptance 5: down for 60 s under a request every 4 s, `cooldown_time: 5`.

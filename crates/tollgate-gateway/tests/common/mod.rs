@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod net;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
