@@ -16,6 +16,8 @@
 //! integer counters cannot hold: it is kept here as `f64` bits in an atomic and
 //! appended to the exposition by [`Metrics::render`].
 
+mod describe;
+mod names;
 mod series;
 #[cfg(test)]
 mod tests;
@@ -24,120 +26,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::metrics::{Counter, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
+use ::metrics::{Counter, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
 use crate::connection::ShedReason;
+use describe::describe;
+pub(crate) use names::*;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
-
-/// Client requests, when their response ends.
-pub(crate) const REQUESTS: &str = "tollgate_requests_total";
-/// Whole request time, first byte in to last byte out.
-pub(crate) const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
-/// Time a request spent waiting on upstreams, summed over its attempts.
-pub(crate) const UPSTREAM_DURATION: &str = "tollgate_upstream_duration_seconds";
-/// Request time minus upstream time.
-pub(crate) const GATEWAY_OVERHEAD: &str = "tollgate_gateway_overhead_seconds";
-/// Time to the first token of a stream.
-pub(crate) const TIME_TO_FIRST_TOKEN: &str = "tollgate_time_to_first_token_seconds";
-/// Retries made.
-pub(crate) const RETRIES: &str = "tollgate_retries_total";
-/// Requests that went through at least one fallback.
-pub(crate) const FALLBACKS: &str = "tollgate_fallbacks_total";
-/// Requests whose client hung up before the response ended.
-pub(crate) const CLIENT_DISCONNECTS: &str = "tollgate_client_disconnects_total";
-/// Upstream attempts by outcome and class.
-pub(crate) const DEPLOYMENT_ATTEMPTS: &str = "tollgate_deployment_attempts_total";
-/// An attempt's time to the upstream's first byte.
-pub(crate) const DEPLOYMENT_LATENCY: &str = "tollgate_deployment_latency_seconds";
-/// Tokens by kind.
-pub(crate) const TOKENS: &str = "tollgate_tokens_total";
-/// Spend in US dollars (float).
-pub(crate) const COST_USD: &str = "tollgate_cost_usd_total";
-/// Attempts whose price is unknown.
-pub(crate) const COST_UNKNOWN: &str = "tollgate_cost_unknown_total";
-/// Breaker state: 0 closed, 1 half-open, 2 open.
-pub(crate) const BREAKER_STATE: &str = "tollgate_circuit_breaker_state";
-/// Breaker transitions by the state entered.
-pub(crate) const BREAKER_TRANSITIONS: &str = "tollgate_circuit_breaker_transitions_total";
-/// Requests rejected by a limit.
-pub(crate) const RATE_LIMIT_REJECTIONS: &str = "tollgate_rate_limit_rejections_total";
-/// Records written to the spend ledger.
-pub(crate) const LEDGER_RECORDS: &str = "tollgate_ledger_records_total";
-/// Records the spend ledger dropped.
-pub(crate) const LEDGER_DROPPED: &str = "tollgate_ledger_dropped_total";
-/// Times shared state (Redis) was unreachable and local state was used.
-pub(crate) const SHARED_STATE_FALLBACKS: &str = "tollgate_shared_state_fallbacks_total";
-/// Requests ended because their client was too slow, by phase.
-pub(crate) const CLIENT_TIMEOUTS: &str = "tollgate_client_timeouts_total";
-/// The `phase` of a response whose client did not take it by the deadline.
-pub(crate) const WRITE_TIMEOUT: &str = "response_write";
-/// The phases of [`CLIENT_TIMEOUTS`].
-pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [
-    crate::request_body::STALLED_BODY,
-    crate::request_body::STALLED_CHUNK,
-    WRITE_TIMEOUT,
-];
-/// Client connections closed by a limit, by reason.
-pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
-/// Client connections open.
-pub(crate) const CONNECTIONS_OPEN: &str = "tollgate_connections_open";
-
-/// Every metric family the gateway exposes (the README's table lists the same).
-#[cfg(test)]
-pub(crate) const FAMILIES: &[&str] = &[
-    REQUESTS,
-    REQUEST_DURATION,
-    UPSTREAM_DURATION,
-    GATEWAY_OVERHEAD,
-    TIME_TO_FIRST_TOKEN,
-    RETRIES,
-    FALLBACKS,
-    CLIENT_DISCONNECTS,
-    DEPLOYMENT_ATTEMPTS,
-    DEPLOYMENT_LATENCY,
-    TOKENS,
-    COST_USD,
-    COST_UNKNOWN,
-    BREAKER_STATE,
-    BREAKER_TRANSITIONS,
-    RATE_LIMIT_REJECTIONS,
-    LEDGER_RECORDS,
-    LEDGER_DROPPED,
-    SHARED_STATE_FALLBACKS,
-    CLIENT_TIMEOUTS,
-    CONNECTIONS_SHED,
-    CONNECTIONS_OPEN,
-];
-
-/// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
-/// alert asks whether p95 is above it.
-pub(crate) const LATENCY_BUCKETS: [f64; 18] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
-    30.0, 60.0, 120.0,
-];
-
-/// The histogram families, all over [`LATENCY_BUCKETS`].
-const HISTOGRAMS: [&str; 5] = [
-    REQUEST_DURATION,
-    UPSTREAM_DURATION,
-    GATEWAY_OVERHEAD,
-    TIME_TO_FIRST_TOKEN,
-    DEPLOYMENT_LATENCY,
-];
-
-/// The limits a request can be rejected by.
-pub(crate) const LIMITS: [&str; 4] = ["rpm", "tpm", "parallel", "budget"];
-
-/// The `route` label of chat completions (`/v1/chat/completions` and
-/// `/chat/completions`). The alerts and the dashboard select on it: pass this,
-/// not the access log's `chat_completions`.
-pub(crate) const ROUTE_CHAT: &str = "chat";
-
-/// The label for "no error class".
-const NO_CLASS: &str = "none";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -638,115 +535,9 @@ impl Metrics {
     }
 }
 
+/// The help line of [`COST_USD`], which is rendered by hand.
 const COST_USD_HELP: &str = "Spend in US dollars by model group and deployment, from provider-reported \
      costs or the price table (the spend ledger is the exact record).";
-
-/// Describes every family registered through the recorder (the cost counter is
-/// rendered by hand, with its own help line).
-fn describe(recorder: &PrometheusRecorder) {
-    let counters: &[(&'static str, &'static str)] = &[
-        (
-            REQUESTS,
-            "Client requests by route, model group, status, error class and stream flag, counted when the response ends.",
-        ),
-        (RETRIES, "Retries made, by model group."),
-        (
-            FALLBACKS,
-            "Requests answered or failed after at least one fallback, by the model group asked for.",
-        ),
-        (
-            CLIENT_DISCONNECTS,
-            "Requests whose client hung up before the response ended.",
-        ),
-        (
-            DEPLOYMENT_ATTEMPTS,
-            "Upstream attempts by model group, deployment, outcome and error class.",
-        ),
-        (
-            TOKENS,
-            "Tokens by model group, deployment and kind (prompt, completion, cached_prompt, reasoning).",
-        ),
-        (
-            COST_UNKNOWN,
-            "Upstream attempts billed at an unknown price (not in the cost counter).",
-        ),
-        (
-            BREAKER_TRANSITIONS,
-            "Circuit breaker transitions by deployment and the state entered.",
-        ),
-        (
-            RATE_LIMIT_REJECTIONS,
-            "Requests rejected by a limit (rpm, tpm, parallel, budget).",
-        ),
-        (LEDGER_RECORDS, "Spend records written to the ledger."),
-        (
-            LEDGER_DROPPED,
-            "Spend records the ledger dropped (its queue was full or a write failed).",
-        ),
-        (
-            SHARED_STATE_FALLBACKS,
-            "Times shared state (Redis) was unreachable and local state was used instead.",
-        ),
-        (
-            CLIENT_TIMEOUTS,
-            "Requests ended because the client was too slow: a request body that stalled \
-             (request_body, request_body_idle) or a response not read by the deadline \
-             (response_write).",
-        ),
-        (
-            CONNECTIONS_SHED,
-            "Client connections closed by a limit, by reason (cap, idle, header_timeout, keepalive_timeout).",
-        ),
-    ];
-    for &(name, help) in counters {
-        recorder.describe_counter(
-            KeyName::from_const_str(name),
-            Some(Unit::Count),
-            SharedString::const_str(help),
-        );
-    }
-    let histograms: &[(&'static str, &'static str)] = &[
-        (
-            REQUEST_DURATION,
-            "Whole request time in seconds, from the request to the end of the response.",
-        ),
-        (
-            UPSTREAM_DURATION,
-            "Time a request spent waiting on upstreams in seconds, summed over its attempts.",
-        ),
-        (
-            GATEWAY_OVERHEAD,
-            "Request time minus upstream time in seconds: what the gateway itself added.",
-        ),
-        (
-            TIME_TO_FIRST_TOKEN,
-            "Streams: seconds from the request to the first token sent to the client.",
-        ),
-        (
-            DEPLOYMENT_LATENCY,
-            "Seconds from calling a deployment to its first byte, per attempt.",
-        ),
-    ];
-    for &(name, help) in histograms {
-        recorder.describe_histogram(
-            KeyName::from_const_str(name),
-            Some(Unit::Seconds),
-            SharedString::const_str(help),
-        );
-    }
-    recorder.describe_gauge(
-        KeyName::from_const_str(CONNECTIONS_OPEN),
-        None,
-        SharedString::const_str("Client connections open, the reserve's included."),
-    );
-    recorder.describe_gauge(
-        KeyName::from_const_str(BREAKER_STATE),
-        None,
-        SharedString::const_str(
-            "Circuit breaker state by deployment: 0 closed, 1 half-open, 2 open.",
-        ),
-    );
-}
 
 fn rate_limit(recorder: &PrometheusRecorder, limit: &'static str) -> Counter {
     counter(
