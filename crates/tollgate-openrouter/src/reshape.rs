@@ -70,11 +70,33 @@ pub(crate) fn reshape(json: &[u8], out: &mut BytesMut) -> Reshaped {
     }
     match parsed {
         Ok(()) if status.changed => Reshaped::Written,
-        _ => {
+        Ok(()) => {
             out.truncate(mark);
             Reshaped::Unchanged
         }
+        Err(_) => {
+            out.truncate(mark);
+            drop_provider(json, out)
+        }
     }
+}
+
+/// An object this walk cannot read (`choices` that is not an array of
+/// objects, say) is no answer an OpenAI client can use, but it still must
+/// not carry OpenRouter's `provider`: it goes, the rest stays as it came
+/// (keys in serde_json's order). Malformed answers only, so a parse into a
+/// map costs nothing on the common path.
+fn drop_provider(json: &str, out: &mut BytesMut) -> Reshaped {
+    let Ok(mut object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json)
+    else {
+        return Reshaped::Unchanged;
+    };
+    if object.remove("provider").is_none() {
+        return Reshaped::Unchanged;
+    }
+    // Serialising a map into memory cannot fail.
+    let _ = serde_json::to_writer(out.writer(), &object);
+    Reshaped::Written
 }
 
 /// Maps a finish reason onto OpenAI's set (`stop`, `length`, `tool_calls`,
@@ -516,6 +538,26 @@ mod tests {
             assert_eq!(reshape(json.as_bytes(), &mut out), Reshaped::Unchanged);
             assert_eq!(out, "keep");
         }
+    }
+
+    /// Found by the `openrouter_response` fuzz target: `choices` that is
+    /// not an array made the walk give up, and `provider` went through.
+    #[test]
+    fn an_object_of_an_unknown_shape_still_loses_its_provider() {
+        for json in [
+            r#"{"id":"x","provider":"Z.AI","choices":{}}"#,
+            r#"{"provider":"p","choices":[1]}"#,
+        ] {
+            let mut out = BytesMut::from(&b"keep"[..]);
+            assert_eq!(reshape(json.as_bytes(), &mut out), Reshaped::Written);
+            let value: serde_json::Value = serde_json::from_slice(&out[4..]).unwrap();
+            assert!(value.get("provider").is_none(), "{value}");
+            assert!(value.get("choices").is_some());
+        }
+        let mut out = BytesMut::new();
+        let json = r#"{"id":"x","choices":{}}"#;
+        assert_eq!(reshape(json.as_bytes(), &mut out), Reshaped::Unchanged);
+        assert!(out.is_empty());
     }
 
     #[test]
