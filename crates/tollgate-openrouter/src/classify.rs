@@ -748,13 +748,20 @@ fn retry_after(headers: &HeaderMap, error: Option<&Value>, now: SystemTime) -> O
         .or_else(|| until_reset(&meta_header("x-ratelimit-reset")?, now))
         .or_else(|| {
             let secs = error?.get("availability")?.get("retry_after")?.as_f64()?;
-            (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+            non_negative_seconds(secs)
         })
 }
 
 fn seconds(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    non_negative_seconds(value.trim().parse().ok()?)
+}
+
+/// `secs` as a wait; `None` for a negative, infinite or NaN value or one
+/// past `Duration`'s range (upstream text: found by the fuzzer).
+fn non_negative_seconds(secs: f64) -> Option<Duration> {
+    (secs >= 0.0)
+        .then(|| Duration::try_from_secs_f64(secs).ok())
+        .flatten()
 }
 
 /// The wait until an `X-RateLimit-Reset`. OpenRouter sends epoch

@@ -15,7 +15,9 @@ pub fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        // `try_`: a wait past `Duration`'s range is garbage too (the plain
+        // conversion panics on it).
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
     let value = headers
         .get(http::header::RETRY_AFTER)?
@@ -26,7 +28,9 @@ pub fn retry_after_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<
         return Some(Duration::from_secs(secs));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs >= 0.0)
+            .then(|| Duration::try_from_secs_f64(secs).ok())
+            .flatten();
     }
     let at = parse_http_date(value)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -128,5 +132,22 @@ mod tests {
             None
         );
         assert_eq!(retry_after_from_headers(&HeaderMap::new(), now), None);
+    }
+
+    /// Found by the `openrouter_response` fuzz target: a wait past
+    /// `Duration`'s range panicked in the conversion.
+    #[test]
+    fn a_wait_past_durations_range_is_garbage_not_a_panic() {
+        let now = UNIX_EPOCH;
+        for (name, value) in [
+            ("retry-after", "1e300"),
+            ("retry-after", "inf"),
+            ("retry-after-ms", "1e300"),
+        ] {
+            assert_eq!(
+                retry_after_from_headers(&headers(&[(name, value)]), now),
+                None
+            );
+        }
     }
 }
