@@ -1,0 +1,264 @@
+//! Tests of [`super`]: parsing, rewriting and the checks at the door.
+
+use super::*;
+
+fn parse(text: &'static str) -> Result<ChatRequest, Failure> {
+    ChatRequest::parse(Bytes::from_static(text.as_bytes()))
+}
+
+#[test]
+fn reads_the_fields_the_layers_need() {
+    let req = parse(
+        r#"{"model":"gpt","stream":true,"stream_options":{"include_usage":true},
+           "messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}],
+           "max_tokens":7,"tools":[{"x":1}]}"#,
+    )
+    .unwrap();
+    assert_eq!(req.model(), "gpt");
+    assert!(req.stream());
+    assert!(req.include_usage());
+    assert_eq!(req.message_count(), 2);
+    assert_eq!(req.max_tokens(), Some(7));
+}
+
+#[test]
+fn rewriting_the_model_keeps_every_other_byte() {
+    let text = r#"{ "temperature" : 0.5e0, "model": "g\u0070t", "messages":[{"role":"user","content":"hi"}], "x-new":{"k":[1,2]} }"#;
+    let req = parse(text).unwrap();
+    assert_eq!(req.model(), "gpt");
+    let rewritten = req.with_model("deepseek/deepseek-chat:free");
+    assert_eq!(
+        std::str::from_utf8(&rewritten).unwrap(),
+        text.replace(r#""g\u0070t""#, r#""deepseek/deepseek-chat:free""#)
+    );
+    assert_eq!(req.with_model("gpt"), req.bytes());
+    let quoted = req.with_model("a\"b");
+    let value: serde_json::Value = serde_json::from_slice(&quoted).unwrap();
+    assert_eq!(value["model"], "a\"b");
+}
+
+#[test]
+fn an_assistant_prefill_is_appended_to_the_messages() {
+    let req = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}] ,"stream":true}"#)
+        .unwrap();
+    let continued = req.with_assistant_prefill("Hello \"world").unwrap();
+    assert_eq!(continued.message_count(), 2);
+    assert!(continued.stream());
+    let value: serde_json::Value = serde_json::from_slice(continued.bytes()).unwrap();
+    assert_eq!(value["messages"][1]["role"], "assistant");
+    assert_eq!(value["messages"][1]["content"], "Hello \"world");
+    // Its own spans are right: the model can still be rewritten.
+    let rewritten = ChatRequest::parse(continued.with_model("other")).unwrap();
+    assert_eq!(rewritten.model(), "other");
+    assert_eq!(rewritten.message_count(), 2);
+}
+
+#[test]
+fn include_usage_is_spliced_in_every_shape_of_stream_options() {
+    let cases = [
+        // No stream_options at all: a new first member.
+        (
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        (
+            r#"  { "model" : "m", "messages":[{}], "stream":true }"#,
+            r#"  {"stream_options":{"include_usage":true}, "model" : "m", "messages":[{}], "stream":true }"#,
+        ),
+        // An object without include_usage: a new first key.
+        (
+            r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_obfuscation":false}}"#,
+            r#"{"model":"m","messages":[{}],"stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false}}"#,
+        ),
+        (
+            r#"{"stream_options": { } ,"model":"m","messages":[{}],"stream":true}"#,
+            r#"{"stream_options": {"include_usage":true } ,"model":"m","messages":[{}],"stream":true}"#,
+        ),
+        // include_usage false or null: replaced.
+        (
+            r#"{"stream":true,"stream_options":{"x":1, "include_usage" : false},"model":"m","messages":[{}]}"#,
+            r#"{"stream":true,"stream_options":{"x":1, "include_usage" : true},"model":"m","messages":[{}]}"#,
+        ),
+        (
+            r#"{"stream":true,"stream_options":{"include_usage":null},"model":"m","messages":[{}]}"#,
+            r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m","messages":[{}]}"#,
+        ),
+        // stream_options null: a whole object in its place.
+        (
+            r#"{"stream":true,"stream_options":null,"model":"m","messages":[{}]}"#,
+            r#"{"stream":true,"stream_options":{"include_usage":true},"model":"m","messages":[{}]}"#,
+        ),
+    ];
+    for (text, expected) in cases {
+        let req = parse(text).unwrap();
+        assert!(!req.include_usage(), "{text}");
+        let with = req.with_include_usage();
+        assert_eq!(std::str::from_utf8(with.bytes()).unwrap(), expected);
+        assert!(with.include_usage());
+        assert!(with.stream());
+        assert_eq!(with.model(), "m");
+        assert_eq!(with.message_count(), req.message_count());
+        // The spans it carries are those a fresh parse finds.
+        let fresh = ChatRequest::parse(with.bytes().clone()).unwrap();
+        assert!(fresh.include_usage());
+        assert_eq!(with.model_span, fresh.model_span, "{text}");
+        assert_eq!(
+            with.stream_options_span, fresh.stream_options_span,
+            "{text}"
+        );
+        let renamed = ChatRequest::parse(with.with_model("other/model")).unwrap();
+        assert_eq!(renamed.model(), "other/model");
+        assert!(renamed.include_usage());
+        // Asking again changes nothing and copies nothing.
+        let again = with.with_include_usage();
+        assert_eq!(again.bytes().as_ptr(), with.bytes().as_ptr());
+    }
+}
+
+#[test]
+fn include_usage_already_asked_for_is_a_cheap_clone() {
+    let req = parse(
+        r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{}]}"#,
+    )
+    .unwrap();
+    let with = req.with_include_usage();
+    assert_eq!(with.bytes().as_ptr(), req.bytes().as_ptr());
+    assert!(with.include_usage());
+}
+
+#[test]
+fn stream_options_keep_their_400s() {
+    for text in [
+        r#"{"model":"m","messages":[{}],"stream_options":"yes"}"#,
+        r#"{"model":"m","messages":[{}],"stream_options":{"include_usage":"yes"}}"#,
+    ] {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::BadRequest, "{text}");
+    }
+    let req = parse(r#"{"model":"m","messages":[{}],"stream_options":null}"#).unwrap();
+    assert!(!req.include_usage());
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_refused_even_where_nothing_reads_them() {
+    let mut text = br#"{"model":"m","messages":[{"role":"user","content":"caf"#.to_vec();
+    text.extend_from_slice(&[0xE9, b'"', b'}', b']', b'}']);
+    // serde_json alone skips the content unchecked.
+    assert!(serde_json::from_slice::<View<'_>>(&text).is_ok());
+    let err = ChatRequest::parse(Bytes::from(text)).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::BadRequest);
+    assert_eq!(err.message(), "the request body is not valid UTF-8");
+    // Escaped and multi-byte characters are fine.
+    parse(r#"{"model":"m","messages":[{"content":"caf\u00e9 café 🦀"}]}"#).unwrap();
+}
+
+/// A request whose message content nests `depth` arrays (the request's
+/// own object, `messages` and the message add three levels).
+fn nested(depth: usize) -> Bytes {
+    let inner = depth - 3;
+    let text = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":{}1{}}}]}}"#,
+        "[".repeat(inner),
+        "]".repeat(inner)
+    );
+    Bytes::from(text)
+}
+
+#[test]
+fn openers_are_counted_in_and_out_of_strings_across_blocks() {
+    let mut text = "{\"a\":[1,\"[{\"]}".repeat(100).into_bytes();
+    text.extend((0..=255u8).cycle().take(1000));
+    let expected = text.iter().filter(|&&b| b == b'[' || b == b'{').count();
+    assert_eq!(openers(&text), expected);
+    assert_eq!(openers(b""), 0);
+}
+
+#[test]
+fn nesting_past_the_limit_is_refused_even_where_nothing_reads_it() {
+    ChatRequest::parse(nested(MAX_JSON_DEPTH)).unwrap();
+    let err = ChatRequest::parse(nested(MAX_JSON_DEPTH + 1)).unwrap_err();
+    assert_eq!(err.class(), ErrorClass::BadRequest);
+    assert!(
+        err.message().contains("deeper than 64"),
+        "{}",
+        err.message()
+    );
+    // serde_json alone skips it, however deep.
+    assert!(serde_json::from_slice::<View<'_>>(&nested(10_000)).is_ok());
+    assert!(ChatRequest::parse(nested(10_000)).is_err());
+    // Brackets in strings, escaped quotes included, are text.
+    let in_strings = format!(
+        r#"{{"model":"m","messages":[{{"content":"{}\"{}\\"}}]}}"#,
+        "[".repeat(100),
+        "{".repeat(100)
+    );
+    ChatRequest::parse(Bytes::from(in_strings)).unwrap();
+}
+
+#[test]
+fn bad_input_gets_a_400_naming_the_problem() {
+    let cases = [
+        ("{not json", None),
+        ("[1,2]", None),
+        ("\"text\"", None),
+        ("", None),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            Some("model"),
+        ),
+        (r#"{"model":"m"}"#, Some("messages")),
+        (r#"{"model":"m","messages":[]}"#, Some("messages")),
+        (r#"{"model":7,"messages":[{}]}"#, Some("model")),
+        (r#"{"model":"m","messages":"hi"}"#, None),
+        (r#"{"model":"m","messages":[{}],"stream":"yes"}"#, None),
+    ];
+    for (text, param) in cases {
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::BadRequest, "{text}");
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{text}");
+        let body: serde_json::Value = serde_json::from_slice(&err.to_openai_body()).unwrap();
+        match param {
+            Some(param) => assert_eq!(body["error"]["param"], param, "{text}"),
+            None => assert!(body["error"]["param"].is_null(), "{text}"),
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The scan agrees with the real depth of any JSON serde_json
+    /// writes, strings full of brackets, quotes and escapes included.
+    #[test]
+    fn the_depth_scan_agrees_with_the_value(value in json_value()) {
+        let text = value.to_string();
+        let depth = depth_of(&value);
+        proptest::prop_assert!(!nests_deeper_than(text.as_bytes(), depth));
+        if depth > 0 {
+            proptest::prop_assert!(nests_deeper_than(text.as_bytes(), depth - 1));
+        }
+    }
+}
+
+fn depth_of(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let text = r#"[\\\[\]{}"a-z]{0,8}"#;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<i64>().prop_map(serde_json::Value::from),
+        text.prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(12, 64, 4, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(text, inner, 0..4)
+                .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
