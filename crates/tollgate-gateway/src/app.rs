@@ -19,6 +19,7 @@ use crate::balance::{Balancer, Pick, TokenCounter, Tried};
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
 use crate::grace::GracePeriod;
 use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
+use crate::learned::{LearnedDeadlines, StreamTimings};
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
@@ -89,6 +90,8 @@ pub(crate) struct App {
     pub(crate) request_deadline: Duration,
     pub(crate) stack: Stack,
     pub(crate) breakers: Breakers,
+    /// Each deployment's learned stream deadlines.
+    pub(crate) learned: LearnedDeadlines,
     /// What `/health/providers` reports.
     pub(crate) providers: ProviderHealth,
     /// What `GET /metrics` shows.
@@ -186,6 +189,11 @@ impl Group {
             .min()
     }
 
+    /// Its deployments, in file order.
+    pub(crate) fn deployments(&self) -> &[Arc<Deployment>] {
+        &self.deployments
+    }
+
     /// The deployment at `index` (as [`pick`](Self::pick) gives).
     pub(crate) fn deployment(&self, index: usize) -> &Arc<Deployment> {
         &self.deployments[index]
@@ -203,8 +211,13 @@ pub(crate) struct Deployment {
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,
-    /// Deadlines of a streaming request.
+    /// Deadlines of a streaming request, before any is learned.
     pub(crate) stream_timeouts: Timeouts,
+    /// How its streams have gone: their learned deadlines.
+    pub(crate) timings: Arc<StreamTimings>,
+    /// Whether its streams get the learned deadlines
+    /// (`tollgate.learn_stream_deadlines`) or only the cold ones.
+    pub(crate) learn_stream_deadlines: bool,
 }
 
 pub(crate) struct OpenRouterDeployment {
@@ -291,11 +304,19 @@ impl Gateway {
             path: String::from("router_settings"),
             message: e.to_string(),
         })?;
+        let learned = LearnedDeadlines::new(
+            config.model_list.iter().map(|d| {
+                let cold = crate::deadlines::attempt_timeouts(config, d).1;
+                (Arc::from(d.id.as_str()), cold)
+            }),
+            None,
+        )
+        .applied(config.tollgate.learn_stream_deadlines != Some(false));
         let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> =
             HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
         for (index, deployment) in config.model_list.iter().enumerate() {
-            let built = build_deployment(config, index, deployment, &breakers, &client)?;
+            let built = build_deployment(config, index, deployment, &breakers, &learned, &client)?;
             let name = built.target.model_group.clone();
             groups
                 .entry(name.clone())
@@ -329,6 +350,7 @@ impl Gateway {
             .collect();
         let ledger = open_ledger(config)?;
         let metrics = Metrics::new();
+        metrics.watch_learned(learned.clone());
         let body_reader =
             BodyReader::from_config(&config.tollgate, max_body, &metrics).map_err(|message| {
                 BuildError {
@@ -400,6 +422,10 @@ impl Gateway {
             },
         );
         let keys = open_keys(config, shared.as_ref())?;
+        let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
+            path: String::from("tollgate.hedge_streams"),
+            message,
+        })?;
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch.
         if let Some(runtime) = &runtime {
@@ -422,6 +448,7 @@ impl Gateway {
                     groups.clone(),
                     cost,
                     limits,
+                    (hedges, metrics.clone()),
                 ),
                 groups,
                 models_body,
@@ -431,6 +458,7 @@ impl Gateway {
                 body_reader,
                 request_deadline: crate::deadlines::request_deadline(config),
                 breakers,
+                learned,
                 providers,
                 metrics,
                 limit_store,
@@ -592,7 +620,11 @@ impl Gateway {
                 }
                 Route::Providers => json_response(
                     StatusCode::OK,
-                    Bytes::from(app.providers.report(&app.breakers).to_string()),
+                    Bytes::from(
+                        app.providers
+                            .report(&app.breakers, &app.learned)
+                            .to_string(),
+                    ),
                 ),
                 Route::MethodNotAllowed => {
                     let failure = Failure::new(
@@ -894,6 +926,7 @@ fn build_deployment(
     index: usize,
     deployment: &DeploymentConfig,
     breakers: &Breakers,
+    learned: &LearnedDeadlines,
     client: &UpstreamClient,
 ) -> Result<Deployment, BuildError> {
     let breaker =
@@ -969,5 +1002,7 @@ fn build_deployment(
         provider,
         timeouts,
         stream_timeouts,
+        timings: learned.get(&deployment.id).cloned().unwrap_or_default(),
+        learn_stream_deadlines: config.tollgate.learn_stream_deadlines != Some(false),
     })
 }

@@ -23,7 +23,7 @@ mod series;
 mod tests;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ::metrics::{Counter, Label, Level, Metadata, Recorder};
@@ -176,6 +176,8 @@ struct Inner {
     /// By [`ShedReason`] (in `ShedReason::ALL` order).
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
+    /// The deployments' learned stream deadlines, rendered as gauges.
+    learned: OnceLock<crate::learned::LearnedDeadlines>,
 }
 
 impl fmt::Debug for Metrics {
@@ -249,6 +251,7 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
+                learned: OnceLock::new(),
             }),
         }
     }
@@ -279,7 +282,29 @@ impl Metrics {
             for deployment in deployments {
                 self.with_deployment(deployment, |_| ());
             }
+            for outcome in HEDGE_OUTCOMES {
+                let _ = self.hedge_counter(group, outcome);
+            }
         }
+    }
+
+    /// Shows `learned`'s deadlines as gauges (set once, by the gateway).
+    pub(crate) fn watch_learned(&self, learned: crate::learned::LearnedDeadlines) {
+        let _ = self.inner.learned.set(learned);
+    }
+
+    /// Counts a hedged stream of `group`: `started` or `won` (the hedge
+    /// answered first).
+    pub(crate) fn hedge(&self, group: &str, outcome: &'static str) {
+        self.hedge_counter(group, outcome).increment(1);
+    }
+
+    fn hedge_counter(&self, group: &str, outcome: &'static str) -> Counter {
+        let labels = vec![
+            Label::new("model_group", group.to_owned()),
+            Label::from_static_parts("outcome", outcome),
+        ];
+        counter(&self.inner.recorder, HEDGES, labels)
     }
 
     /// The Prometheus text exposition of every series (runs upkeep first).
@@ -287,6 +312,9 @@ impl Metrics {
         self.run_upkeep();
         let mut text = self.inner.handle.render();
         self.render_costs(&mut text);
+        if let Some(learned) = self.inner.learned.get() {
+            learned.render_metrics(&mut text);
+        }
         text
     }
 
@@ -548,7 +576,7 @@ fn rate_limit(recorder: &PrometheusRecorder, limit: &'static str) -> Counter {
 }
 
 /// Escapes a label value for the text exposition format.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }
