@@ -8,6 +8,9 @@ mod request;
 mod response;
 mod stream;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
 use tollgate_core::{ErrorClass, Failure};
