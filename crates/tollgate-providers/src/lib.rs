@@ -119,6 +119,8 @@ mod stream;
 
 #[cfg(feature = "anthropic")]
 pub mod anthropic;
+#[cfg(feature = "azure")]
+pub mod azure;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{call, chat_request, chunks, client, text_of};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, Secrets};
 use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::{Anthropic, AnthropicLayer};
-use http_body_util::BodyExt;
 use tollgate_testkit::{Gate, Reply, Upstream, anthropic as fake};
 use tower::{Layer, ServiceExt};
 
@@ -49,7 +49,10 @@ async fn a_completion_is_translated_both_ways() {
     assert_eq!(answer["choices"][0]["message"]["content"], "Hello!");
     assert_eq!(answer["choices"][0]["finish_reason"], "stop");
     assert_eq!(answer["usage"]["completion_tokens"], fake::OUTPUT_TOKENS);
-    assert_eq!(head.headers()["content-length"], body.len().to_string().as_str());
+    assert_eq!(
+        head.headers()["content-length"],
+        body.len().to_string().as_str()
+    );
 
     let sent = &upstream.requests()[0];
     assert_eq!(sent.uri.path(), "/v1/messages");
@@ -94,7 +97,9 @@ async fn streamed_tool_calls_round_trip() {
     upstream.push(Reply::json(200, fake::message("18C in Paris.")));
     let service = layer(&upstream).layer(client());
 
-    let (_, body) = call(service.clone(), chat_request(&ask(true))).await.unwrap();
+    let (_, body) = call(service.clone(), chat_request(&ask(true)))
+        .await
+        .unwrap();
     let (chunks, done) = chunks(&body);
     assert!(done);
     let arguments: String = chunks
@@ -114,48 +119,70 @@ async fn streamed_tool_calls_round_trip() {
     let answer: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer["choices"][0]["message"]["content"], "18C in Paris.");
     let sent = upstream.requests()[1].json();
-    assert_eq!(sent["messages"][1]["content"][0]["input"], json!({"city": "Paris"}));
+    assert_eq!(
+        sent["messages"][1]["content"][0]["input"],
+        json!({"city": "Paris"})
+    );
     assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "toolu_01");
 }
 
 #[tokio::test]
 async fn error_answers_are_classified_failures() {
     let upstream = Upstream::start().await;
-    upstream.push(Reply::json(529, fake::error_body("overloaded_error", "Overloaded")));
+    upstream.push(Reply::json(
+        529,
+        fake::error_body("overloaded_error", "Overloaded"),
+    ));
     upstream.push(
-        Reply::json(429, fake::error_body("rate_limit_error", "rate limited")).header("retry-after", "3"),
+        Reply::json(429, fake::error_body("rate_limit_error", "rate limited"))
+            .header("retry-after", "3"),
     );
     upstream.push(Reply::json(
         400,
-        fake::error_body("invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum"),
+        fake::error_body(
+            "invalid_request_error",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+        ),
     ));
     let service = layer(&upstream).layer(client());
 
-    let error = call(service.clone(), chat_request(&ask(false))).await.unwrap_err();
+    let error = call(service.clone(), chat_request(&ask(false)))
+        .await
+        .unwrap_err();
     let overloaded = Failure::from_error(&*error);
     assert_eq!(overloaded.class(), ErrorClass::UpstreamUnavailable);
     assert_eq!(overloaded.subkind(), Some("overloaded"));
     assert!(overloaded.is_retryable() && overloaded.is_fallback_eligible());
 
-    let error = call(service.clone(), chat_request(&ask(true))).await.unwrap_err();
+    let error = call(service.clone(), chat_request(&ask(true)))
+        .await
+        .unwrap_err();
     let rate = Failure::from_error(&*error);
     assert_eq!(rate.class(), ErrorClass::RateLimited);
     assert_eq!(rate.retry_after(), Some(Duration::from_secs(3)));
 
     let error = call(service, chat_request(&ask(false))).await.unwrap_err();
-    assert_eq!(Failure::from_error(&*error).class(), ErrorClass::ContextWindowExceeded);
+    assert_eq!(
+        Failure::from_error(&*error).class(),
+        ErrorClass::ContextWindowExceeded
+    );
 }
 
 #[tokio::test]
 async fn an_error_event_before_content_is_an_error_answer() {
     let upstream = Upstream::start().await;
-    upstream.push(Reply::sse().raw(fake::start() + &fake::error_event("overloaded_error", "Overloaded")));
+    upstream.push(
+        Reply::sse().raw(fake::start() + &fake::error_event("overloaded_error", "Overloaded")),
+    );
     let service = layer(&upstream).layer(client());
 
     let error = call(service, chat_request(&ask(true))).await.unwrap_err();
     let failure = Failure::from_error(&*error);
     assert_eq!(failure.subkind(), Some("overloaded"));
-    assert!(failure.is_retryable(), "nothing reached the client: a retry may help");
+    assert!(
+        failure.is_retryable(),
+        "nothing reached the client: a retry may help"
+    );
 }
 
 #[tokio::test]
@@ -195,23 +222,37 @@ async fn an_error_event_after_content_ends_the_stream_with_a_redacted_error_even
     let (chunks, _) = chunks(&body);
     assert_eq!(text_of(&chunks), "Hel");
     let error = &chunks.last().unwrap()["error"];
-    assert!(error["message"].as_str().unwrap().contains("[redacted]"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("[redacted]"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn a_key_echoed_in_an_error_never_reaches_the_failure() {
     let upstream = Upstream::start().await;
     let echo = format!("invalid x-api-key: {KEY}");
-    upstream.push(Reply::json(401, fake::error_body("authentication_error", &echo)));
-    upstream.push(Reply::json(400, fake::error_body("invalid_request_error", &echo)));
+    upstream.push(Reply::json(
+        401,
+        fake::error_body("authentication_error", &echo),
+    ));
+    upstream.push(Reply::json(
+        400,
+        fake::error_body("invalid_request_error", &echo),
+    ));
     let service = layer(&upstream).layer(client());
 
     for _ in 0..2 {
-        let error = call(service.clone(), chat_request(&ask(false))).await.unwrap_err();
+        let error = call(service.clone(), chat_request(&ask(false)))
+            .await
+            .unwrap_err();
         let failure = Failure::from_error(&*error);
         let shown = format!("{failure} {failure:?} {error} {error:?}");
         let body = String::from_utf8(failure.to_openai_body().to_vec()).unwrap();
-        assert!(!shown.contains(KEY) && !body.contains(KEY), "{shown} {body}");
+        assert!(
+            !shown.contains(KEY) && !body.contains(KEY),
+            "{shown} {body}"
+        );
     }
     // Nor does the layer's own debug output show it.
     assert!(!format!("{:?}", layer(&upstream)).contains(KEY));
@@ -259,9 +300,15 @@ async fn a_continuation_with_a_prefill_yields_the_rest_of_the_answer() {
     let (_, body) = call(service, request).await.unwrap();
     let (chunks, done) = chunks(&body);
     assert!(done);
-    assert_eq!(format!("{}{}", first.trim_end(), text_of(&chunks)), "one, two, three, four, five.");
+    assert_eq!(
+        format!("{}{}", first.trim_end(), text_of(&chunks)),
+        "one, two, three, four, five."
+    );
 
     let sent = upstream.requests()[1].json();
     let messages = sent["messages"].as_array().unwrap();
-    assert_eq!(messages.last().unwrap(), &json!({"role": "assistant", "content": [{"type": "text", "text": "one, two,"}]}));
+    assert_eq!(
+        messages.last().unwrap(),
+        &json!({"role": "assistant", "content": [{"type": "text", "text": "one, two,"}]})
+    );
 }

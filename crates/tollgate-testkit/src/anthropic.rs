@@ -103,8 +103,10 @@ pub fn start() -> String {
         "id": ID, "type": "message", "role": "assistant", "model": MODEL,
         "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage,
     });
-    event("message_start", &json!({"type": "message_start", "message": message}))
-        + &event("ping", &json!({"type": "ping"}))
+    event(
+        "message_start",
+        &json!({"type": "message_start", "message": message}),
+    ) + &event("ping", &json!({"type": "ping"}))
 }
 
 /// A text block at `index` made of `parts`.
@@ -197,6 +199,9 @@ mod tests {
             ]
         );
         assert_eq!(message("hi")["content"][0]["text"], "hi");
-        assert_eq!(error_body("rate_limit_error", "x")["error"]["type"], "rate_limit_error");
+        assert_eq!(
+            error_body("rate_limit_error", "x")["error"]["type"],
+            "rate_limit_error"
+        );
     }
 }

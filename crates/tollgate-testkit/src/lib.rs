@@ -53,6 +53,7 @@
 //! as the fixed-reply backend of load benchmarks.
 
 pub mod anthropic;
+pub mod azure;
 mod body;
 mod gate;
 mod io;

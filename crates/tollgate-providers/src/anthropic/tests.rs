@@ -49,7 +49,10 @@ fn request_goes_to_messages_with_anthropic_headers() {
     assert!(!head.headers.contains_key("authorization"));
     assert_eq!(sent["model"], "claude-sonnet-4-5");
     assert_eq!(sent["max_tokens"], DEFAULT_MAX_TOKENS);
-    assert_eq!(sent["messages"], json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]));
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    );
     assert!(sent.get("stream").is_none());
     assert!(!exchange.stream);
     assert_eq!(&*exchange.model, "claude-sonnet-4-5");
@@ -68,7 +71,10 @@ fn base_version_and_extra_headers_come_from_the_config() {
     assert_eq!(headers["anthropic-beta"], "prompt-caching-2024-07-31");
     assert!(!headers.contains_key("x-api-key"));
     let full = ProviderConfig::new().api_base("https://gw.example/v1/messages");
-    assert_eq!(Anthropic::new(&full).unwrap().uri, "https://gw.example/v1/messages");
+    assert_eq!(
+        Anthropic::new(&full).unwrap().uri,
+        "https://gw.example/v1/messages"
+    );
     assert!(Anthropic::new(&ProviderConfig::new().api_base("api.anthropic.com")).is_err());
     assert!(Anthropic::new(&ProviderConfig::new().api_key("a\nb")).is_err());
 }
@@ -97,7 +103,13 @@ fn system_is_lifted_and_params_are_mapped() {
     assert_eq!(sent["metadata"], json!({"user_id": "u-1"}));
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["top_k"], 5);
-    for dropped in ["stream_options", "seed", "stop", "user", "max_completion_tokens"] {
+    for dropped in [
+        "stream_options",
+        "seed",
+        "stop",
+        "user",
+        "max_completion_tokens",
+    ] {
         assert!(sent.get(dropped).is_none(), "{dropped}");
     }
     assert!(exchange.stream && exchange.include_usage);
@@ -113,9 +125,16 @@ fn system_is_lifted_and_params_are_mapped() {
     let mut head = Request::new(()).into_parts().0;
     let (out, _) = Anthropic::new(&config)
         .unwrap()
-        .prepare(&mut head, br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#, 0)
+        .prepare(
+            &mut head,
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            0,
+        )
         .unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&out).unwrap()["max_tokens"], 64000);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap()["max_tokens"],
+        64000
+    );
 }
 
 #[test]
@@ -129,7 +148,10 @@ fn cache_control_passes_through_system_parts_and_tools() {
         ],
         "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": cache}],
     }));
-    assert_eq!(sent["system"], json!([{"type": "text", "text": "long context", "cache_control": cache}]));
+    assert_eq!(
+        sent["system"],
+        json!([{"type": "text", "text": "long context", "cache_control": cache}])
+    );
     assert_eq!(sent["messages"][0]["content"][0]["cache_control"], cache);
     assert_eq!(sent["tools"][0]["cache_control"], cache);
 }
@@ -145,8 +167,14 @@ fn images_become_image_blocks() {
         ]}],
     }));
     let content = &sent["messages"][0]["content"];
-    assert_eq!(content[1], json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}));
-    assert_eq!(content[2], json!({"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}));
+    assert_eq!(
+        content[1],
+        json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}})
+    );
+    assert_eq!(
+        content[2],
+        json!({"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}})
+    );
 }
 
 #[test]
@@ -166,17 +194,29 @@ fn tools_tool_calls_and_results_are_translated() {
         "tool_choice": {"type": "function", "function": {"name": "weather"}},
         "parallel_tool_calls": false,
     }));
-    assert_eq!(sent["tools"], json!([{"name": "weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]));
-    assert_eq!(sent["tool_choice"], json!({"type": "tool", "name": "weather", "disable_parallel_tool_use": true}));
-    assert_eq!(sent["messages"][1], json!({"role": "assistant", "content": [
-        {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}},
-    ]}));
+    assert_eq!(
+        sent["tools"],
+        json!([{"name": "weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])
+    );
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "tool", "name": "weather", "disable_parallel_tool_use": true})
+    );
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}},
+        ]})
+    );
     // Both results in one user turn.
-    assert_eq!(sent["messages"][2], json!({"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
-        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24C"},
-    ]}));
+    assert_eq!(
+        sent["messages"][2],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24C"},
+        ]})
+    );
     assert!(sent.get("parallel_tool_calls").is_none());
 
     for (choice, expected) in [
@@ -184,7 +224,9 @@ fn tools_tool_calls_and_results_are_translated() {
         (json!("none"), json!({"type": "none"})),
         (json!("required"), json!({"type": "any"})),
     ] {
-        let (_, sent, _) = prepare(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": choice}));
+        let (_, sent, _) = prepare(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": choice}),
+        );
         assert_eq!(sent["tool_choice"], expected);
     }
 }
@@ -201,7 +243,10 @@ fn a_trailing_assistant_message_is_a_prefill() {
     }));
     let messages = sent["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2);
-    assert_eq!(messages[1], json!({"role": "assistant", "content": [{"type": "text", "text": "one, two,"}]}));
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": [{"type": "text", "text": "one, two,"}]})
+    );
 }
 
 #[test]
@@ -213,8 +258,14 @@ fn bad_requests_are_refused_in_openai_shape() {
         (br#"{"messages":[]}"#, Some("model")),
         (br#"{"model":"m"}"#, Some("messages")),
         (br#"{"model":"m","n":2,"messages":[]}"#, Some("n")),
-        (br#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#, Some("messages")),
-        (br#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, Some("messages")),
+        (
+            br#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+            Some("messages"),
+        ),
+        (
+            br#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+            Some("messages"),
+        ),
     ] {
         let failure = anthropic.prepare(&mut head, body, 0).unwrap_err();
         assert_eq!(failure.class(), ErrorClass::BadRequest);
@@ -227,32 +278,45 @@ fn bad_requests_are_refused_in_openai_shape() {
 #[test]
 fn a_message_becomes_a_chat_completion_with_cache_usage() {
     let body = Bytes::from(fake::message("Hello!").to_string());
-    let answer: Value = serde_json::from_slice(&anthropic().answer(&exchange(false, false), body).unwrap()).unwrap();
+    let answer: Value =
+        serde_json::from_slice(&anthropic().answer(&exchange(false, false), body).unwrap())
+            .unwrap();
     assert_eq!(answer["id"], fake::ID);
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["created"], 7);
     assert_eq!(answer["model"], fake::MODEL);
-    assert_eq!(answer["choices"][0]["message"], json!({"role": "assistant", "content": "Hello!"}));
+    assert_eq!(
+        answer["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Hello!"})
+    );
     assert_eq!(answer["choices"][0]["finish_reason"], "stop");
     let prompt = fake::INPUT_TOKENS + fake::CACHE_CREATION_TOKENS + fake::CACHE_READ_TOKENS;
-    assert_eq!(answer["usage"], json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": fake::OUTPUT_TOKENS,
-        "total_tokens": prompt + fake::OUTPUT_TOKENS,
-        "prompt_tokens_details": {"cached_tokens": fake::CACHE_READ_TOKENS, "cache_creation_tokens": fake::CACHE_CREATION_TOKENS},
-        "cache_creation_input_tokens": fake::CACHE_CREATION_TOKENS,
-        "cache_read_input_tokens": fake::CACHE_READ_TOKENS,
-    }));
+    assert_eq!(
+        answer["usage"],
+        json!({
+            "prompt_tokens": prompt,
+            "completion_tokens": fake::OUTPUT_TOKENS,
+            "total_tokens": prompt + fake::OUTPUT_TOKENS,
+            "prompt_tokens_details": {"cached_tokens": fake::CACHE_READ_TOKENS, "cache_creation_tokens": fake::CACHE_CREATION_TOKENS},
+            "cache_creation_input_tokens": fake::CACHE_CREATION_TOKENS,
+            "cache_read_input_tokens": fake::CACHE_READ_TOKENS,
+        })
+    );
 }
 
 #[test]
 fn tool_use_becomes_tool_calls() {
     let body = fake::tool_use_message("toolu_1", "weather", json!({"city": "Paris"}));
-    let answer = anthropic().answer(&exchange(false, false), Bytes::from(body.to_string())).unwrap();
+    let answer = anthropic()
+        .answer(&exchange(false, false), Bytes::from(body.to_string()))
+        .unwrap();
     let answer: Value = serde_json::from_slice(&answer).unwrap();
     let message = &answer["choices"][0]["message"];
     assert_eq!(message["content"], "Let me check.");
-    assert_eq!(message["tool_calls"], json!([{"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]));
+    assert_eq!(
+        message["tool_calls"],
+        json!([{"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
     assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
 }
 
@@ -268,7 +332,9 @@ fn stop_reasons_map_to_finish_reasons() {
     ] {
         let mut body = fake::message("x");
         body["stop_reason"] = json!(stop);
-        let answer = anthropic().answer(&exchange(false, false), Bytes::from(body.to_string())).unwrap();
+        let answer = anthropic()
+            .answer(&exchange(false, false), Bytes::from(body.to_string()))
+            .unwrap();
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["choices"][0]["finish_reason"], finish, "{stop}");
     }
@@ -302,7 +368,10 @@ fn a_text_stream_becomes_chunks_ending_with_done() {
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
     assert_eq!(chunks.len(), 4);
-    assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
     assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "Hel"}));
     assert_eq!(chunks[2]["choices"][0]["delta"], json!({"content": "lo"}));
     assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
@@ -321,8 +390,14 @@ fn usage_chunk_only_when_asked() {
     let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], fake::OUTPUT_TOKENS);
-    assert_eq!(usage["usage"]["prompt_tokens_details"]["cached_tokens"], fake::CACHE_READ_TOKENS);
-    assert_eq!(usage["usage"]["cache_creation_input_tokens"], fake::CACHE_CREATION_TOKENS);
+    assert_eq!(
+        usage["usage"]["prompt_tokens_details"]["cached_tokens"],
+        fake::CACHE_READ_TOKENS
+    );
+    assert_eq!(
+        usage["usage"]["cache_creation_input_tokens"],
+        fake::CACHE_CREATION_TOKENS
+    );
 }
 
 #[test]
@@ -341,14 +416,24 @@ fn streamed_tool_use_becomes_tool_call_deltas() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
         .collect();
-    assert_eq!(calls[0], &json!([{"index": 0, "id": "toolu_9", "type": "function", "function": {"name": "weather", "arguments": ""}}]));
+    assert_eq!(
+        calls[0],
+        &json!([{"index": 0, "id": "toolu_9", "type": "function", "function": {"name": "weather", "arguments": ""}}])
+    );
     let arguments: String = calls[1..]
         .iter()
         .map(|c| c[0]["function"]["arguments"].as_str().unwrap())
         .collect();
     assert_eq!(arguments, "{\"city\": \"Paris\"}");
-    assert!(calls[1..].iter().all(|c| c[0]["index"] == 0 && c[0].get("id").is_none()));
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+    assert!(
+        calls[1..]
+            .iter()
+            .all(|c| c[0]["index"] == 0 && c[0].get("id").is_none())
+    );
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
 }
 
 #[test]
@@ -357,7 +442,9 @@ fn an_error_event_fails_the_stream_classified() {
     let mut out = BytesMut::new();
     let failure = translate_all(
         AnthropicStream::new(&exchange(true, false)),
-        [Bytes::from(fake::start() + &fake::error_event("overloaded_error", "Overloaded"))],
+        [Bytes::from(
+            fake::start() + &fake::error_event("overloaded_error", "Overloaded"),
+        )],
     )
     .unwrap_err();
     assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
@@ -401,12 +488,22 @@ proptest! {
 fn classify(status: u16, body: Value) -> tollgate_core::Failure {
     let mut headers = HeaderMap::new();
     headers.insert("retry-after", HeaderValue::from_static("7"));
-    super::classify::classify(StatusCode::from_u16(status).unwrap(), &headers, body.to_string().as_bytes())
+    super::classify::classify(
+        StatusCode::from_u16(status).unwrap(),
+        &headers,
+        body.to_string().as_bytes(),
+    )
 }
 
 #[test]
 fn errors_are_classified() {
-    let rate = classify(429, fake::error_body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"));
+    let rate = classify(
+        429,
+        fake::error_body(
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ),
+    );
     assert_eq!(rate.class(), ErrorClass::RateLimited);
     assert_eq!(rate.retry_after(), Some(std::time::Duration::from_secs(7)));
     assert!(rate.is_retryable());
@@ -417,30 +514,77 @@ fn errors_are_classified() {
     assert_eq!(overloaded.scope(), Some(Scope::Provider));
     assert!(overloaded.is_retryable() && overloaded.is_fallback_eligible());
 
-    let window = classify(400, fake::error_body("invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum"));
+    let window = classify(
+        400,
+        fake::error_body(
+            "invalid_request_error",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+        ),
+    );
     assert_eq!(window.class(), ErrorClass::ContextWindowExceeded);
-    assert_eq!(window.message(), "prompt is too long: 208310 tokens > 200000 maximum");
+    assert_eq!(
+        window.message(),
+        "prompt is too long: 208310 tokens > 200000 maximum"
+    );
     assert!(window.is_fallback_eligible() && !window.is_retryable());
 
-    let policy = classify(400, fake::error_body("invalid_request_error", "Output blocked by content filtering policy"));
+    let policy = classify(
+        400,
+        fake::error_body(
+            "invalid_request_error",
+            "Output blocked by content filtering policy",
+        ),
+    );
     assert_eq!(policy.class(), ErrorClass::ContentPolicy);
-    assert_eq!(policy.message(), "Output blocked by content filtering policy");
+    assert_eq!(
+        policy.message(),
+        "Output blocked by content filtering policy"
+    );
 
-    let bad = classify(400, fake::error_body("invalid_request_error", "messages.0.content: Field required"));
+    let bad = classify(
+        400,
+        fake::error_body(
+            "invalid_request_error",
+            "messages.0.content: Field required",
+        ),
+    );
     assert_eq!(bad.class(), ErrorClass::BadRequest);
 
-    let auth = classify(401, fake::error_body("authentication_error", "invalid x-api-key sk-ant-api03-secretsecretsecret"));
+    let auth = classify(
+        401,
+        fake::error_body(
+            "authentication_error",
+            "invalid x-api-key sk-ant-api03-secretsecretsecret",
+        ),
+    );
     assert_eq!(auth.class(), ErrorClass::Auth);
     assert!(!auth.message().contains("secret"));
 
-    assert_eq!(classify(403, fake::error_body("permission_error", "no")).class(), ErrorClass::Auth);
-    assert_eq!(classify(404, fake::error_body("not_found_error", "model: claude-x")).class(), ErrorClass::ModelNotFound);
-    assert_eq!(classify(402, fake::error_body("billing_error", "no credit")).class(), ErrorClass::InsufficientCredits);
-    assert_eq!(classify(413, fake::error_body("request_too_large", "too big")).status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(classify(500, fake::error_body("api_error", "oops")).class(), ErrorClass::UpstreamUnavailable);
+    assert_eq!(
+        classify(403, fake::error_body("permission_error", "no")).class(),
+        ErrorClass::Auth
+    );
+    assert_eq!(
+        classify(404, fake::error_body("not_found_error", "model: claude-x")).class(),
+        ErrorClass::ModelNotFound
+    );
+    assert_eq!(
+        classify(402, fake::error_body("billing_error", "no credit")).class(),
+        ErrorClass::InsufficientCredits
+    );
+    assert_eq!(
+        classify(413, fake::error_body("request_too_large", "too big")).status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        classify(500, fake::error_body("api_error", "oops")).class(),
+        ErrorClass::UpstreamUnavailable
+    );
     // No body: the status decides.
-    let bare = super::classify::classify(StatusCode::from_u16(529).unwrap(), &HeaderMap::new(), b"");
+    let bare =
+        super::classify::classify(StatusCode::from_u16(529).unwrap(), &HeaderMap::new(), b"");
     assert_eq!(bare.subkind(), Some("overloaded"));
-    let bare = super::classify::classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"<html>");
+    let bare =
+        super::classify::classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"<html>");
     assert_eq!(bare.class(), ErrorClass::RateLimited);
 }

@@ -29,7 +29,10 @@ pub fn chat_request(body: &Value) -> Request<RequestBody> {
 }
 
 /// Calls `service` and reads the whole answer.
-pub async fn call<S, B>(service: S, request: Request<RequestBody>) -> Result<(Response<()>, Bytes), BoxError>
+pub async fn call<S, B>(
+    service: S,
+    request: Request<RequestBody>,
+) -> Result<(Response<()>, Bytes), BoxError>
 where
     S: tower::Service<Request<RequestBody>, Response = Response<B>, Error = BoxError>,
     B: http_body::Body<Data = Bytes, Error = BoxError>,
