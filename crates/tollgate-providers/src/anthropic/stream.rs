@@ -24,6 +24,9 @@ use crate::openai::{
 };
 use crate::protocol::{Exchange, TranslateStream};
 
+/// How far past the blocks seen so far a new block's index may be.
+const MAX_BLOCK_GAP: usize = 64;
+
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct AnthropicStream {
@@ -126,16 +129,19 @@ impl AnthropicStream {
         );
     }
 
-    fn tool_delta(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
+    /// Writes a chunk that carries content: from here on the answer has
+    /// started.
+    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
         self.committed = true;
-        self.chunk(
-            out,
-            Delta {
-                tool_calls: Some([call]),
-                ..Delta::default()
-            },
-            None,
-        );
+        self.chunk(out, delta, None);
+    }
+
+    fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
+        let delta = Delta {
+            tool_calls: Some([call]),
+            ..Delta::default()
+        };
+        self.content(out, delta);
     }
 }
 
@@ -165,6 +171,11 @@ impl TranslateStream for AnthropicStream {
             "content_block_start" => {
                 let block = parsed.content_block.ok_or_else(malformed)?;
                 let index = parsed.index.unwrap_or(self.tool_of_block.len());
+                // Blocks are numbered from 0 up, one at a time: a far index
+                // is not Anthropic's, and must not size a table.
+                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
+                    return Err(malformed());
+                }
                 if self.tool_of_block.len() <= index {
                     self.tool_of_block.resize(index + 1, None);
                 }
@@ -182,16 +193,15 @@ impl TranslateStream for AnthropicStream {
                                 arguments: "",
                             },
                         };
-                        self.tool_delta(out, call);
+                        self.tool_call(out, call);
                     }
                     "text" => {
                         if let Some(text) = block.text.as_deref().filter(|t| !t.is_empty()) {
-                            self.committed = true;
                             let delta = Delta {
                                 content: Some(text),
                                 ..Delta::default()
                             };
-                            self.chunk(out, delta, None);
+                            self.content(out, delta);
                         }
                     }
                     _ => {}
@@ -201,20 +211,20 @@ impl TranslateStream for AnthropicStream {
                 let delta = parsed.delta.ok_or_else(malformed)?;
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
-                        self.committed = true;
+                        let text = delta.text.as_deref().unwrap_or_default();
                         let delta = Delta {
-                            content: Some(delta.text.as_deref().unwrap_or_default()),
+                            content: Some(text),
                             ..Delta::default()
                         };
-                        self.chunk(out, delta, None);
+                        self.content(out, delta);
                     }
                     Some("thinking_delta") => {
-                        self.committed = true;
+                        let thinking = delta.thinking.as_deref().unwrap_or_default();
                         let delta = Delta {
-                            reasoning_content: Some(delta.thinking.as_deref().unwrap_or_default()),
+                            reasoning_content: Some(thinking),
                             ..Delta::default()
                         };
-                        self.chunk(out, delta, None);
+                        self.content(out, delta);
                     }
                     Some("input_json_delta") => {
                         let partial = delta.partial_json.as_deref().unwrap_or_default();
@@ -233,7 +243,7 @@ impl TranslateStream for AnthropicStream {
                                     arguments: partial,
                                 },
                             };
-                            self.tool_delta(out, call);
+                            self.tool_call(out, call);
                         }
                     }
                     // `signature_delta`, `citations_delta`...

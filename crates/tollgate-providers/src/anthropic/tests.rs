@@ -458,6 +458,21 @@ fn an_error_event_fails_the_stream_classified() {
     assert!(!state.committed() && !state.finished());
 }
 
+#[test]
+fn a_far_block_index_is_malformed_not_an_allocation() {
+    let far = fake::event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 1_000_000_000_000u64,
+                "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
+    );
+    let failure = translate_all(
+        AnthropicStream::new(&exchange(true, false)),
+        [Bytes::from(fake::start() + &far)],
+    )
+    .unwrap_err();
+    assert_eq!(failure.subkind(), Some("malformed_event"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
