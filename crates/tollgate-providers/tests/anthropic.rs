@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{call, chat_request, chunks, client, text_of};
+use common::{Chunks, call, chat_request, chunks, client, split, text_of};
 use http_body_util::BodyExt;
+use proptest::prelude::*;
 use serde_json::{Value, json};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, Secrets};
 use tollgate_providers::ProviderConfig;
@@ -311,4 +312,51 @@ async fn a_continuation_with_a_prefill_yields_the_rest_of_the_answer() {
         messages.last().unwrap(),
         &json!({"role": "assistant", "content": [{"type": "text", "text": "one, two,"}]})
     );
+}
+
+/// The stream `upstream_bytes` through the layer, the upstream sending it in
+/// the pieces `cuts` make.
+fn through_layer(upstream_bytes: &Bytes, cuts: Vec<usize>) -> Bytes {
+    let pieces = split(upstream_bytes, cuts);
+    let upstream = tower::service_fn(move |_: http::Request<RequestBody>| {
+        let response = http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Chunks(pieces.clone()))
+            .unwrap();
+        std::future::ready(Ok::<_, tollgate_core::BoxError>(response))
+    });
+    let service = Anthropic::layer(&ProviderConfig::new())
+        .unwrap()
+        .layer(upstream);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(call(service, chat_request(&ask(true))))
+        .unwrap()
+        .1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Through the whole layer (its wait for the first content included), a
+    /// stream cut anywhere gives the bytes the uncut stream gives.
+    #[test]
+    fn the_layer_gives_the_same_stream_for_any_byte_split(
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16),
+    ) {
+        let stream = Bytes::from(
+            fake::start()
+                + &fake::text_block(0, &["Bonjour, ", "ça va ?"])
+                + &fake::tool_use_block(1, "toolu_1", "f", &["{\"x\":", " [1, 2]}"])
+                + &fake::stop("tool_use"),
+        );
+        let whole = through_layer(&stream, Vec::new());
+        let (chunks, done) = chunks(&whole);
+        prop_assert!(done);
+        prop_assert_eq!(text_of(&chunks), "Bonjour, ça va ?");
+        let cuts = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        prop_assert_eq!(through_layer(&stream, cuts), whole);
+    }
 }

@@ -68,3 +68,36 @@ pub fn text_of(chunks: &[Value]) -> String {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect()
 }
+
+/// An in-memory body: one frame per chunk.
+pub struct Chunks(pub std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .0
+                .pop_front()
+                .map(|c| Ok(http_body::Frame::data(c))),
+        )
+    }
+}
+
+/// `bytes` cut at `cuts` (positions, in any order).
+pub fn split(bytes: &Bytes, mut cuts: Vec<usize>) -> std::collections::VecDeque<Bytes> {
+    cuts.sort_unstable();
+    let mut out = std::collections::VecDeque::new();
+    let mut from = 0;
+    for cut in cuts {
+        out.push_back(bytes.slice(from..cut));
+        from = cut;
+    }
+    out.push_back(bytes.slice(from..));
+    out
+}
