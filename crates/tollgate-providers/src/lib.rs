@@ -22,6 +22,10 @@
 //!   OpenAI-style `data: {"error": …}` event, which a fallback layer above
 //!   continues from.
 //!
+//! What comes out is OpenAI's shape, so the layers above (retry, breaker,
+//! fallback, cost) classify it with core's `OpenAiClassifier`, whose stream
+//! watcher reads that error event and a missing `[DONE]` as failures.
+//!
 //! The generic machinery (the layer, its future and body) is shared; each
 //! provider is a [`Protocol`] — translate the request, translate a complete
 //! answer, translate a stream event ([`TranslateStream`]), classify an
