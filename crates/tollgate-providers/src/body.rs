@@ -10,7 +10,6 @@ use tollgate_core::sse::write_data;
 use tollgate_core::{BoxError, Failure, Redactor};
 
 use crate::protocol::TranslateStream;
-use crate::stream::StreamState;
 
 /// The body of a response from [`Provider`](crate::Provider): a complete
 /// OpenAI `chat.completion`, or an OpenAI event stream translated from the
@@ -37,7 +36,7 @@ struct Stream<B, T> {
     // Boxed so that the body, polled in place while the response head was
     // held back, can move into the response afterwards.
     body: Pin<Box<B>>,
-    state: StreamState<T>,
+    state: T,
     redactor: Option<Redactor>,
     pending: Option<Bytes>,
     out: BytesMut,
@@ -53,7 +52,7 @@ impl<B, T> ResponseBody<B, T> {
 
     pub(crate) fn stream(
         body: Pin<Box<B>>,
-        state: StreamState<T>,
+        state: T,
         first: Bytes,
         redactor: Option<Redactor>,
     ) -> Self {
@@ -158,7 +157,7 @@ where
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
             // After `[DONE]`, whatever the upstream still sends is ignored.
-            self.ended = self.state.translator().finished();
+            self.ended = self.state.finished();
             if !self.out.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(self.out.split().freeze()))));
             }

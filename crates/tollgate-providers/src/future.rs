@@ -19,7 +19,6 @@ use crate::body::ResponseBody;
 use crate::error::UpstreamError;
 use crate::layer::Shared;
 use crate::protocol::{Exchange, Protocol, TranslateStream as _};
-use crate::stream::StreamState;
 
 /// Error bodies are small; a larger one is classified from its head.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -49,7 +48,7 @@ pin_project! {
         Priming {
             // Boxed: it moves into the response body once primed.
             body: Option<Pin<Box<B>>>,
-            stream: Option<StreamState<T>>,
+            stream: Option<T>,
             head: Option<Parts>,
             out: BytesMut,
         },
@@ -138,7 +137,7 @@ where
                     } else if exchange.stream && is_event_stream(&head.headers) {
                         State::Priming {
                             body: Some(Box::pin(body)),
-                            stream: Some(StreamState::new(protocol.stream(exchange))),
+                            stream: Some(protocol.stream(exchange)),
                             head: Some(head),
                             out: BytesMut::new(),
                         }
@@ -204,7 +203,7 @@ where
                     if let Err(failure) = state.push(data, out) {
                         return Poll::Ready(Err(failure.into()));
                     }
-                    if !state.translator().committed() {
+                    if !state.committed() {
                         continue;
                     }
                     let (Some(upstream), Some(state), Some(mut head)) =

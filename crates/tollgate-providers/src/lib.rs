@@ -28,8 +28,9 @@
 //!
 //! The generic machinery (the layer, its future and body) is shared; each
 //! provider is a [`Protocol`] — translate the request, translate a complete
-//! answer, translate a stream event ([`TranslateStream`]), classify an
-//! error — behind its own cargo feature:
+//! answer, translate a stream ([`TranslateStream`]; [`SseStream`] over a
+//! [`TranslateEvent`] for server-sent events), classify an error — behind
+//! its own cargo feature:
 //!
 //! | module | feature | protocol |
 //! |---|---|---|
@@ -132,4 +133,5 @@ pub use config::ProviderConfig;
 pub use error::{InvalidConfig, UpstreamError};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_BODY_BYTES, Provider, ProviderLayer};
-pub use protocol::{Exchange, Protocol, TranslateStream};
+pub use protocol::{Exchange, Protocol, TranslateEvent, TranslateStream};
+pub use stream::SseStream;

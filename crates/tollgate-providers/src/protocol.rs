@@ -71,16 +71,42 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure;
 }
 
-/// Translates one streamed answer, event by event.
+/// Translates one streamed answer, chunk by chunk as the body brings them:
+/// what the layer drives.
+///
+/// Providers that stream server-sent events implement [`TranslateEvent`]
+/// and use [`SseStream`](crate::SseStream), which cuts the chunks into
+/// events; a provider with another framing (AWS's binary event stream)
+/// implements this trait over its own decoder.
 pub trait TranslateStream: Send + 'static {
-    /// Translates one upstream event, appending OpenAI `data:` events to
-    /// `out` (none, one or several).
+    /// Translates what `chunk` completes, appending OpenAI `data:` events
+    /// to `out`; an incomplete frame waits for the next chunk.
     ///
     /// # Errors
     ///
     /// The failure an error event (or an unreadable event) stands for. The
     /// layer answers with it as an error when nothing has reached the client
     /// yet, and ends the stream with an OpenAI error event otherwise.
+    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure>;
+
+    /// Whether content (text, a tool call, a finish) has been written: from
+    /// then on a failure can no longer be an HTTP error.
+    fn committed(&self) -> bool;
+
+    /// Whether the stream is complete (`data: [DONE]` written): bytes the
+    /// upstream sends after it are ignored.
+    fn finished(&self) -> bool;
+}
+
+/// Translates one server-sent-events answer, event by event (see
+/// [`SseStream`](crate::SseStream)).
+pub trait TranslateEvent: Send + 'static {
+    /// Translates one upstream event, appending OpenAI `data:` events to
+    /// `out` (none, one or several).
+    ///
+    /// # Errors
+    ///
+    /// As [`TranslateStream::push`].
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure>;
 
     /// Whether content (text, a tool call, a finish) has been written: from

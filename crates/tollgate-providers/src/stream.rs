@@ -1,35 +1,37 @@
-//! [`StreamState`]: an upstream event stream cut into events and handed to
-//! a protocol's translator, chunk by chunk.
+//! [`SseStream`]: an upstream server-sent-events stream cut into events
+//! and handed to a protocol's event translator, chunk by chunk.
 
 use bytes::{Bytes, BytesMut};
 use tollgate_core::sse::{Frame, SseParser};
 use tollgate_core::{ErrorClass, Failure};
 
-use crate::protocol::TranslateStream;
+use crate::protocol::{TranslateEvent, TranslateStream};
 
-/// The SSE parser and the translator of one stream. Events are translated
+/// A [`TranslateStream`] for providers that stream server-sent events: the
+/// SSE parser and the protocol's [`TranslateEvent`]. Events are translated
 /// as soon as they are complete; an event split across chunks waits in the
-/// parser for its end, nothing else is held.
+/// parser for its end, nothing else is held. Comments (keep-alives) are
+/// dropped.
 #[derive(Debug)]
-pub(crate) struct StreamState<T> {
+pub struct SseStream<T> {
     parser: SseParser,
     translator: T,
 }
 
-impl<T: TranslateStream> StreamState<T> {
-    pub(crate) fn new(translator: T) -> Self {
-        StreamState {
+impl<T: TranslateEvent> SseStream<T> {
+    /// A stream translated by `translator`.
+    pub fn new(translator: T) -> Self {
+        SseStream {
             parser: SseParser::new(),
             translator,
         }
     }
+}
 
-    /// Translates every event `chunk` completes into `out`.
-    ///
-    /// # Errors
-    ///
-    /// The first event that fails; events after it in `chunk` are dropped.
-    pub(crate) fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
+impl<T: TranslateEvent> TranslateStream for SseStream<T> {
+    /// Translates every event `chunk` completes into `out`; after the first
+    /// event that fails, the rest of `chunk` is dropped.
+    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
         if self.translator.finished() {
             return Ok(());
         }
@@ -50,8 +52,12 @@ impl<T: TranslateStream> StreamState<T> {
         }
     }
 
-    pub(crate) fn translator(&self) -> &T {
-        &self.translator
+    fn committed(&self) -> bool {
+        self.translator.committed()
+    }
+
+    fn finished(&self) -> bool {
+        self.translator.finished()
     }
 }
 
@@ -66,11 +72,11 @@ fn event_too_large() -> Failure {
 /// Translates a whole stream given as chunks: what the layer's body yields,
 /// concatenated (tests and benchmarks compare splits of one stream with it).
 #[cfg(test)]
-pub(crate) fn translate_all<T: TranslateStream>(
+pub(crate) fn translate_all<T: TranslateEvent>(
     translator: T,
     chunks: impl IntoIterator<Item = Bytes>,
 ) -> Result<Bytes, Failure> {
-    let mut state = StreamState::new(translator);
+    let mut state = SseStream::new(translator);
     let mut out = BytesMut::new();
     for chunk in chunks {
         state.push(chunk, &mut out)?;

@@ -20,6 +20,7 @@ use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
+use crate::stream::SseStream;
 
 pub use stream::AnthropicStream;
 
@@ -123,7 +124,7 @@ impl Anthropic {
 }
 
 impl Protocol for Anthropic {
-    type Stream = AnthropicStream;
+    type Stream = SseStream<AnthropicStream>;
 
     fn prepare(
         &self,
@@ -164,8 +165,8 @@ impl Protocol for Anthropic {
         response::translate(exchange, &body)
     }
 
-    fn stream(&self, exchange: &Exchange) -> AnthropicStream {
-        AnthropicStream::new(exchange)
+    fn stream(&self, exchange: &Exchange) -> SseStream<AnthropicStream> {
+        SseStream::new(AnthropicStream::new(exchange))
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {

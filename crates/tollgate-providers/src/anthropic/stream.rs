@@ -22,7 +22,7 @@ use super::response::{AnthropicUsage, finish_reason};
 use crate::openai::{
     Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
 };
-use crate::protocol::{Exchange, TranslateStream};
+use crate::protocol::{Exchange, TranslateEvent};
 
 /// How far past the blocks seen so far a new block's index may be.
 const MAX_BLOCK_GAP: usize = 64;
@@ -145,7 +145,7 @@ impl AnthropicStream {
     }
 }
 
-impl TranslateStream for AnthropicStream {
+impl TranslateEvent for AnthropicStream {
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
         let parsed: StreamEvent<'_> =
             serde_json::from_slice(&event.data).map_err(|_| malformed())?;

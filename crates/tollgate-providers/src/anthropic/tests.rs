@@ -8,7 +8,7 @@ use tollgate_core::{ErrorClass, Scope};
 use tollgate_testkit::anthropic as fake;
 
 use super::*;
-use crate::protocol::TranslateStream;
+use crate::protocol::TranslateEvent;
 use crate::stream::translate_all;
 
 fn anthropic() -> Anthropic {

@@ -21,6 +21,7 @@ use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
+use crate::stream::SseStream;
 
 pub use stream::AzureStream;
 
@@ -144,7 +145,7 @@ struct StreamOptions {
 }
 
 impl Protocol for Azure {
-    type Stream = AzureStream;
+    type Stream = SseStream<AzureStream>;
 
     fn prepare(
         &self,
@@ -203,8 +204,8 @@ impl Protocol for Azure {
         Ok(body)
     }
 
-    fn stream(&self, _exchange: &Exchange) -> AzureStream {
-        AzureStream::new()
+    fn stream(&self, _exchange: &Exchange) -> SseStream<AzureStream> {
+        SseStream::new(AzureStream::new())
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {

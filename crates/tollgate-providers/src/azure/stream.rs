@@ -11,7 +11,7 @@ use tollgate_core::sse::{DONE, Event, write_data};
 use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::{classify, content_policy};
-use crate::protocol::TranslateStream;
+use crate::protocol::TranslateEvent;
 
 /// The state of one Azure stream.
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl AzureStream {
     }
 }
 
-impl TranslateStream for AzureStream {
+impl TranslateEvent for AzureStream {
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
         if event.is_done() {
             out.extend_from_slice(DONE);
