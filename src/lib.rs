@@ -11,6 +11,7 @@
 //! | `breaker` | `tollgate-breaker` | one circuit breaker per deployment (feature `breaker`) |
 //! | `fallback` | `tollgate-fallback` | the cascade over model groups, streams committed at first content and continued after a break (feature `fallback`) |
 //! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
+//! | `providers` | `tollgate-providers` | native provider APIs (Anthropic Messages, Azure OpenAI) translated to and from OpenAI's (feature `providers`) |
 //! | `cost` | `tollgate-cost` | usage and exact cost of every call, from bodies and streams (feature `cost`) |
 //! | `limits` | `tollgate-limits` | per-key rpm, tpm, parallel requests and budgets, in memory or on Redis (feature `limits`) |
 //!
@@ -47,6 +48,9 @@ pub use tollgate_limits as limits;
 #[cfg(feature = "openrouter")]
 #[doc(inline)]
 pub use tollgate_openrouter as openrouter;
+#[cfg(feature = "providers")]
+#[doc(inline)]
+pub use tollgate_providers as providers;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use tollgate_retry as retry;
