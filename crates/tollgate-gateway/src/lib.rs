@@ -70,6 +70,7 @@ mod pick;
 mod pricing;
 mod provider;
 mod providers;
+pub mod reload;
 mod request_body;
 mod request_id;
 pub mod resilience;
@@ -92,6 +93,9 @@ pub use connection::{
 };
 pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
+#[cfg(unix)]
+pub use reload::reload_on_hangup;
+pub use reload::{ConfigFile, ReloadError, Reloaded};
 pub use request_body::{
     DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY, DEFAULT_REQUEST_BODY_TIMEOUT,
 };

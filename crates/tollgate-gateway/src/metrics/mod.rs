@@ -176,6 +176,8 @@ struct Inner {
     /// By [`ShedReason`] (in `ShedReason::ALL` order).
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
+    /// By [`RELOAD_RESULTS`], in order.
+    config_reloads: [Counter; 2],
 }
 
 impl fmt::Debug for Metrics {
@@ -236,6 +238,13 @@ impl Metrics {
             &METADATA,
         );
         connections_open.set(0.0);
+        let config_reloads = RELOAD_RESULTS.map(|result| {
+            counter(
+                &recorder,
+                CONFIG_RELOADS,
+                vec![Label::from_static_parts("result", result)],
+            )
+        });
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -249,6 +258,7 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
+                config_reloads,
             }),
         }
     }
@@ -452,6 +462,12 @@ impl Metrics {
     pub(crate) fn ledger_totals(&self, written: u64, dropped: u64) {
         self.inner.ledger_records.absolute(written);
         self.inner.ledger_dropped.absolute(dropped);
+    }
+
+    /// Counts a config reload: applied, or refused (the running config
+    /// kept serving).
+    pub(crate) fn config_reload(&self, applied: bool) {
+        self.inner.config_reloads[usize::from(!applied)].increment(1);
     }
 
     /// Counts a fall back from shared (Redis) state to local state.

@@ -52,6 +52,10 @@ pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [
 pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
 /// Client connections open.
 pub(crate) const CONNECTIONS_OPEN: &str = "tollgate_connections_open";
+/// Config reloads by result.
+pub(crate) const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
+/// The `result` labels of [`CONFIG_RELOADS`].
+pub(crate) const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -78,6 +82,7 @@ pub(crate) const FAMILIES: &[&str] = &[
     CLIENT_TIMEOUTS,
     CONNECTIONS_SHED,
     CONNECTIONS_OPEN,
+    CONFIG_RELOADS,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response
