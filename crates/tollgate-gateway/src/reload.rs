@@ -245,7 +245,7 @@ impl RestartOnly {
             .iter()
             .map(|k| (format!("{k:?}"), k.key.as_ref().map(Secret::expose)))
             .collect();
-        let values = [
+        let values: [u64; Self::KEYS.len()] = [
             secret(&general.master_key),
             fingerprint(general.max_request_size_mb),
             fingerprint(&router.redis_host),
@@ -501,6 +501,44 @@ pub(crate) fn respond(gateway: &Gateway) -> (http::Response<GatewayBody>, Option
                 .with_code("invalid_config"),
             };
             (failure.to_response(), Some(failure.class()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let yaml = format!(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: mock/m\n{extra}"
+        );
+        crate::config::load_str(&yaml, &|_| None).unwrap().config
+    }
+
+    #[test]
+    fn a_changed_secret_is_seen_without_keeping_it() {
+        let before = RestartOnly::of(&config("general_settings:\n  master_key: sk-one\n"));
+        let after =
+            config("general_settings:\n  master_key: sk-two\ntollgate:\n  max_connections: 9\n");
+        assert_eq!(
+            before.changed_in(&RestartOnly::of(&after)),
+            ["general_settings.master_key", "tollgate.max_connections"]
+        );
+        assert!(before.changed_in(&before).is_empty());
+        assert!(!format!("{before:?}").contains("sk-one"));
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_that_needs_a_restart() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("**Needs a restart**")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the README's \"Needs a restart\" paragraph");
+        for key in RestartOnly::KEYS {
+            assert!(section.contains(&format!("`{key}`")), "README misses {key}");
         }
     }
 }
