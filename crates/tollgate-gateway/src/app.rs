@@ -408,12 +408,8 @@ impl Gateway {
                 (open_ledger(config)?, metrics, Arc::new(body_reader))
             }
         };
-        let mut generation = Generation::new(
-            config,
-            client.clone(),
-            None,
-            previous.map(|p| &p.generation),
-        );
+        let mut generation =
+            Generation::new(config, client.clone(), previous.map(|p| &p.generation));
         generation.breakers = order
             .iter()
             .flat_map(|name| &groups[name])

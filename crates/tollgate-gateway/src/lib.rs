@@ -10,7 +10,8 @@
 //! (liveness, never calls upstream) and `GET /health/readiness`. Model groups
 //! are served by real upstreams through the pooled [`upstream`] client
 //! (`openai/`, `openrouter/`) or by the in-process [`mock`] provider
-//! (`mock/`).
+//! (`mock/`). A running gateway reloads its config without a restart
+//! ([`reload`]: `SIGHUP`, `POST /config/reload`).
 //!
 //! # Example
 //!

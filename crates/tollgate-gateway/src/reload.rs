@@ -15,16 +15,16 @@
 //! deployment has learned — its circuit breaker, the balancer's latency
 //! and in-flight counts, its `/health/providers` counts — carries over when
 //! the deployment is *kept*: same `model_info.id`, model group, provider,
-//! upstream model and `api_base` ([`Identity`]). A key or a timeout
+//! upstream model and `api_base` (`Identity`). A key or a timeout
 //! changed leaves it kept (rotating a key does not forget that the upstream
 //! is down); a new `api_base` makes it a new deployment, whose state starts
 //! fresh. A kept deployment whose breaker settings changed gets a fresh
 //! breaker with the new settings. State keyed by a deployment asks
-//! [`Lineage::kept`] and takes its old value from [`Lineage::previous`].
+//! `Lineage::kept` and takes its old value from `Lineage::previous`.
 //!
 //! # What needs a restart
 //!
-//! The settings [`RestartOnly`] lists (listen address and port are command
+//! The settings `RestartOnly` lists (listen address and port are command
 //! line flags, read once): the connection limits, the request-body limits,
 //! the ledger, Redis, the master key and the configured virtual keys, the
 //! upstream connect timeout, the shutdown grace period. A reload that
@@ -106,7 +106,7 @@ pub struct Reloaded {
     /// Deployments the config no longer has (or whose upstream changed).
     pub removed: usize,
     /// Settings changed in the file that keep their running value until a
-    /// restart (see [`RestartOnly`]).
+    /// restart (see the [module](crate::reload)).
     pub restart_required: Vec<&'static str>,
 }
 
@@ -289,15 +289,16 @@ fn fingerprint(value: impl std::fmt::Debug) -> u64 {
 }
 
 impl Generation {
+    /// The bookkeeping of `config`, built after `previous` if a reload;
+    /// its breakers and Redis are filled in by the build.
     pub(crate) fn new(
         config: &Config,
         client: UpstreamClient,
-        shared: Option<SharedState>,
         previous: Option<&Generation>,
     ) -> Self {
         Generation {
             client,
-            shared,
+            shared: None,
             identities: config
                 .model_list
                 .iter()
