@@ -25,6 +25,7 @@ use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::mock::MockDeployment;
 use crate::providers::ProviderHealth;
+use crate::reload::{Generation, Lineage};
 use crate::request_body::BodyReader;
 use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::resilience;
@@ -33,7 +34,8 @@ use crate::shared::SharedState;
 use crate::spend::GatewaySink;
 use crate::stack::Stack;
 use crate::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
-use tollgate_breaker::{Breakers, State as BreakerState};
+use arc_swap::ArcSwap;
+use tollgate_breaker::{BreakerConfig, Breakers, State as BreakerState};
 use tollgate_cost::CostLayer;
 use tollgate_fallback::FallbackLayer;
 use tollgate_limits::{DeploymentRateLimits, RateLimitLayer, Store, restore_spend};
@@ -61,16 +63,20 @@ const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
 /// The gateway: routes, auth, and the model groups it serves. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    pub(crate) app: Arc<App>,
+    /// The running configuration; a reload swaps it whole (see
+    /// [`reload`](crate::reload)), and each request keeps the one it began
+    /// with.
+    pub(crate) current: Arc<ArcSwap<App>>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut groups: Vec<&str> = self.app.groups.keys().map(|k| &**k).collect();
+        let app = self.app();
+        let mut groups: Vec<&str> = app.groups.keys().map(|k| &**k).collect();
         groups.sort_unstable();
         f.debug_struct("Gateway")
             .field("model_groups", &groups)
-            .field("max_body", &self.app.max_body)
+            .field("max_body", &app.max_body)
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +91,7 @@ pub(crate) struct App {
     /// reaches a client.
     pub(crate) secrets: tollgate_core::Secrets,
     /// Reads request bodies within their size, time and memory limits.
-    pub(crate) body_reader: BodyReader,
+    pub(crate) body_reader: Arc<BodyReader>,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_deadline: Duration,
     pub(crate) stack: Stack,
@@ -101,15 +107,17 @@ pub(crate) struct App {
     limits_shared: bool,
     /// The spend ledger, when `tollgate.ledger_path` names one.
     pub(crate) ledger: Option<Arc<Ledger>>,
-    request_ids: RequestIds,
-    draining: AtomicBool,
+    request_ids: Arc<RequestIds>,
+    draining: Arc<AtomicBool>,
     /// Ended by the server when its shutdown's grace period is over.
     pub(crate) grace: GracePeriod,
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// ([`Gateway::write_access_log_to`]).
-    access_log_writer: OnceLock<LogWriter>,
+    access_log_writer: Arc<OnceLock<LogWriter>>,
     /// The limits on client connections, for the server.
     pub(crate) connections: crate::connection::ConnectionSettings,
+    /// What a reload carries over and compares.
+    pub(crate) generation: Generation,
 }
 
 /// Every model group, by name; shared by the HTTP edge (unknown models) and
@@ -147,11 +155,16 @@ impl Group {
         strategy: RoutingStrategy,
         members: Vec<(Arc<Deployment>, &DeploymentConfig)>,
         limits: DeploymentRateLimits,
+        lineage: &Lineage<'_>,
     ) -> Self {
         let configs: Vec<&DeploymentConfig> = members.iter().map(|(_, c)| *c).collect();
+        let mut balancer = Balancer::new(strategy, &configs, limits);
+        if let Some(before) = lineage.previous().and_then(|p| p.groups.get(&name)) {
+            balancer.carry_over(&before.balancer, |id| lineage.kept(id));
+        }
         Group {
             name,
-            balancer: Arc::new(Balancer::new(strategy, &configs, limits)),
+            balancer: Arc::new(balancer),
             deployments: members.into_iter().map(|(d, _)| d).collect(),
         }
     }
@@ -194,6 +207,13 @@ impl Group {
         &self.deployments
     }
 
+    /// Its deployments' ids, in file order.
+    pub(crate) fn deployment_ids(&self) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.deployments
+            .iter()
+            .map(|d| d.target.deployment_id.clone())
+    }
+
     /// The deployment at `index` (as [`pick`](Self::pick) gives).
     pub(crate) fn deployment(&self, index: usize) -> &Arc<Deployment> {
         &self.deployments[index]
@@ -208,6 +228,9 @@ pub(crate) struct Deployment {
     pub(crate) target: Target,
     /// Whether a circuit breaker guards it (`cooldown_time: 0` turns it off).
     pub(crate) breaker_enabled: bool,
+    /// Its breaker's settings, registered when the gateway is built (or
+    /// reloaded: see [`crate::reload::apply_breakers`]).
+    breaker: Option<BreakerConfig>,
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,
@@ -253,6 +276,12 @@ pub struct BuildError {
     message: String,
 }
 
+impl BuildError {
+    pub(crate) fn new(path: String, message: String) -> Self {
+        BuildError { path, message }
+    }
+}
+
 impl Gateway {
     /// Builds the gateway a configuration describes.
     pub fn new(config: &Config) -> Result<Self, BuildError> {
@@ -274,13 +303,37 @@ impl Gateway {
     /// virtual key configured or stored. See
     /// [`open_access_warning`](crate::open_access_warning).
     pub fn is_open(&self) -> bool {
-        self.app.keys.is_open()
+        self.app().keys.is_open()
+    }
+
+    /// The running configuration.
+    pub(crate) fn app(&self) -> Arc<App> {
+        self.current.load_full()
     }
 
     /// Builds the gateway over a given upstream client — one whose
     /// connections are in memory, for tests and benchmarks
     /// ([`UpstreamClient::in_memory`]).
     pub fn with_client(config: &Config, client: UpstreamClient) -> Result<Self, BuildError> {
+        let app = Self::build_app(config, client, None)?;
+        crate::reload::apply_breakers(&app.breakers, None, &app.generation)?;
+        app.metrics
+            .register_topology(&crate::reload::topology(&app.groups));
+        app.metrics.watch_learned(app.learned.clone());
+        Ok(Gateway {
+            current: Arc::new(ArcSwap::from_pointee(app)),
+        })
+    }
+
+    /// The configuration `config` describes, as a gateway serves it. A reload
+    /// builds it after the running one, `previous`: what the process owns is
+    /// taken from it (see [`crate::reload`]), no background work is started, and
+    /// nothing shared is touched until the reload commits.
+    pub(crate) fn build_app(
+        config: &Config,
+        client: UpstreamClient,
+        previous: Option<&App>,
+    ) -> Result<App, BuildError> {
         let invalid = |e: resilience::ResilienceError| BuildError {
             path: String::from("router_settings"),
             message: e.to_string(),
@@ -300,23 +353,38 @@ impl Gateway {
         let breaker_defaults = resilience::breaker_config(config)
             .map_err(invalid)?
             .unwrap_or_default();
-        let breakers = Breakers::new(breaker_defaults).map_err(|e| BuildError {
+        let breakers = match previous {
+            // One registry for the process: a reload registers and removes
+            // deployments in it when it commits.
+            Some(previous) => breaker_defaults
+                .validate()
+                .map(|()| previous.breakers.clone()),
+            None => Breakers::new(breaker_defaults),
+        }
+        .map_err(|e| BuildError {
             path: String::from("router_settings"),
             message: e.to_string(),
         })?;
-        let learned = LearnedDeadlines::new(
-            config.model_list.iter().map(|d| {
-                let cold = crate::deadlines::attempt_timeouts(config, d).1;
-                (Arc::from(d.id.as_str()), cold)
-            }),
-            None,
-        )
-        .applied(config.tollgate.learn_stream_deadlines != Some(false));
+        let mut generation =
+            Generation::new(config, client.clone(), previous.map(|p| &p.generation));
+        // What a kept deployment's streams taught carries over a reload.
+        let learned = {
+            let lineage = Lineage::new(previous, &generation.identities);
+            LearnedDeadlines::carrying(
+                config.model_list.iter().map(|d| {
+                    let cold = crate::deadlines::attempt_timeouts(config, d).1;
+                    (Arc::from(d.id.as_str()), cold)
+                }),
+                previous.map(|p| &p.learned),
+                |id| lineage.kept(id),
+            )
+            .applied(config.tollgate.learn_stream_deadlines != Some(false))
+        };
         let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> =
             HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
         for (index, deployment) in config.model_list.iter().enumerate() {
-            let built = build_deployment(config, index, deployment, &breakers, &learned, &client)?;
+            let built = build_deployment(config, index, deployment, &learned, &client)?;
             let name = built.target.model_group.clone();
             groups
                 .entry(name.clone())
@@ -334,12 +402,17 @@ impl Gateway {
             .map(|name| json!({"id": &**name, "object": "model", "created": created, "owned_by": "tollgate"}))
             .collect();
         let models_body = Bytes::from(json!({"object": "list", "data": models}).to_string());
-        let max_body = config
-            .general_settings
-            .max_request_size_mb
-            .map_or(DEFAULT_MAX_REQUEST_BYTES, |mb| {
-                (mb * 1024.0 * 1024.0) as usize
-            });
+        let max_body = previous.map_or_else(
+            || {
+                config
+                    .general_settings
+                    .max_request_size_mb
+                    .map_or(DEFAULT_MAX_REQUEST_BYTES, |mb| {
+                        (mb * 1024.0 * 1024.0) as usize
+                    })
+            },
+            |previous| previous.max_body,
+        );
         let strategy = config.router_settings.routing_strategy;
         // Deployments a breaker guards, for sharing them between replicas.
         let guarded: Vec<Arc<str>> = order
@@ -348,28 +421,28 @@ impl Gateway {
             .filter(|(d, _)| d.breaker_enabled)
             .map(|(d, _)| d.target.deployment_id.clone())
             .collect();
-        let ledger = open_ledger(config)?;
-        let metrics = Metrics::new();
-        metrics.watch_learned(learned.clone());
-        let body_reader =
-            BodyReader::from_config(&config.tollgate, max_body, &metrics).map_err(|message| {
-                BuildError {
-                    path: String::from("tollgate.request_body_memory_mb"),
-                    message,
-                }
-            })?;
-        metrics.register_topology(
-            &order
-                .iter()
-                .map(|name| {
-                    let ids = groups[name]
-                        .iter()
-                        .map(|(d, _)| d.target.deployment_id.clone())
-                        .collect();
-                    (name.clone(), ids)
-                })
-                .collect::<Vec<_>>(),
-        );
+        let (ledger, metrics, body_reader) = match previous {
+            Some(previous) => (
+                previous.ledger.clone(),
+                previous.metrics.clone(),
+                previous.body_reader.clone(),
+            ),
+            None => {
+                let metrics = Metrics::new();
+                let body_reader = BodyReader::from_config(&config.tollgate, max_body, &metrics)
+                    .map_err(|message| BuildError {
+                        path: String::from("tollgate.request_body_memory_mb"),
+                        message,
+                    })?;
+                (open_ledger(config)?, metrics, Arc::new(body_reader))
+            }
+        };
+        generation.breakers = order
+            .iter()
+            .flat_map(|name| &groups[name])
+            .filter_map(|(d, _)| Some((d.target.deployment_id.clone(), d.breaker.clone()?)))
+            .collect();
+        let lineage = Lineage::new(previous, &generation.identities);
         let providers = ProviderHealth::new(
             order
                 .iter()
@@ -383,31 +456,44 @@ impl Gateway {
                     )
                 })
                 .collect(),
+            lineage.previous().map(|p| &p.providers),
+            |id| lineage.kept(id),
         );
         // Shared state (Redis) needs a runtime; a gateway built outside one
         // (a config check) has no traffic to share.
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let shared = match &runtime {
-            Some(_) => SharedState::from_config(config, &metrics).map_err(|error| BuildError {
-                path: String::from("router_settings.redis_host"),
-                message: error.to_string(),
-            })?,
-            None => None,
+        let shared = match (previous, &runtime) {
+            (Some(previous), _) => previous.generation.shared.clone(),
+            (None, Some(_)) => {
+                SharedState::from_config(config, &metrics).map_err(|error| BuildError {
+                    path: String::from("router_settings.redis_host"),
+                    message: error.to_string(),
+                })?
+            }
+            (None, None) => None,
         };
-        let limit_store = crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout);
+        let limit_store = match previous {
+            Some(previous) => previous.limit_store.clone(),
+            None => crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout),
+        };
         let limits = RateLimitLayer::new(limit_store.clone());
         let deployment_limits = DeploymentRateLimits::new(limit_store.clone());
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
                 .map(|(name, members)| {
-                    let group =
-                        Group::new(name.clone(), strategy, members, deployment_limits.clone());
+                    let group = Group::new(
+                        name.clone(),
+                        strategy,
+                        members,
+                        deployment_limits.clone(),
+                        &lineage,
+                    );
                     (name, Arc::new(group))
                 })
                 .collect(),
         );
-        let grace = GracePeriod::default();
+        let grace = previous.map_or_else(GracePeriod::default, |p| p.grace.clone());
         let cost = CostLayer::new(
             Arc::new(crate::pricing::price_table(config)),
             GatewaySink {
@@ -421,14 +507,18 @@ impl Gateway {
                 ),
             },
         );
-        let keys = open_keys(config, shared.as_ref())?;
+        let keys = match previous {
+            Some(previous) => previous.keys.clone(),
+            None => open_keys(config, shared.as_ref())?,
+        };
+        generation.shared = shared.clone();
         let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
             path: String::from("tollgate.hedge_streams"),
             message,
         })?;
         // Background work needs a runtime; a gateway built outside one (a
-        // config check) has no traffic to watch.
-        if let Some(runtime) = &runtime {
+        // config check) has no traffic to watch. A reload's runs on.
+        if let (Some(runtime), None) = (&runtime, previous) {
             crate::limits::log_deployment_limits(config, shared.is_some());
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);
@@ -438,45 +528,47 @@ impl Gateway {
                 crate::shared::spawn_breaker_sync(runtime, shared, &breakers, guarded);
             }
         }
-        Ok(Gateway {
-            app: Arc::new(App {
-                stack: crate::stack::build(
-                    client,
-                    fallback,
-                    retry,
-                    breakers.clone(),
-                    groups.clone(),
-                    cost,
-                    limits,
-                    (hedges, metrics.clone()),
-                ),
-                groups,
-                models_body,
-                keys,
-                max_body,
-                secrets: config.secrets.clone(),
-                body_reader,
-                request_deadline: crate::deadlines::request_deadline(config),
-                breakers,
-                learned,
-                providers,
-                metrics,
-                limit_store,
-                limits_shared: shared.is_some(),
-                ledger,
-                request_ids: RequestIds::default(),
-                draining: AtomicBool::new(false),
-                grace,
-                access_log_writer: OnceLock::new(),
-                connections: crate::connection::ConnectionSettings::from_config(&config.tollgate),
-            }),
+        Ok(App {
+            stack: crate::stack::build(
+                client,
+                fallback,
+                retry,
+                breakers.clone(),
+                groups.clone(),
+                cost,
+                limits,
+                (hedges, metrics.clone()),
+            ),
+            groups,
+            models_body,
+            keys,
+            max_body,
+            secrets: config.secrets.clone(),
+            body_reader,
+            request_deadline: crate::deadlines::request_deadline(config),
+            breakers,
+            learned,
+            providers,
+            metrics,
+            limit_store,
+            limits_shared: shared.is_some(),
+            ledger,
+            request_ids: previous.map_or_else(Arc::default, |p| p.request_ids.clone()),
+            draining: previous.map_or_else(Arc::default, |p| p.draining.clone()),
+            grace,
+            access_log_writer: previous.map_or_else(Arc::default, |p| p.access_log_writer.clone()),
+            connections: previous.map_or_else(
+                || crate::connection::ConnectionSettings::from_config(&config.tollgate),
+                |p| p.connections,
+            ),
+            generation,
         })
     }
 
     /// Writes every cost record taken so far to the spend ledger (if the
     /// gateway keeps one) and returns once they are on disk.
     pub async fn flush_spend(&self) {
-        if let Some(ledger) = self.app.ledger.clone() {
+        if let Some(ledger) = self.app().ledger.clone() {
             let flushed = tokio::task::spawn_blocking(move || ledger.flush()).await;
             if let Ok(Err(error)) = flushed {
                 tracing::error!(%error, "the spend ledger could not be flushed");
@@ -487,7 +579,7 @@ impl Gateway {
     /// Ends the gateway's background work once it has stopped serving: the
     /// spend ledger writes what it holds and closes.
     pub async fn close(&self) {
-        if let Some(ledger) = self.app.ledger.clone() {
+        if let Some(ledger) = self.app().ledger.clone() {
             let closed = tokio::task::spawn_blocking(move || ledger.shutdown()).await;
             match closed {
                 Ok(Ok(())) => tracing::info!("spend ledger flushed and closed"),
@@ -505,7 +597,7 @@ impl Gateway {
     /// budget back. (With Redis the spend outlives the process.) Call it
     /// before serving.
     pub async fn restore_budgets(&self) {
-        let app = &self.app;
+        let app = self.app();
         let Some(ledger) = app.ledger.as_ref().filter(|_| !app.limits_shared) else {
             return;
         };
@@ -533,14 +625,14 @@ impl Gateway {
     /// Marks the gateway as shutting down: readiness fails from now on, so a
     /// load balancer stops sending new requests.
     pub fn start_draining(&self) {
-        self.app.draining.store(true, Ordering::Relaxed);
+        self.app().draining.store(true, Ordering::Relaxed);
     }
 
     /// Ends the shutdown's grace period: what is still running is cut now —
     /// a request not yet answered gets a 503, a stream its `shutdown` error
     /// event — and recorded as `shutdown` (see [`crate::grace`]).
     pub(crate) fn end_grace_period(&self) {
-        self.app.grace.end();
+        self.app().grace.end();
     }
 
     /// Writes each request's access-log line as JSON straight to `writer`
@@ -551,7 +643,7 @@ impl Gateway {
     /// is a `tracing` event, formatted by whatever subscriber is set. The
     /// first writer set stays.
     pub fn write_access_log_to(&self, writer: LogWriter) {
-        let _ = self.app.access_log_writer.set(writer);
+        let _ = self.app().access_log_writer.set(writer);
     }
 
     /// Handles one request.
@@ -561,7 +653,10 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = Instant::now();
-        let app = &self.app;
+        // This request's configuration, to its end: a reload swaps in
+        // another for the requests after it.
+        let app = self.app();
+        let app = &*app;
         let request_id = app.request_ids.for_request(request.headers());
         let route = route_of(request.method(), request.uri().path());
         let mut log = AccessLog::new(request_id.clone(), route.name(), start);
@@ -607,6 +702,11 @@ impl Gateway {
                     }
                 }
                 Route::Keys => keys_admin(app, request, &mut log).await,
+                Route::ConfigReload => {
+                    let (response, class) = crate::reload::respond(self);
+                    log.class = class;
+                    response
+                }
                 Route::Models => json_response(StatusCode::OK, app.models_body.clone()),
                 Route::Health => json_response(
                     StatusCode::OK,
@@ -834,6 +934,7 @@ enum Route {
     Metrics,
     SpendLogs,
     SpendSummary,
+    ConfigReload,
     MethodNotAllowed,
     NotFound,
 }
@@ -872,6 +973,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
+            Route::ConfigReload => "config_reload",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
     }
@@ -890,6 +992,7 @@ fn route_of(method: &Method, path: &str) -> Route {
         "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
+        "/config/reload" => (Route::ConfigReload, Method::POST),
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
@@ -925,7 +1028,6 @@ fn build_deployment(
     config: &Config,
     index: usize,
     deployment: &DeploymentConfig,
-    breakers: &Breakers,
     learned: &LearnedDeadlines,
     client: &UpstreamClient,
 ) -> Result<Deployment, BuildError> {
@@ -935,13 +1037,11 @@ fn build_deployment(
             message: e.to_string(),
         })?;
     let breaker_enabled = breaker.is_some();
-    if let Some(breaker) = breaker {
-        breakers
-            .register_with(&deployment.id, breaker)
-            .map_err(|e| BuildError {
-                path: format!("model_list[{index}].litellm_params.cooldown_time"),
-                message: e.to_string(),
-            })?;
+    if let Some(breaker) = &breaker {
+        breaker.validate().map_err(|e| BuildError {
+            path: format!("model_list[{index}].litellm_params.cooldown_time"),
+            message: e.to_string(),
+        })?;
     }
     let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
     let target = Target {
@@ -999,6 +1099,7 @@ fn build_deployment(
     Ok(Deployment {
         target,
         breaker_enabled,
+        breaker,
         provider,
         timeouts,
         stream_timeouts,

@@ -350,6 +350,7 @@ impl crate::Gateway {
         B: Body + Send + 'static,
         ResB: Send + 'static,
     {
-        PickDeployment::new(inner, self.app.breakers.clone(), self.app.groups.clone())
+        let app = self.app();
+        PickDeployment::new(inner, app.breakers.clone(), app.groups.clone())
     }
 }

@@ -45,9 +45,10 @@ pub async fn serve(
     let mut builder = auto::Builder::new(streams.clone());
     // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
     // `connection`.
-    let settings = gateway.app.connections;
+    // Read once: the connection limits need a restart (see `reload`).
+    let settings = gateway.app().connections;
     connection::configure(&mut builder, &settings);
-    let metrics = gateway.app.metrics.clone();
+    let metrics = gateway.app().metrics.clone();
     let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
     let graceful = Graceful::new(table.clone());
     let mut connections = tokio::task::JoinSet::new();

@@ -92,7 +92,7 @@ where
     let response = if !reserve || is_health(&request) {
         gateway.handle(request).await
     } else {
-        let metrics = &gateway.app.metrics;
+        let metrics = &gateway.app().metrics;
         let shed = || metrics.connection_shed(ShedReason::Cap);
         if table.promote(state, CAP_WAIT, shed).await {
             gateway.handle(request).await

@@ -23,7 +23,7 @@ mod series;
 mod tests;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::{Counter, Label, Level, Metadata, Recorder};
@@ -176,8 +176,11 @@ struct Inner {
     /// By [`ShedReason`] (in `ShedReason::ALL` order).
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
-    /// The deployments' learned stream deadlines, rendered as gauges.
-    learned: OnceLock<crate::learned::LearnedDeadlines>,
+    /// The deployments' learned stream deadlines, rendered as gauges (the
+    /// running configuration's: a reload swaps them).
+    learned: arc_swap::ArcSwapOption<crate::learned::LearnedDeadlines>,
+    /// By [`RELOAD_RESULTS`], in order.
+    config_reloads: [Counter; 2],
 }
 
 impl fmt::Debug for Metrics {
@@ -238,6 +241,13 @@ impl Metrics {
             &METADATA,
         );
         connections_open.set(0.0);
+        let config_reloads = RELOAD_RESULTS.map(|result| {
+            counter(
+                &recorder,
+                CONFIG_RELOADS,
+                vec![Label::from_static_parts("result", result)],
+            )
+        });
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -251,7 +261,8 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
-                learned: OnceLock::new(),
+                learned: arc_swap::ArcSwapOption::empty(),
+                config_reloads,
             }),
         }
     }
@@ -288,9 +299,10 @@ impl Metrics {
         }
     }
 
-    /// Shows `learned`'s deadlines as gauges (set once, by the gateway).
+    /// Shows `learned`'s deadlines as gauges, in place of those shown so far
+    /// (the gateway's at start, a reload's after).
     pub(crate) fn watch_learned(&self, learned: crate::learned::LearnedDeadlines) {
-        let _ = self.inner.learned.set(learned);
+        self.inner.learned.store(Some(Arc::new(learned)));
     }
 
     /// Counts a hedged stream of `group`: `started` or `won` (the hedge
@@ -312,7 +324,7 @@ impl Metrics {
         self.run_upkeep();
         let mut text = self.inner.handle.render();
         self.render_costs(&mut text);
-        if let Some(learned) = self.inner.learned.get() {
+        if let Some(learned) = self.inner.learned.load_full() {
             learned.render_metrics(&mut text);
         }
         text
@@ -480,6 +492,12 @@ impl Metrics {
     pub(crate) fn ledger_totals(&self, written: u64, dropped: u64) {
         self.inner.ledger_records.absolute(written);
         self.inner.ledger_dropped.absolute(dropped);
+    }
+
+    /// Counts a config reload: applied, or refused (the running config
+    /// kept serving).
+    pub(crate) fn config_reload(&self, applied: bool) {
+        self.inner.config_reloads[usize::from(!applied)].increment(1);
     }
 
     /// Counts a fall back from shared (Redis) state to local state.

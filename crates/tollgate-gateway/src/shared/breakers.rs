@@ -52,9 +52,12 @@ pub(crate) fn spawn_breaker_sync(
     breakers: &Breakers,
     deployments: Vec<Arc<str>>,
 ) {
+    shared.watch_breakers(deployments);
+    let deployments = shared.breakers_shared.load_full();
     let sync = BreakerSync {
         keys: deployments.iter().map(|id| breaker_key(id)).collect(),
         deployments,
+        watched: shared.breakers_shared.clone(),
         connection: shared.connection.clone(),
         replica: replica_id(),
         unshared: HashMap::new(),
@@ -71,8 +74,10 @@ pub(crate) fn spawn_breaker_sync(
 /// One replica's side of the sharing: a single task, so the breakers it
 /// has yet to share need no lock.
 struct BreakerSync {
-    deployments: Vec<Arc<str>>,
+    deployments: Arc<Vec<Arc<str>>>,
     keys: Vec<String>,
+    /// Where a reload puts its list of `deployments`.
+    watched: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
     connection: ConnectionManager,
     /// Written in the keys: a replica knows its own.
     replica: String,
@@ -174,6 +179,11 @@ impl BreakerSync {
 
     /// Opens here the breakers other replicas opened.
     async fn poll(&mut self, breakers: &Breakers) {
+        let watched = self.watched.load_full();
+        if !Arc::ptr_eq(&watched, &self.deployments) {
+            self.keys = watched.iter().map(|id| breaker_key(id)).collect();
+            self.deployments = watched;
+        }
         let Some(shared) = self.read().await else {
             self.failed(&"could not read the shared breakers");
             return;

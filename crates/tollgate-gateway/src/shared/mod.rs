@@ -32,6 +32,9 @@ pub(crate) struct SharedState {
     pub(crate) connection: ConnectionManager,
     /// Counts every fall back to local state.
     pub(crate) on_fallback: Arc<dyn Fn() + Send + Sync>,
+    /// The deployments whose breakers are shared: a reloaded config
+    /// replaces the list, read by the sync at its next poll.
+    pub(crate) breakers_shared: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -42,6 +45,12 @@ impl std::fmt::Debug for SharedState {
 }
 
 impl SharedState {
+    /// Shares the breakers of `deployments` from now on (a reloaded
+    /// config's), instead of the ones before.
+    pub(crate) fn watch_breakers(&self, deployments: Vec<Arc<str>>) {
+        self.breakers_shared.store(Arc::new(deployments));
+    }
+
     /// Connects (lazily) to the Redis the config names; `None` without
     /// `redis_host`. Needs a tokio runtime.
     pub(crate) fn from_config(
@@ -73,6 +82,7 @@ impl SharedState {
             client,
             connection,
             on_fallback: Arc::new(move || metrics.shared_state_fallback()),
+            breakers_shared: Arc::default(),
         }))
     }
 }
