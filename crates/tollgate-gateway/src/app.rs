@@ -16,7 +16,7 @@ use tollgate_core::{ErrorClass, Failure};
 use crate::FastMap;
 use crate::access_log::AccessLog;
 use crate::balance::{Balancer, Pick, TokenCounter, Tried};
-use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::config::{Config, DeploymentConfig, ProviderKind, RoutingStrategy};
 use crate::grace::GracePeriod;
 use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
 use crate::ledger::{Ledger, LedgerConfig};
@@ -76,6 +76,8 @@ impl std::fmt::Debug for Gateway {
 
 pub(crate) struct App {
     pub(crate) groups: Groups,
+    /// Aliases and wildcard groups: how a client's model finds its group.
+    pub(crate) routing: crate::routing::ModelRouting,
     models_body: Bytes,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
@@ -213,23 +215,16 @@ pub(crate) struct OpenRouterDeployment {
     pub(crate) headers: http::HeaderMap,
 }
 
-impl DeploymentProvider {
-    /// `"openai"`, `"openrouter"` or `"mock"`, for reports.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            DeploymentProvider::Http(_) => "openai",
-            DeploymentProvider::OpenRouter(_) => "openrouter",
-            DeploymentProvider::Mock(_) => "mock",
-        }
-    }
-}
-
 pub(crate) enum DeploymentProvider {
     /// A plain OpenAI-compatible upstream.
     Http(Arc<Endpoint>),
     /// OpenRouter, through its normalizer.
     OpenRouter(Box<OpenRouterDeployment>),
     Mock(MockDeployment),
+    /// A deployment that cannot take traffic (see
+    /// [`DeploymentConfig::disabled`]): it fails at once, as unavailable, so
+    /// the cascade moves on.
+    Disabled(Arc<str>),
 }
 
 /// Why a configuration could not become a gateway.
@@ -294,7 +289,18 @@ impl Gateway {
         let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> =
             HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
+        if config.model_list.iter().all(|d| d.disabled.is_some()) {
+            return Err(BuildError {
+                path: String::from("model_list"),
+                message: String::from(
+                    "no deployment can take traffic (each one is disabled; check-config says why)",
+                ),
+            });
+        }
         for (index, deployment) in config.model_list.iter().enumerate() {
+            if crate::disabled::leave_out(config, deployment) {
+                continue;
+            }
             let built = build_deployment(config, index, deployment, &breakers, &client)?;
             let name = built.target.model_group.clone();
             groups
@@ -348,20 +354,7 @@ impl Gateway {
                 })
                 .collect::<Vec<_>>(),
         );
-        let providers = ProviderHealth::new(
-            order
-                .iter()
-                .flat_map(|name| &groups[name])
-                .map(|(d, _)| {
-                    let t = &d.target;
-                    (
-                        t.deployment_id.clone(),
-                        t.model_group.clone(),
-                        d.provider.kind(),
-                    )
-                })
-                .collect(),
-        );
+        let providers = ProviderHealth::new(crate::disabled::listed(config));
         // Shared state (Redis) needs a runtime; a gateway built outside one
         // (a config check) has no traffic to share.
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -403,6 +396,7 @@ impl Gateway {
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch.
         if let Some(runtime) = &runtime {
+            crate::disabled::log(config);
             crate::limits::log_deployment_limits(config, shared.is_some());
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);
@@ -424,6 +418,7 @@ impl Gateway {
                     limits,
                 ),
                 groups,
+                routing: crate::routing::ModelRouting::new(config),
                 models_body,
                 keys,
                 max_body,
@@ -917,8 +912,15 @@ fn build_deployment(
         upstream_model: Arc::from(deployment.upstream_model.as_str()),
     };
     let (timeouts, stream_timeouts) = crate::deadlines::attempt_timeouts(config, deployment);
-    let provider = match deployment.provider {
-        Provider::Mock => DeploymentProvider::Mock(MockDeployment::new(
+    let kind = match &deployment.disabled {
+        Some(_) => None,
+        None => Some(deployment.provider.kind()),
+    };
+    let provider = match kind {
+        None | Some(ProviderKind::Native) => DeploymentProvider::Disabled(Arc::from(
+            deployment.disabled.as_deref().unwrap_or("not available"),
+        )),
+        Some(ProviderKind::Mock) => DeploymentProvider::Mock(MockDeployment::new(
             &deployment.upstream_model,
             deployment.mock_response.as_deref(),
             config
@@ -928,7 +930,7 @@ fn build_deployment(
                 .cloned()
                 .unwrap_or_default(),
         )),
-        Provider::OpenRouter => {
+        Some(ProviderKind::OpenRouter) => {
             let mut or = OpenRouterConfig::new().x_title("Tollgate");
             if let Some(base) = &deployment.api_base {
                 or = or.api_base(base.clone());
@@ -945,9 +947,12 @@ fn build_deployment(
                 headers: extra_headers(deployment, &path)?,
             }))
         }
-        Provider::OpenAi => {
-            let base = deployment.api_base.as_deref().unwrap_or(OPENAI_API_BASE);
-            let mut endpoint = Endpoint::new(base).map_err(|e| BuildError {
+        Some(ProviderKind::OpenAiCompatible) => {
+            let base = deployment
+                .provider
+                .endpoint_base(deployment.api_base.as_deref())
+                .unwrap_or_else(|| OPENAI_API_BASE.to_owned());
+            let mut endpoint = Endpoint::new(&base).map_err(|e| BuildError {
                 path: path("api_base"),
                 message: e.to_string(),
             })?;

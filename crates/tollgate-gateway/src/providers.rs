@@ -39,11 +39,12 @@ pub(crate) struct ProviderHealth {
 }
 
 impl ProviderHealth {
-    /// Health for `deployments`: (deployment id, model group, provider kind).
+    /// Health for `deployments`: (deployment id, model group, provider, why
+    /// it is disabled).
     pub(crate) fn new(deployments: Vec<Listed>) -> Self {
         let by_deployment = deployments
             .iter()
-            .map(|(id, _, _)| (id.clone(), Arc::new(DeploymentHealth::default())))
+            .map(|(id, ..)| (id.clone(), Arc::new(DeploymentHealth::default())))
             .collect();
         ProviderHealth {
             order: deployments.into(),
@@ -96,7 +97,7 @@ impl ProviderHealth {
         let providers: Vec<Value> = self
             .order
             .iter()
-            .map(|(id, group, provider)| {
+            .map(|(id, group, provider, disabled)| {
                 let health = &self.by_deployment[id];
                 let recent = health.recent(tick);
                 let breaker = breakers.snapshot(id);
@@ -104,6 +105,7 @@ impl ProviderHealth {
                     "deployment": &**id,
                     "model_group": &**group,
                     "provider": provider,
+                    "disabled": disabled.as_deref(),
                     "breaker": breaker.as_ref().map_or("disabled", |s| s.state.as_str()),
                     "breaker_since_secs": breaker.as_ref().map(|s| s.age().as_secs_f64()),
                     "last_success_unix_ms": health.last_success(),
@@ -125,8 +127,9 @@ impl ProviderHealth {
     }
 }
 
-/// A deployment as the report names it: (id, model group, provider kind).
-type Listed = (Arc<str>, Arc<str>, &'static str);
+/// A deployment as the report names it: (id, model group, provider, why it
+/// is disabled).
+pub(crate) type Listed = (Arc<str>, Arc<str>, &'static str, Option<Arc<str>>);
 
 /// How an attempt ended, as the health report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,8 +226,8 @@ mod tests {
 
     fn health() -> ProviderHealth {
         ProviderHealth::new(vec![
-            (Arc::from("a"), Arc::from("g"), "mock"),
-            (Arc::from("b"), Arc::from("g"), "openai"),
+            (Arc::from("a"), Arc::from("g"), "mock", None),
+            (Arc::from("b"), Arc::from("g"), "openai", None),
         ])
     }
 

@@ -59,7 +59,9 @@ mod env;
 mod error;
 mod keys;
 mod model;
+mod native;
 mod parse;
+mod provider;
 mod reference;
 mod report;
 mod yaml;
@@ -70,9 +72,11 @@ pub use decimal::{Decimal, DecimalError};
 pub use error::{ConfigError, Warning};
 pub use model::{
     Config, ConfiguredKey, DeploymentConfig, GeneralSettings, KeySource, LitellmSettings,
-    MockFault, MockSettings, ModelCosts, Provider, RetryPolicy, RouterSettings, RoutingStrategy,
-    Secret, TollgateSettings,
+    MockFault, MockSettings, ModelCosts, RetryPolicy, RouterSettings, RoutingStrategy, Secret,
+    TollgateSettings, wildcard_match,
 };
+pub use native::NativeParams;
+pub use provider::{Provider, ProviderKind};
 pub use reference::reference_markdown;
 pub use report::render_report;
 
