@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text]
-//! tollgate check-config config.yaml [--host 0.0.0.0]
+//! tollgate check-config config.yaml [--strict] [--host 0.0.0.0]
 //! tollgate healthcheck [127.0.0.1:4000]
 //! tollgate config-reference > docs/CONFIG.md
 //! ```
@@ -58,6 +58,9 @@ enum Command {
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
+        /// Fail on warnings too (an unknown key, a disabled deployment, …).
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the reference of every config key (docs/CONFIG.md), from the
     /// loader's own key table.
@@ -80,7 +83,7 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file, cli.host),
+        Some(Command::CheckConfig { file, strict }) => check_config(&file, cli.host, strict),
         Some(Command::ConfigReference) => {
             print!("{}", config::reference_markdown());
             ExitCode::SUCCESS
@@ -121,14 +124,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path, host: IpAddr) -> ExitCode {
+fn check_config(file: &std::path::Path, host: IpAddr, strict: bool) -> ExitCode {
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
             match Gateway::new(&loaded.config) {
                 Ok(gateway) => {
-                    if let Some(warning) = open_access_warning(host, gateway.is_open()) {
+                    let open = open_access_warning(host, gateway.is_open());
+                    if let Some(warning) = &open {
                         println!("\nWARNING: {warning}");
+                    }
+                    let warnings = loaded.warnings.len() + usize::from(open.is_some());
+                    if strict && warnings > 0 {
+                        eprintln!("error: {warnings} warning(s), and --strict makes them errors");
+                        return ExitCode::FAILURE;
                     }
                     ExitCode::SUCCESS
                 }

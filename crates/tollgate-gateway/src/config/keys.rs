@@ -453,5 +453,60 @@ pub(crate) fn warning(section: Section, key: &str, path: &str) -> Warning {
             );
         }
     }
-    Warning::new(path, "unknown key, ignored")
+    match suggestion(section, key) {
+        Some(meant) => Warning::new(path, format!("unknown key, ignored; did you mean {meant}?")),
+        None => Warning::new(path, "unknown key, ignored"),
+    }
+}
+
+/// The key of `section` (read or ignored) a misspelled `key` most likely
+/// meant: the nearest by edit distance, when it is near enough to be a typo
+/// (`api_bse` → `api_base`, `temprature` → `temperature`).
+fn suggestion(section: Section, key: &str) -> Option<&'static str> {
+    let budget = (key.chars().count() / 4).clamp(1, 3);
+    section
+        .used()
+        .iter()
+        .chain(section.ignored())
+        .map(|known| (edit_distance(key, known), *known))
+        .filter(|(distance, _)| *distance <= budget)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelled_keys_get_the_key_they_meant() {
+        assert_eq!(
+            suggestion(Section::LitellmParams, "api_bse"),
+            Some("api_base")
+        );
+        assert_eq!(
+            suggestion(Section::RouterSettings, "num_retires"),
+            Some("num_retries")
+        );
+        assert_eq!(suggestion(Section::LitellmParams, "zzzzzz"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }

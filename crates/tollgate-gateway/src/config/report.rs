@@ -160,6 +160,9 @@ fn deployment_line(deployment: &DeploymentConfig) -> String {
     if deployment.mock_response.is_some() {
         line.push_str(", mock_response set");
     }
+    if let Some(reason) = &deployment.disabled {
+        let _ = write!(line, ", DISABLED ({reason})");
+    }
     if !deployment.extra_headers.is_empty() {
         let names: Vec<&str> = deployment
             .extra_headers

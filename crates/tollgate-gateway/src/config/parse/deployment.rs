@@ -9,10 +9,13 @@ use crate::config::native::NativeParams;
 use crate::config::provider::Provider;
 use crate::config::yaml::Node;
 
+/// The deployments, and the errors of the entries that could not be read
+/// (each entry is read even when an earlier one fails, so one run reports
+/// them all). `Err` when the list itself is missing or malformed.
 pub(super) fn model_list(
     cx: &mut Cx<'_>,
     node: Option<&Node>,
-) -> Result<Vec<DeploymentConfig>, ConfigError> {
+) -> Result<(Vec<DeploymentConfig>, Vec<ConfigError>), ConfigError> {
     const PATH: &str = "model_list";
     let items = match node {
         None => {
@@ -31,8 +34,22 @@ pub(super) fn model_list(
     }
     let mut deployments: Vec<DeploymentConfig> = Vec::with_capacity(items.len());
     let mut explicit_ids: Vec<bool> = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let (mut deployment, explicit) = self::deployment(cx, item, index)?;
+        let (mut deployment, explicit) = match self::deployment(cx, item, index) {
+            Ok(read) => read,
+            Err(error) => {
+                // Its group still exists, so fallbacks naming it are not
+                // reported as a second, misleading error.
+                if let Some(name) = group_name(item)
+                    && !cx.groups.iter().any(|group| group == name)
+                {
+                    cx.groups.push(name.to_owned());
+                }
+                errors.push(error);
+                continue;
+            }
+        };
         if !explicit {
             let k = deployments
                 .iter()
@@ -59,7 +76,7 @@ pub(super) fn model_list(
             } else {
                 path
             };
-            return Err(ConfigError::invalid(
+            errors.push(ConfigError::invalid(
                 &path,
                 format!(
                     "duplicate deployment id {:?}; model_list[{first}] has it too \
@@ -69,7 +86,20 @@ pub(super) fn model_list(
             ));
         }
     }
-    Ok(deployments)
+    Ok((deployments, errors))
+}
+
+/// The `model_name` of an entry, as written, when it is a plain string.
+fn group_name(item: &Node) -> Option<&str> {
+    let Node::Map(entries) = item else {
+        return None;
+    };
+    entries
+        .iter()
+        .find_map(|(key, value)| match (key.as_str(), value) {
+            ("model_name", Node::Scalar(name)) if !name.trim().is_empty() => Some(name.as_str()),
+            _ => None,
+        })
 }
 
 /// One `model_list` entry; the id is left empty unless `model_info.id` gives one

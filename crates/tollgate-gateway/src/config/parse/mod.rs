@@ -74,23 +74,46 @@ pub(crate) fn config(
     if let Some(node) = section("tollgate") {
         model_prices(&mut cx, node)?;
     }
-    let model_list = model_list(&mut cx, section("model_list"))?;
+    // Every section is checked even when one fails, so one run reports every
+    // error (an error inside a section still ends that section's walk).
+    let mut errors = Vec::new();
+    let (model_list, mut list_errors) = model_list(&mut cx, section("model_list"))?;
+    errors.append(&mut list_errors);
     let empty = Node::Null;
-    let mut router = router_settings(&mut cx, section("router_settings").unwrap_or(&empty))?;
-    let litellm = litellm_settings(&mut cx, section("litellm_settings").unwrap_or(&empty))?;
+    let router = router_settings(&mut cx, section("router_settings").unwrap_or(&empty));
+    let router = keep(&mut errors, router);
+    let litellm = litellm_settings(&mut cx, section("litellm_settings").unwrap_or(&empty));
+    let litellm = keep(&mut errors, litellm);
+    let general = general_settings(&mut cx, section("general_settings").unwrap_or(&empty));
+    let general = keep(&mut errors, general);
+    let tollgate = tollgate(&mut cx, section("tollgate").unwrap_or(&empty), &model_list);
+    let tollgate = keep(&mut errors, tollgate);
+    let (Some(mut router), Some(litellm), Some(general), Some(tollgate)) =
+        (router, litellm, general, tollgate)
+    else {
+        return Err(ConfigError::several(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ConfigError::several(errors));
+    }
     // LiteLLM reads these in either section; the router's win.
     router.allowed_fails = router.allowed_fails.or(litellm.allowed_fails);
     router.cooldown_time = router.cooldown_time.or(litellm.cooldown_time);
     let config = Config {
         router_settings: router,
         litellm_settings: litellm,
-        general_settings: general_settings(&mut cx, section("general_settings").unwrap_or(&empty))?,
-        tollgate: tollgate(&mut cx, section("tollgate").unwrap_or(&empty), &model_list)?,
+        general_settings: general,
+        tollgate,
         model_list,
         secrets: std::mem::take(&mut cx.secrets),
         model_prices: cx.prices.clone(),
     };
     Ok((config, cx.warnings))
+}
+
+/// The value, or `None` with the error kept for the report.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
 }
 
 /// State of the walk.

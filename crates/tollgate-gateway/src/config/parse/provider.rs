@@ -136,6 +136,23 @@ pub(super) fn native_param(
     value: &Node,
     path: &str,
 ) -> Result<(), ConfigError> {
+    if key == "vertex_credentials" {
+        // A file's path is fine inline; the service account's JSON text is
+        // a secret written inline, which `secret` warns about.
+        match cx.text(value, path) {
+            Ok(Some(text)) if text.var.is_none() && !text.value.trim_start().starts_with('{') => {
+                let secret = cx.keep_secret(text.value, KeySource::Inline);
+                deployment.native.set_secret(key, secret);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(ConfigError::MissingEnv { var, .. }) => {
+                unset_variable(deployment, key, &var);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+    }
     if NativeParams::is_secret(key) {
         match cx.secret(value, path) {
             Ok(Some(secret)) => deployment.native.set_secret(key, secret),
