@@ -10,6 +10,18 @@ use common::{TestGateway, call, chat_body, client};
 use serde_json::json;
 use tollgate_testkit::{Reply, Upstream, openai};
 
+/// A non-streaming chat request for `model`.
+async fn ask(client: &common::TestClient, gateway: &TestGateway, model: &str) -> common::Answer {
+    call(
+        client,
+        "POST",
+        &gateway.url("/v1/chat/completions"),
+        chat_body(model, false),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
 fn answer_with_usage(prompt: u64, completion: u64) -> Reply {
     let mut body = openai::chat_completion("hello");
     body["usage"] = openai::usage(prompt, completion);
@@ -36,28 +48,14 @@ async fn prefixes_use_their_base_path_and_key_variable_and_snapshot_prices() {
     let client = client();
 
     upstream.push(answer_with_usage(1000, 500));
-    let answer = call(
-        &client,
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("groq-oss", false),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let answer = ask(&client, &gateway, "groq-oss").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     // LiteLLM's snapshot prices groq/openai/gpt-oss-20b at 7.5e-08 in and
     // 3e-07 out: 1000 × 7.5e-08 + 500 × 3e-07 = 0.000225, exactly.
     assert_eq!(answer.headers["x-tollgate-response-cost"], "0.000225");
 
     upstream.push(answer_with_usage(10, 5));
-    let answer = call(
-        &client,
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("local-llama", false),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let answer = ask(&client, &gateway, "local-llama").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
 
     let requests = upstream.requests();
@@ -105,14 +103,7 @@ router_settings:
     let client = client();
     for model in ["gpt-4.1-nano", "groq/llama-3.3-70b-versatile", "quick"] {
         upstream.push(answer_with_usage(1, 1));
-        let answer = call(
-            &client,
-            "POST",
-            &gateway.url("/v1/chat/completions"),
-            chat_body(model, false),
-            &[("content-type", "application/json")],
-        )
-        .await;
+        let answer = ask(&client, &gateway, model).await;
         assert_eq!(answer.status, 200, "{model}: {}", answer.text());
     }
     let requests = upstream.requests();
@@ -156,25 +147,11 @@ async fn disabled_deployments_are_reported_and_the_rest_serve() {
     // No ANTHROPIC_API_KEY, no MISTRAL_API_KEY.
     let gateway = TestGateway::start(yaml, &[]).await;
     let client = client();
-    let answer = call(
-        &client,
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("claude", false),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let answer = ask(&client, &gateway, "claude").await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(answer.text().contains("from the mock"), "{}", answer.text());
     // A group with no usable deployment answers unavailable, naming why.
-    let answer = call(
-        &client,
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("mistral", false),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let answer = ask(&client, &gateway, "mistral").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert_eq!(answer.openai_error()["code"], "upstream_unavailable");
     assert!(
