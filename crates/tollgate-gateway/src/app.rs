@@ -146,11 +146,19 @@ impl Group {
         strategy: RoutingStrategy,
         members: Vec<(Arc<Deployment>, &DeploymentConfig)>,
         limits: DeploymentRateLimits,
+        prices: &tollgate_cost::PriceTable,
     ) -> Self {
         let configs: Vec<&DeploymentConfig> = members.iter().map(|(_, c)| *c).collect();
+        let mut balancer = Balancer::new(strategy, &configs, limits);
+        if strategy == RoutingStrategy::CostBased {
+            let costs = configs
+                .iter()
+                .map(|d| crate::pricing::unit_price(prices, d));
+            balancer = balancer.with_costs(costs);
+        }
         Group {
             name,
-            balancer: Arc::new(Balancer::new(strategy, &configs, limits)),
+            balancer: Arc::new(balancer),
             deployments: members.into_iter().map(|(d, _)| d).collect(),
         }
     }
@@ -368,19 +376,20 @@ impl Gateway {
         let limit_store = crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout);
         let limits = RateLimitLayer::new(limit_store.clone());
         let deployment_limits = DeploymentRateLimits::new(limit_store.clone());
+        let prices = Arc::new(crate::pricing::price_table(config));
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
                 .map(|(name, members)| {
-                    let group =
-                        Group::new(name.clone(), strategy, members, deployment_limits.clone());
+                    let limits = deployment_limits.clone();
+                    let group = Group::new(name.clone(), strategy, members, limits, &prices);
                     (name, Arc::new(group))
                 })
                 .collect(),
         );
         let grace = GracePeriod::default();
         let cost = CostLayer::new(
-            Arc::new(crate::pricing::price_table(config)),
+            prices,
             GatewaySink {
                 metrics: metrics.clone(),
                 providers: providers.clone(),

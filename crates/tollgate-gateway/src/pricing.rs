@@ -52,6 +52,19 @@ fn snapshot_prices(config: &Config, deployment: &DeploymentConfig) -> Option<Tok
         .prices()
 }
 
+/// What a deployment charges for one prompt token and one completion token,
+/// in dollars, for `cost-based-routing`; a deployment nothing prices ranks
+/// after every priced one (LiteLLM's reading of an unknown cost).
+pub(crate) fn unit_price(table: &PriceTable, deployment: &DeploymentConfig) -> f64 {
+    match table.price_for(Some(&deployment.id), Some(&deployment.upstream_model), None) {
+        Some(PriceMatch::Listed(prices)) => {
+            prices.input.as_f64_dollars() + prices.output.as_f64_dollars()
+        }
+        Some(PriceMatch::Free) => 0.0,
+        None => f64::INFINITY,
+    }
+}
+
 fn configured(deployment: &DeploymentConfig, base: TokenPrices) -> TokenPrices {
     let costs = &deployment.costs;
     let usd = |price: &Option<Decimal>| price.as_ref().and_then(to_usd);
@@ -109,6 +122,18 @@ mod tests {
         // Unknown everywhere: no price, so the cost layer flags it.
         assert!(table.deployment("d2").is_none());
         assert!(table.model("no-such-model").is_none());
+    }
+
+    #[test]
+    fn unit_prices_rank_unknown_models_last() {
+        let yaml = "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o\n  - model_name: g\n    litellm_params:\n      model: openai/unheard-of\n";
+        let config = crate::config::load_str(yaml, &|_| Some("k".to_owned()))
+            .unwrap()
+            .config;
+        let table = price_table(&config);
+        let [mini, full, unknown] = [0, 1, 2].map(|i| unit_price(&table, &config.model_list[i]));
+        assert!(mini < full, "{mini} {full}");
+        assert!(unknown.is_infinite());
     }
 
     #[test]

@@ -222,3 +222,33 @@ async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
         "{after:?}"
     );
 }
+
+#[test]
+fn cost_based_routing_picks_the_cheapest_healthy_deployment() {
+    let members = [
+        deployment(Some(5.0), None),
+        deployment(Some(1.0), None),
+        deployment(Some(5.0), None),
+    ];
+    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
+    let configs: Vec<&DeploymentConfig> = members.iter().collect();
+    let cheapest = Balancer::new(RoutingStrategy::CostBased, &configs, limits).with_costs([
+        2.0e-6,
+        1.0e-6,
+        f64::INFINITY,
+    ]);
+    // Weights do not matter: the cheapest serves every time.
+    for _ in 0..50 {
+        assert_eq!(cheapest.pick(&Tried::default(), 0, |_| false).index, 1);
+    }
+    // The cheapest is open: the next cheapest, never the unpriced one.
+    for _ in 0..50 {
+        assert_eq!(cheapest.pick(&Tried::default(), 0, |i| i == 1).index, 0);
+    }
+    // Simple-shuffle over the same deployments spreads by weight instead.
+    let shuffled = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let picks: std::collections::HashSet<usize> = (0..50)
+        .map(|_| shuffled.pick(&Tried::default(), 0, |_| false).index)
+        .collect();
+    assert!(picks.len() > 1);
+}

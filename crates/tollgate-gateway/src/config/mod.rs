@@ -58,6 +58,7 @@ mod decimal;
 mod env;
 mod error;
 mod keys;
+mod mock;
 mod model;
 mod native;
 mod parse;
@@ -70,10 +71,11 @@ use std::path::Path;
 
 pub use decimal::{Decimal, DecimalError};
 pub use error::{ConfigError, Warning};
+pub use mock::{MockFault, MockSettings};
 pub use model::{
     Config, ConfiguredKey, DeploymentConfig, GeneralSettings, KeySource, LitellmSettings,
-    MockFault, MockSettings, ModelCosts, RetryPolicy, RouterSettings, RoutingStrategy, Secret,
-    TollgateSettings, wildcard_match,
+    ModelCosts, RetryPolicy, RouterSettings, RoutingStrategy, Secret, TollgateSettings,
+    wildcard_match,
 };
 pub use native::NativeParams;
 pub use provider::{Provider, ProviderKind};

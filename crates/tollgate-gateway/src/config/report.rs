@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Loaded;
-use super::model::{Config, ConfiguredKey, DeploymentConfig, KeySource, MockFault, Secret};
+use super::mock::MockFault;
+use super::model::{Config, ConfiguredKey, DeploymentConfig, KeySource, Secret};
 
 /// Renders what was understood from a config: model groups with their deployments,
 /// fallbacks, the settings that were set, then the warnings.

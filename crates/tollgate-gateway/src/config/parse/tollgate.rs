@@ -3,9 +3,8 @@
 use super::Cx;
 use crate::config::error::{ConfigError, index_path, key_path};
 use crate::config::keys::Section;
-use crate::config::model::{
-    ConfiguredKey, DeploymentConfig, MockFault, MockSettings, TollgateSettings,
-};
+use crate::config::mock::{MockFault, MockSettings};
+use crate::config::model::{ConfiguredKey, DeploymentConfig, TollgateSettings};
 use crate::config::provider::Provider;
 use crate::config::yaml::Node;
 
