@@ -260,6 +260,22 @@ impl Gateway {
         }
     }
 
+    /// Lists OpenRouter's models now and every hour, and reports the
+    /// configured slugs it does not list (log, `/health/providers`); see
+    /// [`openrouter_models`](crate::openrouter_models). Needs a runtime. The
+    /// binary calls it at start; a gateway built for tests makes no such
+    /// request unless asked.
+    pub fn watch_openrouter_models(&self, config: &Config) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            crate::openrouter_models::spawn(
+                &runtime,
+                config,
+                UpstreamClient::new(Self::client_config(config)),
+                self.app.providers.unknown_slugs.clone(),
+            );
+        }
+    }
+
     /// Whether the gateway asks clients for no key: no master key, and no
     /// virtual key configured or stored. See
     /// [`open_access_warning`](crate::open_access_warning).
@@ -406,6 +422,7 @@ impl Gateway {
         // config check) has no traffic to watch.
         if let Some(runtime) = &runtime {
             crate::disabled::log(config);
+
             crate::limits::log_deployment_limits(config, shared.is_some());
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);

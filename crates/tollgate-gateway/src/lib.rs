@@ -45,6 +45,7 @@ pub mod log_format;
 pub mod log_writer;
 pub mod mock;
 pub mod model_prices;
+pub mod openrouter_models;
 pub mod upstream;
 
 /// A map the request path looks names up in — model groups, deployments,

@@ -36,6 +36,8 @@ pub(crate) struct ProviderHealth {
     order: Arc<[Listed]>,
     by_deployment: Arc<FastMap<Arc<str>, Arc<DeploymentHealth>>>,
     epoch: Instant,
+    /// OpenRouter deployments whose slug OpenRouter does not list.
+    pub(crate) unknown_slugs: crate::openrouter_models::UnknownSlugs,
 }
 
 impl ProviderHealth {
@@ -50,6 +52,7 @@ impl ProviderHealth {
             order: deployments.into(),
             by_deployment: Arc::new(by_deployment),
             epoch: Instant::now(),
+            unknown_slugs: Default::default(),
         }
     }
 
@@ -106,6 +109,7 @@ impl ProviderHealth {
                     "model_group": &**group,
                     "provider": provider,
                     "disabled": disabled.as_deref(),
+                    "upstream_model_unknown": self.unknown_slugs.contains(id),
                     "breaker": breaker.as_ref().map_or("disabled", |s| s.state.as_str()),
                     "breaker_since_secs": breaker.as_ref().map(|s| s.age().as_secs_f64()),
                     "last_success_unix_ms": health.last_success(),

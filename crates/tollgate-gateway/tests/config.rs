@@ -410,13 +410,14 @@ fn unknown_keys_warn_with_their_full_path() {
         warning_for(&loaded, "model_list[1].litellm_params.foo"),
         "unknown key, ignored"
     );
+    // A near miss names the key it likely meant.
     assert_eq!(
         warning_for(&loaded, "router_settings.num_retires"),
-        "unknown key, ignored"
+        "unknown key, ignored; did you mean num_retries?"
     );
     assert_eq!(
         warning_for(&loaded, "tollgate.conect_timeout"),
-        "unknown key, ignored"
+        "unknown key, ignored; did you mean connect_timeout?"
     );
     assert_eq!(warning_for(&loaded, "mystery"), "unknown key, ignored");
 }
