@@ -16,7 +16,7 @@ use tollgate_core::{ErrorClass, Failure};
 use crate::FastMap;
 use crate::access_log::AccessLog;
 use crate::balance::{Balancer, Pick, TokenCounter, Tried};
-use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::config::{Config, DeploymentConfig, ProviderKind, RoutingStrategy};
 use crate::grace::GracePeriod;
 use crate::keys::{KeyBackend, Keys, Principal, RedisBackend};
 use crate::learned::{LearnedDeadlines, StreamTimings};
@@ -83,6 +83,8 @@ impl std::fmt::Debug for Gateway {
 
 pub(crate) struct App {
     pub(crate) groups: Groups,
+    /// Aliases and wildcard groups: how a client's model finds its group.
+    pub(crate) routing: crate::routing::ModelRouting,
     models_body: Bytes,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
@@ -156,9 +158,16 @@ impl Group {
         members: Vec<(Arc<Deployment>, &DeploymentConfig)>,
         limits: DeploymentRateLimits,
         lineage: &Lineage<'_>,
+        prices: &tollgate_cost::PriceTable,
     ) -> Self {
         let configs: Vec<&DeploymentConfig> = members.iter().map(|(_, c)| *c).collect();
         let mut balancer = Balancer::new(strategy, &configs, limits);
+        if strategy == RoutingStrategy::CostBased {
+            let costs = configs
+                .iter()
+                .map(|d| crate::pricing::unit_price(prices, d));
+            balancer = balancer.with_costs(costs);
+        }
         if let Some(before) = lineage.previous().and_then(|p| p.groups.get(&name)) {
             balancer.carry_over(&before.balancer, |id| lineage.kept(id));
         }
@@ -249,23 +258,16 @@ pub(crate) struct OpenRouterDeployment {
     pub(crate) headers: http::HeaderMap,
 }
 
-impl DeploymentProvider {
-    /// `"openai"`, `"openrouter"` or `"mock"`, for reports.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            DeploymentProvider::Http(_) => "openai",
-            DeploymentProvider::OpenRouter(_) => "openrouter",
-            DeploymentProvider::Mock(_) => "mock",
-        }
-    }
-}
-
 pub(crate) enum DeploymentProvider {
     /// A plain OpenAI-compatible upstream.
     Http(Arc<Endpoint>),
     /// OpenRouter, through its normalizer.
     OpenRouter(Box<OpenRouterDeployment>),
     Mock(MockDeployment),
+    /// A deployment that cannot take traffic (see
+    /// [`DeploymentConfig::disabled`]): it fails at once, as unavailable, so
+    /// the cascade moves on.
+    Disabled(Arc<str>),
 }
 
 /// Why a configuration could not become a gateway.
@@ -296,6 +298,22 @@ impl Gateway {
                 .connect_timeout
                 .unwrap_or(ClientConfig::default().connect_timeout),
             ..ClientConfig::default()
+        }
+    }
+
+    /// Lists OpenRouter's models now and every hour, and reports the
+    /// configured slugs it does not list (log, `/health/providers`); see
+    /// [`openrouter_models`](crate::openrouter_models). Needs a runtime. The
+    /// binary calls it at start; a gateway built for tests makes no such
+    /// request unless asked.
+    pub fn watch_openrouter_models(&self, config: &Config) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            crate::openrouter_models::spawn(
+                &runtime,
+                config,
+                UpstreamClient::new(Self::client_config(config)),
+                self.app().providers.unknown_slugs.clone(),
+            );
         }
     }
 
@@ -383,7 +401,18 @@ impl Gateway {
         let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> =
             HashMap::new();
         let mut order: Vec<Arc<str>> = Vec::new();
+        if config.model_list.iter().all(|d| d.disabled.is_some()) {
+            return Err(BuildError {
+                path: String::from("model_list"),
+                message: String::from(
+                    "no deployment can take traffic (each one is disabled; check-config says why)",
+                ),
+            });
+        }
         for (index, deployment) in config.model_list.iter().enumerate() {
+            if crate::disabled::leave_out(config, deployment) {
+                continue;
+            }
             let built = build_deployment(config, index, deployment, &learned, &client)?;
             let name = built.target.model_group.clone();
             groups
@@ -444,18 +473,7 @@ impl Gateway {
             .collect();
         let lineage = Lineage::new(previous, &generation.identities);
         let providers = ProviderHealth::new(
-            order
-                .iter()
-                .flat_map(|name| &groups[name])
-                .map(|(d, _)| {
-                    let t = &d.target;
-                    (
-                        t.deployment_id.clone(),
-                        t.model_group.clone(),
-                        d.provider.kind(),
-                    )
-                })
-                .collect(),
+            crate::disabled::listed(config),
             lineage.previous().map(|p| &p.providers),
             |id| lineage.kept(id),
         );
@@ -478,6 +496,7 @@ impl Gateway {
         };
         let limits = RateLimitLayer::new(limit_store.clone());
         let deployment_limits = DeploymentRateLimits::new(limit_store.clone());
+        let prices = Arc::new(crate::pricing::price_table(config));
         let groups: Groups = Arc::new(
             groups
                 .into_iter()
@@ -488,6 +507,7 @@ impl Gateway {
                         members,
                         deployment_limits.clone(),
                         &lineage,
+                        &prices,
                     );
                     (name, Arc::new(group))
                 })
@@ -495,7 +515,7 @@ impl Gateway {
         );
         let grace = previous.map_or_else(GracePeriod::default, |p| p.grace.clone());
         let cost = CostLayer::new(
-            Arc::new(crate::pricing::price_table(config)),
+            prices,
             GatewaySink {
                 metrics: metrics.clone(),
                 providers: providers.clone(),
@@ -519,6 +539,7 @@ impl Gateway {
         // Background work needs a runtime; a gateway built outside one (a
         // config check) has no traffic to watch. A reload's runs on.
         if let (Some(runtime), None) = (&runtime, previous) {
+            crate::disabled::log(config);
             crate::limits::log_deployment_limits(config, shared.is_some());
             metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
             metrics.spawn_breaker_watch(runtime, &breakers);
@@ -540,6 +561,7 @@ impl Gateway {
                 (hedges, metrics.clone()),
             ),
             groups,
+            routing: crate::routing::ModelRouting::new(config),
             models_body,
             keys,
             max_body,
@@ -1050,8 +1072,15 @@ fn build_deployment(
         upstream_model: Arc::from(deployment.upstream_model.as_str()),
     };
     let (timeouts, stream_timeouts) = crate::deadlines::attempt_timeouts(config, deployment);
-    let provider = match deployment.provider {
-        Provider::Mock => DeploymentProvider::Mock(MockDeployment::new(
+    let kind = match &deployment.disabled {
+        Some(_) => None,
+        None => Some(deployment.provider.kind()),
+    };
+    let provider = match kind {
+        None | Some(ProviderKind::Native) => DeploymentProvider::Disabled(Arc::from(
+            deployment.disabled.as_deref().unwrap_or("not available"),
+        )),
+        Some(ProviderKind::Mock) => DeploymentProvider::Mock(MockDeployment::new(
             &deployment.upstream_model,
             deployment.mock_response.as_deref(),
             config
@@ -1061,7 +1090,7 @@ fn build_deployment(
                 .cloned()
                 .unwrap_or_default(),
         )),
-        Provider::OpenRouter => {
+        Some(ProviderKind::OpenRouter) => {
             let mut or = OpenRouterConfig::new().x_title("Tollgate");
             if let Some(base) = &deployment.api_base {
                 or = or.api_base(base.clone());
@@ -1078,9 +1107,12 @@ fn build_deployment(
                 headers: extra_headers(deployment, &path)?,
             }))
         }
-        Provider::OpenAi => {
-            let base = deployment.api_base.as_deref().unwrap_or(OPENAI_API_BASE);
-            let mut endpoint = Endpoint::new(base).map_err(|e| BuildError {
+        Some(ProviderKind::OpenAiCompatible) => {
+            let base = deployment
+                .provider
+                .endpoint_base(deployment.api_base.as_deref())
+                .unwrap_or_else(|| OPENAI_API_BASE.to_owned());
+            let mut endpoint = Endpoint::new(&base).map_err(|e| BuildError {
                 path: path("api_base"),
                 message: e.to_string(),
             })?;

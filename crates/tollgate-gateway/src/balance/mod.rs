@@ -43,8 +43,10 @@
 //!      limits has unlimited headroom. Tokens are estimated at a quarter of
 //!      the request body's bytes; the real ones are counted when the answer
 //!      ends;
-//!    - `cost-based-routing`: shuffles by weight for now (no price table is
-//!      read yet).
+//!    - `cost-based-routing`: the lowest price per prompt plus completion
+//!      token (the deployment's `model_info` prices, else the built-in table,
+//!      else LiteLLM's snapshot; unknown prices last), so the cheapest
+//!      healthy deployment serves and a dearer one only when it is out.
 //! 5. **The shuffle**: one of those, in proportion to its weight: `weight`,
 //!    else `rpm`, else `tpm`, else equal (see [`strategy::weights`]).
 //!
@@ -123,6 +125,9 @@ struct Member {
     /// Shared with the same deployment's member in the configurations
     /// before and after a reload: requests in flight settle on it.
     stats: Arc<stats::Stats>,
+    /// Dollars per prompt plus completion token, for `cost-based-routing`
+    /// (infinite when unknown).
+    cost: f64,
 }
 
 /// The outcome of a pick.
@@ -162,6 +167,7 @@ impl Balancer {
                     order: d.order,
                     usage: quota.is_limited().then(|| Arc::new(Usage::new(quota))),
                     stats: Arc::default(),
+                    cost: 0.0,
                 }
             })
             .collect::<Box<[Member]>>();
@@ -192,6 +198,15 @@ impl Balancer {
         }
     }
 
+    /// With each member's price (dollars per prompt plus completion token,
+    /// in file order), which `cost-based-routing` ranks by.
+    pub(crate) fn with_costs(mut self, costs: impl IntoIterator<Item = f64>) -> Self {
+        for (member, cost) in self.members.iter_mut().zip(costs) {
+            member.cost = if cost.is_nan() { f64::INFINITY } else { cost };
+        }
+        self
+    }
+
     /// The strategy it follows.
     pub(crate) fn strategy(&self) -> Strategy {
         self.strategy
@@ -217,7 +232,7 @@ impl Balancer {
         // Only the strategies that read the clock pay for it.
         let now = match self.strategy {
             Strategy::LatencyBased | Strategy::UsageBased => Some(Instant::now()),
-            Strategy::SimpleShuffle | Strategy::LeastBusy => None,
+            Strategy::SimpleShuffle | Strategy::LeastBusy | Strategy::CostBased => None,
         };
         let view = |index: usize| {
             let member = &self.members[index];
@@ -263,6 +278,7 @@ impl Balancer {
     fn score(&self, member: &Member, now: Option<Instant>, tokens: u64) -> f64 {
         match (self.strategy, now) {
             (Strategy::LeastBusy, _) => f64::from(member.stats.in_flight()),
+            (Strategy::CostBased, _) => member.cost,
             // Never measured: tried before any measured one.
             (Strategy::LatencyBased, Some(now)) => member.stats.latency(now).unwrap_or(-1.0),
             (Strategy::UsageBased, Some(now)) => -member
@@ -349,7 +365,10 @@ impl Balancer {
         member.stats.begin();
         let started = match self.strategy {
             Strategy::LatencyBased => Some(pick.at.unwrap_or_else(Instant::now)),
-            Strategy::SimpleShuffle | Strategy::LeastBusy | Strategy::UsageBased => None,
+            Strategy::SimpleShuffle
+            | Strategy::LeastBusy
+            | Strategy::UsageBased
+            | Strategy::CostBased => None,
         };
         InFlight {
             balancer: Arc::clone(self),

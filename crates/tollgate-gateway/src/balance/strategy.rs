@@ -15,16 +15,18 @@ pub(crate) enum Strategy {
     LatencyBased,
     /// `usage-based-routing`: most rpm/tpm headroom in the current minute.
     UsageBased,
+    /// `cost-based-routing`: the cheapest deployment by its prices (the
+    /// config's, else LiteLLM's), among the healthy ones.
+    CostBased,
 }
 
 impl Strategy {
     /// The strategy a config names. `usage-based-routing-v2` is LiteLLM's
-    /// Redis-backed variant of the same rule; `cost-based-routing` has no
-    /// price table to read yet (the cost layer will bring one), so it
-    /// shuffles by weight until then.
+    /// Redis-backed variant of the same rule.
     pub(crate) fn from_config(strategy: RoutingStrategy) -> Self {
         match strategy {
-            RoutingStrategy::SimpleShuffle | RoutingStrategy::CostBased => Strategy::SimpleShuffle,
+            RoutingStrategy::SimpleShuffle => Strategy::SimpleShuffle,
+            RoutingStrategy::CostBased => Strategy::CostBased,
             RoutingStrategy::LeastBusy => Strategy::LeastBusy,
             RoutingStrategy::LatencyBased => Strategy::LatencyBased,
             RoutingStrategy::UsageBased | RoutingStrategy::UsageBasedV2 => Strategy::UsageBased,
