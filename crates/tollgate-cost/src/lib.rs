@@ -148,7 +148,6 @@ mod service;
 mod sink;
 mod tally;
 mod usage;
-mod usd;
 
 pub use body::CostBody;
 pub use future::ResponseFuture;
@@ -158,8 +157,8 @@ pub use record::{Cost, CostRecord, Outcome};
 pub use service::CostAccounting;
 pub use sink::CostSink;
 pub use tally::{RequestTally, TallySnapshot};
+pub use tollgate_core::{ParseUsdError, Usd};
 pub use usage::TokenUsage;
-pub use usd::{ParseUsdError, Usd};
 
 /// The response header with the cost of a complete answer, in exact
 /// decimal dollars (`0.00029666`). Not set when the cost is unknown, nor on

@@ -16,7 +16,7 @@ use crate::record::{Cost, CostRecord, Outcome};
 use crate::sink::CostSink;
 use crate::tally::RequestTally;
 use crate::usage::{Reported, TokenUsage};
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// Unpriced model names warned about, at most.
 const MAX_WARNED: usize = 1024;

@@ -122,7 +122,6 @@
 
 mod body;
 mod check;
-mod clock;
 mod deployment;
 mod error;
 mod future;
@@ -136,7 +135,6 @@ mod usage;
 
 pub use body::ResponseBody;
 pub use check::restore_spend;
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};
 pub use future::ResponseFuture;
@@ -146,10 +144,11 @@ pub use headers::{
     RESET_TOKENS, RateLimitHeaders, format_reset,
 };
 pub use layer::RateLimitLayer;
-pub use limits::{Budget, BudgetWindow, KeyLimits, PICOS_PER_DOLLAR, estimate_tokens};
+pub use limits::{Budget, BudgetWindow, KeyLimits, estimate_tokens};
 pub use service::RateLimit;
 pub use store::{
     BoxFuture, Claim, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX,
     Lease, MemoryStore, RedisStore, Store,
 };
+pub use tollgate_core::time::{Clock, ManualClock, SystemClock};
 pub use usage::UsageReport;

@@ -98,9 +98,6 @@ impl KeyLimits {
     }
 }
 
-/// Picodollars in one dollar (1 picodollar = 10⁻¹² $).
-pub const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
-
 /// A spending budget: at most `max_picos` per window of `duration`, or in
 /// the key's whole lifetime when `duration` is `None`.
 ///
@@ -135,7 +132,7 @@ impl Budget {
 
     /// `dollars` in picodollars (saturating).
     pub const fn dollars(dollars: u64) -> u64 {
-        dollars.saturating_mul(PICOS_PER_DOLLAR)
+        dollars.saturating_mul(tollgate_core::PICOS_PER_DOLLAR)
     }
 
     /// The window that holds `now_unix_ms`.
