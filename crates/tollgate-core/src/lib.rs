@@ -58,6 +58,7 @@ mod chat;
 mod class;
 mod failure;
 mod money;
+mod usage_report;
 
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};

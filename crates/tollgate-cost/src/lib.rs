@@ -40,7 +40,10 @@
 //! - **Exactly once**: the record is made when the body ends, breaks, or is
 //!   dropped (the client went away), or when the response future is
 //!   dropped before the answer. A [`RequestTally`] in the request's
-//!   extensions sums a request's attempts for its access-log line.
+//!   extensions sums a request's attempts for its access-log line; core's
+//!   [`UsageReport`](tollgate_core::extensions::UsageReport), when the
+//!   request carries one (the rate-limit layer puts it there), gets each
+//!   attempt's tokens and cost for the limits to settle on.
 //!
 //! Outcomes are judged by a [classifier](tollgate_core::classify)
 //! (`OpenAiClassifier` by default, [`CostLayer::classifier`] to change it),

@@ -2,12 +2,11 @@
 //!
 //! ```text
 //! RateLimit              the key's rpm, tpm, parallel requests and budget; settled when the response ends
-//! ReportUsage            tells the limits what the attempts below really used
 //! Fallback               model groups in turn; streams committed at first content, continued after a break
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
 //!     PickDeployment     balances the deployments of the group, open breakers left out
 //!       CircuitBreaker   one breaker per deployment
-//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger
+//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger, the limits' UsageReport
 //!           ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
 //! ```
 
@@ -25,7 +24,6 @@ use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
 use crate::app::{Deployment, Groups};
-use crate::limits::{ReportBody, ReportUsage};
 use crate::pick::PickDeployment;
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
@@ -35,15 +33,13 @@ type GroupStack =
     Retry<PickDeployment<CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>>>;
 
 /// The stack's service.
-pub(crate) type Stack = RateLimit<ReportUsage<Fallback<GroupStack, GroupHealth>>>;
+pub(crate) type Stack = RateLimit<Fallback<GroupStack, GroupHealth>>;
 
 /// The body of the stack's responses.
 pub(crate) type StackBody = tollgate_limits::ResponseBody<
-    ReportBody<
-        FallbackBody<
-            tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
-            OpenAiEos,
-        >,
+    FallbackBody<
+        tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
+        OpenAiEos,
     >,
 >;
 
@@ -70,7 +66,7 @@ pub(crate) fn build(
     );
     let group = retry.layer(PickDeployment::new(breaker, breakers, groups));
     let cascade = fallback.with_health(health).layer(group);
-    limits.layer(ReportUsage::new(cascade))
+    limits.layer(cascade)
 }
 
 /// Tells the cascade which model groups can take a request: those with a

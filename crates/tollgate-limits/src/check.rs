@@ -12,7 +12,7 @@ use crate::gcra::Quota;
 use crate::headers::{LimitState, RateLimitHeaders};
 use crate::limits::{Budget, BudgetWindow, KeyLimits};
 use crate::store::{Lease, Store};
-use crate::usage::UsageReport;
+use tollgate_core::extensions::UsageReport;
 use tollgate_core::time::Clock;
 
 /// What a request with a limit of 0 is told to wait: a minute (the limit

@@ -200,7 +200,7 @@ impl BudgetWindow {
 /// `max_completion_tokens`), else its body length / 4 (rounded up), else 0.
 ///
 /// The reservation is reconciled with the real usage when the response
-/// ends (see [`UsageReport`](crate::UsageReport)).
+/// ends (see [`UsageReport`](tollgate_core::extensions::UsageReport)).
 pub fn estimate_tokens(extensions: &http::Extensions) -> u64 {
     let Some(chat) = extensions.get::<Arc<ChatRequest>>() else {
         return 0;
