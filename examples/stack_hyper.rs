@@ -8,9 +8,12 @@
 //! OpenAI-compatible base URL — OpenRouter's, or here the demo gateway's —
 //! answer in OpenAI's shape, failures as classified errors). It asks the
 //! demo's `demo` group (priced here at $2.50 / $10 per million tokens, as
-//! in demo.yaml), then `demo-flaky` (every second attempt a 503: the retry
-//! hides it), then `demo-down` until its breaker opens, and prints what
-//! each call cost and how it ended.
+//! in demo.yaml), then `demo-flaky` (every second attempt a 503, which the
+//! demo gateway's own retry hides), then `demo-down` three times: the first
+//! call is retried three times and opens the breaker (one for the whole
+//! client, the layer's default key), the next two are rejected at once —
+//! the retry does not wait for the open breaker. It prints what each call
+//! cost and how it ended.
 
 use std::sync::Arc;
 
