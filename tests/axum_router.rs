@@ -22,10 +22,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tollgate::core::extensions::ModelGroup;
 use tollgate::core::{Failure, RequestBody};
-use tollgate_testkit::{Reply, Upstream, openai};
+use tollgate_testkit::Upstream;
 use tower::ServiceExt;
 
-use common::{Stack, stack};
+use common::{Stack, overloaded, push_503_then_answer, push_stream_with_its_length, stack};
 
 const GUARD: Duration = Duration::from_secs(20);
 
@@ -83,15 +83,7 @@ const STREAM: &str = r#"{"model":"m","stream":true,"messages":[{"role":"user","c
 #[tokio::test]
 async fn the_router_answers_through_the_retry_with_the_cost() {
     let upstream = Upstream::start().await;
-    upstream.push(Reply::json(
-        503,
-        openai::error_body("overloaded", "server_error", None),
-    ));
-    upstream.push(Reply::json(200, {
-        let mut body = openai::chat_completion("Hello!");
-        body["usage"] = openai::usage(1, 1);
-        body
-    }));
+    push_503_then_answer(&upstream, 1, 1);
     let (stack, _handles) = stack(&[("a", upstream.url())], &[], 5, Duration::from_secs(30));
     let base = serve(stack).await;
 
@@ -105,20 +97,7 @@ async fn the_router_answers_through_the_retry_with_the_cost() {
 #[tokio::test]
 async fn a_stream_whose_usage_chunk_was_taken_out_arrives_whole() {
     let upstream = Upstream::start().await;
-    let events = openai::chunks(&["Hel", "lo"]);
-    let mut sse = String::new();
-    for event in &events {
-        sse.push_str(&format!("data: {event}\n\n"));
-    }
-    sse.push_str(&format!("data: {}\n\n", openai::usage_chunk(4, 2)));
-    sse.push_str("data: [DONE]\n\n");
-    upstream.push(
-        Reply::sse()
-            .header(header::CONTENT_LENGTH, sse.len())
-            .data_each(events)
-            .data(openai::usage_chunk(4, 2))
-            .done(),
-    );
+    push_stream_with_its_length(&upstream);
     let (stack, _handles) = stack(&[("a", upstream.url())], &[], 5, Duration::from_secs(30));
     let base = serve(stack).await;
 
@@ -135,10 +114,7 @@ async fn a_stream_whose_usage_chunk_was_taken_out_arrives_whole() {
 #[tokio::test]
 async fn an_open_breaker_is_a_503_with_retry_after() {
     let upstream = Upstream::start().await;
-    upstream.set_default(Reply::json(
-        503,
-        openai::error_body("overloaded", "server_error", None),
-    ));
+    upstream.set_default(overloaded());
     let (stack, handles) = stack(&[("a", upstream.url())], &[], 2, Duration::from_secs(60));
     let base = serve(stack).await;
 

@@ -14,7 +14,9 @@ use tollgate::cost::{Cost, Outcome, Usd};
 use tollgate::retry::{GaveUp, StopReason};
 use tollgate_testkit::{Reply, Upstream, openai};
 
-use common::{call, chat, records, stack};
+use common::{
+    call, chat, overloaded, push_503_then_answer, push_stream_with_its_length, records, stack,
+};
 
 /// A guard against a hang, never a wait: each test finishes in
 /// milliseconds when the layers behave.
@@ -23,15 +25,7 @@ const GUARD: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn a_retry_hides_a_503_and_each_attempt_is_recorded() {
     let upstream = Upstream::start().await;
-    upstream.push(Reply::json(
-        503,
-        openai::error_body("overloaded", "server_error", None),
-    ));
-    upstream.push(Reply::json(200, {
-        let mut body = openai::chat_completion("Hello!");
-        body["usage"] = openai::usage(3, 2);
-        body
-    }));
+    push_503_then_answer(&upstream, 3, 2);
     let (stack, handles) = stack(&[("a", upstream.url())], &[], 5, Duration::from_secs(30));
 
     let (parts, body) = tokio::time::timeout(GUARD, call(&stack, chat("a", false)))
@@ -57,10 +51,7 @@ async fn a_retry_hides_a_503_and_each_attempt_is_recorded() {
 #[tokio::test]
 async fn the_breaker_opens_and_the_retry_above_it_fails_fast() {
     let upstream = Upstream::start().await;
-    upstream.set_default(Reply::json(
-        503,
-        openai::error_body("overloaded", "server_error", None),
-    ));
+    upstream.set_default(overloaded());
     // Two failures open the host's breaker for a minute: a retry that
     // waited for it would hit the guard.
     let (stack, handles) = stack(&[("a", upstream.url())], &[], 2, Duration::from_secs(60));
@@ -95,10 +86,7 @@ async fn the_breaker_opens_and_the_retry_above_it_fails_fast() {
 #[tokio::test]
 async fn a_fallback_answers_when_a_group_is_down() {
     let primary = Upstream::start().await;
-    primary.set_default(Reply::json(
-        503,
-        openai::error_body("overloaded", "server_error", None),
-    ));
+    primary.set_default(overloaded());
     let backup = Upstream::start().await;
     backup.push(Reply::json(200, openai::chat_completion("From the backup")));
     let (stack, _handles) = stack(
@@ -126,24 +114,7 @@ async fn a_fallback_answers_when_a_group_is_down() {
 #[tokio::test]
 async fn a_stream_is_costed_and_its_stale_length_dropped() {
     let upstream = Upstream::start().await;
-    // An upstream that sends the length of its stream, usage chunk included.
-    let events = openai::chunks(&["Hel", "lo"]);
-    let sse_len = {
-        let mut text = String::new();
-        for event in &events {
-            text.push_str(&format!("data: {event}\n\n"));
-        }
-        text.push_str(&format!("data: {}\n\n", openai::usage_chunk(4, 2)));
-        text.push_str("data: [DONE]\n\n");
-        text.len()
-    };
-    upstream.push(
-        Reply::sse()
-            .header(header::CONTENT_LENGTH, sse_len)
-            .data_each(events)
-            .data(openai::usage_chunk(4, 2))
-            .done(),
-    );
+    push_stream_with_its_length(&upstream);
     let (stack, handles) = stack(&[("a", upstream.url())], &[], 5, Duration::from_secs(30));
 
     let (parts, body) = tokio::time::timeout(GUARD, call(&stack, chat("a", true)))

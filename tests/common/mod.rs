@@ -20,6 +20,7 @@ use tollgate::core::{BoxError, RequestBody};
 use tollgate::cost::{CostLayer, CostRecord, PriceTable, TokenPrices, Usd};
 use tollgate::fallback::{FallbackConfig, FallbackLayer};
 use tollgate::retry::{RetryConfig, RetryLayer};
+use tollgate_testkit::{Reply, Upstream, openai};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -160,5 +161,40 @@ pub async fn records(handles: &Handles, count: usize) -> Vec<CostRecord> {
     panic!(
         "expected {count} cost records, got {:?}",
         handles.records.lock().unwrap()
+    );
+}
+
+/// An overloaded upstream's 503.
+pub fn overloaded() -> Reply {
+    Reply::json(503, openai::error_body("overloaded", "server_error", None))
+}
+
+/// Scripts a 503, then an answer that used `prompt` and `completion`
+/// tokens.
+pub fn push_503_then_answer(upstream: &Upstream, prompt: u64, completion: u64) {
+    upstream.push(overloaded());
+    upstream.push(Reply::json(200, {
+        let mut body = openai::chat_completion("Hello!");
+        body["usage"] = openai::usage(prompt, completion);
+        body
+    }));
+}
+
+/// Scripts a stream ("Hel", "lo", a usage chunk of 4 + 2 tokens, `[DONE]`)
+/// sent with its exact `content-length`, usage chunk included.
+pub fn push_stream_with_its_length(upstream: &Upstream) {
+    let events = openai::chunks(&["Hel", "lo"]);
+    let mut sse = String::new();
+    for event in &events {
+        sse.push_str(&format!("data: {event}\n\n"));
+    }
+    sse.push_str(&format!("data: {}\n\n", openai::usage_chunk(4, 2)));
+    sse.push_str("data: [DONE]\n\n");
+    upstream.push(
+        Reply::sse()
+            .header(http::header::CONTENT_LENGTH, sse.len())
+            .data_each(events)
+            .data(openai::usage_chunk(4, 2))
+            .done(),
     );
 }

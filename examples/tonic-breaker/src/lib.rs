@@ -15,10 +15,53 @@
 //! # let _ = layer;
 //! ```
 
+use std::net::SocketAddr;
+
 use http::{HeaderMap, StatusCode};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tollgate_core::classify::{ClassifyEos, ClassifyResponse, Verdict};
 use tollgate_core::sse::Event;
 use tollgate_core::{ErrorClass, Failure};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+/// The error of the example's setup.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A gRPC health server on a free loopback port, serving until stopped.
+#[derive(Debug)]
+pub struct HealthServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl HealthServer {
+    /// Starts one on `127.0.0.1:0`.
+    pub fn start() -> Result<HealthServer, BoxError> {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+        let addr = incoming.local_addr()?;
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            Server::builder()
+                .add_service(health)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        );
+        Ok(HealthServer { addr, stop, task })
+    }
+
+    /// Stops it, and waits until it has: calls fail from then on.
+    pub async fn stop(self) -> Result<(), BoxError> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
 
 /// Judges gRPC answers for the breaker.
 #[derive(Debug, Clone, Copy)]

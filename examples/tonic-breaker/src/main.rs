@@ -15,30 +15,19 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tollgate_breaker::{BreakerConfig, Breakers, CircuitBreakerLayer, CircuitOpen};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic_breaker_example::GrpcClassifier;
+use tonic::transport::Channel;
+use tonic_breaker_example::{GrpcClassifier, HealthServer};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::Layer;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), tonic_breaker_example::BoxError> {
     // A gRPC health server on a free port.
-    let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
-    let addr = incoming.local_addr()?;
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
+    let server = HealthServer::start()?;
+    let addr = server.addr;
     println!("health server on {addr}");
 
     // The client channel, behind one breaker for the whole server.
@@ -62,8 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print_state(&breakers);
 
     println!("-- server stopped");
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     for _ in 0..4 {
         check(&mut client, "").await;
     }

@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tollgate_breaker::{BreakerConfig, CircuitBreakerLayer, CircuitOpen, State, WholeService};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic_breaker_example::GrpcClassifier;
+use tonic::transport::Channel;
+use tonic_breaker_example::{GrpcClassifier, HealthServer};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -20,17 +18,8 @@ const GUARD: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn failures_open_the_channels_breaker_and_it_then_rejects_at_once() {
-    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = incoming.local_addr().unwrap();
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
+    let server = HealthServer::start().unwrap();
+    let addr = server.addr;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -71,8 +60,7 @@ async fn failures_open_the_channels_breaker_and_it_then_rejects_at_once() {
         State::Closed
     );
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
     for _ in 0..2 {
         let failed = tokio::time::timeout(GUARD, client.check(check()))
             .await
