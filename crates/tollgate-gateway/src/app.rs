@@ -423,9 +423,7 @@ impl Gateway {
                 })
                 .push((Arc::new(built), deployment));
         }
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = tollgate_core::time::unix_ms(std::time::SystemTime::now()).div_euclid(1000);
         let models: Vec<_> = order
             .iter()
             .map(|name| json!({"id": &**name, "object": "model", "created": created, "owned_by": "tollgate"}))
@@ -796,9 +794,7 @@ fn finish(
 
 /// The wall clock, for key expiry.
 fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    tollgate_core::time::unix_ms(std::time::SystemTime::now())
 }
 
 /// The key registry: generated keys in Redis when replicas share one (with

@@ -11,12 +11,13 @@
 use crate::FastMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tollgate_breaker::Breakers;
 use tollgate_core::ErrorClass;
+use tollgate_core::time::unix_ms;
 
 use crate::learned::LearnedDeadlines;
 
@@ -235,11 +236,6 @@ fn class_index(class: ErrorClass) -> u8 {
         .iter()
         .position(|c| *c == class)
         .map_or(NO_CLASS, |i| i as u8)
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
 }
 
 #[cfg(test)]
