@@ -687,7 +687,9 @@ async fn force_open_and_reset_act_at_once() {
 #[tokio::test(start_paused = true)]
 async fn remove_forgets_a_breaker_and_a_later_call_starts_fresh() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config()).unwrap().key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     assert!(breakers.force_open(KEY, Duration::from_secs(60)));
