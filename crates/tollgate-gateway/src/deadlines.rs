@@ -27,9 +27,17 @@ use std::time::Duration;
 use http::HeaderMap;
 use tollgate_core::{ErrorClass, Failure};
 
-use crate::app::{DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT};
 use crate::config::{Config, DeploymentConfig};
 use crate::upstream::Timeouts;
+
+/// Default deadline of one attempt (`timeout`, `request_timeout`); see
+/// [`request_deadline`] for the whole request's.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default deadline for the first token of a stream (`stream_timeout`), for
+/// an interactive user.
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default longest silence inside a stream (`tollgate.stream_idle_timeout`).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Default deadline for a stream's response head.
 pub const DEFAULT_STREAM_HEAD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
-use crate::connection::{self, Admission, Graceful, ShedReason, Table, Watched, WatchedStream};
+use crate::connection::{self, Admission, Graceful, Table, Watched, WatchedStream};
+use crate::metrics::ShedReason;
 use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
@@ -45,7 +46,7 @@ pub async fn serve(
     let mut builder = auto::Builder::new(streams.clone());
     // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
     // `connection`.
-    let settings = gateway.app.connections;
+    let settings = gateway.connections;
     connection::configure(&mut builder, &settings);
     let metrics = gateway.app.metrics.clone();
     let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
@@ -80,7 +81,7 @@ pub async fn serve(
                 let service = service_fn(move |request: http::Request<Incoming>| {
                     let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
                     async move {
-                        Ok::<_, Infallible>(connection::handle(&gateway, state, conns, request).await)
+                        Ok::<_, Infallible>(connection::handle(&gateway.app, state, conns, request).await)
                     }
                 });
                 let io = TokioIo::new(WatchedStream::new(stream, held.state().clone()));

@@ -12,9 +12,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tollgate_core::{ErrorClass, Failure};
 
+use super::CAP_WAIT;
 use super::table::{ConnState, Slot, Table};
-use super::{CAP_WAIT, ShedReason};
-use crate::app::Gateway;
+use crate::http::App;
+use crate::metrics::ShedReason;
 use crate::response::GatewayBody;
 
 /// A request in flight on a connection, from the service's call to the end
@@ -71,7 +72,7 @@ impl<B: Body> Body for Tracked<B> {
 
 /// Serves one request of the connection `state` in `table`.
 pub(crate) async fn handle<B>(
-    gateway: &Gateway,
+    app: &App,
     state: Arc<ConnState>,
     table: Arc<Table>,
     request: Request<B>,
@@ -90,12 +91,12 @@ where
     }
     let reserve = state.slot() == Slot::Reserve;
     let response = if !reserve || is_health(&request) {
-        gateway.handle(request).await
+        crate::http::handle(app, request).await
     } else {
-        let metrics = &gateway.app.metrics;
+        let metrics = &app.metrics;
         let shed = || metrics.connection_shed(ShedReason::Cap);
         if table.promote(state, CAP_WAIT, shed).await {
-            gateway.handle(request).await
+            crate::http::handle(app, request).await
         } else {
             metrics.connection_shed(ShedReason::Cap);
             overloaded()

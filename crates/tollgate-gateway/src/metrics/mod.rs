@@ -31,7 +31,6 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::connection::ShedReason;
 use describe::describe;
 pub(crate) use names::*;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};

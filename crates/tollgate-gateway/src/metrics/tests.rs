@@ -500,7 +500,7 @@ fn label_values_come_only_from_what_was_passed() {
     allowed.extend(TOKEN_KINDS);
     allowed.extend(LIMITS);
     allowed.extend(CLIENT_TIMEOUT_PHASES);
-    allowed.extend(crate::connection::ShedReason::ALL.map(|reason| reason.as_str()));
+    allowed.extend(crate::metrics::ShedReason::ALL.map(|reason| reason.as_str()));
 
     let text = metrics.render();
     let pairs = label_pairs(&text);

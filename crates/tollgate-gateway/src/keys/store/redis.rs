@@ -34,7 +34,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::{Record, Tombstone};
-use crate::keys::hash::{KeyHash, ct_eq, from_hex, to_hex};
+use crate::key_format::{KeyHash, ct_eq, from_hex, to_hex};
 use crate::keys::key::VirtualKey;
 
 /// How long one Redis operation may take before the gateway answers from

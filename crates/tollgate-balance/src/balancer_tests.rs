@@ -1,24 +1,55 @@
 //! Tests of the balancer: picks, in-flight counts, tried deployments.
 
 use super::*;
+use crate::limits::{AdmitFuture, Admission};
+use crate::usage::TokenCounter;
+use crate::{DeploymentLimits, Quota};
 use std::time::Duration;
+use tollgate_limits::{DeploymentQuota, DeploymentRateLimits, MemoryStore};
 
-fn deployment(weight: Option<f64>, order: Option<u32>) -> DeploymentConfig {
-    let yaml = "model_list:\n  - model_name: g\n    litellm_params:\n      model: mock/m\n";
-    let mut config = crate::config::load_str(yaml, &|_| None)
-        .unwrap()
-        .config
-        .model_list
-        .remove(0);
-    config.weight = weight;
-    config.order = order;
-    config
+fn deployment(weight: Option<f64>, order: Option<u32>) -> MemberConfig {
+    MemberConfig {
+        weight,
+        order,
+        ..MemberConfig::new("m")
+    }
 }
 
-fn balancer(strategy: RoutingStrategy, members: &[DeploymentConfig]) -> Arc<Balancer> {
-    let members: Vec<&DeploymentConfig> = members.iter().collect();
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    Arc::new(Balancer::new(strategy, &members, limits))
+/// The limits' memory store, as the gateway adapts it.
+struct Store(DeploymentRateLimits);
+
+fn quota(quota: Quota) -> DeploymentQuota {
+    DeploymentQuota {
+        rpm: quota.rpm,
+        tpm: quota.tpm,
+    }
+}
+
+impl DeploymentLimits for Store {
+    fn admit<'a>(&'a self, deployment: &'a str, q: Quota, tokens: u64) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let answer = self.0.admit(deployment, quota(q), tokens).await;
+            Admission {
+                admitted: answer.admitted,
+                refused_by: answer.refused_by.map(|l| l.as_str()),
+                retry_after: answer.retry_after,
+                requests_left: answer.headroom.requests,
+                tokens_left: answer.headroom.tokens,
+            }
+        })
+    }
+
+    fn record_tokens(&self, deployment: &str, q: Quota, tokens: u64) {
+        self.0.record_tokens(deployment, quota(q), tokens);
+    }
+}
+
+fn store() -> Arc<dyn DeploymentLimits> {
+    Arc::new(Store(DeploymentRateLimits::new(Arc::new(MemoryStore::new()))))
+}
+
+fn balancer(strategy: Strategy, members: &[MemberConfig]) -> Arc<Balancer> {
+    Arc::new(Balancer::new(strategy, members, store()))
 }
 
 #[test]
@@ -28,7 +59,7 @@ fn the_sequence_splits_by_weight_within_a_pick_or_two() {
         deployment(Some(1.0), None),
         deployment(Some(2.0), None),
     ];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     let mut counts = [0u32; 3];
     for n in 1..=4000u32 {
         counts[balancer.pick(&Tried::default(), 0, |_| false).index] += 1;
@@ -45,14 +76,14 @@ fn the_sequence_splits_by_weight_within_a_pick_or_two() {
 #[test]
 fn the_first_pick_is_the_first_deployment() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     assert_eq!(balancer.pick(&Tried::default(), 0, |_| false).index, 0);
 }
 
 #[test]
 fn in_flight_counts_until_the_guard_drops() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::LeastBusy, &members);
+    let balancer = balancer(Strategy::LeastBusy, &members);
     let pick = balancer.pick(&Tried::default(), 0, |_| false);
     let first = pick.index;
     let held = balancer.begin(&pick);
@@ -83,7 +114,7 @@ fn tried_forgets_when_a_new_request_begins() {
 #[test]
 fn open_deployments_are_found_lazily_and_left_out() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     // The first draw lands on the first deployment: it is open, so the
     // choice is made again without it.
     let asked = std::cell::RefCell::new(Vec::new());
@@ -124,11 +155,11 @@ async fn admitted(balancer: &Balancer, n: usize, tokens: u64) -> Vec<usize> {
 async fn usage_headroom_steers_by_the_limits_counters() {
     let mut small = deployment(None, None);
     small.id = "small".into();
-    small.rpm = Some(2);
+    small.quota.rpm = Some(2);
     let mut large = deployment(None, None);
     large.id = "large".into();
-    large.rpm = Some(10);
-    let balancer = balancer(RoutingStrategy::UsageBased, &[small, large]);
+    large.quota.rpm = Some(10);
+    let balancer = balancer(Strategy::UsageBased, &[small, large]);
     // Each fills its own limit; the last two attempts are refused, one
     // by each.
     assert_eq!(admitted(&balancer, 14, 10).await, [2, 10]);
@@ -150,9 +181,9 @@ async fn usage_headroom_steers_by_the_limits_counters() {
 async fn a_deployment_at_its_limit_is_left_out_whatever_the_strategy() {
     let mut limited = deployment(None, None);
     limited.id = "limited".into();
-    limited.rpm = Some(3);
+    limited.quota.rpm = Some(3);
     let unlimited = deployment(None, None);
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &[limited, unlimited]);
+    let balancer = balancer(Strategy::SimpleShuffle, &[limited, unlimited]);
     assert!(balancer.has_limits());
     assert!(balancer.is_limited_member(0) && !balancer.is_limited_member(1));
     // Weighted by rpm, every attempt goes to the limited one (the other
@@ -170,12 +201,11 @@ async fn a_deployment_at_its_limit_is_left_out_whatever_the_strategy() {
 async fn tpm_headroom_counts_this_request_and_answers_usage() {
     let mut small = deployment(None, None);
     small.id = "small".into();
-    small.tpm = Some(100);
+    small.quota.tpm = Some(100);
     let unlimited = deployment(None, None);
-    let balancer = balancer(RoutingStrategy::UsageBased, &[small, unlimited]);
+    let balancer = balancer(Strategy::UsageBased, &[small, unlimited]);
     assert_eq!(balancer.pick(&Tried::default(), 10, |_| false).index, 1);
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    let counter = TokenCounter::new(limits, [&*balancer]).expect("a tpm");
+    let counter = TokenCounter::new(store(), [&*balancer]).expect("a tpm");
     counter.count("small", 90);
     counter.count("elsewhere", 90);
     let usage = balancer.members[0].usage.as_ref().unwrap();
@@ -185,7 +215,7 @@ async fn tpm_headroom_counts_this_request_and_answers_usage() {
 #[tokio::test(start_paused = true)]
 async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::LatencyBased, &members);
+    let balancer = balancer(Strategy::LatencyBased, &members);
     let call = |took: Duration, outcome: Outcome| {
         let balancer = balancer.clone();
         async move {

@@ -1,36 +1,6 @@
 //! The choice itself: pure logic over a snapshot of the group, no clock, no
 //! atomics, no randomness of its own (the caller passes the draw).
 
-use crate::config::RoutingStrategy;
-
-/// How a group's balancer ranks its deployments: LiteLLM's
-/// `router_settings.routing_strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strategy {
-    /// `simple-shuffle`: a weighted pick, nothing else.
-    SimpleShuffle,
-    /// `least-busy`: fewest requests in flight.
-    LeastBusy,
-    /// `latency-based-routing`: lowest latency estimate, unmeasured first.
-    LatencyBased,
-    /// `usage-based-routing`: most rpm/tpm headroom in the current minute.
-    UsageBased,
-}
-
-impl Strategy {
-    /// The strategy a config names. `usage-based-routing-v2` is LiteLLM's
-    /// Redis-backed variant of the same rule; `cost-based-routing` has no
-    /// price table to read yet (the cost layer will bring one), so it
-    /// shuffles by weight until then.
-    pub(crate) fn from_config(strategy: RoutingStrategy) -> Self {
-        match strategy {
-            RoutingStrategy::SimpleShuffle | RoutingStrategy::CostBased => Strategy::SimpleShuffle,
-            RoutingStrategy::LeastBusy => Strategy::LeastBusy,
-            RoutingStrategy::LatencyBased => Strategy::LatencyBased,
-            RoutingStrategy::UsageBased | RoutingStrategy::UsageBasedV2 => Strategy::UsageBased,
-        }
-    }
-}
 
 /// What the choice knows of one deployment at the moment of a pick.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -174,7 +144,6 @@ pub(crate) fn weights(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    // The trait, over the glob imports (`super::Strategy` is not used here).
     use proptest::strategy::Strategy;
 
     fn view() -> impl Strategy<Value = View> {

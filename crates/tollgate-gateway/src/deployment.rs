@@ -1,0 +1,53 @@
+//! A deployment as the gateway serves it: its target, its provider and
+//! its deadlines; [`Groups`]: every model group's deployments, balanced.
+
+use std::sync::Arc;
+
+use tollgate_core::extensions::Target;
+use tollgate_openrouter::OpenRouter;
+
+use crate::mock::MockDeployment;
+use crate::upstream::{Endpoint, Timeouts, UpstreamClient};
+
+/// Every model group, by name; shared by the HTTP edge (unknown models) and
+/// the balancer. A pick puts the chosen [`Deployment`] in the request.
+pub(crate) type Groups = tollgate_balance::Groups<Arc<Deployment>>;
+
+/// One deployment of the `model_list`, built.
+pub(crate) struct Deployment {
+    pub(crate) target: Target,
+    /// Whether a circuit breaker guards it (`cooldown_time: 0` turns it off).
+    pub(crate) breaker_enabled: bool,
+    pub(crate) provider: DeploymentProvider,
+    /// Deadlines of a non-streaming request.
+    pub(crate) timeouts: Timeouts,
+    /// Deadlines of a streaming request.
+    pub(crate) stream_timeouts: Timeouts,
+}
+
+/// An OpenRouter deployment: the normalizer over the pooled client.
+pub(crate) struct OpenRouterDeployment {
+    pub(crate) service: OpenRouter<UpstreamClient>,
+    /// The deployment's `extra_headers`.
+    pub(crate) headers: http::HeaderMap,
+}
+
+impl DeploymentProvider {
+    /// `"openai"`, `"openrouter"` or `"mock"`, for reports.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            DeploymentProvider::Http(_) => "openai",
+            DeploymentProvider::OpenRouter(_) => "openrouter",
+            DeploymentProvider::Mock(_) => "mock",
+        }
+    }
+}
+
+/// How a deployment is reached.
+pub(crate) enum DeploymentProvider {
+    /// A plain OpenAI-compatible upstream.
+    Http(Arc<Endpoint>),
+    /// OpenRouter, through its normalizer.
+    OpenRouter(Box<OpenRouterDeployment>),
+    Mock(MockDeployment),
+}
