@@ -1,7 +1,7 @@
 //! Tests of the balancer: picks, in-flight counts, tried deployments.
 
 use super::*;
-use crate::limits::{AdmitFuture, Admission};
+use crate::limits::{Admission, AdmitFuture};
 use crate::usage::TokenCounter;
 use crate::{DeploymentLimits, Quota};
 use std::time::Duration;
@@ -45,7 +45,9 @@ impl DeploymentLimits for Store {
 }
 
 fn store() -> Arc<dyn DeploymentLimits> {
-    Arc::new(Store(DeploymentRateLimits::new(Arc::new(MemoryStore::new()))))
+    Arc::new(Store(DeploymentRateLimits::new(Arc::new(
+        MemoryStore::new(),
+    ))))
 }
 
 fn balancer(strategy: Strategy, members: &[MemberConfig]) -> Arc<Balancer> {

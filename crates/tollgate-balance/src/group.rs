@@ -115,7 +115,9 @@ impl<T> Group<T> {
 
     /// The deployments, in file order.
     pub fn members(&self) -> impl ExactSizeIterator<Item = (&Target, &T)> {
-        self.members.iter().map(|(target, extension)| (target, extension))
+        self.members
+            .iter()
+            .map(|(target, extension)| (target, extension))
     }
 
     /// The deployment at `index` (as [`pick`](Self::pick) gives).

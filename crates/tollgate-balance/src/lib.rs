@@ -155,7 +155,7 @@ pub use balancer::{Balancer, INLINE, InFlight, Outcome, Pick, estimate_tokens};
 pub use config::{MemberConfig, Quota, Strategy};
 pub use group::{Group, GroupMember, Groups};
 pub use layer::BalanceLayer;
-pub use limits::{AdmitFuture, Admission, DeploymentLimits, Unlimited};
+pub use limits::{Admission, AdmitFuture, DeploymentLimits, Unlimited};
 pub use service::{Balance, ResponseFuture};
 pub use stats::FAILURE_PENALTY;
 pub use tried::Tried;

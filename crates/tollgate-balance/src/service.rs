@@ -241,7 +241,9 @@ where
     {
         let balancer = self.group.balancer();
         while !balancer.admit(pick.index, self.tokens).await {
-            pick = self.group.pick(&self.availability, &self.tried, self.tokens);
+            pick = self
+                .group
+                .pick(&self.availability, &self.tried, self.tokens);
             if let Some(failure) = limited_group(&self.group, pick.index) {
                 return Err(failure.into());
             }

@@ -1,7 +1,6 @@
 //! The choice itself: pure logic over a snapshot of the group, no clock, no
 //! atomics, no randomness of its own (the caller passes the draw).
 
-
 /// What the choice knows of one deployment at the moment of a pick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct View {

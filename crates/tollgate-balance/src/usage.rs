@@ -20,10 +20,10 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use crate::balancer::Balancer;
 use crate::config::Quota;
 use crate::limits::{Admission, DeploymentLimits};
+use tokio::time::Instant;
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
