@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::failure::Failure;
-
 /// Where a request is going: the model group the client asked for, the
 /// deployment chosen to serve it and the model name that deployment knows.
 ///
@@ -59,11 +57,6 @@ pub struct AttemptedFallbacks(pub u32);
 /// retry or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Attempt(pub u32);
-
-/// The classified outcome of a response, as a response extension, for the
-/// layers above the one that classified it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome(pub Result<(), Failure>);
 
 /// Token usage reported by the upstream (or estimated, when `estimated`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
