@@ -30,8 +30,9 @@ use tollgate_core::{ErrorClass, Failure};
 use crate::config::{Config, DeploymentConfig};
 use crate::upstream::Timeouts;
 
-/// Default deadline of one attempt (`timeout`, `request_timeout`); see
-/// [`request_deadline`] for the whole request's.
+/// Default deadline of one attempt (`timeout`, `request_timeout`); the
+/// whole request's, retries and fallbacks included, is set apart (see the
+/// module's docs).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default deadline for the first token of a stream (`stream_timeout`), for
 /// an interactive user.
