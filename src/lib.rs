@@ -12,6 +12,7 @@
 //! | `fallback` | `tollgate-fallback` | the cascade over model groups, streams committed at first content and continued after a break (feature `fallback`) |
 //! | `balance` | `tollgate-balance` | load balancing across a model group's deployments: LiteLLM's routing strategies, `order`, `weight`, `rpm`/`tpm` (feature `balance`) |
 //! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
+//! | `providers` | `tollgate-providers` | native provider APIs (Anthropic Messages, Azure OpenAI) translated to and from OpenAI's (feature `providers`) |
 //! | `cost` | `tollgate-cost` | usage and exact cost of every call, from bodies and streams (feature `cost`) |
 //! | `limits` | `tollgate-limits` | per-key rpm, tpm, parallel requests and budgets, in memory or on Redis (feature `limits`) |
 //!
@@ -51,6 +52,9 @@ pub use tollgate_limits as limits;
 #[cfg(feature = "openrouter")]
 #[doc(inline)]
 pub use tollgate_openrouter as openrouter;
+#[cfg(feature = "providers")]
+#[doc(inline)]
+pub use tollgate_providers as providers;
 #[cfg(feature = "retry")]
 #[doc(inline)]
 pub use tollgate_retry as retry;

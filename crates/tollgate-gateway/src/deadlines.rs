@@ -28,7 +28,21 @@ use http::HeaderMap;
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::config::{Config, DeploymentConfig};
-use crate::upstream::Timeouts;
+
+/// The deadlines of one upstream exchange. `None` means no deadline of that
+/// kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From sending the request to receiving the response headers.
+    pub first_byte: Option<Duration>,
+    /// The longest silence between two body frames.
+    pub stream_idle: Option<Duration>,
+    /// For a stream, from sending the request to its first `data:` event
+    /// (`stream_timeout`): keep-alive comments do not count.
+    pub first_token: Option<Duration>,
+    /// From sending the request to the end of the response body.
+    pub total: Option<Duration>,
+}
 
 /// Default deadline of one attempt (`timeout`, `request_timeout`); the
 /// whole request's, retries and fallbacks included, is set apart (see the

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use tollgate_core::extensions::Target;
 use tollgate_openrouter::OpenRouter;
 
+use crate::deadlines::Timeouts;
+use crate::learned::StreamTimings;
 use crate::mock::MockDeployment;
-use crate::upstream::{Endpoint, Timeouts, UpstreamClient};
+use crate::upstream::{Endpoint, UpstreamClient};
 
 /// Every model group, by name; shared by the HTTP edge (unknown models) and
 /// the balancer. A pick puts the chosen [`Deployment`] in the request.
@@ -21,8 +23,13 @@ pub(crate) struct Deployment {
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,
-    /// Deadlines of a streaming request.
+    /// Deadlines of a streaming request, before any is learned.
     pub(crate) stream_timeouts: Timeouts,
+    /// How its streams have gone: their learned deadlines.
+    pub(crate) timings: Arc<StreamTimings>,
+    /// Whether its streams get the learned deadlines
+    /// (`tollgate.learn_stream_deadlines`) or only the cold ones.
+    pub(crate) learn_stream_deadlines: bool,
 }
 
 /// An OpenRouter deployment: the normalizer over the pooled client.

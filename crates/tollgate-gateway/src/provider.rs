@@ -19,6 +19,7 @@ use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, Tim
 use tower_service::Service;
 
 use crate::deployment::{Deployment, DeploymentProvider};
+use crate::learned::Phase;
 use crate::mock::MockBody;
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -121,10 +122,18 @@ async fn call_provider(
     chat: &ChatRequest,
     deadline: Option<Instant>,
 ) -> Result<Response<ProviderBody>, Failure> {
-    let mut timeouts = if chat.stream() {
-        deployment.stream_timeouts
+    // A stream's deadlines are learned from the deployment's past streams
+    // (`learned`), which it then adds to.
+    let (mut timeouts, timings) = if chat.stream() {
+        let cold = deployment.stream_timeouts;
+        let timeouts = if deployment.learn_stream_deadlines {
+            deployment.timings.stream_timeouts(cold, chat.bytes().len())
+        } else {
+            cold
+        };
+        (timeouts, Some(&deployment.timings))
     } else {
-        deployment.timeouts
+        (deployment.timeouts, None)
     };
     // An attempt gets the time the request has left, never more: the
     // request's deadline is what the client was promised.
@@ -137,6 +146,9 @@ async fn call_provider(
             let mut request = upstream_request(deployment, chat)?;
             request.extensions_mut().insert(Arc::clone(endpoint));
             request.extensions_mut().insert(timeouts);
+            if let Some(timings) = timings {
+                request.extensions_mut().insert(Arc::clone(timings));
+            }
             let response = client
                 .call(request)
                 .await
@@ -149,6 +161,9 @@ async fn call_provider(
                 request.headers_mut().insert(name, value.clone());
             }
             request.extensions_mut().insert(timeouts);
+            if let Some(timings) = timings {
+                request.extensions_mut().insert(Arc::clone(timings));
+            }
             // The normalizer turns every OpenRouter failure, errors inside
             // 200 answers included, into a classified error.
             let response = openrouter
@@ -165,9 +180,15 @@ async fn call_provider(
                 (Some(first), Some(total)) => first.min(total),
                 (first, total) => first.or(total).unwrap_or(crate::deadlines::DEFAULT_TIMEOUT),
             };
-            let response = tokio::time::timeout(first_byte, mock.respond(chat))
-                .await
-                .map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;
+            let response = tokio::time::timeout(first_byte, mock.respond(chat)).await;
+            // A stream's head that came answering, or did not come in time.
+            let teaches = response.as_ref().map_or(true, |r| r.status().is_success());
+            if let Some(timings) = timings
+                && teaches
+            {
+                timings.record(Phase::Head, start.elapsed());
+            }
+            let response = response.map_err(|_| Failure::timeout(TimeoutKind::FirstByte))?;
             let total_deadline = timeouts.total.map(|total| start + total);
             let first_data = chat
                 .stream()
@@ -176,7 +197,8 @@ async fn call_provider(
             reject_errors(response.map(|body| {
                 ProviderBody::Mock {
                     body: TimedBody::new(body, timeouts.stream_idle, total_deadline)
-                        .with_first_data_deadline(first_data),
+                        .with_first_data_deadline(first_data)
+                        .with_timings(timings.cloned(), start),
                 }
             }))
             .await

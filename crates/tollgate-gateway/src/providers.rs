@@ -1,6 +1,7 @@
 //! `GET /health/providers`: how each deployment has been doing — its
-//! breaker, its last success and last error, and its recent latency and
-//! error rate.
+//! breaker, its last success and last error, its recent latency and
+//! error rate, and its learned stream deadlines
+//! ([`learned`](crate::learned)).
 //!
 //! Every upstream attempt is counted here once it ends (from its cost
 //! record), in a few time buckets per deployment; a snapshot reads them.
@@ -16,6 +17,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tollgate_breaker::Breakers;
 use tollgate_core::ErrorClass;
+
+use crate::learned::LearnedDeadlines;
 
 /// How far back "recent" goes.
 pub(crate) const WINDOW: Duration = Duration::from_secs(300);
@@ -91,7 +94,7 @@ impl ProviderHealth {
     }
 
     /// The report `GET /health/providers` answers with.
-    pub(crate) fn report(&self, breakers: &Breakers) -> Value {
+    pub(crate) fn report(&self, breakers: &Breakers, learned: &LearnedDeadlines) -> Value {
         let tick = self.tick(Instant::now());
         let providers: Vec<Value> = self
             .order
@@ -118,6 +121,7 @@ impl ProviderHealth {
                         "error_rate": recent.error_rate(),
                         "avg_latency_ms": recent.avg_latency_ms(),
                     },
+                    "learned_stream_deadlines": learned.report(id),
                 })
             })
             .collect();
@@ -241,7 +245,7 @@ mod tests {
         health.observe("a", AttemptOutcome::Cancelled, Duration::from_secs(9));
         health.observe("unknown", AttemptOutcome::Success, Duration::ZERO);
 
-        let report = health.report(&breakers);
+        let report = health.report(&breakers, &LearnedDeadlines::default());
         let a = &report["providers"][0];
         assert_eq!(a["deployment"], "a");
         assert_eq!(a["recent"]["attempts"], 2);
@@ -258,7 +262,7 @@ mod tests {
         // Past the window, the old attempts are gone; the last error stays.
         tokio::time::advance(WINDOW + BUCKET_TIME).await;
         health.observe("a", AttemptOutcome::Success, Duration::from_millis(50));
-        let report = health.report(&breakers);
+        let report = health.report(&breakers, &LearnedDeadlines::default());
         let a = &report["providers"][0];
         assert_eq!(a["recent"]["attempts"], 1);
         assert_eq!(a["recent"]["failures"], 0);
@@ -271,7 +275,7 @@ mod tests {
         let breakers = Breakers::new(BreakerConfig::default()).unwrap();
         breakers.register("a");
         assert!(breakers.force_open("a", Duration::from_secs(60)));
-        let report = health.report(&breakers);
+        let report = health.report(&breakers, &LearnedDeadlines::default());
         assert_eq!(report["providers"][0]["breaker"], "open");
         assert_eq!(report["providers"][1]["breaker"], "disabled");
     }

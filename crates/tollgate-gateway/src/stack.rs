@@ -3,6 +3,7 @@
 //! ```text
 //! RateLimit              the key's rpm, tpm, parallel requests and budget; settled when the response ends
 //! ReportUsage            tells the limits what the attempts below really used
+//! Hedge                  a slow stream of a hedged group asks its fallback in parallel
 //! Fallback               model groups in turn; streams committed at first content, continued after a break
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
 //!     Balance            balances the deployments of the group, open breakers left out
@@ -29,6 +30,7 @@ use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
 use crate::deployment::{Deployment, Groups};
+use crate::hedge::{Hedge, HedgePlans};
 use crate::limits::{ReportBody, ReportUsage};
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
@@ -40,7 +42,7 @@ type GroupStack = Retry<Balance<Breaker, BreakerAvailability, Arc<Deployment>>>;
 type Breaker = CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>;
 
 /// The stack's service.
-pub(crate) type Stack = RateLimit<ReportUsage<Fallback<GroupStack, GroupHealth>>>;
+pub(crate) type Stack = RateLimit<ReportUsage<Hedge<Fallback<GroupStack, GroupHealth>>>>;
 
 /// The body of the stack's responses.
 pub(crate) type StackBody = tollgate_limits::ResponseBody<
@@ -52,6 +54,8 @@ pub(crate) type StackBody = tollgate_limits::ResponseBody<
     >,
 >;
 
+// One argument per configured layer: bundling them would only rename the list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build(
     client: UpstreamClient,
     fallback: FallbackLayer,
@@ -60,6 +64,7 @@ pub(crate) fn build(
     groups: Groups,
     cost: CostLayer,
     limits: RateLimitLayer,
+    hedges: (HedgePlans, crate::metrics::Metrics),
 ) -> Stack {
     let health = GroupHealth {
         groups: groups.clone(),
@@ -73,10 +78,12 @@ pub(crate) fn build(
         OpenAiClassifier::new(),
         breakers.clone(),
     );
-    let balance = BalanceLayer::new(BreakerAvailability(breakers), groups);
+    let balance = BalanceLayer::new(BreakerAvailability(breakers), groups.clone());
     let group = retry.layer(balance.layer(breaker));
     let cascade = fallback.with_health(health).layer(group);
-    limits.layer(ReportUsage::new(cascade))
+    let (plans, metrics) = hedges;
+    let hedge = Hedge::new(cascade, plans, groups, metrics);
+    limits.layer(ReportUsage::new(hedge))
 }
 
 /// Tells the cascade which model groups can take a request: those with a

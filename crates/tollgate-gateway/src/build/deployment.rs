@@ -14,6 +14,7 @@ use tower::Layer;
 use super::BuildError;
 use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
 use crate::deployment::{Deployment, DeploymentProvider, OpenRouterDeployment};
+use crate::learned::LearnedDeadlines;
 use crate::mock::MockDeployment;
 use crate::resilience;
 use crate::upstream::{Endpoint, UpstreamClient};
@@ -80,6 +81,7 @@ pub(super) fn build(
     index: usize,
     deployment: &DeploymentConfig,
     breakers: &Breakers,
+    learned: &LearnedDeadlines,
     client: &UpstreamClient,
 ) -> Result<Deployment, BuildError> {
     let breaker =
@@ -155,5 +157,7 @@ pub(super) fn build(
         provider,
         timeouts,
         stream_timeouts,
+        timings: learned.get(&deployment.id).cloned().unwrap_or_default(),
+        learn_stream_deadlines: config.tollgate.learn_stream_deadlines != Some(false),
     })
 }

@@ -24,6 +24,7 @@ use crate::deployment::{Deployment, Groups};
 use crate::grace::GracePeriod;
 use crate::http::App;
 use crate::keys::{KeyBackend, Keys, RedisBackend};
+use crate::learned::LearnedDeadlines;
 use crate::ledger::{Ledger, LedgerConfig};
 use crate::metrics::Metrics;
 use crate::providers::ProviderHealth;
@@ -71,10 +72,18 @@ pub(crate) fn build(config: &Config, client: UpstreamClient) -> Result<App, Buil
         path: String::from("router_settings"),
         message: e.to_string(),
     })?;
+    let learned = LearnedDeadlines::new(
+        config.model_list.iter().map(|d| {
+            let cold = crate::deadlines::attempt_timeouts(config, d).1;
+            (Arc::from(d.id.as_str()), cold)
+        }),
+        None,
+    )
+    .applied(config.tollgate.learn_stream_deadlines != Some(false));
     let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> = HashMap::new();
     let mut order: Vec<Arc<str>> = Vec::new();
     for (index, deployment) in config.model_list.iter().enumerate() {
-        let built = deployment::build(config, index, deployment, &breakers, &client)?;
+        let built = deployment::build(config, index, deployment, &breakers, &learned, &client)?;
         let name = built.target.model_group.clone();
         groups
             .entry(name.clone())
@@ -108,6 +117,8 @@ pub(crate) fn build(config: &Config, client: UpstreamClient) -> Result<App, Buil
         .collect();
     let ledger = open_ledger(config)?;
     let metrics = Metrics::new();
+    let gauges = learned.clone();
+    metrics.watch_gauges(Box::new(move |text| gauges.render_metrics(text)));
     let body_reader =
         BodyReader::from_config(&config.tollgate, max_body, &metrics).map_err(|message| {
             BuildError {
@@ -181,6 +192,10 @@ pub(crate) fn build(config: &Config, client: UpstreamClient) -> Result<App, Buil
         }),
     );
     let keys = open_keys(config, shared.as_ref())?;
+    let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
+        path: String::from("tollgate.hedge_streams"),
+        message,
+    })?;
     // Background work needs a runtime; a gateway built outside one (a
     // config check) has no traffic to watch.
     if let Some(runtime) = &runtime {
@@ -202,6 +217,7 @@ pub(crate) fn build(config: &Config, client: UpstreamClient) -> Result<App, Buil
             groups.clone(),
             cost,
             limits,
+            (hedges, metrics.clone()),
         ),
         groups,
         models_body,
@@ -211,6 +227,7 @@ pub(crate) fn build(config: &Config, client: UpstreamClient) -> Result<App, Buil
         body_reader,
         request_deadline: crate::deadlines::request_deadline(config),
         breakers,
+        learned,
         providers,
         metrics,
         limit_store,

@@ -153,6 +153,8 @@ impl Section {
                 "ledger_path",
                 "ledger_flush_interval",
                 "redis_timeout",
+                "learn_stream_deadlines",
+                "hedge_streams",
                 "mock",
                 "keys",
             ],

@@ -568,6 +568,15 @@ pub struct TollgateSettings {
     /// deployment's limits, a budget) may take before the replica answers
     /// from its local state; default 0.05 s.
     pub redis_timeout: Option<Duration>,
+    /// `learn_stream_deadlines`: shorten each deployment's stream deadlines
+    /// to what its own streams have shown (default true; see the README's
+    /// "Timeouts").
+    pub learn_stream_deadlines: Option<bool>,
+    /// `hedge_streams`: model groups whose streams are hedged — a stream
+    /// with no first token by its deployment's learned p95 asks the
+    /// group's first fallback in parallel and keeps whichever streams
+    /// first (default: none).
+    pub hedge_streams: Vec<String>,
     /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
     pub mock: BTreeMap<String, MockSettings>,
     /// `keys`: virtual keys defined in the config file, in file order.

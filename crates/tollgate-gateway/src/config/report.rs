@@ -346,6 +346,14 @@ fn settings(config: &Config) -> Vec<(String, String)> {
         "tollgate.redis_timeout",
         tollgate.redis_timeout.map(seconds),
     );
+    add(
+        "tollgate.learn_stream_deadlines",
+        tollgate.learn_stream_deadlines.map(|b| b.to_string()),
+    );
+    add(
+        "tollgate.hedge_streams",
+        (!tollgate.hedge_streams.is_empty()).then(|| tollgate.hedge_streams.join(", ")),
+    );
     rows
 }
 

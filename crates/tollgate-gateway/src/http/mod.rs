@@ -21,6 +21,7 @@ use crate::access_log::AccessLog;
 use crate::deployment::Groups;
 use crate::grace::GracePeriod;
 use crate::keys::{Keys, Principal};
+use crate::learned::LearnedDeadlines;
 use crate::ledger::Ledger;
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
@@ -48,6 +49,8 @@ pub(crate) struct App {
     pub(crate) request_deadline: Duration,
     pub(crate) stack: Stack,
     pub(crate) breakers: Breakers,
+    /// Each deployment's learned stream deadlines.
+    pub(crate) learned: LearnedDeadlines,
     /// What `/health/providers` reports.
     pub(crate) providers: ProviderHealth,
     /// What `GET /metrics` shows.
@@ -131,7 +134,11 @@ where
             }
             Route::Providers => admin::json_response(
                 StatusCode::OK,
-                Bytes::from(app.providers.report(&app.breakers).to_string()),
+                Bytes::from(
+                    app.providers
+                        .report(&app.breakers, &app.learned)
+                        .to_string(),
+                ),
             ),
             Route::MethodNotAllowed => {
                 let failure = Failure::new(

@@ -44,6 +44,10 @@ pub(super) fn describe(recorder: &PrometheusRecorder) {
         ),
         (LEDGER_RECORDS, "Spend records written to the ledger."),
         (
+            HEDGES,
+            "Hedged streams by model group: started (a fallback asked in parallel) and won (its stream was kept).",
+        ),
+        (
             LEDGER_DROPPED,
             "Spend records the ledger dropped (its queue was full or a write failed).",
         ),

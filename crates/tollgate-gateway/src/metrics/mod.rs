@@ -23,7 +23,7 @@ mod series;
 mod tests;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ::metrics::{Counter, Label, Level, Metadata, Recorder};
@@ -37,6 +37,10 @@ use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Writes gauges in the Prometheus text format (see
+/// [`Metrics::watch_gauges`]).
+pub(crate) type ExtraGauges = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// A circuit breaker's state, as the `tollgate_circuit_breaker_state` gauge
 /// and the `to` label of transitions.
@@ -175,6 +179,9 @@ struct Inner {
     /// By [`ShedReason`] (in `ShedReason::ALL` order).
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
+    /// Gauges kept elsewhere (the deployments' learned stream deadlines),
+    /// appended to the exposition by their owner.
+    extra_gauges: OnceLock<ExtraGauges>,
 }
 
 impl fmt::Debug for Metrics {
@@ -248,6 +255,7 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
+                extra_gauges: OnceLock::new(),
             }),
         }
     }
@@ -278,7 +286,31 @@ impl Metrics {
             for deployment in deployments {
                 self.with_deployment(deployment, |_| ());
             }
+            for outcome in HEDGE_OUTCOMES {
+                let _ = self.hedge_counter(group, outcome);
+            }
         }
+    }
+
+    /// Appends what `render` writes to every exposition: gauges whose
+    /// values live with their owner (the learned stream deadlines). Set
+    /// once, by the gateway.
+    pub(crate) fn watch_gauges(&self, render: ExtraGauges) {
+        let _ = self.inner.extra_gauges.set(render);
+    }
+
+    /// Counts a hedged stream of `group`: `started` or `won` (the hedge
+    /// answered first).
+    pub(crate) fn hedge(&self, group: &str, outcome: &'static str) {
+        self.hedge_counter(group, outcome).increment(1);
+    }
+
+    fn hedge_counter(&self, group: &str, outcome: &'static str) -> Counter {
+        let labels = vec![
+            Label::new("model_group", group.to_owned()),
+            Label::from_static_parts("outcome", outcome),
+        ];
+        counter(&self.inner.recorder, HEDGES, labels)
     }
 
     /// The Prometheus text exposition of every series (runs upkeep first).
@@ -286,6 +318,9 @@ impl Metrics {
         self.run_upkeep();
         let mut text = self.inner.handle.render();
         self.render_costs(&mut text);
+        if let Some(render) = self.inner.extra_gauges.get() {
+            render(&mut text);
+        }
         text
     }
 
@@ -547,7 +582,7 @@ fn rate_limit(recorder: &PrometheusRecorder, limit: &'static str) -> Counter {
 }
 
 /// Escapes a label value for the text exposition format.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }

@@ -48,6 +48,14 @@ pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [STALLED_BODY, STALLED_CHUNK
 pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
 /// Client connections open.
 pub(crate) const CONNECTIONS_OPEN: &str = "tollgate_connections_open";
+/// A deployment's stream deadline in effect, by phase (rendered by hand).
+pub(crate) const LEARNED_DEADLINE: &str = "tollgate_stream_deadline_seconds";
+/// A deployment's learned p99 of a stream phase (rendered by hand).
+pub(crate) const LEARNED_P99: &str = "tollgate_stream_phase_p99_seconds";
+/// Hedged streams by model group and outcome (`started`, `won`).
+pub(crate) const HEDGES: &str = "tollgate_hedges_total";
+/// The `outcome`s of [`HEDGES`].
+pub(crate) const HEDGE_OUTCOMES: [&str; 2] = ["started", "won"];
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -74,6 +82,9 @@ pub(crate) const FAMILIES: &[&str] = &[
     CLIENT_TIMEOUTS,
     CONNECTIONS_SHED,
     CONNECTIONS_OPEN,
+    LEARNED_DEADLINE,
+    LEARNED_P99,
+    HEDGES,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response

@@ -415,6 +415,22 @@ fn two_metrics_are_independent() {
 fn every_family_is_present_after_topology() {
     let metrics = Metrics::new();
     metrics.register_topology(&topology());
+    // The learned p99 shows once a phase has been learned.
+    let learned = crate::learned::LearnedDeadlines::new(
+        [(
+            Arc::from("demo-primary"),
+            crate::upstream::Timeouts {
+                first_byte: Some(Duration::from_secs(10)),
+                ..Default::default()
+            },
+        )],
+        None,
+    );
+    for _ in 0..crate::learned::MIN_SAMPLES {
+        let timings = learned.get("demo-primary").unwrap();
+        timings.record(crate::learned::Phase::Head, Duration::from_millis(40));
+    }
+    metrics.watch_gauges(Box::new(move |text| learned.render_metrics(text)));
     let text = metrics.render();
 
     let typed: BTreeSet<&str> = text
@@ -500,6 +516,7 @@ fn label_values_come_only_from_what_was_passed() {
     allowed.extend(TOKEN_KINDS);
     allowed.extend(LIMITS);
     allowed.extend(CLIENT_TIMEOUT_PHASES);
+    allowed.extend(HEDGE_OUTCOMES);
     allowed.extend(crate::metrics::ShedReason::ALL.map(|reason| reason.as_str()));
 
     let text = metrics.render();

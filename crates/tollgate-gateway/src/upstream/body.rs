@@ -1,6 +1,7 @@
 //! A response body with a stream-idle and a total deadline.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tollgate_core::{BoxError, Failure, TimeoutKind};
 
+use crate::learned::{Phase, StreamTimings};
+
 pin_project! {
     /// Wraps an upstream body: a gap longer than `stream_idle` between two
     /// frames fails it with a [`TimeoutKind::StreamIdle`] timeout, passing the
@@ -18,6 +21,10 @@ pin_project! {
     /// [`TimeoutKind::FirstByte`] one (keep-alive comments such as
     /// OpenRouter's `: OPENROUTER PROCESSING` do not count as the first
     /// token). Transport errors come out classified, as [`Failure`]s.
+    ///
+    /// A stream given its deployment's timings records in them the time
+    /// to its first token and the gaps after it — the phases that timed
+    /// out too, at the time they waited.
     pub struct TimedBody<B> {
         #[pin]
         inner: B,
@@ -27,6 +34,11 @@ pin_project! {
         total_deadline: Option<Instant>,
         first_data_deadline: Option<Instant>,
         done: bool,
+        timings: Option<Arc<StreamTimings>>,
+        // When the attempt started (for the first token), then when the
+        // last frame came after it (for the gaps): `None` until the first token.
+        start: Instant,
+        last_frame: Option<Instant>,
     }
 }
 
@@ -41,7 +53,22 @@ impl<B> TimedBody<B> {
             total_deadline,
             first_data_deadline: None,
             done: false,
+            timings: None,
+            start: Instant::now(),
+            last_frame: None,
         }
+    }
+
+    /// Records the stream's first token (from `start`) and the gaps
+    /// after it in `timings`.
+    pub(crate) fn with_timings(
+        mut self,
+        timings: Option<Arc<StreamTimings>>,
+        start: Instant,
+    ) -> Self {
+        self.timings = timings;
+        self.start = start;
+        self
     }
 
     /// Fails the stream unless a `data:` line arrives by `deadline` (the
@@ -103,6 +130,20 @@ where
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(timings) = this.timings.as_deref() {
+                    let now = Instant::now();
+                    match *this.last_frame {
+                        Some(last) => {
+                            timings.record(Phase::Gap, now - last);
+                            *this.last_frame = Some(now);
+                        }
+                        None if frame.data_ref().is_some_and(|data| has_data_line(data)) => {
+                            timings.record(Phase::FirstToken, now - *this.start);
+                            *this.last_frame = Some(now);
+                        }
+                        None => {}
+                    }
+                }
                 if this.first_data_deadline.is_some()
                     && frame.data_ref().is_some_and(|data| has_data_line(data))
                 {
@@ -135,6 +176,18 @@ where
                         (_, Some(first)) if now >= first => TimeoutKind::FirstByte,
                         _ => TimeoutKind::StreamIdle,
                     };
+                    // A phase that timed out waited at least this long.
+                    if let Some(timings) = this.timings.as_deref() {
+                        match (kind, *this.last_frame) {
+                            (TimeoutKind::FirstByte, None) => {
+                                timings.record(Phase::FirstToken, now - *this.start);
+                            }
+                            (TimeoutKind::StreamIdle, Some(last)) => {
+                                timings.record(Phase::Gap, now - last);
+                            }
+                            _ => {}
+                        }
+                    }
                     return Poll::Ready(Some(Err(Box::new(Failure::timeout(kind)))));
                 }
                 Poll::Pending
@@ -265,6 +318,45 @@ mod tests {
         assert_eq!(failure.timeout_kind(), Some(TimeoutKind::StreamIdle));
         assert_eq!(start.elapsed(), Duration::from_secs(30));
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_stream_records_its_first_token_and_gaps_and_its_timeouts() {
+        let timings = Arc::new(StreamTimings::default());
+        let (tx, rx) = mpsc::channel(4);
+        let start = Instant::now();
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(5)), None)
+            .with_first_data_deadline(Some(start + Duration::from_secs(10)))
+            .with_timings(Some(timings.clone()), start);
+        tokio::pin!(body);
+        for (wait, chunk) in [(1, ": ping\n\n"), (2, "data: {}\n\n"), (3, "data: {}\n\n")] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(chunk.as_bytes()))))
+                .await
+                .unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        // The first token at 3 s (the comment does not count), a 3 s gap,
+        // then a 5 s silence that times out and is recorded as waited.
+        assert!(body.frame().await.unwrap().is_err());
+        let samples = |phase| timings.sketch(phase).samples();
+        assert_eq!(samples(Phase::FirstToken), 1);
+        assert_eq!(samples(Phase::Gap), 2);
+        for _ in 1..crate::learned::MIN_SAMPLES {
+            timings.record(Phase::Gap, Duration::from_secs(5));
+        }
+        let p99 = timings.sketch(Phase::Gap).quantile(0.99).unwrap();
+        assert!(p99 >= Duration::from_secs(5), "{p99:?}");
+
+        // A first token that never comes is recorded at its deadline.
+        let (_tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let start = Instant::now();
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(30)), None)
+            .with_first_data_deadline(Some(start + Duration::from_secs(2)))
+            .with_timings(Some(timings.clone()), start);
+        tokio::pin!(body);
+        assert!(body.frame().await.unwrap().is_err());
+        assert_eq!(samples(Phase::FirstToken), 2);
     }
 
     #[tokio::test]

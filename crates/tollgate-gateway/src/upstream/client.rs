@@ -18,6 +18,7 @@ use super::body::TimedBody;
 use super::connector::Connector;
 use super::endpoint::{Endpoint, Timeouts};
 use super::future::ResponseFuture;
+use crate::learned::StreamTimings;
 
 /// Connection settings shared by every deployment.
 #[derive(Debug, Clone, Copy)]
@@ -138,7 +139,8 @@ impl Service<Request<RequestBody>> for UpstreamClient {
                 ));
             }
         }
+        let timings = request.extensions().get::<Arc<StreamTimings>>().cloned();
         let start = Instant::now();
-        ResponseFuture::new(self.client.request(request), timeouts, start)
+        ResponseFuture::new(self.client.request(request), timeouts, start, timings)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use super::body::TimedBody;
 use super::endpoint::Timeouts;
+use crate::learned::{Phase, StreamTimings};
 
 pin_project! {
     /// The response future of [`UpstreamClient`](super::UpstreamClient): the
@@ -36,13 +38,20 @@ pin_project! {
             timeouts: Timeouts,
             start: Instant,
             total_deadline: Option<Instant>,
+            // A stream's deployment timings, to record its phases in.
+            timings: Option<Arc<StreamTimings>>,
         },
         Failed { failure: Option<Failure> },
     }
 }
 
 impl ResponseFuture {
-    pub(crate) fn new(inner: legacy::ResponseFuture, timeouts: Timeouts, start: Instant) -> Self {
+    pub(crate) fn new(
+        inner: legacy::ResponseFuture,
+        timeouts: Timeouts,
+        start: Instant,
+        timings: Option<Arc<StreamTimings>>,
+    ) -> Self {
         let total_deadline = timeouts.total.map(|total| start + total);
         let first_byte = match (timeouts.first_byte.map(|t| start + t), total_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -55,6 +64,7 @@ impl ResponseFuture {
                 timeouts,
                 start,
                 total_deadline,
+                timings,
             },
         }
     }
@@ -84,10 +94,18 @@ impl Future for ResponseFuture {
                 timeouts,
                 start,
                 total_deadline,
+                timings,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(match result {
                         Ok(response) => {
+                            // Only a stream that is answering teaches how
+                            // fast its heads come; an error's may be quicker.
+                            if response.status().is_success()
+                                && let Some(timings) = timings.as_deref()
+                            {
+                                timings.record(Phase::Head, start.elapsed());
+                            }
                             // Keep-alive comments are no answer: a stream
                             // must send its first `data:` by `first_token`.
                             let first_data = is_event_stream(response.headers())
@@ -96,6 +114,7 @@ impl Future for ResponseFuture {
                             Ok(response.map(|body| {
                                 TimedBody::new(body, timeouts.stream_idle, *total_deadline)
                                     .with_first_data_deadline(first_data)
+                                    .with_timings(timings.take(), *start)
                             }))
                         }
                         Err(error) => Err(Box::new(classify_client_error(&error, start.elapsed()))),
@@ -108,6 +127,11 @@ impl Future for ResponseFuture {
                         Some(total) if Instant::now() >= total => TimeoutKind::Total,
                         _ => TimeoutKind::FirstByte,
                     };
+                    if kind == TimeoutKind::FirstByte
+                        && let Some(timings) = timings.as_deref()
+                    {
+                        timings.record(Phase::Head, start.elapsed());
+                    }
                     return Poll::Ready(Err(Box::new(Failure::timeout(kind))));
                 }
                 Poll::Pending

@@ -10,7 +10,7 @@ mod tollgate;
 
 use super::decimal::Decimal;
 use super::env::{Env, Text};
-use super::error::{ConfigError, Warning, key_path};
+use super::error::{ConfigError, Warning, index_path, key_path};
 use super::keys::{self, Section};
 use super::model::{Config, KeySource, Secret};
 use super::yaml::Node;
@@ -290,6 +290,15 @@ impl Cx<'_> {
             .ok_or_else(|| ConfigError::invalid(path, "expected a model group name"))?;
         self.check_group(&name, path, wildcard)?;
         Ok(name)
+    }
+
+    /// A list of model group names that must exist.
+    fn groups(&self, node: &Node, path: &str, wildcard: bool) -> Result<Vec<String>, ConfigError> {
+        self.items(node, path)?
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.group(item, &index_path(path, i), wildcard))
+            .collect()
     }
 
     fn check_group(&self, name: &str, path: &str, wildcard: bool) -> Result<(), ConfigError> {

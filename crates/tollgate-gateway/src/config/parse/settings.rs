@@ -185,9 +185,5 @@ fn fallbacks(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Fallbacks, Conf
 }
 
 fn default_fallbacks(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<String>, ConfigError> {
-    cx.items(node, path)?
-        .iter()
-        .enumerate()
-        .map(|(i, item)| cx.group(item, &index_path(path, i), false))
-        .collect()
+    cx.groups(node, path, false)
 }

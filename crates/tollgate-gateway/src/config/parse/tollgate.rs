@@ -66,6 +66,8 @@ pub(super) fn tollgate(
                 out.ledger_flush_interval = cx.duration(value, &path, false)?;
             }
             "redis_timeout" => out.redis_timeout = cx.duration(value, &path, true)?,
+            "learn_stream_deadlines" => out.learn_stream_deadlines = cx.bool(value, &path)?,
+            "hedge_streams" => out.hedge_streams = cx.groups(value, &path, false)?,
             "mock" => {
                 for (id, settings) in cx.entries(value, &path)? {
                     let mock_path = key_path(&path, id);
@@ -169,14 +171,7 @@ fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Configured
                     alias = Some(text);
                 }
             }
-            "models" => {
-                out.models = cx
-                    .items(value, &key_path)?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| cx.group(item, &index_path(&key_path, i), true))
-                    .collect::<Result<_, _>>()?;
-            }
+            "models" => out.models = cx.groups(value, &key_path, true)?,
             "rpm_limit" => out.rpm_limit = cx.u32(value, &key_path)?,
             "tpm_limit" => out.tpm_limit = cx.u64(value, &key_path)?,
             "max_parallel_requests" => out.max_parallel_requests = cx.u32(value, &key_path)?,

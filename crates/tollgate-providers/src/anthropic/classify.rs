@@ -1,0 +1,156 @@
+//! Anthropic's errors in Tollgate's classes.
+//!
+//! From Anthropic's API reference, "Errors"
+//! (<https://docs.anthropic.com/en/api/errors>): the body is
+//! `{"type":"error","error":{"type","message"},"request_id"}`, with types
+//! `invalid_request_error` (400), `authentication_error` (401),
+//! `billing_error` (402), `permission_error` (403), `not_found_error` (404),
+//! `request_too_large` (413), `rate_limit_error` (429), `api_error` (500),
+//! `timeout_error` (504) and `overloaded_error` (529); the same object can
+//! arrive as an `error` event inside a stream ("Streaming Messages").
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use tollgate_core::classify::retry_after_from_headers;
+use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
+
+#[derive(Deserialize, Default)]
+struct Envelope {
+    #[serde(default)]
+    error: ErrorObject,
+}
+
+/// The `error` object of a body or an `error` event.
+#[derive(Deserialize, Default)]
+pub(crate) struct ErrorObject {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Classifies an error answer: its status, its `retry-after` and its body.
+pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
+    let failure = classify_object(status, &envelope.error);
+    match retry_after_from_headers(headers, SystemTime::now()) {
+        Some(wait)
+            if matches!(
+                failure.class(),
+                ErrorClass::RateLimited | ErrorClass::UpstreamUnavailable
+            ) =>
+        {
+            failure.with_retry_after(wait)
+        }
+        _ => failure,
+    }
+}
+
+/// Classifies an `error` event's data.
+pub(crate) fn classify_event(data: &[u8]) -> Failure {
+    let envelope: Envelope = serde_json::from_slice(data).unwrap_or_default();
+    let status = match envelope.error.kind.as_str() {
+        "overloaded_error" => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        "rate_limit_error" => StatusCode::TOO_MANY_REQUESTS,
+        "invalid_request_error" => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    classify_object(status, &envelope.error)
+}
+
+fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
+    let kind = match error.kind.as_str() {
+        "" => match status.as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            402 => "billing_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            504 => "timeout_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        },
+        kind => kind,
+    };
+    let failure = match kind {
+        "invalid_request_error" => invalid_request(&error.message),
+        "authentication_error" | "permission_error" => Failure::new(
+            ErrorClass::Auth,
+            "the provider rejected the gateway's credentials",
+        )
+        .with_scope(Scope::Key)
+        .with_status(StatusCode::BAD_GATEWAY)
+        .with_code("upstream_auth_failed"),
+        "billing_error" => Failure::new(
+            ErrorClass::InsufficientCredits,
+            "the provider account has no credit left",
+        )
+        .with_scope(Scope::Account),
+        "not_found_error" => Failure::new(
+            ErrorClass::ModelNotFound,
+            message_or(&error.message, "the model was not found"),
+        )
+        .with_scope(Scope::Model),
+        "request_too_large" => Failure::new(
+            ErrorClass::BadRequest,
+            "the request is larger than the provider accepts",
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_scope(Scope::Request),
+        "rate_limit_error" => Failure::new(
+            ErrorClass::RateLimited,
+            "the provider's rate limit was reached",
+        )
+        .with_scope(Scope::Provider),
+        "overloaded_error" => Failure::new(
+            ErrorClass::UpstreamUnavailable,
+            "the provider is overloaded",
+        )
+        .with_subkind("overloaded")
+        .with_scope(Scope::Provider),
+        "timeout_error" => Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
+            .with_subkind("upstream_timeout")
+            .with_scope(Scope::Provider),
+        _ => Failure::new(
+            ErrorClass::UpstreamUnavailable,
+            "the upstream provider failed",
+        )
+        .with_subkind("server_error")
+        .with_scope(Scope::Provider),
+    };
+    failure.with_upstream_status(status)
+}
+
+/// A 400: the context window, a content-policy refusal, or a bad request —
+/// told apart by the message, as Anthropic gives no code.
+fn invalid_request(message: &str) -> Failure {
+    let lower = message.to_ascii_lowercase();
+    let text = message_or(message, "the provider rejected the request");
+    if lower.contains("prompt is too long")
+        || lower.contains("exceed context limit")
+        || lower.contains("context window")
+        || lower.contains("too many total text bytes")
+    {
+        Failure::new(ErrorClass::ContextWindowExceeded, text)
+            .with_param("messages")
+            .with_scope(Scope::Model)
+    } else if lower.contains("content filtering") || lower.contains("usage policy") {
+        Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model)
+    } else {
+        Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
+    }
+}
+
+/// The provider's message, made safe for a client, or `default`.
+fn message_or(message: &str, default: &'static str) -> String {
+    let clean = sanitize_message(message);
+    if clean.trim().is_empty() {
+        default.to_owned()
+    } else {
+        clean
+    }
+}

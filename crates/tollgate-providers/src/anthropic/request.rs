@@ -1,0 +1,401 @@
+//! An OpenAI chat request as an Anthropic Messages request.
+//!
+//! From Anthropic's API reference, "Messages"
+//! (<https://docs.anthropic.com/en/api/messages>): `system` is a top-level
+//! field (a string or text blocks), `messages` alternate `user` and
+//! `assistant` with string or block content (`text`, `image`, `tool_use`,
+//! `tool_result`), `max_tokens` is required, `stop_sequences`, `tools`
+//! (`name`, `description`, `input_schema`) and `tool_choice` (`auto`,
+//! `any`, `tool`, `none`; `disable_parallel_tool_use`). A last `assistant`
+//! message is a prefill: the answer continues it.
+
+use serde_json::{Map, Value, json};
+use tollgate_core::{ErrorClass, Failure};
+
+/// What the layer keeps of the OpenAI request.
+#[derive(Debug)]
+pub(crate) struct RequestFacts {
+    pub(crate) model: String,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+/// OpenAI parameters with no Anthropic equivalent that change nothing a
+/// client relies on, dropped as LiteLLM's `drop_params` does; other
+/// unknown keys are passed through (provider-specific parameters such as
+/// `thinking`, `top_k` or `metadata`).
+const DROPPED: &[&str] = &[
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "service_tier",
+    "store",
+    "stream_options",
+    "n",
+    "parallel_tool_calls",
+    "max_completion_tokens",
+    "modalities",
+    "prediction",
+    "reasoning_effort",
+];
+
+/// Translates `body`; `default_max_tokens` is sent when the client gave no
+/// `max_tokens`/`max_completion_tokens`.
+pub(crate) fn translate(
+    body: &[u8],
+    default_max_tokens: u64,
+) -> Result<(Vec<u8>, RequestFacts), Failure> {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
+        return Err(bad_request("the request body must be a JSON object", None));
+    };
+    let model = match request.remove("model") {
+        Some(Value::String(model)) => model,
+        _ => return Err(bad_request("`model` must be a string", Some("model"))),
+    };
+    let model = model
+        .strip_prefix("anthropic/")
+        .unwrap_or(&model)
+        .to_owned();
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let include_usage = request
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if request
+        .get("n")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 1)
+    {
+        return Err(bad_request(
+            "Anthropic answers one choice: `n` must be 1",
+            Some("n"),
+        ));
+    }
+    if request.contains_key("response_format") {
+        return Err(bad_request(
+            "`response_format` is not supported for Anthropic models",
+            Some("response_format"),
+        ));
+    }
+    let Some(Value::Array(messages)) = request.remove("messages") else {
+        return Err(bad_request("`messages` must be an array", Some("messages")));
+    };
+    let (system, messages) = messages_of(messages)?;
+
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(model.clone()));
+    let max_tokens = request
+        .get("max_completion_tokens")
+        .or_else(|| request.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(default_max_tokens);
+    request.remove("max_tokens");
+    out.insert("max_tokens".into(), max_tokens.into());
+    if let Some(system) = system {
+        out.insert("system".into(), system);
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    match request.remove("stop") {
+        Some(Value::String(stop)) => {
+            out.insert("stop_sequences".into(), json!([stop]));
+        }
+        Some(Value::Array(stops)) => {
+            out.insert("stop_sequences".into(), Value::Array(stops));
+        }
+        _ => {}
+    }
+    if let Some(user) = request.remove("user").filter(Value::is_string) {
+        out.insert("metadata".into(), json!({ "user_id": user }));
+    }
+    let parallel = request.get("parallel_tool_calls").and_then(Value::as_bool);
+    if let Some(tools) = request.remove("tools") {
+        out.insert("tools".into(), tools_of(tools)?);
+    }
+    if let Some(choice) = tool_choice_of(request.remove("tool_choice"), parallel)? {
+        out.insert("tool_choice".into(), choice);
+    }
+    request.remove("stream");
+    if stream {
+        out.insert("stream".into(), Value::Bool(true));
+    }
+    for (key, value) in request {
+        if !DROPPED.contains(&key.as_str()) && !value.is_null() {
+            out.insert(key, value);
+        }
+    }
+    let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
+    Ok((
+        body,
+        RequestFacts {
+            model,
+            stream,
+            include_usage,
+        },
+    ))
+}
+
+/// The `system` field and the alternating messages.
+fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Failure> {
+    let mut system: Vec<Value> = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
+    let count = messages.len();
+    for (at, message) in messages.into_iter().enumerate() {
+        let Value::Object(mut message) = message else {
+            return Err(bad_request(
+                "each message must be an object",
+                Some("messages"),
+            ));
+        };
+        let role = match message.get("role").and_then(Value::as_str) {
+            Some(role) => role.to_owned(),
+            None => return Err(bad_request("each message needs a `role`", Some("messages"))),
+        };
+        let content = message.remove("content").unwrap_or(Value::Null);
+        let (role, blocks) = match role.as_str() {
+            "system" | "developer" => {
+                system.extend(text_blocks(content)?);
+                continue;
+            }
+            "user" => ("user", user_blocks(content)?),
+            "assistant" => {
+                let last = at + 1 == count;
+                let mut blocks = assistant_text(content, last)?;
+                if let Some(Value::Array(calls)) = message.remove("tool_calls") {
+                    for call in calls {
+                        blocks.push(tool_use_of(call)?);
+                    }
+                }
+                ("assistant", blocks)
+            }
+            "tool" => {
+                let id = message
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        bad_request("a tool message needs a `tool_call_id`", Some("messages"))
+                    })?;
+                let content = match content {
+                    Value::String(text) => Value::String(text),
+                    Value::Null => Value::String(String::new()),
+                    other => Value::Array(text_blocks(other)?),
+                };
+                let block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
+                ("user", vec![block])
+            }
+            other => {
+                return Err(bad_request(
+                    format!("unsupported message role `{other}` for Anthropic models"),
+                    Some("messages"),
+                ));
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        push_merged(&mut out, role, blocks);
+    }
+    let system = match system.as_slice() {
+        [] => None,
+        [one] if one.get("cache_control").is_none() => one.get("text").cloned(),
+        _ => Some(Value::Array(system)),
+    };
+    Ok((system, out))
+}
+
+/// Appends a message, merged into the previous one when the role repeats
+/// (Anthropic wants tool results of one turn in one user message).
+fn push_merged(out: &mut Vec<Value>, role: &'static str, blocks: Vec<Value>) {
+    if let Some(previous) = out.last_mut()
+        && previous["role"] == role
+        && let Some(Value::Array(content)) = previous.get_mut("content")
+    {
+        content.extend(blocks);
+        return;
+    }
+    out.push(json!({"role": role, "content": blocks}));
+}
+
+/// Text content (a string or text parts) as text blocks, `cache_control`
+/// kept.
+fn text_blocks(content: Value) -> Result<Vec<Value>, Failure> {
+    match content {
+        Value::String(text) if text.is_empty() => Ok(Vec::new()),
+        Value::String(text) => Ok(vec![json!({"type": "text", "text": text})]),
+        Value::Null => Ok(Vec::new()),
+        Value::Array(parts) => parts
+            .into_iter()
+            .map(|part| match part.get("type").and_then(Value::as_str) {
+                Some("text") => Ok(text_part(part)),
+                _ => Err(bad_request(
+                    "only text parts are accepted here",
+                    Some("messages"),
+                )),
+            })
+            .collect(),
+        _ => Err(bad_request(
+            "message content must be a string or an array",
+            Some("messages"),
+        )),
+    }
+}
+
+fn text_part(part: Value) -> Value {
+    let mut block = json!({"type": "text", "text": part.get("text").cloned().unwrap_or_default()});
+    if let Some(cache) = part.get("cache_control") {
+        block["cache_control"] = cache.clone();
+    }
+    block
+}
+
+/// A user message's content: text and images.
+fn user_blocks(content: Value) -> Result<Vec<Value>, Failure> {
+    let Value::Array(parts) = content else {
+        return text_blocks(content);
+    };
+    parts
+        .into_iter()
+        .map(|part| match part.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(text_part(part)),
+            Some("image_url") => image_of(&part),
+            Some(other) => Err(bad_request(
+                format!("content part type `{other}` is not supported for Anthropic models"),
+                Some("messages"),
+            )),
+            None => Err(bad_request(
+                "a content part needs a `type`",
+                Some("messages"),
+            )),
+        })
+        .collect()
+}
+
+/// An `image_url` part as an `image` block: a `data:` URL as base64, any
+/// other URL by reference.
+fn image_of(part: &Value) -> Result<Value, Failure> {
+    let url = match &part["image_url"] {
+        Value::String(url) => url.as_str(),
+        other => other["url"].as_str().unwrap_or_default(),
+    };
+    let source = if let Some(data) = url.strip_prefix("data:") {
+        let (media_type, data) = data
+            .split_once(";base64,")
+            .ok_or_else(|| bad_request("an image data URL must be base64", Some("messages")))?;
+        json!({"type": "base64", "media_type": media_type, "data": data})
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        json!({"type": "url", "url": url})
+    } else {
+        return Err(bad_request("an image needs a `url`", Some("messages")));
+    };
+    let mut block = json!({"type": "image", "source": source});
+    if let Some(cache) = part.get("cache_control") {
+        block["cache_control"] = cache.clone();
+    }
+    Ok(block)
+}
+
+/// An assistant message's text; the last one (a prefill) without trailing
+/// whitespace, which Anthropic rejects there.
+fn assistant_text(content: Value, last: bool) -> Result<Vec<Value>, Failure> {
+    let mut blocks = text_blocks(content)?;
+    if last && let Some(text) = blocks.last_mut().and_then(|b| b.get_mut("text")) {
+        if let Value::String(s) = text {
+            let trimmed = s.trim_end().len();
+            s.truncate(trimmed);
+        }
+        if text.as_str() == Some("") {
+            blocks.pop();
+        }
+    }
+    Ok(blocks)
+}
+
+/// An OpenAI tool call as a `tool_use` block: its arguments (JSON text) as
+/// the `input` object.
+fn tool_use_of(call: Value) -> Result<Value, Failure> {
+    let function = &call["function"];
+    let arguments = function["arguments"].as_str().unwrap_or("{}");
+    let input: Value = if arguments.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(arguments)
+            .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))?
+    };
+    Ok(json!({
+        "type": "tool_use",
+        "id": call["id"],
+        "name": function["name"],
+        "input": input,
+    }))
+}
+
+/// OpenAI function tools as Anthropic tools.
+fn tools_of(tools: Value) -> Result<Value, Failure> {
+    let Value::Array(tools) = tools else {
+        return Err(bad_request("`tools` must be an array", Some("tools")));
+    };
+    let tools = tools
+        .into_iter()
+        .map(|tool| {
+            let function = tool
+                .get("function")
+                .filter(|_| tool["type"] == "function")
+                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let mut out = json!({
+                "name": function["name"],
+                "input_schema": function
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            });
+            if let Some(description) = function.get("description") {
+                out["description"] = description.clone();
+            }
+            if let Some(cache) = tool.get("cache_control") {
+                out["cache_control"] = cache.clone();
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    Ok(Value::Array(tools))
+}
+
+/// `tool_choice` (and `parallel_tool_calls: false`) in Anthropic's terms.
+fn tool_choice_of(choice: Option<Value>, parallel: Option<bool>) -> Result<Option<Value>, Failure> {
+    let mut out = match choice {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({"type": "auto"})),
+            "none" => Some(json!({"type": "none"})),
+            "required" => Some(json!({"type": "any"})),
+            _ => return Err(bad_request("unknown `tool_choice`", Some("tool_choice"))),
+        },
+        Some(object) => {
+            let name = object["function"]["name"]
+                .as_str()
+                .ok_or_else(|| bad_request("unknown `tool_choice`", Some("tool_choice")))?;
+            Some(json!({"type": "tool", "name": name}))
+        }
+    };
+    if parallel == Some(false) {
+        let choice = out.get_or_insert_with(|| json!({"type": "auto"}));
+        if choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = Value::Bool(true);
+        }
+    }
+    Ok(out)
+}
+
+fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
+    let failure = Failure::new(ErrorClass::BadRequest, message.into());
+    match param {
+        Some(param) => failure.with_param(param),
+        None => failure,
+    }
+}

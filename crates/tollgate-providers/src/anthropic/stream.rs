@@ -1,0 +1,302 @@
+//! Anthropic's stream as OpenAI chunks, event by event.
+//!
+//! From Anthropic's API reference, "Streaming Messages"
+//! (<https://docs.anthropic.com/en/docs/build-with-claude/streaming>):
+//! `message_start` (the message, its input usage), per content block
+//! `content_block_start` / `content_block_delta` (`text_delta`,
+//! `input_json_delta`, `thinking_delta`, `signature_delta`) /
+//! `content_block_stop`, then `message_delta` (`stop_reason`, cumulative
+//! `usage`) and `message_stop`; `ping` events anywhere, `error` events
+//! (`overloaded_error`...) anywhere. New event types may appear: they are
+//! ignored.
+
+use std::borrow::Cow;
+
+use bytes::BytesMut;
+use serde::Deserialize;
+use tollgate_core::sse::Event;
+use tollgate_core::{ErrorClass, Failure};
+
+use super::classify::classify_event;
+use super::response::{AnthropicUsage, finish_reason};
+use crate::openai::{
+    Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
+};
+use crate::protocol::{Exchange, TranslateEvent};
+
+/// How far past the blocks seen so far a new block's index may be.
+const MAX_BLOCK_GAP: usize = 64;
+
+/// The state of one translated stream.
+#[derive(Debug)]
+pub struct AnthropicStream {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    counts: TokenCounts,
+    /// For each content block index, the OpenAI tool-call index of a
+    /// `tool_use` block.
+    tool_of_block: Vec<Option<u32>>,
+    tools: u32,
+    committed: bool,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct StreamEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    message: Option<MessageStart>,
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default, borrow)]
+    content_block: Option<BlockStart<'a>>,
+    #[serde(default, borrow)]
+    delta: Option<BlockDelta<'a>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct MessageStart {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct BlockStart<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+impl AnthropicStream {
+    pub(crate) fn new(exchange: &Exchange) -> Self {
+        AnthropicStream {
+            id: String::new(),
+            model: exchange.model.to_string(),
+            created: exchange.created,
+            include_usage: exchange.include_usage,
+            counts: TokenCounts::default(),
+            tool_of_block: Vec::new(),
+            tools: 0,
+            committed: false,
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
+        let choices = [ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        }];
+        write_event(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &choices,
+                usage: None,
+            },
+        );
+    }
+
+    /// Writes a chunk that carries content: from here on the answer has
+    /// started.
+    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
+        self.committed = true;
+        self.chunk(out, delta, None);
+    }
+
+    fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
+        let delta = Delta {
+            tool_calls: Some([call]),
+            ..Delta::default()
+        };
+        self.content(out, delta);
+    }
+}
+
+impl TranslateEvent for AnthropicStream {
+    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
+        let parsed: StreamEvent<'_> =
+            serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+        match &*parsed.kind {
+            "message_start" => {
+                let message = parsed.message.ok_or_else(malformed)?;
+                if let Some(id) = message.id {
+                    self.id = id;
+                }
+                if let Some(model) = message.model {
+                    self.model = model;
+                }
+                if let Some(usage) = message.usage {
+                    usage.apply(&mut self.counts);
+                }
+                let delta = Delta {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..Delta::default()
+                };
+                self.chunk(out, delta, None);
+            }
+            "content_block_start" => {
+                let block = parsed.content_block.ok_or_else(malformed)?;
+                let index = parsed.index.unwrap_or(self.tool_of_block.len());
+                // Blocks are numbered from 0 up, one at a time: a far index
+                // is not Anthropic's, and must not size a table.
+                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
+                    return Err(malformed());
+                }
+                if self.tool_of_block.len() <= index {
+                    self.tool_of_block.resize(index + 1, None);
+                }
+                match &*block.kind {
+                    "tool_use" => {
+                        let tool = self.tools;
+                        self.tools += 1;
+                        self.tool_of_block[index] = Some(tool);
+                        let call = ToolCallDelta {
+                            index: tool,
+                            id: block.id.as_deref(),
+                            kind: Some("function"),
+                            function: FunctionDelta {
+                                name: block.name.as_deref(),
+                                arguments: "",
+                            },
+                        };
+                        self.tool_call(out, call);
+                    }
+                    "text" => {
+                        if let Some(text) = block.text.as_deref().filter(|t| !t.is_empty()) {
+                            let delta = Delta {
+                                content: Some(text),
+                                ..Delta::default()
+                            };
+                            self.content(out, delta);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let delta = parsed.delta.ok_or_else(malformed)?;
+                match delta.kind.as_deref() {
+                    Some("text_delta") => {
+                        let text = delta.text.as_deref().unwrap_or_default();
+                        let delta = Delta {
+                            content: Some(text),
+                            ..Delta::default()
+                        };
+                        self.content(out, delta);
+                    }
+                    Some("thinking_delta") => {
+                        let thinking = delta.thinking.as_deref().unwrap_or_default();
+                        let delta = Delta {
+                            reasoning_content: Some(thinking),
+                            ..Delta::default()
+                        };
+                        self.content(out, delta);
+                    }
+                    Some("input_json_delta") => {
+                        let partial = delta.partial_json.as_deref().unwrap_or_default();
+                        let tool = parsed
+                            .index
+                            .and_then(|i| self.tool_of_block.get(i).copied().flatten());
+                        if let Some(tool) = tool
+                            && !partial.is_empty()
+                        {
+                            let call = ToolCallDelta {
+                                index: tool,
+                                id: None,
+                                kind: None,
+                                function: FunctionDelta {
+                                    name: None,
+                                    arguments: partial,
+                                },
+                            };
+                            self.tool_call(out, call);
+                        }
+                    }
+                    // `signature_delta`, `citations_delta`...
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = parsed.usage {
+                    usage.apply(&mut self.counts);
+                }
+                if let Some(stop) = parsed.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
+                    self.committed = true;
+                    self.chunk(out, Delta::default(), Some(finish_reason(stop)));
+                }
+            }
+            "message_stop" => {
+                if self.include_usage {
+                    write_event(
+                        out,
+                        &Chunk {
+                            id: &self.id,
+                            object: "chat.completion.chunk",
+                            created: self.created,
+                            model: &self.model,
+                            choices: &[],
+                            usage: Some(self.counts.into()),
+                        },
+                    );
+                }
+                write_done(out);
+                self.committed = true;
+                self.finished = true;
+            }
+            "error" => return Err(classify_event(&event.data)),
+            // `ping`, `content_block_stop`, and types added later.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn committed(&self) -> bool {
+        self.committed
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+fn malformed() -> Failure {
+    Failure::new(
+        ErrorClass::UpstreamUnavailable,
+        "the provider sent a stream event that could not be read",
+    )
+    .with_subkind("malformed_event")
+}

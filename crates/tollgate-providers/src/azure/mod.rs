@@ -1,0 +1,214 @@
+//! Azure OpenAI deployments (`azure/` models).
+//!
+//! Azure speaks OpenAI's chat-completions shape, at its own URL, with its
+//! own credentials and a content filter of its own; see [`Azure`].
+
+mod classify;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
+use serde::Deserialize;
+use tollgate_core::{ErrorClass, Failure};
+
+use crate::config::ProviderConfig;
+use crate::endpoint::{BaseUrl, Headers};
+use crate::error::InvalidConfig;
+use crate::layer::ProviderLayer;
+use crate::protocol::{Exchange, Protocol};
+use crate::stream::SseStream;
+
+pub use stream::AzureStream;
+
+/// The `api-version` sent unless `api_version` names another: LiteLLM's
+/// `AZURE_DEFAULT_API_VERSION`.
+pub const DEFAULT_API_VERSION: &str = "2025-02-01-preview";
+
+/// The [`ProviderLayer`] for Azure OpenAI.
+pub type AzureLayer = ProviderLayer<Azure>;
+
+/// Azure OpenAI's chat completions, from Microsoft's "Azure OpenAI REST API
+/// reference" (data plane, inference: Chat completions —
+/// <https://learn.microsoft.com/azure/ai-foundry/openai/reference>) and "Content
+/// filtering" (<https://learn.microsoft.com/azure/ai-foundry/openai/concepts/content-filter>).
+///
+/// - **Request**: sent as the client wrote it (no re-serialisation) to
+///   `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`,
+///   with `api-key: <api_key>` or `Authorization: Bearer <token>` (an
+///   Entra ID token). The deployment is the configured one, else the
+///   request's model without its `azure/` prefix.
+/// - **Answer**: passed on untouched — unless the content filter blocked it
+///   (`finish_reason: "content_filter"` and nothing in the message), which
+///   is a `content_policy` failure naming the filtered categories, never an
+///   empty success.
+/// - **Stream**: events passed on as they are, minus the chunks that carry
+///   only filter annotations (`choices: []`, `prompt_filter_results`); a
+///   `content_filter` finish before any content is a `content_policy`
+///   failure, after content it stays (OpenAI's own meaning).
+/// - **Errors**: `code: "content_filter"` (or `innererror.code:
+///   "ResponsibleAIPolicyViolation"`) → `content_policy` with the filtered
+///   categories; the rest as OpenAI's (429 with `retry-after(-ms)` →
+///   `rate_limited`, `context_length_exceeded`, 401 → `auth`, 5xx...).
+#[derive(Debug)]
+pub struct Azure {
+    base: BaseUrl,
+    deployment: Option<String>,
+    query: String,
+    headers: Headers,
+}
+
+impl Azure {
+    /// The protocol for `config`: `api_base` (required: the resource's
+    /// endpoint, `https://<resource>.openai.azure.com`), `api_version`
+    /// (default [`DEFAULT_API_VERSION`]), `deployment`, `api_key` or
+    /// `bearer_token`, and extra headers.
+    ///
+    /// # Errors
+    ///
+    /// Without `api_base`, or when a setting cannot be sent.
+    pub fn new(config: &ProviderConfig) -> Result<Self, InvalidConfig> {
+        let api_base = config
+            .api_base
+            .as_deref()
+            .ok_or(InvalidConfig::Missing("api_base"))?;
+        let base = BaseUrl::new(Some(api_base), api_base)?;
+        let version = config.api_version.as_deref().unwrap_or(DEFAULT_API_VERSION);
+        if !version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(InvalidConfig::Invalid("api_version".into()));
+        }
+        let mut headers = Headers::default();
+        if let Some(key) = &config.api_key {
+            headers.secret("api-key", &key.0, "api_key")?;
+        }
+        if let Some(token) = &config.bearer_token {
+            headers.secret(
+                "authorization",
+                &format!("Bearer {}", token.0),
+                "bearer_token",
+            )?;
+        }
+        headers.extra(config)?;
+        let deployment = match &config.deployment {
+            Some(name) if valid_segment(name) => Some(name.clone()),
+            Some(_) => return Err(InvalidConfig::Invalid("deployment".into())),
+            None => None,
+        };
+        Ok(Azure {
+            base,
+            deployment,
+            query: format!("?api-version={version}"),
+            headers,
+        })
+    }
+
+    /// The layer for `config`: [`Azure::new`] in a [`ProviderLayer`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Azure::new`].
+    pub fn layer(config: &ProviderConfig) -> Result<AzureLayer, InvalidConfig> {
+        Azure::new(config).map(ProviderLayer::new)
+    }
+}
+
+/// A deployment name that can stand in a URL path as it is.
+fn valid_segment(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The fields of the request the layer reads; the rest is skipped.
+#[derive(Deserialize)]
+struct RequestView<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+impl Protocol for Azure {
+    type Stream = SseStream<AzureStream>;
+
+    fn prepare(
+        &self,
+        head: &mut Parts,
+        body: &[u8],
+        created: u64,
+    ) -> Result<(Bytes, Exchange), Failure> {
+        let view: RequestView<'_> = serde_json::from_slice(body).map_err(|_| {
+            Failure::new(
+                ErrorClass::BadRequest,
+                "the request body must be a JSON object",
+            )
+        })?;
+        let model = view.model.unwrap_or_default();
+        let model = model.strip_prefix("azure/").unwrap_or(&model);
+        let deployment = match &self.deployment {
+            Some(deployment) => deployment.as_str(),
+            None if valid_segment(model) => model,
+            None => {
+                return Err(Failure::new(
+                    ErrorClass::BadRequest,
+                    "`model` must name an Azure deployment",
+                )
+                .with_param("model"));
+            }
+        };
+        let path = format!(
+            "/openai/deployments/{deployment}/chat/completions{}",
+            self.query
+        );
+        let uri = self.base.join(&path).ok_or_else(|| {
+            Failure::new(ErrorClass::Internal, "the Azure URL could not be built")
+        })?;
+        self.headers.apply(head, uri);
+        let stream = view.stream.unwrap_or(false);
+        if stream {
+            head.headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
+        let exchange = Exchange {
+            stream,
+            include_usage: view
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            model: model.into(),
+            created,
+        };
+        Ok((Bytes::copy_from_slice(body), exchange))
+    }
+
+    fn answer(&self, _exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
+        classify::check_answer(&body)?;
+        Ok(body)
+    }
+
+    fn stream(&self, _exchange: &Exchange) -> SseStream<AzureStream> {
+        SseStream::new(AzureStream::new())
+    }
+
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
+        classify::classify(status, headers, body)
+    }
+}

@@ -1,0 +1,113 @@
+//! [`ProviderConfig`]: what every provider is built from.
+
+use std::fmt;
+
+/// The settings of one deployment of a native provider, as LiteLLM's
+/// `litellm_params` name them: one plain struct for every provider, each
+/// reading the fields it uses (see the provider's constructor).
+///
+/// ```
+/// use tollgate_providers::ProviderConfig;
+///
+/// let config = ProviderConfig::new()
+///     .api_key("sk-ant-api03-0123456789")
+///     .api_version("2023-06-01")
+///     .default_max_tokens(8192)
+///     .header("anthropic-beta", "prompt-caching-2024-07-31");
+/// // Keys never show in debug output.
+/// assert!(!format!("{config:?}").contains("0123456789"));
+/// ```
+#[derive(Clone, Default)]
+pub struct ProviderConfig {
+    pub(crate) api_base: Option<String>,
+    pub(crate) api_key: Option<Secret>,
+    pub(crate) bearer_token: Option<Secret>,
+    pub(crate) api_version: Option<String>,
+    pub(crate) deployment: Option<String>,
+    pub(crate) default_max_tokens: Option<u64>,
+    pub(crate) headers: Vec<(String, Secret)>,
+}
+
+impl ProviderConfig {
+    /// No settings: every provider's defaults.
+    pub fn new() -> Self {
+        ProviderConfig::default()
+    }
+
+    /// `api_base`: where the provider is, an absolute `http`/`https` URL.
+    pub fn api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.api_base = Some(api_base.into());
+        self
+    }
+
+    /// `api_key`: the provider key (Anthropic's `x-api-key`, Azure's
+    /// `api-key`).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(Secret(key.into()));
+        self
+    }
+
+    /// A bearer token sent as `Authorization: Bearer …` (Azure's Entra ID
+    /// token, LiteLLM's `azure_ad_token`).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// `api_version`: Anthropic's `anthropic-version` header, Azure's
+    /// `api-version` query parameter.
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = Some(version.into());
+        self
+    }
+
+    /// The Azure deployment name; by default the request's model (LiteLLM's
+    /// `azure/<deployment>`).
+    pub fn deployment(mut self, deployment: impl Into<String>) -> Self {
+        self.deployment = Some(deployment.into());
+        self
+    }
+
+    /// The `max_tokens` sent when the client gave none, for providers that
+    /// require one (Anthropic). LiteLLM sends the model's
+    /// `max_output_tokens` from its price map, else 4096; the gateway passes
+    /// the former here.
+    pub fn default_max_tokens(mut self, max_tokens: u64) -> Self {
+        self.default_max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// A header sent with every request (LiteLLM's `extra_headers`); it
+    /// replaces one the provider would set. Values are treated as secrets.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), Secret(value.into())));
+        self
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key)
+            .field("bearer_token", &self.bearer_token)
+            .field("api_version", &self.api_version)
+            .field("deployment", &self.deployment)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A credential whose `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}

@@ -1,0 +1,182 @@
+//! OpenAI's answer shapes, written by every translation: chunks, complete
+//! answers, usage.
+//!
+//! Shapes from OpenAI's API reference, "Chat Completions" — "The chat
+//! completion object" and "The chat completion chunk object"
+//! (<https://platform.openai.com/docs/api-reference/chat>).
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+
+/// Token counts in OpenAI's meaning: prompt tokens include the ones read
+/// from and written to the provider's cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TokenCounts {
+    /// Prompt tokens neither read from nor written to the cache.
+    pub(crate) input: u64,
+    pub(crate) output: u64,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_creation: u64,
+}
+
+/// `usage`, as LiteLLM reports it for providers with prompt caching: the
+/// cache reads in `prompt_tokens_details.cached_tokens`, the cache writes
+/// in `prompt_tokens_details.cache_creation_tokens` and, as LiteLLM and
+/// Anthropic name them, `cache_creation_input_tokens` /
+/// `cache_read_input_tokens` — the cost layer prices the writes apart.
+#[derive(Serialize)]
+pub(crate) struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetails,
+    #[serde(skip_serializing_if = "is_zero")]
+    cache_creation_input_tokens: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    cache_read_input_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    cache_creation_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl From<TokenCounts> for Usage {
+    fn from(counts: TokenCounts) -> Usage {
+        let prompt = counts
+            .input
+            .saturating_add(counts.cache_read)
+            .saturating_add(counts.cache_creation);
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: counts.output,
+            total_tokens: prompt.saturating_add(counts.output),
+            prompt_tokens_details: PromptDetails {
+                cached_tokens: counts.cache_read,
+                cache_creation_tokens: counts.cache_creation,
+            },
+            cache_creation_input_tokens: counts.cache_creation,
+            cache_read_input_tokens: counts.cache_read,
+        }
+    }
+}
+
+/// One `chat.completion.chunk`.
+#[derive(Serialize)]
+pub(crate) struct Chunk<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) usage: Option<Usage>,
+}
+
+/// The one choice of a chunk.
+#[derive(Serialize)]
+pub(crate) struct ChunkChoice<'a> {
+    pub(crate) index: u32,
+    pub(crate) delta: Delta<'a>,
+    pub(crate) finish_reason: Option<&'a str>,
+}
+
+/// What a chunk adds to the answer.
+#[derive(Serialize, Default)]
+pub(crate) struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+/// A piece of a tool call: the first carries its id, type and name, the
+/// next ones pieces of its arguments.
+#[derive(Serialize)]
+pub(crate) struct ToolCallDelta<'a> {
+    pub(crate) index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) function: FunctionDelta<'a>,
+}
+
+/// The function part of a [`ToolCallDelta`].
+#[derive(Serialize)]
+pub(crate) struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<&'a str>,
+    pub(crate) arguments: &'a str,
+}
+
+/// Appends `value` as one `data:` event. Compact JSON has no line breaks,
+/// so it goes out as written.
+pub(crate) fn write_event(out: &mut BytesMut, value: &impl Serialize) {
+    out.put_slice(b"data: ");
+    // Serialising to memory fails only for maps with non-string keys,
+    // which these shapes do not have.
+    let _ = serde_json::to_writer(out.writer(), value);
+    out.put_slice(b"\n\n");
+}
+
+/// The end of an OpenAI stream.
+pub(crate) fn write_done(out: &mut BytesMut) {
+    out.put_slice(tollgate_core::sse::DONE);
+}
+
+/// A complete `chat.completion`.
+#[derive(Serialize)]
+pub(crate) struct Completion<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: &'a str,
+    pub(crate) choices: [Choice<'a>; 1],
+    pub(crate) usage: Usage,
+}
+
+/// The one choice of a [`Completion`].
+#[derive(Serialize)]
+pub(crate) struct Choice<'a> {
+    pub(crate) index: u32,
+    pub(crate) message: Message<'a>,
+    pub(crate) finish_reason: &'a str,
+}
+
+/// The assistant's message.
+#[derive(Serialize)]
+pub(crate) struct Message<'a> {
+    pub(crate) role: &'static str,
+    pub(crate) content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tool_calls: Vec<ToolCall<'a>>,
+}
+
+/// A complete tool call.
+#[derive(Serialize)]
+pub(crate) struct ToolCall<'a> {
+    pub(crate) id: &'a str,
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) function: Function<'a>,
+}
+
+/// The function of a [`ToolCall`]: its arguments as JSON text.
+#[derive(Serialize)]
+pub(crate) struct Function<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) arguments: String,
+}
