@@ -53,7 +53,9 @@ pub(crate) struct Member {
     order: Option<u32>,
     /// With `rpm` or `tpm`: their counters as last seen.
     pub(crate) usage: Option<Arc<Usage>>,
-    stats: stats::Stats,
+    /// Shared with the same deployment's member in the configurations
+    /// before and after a reload: requests in flight settle on it.
+    stats: Arc<stats::Stats>,
 }
 
 /// The outcome of a pick.
@@ -92,7 +94,7 @@ impl Balancer {
                     weight,
                     order: d.order,
                     usage: quota.is_limited().then(|| Arc::new(Usage::new(quota))),
-                    stats: stats::Stats::default(),
+                    stats: Arc::default(),
                 }
             })
             .collect::<Box<[Member]>>();
@@ -102,6 +104,24 @@ impl Balancer {
             members,
             turn: AtomicU64::new(0),
             limits,
+        }
+    }
+
+    /// Takes what `before` (the balancer of the same group before a config
+    /// reload) learned of each deployment that is `kept`: its latency and
+    /// requests in flight, and its `rpm`/`tpm` counters when its quota is
+    /// the same.
+    pub fn carry_over(&mut self, before: &Balancer, kept: impl Fn(&str) -> bool) {
+        for member in self.members.iter_mut().filter(|m| kept(&m.id)) {
+            let Some(old) = before.members.iter().find(|old| old.id == member.id) else {
+                continue;
+            };
+            member.stats = old.stats.clone();
+            if let (Some(usage), Some(old_usage)) = (&member.usage, &old.usage)
+                && usage.quota() == old_usage.quota()
+            {
+                member.usage = Some(old_usage.clone());
+            }
         }
     }
 

@@ -254,3 +254,35 @@ async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
         "{after:?}"
     );
 }
+
+#[test]
+fn a_reload_carries_over_what_a_kept_deployment_learned() {
+    let named = |id: &str| {
+        let mut d = deployment(None, None);
+        d.id = Arc::from(id);
+        d
+    };
+    let before = balancer(Strategy::LeastBusy, &[named("a"), named("b")]);
+    let now = Instant::now();
+    before.members[0]
+        .stats
+        .observe(Duration::from_millis(40), now);
+    before.members[1]
+        .stats
+        .observe(Duration::from_millis(90), now);
+    let held = before.begin(&before.pick(&Tried::default(), 0, |_| false));
+    assert_eq!(before.members[0].stats.in_flight(), 1);
+
+    let members = [named("b"), named("a"), named("c")];
+    let mut after = Balancer::new(Strategy::LeastBusy, &members, store());
+    after.carry_over(&before, |id| id != "b");
+    // `a` kept, at its new position: its latency and its request in flight.
+    assert_eq!(after.members[1].stats.in_flight(), 1);
+    assert!(after.members[1].stats.latency(now).is_some());
+    // `b` not kept (its upstream changed) and `c` new: fresh.
+    assert!(after.members[0].stats.latency(now).is_none());
+    assert!(after.members[2].stats.latency(now).is_none());
+    // The request that began before the reload settles on the shared count.
+    drop(held);
+    assert_eq!(after.members[1].stats.in_flight(), 0);
+}

@@ -82,6 +82,14 @@ impl<T> Group<T> {
         }
     }
 
+    /// Takes what `before` (the same group before a config reload) learned
+    /// of each deployment that is `kept` (see [`Balancer::carry_over`]).
+    pub fn carry_over(&mut self, before: &Group<T>, kept: impl Fn(&str) -> bool) {
+        if let Some(balancer) = Arc::get_mut(&mut self.balancer) {
+            balancer.carry_over(&before.balancer, kept);
+        }
+    }
+
     /// The group's name (its `model_name`).
     pub fn name(&self) -> &Arc<str> {
         &self.name

@@ -206,6 +206,21 @@ impl Breakers {
         true
     }
 
+    /// Forgets the breaker of `key` (a deployment a reloaded config no
+    /// longer has); calls in flight settle on it, and a later call for the
+    /// key starts a fresh one. Returns false when the key is unknown.
+    pub fn remove(&self, key: &str) -> bool {
+        let _guard = self.lock_inserts();
+        let current = self.shared.map.load();
+        if !current.contains_key(key) {
+            return false;
+        }
+        let mut map = HashMap::clone(&current);
+        map.remove(key);
+        self.shared.map.store(Arc::new(map));
+        true
+    }
+
     /// The breaker of `key`, added if new; `None` when the registry is full.
     pub(crate) fn entry(&self, key: &str) -> Option<Arc<Entry>> {
         if let Some(entry) = self.shared.map.load().get(key) {

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::breakers::Breakers;
 use crate::state::{Reason, State};
+use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -52,12 +53,18 @@ pub type OnFallback = Arc<dyn Fn(&dyn std::fmt::Display) + Send + Sync>;
 /// ```no_run
 /// # async fn run(connection: redis::aio::ConnectionManager) {
 /// use std::sync::Arc;
+///
+/// use arc_swap::ArcSwap;
 /// use tollgate_breaker::{BreakerConfig, Breakers, RedisSync};
 ///
 /// let breakers = Breakers::new(BreakerConfig::default()).unwrap();
 /// RedisSync::new(connection)
 ///     .prefix("myapp:")
-///     .spawn(&tokio::runtime::Handle::current(), &breakers, vec![Arc::from("gpt-4o-east")]);
+///     .spawn(
+///         &tokio::runtime::Handle::current(),
+///         &breakers,
+///         Arc::new(ArcSwap::from_pointee(vec![Arc::from("gpt-4o-east")])),
+///     );
 /// # }
 /// ```
 #[derive(Clone)]
@@ -98,15 +105,23 @@ impl RedisSync {
         self
     }
 
-    /// Shares the breakers of `keys` in `breakers` on a task of `runtime`,
-    /// until the breakers are dropped.
-    pub fn spawn(self, runtime: &tokio::runtime::Handle, breakers: &Breakers, keys: Vec<Arc<str>>) {
+    /// Shares the breakers of the keys `watched` holds in `breakers`, on a
+    /// task of `runtime`, until the breakers are dropped. Another list
+    /// stored in `watched` (a reloaded config's) is read at the next poll.
+    pub fn spawn(
+        self,
+        runtime: &tokio::runtime::Handle,
+        breakers: &Breakers,
+        watched: Arc<ArcSwap<Vec<Arc<str>>>>,
+    ) {
+        let keys = watched.load_full();
         let sync = BreakerSync {
             keys: keys
                 .iter()
                 .map(|key| breaker_key(&self.prefix, key))
                 .collect(),
             deployments: keys,
+            watched,
             prefix: self.prefix,
             connection: self.connection,
             replica: replica_id(),
@@ -121,9 +136,11 @@ impl RedisSync {
 /// One replica's side of the sharing: a single task, so the breakers it
 /// has yet to share need no lock.
 struct BreakerSync {
-    deployments: Vec<Arc<str>>,
+    deployments: Arc<Vec<Arc<str>>>,
     keys: Vec<String>,
     prefix: String,
+    /// Where a reload puts its list of `deployments`.
+    watched: Arc<ArcSwap<Vec<Arc<str>>>>,
     connection: ConnectionManager,
     /// Written in the keys: a replica knows its own.
     replica: String,
@@ -225,6 +242,14 @@ impl BreakerSync {
 
     /// Opens here the breakers other replicas opened.
     async fn poll(&mut self, breakers: &Breakers) {
+        let watched = self.watched.load_full();
+        if !Arc::ptr_eq(&watched, &self.deployments) {
+            self.keys = watched
+                .iter()
+                .map(|id| breaker_key(&self.prefix, id))
+                .collect();
+            self.deployments = watched;
+        }
         let Some(shared) = self.read().await else {
             self.failed(&"could not read the shared breakers");
             return;

@@ -617,3 +617,18 @@ async fn force_open_and_reset_act_at_once() {
     let _ = call(&mut service).await.unwrap();
     assert_eq!(upstream.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn remove_forgets_a_breaker_and_a_later_call_starts_fresh() {
+    let upstream = Upstream::new(Answer::Json(200));
+    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let breakers = layer.breakers();
+    let mut service = layer.layer(upstream.service());
+    assert!(breakers.force_open(KEY, Duration::from_secs(60)));
+    assert!(breakers.remove(KEY));
+    assert!(breakers.snapshot(KEY).is_none());
+    assert!(!breakers.remove(KEY));
+    let _ = call(&mut service).await.unwrap();
+    assert_eq!(upstream.calls(), 1);
+    assert_eq!(state(&breakers), State::Closed);
+}

@@ -2,6 +2,8 @@
 //! lifecycle. Built by [`build`](crate::build), served by [`http`](crate::http).
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::sync::atomic::Ordering;
 
 use http::{Request, Response};
@@ -20,18 +22,22 @@ use crate::upstream::{ClientConfig, UpstreamClient};
 /// The gateway: routes, auth, and the model groups it serves. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
-    pub(crate) app: Arc<App>,
+    /// The running configuration; a reload swaps it whole (see
+    /// [`reload`](crate::reload)), and each request keeps the one it began
+    /// with.
+    pub(crate) current: Arc<ArcSwap<App>>,
     /// The limits on client connections, for the server.
     pub(crate) connections: ConnectionSettings,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut groups: Vec<&str> = self.app.groups.keys().map(|k| &**k).collect();
+        let app = self.app();
+        let mut groups: Vec<&str> = app.groups.keys().map(|k| &**k).collect();
         groups.sort_unstable();
         f.debug_struct("Gateway")
             .field("model_groups", &groups)
-            .field("max_body", &self.app.max_body)
+            .field("max_body", &app.max_body)
             .finish_non_exhaustive()
     }
 }
@@ -57,7 +63,7 @@ impl Gateway {
     /// virtual key configured or stored. See
     /// [`open_access_warning`](crate::open_access_warning).
     pub fn is_open(&self) -> bool {
-        self.app.keys.is_open()
+        self.app().keys.is_open()
     }
 
     /// Builds the gateway over a given upstream client — one whose
@@ -67,16 +73,26 @@ impl Gateway {
     /// connections are in memory, for tests and benchmarks
     /// ([`UpstreamClient::in_memory`]).
     pub fn with_client(config: &Config, client: UpstreamClient) -> Result<Self, BuildError> {
+        let app = crate::build::build(config, client, None)?;
+        crate::build::apply_breakers(&app.breakers, None, &app.generation)?;
+        app.metrics
+            .register_topology(&crate::build::topology(&app.groups));
+        crate::build::watch_learned(&app);
         Ok(Gateway {
-            app: Arc::new(crate::build::build(config, client)?),
+            current: Arc::new(ArcSwap::from_pointee(app)),
             connections: ConnectionSettings::from_config(&config.tollgate),
         })
+    }
+
+    /// The running configuration.
+    pub(crate) fn app(&self) -> Arc<App> {
+        self.current.load_full()
     }
 
     /// Writes every cost record taken so far to the spend ledger (if the
     /// gateway keeps one) and returns once they are on disk.
     pub async fn flush_spend(&self) {
-        if let Some(ledger) = self.app.ledger.clone() {
+        if let Some(ledger) = self.app().ledger.clone() {
             let flushed = tokio::task::spawn_blocking(move || ledger.flush()).await;
             if let Ok(Err(error)) = flushed {
                 tracing::error!(%error, "the spend ledger could not be flushed");
@@ -87,7 +103,7 @@ impl Gateway {
     /// Ends the gateway's background work once it has stopped serving: the
     /// spend ledger writes what it holds and closes.
     pub async fn close(&self) {
-        if let Some(ledger) = self.app.ledger.clone() {
+        if let Some(ledger) = self.app().ledger.clone() {
             let closed = tokio::task::spawn_blocking(move || ledger.shutdown()).await;
             match closed {
                 Ok(Ok(())) => tracing::info!("spend ledger flushed and closed"),
@@ -105,7 +121,7 @@ impl Gateway {
     /// budget back. (With Redis the spend outlives the process.) Call it
     /// before serving.
     pub async fn restore_budgets(&self) {
-        let app = &self.app;
+        let app = self.app();
         let Some(ledger) = app.ledger.as_ref().filter(|_| !app.limits_shared) else {
             return;
         };
@@ -115,14 +131,14 @@ impl Gateway {
     /// Marks the gateway as shutting down: readiness fails from now on, so a
     /// load balancer stops sending new requests.
     pub fn start_draining(&self) {
-        self.app.draining.store(true, Ordering::Relaxed);
+        self.app().draining.store(true, Ordering::Relaxed);
     }
 
     /// Ends the shutdown's grace period: what is still running is cut now —
     /// a request not yet answered gets a 503, a stream its `shutdown` error
     /// event — and recorded as `shutdown` (see [`crate::grace`]).
     pub(crate) fn end_grace_period(&self) {
-        self.app.grace.end();
+        self.app().grace.end();
     }
 
     /// Writes each request's access-log line as JSON straight to `writer`
@@ -133,7 +149,7 @@ impl Gateway {
     /// is a `tracing` event, formatted by whatever subscriber is set. The
     /// first writer set stays.
     pub fn write_access_log_to(&self, writer: LogWriter) {
-        let _ = self.app.access_log_writer.set(writer);
+        let _ = self.app().access_log_writer.set(writer);
     }
 
     /// Handles one request.
@@ -142,7 +158,10 @@ impl Gateway {
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        crate::http::handle(&self.app, request).await
+        // This request's configuration, to its end: a reload swaps in
+        // another for the requests after it.
+        let app = self.app();
+        crate::http::handle(&app, request, || self.reload_response()).await
     }
 
     /// This gateway's balancer — its groups, their balancers and the
@@ -164,10 +183,11 @@ impl Gateway {
         B: http_body::Body + Send + 'static,
         ResB: Send + 'static,
     {
+        let app = self.app();
         Balance::new(
             inner,
-            BreakerAvailability(self.app.breakers.clone()),
-            self.app.groups.clone(),
+            BreakerAvailability(app.breakers.clone()),
+            app.groups.clone(),
         )
     }
 }

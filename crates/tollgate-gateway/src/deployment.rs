@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tollgate_breaker::BreakerConfig;
 use tollgate_core::extensions::Target;
 use tollgate_openrouter::OpenRouter;
 
@@ -20,6 +21,9 @@ pub(crate) struct Deployment {
     pub(crate) target: Target,
     /// Whether a circuit breaker guards it (`cooldown_time: 0` turns it off).
     pub(crate) breaker_enabled: bool,
+    /// Its breaker's settings, registered when the gateway is built (or
+    /// reloaded: see [`apply_breakers`](crate::build::apply_breakers)).
+    pub(crate) breaker: Option<BreakerConfig>,
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,

@@ -263,14 +263,27 @@ impl LearnedDeadlines {
     /// State for `deployments` (id, cold stream deadlines): what `previous`
     /// learned of a deployment it knows is kept (a reloaded gateway), the
     /// others start cold.
+    #[cfg(test)]
     pub(crate) fn new(
         deployments: impl IntoIterator<Item = (Arc<str>, Timeouts)>,
         previous: Option<&LearnedDeadlines>,
+    ) -> Self {
+        Self::carrying(deployments, previous, |_| true)
+    }
+
+    /// As [`new`](Self::new), carrying over only what `kept` says is the
+    /// same deployment in both configurations (a reload that points an id at
+    /// another upstream starts it cold).
+    pub(crate) fn carrying(
+        deployments: impl IntoIterator<Item = (Arc<str>, Timeouts)>,
+        previous: Option<&LearnedDeadlines>,
+        kept: impl Fn(&str) -> bool,
     ) -> Self {
         let mut by_deployment = Vec::new();
         let mut index = FastMap::default();
         for (id, cold) in deployments {
             let timings = previous
+                .filter(|_| kept(&id))
                 .and_then(|p| p.get(&id).cloned())
                 .unwrap_or_default();
             index.insert(id.clone(), by_deployment.len());

@@ -10,7 +10,8 @@
 //! (liveness, never calls upstream) and `GET /health/readiness`. Model groups
 //! are served by real upstreams through the pooled [`upstream`] client
 //! (`openai/`, `openrouter/`) or by the in-process [`mock`] provider
-//! (`mock/`).
+//! (`mock/`). A running gateway reloads its config without a restart
+//! ([`reload`]: `SIGHUP`, `POST /config/reload`).
 //!
 //! # Example
 //!
@@ -61,6 +62,7 @@ pub mod deadlines;
 mod deployment;
 mod door;
 mod exposure;
+mod generation;
 mod grace;
 mod hedge;
 mod http;
@@ -73,6 +75,7 @@ pub(crate) mod metrics;
 mod pricing;
 mod provider;
 mod providers;
+pub mod reload;
 mod request_body;
 mod request_id;
 pub mod resilience;
@@ -94,6 +97,9 @@ pub use connection::{
 pub use deadlines::{DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT};
 pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
+#[cfg(unix)]
+pub use reload::reload_on_hangup;
+pub use reload::{ConfigFile, ReloadError, Reloaded};
 pub use request_body::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
     DEFAULT_REQUEST_BODY_TIMEOUT,

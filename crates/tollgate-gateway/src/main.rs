@@ -6,6 +6,9 @@
 //! tollgate healthcheck [127.0.0.1:4000]
 //! tollgate config-reference > docs/CONFIG.md
 //! ```
+//!
+//! `SIGHUP` reloads the config file (see [`tollgate_gateway::reload`]);
+//! `SIGTERM` and `SIGINT` shut down gracefully.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_gateway::log_format::JsonLines;
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
+    ConfigFile, DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
     open_access_warning, serve,
 };
 use tracing_subscriber::EnvFilter;
@@ -148,7 +151,9 @@ fn check_config(file: &std::path::Path, host: IpAddr) -> ExitCode {
 /// Serves the config at `path` on `addr`; access-log lines go to
 /// `access_log` when it is set (JSON logs).
 async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> ExitCode {
-    let mut loaded = match config::load(&path) {
+    // The binary always keeps a spend ledger: spend must survive restarts.
+    let file = ConfigFile::new(path).default_ledger(DEFAULT_LEDGER_FILE);
+    let loaded = match file.load() {
         Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(%error, "invalid config");
@@ -158,13 +163,9 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
     for warning in &loaded.warnings {
         tracing::warn!(key = %warning.path, "{}", warning.message);
     }
-    // The binary always keeps a spend ledger: spend must survive restarts.
-    let ledger = loaded
-        .config
-        .tollgate
-        .ledger_path
-        .get_or_insert_with(|| PathBuf::from(DEFAULT_LEDGER_FILE));
-    tracing::info!(path = %ledger.display(), "spend ledger");
+    if let Some(ledger) = &loaded.config.tollgate.ledger_path {
+        tracing::info!(path = %ledger.display(), "spend ledger");
+    }
     let gateway = match Gateway::new(&loaded.config) {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -174,6 +175,15 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
     };
     if let Some(writer) = access_log {
         gateway.write_access_log_to(writer);
+    }
+    gateway.reload_from(file);
+    // Before the listening line: a SIGHUP from then on reloads.
+    #[cfg(unix)]
+    match tollgate_gateway::reload_on_hangup(gateway.clone()) {
+        Ok(reloads) => drop(tokio::spawn(reloads)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot take SIGHUP: reload with POST /config/reload");
+        }
     }
     gateway.restore_budgets().await;
     let (listener, local) = match bind(addr).await {

@@ -43,15 +43,27 @@ pub(crate) struct ProviderHealth {
 
 impl ProviderHealth {
     /// Health for `deployments`: (deployment id, model group, provider kind).
-    pub(crate) fn new(deployments: Vec<Listed>) -> Self {
+    /// After a reload, the `previous` counts of the deployments that are
+    /// `kept` carry over.
+    pub(crate) fn new(
+        deployments: Vec<Listed>,
+        previous: Option<&ProviderHealth>,
+        kept: impl Fn(&str) -> bool,
+    ) -> Self {
         let by_deployment = deployments
             .iter()
-            .map(|(id, _, _)| (id.clone(), Arc::new(DeploymentHealth::default())))
+            .map(|(id, _, _)| {
+                let carried = previous
+                    .filter(|_| kept(id))
+                    .and_then(|p| p.by_deployment.get(id).cloned());
+                (id.clone(), carried.unwrap_or_default())
+            })
             .collect();
         ProviderHealth {
             order: deployments.into(),
             by_deployment: Arc::new(by_deployment),
-            epoch: Instant::now(),
+            // The buckets count from it.
+            epoch: previous.map_or_else(Instant::now, |p| p.epoch),
         }
     }
 
@@ -226,10 +238,14 @@ mod tests {
     use tollgate_breaker::BreakerConfig;
 
     fn health() -> ProviderHealth {
-        ProviderHealth::new(vec![
-            (Arc::from("a"), Arc::from("g"), "mock"),
-            (Arc::from("b"), Arc::from("g"), "openai"),
-        ])
+        ProviderHealth::new(
+            vec![
+                (Arc::from("a"), Arc::from("g"), "mock"),
+                (Arc::from("b"), Arc::from("g"), "openai"),
+            ],
+            None,
+            |_| false,
+        )
     }
 
     #[tokio::test(start_paused = true)]

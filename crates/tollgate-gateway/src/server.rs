@@ -46,9 +46,10 @@ pub async fn serve(
     let mut builder = auto::Builder::new(streams.clone());
     // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
     // `connection`.
+    // Read once: the connection limits need a restart (see `reload`).
     let settings = gateway.connections;
     connection::configure(&mut builder, &settings);
-    let metrics = gateway.app.metrics.clone();
+    let metrics = gateway.app().metrics.clone();
     let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
     let graceful = Graceful::new(table.clone());
     let mut connections = tokio::task::JoinSet::new();
@@ -81,7 +82,11 @@ pub async fn serve(
                 let service = service_fn(move |request: http::Request<Incoming>| {
                     let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
                     async move {
-                        Ok::<_, Infallible>(connection::handle(&gateway.app, state, conns, request).await)
+                        let metrics = gateway.app().metrics.clone();
+                        let serve = |request| async move { gateway.handle(request).await };
+                        Ok::<_, Infallible>(
+                            connection::handle(&metrics, state, conns, request, serve).await,
+                        )
                     }
                 });
                 let io = TokioIo::new(WatchedStream::new(stream, held.state().clone()));

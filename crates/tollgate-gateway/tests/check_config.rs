@@ -14,6 +14,11 @@ fn write_config(name: &str, text: &str) -> PathBuf {
 fn check_config(path: &PathBuf, env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     command.arg("check-config").arg(path).env_clear();
+    // Under cargo-llvm-cov the binary is instrumented: its profile goes where
+    // the run's others go (not into the crate's directory), and counts.
+    if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
+        command.env("LLVM_PROFILE_FILE", profile);
+    }
     for (name, value) in env {
         command.env(name, value);
     }

@@ -15,6 +15,11 @@ fn root() -> PathBuf {
 fn tollgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     command.args(args).env_clear();
+    // Under cargo-llvm-cov the binary is instrumented: its profile goes where
+    // the run's others go (not into the crate's directory), and counts.
+    if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
+        command.env("LLVM_PROFILE_FILE", profile);
+    }
     for (name, value) in env {
         command.env(name, value);
     }

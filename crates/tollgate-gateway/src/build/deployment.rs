@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::HeaderValue;
 use http::header::HeaderName;
 use tollgate_balance::{GroupMember, MemberConfig, Quota, Strategy};
-use tollgate_breaker::Breakers;
 use tollgate_core::extensions::Target;
 use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tower::Layer;
@@ -75,12 +74,13 @@ fn extra_headers(
     Ok(headers)
 }
 
-/// Builds deployment `index` of the `model_list`, registering its breaker.
+/// Builds deployment `index` of the `model_list`; its breaker's settings
+/// are checked here and registered when the gateway (or a reload) commits
+/// ([`apply_breakers`](super::apply_breakers)).
 pub(super) fn build(
     config: &Config,
     index: usize,
     deployment: &DeploymentConfig,
-    breakers: &Breakers,
     learned: &LearnedDeadlines,
     client: &UpstreamClient,
 ) -> Result<Deployment, BuildError> {
@@ -90,13 +90,11 @@ pub(super) fn build(
             message: e.to_string(),
         })?;
     let breaker_enabled = breaker.is_some();
-    if let Some(breaker) = breaker {
-        breakers
-            .register_with(&deployment.id, breaker)
-            .map_err(|e| BuildError {
-                path: format!("model_list[{index}].litellm_params.cooldown_time"),
-                message: e.to_string(),
-            })?;
+    if let Some(breaker) = &breaker {
+        breaker.validate().map_err(|e| BuildError {
+            path: format!("model_list[{index}].litellm_params.cooldown_time"),
+            message: e.to_string(),
+        })?;
     }
     let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
     let target = Target {
@@ -154,6 +152,7 @@ pub(super) fn build(
     Ok(Deployment {
         target,
         breaker_enabled,
+        breaker,
         provider,
         timeouts,
         stream_timeouts,

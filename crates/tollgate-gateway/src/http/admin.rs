@@ -107,7 +107,7 @@ pub(super) fn readiness(app: &App) -> Response<GatewayBody> {
     }
 }
 
-pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response<GatewayBody> {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<GatewayBody> {
     let mut response = Response::new(GatewayBody::full(body));
     *response.status_mut() = status;
     response

@@ -5,6 +5,8 @@ mod admin;
 pub(crate) mod chat;
 mod route;
 
+pub(crate) use admin::json_response;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,6 +21,7 @@ use tollgate_limits::Store;
 
 use crate::access_log::AccessLog;
 use crate::deployment::Groups;
+use crate::generation::Generation;
 use crate::grace::GracePeriod;
 use crate::keys::{Keys, Principal};
 use crate::learned::LearnedDeadlines;
@@ -44,7 +47,7 @@ pub(crate) struct App {
     /// reaches a client.
     pub(crate) secrets: tollgate_core::Secrets,
     /// Reads request bodies within their size, time and memory limits.
-    pub(crate) body_reader: BodyReader,
+    pub(crate) body_reader: Arc<BodyReader>,
     /// The deadline of a whole request, retries and fallbacks included.
     pub(crate) request_deadline: Duration,
     pub(crate) stack: Stack,
@@ -60,17 +63,23 @@ pub(crate) struct App {
     pub(crate) limits_shared: bool,
     /// The spend ledger, when `tollgate.ledger_path` names one.
     pub(crate) ledger: Option<Arc<Ledger>>,
-    pub(crate) request_ids: RequestIds,
-    pub(crate) draining: AtomicBool,
+    pub(crate) request_ids: Arc<RequestIds>,
+    pub(crate) draining: Arc<AtomicBool>,
     /// Ended by the server when its shutdown's grace period is over.
     pub(crate) grace: GracePeriod,
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// (`Gateway::write_access_log_to`).
-    pub(crate) access_log_writer: OnceLock<LogWriter>,
+    pub(crate) access_log_writer: Arc<OnceLock<LogWriter>>,
+    /// What a reload carries over and compares.
+    pub(crate) generation: Generation,
 }
 
 /// Handles one request.
-pub(crate) async fn handle<B>(app: &App, request: Request<B>) -> Response<GatewayBody>
+pub(crate) async fn handle<B>(
+    app: &App,
+    request: Request<B>,
+    reload: impl FnOnce() -> (Response<GatewayBody>, Option<ErrorClass>),
+) -> Response<GatewayBody>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -121,6 +130,11 @@ where
                 }
             }
             Route::Keys => admin::keys(app, request, &mut log).await,
+            Route::ConfigReload => {
+                let (response, class) = reload();
+                log.class = class;
+                response
+            }
             Route::Models => admin::json_response(StatusCode::OK, app.models_body.clone()),
             Route::Health => admin::json_response(
                 StatusCode::OK,

@@ -15,6 +15,7 @@ pub(super) enum Route {
     Metrics,
     SpendLogs,
     SpendSummary,
+    ConfigReload,
     MethodNotAllowed,
     NotFound,
 }
@@ -53,6 +54,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
+            Route::ConfigReload => "config_reload",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
     }
@@ -71,6 +73,7 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
+        "/config/reload" => (Route::ConfigReload, Method::POST),
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {

@@ -65,6 +65,10 @@ pub(super) fn describe(recorder: &PrometheusRecorder) {
             CONNECTIONS_SHED,
             "Client connections closed by a limit, by reason (cap, idle, header_timeout, keepalive_timeout).",
         ),
+        (
+            CONFIG_RELOADS,
+            "Config reloads (SIGHUP, POST /config/reload) by result: success, or failure (the running config kept serving).",
+        ),
     ];
     for &(name, help) in counters {
         recorder.describe_counter(

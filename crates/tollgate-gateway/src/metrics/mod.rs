@@ -23,7 +23,7 @@ mod series;
 mod tests;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::{Counter, Label, Level, Metadata, Recorder};
@@ -180,8 +180,10 @@ struct Inner {
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
     /// Gauges kept elsewhere (the deployments' learned stream deadlines),
-    /// appended to the exposition by their owner.
-    extra_gauges: OnceLock<ExtraGauges>,
+    /// appended to the exposition by their owner; a reload swaps them.
+    extra_gauges: arc_swap::ArcSwapOption<ExtraGauges>,
+    /// By [`RELOAD_RESULTS`], in order.
+    config_reloads: [Counter; 2],
 }
 
 impl fmt::Debug for Metrics {
@@ -242,6 +244,13 @@ impl Metrics {
             &METADATA,
         );
         connections_open.set(0.0);
+        let config_reloads = RELOAD_RESULTS.map(|result| {
+            counter(
+                &recorder,
+                CONFIG_RELOADS,
+                vec![Label::from_static_parts("result", result)],
+            )
+        });
         Metrics {
             inner: Arc::new(Inner {
                 recorder,
@@ -255,7 +264,8 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
-                extra_gauges: OnceLock::new(),
+                extra_gauges: arc_swap::ArcSwapOption::empty(),
+                config_reloads,
             }),
         }
     }
@@ -292,11 +302,11 @@ impl Metrics {
         }
     }
 
-    /// Appends what `render` writes to every exposition: gauges whose
-    /// values live with their owner (the learned stream deadlines). Set
-    /// once, by the gateway.
+    /// Appends what `render` writes to every exposition, in place of what
+    /// was appended so far: gauges whose values live with their owner (the
+    /// running configuration's learned stream deadlines).
     pub(crate) fn watch_gauges(&self, render: ExtraGauges) {
-        let _ = self.inner.extra_gauges.set(render);
+        self.inner.extra_gauges.store(Some(Arc::new(render)));
     }
 
     /// Counts a hedged stream of `group`: `started` or `won` (the hedge
@@ -318,7 +328,7 @@ impl Metrics {
         self.run_upkeep();
         let mut text = self.inner.handle.render();
         self.render_costs(&mut text);
-        if let Some(render) = self.inner.extra_gauges.get() {
+        if let Some(render) = self.inner.extra_gauges.load_full() {
             render(&mut text);
         }
         text
@@ -486,6 +496,12 @@ impl Metrics {
     pub(crate) fn ledger_totals(&self, written: u64, dropped: u64) {
         self.inner.ledger_records.absolute(written);
         self.inner.ledger_dropped.absolute(dropped);
+    }
+
+    /// Counts a config reload: applied, or refused (the running config
+    /// kept serving).
+    pub(crate) fn config_reload(&self, applied: bool) {
+        self.inner.config_reloads[usize::from(!applied)].increment(1);
     }
 
     /// Counts a fall back from shared (Redis) state to local state.

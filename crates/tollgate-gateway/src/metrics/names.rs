@@ -56,6 +56,10 @@ pub(crate) const LEARNED_P99: &str = "tollgate_stream_phase_p99_seconds";
 pub(crate) const HEDGES: &str = "tollgate_hedges_total";
 /// The `outcome`s of [`HEDGES`].
 pub(crate) const HEDGE_OUTCOMES: [&str; 2] = ["started", "won"];
+/// Config reloads by result.
+pub(crate) const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
+/// The `result` labels of [`CONFIG_RELOADS`].
+pub(crate) const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Every metric family the gateway exposes (the README's table lists the same).
 #[cfg(test)]
@@ -85,6 +89,7 @@ pub(crate) const FAMILIES: &[&str] = &[
     LEARNED_DEADLINE,
     LEARNED_P99,
     HEDGES,
+    CONFIG_RELOADS,
 ];
 
 /// The histogram buckets, in seconds. 10 s is a boundary: the slow-response

@@ -518,6 +518,7 @@ fn label_values_come_only_from_what_was_passed() {
     allowed.extend(CLIENT_TIMEOUT_PHASES);
     allowed.extend(HEDGE_OUTCOMES);
     allowed.extend(crate::metrics::ShedReason::ALL.map(|reason| reason.as_str()));
+    allowed.extend(RELOAD_RESULTS);
 
     let text = metrics.render();
     let pairs = label_pairs(&text);

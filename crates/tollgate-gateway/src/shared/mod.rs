@@ -29,6 +29,7 @@ pub(crate) fn spawn_breaker_sync(
     breakers: &Breakers,
     deployments: Vec<Arc<str>>,
 ) {
+    shared.watch_breakers(deployments);
     let fallbacks = Fallbacks::new(
         "the circuit breakers",
         "they are local until Redis answers",
@@ -37,7 +38,7 @@ pub(crate) fn spawn_breaker_sync(
     RedisSync::new(shared.connection.clone())
         .prefix(PREFIX)
         .on_fallback(Arc::new(move |why| fallbacks.fell_back(why)))
-        .spawn(runtime, breakers, deployments);
+        .spawn(runtime, breakers, shared.breakers_shared.clone());
 }
 
 /// Every Tollgate key in Redis starts with this.
@@ -51,6 +52,9 @@ pub(crate) struct SharedState {
     pub(crate) connection: ConnectionManager,
     /// Counts every fall back to local state.
     pub(crate) on_fallback: Arc<dyn Fn() + Send + Sync>,
+    /// The deployments whose breakers are shared: a reloaded config
+    /// replaces the list, read by the sync at its next poll.
+    pub(crate) breakers_shared: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -61,6 +65,12 @@ impl std::fmt::Debug for SharedState {
 }
 
 impl SharedState {
+    /// Shares the breakers of `deployments` from now on (a reloaded
+    /// config's), instead of the ones before.
+    pub(crate) fn watch_breakers(&self, deployments: Vec<Arc<str>>) {
+        self.breakers_shared.store(Arc::new(deployments));
+    }
+
     /// Connects (lazily) to the Redis the config names; `None` without
     /// `redis_host`. Needs a tokio runtime.
     pub(crate) fn from_config(
@@ -92,6 +102,7 @@ impl SharedState {
             client,
             connection,
             on_fallback: Arc::new(move || metrics.shared_state_fallback()),
+            breakers_shared: Arc::default(),
         }))
     }
 }

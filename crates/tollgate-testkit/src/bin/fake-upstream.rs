@@ -6,7 +6,8 @@
 //! first N answers (default 16) are cut into chunks at pseudo-random byte
 //! boundaries (seeded, so a failure can be replayed), the first of them one
 //! byte at a time; later ones are sent whole. Prints
-//! `listening on http://127.0.0.1:PORT` once ready, then serves until killed.
+//! `listening on http://127.0.0.1:PORT` once ready, then serves until SIGTERM
+//! or Ctrl-C, and exits with 0.
 
 use std::process::ExitCode;
 
@@ -58,9 +59,33 @@ fn main() -> ExitCode {
         }
         upstream.set_default(Reply::sse().raw(body));
         println!("listening on {}", upstream.url());
-        std::future::pending::<()>().await;
+        stop_requested().await;
     });
     ExitCode::SUCCESS
+}
+
+/// Until SIGTERM or Ctrl-C. Exiting, rather than dying of the signal, lets a
+/// build instrumented for coverage write its profile.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The body as an SSE reply cut at xorshift-chosen points.
