@@ -56,6 +56,9 @@ pub(crate) struct Member {
     /// Shared with the same deployment's member in the configurations
     /// before and after a reload: requests in flight settle on it.
     stats: Arc<stats::Stats>,
+    /// Dollars per prompt plus completion token, for `cost-based-routing`
+    /// (infinite when unknown).
+    cost: f64,
 }
 
 /// The outcome of a pick.
@@ -95,6 +98,10 @@ impl Balancer {
                     order: d.order,
                     usage: quota.is_limited().then(|| Arc::new(Usage::new(quota))),
                     stats: Arc::default(),
+                    cost: match d.cost {
+                        Some(cost) if !cost.is_nan() => cost,
+                        _ => f64::INFINITY,
+                    },
                 }
             })
             .collect::<Box<[Member]>>();
@@ -125,6 +132,15 @@ impl Balancer {
         }
     }
 
+    /// With each member's price (dollars per prompt plus completion token,
+    /// in file order), which `cost-based-routing` ranks by.
+    pub fn with_costs(mut self, costs: impl IntoIterator<Item = f64>) -> Self {
+        for (member, cost) in self.members.iter_mut().zip(costs) {
+            member.cost = if cost.is_nan() { f64::INFINITY } else { cost };
+        }
+        self
+    }
+
     /// The strategy it follows.
     pub fn strategy(&self) -> Strategy {
         self.strategy
@@ -150,7 +166,7 @@ impl Balancer {
         // Only the strategies that read the clock pay for it.
         let now = match self.strategy {
             Strategy::LatencyBased | Strategy::UsageBased => Some(Instant::now()),
-            Strategy::SimpleShuffle | Strategy::LeastBusy => None,
+            Strategy::SimpleShuffle | Strategy::LeastBusy | Strategy::CostBased => None,
         };
         let view = |index: usize| {
             let member = &self.members[index];
@@ -196,6 +212,7 @@ impl Balancer {
     fn score(&self, member: &Member, now: Option<Instant>, tokens: u64) -> f64 {
         match (self.strategy, now) {
             (Strategy::LeastBusy, _) => f64::from(member.stats.in_flight()),
+            (Strategy::CostBased, _) => member.cost,
             // Never measured: tried before any measured one.
             (Strategy::LatencyBased, Some(now)) => member.stats.latency(now).unwrap_or(-1.0),
             (Strategy::UsageBased, Some(now)) => -member
@@ -282,7 +299,10 @@ impl Balancer {
         member.stats.begin();
         let started = match self.strategy {
             Strategy::LatencyBased => Some(pick.at.unwrap_or_else(Instant::now)),
-            Strategy::SimpleShuffle | Strategy::LeastBusy | Strategy::UsageBased => None,
+            Strategy::SimpleShuffle
+            | Strategy::LeastBusy
+            | Strategy::UsageBased
+            | Strategy::CostBased => None,
         };
         InFlight {
             balancer: Arc::clone(self),

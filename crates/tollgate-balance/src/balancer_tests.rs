@@ -286,3 +286,46 @@ fn a_reload_carries_over_what_a_kept_deployment_learned() {
     drop(held);
     assert_eq!(after.members[1].stats.in_flight(), 0);
 }
+
+#[test]
+fn cost_based_routing_picks_the_cheapest_healthy_deployment() {
+    let members = [
+        deployment(Some(5.0), None),
+        deployment(Some(1.0), None),
+        deployment(Some(5.0), None),
+    ];
+    let cheapest = Balancer::new(Strategy::CostBased, &members, store()).with_costs([
+        2.0e-6,
+        1.0e-6,
+        f64::INFINITY,
+    ]);
+    // Weights do not matter: the cheapest serves every time.
+    for _ in 0..50 {
+        assert_eq!(cheapest.pick(&Tried::default(), 0, |_| false).index, 1);
+    }
+    // The cheapest is open: the next cheapest, never the unpriced one.
+    for _ in 0..50 {
+        assert_eq!(cheapest.pick(&Tried::default(), 0, |i| i == 1).index, 0);
+    }
+    // Simple-shuffle over the same deployments spreads by weight instead.
+    let shuffled = balancer(Strategy::SimpleShuffle, &members);
+    let picks: std::collections::HashSet<usize> = (0..50)
+        .map(|_| shuffled.pick(&Tried::default(), 0, |_| false).index)
+        .collect();
+    assert!(picks.len() > 1);
+}
+
+#[test]
+fn cost_based_routing_reads_each_members_price() {
+    let priced = |cost: Option<f64>| MemberConfig {
+        cost,
+        ..deployment(None, None)
+    };
+    let members = [priced(Some(3.0e-6)), priced(None), priced(Some(1.0e-6))];
+    let balancer = balancer(Strategy::CostBased, &members);
+    for _ in 0..20 {
+        assert_eq!(balancer.pick(&Tried::default(), 0, |_| false).index, 2);
+    }
+    // The cheapest is open: the next cheapest, never the unpriced one.
+    assert_eq!(balancer.pick(&Tried::default(), 0, |i| i == 2).index, 0);
+}

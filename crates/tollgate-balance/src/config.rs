@@ -16,6 +16,9 @@ pub enum Strategy {
     LatencyBased,
     /// `usage-based-routing`: most rpm/tpm headroom in the current minute.
     UsageBased,
+    /// `cost-based-routing`: the cheapest deployment by its price
+    /// ([`MemberConfig::cost`]), among the healthy ones.
+    CostBased,
 }
 
 /// A deployment's requests and tokens a minute, as LiteLLM's `rpm` and
@@ -48,6 +51,9 @@ pub struct MemberConfig {
     /// Its `rpm` and `tpm`, counted in the group's
     /// [`DeploymentLimits`](crate::DeploymentLimits).
     pub quota: Quota,
+    /// Dollars per prompt plus completion token, which `cost-based-routing`
+    /// ranks by; `None` (unknown) ranks last.
+    pub cost: Option<f64>,
 }
 
 impl MemberConfig {
@@ -58,6 +64,7 @@ impl MemberConfig {
             weight: None,
             order: None,
             quota: Quota::default(),
+            cost: None,
         }
     }
 }

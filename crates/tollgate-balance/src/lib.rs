@@ -55,8 +55,9 @@
 //!      limits has unlimited headroom. Tokens are estimated at a quarter of
 //!      the request body's bytes; the real ones are counted when the answer
 //!      ends;
-//!    - `cost-based-routing`: shuffles by weight for now (no price table is
-//!      read yet).
+//!    - `cost-based-routing`: the lowest price per prompt plus completion
+//!      token ([`MemberConfig::cost`]; unknown prices last), so the cheapest
+//!      healthy deployment serves and a dearer one only when it is out.
 //! 5. **The shuffle**: one of those, in proportion to its weight: `weight`,
 //!    else `rpm`, else `tpm`, else equal .
 //!

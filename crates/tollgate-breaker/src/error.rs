@@ -46,7 +46,7 @@ impl CircuitOpen {
             ErrorClass::UpstreamUnavailable,
             "the upstream is unavailable: its circuit breaker is open",
         )
-        .with_subkind("circuit_open")
+        .with_subkind(Failure::CIRCUIT_OPEN)
         .with_status(StatusCode::SERVICE_UNAVAILABLE);
         if let Some(wait) = retry_after {
             failure = failure.with_retry_after(wait);

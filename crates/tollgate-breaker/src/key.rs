@@ -14,16 +14,41 @@ use tollgate_core::extensions::Target;
 /// hosts); the registry holds one breaker per key it has seen, up to
 /// [`BreakerConfig::max_keys`](crate::BreakerConfig::max_keys).
 ///
-/// Implemented by [`DeploymentKey`] (the default), [`HostKey`],
-/// [`FixedKey`], and [`key_fn`] for closures.
+/// Implemented by [`WholeService`] (the default: one breaker for the whole
+/// wrapped service), [`DeploymentKey`], [`HostKey`], [`FixedKey`], and
+/// [`key_fn`] for closures.
 pub trait KeyExtractor<B> {
     /// The key of `request`, borrowed from it (or from the extractor) where
     /// possible, so that the hot path does not allocate.
     fn extract<'a>(&'a self, request: &'a Request<B>) -> Option<Cow<'a, str>>;
 }
 
+/// One breaker for everything behind the service, named
+/// [`WholeService::KEY`]: the default of
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer), so that a layer
+/// wrapping any service guards it without being told how to key it.
+///
+/// To guard several upstreams separately, pick a key: [`HostKey`] on a
+/// plain client, [`DeploymentKey`] under a balancer that sets the
+/// [`Target`] extension, [`key_fn`] for anything else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WholeService;
+
+impl WholeService {
+    /// The key of the one breaker, as snapshots and [`CircuitOpen`](crate::CircuitOpen) show it.
+    pub const KEY: &'static str = "service";
+}
+
+impl<B> KeyExtractor<B> for WholeService {
+    fn extract<'a>(&'a self, _request: &'a Request<B>) -> Option<Cow<'a, str>> {
+        Some(Cow::Borrowed(WholeService::KEY))
+    }
+}
+
 /// The deployment id of the request's [`Target`] extension (set by the
-/// gateway's router or a balancer): one breaker per deployment.
+/// gateway's router or a balancer): one breaker per deployment. A request
+/// without the extension is not guarded, so use it only below whatever
+/// sets it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeploymentKey;
 
@@ -132,5 +157,9 @@ mod tests {
             Some("x")
         );
         assert_eq!(FixedKey::new("y").extract(&request).as_deref(), Some("y"));
+        assert_eq!(
+            WholeService.extract(&request).as_deref(),
+            Some(WholeService::KEY)
+        );
     }
 }

@@ -7,7 +7,7 @@ use tower::Layer;
 
 use crate::breakers::Breakers;
 use crate::config::{BreakerConfig, ConfigError};
-use crate::key::DeploymentKey;
+use crate::key::WholeService;
 use crate::service::CircuitBreaker;
 
 /// Applies per-key circuit breakers to a service.
@@ -16,17 +16,18 @@ use crate::service::CircuitBreaker;
 /// the layer makes shares them, so applying it to many routes or clones
 /// never forks a breaker. `layer()` creates no state.
 ///
-/// `K` picks each request's key ([`DeploymentKey`] by default: the
-/// `Target` extension's deployment id), `C` judges outcomes
+/// `K` picks each request's key ([`WholeService`] by default: one breaker
+/// for everything the layer wraps; [`key`](Self::key) to key by
+/// deployment, host or anything else), `C` judges outcomes
 /// ([`OpenAiClassifier`] by default).
-pub struct CircuitBreakerLayer<K = DeploymentKey, C = OpenAiClassifier> {
+pub struct CircuitBreakerLayer<K = WholeService, C = OpenAiClassifier> {
     key: K,
     classifier: C,
     breakers: Breakers,
 }
 
 impl CircuitBreakerLayer {
-    /// Breakers with `config`, keyed by deployment id, judged by the OpenAI
+    /// Breakers with `config`, one for the whole wrapped service, judged by the OpenAI
     /// classifier; change either with [`key`](Self::key) and
     /// [`classifier`](Self::classifier).
     pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
@@ -37,7 +38,7 @@ impl CircuitBreakerLayer {
     /// built with [`Breakers::with_jitter`]).
     pub fn with_breakers(breakers: Breakers) -> Self {
         CircuitBreakerLayer {
-            key: DeploymentKey,
+            key: WholeService,
             classifier: OpenAiClassifier::new(),
             breakers,
         }

@@ -2,8 +2,10 @@
 //!
 //! [`CircuitBreakerLayer`] wraps any `Service<http::Request<B>>` that answers
 //! `http::Response`s — a hyper client, a tonic channel, the gateway's
-//! upstream stack — with one breaker per key (the deployment id, by
-//! default):
+//! upstream stack — with one breaker per key. By default there is one key,
+//! [`WholeService`]: one breaker for everything the layer wraps; pick
+//! [`HostKey`], [`DeploymentKey`] or [`key_fn`] to guard several upstreams
+//! separately.
 //!
 //! - **CLOSED**: calls go through and their outcomes are counted. It opens
 //!   on a failure rate over a sliding window (with a minimum number of
@@ -154,7 +156,7 @@ pub use config::{BreakerConfig, BreakerConfigBuilder, ConfigError};
 pub use error::CircuitOpen;
 pub use future::ResponseFuture;
 pub use jitter::JitterSource;
-pub use key::{DeploymentKey, FixedKey, FnKey, HostKey, KeyExtractor, key_fn};
+pub use key::{DeploymentKey, FixedKey, FnKey, HostKey, KeyExtractor, WholeService, key_fn};
 pub use layer::CircuitBreakerLayer;
 #[cfg(feature = "redis")]
 pub use redis_sync::{OnFallback, POLL_EVERY, RedisSync};

@@ -14,7 +14,7 @@ use crate::body::ResponseBody;
 use crate::breakers::Breakers;
 use crate::error::CircuitOpen;
 use crate::future::ResponseFuture;
-use crate::key::{DeploymentKey, KeyExtractor};
+use crate::key::{KeyExtractor, WholeService};
 
 /// Guards an inner service with one circuit breaker per key; built by
 /// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
@@ -24,7 +24,7 @@ use crate::key::{DeploymentKey, KeyExtractor};
 /// service is not called), a closed or probing one passes it on and settles
 /// its outcome — when the answer comes for errors, at the end of the body
 /// for successes and streams.
-pub struct CircuitBreaker<S, K = DeploymentKey, C = OpenAiClassifier> {
+pub struct CircuitBreaker<S, K = WholeService, C = OpenAiClassifier> {
     inner: S,
     key: K,
     classifier: C,

@@ -16,8 +16,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use tokio::time::{Instant, advance};
 use tollgate_breaker::{
-    BreakerConfig, Breakers, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, FixedKey, Reason,
-    State, key_fn,
+    BreakerConfig, Breakers, CircuitBreaker, CircuitBreakerLayer, CircuitOpen, DeploymentKey,
+    FixedKey, Reason, State, WholeService, key_fn,
 };
 use tollgate_core::extensions::Target;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
@@ -167,7 +167,29 @@ where
     S: Service<Request<String>, Response = Response<B>, Error = BoxError>,
     B: Body<Data = Bytes, Error = BoxError>,
 {
-    let response = service.ready().await?.call(request()).await?;
+    send(service, request()).await
+}
+
+/// [`call`] with a request that carries no extension at all.
+async fn call_plain<S, B>(
+    service: &mut S,
+) -> Result<(StatusCode, Result<Bytes, BoxError>), BoxError>
+where
+    S: Service<Request<String>, Response = Response<B>, Error = BoxError>,
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    send(service, Request::new(String::new())).await
+}
+
+async fn send<S, B>(
+    service: &mut S,
+    request: Request<String>,
+) -> Result<(StatusCode, Result<Bytes, BoxError>), BoxError>
+where
+    S: Service<Request<String>, Response = Response<B>, Error = BoxError>,
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    let response = service.ready().await?.call(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await.map(|b| b.to_bytes());
     Ok((status, body))
@@ -190,7 +212,9 @@ fn open_error(result: Result<(StatusCode, Result<Bytes, BoxError>), BoxError>) -
 #[tokio::test(start_paused = true)]
 async fn error_statuses_open_it_and_then_nothing_reaches_the_upstream() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
 
@@ -214,10 +238,32 @@ async fn error_statuses_open_it_and_then_nothing_reaches_the_upstream() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn by_default_one_breaker_guards_the_whole_service() {
+    // Around a plain service, with no `Target` extension on its requests:
+    // the default key must still guard it (it once guarded nothing).
+    let upstream = Upstream::new(Answer::Json(503));
+    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let breakers = layer.breakers();
+    let mut service = layer.layer(upstream.service());
+    for _ in 0..3 {
+        let (status, _) = call_plain(&mut service).await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        breakers.snapshot(WholeService::KEY).unwrap().state,
+        State::Open
+    );
+    let open = open_error(call_plain(&mut service).await);
+    assert_eq!(open.key(), WholeService::KEY);
+    assert_eq!(upstream.calls(), 3, "the open breaker kept the call away");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_rejection_is_a_503_upstream_unavailable_failure() {
     let upstream = Upstream::new(Answer::Json(500));
     let mut service = CircuitBreakerLayer::new(config())
         .unwrap()
+        .key(DeploymentKey)
         .layer(upstream.service());
     for _ in 0..3 {
         let _ = call(&mut service).await.unwrap();
@@ -238,7 +284,9 @@ async fn the_rejection_is_a_503_upstream_unavailable_failure() {
 #[tokio::test(start_paused = true)]
 async fn errors_count_through_their_failure() {
     let upstream = Upstream::new(Answer::Fail(Failure::timeout(TimeoutKind::FirstByte)));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -252,7 +300,9 @@ async fn errors_count_through_their_failure() {
 #[tokio::test(start_paused = true)]
 async fn request_faults_never_count() {
     let upstream = Upstream::new(Answer::Json(400));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for i in 0..20 {
@@ -273,7 +323,7 @@ async fn counted_classes_are_configurable() {
     let upstream = Upstream::new(Answer::Json(400));
     let mut config = config();
     config.counted_classes = Some(vec![ErrorClass::BadRequest]);
-    let layer = CircuitBreakerLayer::new(config).unwrap();
+    let layer = CircuitBreakerLayer::new(config).unwrap().key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -285,7 +335,9 @@ async fn counted_classes_are_configurable() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_after_the_cooldown_closes_it_and_every_change_is_published() {
     let upstream = Upstream::new(Answer::Json(502));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut events = breakers.subscribe();
     let mut service = layer.layer(upstream.service());
@@ -322,7 +374,9 @@ async fn a_probe_after_the_cooldown_closes_it_and_every_change_is_published() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -346,7 +400,9 @@ async fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_with_retry_after_opens_for_that_long() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     let _ = call(&mut service).await.unwrap();
@@ -377,8 +433,10 @@ const DONE: &str = "data: [DONE]\n\n";
 
 /// A layer opened by three failures, whose cooldown is over: the next call
 /// is a probe.
-async fn half_open(upstream: &Upstream) -> (Breakers, CircuitBreaker<Upstream>) {
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+async fn half_open(upstream: &Upstream) -> (Breakers, CircuitBreaker<Upstream, DeploymentKey>) {
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -508,7 +566,9 @@ async fn a_body_that_says_it_ended_is_settled_without_a_last_poll() {
 #[tokio::test(start_paused = true)]
 async fn requests_without_a_key_pass_unguarded() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let service = layer.layer(upstream.service());
     for _ in 0..10 {
@@ -544,7 +604,9 @@ async fn keys_beyond_the_limit_pass_unguarded() {
 
 #[tokio::test(start_paused = true)]
 async fn poll_ready_is_the_inner_services() {
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let (mut service, mut handle) =
         tower_test::mock::spawn_layer::<Request<String>, Response<String>, _>(layer.clone());
     handle.allow(0);
@@ -561,7 +623,9 @@ async fn poll_ready_is_the_inner_services() {
 
 #[tokio::test(start_paused = true)]
 async fn registered_keys_show_before_their_first_call() {
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     breakers.register("b/0");
     breakers.register("a/0");
@@ -604,7 +668,9 @@ async fn registered_keys_show_before_their_first_call() {
 #[tokio::test(start_paused = true)]
 async fn force_open_and_reset_act_at_once() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(config())
+        .unwrap()
+        .key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     assert!(breakers.force_open(KEY, Duration::from_secs(60)));

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+pub use crate::usage_report::UsageReport;
+
 /// Where a request is going: the model group the client asked for, the
 /// deployment chosen to serve it and the model name that deployment knows.
 ///

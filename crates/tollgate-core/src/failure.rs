@@ -152,6 +152,16 @@ impl Failure {
         self.inner.subkind.as_deref()
     }
 
+    /// The subkind of a call a circuit breaker rejected without reaching
+    /// the upstream: set by the breaker, read by layers above it (a retry
+    /// does not wait on it).
+    pub const CIRCUIT_OPEN: &'static str = "circuit_open";
+
+    /// Whether a circuit breaker rejected the call ([`Failure::CIRCUIT_OPEN`]).
+    pub fn is_circuit_open(&self) -> bool {
+        self.subkind() == Some(Failure::CIRCUIT_OPEN)
+    }
+
     /// Whose limit was hit, when known.
     pub fn scope(&self) -> Option<Scope> {
         self.inner.scope

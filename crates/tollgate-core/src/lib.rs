@@ -17,6 +17,10 @@
 //!   untouched;
 //! - [`Redactor`] and [`Secrets`]: what makes upstream text safe to show a
 //!   client — no configured secret, nothing shaped like a key;
+//! - [`Usd`]: exact money in pico-dollars, and [`write_picos`], the one
+//!   place pico-dollars become decimal text;
+//! - [`time`]: the wall clock the layers read ([`time::Clock`]), Unix
+//!   milliseconds and UTC civil dates;
 //! - [`extensions`]: what the layers pass each other on requests and
 //!   responses.
 //!
@@ -47,14 +51,18 @@ pub mod classify;
 pub mod extensions;
 pub mod redact;
 pub mod sse;
+pub mod time;
 
 mod body;
 mod chat;
 mod class;
 mod failure;
+mod money;
+mod usage_report;
 
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use failure::{BoxError, Failure};
+pub use money::{PICOS_PER_DOLLAR, ParseUsdError, Usd, write_picos};
 pub use redact::{MAX_MESSAGE_LEN, MIN_SECRET_LEN, Redactor, Secrets, sanitize_message};

@@ -143,6 +143,15 @@ where
                             continue;
                         }
                     };
+                    let mut response = response;
+                    if matches!(mode, Mode::Stream { strip: true, .. }) {
+                        // The usage chunk the layer asked for is taken out
+                        // of the stream: an upstream's length no longer
+                        // holds, and a client trusting it would read the
+                        // wrong bytes (or none). The body's size hint says
+                        // "unknown" as well.
+                        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                    }
                     let watch = Watch::new(std::mem::take(this.meter), mode);
                     this.state.set(State::Done);
                     return Poll::Ready(Ok(response.map(|body| CostBody::watched(body, watch))));

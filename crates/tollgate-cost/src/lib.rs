@@ -40,7 +40,10 @@
 //! - **Exactly once**: the record is made when the body ends, breaks, or is
 //!   dropped (the client went away), or when the response future is
 //!   dropped before the answer. A [`RequestTally`] in the request's
-//!   extensions sums a request's attempts for its access-log line.
+//!   extensions sums a request's attempts for its access-log line; core's
+//!   [`UsageReport`](tollgate_core::extensions::UsageReport), when the
+//!   request carries one (the rate-limit layer puts it there), gets each
+//!   attempt's tokens and cost for the limits to settle on.
 //!
 //! Outcomes are judged by a [classifier](tollgate_core::classify)
 //! (`OpenAiClassifier` by default, [`CostLayer::classifier`] to change it),
@@ -148,7 +151,6 @@ mod service;
 mod sink;
 mod tally;
 mod usage;
-mod usd;
 
 pub use body::CostBody;
 pub use future::ResponseFuture;
@@ -158,8 +160,8 @@ pub use record::{Cost, CostRecord, Outcome};
 pub use service::CostAccounting;
 pub use sink::CostSink;
 pub use tally::{RequestTally, TallySnapshot};
+pub use tollgate_core::{ParseUsdError, Usd};
 pub use usage::TokenUsage;
-pub use usd::{ParseUsdError, Usd};
 
 /// The response header with the cost of a complete answer, in exact
 /// decimal dollars (`0.00029666`). Not set when the cost is unknown, nor on

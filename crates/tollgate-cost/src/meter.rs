@@ -9,14 +9,14 @@ use arc_swap::ArcSwap;
 use http::Extensions;
 use tokio::time::Instant;
 use tollgate_core::ErrorClass;
-use tollgate_core::extensions::{Attempt, KeyName, ModelGroup, RequestId, Target};
+use tollgate_core::extensions::{Attempt, KeyName, ModelGroup, RequestId, Target, UsageReport};
 
 use crate::price::{PriceMatch, PriceTable};
 use crate::record::{Cost, CostRecord, Outcome};
 use crate::sink::CostSink;
 use crate::tally::RequestTally;
 use crate::usage::{Reported, TokenUsage};
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// Unpriced model names warned about, at most.
 const MAX_WARNED: usize = 1024;
@@ -75,6 +75,7 @@ pub(crate) struct Meter(Option<Box<Pending>>);
 struct Pending {
     shared: Arc<Shared>,
     tally: Option<Arc<RequestTally>>,
+    report: Option<Arc<UsageReport>>,
     request_id: Option<Arc<str>>,
     key: Option<Arc<str>>,
     model_group: Option<Arc<str>>,
@@ -114,6 +115,7 @@ impl Meter {
         Meter(Some(Box::new(Pending {
             shared,
             tally: ext.get::<Arc<RequestTally>>().cloned(),
+            report: ext.get::<Arc<UsageReport>>().cloned(),
             request_id: ext.get::<RequestId>().map(|id| id.0.clone()),
             key: ext.get::<KeyName>().map(|key| key.0.clone()),
             model_group: target
@@ -239,6 +241,13 @@ impl Meter {
         );
         if let Some(tally) = &p.tally {
             tally.add(&record);
+        }
+        if let Some(report) = &p.report {
+            report.add_tokens(record.usage.map_or(0, |usage| usage.total_tokens()));
+            match record.cost.billed() {
+                Some(billed) => report.add_picos(billed.picos()),
+                None => report.add_unknown_cost(),
+            }
         }
         p.shared.sink.record(record);
         Some((cost, usage))

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use tollgate_core::ErrorClass;
 
 use crate::usage::TokenUsage;
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// How an attempt ended, for its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

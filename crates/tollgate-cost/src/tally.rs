@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::record::CostRecord;
 use crate::usage::TokenUsage;
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// What all the attempts of one request used and cost, summed as their
 /// records are made — for the one access-log line a gateway writes per

@@ -6,7 +6,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use tollgate_core::extensions::Usage;
 
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// The tokens one attempt used, as the provider reported them — or as the
 /// layer estimated them, when `estimated` is set.

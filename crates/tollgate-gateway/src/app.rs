@@ -84,6 +84,22 @@ impl Gateway {
         })
     }
 
+    /// Lists OpenRouter's models now and every hour, and reports the
+    /// configured slugs it does not list (log, `/health/providers`); see
+    /// [`openrouter_models`](crate::openrouter_models). Needs a runtime. The
+    /// binary calls it at start; a gateway built for tests makes no such
+    /// request unless asked.
+    pub fn watch_openrouter_models(&self, config: &Config) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            crate::openrouter_models::spawn(
+                &runtime,
+                config,
+                UpstreamClient::new(Self::client_config(config)),
+                self.app().providers.unknown_slugs.clone(),
+            );
+        }
+    }
+
     /// The running configuration.
     pub(crate) fn app(&self) -> Arc<App> {
         self.current.load_full()

@@ -43,17 +43,6 @@ pub(crate) struct OpenRouterDeployment {
     pub(crate) headers: http::HeaderMap,
 }
 
-impl DeploymentProvider {
-    /// `"openai"`, `"openrouter"` or `"mock"`, for reports.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            DeploymentProvider::Http(_) => "openai",
-            DeploymentProvider::OpenRouter(_) => "openrouter",
-            DeploymentProvider::Mock(_) => "mock",
-        }
-    }
-}
-
 /// How a deployment is reached.
 pub(crate) enum DeploymentProvider {
     /// A plain OpenAI-compatible upstream.
@@ -61,4 +50,8 @@ pub(crate) enum DeploymentProvider {
     /// OpenRouter, through its normalizer.
     OpenRouter(Box<OpenRouterDeployment>),
     Mock(MockDeployment),
+    /// A deployment that cannot take traffic (see
+    /// [`DeploymentConfig::disabled`](crate::config::DeploymentConfig::disabled)):
+    /// it fails at once, as unavailable, so the cascade moves on.
+    Disabled(Arc<str>),
 }

@@ -45,6 +45,8 @@ pub mod healthcheck;
 pub mod log_format;
 pub mod log_writer;
 pub mod mock;
+pub mod model_prices;
+pub mod openrouter_models;
 pub mod upstream;
 
 /// A map the request path looks names up in — model groups, deployments,
@@ -60,6 +62,7 @@ mod build;
 mod connection;
 pub mod deadlines;
 mod deployment;
+mod disabled;
 mod door;
 mod exposure;
 mod generation;
@@ -80,6 +83,7 @@ mod request_body;
 mod request_id;
 pub mod resilience;
 mod response;
+mod routing;
 mod server;
 mod shared;
 mod spend;

@@ -20,7 +20,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::ledger::day::civil_from_days;
+use tollgate_core::time::civil_from_days;
 
 /// One JSON object per event, on one line (see the module's documentation).
 ///

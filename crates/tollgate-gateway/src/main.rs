@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text]
-//! tollgate check-config config.yaml [--host 0.0.0.0]
+//! tollgate check-config config.yaml [--strict] [--online] [--host 0.0.0.0]
 //! tollgate healthcheck [127.0.0.1:4000]
 //! tollgate config-reference > docs/CONFIG.md
 //! ```
@@ -61,6 +61,13 @@ enum Command {
     CheckConfig {
         /// The config file to check.
         file: PathBuf,
+        /// Fail on warnings too (an unknown key, a disabled deployment, …).
+        #[arg(long)]
+        strict: bool,
+        /// Also ask the upstreams: OpenRouter's model list, for slugs it
+        /// does not have (each is a warning).
+        #[arg(long)]
+        online: bool,
     },
     /// Print the reference of every config key (docs/CONFIG.md), from the
     /// loader's own key table.
@@ -83,7 +90,11 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => check_config(&file, cli.host),
+        Some(Command::CheckConfig {
+            file,
+            strict,
+            online,
+        }) => check_config(&file, cli.host, strict, online),
         Some(Command::ConfigReference) => {
             print!("{}", config::reference_markdown());
             ExitCode::SUCCESS
@@ -124,14 +135,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path, host: IpAddr) -> ExitCode {
+fn check_config(file: &std::path::Path, host: IpAddr, strict: bool, online: bool) -> ExitCode {
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
             match Gateway::new(&loaded.config) {
                 Ok(gateway) => {
-                    if let Some(warning) = open_access_warning(host, gateway.is_open()) {
+                    let open = open_access_warning(host, gateway.is_open());
+                    if let Some(warning) = &open {
                         println!("\nWARNING: {warning}");
+                    }
+                    let mut warnings = loaded.warnings.len() + usize::from(open.is_some());
+                    if online {
+                        warnings += check_online(&loaded.config);
+                    }
+                    if strict && warnings > 0 {
+                        eprintln!("error: {warnings} warning(s), and --strict makes them errors");
+                        return ExitCode::FAILURE;
                     }
                     ExitCode::SUCCESS
                 }
@@ -144,6 +164,39 @@ fn check_config(file: &std::path::Path, host: IpAddr) -> ExitCode {
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config --online`: prints each OpenRouter slug OpenRouter does not
+/// list, and returns how many warnings that makes.
+fn check_online(config: &config::Config) -> usize {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            println!("\nWARNING: online checks skipped: {error}");
+            return 1;
+        }
+    };
+    let client = tollgate_gateway::upstream::UpstreamClient::new(Gateway::client_config(config));
+    match runtime.block_on(tollgate_gateway::openrouter_models::unknown_slugs(
+        config, &client,
+    )) {
+        Ok(unknown) => {
+            for (deployment, slug) in &unknown {
+                println!("\nWARNING: {deployment}: OpenRouter does not list the model {slug:?}");
+            }
+            if unknown.is_empty() {
+                println!("\nOnline: every OpenRouter slug is listed by OpenRouter");
+            }
+            unknown.len()
+        }
+        Err(error) => {
+            println!("\nWARNING: OpenRouter's model list: {error}");
+            1
         }
     }
 }
@@ -186,6 +239,7 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
         }
     }
     gateway.restore_budgets().await;
+    gateway.watch_openrouter_models(&loaded.config);
     let (listener, local) = match bind(addr).await {
         Ok(bound) => bound,
         Err(error) => {

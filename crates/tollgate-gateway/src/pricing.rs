@@ -1,31 +1,68 @@
-//! The price table the cost layer uses: the built-in prices, with each
-//! deployment's `model_info` prices over them.
+//! The price table the cost layer uses: the built-in prices, LiteLLM's
+//! snapshot for the models they do not list, and each deployment's
+//! `model_info` prices over both.
 
 use tollgate_cost::{PriceMatch, PriceTable, TokenPrices, Usd};
 
 use crate::config::{Config, Decimal, DeploymentConfig};
 
 /// The built-in table, with a deployment entry for every deployment whose
-/// `model_info` names a price. A deployment's prices replace the built-in
-/// ones of its upstream model field by field; a field neither gives is 0
-/// (LiteLLM's reading of a partial price).
+/// `model_info` names a price or whose model only LiteLLM's snapshot
+/// ([`Config::model_prices`]) prices. A deployment's prices replace the
+/// listed ones of its upstream model field by field; a field neither gives is
+/// 0 (LiteLLM's reading of a partial price). A model nothing prices stays
+/// unpriced, so the cost layer flags it rather than bill it as free.
 pub(crate) fn price_table(config: &Config) -> PriceTable {
     let builtin = PriceTable::builtin();
     let overrides: Vec<(String, TokenPrices)> = config
         .model_list
         .iter()
-        .filter(|deployment| !deployment.costs.is_empty())
-        .map(|deployment| {
-            let base = match builtin.model(&deployment.upstream_model) {
-                Some(PriceMatch::Listed(prices)) => *prices,
-                Some(PriceMatch::Free) | None => TokenPrices::FREE,
+        .filter_map(|deployment| {
+            let listed = match builtin.model(&deployment.upstream_model) {
+                Some(PriceMatch::Listed(prices)) => Some(*prices),
+                Some(PriceMatch::Free) => Some(TokenPrices::FREE),
+                None => snapshot_prices(config, deployment),
             };
-            (deployment.id.clone(), configured(deployment, base))
+            if deployment.costs.is_empty() {
+                // Only what the built-in table does not already price.
+                let from_snapshot = builtin.model(&deployment.upstream_model).is_none();
+                return listed
+                    .filter(|_| from_snapshot)
+                    .map(|prices| (deployment.id.clone(), prices));
+            }
+            let base = listed.unwrap_or(TokenPrices::FREE);
+            Some((deployment.id.clone(), configured(deployment, base)))
         })
         .collect();
     overrides.into_iter().fold(builtin, |table, (id, prices)| {
         table.with_deployment(id, prices)
     })
+}
+
+/// The snapshot's prices of a deployment's model (`groq/llama3-8b-8192`,
+/// else `llama3-8b-8192`); wildcard deployments are priced per request, by
+/// the model asked for.
+fn snapshot_prices(config: &Config, deployment: &DeploymentConfig) -> Option<TokenPrices> {
+    if deployment.is_wildcard() {
+        return None;
+    }
+    config
+        .model_prices
+        .for_deployment(deployment.provider.as_str(), &deployment.upstream_model)?
+        .prices()
+}
+
+/// What a deployment charges for one prompt token and one completion token,
+/// in dollars, for `cost-based-routing`; a deployment nothing prices ranks
+/// after every priced one (LiteLLM's reading of an unknown cost).
+pub(crate) fn unit_price(table: &PriceTable, deployment: &DeploymentConfig) -> f64 {
+    match table.price_for(Some(&deployment.id), Some(&deployment.upstream_model), None) {
+        Some(PriceMatch::Listed(prices)) => {
+            prices.input.as_f64_dollars() + prices.output.as_f64_dollars()
+        }
+        Some(PriceMatch::Free) => 0.0,
+        None => f64::INFINITY,
+    }
 }
 
 fn configured(deployment: &DeploymentConfig, base: TokenPrices) -> TokenPrices {
@@ -68,6 +105,35 @@ mod tests {
             panic!("gpt-4o-mini is listed");
         };
         assert_eq!(prices.output, builtin.output);
+    }
+
+    #[test]
+    fn models_the_builtin_table_lacks_are_priced_from_the_snapshot() {
+        let table = table(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: groq/openai/gpt-oss-20b\n    model_info:\n      id: d1\n  - model_name: u\n    litellm_params:\n      model: groq/no-such-model\n    model_info:\n      id: d2\n",
+        );
+        let facts = crate::model_prices::ModelPrices::snapshot();
+        let expected = facts
+            .get("groq/openai/gpt-oss-20b")
+            .unwrap()
+            .prices()
+            .unwrap();
+        assert_eq!(table.deployment("d1"), Some(&expected));
+        // Unknown everywhere: no price, so the cost layer flags it.
+        assert!(table.deployment("d2").is_none());
+        assert!(table.model("no-such-model").is_none());
+    }
+
+    #[test]
+    fn unit_prices_rank_unknown_models_last() {
+        let yaml = "model_list:\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o-mini\n  - model_name: g\n    litellm_params:\n      model: openai/gpt-4o\n  - model_name: g\n    litellm_params:\n      model: openai/unheard-of\n";
+        let config = crate::config::load_str(yaml, &|_| Some("k".to_owned()))
+            .unwrap()
+            .config;
+        let table = price_table(&config);
+        let [mini, full, unknown] = [0, 1, 2].map(|i| unit_price(&table, &config.model_list[i]));
+        assert!(mini < full, "{mini} {full}");
+        assert!(unknown.is_infinite());
     }
 
     #[test]

@@ -174,6 +174,13 @@ async fn call_provider(
                 .map_err(|error| Failure::from_error(&*error))?;
             Ok(response.map(|body| ProviderBody::OpenRouter { body }))
         }
+        DeploymentProvider::Disabled(reason) => Err(Failure::new(
+            ErrorClass::UpstreamUnavailable,
+            format!(
+                "deployment {} is disabled: {reason}",
+                deployment.target.deployment_id
+            ),
+        )),
         DeploymentProvider::Mock(mock) => {
             let start = Instant::now();
             let first_byte = match (timeouts.first_byte, timeouts.total) {
@@ -213,7 +220,10 @@ fn upstream_request(
     deployment: &Deployment,
     chat: &ChatRequest,
 ) -> Result<Request<RequestBody>, Failure> {
-    let body = RequestBody::new(chat.with_model(&deployment.target.upstream_model));
+    let target = &deployment.target;
+    let upstream =
+        crate::routing::upstream_model(&target.model_group, &target.upstream_model, chat.model());
+    let body = RequestBody::new(chat.with_model(upstream));
     let accept = if chat.stream() {
         "text/event-stream"
     } else {

@@ -11,12 +11,13 @@
 use crate::FastMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tollgate_breaker::Breakers;
 use tollgate_core::ErrorClass;
+use tollgate_core::time::unix_ms;
 
 use crate::learned::LearnedDeadlines;
 
@@ -39,10 +40,13 @@ pub(crate) struct ProviderHealth {
     order: Arc<[Listed]>,
     by_deployment: Arc<FastMap<Arc<str>, Arc<DeploymentHealth>>>,
     epoch: Instant,
+    /// OpenRouter deployments whose slug OpenRouter does not list.
+    pub(crate) unknown_slugs: crate::openrouter_models::UnknownSlugs,
 }
 
 impl ProviderHealth {
-    /// Health for `deployments`: (deployment id, model group, provider kind).
+    /// Health for `deployments`: (deployment id, model group, provider kind,
+    /// why it is disabled).
     /// After a reload, the `previous` counts of the deployments that are
     /// `kept` carry over.
     pub(crate) fn new(
@@ -52,7 +56,7 @@ impl ProviderHealth {
     ) -> Self {
         let by_deployment = deployments
             .iter()
-            .map(|(id, _, _)| {
+            .map(|(id, ..)| {
                 let carried = previous
                     .filter(|_| kept(id))
                     .and_then(|p| p.by_deployment.get(id).cloned());
@@ -64,6 +68,10 @@ impl ProviderHealth {
             by_deployment: Arc::new(by_deployment),
             // The buckets count from it.
             epoch: previous.map_or_else(Instant::now, |p| p.epoch),
+            // The slug watcher started with the process keeps writing here.
+            unknown_slugs: previous
+                .map(|p| p.unknown_slugs.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -111,7 +119,7 @@ impl ProviderHealth {
         let providers: Vec<Value> = self
             .order
             .iter()
-            .map(|(id, group, provider)| {
+            .map(|(id, group, provider, disabled)| {
                 let health = &self.by_deployment[id];
                 let recent = health.recent(tick);
                 let breaker = breakers.snapshot(id);
@@ -119,6 +127,8 @@ impl ProviderHealth {
                     "deployment": &**id,
                     "model_group": &**group,
                     "provider": provider,
+                    "disabled": disabled.as_deref(),
+                    "upstream_model_unknown": self.unknown_slugs.contains(id),
                     "breaker": breaker.as_ref().map_or("disabled", |s| s.state.as_str()),
                     "breaker_since_secs": breaker.as_ref().map(|s| s.age().as_secs_f64()),
                     "last_success_unix_ms": health.last_success(),
@@ -141,8 +151,9 @@ impl ProviderHealth {
     }
 }
 
-/// A deployment as the report names it: (id, model group, provider kind).
-type Listed = (Arc<str>, Arc<str>, &'static str);
+/// A deployment as the report names it: (id, model group, provider, why it
+/// is disabled).
+pub(crate) type Listed = (Arc<str>, Arc<str>, &'static str, Option<Arc<str>>);
 
 /// How an attempt ended, as the health report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +238,6 @@ fn class_index(class: ErrorClass) -> u8 {
         .map_or(NO_CLASS, |i| i as u8)
 }
 
-fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +246,8 @@ mod tests {
     fn health() -> ProviderHealth {
         ProviderHealth::new(
             vec![
-                (Arc::from("a"), Arc::from("g"), "mock"),
-                (Arc::from("b"), Arc::from("g"), "openai"),
+                (Arc::from("a"), Arc::from("g"), "mock", None),
+                (Arc::from("b"), Arc::from("g"), "openai", None),
             ],
             None,
             |_| false,

@@ -50,7 +50,7 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_REQUEST_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of `tollgate.request_body_memory_mb`, in bytes: what the request
 /// bodies still arriving may hold together, beyond their first
-/// 64 KiB each.
+/// `UNBUDGETED` bytes each.
 pub const DEFAULT_REQUEST_BODY_MEMORY: usize = 64 * 1024 * 1024;
 /// What each body may hold outside the shared budget: a typical chat request
 /// never waits for it.

@@ -184,7 +184,7 @@ impl Body for GatewayBody {
                 // A stream the cascade ended with an error event.
                 let failure = body
                     .get_ref()
-                    .and_then(|report| report.get_ref().failure())
+                    .and_then(|cascade| cascade.failure())
                     .map(Failure::class);
                 (result, failure)
             }

@@ -2,7 +2,6 @@
 //! metrics, the providers' health and the spend ledger.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use tollgate_balance::TokenCounter;
 use tollgate_cost::{Cost, CostRecord, Outcome};
@@ -116,10 +115,7 @@ fn ledger_row(record: &CostRecord, end: AttemptEnd) -> LedgerRow {
     LedgerRow {
         request_id: record.request_id.clone().unwrap_or_else(|| Arc::from("")),
         attempt: record.attempt,
-        ts_ms: record
-            .started_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        ts_ms: tollgate_core::time::unix_ms(record.started_at),
         key: record.key.clone(),
         model_group: record.model_group.clone(),
         deployment: record.deployment.clone(),

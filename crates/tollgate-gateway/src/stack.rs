@@ -2,13 +2,12 @@
 //!
 //! ```text
 //! RateLimit              the key's rpm, tpm, parallel requests and budget; settled when the response ends
-//! ReportUsage            tells the limits what the attempts below really used
 //! Hedge                  a slow stream of a hedged group asks its fallback in parallel
 //! Fallback               model groups in turn; streams committed at first content, continued after a break
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
 //!     Balance            balances the deployments of the group, open breakers left out
 //!       CircuitBreaker   one breaker per deployment
-//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger
+//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger, the limits' UsageReport
 //!           ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
 //! ```
 
@@ -31,7 +30,6 @@ use tower::Layer;
 
 use crate::deployment::{Deployment, Groups};
 use crate::hedge::{Hedge, HedgePlans};
-use crate::limits::{ReportBody, ReportUsage};
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
@@ -42,15 +40,13 @@ type GroupStack = Retry<Balance<Breaker, BreakerAvailability, Arc<Deployment>>>;
 type Breaker = CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>;
 
 /// The stack's service.
-pub(crate) type Stack = RateLimit<ReportUsage<Hedge<Fallback<GroupStack, GroupHealth>>>>;
+pub(crate) type Stack = RateLimit<Hedge<Fallback<GroupStack, GroupHealth>>>;
 
 /// The body of the stack's responses.
 pub(crate) type StackBody = tollgate_limits::ResponseBody<
-    ReportBody<
-        FallbackBody<
-            tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
-            OpenAiEos,
-        >,
+    FallbackBody<
+        tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
+        OpenAiEos,
     >,
 >;
 
@@ -83,7 +79,7 @@ pub(crate) fn build(
     let cascade = fallback.with_health(health).layer(group);
     let (plans, metrics) = hedges;
     let hedge = Hedge::new(cascade, plans, groups, metrics);
-    limits.layer(ReportUsage::new(hedge))
+    limits.layer(hedge)
 }
 
 /// Tells the cascade which model groups can take a request: those with a

@@ -12,8 +12,13 @@ fn write_config(name: &str, text: &str) -> PathBuf {
 }
 
 fn check_config(path: &PathBuf, env: &[(&str, &str)]) -> (bool, String) {
+    check_config_with(path, &[], env)
+}
+
+/// `check-config FILE ARGS…` with `env` as the only environment.
+fn check_config_with(path: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command.arg("check-config").arg(path).env_clear();
+    command.arg("check-config").arg(path).args(args).env_clear();
     // Under cargo-llvm-cov the binary is instrumented: its profile goes where
     // the run's others go (not into the crate's directory), and counts.
     if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
@@ -101,4 +106,61 @@ fn the_shipped_examples_check_clean() {
     assert!(!text.contains("sk-or-v1-not-a-real-key"), "{text}");
     // Every setting of the example is applied: nothing is called out.
     assert!(!text.contains("Not applied yet"), "{text}");
+}
+
+/// `check-config [--strict]` on `text`, with only `OPENAI_API_KEY` set.
+fn strict_check(strict: bool, name: &str, text: &str) -> (bool, String) {
+    let args: &[&str] = if strict { &["--strict"] } else { &[] };
+    check_config_with(
+        &write_config(name, text),
+        args,
+        &[("OPENAI_API_KEY", "sk-check")],
+    )
+}
+
+#[test]
+fn check_config_reports_every_error_suggests_keys_and_strict_fails_on_warnings() {
+    let broken = "model_list:
+  - model_name: a
+    litellm_params: { model: acme/x }
+  - model_name: b
+    litellm_params: { model: openai/gpt-4o, tpm: lots }
+router_settings:
+  routing_strategy: fastest
+";
+    let (ok, text) = strict_check(false, "broken.yaml", broken);
+    assert!(!ok, "{text}");
+    assert!(text.contains("3 errors"), "{text}");
+    assert!(
+        text.contains("model_list[0].litellm_params.model"),
+        "{text}"
+    );
+    assert!(text.contains("model_list[1].litellm_params.tpm"), "{text}");
+    assert!(text.contains("router_settings.routing_strategy"), "{text}");
+
+    let typo = "model_list:
+  - model_name: a
+    litellm_params: { model: openai/gpt-4o, api_bse: http://x }
+";
+    let (ok, text) = strict_check(false, "typo.yaml", typo);
+    assert!(ok, "{text}");
+    assert!(text.contains("did you mean api_base?"), "{text}");
+    let (ok, text) = strict_check(true, "typo.yaml", typo);
+    assert!(!ok, "{text}");
+    assert!(text.contains("--strict"), "{text}");
+
+    // A deployment disabled for want of a key is a warning, so --strict
+    // fails on it too.
+    let no_key = "model_list:
+  - model_name: a
+    litellm_params: { model: openai/gpt-4o }
+  - model_name: b
+    litellm_params: { model: groq/llama3-8b-8192 }
+";
+    let (ok, text) = strict_check(false, "no-key.yaml", no_key);
+    assert!(ok, "{text}");
+    assert!(text.contains("DISABLED"), "{text}");
+    assert!(text.contains("GROQ_API_KEY"), "{text}");
+    let (ok, _) = strict_check(true, "no-key.yaml", no_key);
+    assert!(!ok);
 }

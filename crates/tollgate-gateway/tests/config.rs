@@ -258,20 +258,28 @@ fn realistic_sample_loads_with_the_expected_warnings() {
 }
 
 #[test]
-fn realistic_sample_without_openrouter_key_names_the_variable_and_path() {
+fn realistic_sample_without_openrouter_key_disables_those_deployments_naming_the_variable() {
     let mut env = full_env();
     env.remove("OPENROUTER_API_KEY");
-    match error_with(REALISTIC, &env) {
-        ConfigError::MissingEnv { var, path } => {
-            assert_eq!(var, "OPENROUTER_API_KEY");
-            assert_eq!(path, "model_list[0].litellm_params.api_key");
-        }
-        other => panic!("expected MissingEnv, got {other}"),
-    }
-    let message = error_with(REALISTIC, &env).to_string();
+    // LiteLLM starts with such a file and fails on the first call; Tollgate
+    // starts the deployments disabled and says why, up front.
+    let loaded = load_with(REALISTIC, &env).expect("loads, with deployments disabled");
+    let first = &loaded.config.model_list[0];
     assert_eq!(
-        message,
-        "model_list[0].litellm_params.api_key: environment variable OPENROUTER_API_KEY is not set"
+        first.disabled.as_deref(),
+        Some("api_key: environment variable OPENROUTER_API_KEY is not set")
+    );
+    assert_eq!(
+        warning_for(&loaded, "model_list[0]"),
+        "deployment disabled: api_key: environment variable OPENROUTER_API_KEY is not set"
+    );
+    // The OpenAI deployments, whose key is set, take traffic.
+    assert!(
+        loaded
+            .config
+            .group("gpt-4o-mini")
+            .iter()
+            .all(|d| d.disabled.is_none())
     );
 }
 
@@ -374,10 +382,17 @@ fn provider_default_variable_is_used_when_no_key_is_given() {
     assert!(loaded.warnings.is_empty());
 
     let loaded = load_with(&yaml, &HashMap::new()).expect("loads without a key");
-    assert_eq!(loaded.config.model_list[0].api_key_source, KeySource::None);
+    let d = &loaded.config.model_list[0];
+    assert_eq!(d.api_key_source, KeySource::None);
     assert!(
-        warning_for(&loaded, "model_list[0].litellm_params.api_key").contains("OPENROUTER_API_KEY")
+        d.disabled
+            .as_deref()
+            .unwrap()
+            .contains("OPENROUTER_API_KEY"),
+        "{:?}",
+        d.disabled
     );
+    assert!(warning_for(&loaded, "model_list[0]").contains("OPENROUTER_API_KEY"));
 }
 
 // ---------------------------------------------------------------- key warnings
@@ -395,13 +410,14 @@ fn unknown_keys_warn_with_their_full_path() {
         warning_for(&loaded, "model_list[1].litellm_params.foo"),
         "unknown key, ignored"
     );
+    // A near miss names the key it likely meant.
     assert_eq!(
         warning_for(&loaded, "router_settings.num_retires"),
-        "unknown key, ignored"
+        "unknown key, ignored; did you mean num_retries?"
     );
     assert_eq!(
         warning_for(&loaded, "tollgate.conect_timeout"),
-        "unknown key, ignored"
+        "unknown key, ignored; did you mean connect_timeout?"
     );
     assert_eq!(warning_for(&loaded, "mystery"), "unknown key, ignored");
 }
@@ -564,12 +580,13 @@ fn provider_prefixes() {
         "deepseek/deepseek-chat"
     );
 
-    for model in ["anthropic/claude-3", "gpt-4o", "openai/"] {
+    for model in ["acme/claude-3", "no-such-model-anywhere", "openai/"] {
         let error = error(&deployment(&format!("      model: {model}\n")));
         assert_invalid(&error, "model_list[0].litellm_params.model", "");
         if model != "openai/" {
             let message = error.to_string();
             assert!(message.contains("openai/, openrouter/, mock/"), "{message}");
+            assert!(message.contains("groq/"), "{message}");
         }
     }
 }

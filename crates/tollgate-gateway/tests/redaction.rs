@@ -35,6 +35,9 @@ const OPENROUTER_KEY: &str =
 /// (`extra_headers`): shaped like no key, so only the configured secrets
 /// can catch it.
 const CUSTOM_AUTH: &str = "tollgate-private-upstream-passphrase";
+/// Read from the provider's own variable (`GROQ_API_KEY`): the config
+/// names no key for that deployment.
+const GROQ_KEY: &str = "gsk_Tg7e2QmW9xLp4RzN8vKc1YbH6sJd3FaU5oGi0EwXyZqV2nB";
 const MASTER_KEY: &str = "sk-master-Tollgate-0a1b2c3d4e5f6a7b";
 /// Keys the upstream mentions that the gateway never configured: only their
 /// shape gives them away.
@@ -266,6 +269,10 @@ fn config(api_base: &str) -> String {
       model: openrouter/deepseek/deepseek-chat:free
       api_base: {api_base}/api/v1
       api_key: os.environ/OPENROUTER_KEY
+  - model_name: groq
+    litellm_params:
+      model: groq/llama3-8b-8192
+      api_base: {api_base}/openai/v1
 general_settings:
   master_key: os.environ/MASTER_KEY
 router_settings:
@@ -375,6 +382,7 @@ async fn no_upstream_echo_of_a_credential_reaches_the_client() {
         ("OPENROUTER_KEY", OPENROUTER_KEY),
         ("CUSTOM_AUTH", CUSTOM_AUTH),
         ("MASTER_KEY", MASTER_KEY),
+        ("GROQ_API_KEY", GROQ_KEY),
     ];
     let gateway = TestGateway::start(&config(&upstream.url()), &env).await;
     let client = client();
@@ -400,12 +408,13 @@ async fn no_upstream_echo_of_a_credential_reaches_the_client() {
         OPENROUTER_KEY,
         CUSTOM_AUTH,
         MASTER_KEY,
+        GROQ_KEY,
         &virtual_key,
         AWS_ID,
         GOOGLE_KEY,
     ];
 
-    for group in ["openai-style", "project", "openrouter"] {
+    for group in ["openai-style", "project", "openrouter", "groq"] {
         // Each credential the deployment sends, then each key the upstream
         // knows of, one at a time, so that every form of it fits in the
         // message the client may see.
@@ -444,7 +453,13 @@ async fn no_upstream_echo_of_a_credential_reaches_the_client() {
     // The echoes were real: the upstream got each deployment's key, and the
     // extra header.
     let received = upstream.received.lock().unwrap().clone();
-    for credential in [OPENAI_KEY, PROJECT_KEY, OPENROUTER_KEY, CUSTOM_AUTH] {
+    for credential in [
+        OPENAI_KEY,
+        PROJECT_KEY,
+        OPENROUTER_KEY,
+        CUSTOM_AUTH,
+        GROQ_KEY,
+    ] {
         assert!(received.iter().any(|r| r == credential), "{credential}");
     }
     gateway.shutdown().await;

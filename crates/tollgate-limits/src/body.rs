@@ -16,7 +16,7 @@ pin_project! {
     ///
     /// The request is settled — its parallel permit released, its tpm
     /// reservation reconciled and its cost added to its budget, from the
-    /// [`UsageReport`](crate::UsageReport) — when the body ends (its last
+    /// [`UsageReport`](tollgate_core::extensions::UsageReport) — when the body ends (its last
     /// frame, or a body that reports [`is_end_stream`](Body::is_end_stream)),
     /// fails, or is dropped (the client went away). On drop the inner body
     /// is dropped first, so an inner layer's end-of-body hook (one that

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::Clock;
 use crate::error::RateLimited;
 use crate::gcra::Quota;
 use crate::headers::{LimitState, RateLimitHeaders};
 use crate::limits::{Budget, BudgetWindow, KeyLimits};
 use crate::store::{Lease, Store};
-use crate::usage::UsageReport;
+use tollgate_core::extensions::UsageReport;
+use tollgate_core::time::Clock;
 
 /// What a request with a limit of 0 is told to wait: a minute (the limit
 /// does not recover, but the configuration may change).

@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use tollgate_core::{ErrorClass, Failure, Scope};
 
 use crate::headers::RateLimitHeaders;
-use crate::limits::{Budget, PICOS_PER_DOLLAR};
+use crate::limits::Budget;
 
 /// How long a request rejected by the parallel limit is told to wait: a
 /// permit comes back when some response ends, which nobody can predict.
@@ -257,17 +257,18 @@ fn whole_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// Picodollars as dollars, exactly: `$10.00`, `$0.0015`, `$1.000000000001`.
+/// Picodollars as dollars, exactly, with at least cents: `$10.00`,
+/// `$0.0015`, `$1.000000000001`.
 pub(crate) fn format_dollars(picos: u64) -> String {
-    let dollars = picos / PICOS_PER_DOLLAR;
-    let fraction = format!("{:012}", picos % PICOS_PER_DOLLAR);
-    let trimmed = fraction.trim_end_matches('0');
-    let shown = if trimmed.len() < 2 {
-        &fraction[..2]
-    } else {
-        trimmed
-    };
-    format!("${dollars}.{shown}")
+    let mut text = String::from("$");
+    let _ = tollgate_core::write_picos(&mut text, i128::from(picos));
+    // Cents at least, as money is usually shown.
+    match text.find('.') {
+        None => text.push_str(".00"),
+        Some(dot) if text.len() - dot == 2 => text.push('0'),
+        Some(_) => {}
+    }
+    text
 }
 
 /// A budget window as LiteLLM's `budget_duration` writes it: `30d`, `1h`,
@@ -290,10 +291,16 @@ mod tests {
     #[test]
     fn dollars_are_exact() {
         assert_eq!(format_dollars(0), "$0.00");
-        assert_eq!(format_dollars(10 * PICOS_PER_DOLLAR), "$10.00");
-        assert_eq!(format_dollars(PICOS_PER_DOLLAR / 2), "$0.50");
+        assert_eq!(
+            format_dollars(10 * tollgate_core::PICOS_PER_DOLLAR),
+            "$10.00"
+        );
+        assert_eq!(format_dollars(tollgate_core::PICOS_PER_DOLLAR / 2), "$0.50");
         assert_eq!(format_dollars(1_500_000_000), "$0.0015");
-        assert_eq!(format_dollars(PICOS_PER_DOLLAR + 1), "$1.000000000001");
+        assert_eq!(
+            format_dollars(tollgate_core::PICOS_PER_DOLLAR + 1),
+            "$1.000000000001"
+        );
     }
 
     #[test]

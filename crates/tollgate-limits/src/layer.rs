@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::clock::{Clock, SystemClock};
 use crate::service::RateLimit;
 use crate::store::Store;
+use tollgate_core::time::{Clock, SystemClock};
 
 /// Applies per-key rate limits and budgets to a service.
 ///

@@ -23,7 +23,7 @@
 //!
 //! A rejected request never reaches the inner service. The state lives in
 //! a [`Store`]: [`MemoryStore`] in one process (sharded, bounded memory),
-//! [`RedisStore`] shared by every replica.
+//! [`RedisStore`] shared by every replica (with the `redis` feature).
 //!
 //! # Example
 //!
@@ -89,13 +89,15 @@
 //! [`RateLimited::headers`]; [`RateLimited::to_response`] renders the error
 //! with them.
 //!
+//! [`UsageReport`]: tollgate_core::extensions::UsageReport
+//!
 //! # Settling: the usage report
 //!
 //! The tpm reconciliation and the budget need what the request really
 //! used, which only something inside knows (the cost layer, the upstream
 //! client). The layer inserts an `Arc<`[`UsageReport`]`>` request extension
-//! (unless the caller did), which that something fills before the response
-//! body ends; the layer's [`ResponseBody`] reads it at the end. A request
+//! (core's; unless the caller did), which that something fills before the
+//! response body ends — the cost layer does, for each upstream attempt; the layer's [`ResponseBody`] reads it at the end. A request
 //! whose usage never arrives keeps its tpm reservation and adds no spend.
 //! A budget is checked before the request (spent < max) and charged after
 //! it, so requests in flight when it runs out may overshoot it.
@@ -122,7 +124,6 @@
 
 mod body;
 mod check;
-mod clock;
 mod deployment;
 mod error;
 mod future;
@@ -132,11 +133,9 @@ mod layer;
 mod limits;
 mod service;
 mod store;
-mod usage;
 
 pub use body::ResponseBody;
 pub use check::restore_spend;
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployment::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};
 pub use future::ResponseFuture;
@@ -146,10 +145,9 @@ pub use headers::{
     RESET_TOKENS, RateLimitHeaders, format_reset,
 };
 pub use layer::RateLimitLayer;
-pub use limits::{Budget, BudgetWindow, KeyLimits, PICOS_PER_DOLLAR, estimate_tokens};
+pub use limits::{Budget, BudgetWindow, KeyLimits, estimate_tokens};
 pub use service::RateLimit;
-pub use store::{
-    BoxFuture, Claim, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX,
-    Lease, MemoryStore, RedisStore, Store,
-};
-pub use usage::UsageReport;
+pub use store::{BoxFuture, Claim, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, Lease, MemoryStore, Store};
+#[cfg(feature = "redis")]
+pub use store::{DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, RedisStore};
+pub use tollgate_core::time::{Clock, ManualClock, SystemClock};

@@ -98,9 +98,6 @@ impl KeyLimits {
     }
 }
 
-/// Picodollars in one dollar (1 picodollar = 10⁻¹² $).
-pub const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
-
 /// A spending budget: at most `max_picos` per window of `duration`, or in
 /// the key's whole lifetime when `duration` is `None`.
 ///
@@ -135,7 +132,7 @@ impl Budget {
 
     /// `dollars` in picodollars (saturating).
     pub const fn dollars(dollars: u64) -> u64 {
-        dollars.saturating_mul(PICOS_PER_DOLLAR)
+        dollars.saturating_mul(tollgate_core::PICOS_PER_DOLLAR)
     }
 
     /// The window that holds `now_unix_ms`.
@@ -203,7 +200,7 @@ impl BudgetWindow {
 /// `max_completion_tokens`), else its body length / 4 (rounded up), else 0.
 ///
 /// The reservation is reconciled with the real usage when the response
-/// ends (see [`UsageReport`](crate::UsageReport)).
+/// ends (see [`UsageReport`](tollgate_core::extensions::UsageReport)).
 pub fn estimate_tokens(extensions: &http::Extensions) -> u64 {
     let Some(chat) = extensions.get::<Arc<ChatRequest>>() else {
         return 0;

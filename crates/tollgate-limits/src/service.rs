@@ -10,11 +10,11 @@ use tollgate_core::BoxError;
 use tower_service::Service;
 
 use crate::check::admit;
-use crate::clock::Clock;
 use crate::future::ResponseFuture;
 use crate::limits::{KeyLimits, estimate_tokens};
 use crate::store::Store;
-use crate::usage::UsageReport;
+use tollgate_core::extensions::UsageReport;
+use tollgate_core::time::Clock;
 
 /// Enforces each request's [`KeyLimits`] on an inner service; built by
 /// [`RateLimitLayer`](crate::RateLimitLayer).

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{chat, limited, rejection, send, send_and_finish};
 use http_body_util::BodyExt;
-use tollgate_limits::{KeyLimits, Limit, ManualClock, MemoryStore, UsageReport};
+use tollgate_core::extensions::UsageReport;
+use tollgate_limits::{KeyLimits, Limit, ManualClock, MemoryStore};
 
 fn setup() -> (common::Limited, Arc<common::Upstream>) {
     limited(Arc::new(MemoryStore::new()), Arc::new(ManualClock::new(0)))

@@ -96,6 +96,10 @@ pub enum StopReason {
     /// The inner service failed while getting ready for a retry; the error is
     /// the service's, not an attempt's.
     ServiceFailed,
+    /// A circuit breaker below rejected the attempt
+    /// ([`Failure::is_circuit_open`](tollgate_core::Failure::is_circuit_open)):
+    /// resending to it would only wait for its open time.
+    CircuitOpen,
 }
 
 impl fmt::Display for StopReason {
@@ -115,6 +119,7 @@ impl fmt::Display for StopReason {
             StopReason::ServiceFailed => {
                 f.write_str("the service failed while getting ready for a retry")
             }
+            StopReason::CircuitOpen => f.write_str("a circuit breaker rejected the call"),
         }
     }
 }

@@ -29,6 +29,12 @@
 //! - **Deadline**: when the wait would reach the request's
 //!   [`Deadline`](tollgate_core::extensions::Deadline) extension, the last
 //!   outcome goes up at once, leaving the time to a fallback.
+//! - **Circuit breakers**: a call an open breaker below rejected
+//!   ([`Failure::is_circuit_open`](tollgate_core::Failure::is_circuit_open))
+//!   goes up at once ([`StopReason::CircuitOpen`]), never after sleeping
+//!   through the breaker's open time: this layer resends to the same
+//!   breaker. To move on to another upstream, put a fallback above, or a
+//!   balancer that skips open breakers between this layer and them.
 //! - **Budget**: retries come out of a [`RetryBudget`] shared by every
 //!   service of the layer — a fraction of the requests (20%) plus a reserve
 //!   (10 per second) — so that an outage never multiplies the load on an

@@ -151,6 +151,14 @@ impl Policy {
         fraction: f64,
         remaining: Option<Duration>,
     ) -> Decision {
+        // A breaker below rejected the call without reaching the upstream.
+        // Its open time is no backoff to sleep through (the request would
+        // wait for seconds and then, most likely, be rejected again), and
+        // this layer resends to the same breaker: fail fast, and leave
+        // moving on to a fallback or a balancer that skips open breakers.
+        if failure.is_circuit_open() {
+            return Decision::Stop(StopReason::CircuitOpen);
+        }
         let limit = self.limit(failure);
         if limit == 0 {
             return Decision::Stop(StopReason::NotRetryable);
@@ -292,6 +300,26 @@ mod tests {
             policy.decide(&limited(61), 0, 1.0, None),
             Decision::Stop(StopReason::RetryAfterTooLong(Duration::from_secs(61)))
         );
+    }
+
+    #[test]
+    fn a_circuit_breaker_rejection_stops_at_once() {
+        let policy = policy(RetryConfig::default());
+        // What an open breaker below answers: retryable by class, with the
+        // open time as its Retry-After.
+        let open = Failure::new(ErrorClass::UpstreamUnavailable, "open")
+            .with_subkind(Failure::CIRCUIT_OPEN)
+            .with_retry_after(Duration::from_secs(5));
+        assert_eq!(
+            policy.decide(&open, 0, 1.0, None),
+            Decision::Stop(StopReason::CircuitOpen)
+        );
+        // The same class without the breaker's mark is still retried.
+        let busy = Failure::new(ErrorClass::UpstreamUnavailable, "x");
+        assert!(matches!(
+            policy.decide(&busy, 0, 1.0, None),
+            Decision::Retry(_)
+        ));
     }
 
     #[test]

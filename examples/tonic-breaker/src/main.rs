@@ -15,104 +15,19 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tollgate_breaker::{BreakerConfig, Breakers, CircuitBreakerLayer, CircuitOpen, FixedKey};
-use tollgate_core::classify::{ClassifyEos, ClassifyResponse, Verdict};
-use tollgate_core::sse::Event;
-use tollgate_core::{ErrorClass, Failure};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
+use tollgate_breaker::{BreakerConfig, Breakers, CircuitBreakerLayer, CircuitOpen};
+use tonic::transport::Channel;
+use tonic_breaker_example::{GrpcClassifier, HealthServer};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::Layer;
 
-/// Judges gRPC answers for the breaker.
-#[derive(Debug, Clone, Copy)]
-struct GrpcClassifier;
-
-impl ClassifyResponse for GrpcClassifier {
-    type Eos = NoEvents;
-
-    fn classify_response<B>(&self, response: &http::Response<B>) -> Verdict<NoEvents> {
-        let grpc_status = response
-            .headers()
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i32>().ok());
-        match grpc_status {
-            None | Some(0) if response.status().is_success() => Verdict::Success,
-            Some(code) => Verdict::Failure(grpc_failure(code)),
-            None => Verdict::Failure(
-                Failure::new(ErrorClass::UpstreamUnavailable, "the gRPC server failed")
-                    .with_upstream_status(response.status()),
-            ),
-        }
-    }
-
-    fn classify_error_body(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        _body: &[u8],
-    ) -> Failure {
-        let code = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(14);
-        grpc_failure(code).with_upstream_status(status)
-    }
-
-    fn classify_error(&self, _error: &(dyn std::error::Error + 'static)) -> Failure {
-        // The channel could not get an answer at all: the server is
-        // unreachable, whatever the error's type.
-        Failure::new(ErrorClass::UpstreamUnavailable, "the gRPC channel failed")
-    }
-}
-
-/// The gRPC status codes, in the error classes the breaker counts by.
-fn grpc_failure(code: i32) -> Failure {
-    let class = match code {
-        4 => ErrorClass::Timeout,                            // DEADLINE_EXCEEDED
-        8 => ErrorClass::RateLimited,                        // RESOURCE_EXHAUSTED
-        7 | 16 => ErrorClass::Auth,                          // PERMISSION_DENIED, UNAUTHENTICATED
-        5 | 12 => ErrorClass::ModelNotFound,                 // NOT_FOUND, UNIMPLEMENTED
-        2 | 13 | 14 | 15 => ErrorClass::UpstreamUnavailable, // UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS
-        _ => ErrorClass::BadRequest,
-    };
-    Failure::new(class, format!("gRPC status {code}"))
-}
-
-/// Unary gRPC answers are not event streams: nothing to watch.
-#[derive(Debug)]
-struct NoEvents;
-
-impl ClassifyEos for NoEvents {
-    fn classify_event(&mut self, _event: &Event) -> Option<Failure> {
-        None
-    }
-
-    fn classify_eos(self) -> Result<(), Failure> {
-        Ok(())
-    }
-}
-
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), tonic_breaker_example::BoxError> {
     // A gRPC health server on a free port.
-    let incoming = TcpIncoming::bind("127.0.0.1:0".parse()?)?;
-    let addr = incoming.local_addr()?;
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::builder()
-            .add_service(health)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
+    let server = HealthServer::start()?;
+    let addr = server.addr;
     println!("health server on {addr}");
 
     // The client channel, behind one breaker for the whole server.
@@ -123,9 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .consecutive_failures(3)
         .cooldown(Duration::from_secs(30))
         .build()?;
-    let layer = CircuitBreakerLayer::new(config)?
-        .key(FixedKey::new("health-server"))
-        .classifier(GrpcClassifier);
+    // The default key: one breaker for the whole channel.
+    let layer = CircuitBreakerLayer::new(config)?.classifier(GrpcClassifier);
     let breakers = layer.breakers();
     let mut client = HealthClient::new(layer.layer(channel));
 
@@ -137,8 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print_state(&breakers);
 
     println!("-- server stopped");
-    let _ = stop.send(());
-    server.await??;
+    server.stop().await?;
     for _ in 0..4 {
         check(&mut client, "").await;
     }

@@ -11,7 +11,7 @@
 //! Pieces, all on loopback: an in-process [fault upstream](faults) that
 //! counts every request; a `redis-server` child; two `tollgate` children
 //! (release build) with the same config but their own ledger files; and
-//! the [clients](clients) — JSON, streams, a rate-limited key, slow
+//! the [clients] — JSON, streams, a rate-limited key, slow
 //! readers, stallers, slow request bodies — split over both replicas. Every
 //! loop is bounded in count and in time; the children are killed when the
 //! soak ends, however it ends. The last full run is in RELIABILITY.md.

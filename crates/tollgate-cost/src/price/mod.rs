@@ -281,7 +281,7 @@ impl PriceListError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usd::Usd;
+    use tollgate_core::Usd;
 
     fn prices(input: u64, output: u64) -> TokenPrices {
         TokenPrices::new(Usd::from_picos(input), Usd::from_picos(output))

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{PriceListError, TokenPrices};
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 #[derive(Deserialize)]
 struct Models<'a> {

@@ -1,7 +1,7 @@
 //! [`TokenPrices`]: what one model charges per token.
 
 use crate::usage::TokenUsage;
-use crate::usd::Usd;
+use tollgate_core::Usd;
 
 /// Per-token prices of one model (or deployment).
 ///

@@ -7,11 +7,12 @@ use http::HeaderValue;
 use http::header::HeaderName;
 use tollgate_balance::{GroupMember, MemberConfig, Quota, Strategy};
 use tollgate_core::extensions::Target;
+use tollgate_cost::PriceTable;
 use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tower::Layer;
 
 use super::BuildError;
-use crate::config::{Config, DeploymentConfig, Provider, RoutingStrategy};
+use crate::config::{Config, DeploymentConfig, ProviderKind, RoutingStrategy};
 use crate::deployment::{Deployment, DeploymentProvider, OpenRouterDeployment};
 use crate::learned::LearnedDeadlines;
 use crate::mock::MockDeployment;
@@ -22,19 +23,21 @@ const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
 
 /// The balancer's strategy for LiteLLM's `routing_strategy`:
 /// `usage-based-routing-v2` is LiteLLM's Redis-backed variant of the same
-/// rule; `cost-based-routing` has no price table to read yet, so it
-/// shuffles by weight until then.
+/// rule.
 pub(super) fn balance_strategy(strategy: RoutingStrategy) -> Strategy {
     match strategy {
-        RoutingStrategy::SimpleShuffle | RoutingStrategy::CostBased => Strategy::SimpleShuffle,
+        RoutingStrategy::SimpleShuffle => Strategy::SimpleShuffle,
+        RoutingStrategy::CostBased => Strategy::CostBased,
         RoutingStrategy::LeastBusy => Strategy::LeastBusy,
         RoutingStrategy::LatencyBased => Strategy::LatencyBased,
         RoutingStrategy::UsageBased | RoutingStrategy::UsageBasedV2 => Strategy::UsageBased,
     }
 }
 
-/// A deployment as its group's balancer takes it.
+/// A deployment as its group's balancer takes it, priced by `prices` (for
+/// `cost-based-routing`).
 pub(super) fn group_member(
+    prices: &PriceTable,
     (deployment, config): (Arc<Deployment>, &DeploymentConfig),
 ) -> GroupMember<Arc<Deployment>> {
     GroupMember {
@@ -46,6 +49,7 @@ pub(super) fn group_member(
                 rpm: config.rpm,
                 tpm: config.tpm,
             },
+            cost: Some(crate::pricing::unit_price(prices, config)),
             ..MemberConfig::new(config.id.as_str())
         },
         extension: deployment,
@@ -103,8 +107,15 @@ pub(super) fn build(
         upstream_model: Arc::from(deployment.upstream_model.as_str()),
     };
     let (timeouts, stream_timeouts) = crate::deadlines::attempt_timeouts(config, deployment);
-    let provider = match deployment.provider {
-        Provider::Mock => DeploymentProvider::Mock(MockDeployment::new(
+    let kind = match &deployment.disabled {
+        Some(_) => None,
+        None => Some(deployment.provider.kind()),
+    };
+    let provider = match kind {
+        None | Some(ProviderKind::Native) => DeploymentProvider::Disabled(Arc::from(
+            deployment.disabled.as_deref().unwrap_or("not available"),
+        )),
+        Some(ProviderKind::Mock) => DeploymentProvider::Mock(MockDeployment::new(
             &deployment.upstream_model,
             deployment.mock_response.as_deref(),
             config
@@ -114,7 +125,7 @@ pub(super) fn build(
                 .cloned()
                 .unwrap_or_default(),
         )),
-        Provider::OpenRouter => {
+        Some(ProviderKind::OpenRouter) => {
             let mut or = OpenRouterConfig::new().x_title("Tollgate");
             if let Some(base) = &deployment.api_base {
                 or = or.api_base(base.clone());
@@ -131,9 +142,12 @@ pub(super) fn build(
                 headers: extra_headers(deployment, &path)?,
             }))
         }
-        Provider::OpenAi => {
-            let base = deployment.api_base.as_deref().unwrap_or(OPENAI_API_BASE);
-            let mut endpoint = Endpoint::new(base).map_err(|e| BuildError {
+        Some(ProviderKind::OpenAiCompatible) => {
+            let base = deployment
+                .provider
+                .endpoint_base(deployment.api_base.as_deref())
+                .unwrap_or_else(|| OPENAI_API_BASE.to_owned());
+            let mut endpoint = Endpoint::new(&base).map_err(|e| BuildError {
                 path: path("api_base"),
                 message: e.to_string(),
             })?;

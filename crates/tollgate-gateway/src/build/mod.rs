@@ -110,9 +110,20 @@ pub(crate) fn build(
         )
         .applied(config.tollgate.learn_stream_deadlines != Some(false))
     };
+    if config.model_list.iter().all(|d| d.disabled.is_some()) {
+        return Err(BuildError {
+            path: String::from("model_list"),
+            message: String::from(
+                "no deployment can take traffic (each one is disabled; check-config says why)",
+            ),
+        });
+    }
     let mut groups: HashMap<Arc<str>, Vec<(Arc<Deployment>, &DeploymentConfig)>> = HashMap::new();
     let mut order: Vec<Arc<str>> = Vec::new();
     for (index, deployment) in config.model_list.iter().enumerate() {
+        if crate::disabled::leave_out(config, deployment) {
+            continue;
+        }
         let built = deployment::build(config, index, deployment, &learned, &client)?;
         let name = built.target.model_group.clone();
         groups
@@ -123,9 +134,7 @@ pub(crate) fn build(
             })
             .push((Arc::new(built), deployment));
     }
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = tollgate_core::time::unix_ms(std::time::SystemTime::now()).div_euclid(1000);
     let models: Vec<_> = order
         .iter()
         .map(|name| json!({"id": &**name, "object": "model", "created": created, "owned_by": "tollgate"}))
@@ -173,18 +182,7 @@ pub(crate) fn build(
         .collect();
     let lineage = Lineage::new(previous, &generation.identities);
     let providers = ProviderHealth::new(
-        order
-            .iter()
-            .flat_map(|name| &groups[name])
-            .map(|(d, _)| {
-                let t = &d.target;
-                (
-                    t.deployment_id.clone(),
-                    t.model_group.clone(),
-                    d.provider.kind(),
-                )
-            })
-            .collect(),
+        crate::disabled::listed(config),
         lineage.previous().map(|p| &p.providers),
         |id| lineage.kept(id),
     );
@@ -209,11 +207,15 @@ pub(crate) fn build(
     let deployment_limits: Arc<dyn DeploymentLimits> = Arc::new(crate::limits::BalancerLimits(
         DeploymentRateLimits::new(limit_store.clone()),
     ));
+    let prices = Arc::new(crate::pricing::price_table(config));
     let groups: Groups = Arc::new(
         groups
             .into_iter()
             .map(|(name, members)| {
-                let members = members.into_iter().map(deployment::group_member).collect();
+                let members = members
+                    .into_iter()
+                    .map(|member| deployment::group_member(&prices, member))
+                    .collect();
                 let mut group =
                     Group::new(name.clone(), strategy, members, deployment_limits.clone());
                 if let Some(before) = lineage.previous().and_then(|p| p.groups.get(&name)) {
@@ -225,7 +227,7 @@ pub(crate) fn build(
     );
     let grace = previous.map_or_else(GracePeriod::default, |p| p.grace.clone());
     let cost = CostLayer::new(
-        Arc::new(crate::pricing::price_table(config)),
+        prices,
         AfterWriteSink(GatewaySink {
             metrics: metrics.clone(),
             providers: providers.clone(),
@@ -250,6 +252,7 @@ pub(crate) fn build(
     // config check) has no traffic to watch. A reload's runs on.
     if let (Some(runtime), None) = (&runtime, previous) {
         crate::limits::log_deployment_limits(config, shared.is_some());
+        crate::disabled::log(config);
         metrics.spawn_upkeep(runtime, METRICS_UPKEEP);
         metrics.spawn_breaker_watch(runtime, &breakers);
         // Generated keys: Redis's changes, and putting back what it lost.
@@ -287,6 +290,7 @@ pub(crate) fn build(
         draining: previous.map_or_else(Arc::default, |p| p.draining.clone()),
         grace,
         access_log_writer: previous.map_or_else(Arc::default, |p| p.access_log_writer.clone()),
+        routing: crate::routing::ModelRouting::new(config),
         generation,
     })
 }

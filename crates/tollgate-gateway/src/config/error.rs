@@ -48,6 +48,17 @@ pub enum ConfigError {
         /// What is wrong and what would be accepted.
         message: String,
     },
+    /// More than one of the above, in file order: one run reports them all.
+    #[error("{} errors:\n{}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("  - {error}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl ConfigError {
@@ -59,11 +70,28 @@ impl ConfigError {
         }
     }
 
+    /// One error as itself, several as [`ConfigError::Several`]; `errors`
+    /// is not empty.
+    pub(crate) fn several(mut errors: Vec<ConfigError>) -> Self {
+        if errors.len() == 1 {
+            return errors.remove(0);
+        }
+        ConfigError::Several(errors)
+    }
+
+    /// The errors this one stands for: itself, or each of several.
+    pub fn errors(&self) -> &[ConfigError] {
+        match self {
+            ConfigError::Several(errors) => errors,
+            other => std::slice::from_ref(other),
+        }
+    }
+
     /// The key path the error is about, when it is about one key.
     pub fn path(&self) -> Option<&str> {
         match self {
             ConfigError::MissingEnv { path, .. } | ConfigError::Invalid { path, .. } => Some(path),
-            ConfigError::Io { .. } | ConfigError::Yaml { .. } => None,
+            ConfigError::Io { .. } | ConfigError::Yaml { .. } | ConfigError::Several(_) => None,
         }
     }
 }

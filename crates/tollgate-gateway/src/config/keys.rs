@@ -91,6 +91,15 @@ impl Section {
                 "order",
                 "mock_response",
                 "extra_headers",
+                "api_version",
+                "aws_access_key_id",
+                "aws_secret_access_key",
+                "aws_session_token",
+                "aws_region_name",
+                "aws_bedrock_runtime_endpoint",
+                "vertex_project",
+                "vertex_location",
+                "vertex_credentials",
                 // LiteLLM's "custom pricing" puts prices here too.
                 COSTS[0],
                 COSTS[1],
@@ -122,6 +131,7 @@ impl Section {
                 "default_fallbacks",
                 "timeout",
                 "max_fallbacks",
+                "model_group_alias",
                 "redis_host",
                 "redis_port",
                 "redis_password",
@@ -134,6 +144,8 @@ impl Section {
                 "content_policy_fallbacks",
                 "default_fallbacks",
                 "drop_params",
+                "allowed_fails",
+                "cooldown_time",
             ],
             Section::GeneralSettings => &["master_key", "max_request_size_mb"],
             Section::Tollgate => &[
@@ -155,6 +167,7 @@ impl Section {
                 "redis_timeout",
                 "learn_stream_deadlines",
                 "hedge_streams",
+                "model_prices_path",
                 "mock",
                 "keys",
             ],
@@ -194,20 +207,11 @@ impl Section {
             ],
             Section::Deployment => &[],
             Section::LitellmParams => &[
-                "api_version",
                 "organization",
                 "region_name",
-                "aws_access_key_id",
-                "aws_secret_access_key",
-                "aws_session_token",
-                "aws_region_name",
                 "aws_profile_name",
                 "aws_role_name",
                 "aws_session_name",
-                "aws_bedrock_runtime_endpoint",
-                "vertex_project",
-                "vertex_location",
-                "vertex_credentials",
                 "watsonx_region_name",
                 "max_retries",
                 "num_retries",
@@ -279,7 +283,6 @@ impl Section {
             ],
             Section::RouterSettings => &[
                 "routing_strategy_args",
-                "model_group_alias",
                 "model_group_retry_policy",
                 "allowed_fails_policy",
                 "enable_pre_call_checks",
@@ -340,7 +343,6 @@ impl Section {
                 "add_function_to_prompt",
                 "model_alias_map",
                 "forward_traceparent_to_llm_provider",
-                "allowed_fails",
                 "mcp_aliases",
                 "enable_azure_ad_token_refresh",
                 "drop_params_list",
@@ -453,5 +455,60 @@ pub(crate) fn warning(section: Section, key: &str, path: &str) -> Warning {
             );
         }
     }
-    Warning::new(path, "unknown key, ignored")
+    match suggestion(section, key) {
+        Some(meant) => Warning::new(path, format!("unknown key, ignored; did you mean {meant}?")),
+        None => Warning::new(path, "unknown key, ignored"),
+    }
+}
+
+/// The key of `section` (read or ignored) a misspelled `key` most likely
+/// meant: the nearest by edit distance, when it is near enough to be a typo
+/// (`api_bse` → `api_base`, `temprature` → `temperature`).
+fn suggestion(section: Section, key: &str) -> Option<&'static str> {
+    let budget = (key.chars().count() / 4).clamp(1, 3);
+    section
+        .used()
+        .iter()
+        .chain(section.ignored())
+        .map(|known| (edit_distance(key, known), *known))
+        .filter(|(distance, _)| *distance <= budget)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance, over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelled_keys_get_the_key_they_meant() {
+        assert_eq!(
+            suggestion(Section::LitellmParams, "api_bse"),
+            Some("api_base")
+        );
+        assert_eq!(
+            suggestion(Section::RouterSettings, "num_retires"),
+            Some("num_retries")
+        );
+        assert_eq!(suggestion(Section::LitellmParams, "zzzzzz"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }

@@ -59,8 +59,11 @@ pub(crate) mod duration;
 mod env;
 mod error;
 mod keys;
+mod mock;
 mod model;
+mod native;
 mod parse;
+mod provider;
 mod reference;
 mod report;
 mod yaml;
@@ -69,11 +72,14 @@ use std::path::Path;
 
 pub use decimal::{Decimal, DecimalError};
 pub use error::{ConfigError, Warning};
+pub use mock::{MockFault, MockSettings};
 pub use model::{
     Config, ConfiguredKey, DeploymentConfig, GeneralSettings, KeySource, LitellmSettings,
-    MockFault, MockSettings, ModelCosts, Provider, RetryPolicy, RouterSettings, RoutingStrategy,
-    Secret, TollgateSettings,
+    ModelCosts, RetryPolicy, RouterSettings, RoutingStrategy, Secret, TollgateSettings,
+    wildcard_match,
 };
+pub use native::NativeParams;
+pub use provider::{Provider, ProviderKind};
 pub use reference::reference_markdown;
 pub use report::render_report;
 

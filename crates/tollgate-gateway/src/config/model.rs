@@ -5,6 +5,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::decimal::Decimal;
+use super::mock::MockSettings;
+use super::native::NativeParams;
+use super::provider::Provider;
 
 /// A loaded, validated config: LiteLLM's four sections plus Tollgate's own.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct Config {
     /// the master key, configured virtual keys, the Redis password), for
     /// the redaction of upstream text (see [`tollgate_core::Redactor`]).
     pub secrets: tollgate_core::Secrets,
+    /// LiteLLM's model facts (prices, context windows, providers): the
+    /// embedded snapshot, with `tollgate.model_prices_path` over it.
+    pub model_prices: std::sync::Arc<crate::model_prices::ModelPrices>,
 }
 
 impl Config {
@@ -163,53 +169,30 @@ pub struct DeploymentConfig {
     pub extra_headers: Vec<(String, Secret)>,
     /// Prices from `model_info` (or `litellm_params`, LiteLLM's custom pricing).
     pub costs: ModelCosts,
+    /// The parameters of a native provider (`api_version`, `aws_*`, `vertex_*`).
+    pub native: NativeParams,
+    /// Why the deployment does not take traffic (its key variable is unset, its
+    /// provider's translation is not wired yet, …); `None` when it does. A
+    /// disabled deployment is reported by `check-config`, `/health/providers`
+    /// and the log, and the gateway starts as long as one deployment is usable.
+    pub disabled: Option<String>,
 }
 
-/// The providers Tollgate can call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    /// `openai/…`: OpenAI, or any OpenAI-compatible server given by `api_base`.
-    OpenAi,
-    /// `openrouter/…`: OpenRouter.
-    OpenRouter,
-    /// `mock/…`: the built-in mock provider, for demos and tests without a network.
-    Mock,
-}
-
-impl Provider {
-    /// Every provider, in the order messages list them.
-    pub const ALL: [Provider; 3] = [Provider::OpenAi, Provider::OpenRouter, Provider::Mock];
-
-    /// The LiteLLM provider name, which is also the model prefix without its `/`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Provider::OpenAi => "openai",
-            Provider::OpenRouter => "openrouter",
-            Provider::Mock => "mock",
-        }
-    }
-
-    /// Parses a LiteLLM provider name (`openrouter`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|provider| provider.as_str() == name)
-    }
-
-    /// The variable LiteLLM reads the key from when a deployment gives none.
-    pub const fn default_key_env(self) -> Option<&'static str> {
-        match self {
-            Provider::OpenAi => Some("OPENAI_API_KEY"),
-            Provider::OpenRouter => Some("OPENROUTER_API_KEY"),
-            Provider::Mock => None,
-        }
+impl DeploymentConfig {
+    /// Whether this is a wildcard deployment (`model_name: "*"`, `openai/*`):
+    /// it serves every model its pattern matches, forwarding the client's name.
+    pub fn is_wildcard(&self) -> bool {
+        self.model_name.contains('*')
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// What the `*` of `pattern` (one `*` at most) matches in `name`, if `name`
+/// matches it.
+pub fn wildcard_match<'a>(pattern: &str, name: &'a str) -> Option<&'a str> {
+    let (head, tail) = pattern.split_once('*')?;
+    let rest = name.strip_prefix(head)?;
+    let captured = rest.strip_suffix(tail)?;
+    (!captured.is_empty()).then_some(captured)
 }
 
 /// A value that must never reach a log, an error message or a report: API keys, the
@@ -480,6 +463,9 @@ pub struct RouterSettings {
     pub default_fallbacks: Vec<String>,
     /// `timeout`: the whole request, for deployments without their own.
     pub timeout: Option<Duration>,
+    /// `model_group_alias`: another name clients may use for a model group
+    /// (alias → group; LiteLLM's `{model: group, hidden: true}` form too).
+    pub model_group_alias: Vec<(String, String)>,
     /// `max_fallbacks`: the most fallback groups one request may try.
     pub max_fallbacks: Option<u32>,
     /// `redis_host`.
@@ -507,6 +493,10 @@ pub struct LitellmSettings {
     pub default_fallbacks: Vec<String>,
     /// `drop_params`: drop request parameters the provider does not support.
     pub drop_params: Option<bool>,
+    /// `allowed_fails`: as `router_settings.allowed_fails`, which wins.
+    pub allowed_fails: Option<u32>,
+    /// `cooldown_time`: as `router_settings.cooldown_time`, which wins.
+    pub cooldown_time: Option<Duration>,
 }
 
 /// `general_settings`: the subset Tollgate uses.
@@ -577,6 +567,10 @@ pub struct TollgateSettings {
     /// group's first fallback in parallel and keeps whichever streams
     /// first (default: none).
     pub hedge_streams: Vec<String>,
+    /// `model_prices_path`: a model price file (the snapshot's format, or
+    /// LiteLLM's `model_prices_and_context_window.json`) whose entries go
+    /// over the embedded snapshot of LiteLLM's.
+    pub model_prices_path: Option<std::path::PathBuf>,
     /// `mock`: behaviour of `mock/` deployments, keyed by deployment id.
     pub mock: BTreeMap<String, MockSettings>,
     /// `keys`: virtual keys defined in the config file, in file order.
@@ -611,69 +605,4 @@ pub struct ConfiguredKey {
     pub max_budget: Option<Decimal>,
     /// `budget_duration`: the budget window, in LiteLLM's format (`30d`).
     pub budget_duration: Option<Duration>,
-}
-
-/// How one `mock/` deployment behaves (`tollgate.mock.<deployment id>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MockSettings {
-    /// `latency_ms`: wait before sending headers.
-    pub latency_ms: u64,
-    /// `chunk_delay_ms`: wait between SSE chunks.
-    pub chunk_delay_ms: u64,
-    /// `fault`: what goes wrong, if anything.
-    pub fault: Option<MockFault>,
-    /// `fail_every`: inject the fault on every Nth request; 1 means always.
-    pub fail_every: u32,
-}
-
-impl Default for MockSettings {
-    fn default() -> Self {
-        MockSettings {
-            latency_ms: 0,
-            chunk_delay_ms: 0,
-            fault: None,
-            fail_every: 1,
-        }
-    }
-}
-
-/// A fault the mock provider injects (`fault: { kind: ..., ... }`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MockFault {
-    /// `kind: error_status`: answer with this HTTP status (400–599) and an
-    /// OpenAI-shaped error body.
-    ErrorStatus {
-        /// `status`.
-        status: u16,
-    },
-    /// `kind: stream_error`: send an SSE error event after this many chunks.
-    StreamError {
-        /// `after_chunks`, default 0.
-        after_chunks: u32,
-    },
-    /// `kind: stall`: stop sending, but keep the connection open, after this many chunks.
-    Stall {
-        /// `after_chunks`, default 0.
-        after_chunks: u32,
-    },
-    /// `kind: cut`: close the connection mid-stream after this many chunks.
-    Cut {
-        /// `after_chunks`, default 0.
-        after_chunks: u32,
-    },
-}
-
-impl MockFault {
-    /// The `kind` names, in the order messages list them.
-    pub const KINDS: [&'static str; 4] = ["error_status", "stream_error", "stall", "cut"];
-
-    /// The `kind` name.
-    pub const fn kind(&self) -> &'static str {
-        match self {
-            MockFault::ErrorStatus { .. } => "error_status",
-            MockFault::StreamError { .. } => "stream_error",
-            MockFault::Stall { .. } => "stall",
-            MockFault::Cut { .. } => "cut",
-        }
-    }
 }

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::Loaded;
-use super::model::{Config, ConfiguredKey, DeploymentConfig, KeySource, MockFault, Secret};
+use super::mock::MockFault;
+use super::model::{Config, ConfiguredKey, DeploymentConfig, KeySource, Secret};
 
 /// Renders what was understood from a config: model groups with their deployments,
 /// fallbacks, the settings that were set, then the warnings.
@@ -159,6 +160,9 @@ fn deployment_line(deployment: &DeploymentConfig) -> String {
     }
     if deployment.mock_response.is_some() {
         line.push_str(", mock_response set");
+    }
+    if let Some(reason) = &deployment.disabled {
+        let _ = write!(line, ", DISABLED ({reason})");
     }
     if !deployment.extra_headers.is_empty() {
         let names: Vec<&str> = deployment

@@ -197,8 +197,8 @@ where
     let chat = ChatRequest::parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
     let group = app
-        .groups
-        .get(chat.model())
+        .routing
+        .group(&app.groups, chat.model())
         .ok_or_else(|| {
             Failure::new(
                 ErrorClass::ModelNotFound,

@@ -70,6 +70,8 @@ pub(crate) struct App {
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// (`Gateway::write_access_log_to`).
     pub(crate) access_log_writer: Arc<OnceLock<LogWriter>>,
+    /// Aliases and wildcard groups: how a client's model finds its group.
+    pub(crate) routing: crate::routing::ModelRouting,
     /// What a reload carries over and compares.
     pub(crate) generation: Generation,
 }
@@ -201,7 +203,5 @@ fn finish(
 
 /// The wall clock, for key expiry.
 pub(crate) fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    tollgate_core::time::unix_ms(std::time::SystemTime::now())
 }

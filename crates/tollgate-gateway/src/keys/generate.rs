@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::value::RawValue;
 use tollgate_core::{ErrorClass, Failure};
@@ -41,7 +43,8 @@ pub(crate) fn new_key_text(rng: &SystemRandom) -> Result<KeyText, Failure> {
         .map_err(|_| Failure::new(ErrorClass::Internal, "no randomness to generate a key"))?;
     let mut text = String::with_capacity(KEY_PREFIX.len() + KEY_BODY_LEN);
     text.push_str(KEY_PREFIX);
-    base64url(&bytes, &mut text);
+    // Unpadded base64url (RFC 4648 §5).
+    URL_SAFE_NO_PAD.encode_string(bytes, &mut text);
     Ok(KeyText(text))
 }
 
@@ -55,26 +58,6 @@ pub(crate) fn looks_generated(text: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
-}
-
-/// Unpadded base64url (RFC 4648 §5) of `bytes`, appended to `out`.
-fn base64url(bytes: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let sextet = |n: u32, shift: u32| char::from(ALPHABET[((n >> shift) & 63) as usize]);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        out.push(sextet(n, 18));
-        out.push(sextet(n, 12));
-        if chunk.len() > 1 {
-            out.push(sextet(n, 6));
-        }
-        if chunk.len() > 2 {
-            out.push(sextet(n, 0));
-        }
-    }
 }
 
 /// What `POST /key/generate` asks for, validated.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::KeysError;
 use crate::config::ConfiguredKey;
 use crate::key_format::{KeyHash, sha256, to_hex};
-use crate::ledger::day::civil_from_days;
+use tollgate_core::time::civil_from_days;
 
 /// Where a virtual key was defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

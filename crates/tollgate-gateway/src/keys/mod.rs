@@ -579,9 +579,5 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
+    tollgate_core::time::unix_ms(std::time::SystemTime::now())
 }

@@ -1,14 +1,12 @@
-//! UTC civil dates from unix milliseconds, without a date crate.
+//! The ledger's UTC days as text.
 //!
 //! The ledger files each row under its UTC day (`YYYY-MM-DD`), and the query
-//! API takes `start_date`/`end_date` in the same form. The conversions are
-//! Howard Hinnant's `days_from_civil`/`civil_from_days` (proleptic Gregorian
-//! calendar), exact for every `i64` millisecond timestamp.
+//! API takes `start_date`/`end_date` in the same form. The calendar itself
+//! is core's ([`tollgate_core::time`]).
 
 use std::fmt::Write as _;
 
-/// Milliseconds in a UTC day (no leap seconds: unix time has none).
-const MS_PER_DAY: i64 = 86_400_000;
+use tollgate_core::time::{MS_PER_DAY, civil_from_days, days_from_civil};
 
 /// The day number (days since 1970-01-01, UTC) of a unix-ms timestamp.
 pub(crate) fn day_number(ts_ms: i64) -> i64 {
@@ -19,40 +17,6 @@ pub(crate) fn day_number(ts_ms: i64) -> i64 {
 #[cfg(test)]
 pub(crate) fn day_start_ms(day: i64) -> i64 {
     day.saturating_mul(MS_PER_DAY)
-}
-
-/// The day number of the civil date `year-month-day`.
-///
-/// `month` is 1..=12 and `day` 1..=31; out-of-range values give a
-/// meaningless (but not panicking) result, so validate first.
-pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The civil date `(year, month, day)` of day number `days`.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // Both are in range by construction (1..=12, 1..=31).
-    (year, month as u32, day as u32)
 }
 
 /// `YYYY-MM-DD` for day number `days`.

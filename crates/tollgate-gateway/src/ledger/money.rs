@@ -4,42 +4,27 @@
 //! store and in sums (`i128`), and become text only at the edge, by integer
 //! division: `296_660_000` picos is `"0.00029666"`.
 
-use std::fmt::Write as _;
-
-/// Pico-dollars in a dollar.
-pub(crate) const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
+use tollgate_core::write_picos;
 
 /// `picos` as decimal dollars, without trailing zeros: `0`, `1`, `12.5`,
 /// `0.000000000001`.
 pub(crate) fn picos_to_decimal(picos: u64) -> String {
-    render(u128::from(picos), false)
+    picos_to_decimal_i128(i128::from(picos))
 }
 
 /// [`picos_to_decimal`] for sums (and, should one ever be needed, negative
 /// amounts: `-0.5`).
 pub(crate) fn picos_to_decimal_i128(picos: i128) -> String {
-    render(picos.unsigned_abs(), picos < 0)
-}
-
-fn render(picos: u128, negative: bool) -> String {
-    let per_dollar = u128::from(PICOS_PER_DOLLAR);
-    let (dollars, fraction) = (picos / per_dollar, picos % per_dollar);
     let mut out = String::with_capacity(24);
-    if negative {
-        out.push('-');
-    }
-    let _ = write!(out, "{dollars}");
-    if fraction != 0 {
-        let digits = format!("{fraction:012}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
+    // Writing to a String cannot fail.
+    let _ = write_picos(&mut out, picos);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_core::PICOS_PER_DOLLAR;
 
     #[test]
     fn renders_exact_decimals() {

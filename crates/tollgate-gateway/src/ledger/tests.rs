@@ -24,7 +24,7 @@ fn quiet_config(dir: &TempDir) -> LedgerConfig {
 
 /// Midnight UTC at the start of `y-m-d`, in unix ms.
 fn midnight(y: i64, m: u32, d: u32) -> i64 {
-    day::day_start_ms(day::days_from_civil(y, m, d))
+    day::day_start_ms(tollgate_core::time::days_from_civil(y, m, d))
 }
 
 fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {

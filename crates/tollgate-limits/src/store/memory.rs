@@ -263,6 +263,7 @@ impl MemoryStore {
 
     /// Removes and returns `key`'s spend in `window` (the Redis store
     /// flushes spend counted here during an outage).
+    #[cfg(feature = "redis")]
     pub(crate) fn take_spend(&self, key: &str, window: BudgetWindow) -> u64 {
         let mut shard = self.shard(key);
         match shard.spend.get(key) {

@@ -17,9 +17,11 @@ use crate::gcra::{Decision, Quota};
 use crate::limits::BudgetWindow;
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 
 pub use memory::{DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, MemoryStore};
+#[cfg(feature = "redis")]
 pub use redis::{DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX, RedisStore};
 
 /// A boxed, sendable future: what every [`Store`] operation returns.

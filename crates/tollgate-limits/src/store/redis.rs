@@ -181,7 +181,7 @@ impl RedisStore {
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         let replica = std::collections::hash_map::RandomState::new().hash_one((
             std::process::id(),
-            crate::clock::Clock::now_unix_ms(&crate::clock::SystemClock),
+            tollgate_core::time::unix_ms(std::time::SystemTime::now()),
         ));
         Ok(RedisStore {
             manager,

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
+use tollgate_core::extensions::UsageReport;
 use tollgate_core::{BoxError, ChatRequest};
-use tollgate_limits::{
-    Clock, KeyLimits, RateLimitLayer, RateLimited, ResponseBody, Store, UsageReport,
-};
+use tollgate_limits::{Clock, KeyLimits, RateLimitLayer, RateLimited, ResponseBody, Store};
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt, service_fn};
 

@@ -1,16 +1,21 @@
 //! `model_list`: deployments, their provider, key, limits and prices.
 
 use super::Cx;
-use crate::config::env::Text;
+use super::provider::{complete, native_param, resolve, unset_variable};
 use crate::config::error::{ConfigError, index_path, key_path};
 use crate::config::keys::Section;
-use crate::config::model::{DeploymentConfig, KeySource, ModelCosts, Provider, Secret};
+use crate::config::model::{DeploymentConfig, KeySource, ModelCosts, Secret};
+use crate::config::native::NativeParams;
+use crate::config::provider::Provider;
 use crate::config::yaml::Node;
 
+/// The deployments, and the errors of the entries that could not be read
+/// (each entry is read even when an earlier one fails, so one run reports
+/// them all). `Err` when the list itself is missing or malformed.
 pub(super) fn model_list(
     cx: &mut Cx<'_>,
     node: Option<&Node>,
-) -> Result<Vec<DeploymentConfig>, ConfigError> {
+) -> Result<(Vec<DeploymentConfig>, Vec<ConfigError>), ConfigError> {
     const PATH: &str = "model_list";
     let items = match node {
         None => {
@@ -29,8 +34,22 @@ pub(super) fn model_list(
     }
     let mut deployments: Vec<DeploymentConfig> = Vec::with_capacity(items.len());
     let mut explicit_ids: Vec<bool> = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let (mut deployment, explicit) = self::deployment(cx, item, index)?;
+        let (mut deployment, explicit) = match self::deployment(cx, item, index) {
+            Ok(read) => read,
+            Err(error) => {
+                // Its group still exists, so fallbacks naming it are not
+                // reported as a second, misleading error.
+                if let Some(name) = group_name(item)
+                    && !cx.groups.iter().any(|group| group == name)
+                {
+                    cx.groups.push(name.to_owned());
+                }
+                errors.push(error);
+                continue;
+            }
+        };
         if !explicit {
             let k = deployments
                 .iter()
@@ -57,7 +76,7 @@ pub(super) fn model_list(
             } else {
                 path
             };
-            return Err(ConfigError::invalid(
+            errors.push(ConfigError::invalid(
                 &path,
                 format!(
                     "duplicate deployment id {:?}; model_list[{first}] has it too \
@@ -67,7 +86,20 @@ pub(super) fn model_list(
             ));
         }
     }
-    Ok(deployments)
+    Ok((deployments, errors))
+}
+
+/// The `model_name` of an entry, as written, when it is a plain string.
+fn group_name(item: &Node) -> Option<&str> {
+    let Node::Map(entries) = item else {
+        return None;
+    };
+    entries
+        .iter()
+        .find_map(|(key, value)| match (key.as_str(), value) {
+            ("model_name", Node::Scalar(name)) if !name.trim().is_empty() => Some(name.as_str()),
+            _ => None,
+        })
 }
 
 /// One `model_list` entry; the id is left empty unless `model_info.id` gives one
@@ -131,6 +163,8 @@ fn deployment(
         mock_response: None,
         extra_headers: Vec::new(),
         costs: ModelCosts::default(),
+        native: NativeParams::default(),
+        disabled: None,
     };
     let (mut model, mut custom_provider) = (None, None);
     let mut param_costs = ModelCosts::default();
@@ -140,7 +174,15 @@ fn deployment(
             "model" => model = cx.text(value, &path)?,
             "custom_llm_provider" => custom_provider = cx.text(value, &path)?,
             "api_base" => deployment.api_base = api_base(cx, value, &path)?,
-            "api_key" => deployment.api_key = cx.secret(value, &path)?,
+            "api_key" => match cx.secret(value, &path) {
+                Ok(key) => deployment.api_key = key,
+                // LiteLLM starts, and fails on the first call: Tollgate
+                // starts the deployment disabled, and says why.
+                Err(ConfigError::MissingEnv { var, .. }) => {
+                    unset_variable(&mut deployment, "api_key", &var);
+                }
+                Err(error) => return Err(error),
+            },
             "timeout" => deployment.timeout = cx.duration(value, &path, true)?,
             "stream_timeout" => deployment.stream_timeout = cx.duration(value, &path, true)?,
             "cooldown_time" => deployment.cooldown_time = cx.duration(value, &path, false)?,
@@ -150,14 +192,21 @@ fn deployment(
             "order" => deployment.order = cx.u32(value, &path)?,
             "mock_response" => deployment.mock_response = cx.string(value, &path)?,
             "extra_headers" => deployment.extra_headers = extra_headers(cx, value, &path)?,
+            _ if NativeParams::KEYS.contains(&key) => {
+                native_param(cx, &mut deployment, key, value, &path)?;
+            }
             _ => match param_costs.slot_mut(key) {
                 Some(slot) => *slot = cx.decimal(value, &path)?,
                 None => cx.warn_key(Section::LitellmParams, key, &path),
             },
         }
     }
-    let (provider, upstream_model) =
-        provider(&params_path, model.as_ref(), custom_provider.as_ref())?;
+    let (provider, upstream_model) = resolve(
+        &params_path,
+        model.as_ref(),
+        custom_provider.as_ref(),
+        &cx.prices,
+    )?;
     deployment.provider = provider;
     deployment.upstream_model = upstream_model;
 
@@ -199,99 +248,11 @@ fn deployment(
         }
     }
 
-    key_source(cx, &mut deployment, &params_path);
+    complete(cx, &mut deployment);
+    if let Some(reason) = &deployment.disabled {
+        cx.warn(&path, format!("deployment disabled: {reason}"));
+    }
     Ok((deployment, explicit_id))
-}
-
-/// Fills `api_key_source`, reading the provider's conventional variable when no key
-/// is given, as LiteLLM does, so a file that relied on that keeps working.
-fn key_source(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig, params_path: &str) {
-    if let Some(key) = &deployment.api_key {
-        deployment.api_key_source = key.source().clone();
-        return;
-    }
-    let Some(var) = deployment.provider.default_key_env() else {
-        return;
-    };
-    if let Some(value) = cx.env.get(var) {
-        let source = KeySource::Env(var.to_owned());
-        deployment.api_key = Some(cx.keep_secret(value, source.clone()));
-        deployment.api_key_source = source;
-    } else if deployment.api_base.is_none() {
-        // With an api_base it is likely a local OpenAI-compatible server that needs no key.
-        cx.warn(
-            &key_path(params_path, "api_key"),
-            format!("not set, and {var} is not in the environment: requests will carry no key"),
-        );
-    }
-}
-
-/// Splits `openrouter/deepseek/deepseek-chat:free` into the provider and the model
-/// the provider knows.
-fn provider(
-    params_path: &str,
-    model: Option<&Text>,
-    custom_provider: Option<&Text>,
-) -> Result<(Provider, String), ConfigError> {
-    let path = key_path(params_path, "model");
-    let supported = Provider::ALL
-        .iter()
-        .map(|provider| format!("{provider}/"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let Some(model) = model else {
-        return Err(ConfigError::invalid(
-            &path,
-            format!("missing: the upstream model, with a provider prefix ({supported})"),
-        ));
-    };
-    let model = model.value.trim();
-    if let Some(custom) = custom_provider {
-        let name = custom.value.trim();
-        let provider = Provider::from_name(name).ok_or_else(|| {
-            ConfigError::invalid(
-                &key_path(params_path, "custom_llm_provider"),
-                format!(
-                    "unsupported provider {}; supported: {}",
-                    custom.shown(),
-                    Provider::ALL.map(Provider::as_str).join(", ")
-                ),
-            )
-        })?;
-        let upstream = model
-            .strip_prefix(provider.as_str())
-            .and_then(|rest| rest.strip_prefix('/'))
-            .unwrap_or(model);
-        return non_empty_model(provider, upstream, &path);
-    }
-    match model.split_once('/') {
-        Some((prefix, upstream)) => match Provider::from_name(prefix) {
-            Some(provider) => non_empty_model(provider, upstream, &path),
-            // Prefixes are provider names, never secrets, so naming it helps.
-            None => Err(ConfigError::invalid(
-                &path,
-                format!("unsupported provider prefix {prefix:?}/; supported: {supported}"),
-            )),
-        },
-        None => Err(ConfigError::invalid(
-            &path,
-            format!("no provider prefix; write it as <provider>/<model> with one of {supported}"),
-        )),
-    }
-}
-
-fn non_empty_model(
-    provider: Provider,
-    upstream: &str,
-    path: &str,
-) -> Result<(Provider, String), ConfigError> {
-    if upstream.trim().is_empty() {
-        return Err(ConfigError::invalid(
-            path,
-            format!("no model after the {provider}/ prefix"),
-        ));
-    }
-    Ok((provider, upstream.to_owned()))
 }
 
 fn api_base(cx: &Cx<'_>, node: &Node, path: &str) -> Result<Option<String>, ConfigError> {

@@ -2,9 +2,11 @@
 //! read and a path-naming error for every value it cannot accept.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod deployment;
+mod provider;
 mod settings;
 mod tollgate;
 
@@ -14,6 +16,7 @@ use super::error::{ConfigError, Warning, index_path, key_path};
 use super::keys::{self, Section};
 use super::model::{Config, KeySource, Secret};
 use super::yaml::Node;
+use crate::model_prices::ModelPrices;
 use deployment::model_list;
 use settings::{general_settings, litellm_settings, router_settings};
 use tollgate::tollgate;
@@ -32,6 +35,7 @@ pub(crate) fn config(
         warnings: Vec::new(),
         groups: Vec::new(),
         secrets: Secrets::new(),
+        prices: ModelPrices::snapshot(),
     };
     let sections = match root {
         Node::Map(_) => cx.entries(root, "")?,
@@ -66,17 +70,50 @@ pub(crate) fn config(
         let overrides = environment_variables(&mut cx, node)?;
         cx.env.set_overrides(overrides);
     }
-    let model_list = model_list(&mut cx, section("model_list"))?;
+    // The model facts next: bare model names resolve through them.
+    if let Some(node) = section("tollgate") {
+        model_prices(&mut cx, node)?;
+    }
+    // Every section is checked even when one fails, so one run reports every
+    // error (an error inside a section still ends that section's walk).
+    let mut errors = Vec::new();
+    let (model_list, mut list_errors) = model_list(&mut cx, section("model_list"))?;
+    errors.append(&mut list_errors);
     let empty = Node::Null;
+    let router = router_settings(&mut cx, section("router_settings").unwrap_or(&empty));
+    let router = keep(&mut errors, router);
+    let litellm = litellm_settings(&mut cx, section("litellm_settings").unwrap_or(&empty));
+    let litellm = keep(&mut errors, litellm);
+    let general = general_settings(&mut cx, section("general_settings").unwrap_or(&empty));
+    let general = keep(&mut errors, general);
+    let tollgate = tollgate(&mut cx, section("tollgate").unwrap_or(&empty), &model_list);
+    let tollgate = keep(&mut errors, tollgate);
+    let (Some(mut router), Some(litellm), Some(general), Some(tollgate)) =
+        (router, litellm, general, tollgate)
+    else {
+        return Err(ConfigError::several(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ConfigError::several(errors));
+    }
+    // LiteLLM reads these in either section; the router's win.
+    router.allowed_fails = router.allowed_fails.or(litellm.allowed_fails);
+    router.cooldown_time = router.cooldown_time.or(litellm.cooldown_time);
     let config = Config {
-        router_settings: router_settings(&mut cx, section("router_settings").unwrap_or(&empty))?,
-        litellm_settings: litellm_settings(&mut cx, section("litellm_settings").unwrap_or(&empty))?,
-        general_settings: general_settings(&mut cx, section("general_settings").unwrap_or(&empty))?,
-        tollgate: tollgate(&mut cx, section("tollgate").unwrap_or(&empty), &model_list)?,
+        router_settings: router,
+        litellm_settings: litellm,
+        general_settings: general,
+        tollgate,
         model_list,
         secrets: std::mem::take(&mut cx.secrets),
+        model_prices: cx.prices.clone(),
     };
     Ok((config, cx.warnings))
+}
+
+/// The value, or `None` with the error kept for the report.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
 }
 
 /// State of the walk.
@@ -88,6 +125,8 @@ struct Cx<'a> {
     /// Every secret read so far: what the gateway redacts from upstream
     /// text.
     secrets: Secrets,
+    /// LiteLLM's model facts, with `tollgate.model_prices_path` over them.
+    prices: Arc<ModelPrices>,
 }
 
 impl Cx<'_> {
@@ -190,8 +229,8 @@ impl Cx<'_> {
         let Some(text) = self.text(node, path)? else {
             return Ok(None);
         };
-        let digits = text.value.trim();
-        let digits = digits.strip_prefix('+').unwrap_or(digits);
+        let digits = without_underscores(text.value.trim());
+        let digits = digits.strip_prefix('+').unwrap_or(&digits);
         let negative = digits
             .strip_prefix('-')
             .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
@@ -226,7 +265,7 @@ impl Cx<'_> {
         let Some(text) = self.text(node, path)? else {
             return Ok(None);
         };
-        match text.value.trim().parse::<f64>() {
+        match without_underscores(text.value.trim()).parse::<f64>() {
             Ok(value) if value.is_finite() => Ok(Some(value)),
             _ => Err(ConfigError::invalid(
                 path,
@@ -313,6 +352,46 @@ impl Cx<'_> {
             ),
         ))
     }
+}
+
+/// A number as YAML 1.1 (PyYAML, so LiteLLM) reads it: `20_000` is 20000.
+/// Only underscores between digits go, so `_1` and `1_` stay invalid.
+fn without_underscores(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let between_digits = |i: usize| {
+        i > 0
+            && i + 1 < bytes.len()
+            && bytes[i - 1].is_ascii_digit()
+            && (bytes[i + 1].is_ascii_digit() || bytes[i + 1] == b'_')
+    };
+    if !text.contains('_') || !(0..bytes.len()).all(|i| bytes[i] != b'_' || between_digits(i)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.replace('_', ""))
+}
+
+/// `tollgate.model_prices_path`: a local model price file over the snapshot.
+fn model_prices(cx: &mut Cx<'_>, tollgate: &Node) -> Result<(), ConfigError> {
+    const PATH: &str = "tollgate.model_prices_path";
+    let Node::Map(entries) = tollgate else {
+        return Ok(());
+    };
+    let Some((_, node)) = entries
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "model_prices_path")
+    else {
+        return Ok(());
+    };
+    let Some(file) = cx.string(node, PATH)? else {
+        return Ok(());
+    };
+    let merged = cx
+        .prices
+        .with_file(std::path::Path::new(&file))
+        .map_err(|error| ConfigError::invalid(PATH, error.to_string()))?;
+    cx.prices = Arc::new(merged);
+    Ok(())
 }
 
 fn environment_variables(

@@ -44,6 +44,7 @@ pub(super) fn router_settings(cx: &mut Cx<'_>, node: &Node) -> Result<RouterSett
             "default_fallbacks" => out.default_fallbacks = default_fallbacks(cx, value, &path)?,
             "timeout" => out.timeout = cx.duration(value, &path, true)?,
             "max_fallbacks" => out.max_fallbacks = cx.u32(value, &path)?,
+            "model_group_alias" => out.model_group_alias = model_group_alias(cx, value, &path)?,
             "redis_host" => out.redis_host = cx.string(value, &path)?,
             "redis_port" => {
                 out.redis_port = match cx.whole(value, &path, u64::from(u16::MAX))? {
@@ -83,6 +84,8 @@ pub(super) fn litellm_settings(
             }
             "default_fallbacks" => out.default_fallbacks = default_fallbacks(cx, value, &path)?,
             "drop_params" => out.drop_params = cx.bool(value, &path)?,
+            "allowed_fails" => out.allowed_fails = cx.u32(value, &path)?,
+            "cooldown_time" => out.cooldown_time = cx.duration(value, &path, false)?,
             _ => cx.warn_key(Section::LitellmSettings, key, &path),
         }
     }
@@ -186,4 +189,45 @@ fn fallbacks(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Fallbacks, Conf
 
 fn default_fallbacks(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Vec<String>, ConfigError> {
     cx.groups(node, path, false)
+}
+
+/// `model_group_alias`: `alias: group`, or LiteLLM's `alias: {model: group,
+/// hidden: true}` (hidden aliases are served all the same; Tollgate's model
+/// list shows groups only).
+fn model_group_alias(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (alias, target) in cx.entries(node, path)? {
+        let alias_path = key_path(path, alias);
+        let target = match target {
+            Node::Map(_) => {
+                let mut group = None;
+                for (key, value) in cx.entries(target, &alias_path)? {
+                    let key_path = key_path(&alias_path, key);
+                    match key {
+                        "model" => group = Some(cx.group(value, &key_path, false)?),
+                        "hidden" => {
+                            cx.bool(value, &key_path)?;
+                        }
+                        _ => cx.warn(&key_path, "unknown key, ignored; known: model, hidden"),
+                    }
+                }
+                group.ok_or_else(|| {
+                    ConfigError::invalid(&key_path(&alias_path, "model"), "missing: the group")
+                })?
+            }
+            _ => cx.group(target, &alias_path, false)?,
+        };
+        if cx.groups.iter().any(|group| group == alias) {
+            cx.warn(
+                &alias_path,
+                "is also a model group's name; the group is served, not the alias",
+            );
+        }
+        out.push((alias.to_owned(), target));
+    }
+    Ok(out)
 }

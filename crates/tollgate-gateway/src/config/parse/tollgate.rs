@@ -3,9 +3,9 @@
 use super::Cx;
 use crate::config::error::{ConfigError, index_path, key_path};
 use crate::config::keys::Section;
-use crate::config::model::{
-    ConfiguredKey, DeploymentConfig, MockFault, MockSettings, Provider, TollgateSettings,
-};
+use crate::config::mock::{MockFault, MockSettings};
+use crate::config::model::{ConfiguredKey, DeploymentConfig, TollgateSettings};
+use crate::config::provider::Provider;
 use crate::config::yaml::Node;
 
 pub(super) fn tollgate(
@@ -19,6 +19,8 @@ pub(super) fn tollgate(
         let path = key_path(PATH, key);
         match key {
             "connect_timeout" => out.connect_timeout = cx.duration(value, &path, true)?,
+            // Read before the model list (bare names resolve through it).
+            "model_prices_path" => out.model_prices_path = cx.string(value, &path)?.map(Into::into),
             "stream_idle_timeout" => out.stream_idle_timeout = cx.duration(value, &path, true)?,
             "stream_head_timeout" => out.stream_head_timeout = cx.duration(value, &path, true)?,
             "request_deadline" => out.request_deadline = cx.duration(value, &path, true)?,

@@ -1,10 +1,43 @@
-//! [`Usd`]: exact money.
+//! Exact money: [`Usd`], an integer count of pico-dollars, and the one
+//! place pico-dollars become decimal text ([`write_picos`]).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Pico-dollars in a dollar.
-const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
+/// Pico-dollars in a dollar (1 pico-dollar = 10⁻¹² $).
+pub const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
+
+/// Writes `picos` pico-dollars as plain decimal dollars, without trailing
+/// zeros and without a float: `0`, `12.5`, `-0.5`, `0.00029666`. Takes an
+/// `i128` so that sums of many amounts (and, should one ever be needed, a
+/// negative one) are written the same way as one [`Usd`].
+///
+/// ```
+/// let mut text = String::new();
+/// tollgate_core::write_picos(&mut text, 296_660_000).unwrap();
+/// assert_eq!(text, "0.00029666");
+/// ```
+pub fn write_picos(out: &mut impl fmt::Write, picos: i128) -> fmt::Result {
+    if picos < 0 {
+        out.write_char('-')?;
+    }
+    let picos = picos.unsigned_abs();
+    let per_dollar = u128::from(PICOS_PER_DOLLAR);
+    let (whole, frac) = (picos / per_dollar, picos % per_dollar);
+    if frac == 0 {
+        return write!(out, "{whole}");
+    }
+    // Twelve digits, then the trailing zeros cut.
+    let mut buf = [b'0'; 12];
+    let mut rest = frac;
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let len = 12 - buf.iter().rev().take_while(|&&b| b == b'0').count();
+    let digits = std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?;
+    write!(out, "{whole}.{digits}")
+}
 
 /// An exact amount of US dollars, in pico-dollars (10⁻¹² $).
 ///
@@ -22,7 +55,7 @@ const PICOS_PER_DOLLAR: u64 = 1_000_000_000_000;
 /// text, as a string.
 ///
 /// ```
-/// use tollgate_cost::Usd;
+/// use tollgate_core::Usd;
 ///
 /// let per_token = Usd::parse("1.3e-7").unwrap();
 /// assert_eq!(per_token.picos(), 130_000);
@@ -192,23 +225,9 @@ fn parse_exponent(text: &[u8]) -> Result<i64, ParseUsdError> {
 
 impl fmt::Display for Usd {
     /// Plain decimal dollars, without trailing zeros: `0.00029666`, `0`,
-    /// `12.5`.
+    /// `12.5` ([`write_picos`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let whole = self.0 / PICOS_PER_DOLLAR;
-        let frac = self.0 % PICOS_PER_DOLLAR;
-        if frac == 0 {
-            return write!(f, "{whole}");
-        }
-        // Twelve digits, then the trailing zeros cut.
-        let mut buf = [b'0'; 12];
-        let mut rest = frac;
-        for slot in buf.iter_mut().rev() {
-            *slot = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        let len = 12 - buf.iter().rev().take_while(|&&b| b == b'0').count();
-        let digits = std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?;
-        write!(f, "{whole}.{digits}")
+        write_picos(f, i128::from(self.0))
     }
 }
 
@@ -408,6 +427,19 @@ mod tests {
             assert_eq!(Usd::parse(text), Ok(usd));
         }
         assert_eq!(format!("{:?}", Usd::from_picos(5)), "Usd(0.000000000005)");
+    }
+
+    #[test]
+    fn writes_wide_sums_and_signs() {
+        let text = |picos: i128| {
+            let mut out = String::new();
+            write_picos(&mut out, picos).unwrap();
+            out
+        };
+        assert_eq!(text(0), "0");
+        assert_eq!(text(-500_000_000_000), "-0.5");
+        assert_eq!(text(100_000_000_010), "0.10000000001");
+        assert_eq!(text(3 * i128::from(u64::MAX)), "55340232.221128654845");
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! The whole layer stack in process, as a user composes it à la carte:
+//! fallback → retry → circuit breaker → cost, over an in-memory
+//! OpenAI-compatible upstream. The baseline is the bare upstream, measured
+//! in the same run.
+//!
+//! - `request/*`: one whole JSON request per iteration — ready, call, the
+//!   response future, the body to its end (where the breaker settles and
+//!   the cost is recorded).
+//! - `stream/*`: one stream of [`EVENTS`] events, one frame each, per
+//!   iteration; criterion reports the time per event (its throughput in
+//!   elements), which is the per-event cost of the stack.
+//!
+//! Everything answers at once, so it is polled with a no-op waker: no
+//! runtime, no scheduling in the figures.
+//!
+//! Run with: cargo bench --bench stack
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use tollgate::breaker::{BreakerConfig, CircuitBreakerLayer};
+use tollgate::core::extensions::ModelGroup;
+use tollgate::core::{BoxError, RequestBody};
+use tollgate::cost::{CostLayer, PriceTable, TokenPrices, Usd};
+use tollgate::fallback::{FallbackConfig, FallbackLayer};
+use tollgate::retry::{RetryConfig, RetryLayer};
+use tower::{Service, ServiceBuilder, service_fn};
+
+/// Content events in a benchmarked stream (a short answer's worth).
+const EVENTS: usize = 64;
+
+const JSON_REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}]}"#;
+const STREAM_REQUEST: &[u8] = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+const JSON_ANSWER: &[u8] = br#"{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
+
+/// An in-memory body handing out its frames one by one.
+#[derive(Debug, Default)]
+struct Frames(VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// The events of one streamed answer, each its own frame: a role chunk,
+/// [`EVENTS`] content chunks, a finish, the usage chunk and `[DONE]`.
+fn stream_frames() -> Arc<Vec<Bytes>> {
+    let mut frames = vec![Bytes::from_static(
+        b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+    )];
+    for i in 0..EVENTS {
+        frames.push(Bytes::from(format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"token{i} \"}}}}]}}\n\n"
+        )));
+    }
+    frames.push(Bytes::from_static(
+        b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    ));
+    frames.push(Bytes::from_static(
+        b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":64,\"total_tokens\":73}}\n\n",
+    ));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Arc::new(frames)
+}
+
+type Answer = Ready<Result<Response<Frames>, Infallible>>;
+
+/// The upstream: a JSON answer, or the stream when the request asks for one.
+fn upstream(
+    frames: Arc<Vec<Bytes>>,
+) -> impl Service<Request<RequestBody>, Response = Response<Frames>, Error = Infallible, Future = Answer>
++ Clone {
+    service_fn(move |request: Request<RequestBody>| {
+        let stream = request
+            .body()
+            .bytes()
+            .is_some_and(|body| body.len() == STREAM_REQUEST.len());
+        let (content_type, body) = if stream {
+            (
+                "text/event-stream",
+                Frames(frames.iter().cloned().collect()),
+            )
+        } else {
+            (
+                "application/json",
+                Frames(VecDeque::from([Bytes::from_static(JSON_ANSWER)])),
+            )
+        };
+        let mut response = Response::new(body);
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        ready(Ok(response))
+    })
+}
+
+/// The stack over `inner`, as a user would build it.
+fn stack<S>(
+    inner: S,
+) -> impl Service<
+    Request<RequestBody>,
+    Response = Response<impl Body<Data = Bytes> + use<S>>,
+    Error = BoxError,
+> + Clone
+where
+    S: Service<
+            Request<RequestBody>,
+            Response = Response<Frames>,
+            Error = Infallible,
+            Future = Answer,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let prices = PriceTable::empty().with_model(
+        "m",
+        TokenPrices::new(Usd::from_picos(150_000), Usd::from_picos(600_000)),
+    );
+    ServiceBuilder::new()
+        .layer(FallbackLayer::new(FallbackConfig::default()).expect("valid config"))
+        .layer(RetryLayer::new(RetryConfig::default()).expect("valid config"))
+        .layer(CircuitBreakerLayer::new(BreakerConfig::default()).expect("valid config"))
+        .layer(CostLayer::new(Arc::new(prices), |record| {
+            black_box(record);
+        }))
+        .service(inner)
+}
+
+fn request(body: &'static [u8]) -> Request<RequestBody> {
+    let mut request = Request::post("/v1/chat/completions")
+        .body(RequestBody::new(Bytes::from_static(body)))
+        .expect("a valid request");
+    request.extensions_mut().insert(ModelGroup(Arc::from("m")));
+    request
+}
+
+/// One whole request through `service`, body to its end.
+fn one<S, B>(service: &mut S, body: &'static [u8], cx: &mut Context<'_>)
+where
+    S: Service<Request<RequestBody>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    assert!(service.poll_ready(cx).is_ready());
+    let future = pin!(service.call(request(body)));
+    let Poll::Ready(Ok(response)) = future.poll(cx) else {
+        panic!("the in-memory upstream answers at once");
+    };
+    let mut body = pin!(response.into_body());
+    while let Poll::Ready(Some(frame)) = body.as_mut().poll_frame(cx) {
+        black_box(frame.is_ok());
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let frames = stream_frames();
+    let mut cx = Context::from_waker(Waker::noop());
+
+    let mut group = c.benchmark_group("request");
+    let mut bare = upstream(frames.clone());
+    group.bench_function("bare", |b| b.iter(|| one(&mut bare, JSON_REQUEST, &mut cx)));
+    let mut layered = stack(upstream(frames.clone()));
+    group.bench_function("stack", |b| {
+        b.iter(|| one(&mut layered, JSON_REQUEST, &mut cx))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    let mut bare = upstream(frames.clone());
+    group.bench_function("bare", |b| {
+        b.iter(|| one(&mut bare, STREAM_REQUEST, &mut cx))
+    });
+    let mut layered = stack(upstream(frames.clone()));
+    group.bench_function("stack", |b| {
+        b.iter(|| one(&mut layered, STREAM_REQUEST, &mut cx))
+    });
+    group.finish();
+}
+
+criterion_group!(stack_benches, benches);
+criterion_main!(stack_benches);
