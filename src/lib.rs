@@ -10,6 +10,7 @@
 //! | `retry` | `tollgate-retry` | retries with backoff, `Retry-After` and a retry budget (feature `retry`) |
 //! | `breaker` | `tollgate-breaker` | one circuit breaker per deployment (feature `breaker`) |
 //! | `fallback` | `tollgate-fallback` | the cascade over model groups, streams committed at first content and continued after a break (feature `fallback`) |
+//! | `balance` | `tollgate-balance` | load balancing across a model group's deployments: LiteLLM's routing strategies, `order`, `weight`, `rpm`/`tpm` (feature `balance`) |
 //! | `openrouter` | `tollgate-openrouter` | OpenRouter's API normalised to OpenAI's shape and Tollgate's error classes (feature `openrouter`) |
 //! | `providers` | `tollgate-providers` | native provider APIs (Anthropic Messages, Azure OpenAI) translated to and from OpenAI's (feature `providers`) |
 //! | `cost` | `tollgate-cost` | usage and exact cost of every call, from bodies and streams (feature `cost`) |
@@ -33,6 +34,9 @@
 #[doc(inline)]
 pub use tollgate_core as core;
 
+#[cfg(feature = "balance")]
+#[doc(inline)]
+pub use tollgate_balance as balance;
 #[cfg(feature = "breaker")]
 #[doc(inline)]
 pub use tollgate_breaker as breaker;

@@ -145,6 +145,8 @@ mod future;
 mod jitter;
 mod key;
 mod layer;
+#[cfg(feature = "redis")]
+mod redis_sync;
 mod service;
 mod state;
 
@@ -156,5 +158,7 @@ pub use future::ResponseFuture;
 pub use jitter::JitterSource;
 pub use key::{DeploymentKey, FixedKey, FnKey, HostKey, KeyExtractor, WholeService, key_fn};
 pub use layer::CircuitBreakerLayer;
+#[cfg(feature = "redis")]
+pub use redis_sync::{OnFallback, POLL_EVERY, RedisSync};
 pub use service::CircuitBreaker;
 pub use state::{Reason, State};

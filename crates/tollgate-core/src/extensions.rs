@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use crate::failure::Failure;
-
 pub use crate::usage_report::UsageReport;
 
 /// Where a request is going: the model group the client asked for, the
@@ -61,11 +59,6 @@ pub struct AttemptedFallbacks(pub u32);
 /// retry or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Attempt(pub u32);
-
-/// The classified outcome of a response, as a response extension, for the
-/// layers above the one that classified it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome(pub Result<(), Failure>);
 
 /// Token usage reported by the upstream (or estimated, when `estimated`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -7,23 +7,23 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::classify::{ClassifyResponse, Verdict};
-use tollgate_core::extensions::{AttemptedFallbacks, ModelGroup};
-use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, RequestBody, TimeoutKind};
+use tollgate_core::extensions::ModelGroup;
+use tollgate_core::{BoxError, Failure, Redactor, RequestBody};
 use tower_service::Service;
 
-use crate::ATTEMPTED_FALLBACKS;
+use crate::answer::{answered, past_deadline, polled_after_completion, progress};
 use crate::body::FallbackBody;
 use crate::error::{GaveUp, StopReason};
 use crate::health::Health;
 use crate::resume::{Resume, Resumer};
 use crate::service::Shared;
 use crate::splice::{Break, Splicer};
-use crate::state::{Cascade, Group, Step};
+use crate::state::{Cascade, Step};
 
 /// The most of an error response's body read to classify it (a context
 /// window or a content-policy 400 says so only in its body).
@@ -536,63 +536,6 @@ fn wait<T>(
         failure.into(),
     )
     .into()))
-}
-
-/// The failure of a request whose deadline passed.
-pub(crate) fn past_deadline() -> Failure {
-    Failure::timeout(TimeoutKind::Total).with_subkind("deadline")
-}
-
-/// The fallbacks made and the group tried last.
-fn progress(cascade: Option<&Cascade>) -> (u32, Option<Group>) {
-    cascade.map_or((0, None), |cascade| {
-        (cascade.fallbacks(), Some(cascade.current().clone()))
-    })
-}
-
-/// Records the path taken on the response handed up: the fallbacks made and
-/// the group that answered.
-fn answered<B>(mut response: Response<B>, fallbacks: u32, group: Option<Group>) -> Response<B> {
-    if fallbacks > 0 {
-        tracing::debug!(
-            group = group.as_deref().unwrap_or(""),
-            fallbacks,
-            "fallback: a fallback group answered"
-        );
-    }
-    let extensions = response.extensions_mut();
-    extensions.insert(AttemptedFallbacks(fallbacks));
-    if let Some(group) = group {
-        extensions.insert(ModelGroup(group));
-    }
-    let value = match fallbacks {
-        0 => HeaderValue::from_static("0"),
-        n => HeaderValue::from(n),
-    };
-    response.headers_mut().insert(ATTEMPTED_FALLBACKS, value);
-    response
-}
-
-/// The failure returned when no group at all could be tried.
-pub(crate) fn none_available(retry_after: Option<std::time::Duration>) -> BoxError {
-    let mut failure = Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "no deployment of the requested model or of its fallbacks is available",
-    )
-    .with_subkind("no_target_available")
-    .with_status(StatusCode::SERVICE_UNAVAILABLE);
-    if let Some(wait) = retry_after {
-        failure = failure.with_retry_after(wait);
-    }
-    GaveUp::new(0, StopReason::NoneAvailable, failure.into()).into()
-}
-
-fn polled_after_completion() -> BoxError {
-    Failure::new(
-        ErrorClass::Internal,
-        "the response future was polled after it completed",
-    )
-    .into()
 }
 
 impl<S, H, C, B> fmt::Debug for ResponseFuture<S, H, C, B>

@@ -165,6 +165,7 @@
 //!   text prefill cannot resume them; a break ends the stream with the error
 //!   event.
 
+mod answer;
 mod body;
 mod config;
 mod error;

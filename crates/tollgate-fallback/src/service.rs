@@ -14,9 +14,10 @@ use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup};
 use tollgate_core::{BoxError, ChatRequest, Redactor, RequestBody};
 use tower_service::Service;
 
+use crate::answer::{none_available, past_deadline};
 use crate::body::FallbackBody;
 use crate::error::{GaveUp, StopReason};
-use crate::future::{Again, ResponseFuture, calling, failed, none_available, past_deadline};
+use crate::future::{Again, ResponseFuture, calling, failed};
 use crate::health::{AlwaysAvailable, Health};
 use crate::state::{Cascade, Group, Plan, Step};
 

@@ -19,10 +19,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tollgate_cost::CostRecord;
+use tollgate_cost::{CostRecord, CostSink};
 
 use crate::access_log::AccessLog;
 use crate::spend::{AttemptEnd, GatewaySink};
+
+/// The cost layer's sink: each record is taken by the [`GatewaySink`] once
+/// the answer is written.
+#[derive(Debug, Clone)]
+pub(crate) struct AfterWriteSink(pub(crate) GatewaySink);
+
+impl CostSink for AfterWriteSink {
+    fn record(&self, record: CostRecord) {
+        let end = self.0.attempt_end(&record);
+        defer(Deferred::Spend(self.0.clone(), record, end));
+    }
+}
 
 /// Work that can wait until the answer is written.
 pub(crate) enum Deferred {

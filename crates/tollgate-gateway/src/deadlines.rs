@@ -27,9 +27,32 @@ use std::time::Duration;
 use http::HeaderMap;
 use tollgate_core::{ErrorClass, Failure};
 
-use crate::app::{DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT};
 use crate::config::{Config, DeploymentConfig};
-use crate::upstream::Timeouts;
+
+/// The deadlines of one upstream exchange. `None` means no deadline of that
+/// kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From sending the request to receiving the response headers.
+    pub first_byte: Option<Duration>,
+    /// The longest silence between two body frames.
+    pub stream_idle: Option<Duration>,
+    /// For a stream, from sending the request to its first `data:` event
+    /// (`stream_timeout`): keep-alive comments do not count.
+    pub first_token: Option<Duration>,
+    /// From sending the request to the end of the response body.
+    pub total: Option<Duration>,
+}
+
+/// Default deadline of one attempt (`timeout`, `request_timeout`); the
+/// whole request's, retries and fallbacks included, is set apart (see the
+/// module's docs).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default deadline for the first token of a stream (`stream_timeout`), for
+/// an interactive user.
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default longest silence inside a stream (`tollgate.stream_idle_timeout`).
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Default deadline for a stream's response head.
 pub const DEFAULT_STREAM_HEAD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -28,7 +28,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::FastMap;
-use crate::app::Groups;
+use crate::deployment::Groups;
 use crate::learned::Phase;
 use crate::metrics::Metrics;
 
@@ -73,9 +73,8 @@ impl<S> Hedge<S> {
         let wait = self
             .groups
             .get(group)?
-            .deployments()
-            .iter()
-            .filter_map(|d| d.timings.sketch(Phase::FirstToken).quantile(0.95))
+            .members()
+            .filter_map(|(_, d)| d.timings.sketch(Phase::FirstToken).quantile(0.95))
             .max()?;
         Some((group.clone(), to.clone(), wait))
     }

@@ -35,8 +35,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::FastMap;
+use crate::deadlines::Timeouts;
 use crate::metrics::{LEARNED_DEADLINE, LEARNED_P99, escape};
-use crate::upstream::Timeouts;
 
 /// Samples a phase needs before its deadline is learned rather than cold.
 pub(crate) const MIN_SAMPLES: u32 = 20;

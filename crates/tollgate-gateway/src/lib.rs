@@ -58,21 +58,23 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 mod access_log;
 mod after_write;
 mod app;
-mod balance;
-mod chat;
+mod build;
 mod connection;
 pub mod deadlines;
+mod deployment;
 mod disabled;
 mod door;
 mod exposure;
+mod generation;
 mod grace;
 mod hedge;
+mod http;
+mod key_format;
 pub(crate) mod keys;
 mod learned;
 pub(crate) mod ledger;
 mod limits;
 pub(crate) mod metrics;
-mod pick;
 mod pricing;
 mod provider;
 mod providers;
@@ -90,21 +92,21 @@ mod stack;
 mod temp_dir;
 mod write_deadline;
 
-pub use app::{
-    BuildError, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
-    DEFAULT_TIMEOUT, Gateway,
-};
+pub use app::Gateway;
+pub use build::BuildError;
 pub use connection::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
 };
+pub use deadlines::{DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT};
 pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
 #[cfg(unix)]
 pub use reload::reload_on_hangup;
 pub use reload::{ConfigFile, ReloadError, Reloaded};
 pub use request_body::{
-    DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY, DEFAULT_REQUEST_BODY_TIMEOUT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
+    DEFAULT_REQUEST_BODY_TIMEOUT,
 };
 pub use response::GatewayBody;
 pub use server::{DEFAULT_GRACE_PERIOD, bind, serve};

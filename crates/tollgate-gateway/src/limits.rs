@@ -10,9 +10,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_limits::{DEFAULT_OP_TIMEOUT, MemoryStore, RedisStore, Store};
+use tollgate_balance::{Admission, AdmitFuture, DeploymentLimits, Quota};
+use tollgate_limits::{
+    Budget, DEFAULT_OP_TIMEOUT, DeploymentQuota, DeploymentRateLimits, KeyLimits, MemoryStore,
+    RedisStore, Store, restore_spend,
+};
 
 use crate::config::Config;
+use crate::keys::{Keys, VirtualKey};
+use crate::ledger::Ledger;
 use crate::shared::{PREFIX, SharedState};
 
 /// The store the limits count in: Redis when the config names one (every
@@ -33,6 +39,86 @@ pub(crate) fn store(shared: Option<&SharedState>, timeout: Option<Duration>) -> 
             }
         },
         None => Arc::new(MemoryStore::new()),
+    }
+}
+
+/// The deployments' `rpm` and `tpm`, counted for the balancer in the
+/// limits' store (shared by the replicas when it is Redis).
+#[derive(Debug, Clone)]
+pub(crate) struct BalancerLimits(pub(crate) DeploymentRateLimits);
+
+fn deployment_quota(quota: Quota) -> DeploymentQuota {
+    DeploymentQuota {
+        rpm: quota.rpm,
+        tpm: quota.tpm,
+    }
+}
+
+impl DeploymentLimits for BalancerLimits {
+    fn admit<'a>(&'a self, deployment: &'a str, quota: Quota, tokens: u64) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let answer = self
+                .0
+                .admit(deployment, deployment_quota(quota), tokens)
+                .await;
+            Admission {
+                admitted: answer.admitted,
+                refused_by: answer.refused_by.map(|limit| limit.as_str()),
+                retry_after: answer.retry_after,
+                requests_left: answer.headroom.requests,
+                tokens_left: answer.headroom.tokens,
+            }
+        })
+    }
+
+    fn record_tokens(&self, deployment: &str, quota: Quota, tokens: u64) {
+        self.0
+            .record_tokens(deployment, deployment_quota(quota), tokens);
+    }
+}
+
+/// A virtual key's limits, as the rate-limit layer reads them.
+pub(crate) fn key_limits(key: &VirtualKey) -> KeyLimits {
+    let mut limits = KeyLimits::new(key.name());
+    if let Some(rpm) = key.rpm_limit {
+        limits = limits.rpm(rpm);
+    }
+    if let Some(tpm) = key.tpm_limit {
+        limits = limits.tpm(tpm);
+    }
+    if let Some(parallel) = key.max_parallel_requests {
+        limits = limits.max_parallel(parallel);
+    }
+    if let Some(picos) = key.max_budget_picos {
+        limits = limits.max_budget(match key.budget_duration {
+            Some(window) => Budget::per(picos, window),
+            None => Budget::lifetime(picos),
+        });
+    }
+    limits
+}
+
+/// Brings back what each key of `keys` with a budget has spent in its
+/// current window (at `now`, unix milliseconds), from `ledger` into
+/// `store`.
+pub(crate) async fn restore_budgets(keys: &Keys, ledger: &Ledger, store: &dyn Store, now: i64) {
+    for key in keys.with_budgets() {
+        let Some(budget) = key_limits(&key).max_budget else {
+            continue;
+        };
+        let name = key.name();
+        let since = budget.window_at(now).start_unix_ms();
+        match ledger.billed_since(&name, since).await {
+            Ok(0) => {}
+            Ok(spent) => {
+                let spent = u64::try_from(spent).unwrap_or(u64::MAX);
+                restore_spend(store, &name, &budget, now, spent).await;
+                tracing::info!(key = %name, spent_picos = spent, "budget spend restored from the ledger");
+            }
+            Err(error) => {
+                tracing::error!(key = %name, %error, "budget spend could not be read from the ledger");
+            }
+        }
     }
 }
 

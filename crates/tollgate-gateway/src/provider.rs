@@ -18,7 +18,7 @@ use tollgate_core::extensions::Deadline;
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
 use tower_service::Service;
 
-use crate::app::{Deployment, DeploymentProvider};
+use crate::deployment::{Deployment, DeploymentProvider};
 use crate::learned::Phase;
 use crate::mock::MockBody;
 use crate::upstream::{TimedBody, UpstreamClient};
@@ -185,7 +185,7 @@ async fn call_provider(
             let start = Instant::now();
             let first_byte = match (timeouts.first_byte, timeouts.total) {
                 (Some(first), Some(total)) => first.min(total),
-                (first, total) => first.or(total).unwrap_or(crate::app::DEFAULT_TIMEOUT),
+                (first, total) => first.or(total).unwrap_or(crate::deadlines::DEFAULT_TIMEOUT),
             };
             let response = tokio::time::timeout(first_byte, mock.respond(chat)).await;
             // A stream's head that came answering, or did not come in time.

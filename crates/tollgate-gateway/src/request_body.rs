@@ -37,11 +37,14 @@ use tokio::time::{Instant, timeout_at};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::config::TollgateSettings;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, STALLED_BODY, STALLED_CHUNK};
 
 /// Default of `tollgate.request_body_timeout`: the time a client has to
 /// send a whole request body.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default request size limit when `general_settings.max_request_size_mb` is
+/// not set.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// Default of `tollgate.request_body_idle_timeout`: the longest silence
 /// inside a request body.
 pub const DEFAULT_REQUEST_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,11 +57,6 @@ pub const DEFAULT_REQUEST_BODY_MEMORY: usize = 64 * 1024 * 1024;
 pub(crate) const UNBUDGETED: usize = 64 * 1024;
 /// The smallest buffer a body grows into.
 const MIN_CAPACITY: usize = 8 * 1024;
-
-/// The `phase` label of a body that stalled past its whole-body deadline.
-pub(crate) const STALLED_BODY: &str = "request_body";
-/// The `phase` label of a body that went silent between two chunks.
-pub(crate) const STALLED_CHUNK: &str = "request_body_idle";
 
 /// The limits every request body is read under, and the memory budget they
 /// share.

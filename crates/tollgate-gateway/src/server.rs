@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
-use crate::connection::{self, Admission, Graceful, ShedReason, Table, Watched, WatchedStream};
+use crate::connection::{self, Admission, Graceful, Table, Watched, WatchedStream};
+use crate::metrics::ShedReason;
 use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
@@ -46,7 +47,7 @@ pub async fn serve(
     // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
     // `connection`.
     // Read once: the connection limits need a restart (see `reload`).
-    let settings = gateway.app().connections;
+    let settings = gateway.connections;
     connection::configure(&mut builder, &settings);
     let metrics = gateway.app().metrics.clone();
     let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
@@ -81,7 +82,11 @@ pub async fn serve(
                 let service = service_fn(move |request: http::Request<Incoming>| {
                     let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
                     async move {
-                        Ok::<_, Infallible>(connection::handle(&gateway, state, conns, request).await)
+                        let metrics = gateway.app().metrics.clone();
+                        let serve = |request| async move { gateway.handle(request).await };
+                        Ok::<_, Infallible>(
+                            connection::handle(&metrics, state, conns, request, serve).await,
+                        )
                     }
                 });
                 let io = TokioIo::new(WatchedStream::new(stream, held.state().clone()));

@@ -3,16 +3,17 @@
 
 use std::sync::Arc;
 
-use tollgate_cost::{Cost, CostRecord, CostSink, Outcome};
+use tollgate_balance::TokenCounter;
+use tollgate_cost::{Cost, CostRecord, Outcome};
 
-use crate::after_write::{self, Deferred};
-use crate::balance::TokenCounter;
 use crate::grace::GracePeriod;
 use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
 use crate::metrics::{AttemptMetrics, Metrics};
 use crate::providers::{AttemptOutcome, ProviderHealth};
 
-/// The gateway's [`CostSink`]: never blocks — the metrics and the health
+/// Where the gateway's cost records go (through
+/// [`AfterWriteSink`](crate::after_write::AfterWriteSink), the cost layer's
+/// sink): never blocks — the metrics and the health
 /// counters are atomics, the ledger takes rows through a bounded queue.
 #[derive(Debug, Clone)]
 pub(crate) struct GatewaySink {
@@ -38,19 +39,16 @@ pub(crate) enum AttemptEnd {
     Shutdown,
 }
 
-impl CostSink for GatewaySink {
-    /// Taken once the answer is written (see [`after_write`]).
-    fn record(&self, record: CostRecord) {
-        // Judged now, when the attempt ends, not when the record is taken.
-        let end = match record.outcome {
+impl GatewaySink {
+    /// How the attempt of `record` ended, judged now — when it ends, not
+    /// when the record is taken.
+    pub(crate) fn attempt_end(&self, record: &CostRecord) -> AttemptEnd {
+        match record.outcome {
             Outcome::Cancelled if self.grace.is_over() => AttemptEnd::Shutdown,
             outcome => AttemptEnd::Recorded(outcome),
-        };
-        after_write::defer(Deferred::Spend(self.clone(), record, end));
+        }
     }
-}
 
-impl GatewaySink {
     /// Counts `record`, which ended as `end` says, in the metrics and the
     /// providers' health, and hands its row to the ledger.
     pub(crate) fn take(&self, record: CostRecord, end: AttemptEnd) {

@@ -5,7 +5,7 @@
 //! Hedge                  a slow stream of a hedged group asks its fallback in parallel
 //! Fallback               model groups in turn; streams committed at first content, continued after a break
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
-//!     PickDeployment     balances the deployments of the group, open breakers left out
+//!     Balance            balances the deployments of the group, open breakers left out
 //!       CircuitBreaker   one breaker per deployment
 //!         CostAccounting one cost record per upstream attempt: usage, price, the ledger, the limits' UsageReport
 //!           ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
@@ -16,23 +16,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
+use tollgate_balance::{Availability, Balance, BalanceLayer};
+use tollgate_breaker::{
+    Breakers, CircuitBreaker, CircuitOpen, KeyExtractor, State as BreakerState,
+};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
+use tollgate_core::{BoxError, Failure};
 use tollgate_cost::{CostAccounting, CostBody, CostLayer};
 use tollgate_fallback::{Fallback, FallbackBody, FallbackLayer, Health};
 use tollgate_limits::{RateLimit, RateLimitLayer};
 use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
 
-use crate::app::{Deployment, Groups};
+use crate::deployment::{Deployment, Groups};
 use crate::hedge::{Hedge, HedgePlans};
-use crate::pick::PickDeployment;
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
 /// The stack below the cascade: one model group.
-type GroupStack =
-    Retry<PickDeployment<CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>>>;
+type GroupStack = Retry<Balance<Breaker, BreakerAvailability, Arc<Deployment>>>;
+
+/// One deployment's breaker over its provider.
+type Breaker = CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>;
 
 /// The stack's service.
 pub(crate) type Stack = RateLimit<Hedge<Fallback<GroupStack, GroupHealth>>>;
@@ -59,7 +64,7 @@ pub(crate) fn build(
 ) -> Stack {
     let health = GroupHealth {
         groups: groups.clone(),
-        breakers: breakers.clone(),
+        breakers: BreakerAvailability(breakers.clone()),
     };
     // Below the breaker: only calls that reach an upstream are attempts.
     let provider = cost.layer(ProviderService::new(client));
@@ -69,7 +74,8 @@ pub(crate) fn build(
         OpenAiClassifier::new(),
         breakers.clone(),
     );
-    let group = retry.layer(PickDeployment::new(breaker, breakers, groups.clone()));
+    let balance = BalanceLayer::new(BreakerAvailability(breakers), groups.clone());
+    let group = retry.layer(balance.layer(breaker));
     let cascade = fallback.with_health(health).layer(group);
     let (plans, metrics) = hedges;
     let hedge = Hedge::new(cascade, plans, groups, metrics);
@@ -81,7 +87,7 @@ pub(crate) fn build(
 #[derive(Debug, Clone)]
 pub(crate) struct GroupHealth {
     groups: Groups,
-    breakers: Breakers,
+    breakers: BreakerAvailability,
 }
 
 impl Health for GroupHealth {
@@ -95,6 +101,30 @@ impl Health for GroupHealth {
         self.groups
             .get(group)
             .and_then(|g| g.next_probe_in(&self.breakers))
+    }
+}
+
+/// Tells the balancer which deployments' breakers are open. A deployment
+/// without a breaker (`cooldown_time: 0`) has none registered, so it is
+/// never open.
+#[derive(Debug, Clone)]
+pub(crate) struct BreakerAvailability(pub(crate) Breakers);
+
+impl Availability for BreakerAvailability {
+    fn is_open(&self, deployment: &str) -> bool {
+        self.0
+            .snapshot(deployment)
+            .is_some_and(|s| s.state == BreakerState::Open)
+    }
+
+    fn next_probe_in(&self, deployment: &str) -> Option<Duration> {
+        self.0.snapshot(deployment)?.next_probe_in()
+    }
+
+    fn rejection(error: &BoxError) -> Option<Failure> {
+        error
+            .downcast_ref::<CircuitOpen>()
+            .map(|open| open.failure().clone())
     }
 }
 

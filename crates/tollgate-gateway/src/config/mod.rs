@@ -55,6 +55,7 @@
 //! ```
 
 mod decimal;
+pub(crate) mod duration;
 mod env;
 mod error;
 mod keys;

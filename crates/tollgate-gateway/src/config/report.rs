@@ -203,7 +203,7 @@ fn key_line(key: &ConfiguredKey) -> String {
         ),
         (
             "budget_duration",
-            key.budget_duration.map(crate::keys::duration::format),
+            key.budget_duration.map(crate::config::duration::format),
         ),
     ];
     for (name, value) in optional {

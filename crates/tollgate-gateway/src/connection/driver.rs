@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::table::{ConnState, Held, Slot};
-use super::{CLOSE_GRACE, ConnectionSettings, ShedReason};
+use super::{CLOSE_GRACE, ConnectionSettings};
 use crate::metrics::Metrics;
+use crate::metrics::ShedReason;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

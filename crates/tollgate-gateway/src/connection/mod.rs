@@ -30,7 +30,7 @@
 //!   answering refuses the newcomer.
 //!
 //! Each connection closed by one of these limits is counted in
-//! `tollgate_connections_shed_total` by [`ShedReason`].
+//! `tollgate_connections_shed_total` by [`ShedReason`](crate::metrics::ShedReason).
 
 mod driver;
 pub(crate) mod frames;
@@ -88,41 +88,6 @@ pub(crate) const HTTP2_MAX_SEND_BUFFER: usize = 128 * 1024;
 /// Streams a client may open and reset before the server accepts them
 /// (the rapid-reset guard, CVE-2023-44487; h2's default, made explicit).
 pub(crate) const HTTP2_MAX_PENDING_RESETS: usize = 20;
-
-/// Why a connection was closed by a limit: the `reason` label of
-/// `tollgate_connections_shed_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ShedReason {
-    /// Beyond the connection cap: its slot given to a newer connection,
-    /// refused, or answered 503 from the reserve.
-    Cap,
-    /// No request in flight for the idle timeout.
-    Idle,
-    /// A request head not finished within the header timeout.
-    HeaderTimeout,
-    /// An HTTP/2 keep-alive ping not answered in time.
-    KeepaliveTimeout,
-}
-
-impl ShedReason {
-    /// Every reason, in label order.
-    pub(crate) const ALL: [ShedReason; 4] = [
-        ShedReason::Cap,
-        ShedReason::Idle,
-        ShedReason::HeaderTimeout,
-        ShedReason::KeepaliveTimeout,
-    ];
-
-    /// The label value.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            ShedReason::Cap => "cap",
-            ShedReason::Idle => "idle",
-            ShedReason::HeaderTimeout => "header_timeout",
-            ShedReason::KeepaliveTimeout => "keepalive_timeout",
-        }
-    }
-}
 
 /// The limits on client connections (the connection keys of the
 /// `tollgate:` section, or their defaults).

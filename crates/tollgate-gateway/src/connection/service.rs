@@ -12,10 +12,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use tollgate_core::{ErrorClass, Failure};
 
+use super::CAP_WAIT;
 use super::table::{ConnState, Slot, Table};
-use super::{CAP_WAIT, ShedReason};
-use crate::app::Gateway;
+use crate::metrics::Metrics;
+use crate::metrics::ShedReason;
 use crate::response::GatewayBody;
+use std::future::Future;
 
 /// A request in flight on a connection, from the service's call to the end
 /// (or drop) of its response body.
@@ -69,16 +71,18 @@ impl<B: Body> Body for Tracked<B> {
     }
 }
 
-/// Serves one request of the connection `state` in `table`.
-pub(crate) async fn handle<B>(
-    gateway: &Gateway,
+/// Serves one request of the connection `state` in `table` with `serve`
+/// (the gateway's handler), counting sheds in `metrics`.
+pub(crate) async fn handle<B, F, Fut>(
+    metrics: &Metrics,
     state: Arc<ConnState>,
     table: Arc<Table>,
     request: Request<B>,
+    serve: F,
 ) -> Response<Tracked<GatewayBody>>
 where
-    B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: FnOnce(Request<B>) -> Fut,
+    Fut: Future<Output = Response<GatewayBody>>,
 {
     let in_flight = InFlight::start(state, table);
     let (state, table) = (&in_flight.state, &in_flight.table);
@@ -90,12 +94,11 @@ where
     }
     let reserve = state.slot() == Slot::Reserve;
     let response = if !reserve || is_health(&request) {
-        gateway.handle(request).await
+        serve(request).await
     } else {
-        let metrics = &gateway.app().metrics;
         let shed = || metrics.connection_shed(ShedReason::Cap);
         if table.promote(state, CAP_WAIT, shed).await {
-            gateway.handle(request).await
+            serve(request).await
         } else {
             metrics.connection_shed(ShedReason::Cap);
             overloaded()

@@ -18,9 +18,10 @@ use tollgate_core::Failure;
 use tollgate_cost::Usd;
 
 use super::generate::bad_request;
-use super::hash::to_hex;
 use super::key::rfc3339;
-use super::{GenerateRequest, Keys, VirtualKey, duration, not_found};
+use super::{GenerateRequest, Keys, VirtualKey, not_found};
+use crate::config::duration;
+use crate::key_format::to_hex;
 
 /// Routes a key admin request: `None` when `path` is not one of
 /// `/key/generate`, `/key/info`, `/key/delete`.

@@ -11,10 +11,8 @@ use serde_json::value::RawValue;
 use tollgate_core::{ErrorClass, Failure};
 use tollgate_cost::Usd;
 
-use super::duration;
-
-/// What every generated key starts with.
-pub(crate) const KEY_PREFIX: &str = "sk-";
+use crate::config::duration;
+use crate::key_format::KEY_PREFIX;
 
 /// Characters of base64url after the prefix: 32 bytes, unpadded.
 const KEY_BODY_LEN: usize = 43;
@@ -61,9 +59,6 @@ pub(crate) fn looks_generated(text: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
-
-/// The longest `key_alias` accepted, in characters.
-pub(crate) const MAX_ALIAS_CHARS: usize = 128;
 
 /// What `POST /key/generate` asks for, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,35 +151,9 @@ fn string(raw: &str) -> Option<String> {
 fn alias(raw: &str) -> Result<String, Failure> {
     let field = Some("key_alias");
     let alias = string(raw).ok_or_else(|| bad_request("key_alias must be a string", field))?;
-    check_alias(&alias).map_err(|why| bad_request(format!("key_alias {why}"), field))?;
+    crate::key_format::check_alias(&alias)
+        .map_err(|why| bad_request(format!("key_alias {why}"), field))?;
     Ok(alias)
-}
-
-/// Why `alias` cannot name a key, if it cannot. Aliases go into logs,
-/// metrics labels and the ledger, and `/key/info` and `/key/delete` take
-/// key texts and hashes, so an alias may look like neither.
-pub(crate) fn check_alias(alias: &str) -> Result<(), &'static str> {
-    if alias.trim().is_empty() {
-        return Err("must not be empty");
-    }
-    if alias.chars().count() > MAX_ALIAS_CHARS {
-        return Err("must be at most 128 characters");
-    }
-    if alias.chars().any(char::is_control) {
-        return Err("must not contain control characters");
-    }
-    if alias.starts_with(KEY_PREFIX) || super::hash::from_hex(alias).is_some() {
-        return Err("must not look like a key or a key hash");
-    }
-    // `key-` and 12 hex digits is the name of a key without an alias: the
-    // name its limits, budget and ledger rows go by.
-    if alias
-        .strip_prefix("key-")
-        .is_some_and(|rest| rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err("must not look like the name of a key without an alias (key-<12 hex digits>)");
-    }
-    Ok(())
 }
 
 fn models(raw: &str) -> Result<Vec<String>, Failure> {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::KeysError;
-use super::hash::{KeyHash, sha256, to_hex};
 use crate::config::ConfiguredKey;
+use crate::key_format::{KeyHash, sha256, to_hex};
 use tollgate_core::time::civil_from_days;
 
 /// Where a virtual key was defined.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tollgate_core::Failure;
 
 use super::error::{alias_taken, not_found, store_failed, store_unavailable};
-use super::hash::{KeyHash, from_hex, sha256};
 use super::store::redis::{Patience, Put, RedisFailure};
 use super::store::{Change, StoreError, Tombstone};
 use super::sync::reconcile::{Local, reconcile};
 use super::{GenerateRequest, Generated, KeySource, Keys, VirtualKey, generate};
+use crate::key_format::{KeyHash, from_hex, sha256};
 
 impl Keys {
     /// Makes a new key from a validated `/key/generate` request, at

@@ -23,7 +23,7 @@
 //! brute-force, so an unsalted fast hash is enough, and a request costs one
 //! digest. Lookups go by hash, so the table lookup reveals nothing about
 //! the text; the master key is compared as a hash, in constant time
-//! ([`hash::ct_eq`]).
+//! ([`ct_eq`](crate::key_format::ct_eq)).
 //!
 //! Clients send a key as `Authorization: Bearer <key>`, or in `x-api-key`
 //! (Anthropic-style clients) or `api-key` (Azure-style clients).
@@ -82,10 +82,9 @@
 //! replicas' view.
 
 pub(crate) mod admin;
-pub(crate) mod duration;
+
 mod error;
 pub(crate) mod generate;
-pub(crate) mod hash;
 pub(crate) mod key;
 mod manage;
 pub(crate) mod store;
@@ -107,11 +106,11 @@ use ring::rand::SystemRandom;
 use tollgate_core::Failure;
 
 use crate::config::ConfiguredKey;
+use crate::key_format::{KeyHash, ct_eq, sha256};
 use crate::shared::Fallbacks;
 pub(crate) use error::KeysError;
 use error::{expired_key, incorrect_key, missing_key, not_found};
 pub(crate) use generate::{GenerateRequest, KeyText};
-use hash::{KeyHash, ct_eq, sha256};
 pub(crate) use key::{KeySource, VirtualKey};
 pub(crate) use store::redis::RedisBackend;
 use store::redis::{Patience, RedisStore};
@@ -385,7 +384,7 @@ impl Keys {
                         return Err(KeysError::AliasClash {
                             alias: alias.to_owned(),
                             path: path.clone(),
-                            hash: hash::to_hex(&stored.hash),
+                            hash: crate::key_format::to_hex(&stored.hash),
                         });
                     }
                     // A mirror row: the config key keeps its alias.

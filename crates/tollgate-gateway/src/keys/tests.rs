@@ -14,9 +14,10 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate_core::{ErrorClass, Failure};
 
-use super::hash::{ct_eq, from_hex, sha256, to_hex};
 use super::*;
+use crate::config::duration;
 use crate::config::{ConfiguredKey, Decimal, Secret};
+use crate::key_format::{ct_eq, from_hex, sha256, to_hex};
 use crate::temp_dir::TempDir;
 use tollgate_testkit::RedisServer;
 
@@ -382,7 +383,7 @@ fn an_empty_master_key_is_refused() {
 // ------------------------------------------------------------------ config keys
 
 #[tokio::test]
-async fn config_keys_by_key_and_by_key_hash() {
+async fn config_keys_by_key_and_by_key_format() {
     let by_hash = ConfiguredKey {
         key_hash: Some(sha256(b"sk-team-b-secret")),
         key_alias: "team-b".into(),
@@ -1232,8 +1233,8 @@ async fn stored_keys_keep_the_gateway_closed_without_a_master_key() {
 
 #[test]
 fn aliases_that_look_like_the_name_of_an_unaliased_key_are_refused() {
-    assert!(super::generate::check_alias("key-0123456789ab").is_err());
-    assert!(super::generate::check_alias("key-0123456789AB").is_err());
-    assert!(super::generate::check_alias("key-team-a").is_ok());
-    assert!(super::generate::check_alias("key-0123456789abc").is_ok());
+    assert!(crate::key_format::check_alias("key-0123456789ab").is_err());
+    assert!(crate::key_format::check_alias("key-0123456789AB").is_err());
+    assert!(crate::key_format::check_alias("key-team-a").is_ok());
+    assert!(crate::key_format::check_alias("key-0123456789abc").is_ok());
 }

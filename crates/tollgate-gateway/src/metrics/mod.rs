@@ -31,13 +31,16 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::connection::ShedReason;
 use describe::describe;
 pub(crate) use names::*;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// Writes gauges in the Prometheus text format (see
+/// [`Metrics::watch_gauges`]).
+pub(crate) type ExtraGauges = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// A circuit breaker's state, as the `tollgate_circuit_breaker_state` gauge
 /// and the `to` label of transitions.
@@ -176,9 +179,9 @@ struct Inner {
     /// By [`ShedReason`] (in `ShedReason::ALL` order).
     connections_shed: [Counter; 4],
     connections_open: ::metrics::Gauge,
-    /// The deployments' learned stream deadlines, rendered as gauges (the
-    /// running configuration's: a reload swaps them).
-    learned: arc_swap::ArcSwapOption<crate::learned::LearnedDeadlines>,
+    /// Gauges kept elsewhere (the deployments' learned stream deadlines),
+    /// appended to the exposition by their owner; a reload swaps them.
+    extra_gauges: arc_swap::ArcSwapOption<ExtraGauges>,
     /// By [`RELOAD_RESULTS`], in order.
     config_reloads: [Counter; 2],
 }
@@ -261,7 +264,7 @@ impl Metrics {
                 client_timeouts,
                 connections_shed,
                 connections_open,
-                learned: arc_swap::ArcSwapOption::empty(),
+                extra_gauges: arc_swap::ArcSwapOption::empty(),
                 config_reloads,
             }),
         }
@@ -299,10 +302,11 @@ impl Metrics {
         }
     }
 
-    /// Shows `learned`'s deadlines as gauges, in place of those shown so far
-    /// (the gateway's at start, a reload's after).
-    pub(crate) fn watch_learned(&self, learned: crate::learned::LearnedDeadlines) {
-        self.inner.learned.store(Some(Arc::new(learned)));
+    /// Appends what `render` writes to every exposition, in place of what
+    /// was appended so far: gauges whose values live with their owner (the
+    /// running configuration's learned stream deadlines).
+    pub(crate) fn watch_gauges(&self, render: ExtraGauges) {
+        self.inner.extra_gauges.store(Some(Arc::new(render)));
     }
 
     /// Counts a hedged stream of `group`: `started` or `won` (the hedge
@@ -324,8 +328,8 @@ impl Metrics {
         self.run_upkeep();
         let mut text = self.inner.handle.render();
         self.render_costs(&mut text);
-        if let Some(learned) = self.inner.learned.load_full() {
-            learned.render_metrics(&mut text);
+        if let Some(render) = self.inner.extra_gauges.load_full() {
+            render(&mut text);
         }
         text
     }

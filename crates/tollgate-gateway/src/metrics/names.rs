@@ -43,11 +43,7 @@ pub(crate) const CLIENT_TIMEOUTS: &str = "tollgate_client_timeouts_total";
 /// The `phase` of a response whose client did not take it by the deadline.
 pub(crate) const WRITE_TIMEOUT: &str = "response_write";
 /// The phases of [`CLIENT_TIMEOUTS`].
-pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [
-    crate::request_body::STALLED_BODY,
-    crate::request_body::STALLED_CHUNK,
-    WRITE_TIMEOUT,
-];
+pub(crate) const CLIENT_TIMEOUT_PHASES: [&str; 3] = [STALLED_BODY, STALLED_CHUNK, WRITE_TIMEOUT];
 /// Client connections closed by a limit, by reason.
 pub(crate) const CONNECTIONS_SHED: &str = "tollgate_connections_shed_total";
 /// Client connections open.
@@ -122,3 +118,45 @@ pub(crate) const ROUTE_CHAT: &str = "chat";
 
 /// The label for "no error class".
 pub(crate) const NO_CLASS: &str = "none";
+
+/// The `phase` label of a request body that stalled past its whole-body
+/// deadline.
+pub(crate) const STALLED_BODY: &str = "request_body";
+/// The `phase` label of a request body that went silent between two
+/// chunks.
+pub(crate) const STALLED_CHUNK: &str = "request_body_idle";
+
+/// Why a connection was closed by a limit: the `reason` label of
+/// `tollgate_connections_shed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShedReason {
+    /// Beyond the connection cap: its slot given to a newer connection,
+    /// refused, or answered 503 from the reserve.
+    Cap,
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// A request head not finished within the header timeout.
+    HeaderTimeout,
+    /// An HTTP/2 keep-alive ping not answered in time.
+    KeepaliveTimeout,
+}
+
+impl ShedReason {
+    /// Every reason, in label order.
+    pub(crate) const ALL: [ShedReason; 4] = [
+        ShedReason::Cap,
+        ShedReason::Idle,
+        ShedReason::HeaderTimeout,
+        ShedReason::KeepaliveTimeout,
+    ];
+
+    /// The label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::Cap => "cap",
+            ShedReason::Idle => "idle",
+            ShedReason::HeaderTimeout => "header_timeout",
+            ShedReason::KeepaliveTimeout => "keepalive_timeout",
+        }
+    }
+}

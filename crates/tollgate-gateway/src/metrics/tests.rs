@@ -430,7 +430,7 @@ fn every_family_is_present_after_topology() {
         let timings = learned.get("demo-primary").unwrap();
         timings.record(crate::learned::Phase::Head, Duration::from_millis(40));
     }
-    metrics.watch_learned(learned);
+    metrics.watch_gauges(Box::new(move |text| learned.render_metrics(text)));
     let text = metrics.render();
 
     let typed: BTreeSet<&str> = text
@@ -517,7 +517,7 @@ fn label_values_come_only_from_what_was_passed() {
     allowed.extend(LIMITS);
     allowed.extend(CLIENT_TIMEOUT_PHASES);
     allowed.extend(HEDGE_OUTCOMES);
-    allowed.extend(crate::connection::ShedReason::ALL.map(|reason| reason.as_str()));
+    allowed.extend(crate::metrics::ShedReason::ALL.map(|reason| reason.as_str()));
     allowed.extend(RELOAD_RESULTS);
 
     let text = metrics.render();

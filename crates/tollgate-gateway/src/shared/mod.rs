@@ -1,25 +1,45 @@
 //! State several replicas share through Redis (`router_settings.redis_host`,
 //! `redis_port`, `redis_password`): rate-limit counters and spend (the
 //! limits' store), generated keys (the key registry), and circuit breakers
-//! (here).
+//! (`tollgate-breaker`'s `RedisSync`, wired here).
 //!
 //! Every use of Redis fails open: while it is unreachable each replica goes
 //! on with its local state, counts it (`tollgate_shared_state_fallbacks_total`)
 //! and logs it, and shares again once Redis answers.
 
-mod breakers;
 mod fallbacks;
 
 use std::sync::Arc;
 
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tollgate_breaker::{Breakers, RedisSync};
 
-pub(crate) use breakers::spawn_breaker_sync;
 pub(crate) use fallbacks::Fallbacks;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+
+/// Shares the breakers of `deployments` with the other replicas through
+/// `shared` (see [`RedisSync`]); a failed Redis command is counted and
+/// logged as a fallback to local breakers.
+pub(crate) fn spawn_breaker_sync(
+    runtime: &tokio::runtime::Handle,
+    shared: &SharedState,
+    breakers: &Breakers,
+    deployments: Vec<Arc<str>>,
+) {
+    shared.watch_breakers(deployments);
+    let fallbacks = Fallbacks::new(
+        "the circuit breakers",
+        "they are local until Redis answers",
+        Some(shared.on_fallback.clone()),
+    );
+    RedisSync::new(shared.connection.clone())
+        .prefix(PREFIX)
+        .on_fallback(Arc::new(move |why| fallbacks.fell_back(why)))
+        .spawn(runtime, breakers, shared.breakers_shared.clone());
+}
 
 /// Every Tollgate key in Redis starts with this.
 pub(crate) const PREFIX: &str = "tollgate:";

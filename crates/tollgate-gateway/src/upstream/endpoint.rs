@@ -1,25 +1,12 @@
 //! Where and how to reach one deployment.
 
-use std::time::Duration;
-
 use http::header::{AUTHORIZATION, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
 
-/// The deadlines of one upstream exchange. `None` means no deadline of that
-/// kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From sending the request to receiving the response headers.
-    pub first_byte: Option<Duration>,
-    /// The longest silence between two body frames.
-    pub stream_idle: Option<Duration>,
-    /// For a stream, from sending the request to its first `data:` event
-    /// (`stream_timeout`): keep-alive comments do not count.
-    pub first_token: Option<Duration>,
-    /// From sending the request to the end of the response body.
-    pub total: Option<Duration>,
-}
+/// The deadlines of one upstream exchange (defined with the other
+/// deadlines).
+pub use crate::deadlines::Timeouts;
 
 /// One deployment's base URL, credentials and extra headers.
 ///

@@ -154,7 +154,7 @@ fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Configured
             "key" => out.key = cx.secret(value, &key_path)?,
             "key_hash" => {
                 if let Some(text) = cx.text(value, &key_path)? {
-                    let hash = crate::keys::hash::from_hex(text.value.trim()).ok_or_else(|| {
+                    let hash = crate::key_format::from_hex(text.value.trim()).ok_or_else(|| {
                         ConfigError::invalid(
                             &key_path,
                             format!(
@@ -168,7 +168,7 @@ fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Configured
             }
             "key_alias" => {
                 if let Some(text) = cx.string(value, &key_path)? {
-                    crate::keys::generate::check_alias(&text)
+                    crate::key_format::check_alias(&text)
                         .map_err(|why| ConfigError::invalid(&key_path, why))?;
                     alias = Some(text);
                 }
@@ -194,9 +194,13 @@ fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Configured
             }
             "budget_duration" => {
                 if let Some(text) = cx.text(value, &key_path)? {
-                    let duration = crate::keys::duration::parse(&text.value).map_err(|error| {
-                        ConfigError::invalid(&key_path, format!("{error}, found {}", text.shown()))
-                    })?;
+                    let duration =
+                        crate::config::duration::parse(&text.value).map_err(|error| {
+                            ConfigError::invalid(
+                                &key_path,
+                                format!("{error}, found {}", text.shown()),
+                            )
+                        })?;
                     out.budget_duration = Some(duration);
                 }
             }

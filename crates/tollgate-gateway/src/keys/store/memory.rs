@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::{Change, Loaded, StoreError, Tombstone};
-use crate::keys::hash::KeyHash;
+use crate::key_format::KeyHash;
 use crate::keys::key::VirtualKey;
 
 /// Generated keys and tombstones by hash, in memory.

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::hash::{KeyHash, from_hex, to_hex};
 use super::key::{KeySource, VirtualKey};
+use crate::key_format::{KeyHash, from_hex, to_hex};
 use memory::MemoryStore;
 use sqlite::SqliteStore;
 

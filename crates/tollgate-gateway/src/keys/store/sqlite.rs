@@ -40,7 +40,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::{Change, Loaded, Record, StoreError, Tombstone};
-use crate::keys::hash::{from_hex, to_hex};
+use crate::key_format::{from_hex, to_hex};
 use crate::keys::key::VirtualKey;
 
 /// How long a write waits for the ledger's writer to let go of the file.

@@ -62,10 +62,10 @@ use std::time::Duration;
 use ring::rand::SecureRandom;
 
 use super::Keys;
-use super::hash::{KeyHash, to_hex};
 use super::key::{KeySource, VirtualKey};
 use super::store::redis::{Patience, RedisFailure, RedisStore, Restored};
 use super::store::{Change, Tombstone};
+use crate::key_format::{KeyHash, to_hex};
 use reconcile::{Plan, Step, Verdict, reconcile, step};
 
 /// How often each replica reads Redis's changes (and checks its epoch).

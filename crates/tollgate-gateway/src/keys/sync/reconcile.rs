@@ -138,7 +138,7 @@ pub(crate) fn step(joined: Option<&str>, redis: Option<&str>) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::hash::sha256;
+    use crate::key_format::sha256;
     use crate::keys::key::KeySource;
 
     const T0: i64 = 1_767_225_600_000;

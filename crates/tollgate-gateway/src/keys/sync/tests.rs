@@ -11,13 +11,13 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use tollgate_testkit::RedisServer;
 
-use super::super::hash::{sha256, to_hex};
 use super::super::key::{KeySource, VirtualKey};
 use super::super::store::memory::MemoryStore;
 use super::super::store::sqlite::SqliteStore;
 use super::super::store::{Change, LocalStore, Tombstone};
 use super::super::{GenerateRequest, KeyBackend, Keys, NEGATIVE_TTL, Principal, RedisBackend};
 use super::{PAGE, Synced};
+use crate::key_format::{sha256, to_hex};
 use crate::temp_dir::TempDir;
 
 /// 2026-01-01T00:00:00Z.

@@ -1,10 +1,18 @@
-//! SHA-256 of key text, hex, and the constant-time comparison.
+//! How keys are written: their `sk-` prefix, the aliases that cannot be
+//! mistaken for a key, and the SHA-256 of key text, hex, and the
+//! constant-time comparison. Shared by the config (configured keys) and the
+//! key registry.
 //!
 //! A key is only ever kept as the SHA-256 of its text. Keys are 256 random
 //! bits, so a fast unsalted hash is the right tool: there is nothing to
 //! brute-force, and a lookup by hash costs one digest per request.
 
 use ring::digest;
+
+/// What every generated key starts with.
+pub(crate) const KEY_PREFIX: &str = "sk-";
+/// The longest `key_alias` accepted, in characters.
+pub(crate) const MAX_ALIAS_CHARS: usize = 128;
 
 /// The SHA-256 of a key's text: how a key is stored and looked up.
 pub(crate) type KeyHash = [u8; 32];
@@ -53,4 +61,31 @@ pub(crate) fn from_hex(text: &str) -> Option<KeyHash> {
         *slot = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(hash)
+}
+
+/// Why `alias` cannot name a key, if it cannot. Aliases go into logs,
+/// metrics labels and the ledger, and `/key/info` and `/key/delete` take
+/// key texts and hashes, so an alias may look like neither.
+pub(crate) fn check_alias(alias: &str) -> Result<(), &'static str> {
+    if alias.trim().is_empty() {
+        return Err("must not be empty");
+    }
+    if alias.chars().count() > MAX_ALIAS_CHARS {
+        return Err("must be at most 128 characters");
+    }
+    if alias.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    if alias.starts_with(KEY_PREFIX) || crate::key_format::from_hex(alias).is_some() {
+        return Err("must not look like a key or a key hash");
+    }
+    // `key-` and 12 hex digits is the name of a key without an alias: the
+    // name its limits, budget and ledger rows go by.
+    if alias
+        .strip_prefix("key-")
+        .is_some_and(|rest| rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err("must not look like the name of a key without an alias (key-<12 hex digits>)");
+    }
+    Ok(())
 }

@@ -1,24 +1,57 @@
 //! Tests of the balancer: picks, in-flight counts, tried deployments.
 
 use super::*;
+use crate::limits::{Admission, AdmitFuture};
+use crate::usage::TokenCounter;
+use crate::{DeploymentLimits, Quota};
 use std::time::Duration;
+use tollgate_limits::{DeploymentQuota, DeploymentRateLimits, MemoryStore};
 
-fn deployment(weight: Option<f64>, order: Option<u32>) -> DeploymentConfig {
-    let yaml = "model_list:\n  - model_name: g\n    litellm_params:\n      model: mock/m\n";
-    let mut config = crate::config::load_str(yaml, &|_| None)
-        .unwrap()
-        .config
-        .model_list
-        .remove(0);
-    config.weight = weight;
-    config.order = order;
-    config
+fn deployment(weight: Option<f64>, order: Option<u32>) -> MemberConfig {
+    MemberConfig {
+        weight,
+        order,
+        ..MemberConfig::new("m")
+    }
 }
 
-fn balancer(strategy: RoutingStrategy, members: &[DeploymentConfig]) -> Arc<Balancer> {
-    let members: Vec<&DeploymentConfig> = members.iter().collect();
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    Arc::new(Balancer::new(strategy, &members, limits))
+/// The limits' memory store, as the gateway adapts it.
+struct Store(DeploymentRateLimits);
+
+fn quota(quota: Quota) -> DeploymentQuota {
+    DeploymentQuota {
+        rpm: quota.rpm,
+        tpm: quota.tpm,
+    }
+}
+
+impl DeploymentLimits for Store {
+    fn admit<'a>(&'a self, deployment: &'a str, q: Quota, tokens: u64) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let answer = self.0.admit(deployment, quota(q), tokens).await;
+            Admission {
+                admitted: answer.admitted,
+                refused_by: answer.refused_by.map(|l| l.as_str()),
+                retry_after: answer.retry_after,
+                requests_left: answer.headroom.requests,
+                tokens_left: answer.headroom.tokens,
+            }
+        })
+    }
+
+    fn record_tokens(&self, deployment: &str, q: Quota, tokens: u64) {
+        self.0.record_tokens(deployment, quota(q), tokens);
+    }
+}
+
+fn store() -> Arc<dyn DeploymentLimits> {
+    Arc::new(Store(DeploymentRateLimits::new(Arc::new(
+        MemoryStore::new(),
+    ))))
+}
+
+fn balancer(strategy: Strategy, members: &[MemberConfig]) -> Arc<Balancer> {
+    Arc::new(Balancer::new(strategy, members, store()))
 }
 
 #[test]
@@ -28,7 +61,7 @@ fn the_sequence_splits_by_weight_within_a_pick_or_two() {
         deployment(Some(1.0), None),
         deployment(Some(2.0), None),
     ];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     let mut counts = [0u32; 3];
     for n in 1..=4000u32 {
         counts[balancer.pick(&Tried::default(), 0, |_| false).index] += 1;
@@ -45,14 +78,14 @@ fn the_sequence_splits_by_weight_within_a_pick_or_two() {
 #[test]
 fn the_first_pick_is_the_first_deployment() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     assert_eq!(balancer.pick(&Tried::default(), 0, |_| false).index, 0);
 }
 
 #[test]
 fn in_flight_counts_until_the_guard_drops() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::LeastBusy, &members);
+    let balancer = balancer(Strategy::LeastBusy, &members);
     let pick = balancer.pick(&Tried::default(), 0, |_| false);
     let first = pick.index;
     let held = balancer.begin(&pick);
@@ -83,7 +116,7 @@ fn tried_forgets_when_a_new_request_begins() {
 #[test]
 fn open_deployments_are_found_lazily_and_left_out() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let balancer = balancer(Strategy::SimpleShuffle, &members);
     // The first draw lands on the first deployment: it is open, so the
     // choice is made again without it.
     let asked = std::cell::RefCell::new(Vec::new());
@@ -124,11 +157,11 @@ async fn admitted(balancer: &Balancer, n: usize, tokens: u64) -> Vec<usize> {
 async fn usage_headroom_steers_by_the_limits_counters() {
     let mut small = deployment(None, None);
     small.id = "small".into();
-    small.rpm = Some(2);
+    small.quota.rpm = Some(2);
     let mut large = deployment(None, None);
     large.id = "large".into();
-    large.rpm = Some(10);
-    let balancer = balancer(RoutingStrategy::UsageBased, &[small, large]);
+    large.quota.rpm = Some(10);
+    let balancer = balancer(Strategy::UsageBased, &[small, large]);
     // Each fills its own limit; the last two attempts are refused, one
     // by each.
     assert_eq!(admitted(&balancer, 14, 10).await, [2, 10]);
@@ -150,9 +183,9 @@ async fn usage_headroom_steers_by_the_limits_counters() {
 async fn a_deployment_at_its_limit_is_left_out_whatever_the_strategy() {
     let mut limited = deployment(None, None);
     limited.id = "limited".into();
-    limited.rpm = Some(3);
+    limited.quota.rpm = Some(3);
     let unlimited = deployment(None, None);
-    let balancer = balancer(RoutingStrategy::SimpleShuffle, &[limited, unlimited]);
+    let balancer = balancer(Strategy::SimpleShuffle, &[limited, unlimited]);
     assert!(balancer.has_limits());
     assert!(balancer.is_limited_member(0) && !balancer.is_limited_member(1));
     // Weighted by rpm, every attempt goes to the limited one (the other
@@ -170,12 +203,11 @@ async fn a_deployment_at_its_limit_is_left_out_whatever_the_strategy() {
 async fn tpm_headroom_counts_this_request_and_answers_usage() {
     let mut small = deployment(None, None);
     small.id = "small".into();
-    small.tpm = Some(100);
+    small.quota.tpm = Some(100);
     let unlimited = deployment(None, None);
-    let balancer = balancer(RoutingStrategy::UsageBased, &[small, unlimited]);
+    let balancer = balancer(Strategy::UsageBased, &[small, unlimited]);
     assert_eq!(balancer.pick(&Tried::default(), 10, |_| false).index, 1);
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    let counter = TokenCounter::new(limits, [&*balancer]).expect("a tpm");
+    let counter = TokenCounter::new(store(), [&*balancer]).expect("a tpm");
     counter.count("small", 90);
     counter.count("elsewhere", 90);
     let usage = balancer.members[0].usage.as_ref().unwrap();
@@ -185,7 +217,7 @@ async fn tpm_headroom_counts_this_request_and_answers_usage() {
 #[tokio::test(start_paused = true)]
 async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
     let members = [deployment(None, None), deployment(None, None)];
-    let balancer = balancer(RoutingStrategy::LatencyBased, &members);
+    let balancer = balancer(Strategy::LatencyBased, &members);
     let call = |took: Duration, outcome: Outcome| {
         let balancer = balancer.clone();
         async move {
@@ -227,10 +259,10 @@ async fn latency_prefers_unmeasured_then_the_fastest_and_penalises_failures() {
 fn a_reload_carries_over_what_a_kept_deployment_learned() {
     let named = |id: &str| {
         let mut d = deployment(None, None);
-        d.id = id.to_owned();
+        d.id = Arc::from(id);
         d
     };
-    let before = balancer(RoutingStrategy::LeastBusy, &[named("a"), named("b")]);
+    let before = balancer(Strategy::LeastBusy, &[named("a"), named("b")]);
     let now = Instant::now();
     before.members[0]
         .stats
@@ -242,9 +274,7 @@ fn a_reload_carries_over_what_a_kept_deployment_learned() {
     assert_eq!(before.members[0].stats.in_flight(), 1);
 
     let members = [named("b"), named("a"), named("c")];
-    let refs: Vec<&DeploymentConfig> = members.iter().collect();
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    let mut after = Balancer::new(RoutingStrategy::LeastBusy, &refs, limits);
+    let mut after = Balancer::new(Strategy::LeastBusy, &members, store());
     after.carry_over(&before, |id| id != "b");
     // `a` kept, at its new position: its latency and its request in flight.
     assert_eq!(after.members[1].stats.in_flight(), 1);
@@ -264,9 +294,7 @@ fn cost_based_routing_picks_the_cheapest_healthy_deployment() {
         deployment(Some(1.0), None),
         deployment(Some(5.0), None),
     ];
-    let limits = DeploymentRateLimits::new(Arc::new(tollgate_limits::MemoryStore::new()));
-    let configs: Vec<&DeploymentConfig> = members.iter().collect();
-    let cheapest = Balancer::new(RoutingStrategy::CostBased, &configs, limits).with_costs([
+    let cheapest = Balancer::new(Strategy::CostBased, &members, store()).with_costs([
         2.0e-6,
         1.0e-6,
         f64::INFINITY,
@@ -280,9 +308,24 @@ fn cost_based_routing_picks_the_cheapest_healthy_deployment() {
         assert_eq!(cheapest.pick(&Tried::default(), 0, |i| i == 1).index, 0);
     }
     // Simple-shuffle over the same deployments spreads by weight instead.
-    let shuffled = balancer(RoutingStrategy::SimpleShuffle, &members);
+    let shuffled = balancer(Strategy::SimpleShuffle, &members);
     let picks: std::collections::HashSet<usize> = (0..50)
         .map(|_| shuffled.pick(&Tried::default(), 0, |_| false).index)
         .collect();
     assert!(picks.len() > 1);
+}
+
+#[test]
+fn cost_based_routing_reads_each_members_price() {
+    let priced = |cost: Option<f64>| MemberConfig {
+        cost,
+        ..deployment(None, None)
+    };
+    let members = [priced(Some(3.0e-6)), priced(None), priced(Some(1.0e-6))];
+    let balancer = balancer(Strategy::CostBased, &members);
+    for _ in 0..20 {
+        assert_eq!(balancer.pick(&Tried::default(), 0, |_| false).index, 2);
+    }
+    // The cheapest is open: the next cheapest, never the unpriced one.
+    assert_eq!(balancer.pick(&Tried::default(), 0, |i| i == 2).index, 0);
 }

@@ -1,39 +1,6 @@
 //! The choice itself: pure logic over a snapshot of the group, no clock, no
 //! atomics, no randomness of its own (the caller passes the draw).
 
-use crate::config::RoutingStrategy;
-
-/// How a group's balancer ranks its deployments: LiteLLM's
-/// `router_settings.routing_strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Strategy {
-    /// `simple-shuffle`: a weighted pick, nothing else.
-    SimpleShuffle,
-    /// `least-busy`: fewest requests in flight.
-    LeastBusy,
-    /// `latency-based-routing`: lowest latency estimate, unmeasured first.
-    LatencyBased,
-    /// `usage-based-routing`: most rpm/tpm headroom in the current minute.
-    UsageBased,
-    /// `cost-based-routing`: the cheapest deployment by its prices (the
-    /// config's, else LiteLLM's), among the healthy ones.
-    CostBased,
-}
-
-impl Strategy {
-    /// The strategy a config names. `usage-based-routing-v2` is LiteLLM's
-    /// Redis-backed variant of the same rule.
-    pub(crate) fn from_config(strategy: RoutingStrategy) -> Self {
-        match strategy {
-            RoutingStrategy::SimpleShuffle => Strategy::SimpleShuffle,
-            RoutingStrategy::CostBased => Strategy::CostBased,
-            RoutingStrategy::LeastBusy => Strategy::LeastBusy,
-            RoutingStrategy::LatencyBased => Strategy::LatencyBased,
-            RoutingStrategy::UsageBased | RoutingStrategy::UsageBasedV2 => Strategy::UsageBased,
-        }
-    }
-}
-
 /// What the choice knows of one deployment at the moment of a pick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct View {
@@ -176,7 +143,6 @@ pub(crate) fn weights(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    // The trait, over the glob imports (`super::Strategy` is not used here).
     use proptest::strategy::Strategy;
 
     fn view() -> impl Strategy<Value = View> {

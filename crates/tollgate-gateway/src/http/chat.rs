@@ -13,14 +13,14 @@ use tollgate_core::extensions::{
 use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
-use tollgate_limits::{Budget, KeyLimits, Limit, RateLimited};
+use tollgate_limits::{Limit, RateLimited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
 use tower::ServiceExt;
 
+use super::App;
 use crate::access_log::AccessLog;
-use crate::app::App;
 use crate::grace::GracePeriod;
-use crate::keys::{Principal, VirtualKey};
+use crate::keys::Principal;
 use crate::response::GatewayBody;
 use crate::stack::StackBody;
 
@@ -109,27 +109,6 @@ fn refuse_model(principal: &Principal, group: &str) -> Failure {
     .with_status(StatusCode::FORBIDDEN)
     .with_code("model_not_allowed")
     .with_param("model")
-}
-
-/// A virtual key's limits, as the rate-limit layer reads them.
-pub(crate) fn key_limits(key: &VirtualKey) -> KeyLimits {
-    let mut limits = KeyLimits::new(key.name());
-    if let Some(rpm) = key.rpm_limit {
-        limits = limits.rpm(rpm);
-    }
-    if let Some(tpm) = key.tpm_limit {
-        limits = limits.tpm(tpm);
-    }
-    if let Some(parallel) = key.max_parallel_requests {
-        limits = limits.max_parallel(parallel);
-    }
-    if let Some(picos) = key.max_budget_picos {
-        limits = limits.max_budget(match key.budget_duration {
-            Some(window) => Budget::per(picos, window),
-            None => Budget::lifetime(picos),
-        });
-    }
-    limits
 }
 
 /// Why a request was not answered: a classified failure, and for a rate
@@ -231,16 +210,16 @@ where
             .with_param("model")
         })
         .map_err(|f| (f.into(), None))?;
-    log.model_group = Some(group.name.clone());
+    log.model_group = Some(group.name().clone());
     log.key = principal.virtual_key().map(|key| key.name());
-    if !principal.allows_model(&group.name) {
-        return Err((refuse_model(&principal, &group.name).into(), None));
+    if !principal.allows_model(group.name()) {
+        return Err((refuse_model(&principal, group.name()).into(), None));
     }
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
     request
         .extensions_mut()
-        .insert(ModelGroup(group.name.clone()));
+        .insert(ModelGroup(group.name().clone()));
     if chat.stream() {
         // For the cascade, which writes a broken stream's error event.
         request.extensions_mut().insert(redactor.clone());
@@ -252,7 +231,9 @@ where
     if let Some(key) = principal.virtual_key() {
         // The key's name — never the key — for the ledger and the limits.
         request.extensions_mut().insert(KeyName(key.name()));
-        request.extensions_mut().insert(Arc::new(key_limits(key)));
+        request
+            .extensions_mut()
+            .insert(Arc::new(crate::limits::key_limits(key)));
         // A key limited to some groups is limited in the cascade too: a
         // fallback never answers with a group the key may not use.
         if !key.models.is_empty() && !key.models.iter().any(|m| m == "*") {

@@ -1,7 +1,7 @@
-//! [`PickDeployment`]: chooses the deployment of a model group for each
-//! attempt.
+//! [`Balance`]: chooses the deployment of a model group for each attempt.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,20 +12,23 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tollgate_breaker::{Breakers, CircuitOpen};
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
 use tollgate_core::extensions::{Attempt, ModelGroup, Target};
 use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
 
-use crate::app::{Group, Groups};
-use crate::balance::{InFlight, Outcome, Pick, Strategy, Tried, estimate_tokens};
+use crate::availability::Availability;
+use crate::balancer::{InFlight, Outcome, Pick, estimate_tokens};
+use crate::config::Strategy;
+use crate::group::{Group, Groups};
+use crate::tried::Tried;
 
 /// Picks a deployment of the request's model group (the [`ModelGroup`]
-/// request extension) for each call, with the group's balancer (see
-/// [`balance`](crate::balance)), so that a retry above it can land on
-/// another deployment; marks the request with the [`Deployment`] and its
-/// [`Target`], and the response with the [`Target`] that answered.
+/// request extension) for each call, with the group's [`Balancer`](crate::Balancer),
+/// so that a retry above it can land on another deployment; marks the
+/// request with the deployment's [`Target`] and its
+/// [extension](crate::GroupMember::extension), and the response with the
+/// [`Target`] that answered.
 ///
 /// A deployment with an `rpm` or a `tpm` is only called once the limits'
 /// store admits the attempt (see [`Balancer::admit`]); while it refuses,
@@ -38,13 +41,12 @@ use crate::balance::{InFlight, Outcome, Pick, Strategy, Tried, estimate_tokens};
 /// retry layer above resends with the same service, and a clone starts
 /// afresh.
 ///
-/// [`Deployment`]: crate::app::Deployment
-/// [`Balancer::admit`]: crate::balance::Balancer::admit
+/// [`Balancer::admit`]: crate::Balancer::admit
 #[derive(Debug)]
-pub(crate) struct PickDeployment<S> {
+pub struct Balance<S, A, T> {
     inner: S,
-    breakers: Breakers,
-    groups: Groups,
+    availability: A,
+    groups: Groups<T>,
     tried: Tried,
     /// Deployments an admission moved the current request to (as bits, see
     /// [`Tried::bit`]): the admission runs in the response future, which
@@ -52,11 +54,13 @@ pub(crate) struct PickDeployment<S> {
     admitted: Option<Arc<AtomicU64>>,
 }
 
-impl<S> PickDeployment<S> {
-    pub(crate) fn new(inner: S, breakers: Breakers, groups: Groups) -> Self {
-        PickDeployment {
+impl<S, A, T> Balance<S, A, T> {
+    /// Balances the requests to `inner` over the deployments of `groups`,
+    /// leaving out those `availability` says are open.
+    pub fn new(inner: S, availability: A, groups: Groups<T>) -> Self {
+        Balance {
             inner,
-            breakers,
+            availability,
             groups,
             tried: Tried::default(),
             admitted: None,
@@ -64,27 +68,29 @@ impl<S> PickDeployment<S> {
     }
 }
 
-impl<S: Clone> Clone for PickDeployment<S> {
+impl<S: Clone, A: Clone, T> Clone for Balance<S, A, T> {
     /// A clone serves other requests: it starts with nothing tried.
     fn clone(&self) -> Self {
-        PickDeployment::new(
+        Balance::new(
             self.inner.clone(),
-            self.breakers.clone(),
+            self.availability.clone(),
             self.groups.clone(),
         )
     }
 }
 
-impl<S, B, ResB> Service<Request<B>> for PickDeployment<S>
+impl<S, A, T, B, ResB> Service<Request<B>> for Balance<S, A, T>
 where
     S: Service<Request<B>, Response = Response<ResB>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    A: Availability + Clone,
+    T: Clone + Send + Sync + 'static,
     B: Body + Send + 'static,
     ResB: Send + 'static,
 {
     type Response = Response<ResB>;
     type Error = BoxError;
-    type Future = PickFuture<S::Future, ResB>;
+    type Future = ResponseFuture<S::Future, ResB, A>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx)
@@ -96,12 +102,13 @@ where
             .get::<ModelGroup>()
             .and_then(|ModelGroup(name)| self.groups.get(name));
         let Some(group) = group else {
-            return PickFuture::Failed {
+            return State::Failed {
                 failure: Some(Failure::new(
                     ErrorClass::Internal,
                     "the request names no model group the gateway serves",
                 )),
-            };
+            }
+            .into();
         };
         let attempt = request.extensions().get::<Attempt>().map_or(0, |a| a.0);
         if let Some(admitted) = &self.admitted {
@@ -115,13 +122,14 @@ where
         } else {
             0
         };
-        let pick = group.pick(&self.breakers, &self.tried, tokens);
+        let pick = group.pick(&self.availability, &self.tried, tokens);
         self.tried.insert(pick.index);
         if balancer.is_limited_member(pick.index) {
             if let Some(failure) = limited_group(group, pick.index) {
-                return PickFuture::Failed {
+                return State::Failed {
                     failure: Some(failure),
-                };
+                }
+                .into();
             }
             // The attempt waits for the limits' store: the service that is
             // ready goes with it, a clone stays (tower's `mem::replace`
@@ -129,53 +137,57 @@ where
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
             let admitted = self.admitted.get_or_insert_with(Default::default).clone();
-            let admission = Admission {
+            let admission = AdmissionCall {
                 group: Arc::clone(group),
-                breakers: self.breakers.clone(),
+                availability: self.availability.clone(),
                 tried: self.tried,
                 tokens,
                 admitted,
             };
-            return PickFuture::Admitting {
+            return State::Admitting {
                 future: Box::pin(admission.call(pick, inner, request)),
-            };
+            }
+            .into();
         }
-        calling(group, &pick, &mut self.inner, request)
+        calling::<S, A, T, B, ResB>(group, &pick, &mut self.inner, request)
     }
 }
 
 /// Calls deployment `pick` of `group` with `request`.
-fn calling<S, B, ResB>(
-    group: &Group,
+fn calling<S, A, T, B, ResB>(
+    group: &Group<T>,
     pick: &Pick,
     inner: &mut S,
     mut request: Request<B>,
-) -> PickFuture<S::Future, ResB>
+) -> ResponseFuture<S::Future, ResB, A>
 where
     S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
+    A: Availability + Clone,
+    T: Clone + Send + Sync + 'static,
 {
     let in_flight = group.balancer().begin(pick);
-    let deployment = Arc::clone(group.deployment(pick.index));
+    let (target, extension) = group.member(pick.index);
     tracing::trace!(
-        model_group = %group.name,
-        deployment = %deployment.target.deployment_id,
+        model_group = %group.name(),
+        deployment = %target.deployment_id,
         "picked a deployment"
     );
-    let target = deployment.target.clone();
+    let target = target.clone();
     request.extensions_mut().insert(target.clone());
-    request.extensions_mut().insert(deployment);
-    PickFuture::Calling {
+    request.extensions_mut().insert(extension.clone());
+    State::Calling {
         inner: inner.call(request),
         target: Some(target),
         in_flight: Some(in_flight),
         alternatives: pick.alternatives,
     }
+    .into()
 }
 
 /// The failure of an attempt whose chosen deployment `index` is known to
 /// be at its limit — which the balancer only chooses when every deployment
 /// of the group is out: 429, with the wait until the first has room.
-fn limited_group(group: &Group, index: usize) -> Option<Failure> {
+fn limited_group<T>(group: &Group<T>, index: usize) -> Option<Failure> {
     let now = Instant::now();
     let balancer = group.balancer();
     balancer.limited_for(index, now)?;
@@ -186,7 +198,7 @@ fn limited_group(group: &Group, index: usize) -> Option<Failure> {
             ErrorClass::RateLimited,
             format!(
                 "Every deployment of the model group `{}` is at its rpm/tpm limit. Retry after {seconds} s.",
-                group.name
+                group.name()
             ),
         )
         .with_scope(Scope::Model)
@@ -199,9 +211,9 @@ fn limited_group(group: &Group, index: usize) -> Option<Failure> {
 
 /// An attempt on a deployment with limits: admitted by the limits' store
 /// before it is sent.
-struct Admission {
-    group: Arc<Group>,
-    breakers: Breakers,
+struct AdmissionCall<A, T> {
+    group: Arc<Group<T>>,
+    availability: A,
     /// The request's tried deployments when the attempt began.
     tried: Tried,
     tokens: u64,
@@ -209,7 +221,11 @@ struct Admission {
     admitted: Arc<AtomicU64>,
 }
 
-impl Admission {
+impl<A, T> AdmissionCall<A, T>
+where
+    A: Availability + Clone,
+    T: Clone + Send + Sync + 'static,
+{
     /// Asks the store about `pick` and, while it refuses, about the next
     /// deployment the balancer picks (each refusal leaves one more out, so
     /// this ends within the group's size); then calls the admitted one with
@@ -225,14 +241,16 @@ impl Admission {
     {
         let balancer = self.group.balancer();
         while !balancer.admit(pick.index, self.tokens).await {
-            pick = self.group.pick(&self.breakers, &self.tried, self.tokens);
+            pick = self
+                .group
+                .pick(&self.availability, &self.tried, self.tokens);
             if let Some(failure) = limited_group(&self.group, pick.index) {
                 return Err(failure.into());
             }
         }
         self.admitted
             .fetch_or(Tried::bit(pick.index), Ordering::Relaxed);
-        calling(&self.group, &pick, &mut inner, request).await
+        calling::<S, A, T, B, ResB>(&self.group, &pick, &mut inner, request).await
     }
 }
 
@@ -240,10 +258,34 @@ impl Admission {
 type AdmittingFuture<ResB> = Pin<Box<dyn Future<Output = Result<Response<ResB>, BoxError>> + Send>>;
 
 pin_project! {
-    /// The future of [`PickDeployment`]: the deployment's call, counted in
+    /// The future of [`Balance`]: the deployment's call, counted in
     /// flight until it completes or is dropped.
-    #[project = PickFutureProj]
-    pub(crate) enum PickFuture<F, ResB> {
+    pub struct ResponseFuture<F, ResB, A> {
+        #[pin]
+        state: State<F, ResB>,
+        // Which `Availability` tells a rejection from other errors.
+        availability: PhantomData<fn() -> A>,
+    }
+}
+
+impl<F, ResB, A> From<State<F, ResB>> for ResponseFuture<F, ResB, A> {
+    fn from(state: State<F, ResB>) -> Self {
+        ResponseFuture {
+            state,
+            availability: PhantomData,
+        }
+    }
+}
+
+impl<F, ResB, A> std::fmt::Debug for ResponseFuture<F, ResB, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ResB> {
         Calling {
             #[pin]
             inner: F,
@@ -258,15 +300,16 @@ pin_project! {
     }
 }
 
-impl<F, ResB> Future for PickFuture<F, ResB>
+impl<F, ResB, A> Future for ResponseFuture<F, ResB, A>
 where
     F: Future<Output = Result<Response<ResB>, BoxError>>,
+    A: Availability,
 {
     type Output = Result<Response<ResB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            PickFutureProj::Calling {
+        match self.project().state.project() {
+            StateProj::Calling {
                 inner,
                 target,
                 in_flight,
@@ -275,17 +318,17 @@ where
                 let result = ready!(inner.poll(cx));
                 // Settled, and no longer in flight once dropped here.
                 if let Some(mut in_flight) = in_flight.take() {
-                    in_flight.settle(|| outcome(&result));
+                    in_flight.settle(|| outcome::<_, A>(&result));
                 }
                 let mut response =
-                    result.map_err(|error| fail_fast_when_open(error, *alternatives))?;
+                    result.map_err(|error| fail_fast_when_open::<A>(error, *alternatives))?;
                 if let Some(target) = target.take() {
                     response.extensions_mut().insert(target);
                 }
                 Poll::Ready(Ok(response))
             }
-            PickFutureProj::Admitting { future } => future.as_mut().poll(cx),
-            PickFutureProj::Failed { failure } => Poll::Ready(Err(failure
+            StateProj::Admitting { future } => future.as_mut().poll(cx),
+            StateProj::Failed { failure } => Poll::Ready(Err(failure
                 .take()
                 .unwrap_or_else(|| Failure::new(ErrorClass::Internal, "polled after completion"))
                 .into())),
@@ -296,13 +339,13 @@ where
 /// What an attempt's result says of the deployment's latency. An error
 /// status in an `Ok` response (an inner service that does not turn them
 /// into errors) is a failure too.
-fn outcome<ResB>(result: &Result<Response<ResB>, BoxError>) -> Outcome {
+fn outcome<ResB, A: Availability>(result: &Result<Response<ResB>, BoxError>) -> Outcome {
     let failure = match result {
         Ok(response) => match OpenAiClassifier::new().classify_response(response) {
             Verdict::Failure(failure) => failure,
             Verdict::Success | Verdict::Watch(_) => return Outcome::Answered,
         },
-        Err(error) if error.is::<CircuitOpen>() => return Outcome::Unmeasured,
+        Err(error) if A::rejection(error).is_some() => return Outcome::Unmeasured,
         Err(error) => Failure::from_error(&**error),
     };
     if failure.counts_against_breaker() {
@@ -320,37 +363,14 @@ fn outcome<ResB>(result: &Result<Response<ResB>, BoxError>) -> Outcome {
 /// deployments may be fine (`alternatives`): then it is an ordinary
 /// retryable failure, without the open time as a `Retry-After`, and the
 /// retry goes to another deployment.
-fn fail_fast_when_open(error: BoxError, alternatives: bool) -> BoxError {
-    match error.downcast_ref::<CircuitOpen>() {
+fn fail_fast_when_open<A: Availability>(error: BoxError, alternatives: bool) -> BoxError {
+    match A::rejection(&error) {
         Some(_) if alternatives => Failure::new(
             ErrorClass::UpstreamUnavailable,
             "the deployment's circuit breaker is letting no more calls through",
         )
         .into(),
-        Some(open) => open.failure().clone().with_retryable(false).into(),
+        Some(open) => open.with_retryable(false).into(),
         None => error,
-    }
-}
-
-impl crate::Gateway {
-    /// This gateway's deployment picker — its groups, balancers and
-    /// breakers — over `inner` instead of the providers. For benchmarks of
-    /// the balancer alone; not a stable API.
-    #[doc(hidden)]
-    pub fn pick_deployment_over<S, B, ResB>(
-        &self,
-        inner: S,
-    ) -> impl Service<Request<B>, Response = Response<ResB>, Error = BoxError> + Clone + use<S, B, ResB>
-    where
-        S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body + Send + 'static,
-        ResB: Send + 'static,
-    {
-        let app = self.app();
-        PickDeployment::new(inner, app.breakers.clone(), app.groups.clone())
     }
 }

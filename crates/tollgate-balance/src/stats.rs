@@ -24,7 +24,7 @@ pub(crate) const ALPHA: f64 = 0.25;
 /// longer: the gateway's default first-token timeout. Large enough to put
 /// the deployment behind any healthy one at once, small enough that it
 /// fades in under a minute and the deployment is tried again.
-pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(30);
+pub const FAILURE_PENALTY: Duration = Duration::from_secs(30);
 
 /// The live statistics of one deployment.
 #[derive(Debug, Default)]

@@ -1,8 +1,9 @@
-//! Circuit breakers shared by replicas: a breaker that opens on one replica
-//! opens on every other within [`POLL_EVERY`].
+//! Circuit breakers shared by replicas through Redis (feature `redis`): a
+//! breaker that opens on one replica opens on every other within
+//! [`POLL_EVERY`].
 //!
 //! When a local breaker opens (for its own reasons, not because another
-//! replica said so), the replica writes `tollgate:breaker:<deployment>`,
+//! replica said so), the replica writes `<prefix>breaker:<key>`,
 //! holding its own id and expiring when the breaker's open time ends. Every
 //! replica reads those keys (their writer and time to live) every
 //! [`POLL_EVERY`] and opens its own breaker for the time left
@@ -16,9 +17,9 @@
 //! [`MIN_REMOTE_OPEN`] of another's open time (its breaker is about to
 //! probe, and so is the other's).
 //!
-//! Redis unreachable: writes and polls fail, breakers stay local, the
-//! fallback is counted and logged at most once per
-//! [`WARN_EVERY`](super::fallbacks::WARN_EVERY). A breaker that opened
+//! Redis unreachable: writes and polls fail, breakers stay local, and each
+//! failure is handed to the [`RedisSync::on_fallback`] hook (the gateway
+//! counts and logs it). A breaker that opened
 //! while its write failed is written again at each poll until Redis takes
 //! it (or its open time is over), so the other replicas hear of it once
 //! Redis is back; that return is logged.
@@ -27,15 +28,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breakers::Breakers;
+use crate::state::{Reason, State};
+use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
-use tollgate_breaker::{Breakers, Reason, State};
-
-use super::{Fallbacks, PREFIX, SharedState};
 
 /// How often each replica reads the shared breakers.
-pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a Redis command may take before the breakers stay local.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -44,31 +45,92 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 /// opened here.
 const MIN_REMOTE_OPEN: Duration = Duration::from_millis(50);
 
-/// Shares `breakers` of `deployments` through `shared`, until the breakers
-/// are gone.
-pub(crate) fn spawn_breaker_sync(
-    runtime: &tokio::runtime::Handle,
-    shared: &SharedState,
-    breakers: &Breakers,
-    deployments: Vec<Arc<str>>,
-) {
-    shared.watch_breakers(deployments);
-    let deployments = shared.breakers_shared.load_full();
-    let sync = BreakerSync {
-        keys: deployments.iter().map(|id| breaker_key(id)).collect(),
-        deployments,
-        watched: shared.breakers_shared.clone(),
-        connection: shared.connection.clone(),
-        replica: replica_id(),
-        unshared: HashMap::new(),
-        fallbacks: Fallbacks::new(
-            "the circuit breakers",
-            "they are local until Redis answers",
-            Some(shared.on_fallback.clone()),
-        ),
-        degraded: false,
-    };
-    runtime.spawn(sync.run(breakers.clone()));
+/// What is told of each failed Redis command: why.
+pub type OnFallback = Arc<dyn Fn(&dyn std::fmt::Display) + Send + Sync>;
+
+/// Shares breakers between the replicas that use the same Redis.
+///
+/// ```no_run
+/// # async fn run(connection: redis::aio::ConnectionManager) {
+/// use std::sync::Arc;
+///
+/// use arc_swap::ArcSwap;
+/// use tollgate_breaker::{BreakerConfig, Breakers, RedisSync};
+///
+/// let breakers = Breakers::new(BreakerConfig::default()).unwrap();
+/// RedisSync::new(connection)
+///     .prefix("myapp:")
+///     .spawn(
+///         &tokio::runtime::Handle::current(),
+///         &breakers,
+///         Arc::new(ArcSwap::from_pointee(vec![Arc::from("gpt-4o-east")])),
+///     );
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisSync {
+    connection: ConnectionManager,
+    prefix: String,
+    on_fallback: Option<OnFallback>,
+}
+
+impl std::fmt::Debug for RedisSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSync")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSync {
+    /// Sharing through `connection`, under keys starting `tollgate:`.
+    pub fn new(connection: ConnectionManager) -> Self {
+        RedisSync {
+            connection,
+            prefix: String::from("tollgate:"),
+            on_fallback: None,
+        }
+    }
+
+    /// The start of every Redis key written (`<prefix>breaker:<key>`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Called with the reason each time a Redis command fails and the
+    /// breakers stay local.
+    pub fn on_fallback(mut self, hook: OnFallback) -> Self {
+        self.on_fallback = Some(hook);
+        self
+    }
+
+    /// Shares the breakers of the keys `watched` holds in `breakers`, on a
+    /// task of `runtime`, until the breakers are dropped. Another list
+    /// stored in `watched` (a reloaded config's) is read at the next poll.
+    pub fn spawn(
+        self,
+        runtime: &tokio::runtime::Handle,
+        breakers: &Breakers,
+        watched: Arc<ArcSwap<Vec<Arc<str>>>>,
+    ) {
+        let keys = watched.load_full();
+        let sync = BreakerSync {
+            keys: keys
+                .iter()
+                .map(|key| breaker_key(&self.prefix, key))
+                .collect(),
+            deployments: keys,
+            watched,
+            prefix: self.prefix,
+            connection: self.connection,
+            replica: replica_id(),
+            unshared: HashMap::new(),
+            on_fallback: self.on_fallback,
+            degraded: false,
+        };
+        runtime.spawn(sync.run(breakers.clone()));
+    }
 }
 
 /// One replica's side of the sharing: a single task, so the breakers it
@@ -76,15 +138,16 @@ pub(crate) fn spawn_breaker_sync(
 struct BreakerSync {
     deployments: Arc<Vec<Arc<str>>>,
     keys: Vec<String>,
+    prefix: String,
     /// Where a reload puts its list of `deployments`.
-    watched: Arc<arc_swap::ArcSwap<Vec<Arc<str>>>>,
+    watched: Arc<ArcSwap<Vec<Arc<str>>>>,
     connection: ConnectionManager,
     /// Written in the keys: a replica knows its own.
     replica: String,
     /// Breakers opened here that Redis has not taken yet, with the end of
     /// their open time.
     unshared: HashMap<Arc<str>, Instant>,
-    fallbacks: Fallbacks,
+    on_fallback: Option<OnFallback>,
     /// Whether the last Redis command failed (to log its return once).
     degraded: bool,
 }
@@ -143,7 +206,7 @@ impl BreakerSync {
             .unwrap_or(u64::MAX)
             .max(1);
         let command = redis::cmd("PSETEX")
-            .arg(breaker_key(&deployment))
+            .arg(breaker_key(&self.prefix, &deployment))
             .arg(millis)
             .arg(&self.replica)
             .to_owned();
@@ -181,7 +244,10 @@ impl BreakerSync {
     async fn poll(&mut self, breakers: &Breakers) {
         let watched = self.watched.load_full();
         if !Arc::ptr_eq(&watched, &self.deployments) {
-            self.keys = watched.iter().map(|id| breaker_key(id)).collect();
+            self.keys = watched
+                .iter()
+                .map(|id| breaker_key(&self.prefix, id))
+                .collect();
             self.deployments = watched;
         }
         let Some(shared) = self.read().await else {
@@ -240,7 +306,9 @@ impl BreakerSync {
 
     fn failed(&mut self, why: &dyn std::fmt::Display) {
         self.degraded = true;
-        self.fallbacks.fell_back(why);
+        if let Some(hook) = &self.on_fallback {
+            hook(why);
+        }
     }
 }
 
@@ -259,8 +327,8 @@ fn replica_id() -> String {
     format!("{}-{random:016x}", std::process::id())
 }
 
-fn breaker_key(deployment: &str) -> String {
-    format!("{PREFIX}breaker:{deployment}")
+fn breaker_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}breaker:{key}")
 }
 
 #[cfg(test)]

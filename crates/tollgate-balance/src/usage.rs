@@ -20,16 +20,17 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::balancer::Balancer;
+use crate::config::Quota;
+use crate::limits::{Admission, DeploymentLimits};
 use tokio::time::Instant;
-use tollgate_limits::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits};
 
-use super::Balancer;
-use crate::FastMap;
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A deployment's limits and the last word of the store about them.
 #[derive(Debug)]
 pub(crate) struct Usage {
-    quota: DeploymentQuota,
+    quota: Quota,
     /// Held for a few arithmetic operations, never across an `.await`.
     seen: Mutex<Seen>,
 }
@@ -68,14 +69,14 @@ impl Level {
 
 impl Usage {
     /// A deployment limited by `quota`, of which nothing is known yet.
-    pub(crate) fn new(quota: DeploymentQuota) -> Self {
+    pub(crate) fn new(quota: Quota) -> Self {
         Usage {
             quota,
             seen: Mutex::new(Seen::default()),
         }
     }
 
-    pub(crate) fn quota(&self) -> DeploymentQuota {
+    pub(crate) fn quota(&self) -> Quota {
         self.quota
     }
 
@@ -90,7 +91,7 @@ impl Usage {
     }
 
     /// Takes in the store's answer to an admission at `now`.
-    pub(crate) fn observe(&self, admission: &DeploymentAdmission, now: Instant) {
+    pub(crate) fn observe(&self, admission: &Admission, now: Instant) {
         let level = |left: Option<u64>| {
             left.map(|left| Level {
                 left: left as f64,
@@ -98,8 +99,8 @@ impl Usage {
             })
         };
         let seen = Seen {
-            requests: level(admission.headroom.requests),
-            tokens: level(admission.headroom.tokens),
+            requests: level(admission.requests_left),
+            tokens: level(admission.tokens_left),
             limited_until: (!admission.admitted).then(|| now + admission.retry_after),
         };
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = seen;
@@ -135,8 +136,8 @@ impl Usage {
 /// LiteLLM does (from the usage after the answer): in the limits' store,
 /// shared by the replicas, and in the balancer's view of the deployment.
 #[derive(Clone)]
-pub(crate) struct TokenCounter {
-    limits: DeploymentRateLimits,
+pub struct TokenCounter {
+    limits: Arc<dyn DeploymentLimits>,
     deployments: Arc<FastMap<Arc<str>, Arc<Usage>>>,
 }
 
@@ -151,8 +152,8 @@ impl std::fmt::Debug for TokenCounter {
 impl TokenCounter {
     /// A counter for the deployments of `balancers` that have a `tpm`;
     /// `None` when none has.
-    pub(crate) fn new<'a>(
-        limits: DeploymentRateLimits,
+    pub fn new<'a>(
+        limits: Arc<dyn DeploymentLimits>,
         balancers: impl IntoIterator<Item = &'a Balancer>,
     ) -> Option<TokenCounter> {
         let deployments: FastMap<_, _> = balancers
@@ -167,7 +168,7 @@ impl TokenCounter {
 
     /// Counts `tokens` used by an answer of `deployment`; never waits (the
     /// store is written on a task when it is Redis).
-    pub(crate) fn count(&self, deployment: &str, tokens: u64) {
+    pub fn count(&self, deployment: &str, tokens: u64) {
         let Some(usage) = self.deployments.get(deployment) else {
             return;
         };
@@ -182,23 +183,20 @@ impl TokenCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_limits::{Headroom, Limit};
 
-    fn answer(admitted: bool, retry_after: u64, requests: u64, tokens: u64) -> DeploymentAdmission {
-        DeploymentAdmission {
+    fn answer(admitted: bool, retry_after: u64, requests: u64, tokens: u64) -> Admission {
+        Admission {
             admitted,
-            refused_by: (!admitted).then_some(Limit::Requests),
+            refused_by: (!admitted).then_some("rpm"),
             retry_after: Duration::from_secs(retry_after),
-            headroom: Headroom {
-                requests: Some(requests),
-                tokens: Some(tokens),
-            },
+            requests_left: Some(requests),
+            tokens_left: Some(tokens),
         }
     }
 
     #[test]
     fn a_refusal_is_remembered_until_its_retry_after() {
-        let usage = Usage::new(DeploymentQuota {
+        let usage = Usage::new(Quota {
             rpm: Some(10),
             tpm: Some(1000),
         });
@@ -217,7 +215,7 @@ mod tests {
 
     #[test]
     fn headroom_refills_between_answers_and_counts_spent_tokens() {
-        let usage = Usage::new(DeploymentQuota {
+        let usage = Usage::new(Quota {
             rpm: Some(10),
             tpm: Some(1000),
         });
@@ -238,10 +236,10 @@ mod tests {
         usage.spend_tokens(300, later);
         let drained = later + Duration::from_secs(12);
         assert!(usage.headroom(drained, 0).abs() < 1e-9);
-        let unlimited = Usage::new(DeploymentQuota::default());
+        let unlimited = Usage::new(Quota::default());
         assert_eq!(unlimited.headroom(now, u64::MAX), f64::INFINITY);
         unlimited.spend_tokens(5, now);
-        let zero = Usage::new(DeploymentQuota {
+        let zero = Usage::new(Quota {
             rpm: Some(0),
             tpm: None,
         });

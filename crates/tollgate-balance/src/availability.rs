@@ -1,0 +1,57 @@
+//! [`Availability`]: which deployments can take a call now.
+
+use std::time::Duration;
+
+use tollgate_core::{BoxError, Failure};
+
+/// Tells the balancer which deployments are out — typically those whose
+/// circuit breaker is open — as `tollgate-fallback`'s `Health` tells the
+/// cascade which groups are. The gateway reads its breakers here; a
+/// balancer over deployments without breakers uses [`AlwaysAvailable`].
+pub trait Availability: Send + Sync + 'static {
+    /// Whether calls to `deployment` are rejected at once now (its breaker
+    /// is open). A half-open breaker is not: its probes are how it closes.
+    fn is_open(&self, deployment: &str) -> bool;
+
+    /// When an open `deployment` lets a call through again, if known.
+    fn next_probe_in(&self, deployment: &str) -> Option<Duration> {
+        let _ = deployment;
+        None
+    }
+
+    /// The failure `error` stands for when it is the rejection of a call by
+    /// an open deployment (the breaker's `CircuitOpen`), else `None`. Such a
+    /// rejection is not a measure of the deployment's latency, and, when no
+    /// other deployment is available, goes up at once without a retry.
+    fn rejection(error: &BoxError) -> Option<Failure>
+    where
+        Self: Sized,
+    {
+        let _ = error;
+        None
+    }
+}
+
+/// Every deployment always available: no breakers below.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysAvailable;
+
+impl Availability for AlwaysAvailable {
+    fn is_open(&self, _: &str) -> bool {
+        false
+    }
+}
+
+impl<A: Availability> Availability for std::sync::Arc<A> {
+    fn is_open(&self, deployment: &str) -> bool {
+        (**self).is_open(deployment)
+    }
+
+    fn next_probe_in(&self, deployment: &str) -> Option<Duration> {
+        (**self).next_probe_in(deployment)
+    }
+
+    fn rejection(error: &BoxError) -> Option<Failure> {
+        A::rejection(error)
+    }
+}

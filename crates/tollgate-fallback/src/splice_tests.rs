@@ -1,0 +1,186 @@
+//! Tests of `splice.rs`.
+
+use std::borrow::Cow;
+
+use super::chunk::Key;
+use super::*;
+
+#[test]
+fn keys_are_borrowed_unless_escaped() {
+    let Key(plain) = serde_json::from_str::<Key<'_>>(r#""choices""#).unwrap();
+    assert!(matches!(plain, Cow::Borrowed("choices")));
+    let Key(escaped) = serde_json::from_str::<Key<'_>>(r#""cho\u0069ces""#).unwrap();
+    assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
+}
+use tollgate_core::classify::OpenAiEos;
+
+fn drain(splicer: &mut Splicer<OpenAiEos>) -> String {
+    let mut out = Vec::new();
+    while let Some(bytes) = splicer.pop() {
+        out.extend_from_slice(&bytes);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn chunk(content: &str) -> String {
+    format!(
+        "data: {{\"id\":\"c1\",\"created\":1,\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n",
+        serde_json::to_string(content).unwrap()
+    )
+}
+
+const ROLE: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+const FINISH: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+
+#[test]
+fn inspects_what_the_cascade_cares_about() {
+    let chunk = inspect(br#"{"choices":[{"index":0,"delta":{"content":"a\"b"}}]}"#).unwrap();
+    assert!(chunk.content && !chunk.finish && !chunk.not_continuable);
+    assert_eq!(chunk.text.as_deref(), Some("a\"b"));
+    let role =
+        inspect(br#"{"choices":[{"delta":{"role":"assistant","content":""}}],"x":[1,{"y":null}]}"#)
+            .unwrap();
+    assert!(!role.content);
+    let finish =
+        inspect(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#).unwrap();
+    assert!(finish.content && finish.finish);
+    let tools = inspect(br#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#).unwrap();
+    assert!(tools.content && tools.not_continuable);
+    let reasoning = inspect(br#"{"choices":[{"delta":{"reasoning":{"text":"hm"}}}]}"#).unwrap();
+    assert!(reasoning.content && !reasoning.not_continuable);
+    let second = inspect(br#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#).unwrap();
+    assert!(second.not_continuable && second.text.is_none());
+    let error = inspect(br#"{"choices":[{"delta":{},"finish_reason":"error"}]}"#).unwrap();
+    assert!(error.finish_error);
+    let usage = inspect(br#"{"choices":[],"usage":{"total_tokens":3}}"#).unwrap();
+    assert!(!usage.content);
+    assert!(inspect(br#"{"choices":[{"delta":{"content":"x"}}]"#).is_err());
+    assert!(inspect(b"[1]").is_err());
+    assert!(inspect(br#"{"a":1} x"#).is_err());
+}
+
+#[test]
+fn finds_the_data_of_raw_events() {
+    let guess = |raw: &'static str| single_line_data(raw.as_bytes());
+    assert_eq!(guess("data: {}\n\n").unwrap(), b"{}");
+    assert_eq!(guess("data:{}\r\n\r\n").unwrap(), b"{}");
+    assert!(guess(": keep-alive\n\n").is_none());
+    let full = |raw: &'static str| full_data(&Bytes::from_static(raw.as_bytes()));
+    assert_eq!(full("data: a\ndata: b\n\n").unwrap(), "a\nb");
+    assert_eq!(full("event: x\ndata: a\n\n").unwrap(), "a");
+    assert!(full(": keep-alive\n\n").is_none());
+    assert!(full("id: 1\n\n").is_none());
+
+    assert!(guess("data: a\ndata: b\n\n").is_none());
+    // JSON across two lines would parse; SSE says the second line is
+    // not data.
+    assert!(guess("data: {\"a\":\n1}\n\n").is_none());
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from_static(b"data: {\"a\":\n1}\n\n"));
+    assert!(matches!(
+        splicer.take_break(),
+        Some(Break::BeforeContent(_))
+    ));
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from_static(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\nid: 7\n\n",
+    ));
+    assert_eq!(splicer.prefill(), "a");
+}
+
+#[test]
+fn commits_at_the_first_content_and_forwards_unchanged_bytes_as_slices() {
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let input = Bytes::from(format!(": hi\n\n{ROLE}"));
+    splicer.push(input.clone());
+    assert!(!splicer.committed());
+    assert_eq!(splicer.held(), input.len());
+    let content = Bytes::from(chunk("Hel") + &chunk("lo") + "data: {\"partial");
+    splicer.push(content.clone());
+    assert!(splicer.committed());
+    assert_eq!(splicer.pop().unwrap().as_ptr(), input.as_ptr());
+    let out = splicer.pop().unwrap();
+    assert_eq!(out.as_ptr(), content.as_ptr());
+    assert_eq!(out, chunk("Hel") + &chunk("lo"));
+    assert_eq!(splicer.prefill(), "Hello");
+}
+
+#[test]
+fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(
+        chunk("a") + "data: {\"error\":{\"message\":\"x\",\"code\":503}}\n\n" + &chunk("b"),
+    ));
+    assert_eq!(drain(&mut splicer), chunk("a"));
+    match splicer.take_break() {
+        Some(Break::AfterContent(failure)) => {
+            assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable)
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(format!("{ROLE}data: {{\"choices\":\n\n")));
+    assert_eq!(drain(&mut splicer), ROLE);
+    match splicer.take_break() {
+        Some(Break::BeforeContent(failure)) => {
+            assert_eq!(failure.subkind(), Some("malformed_event"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_end_after_the_finish_is_completed_with_done() {
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(chunk("a") + FINISH));
+    splicer.end();
+    assert!(splicer.take_break().is_none());
+    assert!(splicer.done());
+    assert_eq!(
+        drain(&mut splicer),
+        chunk("a") + FINISH + "data: [DONE]\n\n"
+    );
+
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(chunk("a")));
+    splicer.end();
+    assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
+}
+
+#[test]
+fn a_continuation_is_rewritten_into_the_original_completion() {
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(ROLE.to_owned() + &chunk("Hello, ")));
+    splicer.end();
+    assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
+    assert_eq!(splicer.prefill(), "Hello,");
+    drain(&mut splicer);
+
+    splicer.resume(OpenAiEos::default());
+    let role = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
+    let first = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\" world\"}}]}\n\n";
+    splicer.push(Bytes::from(format!(": ping\n\n{role}")));
+    assert!(!splicer.has_output());
+    splicer.push(Bytes::from(format!("{first}data: [DONE]\n\n")));
+    let out = drain(&mut splicer);
+    let events: Vec<&str> = out.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 2, "{out}");
+    let value: Value = serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(value["id"], "c1");
+    assert_eq!(value["created"], 1);
+    assert_eq!(value["model"], "m2");
+    assert_eq!(value["choices"][0]["delta"]["content"], "world");
+    assert!(value["choices"][0]["delta"].get("role").is_none());
+    assert_eq!(events[1], "data: [DONE]");
+    assert_eq!(splicer.prefill(), "Hello, world");
+}
+
+#[test]
+fn common_prefixes_are_counted_in_bytes() {
+    assert_eq!(common_prefix(" world", " "), 1);
+    assert_eq!(common_prefix("world", " "), 0);
+    assert_eq!(common_prefix("\n\nB", "\n\n"), 2);
+    assert_eq!(common_prefix("\n", "\n\n"), 1);
+    assert_eq!(common_prefix("é", "e"), 0);
+}

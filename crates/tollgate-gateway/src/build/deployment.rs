@@ -1,0 +1,176 @@
+//! One deployment of the `model_list`, built: its breaker, provider,
+//! headers and deadlines, and how its group's balancer sees it.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use http::header::HeaderName;
+use tollgate_balance::{GroupMember, MemberConfig, Quota, Strategy};
+use tollgate_core::extensions::Target;
+use tollgate_cost::PriceTable;
+use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
+use tower::Layer;
+
+use super::BuildError;
+use crate::config::{Config, DeploymentConfig, ProviderKind, RoutingStrategy};
+use crate::deployment::{Deployment, DeploymentProvider, OpenRouterDeployment};
+use crate::learned::LearnedDeadlines;
+use crate::mock::MockDeployment;
+use crate::resilience;
+use crate::upstream::{Endpoint, UpstreamClient};
+
+const OPENAI_API_BASE: &str = "https://api.openai.com/v1";
+
+/// The balancer's strategy for LiteLLM's `routing_strategy`:
+/// `usage-based-routing-v2` is LiteLLM's Redis-backed variant of the same
+/// rule.
+pub(super) fn balance_strategy(strategy: RoutingStrategy) -> Strategy {
+    match strategy {
+        RoutingStrategy::SimpleShuffle => Strategy::SimpleShuffle,
+        RoutingStrategy::CostBased => Strategy::CostBased,
+        RoutingStrategy::LeastBusy => Strategy::LeastBusy,
+        RoutingStrategy::LatencyBased => Strategy::LatencyBased,
+        RoutingStrategy::UsageBased | RoutingStrategy::UsageBasedV2 => Strategy::UsageBased,
+    }
+}
+
+/// A deployment as its group's balancer takes it, priced by `prices` (for
+/// `cost-based-routing`).
+pub(super) fn group_member(
+    prices: &PriceTable,
+    (deployment, config): (Arc<Deployment>, &DeploymentConfig),
+) -> GroupMember<Arc<Deployment>> {
+    GroupMember {
+        target: deployment.target.clone(),
+        config: MemberConfig {
+            weight: config.weight,
+            order: config.order,
+            quota: Quota {
+                rpm: config.rpm,
+                tpm: config.tpm,
+            },
+            cost: Some(crate::pricing::unit_price(prices, config)),
+            ..MemberConfig::new(config.id.as_str())
+        },
+        extension: deployment,
+    }
+}
+
+/// The deployment's `extra_headers`, each value marked sensitive (they
+/// often carry credentials).
+fn extra_headers(
+    deployment: &DeploymentConfig,
+    path: &dyn Fn(&str) -> String,
+) -> Result<http::HeaderMap, BuildError> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &deployment.extra_headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| BuildError {
+            path: path("extra_headers"),
+            message: format!("{name:?} is not a valid header name"),
+        })?;
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| BuildError {
+            path: path("extra_headers"),
+            message: format!("the value of {name} cannot go in a header"),
+        })?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Builds deployment `index` of the `model_list`; its breaker's settings
+/// are checked here and registered when the gateway (or a reload) commits
+/// ([`apply_breakers`](super::apply_breakers)).
+pub(super) fn build(
+    config: &Config,
+    index: usize,
+    deployment: &DeploymentConfig,
+    learned: &LearnedDeadlines,
+    client: &UpstreamClient,
+) -> Result<Deployment, BuildError> {
+    let breaker =
+        resilience::deployment_breaker_config(config, deployment).map_err(|e| BuildError {
+            path: format!("model_list[{index}]"),
+            message: e.to_string(),
+        })?;
+    let breaker_enabled = breaker.is_some();
+    if let Some(breaker) = &breaker {
+        breaker.validate().map_err(|e| BuildError {
+            path: format!("model_list[{index}].litellm_params.cooldown_time"),
+            message: e.to_string(),
+        })?;
+    }
+    let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
+    let target = Target {
+        model_group: Arc::from(deployment.model_name.as_str()),
+        deployment_id: Arc::from(deployment.id.as_str()),
+        upstream_model: Arc::from(deployment.upstream_model.as_str()),
+    };
+    let (timeouts, stream_timeouts) = crate::deadlines::attempt_timeouts(config, deployment);
+    let kind = match &deployment.disabled {
+        Some(_) => None,
+        None => Some(deployment.provider.kind()),
+    };
+    let provider = match kind {
+        None | Some(ProviderKind::Native) => DeploymentProvider::Disabled(Arc::from(
+            deployment.disabled.as_deref().unwrap_or("not available"),
+        )),
+        Some(ProviderKind::Mock) => DeploymentProvider::Mock(MockDeployment::new(
+            &deployment.upstream_model,
+            deployment.mock_response.as_deref(),
+            config
+                .tollgate
+                .mock
+                .get(&deployment.id)
+                .cloned()
+                .unwrap_or_default(),
+        )),
+        Some(ProviderKind::OpenRouter) => {
+            let mut or = OpenRouterConfig::new().x_title("Tollgate");
+            if let Some(base) = &deployment.api_base {
+                or = or.api_base(base.clone());
+            }
+            if let Some(key) = &deployment.api_key {
+                or = or.api_key(key.expose());
+            }
+            let layer = OpenRouterLayer::new(or).map_err(|e| BuildError {
+                path: path("api_base"),
+                message: e.to_string(),
+            })?;
+            DeploymentProvider::OpenRouter(Box::new(OpenRouterDeployment {
+                service: layer.layer(client.clone()),
+                headers: extra_headers(deployment, &path)?,
+            }))
+        }
+        Some(ProviderKind::OpenAiCompatible) => {
+            let base = deployment
+                .provider
+                .endpoint_base(deployment.api_base.as_deref())
+                .unwrap_or_else(|| OPENAI_API_BASE.to_owned());
+            let mut endpoint = Endpoint::new(&base).map_err(|e| BuildError {
+                path: path("api_base"),
+                message: e.to_string(),
+            })?;
+            if let Some(key) = &deployment.api_key {
+                endpoint = endpoint.with_bearer(key.expose()).map_err(|_| BuildError {
+                    path: path("api_key"),
+                    message: "the key contains characters that cannot go in a header".into(),
+                })?;
+            }
+            for (name, value) in &extra_headers(deployment, &path)? {
+                endpoint = endpoint.with_header(name.clone(), value.clone());
+            }
+            DeploymentProvider::Http(Arc::new(endpoint))
+        }
+    };
+    Ok(Deployment {
+        target,
+        breaker_enabled,
+        breaker,
+        provider,
+        timeouts,
+        stream_timeouts,
+        timings: learned.get(&deployment.id).cloned().unwrap_or_default(),
+        learn_stream_deadlines: config.tollgate.learn_stream_deadlines != Some(false),
+    })
+}

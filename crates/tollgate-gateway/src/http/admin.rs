@@ -1,0 +1,117 @@
+//! The admin and probe endpoints: keys, spend, metrics, breakers,
+//! readiness.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use serde_json::json;
+use tollgate_core::{ErrorClass, Failure};
+
+use super::App;
+use super::route::Route;
+use crate::access_log::AccessLog;
+use crate::response::GatewayBody;
+
+/// `POST /key/generate`, `GET /key/info`, `POST /key/delete`.
+pub(super) async fn keys<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if app.keys.is_open() {
+        let failure = Failure::new(
+            ErrorClass::BadRequest,
+            "Virtual keys need a master key: set general_settings.master_key.",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_code("master_key_required");
+        log.class = Some(failure.class());
+        return failure.to_response();
+    }
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let body = match super::chat::read_request(app, request).await {
+        Ok(body) => body,
+        Err(failure) => {
+            log.class = Some(failure.class());
+            return failure.to_response();
+        }
+    };
+    let answer = crate::keys::admin::handle(
+        &app.keys,
+        &method,
+        uri.path(),
+        uri.query(),
+        &body,
+        super::unix_ms(),
+    )
+    .await;
+    match answer {
+        Some(response) => response.map(GatewayBody::full),
+        None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),
+    }
+}
+
+/// `GET /spend/logs` and `GET /spend/summary`.
+pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
+    let Some(ledger) = &app.ledger else {
+        return Failure::new(
+            ErrorClass::BadRequest,
+            "this gateway keeps no spend ledger (set tollgate.ledger_path)",
+        )
+        .with_status(StatusCode::NOT_FOUND)
+        .to_response();
+    };
+    let response = if route == Route::SpendLogs {
+        crate::ledger::http::spend_logs(ledger, query).await
+    } else {
+        crate::ledger::http::spend_summary(ledger, query).await
+    };
+    response.map(GatewayBody::full)
+}
+
+/// `GET /metrics`: the Prometheus text exposition, with the ledger's
+/// counters brought up to date first.
+pub(super) fn metrics(app: &App) -> Response<GatewayBody> {
+    if let Some(ledger) = &app.ledger {
+        let stats = ledger.stats();
+        app.metrics.ledger_totals(stats.rows_written, stats.dropped);
+    }
+    let mut response = Response::new(GatewayBody::full(app.metrics.render()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+pub(super) fn circuit_breakers(app: &App) -> Response<GatewayBody> {
+    let body = json!({ "circuit_breakers": app.breakers.snapshots() });
+    json_response(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+pub(super) fn readiness(app: &App) -> Response<GatewayBody> {
+    if app.draining.load(Ordering::Relaxed) {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(br#"{"status":"draining"}"#),
+        )
+    } else {
+        let body = json!({"status": "ready", "model_groups": app.groups.len()});
+        json_response(StatusCode::OK, Bytes::from(body.to_string()))
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<GatewayBody> {
+    let mut response = Response::new(GatewayBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,207 @@
+//! The HTTP surface: the routes, and the handlers that answer them from
+//! the [`App`]'s parts.
+
+mod admin;
+pub(crate) mod chat;
+mod route;
+
+pub(crate) use admin::json_response;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{HeaderValue, Request, Response, StatusCode};
+use tokio::time::Instant;
+use tollgate_breaker::Breakers;
+use tollgate_core::{ErrorClass, Failure};
+use tollgate_limits::Store;
+
+use crate::access_log::AccessLog;
+use crate::deployment::Groups;
+use crate::generation::Generation;
+use crate::grace::GracePeriod;
+use crate::keys::{Keys, Principal};
+use crate::learned::LearnedDeadlines;
+use crate::ledger::Ledger;
+use crate::log_writer::LogWriter;
+use crate::metrics::Metrics;
+use crate::providers::ProviderHealth;
+use crate::request_body::BodyReader;
+use crate::request_id::{RequestIds, X_REQUEST_ID};
+use crate::response::GatewayBody;
+use crate::stack::Stack;
+use route::{Route, route_of};
+
+/// What the handlers answer from: built once from the config
+/// ([`build`](crate::build)), shared by every request.
+pub(crate) struct App {
+    pub(crate) groups: Groups,
+    pub(crate) models_body: Bytes,
+    /// The master key and the virtual keys.
+    pub(crate) keys: Keys,
+    pub(crate) max_body: usize,
+    /// Every secret of the config, redacted from upstream text before it
+    /// reaches a client.
+    pub(crate) secrets: tollgate_core::Secrets,
+    /// Reads request bodies within their size, time and memory limits.
+    pub(crate) body_reader: Arc<BodyReader>,
+    /// The deadline of a whole request, retries and fallbacks included.
+    pub(crate) request_deadline: Duration,
+    pub(crate) stack: Stack,
+    pub(crate) breakers: Breakers,
+    /// Each deployment's learned stream deadlines.
+    pub(crate) learned: LearnedDeadlines,
+    /// What `/health/providers` reports.
+    pub(crate) providers: ProviderHealth,
+    /// What `GET /metrics` shows.
+    pub(crate) metrics: Metrics,
+    /// Where the rate limits count; `limits_shared` when that is Redis.
+    pub(crate) limit_store: Arc<dyn Store>,
+    pub(crate) limits_shared: bool,
+    /// The spend ledger, when `tollgate.ledger_path` names one.
+    pub(crate) ledger: Option<Arc<Ledger>>,
+    pub(crate) request_ids: Arc<RequestIds>,
+    pub(crate) draining: Arc<AtomicBool>,
+    /// Ended by the server when its shutdown's grace period is over.
+    pub(crate) grace: GracePeriod,
+    /// Where access-log lines go as JSON without `tracing`'s formatter
+    /// (`Gateway::write_access_log_to`).
+    pub(crate) access_log_writer: Arc<OnceLock<LogWriter>>,
+    /// Aliases and wildcard groups: how a client's model finds its group.
+    pub(crate) routing: crate::routing::ModelRouting,
+    /// What a reload carries over and compares.
+    pub(crate) generation: Generation,
+}
+
+/// Handles one request.
+pub(crate) async fn handle<B>(
+    app: &App,
+    request: Request<B>,
+    reload: impl FnOnce() -> (Response<GatewayBody>, Option<ErrorClass>),
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let start = Instant::now();
+    let request_id = app.request_ids.for_request(request.headers());
+    let route = route_of(request.method(), request.uri().path());
+    let mut log = AccessLog::new(request_id.clone(), route.name(), start);
+    log.metrics = Some((app.metrics.clone(), route.metrics_label()));
+    log.direct = app.access_log_writer.get().cloned();
+    log.grace = Some(app.grace.clone());
+    if let Err(failure) = crate::door::check_head(&request) {
+        log.class = Some(failure.class());
+        return finish(failure.to_response(), &request_id, log);
+    }
+    let principal = match route {
+        // Liveness and readiness: for probes, without a key.
+        Route::Health | Route::Readiness => Ok(Principal::Open),
+        _ => app.keys.authenticate(request.headers(), unix_ms()).await,
+    };
+    let response = match principal {
+        Err(failure) => {
+            log.class = Some(failure.class());
+            failure.to_response()
+        }
+        // Everything but completions and the model list is for the
+        // master key alone.
+        Ok(Principal::Virtual(_)) if route.is_admin() => {
+            let failure = Failure::new(
+                ErrorClass::Auth,
+                "This endpoint needs the master key; virtual keys may only make completions \
+                 and list models.",
+            )
+            .with_status(StatusCode::FORBIDDEN)
+            .with_code("master_key_required");
+            log.class = Some(failure.class());
+            failure.to_response()
+        }
+        Ok(principal) => match route {
+            Route::ChatCompletions => {
+                let chat = chat::handle(app, request, principal, &mut log);
+                match app.grace.run(chat).await {
+                    Some(response) => response,
+                    None => {
+                        log.shutdown = true;
+                        crate::grace::shutdown_failure().to_response()
+                    }
+                }
+            }
+            Route::Keys => admin::keys(app, request, &mut log).await,
+            Route::ConfigReload => {
+                let (response, class) = reload();
+                log.class = class;
+                response
+            }
+            Route::Models => admin::json_response(StatusCode::OK, app.models_body.clone()),
+            Route::Health => admin::json_response(
+                StatusCode::OK,
+                Bytes::from_static(br#"{"status":"healthy"}"#),
+            ),
+            Route::Readiness => admin::readiness(app),
+            Route::CircuitBreakers => admin::circuit_breakers(app),
+            Route::Metrics => admin::metrics(app),
+            Route::SpendLogs | Route::SpendSummary => {
+                admin::spend(app, route, request.uri().query()).await
+            }
+            Route::Providers => admin::json_response(
+                StatusCode::OK,
+                Bytes::from(
+                    app.providers
+                        .report(&app.breakers, &app.learned)
+                        .to_string(),
+                ),
+            ),
+            Route::MethodNotAllowed => {
+                let failure = Failure::new(
+                    ErrorClass::BadRequest,
+                    format!("method {} is not allowed here", request.method()),
+                )
+                .with_status(StatusCode::METHOD_NOT_ALLOWED);
+                log.class = Some(failure.class());
+                failure.to_response()
+            }
+            Route::NotFound => {
+                let failure = Failure::new(
+                    ErrorClass::BadRequest,
+                    format!(
+                        "Unknown request URL: {} {}",
+                        request.method(),
+                        request.uri().path()
+                    ),
+                )
+                .with_status(StatusCode::NOT_FOUND)
+                .with_code("unknown_url");
+                log.class = Some(failure.class());
+                failure.to_response()
+            }
+        },
+    };
+    finish(response, &request_id, log)
+}
+
+/// The response with its request id, carrying the request's access-log
+/// entry.
+fn finish(
+    mut response: Response<GatewayBody>,
+    request_id: &str,
+    mut log: AccessLog,
+) -> Response<GatewayBody> {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(X_REQUEST_ID), value);
+    }
+    log.status = response.status().as_u16();
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, body.with_log(log))
+}
+
+/// The wall clock, for key expiry.
+pub(crate) fn unix_ms() -> i64 {
+    tollgate_core::time::unix_ms(std::time::SystemTime::now())
+}

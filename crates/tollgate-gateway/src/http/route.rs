@@ -1,0 +1,84 @@
+//! [`Route`]: which endpoint a request is for.
+
+use http::Method;
+
+/// An endpoint of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    ChatCompletions,
+    Models,
+    Health,
+    Readiness,
+    CircuitBreakers,
+    Providers,
+    Keys,
+    Metrics,
+    SpendLogs,
+    SpendSummary,
+    ConfigReload,
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Route {
+    /// Endpoints for the master key only.
+    pub(super) fn is_admin(self) -> bool {
+        !matches!(
+            self,
+            Route::ChatCompletions
+                | Route::Models
+                | Route::Health
+                | Route::Readiness
+                | Route::MethodNotAllowed
+                | Route::NotFound
+        )
+    }
+
+    /// The `route` label of the request metrics.
+    pub(super) fn metrics_label(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => crate::metrics::ROUTE_CHAT,
+            other => other.name(),
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "chat_completions",
+            Route::Models => "models",
+            Route::Health => "health",
+            Route::Readiness => "readiness",
+            Route::CircuitBreakers => "circuit_breakers",
+            Route::Providers => "providers",
+            Route::Keys => "keys",
+            Route::Metrics => "metrics",
+            Route::SpendLogs => "spend_logs",
+            Route::SpendSummary => "spend_summary",
+            Route::ConfigReload => "config_reload",
+            Route::MethodNotAllowed | Route::NotFound => "other",
+        }
+    }
+}
+
+pub(super) fn route_of(method: &Method, path: &str) -> Route {
+    let (route, allowed) = match path {
+        "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, Method::POST),
+        "/v1/models" | "/models" => (Route::Models, Method::GET),
+        "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
+        "/health/readiness" => (Route::Readiness, Method::GET),
+        "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),
+        "/health/providers" => (Route::Providers, Method::GET),
+        "/metrics" => (Route::Metrics, Method::GET),
+        // The key endpoints check their own methods.
+        "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
+        "/spend/logs" => (Route::SpendLogs, Method::GET),
+        "/spend/summary" => (Route::SpendSummary, Method::GET),
+        "/config/reload" => (Route::ConfigReload, Method::POST),
+        _ => return Route::NotFound,
+    };
+    if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {
+        route
+    } else {
+        Route::MethodNotAllowed
+    }
+}
