@@ -66,6 +66,7 @@ mod parse;
 mod provider;
 mod reference;
 mod report;
+mod secret;
 mod yaml;
 
 use std::path::Path;

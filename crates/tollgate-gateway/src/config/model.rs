@@ -8,6 +8,7 @@ use super::decimal::Decimal;
 use super::mock::MockSettings;
 use super::native::NativeParams;
 use super::provider::Provider;
+pub use super::secret::{KeySource, Secret};
 
 /// A loaded, validated config: LiteLLM's four sections plus Tollgate's own.
 #[derive(Debug, Clone)]
@@ -193,75 +194,6 @@ pub fn wildcard_match<'a>(pattern: &str, name: &'a str) -> Option<&'a str> {
     let rest = name.strip_prefix(head)?;
     let captured = rest.strip_suffix(tail)?;
     (!captured.is_empty()).then_some(captured)
-}
-
-/// A value that must never reach a log, an error message or a report: API keys, the
-/// master key, passwords, header values.
-#[derive(Clone)]
-pub struct Secret {
-    value: String,
-    source: KeySource,
-}
-
-impl Secret {
-    /// A secret given inline.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret {
-            value: value.into(),
-            source: KeySource::Inline,
-        }
-    }
-
-    /// A secret read from the config. The config walk makes every one
-    /// through its `keep_secret`, which also adds it to
-    /// [`Config::secrets`].
-    pub(crate) fn with_source(value: String, source: KeySource) -> Self {
-        Secret { value, source }
-    }
-
-    /// The secret itself, for the one place that sends it upstream.
-    pub fn expose(&self) -> &str {
-        &self.value
-    }
-
-    /// Where it came from (never [`KeySource::None`]).
-    pub fn source(&self) -> &KeySource {
-        &self.source
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Where a key came from: what a report may say instead of the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// Read from this environment variable.
-    Env(String),
-    /// Written in the config file itself.
-    Inline,
-    /// No key.
-    None,
-}
-
-impl fmt::Display for KeySource {
-    /// `env OPENROUTER_API_KEY`, `config` or `none`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::Env(var) => write!(f, "env {var}"),
-            KeySource::Inline => f.write_str("config"),
-            KeySource::None => f.write_str("none"),
-        }
-    }
 }
 
 /// Per-token prices in dollars, exact. `None` means "not configured", which is not

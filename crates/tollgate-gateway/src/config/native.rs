@@ -2,8 +2,8 @@
 //! typed, so a translation layer finds them validated and the secrets among
 //! them kept as [`Secret`]s.
 
-use super::model::Secret;
 use super::provider::Provider;
+use super::secret::Secret;
 
 /// `litellm_params` a native provider reads. Every field is `None` when the
 /// config (and, where LiteLLM reads one, its environment variable) gives none.
