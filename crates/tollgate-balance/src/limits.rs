@@ -52,3 +52,22 @@ impl DeploymentLimits for Unlimited {
 
     fn record_tokens(&self, _: &str, _: Quota, _: u64) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unlimited_admits_every_attempt_and_counts_nothing() {
+        let quota = Quota {
+            rpm: Some(1),
+            tpm: Some(1),
+        };
+        for _ in 0..3 {
+            let admission = Unlimited.admit("d", quota, 1_000_000).await;
+            assert!(admission.admitted);
+            assert_eq!(admission.refused_by, None);
+            Unlimited.record_tokens("d", quota, 1_000_000);
+        }
+    }
+}

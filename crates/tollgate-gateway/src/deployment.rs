@@ -43,12 +43,25 @@ pub(crate) struct OpenRouterDeployment {
     pub(crate) headers: http::HeaderMap,
 }
 
+/// A deployment of a provider with its own API, through its translation
+/// layer (`tollgate-providers`) over the pooled client.
+pub(crate) enum NativeDeployment {
+    /// Anthropic's Messages API.
+    Anthropic(
+        tollgate_providers::Provider<UpstreamClient, tollgate_providers::anthropic::Anthropic>,
+    ),
+    /// Azure OpenAI's deployment URLs and keys.
+    Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
+}
+
 /// How a deployment is reached.
 pub(crate) enum DeploymentProvider {
     /// A plain OpenAI-compatible upstream.
     Http(Arc<Endpoint>),
     /// OpenRouter, through its normalizer.
     OpenRouter(Box<OpenRouterDeployment>),
+    /// A provider with its own API, translated.
+    Native(Box<NativeDeployment>),
     Mock(MockDeployment),
     /// A deployment that cannot take traffic (see
     /// [`DeploymentConfig::disabled`](crate::config::DeploymentConfig::disabled)):

@@ -52,6 +52,16 @@ fn snapshot_prices(config: &Config, deployment: &DeploymentConfig) -> Option<Tok
         .prices()
 }
 
+/// The most a deployment's model writes in one answer, from the snapshot of
+/// LiteLLM's model facts: the `max_tokens` a native provider that requires
+/// one (Anthropic) gets when the client sent none, as LiteLLM sends it.
+pub(crate) fn max_output_tokens(config: &Config, deployment: &DeploymentConfig) -> Option<u64> {
+    config
+        .model_prices
+        .for_deployment(deployment.provider.as_str(), &deployment.upstream_model)?
+        .max_output_tokens
+}
+
 /// What a deployment charges for one prompt token and one completion token,
 /// in dollars, for `cost-based-routing`; a deployment nothing prices ranks
 /// after every priced one (LiteLLM's reading of an unknown cost).

@@ -18,10 +18,19 @@ use tollgate_core::extensions::Deadline;
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
 use tower_service::Service;
 
-use crate::deployment::{Deployment, DeploymentProvider};
+use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
 use crate::learned::Phase;
 use crate::mock::MockBody;
+use tollgate_providers::Protocol;
+use tollgate_providers::anthropic::Anthropic;
+use tollgate_providers::azure::Azure;
+
 use crate::upstream::{TimedBody, UpstreamClient};
+
+/// Anthropic's stream translation.
+type AnthropicStream = <Anthropic as Protocol>::Stream;
+/// Azure's stream translation.
+type AzureStream = <Azure as Protocol>::Stream;
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -31,6 +40,10 @@ pin_project! {
         Http { #[pin] body: TimedBody<Incoming> },
         /// From OpenRouter, normalised.
         OpenRouter { #[pin] body: tollgate_openrouter::ResponseBody<TimedBody<Incoming>> },
+        /// From Anthropic, translated into OpenAI's shape.
+        Anthropic { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AnthropicStream> },
+        /// From Azure OpenAI, its content-filter annotations dropped.
+        Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -47,6 +60,8 @@ impl Body for ProviderBody {
         match self.project() {
             ProviderBodyProj::Http { body } => body.poll_frame(cx),
             ProviderBodyProj::OpenRouter { body } => body.poll_frame(cx),
+            ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
+            ProviderBodyProj::Azure { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -55,6 +70,8 @@ impl Body for ProviderBody {
         match self {
             ProviderBody::Http { body } => body.is_end_stream(),
             ProviderBody::OpenRouter { body } => body.is_end_stream(),
+            ProviderBody::Anthropic { body } => body.is_end_stream(),
+            ProviderBody::Azure { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -63,6 +80,8 @@ impl Body for ProviderBody {
         match self {
             ProviderBody::Http { body } => body.size_hint(),
             ProviderBody::OpenRouter { body } => body.size_hint(),
+            ProviderBody::Anthropic { body } => body.size_hint(),
+            ProviderBody::Azure { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -173,6 +192,26 @@ async fn call_provider(
                 .await
                 .map_err(|error| Failure::from_error(&*error))?;
             Ok(response.map(|body| ProviderBody::OpenRouter { body }))
+        }
+        DeploymentProvider::Native(native) => {
+            let mut request = upstream_request(deployment, chat)?;
+            request.extensions_mut().insert(timeouts);
+            if let Some(timings) = timings {
+                request.extensions_mut().insert(Arc::clone(timings));
+            }
+            // The translation classifies the provider's failures, events
+            // inside a stream included, and answers in OpenAI's shape.
+            let classified = |error: BoxError| Failure::from_error(&*error);
+            match &**native {
+                NativeDeployment::Anthropic(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Anthropic { body }))
+                }
+                NativeDeployment::Azure(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Azure { body }))
+                }
+            }
         }
         DeploymentProvider::Disabled(reason) => Err(Failure::new(
             ErrorClass::UpstreamUnavailable,

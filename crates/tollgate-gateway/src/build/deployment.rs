@@ -9,11 +9,14 @@ use tollgate_balance::{GroupMember, MemberConfig, Quota, Strategy};
 use tollgate_core::extensions::Target;
 use tollgate_cost::PriceTable;
 use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
+use tollgate_providers::ProviderConfig;
+use tollgate_providers::anthropic::Anthropic;
+use tollgate_providers::azure::Azure;
 use tower::Layer;
 
 use super::BuildError;
-use crate::config::{Config, DeploymentConfig, ProviderKind, RoutingStrategy};
-use crate::deployment::{Deployment, DeploymentProvider, OpenRouterDeployment};
+use crate::config::{Config, DeploymentConfig, Provider, ProviderKind, RoutingStrategy};
+use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment, OpenRouterDeployment};
 use crate::learned::LearnedDeadlines;
 use crate::mock::MockDeployment;
 use crate::resilience;
@@ -112,6 +115,9 @@ pub(super) fn build(
         None => Some(deployment.provider.kind()),
     };
     let provider = match kind {
+        Some(ProviderKind::Native) if deployment.provider.is_wired() => DeploymentProvider::Native(
+            Box::new(native_deployment(config, deployment, client, &path)?),
+        ),
         None | Some(ProviderKind::Native) => DeploymentProvider::Disabled(Arc::from(
             deployment.disabled.as_deref().unwrap_or("not available"),
         )),
@@ -172,5 +178,54 @@ pub(super) fn build(
         stream_timeouts,
         timings: learned.get(&deployment.id).cloned().unwrap_or_default(),
         learn_stream_deadlines: config.tollgate.learn_stream_deadlines != Some(false),
+    })
+}
+
+/// The translation layer of a native provider's deployment, from its
+/// `litellm_params` as LiteLLM reads them.
+fn native_deployment(
+    config: &Config,
+    deployment: &DeploymentConfig,
+    client: &UpstreamClient,
+    path: &dyn Fn(&str) -> String,
+) -> Result<NativeDeployment, BuildError> {
+    let mut native = ProviderConfig::new();
+    if let Some(base) = deployment
+        .provider
+        .endpoint_base(deployment.api_base.as_deref())
+    {
+        native = native.api_base(base);
+    }
+    if let Some(key) = &deployment.api_key {
+        native = native.api_key(key.expose());
+    }
+    if let Some(version) = &deployment.native.api_version {
+        native = native.api_version(version.clone());
+    }
+    if let Some(max_tokens) = crate::pricing::max_output_tokens(config, deployment) {
+        native = native.default_max_tokens(max_tokens);
+    }
+    for (name, value) in &extra_headers(deployment, path)? {
+        let Ok(value) = value.to_str() else { continue };
+        native = native.header(name.as_str(), value);
+    }
+    let invalid = |e: tollgate_providers::InvalidConfig| BuildError {
+        path: path("api_base"),
+        message: e.to_string(),
+    };
+    Ok(match deployment.provider {
+        Provider::Anthropic => NativeDeployment::Anthropic(
+            Anthropic::layer(&native)
+                .map_err(invalid)?
+                .layer(client.clone()),
+        ),
+        _ => {
+            let native = native.deployment(deployment.upstream_model.clone());
+            NativeDeployment::Azure(
+                Azure::layer(&native)
+                    .map_err(invalid)?
+                    .layer(client.clone()),
+            )
+        }
     })
 }

@@ -38,6 +38,13 @@ macro_rules! providers {
         }
 
         impl Provider {
+    /// Whether the gateway serves this native provider through its
+    /// translation (`tollgate-providers`); the other native ones start
+    /// disabled.
+    pub fn is_wired(self) -> bool {
+        matches!(self, Provider::Anthropic | Provider::Azure)
+    }
+
             /// Every provider, in the order messages list them.
             pub const ALL: &'static [Provider] = &[$(Provider::$variant,)*];
 

@@ -220,15 +220,19 @@ pub(super) fn complete(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig) {
         })
     } else if provider.kind() == ProviderKind::Native {
         let missing = deployment.native.missing(provider, has_base);
-        Some(if missing.is_empty() {
-            format!("the native {provider} translation is not wired into the gateway yet")
+        if provider.is_wired() {
+            (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+        } else if missing.is_empty() {
+            Some(format!(
+                "the native {provider} translation is not wired into the gateway yet"
+            ))
         } else {
-            format!(
+            Some(format!(
                 "missing {} (and the native {provider} translation is not wired into the \
                  gateway yet)",
                 missing.join(", ")
-            )
-        })
+            ))
+        }
     } else {
         None
     };
