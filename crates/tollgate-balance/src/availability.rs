@@ -55,3 +55,49 @@ impl<A: Availability> Availability for std::sync::Arc<A> {
         A::rejection(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tollgate_core::ErrorClass;
+
+    use super::*;
+
+    /// Deployment "down" is open for 5 s; every error is a rejection.
+    struct OneDown;
+
+    impl Availability for OneDown {
+        fn is_open(&self, deployment: &str) -> bool {
+            deployment == "down"
+        }
+
+        fn next_probe_in(&self, deployment: &str) -> Option<Duration> {
+            self.is_open(deployment).then_some(Duration::from_secs(5))
+        }
+
+        fn rejection(_: &BoxError) -> Option<Failure> {
+            Some(Failure::new(ErrorClass::UpstreamUnavailable, "open"))
+        }
+    }
+
+    #[test]
+    fn always_available_has_nothing_open_and_no_rejection() {
+        let error: BoxError = "boom".into();
+        assert!(!AlwaysAvailable.is_open("any"));
+        assert_eq!(AlwaysAvailable.next_probe_in("any"), None);
+        assert!(AlwaysAvailable::rejection(&error).is_none());
+    }
+
+    #[test]
+    fn an_arc_answers_as_what_it_holds() {
+        let shared = Arc::new(OneDown);
+        let error: BoxError = "boom".into();
+        assert!(shared.is_open("down"));
+        assert!(!shared.is_open("up"));
+        assert_eq!(shared.next_probe_in("down"), Some(Duration::from_secs(5)));
+        assert_eq!(shared.next_probe_in("up"), None);
+        let failure = <Arc<OneDown> as Availability>::rejection(&error).unwrap();
+        assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
+    }
+}
