@@ -16,6 +16,7 @@
 //! integer counters cannot hold: it is kept here as `f64` bits in an atomic and
 //! appended to the exposition by [`Metrics::render`].
 
+mod breaker_state;
 mod describe;
 mod names;
 mod series;
@@ -31,6 +32,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+pub(crate) use breaker_state::BreakerStateLabel;
 use describe::describe;
 pub(crate) use names::*;
 use series::{DeploymentSeries, GroupSeries, Map, RequestKey, counter, with_entry};
@@ -41,59 +43,6 @@ static METADATA: Metadata<'static> =
 /// Writes gauges in the Prometheus text format (see
 /// [`Metrics::watch_gauges`]).
 pub(crate) type ExtraGauges = Box<dyn Fn(&mut String) + Send + Sync>;
-
-/// A circuit breaker's state, as the `tollgate_circuit_breaker_state` gauge
-/// and the `to` label of transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum BreakerStateLabel {
-    /// Requests flow (gauge 0).
-    Closed,
-    /// A probe is allowed through (gauge 1).
-    HalfOpen,
-    /// Requests are rejected (gauge 2).
-    Open,
-}
-
-impl From<tollgate_breaker::State> for BreakerStateLabel {
-    fn from(state: tollgate_breaker::State) -> Self {
-        match state {
-            tollgate_breaker::State::Closed => BreakerStateLabel::Closed,
-            tollgate_breaker::State::HalfOpen => BreakerStateLabel::HalfOpen,
-            tollgate_breaker::State::Open => BreakerStateLabel::Open,
-        }
-    }
-}
-
-impl BreakerStateLabel {
-    /// Every state, in gauge order.
-    pub(crate) const ALL: [BreakerStateLabel; 3] = [
-        BreakerStateLabel::Closed,
-        BreakerStateLabel::HalfOpen,
-        BreakerStateLabel::Open,
-    ];
-
-    /// The label value: `closed`, `half_open`, `open`.
-    pub(crate) const fn as_str(self) -> &'static str {
-        match self {
-            BreakerStateLabel::Closed => "closed",
-            BreakerStateLabel::HalfOpen => "half_open",
-            BreakerStateLabel::Open => "open",
-        }
-    }
-
-    /// The gauge value: 0, 1, 2.
-    pub(crate) const fn value(self) -> u8 {
-        match self {
-            BreakerStateLabel::Closed => 0,
-            BreakerStateLabel::HalfOpen => 1,
-            BreakerStateLabel::Open => 2,
-        }
-    }
-
-    const fn index(self) -> usize {
-        self.value() as usize
-    }
-}
 
 /// What one client request did, recorded once when its response ends.
 #[derive(Debug, Clone)]
