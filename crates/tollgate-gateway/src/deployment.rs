@@ -52,6 +52,8 @@ pub(crate) enum NativeDeployment {
     ),
     /// Azure OpenAI's deployment URLs and keys.
     Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
+    /// Google's Gemini API (AI Studio).
+    Gemini(tollgate_providers::Provider<UpstreamClient, tollgate_providers::gemini::Gemini>),
 }
 
 /// How a deployment is reached.

@@ -117,7 +117,8 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
         || error.message.contains("API key not valid")
         || error.message.contains("API key expired");
     let failure = match kind {
-        _ if key_refused => auth(),
+        // Gemini answers an invalid key with a 400.
+        "INVALID_ARGUMENT" if key_refused => auth(),
         "UNAUTHENTICATED" | "PERMISSION_DENIED" => auth(),
         "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
             invalid_argument(&error.message)
