@@ -122,6 +122,7 @@ mod layer;
 mod openai;
 mod protocol;
 mod stream;
+mod translate;
 
 #[cfg(feature = "anthropic")]
 pub mod anthropic;

@@ -186,13 +186,7 @@ impl Protocol for Gemini {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            // Asked for a stream, answered in JSON: not what the client can
-            // read.
-            return Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the provider answered a stream request without a stream",
-            )
-            .with_subkind("malformed_response"));
+            return Err(crate::translate::json_for_stream());
         }
         response::translate(exchange, &body)
     }

@@ -774,6 +774,14 @@ fn errors_are_classified() {
     );
     assert!(window.is_fallback_eligible() && !window.is_retryable());
 
+    // Only a 400 says an invalid key with its message.
+    let echo = fake::error_body(
+        503,
+        "UNAVAILABLE",
+        "API key not valid? overloaded",
+        json!([]),
+    );
+    assert_eq!(classify(503, echo).subkind(), Some("overloaded"));
     let key = classify(400, fake::invalid_key_error());
     assert_eq!(key.class(), ErrorClass::Auth);
     assert_eq!(key.status(), StatusCode::BAD_GATEWAY);
