@@ -112,8 +112,10 @@ impl Gemini {
     /// (and `:streamGenerateContent?alt=sse`): for a host that serves
     /// Gemini's bodies under another path, such as Vertex AI's
     /// `https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/google/models`.
-    /// `config`'s `api_key` (as `x-goog-api-key`, when set) and extra
-    /// headers are sent; its `api_base` is not read.
+    /// `config`'s `api_key` (as `x-goog-api-key`), `bearer_token` (as
+    /// `Authorization: Bearer …`, for a fixed OAuth token; a token that
+    /// expires is better added by a layer below this one) and extra headers
+    /// are sent, each when set; its `api_base` is not read.
     ///
     /// # Errors
     ///
@@ -127,6 +129,13 @@ impl Gemini {
         let mut headers = Headers::default();
         if let Some(key) = &config.api_key {
             headers.secret("x-goog-api-key", &key.0, "api_key")?;
+        }
+        if let Some(token) = &config.bearer_token {
+            headers.secret(
+                "authorization",
+                &format!("Bearer {}", token.0),
+                "bearer_token",
+            )?;
         }
         headers.extra(config)?;
         Ok(Gemini { models, headers })

@@ -118,7 +118,9 @@ fn the_base_and_models_url_come_from_the_config() {
     );
     let vertex = Gemini::with_models_url(
         "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models",
-        &ProviderConfig::new().header("x-goog-user-project", "p"),
+        &ProviderConfig::new()
+            .bearer_token("ya29.vertex-token")
+            .header("x-goog-user-project", "p"),
     )
     .unwrap();
     assert_eq!(
@@ -126,6 +128,18 @@ fn the_base_and_models_url_come_from_the_config() {
         "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
     );
     assert_eq!(vertex.headers.map()["x-goog-user-project"], "p");
+    assert_eq!(
+        vertex.headers.map()["authorization"],
+        "Bearer ya29.vertex-token"
+    );
+    assert!(!vertex.headers.map().contains_key("x-goog-api-key"));
+    assert!(
+        Gemini::with_models_url(
+            "https://x/models",
+            &ProviderConfig::new().bearer_token("a\nb")
+        )
+        .is_err()
+    );
     assert!(
         Gemini::new(&ProviderConfig::new().api_base("generativelanguage.googleapis.com")).is_err()
     );
