@@ -1,7 +1,8 @@
 //! Google's Gemini API (`gemini/` models, Google AI Studio).
 //!
-//! Requests go to `{api_base}/v1beta/models/{model}:generateContent` (or
-//! `:streamGenerateContent?alt=sse`) with `x-goog-api-key`; see [`Gemini`]
+//! Requests go to `https://generativelanguage.googleapis.com/v1beta/models/{model}:generateContent`
+//! (or `:streamGenerateContent?alt=sse`, under another `api_base` when one
+//! is set) with `x-goog-api-key`; see [`Gemini`]
 //! for what is translated. The translation does not depend on that URL or
 //! key: [`Gemini::with_models_url`] serves the same bodies at another
 //! address (Gemini models on Vertex AI, whose credentials a layer below
@@ -88,8 +89,9 @@ pub struct Gemini {
 
 impl Gemini {
     /// The protocol for `config` on Google AI Studio: `api_base` (default
-    /// [`DEFAULT_API_BASE`]; [`API_VERSION_PATH`] is appended unless it is
-    /// there), `api_key` (sent as `x-goog-api-key`) and extra headers.
+    /// [`DEFAULT_API_BASE`]; requests go to `{api_base}/models/…` as
+    /// LiteLLM sends them, with [`API_VERSION_PATH`] added to a bare host),
+    /// `api_key` (sent as `x-goog-api-key`) and extra headers.
     ///
     /// # Errors
     ///
@@ -97,14 +99,18 @@ impl Gemini {
     /// go in a header.
     pub fn new(config: &ProviderConfig) -> Result<Self, InvalidConfig> {
         let base = BaseUrl::new(config.api_base.as_deref(), DEFAULT_API_BASE)?;
-        let models = if base.path().ends_with(API_VERSION_PATH) {
-            format!("{}/models", base.join("").ok_or(InvalidConfig::ApiBase)?)
+        // LiteLLM sends to `{api_base}/models/…`: a base with a path names
+        // its version (`…/v1beta`, a Cloudflare gateway's
+        // `…/google-ai-studio/v1beta`); a bare host gets Gemini's.
+        let version = if base.path().is_empty() {
+            API_VERSION_PATH
         } else {
-            format!(
-                "{}/models",
-                base.join(API_VERSION_PATH).ok_or(InvalidConfig::ApiBase)?
-            )
+            ""
         };
+        let models = format!(
+            "{}/models",
+            base.join(version).ok_or(InvalidConfig::ApiBase)?
+        );
         Gemini::with_models_url(&models, config)
     }
 

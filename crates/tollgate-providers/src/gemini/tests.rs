@@ -104,10 +104,17 @@ fn a_stream_goes_to_stream_generate_content_with_alt_sse() {
 
 #[test]
 fn the_base_and_models_url_come_from_the_config() {
+    // A base with a path is used as LiteLLM uses it; a bare host gets
+    // Gemini's version path.
     let proxy = Gemini::new(&ProviderConfig::new().api_base("http://127.0.0.1:9/proxy/")).unwrap();
     assert_eq!(
         proxy.uri("m", false).unwrap(),
-        "http://127.0.0.1:9/proxy/v1beta/models/m:generateContent"
+        "http://127.0.0.1:9/proxy/models/m:generateContent"
+    );
+    let host = Gemini::new(&ProviderConfig::new().api_base("http://127.0.0.1:9/")).unwrap();
+    assert_eq!(
+        host.uri("m", false).unwrap(),
+        "http://127.0.0.1:9/v1beta/models/m:generateContent"
     );
     assert!(!proxy.headers.map().contains_key("x-goog-api-key"));
     let versioned =
