@@ -36,6 +36,7 @@
 //! |---|---|---|
 //! | `anthropic` | `anthropic` | Anthropic Messages (`/v1/messages`), native |
 //! | `azure` | `azure` | Azure OpenAI deployments: OpenAI's shape, Azure's URL, keys and content filter |
+//! | `bedrock` | `bedrock` | AWS Bedrock Converse / ConverseStream, native: SigV4, the binary event stream |
 //!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
@@ -126,6 +127,8 @@ mod stream;
 pub mod anthropic;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;
