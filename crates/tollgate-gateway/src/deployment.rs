@@ -52,6 +52,8 @@ pub(crate) enum NativeDeployment {
     ),
     /// Azure OpenAI's deployment URLs and keys.
     Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
+    /// AWS Bedrock's Converse API, signed with SigV4.
+    Bedrock(tollgate_providers::Provider<UpstreamClient, tollgate_providers::bedrock::Bedrock>),
 }
 
 /// How a deployment is reached.

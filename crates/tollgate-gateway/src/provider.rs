@@ -24,6 +24,7 @@ use crate::mock::MockBody;
 use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
+use tollgate_providers::bedrock::Bedrock;
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -31,6 +32,8 @@ use crate::upstream::{TimedBody, UpstreamClient};
 type AnthropicStream = <Anthropic as Protocol>::Stream;
 /// Azure's stream translation.
 type AzureStream = <Azure as Protocol>::Stream;
+/// Bedrock's event-stream translation.
+type BedrockStream = <Bedrock as Protocol>::Stream;
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -44,6 +47,8 @@ pin_project! {
         Anthropic { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AnthropicStream> },
         /// From Azure OpenAI, its content-filter annotations dropped.
         Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
+        /// From AWS Bedrock (Converse), translated into OpenAI's shape.
+        Bedrock { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, BedrockStream> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -62,6 +67,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::OpenRouter { body } => body.poll_frame(cx),
             ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
             ProviderBodyProj::Azure { body } => body.poll_frame(cx),
+            ProviderBodyProj::Bedrock { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -72,6 +78,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.is_end_stream(),
             ProviderBody::Anthropic { body } => body.is_end_stream(),
             ProviderBody::Azure { body } => body.is_end_stream(),
+            ProviderBody::Bedrock { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -82,6 +89,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.size_hint(),
             ProviderBody::Anthropic { body } => body.size_hint(),
             ProviderBody::Azure { body } => body.size_hint(),
+            ProviderBody::Bedrock { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -210,6 +218,10 @@ async fn call_provider(
                 NativeDeployment::Azure(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Azure { body }))
+                }
+                NativeDeployment::Bedrock(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Bedrock { body }))
                 }
             }
         }

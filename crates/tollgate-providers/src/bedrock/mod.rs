@@ -96,9 +96,10 @@ impl Bedrock {
             .as_deref()
             .filter(|r| !r.is_empty())
             .ok_or(InvalidConfig::Missing("aws_region_name"))?;
+        // It goes into the host name and the credential scope.
         if !region
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(InvalidConfig::Invalid("aws_region_name".to_owned()));
         }
@@ -110,7 +111,13 @@ impl Bedrock {
             .aws_secret_access_key
             .as_ref()
             .ok_or(InvalidConfig::Missing("aws_secret_access_key"))?;
-        if key_id.0.is_empty() || !key_id.0.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // It goes into the `Credential=…/…,` field of the signature.
+        if key_id.0.is_empty()
+            || !key_id
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b',' | b'='))
+        {
             return Err(InvalidConfig::Invalid("aws_access_key_id".to_owned()));
         }
         if secret.0.is_empty() {
