@@ -85,6 +85,80 @@ pub async fn upstream() -> Upstream {
     upstream
 }
 
+/// An upstream that checks signatures as [`upstream`] does, then answers
+/// each signed request by what it asks ([`scripted_reply`]) instead of a
+/// script: for tests in other languages, which cannot push replies.
+pub async fn scripted_upstream() -> Upstream {
+    let upstream = upstream().await;
+    upstream.set_guard(|request| {
+        let expected = Expected {
+            access_key_id: ACCESS_KEY_ID,
+            secret_access_key: SECRET_ACCESS_KEY,
+            region: REGION,
+            service: "bedrock",
+        };
+        Some(
+            match verify_sigv4(
+                &request.method,
+                &request.uri,
+                &request.headers,
+                &request.body,
+                &expected,
+            ) {
+                Ok(()) => scripted_reply(request),
+                Err(refusal) => refusal.reply(),
+            },
+        )
+    });
+    upstream
+}
+
+/// The reply to a Converse (or ConverseStream, by the path) request, by
+/// its last message's text: `throttle` → a 429 `ThrottlingException`,
+/// `too long` → a 400 "Input is too long" `ValidationException`; a request
+/// offering tools → a call of the first tool with `{"city": "Paris"}`;
+/// anything else → [`SCRIPTED_TEXT`].
+pub fn scripted_reply(request: &crate::RecordedRequest) -> Reply {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    let stream = request.uri.path().ends_with("/converse-stream");
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default();
+    if last.contains("throttle") {
+        return error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        );
+    }
+    if last.contains("too long") {
+        return error(
+            400,
+            "ValidationException",
+            "Input is too long for requested model.",
+        );
+    }
+    let tool = body["toolConfig"]["tools"][0]["toolSpec"]["name"].as_str();
+    match (tool, stream) {
+        (Some(name), false) => Reply::json(
+            200,
+            tool_use_converse("tooluse_scripted", name, json!({"city": "Paris"})),
+        ),
+        (Some(name), true) => stream_reply(tool_stream(
+            "tooluse_scripted",
+            name,
+            &["{\"city\":", " \"Paris\"}"],
+        )),
+        (None, false) => Reply::json(200, converse(SCRIPTED_TEXT)),
+        (None, true) => stream_reply(text_stream(&["The capital ", "of France ", "is Paris."])),
+    }
+}
+
+/// The text [`scripted_reply`] answers.
+pub const SCRIPTED_TEXT: &str = "The capital of France is Paris.";
+
 /// The `usage` of every answer built here.
 pub fn usage() -> Value {
     json!({
@@ -636,5 +710,46 @@ mod tests {
             .unwrap();
         assert_eq!(client.request(request).await.unwrap().status(), 403);
         assert_eq!(upstream.wait_for_requests(2).await.len(), 1);
+    }
+
+    #[test]
+    fn scripted_replies_follow_what_is_asked() {
+        let request = |path: &str, body: Value| crate::RecordedRequest {
+            method: Method::POST,
+            uri: path.parse().unwrap(),
+            version: http::Version::HTTP_11,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_string()),
+            received_at: tokio::time::Instant::now(),
+        };
+        let ask = |text: &str| json!({"messages": [{"role": "user", "content": [{"text": text}]}]});
+        let status = |reply: Reply| reply.to_response().status();
+        let converse_path = "/model/m/converse";
+        assert_eq!(
+            status(scripted_reply(&request(
+                converse_path,
+                ask("please throttle")
+            ))),
+            429
+        );
+        assert_eq!(
+            status(scripted_reply(&request(
+                converse_path,
+                ask("this is too long")
+            ))),
+            400
+        );
+        let text = scripted_reply(&request(converse_path, ask("hi"))).to_response();
+        assert_eq!(text.headers()["content-type"], "application/json");
+        let stream = scripted_reply(&request("/model/m/converse-stream", ask("hi"))).to_response();
+        assert_eq!(stream.headers()["content-type"], EVENT_STREAM);
+        let mut tools = ask("weather?");
+        tools["toolConfig"] = json!({"tools": [{"toolSpec": {"name": "weather"}}]});
+        assert_eq!(
+            status(scripted_reply(&request(converse_path, tools.clone()))),
+            200
+        );
+        let tool_stream = scripted_reply(&request("/model/m/converse-stream", tools)).to_response();
+        assert_eq!(tool_stream.headers()["content-type"], EVENT_STREAM);
     }
 }
