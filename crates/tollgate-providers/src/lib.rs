@@ -114,9 +114,11 @@
 
 mod body;
 mod buffered;
+mod chat;
 mod config;
 mod endpoint;
 mod error;
+mod failures;
 mod future;
 mod layer;
 mod openai;

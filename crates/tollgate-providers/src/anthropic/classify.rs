@@ -14,7 +14,9 @@ use std::time::SystemTime;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
-use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
+use tollgate_core::{ErrorClass, Failure, Scope};
+
+use crate::failures::{message_or, upstream_auth_failed};
 
 #[derive(Deserialize, Default)]
 struct Envelope {
@@ -78,13 +80,7 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
     };
     let failure = match kind {
         "invalid_request_error" => invalid_request(&error.message),
-        "authentication_error" | "permission_error" => Failure::new(
-            ErrorClass::Auth,
-            "the provider rejected the gateway's credentials",
-        )
-        .with_scope(Scope::Key)
-        .with_status(StatusCode::BAD_GATEWAY)
-        .with_code("upstream_auth_failed"),
+        "authentication_error" | "permission_error" => upstream_auth_failed(),
         "billing_error" => Failure::new(
             ErrorClass::InsufficientCredits,
             "the provider account has no credit left",
@@ -142,15 +138,5 @@ fn invalid_request(message: &str) -> Failure {
         Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model)
     } else {
         Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
-    }
-}
-
-/// The provider's message, made safe for a client, or `default`.
-fn message_or(message: &str, default: &'static str) -> String {
-    let clean = sanitize_message(message);
-    if clean.trim().is_empty() {
-        default.to_owned()
-    } else {
-        clean
     }
 }

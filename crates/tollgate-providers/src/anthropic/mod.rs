@@ -13,11 +13,12 @@ mod tests;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use crate::config::ProviderConfig;
 use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
+use crate::failures::stream_answered_as_json;
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
 use crate::stream::SseStream;
@@ -154,13 +155,7 @@ impl Protocol for Anthropic {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            // Asked for a stream, answered in JSON: not what the client can
-            // read.
-            return Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the provider answered a stream request without a stream",
-            )
-            .with_subkind("malformed_response"));
+            return Err(stream_answered_as_json());
         }
         response::translate(exchange, &body)
     }

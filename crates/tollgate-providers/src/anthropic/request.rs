@@ -10,15 +10,9 @@
 //! message is a prefill: the answer continues it.
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
-/// What the layer keeps of the OpenAI request.
-#[derive(Debug)]
-pub(crate) struct RequestFacts {
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
+use crate::chat::{self, RequestFacts, bad_request, push_merged};
 
 /// OpenAI parameters with no Anthropic equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does; other
@@ -48,49 +42,14 @@ pub(crate) fn translate(
     body: &[u8],
     default_max_tokens: u64,
 ) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad_request("the request body must be a JSON object", None));
-    };
-    let model = match request.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(bad_request("`model` must be a string", Some("model"))),
-    };
-    let model = model
-        .strip_prefix("anthropic/")
-        .unwrap_or(&model)
-        .to_owned();
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if request
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
-        return Err(bad_request(
-            "Anthropic answers one choice: `n` must be 1",
-            Some("n"),
-        ));
-    }
-    if request.contains_key("response_format") {
-        return Err(bad_request(
-            "`response_format` is not supported for Anthropic models",
-            Some("response_format"),
-        ));
-    }
+    let (mut request, facts) = chat::read(body, "anthropic/", "Anthropic")?;
     let Some(Value::Array(messages)) = request.remove("messages") else {
         return Err(bad_request("`messages` must be an array", Some("messages")));
     };
     let (system, messages) = messages_of(messages)?;
 
     let mut out = Map::new();
-    out.insert("model".into(), Value::String(model.clone()));
+    out.insert("model".into(), Value::String(facts.model.clone()));
     let max_tokens = request
         .get("max_completion_tokens")
         .or_else(|| request.get("max_tokens"))
@@ -121,8 +80,7 @@ pub(crate) fn translate(
     if let Some(choice) = tool_choice_of(request.remove("tool_choice"), parallel)? {
         out.insert("tool_choice".into(), choice);
     }
-    request.remove("stream");
-    if stream {
+    if facts.stream {
         out.insert("stream".into(), Value::Bool(true));
     }
     for (key, value) in request {
@@ -131,14 +89,7 @@ pub(crate) fn translate(
         }
     }
     let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
-    Ok((
-        body,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok((body, facts))
 }
 
 /// The `system` field and the alternating messages.
@@ -207,19 +158,6 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
         _ => Some(Value::Array(system)),
     };
     Ok((system, out))
-}
-
-/// Appends a message, merged into the previous one when the role repeats
-/// (Anthropic wants tool results of one turn in one user message).
-fn push_merged(out: &mut Vec<Value>, role: &'static str, blocks: Vec<Value>) {
-    if let Some(previous) = out.last_mut()
-        && previous["role"] == role
-        && let Some(Value::Array(content)) = previous.get_mut("content")
-    {
-        content.extend(blocks);
-        return;
-    }
-    out.push(json!({"role": role, "content": blocks}));
 }
 
 /// Text content (a string or text parts) as text blocks, `cache_control`
@@ -390,12 +328,4 @@ fn tool_choice_of(choice: Option<Value>, parallel: Option<bool>) -> Result<Optio
         }
     }
     Ok(out)
-}
-
-fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
-    let failure = Failure::new(ErrorClass::BadRequest, message.into());
-    match param {
-        Some(param) => failure.with_param(param),
-        None => failure,
-    }
 }

@@ -22,6 +22,8 @@ use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
 
+use crate::failures::{message_or, upstream_auth_failed};
+
 #[derive(Deserialize, Default)]
 struct ErrorBody {
     #[serde(default, alias = "Message")]
@@ -107,13 +109,7 @@ fn classify_kind(status: StatusCode, kind: &str, message: &str) -> Failure {
         | "InvalidSignatureException"
         | "IncompleteSignatureException"
         | "ExpiredTokenException"
-        | "MissingAuthenticationTokenException" => Failure::new(
-            ErrorClass::Auth,
-            "the provider rejected the gateway's credentials",
-        )
-        .with_scope(Scope::Key)
-        .with_status(StatusCode::BAD_GATEWAY)
-        .with_code("upstream_auth_failed"),
+        | "MissingAuthenticationTokenException" => upstream_auth_failed(),
         "ResourceNotFoundException" => Failure::new(
             ErrorClass::ModelNotFound,
             message_or(message, "the model was not found"),
@@ -177,14 +173,4 @@ pub(crate) fn content_policy(stop_reason: &str, said: Option<&str>) -> Failure {
     Failure::new(ErrorClass::ContentPolicy, message)
         .with_code("content_filter")
         .with_scope(Scope::Request)
-}
-
-/// The provider's message, made safe for a client, or `default`.
-fn message_or(message: &str, default: &'static str) -> String {
-    let clean = sanitize_message(message);
-    if clean.trim().is_empty() {
-        default.to_owned()
-    } else {
-        clean
-    }
 }

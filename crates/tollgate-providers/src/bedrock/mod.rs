@@ -19,11 +19,12 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use ring::rand::{SecureRandom, SystemRandom};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use crate::config::ProviderConfig;
 use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
+use crate::failures::stream_answered_as_json;
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
 
@@ -203,13 +204,7 @@ impl Protocol for Bedrock {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            // Asked for a stream, answered in JSON: not what the client can
-            // read.
-            return Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the provider answered a stream request without a stream",
-            )
-            .with_subkind("malformed_response"));
+            return Err(stream_answered_as_json());
         }
         response::translate(exchange, &completion_id(), &body)
     }

@@ -14,17 +14,10 @@
 //! `tool`). Model-specific fields go in `additionalModelRequestFields`.
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
-/// What the layer keeps of the OpenAI request.
-#[derive(Debug)]
-pub(crate) struct RequestFacts {
-    /// The Bedrock model id (or inference profile / ARN), without the
-    /// `bedrock/` (and `converse/`) prefix.
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
+pub(crate) use crate::chat::bad_request;
+use crate::chat::{self, RequestFacts, push_merged};
 
 /// OpenAI parameters with no Converse equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does.
@@ -57,41 +50,14 @@ const CONVERSE_FIELDS: &[&str] = &[
 
 /// Translates `body` into a Converse body.
 pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad_request("the request body must be a JSON object", None));
-    };
-    let model = match request.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(bad_request("`model` must be a string", Some("model"))),
-    };
-    let model = model.strip_prefix("bedrock/").unwrap_or(&model);
-    let model = model.strip_prefix("converse/").unwrap_or(model).to_owned();
-    if model.is_empty() {
+    let (mut request, mut facts) = chat::read(body, "bedrock/", "Bedrock")?;
+    if let Some(model) = facts.model.strip_prefix("converse/") {
+        facts.model = model.to_owned();
+    }
+    if facts.model.is_empty() {
         return Err(bad_request(
             "`model` must name a Bedrock model",
             Some("model"),
-        ));
-    }
-    let stream = request.remove("stream").and_then(|s| s.as_bool()) == Some(true);
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if request
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
-        return Err(bad_request(
-            "Bedrock answers one choice: `n` must be 1",
-            Some("n"),
-        ));
-    }
-    if request.contains_key("response_format") {
-        return Err(bad_request(
-            "`response_format` is not supported for Bedrock models",
-            Some("response_format"),
         ));
     }
     let Some(Value::Array(messages)) = request.remove("messages") else {
@@ -135,14 +101,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure>
         );
     }
     let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
-    Ok((
-        body,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok((body, facts))
 }
 
 /// `maxTokens`, `temperature`, `topP` and `stopSequences`.
@@ -257,20 +216,6 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
         push_merged(&mut out, role, blocks);
     }
     Ok((system, out, uses_tools))
-}
-
-/// Appends a message, merged into the previous one when the role repeats:
-/// Converse wants roles to alternate, and one turn's tool results in one
-/// user message.
-fn push_merged(out: &mut Vec<Value>, role: &'static str, blocks: Vec<Value>) {
-    if let Some(previous) = out.last_mut()
-        && previous["role"] == role
-        && let Some(Value::Array(content)) = previous.get_mut("content")
-    {
-        content.extend(blocks);
-        return;
-    }
-    out.push(json!({"role": role, "content": blocks}));
 }
 
 /// A message's content as blocks: text (a `cachePoint` after a part with
@@ -435,12 +380,4 @@ fn tool_config(
         config["toolChoice"] = choice;
     }
     Ok(Some(config))
-}
-
-pub(crate) fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
-    let failure = Failure::new(ErrorClass::BadRequest, message.into());
-    match param {
-        Some(param) => failure.with_param(param),
-        None => failure,
-    }
 }

@@ -12,9 +12,10 @@
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use super::classify::content_policy;
+use crate::failures::malformed_response;
 use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
 use crate::protocol::Exchange;
 
@@ -121,12 +122,12 @@ pub(crate) fn is_refusal(stop_reason: &str) -> bool {
 /// Translates a complete answer; a guardrail's or filter's refusal is a
 /// `content_policy` failure with its reason, never a success.
 pub(crate) fn translate(exchange: &Exchange, id: &str, body: &[u8]) -> Result<Bytes, Failure> {
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| malformed_response())?;
     let blocks = answer
         .output
         .and_then(|o| o.message)
         .map(|m| m.content)
-        .ok_or_else(unreadable)?;
+        .ok_or_else(malformed_response)?;
     let stop_reason = answer.stop_reason.as_deref().unwrap_or("end_turn");
     let mut text: Option<String> = None;
     let mut reasoning: Option<String> = None;
@@ -179,14 +180,6 @@ pub(crate) fn translate(exchange: &Exchange, id: &str, body: &[u8]) -> Result<By
         usage: TokenCounts::from(answer.usage).into(),
     };
     Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| unreadable())?,
+        serde_json::to_vec(&completion).map_err(|_| malformed_response())?,
     ))
-}
-
-pub(crate) fn unreadable() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider's answer could not be read",
-    )
-    .with_subkind("malformed_response")
 }

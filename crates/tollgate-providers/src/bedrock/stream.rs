@@ -22,9 +22,8 @@ use tollgate_core::{ErrorClass, Failure};
 use super::classify::{classify_exception, content_policy};
 use super::eventstream::{DecodeError, Decoder, Message};
 use super::response::{ConverseUsage, finish_reason, is_refusal};
-use crate::openai::{
-    Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
-};
+use crate::failures::malformed_event;
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
 use crate::protocol::{Exchange, TranslateStream};
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -34,16 +33,13 @@ const MAX_BLOCK_GAP: usize = 64;
 #[derive(Debug)]
 pub struct BedrockStream {
     decoder: Decoder,
-    id: String,
-    model: String,
-    created: u64,
+    chunks: ChunkWriter,
     include_usage: bool,
     counts: TokenCounts,
     /// For each content block index, the OpenAI tool-call index of a
     /// `toolUse` block.
     tool_of_block: Vec<Option<u32>>,
     tools: u32,
-    committed: bool,
     finished: bool,
 }
 
@@ -105,50 +101,13 @@ impl BedrockStream {
     pub(crate) fn new(exchange: &Exchange, id: String) -> Self {
         BedrockStream {
             decoder: Decoder::default(),
-            id,
-            model: exchange.model.to_string(),
-            created: exchange.created,
+            chunks: ChunkWriter::new(exchange, id),
             include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
             tool_of_block: Vec::new(),
             tools: 0,
-            committed: false,
             finished: false,
         }
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        write_event(
-            out,
-            &Chunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices: &choices,
-                usage: None,
-            },
-        );
-    }
-
-    /// Writes a chunk that carries content: from here on the answer has
-    /// started.
-    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
-        self.committed = true;
-        self.chunk(out, delta, None);
-    }
-
-    fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
-        let delta = Delta {
-            tool_calls: Some([call]),
-            ..Delta::default()
-        };
-        self.content(out, delta);
     }
 
     /// Translates one decoded message.
@@ -169,7 +128,7 @@ impl BedrockStream {
         }
         let event = message.event_type.as_deref().unwrap_or_default();
         let payload: Payload<'_> =
-            serde_json::from_slice(&message.payload).map_err(|_| malformed())?;
+            serde_json::from_slice(&message.payload).map_err(|_| malformed_event())?;
         match event {
             "messageStart" => {
                 let delta = Delta {
@@ -177,7 +136,7 @@ impl BedrockStream {
                     content: Some(""),
                     ..Delta::default()
                 };
-                self.chunk(out, delta, None);
+                self.chunks.chunk(out, delta, None);
             }
             "contentBlockStart" => {
                 let Some(tool) = payload.start.and_then(|s| s.tool_use) else {
@@ -189,7 +148,7 @@ impl BedrockStream {
                 // Blocks are numbered from 0 up: a far index is not
                 // Bedrock's, and must not size a table.
                 if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed());
+                    return Err(malformed_event());
                 }
                 if self.tool_of_block.len() <= index {
                     self.tool_of_block.resize(index + 1, None);
@@ -197,7 +156,7 @@ impl BedrockStream {
                 let call = self.tools;
                 self.tools += 1;
                 self.tool_of_block[index] = Some(call);
-                self.tool_call(
+                self.chunks.tool_call(
                     out,
                     ToolCallDelta {
                         index: call,
@@ -211,13 +170,13 @@ impl BedrockStream {
                 );
             }
             "contentBlockDelta" => {
-                let delta = payload.delta.ok_or_else(malformed)?;
+                let delta = payload.delta.ok_or_else(malformed_event)?;
                 if let Some(text) = delta.text.as_deref() {
                     let delta = Delta {
                         content: Some(text),
                         ..Delta::default()
                     };
-                    self.content(out, delta);
+                    self.chunks.content(out, delta);
                 } else if let Some(tool) = delta.tool_use {
                     let call = payload
                         .content_block_index
@@ -225,7 +184,7 @@ impl BedrockStream {
                     if let Some(call) = call
                         && !tool.input.is_empty()
                     {
-                        self.tool_call(
+                        self.chunks.tool_call(
                             out,
                             ToolCallDelta {
                                 index: call,
@@ -243,7 +202,7 @@ impl BedrockStream {
                         reasoning_content: Some(&text),
                         ..Delta::default()
                     };
-                    self.content(out, delta);
+                    self.chunks.content(out, delta);
                 }
             }
             "messageStop" => {
@@ -251,31 +210,22 @@ impl BedrockStream {
                 // A refusal before anything was said is the answer: a
                 // content-policy failure with its reason. After content it
                 // ends the answer as OpenAI's `content_filter`.
-                if is_refusal(stop) && !self.committed {
+                if is_refusal(stop) && !self.chunks.committed() {
                     return Err(content_policy(stop, None));
                 }
-                self.committed = true;
-                self.chunk(out, Delta::default(), Some(finish_reason(stop)));
+                self.chunks.commit();
+                self.chunks
+                    .chunk(out, Delta::default(), Some(finish_reason(stop)));
             }
             "metadata" => {
                 if let Some(usage) = payload.usage {
                     self.counts = usage.into();
                 }
                 if self.include_usage {
-                    write_event(
-                        out,
-                        &Chunk {
-                            id: &self.id,
-                            object: "chat.completion.chunk",
-                            created: self.created,
-                            model: &self.model,
-                            choices: &[],
-                            usage: Some(self.counts.into()),
-                        },
-                    );
+                    self.chunks.usage(out, self.counts);
                 }
                 write_done(out);
-                self.committed = true;
+                self.chunks.commit();
                 self.finished = true;
             }
             // `contentBlockStop`, and types added later.
@@ -308,20 +258,12 @@ impl TranslateStream for BedrockStream {
     }
 
     fn committed(&self) -> bool {
-        self.committed
+        self.chunks.committed()
     }
 
     fn finished(&self) -> bool {
         self.finished
     }
-}
-
-fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider sent a stream event that could not be read",
-    )
-    .with_subkind("malformed_event")
 }
 
 /// The event stream itself is broken (a CRC mismatch, impossible lengths):
