@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::binary::GatewayProcess;
 use common::{TestClient, TestGateway, call, client, sse_data, streamed_text};
 use serde_json::{Value, json};
@@ -444,4 +446,65 @@ async fn no_key_token_or_signature_reaches_the_log_or_a_response() {
         "the log says something: {log}"
     );
     assert_eq!(leaked(&log), None, "{log}");
+}
+
+/// `tollgate check-config` on `fixture` with `env` as the only environment:
+/// whether it passed, and what it printed.
+fn check_config(fixture: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/litellm-configs")
+        .join(fixture);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    command.arg("check-config").arg(path).args(args).env_clear();
+    if let Some(profile) = std::env::var_os("LLVM_PROFILE_FILE") {
+        command.env("LLVM_PROFILE_FILE", profile);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().expect("the binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn check_config_accepts_litellm_bedrock_configs_and_names_missing_credentials() {
+    let env = [
+        ("CUSTOM_AWS_ACCESS_KEY_ID", "AKIACUSTOMEXAMPLE01"),
+        ("CUSTOM_AWS_SECRET_ACCESS_KEY", "custom/secret/EXAMPLEKEY"),
+        ("CUSTOM_AWS_REGION_NAME", "eu-central-1"),
+        ("AWS_ACCESS_KEY_ID", bedrock::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", bedrock::SECRET_ACCESS_KEY),
+        ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    let (ok, text) = check_config("bedrock.yaml", &[], &env);
+    assert!(ok, "{text}");
+    assert!(text.contains("3 deployments, 0 warnings"), "{text}");
+    // `bedrock/converse/` is LiteLLM's route marker, not part of the model.
+    assert!(
+        text.contains("bedrock anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        "{text}"
+    );
+    for group in [
+        "bedrock-claude-v1",
+        "bedrock-claude-sonnet",
+        "bedrock-llama",
+    ] {
+        assert!(text.contains(group), "{group}: {text}");
+    }
+    assert_eq!(leaked(&text), None, "{text}");
+    assert!(!text.contains("custom/secret"), "{text}");
+
+    // Without the AWS variables, the deployment relying on them starts
+    // disabled, naming what is missing; `--strict` makes that an error.
+    let custom: Vec<(&str, &str)> = env[..3].to_vec();
+    let (ok, text) = check_config("bedrock.yaml", &[], &custom);
+    assert!(ok, "{text}");
+    assert!(text.contains("aws_region_name"), "{text}");
+    assert!(text.contains("aws_access_key_id"), "{text}");
+    let (ok, text) = check_config("bedrock.yaml", &["--strict"], &custom);
+    assert!(!ok, "{text}");
 }
