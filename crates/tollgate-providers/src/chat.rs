@@ -63,6 +63,25 @@ pub(crate) fn read(
     ))
 }
 
+/// One OpenAI message taken apart: the rest of its fields, its role and
+/// its content (`null` when it has none).
+pub(crate) fn message_parts(
+    message: Value,
+) -> Result<(Map<String, Value>, String, Value), Failure> {
+    let Value::Object(mut message) = message else {
+        return Err(bad_request(
+            "each message must be an object",
+            Some("messages"),
+        ));
+    };
+    let role = match message.get("role").and_then(Value::as_str) {
+        Some(role) => role.to_owned(),
+        None => return Err(bad_request("each message needs a `role`", Some("messages"))),
+    };
+    let content = message.remove("content").unwrap_or(Value::Null);
+    Ok((message, role, content))
+}
+
 /// Appends a message, merged into the previous one when the role repeats:
 /// native APIs want roles to alternate, and one turn's tool results in one
 /// user message.

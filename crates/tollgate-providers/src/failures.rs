@@ -45,6 +45,30 @@ pub(crate) fn upstream_auth_failed() -> Failure {
     .with_code("upstream_auth_failed")
 }
 
+/// The provider timed out answering.
+pub(crate) fn upstream_timed_out() -> Failure {
+    Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
+        .with_subkind("upstream_timeout")
+        .with_scope(Scope::Provider)
+}
+
+/// The provider failed on its side (a 5xx, an internal error).
+pub(crate) fn upstream_failed() -> Failure {
+    Failure::new(
+        ErrorClass::UpstreamUnavailable,
+        "the upstream provider failed",
+    )
+    .with_subkind("server_error")
+    .with_scope(Scope::Provider)
+}
+
+/// The input does not fit the model's context window (`text` says so).
+pub(crate) fn context_window(text: String) -> Failure {
+    Failure::new(ErrorClass::ContextWindowExceeded, text)
+        .with_param("messages")
+        .with_scope(Scope::Model)
+}
+
 /// The provider's message, made safe for a client, or `default`.
 pub(crate) fn message_or(message: &str, default: &'static str) -> String {
     let clean = sanitize_message(message);

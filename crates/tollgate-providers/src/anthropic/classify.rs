@@ -16,7 +16,9 @@ use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
-use crate::failures::{message_or, upstream_auth_failed};
+use crate::failures::{
+    context_window, message_or, upstream_auth_failed, upstream_failed, upstream_timed_out,
+};
 
 #[derive(Deserialize, Default)]
 struct Envelope {
@@ -108,15 +110,8 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
         )
         .with_subkind("overloaded")
         .with_scope(Scope::Provider),
-        "timeout_error" => Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
-            .with_subkind("upstream_timeout")
-            .with_scope(Scope::Provider),
-        _ => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the upstream provider failed",
-        )
-        .with_subkind("server_error")
-        .with_scope(Scope::Provider),
+        "timeout_error" => upstream_timed_out(),
+        _ => upstream_failed(),
     };
     failure.with_upstream_status(status)
 }
@@ -131,9 +126,7 @@ fn invalid_request(message: &str) -> Failure {
         || lower.contains("context window")
         || lower.contains("too many total text bytes")
     {
-        Failure::new(ErrorClass::ContextWindowExceeded, text)
-            .with_param("messages")
-            .with_scope(Scope::Model)
+        context_window(text)
     } else if lower.contains("content filtering") || lower.contains("usage policy") {
         Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model)
     } else {

@@ -22,7 +22,9 @@ use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
 
-use crate::failures::{message_or, upstream_auth_failed};
+use crate::failures::{
+    context_window, message_or, upstream_auth_failed, upstream_failed, upstream_timed_out,
+};
 
 #[derive(Deserialize, Default)]
 struct ErrorBody {
@@ -127,17 +129,8 @@ fn classify_kind(status: StatusCode, kind: &str, message: &str) -> Failure {
         )
         .with_subkind("overloaded")
         .with_scope(Scope::Model),
-        "ModelTimeoutException" => {
-            Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
-                .with_subkind("upstream_timeout")
-                .with_scope(Scope::Provider)
-        }
-        _ => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the upstream provider failed",
-        )
-        .with_subkind("server_error")
-        .with_scope(Scope::Provider),
+        "ModelTimeoutException" => upstream_timed_out(),
+        _ => upstream_failed(),
     };
     failure.with_upstream_status(status)
 }
@@ -153,9 +146,7 @@ fn validation(message: &str) -> Failure {
         || lower.contains("too many input tokens")
         || lower.contains("exceeds the maximum")
     {
-        Failure::new(ErrorClass::ContextWindowExceeded, text)
-            .with_param("messages")
-            .with_scope(Scope::Model)
+        context_window(text)
     } else {
         Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
     }

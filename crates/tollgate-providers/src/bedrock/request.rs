@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 pub(crate) use crate::chat::bad_request;
-use crate::chat::{self, RequestFacts, push_merged};
+use crate::chat::{self, RequestFacts, message_parts, push_merged};
 
 /// OpenAI parameters with no Converse equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does.
@@ -158,17 +158,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
     let mut uses_tools = false;
     let count = messages.len();
     for (at, message) in messages.into_iter().enumerate() {
-        let Value::Object(mut message) = message else {
-            return Err(bad_request(
-                "each message must be an object",
-                Some("messages"),
-            ));
-        };
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some(role) => role.to_owned(),
-            None => return Err(bad_request("each message needs a `role`", Some("messages"))),
-        };
-        let content = message.remove("content").unwrap_or(Value::Null);
+        let (mut message, role, content) = message_parts(message)?;
         let (role, blocks) = match role.as_str() {
             "system" | "developer" => {
                 system.extend(content_blocks(content, false)?);
