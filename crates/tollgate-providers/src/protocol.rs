@@ -35,7 +35,7 @@ pub struct Exchange {
 /// owns the I/O (reading bodies under limits, holding a stream until its
 /// first content, ending a broken one), so a protocol is plain
 /// translation code, tested without a runtime. Each module of this crate
-/// (`anthropic`, `azure`) implements it; another provider is another
+/// (`anthropic`, `azure`, `bedrock`) implements it; another provider is another
 /// implementation.
 pub trait Protocol: fmt::Debug + Send + Sync + 'static {
     /// The translation state of one stream.
