@@ -138,3 +138,37 @@ async fn a_stream_broken_after_content_ends_with_an_error_event() {
     assert!(text.contains("CRC"), "{text}");
     assert!(!text.contains("[DONE]"));
 }
+
+#[tokio::test]
+async fn a_stream_cut_into_odd_pieces_on_the_wire_reads_the_same() {
+    let upstream = fake::upstream().await;
+    let bytes = fake::concat(&fake::tool_stream(
+        "tooluse_1",
+        "weather",
+        &["{\"city\":", " \"Paris\"}"],
+    ));
+    // 7-byte pieces: no message boundary falls on a piece's.
+    let pieces = (0..bytes.len())
+        .step_by(7)
+        .map(|at| bytes.slice(at..(at + 7).min(bytes.len())));
+    upstream.push(fake::stream_reply(pieces));
+    upstream.push(fake::stream_reply([bytes]));
+    let service = layer(&upstream, fake::SECRET_ACCESS_KEY).layer(client());
+    let (_, cut) = call(service.clone(), chat_request(&ask(true, "hi")))
+        .await
+        .unwrap();
+    let (_, whole) = call(service, chat_request(&ask(true, "hi"))).await.unwrap();
+    let without_ids = |body: &[u8]| {
+        let (chunks, done) = chunks(body);
+        assert!(done);
+        chunks
+            .into_iter()
+            .map(|mut c| {
+                c["id"] = Value::Null;
+                c
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_ids(&cut), without_ids(&whole));
+    assert_eq!(text_of(&without_ids(&cut)), "Let me check.");
+}
