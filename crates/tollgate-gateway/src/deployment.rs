@@ -54,6 +54,8 @@ pub(crate) enum NativeDeployment {
     Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
     /// Google's Gemini API (AI Studio).
     Gemini(tollgate_providers::Provider<UpstreamClient, tollgate_providers::gemini::Gemini>),
+    /// AWS Bedrock's Converse API, signed with SigV4.
+    Bedrock(tollgate_providers::Provider<UpstreamClient, tollgate_providers::bedrock::Bedrock>),
 }
 
 /// How a deployment is reached.

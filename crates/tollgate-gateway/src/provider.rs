@@ -25,6 +25,7 @@ use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::gemini::Gemini;
+use tollgate_providers::bedrock::Bedrock;
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -34,6 +35,8 @@ type AnthropicStream = <Anthropic as Protocol>::Stream;
 type AzureStream = <Azure as Protocol>::Stream;
 /// Gemini's stream translation.
 type GeminiStream = <Gemini as Protocol>::Stream;
+/// Bedrock's event-stream translation.
+type BedrockStream = <Bedrock as Protocol>::Stream;
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -49,6 +52,8 @@ pin_project! {
         Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
         /// From Google's Gemini API, translated into OpenAI's shape.
         Gemini { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, GeminiStream> },
+        /// From AWS Bedrock (Converse), translated into OpenAI's shape.
+        Bedrock { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, BedrockStream> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -68,6 +73,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
             ProviderBodyProj::Azure { body } => body.poll_frame(cx),
             ProviderBodyProj::Gemini { body } => body.poll_frame(cx),
+            ProviderBodyProj::Bedrock { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -79,6 +85,7 @@ impl Body for ProviderBody {
             ProviderBody::Anthropic { body } => body.is_end_stream(),
             ProviderBody::Azure { body } => body.is_end_stream(),
             ProviderBody::Gemini { body } => body.is_end_stream(),
+            ProviderBody::Bedrock { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -90,6 +97,7 @@ impl Body for ProviderBody {
             ProviderBody::Anthropic { body } => body.size_hint(),
             ProviderBody::Azure { body } => body.size_hint(),
             ProviderBody::Gemini { body } => body.size_hint(),
+            ProviderBody::Bedrock { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -222,6 +230,10 @@ async fn call_provider(
                 NativeDeployment::Gemini(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Gemini { body }))
+                }
+                NativeDeployment::Bedrock(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Bedrock { body }))
                 }
             }
         }

@@ -26,6 +26,8 @@ use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::gemini::Gemini;
+use tollgate_providers::bedrock::Bedrock;
+use tollgate_testkit::bedrock as bedrock_fake;
 use tollgate_testkit::{anthropic as fake, gemini, openai};
 use tower::{Layer, Service, service_fn};
 
@@ -232,5 +234,49 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Bedrock: a Converse answer, and a ConverseStream of `DELTAS` text
+/// deltas in AWS's binary event stream, one message per chunk; every
+/// request signed (SigV4), every message's CRCs checked.
+fn bench_bedrock(c: &mut Criterion) {
+    let bedrock = Bedrock::layer(
+        &ProviderConfig::new()
+            .aws_credentials(bedrock_fake::ACCESS_KEY_ID, bedrock_fake::SECRET_ACCESS_KEY)
+            .aws_region(bedrock_fake::REGION),
+    )
+    .unwrap();
+    let answer = vec![Bytes::from(
+        bedrock_fake::converse(
+            "Tomorrow in Paris: light rain, 14°C. Bring an umbrella. Rome next week: sunny, 24°C.",
+        )
+        .to_string(),
+    )];
+    let parts: Vec<String> = (0..DELTAS).map(|i| format!(" word{i}")).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let events = bedrock_fake::text_stream(&parts);
+    let event_stream = |body: Vec<Bytes>| {
+        service_fn(move |_request: Request<Bytes>| {
+            let mut response = Response::new(Chunks(body.iter().cloned().collect()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(bedrock_fake::EVENT_STREAM),
+            );
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+
+    let mut group = c.benchmark_group("request");
+    let request = chat_request(false);
+    let mut through = bedrock.layer(upstream(answer, false));
+    group.bench_function("bedrock", |b| b.iter(|| call(&mut through, &request)));
+    group.finish();
+
+    let mut group = c.benchmark_group("stream");
+    let request = chat_request(true);
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut through = bedrock.layer(event_stream(events));
+    group.bench_function("bedrock", |b| b.iter(|| call(&mut through, &request)));
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_bedrock);
 criterion_main!(benches);

@@ -26,6 +26,10 @@ pub struct ProviderConfig {
     pub(crate) deployment: Option<String>,
     pub(crate) default_max_tokens: Option<u64>,
     pub(crate) headers: Vec<(String, Secret)>,
+    pub(crate) aws_access_key_id: Option<Secret>,
+    pub(crate) aws_secret_access_key: Option<Secret>,
+    pub(crate) aws_session_token: Option<Secret>,
+    pub(crate) aws_region: Option<String>,
 }
 
 impl ProviderConfig {
@@ -85,6 +89,35 @@ impl ProviderConfig {
     }
 }
 
+/// AWS settings (Bedrock).
+impl ProviderConfig {
+    /// `aws_access_key_id` and `aws_secret_access_key`: the credentials
+    /// Bedrock's requests are signed with (SigV4).
+    pub fn aws_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.aws_access_key_id = Some(Secret(access_key_id.into()));
+        self.aws_secret_access_key = Some(Secret(secret_access_key.into()));
+        self
+    }
+
+    /// `aws_session_token`: a temporary credential's token, sent as
+    /// `x-amz-security-token`.
+    pub fn aws_session_token(mut self, token: impl Into<String>) -> Self {
+        self.aws_session_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// `aws_region_name`: where Bedrock is called and what requests are
+    /// signed for.
+    pub fn aws_region(mut self, region: impl Into<String>) -> Self {
+        self.aws_region = Some(region.into());
+        self
+    }
+}
+
 impl fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderConfig")
@@ -94,6 +127,10 @@ impl fmt::Debug for ProviderConfig {
             .field("api_version", &self.api_version)
             .field("deployment", &self.deployment)
             .field("default_max_tokens", &self.default_max_tokens)
+            .field("aws_access_key_id", &self.aws_access_key_id)
+            .field("aws_secret_access_key", &self.aws_secret_access_key)
+            .field("aws_session_token", &self.aws_session_token)
+            .field("aws_region", &self.aws_region)
             .field(
                 "headers",
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),

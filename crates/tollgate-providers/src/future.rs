@@ -12,7 +12,7 @@ use http::response::Parts;
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, is_event_stream};
+use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
 use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::body::ResponseBody;
@@ -134,7 +134,7 @@ where
                             read: Read::new(MAX_ERROR_BODY_BYTES),
                             head,
                         }
-                    } else if exchange.stream && is_event_stream(&head.headers) {
+                    } else if exchange.stream && protocol.is_stream(&head.headers) {
                         State::Priming {
                             body: Some(Box::pin(body)),
                             stream: Some(protocol.stream(exchange)),

@@ -37,6 +37,7 @@
 //! | `anthropic` | `anthropic` | Anthropic Messages (`/v1/messages`), native |
 //! | `azure` | `azure` | Azure OpenAI deployments: OpenAI's shape, Azure's URL, keys and content filter |
 //! | `gemini` | `gemini` | Google's Gemini API (`generateContent`, AI Studio; the same bodies at another URL for Vertex AI), native |
+//! | `bedrock` | `bedrock` | AWS Bedrock Converse / ConverseStream, native: SigV4, the binary event stream |
 //!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
@@ -114,9 +115,11 @@
 
 mod body;
 mod buffered;
+mod chat;
 mod config;
 mod endpoint;
 mod error;
+mod failures;
 mod future;
 mod layer;
 mod openai;
@@ -130,6 +133,8 @@ pub mod anthropic;
 pub mod azure;
 #[cfg(feature = "gemini")]
 pub mod gemini;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;

@@ -233,3 +233,82 @@ impl ChunkHead<'_> {
         );
     }
 }
+
+/// What every chunk of one streamed answer repeats (its id, model and
+/// creation time), the chunks written from it, and whether content went
+/// out: the part every stream translation shares.
+#[derive(Debug)]
+pub(crate) struct ChunkWriter {
+    pub(crate) id: String,
+    pub(crate) model: String,
+    pub(crate) created: u64,
+    committed: bool,
+}
+
+impl ChunkWriter {
+    /// Chunks of `exchange`'s answer, under `id` (until the provider names
+    /// another).
+    pub(crate) fn new(exchange: &crate::protocol::Exchange, id: String) -> Self {
+        ChunkWriter {
+            id,
+            model: exchange.model.to_string(),
+            created: exchange.created,
+            committed: false,
+        }
+    }
+
+    /// Appends one chunk of the answer's one choice.
+    pub(crate) fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
+        let choices = [ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        }];
+        self.write(out, &choices, None);
+    }
+
+    /// Appends a chunk that carries content: from here on the answer has
+    /// started.
+    pub(crate) fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
+        self.committed = true;
+        self.chunk(out, delta, None);
+    }
+
+    /// Appends a piece of a tool call, as content.
+    pub(crate) fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
+        let delta = Delta {
+            tool_calls: Some([call]),
+            ..Delta::default()
+        };
+        self.content(out, delta);
+    }
+
+    /// Appends the usage chunk: no choices, the counts.
+    pub(crate) fn usage(&self, out: &mut BytesMut, counts: TokenCounts) {
+        self.write(out, &[], Some(counts.into()));
+    }
+
+    /// Marks the answer as started without writing (a finish, the end).
+    pub(crate) fn commit(&mut self) {
+        self.committed = true;
+    }
+
+    /// Whether content went out.
+    pub(crate) fn committed(&self) -> bool {
+        self.committed
+    }
+
+    fn write(&self, out: &mut BytesMut, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
+        write_event(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices,
+                usage,
+            },
+        );
+    }
+}

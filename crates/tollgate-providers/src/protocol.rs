@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, request};
 use tollgate_core::Failure;
+use tollgate_core::classify::is_event_stream;
 use tollgate_core::sse::Event;
 
 /// What the layer keeps of one request after translating it: enough to
@@ -34,7 +35,7 @@ pub struct Exchange {
 /// owns the I/O (reading bodies under limits, holding a stream until its
 /// first content, ending a broken one), so a protocol is plain
 /// translation code, tested without a runtime. Each module of this crate
-/// (`anthropic`, `azure`) implements it; another provider is another
+/// (`anthropic`, `azure`, `bedrock`) implements it; another provider is another
 /// implementation.
 pub trait Protocol: fmt::Debug + Send + Sync + 'static {
     /// The translation state of one stream.
@@ -65,6 +66,13 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
 
     /// The state that translates one streamed answer.
     fn stream(&self, exchange: &Exchange) -> Self::Stream;
+
+    /// Whether a 2xx answer to a stream request is the provider's stream
+    /// (by its headers); otherwise it is read as a complete answer. By
+    /// default, a `text/event-stream` content type.
+    fn is_stream(&self, headers: &HeaderMap) -> bool {
+        is_event_stream(headers)
+    }
 
     /// Classifies an error answer (a non-2xx status and its body, which may
     /// be empty or cut short).

@@ -6,8 +6,9 @@
 //! before any response, a stream cut mid-body, a stream that stalls forever). Streams
 //! can wait on a [`Gate`] the test opens, to order events across the wire without
 //! sleeping. Every request is recorded ([`RecordedRequest`]) before it is answered,
-//! and [`openai`] builds the bodies a provider would send ([`anthropic`], [`azure`]
-//! and [`gemini`] those of native providers).
+//! and [`openai`] builds the bodies a provider would send ([`anthropic`], [`azure`],
+//! [`gemini`] and [`bedrock`] those of native providers; [`bedrock::upstream`] also
+//! checks signatures).
 //!
 //! Time inside replies ([`Reply::delay`], [`Reply::delay_headers`]) is tokio time.
 //! Real sockets and paused time mix poorly, so socket tests run on real time and wait
@@ -54,6 +55,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 mod body;
 mod gate;
 pub mod gemini;

@@ -52,10 +52,14 @@ struct Shared {
     /// How many requests were seen; `wait_for_requests` watches it.
     seen: watch::Sender<usize>,
     recording: AtomicBool,
+    guard: Mutex<Option<Guard>>,
     connections: AtomicUsize,
     /// Connections open now; `wait_for_open_connections` watches it.
     open: watch::Sender<usize>,
 }
+
+/// A check run on every request before the script answers it.
+type Guard = Arc<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
 
 struct Script {
     replies: VecDeque<Arc<Reply>>,
@@ -82,6 +86,7 @@ impl Upstream {
             }),
             seen: watch::Sender::new(0),
             recording: AtomicBool::new(true),
+            guard: Mutex::new(None),
             connections: AtomicUsize::new(0),
             open: watch::Sender::new(0),
         });
@@ -156,6 +161,21 @@ impl Upstream {
     /// serves as the fixed fast reply of load benchmarks.
     pub fn set_default(&self, reply: Reply) {
         self.shared.script().default = Arc::new(reply);
+    }
+
+    /// Checks every request before the script answers it, as a provider's
+    /// front end does (a signature, a key): a reply from `guard` answers
+    /// the request instead, and the script's next reply waits for the next
+    /// request. Refused requests are recorded and counted like the others.
+    pub fn set_guard(
+        &self,
+        guard: impl Fn(&RecordedRequest) -> Option<Reply> + Send + Sync + 'static,
+    ) {
+        *self
+            .shared
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(guard));
     }
 
     /// Turns request recording on (the default) or off.
@@ -234,14 +254,25 @@ impl Shared {
     }
 
     /// Records `request` (when recording) and picks its reply.
-    fn next_reply(&self, request: Option<RecordedRequest>) -> Arc<Reply> {
+    fn guard(&self) -> Option<Guard> {
+        self.guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The reply to `request`: the guard's refusal, else the script's next.
+    fn next_reply(&self, request: Option<RecordedRequest>, refusal: Option<Reply>) -> Arc<Reply> {
         let reply = {
             let mut script = self.script();
             script.requests.extend(request);
-            script
-                .replies
-                .pop_front()
-                .unwrap_or_else(|| script.default.clone())
+            match refusal {
+                Some(refusal) => Arc::new(refusal),
+                None => script
+                    .replies
+                    .pop_front()
+                    .unwrap_or_else(|| script.default.clone()),
+            }
         };
         self.seen.send_modify(|seen| *seen += 1);
         reply
@@ -298,7 +329,8 @@ async fn respond(
     let (head, mut body) = request.into_parts();
     let version = head.version;
 
-    let record = if shared.recording.load(Ordering::Relaxed) {
+    let guard = shared.guard();
+    let request = if shared.recording.load(Ordering::Relaxed) || guard.is_some() {
         let body = body.collect().await.map_err(|_| Abort::ClientGone)?;
         Some(RecordedRequest {
             method: head.method,
@@ -314,7 +346,12 @@ async fn respond(
         }
         None
     };
-    let reply = shared.next_reply(record);
+    let refusal = match (&guard, &request) {
+        (Some(guard), Some(request)) => guard(request),
+        _ => None,
+    };
+    let record = request.filter(|_| shared.recording.load(Ordering::Relaxed));
+    let reply = shared.next_reply(record, refusal);
 
     if !reply.header_delay().is_zero() {
         tokio::time::sleep(reply.header_delay()).await;

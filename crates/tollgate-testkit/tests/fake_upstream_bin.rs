@@ -140,3 +140,39 @@ async fn every_answer_is_the_file_cut_or_whole() {
     let status = serving.stop().await;
     assert!(status.success(), "SIGTERM ends it cleanly: {status}");
 }
+
+#[tokio::test]
+async fn as_the_bedrock_fake_it_refuses_unsigned_requests() {
+    let mut child = fake_upstream(&["--fake", "bedrock"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut serving = Serving(Some(child));
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(10), first_line)
+        .await
+        .expect("its address within 10 s")
+        .unwrap()
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = http::Request::post(format!("{url}/model/m/converse"))
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("an answer within 10 s")
+        .expect("an answer");
+    assert_eq!(response.status(), 403);
+    let status = serving.stop().await;
+    assert!(status.success(), "SIGTERM ends it cleanly: {status}");
+}

@@ -13,6 +13,7 @@ use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::gemini::Gemini;
+use tollgate_providers::bedrock::Bedrock;
 use tower::Layer;
 
 use super::BuildError;
@@ -225,6 +226,14 @@ fn native_deployment(
                 .map_err(invalid)?
                 .layer(client.clone()),
         ),
+        Provider::Bedrock => NativeDeployment::Bedrock(
+            Bedrock::layer(&bedrock_params(native, deployment))
+                .map_err(|e| BuildError {
+                    path: path(bedrock_setting(&e)),
+                    message: e.to_string(),
+                })?
+                .layer(client.clone()),
+        ),
         _ => {
             let native = native.deployment(deployment.upstream_model.clone());
             NativeDeployment::Azure(
@@ -234,4 +243,41 @@ fn native_deployment(
             )
         }
     })
+}
+
+/// Bedrock's `litellm_params` on top of the common ones: the AWS
+/// credentials and region, and `aws_bedrock_runtime_endpoint` (where
+/// LiteLLM reads a Bedrock endpoint of its own) unless `api_base` is set.
+fn bedrock_params(mut native: ProviderConfig, deployment: &DeploymentConfig) -> ProviderConfig {
+    let params = &deployment.native;
+    if let (Some(key_id), Some(secret)) = (&params.aws_access_key_id, &params.aws_secret_access_key)
+    {
+        native = native.aws_credentials(key_id.expose(), secret.expose());
+    }
+    if let Some(token) = &params.aws_session_token {
+        native = native.aws_session_token(token.expose());
+    }
+    if let Some(region) = &params.aws_region_name {
+        native = native.aws_region(region.clone());
+    }
+    if let Some(endpoint) = &params.aws_bedrock_runtime_endpoint
+        && deployment.api_base.is_none()
+    {
+        native = native.api_base(endpoint.clone());
+    }
+    native
+}
+
+/// The `litellm_params` key a Bedrock configuration error is about.
+fn bedrock_setting(error: &tollgate_providers::InvalidConfig) -> &'static str {
+    let text = error.to_string();
+    [
+        "aws_region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    ]
+    .into_iter()
+    .find(|key| text.starts_with(key))
+    .unwrap_or("api_base")
 }

@@ -42,7 +42,10 @@ macro_rules! providers {
     /// translation (`tollgate-providers`); the other native ones start
     /// disabled.
     pub fn is_wired(self) -> bool {
-        matches!(self, Provider::Anthropic | Provider::Azure | Provider::Gemini)
+        matches!(
+            self,
+            Provider::Anthropic | Provider::Azure | Provider::Gemini | Provider::Bedrock
+        )
     }
 
             /// Every provider, in the order messages list them.

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
+use crate::failures::malformed_response;
 use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
 use crate::protocol::Exchange;
 
@@ -89,7 +90,7 @@ pub(crate) fn finish_reason(stop_reason: &str) -> &'static str {
 
 /// Translates a complete answer.
 pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failure> {
-    let answer: Answer = serde_json::from_slice(body).map_err(|_| unreadable())?;
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| malformed_response())?;
     if answer.kind == "error" {
         return Err(super::classify::classify(
             StatusCode::OK,
@@ -142,14 +143,6 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
         usage: counts.into(),
     };
     Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| unreadable())?,
+        serde_json::to_vec(&completion).map_err(|_| malformed_response())?,
     ))
-}
-
-fn unreadable() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider's answer could not be read",
-    )
-    .with_subkind("malformed_response")
 }

@@ -1,11 +1,14 @@
 //! A testkit upstream as a process, for tests written in other languages.
 //!
 //! Run with: `cargo run -p tollgate-testkit --bin fake-upstream -- --sse FILE [--splits N] [--seed S]`
+//! or `-- --fake bedrock`.
 //!
 //! Answers every request with the file as a `text/event-stream` body. The
 //! first N answers (default 16) are cut into chunks at pseudo-random byte
 //! boundaries (seeded, so a failure can be replayed), the first of them one
-//! byte at a time; later ones are sent whole. Prints
+//! byte at a time; later ones are sent whole. With `--fake bedrock` it is
+//! the testkit's Bedrock fake instead: every request's SigV4 signature
+//! checked, each answered by what it asks (`bedrock::scripted_reply`). Prints
 //! `listening on http://127.0.0.1:PORT` once ready, then serves until SIGTERM
 //! or Ctrl-C, and exits with 0.
 
@@ -25,14 +28,17 @@ fn main() -> ExitCode {
             ("--sse", Some(path)) => sse = Some(path),
             ("--splits", Some(n)) => splits = n.parse().unwrap_or(splits),
             ("--seed", Some(n)) => seed = n.parse().unwrap_or(seed),
+            ("--fake", Some(kind)) if kind == "bedrock" => return serve_bedrock(),
             _ => {
-                eprintln!("usage: fake-upstream --sse FILE [--splits N] [--seed S]");
+                eprintln!(
+                    "usage: fake-upstream --sse FILE [--splits N] [--seed S] | --fake bedrock"
+                );
                 return ExitCode::from(2);
             }
         }
     }
     let Some(path) = sse else {
-        eprintln!("usage: fake-upstream --sse FILE [--splits N] [--seed S]");
+        eprintln!("usage: fake-upstream --sse FILE [--splits N] [--seed S] | --fake bedrock");
         return ExitCode::from(2);
     };
     let body = match std::fs::read(&path) {
@@ -58,6 +64,22 @@ fn main() -> ExitCode {
             upstream.push(split_reply(&body, round, &mut seed));
         }
         upstream.set_default(Reply::sse().raw(body));
+        println!("listening on {}", upstream.url());
+        stop_requested().await;
+    });
+    ExitCode::SUCCESS
+}
+
+/// The Bedrock fake, until SIGTERM or Ctrl-C.
+fn serve_bedrock() -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let upstream = tollgate_testkit::bedrock::scripted_upstream().await;
         println!("listening on {}", upstream.url());
         stop_requested().await;
     });

@@ -209,6 +209,13 @@ fn deployment(
     )?;
     deployment.provider = provider;
     deployment.upstream_model = upstream_model;
+    // `bedrock/converse/<model>` names LiteLLM's Converse route, the only one
+    // Tollgate speaks to Bedrock: the model (priced, sent) is what follows.
+    if provider == Provider::Bedrock
+        && let Some(model) = deployment.upstream_model.strip_prefix("converse/")
+    {
+        deployment.upstream_model = model.to_owned();
+    }
 
     let mut explicit_id = false;
     for (key, value) in cx.entries(info, &info_path)? {
