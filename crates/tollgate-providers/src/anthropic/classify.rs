@@ -145,6 +145,20 @@ fn invalid_request(message: &str) -> Failure {
     }
 }
 
+/// An answer Claude declined to give (`stop_reason: "refusal"`, Anthropic's
+/// "Handling stop reasons") before any content: a content-policy failure
+/// that says so, which only `content_policy_fallbacks` may answer
+/// instead.
+pub(crate) fn refusal() -> Failure {
+    Failure::new(
+        ErrorClass::ContentPolicy,
+        "Claude declined to answer this request (stop_reason: refusal): Anthropic's \
+         safety classifiers stopped it",
+    )
+    .with_code("refusal")
+    .with_scope(Scope::Model)
+}
+
 /// The provider's message, made safe for a client, or `default`.
 fn message_or(message: &str, default: &'static str) -> String {
     let clean = sanitize_message(message);
