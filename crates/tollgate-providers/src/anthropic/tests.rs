@@ -678,3 +678,63 @@ fn a_refusal_with_nothing_said_is_a_content_policy_failure() {
     );
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
 }
+
+/// A real stream with bytes overwritten at `edits`, or arbitrary bytes.
+fn garbled(edits: &[(prop::sample::Index, u8)], noise: &[u8]) -> Vec<u8> {
+    if !noise.is_empty() && edits.is_empty() {
+        return noise.to_vec();
+    }
+    let mut bytes = (fake::start()
+        + &fake::text_block(0, &["Hi"])
+        + &fake::tool_use_block(1, "t", "f", &["{\"a\":", "1}"])
+        + &fake::error_event("overloaded_error", "x")
+        + &fake::stop("refusal"))
+        .into_bytes();
+    for (at, byte) in edits {
+        let at = at.index(bytes.len());
+        bytes[at] = *byte;
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever Anthropic (or something in its place) sends — a garbled
+    /// stream, random bytes, any status — the translation answers or fails
+    /// classified, and never panics (`fuzz/fuzz_targets/provider_translations.rs`
+    /// runs the same through the layer, longer).
+    #[test]
+    fn any_bytes_translate_or_fail_classified(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        noise in proptest::collection::vec(any::<u8>(), 0..256),
+        chunk in 1usize..64,
+        status in 100u16..600,
+    ) {
+        let bytes = Bytes::from(garbled(&edits, &noise));
+        let anthropic = anthropic();
+        let _ = anthropic.answer(&exchange(false, false), bytes.clone());
+        let status = StatusCode::from_u16(status).unwrap();
+        let failure = anthropic.classify(status, &HeaderMap::new(), &bytes);
+        let rendered: Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
+        prop_assert!(rendered["error"]["message"].is_string());
+        let mut stream = anthropic.stream(&exchange(true, true));
+        let mut out = BytesMut::new();
+        for piece in bytes.chunks(chunk) {
+            if crate::protocol::TranslateStream::push(&mut stream, Bytes::copy_from_slice(piece), &mut out).is_err() {
+                break;
+            }
+        }
+        // What was written is OpenAI's: JSON objects, `[DONE]` last.
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        for (i, event) in events.iter().enumerate() {
+            let data = event.strip_prefix("data: ").unwrap();
+            if data == "[DONE]" {
+                prop_assert_eq!(i, events.len() - 1);
+            } else {
+                prop_assert!(serde_json::from_str::<Value>(data).unwrap().is_object());
+            }
+        }
+    }
+}
