@@ -251,6 +251,32 @@ router_settings:
     )
 }
 
+/// `yaml` with a third group, `spare` (OpenAI-compatible, at `spare`).
+fn with_spare(yaml: &str, spare: &Upstream) -> String {
+    yaml.replace(
+        "model_list:\n",
+        &format!(
+            "model_list:
+  - model_name: spare
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {}/v1
+      api_key: sk-spare-test
+",
+            spare.url()
+        ),
+    )
+}
+
+/// An Anthropic group and an Azure group, each on its fake, behind a
+/// gateway with `router` as its router settings; and a client.
+async fn flows(router: &str) -> (Upstream, Upstream, TestGateway, common::TestClient) {
+    let claude = Upstream::start().await;
+    let azure = Upstream::start().await;
+    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, router), &[]).await;
+    (claude, azure, gateway, client())
+}
+
 /// A chat request for `model` with `extra` members (`"stream": true`,
 /// `"tools": …`).
 fn body_with(model: &str, extra: serde_json::Value) -> String {
@@ -273,6 +299,21 @@ async fn post(client: &common::TestClient, gateway: &TestGateway, body: String) 
         &[("content-type", "application/json")],
     )
     .await
+}
+
+/// The text of a 200 answer to a request for `model` with `extra`.
+async fn answered(
+    client: &common::TestClient,
+    gateway: &TestGateway,
+    model: &str,
+    extra: serde_json::Value,
+) -> String {
+    let answer = post(client, gateway, body_with(model, extra)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn weather_tool() -> serde_json::Value {
@@ -319,10 +360,7 @@ fn streamed_tool_calls(events: &[String]) -> (Vec<(String, String, String)>, Str
 
 #[tokio::test]
 async fn anthropic_tool_calls_round_trip_as_json_and_as_a_stream() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, ""), &[]).await;
-    let client = client();
+    let (claude, _azure, gateway, client) = flows("").await;
 
     claude.push(Reply::json(
         200,
@@ -406,10 +444,7 @@ async fn anthropic_tool_calls_round_trip_as_json_and_as_a_stream() {
 
 #[tokio::test]
 async fn azure_tool_calls_round_trip_as_json_and_as_a_stream() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, ""), &[]).await;
-    let client = client();
+    let (_claude, azure, gateway, client) = flows("").await;
 
     let mut completion = openai::chat_completion("");
     completion["choices"][0]["message"] = serde_json::json!({"role": "assistant", "content": null,
@@ -470,11 +505,8 @@ async fn azure_tool_calls_round_trip_as_json_and_as_a_stream() {
 
 #[tokio::test]
 async fn a_rate_limited_azure_is_retried_then_answered_by_anthropic() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
     let router = "  num_retries: 1\n  fallbacks: [{azure-gpt: [claude]}]\n";
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, router), &[]).await;
-    let client = client();
+    let (claude, azure, gateway, client) = flows(router).await;
     let limited = openai::error_body(
         "Requests to the ChatCompletions_Create Operation have exceeded call rate limit.",
         "rate_limit_exceeded",
@@ -503,11 +535,8 @@ async fn a_rate_limited_azure_is_retried_then_answered_by_anthropic() {
 
 #[tokio::test]
 async fn an_overloaded_anthropic_stream_is_retried_then_answered_by_azure() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
     let router = "  num_retries: 1\n  fallbacks: [{claude: [azure-gpt]}]\n";
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, router), &[]).await;
-    let client = client();
+    let (claude, azure, gateway, client) = flows(router).await;
     // Overloaded in the stream's first events: still before any content.
     claude.set_default(
         Reply::sse()
@@ -539,28 +568,12 @@ async fn context_window_errors_go_to_context_window_fallbacks_on_the_other_provi
     let claude = Upstream::start().await;
     let azure = Upstream::start().await;
     let spare = Upstream::start().await;
-    let router = format!(
-        "  num_retries: 2
-  fallbacks: [{{claude: [spare]}}, {{azure-gpt: [spare]}}]
-  context_window_fallbacks: [{{claude: [azure-gpt]}}, {{azure-gpt: [claude]}}]
-model_list_extra: []
-"
-    );
+    let router = "  num_retries: 2
+  fallbacks: [{claude: [spare]}, {azure-gpt: [spare]}]
+  context_window_fallbacks: [{claude: [azure-gpt]}, {azure-gpt: [claude]}]
+";
     // A third group, which only the regular fallbacks name.
-    let yaml = claude_and_azure(&claude, &azure, &router).replace(
-        "model_list:\n",
-        &format!(
-            "model_list:
-  - model_name: spare
-    litellm_params:
-      model: openai/gpt-4o-mini
-      api_base: {}/v1
-      api_key: sk-spare-test
-",
-            spare.url()
-        ),
-    );
-    let yaml = yaml.replace("model_list_extra: []\n", "");
+    let yaml = with_spare(&claude_and_azure(&claude, &azure, router), &spare);
     let gateway = TestGateway::start(&yaml, &[]).await;
     let client = client();
 
@@ -573,15 +586,8 @@ model_list_extra: []
         ),
     ));
     azure.push(Reply::json(200, openai::chat_completion("the long answer")));
-    let answer = post(
-        &client,
-        &gateway,
-        body_with("claude", serde_json::json!({})),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(
-        answer.json()["choices"][0]["message"]["content"],
+        answered(&client, &gateway, "claude", serde_json::json!({})).await,
         "the long answer"
     );
     // Not retried (the prompt will not shrink), not sent to `fallbacks`.
@@ -598,15 +604,8 @@ model_list_extra: []
         ),
     ));
     claude.push(Reply::json(200, anthropic::message("claude reads it all")));
-    let answer = post(
-        &client,
-        &gateway,
-        body_with("azure-gpt", serde_json::json!({})),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(
-        answer.json()["choices"][0]["message"]["content"],
+        answered(&client, &gateway, "azure-gpt", serde_json::json!({})).await,
         "claude reads it all"
     );
     assert_eq!(azure.requests().len(), 2);
@@ -616,11 +615,8 @@ model_list_extra: []
 
 #[tokio::test]
 async fn refusals_reach_the_client_with_their_reason_and_no_fallback_hides_them() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
     let router = "  num_retries: 2\n  fallbacks: [{claude: [azure-gpt]}, {azure-gpt: [claude]}]\n";
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, router), &[]).await;
-    let client = client();
+    let (claude, azure, gateway, client) = flows(router).await;
 
     // Claude declines, with nothing said: a refusal, not an empty answer.
     let mut refused = anthropic::message("");
@@ -720,11 +716,8 @@ fn cut_anthropic_stream(parts: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_cut_anthropic_stream_is_continued_by_prefill_into_one_whole_answer() {
-    let claude = Upstream::start().await;
-    let azure = Upstream::start().await;
     let router = "  num_retries: 0\n  fallbacks: [{claude: [azure-gpt]}]\n";
-    let gateway = TestGateway::start(&claude_and_azure(&claude, &azure, router), &[]).await;
-    let client = client();
+    let (claude, azure, gateway, client) = flows(router).await;
 
     // Cut mid-answer; Anthropic continues its own text from the prefill.
     claude.push(
@@ -789,19 +782,8 @@ async fn fallbacks_in_the_body_replace_the_configured_ones_for_that_request() {
     let azure = Upstream::start().await;
     let spare = Upstream::start().await;
     let router = "  num_retries: 0\n  fallbacks: [{claude: [spare]}]\n";
-    let yaml = claude_and_azure(&claude, &azure, router).replace(
-        "model_list:\n",
-        &format!(
-            "model_list:
-  - model_name: spare
-    litellm_params:
-      model: openai/gpt-4o-mini
-      api_base: {}/v1
-      api_key: sk-spare-test
-",
-            spare.url()
-        ),
-    ) + "  model_group_alias: {azure-alias: azure-gpt}\n";
+    let yaml = with_spare(&claude_and_azure(&claude, &azure, router), &spare)
+        + "  model_group_alias: {azure-alias: azure-gpt}\n";
     let gateway = TestGateway::start(&yaml, &[]).await;
     let client = client();
     claude.set_default(Reply::json(
