@@ -416,3 +416,57 @@ fn body_fallbacks_resolve_through_a_lookup() {
         "nope"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the order of the members, the whitespace around them and
+    /// which fallback lists are present, the bytes left are the request
+    /// without those lists, and the model still rewrites in place.
+    #[test]
+    fn body_fallbacks_are_cut_from_any_layout(
+        order in proptest::strategy::Strategy::prop_shuffle(
+            proptest::sample::subsequence((0..6usize).collect::<Vec<_>>(), 2..=6),
+        ),
+        spaces in proptest::collection::vec(0..3usize, 12),
+    ) {
+        use proptest::prelude::*;
+        let members = [
+            r#""model":"a""#,
+            r#""messages":[{"role":"user","content":"x"}]"#,
+            r#""fallbacks":["b","c"]"#,
+            r#""context_window_fallbacks":["d"]"#,
+            r#""content_policy_fallbacks":[]"#,
+            r#""temperature":0.5"#,
+        ];
+        // `model` and `messages` are required: always there.
+        let mut chosen: Vec<usize> = order.clone();
+        for required in [0, 1] {
+            if !chosen.contains(&required) {
+                chosen.push(required);
+            }
+        }
+        let pad = |i: usize| " \n\t"[..spaces[i % spaces.len()]].to_owned();
+        let mut text = format!("{{{}", pad(0));
+        for (at, &member) in chosen.iter().enumerate() {
+            if at > 0 {
+                text += &format!("{},{}", pad(2 * at), pad(2 * at + 1));
+            }
+            text += members[member];
+        }
+        text += &format!("{}}}", pad(11));
+        let req = ChatRequest::parse(Bytes::from(text.clone())).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let names = chosen.iter().any(|m| (2..5).contains(m));
+        prop_assert_eq!(req.fallbacks().is_some(), names);
+        for key in ["fallbacks", "context_window_fallbacks", "content_policy_fallbacks"] {
+            expected.as_object_mut().unwrap().remove(key);
+        }
+        let left: serde_json::Value = serde_json::from_slice(req.bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {:?}", req.bytes())))?;
+        prop_assert_eq!(&left, &expected);
+        let renamed: serde_json::Value = serde_json::from_slice(&req.with_model("zz")).unwrap();
+        expected["model"] = "zz".into();
+        prop_assert_eq!(renamed, expected);
+    }
+}
