@@ -88,6 +88,47 @@ for i, message in enumerate([f"invalid key={KEY}", f'{{"api_key":"{KEY}"}}', f"x
     sse = b"data: " + json.dumps({"error": {"message": message, "code": 502}}).encode() + b"\n\n"
     write("openrouter_response", f"echo-stream-{i}", script(200, EVENT_STREAM | CLIENT_STREAM, 0, sse))
 
+# Native providers (provider_translations): Anthropic's answers and events,
+# Azure's filter, as the testkit's fakes write them; errors echoing the keys.
+ANTHROPIC_KEY, AZURE_KEY = "sk-ant-api03-fuzzkey0123456789abcdef", "azurefuzzkey0123456789abcdef0123"
+
+
+def anthropic_event(name, data):
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+           "content": [{"type": "text", "text": "Hi"}, {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}],
+           "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 3,
+                                                "cache_read_input_tokens": 2, "cache_creation_input_tokens": 1}}
+events = (anthropic_event("message_start", {"type": "message_start", "message": dict(message, content=[])})
+          + anthropic_event("ping", {"type": "ping"})
+          + anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                    "content_block": {"type": "text", "text": ""}})
+          + anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                    "delta": {"type": "text_delta", "text": "Hi"}})
+          + anthropic_event("content_block_start", {"type": "content_block_start", "index": 1,
+                                                    "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}})
+          + anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                                    "delta": {"type": "input_json_delta", "partial_json": "{\"a\":"}})
+          + anthropic_event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                                              "usage": {"output_tokens": 3}})
+          + anthropic_event("message_stop", {"type": "message_stop"}))
+write("provider_translations", "anthropic-message", script(200, 0, 0, json.dumps(message).encode()))
+write("provider_translations", "anthropic-stream", script(200, EVENT_STREAM | CLIENT_STREAM | CLIENT_USAGE, 0, events))
+write("provider_translations", "anthropic-stream-chunked", script(200, EVENT_STREAM | CLIENT_STREAM, 5, events))
+write("provider_translations", "anthropic-stream-reset", script(200, EVENT_STREAM | CLIENT_STREAM | BODY_ERROR, 40, events[:500]))
+overloaded = anthropic_event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+write("provider_translations", "anthropic-overloaded-event", script(200, EVENT_STREAM | CLIENT_STREAM, 0, events[:300] + overloaded))
+write("provider_translations", "anthropic-refusal", script(200, 0, 0, json.dumps(dict(message, content=[], stop_reason="refusal")).encode()))
+write("provider_translations", "azure-filter", script(400, 0, 0, json.dumps({"error": {
+    "message": "filtered", "code": "content_filter", "innererror": {"code": "ResponsibleAIPolicyViolation",
+    "content_filter_result": {"hate": {"filtered": True, "severity": "high"}}}}}).encode()))
+for i, key in enumerate([ANTHROPIC_KEY, AZURE_KEY]):
+    for status in (400, 401, 529):
+        body = json.dumps({"type": "error", "error": {"type": "invalid_request_error", "message": f"key={key}"}}).encode()
+        write("provider_translations", f"echo-{i}-{status}", script(status, 0, 0, body))
+
 # The cost layer: OpenAI's answers, whole, streamed, cut and abandoned.
 write("cost_usage", "openai-success", script(200, 0, 0, read("openai", "success_nonstream.json")))
 write("cost_usage", "openai-429", script(429, 0, 0, read("openai", "429_rate_limit.json"),

@@ -15,9 +15,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
-use tollgate_core::Failure;
 use tollgate_core::sse::{Frame, SseParser};
-use tollgate_fuzz::{FLAG_CLIENT_GONE, Script, block_on, read_body};
+use tollgate_fuzz::{Script, block_on, check_failure, read_response};
 use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -41,26 +40,14 @@ fuzz_target!(|input: &[u8]| {
         .expect("a valid request");
     block_on(async move {
         match service.oneshot(request).await {
-            Err(error) => {
-                let failure = Failure::from_error(&*error);
-                let body: serde_json::Value =
-                    serde_json::from_slice(&failure.to_openai_body()).expect("error body is JSON");
-                assert!(body["error"]["message"].is_string());
-                assert!(!failure.message().contains(KEY), "the key in an error");
-            }
+            Err(error) => check_failure(&*error, &[KEY]),
             Ok(response) => {
-                let stream = tollgate_core::classify::is_event_stream(response.headers());
-                let body = response.into_body();
-                if script.has(FLAG_CLIENT_GONE) {
-                    let mut body = std::pin::pin!(body);
-                    let _ = http_body_util::BodyExt::frame(&mut body).await;
-                    return;
-                }
-                let (out, _clean) = read_body(body, script.chunks.len() + 16).await;
-                if stream {
-                    check_stream(&out);
-                } else {
-                    check_object(&out);
+                if let Some((stream, out)) = read_response(&script, response).await {
+                    if stream {
+                        check_stream(&out);
+                    } else {
+                        check_object(&out);
+                    }
                 }
             }
         }

@@ -211,3 +211,34 @@ where
     }
     panic!("the body did not end within {limit} frames");
 }
+
+/// Checks a failure a layer under test returned: it is classified, renders
+/// as an OpenAI error body, and none of `keys` (the layer's configured
+/// secrets, which the seeds echo) is in its message.
+pub fn check_failure(error: &(dyn std::error::Error + 'static), keys: &[&str]) {
+    let failure = tollgate_core::Failure::from_error(error);
+    let body: serde_json::Value =
+        serde_json::from_slice(&failure.to_openai_body()).expect("error body is JSON");
+    assert!(body["error"]["message"].is_string());
+    for key in keys {
+        assert!(!failure.message().contains(key), "the key in an error");
+    }
+}
+
+/// Reads a layer's response as the script's client would: `None` when the
+/// client drops it after its first frame ([`FLAG_CLIENT_GONE`]), else
+/// whether it is an event stream and the bytes it yielded.
+pub async fn read_response<B>(script: &Script, response: Response<B>) -> Option<(bool, Vec<u8>)>
+where
+    B: Body<Data = Bytes>,
+{
+    let stream = tollgate_core::classify::is_event_stream(response.headers());
+    let body = response.into_body();
+    if script.has(FLAG_CLIENT_GONE) {
+        let mut body = std::pin::pin!(body);
+        let _ = http_body_util::BodyExt::frame(&mut body).await;
+        return None;
+    }
+    let (out, _clean) = read_body(body, script.chunks.len() + 16).await;
+    Some((stream, out))
+}

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::chat_fallbacks::{self, RequestFallbacks};
 use crate::class::ErrorClass;
 use crate::failure::Failure;
 
@@ -39,6 +40,8 @@ pub struct ChatRequest {
     stream_options_span: Option<Range<usize>>,
     message_count: usize,
     max_tokens: Option<u64>,
+    /// The fallbacks the body named (and that were cut out of `bytes`).
+    fallbacks: Option<RequestFallbacks>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,13 @@ struct View<'a> {
     messages: Option<MessageCount>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    // LiteLLM's client-side fallbacks: read, then cut out of the request.
+    #[serde(borrow, default, deserialize_with = "present")]
+    fallbacks: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    context_window_fallbacks: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    content_policy_fallbacks: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -181,7 +191,26 @@ impl ChatRequest {
                 bad_request("'messages' must contain at least one message").with_param("messages")
             );
         }
-        Ok(ChatRequest {
+        let raw_fallbacks = [
+            view.fallbacks,
+            view.context_window_fallbacks,
+            view.content_policy_fallbacks,
+        ];
+        let fallbacks = chat_fallbacks::read(raw_fallbacks)?;
+        // Only a request that names fallbacks pays for cutting them out.
+        let mut cut: Vec<Range<usize>> = if fallbacks.is_some() {
+            raw_fallbacks
+                .into_iter()
+                .flatten()
+                .map(|raw| {
+                    let start = offset_in(&bytes, raw.get());
+                    start..start + raw.get().len()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let request = ChatRequest {
             model,
             model_span,
             stream: view.stream.unwrap_or(false),
@@ -189,8 +218,35 @@ impl ChatRequest {
             stream_options_span,
             message_count,
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
+            fallbacks,
             bytes,
-        })
+        };
+        if cut.is_empty() {
+            return Ok(request);
+        }
+        Ok(request.without(&mut cut))
+    }
+
+    /// The request with the members whose values lie at `values` cut out
+    /// of its bytes, the spans moved to match.
+    fn without(self, values: &mut [Range<usize>]) -> ChatRequest {
+        let (bytes, cuts) = chat_fallbacks::cut_members(&self.bytes, values);
+        let shift = |span: &Range<usize>| {
+            chat_fallbacks::shifted(span.start, &cuts)..chat_fallbacks::shifted(span.end, &cuts)
+        };
+        ChatRequest {
+            model_span: shift(&self.model_span),
+            stream_options_span: self.stream_options_span.as_ref().map(shift),
+            bytes,
+            ..self
+        }
+    }
+
+    /// The fallbacks the request named in its body (LiteLLM's client-side
+    /// `fallbacks`, `context_window_fallbacks`, `content_policy_fallbacks`),
+    /// which [`bytes`](Self::bytes) no longer carries.
+    pub fn fallbacks(&self) -> Option<&RequestFallbacks> {
+        self.fallbacks.as_ref()
     }
 
     /// The model (group) the client asked for.
@@ -218,7 +274,9 @@ impl ChatRequest {
         self.max_tokens
     }
 
-    /// The request exactly as the client sent it.
+    /// The request as the client sent it, less the members that are the
+    /// gateway's own (the body's [`fallbacks`](Self::fallbacks)): what goes
+    /// upstream.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -335,6 +393,7 @@ impl ChatRequest {
             stream_options_span: Some(stream_options_span),
             message_count: self.message_count,
             max_tokens: self.max_tokens,
+            fallbacks: self.fallbacks.clone(),
         }
     }
 }
@@ -376,7 +435,10 @@ impl ChatRequest {
         out.put_u8(b',');
         out.put_slice(message.as_bytes());
         out.put_slice(&self.bytes[close..]);
-        ChatRequest::parse(out.freeze())
+        // The body's fallbacks are no longer in the bytes: carried over.
+        let mut request = ChatRequest::parse(out.freeze())?;
+        request.fallbacks = self.fallbacks.clone();
+        Ok(request)
     }
 }
 

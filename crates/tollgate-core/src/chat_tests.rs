@@ -1,6 +1,7 @@
 //! Tests of [`super`]: parsing, rewriting and the checks at the door.
 
 use super::*;
+use std::sync::Arc;
 
 fn parse(text: &'static str) -> Result<ChatRequest, Failure> {
     ChatRequest::parse(Bytes::from_static(text.as_bytes()))
@@ -261,4 +262,211 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> 
                 .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
         ]
     })
+}
+
+/// The request's bytes as JSON.
+fn sent(req: &ChatRequest) -> serde_json::Value {
+    serde_json::from_slice(req.bytes()).expect("the bytes left are JSON")
+}
+
+#[test]
+fn body_fallbacks_are_read_and_cut_out_of_what_goes_upstream() {
+    let req = parse(
+        r#"{"model":"gpt-4o","fallbacks":["claude", "gpt-4o-mini"],
+           "messages":[{"role":"user","content":"hi"}],"stream":true,
+           "context_window_fallbacks" : ["long"],"temperature":0}"#,
+    )
+    .unwrap();
+    let fallbacks = req.fallbacks().expect("named in the body");
+    assert_eq!(
+        fallbacks.fallbacks.as_deref().unwrap(),
+        [Arc::<str>::from("claude"), Arc::from("gpt-4o-mini")]
+    );
+    assert_eq!(
+        fallbacks.context_window.as_deref().unwrap(),
+        [Arc::<str>::from("long")]
+    );
+    assert_eq!(fallbacks.content_policy, None);
+    assert_eq!(
+        fallbacks.groups().map(|g| &**g).collect::<Vec<_>>(),
+        ["claude", "gpt-4o-mini", "long"]
+    );
+    let body = sent(&req);
+    assert!(body.get("fallbacks").is_none(), "{body}");
+    assert!(body.get("context_window_fallbacks").is_none(), "{body}");
+    assert_eq!(body["temperature"], 0);
+    assert_eq!(body["messages"][0]["content"], "hi");
+    // The spans moved with the cut: rewriting still lands on the model.
+    let renamed: serde_json::Value =
+        serde_json::from_slice(&req.with_model("claude-sonnet")).unwrap();
+    assert_eq!(renamed["model"], "claude-sonnet");
+    assert!(renamed.get("fallbacks").is_none());
+    let usage = req.with_include_usage();
+    assert_eq!(sent(&usage)["stream_options"]["include_usage"], true);
+    assert_eq!(usage.fallbacks(), req.fallbacks());
+    let prefilled = req.with_assistant_prefill("so far").unwrap();
+    assert_eq!(prefilled.fallbacks(), req.fallbacks());
+    assert!(sent(&prefilled).get("fallbacks").is_none());
+}
+
+#[test]
+fn body_fallbacks_are_cut_wherever_they_stand() {
+    let cases = [
+        // First, with the member after it.
+        r#"{"fallbacks":["b"],"model":"a","messages":[{"role":"user","content":"x"}]}"#,
+        // Last, after the required members.
+        r#"{"model":"a","messages":[{"role":"user","content":"x"}],"fallbacks":["b"]}"#,
+        // Two side by side, first in the object.
+        r#"{ "fallbacks" : ["b"] , "content_policy_fallbacks":[] , "model":"a","messages":[{"role":"user","content":"x"}]}"#,
+        // Two side by side, last in the object, with whitespace about.
+        "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}] ,\n \"fallbacks\": [\"b\"],\n\t\"context_window_fallbacks\":null }",
+        // All three, apart, one key escaped.
+        r#"{"content_policy_fallbacks":["c"],"model":"a","fall\u0062acks":["b"],"messages":[{"role":"user","content":"x"}],"context_window_fallbacks":["d"],"n":1}"#,
+    ];
+    for text in cases {
+        let req = parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        assert!(req.fallbacks().is_some(), "{text}");
+        let body = sent(&req);
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter().all(|k| !k.ends_with("fallbacks")),
+            "{text} → {body}"
+        );
+        assert_eq!(body["model"], "a", "{text}");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&req.with_model("zz")).unwrap()["model"],
+            "zz",
+            "{text}"
+        );
+    }
+    // `null` names nothing; an empty list turns that kind off.
+    let req = parse(
+        r#"{"model":"a","messages":[{"role":"user","content":"x"}],"fallbacks":null,"content_policy_fallbacks":[]}"#,
+    )
+    .unwrap();
+    let fallbacks = req.fallbacks().unwrap();
+    assert_eq!(fallbacks.fallbacks, None);
+    assert_eq!(fallbacks.content_policy.as_deref(), Some(&[][..]));
+}
+
+#[test]
+fn a_request_without_body_fallbacks_is_passed_on_untouched() {
+    let text =
+        r#"{"model":"a","messages":[{"role":"user","content":"fallbacks"}],"x_fallbacks":[1]}"#;
+    let req = parse(text).unwrap();
+    assert!(req.fallbacks().is_none());
+    assert_eq!(req.bytes(), text.as_bytes());
+}
+
+#[test]
+fn body_fallbacks_that_are_not_model_names_are_refused() {
+    for (text, param) in [
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"fallbacks":"b"}"#,
+            "fallbacks",
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"fallbacks":[{"a":["b"]}]}"#,
+            "fallbacks",
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"context_window_fallbacks":[""]}"#,
+            "context_window_fallbacks",
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"user","content":"x"}],"content_policy_fallbacks":[1]}"#,
+            "content_policy_fallbacks",
+        ),
+    ] {
+        let failure = parse(text).unwrap_err();
+        assert_eq!(failure.class(), ErrorClass::BadRequest, "{text}");
+        assert_eq!(failure.status(), http::StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
+        assert_eq!(body["error"]["param"], param, "{text}");
+        assert!(failure.message().contains(param), "{}", failure.message());
+    }
+}
+
+#[test]
+fn body_fallbacks_resolve_through_a_lookup() {
+    let req = parse(
+        r#"{"model":"a","messages":[{"role":"user","content":"x"}],"fallbacks":["alias","b"],"content_policy_fallbacks":["b"]}"#,
+    )
+    .unwrap();
+    let known = |name: &str| match name {
+        "alias" => Some(Arc::from("group")),
+        "b" => Some(Arc::from("b")),
+        _ => None,
+    };
+    let resolved = req.fallbacks().unwrap().resolved(known).unwrap();
+    assert_eq!(
+        resolved.groups().map(|g| &**g).collect::<Vec<_>>(),
+        ["group", "b", "b"]
+    );
+    let req = parse(
+        r#"{"model":"a","messages":[{"role":"user","content":"x"}],"context_window_fallbacks":["b","nope"]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        req.fallbacks()
+            .unwrap()
+            .resolved(known)
+            .unwrap_err()
+            .as_ref(),
+        "nope"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the order of the members, the whitespace around them and
+    /// which fallback lists are present, the bytes left are the request
+    /// without those lists, and the model still rewrites in place.
+    #[test]
+    fn body_fallbacks_are_cut_from_any_layout(
+        order in proptest::strategy::Strategy::prop_shuffle(
+            proptest::sample::subsequence((0..6usize).collect::<Vec<_>>(), 2..=6),
+        ),
+        spaces in proptest::collection::vec(0..3usize, 12),
+    ) {
+        use proptest::prelude::*;
+        let members = [
+            r#""model":"a""#,
+            r#""messages":[{"role":"user","content":"x"}]"#,
+            r#""fallbacks":["b","c"]"#,
+            r#""context_window_fallbacks":["d"]"#,
+            r#""content_policy_fallbacks":[]"#,
+            r#""temperature":0.5"#,
+        ];
+        // `model` and `messages` are required: always there.
+        let mut chosen: Vec<usize> = order.clone();
+        for required in [0, 1] {
+            if !chosen.contains(&required) {
+                chosen.push(required);
+            }
+        }
+        let pad = |i: usize| " \n\t"[..spaces[i % spaces.len()]].to_owned();
+        let mut text = format!("{{{}", pad(0));
+        for (at, &member) in chosen.iter().enumerate() {
+            if at > 0 {
+                text += &format!("{},{}", pad(2 * at), pad(2 * at + 1));
+            }
+            text += members[member];
+        }
+        text += &format!("{}}}", pad(11));
+        let req = ChatRequest::parse(Bytes::from(text.clone())).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let names = chosen.iter().any(|m| (2..5).contains(m));
+        prop_assert_eq!(req.fallbacks().is_some(), names);
+        for key in ["fallbacks", "context_window_fallbacks", "content_policy_fallbacks"] {
+            expected.as_object_mut().unwrap().remove(key);
+        }
+        let left: serde_json::Value = serde_json::from_slice(req.bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {:?}", req.bytes())))?;
+        prop_assert_eq!(&left, &expected);
+        let renamed: serde_json::Value = serde_json::from_slice(&req.with_model("zz")).unwrap();
+        expected["model"] = "zz".into();
+        prop_assert_eq!(renamed, expected);
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+pub use crate::chat_fallbacks::RequestFallbacks;
 pub use crate::usage_report::UsageReport;
 
 /// Where a request is going: the model group the client asked for, the

@@ -55,6 +55,7 @@ pub mod time;
 
 mod body;
 mod chat;
+mod chat_fallbacks;
 mod class;
 mod failure;
 mod money;
@@ -62,6 +63,7 @@ mod usage_report;
 
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
+pub use chat_fallbacks::RequestFallbacks;
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use failure::{BoxError, Failure};
 pub use money::{PICOS_PER_DOLLAR, ParseUsdError, Usd, write_picos};

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
-use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup};
+use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup, RequestFallbacks};
 use tollgate_core::{BoxError, ChatRequest, Redactor, RequestBody};
 use tower_service::Service;
 
@@ -135,6 +135,7 @@ where
         }
         let mut cascade = Cascade::new(origin.clone());
         cascade.allowed = extensions.get::<AllowedGroups>().cloned();
+        cascade.requested = extensions.get::<RequestFallbacks>().cloned().map(Arc::new);
         let allowed = cascade.allowed();
         let available = |group: &str| allowed(group) && shared.health.available(group);
         let first = match cascade.first(&shared.plan, &available) {
@@ -157,7 +158,7 @@ where
         }
         let plan = &shared.plan;
         let keep = first != origin
-            || plan.may_fall_back(&origin)
+            || cascade.may_fall_back(plan)
             || (stream && plan.max_continuations > 0);
         if !keep {
             // Nowhere else to go: neither a copy of the request nor a

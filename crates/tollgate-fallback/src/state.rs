@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tollgate_core::extensions::AllowedGroups;
+use tollgate_core::extensions::{AllowedGroups, RequestFallbacks};
 use tollgate_core::{ErrorClass, Failure, Scope};
 
 use crate::config::{FallbackConfig, GroupFallbacks};
@@ -32,6 +32,30 @@ pub(crate) struct Plan {
 struct Meta {
     pool: Option<Group>,
     prefill: bool,
+}
+
+/// The lists a request named in its body (LiteLLM's client-side
+/// fallbacks), in place of the plan's lists of the same kind: the requested
+/// group's list is the body's, and no other group has one of that kind (the
+/// body's groups are tried in order, LiteLLM's loop over them, without the
+/// config's nesting).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Requested<'a> {
+    origin: &'a str,
+    lists: Option<&'a RequestFallbacks>,
+}
+
+impl<'a> Requested<'a> {
+    /// `group`'s list of the kind `kind` picks, when the body named that
+    /// kind.
+    fn list(
+        self,
+        group: &str,
+        kind: fn(&'a RequestFallbacks) -> Option<&'a [Group]>,
+    ) -> Option<&'a [Group]> {
+        let list = kind(self.lists?)?;
+        Some(if group == self.origin { list } else { &[] })
+    }
 }
 
 fn index(lists: &[GroupFallbacks]) -> HashMap<Group, Box<[Group]>> {
@@ -91,43 +115,57 @@ impl Plan {
         self.targets.get(group).is_none_or(|meta| meta.prefill)
     }
 
-    /// `fallbacks[group]`, else `default_fallbacks`.
-    fn generic(&self, group: &str) -> &[Group] {
-        self.fallbacks
-            .get(group)
-            .map_or(&self.default[..], |list| &list[..])
+    /// The body's `fallbacks`, else `fallbacks[group]`, else
+    /// `default_fallbacks`.
+    fn generic<'a>(&'a self, group: &str, requested: Requested<'a>) -> &'a [Group] {
+        requested
+            .list(group, |lists| lists.fallbacks.as_deref())
+            .or_else(|| self.fallbacks.get(group).map(|list| &list[..]))
+            .unwrap_or(&self.default[..])
     }
 
+    /// The body's `context_window_fallbacks`, else
     /// `context_window_fallbacks[group]`, else the generic list.
-    fn context_window(&self, group: &str) -> &[Group] {
-        self.context_window
-            .get(group)
-            .map_or_else(|| self.generic(group), |list| &list[..])
+    fn context_window<'a>(&'a self, group: &str, requested: Requested<'a>) -> &'a [Group] {
+        requested
+            .list(group, |lists| lists.context_window.as_deref())
+            .or_else(|| self.context_window.get(group).map(|list| &list[..]))
+            .unwrap_or_else(|| self.generic(group, requested))
     }
 
-    fn content_policy(&self, group: &str) -> &[Group] {
-        self.content_policy.get(group).map_or(&[], |list| &list[..])
+    fn content_policy<'a>(&'a self, group: &str, requested: Requested<'a>) -> &'a [Group] {
+        requested
+            .list(group, |lists| lists.content_policy.as_deref())
+            .or_else(|| self.content_policy.get(group).map(|list| &list[..]))
+            .unwrap_or(&[])
     }
 
     /// The list a failure of `group` before any content moves on to, or why
     /// it does not move on. The failure's own verdict
     /// ([`Failure::is_fallback_eligible`]) decides, except for the two
     /// classes with lists of their own and for pool-wide rate limits.
-    fn rule(&self, group: &str, failure: &Failure) -> Result<&[Group], StopReason> {
+    fn rule<'a>(
+        &'a self,
+        group: &str,
+        failure: &Failure,
+        requested: Requested<'a>,
+    ) -> Result<&'a [Group], StopReason> {
         match failure.class() {
             // Only an explicit list hides a refusal behind another model.
-            ErrorClass::ContentPolicy => match self.content_policy(group) {
+            ErrorClass::ContentPolicy => match self.content_policy(group, requested) {
                 [] => Err(StopReason::NotEligible),
                 list => Ok(list),
             },
             ErrorClass::ContextWindowExceeded if failure.is_fallback_eligible() => {
-                Ok(self.context_window(group))
+                Ok(self.context_window(group, requested))
             }
-            _ if failure.is_fallback_eligible() => Ok(self.generic(group)),
+            _ if failure.is_fallback_eligible() => Ok(self.generic(group, requested)),
             // The pool is exhausted, not the world: groups outside it may
             // answer (the failure itself says "not eligible" because the
             // next group of the same pool would not).
-            _ if is_pool_wide(failure) && self.pool(group).is_some() => Ok(self.generic(group)),
+            _ if is_pool_wide(failure) && self.pool(group).is_some() => {
+                Ok(self.generic(group, requested))
+            }
             _ => Err(StopReason::NotEligible),
         }
     }
@@ -136,12 +174,17 @@ impl Plan {
     /// the failure's own verdict: a provider marks a failure after content as
     /// "not for another target" because the client has the first part of
     /// the answer, which is exactly what a continuation takes care of.
-    fn break_rule(&self, group: &str, cause: &Failure) -> &[Group] {
+    fn break_rule<'a>(
+        &'a self,
+        group: &str,
+        cause: &Failure,
+        requested: Requested<'a>,
+    ) -> &'a [Group] {
         match cause.class() {
-            ErrorClass::ContentPolicy => self.content_policy(group),
-            ErrorClass::ContextWindowExceeded => self.context_window(group),
+            ErrorClass::ContentPolicy => self.content_policy(group, requested),
+            ErrorClass::ContextWindowExceeded => self.context_window(group, requested),
             class if class.fallback_eligible() || class == ErrorClass::StreamInterrupted => {
-                self.generic(group)
+                self.generic(group, requested)
             }
             _ => &[],
         }
@@ -198,6 +241,8 @@ pub(crate) struct Cascade {
     continuations: u32,
     /// The groups the request may go to (its key's), when limited.
     pub(crate) allowed: Option<AllowedGroups>,
+    /// The fallbacks the request named in its body, if any.
+    pub(crate) requested: Option<Arc<RequestFallbacks>>,
 }
 
 impl Cascade {
@@ -221,7 +266,31 @@ impl Cascade {
             continued: Vec::new(),
             continuations: 0,
             allowed: None,
+            requested: None,
         }
+    }
+
+    /// The body's lists (a clone of the `Arc`, so that what they lend does
+    /// not borrow the cascade) and the origin they apply to.
+    fn requested(&self) -> (Option<Arc<RequestFallbacks>>, Group) {
+        (self.requested.clone(), self.origin.clone())
+    }
+
+    /// Whether any failure of the requested group could lead to another
+    /// group: when not, a request needs no copy kept for a second attempt.
+    pub(crate) fn may_fall_back(&self, plan: &Plan) -> bool {
+        let from_body = self.requested.as_deref().is_some_and(|lists| {
+            plan.max_fallbacks > 0
+                && [
+                    &lists.fallbacks,
+                    &lists.context_window,
+                    &lists.content_policy,
+                ]
+                .into_iter()
+                .flatten()
+                .any(|list| !list.is_empty())
+        });
+        from_body || plan.may_fall_back(&self.origin)
     }
 
     /// The group tried last.
@@ -246,7 +315,12 @@ impl Cascade {
             return Step::Try(self.origin.clone());
         }
         tracing::debug!(group = %self.origin, "fallback: skipping an unavailable model group");
-        let list = plan.generic(&self.origin);
+        let (lists, origin) = self.requested();
+        let requested = Requested {
+            origin: &origin,
+            lists: lists.as_deref(),
+        };
+        let list = plan.generic(&origin, requested);
         self.enqueue(list);
         match self.pop(plan, available) {
             Step::Try(group) => Step::Try(group),
@@ -264,7 +338,12 @@ impl Cascade {
     ) -> Step {
         let group = self.current.clone();
         self.failed.push(group.clone());
-        let list = match plan.rule(&group, failure) {
+        let (lists, origin) = self.requested();
+        let requested = Requested {
+            origin: &origin,
+            lists: lists.as_deref(),
+        };
+        let list = match plan.rule(&group, failure, requested) {
             Ok(list) => list,
             Err(reason) => return Step::Stop(reason),
         };
@@ -361,9 +440,14 @@ impl Cascade {
         }
         let broke = self.broken.clone().unwrap_or_else(|| self.current.clone());
         let same = same_group_may_continue(cause).then_some(&broke);
+        let (lists, origin) = self.requested();
+        let requested = Requested {
+            origin: &origin,
+            lists: lists.as_deref(),
+        };
         let candidates = same
             .into_iter()
-            .chain(plan.break_rule(&broke, cause))
+            .chain(plan.break_rule(&broke, cause, requested))
             .chain(self.queue.iter());
         let mut chosen = None;
         for group in candidates {

@@ -273,3 +273,112 @@ proptest! {
         prop_assert!(cascade.fallbacks() >= fallbacks);
     }
 }
+
+fn names(list: &[&str]) -> Option<Arc<[Arc<str>]>> {
+    Some(list.iter().map(|g| Arc::from(*g)).collect())
+}
+
+/// A cascade from `a` with the body's lists.
+fn requested(lists: RequestFallbacks) -> Cascade {
+    let mut cascade = Cascade::new("a".into());
+    cascade.requested = Some(Arc::new(lists));
+    cascade
+}
+
+#[test]
+fn body_fallbacks_replace_the_configured_ones_and_are_tried_in_order() {
+    let plan = plan(
+        crate::FallbackConfig::builder()
+            .fallbacks("a", ["config"])
+            .fallbacks("x", ["nested"])
+            .default_fallbacks(["z"]),
+    );
+    let mut cascade = requested(RequestFallbacks {
+        fallbacks: names(&["x", "y"]),
+        ..RequestFallbacks::default()
+    });
+    assert!(cascade.may_fall_back(&plan));
+    assert_eq!(tries(cascade.first(&plan, &all)), "a");
+    // The body's list, in its order: neither the config's list for `a`,
+    // nor `x`'s own, nor the defaults.
+    assert_eq!(tries(cascade.failed(&plan, &unavailable(), &all)), "x");
+    assert_eq!(tries(cascade.failed(&plan, &unavailable(), &all)), "y");
+    assert_eq!(
+        tries(cascade.failed(&plan, &unavailable(), &all)),
+        "stop: Exhausted"
+    );
+}
+
+#[test]
+fn body_lists_of_each_kind_and_an_empty_one_turning_a_kind_off() {
+    let plan = plan(
+        crate::FallbackConfig::builder()
+            .fallbacks("a", ["config"])
+            .context_window_fallbacks("a", ["config-long"]),
+    );
+    // The body names a context-window list only: other failures keep the
+    // config's list, context-window errors take the body's.
+    let lists = RequestFallbacks {
+        context_window: names(&["long"]),
+        content_policy: names(&["lenient"]),
+        ..RequestFallbacks::default()
+    };
+    let context = Failure::new(ErrorClass::ContextWindowExceeded, "x");
+    let refusal = Failure::new(ErrorClass::ContentPolicy, "x");
+    for (failure, expected) in [
+        (unavailable(), "config"),
+        (context, "long"),
+        (refusal, "lenient"),
+    ] {
+        let mut cascade = requested(lists.clone());
+        cascade.first(&plan, &all);
+        assert_eq!(tries(cascade.failed(&plan, &failure, &all)), expected);
+    }
+    // `fallbacks: []` in the body: none for this request.
+    let mut cascade = requested(RequestFallbacks {
+        fallbacks: names(&[]),
+        ..RequestFallbacks::default()
+    });
+    cascade.first(&plan, &all);
+    assert_eq!(
+        tries(cascade.failed(&plan, &unavailable(), &all)),
+        "stop: Exhausted"
+    );
+    // Nothing configured, nothing non-empty in the body: no copy kept.
+    let bare = plan_without_lists();
+    assert!(!cascade.may_fall_back(&bare));
+}
+
+fn plan_without_lists() -> Plan {
+    plan(crate::FallbackConfig::builder())
+}
+
+#[test]
+fn body_fallbacks_skip_groups_the_key_may_not_use_and_serve_a_broken_stream() {
+    let plan = plan_without_lists();
+    let mut cascade = requested(RequestFallbacks {
+        fallbacks: names(&["secret", "open"]),
+        ..RequestFallbacks::default()
+    });
+    cascade.allowed = Some(AllowedGroups(["a", "open"].map(Arc::from).into()));
+    let allowed = cascade.allowed();
+    let available = move |group: &str| allowed(group);
+    assert_eq!(tries(cascade.first(&plan, &available)), "a");
+    assert_eq!(
+        tries(cascade.failed(&plan, &unavailable(), &available)),
+        "open"
+    );
+
+    // A stream of `a` broke after content: the body's list continues it.
+    let mut cascade = requested(RequestFallbacks {
+        fallbacks: names(&["b"]),
+        ..RequestFallbacks::default()
+    });
+    cascade.first(&plan, &all);
+    cascade.broke(&plan, &unavailable());
+    let next = cascade.next_continuation(&plan, &unavailable(), &all);
+    assert_eq!(next.as_deref(), Some("a"));
+    cascade.continuation_failed(&plan, &unavailable());
+    let next = cascade.next_continuation(&plan, &unavailable(), &all);
+    assert_eq!(next.as_deref(), Some("b"));
+}

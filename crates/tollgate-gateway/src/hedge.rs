@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
-use tollgate_core::extensions::{AllowedGroups, AttemptedFallbacks, ModelGroup};
+use tollgate_core::extensions::{AllowedGroups, AttemptedFallbacks, ModelGroup, RequestFallbacks};
 use tollgate_core::{BoxError, ChatRequest, RequestBody};
 use tower::ServiceExt;
 use tower_service::Service;
@@ -62,7 +62,7 @@ impl<S> Hedge<S> {
             return None;
         }
         let group = &extensions.get::<ModelGroup>()?.0;
-        let to = self.plans.get(group)?;
+        let to = hedge_target(self.plans.get(group)?, extensions.get())?;
         if let Some(AllowedGroups(allowed)) = extensions.get::<AllowedGroups>()
             && !allowed.contains(to)
         {
@@ -164,6 +164,19 @@ fn with_group(request: &Request<RequestBody>, group: Arc<str>) -> Request<Reques
     copy
 }
 
+/// The group a hedged stream races: the request's own first fallback when
+/// it names its `fallbacks` (none when that list is empty: the request
+/// turned fallbacks off), else the configured one.
+fn hedge_target<'a>(
+    configured: &'a Arc<str>,
+    requested: Option<&'a RequestFallbacks>,
+) -> Option<&'a Arc<str>> {
+    match requested.and_then(|lists| lists.fallbacks.as_ref()) {
+        Some(list) => list.first(),
+        None => Some(configured),
+    }
+}
+
 /// The hedged groups of `config` and the group each hedges with: its first
 /// fallback, else the first default fallback; a hedged group with neither
 /// is an error.
@@ -199,6 +212,28 @@ mod tests {
     }
 
     const GROUPS: &str = "model_list:\n  - model_name: a\n    litellm_params:\n      model: mock/a\n  - model_name: b\n    litellm_params:\n      model: mock/b\n";
+
+    #[test]
+    fn the_requests_own_fallbacks_pick_the_hedge() {
+        let configured: Arc<str> = Arc::from("b");
+        assert_eq!(hedge_target(&configured, None), Some(&configured));
+        let lists = |names: &[&str]| RequestFallbacks {
+            fallbacks: Some(names.iter().map(|n| Arc::from(*n)).collect()),
+            ..RequestFallbacks::default()
+        };
+        let named = lists(&["c", "b"]);
+        assert_eq!(
+            hedge_target(&configured, Some(&named)).map(|g| &**g),
+            Some("c")
+        );
+        assert_eq!(hedge_target(&configured, Some(&lists(&[]))), None);
+        // Other kinds of list leave the hedge alone.
+        let other = RequestFallbacks {
+            context_window: Some(Arc::from([Arc::from("long")])),
+            ..RequestFallbacks::default()
+        };
+        assert_eq!(hedge_target(&configured, Some(&other)), Some(&configured));
+    }
 
     #[test]
     fn a_hedged_group_hedges_with_its_first_fallback_and_needs_one() {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Answer, Captured, TestGateway, call, chat_body, client, openai_config};
-use tollgate_testkit::{Reply, Upstream, openai};
+use tollgate_testkit::{Reply, Upstream, anthropic, openai};
 
 const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4f9a8b7c6d5e";
 const MASTER_KEY: &str = "sk-master-SECRET-1a2b3c4d5e6f";
@@ -113,5 +113,179 @@ async fn keys_appear_in_no_log_body_or_header() {
     for key in [UPSTREAM_KEY, MASTER_KEY] {
         assert!(!logs.contains(key), "the logs leak a key");
         assert!(!logs.contains(&key[10..]), "the logs leak part of a key");
+    }
+}
+
+/// A native provider's deployment, for the secrets test: one line of
+/// [`NATIVE_PROVIDERS`] per provider.
+struct NativeProvider {
+    /// Its `litellm_params` (after `model_name: native`), its fake at `url`.
+    params: fn(url: &str) -> String,
+    /// The environment the config reads its secrets from.
+    env: &'static [(&'static str, &'static str)],
+    /// What must never leak.
+    secrets: &'static [&'static str],
+    /// Answers that echo every secret back — the fake upstream at its worst:
+    /// JSON errors and a stream error — each the answer to one request, and
+    /// whether that request streams.
+    echoes: fn() -> Vec<(Reply, bool)>,
+}
+
+const ANTHROPIC_KEY: &str = "sk-ant-api03-SECRET-native-7d6c5b4a3f2e1d0c";
+const AZURE_KEY: &str = "azure-SECRET-native-key-0f1e2d3c4b5a6978";
+const AZURE_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.SECRET-entra-token.c2ln";
+
+/// Every native provider, one line each.
+const NATIVE_PROVIDERS: &[NativeProvider] = &[
+    NativeProvider {
+        params: |url| {
+            format!(
+                "model: anthropic/claude-sonnet-4-5-20250929\n      api_base: {url}\n      api_key: os.environ/ANTHROPIC_API_KEY\n"
+            )
+        },
+        env: &[("ANTHROPIC_API_KEY", ANTHROPIC_KEY)],
+        secrets: &[ANTHROPIC_KEY],
+        echoes: || {
+            let leak = format!("invalid x-api-key: {ANTHROPIC_KEY}");
+            vec![
+                (
+                    Reply::json(401, anthropic::error_body("authentication_error", &leak)),
+                    false,
+                ),
+                (
+                    Reply::json(400, anthropic::error_body("invalid_request_error", &leak)),
+                    false,
+                ),
+                (
+                    Reply::json(529, anthropic::error_body("overloaded_error", &leak)),
+                    false,
+                ),
+                (
+                    Reply::sse().raw(
+                        anthropic::start()
+                            + &anthropic::text_block(0, &["a"])
+                            + &anthropic::error_event("api_error", &leak),
+                    ),
+                    true,
+                ),
+                (
+                    Reply::json(200, anthropic::message("fine")).header("x-echo", ANTHROPIC_KEY),
+                    false,
+                ),
+            ]
+        },
+    },
+    NativeProvider {
+        params: |url| {
+            format!(
+                "model: azure/my-deployment\n      api_base: {url}\n      api_version: 2024-10-21\n      api_key: os.environ/AZURE_API_KEY\n"
+            )
+        },
+        env: &[("AZURE_API_KEY", AZURE_KEY)],
+        secrets: &[AZURE_KEY],
+        echoes: || azure_echoes(AZURE_KEY),
+    },
+    NativeProvider {
+        params: |url| {
+            format!(
+                "model: azure/my-deployment\n      api_base: {url}\n      api_version: 2024-10-21\n      azure_ad_token: os.environ/AZURE_AD_TOKEN\n"
+            )
+        },
+        env: &[("AZURE_AD_TOKEN", AZURE_TOKEN)],
+        secrets: &[AZURE_TOKEN],
+        echoes: || azure_echoes(AZURE_TOKEN),
+    },
+];
+
+fn azure_echoes(secret: &str) -> Vec<(Reply, bool)> {
+    let leak = format!("Access denied due to invalid subscription key {secret}");
+    vec![
+        (
+            Reply::json(
+                401,
+                openai::error_body(&leak, "invalid_request_error", Some("401")),
+            ),
+            false,
+        ),
+        (
+            Reply::json(
+                400,
+                openai::error_body(&leak, "invalid_request_error", None),
+            ),
+            false,
+        ),
+        (
+            Reply::json(500, openai::error_body(&leak, "server_error", None)),
+            false,
+        ),
+        (
+            Reply::sse()
+                .data(&openai::chunks(&["a"])[0])
+                .data(serde_json::json!({"error": {"message": leak, "code": 500}})),
+            true,
+        ),
+        (
+            Reply::json(200, openai::chat_completion("fine")).header("x-echo", secret),
+            false,
+        ),
+    ]
+}
+
+// One thread, so that every task of the gateway logs to this test's
+// subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn native_provider_secrets_appear_nowhere() {
+    for (at, provider) in NATIVE_PROVIDERS.iter().enumerate() {
+        let logs = Captured::default();
+        let _guard = tracing::subscriber::set_default(logs.subscriber());
+        let upstream = Upstream::start().await;
+        let dir =
+            std::env::temp_dir().join(format!("tollgate-secrets-{}-{at}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ledger = dir.join("ledger.sqlite3");
+        let yaml = format!(
+            "model_list:\n  - model_name: native\n    litellm_params:\n      {}general_settings:\n  master_key: {MASTER_KEY}\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\ntollgate:\n  ledger_path: {}\n",
+            (provider.params)(&upstream.url()),
+            ledger.display()
+        );
+        let gateway = TestGateway::start(&yaml, provider.env).await;
+        let client = client();
+        let auth = format!("Bearer {MASTER_KEY}");
+        let auth = [("authorization", auth.as_str())];
+        let mut seen = common::leaks::Exposure::default();
+        let echoes = (provider.echoes)();
+        let url = gateway.url("/v1/chat/completions");
+        for (i, (reply, stream)) in echoes.into_iter().enumerate() {
+            upstream.push(reply);
+            let answer = call(&client, "POST", &url, chat_body("native", stream), &auth).await;
+            seen.answer(&format!("provider {at}, answer {i}"), &answer);
+        }
+        // The secret really was in play: the upstream got it.
+        let sent = format!("{:?}", upstream.requests()[0].headers);
+        assert!(
+            provider.secrets.iter().all(|s| sent.contains(s)),
+            "provider {at}"
+        );
+        for path in [
+            "/health",
+            "/health/readiness",
+            "/health/providers",
+            "/health/circuit-breakers",
+            "/metrics",
+        ] {
+            let answer = call(&client, "GET", &gateway.url(path), "", &auth).await;
+            seen.answer(path, &answer);
+        }
+        gateway.shutdown().await;
+        drop(_guard);
+        seen.file("the ledger", &ledger);
+        seen.saw("the logs", logs.text());
+        assert!(
+            logs.text().contains("chat_completions"),
+            "the access log was captured"
+        );
+        seen.assert_free_of(provider.secrets);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

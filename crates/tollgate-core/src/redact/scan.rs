@@ -59,6 +59,10 @@ const STARTS_PREFIX: [bool; 256] = {
 /// prefix included): `sk-` and 9 more characters.
 const MIN_PREFIXED_LEN: usize = 12;
 
+/// The shortest JSON Web Token header taken for one (`{"alg":"none"}` is
+/// 20 base64url characters).
+const MIN_JWT_HEADER: usize = 16;
+
 /// A prefix glued to the end of other letters (`apikeysk-…`) marks a key only
 /// when this much key-like text follows it: prose has words such as
 /// `task-specific`, keys are long and random.
@@ -332,8 +336,33 @@ fn shapes(text: &[u8], out: &mut Vec<Range<usize>>) {
         }
     }
     bearer_tokens(text, out);
+    json_web_tokens(text, out);
     labelled_values(text, out);
     urls(text, out);
+}
+
+/// JSON Web Tokens (Microsoft Entra ID's and other OAuth access tokens):
+/// `eyJ` (base64url of `{"`) then header, payload and signature joined by
+/// dots, redacted whole. The rules above would take only the random-looking
+/// header, leaving the rest of a token a configured secret no longer
+/// matches once the header is gone (a classifier redacts by shape before
+/// the gateway knows its secrets).
+fn json_web_tokens(text: &[u8], out: &mut Vec<Range<usize>>) {
+    const HEADER: &[u8] = b"eyJ";
+    for run in runs(text, |b| is_key_byte(b) || b == b'.') {
+        let bytes = &text[run.clone()];
+        let Some(at) = memmem::find(bytes, HEADER) else {
+            continue;
+        };
+        let token = &bytes[at..];
+        let mut parts = token.split(|&b| b == b'.');
+        // A real header (`{"alg":…}`) is twenty-odd characters at least.
+        let header = parts.next().map_or(0, <[u8]>::len);
+        let rest: Vec<&[u8]> = parts.collect();
+        if header >= MIN_JWT_HEADER && rest.len() >= 2 && rest[..2].iter().all(|p| !p.is_empty()) {
+            out.push(run.start + at..run.end);
+        }
+    }
 }
 
 /// The key in a run of key bytes, if there is one: the whole run when it is

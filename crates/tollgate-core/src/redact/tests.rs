@@ -82,6 +82,26 @@ fn keys_urls_and_bearer_tokens_are_redacted() {
 }
 
 #[test]
+fn a_json_web_token_is_redacted_whole() {
+    let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2NvZ25pdGl2ZSJ9.SIGNATURE-part_2";
+    let text = format!("Access denied due to invalid token {token}. Retry.");
+    let clean = sanitize_message(&text);
+    assert_eq!(
+        clean,
+        "Access denied due to invalid token [redacted] Retry."
+    );
+    // A configured one, too, whatever redacted it first.
+    let mut secrets = Secrets::new();
+    secrets.insert(token);
+    let redactor = Redactor::new(secrets);
+    let once = redactor.redact(&sanitize_message(&format!("token {token}")));
+    assert!(!once.contains("SIGNATURE"), "{once}");
+    // Dotted words are not tokens.
+    let words = "see eyJ.docs.example and eyJhbGciOiJub25lIn0.x for version eyJ1.2";
+    assert_eq!(sanitize_message(words), words);
+}
+
+#[test]
 fn ordinary_text_is_kept_and_length_bounded() {
     for text in [
         "This model's maximum context length is 8192 tokens.",

@@ -200,6 +200,9 @@ fn native_deployment(
     }
     if let Some(key) = &deployment.api_key {
         native = native.api_key(key.expose());
+    } else if let Some(token) = &deployment.native.azure_ad_token {
+        // LiteLLM's order: the key when there is one, else the token.
+        native = native.bearer_token(token.expose());
     }
     if let Some(version) = &deployment.native.api_version {
         native = native.api_version(version.clone());

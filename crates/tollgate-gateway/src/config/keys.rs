@@ -92,6 +92,7 @@ impl Section {
                 "mock_response",
                 "extra_headers",
                 "api_version",
+                "azure_ad_token",
                 "aws_access_key_id",
                 "aws_secret_access_key",
                 "aws_session_token",

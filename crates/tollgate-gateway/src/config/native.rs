@@ -11,6 +11,9 @@ use super::secret::Secret;
 pub struct NativeParams {
     /// `api_version` (Azure; `AZURE_API_VERSION`).
     pub api_version: Option<String>,
+    /// `azure_ad_token` (Azure; `AZURE_AD_TOKEN`): a Microsoft Entra ID
+    /// token, sent as `Authorization: Bearer` when there is no `api_key`.
+    pub azure_ad_token: Option<Secret>,
     /// `aws_access_key_id` (Bedrock; `AWS_ACCESS_KEY_ID`).
     pub aws_access_key_id: Option<Secret>,
     /// `aws_secret_access_key` (Bedrock; `AWS_SECRET_ACCESS_KEY`).
@@ -33,8 +36,9 @@ pub struct NativeParams {
 
 impl NativeParams {
     /// The `litellm_params` keys these fields are read from.
-    pub const KEYS: [&'static str; 9] = [
+    pub const KEYS: [&'static str; 10] = [
         "api_version",
+        "azure_ad_token",
         "aws_access_key_id",
         "aws_secret_access_key",
         "aws_session_token",
@@ -49,7 +53,8 @@ impl NativeParams {
     pub(crate) fn is_secret(key: &str) -> bool {
         matches!(
             key,
-            "aws_access_key_id"
+            "azure_ad_token"
+                | "aws_access_key_id"
                 | "aws_secret_access_key"
                 | "aws_session_token"
                 | "vertex_credentials"
@@ -60,6 +65,7 @@ impl NativeParams {
     pub(crate) fn env_fallbacks(key: &str) -> &'static [&'static str] {
         match key {
             "api_version" => &["AZURE_API_VERSION"],
+            "azure_ad_token" => &["AZURE_AD_TOKEN"],
             "aws_access_key_id" => &["AWS_ACCESS_KEY_ID"],
             "aws_secret_access_key" => &["AWS_SECRET_ACCESS_KEY"],
             "aws_session_token" => &["AWS_SESSION_TOKEN"],
@@ -123,6 +129,7 @@ impl NativeParams {
 
     pub(crate) fn set_secret(&mut self, key: &str, value: Secret) {
         match key {
+            "azure_ad_token" => self.azure_ad_token = Some(value),
             "aws_access_key_id" => self.aws_access_key_id = Some(value),
             "aws_secret_access_key" => self.aws_secret_access_key = Some(value),
             "aws_session_token" => self.aws_session_token = Some(value),
@@ -134,6 +141,7 @@ impl NativeParams {
     pub(crate) fn is_set(&self, key: &str) -> bool {
         match key {
             "api_version" => self.api_version.is_some(),
+            "azure_ad_token" => self.azure_ad_token.is_some(),
             "aws_access_key_id" => self.aws_access_key_id.is_some(),
             "aws_secret_access_key" => self.aws_secret_access_key.is_some(),
             "aws_session_token" => self.aws_session_token.is_some(),

@@ -10,7 +10,7 @@ use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
-use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody};
+use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, RequestFallbacks};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Limit, RateLimited};
@@ -109,6 +109,45 @@ fn refuse_model(principal: &Principal, group: &str) -> Failure {
     .with_status(StatusCode::FORBIDDEN)
     .with_code("model_not_allowed")
     .with_param("model")
+}
+
+/// The fallbacks the request named in its body, each resolved to the group
+/// it names (an alias to its target), for the cascade: a name no group
+/// answers to is a 400, and a group the key may not use a 403 — a key
+/// reaches no model through its fallbacks that it could not ask for.
+fn body_fallbacks(
+    app: &App,
+    chat: &ChatRequest,
+    principal: &Principal,
+) -> Result<Option<RequestFallbacks>, Failure> {
+    let Some(named) = chat.fallbacks() else {
+        return Ok(None);
+    };
+    let resolved = named
+        .resolved(|name| {
+            app.routing
+                .group(&app.groups, name)
+                .map(|group| group.name().clone())
+        })
+        .map_err(|unknown| {
+            Failure::new(
+                ErrorClass::BadRequest,
+                format!(
+                    "The fallback model `{}` does not exist: fallbacks name the models of this \
+                     gateway's model_list.",
+                    tollgate_core::sanitize_message(&unknown)
+                ),
+            )
+            .with_code("invalid_fallback_model")
+            .with_param("fallbacks")
+        })?;
+    if let Some(refused) = resolved
+        .groups()
+        .find(|group| !principal.allows_model(group))
+    {
+        return Err(refuse_model(principal, refused).with_param("fallbacks"));
+    }
+    Ok(Some(resolved))
 }
 
 /// Why a request was not answered: a classified failure, and for a rate
@@ -215,8 +254,12 @@ where
     if !principal.allows_model(group.name()) {
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
+    let body_fallbacks = body_fallbacks(app, &chat, &principal).map_err(|f| (f.into(), None))?;
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
+    if let Some(fallbacks) = body_fallbacks {
+        request.extensions_mut().insert(fallbacks);
+    }
     request
         .extensions_mut()
         .insert(ModelGroup(group.name().clone()));

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod leaks;
 pub mod net;
 
 use std::collections::HashMap;

@@ -118,3 +118,18 @@ fn invalid_request(message: &str) -> Failure {
         Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
     }
 }
+
+/// An answer Claude declined to give (`stop_reason: "refusal"`, Anthropic's
+/// "Handling stop reasons") before any content: a content-policy failure
+/// that says so, which only `content_policy_fallbacks` may answer
+/// instead.
+pub(crate) fn refusal() -> Failure {
+    Failure::new(
+        ErrorClass::ContentPolicy,
+        "Claude declined to answer this request (stop_reason: refusal): Anthropic's \
+         safety classifiers stopped it",
+    )
+    .with_code("refusal")
+    .with_scope(Scope::Model)
+}
+

@@ -51,11 +51,15 @@ pub type AnthropicLayer = ProviderLayer<Anthropic>;
 ///   `disable_parallel_tool_use`; assistant `tool_calls` → `tool_use`
 ///   blocks and `tool` messages → `tool_result` blocks (consecutive ones
 ///   merged into one user turn); `cache_control` on parts and tools kept;
-///   `user` → `metadata.user_id`. A last assistant message is sent as it
+///   `user` → `metadata.user_id`; `response_format` of type `json_schema`
+///   → `output_config.format` (structured outputs; `json_object` and
+///   `n > 1` are refused with a 400). A last assistant message is sent as it
 ///   is: Anthropic continues it (a prefill), which is how a fallback
 ///   layer's stream continuation resumes a broken answer.
 /// - **Answer**: text, `thinking` (as `reasoning_content`) and `tool_use`
-///   blocks (as `tool_calls`), `stop_reason` → `finish_reason`, and usage
+///   blocks (as `tool_calls`), `stop_reason` → `finish_reason` (a
+///   `refusal` with nothing before it is a `content_policy` failure, code
+///   `refusal`, in a complete answer and in a stream), and usage
 ///   with the cache: `prompt_tokens` counts input, cache-read and
 ///   cache-write tokens; `prompt_tokens_details.cached_tokens` the reads,
 ///   `cache_creation_input_tokens` the writes (priced apart by the cost

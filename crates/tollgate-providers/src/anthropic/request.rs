@@ -80,12 +80,7 @@ pub(crate) fn translate(
             Some("n"),
         ));
     }
-    if request.contains_key("response_format") {
-        return Err(bad_request(
-            "`response_format` is not supported for Anthropic models",
-            Some("response_format"),
-        ));
-    }
+    let output_format = output_format_of(request.remove("response_format"))?;
     let Some(Value::Array(messages)) = request.remove("messages") else {
         return Err(bad_request("`messages` must be an array", Some("messages")));
     };
@@ -123,6 +118,18 @@ pub(crate) fn translate(
     if let Some(choice) = tool_choice_of(request.remove("tool_choice"), parallel)? {
         out.insert("tool_choice".into(), choice);
     }
+    if let Some(format) = output_format {
+        // Next to whatever `output_config` the client passed (`effort`).
+        match request.remove("output_config") {
+            Some(Value::Object(mut config)) => {
+                config.insert("format".into(), format);
+                out.insert("output_config".into(), Value::Object(config));
+            }
+            _ => {
+                out.insert("output_config".into(), json!({ "format": format }));
+            }
+        }
+    }
     request.remove("stream");
     if stream {
         out.insert("stream".into(), Value::Bool(true));
@@ -141,6 +148,42 @@ pub(crate) fn translate(
             include_usage,
         },
     ))
+}
+
+/// Anthropic's `output_config.format` for OpenAI's `response_format`, from
+/// Anthropic's "Structured outputs" guide: a `json_schema` format is
+/// native (`{"type": "json_schema", "schema": …}`); `text` is the default
+/// and needs nothing; `json_object` (any JSON, no schema) has no
+/// equivalent and is refused rather than answered as free text.
+fn output_format_of(format: Option<Value>) -> Result<Option<Value>, Failure> {
+    let Some(format) = format.filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .filter(|s| s.is_object())
+                .ok_or_else(|| {
+                    bad_request(
+                        "`response_format.json_schema.schema` must be a JSON schema object",
+                        Some("response_format"),
+                    )
+                })?;
+            Ok(Some(json!({"type": "json_schema", "schema": schema})))
+        }
+        Some("json_object") => Err(bad_request(
+            "Anthropic models take `response_format` of type `json_schema` (with a schema), \
+             not `json_object`",
+            Some("response_format"),
+        )),
+        _ => Err(bad_request(
+            "`response_format.type` must be `text` or `json_schema` for Anthropic models",
+            Some("response_format"),
+        )),
+    }
 }
 
 /// The `system` field and the alternating messages.

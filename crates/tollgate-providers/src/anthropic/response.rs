@@ -123,6 +123,13 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
             _ => {}
         }
     }
+    let stop_reason = answer.stop_reason.as_deref().unwrap_or("end_turn");
+    if stop_reason == "refusal"
+        && text.as_deref().is_none_or(str::is_empty)
+        && tool_calls.is_empty()
+    {
+        return Err(super::classify::refusal());
+    }
     let mut counts = TokenCounts::default();
     answer.usage.apply(&mut counts);
     let completion = Completion {
@@ -138,7 +145,7 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
                 reasoning_content: reasoning,
                 tool_calls,
             },
-            finish_reason: finish_reason(answer.stop_reason.as_deref().unwrap_or("end_turn")),
+            finish_reason: finish_reason(stop_reason),
         }],
         usage: counts.into(),
     };

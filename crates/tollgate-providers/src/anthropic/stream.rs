@@ -246,6 +246,11 @@ impl TranslateEvent for AnthropicStream {
                     usage.apply(&mut self.counts);
                 }
                 if let Some(stop) = parsed.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
+                    // A refusal with nothing before it is a failure the
+                    // client hears as one, not an empty answer.
+                    if stop == "refusal" && !self.committed {
+                        return Err(super::classify::refusal());
+                    }
                     self.committed = true;
                     self.chunk(out, Delta::default(), Some(finish_reason(stop)));
                 }

@@ -603,3 +603,138 @@ fn errors_are_classified() {
         super::classify::classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), b"<html>");
     assert_eq!(bare.class(), ErrorClass::RateLimited);
 }
+
+#[test]
+fn response_format_json_schema_becomes_output_config_and_json_object_is_refused() {
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer"}}});
+    let (_, sent, _) = prepare(json!({
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "count"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema, "strict": true}},
+        "output_config": {"effort": "low"},
+    }));
+    assert_eq!(
+        sent["output_config"],
+        json!({"effort": "low", "format": {"type": "json_schema", "schema": schema}})
+    );
+    assert!(sent.get("response_format").is_none());
+    let (_, sent, _) = prepare(json!({
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "text"},
+    }));
+    assert!(sent.get("output_config").is_none() && sent.get("response_format").is_none());
+
+    let mut head = Request::new(()).into_parts().0;
+    for format in [
+        json!({"type": "json_object"}),
+        json!({"type": "json_schema", "json_schema": {"name": "no schema"}}),
+        json!({"type": "grammar"}),
+    ] {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                          "response_format": format});
+        let failure = anthropic()
+            .prepare(&mut head, body.to_string().as_bytes(), 0)
+            .unwrap_err();
+        assert_eq!(failure.status(), StatusCode::BAD_REQUEST, "{format}");
+        let rendered: Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
+        assert_eq!(rendered["error"]["param"], "response_format", "{format}");
+    }
+}
+
+#[test]
+fn a_refusal_with_nothing_said_is_a_content_policy_failure() {
+    let mut body = fake::message("");
+    body["stop_reason"] = json!("refusal");
+    body["content"] = json!([]);
+    let failure = anthropic()
+        .answer(&exchange(false, false), Bytes::from(body.to_string()))
+        .unwrap_err();
+    assert_eq!(failure.class(), ErrorClass::ContentPolicy);
+    assert!(
+        failure.message().contains("refusal"),
+        "{}",
+        failure.message()
+    );
+    assert!(!failure.is_retryable());
+
+    // In a stream, before any content: a failure the layer answers with.
+    let refused = fake::start() + &fake::stop("refusal");
+    let failure = translate_all(
+        AnthropicStream::new(&exchange(true, false)),
+        [Bytes::from(refused)],
+    )
+    .unwrap_err();
+    assert_eq!(failure.class(), ErrorClass::ContentPolicy);
+
+    // After content, the finish says it: `content_filter`.
+    let partial = fake::start() + &fake::text_block(0, &["I can"]) + &fake::stop("refusal");
+    let events = data_events(&translate(&partial, false));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains(r#""finish_reason":"content_filter""#)),
+        "{events:?}"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+}
+
+/// A real stream with bytes overwritten at `edits`, or arbitrary bytes.
+fn garbled(edits: &[(prop::sample::Index, u8)], noise: &[u8]) -> Vec<u8> {
+    if !noise.is_empty() && edits.is_empty() {
+        return noise.to_vec();
+    }
+    let mut bytes = (fake::start()
+        + &fake::text_block(0, &["Hi"])
+        + &fake::tool_use_block(1, "t", "f", &["{\"a\":", "1}"])
+        + &fake::error_event("overloaded_error", "x")
+        + &fake::stop("refusal"))
+        .into_bytes();
+    for (at, byte) in edits {
+        let at = at.index(bytes.len());
+        bytes[at] = *byte;
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever Anthropic (or something in its place) sends — a garbled
+    /// stream, random bytes, any status — the translation answers or fails
+    /// classified, and never panics (`fuzz/fuzz_targets/provider_translations.rs`
+    /// runs the same through the layer, longer).
+    #[test]
+    fn any_bytes_translate_or_fail_classified(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        noise in proptest::collection::vec(any::<u8>(), 0..256),
+        chunk in 1usize..64,
+        status in 100u16..600,
+    ) {
+        let bytes = Bytes::from(garbled(&edits, &noise));
+        let anthropic = anthropic();
+        let _ = anthropic.answer(&exchange(false, false), bytes.clone());
+        let status = StatusCode::from_u16(status).unwrap();
+        let failure = anthropic.classify(status, &HeaderMap::new(), &bytes);
+        let rendered: Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
+        prop_assert!(rendered["error"]["message"].is_string());
+        let mut stream = anthropic.stream(&exchange(true, true));
+        let mut out = BytesMut::new();
+        for piece in bytes.chunks(chunk) {
+            if crate::protocol::TranslateStream::push(&mut stream, Bytes::copy_from_slice(piece), &mut out).is_err() {
+                break;
+            }
+        }
+        // What was written is OpenAI's: JSON objects, `[DONE]` last.
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        for (i, event) in events.iter().enumerate() {
+            let data = event.strip_prefix("data: ").unwrap();
+            if data == "[DONE]" {
+                prop_assert_eq!(i, events.len() - 1);
+            } else {
+                prop_assert!(serde_json::from_str::<Value>(data).unwrap().is_object());
+            }
+        }
+    }
+}

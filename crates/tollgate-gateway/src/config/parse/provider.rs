@@ -189,7 +189,6 @@ pub(super) fn complete(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig) {
     {
         deployment.api_base = Some(base);
     }
-    key(cx, deployment);
     if provider.kind() == ProviderKind::Native {
         for key in NativeParams::KEYS {
             if deployment.native.is_set(key) {
@@ -209,6 +208,8 @@ pub(super) fn complete(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig) {
             }
         }
     }
+    // After the native parameters: an Azure token stands in for the key.
+    key(cx, deployment);
     if deployment.disabled.is_some() {
         return;
     }
@@ -258,7 +259,10 @@ fn key(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig) {
     // With its own api_base an `openai/` deployment is likely a local
     // OpenAI-compatible server that needs no key.
     let local = provider == Provider::OpenAi && deployment.api_base.is_some();
-    if provider.key_required() && !local && deployment.disabled.is_none() {
+    // An Azure deployment may authenticate with an Entra ID token instead
+    // (LiteLLM's `azure_ad_token`).
+    let token = provider == Provider::Azure && deployment.native.azure_ad_token.is_some();
+    if provider.key_required() && !local && !token && deployment.disabled.is_none() {
         deployment.disabled = Some(format!(
             "no key: litellm_params.api_key is not set and {} is not in the environment",
             provider.key_envs().join(" / ")
