@@ -7,7 +7,8 @@
 //! can wait on a [`Gate`] the test opens, to order events across the wire without
 //! sleeping. Every request is recorded ([`RecordedRequest`]) before it is answered,
 //! and [`openai`] builds the bodies a provider would send ([`anthropic`] and [`azure`]
-//! those of native providers).
+//! those of native providers). [`vertex`] is a fake Vertex AI with its own token
+//! endpoint in front of an upstream.
 //!
 //! Time inside replies ([`Reply::delay`], [`Reply::delay_headers`]) is tokio time.
 //! Real sockets and paused time mix poorly, so socket tests run on real time and wait
@@ -62,6 +63,7 @@ mod record;
 mod redis;
 mod reply;
 mod upstream;
+pub mod vertex;
 
 pub use gate::Gate;
 pub use record::RecordedRequest;

@@ -55,7 +55,14 @@ struct Shared {
     connections: AtomicUsize,
     /// Connections open now; `wait_for_open_connections` watches it.
     open: watch::Sender<usize>,
+    /// Answers some requests before the script does (a fake's own routes).
+    intercept: Mutex<Option<Intercept>>,
 }
+
+/// A check run on every request before the script: `Some(reply)` answers
+/// the request there (it is neither recorded nor counted), `None` leaves it
+/// to the script.
+pub(crate) type Intercept = Arc<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
 
 struct Script {
     replies: VecDeque<Arc<Reply>>,
@@ -84,6 +91,7 @@ impl Upstream {
             recording: AtomicBool::new(true),
             connections: AtomicUsize::new(0),
             open: watch::Sender::new(0),
+            intercept: Mutex::new(None),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Self {
@@ -165,6 +173,17 @@ impl Upstream {
     /// accumulate memory; [`wait_for_requests`](Upstream::wait_for_requests) still counts.
     pub fn set_recording(&self, on: bool) {
         self.shared.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Answers requests `intercept` picks before the script does: how a
+    /// fake serves routes of its own (a token endpoint) and refuses
+    /// requests a real provider would (bad credentials).
+    pub(crate) fn set_intercept(&self, intercept: Intercept) {
+        *self
+            .shared
+            .intercept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(intercept);
     }
 
     /// Every request recorded so far, in order.
@@ -298,7 +317,13 @@ async fn respond(
     let (head, mut body) = request.into_parts();
     let version = head.version;
 
-    let record = if shared.recording.load(Ordering::Relaxed) {
+    let intercept = shared
+        .intercept
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let recording = shared.recording.load(Ordering::Relaxed);
+    let record = if recording || intercept.is_some() {
         let body = body.collect().await.map_err(|_| Abort::ClientGone)?;
         Some(RecordedRequest {
             method: head.method,
@@ -314,7 +339,12 @@ async fn respond(
         }
         None
     };
-    let reply = shared.next_reply(record);
+    if let (Some(intercept), Some(record)) = (&intercept, &record)
+        && let Some(reply) = intercept(record)
+    {
+        return Ok(reply.to_response());
+    }
+    let reply = shared.next_reply(record.filter(|_| recording));
 
     if !reply.header_delay().is_zero() {
         tokio::time::sleep(reply.header_delay()).await;
