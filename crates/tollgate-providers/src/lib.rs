@@ -36,6 +36,7 @@
 //! |---|---|---|
 //! | `anthropic` | `anthropic` | Anthropic Messages (`/v1/messages`), native |
 //! | `azure` | `azure` | Azure OpenAI deployments: OpenAI's shape, Azure's URL, keys and content filter |
+//! | `gemini` | `gemini` | Google's Gemini API (`generateContent`, AI Studio; the same bodies at another URL for Vertex AI), native |
 //!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
@@ -126,6 +127,8 @@ mod stream;
 pub mod anthropic;
 #[cfg(feature = "azure")]
 pub mod azure;
+#[cfg(feature = "gemini")]
+pub mod gemini;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;

@@ -17,6 +17,9 @@ pub(crate) struct TokenCounts {
     pub(crate) output: u64,
     pub(crate) cache_read: u64,
     pub(crate) cache_creation: u64,
+    /// Output tokens spent on reasoning, counted in `output` too (OpenAI's
+    /// `completion_tokens_details.reasoning_tokens`).
+    pub(crate) reasoning: u64,
 }
 
 /// `usage`, as LiteLLM reports it for providers with prompt caching: the
@@ -30,6 +33,8 @@ pub(crate) struct Usage {
     completion_tokens: u64,
     total_tokens: u64,
     prompt_tokens_details: PromptDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionDetails>,
     #[serde(skip_serializing_if = "is_zero")]
     cache_creation_input_tokens: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -41,6 +46,11 @@ struct PromptDetails {
     cached_tokens: u64,
     #[serde(skip_serializing_if = "is_zero")]
     cache_creation_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -61,6 +71,9 @@ impl From<TokenCounts> for Usage {
                 cached_tokens: counts.cache_read,
                 cache_creation_tokens: counts.cache_creation,
             },
+            completion_tokens_details: (counts.reasoning > 0).then_some(CompletionDetails {
+                reasoning_tokens: counts.reasoning,
+            }),
             cache_creation_input_tokens: counts.cache_creation,
             cache_read_input_tokens: counts.cache_read,
         }
@@ -142,11 +155,11 @@ pub(crate) struct Completion<'a> {
     pub(crate) object: &'static str,
     pub(crate) created: u64,
     pub(crate) model: &'a str,
-    pub(crate) choices: [Choice<'a>; 1],
+    pub(crate) choices: Vec<Choice<'a>>,
     pub(crate) usage: Usage,
 }
 
-/// The one choice of a [`Completion`].
+/// A choice of a [`Completion`] (one per candidate the provider answered).
 #[derive(Serialize)]
 pub(crate) struct Choice<'a> {
     pub(crate) index: u32,

@@ -6,9 +6,9 @@
 //! before any response, a stream cut mid-body, a stream that stalls forever). Streams
 //! can wait on a [`Gate`] the test opens, to order events across the wire without
 //! sleeping. Every request is recorded ([`RecordedRequest`]) before it is answered,
-//! and [`openai`] builds the bodies a provider would send ([`anthropic`] and [`azure`]
-//! those of native providers). [`vertex`] is a fake Vertex AI with its own token
-//! endpoint in front of an upstream.
+//! and [`openai`] builds the bodies a provider would send ([`anthropic`], [`azure`]
+//! and [`gemini`] those of native providers). [`vertex`] is a fake Vertex AI with its
+//! own token endpoint in front of an upstream.
 //!
 //! Time inside replies ([`Reply::delay`], [`Reply::delay_headers`]) is tokio time.
 //! Real sockets and paused time mix poorly, so socket tests run on real time and wait
@@ -57,6 +57,7 @@ pub mod anthropic;
 pub mod azure;
 mod body;
 mod gate;
+pub mod gemini;
 mod io;
 pub mod openai;
 mod record;

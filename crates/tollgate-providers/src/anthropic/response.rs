@@ -129,7 +129,7 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
         object: "chat.completion",
         created: exchange.created,
         model: answer.model.as_deref().unwrap_or(&exchange.model),
-        choices: [Choice {
+        choices: vec![Choice {
             index: 0,
             message: Message {
                 role: "assistant",

@@ -1,0 +1,199 @@
+//! Gemini's stream as OpenAI chunks, event by event.
+//!
+//! From the Gemini API reference, "Generating content" —
+//! `streamGenerateContent` with `alt=sse`
+//! (<https://ai.google.dev/api/generate-content#method:-models.streamgeneratecontent>):
+//! each `data:` event is a whole `GenerateContentResponse` holding the next
+//! parts of the candidate (text pieces, whole `functionCall` parts) and
+//! `usageMetadata` so far; the last one carries the `finishReason`. There
+//! is no end event: the stream closes after it. A blocked prompt is an
+//! event with `promptFeedback.blockReason` and no candidate; a failure
+//! mid-stream an event with an `error` object.
+
+use bytes::BytesMut;
+use tollgate_core::sse::Event;
+use tollgate_core::{ErrorClass, Failure};
+
+use super::classify::classify_event;
+use super::response::{
+    GenerateContentResponse, arguments, finish_reason, is_policy_stop, no_candidate, refusal,
+    tool_call_id,
+};
+use crate::openai::{
+    Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
+};
+use crate::protocol::{Exchange, TranslateEvent};
+
+/// The state of one translated stream.
+#[derive(Debug)]
+pub struct GeminiStream {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    counts: TokenCounts,
+    /// Tool calls sent so far (the next one's OpenAI index).
+    tools: u32,
+    started: bool,
+    committed: bool,
+    finished: bool,
+}
+
+impl GeminiStream {
+    /// The state for a stream answering `exchange`.
+    pub fn new(exchange: &Exchange) -> Self {
+        GeminiStream {
+            id: String::new(),
+            model: exchange.model.to_string(),
+            created: exchange.created,
+            include_usage: exchange.include_usage,
+            counts: TokenCounts::default(),
+            tools: 0,
+            started: false,
+            committed: false,
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
+        let choices = [ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        }];
+        write_event(
+            out,
+            &Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &choices,
+                usage: None,
+            },
+        );
+    }
+
+    /// Writes a chunk that carries content: from here on the answer has
+    /// started.
+    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
+        self.committed = true;
+        self.chunk(out, delta, None);
+    }
+
+    /// The end: the finish chunk, the usage chunk when asked, `[DONE]`.
+    fn finish(&mut self, out: &mut BytesMut, reason: &str) {
+        let reason = finish_reason(reason, self.tools > 0);
+        self.chunk(out, Delta::default(), Some(reason));
+        if self.include_usage {
+            write_event(
+                out,
+                &Chunk {
+                    id: &self.id,
+                    object: "chat.completion.chunk",
+                    created: self.created,
+                    model: &self.model,
+                    choices: &[],
+                    usage: Some(self.counts.into()),
+                },
+            );
+        }
+        write_done(out);
+        self.committed = true;
+        self.finished = true;
+    }
+}
+
+impl TranslateEvent for GeminiStream {
+    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
+        let response: GenerateContentResponse =
+            serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+        if response.error.is_some() {
+            return Err(classify_event(&event.data));
+        }
+        if let Some(usage) = &response.usage_metadata {
+            self.counts = usage.counts();
+        }
+        let Some(candidate) = response.candidates.first() else {
+            // A usage-only event says nothing; a blocked prompt refuses.
+            return match &response.prompt_feedback {
+                Some(feedback) if feedback.block_reason.is_some() => Err(no_candidate(&response)),
+                _ => Ok(()),
+            };
+        };
+        if !self.started {
+            self.started = true;
+            if let Some(id) = &response.response_id {
+                self.id.clone_from(id);
+            }
+            if let Some(model) = &response.model_version {
+                self.model.clone_from(model);
+            }
+            let delta = Delta {
+                role: Some("assistant"),
+                content: Some(""),
+                ..Delta::default()
+            };
+            self.chunk(out, delta, None);
+        }
+        let parts = candidate.content.as_ref().map_or(&[][..], |c| &c.parts);
+        for part in parts {
+            if let Some(call) = &part.function_call {
+                let id = tool_call_id(call, part.thought_signature.as_deref(), self.created);
+                let arguments = arguments(call);
+                let delta = Delta {
+                    tool_calls: Some([ToolCallDelta {
+                        index: self.tools,
+                        id: Some(&id),
+                        kind: Some("function"),
+                        function: FunctionDelta {
+                            name: Some(&call.name),
+                            arguments: &arguments,
+                        },
+                    }]),
+                    ..Delta::default()
+                };
+                self.tools += 1;
+                self.content(out, delta);
+            } else if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
+                let delta = if part.thought {
+                    Delta {
+                        reasoning_content: Some(text),
+                        ..Delta::default()
+                    }
+                } else {
+                    Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    }
+                };
+                self.content(out, delta);
+            }
+        }
+        if let Some(reason) = candidate.finish_reason.as_deref() {
+            // A filter that stopped the answer before anything was said is
+            // a refusal, never an empty success.
+            if !self.committed && is_policy_stop(reason) {
+                return Err(refusal("answer", reason, &candidate.safety_ratings));
+            }
+            self.finish(out, reason);
+        }
+        Ok(())
+    }
+
+    fn committed(&self) -> bool {
+        self.committed
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+fn malformed() -> Failure {
+    Failure::new(
+        ErrorClass::UpstreamUnavailable,
+        "the provider sent a stream event that could not be read",
+    )
+    .with_subkind("malformed_event")
+}
