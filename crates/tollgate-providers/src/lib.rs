@@ -37,6 +37,7 @@
 //! | `anthropic` | `anthropic` | Anthropic Messages (`/v1/messages`), native |
 //! | `azure` | `azure` | Azure OpenAI deployments: OpenAI's shape, Azure's URL, keys and content filter |
 //! | `gemini` | `gemini` | Google's Gemini API (`generateContent`, AI Studio; the same bodies at another URL for Vertex AI), native |
+//! | `vertex` | `vertex` | Vertex AI: Gemini and Claude models in a Google Cloud project, service-account OAuth2 tokens |
 //!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
@@ -129,6 +130,8 @@ pub mod anthropic;
 pub mod azure;
 #[cfg(feature = "gemini")]
 pub mod gemini;
+#[cfg(feature = "vertex")]
+pub mod vertex;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;
