@@ -31,6 +31,8 @@ use crate::upstream::{TimedBody, UpstreamClient};
 type AnthropicStream = <Anthropic as Protocol>::Stream;
 /// Azure's stream translation.
 type AzureStream = <Azure as Protocol>::Stream;
+/// Vertex AI's stream translation (Gemini or Claude).
+type VertexStream = <tollgate_providers::vertex::Vertex as Protocol>::Stream;
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -44,6 +46,8 @@ pin_project! {
         Anthropic { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AnthropicStream> },
         /// From Azure OpenAI, its content-filter annotations dropped.
         Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
+        /// From Vertex AI (Gemini or Claude), translated into OpenAI's shape.
+        Vertex { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, VertexStream> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -62,6 +66,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::OpenRouter { body } => body.poll_frame(cx),
             ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
             ProviderBodyProj::Azure { body } => body.poll_frame(cx),
+            ProviderBodyProj::Vertex { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -72,6 +77,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.is_end_stream(),
             ProviderBody::Anthropic { body } => body.is_end_stream(),
             ProviderBody::Azure { body } => body.is_end_stream(),
+            ProviderBody::Vertex { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -82,6 +88,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.size_hint(),
             ProviderBody::Anthropic { body } => body.size_hint(),
             ProviderBody::Azure { body } => body.size_hint(),
+            ProviderBody::Vertex { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -210,6 +217,10 @@ async fn call_provider(
                 NativeDeployment::Azure(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Azure { body }))
+                }
+                NativeDeployment::Vertex(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Vertex { body }))
                 }
             }
         }

@@ -12,6 +12,7 @@ use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
+use tollgate_providers::vertex::Vertex;
 use tower::Layer;
 
 use super::BuildError;
@@ -214,6 +215,23 @@ fn native_deployment(
         message: e.to_string(),
     };
     Ok(match deployment.provider {
+        Provider::VertexAi => {
+            let params = &deployment.native;
+            if let Some(project) = &params.vertex_project {
+                native = native.vertex_project(project.clone());
+            }
+            if let Some(location) = &params.vertex_location {
+                native = native.vertex_location(location.clone());
+            }
+            if let Some(credentials) = &params.vertex_credentials {
+                native = native.vertex_credentials(credentials.expose());
+            }
+            let layer = Vertex::layer(&native).map_err(|e| BuildError {
+                path: path(vertex_setting(&e)),
+                message: e.to_string(),
+            })?;
+            NativeDeployment::Vertex(layer.layer(client.clone()))
+        }
         Provider::Anthropic => NativeDeployment::Anthropic(
             Anthropic::layer(&native)
                 .map_err(invalid)?
@@ -228,4 +246,13 @@ fn native_deployment(
             )
         }
     })
+}
+
+/// The `litellm_params` key a Vertex AI configuration error is about.
+fn vertex_setting(error: &tollgate_providers::InvalidConfig) -> &'static str {
+    let message = error.to_string();
+    ["vertex_credentials", "vertex_project", "vertex_location"]
+        .into_iter()
+        .find(|key| message.contains(key))
+        .unwrap_or("api_base")
 }

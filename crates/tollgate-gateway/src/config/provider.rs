@@ -42,7 +42,10 @@ macro_rules! providers {
     /// translation (`tollgate-providers`); the other native ones start
     /// disabled.
     pub fn is_wired(self) -> bool {
-        matches!(self, Provider::Anthropic | Provider::Azure)
+        matches!(
+            self,
+            Provider::Anthropic | Provider::Azure | Provider::VertexAi
+        )
     }
 
             /// Every provider, in the order messages list them.
