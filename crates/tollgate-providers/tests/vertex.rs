@@ -285,3 +285,42 @@ async fn vertex_quota_errors_are_rate_limits() {
         ErrorClass::RateLimited
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn deployments_of_one_service_account_share_its_token() {
+    let fake = Arc::new(fake::Vertex::start().await);
+    fake.upstream()
+        .set_default(Reply::json(200, anthropic::message("Hi")));
+    let claude = layer(&fake).layer(in_memory(&fake));
+    let gemini = layer(&fake).layer(in_memory(&fake));
+    fake.upstream().push(Reply::json(
+        200,
+        tollgate_testkit::gemini::response("Hello"),
+    ));
+    call(gemini, chat_request(&ask("gemini-2.0-flash", false)))
+        .await
+        .unwrap();
+    call(claude, chat_request(&ask(CLAUDE, false)))
+        .await
+        .unwrap();
+    assert_eq!(fake.token_requests(), 1);
+
+    // A layer of its own asks for its own token.
+    let account =
+        tollgate_providers::vertex::ServiceAccount::from_json(&fake.service_account_json())
+            .unwrap();
+    let own = tollgate_providers::vertex::GoogleAuthLayer::new(account);
+    let vertex = Vertex::new(
+        &ProviderConfig::new()
+            .api_base(fake.url())
+            .vertex_location("us-east5"),
+        fake::PROJECT,
+    )
+    .unwrap();
+    let service = VertexLayer::new(tollgate_providers::ProviderLayer::new(vertex), own)
+        .layer(in_memory(&fake));
+    call(service, chat_request(&ask(CLAUDE, false)))
+        .await
+        .unwrap();
+    assert_eq!(fake.token_requests(), 2);
+}

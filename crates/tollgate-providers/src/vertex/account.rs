@@ -34,6 +34,8 @@ const ASSERTION_LIFETIME_SECS: u64 = 3600;
 /// from, and the key that signs its assertions. `Debug` shows the email
 /// only.
 pub struct ServiceAccount {
+    /// SHA-256 of the email, token URI and key: which accounts are the same.
+    identity: [u8; 32],
     client_email: String,
     private_key_id: Option<String>,
     project_id: Option<String>,
@@ -94,13 +96,26 @@ impl ServiceAccount {
         let pem = file.private_key.ok_or_else(|| invalid("no private_key"))?;
         let key = RsaKeyPair::from_pkcs8(&pem_der(&pem).ok_or_else(|| invalid("private_key"))?)
             .map_err(|_| invalid("private_key"))?;
+        let token_uri = file
+            .token_uri
+            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        let mut identity = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in [
+            client_email.as_bytes(),
+            token_uri.as_bytes(),
+            pem.as_bytes(),
+        ] {
+            identity.update(&(part.len() as u64).to_be_bytes());
+            identity.update(part);
+        }
+        let mut digest = [0; 32];
+        digest.copy_from_slice(identity.finish().as_ref());
         Ok(ServiceAccount {
+            identity: digest,
             client_email,
             private_key_id: file.private_key_id,
             project_id: file.project_id,
-            token_uri: file
-                .token_uri
-                .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned()),
+            token_uri,
             key,
             rng: SystemRandom::new(),
         })
@@ -110,6 +125,12 @@ impl ServiceAccount {
     /// `vertex_project`.
     pub fn project_id(&self) -> Option<&str> {
         self.project_id.as_deref()
+    }
+
+    /// What tells this account's key from any other (a digest, never the
+    /// key).
+    pub(crate) fn identity(&self) -> [u8; 32] {
+        self.identity
     }
 
     /// Where tokens are asked for (`token_uri`).

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -34,11 +34,32 @@ pub struct GoogleAuthLayer {
 }
 
 impl GoogleAuthLayer {
-    /// A layer authenticating as `account`.
+    /// A layer authenticating as `account`, with a token of its own.
     pub fn new(account: ServiceAccount) -> Self {
         GoogleAuthLayer {
             cache: Arc::new(TokenCache::new(account)),
         }
+    }
+
+    /// A layer authenticating as `account` that shares its token with every
+    /// other live layer made so for the same account (same email, token URI
+    /// and key): the deployments of one credential, or a config reload's
+    /// new deployments and the old ones still serving, ask for one token.
+    pub fn shared(account: ServiceAccount) -> Self {
+        static LIVE: Mutex<Vec<([u8; 32], Weak<TokenCache>)>> = Mutex::new(Vec::new());
+        let identity = account.identity();
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|(_, cache)| cache.strong_count() > 0);
+        if let Some(cache) = live
+            .iter()
+            .find(|(id, _)| *id == identity)
+            .and_then(|(_, cache)| cache.upgrade())
+        {
+            return GoogleAuthLayer { cache };
+        }
+        let cache = Arc::new(TokenCache::new(account));
+        live.push((identity, Arc::downgrade(&cache)));
+        GoogleAuthLayer { cache }
     }
 }
 

@@ -129,7 +129,8 @@ impl Vertex {
     }
 
     /// The layers for `config`: the protocol over [`GoogleAuthLayer`], as
-    /// the service account of `vertex_credentials` (required), in
+    /// the service account of `vertex_credentials` (required; its token
+    /// [shared](GoogleAuthLayer::shared) with other layers of the account), in
     /// `vertex_project` (by default the account's `project_id`).
     ///
     /// # Errors
@@ -152,7 +153,7 @@ impl Vertex {
         let vertex = Vertex::new(config, &project)?;
         Ok(VertexLayer::new(
             ProviderLayer::new(vertex),
-            GoogleAuthLayer::new(account),
+            GoogleAuthLayer::shared(account),
         ))
     }
 
