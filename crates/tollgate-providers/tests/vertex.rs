@@ -324,3 +324,32 @@ async fn deployments_of_one_service_account_share_its_token() {
         .unwrap();
     assert_eq!(fake.token_requests(), 2);
 }
+
+/// A request waiting for another's token request is not stranded when that
+/// request is dropped (its client went away): it asks again itself.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_token_request_leaves_no_request_waiting_forever() {
+    let fake = Arc::new(fake::Vertex::start().await);
+    fake.upstream()
+        .set_default(Reply::json(200, anthropic::message("Hi")));
+    fake.set_token_delay(Duration::from_secs(5));
+    let service = layer(&fake).layer(in_memory(&fake));
+
+    let asking = tokio::spawn(call(service.clone(), chat_request(&ask(CLAUDE, false))));
+    for _ in 0..10_000 {
+        if fake.token_requests() == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fake.token_requests(), 1);
+    let waiting = tokio::spawn(call(service.clone(), chat_request(&ask(CLAUDE, false))));
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    asking.abort();
+    let (head, _) = waiting.await.unwrap().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(fake.token_requests(), 2);
+    assert!(asking.await.unwrap_err().is_cancelled());
+}

@@ -342,6 +342,9 @@ async fn respond(
     if let (Some(intercept), Some(record)) = (&intercept, &record)
         && let Some(reply) = intercept(record)
     {
+        if !reply.header_delay().is_zero() {
+            tokio::time::sleep(reply.header_delay()).await;
+        }
         return Ok(reply.to_response());
     }
     let reply = shared.next_reply(record.filter(|_| recording));

@@ -96,6 +96,8 @@ struct Tokens {
     issued: Mutex<HashMap<String, Instant>>,
     /// A reply that replaces the token endpoint's answers (a refusal).
     refusal: Mutex<Option<Reply>>,
+    /// How long the token endpoint waits before answering, in milliseconds.
+    delay_ms: AtomicU64,
 }
 
 impl Vertex {
@@ -114,6 +116,7 @@ impl Vertex {
             requests: AtomicUsize::new(0),
             issued: Mutex::new(HashMap::new()),
             refusal: Mutex::new(None),
+            delay_ms: AtomicU64::new(0),
         });
         let checks = tokens.clone();
         upstream.set_intercept(Arc::new(move |request| checks.intercept(request)));
@@ -164,6 +167,13 @@ impl Vertex {
             .refusal
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = reply;
+    }
+
+    /// Makes the token endpoint wait `delay` (tokio time) before each
+    /// answer, so a test can act while a token request is under way.
+    pub fn set_token_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.tokens.delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// How many token requests arrived (refused ones included).
@@ -221,7 +231,12 @@ impl Tokens {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            return Some(refusal.unwrap_or_else(|| self.token(request)));
+            let delay = Duration::from_millis(self.delay_ms.load(Ordering::Relaxed));
+            return Some(
+                refusal
+                    .unwrap_or_else(|| self.token(request))
+                    .delay_headers(delay),
+            );
         }
         let bearer = request
             .headers
