@@ -48,9 +48,9 @@ pub use auth::{GoogleAuth, GoogleAuthLayer, ResponseFuture};
 pub const DEFAULT_LOCATION: &str = "us-central1";
 
 /// Vertex AI's protocol: the request's model picks the translation —
-/// `claude…` models Anthropic's (on Vertex), `gemini…`/`gemma…` models
-/// Gemini's. Other publishers' models (Llama, Mistral... on Vertex's
-/// OpenAI-compatible endpoint) are a bad request naming the two families.
+/// `claude…` models Anthropic's (on Vertex), `gemini…` models Gemini's.
+/// Other models (Gemma, Llama, Mistral... served from Model Garden
+/// endpoints) are a bad request naming the two families.
 ///
 /// Answers, streams and errors are translated by the same family's rules;
 /// an error body is read by its shape, since Vertex answers quota and
@@ -72,7 +72,7 @@ impl Family {
     fn of(model: &str) -> Option<Family> {
         if model.starts_with("claude") {
             Some(Family::Claude)
-        } else if model.starts_with("gemini") || model.starts_with("gemma") {
+        } else if model.starts_with("gemini") {
             Some(Family::Gemini)
         } else {
             None
