@@ -54,6 +54,8 @@ pub(crate) enum NativeDeployment {
     Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
     /// Vertex AI: Gemini and Claude models, with a service account's token.
     Vertex(tollgate_providers::vertex::VertexService<UpstreamClient>),
+    /// Google's Gemini API (AI Studio).
+    Gemini(tollgate_providers::Provider<UpstreamClient, tollgate_providers::gemini::Gemini>),
 }
 
 /// How a deployment is reached.

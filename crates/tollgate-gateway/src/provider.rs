@@ -24,6 +24,7 @@ use crate::mock::MockBody;
 use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
+use tollgate_providers::gemini::Gemini;
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -33,6 +34,8 @@ type AnthropicStream = <Anthropic as Protocol>::Stream;
 type AzureStream = <Azure as Protocol>::Stream;
 /// Vertex AI's stream translation (Gemini or Claude).
 type VertexStream = <tollgate_providers::vertex::Vertex as Protocol>::Stream;
+/// Gemini's stream translation.
+type GeminiStream = <Gemini as Protocol>::Stream;
 
 pin_project! {
     /// The body of a provider's response, whichever provider it was.
@@ -48,6 +51,8 @@ pin_project! {
         Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
         /// From Vertex AI (Gemini or Claude), translated into OpenAI's shape.
         Vertex { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, VertexStream> },
+        /// From Google's Gemini API, translated into OpenAI's shape.
+        Gemini { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, GeminiStream> },
         /// From the in-process mock provider.
         Mock { #[pin] body: TimedBody<MockBody> },
     }
@@ -67,6 +72,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
             ProviderBodyProj::Azure { body } => body.poll_frame(cx),
             ProviderBodyProj::Vertex { body } => body.poll_frame(cx),
+            ProviderBodyProj::Gemini { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
         }
     }
@@ -78,6 +84,7 @@ impl Body for ProviderBody {
             ProviderBody::Anthropic { body } => body.is_end_stream(),
             ProviderBody::Azure { body } => body.is_end_stream(),
             ProviderBody::Vertex { body } => body.is_end_stream(),
+            ProviderBody::Gemini { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
         }
     }
@@ -89,6 +96,7 @@ impl Body for ProviderBody {
             ProviderBody::Anthropic { body } => body.size_hint(),
             ProviderBody::Azure { body } => body.size_hint(),
             ProviderBody::Vertex { body } => body.size_hint(),
+            ProviderBody::Gemini { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
         }
     }
@@ -221,6 +229,10 @@ async fn call_provider(
                 NativeDeployment::Vertex(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Vertex { body }))
+                }
+                NativeDeployment::Gemini(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Gemini { body }))
                 }
             }
         }

@@ -26,8 +26,9 @@ use tollgate_providers::ProviderConfig;
 use tollgate_providers::ProviderLayer;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
+use tollgate_providers::gemini::Gemini;
 use tollgate_providers::vertex::Vertex;
-use tollgate_testkit::{anthropic as fake, openai};
+use tollgate_testkit::{anthropic as fake, gemini, openai};
 use tower::{Layer, Service, service_fn};
 
 /// Content deltas in the streamed answer.
@@ -118,6 +119,18 @@ fn openai_stream() -> Vec<Bytes> {
     split_events(&text)
 }
 
+/// The Gemini stream: `DELTAS` events of one text part each, the last
+/// with the finish and usage; one event per chunk (Gemini ends events
+/// with `\r\n\r\n`).
+fn gemini_stream() -> Vec<Bytes> {
+    let parts: Vec<String> = (0..DELTAS).map(|i| format!(" word{i}")).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    gemini::text_stream(&parts)
+        .split_inclusive("\r\n\r\n")
+        .map(|e| Bytes::from(e.to_owned()))
+        .collect()
+}
+
 fn split_events(text: &str) -> Vec<Bytes> {
     text.split_inclusive("\n\n")
         .map(|e| Bytes::from(e.to_owned()))
@@ -182,6 +195,13 @@ fn bench(c: &mut Criterion) {
         )
         .to_string(),
     )];
+    let gemini_layer = Gemini::layer(&ProviderConfig::new().api_key("gemini-bench-key")).unwrap();
+    let gemini_answer = vec![Bytes::from(
+        gemini::response(
+            "Tomorrow in Paris: light rain, 14°C. Bring an umbrella. Rome next week: sunny, 24°C.",
+        )
+        .to_string(),
+    )];
     let request = chat_request(false);
 
     let mut group = c.benchmark_group("request");
@@ -195,6 +215,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("vertex-claude", |b| b.iter(|| call(&mut through, &request)));
     let mut through = azure.layer(upstream(completion, false));
     group.bench_function("azure", |b| b.iter(|| call(&mut through, &request)));
+    let mut through = gemini_layer.layer(upstream(gemini_answer, false));
+    group.bench_function("gemini", |b| b.iter(|| call(&mut through, &request)));
     group.finish();
 
     let request = chat_request(true);
@@ -213,6 +235,10 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(openai_events.len() as u64));
     let mut through = azure.layer(upstream(openai_events, true));
     group.bench_function("azure", |b| b.iter(|| call(&mut through, &request)));
+    let gemini_events = gemini_stream();
+    group.throughput(Throughput::Elements(gemini_events.len() as u64));
+    let mut through = gemini_layer.layer(upstream(gemini_events, true));
+    group.bench_function("gemini", |b| b.iter(|| call(&mut through, &request)));
     group.finish();
 }
 

@@ -123,6 +123,7 @@ mod layer;
 mod openai;
 mod protocol;
 mod stream;
+mod translate;
 
 #[cfg(feature = "anthropic")]
 pub mod anthropic;

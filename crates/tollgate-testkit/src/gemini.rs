@@ -366,4 +366,102 @@ mod tests {
         assert_eq!(partial_stream(&["a", "b"]).matches("data: ").count(), 2);
         assert!(error_event(503, "UNAVAILABLE", "x").contains("UNAVAILABLE"));
     }
+
+    fn request(uri: &str, key: Option<&str>, body: Value) -> RecordedRequest {
+        let mut headers = http::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert("x-goog-api-key", key.parse().unwrap());
+        }
+        RecordedRequest {
+            method: http::Method::POST,
+            uri: uri.parse().unwrap(),
+            version: http::Version::HTTP_11,
+            headers,
+            body: body.to_string().into(),
+            received_at: tokio::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn check_request_refuses_what_gemini_refuses() {
+        let generate = "/v1beta/models/gemini-2.5-flash:generateContent";
+        let hello = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                           "generationConfig": {"maxOutputTokens": 5}});
+        let check = |uri: &str, key: Option<&str>, body: Value| {
+            check_request(&request(uri, key, body), "k")
+        };
+        assert_eq!(check(generate, Some("k"), hello.clone()), Ok(()));
+        let stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
+        assert_eq!(check(stream, Some("k"), hello.clone()), Ok(()));
+        let refusals = [
+            (
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                Some("k"),
+                hello.clone(),
+            ),
+            ("/v1/chat/completions", Some("k"), hello.clone()),
+            (generate, None, hello.clone()),
+            (generate, Some("other"), hello.clone()),
+            (generate, Some("k"), json!([])),
+            (generate, Some("k"), json!({"contents": [], "model": "x"})),
+            (generate, Some("k"), json!({"contents": []})),
+            (
+                generate,
+                Some("k"),
+                json!({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}),
+            ),
+            (
+                generate,
+                Some("k"),
+                json!({"contents": [{"role": "user", "parts": []}]}),
+            ),
+            (
+                generate,
+                Some("k"),
+                json!({"contents": [{"role": "user", "parts": [{"image": "x"}]}]}),
+            ),
+            (
+                generate,
+                Some("k"),
+                json!({"contents": hello["contents"], "generationConfig": {"max_tokens": 1}}),
+            ),
+        ];
+        for (uri, key, body) in refusals {
+            assert!(
+                check(uri, key, body.clone()).is_err(),
+                "{uri} {key:?} {body}"
+            );
+        }
+        assert!(
+            check(generate, Some("k"), json!({"contents": [], "model": "x"}))
+                .unwrap_err()
+                .contains("Unknown name \"model\"")
+        );
+        assert!(check(generate, Some("k"), json!("not json")).is_err());
+        let not_json = RecordedRequest {
+            body: "{".into(),
+            ..request(generate, Some("k"), json!({}))
+        };
+        assert!(check_request(&not_json, "k").is_err());
+        let overloaded = overloaded_error();
+        assert_eq!(overloaded["error"]["code"], 503);
+        assert_eq!(
+            context_window_error()["error"]["status"],
+            "INVALID_ARGUMENT"
+        );
+        assert_eq!(
+            invalid_key_error()["error"]["details"][0]["reason"],
+            "API_KEY_INVALID"
+        );
+        assert_eq!(
+            blocked_prompt("SAFETY")["promptFeedback"]["blockReason"],
+            "SAFETY"
+        );
+        assert_eq!(safety_stopped()["candidates"][0]["finishReason"], "SAFETY");
+        assert!(
+            function_call_response("f", json!({}))["candidates"][0]["content"]["parts"][1]
+                .get("thoughtSignature")
+                .is_some()
+        );
+    }
 }

@@ -12,6 +12,7 @@ use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
+use tollgate_providers::gemini::Gemini;
 use tollgate_providers::vertex::Vertex;
 use tower::Layer;
 
@@ -234,6 +235,11 @@ fn native_deployment(
         }
         Provider::Anthropic => NativeDeployment::Anthropic(
             Anthropic::layer(&native)
+                .map_err(invalid)?
+                .layer(client.clone()),
+        ),
+        Provider::Gemini => NativeDeployment::Gemini(
+            Gemini::layer(&native)
                 .map_err(invalid)?
                 .layer(client.clone()),
         ),

@@ -44,7 +44,7 @@ macro_rules! providers {
     pub fn is_wired(self) -> bool {
         matches!(
             self,
-            Provider::Anthropic | Provider::Azure | Provider::VertexAi
+            Provider::Anthropic | Provider::Azure | Provider::Gemini | Provider::VertexAi
         )
     }
 

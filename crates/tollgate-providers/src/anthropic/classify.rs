@@ -14,7 +14,12 @@ use std::time::SystemTime;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
-use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
+use tollgate_core::{ErrorClass, Failure, Scope};
+
+use crate::translate::{
+    context_window, message_or, model_not_found, provider_unavailable, upstream_auth_failed,
+    with_wait,
+};
 
 #[derive(Deserialize, Default)]
 struct Envelope {
@@ -35,17 +40,10 @@ pub(crate) struct ErrorObject {
 pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
     let envelope: Envelope = serde_json::from_slice(body).unwrap_or_default();
     let failure = classify_object(status, &envelope.error);
-    match retry_after_from_headers(headers, SystemTime::now()) {
-        Some(wait)
-            if matches!(
-                failure.class(),
-                ErrorClass::RateLimited | ErrorClass::UpstreamUnavailable
-            ) =>
-        {
-            failure.with_retry_after(wait)
-        }
-        _ => failure,
-    }
+    with_wait(
+        failure,
+        retry_after_from_headers(headers, SystemTime::now()),
+    )
 }
 
 /// Classifies an `error` event's data.
@@ -78,23 +76,13 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
     };
     let failure = match kind {
         "invalid_request_error" => invalid_request(&error.message),
-        "authentication_error" | "permission_error" => Failure::new(
-            ErrorClass::Auth,
-            "the provider rejected the gateway's credentials",
-        )
-        .with_scope(Scope::Key)
-        .with_status(StatusCode::BAD_GATEWAY)
-        .with_code("upstream_auth_failed"),
+        "authentication_error" | "permission_error" => upstream_auth_failed(),
         "billing_error" => Failure::new(
             ErrorClass::InsufficientCredits,
             "the provider account has no credit left",
         )
         .with_scope(Scope::Account),
-        "not_found_error" => Failure::new(
-            ErrorClass::ModelNotFound,
-            message_or(&error.message, "the model was not found"),
-        )
-        .with_scope(Scope::Model),
+        "not_found_error" => model_not_found(&error.message),
         "request_too_large" => Failure::new(
             ErrorClass::BadRequest,
             "the request is larger than the provider accepts",
@@ -106,21 +94,9 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
             "the provider's rate limit was reached",
         )
         .with_scope(Scope::Provider),
-        "overloaded_error" => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the provider is overloaded",
-        )
-        .with_subkind("overloaded")
-        .with_scope(Scope::Provider),
-        "timeout_error" => Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
-            .with_subkind("upstream_timeout")
-            .with_scope(Scope::Provider),
-        _ => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the upstream provider failed",
-        )
-        .with_subkind("server_error")
-        .with_scope(Scope::Provider),
+        "overloaded_error" => provider_unavailable("overloaded"),
+        "timeout_error" => provider_unavailable("upstream_timeout"),
+        _ => provider_unavailable("server_error"),
     };
     failure.with_upstream_status(status)
 }
@@ -135,22 +111,10 @@ fn invalid_request(message: &str) -> Failure {
         || lower.contains("context window")
         || lower.contains("too many total text bytes")
     {
-        Failure::new(ErrorClass::ContextWindowExceeded, text)
-            .with_param("messages")
-            .with_scope(Scope::Model)
+        context_window(text)
     } else if lower.contains("content filtering") || lower.contains("usage policy") {
         Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model)
     } else {
         Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
-    }
-}
-
-/// The provider's message, made safe for a client, or `default`.
-fn message_or(message: &str, default: &'static str) -> String {
-    let clean = sanitize_message(message);
-    if clean.trim().is_empty() {
-        default.to_owned()
-    } else {
-        clean
     }
 }

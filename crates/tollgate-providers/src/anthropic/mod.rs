@@ -13,7 +13,7 @@ mod tests;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use crate::config::ProviderConfig;
 use crate::endpoint::{BaseUrl, Headers};
@@ -208,13 +208,7 @@ impl Protocol for Anthropic {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            // Asked for a stream, answered in JSON: not what the client can
-            // read.
-            return Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the provider answered a stream request without a stream",
-            )
-            .with_subkind("malformed_response"));
+            return Err(crate::translate::json_for_stream());
         }
         response::translate(exchange, &body)
     }

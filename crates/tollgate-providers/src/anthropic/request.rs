@@ -10,7 +10,9 @@
 //! message is a prefill: the answer continues it.
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
+
+use crate::translate::{ImageSource, bad_request, image_source, push_merged, tool_call_arguments};
 
 /// What the layer keeps of the OpenAI request.
 #[derive(Debug)]
@@ -209,7 +211,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
         if blocks.is_empty() {
             continue;
         }
-        push_merged(&mut out, role, blocks);
+        push_merged(&mut out, role, "content", blocks);
     }
     let system = match system.as_slice() {
         [] => None,
@@ -217,19 +219,6 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
         _ => Some(Value::Array(system)),
     };
     Ok((system, out))
-}
-
-/// Appends a message, merged into the previous one when the role repeats
-/// (Anthropic wants tool results of one turn in one user message).
-fn push_merged(out: &mut Vec<Value>, role: &'static str, blocks: Vec<Value>) {
-    if let Some(previous) = out.last_mut()
-        && previous["role"] == role
-        && let Some(Value::Array(content)) = previous.get_mut("content")
-    {
-        content.extend(blocks);
-        return;
-    }
-    out.push(json!({"role": role, "content": blocks}));
 }
 
 /// Text content (a string or text parts) as text blocks, `cache_control`
@@ -289,19 +278,14 @@ fn user_blocks(content: Value) -> Result<Vec<Value>, Failure> {
 /// An `image_url` part as an `image` block: a `data:` URL as base64, any
 /// other URL by reference.
 fn image_of(part: &Value) -> Result<Value, Failure> {
-    let url = match &part["image_url"] {
-        Value::String(url) => url.as_str(),
-        other => other["url"].as_str().unwrap_or_default(),
-    };
-    let source = if let Some(data) = url.strip_prefix("data:") {
-        let (media_type, data) = data
-            .split_once(";base64,")
-            .ok_or_else(|| bad_request("an image data URL must be base64", Some("messages")))?;
-        json!({"type": "base64", "media_type": media_type, "data": data})
-    } else if url.starts_with("http://") || url.starts_with("https://") {
-        json!({"type": "url", "url": url})
-    } else {
-        return Err(bad_request("an image needs a `url`", Some("messages")));
+    let source = match image_source(part)? {
+        ImageSource::Inline { media_type, data } => {
+            json!({"type": "base64", "media_type": media_type, "data": data})
+        }
+        ImageSource::Url(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            json!({"type": "url", "url": url})
+        }
+        ImageSource::Url(_) => return Err(bad_request("an image needs a `url`", Some("messages"))),
     };
     let mut block = json!({"type": "image", "source": source});
     if let Some(cache) = part.get("cache_control") {
@@ -330,13 +314,7 @@ fn assistant_text(content: Value, last: bool) -> Result<Vec<Value>, Failure> {
 /// the `input` object.
 fn tool_use_of(call: Value) -> Result<Value, Failure> {
     let function = &call["function"];
-    let arguments = function["arguments"].as_str().unwrap_or("{}");
-    let input: Value = if arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(arguments)
-            .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))?
-    };
+    let input = tool_call_arguments(&call)?;
     Ok(json!({
         "type": "tool_use",
         "id": call["id"],
@@ -400,12 +378,4 @@ fn tool_choice_of(choice: Option<Value>, parallel: Option<bool>) -> Result<Optio
         }
     }
     Ok(out)
-}
-
-fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
-    let failure = Failure::new(ErrorClass::BadRequest, message.into());
-    match param {
-        Some(param) => failure.with_param(param),
-        None => failure,
-    }
 }

@@ -19,9 +19,7 @@ use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
-use crate::openai::{
-    Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
-};
+use crate::openai::{ChunkHead, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -110,23 +108,16 @@ impl AnthropicStream {
         }
     }
 
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            created: self.created,
+            model: &self.model,
+        }
+    }
+
     fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        write_event(
-            out,
-            &Chunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices: &choices,
-                usage: None,
-            },
-        );
+        self.head().write(out, delta, finish_reason);
     }
 
     /// Writes a chunk that carries content: from here on the answer has
@@ -261,17 +252,7 @@ impl TranslateEvent for AnthropicStream {
             }
             "message_stop" => {
                 if self.include_usage {
-                    write_event(
-                        out,
-                        &Chunk {
-                            id: &self.id,
-                            object: "chat.completion.chunk",
-                            created: self.created,
-                            model: &self.model,
-                            choices: &[],
-                            usage: Some(self.counts.into()),
-                        },
-                    );
+                    self.head().write_usage(out, self.counts);
                 }
                 write_done(out);
                 self.committed = true;

@@ -18,7 +18,12 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 use tollgate_core::classify::retry_after_from_headers;
-use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
+use tollgate_core::{ErrorClass, Failure, Scope};
+
+use crate::translate::{
+    context_window, message_or, model_not_found, provider_unavailable, upstream_auth_failed,
+    with_wait,
+};
 
 #[derive(Deserialize, Default)]
 struct Envelope {
@@ -43,17 +48,7 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
     let error = envelope(body).error;
     let failure = classify_object(status, &error);
     let wait = retry_delay(&error).or_else(|| retry_after_from_headers(headers, SystemTime::now()));
-    match wait {
-        Some(wait)
-            if matches!(
-                failure.class(),
-                ErrorClass::RateLimited | ErrorClass::UpstreamUnavailable
-            ) =>
-        {
-            failure.with_retry_after(wait)
-        }
-        _ => failure,
-    }
+    with_wait(failure, wait)
 }
 
 /// Classifies a stream event that holds an `error` object.
@@ -64,10 +59,7 @@ pub(crate) fn classify_event(data: &[u8]) -> Failure {
         .and_then(|code| StatusCode::from_u16(code).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let failure = classify_object(status, &error);
-    match retry_delay(&error) {
-        Some(wait) if failure.class() == ErrorClass::RateLimited => failure.with_retry_after(wait),
-        _ => failure,
-    }
+    with_wait(failure, retry_delay(&error))
 }
 
 /// The body's error object; some endpoints wrap it in a one-element array.
@@ -117,51 +109,23 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
         || error.message.contains("API key not valid")
         || error.message.contains("API key expired");
     let failure = match kind {
-        _ if key_refused => auth(),
-        "UNAUTHENTICATED" | "PERMISSION_DENIED" => auth(),
+        // Gemini answers an invalid key with a 400.
+        "INVALID_ARGUMENT" if key_refused => upstream_auth_failed(),
+        "UNAUTHENTICATED" | "PERMISSION_DENIED" => upstream_auth_failed(),
         "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => {
             invalid_argument(&error.message)
         }
-        "NOT_FOUND" => Failure::new(
-            ErrorClass::ModelNotFound,
-            message_or(&error.message, "the model was not found"),
-        )
-        .with_scope(Scope::Model),
+        "NOT_FOUND" => model_not_found(&error.message),
         "RESOURCE_EXHAUSTED" => Failure::new(
             ErrorClass::RateLimited,
             "the provider's rate limit or quota was reached",
         )
         .with_scope(Scope::Provider),
-        "UNAVAILABLE" => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the provider is overloaded",
-        )
-        .with_subkind("overloaded")
-        .with_scope(Scope::Provider),
-        "DEADLINE_EXCEEDED" => {
-            Failure::new(ErrorClass::UpstreamUnavailable, "the provider timed out")
-                .with_subkind("upstream_timeout")
-                .with_scope(Scope::Provider)
-        }
-        _ => Failure::new(
-            ErrorClass::UpstreamUnavailable,
-            "the upstream provider failed",
-        )
-        .with_subkind("server_error")
-        .with_scope(Scope::Provider),
+        "UNAVAILABLE" => provider_unavailable("overloaded"),
+        "DEADLINE_EXCEEDED" => provider_unavailable("upstream_timeout"),
+        _ => provider_unavailable("server_error"),
     };
     failure.with_upstream_status(status)
-}
-
-/// The gateway's own key was refused: not the client's fault.
-fn auth() -> Failure {
-    Failure::new(
-        ErrorClass::Auth,
-        "the provider rejected the gateway's credentials",
-    )
-    .with_scope(Scope::Key)
-    .with_status(StatusCode::BAD_GATEWAY)
-    .with_code("upstream_auth_failed")
 }
 
 /// A 400: the context window or a bad request, told apart by the message,
@@ -173,20 +137,8 @@ fn invalid_argument(message: &str) -> Failure {
         || lower.contains("input token count")
         || lower.contains("context window")
     {
-        Failure::new(ErrorClass::ContextWindowExceeded, text)
-            .with_param("messages")
-            .with_scope(Scope::Model)
+        context_window(text)
     } else {
         Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
-    }
-}
-
-/// The provider's message, made safe for a client, or `default`.
-fn message_or(message: &str, default: &'static str) -> String {
-    let clean = sanitize_message(message);
-    if clean.trim().is_empty() {
-        default.to_owned()
-    } else {
-        clean
     }
 }

@@ -1,7 +1,8 @@
 //! Google's Gemini API (`gemini/` models, Google AI Studio).
 //!
-//! Requests go to `{api_base}/v1beta/models/{model}:generateContent` (or
-//! `:streamGenerateContent?alt=sse`) with `x-goog-api-key`; see [`Gemini`]
+//! Requests go to `https://generativelanguage.googleapis.com/v1beta/models/{model}:generateContent`
+//! (or `:streamGenerateContent?alt=sse`, under another `api_base` when one
+//! is set) with `x-goog-api-key`; see [`Gemini`]
 //! for what is translated. The translation does not depend on that URL or
 //! key: [`Gemini::with_models_url`] serves the same bodies at another
 //! address (Gemini models on Vertex AI, whose credentials a layer below
@@ -88,8 +89,9 @@ pub struct Gemini {
 
 impl Gemini {
     /// The protocol for `config` on Google AI Studio: `api_base` (default
-    /// [`DEFAULT_API_BASE`]; [`API_VERSION_PATH`] is appended unless it is
-    /// there), `api_key` (sent as `x-goog-api-key`) and extra headers.
+    /// [`DEFAULT_API_BASE`]; requests go to `{api_base}/models/…` as
+    /// LiteLLM sends them, with [`API_VERSION_PATH`] added to a bare host),
+    /// `api_key` (sent as `x-goog-api-key`) and extra headers.
     ///
     /// # Errors
     ///
@@ -97,14 +99,18 @@ impl Gemini {
     /// go in a header.
     pub fn new(config: &ProviderConfig) -> Result<Self, InvalidConfig> {
         let base = BaseUrl::new(config.api_base.as_deref(), DEFAULT_API_BASE)?;
-        let models = if base.path().ends_with(API_VERSION_PATH) {
-            format!("{}/models", base.join("").ok_or(InvalidConfig::ApiBase)?)
+        // LiteLLM sends to `{api_base}/models/…`: a base with a path names
+        // its version (`…/v1beta`, a Cloudflare gateway's
+        // `…/google-ai-studio/v1beta`); a bare host gets Gemini's.
+        let version = if base.path().is_empty() {
+            API_VERSION_PATH
         } else {
-            format!(
-                "{}/models",
-                base.join(API_VERSION_PATH).ok_or(InvalidConfig::ApiBase)?
-            )
+            ""
         };
+        let models = format!(
+            "{}/models",
+            base.join(version).ok_or(InvalidConfig::ApiBase)?
+        );
         Gemini::with_models_url(&models, config)
     }
 
@@ -112,8 +118,10 @@ impl Gemini {
     /// (and `:streamGenerateContent?alt=sse`): for a host that serves
     /// Gemini's bodies under another path, such as Vertex AI's
     /// `https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/google/models`.
-    /// `config`'s `api_key` (as `x-goog-api-key`, when set) and extra
-    /// headers are sent; its `api_base` is not read.
+    /// `config`'s `api_key` (as `x-goog-api-key`), `bearer_token` (as
+    /// `Authorization: Bearer …`, for a fixed OAuth token; a token that
+    /// expires is better added by a layer below this one) and extra headers
+    /// are sent, each when set; its `api_base` is not read.
     ///
     /// # Errors
     ///
@@ -127,6 +135,13 @@ impl Gemini {
         let mut headers = Headers::default();
         if let Some(key) = &config.api_key {
             headers.secret("x-goog-api-key", &key.0, "api_key")?;
+        }
+        if let Some(token) = &config.bearer_token {
+            headers.secret(
+                "authorization",
+                &format!("Bearer {}", token.0),
+                "bearer_token",
+            )?;
         }
         headers.extra(config)?;
         Ok(Gemini { models, headers })
@@ -186,13 +201,7 @@ impl Protocol for Gemini {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            // Asked for a stream, answered in JSON: not what the client can
-            // read.
-            return Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the provider answered a stream request without a stream",
-            )
-            .with_subkind("malformed_response"));
+            return Err(crate::translate::json_for_stream());
         }
         response::translate(exchange, &body)
     }

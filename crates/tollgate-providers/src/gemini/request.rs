@@ -15,9 +15,10 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
 
 use super::response::split_tool_call_id;
+use crate::translate::{ImageSource, bad_request, image_source, push_merged, tool_call_arguments};
 
 /// What the layer keeps of the OpenAI request.
 #[derive(Debug)]
@@ -246,22 +247,9 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
         if parts.is_empty() {
             continue;
         }
-        push_merged(&mut contents, role, parts);
+        push_merged(&mut contents, role, "parts", parts);
     }
     Ok((system, contents))
-}
-
-/// Appends a turn, merged into the previous one when the role repeats
-/// (Gemini wants the answers to one turn's function calls in one turn).
-fn push_merged(out: &mut Vec<Value>, role: &'static str, parts: Vec<Value>) {
-    if let Some(previous) = out.last_mut()
-        && previous["role"] == role
-        && let Some(Value::Array(existing)) = previous.get_mut("parts")
-    {
-        existing.extend(parts);
-        return;
-    }
-    out.push(json!({"role": role, "parts": parts}));
 }
 
 /// Text content (a string or text parts) as text parts.
@@ -314,16 +302,12 @@ fn user_parts(content: Value) -> Result<Vec<Value>, Failure> {
 /// An `image_url` part: a `data:` URL inline, another URL by reference
 /// (`fileData`, which needs a MIME type: the extension's).
 fn image_of(part: &Value) -> Result<Value, Failure> {
-    let url = match &part["image_url"] {
-        Value::String(url) => url.as_str(),
-        other => other["url"].as_str().unwrap_or_default(),
+    let url = match image_source(part)? {
+        ImageSource::Inline { media_type, data } => {
+            return Ok(json!({"inlineData": {"mimeType": media_type, "data": data}}));
+        }
+        ImageSource::Url(url) => url,
     };
-    if let Some(data) = url.strip_prefix("data:") {
-        let (mime, data) = data
-            .split_once(";base64,")
-            .ok_or_else(|| bad_request("an image data URL must be base64", Some("messages")))?;
-        return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
-    }
     if !["https://", "http://", "gs://"]
         .iter()
         .any(|scheme| url.starts_with(scheme))
@@ -356,13 +340,7 @@ fn function_call_of(call: &Value, called: &mut HashMap<String, String>) -> Resul
     let name = function["name"]
         .as_str()
         .ok_or_else(|| bad_request("a tool call needs a function name", Some("messages")))?;
-    let arguments = function["arguments"].as_str().unwrap_or("{}");
-    let args: Value = if arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(arguments)
-            .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))?
-    };
+    let args = tool_call_arguments(call)?;
     let id = call["id"].as_str().unwrap_or_default();
     called.insert(id.to_owned(), name.to_owned());
     let mut part = json!({"functionCall": {"name": name, "args": args}});
@@ -484,12 +462,4 @@ fn tool_config_of(choice: Option<Value>) -> Result<Option<Value>, Failure> {
         }
     };
     Ok(Some(json!({ "functionCallingConfig": config })))
-}
-
-fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
-    let failure = Failure::new(ErrorClass::BadRequest, message.into());
-    match param {
-        Some(param) => failure.with_param(param),
-        None => failure,
-    }
 }

@@ -19,9 +19,7 @@ use super::response::{
     GenerateContentResponse, arguments, finish_reason, is_policy_stop, no_candidate, refusal,
     tool_call_id,
 };
-use crate::openai::{
-    Chunk, ChunkChoice, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done, write_event,
-};
+use crate::openai::{ChunkHead, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// The state of one translated stream.
@@ -55,23 +53,16 @@ impl GeminiStream {
         }
     }
 
+    fn head(&self) -> ChunkHead<'_> {
+        ChunkHead {
+            id: &self.id,
+            created: self.created,
+            model: &self.model,
+        }
+    }
+
     fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        write_event(
-            out,
-            &Chunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices: &choices,
-                usage: None,
-            },
-        );
+        self.head().write(out, delta, finish_reason);
     }
 
     /// Writes a chunk that carries content: from here on the answer has
@@ -86,17 +77,7 @@ impl GeminiStream {
         let reason = finish_reason(reason, self.tools > 0);
         self.chunk(out, Delta::default(), Some(reason));
         if self.include_usage {
-            write_event(
-                out,
-                &Chunk {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: &[],
-                    usage: Some(self.counts.into()),
-                },
-            );
+            self.head().write_usage(out, self.counts);
         }
         write_done(out);
         self.committed = true;

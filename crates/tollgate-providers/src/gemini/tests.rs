@@ -104,10 +104,17 @@ fn a_stream_goes_to_stream_generate_content_with_alt_sse() {
 
 #[test]
 fn the_base_and_models_url_come_from_the_config() {
+    // A base with a path is used as LiteLLM uses it; a bare host gets
+    // Gemini's version path.
     let proxy = Gemini::new(&ProviderConfig::new().api_base("http://127.0.0.1:9/proxy/")).unwrap();
     assert_eq!(
         proxy.uri("m", false).unwrap(),
-        "http://127.0.0.1:9/proxy/v1beta/models/m:generateContent"
+        "http://127.0.0.1:9/proxy/models/m:generateContent"
+    );
+    let host = Gemini::new(&ProviderConfig::new().api_base("http://127.0.0.1:9/")).unwrap();
+    assert_eq!(
+        host.uri("m", false).unwrap(),
+        "http://127.0.0.1:9/v1beta/models/m:generateContent"
     );
     assert!(!proxy.headers.map().contains_key("x-goog-api-key"));
     let versioned =
@@ -118,7 +125,9 @@ fn the_base_and_models_url_come_from_the_config() {
     );
     let vertex = Gemini::with_models_url(
         "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models",
-        &ProviderConfig::new().header("x-goog-user-project", "p"),
+        &ProviderConfig::new()
+            .bearer_token("ya29.vertex-token")
+            .header("x-goog-user-project", "p"),
     )
     .unwrap();
     assert_eq!(
@@ -126,6 +135,18 @@ fn the_base_and_models_url_come_from_the_config() {
         "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
     );
     assert_eq!(vertex.headers.map()["x-goog-user-project"], "p");
+    assert_eq!(
+        vertex.headers.map()["authorization"],
+        "Bearer ya29.vertex-token"
+    );
+    assert!(!vertex.headers.map().contains_key("x-goog-api-key"));
+    assert!(
+        Gemini::with_models_url(
+            "https://x/models",
+            &ProviderConfig::new().bearer_token("a\nb")
+        )
+        .is_err()
+    );
     assert!(
         Gemini::new(&ProviderConfig::new().api_base("generativelanguage.googleapis.com")).is_err()
     );
@@ -774,6 +795,14 @@ fn errors_are_classified() {
     );
     assert!(window.is_fallback_eligible() && !window.is_retryable());
 
+    // Only a 400 says an invalid key with its message.
+    let echo = fake::error_body(
+        503,
+        "UNAVAILABLE",
+        "API key not valid? overloaded",
+        json!([]),
+    );
+    assert_eq!(classify(503, echo).subkind(), Some("overloaded"));
     let key = classify(400, fake::invalid_key_error());
     assert_eq!(key.class(), ErrorClass::Auth);
     assert_eq!(key.status(), StatusCode::BAD_GATEWAY);
