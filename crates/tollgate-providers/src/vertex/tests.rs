@@ -396,3 +396,15 @@ proptest! {
         prop_assert_eq!(text_of(&split).0, "Héllo, wörld");
     }
 }
+
+#[test]
+fn the_auth_layer_shows_the_account_never_the_key() {
+    let account = ServiceAccount::from_json(&key_file(DEFAULT_TOKEN_URI)).unwrap();
+    let layer = GoogleAuthLayer::new(account);
+    let service = layer.layer("inner");
+    assert_eq!(*service.get_ref(), "inner");
+    for shown in [format!("{layer:?}"), format!("{service:?}")] {
+        assert!(shown.contains(fake::CLIENT_EMAIL), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+}
