@@ -52,6 +52,8 @@ pub(crate) enum NativeDeployment {
     ),
     /// Azure OpenAI's deployment URLs and keys.
     Azure(tollgate_providers::Provider<UpstreamClient, tollgate_providers::azure::Azure>),
+    /// Vertex AI: Gemini and Claude models, with a service account's token.
+    Vertex(tollgate_providers::vertex::VertexService<UpstreamClient>),
     /// Google's Gemini API (AI Studio).
     Gemini(tollgate_providers::Provider<UpstreamClient, tollgate_providers::gemini::Gemini>),
     /// AWS Bedrock's Converse API, signed with SigV4.

@@ -18,14 +18,20 @@ pub(crate) fn price_table(config: &Config) -> PriceTable {
         .model_list
         .iter()
         .filter_map(|deployment| {
-            let listed = match builtin.model(&deployment.upstream_model) {
-                Some(PriceMatch::Listed(prices)) => Some(*prices),
-                Some(PriceMatch::Free) => Some(TokenPrices::FREE),
-                None => snapshot_prices(config, deployment),
+            // LiteLLM's own price for this provider's model (Vertex AI's
+            // `vertex_ai/gemini-2.0-flash`) is more specific than the
+            // built-in table's price of the bare name (AI Studio's).
+            let qualified = provider_prices(config, deployment);
+            let listed = match (qualified, builtin.model(&deployment.upstream_model)) {
+                (Some(prices), _) => Some(prices),
+                (None, Some(PriceMatch::Listed(prices))) => Some(*prices),
+                (None, Some(PriceMatch::Free)) => Some(TokenPrices::FREE),
+                (None, None) => snapshot_prices(config, deployment),
             };
             if deployment.costs.is_empty() {
                 // Only what the built-in table does not already price.
-                let from_snapshot = builtin.model(&deployment.upstream_model).is_none();
+                let from_snapshot =
+                    qualified.is_some() || builtin.model(&deployment.upstream_model).is_none();
                 return listed
                     .filter(|_| from_snapshot)
                     .map(|prices| (deployment.id.clone(), prices));
@@ -37,6 +43,20 @@ pub(crate) fn price_table(config: &Config) -> PriceTable {
     overrides.into_iter().fold(builtin, |table, (id, prices)| {
         table.with_deployment(id, prices)
     })
+}
+
+/// The snapshot's prices of a deployment's model under its provider's
+/// name only (`vertex_ai/gemini-2.0-flash`).
+fn provider_prices(config: &Config, deployment: &DeploymentConfig) -> Option<TokenPrices> {
+    if deployment.is_wildcard() {
+        return None;
+    }
+    let key = format!(
+        "{}/{}",
+        deployment.provider.as_str(),
+        deployment.upstream_model
+    );
+    config.model_prices.get(&key)?.prices()
 }
 
 /// The snapshot's prices of a deployment's model (`groq/llama3-8b-8192`,

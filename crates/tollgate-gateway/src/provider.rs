@@ -33,6 +33,8 @@ use crate::upstream::{TimedBody, UpstreamClient};
 type AnthropicStream = <Anthropic as Protocol>::Stream;
 /// Azure's stream translation.
 type AzureStream = <Azure as Protocol>::Stream;
+/// Vertex AI's stream translation (Gemini or Claude).
+type VertexStream = <tollgate_providers::vertex::Vertex as Protocol>::Stream;
 /// Gemini's stream translation.
 type GeminiStream = <Gemini as Protocol>::Stream;
 /// Bedrock's event-stream translation.
@@ -50,6 +52,8 @@ pin_project! {
         Anthropic { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AnthropicStream> },
         /// From Azure OpenAI, its content-filter annotations dropped.
         Azure { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, AzureStream> },
+        /// From Vertex AI (Gemini or Claude), translated into OpenAI's shape.
+        Vertex { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, VertexStream> },
         /// From Google's Gemini API, translated into OpenAI's shape.
         Gemini { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, GeminiStream> },
         /// From AWS Bedrock (Converse), translated into OpenAI's shape.
@@ -72,6 +76,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::OpenRouter { body } => body.poll_frame(cx),
             ProviderBodyProj::Anthropic { body } => body.poll_frame(cx),
             ProviderBodyProj::Azure { body } => body.poll_frame(cx),
+            ProviderBodyProj::Vertex { body } => body.poll_frame(cx),
             ProviderBodyProj::Gemini { body } => body.poll_frame(cx),
             ProviderBodyProj::Bedrock { body } => body.poll_frame(cx),
             ProviderBodyProj::Mock { body } => body.poll_frame(cx),
@@ -84,6 +89,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.is_end_stream(),
             ProviderBody::Anthropic { body } => body.is_end_stream(),
             ProviderBody::Azure { body } => body.is_end_stream(),
+            ProviderBody::Vertex { body } => body.is_end_stream(),
             ProviderBody::Gemini { body } => body.is_end_stream(),
             ProviderBody::Bedrock { body } => body.is_end_stream(),
             ProviderBody::Mock { body } => body.is_end_stream(),
@@ -96,6 +102,7 @@ impl Body for ProviderBody {
             ProviderBody::OpenRouter { body } => body.size_hint(),
             ProviderBody::Anthropic { body } => body.size_hint(),
             ProviderBody::Azure { body } => body.size_hint(),
+            ProviderBody::Vertex { body } => body.size_hint(),
             ProviderBody::Gemini { body } => body.size_hint(),
             ProviderBody::Bedrock { body } => body.size_hint(),
             ProviderBody::Mock { body } => body.size_hint(),
@@ -226,6 +233,10 @@ async fn call_provider(
                 NativeDeployment::Azure(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Azure { body }))
+                }
+                NativeDeployment::Vertex(service) => {
+                    let response = service.clone().call(request).await.map_err(classified)?;
+                    Ok(response.map(|body| ProviderBody::Vertex { body }))
                 }
                 NativeDeployment::Gemini(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;

@@ -23,11 +23,13 @@ use http::{HeaderValue, Request, Response, header};
 use http_body::{Body, Frame};
 use serde_json::json;
 use tollgate_providers::ProviderConfig;
+use tollgate_providers::ProviderLayer;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::gemini::Gemini;
 use tollgate_providers::bedrock::Bedrock;
 use tollgate_testkit::bedrock as bedrock_fake;
+use tollgate_providers::vertex::Vertex;
 use tollgate_testkit::{anthropic as fake, gemini, openai};
 use tower::{Layer, Service, service_fn};
 
@@ -179,6 +181,10 @@ fn bench(c: &mut Criterion) {
             .api_key("bench-key"),
     )
     .unwrap();
+    // Vertex's translation alone (its token layer sits below it); the
+    // request names a Claude model, so this is Anthropic's translation plus
+    // Vertex's model peek and body changes.
+    let vertex = ProviderLayer::new(Vertex::new(&ProviderConfig::new(), "bench-project").unwrap());
     let message = vec![Bytes::from(
         fake::message(
             "Tomorrow in Paris: light rain, 14°C. Bring an umbrella. Rome next week: sunny, 24°C.",
@@ -205,8 +211,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("passthrough", |b| {
         b.iter(|| call(&mut passthrough, &request))
     });
-    let mut through = anthropic.layer(upstream(message, false));
+    let mut through = anthropic.layer(upstream(message.clone(), false));
     group.bench_function("anthropic", |b| b.iter(|| call(&mut through, &request)));
+    let mut through = vertex.layer(upstream(message, false));
+    group.bench_function("vertex-claude", |b| b.iter(|| call(&mut through, &request)));
     let mut through = azure.layer(upstream(completion, false));
     group.bench_function("azure", |b| b.iter(|| call(&mut through, &request)));
     let mut through = gemini_layer.layer(upstream(gemini_answer, false));
@@ -222,8 +230,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("passthrough", |b| {
         b.iter(|| call(&mut passthrough, &request))
     });
-    let mut through = anthropic.layer(upstream(anthropic_events, true));
+    let mut through = anthropic.layer(upstream(anthropic_events.clone(), true));
     group.bench_function("anthropic", |b| b.iter(|| call(&mut through, &request)));
+    let mut through = vertex.layer(upstream(anthropic_events, true));
+    group.bench_function("vertex-claude", |b| b.iter(|| call(&mut through, &request)));
     group.throughput(Throughput::Elements(openai_events.len() as u64));
     let mut through = azure.layer(upstream(openai_events, true));
     group.bench_function("azure", |b| b.iter(|| call(&mut through, &request)));

@@ -30,6 +30,9 @@ pub struct ProviderConfig {
     pub(crate) aws_secret_access_key: Option<Secret>,
     pub(crate) aws_session_token: Option<Secret>,
     pub(crate) aws_region: Option<String>,
+    pub(crate) vertex_project: Option<String>,
+    pub(crate) vertex_location: Option<String>,
+    pub(crate) vertex_credentials: Option<Secret>,
 }
 
 impl ProviderConfig {
@@ -87,6 +90,26 @@ impl ProviderConfig {
         self.headers.push((name.into(), Secret(value.into())));
         self
     }
+
+    /// `vertex_project`: the Google Cloud project Vertex AI bills; by
+    /// default the service account's `project_id`.
+    pub fn vertex_project(mut self, project: impl Into<String>) -> Self {
+        self.vertex_project = Some(project.into());
+        self
+    }
+
+    /// `vertex_location`: the Vertex AI region (`us-central1`, `global`...).
+    pub fn vertex_location(mut self, location: impl Into<String>) -> Self {
+        self.vertex_location = Some(location.into());
+        self
+    }
+
+    /// `vertex_credentials`: a service account's key file, its path or its
+    /// JSON text.
+    pub fn vertex_credentials(mut self, credentials: impl Into<String>) -> Self {
+        self.vertex_credentials = Some(Secret(credentials.into()));
+        self
+    }
 }
 
 /// AWS settings (Bedrock).
@@ -135,6 +158,9 @@ impl fmt::Debug for ProviderConfig {
                 "headers",
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
+            .field("vertex_project", &self.vertex_project)
+            .field("vertex_location", &self.vertex_location)
+            .field("vertex_credentials", &self.vertex_credentials)
             .finish()
     }
 }

@@ -125,3 +125,31 @@ impl std::fmt::Debug for Headers {
             .finish()
     }
 }
+
+/// The URL of `model`'s `method` under `models`: `{models}/{model}{method}`
+/// (Vertex AI's `…/models/claude-sonnet-4@20250514:rawPredict`). The model
+/// comes from the request, so one that is not a plain path segment
+/// (letters, digits, `-._@`) is a bad request, never a path of its own.
+pub(crate) fn model_uri(
+    models: &BaseUrl,
+    model: &str,
+    method: &str,
+) -> Result<Uri, tollgate_core::Failure> {
+    let plain = !model.is_empty()
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'@'));
+    let invalid = || {
+        tollgate_core::Failure::new(
+            tollgate_core::ErrorClass::BadRequest,
+            "the model name cannot be sent to the provider",
+        )
+        .with_param("model")
+    };
+    if !plain {
+        return Err(invalid());
+    }
+    models
+        .join(&format!("/{model}{method}"))
+        .ok_or_else(invalid)
+}

@@ -38,6 +38,7 @@
 //! | `azure` | `azure` | Azure OpenAI deployments: OpenAI's shape, Azure's URL, keys and content filter |
 //! | `gemini` | `gemini` | Google's Gemini API (`generateContent`, AI Studio; the same bodies at another URL for Vertex AI), native |
 //! | `bedrock` | `bedrock` | AWS Bedrock Converse / ConverseStream, native: SigV4, the binary event stream |
+//! | `vertex` | `vertex` | Vertex AI: Gemini and Claude models in a Google Cloud project, service-account OAuth2 tokens |
 //!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
@@ -135,6 +136,8 @@ pub mod azure;
 pub mod gemini;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+#[cfg(feature = "vertex")]
+pub mod vertex;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;

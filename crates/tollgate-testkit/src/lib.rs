@@ -8,7 +8,8 @@
 //! sleeping. Every request is recorded ([`RecordedRequest`]) before it is answered,
 //! and [`openai`] builds the bodies a provider would send ([`anthropic`], [`azure`],
 //! [`gemini`] and [`bedrock`] those of native providers; [`bedrock::upstream`] also
-//! checks signatures).
+//! checks signatures). [`vertex`] is a fake Vertex AI with its own token endpoint in
+//! front of an upstream.
 //!
 //! Time inside replies ([`Reply::delay`], [`Reply::delay_headers`]) is tokio time.
 //! Real sockets and paused time mix poorly, so socket tests run on real time and wait
@@ -65,6 +66,7 @@ mod record;
 mod redis;
 mod reply;
 mod upstream;
+pub mod vertex;
 
 pub use gate::Gate;
 pub use record::RecordedRequest;

@@ -56,10 +56,16 @@ struct Shared {
     connections: AtomicUsize,
     /// Connections open now; `wait_for_open_connections` watches it.
     open: watch::Sender<usize>,
+    /// Answers some requests before the script does (a fake's own routes).
+    intercept: Mutex<Option<Intercept>>,
 }
 
 /// A check run on every request before the script answers it.
 type Guard = Arc<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
+/// A check run on every request before the script: `Some(reply)` answers
+/// the request there (it is neither recorded nor counted), `None` leaves it
+/// to the script.
+pub(crate) type Intercept = Arc<dyn Fn(&RecordedRequest) -> Option<Reply> + Send + Sync>;
 
 struct Script {
     replies: VecDeque<Arc<Reply>>,
@@ -89,6 +95,7 @@ impl Upstream {
             guard: Mutex::new(None),
             connections: AtomicUsize::new(0),
             open: watch::Sender::new(0),
+            intercept: Mutex::new(None),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         Self {
@@ -185,6 +192,17 @@ impl Upstream {
     /// accumulate memory; [`wait_for_requests`](Upstream::wait_for_requests) still counts.
     pub fn set_recording(&self, on: bool) {
         self.shared.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Answers requests `intercept` picks before the script does: how a
+    /// fake serves routes of its own (a token endpoint) and refuses
+    /// requests a real provider would (bad credentials).
+    pub(crate) fn set_intercept(&self, intercept: Intercept) {
+        *self
+            .shared
+            .intercept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(intercept);
     }
 
     /// Every request recorded so far, in order.
@@ -330,7 +348,13 @@ async fn respond(
     let version = head.version;
 
     let guard = shared.guard();
-    let request = if shared.recording.load(Ordering::Relaxed) || guard.is_some() {
+    let intercept = shared
+        .intercept
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let recording = shared.recording.load(Ordering::Relaxed);
+    let request = if recording || guard.is_some() || intercept.is_some() {
         let body = body.collect().await.map_err(|_| Abort::ClientGone)?;
         Some(RecordedRequest {
             method: head.method,
@@ -346,11 +370,19 @@ async fn respond(
         }
         None
     };
+    if let (Some(intercept), Some(request)) = (&intercept, &request)
+        && let Some(reply) = intercept(request)
+    {
+        if !reply.header_delay().is_zero() {
+            tokio::time::sleep(reply.header_delay()).await;
+        }
+        return Ok(reply.to_response());
+    }
     let refusal = match (&guard, &request) {
         (Some(guard), Some(request)) => guard(request),
         _ => None,
     };
-    let record = request.filter(|_| shared.recording.load(Ordering::Relaxed));
+    let record = request.filter(|_| recording);
     let reply = shared.next_reply(record, refusal);
 
     if !reply.header_delay().is_zero() {

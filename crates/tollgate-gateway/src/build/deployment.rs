@@ -14,6 +14,7 @@ use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::gemini::Gemini;
 use tollgate_providers::bedrock::Bedrock;
+use tollgate_providers::vertex::Vertex;
 use tower::Layer;
 
 use super::BuildError;
@@ -219,6 +220,23 @@ fn native_deployment(
         message: e.to_string(),
     };
     Ok(match deployment.provider {
+        Provider::VertexAi => {
+            let params = &deployment.native;
+            if let Some(project) = &params.vertex_project {
+                native = native.vertex_project(project.clone());
+            }
+            if let Some(location) = &params.vertex_location {
+                native = native.vertex_location(location.clone());
+            }
+            if let Some(credentials) = &params.vertex_credentials {
+                native = native.vertex_credentials(credentials.expose());
+            }
+            let layer = Vertex::layer(&native).map_err(|e| BuildError {
+                path: path(vertex_setting(&e)),
+                message: e.to_string(),
+            })?;
+            NativeDeployment::Vertex(layer.layer(client.clone()))
+        }
         Provider::Anthropic => NativeDeployment::Anthropic(
             Anthropic::layer(&native)
                 .map_err(invalid)?
@@ -283,4 +301,13 @@ fn bedrock_setting(error: &tollgate_providers::InvalidConfig) -> &'static str {
     .into_iter()
     .find(|key| text.starts_with(key))
     .unwrap_or("api_base")
+}
+
+/// The `litellm_params` key a Vertex AI configuration error is about.
+fn vertex_setting(error: &tollgate_providers::InvalidConfig) -> &'static str {
+    let message = error.to_string();
+    ["vertex_credentials", "vertex_project", "vertex_location"]
+        .into_iter()
+        .find(|key| message.contains(key))
+        .unwrap_or("api_base")
 }

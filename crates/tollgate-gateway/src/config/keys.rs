@@ -101,6 +101,8 @@ impl Section {
                 "vertex_project",
                 "vertex_location",
                 "vertex_credentials",
+                "vertex_ai_project",
+                "vertex_ai_location",
                 // LiteLLM's "custom pricing" puts prices here too.
                 COSTS[0],
                 COSTS[1],

@@ -103,17 +103,24 @@ impl NativeParams {
                     missing.push("aws_secret_access_key");
                 }
             }
-            Provider::VertexAi => {
-                if self.vertex_project.is_none() {
-                    missing.push("vertex_project");
-                }
-                if self.vertex_credentials.is_none() {
-                    missing.push("vertex_credentials");
-                }
+            // The project defaults to the key file's `project_id`, as in
+            // LiteLLM.
+            Provider::VertexAi if self.vertex_credentials.is_none() => {
+                missing.push("vertex_credentials");
             }
             _ => {}
         }
         missing
+    }
+
+    /// Why parameters that are all set still cannot work, for the reason a
+    /// deployment is disabled: a Vertex AI key file that cannot be read
+    /// (LiteLLM only fails on the first call; the gateway says so at start).
+    pub fn unusable(&self, provider: Provider) -> Option<String> {
+        let credentials = self.vertex_credentials.as_ref()?.expose();
+        let is_path = !credentials.trim_start().starts_with('{');
+        (provider == Provider::VertexAi && is_path && std::fs::metadata(credentials).is_err())
+            .then(|| "the vertex_credentials file cannot be read".to_owned())
     }
 
     pub(crate) fn set_text(&mut self, key: &str, value: String) {

@@ -44,7 +44,11 @@ macro_rules! providers {
     pub fn is_wired(self) -> bool {
         matches!(
             self,
-            Provider::Anthropic | Provider::Azure | Provider::Gemini | Provider::Bedrock
+            Provider::Anthropic
+                | Provider::Azure
+                | Provider::Gemini
+                | Provider::Bedrock
+                | Provider::VertexAi
         )
     }
 

@@ -75,10 +75,24 @@ pub type AnthropicLayer = ProviderLayer<Anthropic>;
 ///   `content_policy`), 5xx → `upstream_unavailable`.
 #[derive(Debug)]
 pub struct Anthropic {
-    uri: Uri,
+    target: Target,
     headers: Headers,
     default_max_tokens: u64,
 }
+
+/// Where requests go.
+#[derive(Debug)]
+enum Target {
+    /// Anthropic's own `/v1/messages`.
+    Messages(Uri),
+    /// Claude on Vertex AI: `{models}/{model}:rawPredict` (or
+    /// `:streamRawPredict`), the version in the body, no `model` field.
+    Vertex(BaseUrl),
+}
+
+/// The `anthropic_version` Claude on Vertex AI takes in the body
+/// (Anthropic's "Claude on Vertex AI").
+pub const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
 impl Anthropic {
     /// The protocol for `config`: `api_base` (default
@@ -111,7 +125,29 @@ impl Anthropic {
         )?;
         headers.extra(config)?;
         Ok(Anthropic {
-            uri,
+            target: Target::Messages(uri),
+            headers,
+            default_max_tokens: config.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        })
+    }
+
+    /// The same translation for Claude on Vertex AI (Anthropic's "Claude on
+    /// Vertex AI"): sent to `{models_url}/{model}:rawPredict` (or
+    /// `:streamRawPredict` for a stream), with `anthropic_version:
+    /// "vertex-2023-10-16"` in the body and no `model` field. Only
+    /// `config`'s `default_max_tokens` and extra headers are read: the
+    /// credentials are a bearer token a layer below adds.
+    ///
+    /// # Errors
+    ///
+    /// When `models_url` is not an absolute `http(s)` URL, or a header
+    /// value cannot be sent.
+    pub fn on_vertex(models_url: &str, config: &ProviderConfig) -> Result<Self, InvalidConfig> {
+        let models = BaseUrl::new(Some(models_url), models_url)?;
+        let mut headers = Headers::default();
+        headers.extra(config)?;
+        Ok(Anthropic {
+            target: Target::Vertex(models),
             headers,
             default_max_tokens: config.default_max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         })
@@ -136,8 +172,26 @@ impl Protocol for Anthropic {
         body: &[u8],
         created: u64,
     ) -> Result<(Bytes, Exchange), Failure> {
-        let (body, facts) = request::translate(body, self.default_max_tokens)?;
-        self.headers.apply(head, self.uri.clone());
+        let (body, facts, uri) = match &self.target {
+            Target::Messages(uri) => {
+                let (body, facts) = request::translate(body, self.default_max_tokens)?;
+                (body, facts, uri.clone())
+            }
+            Target::Vertex(models) => {
+                let (mut out, facts) = request::translate_object(body, self.default_max_tokens)?;
+                out.remove("model");
+                out.insert("anthropic_version".into(), VERTEX_VERSION.into());
+                let method = if facts.stream {
+                    ":streamRawPredict"
+                } else {
+                    ":rawPredict"
+                };
+                let uri = crate::endpoint::model_uri(models, &facts.model, method)?;
+                let body = serde_json::to_vec(&out).unwrap_or_default();
+                (body, facts, uri)
+            }
+        };
+        self.headers.apply(head, uri);
         let accept = if facts.stream {
             "text/event-stream"
         } else {

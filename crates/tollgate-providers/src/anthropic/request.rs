@@ -50,6 +50,17 @@ pub(crate) fn translate(
     body: &[u8],
     default_max_tokens: u64,
 ) -> Result<(Vec<u8>, RequestFacts), Failure> {
+    let (out, facts) = translate_object(body, default_max_tokens)?;
+    let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
+    Ok((body, facts))
+}
+
+/// Translates `body` into the Messages request as an object, for callers
+/// that adjust it before sending (Claude on Vertex AI).
+pub(crate) fn translate_object(
+    body: &[u8],
+    default_max_tokens: u64,
+) -> Result<(Map<String, Value>, RequestFacts), Failure> {
     let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
         return Err(bad_request("the request body must be a JSON object", None));
     };
@@ -139,9 +150,8 @@ pub(crate) fn translate(
             out.insert(key, value);
         }
     }
-    let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
     Ok((
-        body,
+        out,
         RequestFacts {
             model,
             stream,

@@ -65,16 +65,18 @@ fn base_version_and_extra_headers_come_from_the_config() {
         .api_version("2024-01-01")
         .header("anthropic-beta", "prompt-caching-2024-07-31");
     let anthropic = Anthropic::new(&config).unwrap();
-    assert_eq!(anthropic.uri, "http://127.0.0.1:9/proxy/v1/messages");
+    assert!(
+        matches!(&anthropic.target, Target::Messages(uri) if uri == "http://127.0.0.1:9/proxy/v1/messages")
+    );
     let headers = anthropic.headers.map();
     assert_eq!(headers["anthropic-version"], "2024-01-01");
     assert_eq!(headers["anthropic-beta"], "prompt-caching-2024-07-31");
     assert!(!headers.contains_key("x-api-key"));
     let full = ProviderConfig::new().api_base("https://gw.example/v1/messages");
-    assert_eq!(
-        Anthropic::new(&full).unwrap().uri,
-        "https://gw.example/v1/messages"
-    );
+    assert!(matches!(
+        Anthropic::new(&full).unwrap().target,
+        Target::Messages(uri) if uri == "https://gw.example/v1/messages"
+    ));
     assert!(Anthropic::new(&ProviderConfig::new().api_base("api.anthropic.com")).is_err());
     assert!(Anthropic::new(&ProviderConfig::new().api_key("a\nb")).is_err());
 }

@@ -195,6 +195,11 @@ fn deployment(
             _ if NativeParams::KEYS.contains(&key) => {
                 native_param(cx, &mut deployment, key, value, &path)?;
             }
+            // LiteLLM's other spellings (its Vertex code reads either).
+            "vertex_ai_project" | "vertex_ai_location" => {
+                let key = key.replace("vertex_ai_", "vertex_");
+                native_param(cx, &mut deployment, &key, value, &path)?;
+            }
             _ => match param_costs.slot_mut(key) {
                 Some(slot) => *slot = cx.decimal(value, &path)?,
                 None => cx.warn_key(Section::LitellmParams, key, &path),

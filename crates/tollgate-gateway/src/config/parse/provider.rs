@@ -222,7 +222,11 @@ pub(super) fn complete(cx: &mut Cx<'_>, deployment: &mut DeploymentConfig) {
     } else if provider.kind() == ProviderKind::Native {
         let missing = deployment.native.missing(provider, has_base);
         if provider.is_wired() {
-            (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+            if missing.is_empty() {
+                deployment.native.unusable(provider)
+            } else {
+                Some(format!("missing {}", missing.join(", ")))
+            }
         } else if missing.is_empty() {
             Some(format!(
                 "the native {provider} translation is not wired into the gateway yet"
