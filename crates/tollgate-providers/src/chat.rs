@@ -1,10 +1,12 @@
-//! The OpenAI chat request as every native translation starts reading it:
-//! the model, whether a stream (with usage) was asked for, what no native
-//! API answers (`n > 1`, `response_format`), and the messages merged by
-//! role.
+//! The OpenAI chat request as every native translation reads it: the
+//! model, whether a stream (with usage) was asked for, what a provider
+//! cannot answer (`n > 1`, `response_format`), the messages taken apart
+//! and merged by role, tool-call arguments and image URLs.
 
 use serde_json::{Map, Value, json};
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::Failure;
+
+use crate::failures::bad_request;
 
 /// What the layer keeps of the OpenAI request.
 #[derive(Debug)]
@@ -16,12 +18,10 @@ pub(crate) struct RequestFacts {
 }
 
 /// Parses `body` as a JSON object and takes out its `model` (without
-/// `prefix`) and `stream`; refuses what `provider` cannot answer: `n > 1`
-/// and `response_format` (see DECISIONS 18).
+/// `prefix`) and `stream`; the rest is the provider's to translate.
 pub(crate) fn read(
     body: &[u8],
     prefix: &str,
-    provider: &str,
 ) -> Result<(Map<String, Value>, RequestFacts), Failure> {
     let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
         return Err(bad_request("the request body must be a JSON object", None));
@@ -37,6 +37,18 @@ pub(crate) fn read(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    Ok((
+        request,
+        RequestFacts {
+            model,
+            stream,
+            include_usage,
+        },
+    ))
+}
+
+/// Refuses `n > 1`: `provider` answers one choice.
+pub(crate) fn refuse_choices(request: &Map<String, Value>, provider: &str) -> Result<(), Failure> {
     if request
         .get("n")
         .and_then(Value::as_u64)
@@ -47,20 +59,22 @@ pub(crate) fn read(
             Some("n"),
         ));
     }
+    Ok(())
+}
+
+/// Refuses `response_format`, which `provider` has no way to honour (see
+/// DECISIONS 18).
+pub(crate) fn refuse_response_format(
+    request: &Map<String, Value>,
+    provider: &str,
+) -> Result<(), Failure> {
     if request.contains_key("response_format") {
         return Err(bad_request(
             format!("`response_format` is not supported for {provider} models"),
             Some("response_format"),
         ));
     }
-    Ok((
-        request,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok(())
 }
 
 /// One OpenAI message taken apart: the rest of its fields, its role and
@@ -82,25 +96,72 @@ pub(crate) fn message_parts(
     Ok((message, role, content))
 }
 
-/// Appends a message, merged into the previous one when the role repeats:
-/// native APIs want roles to alternate, and one turn's tool results in one
-/// user message.
-pub(crate) fn push_merged(out: &mut Vec<Value>, role: &'static str, blocks: Vec<Value>) {
-    if let Some(previous) = out.last_mut()
-        && previous["role"] == role
-        && let Some(Value::Array(content)) = previous.get_mut("content")
-    {
-        content.extend(blocks);
-        return;
-    }
-    out.push(json!({"role": role, "content": blocks}));
+/// The `tool_call_id` a `tool` message answers.
+pub(crate) fn tool_call_id(message: &Map<String, Value>) -> Result<&str, Failure> {
+    message
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("a tool message needs a `tool_call_id`", Some("messages")))
 }
 
-/// A `bad_request` naming the parameter at fault, when there is one.
-pub(crate) fn bad_request(message: impl Into<String>, param: Option<&'static str>) -> Failure {
-    let failure = Failure::new(ErrorClass::BadRequest, message.into());
-    match param {
-        Some(param) => failure.with_param(param),
-        None => failure,
+/// Appends a turn `{"role", <items_key>: items}`, merged into the previous
+/// one when the role repeats: native APIs want roles to alternate, and one
+/// turn's tool results in one turn.
+pub(crate) fn push_merged(
+    out: &mut Vec<Value>,
+    role: &'static str,
+    items_key: &str,
+    items: Vec<Value>,
+) {
+    if let Some(previous) = out.last_mut()
+        && previous["role"] == role
+        && let Some(Value::Array(existing)) = previous.get_mut(items_key)
+    {
+        existing.extend(items);
+        return;
     }
+    let mut turn = json!({ "role": role });
+    turn[items_key] = Value::Array(items);
+    out.push(turn);
+}
+
+/// An OpenAI tool call's arguments (JSON text) as a JSON value; empty text
+/// is `{}`.
+pub(crate) fn tool_call_arguments(call: &Value) -> Result<Value, Failure> {
+    let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
+    if arguments.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(arguments)
+        .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))
+}
+
+/// Where an `image_url` part's image is.
+pub(crate) enum ImageSource<'a> {
+    /// A base64 `data:` URL: its media type and data.
+    Inline { media_type: &'a str, data: &'a str },
+    /// Any other URL.
+    Url(&'a str),
+}
+
+/// The image of an `image_url` part (`{"url": …}` or a bare string).
+///
+/// # Errors
+///
+/// A `data:` URL that is not base64, or no URL.
+pub(crate) fn image_source(part: &Value) -> Result<ImageSource<'_>, Failure> {
+    let url = match &part["image_url"] {
+        Value::String(url) => url.as_str(),
+        other => other["url"].as_str().unwrap_or_default(),
+    };
+    if let Some(data) = url.strip_prefix("data:") {
+        let (media_type, data) = data
+            .split_once(";base64,")
+            .ok_or_else(|| bad_request("an image data URL must be base64", Some("messages")))?;
+        return Ok(ImageSource::Inline { media_type, data });
+    }
+    if url.is_empty() {
+        return Err(bad_request("an image needs a `url`", Some("messages")));
+    }
+    Ok(ImageSource::Url(url))
 }

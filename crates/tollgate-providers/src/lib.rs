@@ -125,16 +125,15 @@ mod layer;
 mod openai;
 mod protocol;
 mod stream;
-mod translate;
 
 #[cfg(feature = "anthropic")]
 pub mod anthropic;
 #[cfg(feature = "azure")]
 pub mod azure;
-#[cfg(feature = "gemini")]
-pub mod gemini;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+#[cfg(feature = "gemini")]
+pub mod gemini;
 
 pub use body::ResponseBody;
 pub use buffered::BufferedBody;

@@ -194,46 +194,6 @@ pub(crate) struct Function<'a> {
     pub(crate) arguments: String,
 }
 
-/// Who a stream's chunks are from: the same on each of them.
-#[derive(Clone, Copy)]
-pub(crate) struct ChunkHead<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) created: u64,
-    pub(crate) model: &'a str,
-}
-
-impl ChunkHead<'_> {
-    /// Appends a chunk of the one choice: `delta`, with `finish_reason`.
-    pub(crate) fn write(self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        self.write_chunk(out, &choices, None);
-    }
-
-    /// Appends the usage chunk (no choices) that ends a stream whose client
-    /// asked for `stream_options.include_usage`.
-    pub(crate) fn write_usage(self, out: &mut BytesMut, counts: TokenCounts) {
-        self.write_chunk(out, &[], Some(counts.into()));
-    }
-
-    fn write_chunk(self, out: &mut BytesMut, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
-        write_event(
-            out,
-            &Chunk {
-                id: self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: self.model,
-                choices,
-                usage,
-            },
-        );
-    }
-}
-
 /// What every chunk of one streamed answer repeats (its id, model and
 /// creation time), the chunks written from it, and whether content went
 /// out: the part every stream translation shares.

@@ -12,15 +12,11 @@
 use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
-use crate::translate::{ImageSource, bad_request, image_source, push_merged, tool_call_arguments};
-
-/// What the layer keeps of the OpenAI request.
-#[derive(Debug)]
-pub(crate) struct RequestFacts {
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
+use crate::chat::{
+    self, ImageSource, RequestFacts, image_source, message_parts, push_merged, tool_call_arguments,
+    tool_call_id,
+};
+use crate::failures::bad_request;
 
 /// OpenAI parameters with no Anthropic equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does; other
@@ -50,36 +46,8 @@ pub(crate) fn translate(
     body: &[u8],
     default_max_tokens: u64,
 ) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad_request("the request body must be a JSON object", None));
-    };
-    let model = match request.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(bad_request("`model` must be a string", Some("model"))),
-    };
-    let model = model
-        .strip_prefix("anthropic/")
-        .unwrap_or(&model)
-        .to_owned();
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if request
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
-        return Err(bad_request(
-            "Anthropic answers one choice: `n` must be 1",
-            Some("n"),
-        ));
-    }
+    let (mut request, facts) = chat::read(body, "anthropic/")?;
+    chat::refuse_choices(&request, "Anthropic")?;
     let output_format = output_format_of(request.remove("response_format"))?;
     let Some(Value::Array(messages)) = request.remove("messages") else {
         return Err(bad_request("`messages` must be an array", Some("messages")));
@@ -87,7 +55,7 @@ pub(crate) fn translate(
     let (system, messages) = messages_of(messages)?;
 
     let mut out = Map::new();
-    out.insert("model".into(), Value::String(model.clone()));
+    out.insert("model".into(), Value::String(facts.model.clone()));
     let max_tokens = request
         .get("max_completion_tokens")
         .or_else(|| request.get("max_tokens"))
@@ -130,8 +98,7 @@ pub(crate) fn translate(
             }
         }
     }
-    request.remove("stream");
-    if stream {
+    if facts.stream {
         out.insert("stream".into(), Value::Bool(true));
     }
     for (key, value) in request {
@@ -140,14 +107,7 @@ pub(crate) fn translate(
         }
     }
     let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
-    Ok((
-        body,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok((body, facts))
 }
 
 /// Anthropic's `output_config.format` for OpenAI's `response_format`, from
@@ -192,17 +152,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
     let mut out: Vec<Value> = Vec::new();
     let count = messages.len();
     for (at, message) in messages.into_iter().enumerate() {
-        let Value::Object(mut message) = message else {
-            return Err(bad_request(
-                "each message must be an object",
-                Some("messages"),
-            ));
-        };
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some(role) => role.to_owned(),
-            None => return Err(bad_request("each message needs a `role`", Some("messages"))),
-        };
-        let content = message.remove("content").unwrap_or(Value::Null);
+        let (mut message, role, content) = message_parts(message)?;
         let (role, blocks) = match role.as_str() {
             "system" | "developer" => {
                 system.extend(text_blocks(content)?);
@@ -220,12 +170,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
                 ("assistant", blocks)
             }
             "tool" => {
-                let id = message
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        bad_request("a tool message needs a `tool_call_id`", Some("messages"))
-                    })?;
+                let id = tool_call_id(&message)?;
                 let content = match content {
                     Value::String(text) => Value::String(text),
                     Value::Null => Value::String(String::new()),

@@ -14,12 +14,13 @@ use std::borrow::Cow;
 
 use bytes::BytesMut;
 use serde::Deserialize;
+use tollgate_core::Failure;
 use tollgate_core::sse::Event;
-use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
-use crate::openai::{ChunkHead, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::failures::malformed_event;
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -28,16 +29,13 @@ const MAX_BLOCK_GAP: usize = 64;
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct AnthropicStream {
-    id: String,
-    model: String,
-    created: u64,
+    chunks: ChunkWriter,
     include_usage: bool,
     counts: TokenCounts,
     /// For each content block index, the OpenAI tool-call index of a
     /// `tool_use` block.
     tool_of_block: Vec<Option<u32>>,
     tools: u32,
-    committed: bool,
     finished: bool,
 }
 
@@ -96,58 +94,28 @@ struct BlockDelta<'a> {
 impl AnthropicStream {
     pub(crate) fn new(exchange: &Exchange) -> Self {
         AnthropicStream {
-            id: String::new(),
-            model: exchange.model.to_string(),
-            created: exchange.created,
+            chunks: ChunkWriter::new(exchange, String::new()),
             include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
             tool_of_block: Vec::new(),
             tools: 0,
-            committed: false,
             finished: false,
         }
-    }
-
-    fn head(&self) -> ChunkHead<'_> {
-        ChunkHead {
-            id: &self.id,
-            created: self.created,
-            model: &self.model,
-        }
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        self.head().write(out, delta, finish_reason);
-    }
-
-    /// Writes a chunk that carries content: from here on the answer has
-    /// started.
-    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
-        self.committed = true;
-        self.chunk(out, delta, None);
-    }
-
-    fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
-        let delta = Delta {
-            tool_calls: Some([call]),
-            ..Delta::default()
-        };
-        self.content(out, delta);
     }
 }
 
 impl TranslateEvent for AnthropicStream {
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
         let parsed: StreamEvent<'_> =
-            serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+            serde_json::from_slice(&event.data).map_err(|_| malformed_event())?;
         match &*parsed.kind {
             "message_start" => {
-                let message = parsed.message.ok_or_else(malformed)?;
+                let message = parsed.message.ok_or_else(malformed_event)?;
                 if let Some(id) = message.id {
-                    self.id = id;
+                    self.chunks.id = id;
                 }
                 if let Some(model) = message.model {
-                    self.model = model;
+                    self.chunks.model = model;
                 }
                 if let Some(usage) = message.usage {
                     usage.apply(&mut self.counts);
@@ -157,15 +125,15 @@ impl TranslateEvent for AnthropicStream {
                     content: Some(""),
                     ..Delta::default()
                 };
-                self.chunk(out, delta, None);
+                self.chunks.chunk(out, delta, None);
             }
             "content_block_start" => {
-                let block = parsed.content_block.ok_or_else(malformed)?;
+                let block = parsed.content_block.ok_or_else(malformed_event)?;
                 let index = parsed.index.unwrap_or(self.tool_of_block.len());
                 // Blocks are numbered from 0 up, one at a time: a far index
                 // is not Anthropic's, and must not size a table.
                 if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed());
+                    return Err(malformed_event());
                 }
                 if self.tool_of_block.len() <= index {
                     self.tool_of_block.resize(index + 1, None);
@@ -184,7 +152,7 @@ impl TranslateEvent for AnthropicStream {
                                 arguments: "",
                             },
                         };
-                        self.tool_call(out, call);
+                        self.chunks.tool_call(out, call);
                     }
                     "text" => {
                         if let Some(text) = block.text.as_deref().filter(|t| !t.is_empty()) {
@@ -192,14 +160,14 @@ impl TranslateEvent for AnthropicStream {
                                 content: Some(text),
                                 ..Delta::default()
                             };
-                            self.content(out, delta);
+                            self.chunks.content(out, delta);
                         }
                     }
                     _ => {}
                 }
             }
             "content_block_delta" => {
-                let delta = parsed.delta.ok_or_else(malformed)?;
+                let delta = parsed.delta.ok_or_else(malformed_event)?;
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
                         let text = delta.text.as_deref().unwrap_or_default();
@@ -207,7 +175,7 @@ impl TranslateEvent for AnthropicStream {
                             content: Some(text),
                             ..Delta::default()
                         };
-                        self.content(out, delta);
+                        self.chunks.content(out, delta);
                     }
                     Some("thinking_delta") => {
                         let thinking = delta.thinking.as_deref().unwrap_or_default();
@@ -215,7 +183,7 @@ impl TranslateEvent for AnthropicStream {
                             reasoning_content: Some(thinking),
                             ..Delta::default()
                         };
-                        self.content(out, delta);
+                        self.chunks.content(out, delta);
                     }
                     Some("input_json_delta") => {
                         let partial = delta.partial_json.as_deref().unwrap_or_default();
@@ -234,7 +202,7 @@ impl TranslateEvent for AnthropicStream {
                                     arguments: partial,
                                 },
                             };
-                            self.tool_call(out, call);
+                            self.chunks.tool_call(out, call);
                         }
                     }
                     // `signature_delta`, `citations_delta`...
@@ -248,19 +216,20 @@ impl TranslateEvent for AnthropicStream {
                 if let Some(stop) = parsed.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
                     // A refusal with nothing before it is a failure the
                     // client hears as one, not an empty answer.
-                    if stop == "refusal" && !self.committed {
+                    if stop == "refusal" && !self.chunks.committed() {
                         return Err(super::classify::refusal());
                     }
-                    self.committed = true;
-                    self.chunk(out, Delta::default(), Some(finish_reason(stop)));
+                    self.chunks.commit();
+                    self.chunks
+                        .chunk(out, Delta::default(), Some(finish_reason(stop)));
                 }
             }
             "message_stop" => {
                 if self.include_usage {
-                    self.head().write_usage(out, self.counts);
+                    self.chunks.usage(out, self.counts);
                 }
                 write_done(out);
-                self.committed = true;
+                self.chunks.commit();
                 self.finished = true;
             }
             "error" => return Err(classify_event(&event.data)),
@@ -271,18 +240,10 @@ impl TranslateEvent for AnthropicStream {
     }
 
     fn committed(&self) -> bool {
-        self.committed
+        self.chunks.committed()
     }
 
     fn finished(&self) -> bool {
         self.finished
     }
-}
-
-fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider sent a stream event that could not be read",
-    )
-    .with_subkind("malformed_event")
 }

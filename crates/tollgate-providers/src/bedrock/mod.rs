@@ -24,7 +24,7 @@ use tollgate_core::Failure;
 use crate::config::ProviderConfig;
 use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
-use crate::failures::stream_answered_as_json;
+use crate::failures::{bad_request, stream_answered_as_json};
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
 
@@ -179,7 +179,7 @@ impl Protocol for Bedrock {
         let uri = self
             .base
             .join(&tail)
-            .ok_or_else(|| request::bad_request("the model id cannot be sent", Some("model")))?;
+            .ok_or_else(|| bad_request("the model id cannot be sent", Some("model")))?;
         self.headers.apply(head, uri);
         let accept = if facts.stream {
             EVENT_STREAM_CONTENT_TYPE

@@ -16,8 +16,10 @@
 use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
-pub(crate) use crate::chat::bad_request;
-use crate::chat::{self, RequestFacts, message_parts, push_merged};
+use crate::chat::{
+    self, ImageSource, RequestFacts, image_source, message_parts, push_merged, tool_call_id,
+};
+use crate::failures::bad_request;
 
 /// OpenAI parameters with no Converse equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does.
@@ -50,7 +52,9 @@ const CONVERSE_FIELDS: &[&str] = &[
 
 /// Translates `body` into a Converse body.
 pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let (mut request, mut facts) = chat::read(body, "bedrock/", "Bedrock")?;
+    let (mut request, mut facts) = chat::read(body, "bedrock/")?;
+    chat::refuse_choices(&request, "Bedrock")?;
+    chat::refuse_response_format(&request, "Bedrock")?;
     if let Some(model) = facts.model.strip_prefix("converse/") {
         facts.model = model.to_owned();
     }
@@ -180,12 +184,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
             }
             "tool" => {
                 uses_tools = true;
-                let id = message
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        bad_request("a tool message needs a `tool_call_id`", Some("messages"))
-                    })?;
+                let id = tool_call_id(&message)?;
                 let mut result = content_blocks(content, false)?;
                 if result.is_empty() {
                     result.push(json!({"text": ""}));
@@ -203,7 +202,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
         if blocks.is_empty() {
             continue;
         }
-        push_merged(&mut out, role, blocks);
+        push_merged(&mut out, role, "content", blocks);
     }
     Ok((system, out, uses_tools))
 }
@@ -255,14 +254,7 @@ fn content_blocks(content: Value, images: bool) -> Result<Vec<Value>, Failure> {
 /// An `image_url` part as an `image` block. Converse takes image bytes (or
 /// an S3 location), not URLs: only `data:` URLs can be sent.
 fn image_of(part: &Value) -> Result<Value, Failure> {
-    let url = match &part["image_url"] {
-        Value::String(url) => url.as_str(),
-        other => other["url"].as_str().unwrap_or_default(),
-    };
-    let Some((media_type, data)) = url
-        .strip_prefix("data:")
-        .and_then(|data| data.split_once(";base64,"))
-    else {
+    let Ok(ImageSource::Inline { media_type, data }) = image_source(part) else {
         return Err(bad_request(
             "Bedrock takes images as base64 data URLs (data:image/png;base64,...)",
             Some("messages"),

@@ -201,7 +201,7 @@ impl Protocol for Gemini {
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            return Err(crate::translate::json_for_stream());
+            return Err(crate::failures::stream_answered_as_json());
         }
         response::translate(exchange, &body)
     }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
+use crate::failures::malformed_response;
 use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
 use crate::protocol::Exchange;
 
@@ -203,7 +204,7 @@ pub(crate) fn no_candidate(response: &GenerateContentResponse) -> Failure {
             block_reason: Some(reason),
             safety_ratings,
         }) => refusal("prompt", reason, safety_ratings),
-        _ => malformed(),
+        _ => malformed_response(),
     }
 }
 
@@ -246,7 +247,7 @@ pub(crate) fn arguments(call: &FunctionCall) -> String {
 /// Translates a complete answer.
 pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failure> {
     let response: GenerateContentResponse =
-        serde_json::from_slice(body).map_err(|_| malformed())?;
+        serde_json::from_slice(body).map_err(|_| malformed_response())?;
     if response.error.is_some() {
         return Err(super::classify::classify(
             http::StatusCode::OK,
@@ -284,7 +285,7 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
         usage: counts.into(),
     };
     Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| malformed())?,
+        serde_json::to_vec(&completion).map_err(|_| malformed_response())?,
     ))
 }
 
@@ -350,13 +351,4 @@ impl<'a> CandidateAnswer<'a> {
             finish_reason: finish_reason(self.reason, !self.calls.is_empty()),
         }
     }
-}
-
-/// An answer that is not Gemini's shape, or says nothing.
-pub(crate) fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider's answer could not be read",
-    )
-    .with_subkind("malformed_response")
 }
