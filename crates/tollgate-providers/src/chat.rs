@@ -3,10 +3,13 @@
 //! cannot answer (`n > 1`, `response_format`), the messages taken apart
 //! and merged by role, tool-call arguments and image URLs.
 
+use http::HeaderValue;
+use http::request::Parts;
 use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use crate::failures::bad_request;
+use crate::protocol::Exchange;
 
 /// What the layer keeps of the OpenAI request.
 #[derive(Debug)]
@@ -15,6 +18,31 @@ pub(crate) struct RequestFacts {
     pub(crate) model: String,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+}
+
+impl RequestFacts {
+    /// Asks for the answer as `stream_type` when a stream was asked for,
+    /// else as JSON.
+    pub(crate) fn accept(&self, head: &mut Parts, stream_type: &'static str) {
+        let accept = if self.stream {
+            stream_type
+        } else {
+            "application/json"
+        };
+        head.headers
+            .insert(http::header::ACCEPT, HeaderValue::from_static(accept));
+    }
+
+    /// What the layer keeps to translate the answer back, for a request
+    /// sent at `created`.
+    pub(crate) fn into_exchange(self, created: u64) -> Exchange {
+        Exchange {
+            stream: self.stream,
+            include_usage: self.include_usage,
+            model: self.model.into(),
+            created,
+        }
+    }
 }
 
 /// Parses `body` as a JSON object and takes out its `model` (without
@@ -104,15 +132,82 @@ pub(crate) fn tool_call_id(message: &Map<String, Value>) -> Result<&str, Failure
         .ok_or_else(|| bad_request("a tool message needs a `tool_call_id`", Some("messages")))
 }
 
+/// A message of a role `provider` takes no message of.
+pub(crate) fn unsupported_role(role: &str, provider: &str) -> Failure {
+    bad_request(
+        format!("unsupported message role `{role}` for {provider} models"),
+        Some("messages"),
+    )
+}
+
+/// A message's content as the provider's items: none for `null` or an
+/// empty string, `text`'s item for a string, and for an array of parts
+/// what `part` appends for each.
+pub(crate) fn content_items(
+    content: Value,
+    text: impl FnOnce(String) -> Value,
+    mut part: impl FnMut(Value, &mut Vec<Value>) -> Result<(), Failure>,
+) -> Result<Vec<Value>, Failure> {
+    match content {
+        Value::Null => Ok(Vec::new()),
+        Value::String(string) if string.is_empty() => Ok(Vec::new()),
+        Value::String(string) => Ok(vec![text(string)]),
+        Value::Array(parts) => {
+            let mut items = Vec::with_capacity(parts.len());
+            for each in parts {
+                part(each, &mut items)?;
+            }
+            Ok(items)
+        }
+        _ => Err(bad_request(
+            "message content must be a string or an array",
+            Some("messages"),
+        )),
+    }
+}
+
+/// A content part of a type `provider` does not take here (or of none).
+pub(crate) fn unsupported_part(part: &Value, provider: &str) -> Failure {
+    match part.get("type").and_then(Value::as_str) {
+        Some(other) => bad_request(
+            format!("content part type `{other}` is not supported for {provider} models"),
+            Some("messages"),
+        ),
+        None => bad_request("a content part needs a `type`", Some("messages")),
+    }
+}
+
+/// A part other than text where only text is taken (a system message, an
+/// assistant's text).
+pub(crate) fn only_text() -> Failure {
+    bad_request("only text parts are accepted here", Some("messages"))
+}
+
+/// The last assistant message is a prefill the answer continues: its
+/// trailing whitespace, which the providers refuse there, is cut, and a
+/// text item left empty dropped.
+pub(crate) fn trim_prefill(items: &mut Vec<Value>) {
+    if let Some(Value::String(text)) = items.last_mut().and_then(|item| item.get_mut("text")) {
+        let trimmed = text.trim_end().len();
+        text.truncate(trimmed);
+        if text.is_empty() {
+            items.pop();
+        }
+    }
+}
+
 /// Appends a turn `{"role", <items_key>: items}`, merged into the previous
 /// one when the role repeats: native APIs want roles to alternate, and one
-/// turn's tool results in one turn.
+/// turn's tool results in one turn. A turn with no items is left out.
 pub(crate) fn push_merged(
     out: &mut Vec<Value>,
     role: &'static str,
     items_key: &str,
     items: Vec<Value>,
 ) {
+    if items.is_empty() {
+        return;
+    }
     if let Some(previous) = out.last_mut()
         && previous["role"] == role
         && let Some(Value::Array(existing)) = previous.get_mut(items_key)

@@ -138,22 +138,8 @@ impl Protocol for Anthropic {
     ) -> Result<(Bytes, Exchange), Failure> {
         let (body, facts) = request::translate(body, self.default_max_tokens)?;
         self.headers.apply(head, self.uri.clone());
-        let accept = if facts.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        head.headers
-            .insert(http::header::ACCEPT, http::HeaderValue::from_static(accept));
-        Ok((
-            Bytes::from(body),
-            Exchange {
-                stream: facts.stream,
-                include_usage: facts.include_usage,
-                model: facts.model.into(),
-                created,
-            },
-        ))
+        facts.accept(head, "text/event-stream");
+        Ok((Bytes::from(body), facts.into_exchange(created)))
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {

@@ -13,8 +13,9 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use crate::chat::{
-    self, ImageSource, RequestFacts, image_source, message_parts, push_merged, tool_call_arguments,
-    tool_call_id,
+    self, ImageSource, RequestFacts, content_items, image_source, message_parts, only_text,
+    push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_part,
+    unsupported_role,
 };
 use crate::failures::bad_request;
 
@@ -179,16 +180,8 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
                 let block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
                 ("user", vec![block])
             }
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Anthropic models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Anthropic")),
         };
-        if blocks.is_empty() {
-            continue;
-        }
         push_merged(&mut out, role, "content", blocks);
     }
     let system = match system.as_slice() {
@@ -202,25 +195,17 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
 /// Text content (a string or text parts) as text blocks, `cache_control`
 /// kept.
 fn text_blocks(content: Value) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({"type": "text", "text": text})]),
-        Value::Null => Ok(Vec::new()),
-        Value::Array(parts) => parts
-            .into_iter()
-            .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(text_part(part)),
-                _ => Err(bad_request(
-                    "only text parts are accepted here",
-                    Some("messages"),
-                )),
-            })
-            .collect(),
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+    content_items(content, text_block, |part, blocks| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => blocks.push(text_part(part)),
+            _ => return Err(only_text()),
+        }
+        Ok(())
+    })
+}
+
+fn text_block(text: String) -> Value {
+    json!({"type": "text", "text": text})
 }
 
 fn text_part(part: Value) -> Value {
@@ -233,24 +218,14 @@ fn text_part(part: Value) -> Value {
 
 /// A user message's content: text and images.
 fn user_blocks(content: Value) -> Result<Vec<Value>, Failure> {
-    let Value::Array(parts) = content else {
-        return text_blocks(content);
-    };
-    parts
-        .into_iter()
-        .map(|part| match part.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(text_part(part)),
-            Some("image_url") => image_of(&part),
-            Some(other) => Err(bad_request(
-                format!("content part type `{other}` is not supported for Anthropic models"),
-                Some("messages"),
-            )),
-            None => Err(bad_request(
-                "a content part needs a `type`",
-                Some("messages"),
-            )),
-        })
-        .collect()
+    content_items(content, text_block, |part, blocks| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => blocks.push(text_part(part)),
+            Some("image_url") => blocks.push(image_of(&part)?),
+            _ => return Err(unsupported_part(&part, "Anthropic")),
+        }
+        Ok(())
+    })
 }
 
 /// An `image_url` part as an `image` block: a `data:` URL as base64, any
@@ -276,14 +251,8 @@ fn image_of(part: &Value) -> Result<Value, Failure> {
 /// whitespace, which Anthropic rejects there.
 fn assistant_text(content: Value, last: bool) -> Result<Vec<Value>, Failure> {
     let mut blocks = text_blocks(content)?;
-    if last && let Some(text) = blocks.last_mut().and_then(|b| b.get_mut("text")) {
-        if let Value::String(s) = text {
-            let trimmed = s.trim_end().len();
-            s.truncate(trimmed);
-        }
-        if text.as_str() == Some("") {
-            blocks.pop();
-        }
+    if last {
+        trim_prefill(&mut blocks);
     }
     Ok(blocks)
 }

@@ -20,7 +20,7 @@ use tollgate_core::sse::Event;
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
 use crate::failures::malformed_event;
-use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -30,13 +30,11 @@ const MAX_BLOCK_GAP: usize = 64;
 #[derive(Debug)]
 pub struct AnthropicStream {
     chunks: ChunkWriter,
-    include_usage: bool,
     counts: TokenCounts,
     /// For each content block index, the OpenAI tool-call index of a
     /// `tool_use` block.
     tool_of_block: Vec<Option<u32>>,
     tools: u32,
-    finished: bool,
 }
 
 #[derive(Deserialize)]
@@ -95,11 +93,9 @@ impl AnthropicStream {
     pub(crate) fn new(exchange: &Exchange) -> Self {
         AnthropicStream {
             chunks: ChunkWriter::new(exchange, String::new()),
-            include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
             tool_of_block: Vec::new(),
             tools: 0,
-            finished: false,
         }
     }
 }
@@ -219,18 +215,11 @@ impl TranslateEvent for AnthropicStream {
                     if stop == "refusal" && !self.chunks.committed() {
                         return Err(super::classify::refusal());
                     }
-                    self.chunks.commit();
-                    self.chunks
-                        .chunk(out, Delta::default(), Some(finish_reason(stop)));
+                    self.chunks.finish(out, finish_reason(stop));
                 }
             }
             "message_stop" => {
-                if self.include_usage {
-                    self.chunks.usage(out, self.counts);
-                }
-                write_done(out);
-                self.chunks.commit();
-                self.finished = true;
+                self.chunks.end(out, self.counts);
             }
             "error" => return Err(classify_event(&event.data)),
             // `ping`, `content_block_stop`, and types added later.
@@ -244,6 +233,6 @@ impl TranslateEvent for AnthropicStream {
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
 }

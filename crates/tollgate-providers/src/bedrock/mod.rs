@@ -181,25 +181,11 @@ impl Protocol for Bedrock {
             .join(&tail)
             .ok_or_else(|| bad_request("the model id cannot be sent", Some("model")))?;
         self.headers.apply(head, uri);
-        let accept = if facts.stream {
-            EVENT_STREAM_CONTENT_TYPE
-        } else {
-            "application/json"
-        };
-        head.headers
-            .insert(header::ACCEPT, HeaderValue::from_static(accept));
+        facts.accept(head, EVENT_STREAM_CONTENT_TYPE);
         // Signed last: the signature covers the URL, content type and body
         // as they leave.
         self.signer.sign(head, &body, created);
-        Ok((
-            Bytes::from(body),
-            Exchange {
-                stream: facts.stream,
-                include_usage: facts.include_usage,
-                model: facts.model.into(),
-                created,
-            },
-        ))
+        Ok((Bytes::from(body), facts.into_exchange(created)))
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {

@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use crate::chat::{
-    self, ImageSource, RequestFacts, image_source, message_parts, push_merged, tool_call_id,
+    self, ImageSource, RequestFacts, content_items, image_source, message_parts, push_merged,
+    tool_call_arguments, tool_call_id, trim_prefill, unsupported_role,
 };
 use crate::failures::bad_request;
 
@@ -192,16 +193,8 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
                 let block = json!({"toolResult": {"toolUseId": id, "content": result}});
                 ("user", vec![block])
             }
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Bedrock models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Bedrock")),
         };
-        if blocks.is_empty() {
-            continue;
-        }
         push_merged(&mut out, role, "content", blocks);
     }
     Ok((system, out, uses_tools))
@@ -210,45 +203,37 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
 /// A message's content as blocks: text (a `cachePoint` after a part with
 /// `cache_control`, as LiteLLM sends it) and, where `images`, images.
 fn content_blocks(content: Value, images: bool) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::Null => Ok(Vec::new()),
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({ "text": text })]),
-        Value::Array(parts) => {
-            let mut blocks = Vec::with_capacity(parts.len());
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        let text = part.get("text").and_then(Value::as_str).unwrap_or_default();
-                        blocks.push(json!({ "text": text }));
-                    }
-                    Some("image_url") if images => blocks.push(image_of(&part)?),
-                    Some(other) => {
-                        return Err(bad_request(
-                            format!(
-                                "content part type `{other}` is not supported here for Bedrock models"
-                            ),
-                            Some("messages"),
-                        ));
-                    }
-                    None => {
-                        return Err(bad_request(
-                            "a content part needs a `type`",
-                            Some("messages"),
-                        ));
-                    }
+    content_items(
+        content,
+        |text| json!({ "text": text }),
+        |part, blocks| {
+            match part.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    let text = part.get("text").and_then(Value::as_str).unwrap_or_default();
+                    blocks.push(json!({ "text": text }));
                 }
-                if part.get("cache_control").is_some() {
-                    blocks.push(json!({"cachePoint": {"type": "default"}}));
+                Some("image_url") if images => blocks.push(image_of(&part)?),
+                Some(other) => {
+                    return Err(bad_request(
+                        format!(
+                            "content part type `{other}` is not supported here for Bedrock models"
+                        ),
+                        Some("messages"),
+                    ));
+                }
+                None => {
+                    return Err(bad_request(
+                        "a content part needs a `type`",
+                        Some("messages"),
+                    ));
                 }
             }
-            Ok(blocks)
-        }
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+            if part.get("cache_control").is_some() {
+                blocks.push(json!({"cachePoint": {"type": "default"}}));
+            }
+            Ok(())
+        },
+    )
 }
 
 /// An `image_url` part as an `image` block. Converse takes image bytes (or
@@ -275,29 +260,11 @@ fn image_of(part: &Value) -> Result<Value, Failure> {
     Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
 }
 
-/// The last assistant message is a prefill the answer continues; a
-/// trailing whitespace there is refused by the models that take one.
-fn trim_prefill(blocks: &mut Vec<Value>) {
-    if let Some(Value::String(text)) = blocks.last_mut().and_then(|b| b.get_mut("text")) {
-        let trimmed = text.trim_end().len();
-        text.truncate(trimmed);
-        if text.is_empty() {
-            blocks.pop();
-        }
-    }
-}
-
 /// An OpenAI tool call as a `toolUse` block: its arguments (JSON text) as
 /// the `input` document.
 fn tool_use_of(call: &Value) -> Result<Value, Failure> {
     let function = &call["function"];
-    let arguments = function["arguments"].as_str().unwrap_or("{}");
-    let input: Value = if arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(arguments)
-            .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))?
-    };
+    let input = tool_call_arguments(call)?;
     Ok(json!({"toolUse": {
         "toolUseId": call["id"],
         "name": function["name"],

@@ -23,7 +23,7 @@ use super::classify::{classify_exception, content_policy};
 use super::eventstream::{DecodeError, Decoder, Message};
 use super::response::{ConverseUsage, finish_reason, is_refusal};
 use crate::failures::malformed_event;
-use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateStream};
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -34,13 +34,11 @@ const MAX_BLOCK_GAP: usize = 64;
 pub struct BedrockStream {
     decoder: Decoder,
     chunks: ChunkWriter,
-    include_usage: bool,
     counts: TokenCounts,
     /// For each content block index, the OpenAI tool-call index of a
     /// `toolUse` block.
     tool_of_block: Vec<Option<u32>>,
     tools: u32,
-    finished: bool,
 }
 
 #[derive(Deserialize)]
@@ -102,11 +100,9 @@ impl BedrockStream {
         BedrockStream {
             decoder: Decoder::default(),
             chunks: ChunkWriter::new(exchange, id),
-            include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
             tool_of_block: Vec::new(),
             tools: 0,
-            finished: false,
         }
     }
 
@@ -213,20 +209,13 @@ impl BedrockStream {
                 if is_refusal(stop) && !self.chunks.committed() {
                     return Err(content_policy(stop, None));
                 }
-                self.chunks.commit();
-                self.chunks
-                    .chunk(out, Delta::default(), Some(finish_reason(stop)));
+                self.chunks.finish(out, finish_reason(stop));
             }
             "metadata" => {
                 if let Some(usage) = payload.usage {
                     self.counts = usage.into();
                 }
-                if self.include_usage {
-                    self.chunks.usage(out, self.counts);
-                }
-                write_done(out);
-                self.chunks.commit();
-                self.finished = true;
+                self.chunks.end(out, self.counts);
             }
             // `contentBlockStop`, and types added later.
             _ => {}
@@ -239,7 +228,7 @@ impl TranslateStream for BedrockStream {
     /// Translates every message `chunk` completes into `out`; after the
     /// first that fails, the rest is dropped.
     fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
-        if self.finished {
+        if self.chunks.ended() {
             return Ok(());
         }
         self.decoder.push(&chunk);
@@ -247,7 +236,7 @@ impl TranslateStream for BedrockStream {
             match self.decoder.next_message() {
                 Ok(Some(message)) => {
                     self.message(&message, out)?;
-                    if self.finished {
+                    if self.chunks.ended() {
                         return Ok(());
                     }
                 }
@@ -262,7 +251,7 @@ impl TranslateStream for BedrockStream {
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
 }
 

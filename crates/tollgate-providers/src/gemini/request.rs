@@ -19,7 +19,8 @@ use tollgate_core::Failure;
 
 use super::response::split_tool_call_id;
 use crate::chat::{
-    self, ImageSource, RequestFacts, image_source, message_parts, push_merged, tool_call_arguments,
+    self, ImageSource, RequestFacts, content_items, image_source, message_parts, only_text,
+    push_merged, tool_call_arguments, unsupported_part, unsupported_role,
 };
 use crate::failures::bad_request;
 
@@ -201,16 +202,8 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
                 "user",
                 vec![function_response_of(&message, content, &called)?],
             ),
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Gemini models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Gemini")),
         };
-        if parts.is_empty() {
-            continue;
-        }
         push_merged(&mut contents, role, "parts", parts);
     }
     Ok((system, contents))
@@ -218,49 +211,34 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
 
 /// Text content (a string or text parts) as text parts.
 fn text_parts(content: Value) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({ "text": text })]),
-        Value::Null => Ok(Vec::new()),
-        Value::Array(parts) => parts
-            .into_iter()
-            .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("text") => {
-                    Ok(json!({ "text": part.get("text").cloned().unwrap_or_default() }))
-                }
-                _ => Err(bad_request(
-                    "only text parts are accepted here",
-                    Some("messages"),
-                )),
-            })
-            .collect(),
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+    content_items(content, text_part, |part, parts| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(text_part_of(&part)),
+            _ => return Err(only_text()),
+        }
+        Ok(())
+    })
+}
+
+fn text_part(text: String) -> Value {
+    json!({ "text": text })
+}
+
+/// A `text` content part as a text part.
+fn text_part_of(part: &Value) -> Value {
+    json!({ "text": part.get("text").cloned().unwrap_or_default() })
 }
 
 /// A user message's content: text and images.
 fn user_parts(content: Value) -> Result<Vec<Value>, Failure> {
-    let Value::Array(parts) = content else {
-        return text_parts(content);
-    };
-    parts
-        .into_iter()
-        .map(|part| match part.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(json!({ "text": part.get("text").cloned().unwrap_or_default() })),
-            Some("image_url") => image_of(&part),
-            Some(other) => Err(bad_request(
-                format!("content part type `{other}` is not supported for Gemini models"),
-                Some("messages"),
-            )),
-            None => Err(bad_request(
-                "a content part needs a `type`",
-                Some("messages"),
-            )),
-        })
-        .collect()
+    content_items(content, text_part, |part, parts| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(text_part_of(&part)),
+            Some("image_url") => parts.push(image_of(&part)?),
+            _ => return Err(unsupported_part(&part, "Gemini")),
+        }
+        Ok(())
+    })
 }
 
 /// An `image_url` part: a `data:` URL inline, another URL by reference

@@ -20,19 +20,17 @@ use super::response::{
     tool_call_id,
 };
 use crate::failures::malformed_event;
-use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct GeminiStream {
     chunks: ChunkWriter,
-    include_usage: bool,
     counts: TokenCounts,
     /// Tool calls sent so far (the next one's OpenAI index).
     tools: u32,
     started: bool,
-    finished: bool,
 }
 
 impl GeminiStream {
@@ -40,24 +38,17 @@ impl GeminiStream {
     pub fn new(exchange: &Exchange) -> Self {
         GeminiStream {
             chunks: ChunkWriter::new(exchange, String::new()),
-            include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
             tools: 0,
             started: false,
-            finished: false,
         }
     }
 
     /// The end: the finish chunk, the usage chunk when asked, `[DONE]`.
     fn finish(&mut self, out: &mut BytesMut, reason: &str) {
         let reason = finish_reason(reason, self.tools > 0);
-        self.chunks.chunk(out, Delta::default(), Some(reason));
-        if self.include_usage {
-            self.chunks.usage(out, self.counts);
-        }
-        write_done(out);
-        self.chunks.commit();
-        self.finished = true;
+        self.chunks.finish(out, reason);
+        self.chunks.end(out, self.counts);
     }
 }
 
@@ -143,6 +134,6 @@ impl TranslateEvent for GeminiStream {
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
 }
