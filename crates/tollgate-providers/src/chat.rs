@@ -231,6 +231,14 @@ pub(crate) fn tool_call_arguments(call: &Value) -> Result<Value, Failure> {
         .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))
 }
 
+/// The `function` of an OpenAI tool: the only type of tool a provider
+/// takes.
+pub(crate) fn function_of(tool: &Value) -> Result<&Value, Failure> {
+    tool.get("function")
+        .filter(|_| tool["type"] == "function")
+        .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))
+}
+
 /// Where an `image_url` part's image is.
 pub(crate) enum ImageSource<'a> {
     /// A base64 `data:` URL: its media type and data.

@@ -113,6 +113,7 @@
 //!   block citations, Azure's content-filter annotations on a success):
 //!   only what OpenAI's shape has room for is kept.
 
+mod blocks;
 mod body;
 mod buffered;
 mod chat;

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use crate::chat::{
-    self, ImageSource, RequestFacts, content_items, image_source, message_parts, only_text,
-    push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_part,
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    only_text, push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_part,
     unsupported_role,
 };
 use crate::failures::bad_request;
@@ -278,10 +278,7 @@ fn tools_of(tools: Value) -> Result<Value, Failure> {
     let tools = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let mut out = json!({
                 "name": function["name"],
                 "input_schema": function

@@ -19,22 +19,18 @@ use tollgate_core::sse::Event;
 
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
+use crate::blocks::ToolBlocks;
 use crate::failures::malformed_event;
 use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
-
-/// How far past the blocks seen so far a new block's index may be.
-const MAX_BLOCK_GAP: usize = 64;
 
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct AnthropicStream {
     chunks: ChunkWriter,
     counts: TokenCounts,
-    /// For each content block index, the OpenAI tool-call index of a
-    /// `tool_use` block.
-    tool_of_block: Vec<Option<u32>>,
-    tools: u32,
+    /// Which content blocks are tool calls.
+    blocks: ToolBlocks,
 }
 
 #[derive(Deserialize)]
@@ -94,8 +90,7 @@ impl AnthropicStream {
         AnthropicStream {
             chunks: ChunkWriter::new(exchange, String::new()),
             counts: TokenCounts::default(),
-            tool_of_block: Vec::new(),
-            tools: 0,
+            blocks: ToolBlocks::default(),
         }
     }
 }
@@ -125,20 +120,10 @@ impl TranslateEvent for AnthropicStream {
             }
             "content_block_start" => {
                 let block = parsed.content_block.ok_or_else(malformed_event)?;
-                let index = parsed.index.unwrap_or(self.tool_of_block.len());
-                // Blocks are numbered from 0 up, one at a time: a far index
-                // is not Anthropic's, and must not size a table.
-                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed_event());
-                }
-                if self.tool_of_block.len() <= index {
-                    self.tool_of_block.resize(index + 1, None);
-                }
+                let index = self.blocks.start(parsed.index)?;
                 match &*block.kind {
                     "tool_use" => {
-                        let tool = self.tools;
-                        self.tools += 1;
-                        self.tool_of_block[index] = Some(tool);
+                        let tool = self.blocks.open_tool(index);
                         let call = ToolCallDelta {
                             index: tool,
                             id: block.id.as_deref(),
@@ -183,10 +168,7 @@ impl TranslateEvent for AnthropicStream {
                     }
                     Some("input_json_delta") => {
                         let partial = delta.partial_json.as_deref().unwrap_or_default();
-                        let tool = parsed
-                            .index
-                            .and_then(|i| self.tool_of_block.get(i).copied().flatten());
-                        if let Some(tool) = tool
+                        if let Some(tool) = self.blocks.tool(parsed.index)
                             && !partial.is_empty()
                         {
                             let call = ToolCallDelta {

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use crate::chat::{
-    self, ImageSource, RequestFacts, content_items, image_source, message_parts, push_merged,
-    tool_call_arguments, tool_call_id, trim_prefill, unsupported_role,
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_role,
 };
 use crate::failures::bad_request;
 
@@ -306,10 +306,7 @@ fn tool_config(
     let specs = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let schema = function
                 .get("parameters")
                 .cloned()

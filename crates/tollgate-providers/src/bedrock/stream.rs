@@ -22,12 +22,10 @@ use tollgate_core::{ErrorClass, Failure};
 use super::classify::{classify_exception, content_policy};
 use super::eventstream::{DecodeError, Decoder, Message};
 use super::response::{ConverseUsage, finish_reason, is_refusal};
+use crate::blocks::ToolBlocks;
 use crate::failures::malformed_event;
 use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateStream};
-
-/// How far past the blocks seen so far a new block's index may be.
-const MAX_BLOCK_GAP: usize = 64;
 
 /// The state of one translated ConverseStream answer.
 #[derive(Debug)]
@@ -35,10 +33,8 @@ pub struct BedrockStream {
     decoder: Decoder,
     chunks: ChunkWriter,
     counts: TokenCounts,
-    /// For each content block index, the OpenAI tool-call index of a
-    /// `toolUse` block.
-    tool_of_block: Vec<Option<u32>>,
-    tools: u32,
+    /// Which content blocks are tool calls.
+    blocks: ToolBlocks,
 }
 
 #[derive(Deserialize)]
@@ -101,8 +97,7 @@ impl BedrockStream {
             decoder: Decoder::default(),
             chunks: ChunkWriter::new(exchange, id),
             counts: TokenCounts::default(),
-            tool_of_block: Vec::new(),
-            tools: 0,
+            blocks: ToolBlocks::default(),
         }
     }
 
@@ -138,20 +133,8 @@ impl BedrockStream {
                 let Some(tool) = payload.start.and_then(|s| s.tool_use) else {
                     return Ok(());
                 };
-                let index = payload
-                    .content_block_index
-                    .unwrap_or(self.tool_of_block.len());
-                // Blocks are numbered from 0 up: a far index is not
-                // Bedrock's, and must not size a table.
-                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed_event());
-                }
-                if self.tool_of_block.len() <= index {
-                    self.tool_of_block.resize(index + 1, None);
-                }
-                let call = self.tools;
-                self.tools += 1;
-                self.tool_of_block[index] = Some(call);
+                let index = self.blocks.start(payload.content_block_index)?;
+                let call = self.blocks.open_tool(index);
                 self.chunks.tool_call(
                     out,
                     ToolCallDelta {
@@ -174,10 +157,7 @@ impl BedrockStream {
                     };
                     self.chunks.content(out, delta);
                 } else if let Some(tool) = delta.tool_use {
-                    let call = payload
-                        .content_block_index
-                        .and_then(|i| self.tool_of_block.get(i).copied().flatten());
-                    if let Some(call) = call
+                    if let Some(call) = self.blocks.tool(payload.content_block_index)
                         && !tool.input.is_empty()
                     {
                         self.chunks.tool_call(

@@ -19,8 +19,8 @@ use tollgate_core::Failure;
 
 use super::response::split_tool_call_id;
 use crate::chat::{
-    self, ImageSource, RequestFacts, content_items, image_source, message_parts, only_text,
-    push_merged, tool_call_arguments, unsupported_part, unsupported_role,
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    only_text, push_merged, tool_call_arguments, unsupported_part, unsupported_role,
 };
 use crate::failures::bad_request;
 
@@ -334,10 +334,7 @@ fn tools_of(tools: Value) -> Result<Option<Value>, Failure> {
     let declarations = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let mut out = json!({ "name": function["name"] });
             if let Some(description) = function.get("description") {
                 out["description"] = description.clone();
