@@ -126,6 +126,8 @@ mod layer;
 mod openai;
 mod protocol;
 mod stream;
+#[cfg(test)]
+mod test_support;
 
 #[cfg(feature = "anthropic")]
 pub mod anthropic;
