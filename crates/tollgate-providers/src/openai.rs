@@ -268,6 +268,17 @@ impl ChunkWriter {
         }
     }
 
+    /// Appends the chunk that opens the answer: the assistant's role, no
+    /// content yet.
+    pub(crate) fn start(&self, out: &mut BytesMut) {
+        let delta = Delta {
+            role: Some("assistant"),
+            content: Some(""),
+            ..Delta::default()
+        };
+        self.chunk(out, delta, None);
+    }
+
     /// Appends one chunk of the answer's one choice.
     pub(crate) fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
         let choices = [ChunkChoice {

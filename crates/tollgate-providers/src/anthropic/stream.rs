@@ -111,12 +111,7 @@ impl TranslateEvent for AnthropicStream {
                 if let Some(usage) = message.usage {
                     usage.apply(&mut self.counts);
                 }
-                let delta = Delta {
-                    role: Some("assistant"),
-                    content: Some(""),
-                    ..Delta::default()
-                };
-                self.chunks.chunk(out, delta, None);
+                self.chunks.start(out);
             }
             "content_block_start" => {
                 let block = parsed.content_block.ok_or_else(malformed_event)?;

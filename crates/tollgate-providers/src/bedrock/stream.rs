@@ -122,12 +122,7 @@ impl BedrockStream {
             serde_json::from_slice(&message.payload).map_err(|_| malformed_event())?;
         match event {
             "messageStart" => {
-                let delta = Delta {
-                    role: Some("assistant"),
-                    content: Some(""),
-                    ..Delta::default()
-                };
-                self.chunks.chunk(out, delta, None);
+                self.chunks.start(out);
             }
             "contentBlockStart" => {
                 let Some(tool) = payload.start.and_then(|s| s.tool_use) else {

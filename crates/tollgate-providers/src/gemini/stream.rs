@@ -77,12 +77,7 @@ impl TranslateEvent for GeminiStream {
             if let Some(model) = &response.model_version {
                 self.chunks.model.clone_from(model);
             }
-            let delta = Delta {
-                role: Some("assistant"),
-                content: Some(""),
-                ..Delta::default()
-            };
-            self.chunks.chunk(out, delta, None);
+            self.chunks.start(out);
         }
         let parts = candidate.content.as_ref().map_or(&[][..], |c| &c.parts);
         for part in parts {
