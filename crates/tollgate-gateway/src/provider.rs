@@ -24,8 +24,8 @@ use crate::mock::MockBody;
 use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
-use tollgate_providers::gemini::Gemini;
 use tollgate_providers::bedrock::Bedrock;
+use tollgate_providers::gemini::Gemini;
 
 use crate::upstream::{TimedBody, UpstreamClient};
 

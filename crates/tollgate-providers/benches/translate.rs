@@ -26,10 +26,10 @@ use tollgate_providers::ProviderConfig;
 use tollgate_providers::ProviderLayer;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
-use tollgate_providers::gemini::Gemini;
 use tollgate_providers::bedrock::Bedrock;
-use tollgate_testkit::bedrock as bedrock_fake;
+use tollgate_providers::gemini::Gemini;
 use tollgate_providers::vertex::Vertex;
+use tollgate_testkit::bedrock as bedrock_fake;
 use tollgate_testkit::{anthropic as fake, gemini, openai};
 use tower::{Layer, Service, service_fn};
 

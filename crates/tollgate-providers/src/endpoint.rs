@@ -69,6 +69,26 @@ impl Headers {
         Ok(())
     }
 
+    /// `config`'s `api_key` in `key_header` and its `bearer_token` as
+    /// `authorization: Bearer …`, each when set.
+    pub(crate) fn credentials(
+        &mut self,
+        config: &ProviderConfig,
+        key_header: &'static str,
+    ) -> Result<(), InvalidConfig> {
+        if let Some(key) = &config.api_key {
+            self.secret(key_header, &key.0, "api_key")?;
+        }
+        if let Some(token) = &config.bearer_token {
+            self.secret(
+                "authorization",
+                &format!("Bearer {}", token.0),
+                "bearer_token",
+            )?;
+        }
+        Ok(())
+    }
+
     /// A plain header.
     pub(crate) fn plain(
         &mut self,

@@ -5,8 +5,11 @@
 //! completion object" and "The chat completion chunk object"
 //! (<https://platform.openai.com/docs/api-reference/chat>).
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
+use tollgate_core::Failure;
+
+use crate::failures::malformed_response;
 
 /// Token counts in OpenAI's meaning: prompt tokens include the ones read
 /// from and written to the provider's cache.
@@ -150,32 +153,76 @@ pub(crate) fn write_done(out: &mut BytesMut) {
 
 /// A complete `chat.completion`.
 #[derive(Serialize)]
-pub(crate) struct Completion<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) object: &'static str,
-    pub(crate) created: u64,
-    pub(crate) model: &'a str,
-    pub(crate) choices: Vec<Choice<'a>>,
-    pub(crate) usage: Usage,
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<Choice<'a>>,
+    usage: Usage,
+}
+
+/// The body of a complete `chat.completion` of `choices`, with `counts` as
+/// its `usage`.
+pub(crate) fn completion_body(
+    id: &str,
+    created: u64,
+    model: &str,
+    choices: Vec<Choice<'_>>,
+    counts: TokenCounts,
+) -> Result<Bytes, Failure> {
+    let completion = Completion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices,
+        usage: counts.into(),
+    };
+    let body = serde_json::to_vec(&completion).map_err(|_| malformed_response())?;
+    Ok(Bytes::from(body))
 }
 
 /// A choice of a [`Completion`] (one per candidate the provider answered).
 #[derive(Serialize)]
 pub(crate) struct Choice<'a> {
-    pub(crate) index: u32,
-    pub(crate) message: Message<'a>,
-    pub(crate) finish_reason: &'a str,
+    index: u32,
+    message: Message<'a>,
+    finish_reason: &'a str,
+}
+
+impl<'a> Choice<'a> {
+    /// The assistant's answer at `index`: its text, its reasoning and its
+    /// tool calls.
+    pub(crate) fn assistant(
+        index: u32,
+        content: Option<String>,
+        reasoning_content: Option<String>,
+        tool_calls: Vec<ToolCall<'a>>,
+        finish_reason: &'a str,
+    ) -> Self {
+        Choice {
+            index,
+            message: Message {
+                role: "assistant",
+                content,
+                reasoning_content,
+                tool_calls,
+            },
+            finish_reason,
+        }
+    }
 }
 
 /// The assistant's message.
 #[derive(Serialize)]
-pub(crate) struct Message<'a> {
-    pub(crate) role: &'static str,
-    pub(crate) content: Option<String>,
+struct Message<'a> {
+    role: &'static str,
+    content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reasoning_content: Option<String>,
+    reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) tool_calls: Vec<ToolCall<'a>>,
+    tool_calls: Vec<ToolCall<'a>>,
 }
 
 /// A complete tool call.
@@ -194,55 +241,17 @@ pub(crate) struct Function<'a> {
     pub(crate) arguments: String,
 }
 
-/// Who a stream's chunks are from: the same on each of them.
-#[derive(Clone, Copy)]
-pub(crate) struct ChunkHead<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) created: u64,
-    pub(crate) model: &'a str,
-}
-
-impl ChunkHead<'_> {
-    /// Appends a chunk of the one choice: `delta`, with `finish_reason`.
-    pub(crate) fn write(self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        let choices = [ChunkChoice {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        self.write_chunk(out, &choices, None);
-    }
-
-    /// Appends the usage chunk (no choices) that ends a stream whose client
-    /// asked for `stream_options.include_usage`.
-    pub(crate) fn write_usage(self, out: &mut BytesMut, counts: TokenCounts) {
-        self.write_chunk(out, &[], Some(counts.into()));
-    }
-
-    fn write_chunk(self, out: &mut BytesMut, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
-        write_event(
-            out,
-            &Chunk {
-                id: self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: self.model,
-                choices,
-                usage,
-            },
-        );
-    }
-}
-
 /// What every chunk of one streamed answer repeats (its id, model and
-/// creation time), the chunks written from it, and whether content went
-/// out: the part every stream translation shares.
+/// creation time), the chunks written from it, whether content went out
+/// and whether the stream ended: the part every stream translation shares.
 #[derive(Debug)]
 pub(crate) struct ChunkWriter {
     pub(crate) id: String,
     pub(crate) model: String,
     pub(crate) created: u64,
+    include_usage: bool,
     committed: bool,
+    ended: bool,
 }
 
 impl ChunkWriter {
@@ -253,8 +262,21 @@ impl ChunkWriter {
             id,
             model: exchange.model.to_string(),
             created: exchange.created,
+            include_usage: exchange.include_usage,
             committed: false,
+            ended: false,
         }
+    }
+
+    /// Appends the chunk that opens the answer: the assistant's role, no
+    /// content yet.
+    pub(crate) fn start(&self, out: &mut BytesMut) {
+        let delta = Delta {
+            role: Some("assistant"),
+            content: Some(""),
+            ..Delta::default()
+        };
+        self.chunk(out, delta, None);
     }
 
     /// Appends one chunk of the answer's one choice.
@@ -283,19 +305,32 @@ impl ChunkWriter {
         self.content(out, delta);
     }
 
-    /// Appends the usage chunk: no choices, the counts.
-    pub(crate) fn usage(&self, out: &mut BytesMut, counts: TokenCounts) {
-        self.write(out, &[], Some(counts.into()));
+    /// Appends the chunk that gives the answer's `finish_reason`: from
+    /// here on the answer has started, even when nothing came before.
+    pub(crate) fn finish(&mut self, out: &mut BytesMut, reason: &str) {
+        self.committed = true;
+        self.chunk(out, Delta::default(), Some(reason));
     }
 
-    /// Marks the answer as started without writing (a finish, the end).
-    pub(crate) fn commit(&mut self) {
+    /// Ends the stream: the usage chunk (no choices, `counts`) when the
+    /// client asked for `stream_options.include_usage`, then `[DONE]`.
+    pub(crate) fn end(&mut self, out: &mut BytesMut, counts: TokenCounts) {
+        if self.include_usage {
+            self.write(out, &[], Some(counts.into()));
+        }
+        write_done(out);
         self.committed = true;
+        self.ended = true;
     }
 
     /// Whether content went out.
     pub(crate) fn committed(&self) -> bool {
         self.committed
+    }
+
+    /// Whether the stream ended.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
     }
 
     fn write(&self, out: &mut BytesMut, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {

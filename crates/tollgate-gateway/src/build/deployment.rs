@@ -12,8 +12,8 @@ use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
 use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
-use tollgate_providers::gemini::Gemini;
 use tollgate_providers::bedrock::Bedrock;
+use tollgate_providers::gemini::Gemini;
 use tollgate_providers::vertex::Vertex;
 use tower::Layer;
 

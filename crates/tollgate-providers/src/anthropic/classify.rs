@@ -16,9 +16,9 @@ use serde::Deserialize;
 use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
-use crate::translate::{
-    context_window, message_or, model_not_found, provider_unavailable, upstream_auth_failed,
-    with_wait,
+use crate::failures::{
+    message_or, model_not_found, overloaded, rejected_request, upstream_auth_failed,
+    upstream_failed, upstream_timed_out, with_wait,
 };
 
 #[derive(Deserialize, Default)]
@@ -94,9 +94,9 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
             "the provider's rate limit was reached",
         )
         .with_scope(Scope::Provider),
-        "overloaded_error" => provider_unavailable("overloaded"),
-        "timeout_error" => provider_unavailable("upstream_timeout"),
-        _ => provider_unavailable("server_error"),
+        "overloaded_error" => overloaded(),
+        "timeout_error" => upstream_timed_out(),
+        _ => upstream_failed(),
     };
     failure.with_upstream_status(status)
 }
@@ -104,19 +104,23 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
 /// A 400: the context window, a content-policy refusal, or a bad request —
 /// told apart by the message, as Anthropic gives no code.
 fn invalid_request(message: &str) -> Failure {
+    let failure = rejected_request(
+        message,
+        &[
+            "prompt is too long",
+            "exceed context limit",
+            "context window",
+            "too many total text bytes",
+        ],
+    );
     let lower = message.to_ascii_lowercase();
-    let text = message_or(message, "the provider rejected the request");
-    if lower.contains("prompt is too long")
-        || lower.contains("exceed context limit")
-        || lower.contains("context window")
-        || lower.contains("too many total text bytes")
+    if failure.class() == ErrorClass::BadRequest
+        && (lower.contains("content filtering") || lower.contains("usage policy"))
     {
-        context_window(text)
-    } else if lower.contains("content filtering") || lower.contains("usage policy") {
-        Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model)
-    } else {
-        Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
+        let text = message_or(message, "the provider rejected the request");
+        return Failure::new(ErrorClass::ContentPolicy, text).with_scope(Scope::Model);
     }
+    failure
 }
 
 /// An answer Claude declined to give (`stop_reason: "refusal"`, Anthropic's
@@ -132,4 +136,3 @@ pub(crate) fn refusal() -> Failure {
     .with_code("refusal")
     .with_scope(Scope::Model)
 }
-

@@ -192,27 +192,13 @@ impl Protocol for Anthropic {
             }
         };
         self.headers.apply(head, uri);
-        let accept = if facts.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        head.headers
-            .insert(http::header::ACCEPT, http::HeaderValue::from_static(accept));
-        Ok((
-            Bytes::from(body),
-            Exchange {
-                stream: facts.stream,
-                include_usage: facts.include_usage,
-                model: facts.model.into(),
-                created,
-            },
-        ))
+        facts.accept(head, "text/event-stream");
+        Ok((Bytes::from(body), facts.into_exchange(created)))
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            return Err(crate::translate::json_for_stream());
+            return Err(crate::failures::stream_answered_as_json());
         }
         response::translate(exchange, &body)
     }

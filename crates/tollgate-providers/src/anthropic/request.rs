@@ -12,15 +12,12 @@
 use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
-use crate::translate::{ImageSource, bad_request, image_source, push_merged, tool_call_arguments};
-
-/// What the layer keeps of the OpenAI request.
-#[derive(Debug)]
-pub(crate) struct RequestFacts {
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
+use crate::chat::{
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    only_text, push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_part,
+    unsupported_role,
+};
+use crate::failures::bad_request;
 
 /// OpenAI parameters with no Anthropic equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does; other
@@ -61,36 +58,8 @@ pub(crate) fn translate_object(
     body: &[u8],
     default_max_tokens: u64,
 ) -> Result<(Map<String, Value>, RequestFacts), Failure> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad_request("the request body must be a JSON object", None));
-    };
-    let model = match request.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(bad_request("`model` must be a string", Some("model"))),
-    };
-    let model = model
-        .strip_prefix("anthropic/")
-        .unwrap_or(&model)
-        .to_owned();
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if request
-        .get("n")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 1)
-    {
-        return Err(bad_request(
-            "Anthropic answers one choice: `n` must be 1",
-            Some("n"),
-        ));
-    }
+    let (mut request, facts) = chat::read(body, "anthropic/")?;
+    chat::refuse_choices(&request, "Anthropic")?;
     let output_format = output_format_of(request.remove("response_format"))?;
     let Some(Value::Array(messages)) = request.remove("messages") else {
         return Err(bad_request("`messages` must be an array", Some("messages")));
@@ -98,7 +67,7 @@ pub(crate) fn translate_object(
     let (system, messages) = messages_of(messages)?;
 
     let mut out = Map::new();
-    out.insert("model".into(), Value::String(model.clone()));
+    out.insert("model".into(), Value::String(facts.model.clone()));
     let max_tokens = request
         .get("max_completion_tokens")
         .or_else(|| request.get("max_tokens"))
@@ -141,8 +110,7 @@ pub(crate) fn translate_object(
             }
         }
     }
-    request.remove("stream");
-    if stream {
+    if facts.stream {
         out.insert("stream".into(), Value::Bool(true));
     }
     for (key, value) in request {
@@ -150,14 +118,7 @@ pub(crate) fn translate_object(
             out.insert(key, value);
         }
     }
-    Ok((
-        out,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok((out, facts))
 }
 
 /// Anthropic's `output_config.format` for OpenAI's `response_format`, from
@@ -202,17 +163,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
     let mut out: Vec<Value> = Vec::new();
     let count = messages.len();
     for (at, message) in messages.into_iter().enumerate() {
-        let Value::Object(mut message) = message else {
-            return Err(bad_request(
-                "each message must be an object",
-                Some("messages"),
-            ));
-        };
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some(role) => role.to_owned(),
-            None => return Err(bad_request("each message needs a `role`", Some("messages"))),
-        };
-        let content = message.remove("content").unwrap_or(Value::Null);
+        let (mut message, role, content) = message_parts(message)?;
         let (role, blocks) = match role.as_str() {
             "system" | "developer" => {
                 system.extend(text_blocks(content)?);
@@ -230,12 +181,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
                 ("assistant", blocks)
             }
             "tool" => {
-                let id = message
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        bad_request("a tool message needs a `tool_call_id`", Some("messages"))
-                    })?;
+                let id = tool_call_id(&message)?;
                 let content = match content {
                     Value::String(text) => Value::String(text),
                     Value::Null => Value::String(String::new()),
@@ -244,16 +190,8 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
                 let block = json!({"type": "tool_result", "tool_use_id": id, "content": content});
                 ("user", vec![block])
             }
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Anthropic models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Anthropic")),
         };
-        if blocks.is_empty() {
-            continue;
-        }
         push_merged(&mut out, role, "content", blocks);
     }
     let system = match system.as_slice() {
@@ -267,25 +205,17 @@ fn messages_of(messages: Vec<Value>) -> Result<(Option<Value>, Vec<Value>), Fail
 /// Text content (a string or text parts) as text blocks, `cache_control`
 /// kept.
 fn text_blocks(content: Value) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({"type": "text", "text": text})]),
-        Value::Null => Ok(Vec::new()),
-        Value::Array(parts) => parts
-            .into_iter()
-            .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(text_part(part)),
-                _ => Err(bad_request(
-                    "only text parts are accepted here",
-                    Some("messages"),
-                )),
-            })
-            .collect(),
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+    content_items(content, text_block, |part, blocks| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => blocks.push(text_part(part)),
+            _ => return Err(only_text()),
+        }
+        Ok(())
+    })
+}
+
+fn text_block(text: String) -> Value {
+    json!({"type": "text", "text": text})
 }
 
 fn text_part(part: Value) -> Value {
@@ -298,24 +228,14 @@ fn text_part(part: Value) -> Value {
 
 /// A user message's content: text and images.
 fn user_blocks(content: Value) -> Result<Vec<Value>, Failure> {
-    let Value::Array(parts) = content else {
-        return text_blocks(content);
-    };
-    parts
-        .into_iter()
-        .map(|part| match part.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(text_part(part)),
-            Some("image_url") => image_of(&part),
-            Some(other) => Err(bad_request(
-                format!("content part type `{other}` is not supported for Anthropic models"),
-                Some("messages"),
-            )),
-            None => Err(bad_request(
-                "a content part needs a `type`",
-                Some("messages"),
-            )),
-        })
-        .collect()
+    content_items(content, text_block, |part, blocks| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => blocks.push(text_part(part)),
+            Some("image_url") => blocks.push(image_of(&part)?),
+            _ => return Err(unsupported_part(&part, "Anthropic")),
+        }
+        Ok(())
+    })
 }
 
 /// An `image_url` part as an `image` block: a `data:` URL as base64, any
@@ -341,14 +261,8 @@ fn image_of(part: &Value) -> Result<Value, Failure> {
 /// whitespace, which Anthropic rejects there.
 fn assistant_text(content: Value, last: bool) -> Result<Vec<Value>, Failure> {
     let mut blocks = text_blocks(content)?;
-    if last && let Some(text) = blocks.last_mut().and_then(|b| b.get_mut("text")) {
-        if let Value::String(s) = text {
-            let trimmed = s.trim_end().len();
-            s.truncate(trimmed);
-        }
-        if text.as_str() == Some("") {
-            blocks.pop();
-        }
+    if last {
+        trim_prefill(&mut blocks);
     }
     Ok(blocks)
 }
@@ -374,10 +288,7 @@ fn tools_of(tools: Value) -> Result<Value, Failure> {
     let tools = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let mut out = json!({
                 "name": function["name"],
                 "input_schema": function

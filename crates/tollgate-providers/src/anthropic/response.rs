@@ -13,7 +13,7 @@ use serde_json::Value;
 use tollgate_core::Failure;
 
 use crate::failures::malformed_response;
-use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
+use crate::openai::{Choice, Function, TokenCounts, ToolCall, completion_body};
 use crate::protocol::Exchange;
 
 #[derive(Deserialize)]
@@ -132,24 +132,12 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
     }
     let mut counts = TokenCounts::default();
     answer.usage.apply(&mut counts);
-    let completion = Completion {
-        id: &answer.id,
-        object: "chat.completion",
-        created: exchange.created,
-        model: answer.model.as_deref().unwrap_or(&exchange.model),
-        choices: vec![Choice {
-            index: 0,
-            message: Message {
-                role: "assistant",
-                content: text,
-                reasoning_content: reasoning,
-                tool_calls,
-            },
-            finish_reason: finish_reason(stop_reason),
-        }],
-        usage: counts.into(),
-    };
-    Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| malformed_response())?,
-    ))
+    let choice = Choice::assistant(0, text, reasoning, tool_calls, finish_reason(stop_reason));
+    completion_body(
+        &answer.id,
+        exchange.created,
+        answer.model.as_deref().unwrap_or(&exchange.model),
+        vec![choice],
+        counts,
+    )
 }

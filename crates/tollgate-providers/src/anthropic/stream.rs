@@ -14,31 +14,23 @@ use std::borrow::Cow;
 
 use bytes::BytesMut;
 use serde::Deserialize;
+use tollgate_core::Failure;
 use tollgate_core::sse::Event;
-use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
-use crate::openai::{ChunkHead, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::blocks::ToolBlocks;
+use crate::failures::malformed_event;
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
-
-/// How far past the blocks seen so far a new block's index may be.
-const MAX_BLOCK_GAP: usize = 64;
 
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct AnthropicStream {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    chunks: ChunkWriter,
     counts: TokenCounts,
-    /// For each content block index, the OpenAI tool-call index of a
-    /// `tool_use` block.
-    tool_of_block: Vec<Option<u32>>,
-    tools: u32,
-    committed: bool,
-    finished: bool,
+    /// Which content blocks are tool calls.
+    blocks: ToolBlocks,
 }
 
 #[derive(Deserialize)]
@@ -96,85 +88,37 @@ struct BlockDelta<'a> {
 impl AnthropicStream {
     pub(crate) fn new(exchange: &Exchange) -> Self {
         AnthropicStream {
-            id: String::new(),
-            model: exchange.model.to_string(),
-            created: exchange.created,
-            include_usage: exchange.include_usage,
+            chunks: ChunkWriter::new(exchange, String::new()),
             counts: TokenCounts::default(),
-            tool_of_block: Vec::new(),
-            tools: 0,
-            committed: false,
-            finished: false,
+            blocks: ToolBlocks::default(),
         }
-    }
-
-    fn head(&self) -> ChunkHead<'_> {
-        ChunkHead {
-            id: &self.id,
-            created: self.created,
-            model: &self.model,
-        }
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        self.head().write(out, delta, finish_reason);
-    }
-
-    /// Writes a chunk that carries content: from here on the answer has
-    /// started.
-    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
-        self.committed = true;
-        self.chunk(out, delta, None);
-    }
-
-    fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
-        let delta = Delta {
-            tool_calls: Some([call]),
-            ..Delta::default()
-        };
-        self.content(out, delta);
     }
 }
 
 impl TranslateEvent for AnthropicStream {
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
         let parsed: StreamEvent<'_> =
-            serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+            serde_json::from_slice(&event.data).map_err(|_| malformed_event())?;
         match &*parsed.kind {
             "message_start" => {
-                let message = parsed.message.ok_or_else(malformed)?;
+                let message = parsed.message.ok_or_else(malformed_event)?;
                 if let Some(id) = message.id {
-                    self.id = id;
+                    self.chunks.id = id;
                 }
                 if let Some(model) = message.model {
-                    self.model = model;
+                    self.chunks.model = model;
                 }
                 if let Some(usage) = message.usage {
                     usage.apply(&mut self.counts);
                 }
-                let delta = Delta {
-                    role: Some("assistant"),
-                    content: Some(""),
-                    ..Delta::default()
-                };
-                self.chunk(out, delta, None);
+                self.chunks.start(out);
             }
             "content_block_start" => {
-                let block = parsed.content_block.ok_or_else(malformed)?;
-                let index = parsed.index.unwrap_or(self.tool_of_block.len());
-                // Blocks are numbered from 0 up, one at a time: a far index
-                // is not Anthropic's, and must not size a table.
-                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed());
-                }
-                if self.tool_of_block.len() <= index {
-                    self.tool_of_block.resize(index + 1, None);
-                }
+                let block = parsed.content_block.ok_or_else(malformed_event)?;
+                let index = self.blocks.start(parsed.index)?;
                 match &*block.kind {
                     "tool_use" => {
-                        let tool = self.tools;
-                        self.tools += 1;
-                        self.tool_of_block[index] = Some(tool);
+                        let tool = self.blocks.open_tool(index);
                         let call = ToolCallDelta {
                             index: tool,
                             id: block.id.as_deref(),
@@ -184,7 +128,7 @@ impl TranslateEvent for AnthropicStream {
                                 arguments: "",
                             },
                         };
-                        self.tool_call(out, call);
+                        self.chunks.tool_call(out, call);
                     }
                     "text" => {
                         if let Some(text) = block.text.as_deref().filter(|t| !t.is_empty()) {
@@ -192,14 +136,14 @@ impl TranslateEvent for AnthropicStream {
                                 content: Some(text),
                                 ..Delta::default()
                             };
-                            self.content(out, delta);
+                            self.chunks.content(out, delta);
                         }
                     }
                     _ => {}
                 }
             }
             "content_block_delta" => {
-                let delta = parsed.delta.ok_or_else(malformed)?;
+                let delta = parsed.delta.ok_or_else(malformed_event)?;
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
                         let text = delta.text.as_deref().unwrap_or_default();
@@ -207,7 +151,7 @@ impl TranslateEvent for AnthropicStream {
                             content: Some(text),
                             ..Delta::default()
                         };
-                        self.content(out, delta);
+                        self.chunks.content(out, delta);
                     }
                     Some("thinking_delta") => {
                         let thinking = delta.thinking.as_deref().unwrap_or_default();
@@ -215,14 +159,11 @@ impl TranslateEvent for AnthropicStream {
                             reasoning_content: Some(thinking),
                             ..Delta::default()
                         };
-                        self.content(out, delta);
+                        self.chunks.content(out, delta);
                     }
                     Some("input_json_delta") => {
                         let partial = delta.partial_json.as_deref().unwrap_or_default();
-                        let tool = parsed
-                            .index
-                            .and_then(|i| self.tool_of_block.get(i).copied().flatten());
-                        if let Some(tool) = tool
+                        if let Some(tool) = self.blocks.tool(parsed.index)
                             && !partial.is_empty()
                         {
                             let call = ToolCallDelta {
@@ -234,7 +175,7 @@ impl TranslateEvent for AnthropicStream {
                                     arguments: partial,
                                 },
                             };
-                            self.tool_call(out, call);
+                            self.chunks.tool_call(out, call);
                         }
                     }
                     // `signature_delta`, `citations_delta`...
@@ -248,20 +189,14 @@ impl TranslateEvent for AnthropicStream {
                 if let Some(stop) = parsed.delta.as_ref().and_then(|d| d.stop_reason.as_deref()) {
                     // A refusal with nothing before it is a failure the
                     // client hears as one, not an empty answer.
-                    if stop == "refusal" && !self.committed {
+                    if stop == "refusal" && !self.chunks.committed() {
                         return Err(super::classify::refusal());
                     }
-                    self.committed = true;
-                    self.chunk(out, Delta::default(), Some(finish_reason(stop)));
+                    self.chunks.finish(out, finish_reason(stop));
                 }
             }
             "message_stop" => {
-                if self.include_usage {
-                    self.head().write_usage(out, self.counts);
-                }
-                write_done(out);
-                self.committed = true;
-                self.finished = true;
+                self.chunks.end(out, self.counts);
             }
             "error" => return Err(classify_event(&event.data)),
             // `ping`, `content_block_stop`, and types added later.
@@ -271,18 +206,10 @@ impl TranslateEvent for AnthropicStream {
     }
 
     fn committed(&self) -> bool {
-        self.committed
+        self.chunks.committed()
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
-}
-
-fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider sent a stream event that could not be read",
-    )
-    .with_subkind("malformed_event")
 }

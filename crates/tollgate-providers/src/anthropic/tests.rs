@@ -10,17 +10,14 @@ use tollgate_testkit::anthropic as fake;
 use super::*;
 use crate::protocol::TranslateEvent;
 use crate::stream::translate_all;
+use crate::test_support::{self, assert_text_stream, client_request, data_events};
 
 fn anthropic() -> Anthropic {
     Anthropic::new(&ProviderConfig::new().api_key("sk-ant-test-key")).unwrap()
 }
 
 fn prepare(body: Value) -> (http::request::Parts, Value, Exchange) {
-    let (mut head, ()) = Request::post("/chat/completions")
-        .header("authorization", "Bearer client-key")
-        .body(())
-        .unwrap()
-        .into_parts();
+    let mut head = client_request();
     let (out, exchange) = anthropic()
         .prepare(&mut head, body.to_string().as_bytes(), 7)
         .unwrap();
@@ -28,12 +25,7 @@ fn prepare(body: Value) -> (http::request::Parts, Value, Exchange) {
 }
 
 fn exchange(stream: bool, include_usage: bool) -> Exchange {
-    Exchange {
-        stream,
-        include_usage,
-        model: "claude-sonnet-4-5".into(),
-        created: 7,
-    }
+    test_support::exchange("claude-sonnet-4-5", stream, include_usage)
 }
 
 #[test]
@@ -342,16 +334,6 @@ fn stop_reasons_map_to_finish_reasons() {
     }
 }
 
-/// The data of each OpenAI event in `stream`.
-fn data_events(stream: &[u8]) -> Vec<String> {
-    let text = std::str::from_utf8(stream).unwrap();
-    assert!(text.ends_with("\n\n"), "{text}");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
-        .collect()
-}
-
 fn translate(stream: &str, include_usage: bool) -> Bytes {
     translate_all(
         AnthropicStream::new(&exchange(true, include_usage)),
@@ -363,26 +345,7 @@ fn translate(stream: &str, include_usage: bool) -> Bytes {
 #[test]
 fn a_text_stream_becomes_chunks_ending_with_done() {
     let out = translate(&fake::text_stream(&["Hel", "lo"]), false);
-    let events = data_events(&out);
-    assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect();
-    assert_eq!(chunks.len(), 4);
-    assert_eq!(
-        chunks[0]["choices"][0]["delta"],
-        json!({"role": "assistant", "content": ""})
-    );
-    assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "Hel"}));
-    assert_eq!(chunks[2]["choices"][0]["delta"], json!({"content": "lo"}));
-    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
-    for chunk in &chunks {
-        assert_eq!(chunk["id"], fake::ID);
-        assert_eq!(chunk["object"], "chat.completion.chunk");
-        assert_eq!(chunk["model"], fake::MODEL);
-        assert!(chunk.get("usage").is_none());
-    }
+    assert_text_stream(&out, &["Hel", "lo"], fake::ID, fake::MODEL);
 }
 
 #[test]

@@ -85,16 +85,7 @@ impl Azure {
             return Err(InvalidConfig::Invalid("api_version".into()));
         }
         let mut headers = Headers::default();
-        if let Some(key) = &config.api_key {
-            headers.secret("api-key", &key.0, "api_key")?;
-        }
-        if let Some(token) = &config.bearer_token {
-            headers.secret(
-                "authorization",
-                &format!("Bearer {}", token.0),
-                "bearer_token",
-            )?;
-        }
+        headers.credentials(config, "api-key")?;
         headers.extra(config)?;
         let deployment = match &config.deployment {
             Some(name) if valid_segment(name) => Some(name.clone()),

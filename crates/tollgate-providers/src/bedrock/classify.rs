@@ -23,7 +23,8 @@ use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope, sanitize_message};
 
 use crate::failures::{
-    context_window, message_or, upstream_auth_failed, upstream_failed, upstream_timed_out,
+    model_not_found, rejected_request, upstream_auth_failed, upstream_failed, upstream_timed_out,
+    with_wait,
 };
 
 #[derive(Deserialize, Default)]
@@ -44,18 +45,10 @@ pub(crate) fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> 
         .or(parsed.kind.as_deref())
         .map(type_name)
         .unwrap_or_default();
-    let failure = classify_kind(status, kind, &parsed.message);
-    match retry_after_from_headers(headers, SystemTime::now()) {
-        Some(wait)
-            if matches!(
-                failure.class(),
-                ErrorClass::RateLimited | ErrorClass::UpstreamUnavailable
-            ) =>
-        {
-            failure.with_retry_after(wait)
-        }
-        _ => failure,
-    }
+    with_wait(
+        classify_kind(status, kind, &parsed.message),
+        retry_after_from_headers(headers, SystemTime::now()),
+    )
 }
 
 /// Classifies an `exception` message of a stream: its `:exception-type`
@@ -112,11 +105,7 @@ fn classify_kind(status: StatusCode, kind: &str, message: &str) -> Failure {
         | "IncompleteSignatureException"
         | "ExpiredTokenException"
         | "MissingAuthenticationTokenException" => upstream_auth_failed(),
-        "ResourceNotFoundException" => Failure::new(
-            ErrorClass::ModelNotFound,
-            message_or(message, "the model was not found"),
-        )
-        .with_scope(Scope::Model),
+        "ResourceNotFoundException" => model_not_found(message),
         "ServiceUnavailableException" => Failure::new(
             ErrorClass::UpstreamUnavailable,
             "the provider is unavailable",
@@ -138,18 +127,16 @@ fn classify_kind(status: StatusCode, kind: &str, message: &str) -> Failure {
 /// A `ValidationException`: the context window or a bad request, told
 /// apart by the message (Bedrock gives no code).
 fn validation(message: &str) -> Failure {
-    let lower = message.to_ascii_lowercase();
-    let text = message_or(message, "the provider rejected the request");
-    if lower.contains("too long")
-        || lower.contains("context length")
-        || lower.contains("context window")
-        || lower.contains("too many input tokens")
-        || lower.contains("exceeds the maximum")
-    {
-        context_window(text)
-    } else {
-        Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
-    }
+    rejected_request(
+        message,
+        &[
+            "too long",
+            "context length",
+            "context window",
+            "too many input tokens",
+            "exceeds the maximum",
+        ],
+    )
 }
 
 /// A guardrail's or content filter's refusal (`stopReason`

@@ -24,7 +24,7 @@ use tollgate_core::Failure;
 use crate::config::ProviderConfig;
 use crate::endpoint::{BaseUrl, Headers};
 use crate::error::InvalidConfig;
-use crate::failures::stream_answered_as_json;
+use crate::failures::{bad_request, stream_answered_as_json};
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
 
@@ -179,27 +179,13 @@ impl Protocol for Bedrock {
         let uri = self
             .base
             .join(&tail)
-            .ok_or_else(|| request::bad_request("the model id cannot be sent", Some("model")))?;
+            .ok_or_else(|| bad_request("the model id cannot be sent", Some("model")))?;
         self.headers.apply(head, uri);
-        let accept = if facts.stream {
-            EVENT_STREAM_CONTENT_TYPE
-        } else {
-            "application/json"
-        };
-        head.headers
-            .insert(header::ACCEPT, HeaderValue::from_static(accept));
+        facts.accept(head, EVENT_STREAM_CONTENT_TYPE);
         // Signed last: the signature covers the URL, content type and body
         // as they leave.
         self.signer.sign(head, &body, created);
-        Ok((
-            Bytes::from(body),
-            Exchange {
-                stream: facts.stream,
-                include_usage: facts.include_usage,
-                model: facts.model.into(),
-                created,
-            },
-        ))
+        Ok((Bytes::from(body), facts.into_exchange(created)))
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {

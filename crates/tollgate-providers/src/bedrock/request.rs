@@ -16,8 +16,11 @@
 use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
-pub(crate) use crate::chat::bad_request;
-use crate::chat::{self, RequestFacts, message_parts, push_merged};
+use crate::chat::{
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    push_merged, tool_call_arguments, tool_call_id, trim_prefill, unsupported_role,
+};
+use crate::failures::bad_request;
 
 /// OpenAI parameters with no Converse equivalent that change nothing a
 /// client relies on, dropped as LiteLLM's `drop_params` does.
@@ -50,7 +53,9 @@ const CONVERSE_FIELDS: &[&str] = &[
 
 /// Translates `body` into a Converse body.
 pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let (mut request, mut facts) = chat::read(body, "bedrock/", "Bedrock")?;
+    let (mut request, mut facts) = chat::read(body, "bedrock/")?;
+    chat::refuse_choices(&request, "Bedrock")?;
+    chat::refuse_response_format(&request, "Bedrock")?;
     if let Some(model) = facts.model.strip_prefix("converse/") {
         facts.model = model.to_owned();
     }
@@ -180,12 +185,7 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
             }
             "tool" => {
                 uses_tools = true;
-                let id = message
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        bad_request("a tool message needs a `tool_call_id`", Some("messages"))
-                    })?;
+                let id = tool_call_id(&message)?;
                 let mut result = content_blocks(content, false)?;
                 if result.is_empty() {
                     result.push(json!({"text": ""}));
@@ -193,17 +193,9 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
                 let block = json!({"toolResult": {"toolUseId": id, "content": result}});
                 ("user", vec![block])
             }
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Bedrock models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Bedrock")),
         };
-        if blocks.is_empty() {
-            continue;
-        }
-        push_merged(&mut out, role, blocks);
+        push_merged(&mut out, role, "content", blocks);
     }
     Ok((system, out, uses_tools))
 }
@@ -211,58 +203,43 @@ fn messages_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>, bool), F
 /// A message's content as blocks: text (a `cachePoint` after a part with
 /// `cache_control`, as LiteLLM sends it) and, where `images`, images.
 fn content_blocks(content: Value, images: bool) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::Null => Ok(Vec::new()),
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({ "text": text })]),
-        Value::Array(parts) => {
-            let mut blocks = Vec::with_capacity(parts.len());
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        let text = part.get("text").and_then(Value::as_str).unwrap_or_default();
-                        blocks.push(json!({ "text": text }));
-                    }
-                    Some("image_url") if images => blocks.push(image_of(&part)?),
-                    Some(other) => {
-                        return Err(bad_request(
-                            format!(
-                                "content part type `{other}` is not supported here for Bedrock models"
-                            ),
-                            Some("messages"),
-                        ));
-                    }
-                    None => {
-                        return Err(bad_request(
-                            "a content part needs a `type`",
-                            Some("messages"),
-                        ));
-                    }
+    content_items(
+        content,
+        |text| json!({ "text": text }),
+        |part, blocks| {
+            match part.get("type").and_then(Value::as_str) {
+                Some("text") => {
+                    let text = part.get("text").and_then(Value::as_str).unwrap_or_default();
+                    blocks.push(json!({ "text": text }));
                 }
-                if part.get("cache_control").is_some() {
-                    blocks.push(json!({"cachePoint": {"type": "default"}}));
+                Some("image_url") if images => blocks.push(image_of(&part)?),
+                Some(other) => {
+                    return Err(bad_request(
+                        format!(
+                            "content part type `{other}` is not supported here for Bedrock models"
+                        ),
+                        Some("messages"),
+                    ));
+                }
+                None => {
+                    return Err(bad_request(
+                        "a content part needs a `type`",
+                        Some("messages"),
+                    ));
                 }
             }
-            Ok(blocks)
-        }
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+            if part.get("cache_control").is_some() {
+                blocks.push(json!({"cachePoint": {"type": "default"}}));
+            }
+            Ok(())
+        },
+    )
 }
 
 /// An `image_url` part as an `image` block. Converse takes image bytes (or
 /// an S3 location), not URLs: only `data:` URLs can be sent.
 fn image_of(part: &Value) -> Result<Value, Failure> {
-    let url = match &part["image_url"] {
-        Value::String(url) => url.as_str(),
-        other => other["url"].as_str().unwrap_or_default(),
-    };
-    let Some((media_type, data)) = url
-        .strip_prefix("data:")
-        .and_then(|data| data.split_once(";base64,"))
-    else {
+    let Ok(ImageSource::Inline { media_type, data }) = image_source(part) else {
         return Err(bad_request(
             "Bedrock takes images as base64 data URLs (data:image/png;base64,...)",
             Some("messages"),
@@ -283,29 +260,11 @@ fn image_of(part: &Value) -> Result<Value, Failure> {
     Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
 }
 
-/// The last assistant message is a prefill the answer continues; a
-/// trailing whitespace there is refused by the models that take one.
-fn trim_prefill(blocks: &mut Vec<Value>) {
-    if let Some(Value::String(text)) = blocks.last_mut().and_then(|b| b.get_mut("text")) {
-        let trimmed = text.trim_end().len();
-        text.truncate(trimmed);
-        if text.is_empty() {
-            blocks.pop();
-        }
-    }
-}
-
 /// An OpenAI tool call as a `toolUse` block: its arguments (JSON text) as
 /// the `input` document.
 fn tool_use_of(call: &Value) -> Result<Value, Failure> {
     let function = &call["function"];
-    let arguments = function["arguments"].as_str().unwrap_or("{}");
-    let input: Value = if arguments.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(arguments)
-            .map_err(|_| bad_request("tool call arguments must be JSON", Some("messages")))?
-    };
+    let input = tool_call_arguments(call)?;
     Ok(json!({"toolUse": {
         "toolUseId": call["id"],
         "name": function["name"],
@@ -347,10 +306,7 @@ fn tool_config(
     let specs = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let schema = function
                 .get("parameters")
                 .cloned()

@@ -16,7 +16,7 @@ use tollgate_core::Failure;
 
 use super::classify::content_policy;
 use crate::failures::malformed_response;
-use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
+use crate::openai::{Choice, Function, TokenCounts, ToolCall, completion_body};
 use crate::protocol::Exchange;
 
 #[derive(Deserialize)]
@@ -164,24 +164,12 @@ pub(crate) fn translate(exchange: &Exchange, id: &str, body: &[u8]) -> Result<By
     if is_refusal(stop_reason) {
         return Err(content_policy(stop_reason, text.as_deref()));
     }
-    let completion = Completion {
+    let choice = Choice::assistant(0, text, reasoning, tool_calls, finish_reason(stop_reason));
+    completion_body(
         id,
-        object: "chat.completion",
-        created: exchange.created,
-        model: &exchange.model,
-        choices: vec![Choice {
-            index: 0,
-            message: Message {
-                role: "assistant",
-                content: text,
-                reasoning_content: reasoning,
-                tool_calls,
-            },
-            finish_reason: finish_reason(stop_reason),
-        }],
-        usage: TokenCounts::from(answer.usage).into(),
-    };
-    Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| malformed_response())?,
-    ))
+        exchange.created,
+        &exchange.model,
+        vec![choice],
+        answer.usage.into(),
+    )
 }

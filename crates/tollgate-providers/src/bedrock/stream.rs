@@ -22,25 +22,19 @@ use tollgate_core::{ErrorClass, Failure};
 use super::classify::{classify_exception, content_policy};
 use super::eventstream::{DecodeError, Decoder, Message};
 use super::response::{ConverseUsage, finish_reason, is_refusal};
+use crate::blocks::ToolBlocks;
 use crate::failures::malformed_event;
-use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateStream};
-
-/// How far past the blocks seen so far a new block's index may be.
-const MAX_BLOCK_GAP: usize = 64;
 
 /// The state of one translated ConverseStream answer.
 #[derive(Debug)]
 pub struct BedrockStream {
     decoder: Decoder,
     chunks: ChunkWriter,
-    include_usage: bool,
     counts: TokenCounts,
-    /// For each content block index, the OpenAI tool-call index of a
-    /// `toolUse` block.
-    tool_of_block: Vec<Option<u32>>,
-    tools: u32,
-    finished: bool,
+    /// Which content blocks are tool calls.
+    blocks: ToolBlocks,
 }
 
 #[derive(Deserialize)]
@@ -102,11 +96,8 @@ impl BedrockStream {
         BedrockStream {
             decoder: Decoder::default(),
             chunks: ChunkWriter::new(exchange, id),
-            include_usage: exchange.include_usage,
             counts: TokenCounts::default(),
-            tool_of_block: Vec::new(),
-            tools: 0,
-            finished: false,
+            blocks: ToolBlocks::default(),
         }
     }
 
@@ -131,31 +122,14 @@ impl BedrockStream {
             serde_json::from_slice(&message.payload).map_err(|_| malformed_event())?;
         match event {
             "messageStart" => {
-                let delta = Delta {
-                    role: Some("assistant"),
-                    content: Some(""),
-                    ..Delta::default()
-                };
-                self.chunks.chunk(out, delta, None);
+                self.chunks.start(out);
             }
             "contentBlockStart" => {
                 let Some(tool) = payload.start.and_then(|s| s.tool_use) else {
                     return Ok(());
                 };
-                let index = payload
-                    .content_block_index
-                    .unwrap_or(self.tool_of_block.len());
-                // Blocks are numbered from 0 up: a far index is not
-                // Bedrock's, and must not size a table.
-                if index > self.tool_of_block.len() + MAX_BLOCK_GAP {
-                    return Err(malformed_event());
-                }
-                if self.tool_of_block.len() <= index {
-                    self.tool_of_block.resize(index + 1, None);
-                }
-                let call = self.tools;
-                self.tools += 1;
-                self.tool_of_block[index] = Some(call);
+                let index = self.blocks.start(payload.content_block_index)?;
+                let call = self.blocks.open_tool(index);
                 self.chunks.tool_call(
                     out,
                     ToolCallDelta {
@@ -178,10 +152,7 @@ impl BedrockStream {
                     };
                     self.chunks.content(out, delta);
                 } else if let Some(tool) = delta.tool_use {
-                    let call = payload
-                        .content_block_index
-                        .and_then(|i| self.tool_of_block.get(i).copied().flatten());
-                    if let Some(call) = call
+                    if let Some(call) = self.blocks.tool(payload.content_block_index)
                         && !tool.input.is_empty()
                     {
                         self.chunks.tool_call(
@@ -213,20 +184,13 @@ impl BedrockStream {
                 if is_refusal(stop) && !self.chunks.committed() {
                     return Err(content_policy(stop, None));
                 }
-                self.chunks.commit();
-                self.chunks
-                    .chunk(out, Delta::default(), Some(finish_reason(stop)));
+                self.chunks.finish(out, finish_reason(stop));
             }
             "metadata" => {
                 if let Some(usage) = payload.usage {
                     self.counts = usage.into();
                 }
-                if self.include_usage {
-                    self.chunks.usage(out, self.counts);
-                }
-                write_done(out);
-                self.chunks.commit();
-                self.finished = true;
+                self.chunks.end(out, self.counts);
             }
             // `contentBlockStop`, and types added later.
             _ => {}
@@ -239,7 +203,7 @@ impl TranslateStream for BedrockStream {
     /// Translates every message `chunk` completes into `out`; after the
     /// first that fails, the rest is dropped.
     fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
-        if self.finished {
+        if self.chunks.ended() {
             return Ok(());
         }
         self.decoder.push(&chunk);
@@ -247,7 +211,7 @@ impl TranslateStream for BedrockStream {
             match self.decoder.next_message() {
                 Ok(Some(message)) => {
                     self.message(&message, out)?;
-                    if self.finished {
+                    if self.chunks.ended() {
                         return Ok(());
                     }
                 }
@@ -262,7 +226,7 @@ impl TranslateStream for BedrockStream {
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
 }
 

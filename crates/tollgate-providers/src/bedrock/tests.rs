@@ -12,6 +12,7 @@ use super::eventstream::{DecodeError, Decoder, MAX_MESSAGE_BYTES, crc32};
 use super::sigv4::{Credentials, Signer, amz_date};
 use super::*;
 use crate::protocol::TranslateStream;
+use crate::test_support::{self, client_request};
 
 /// 2024-05-01T09:30:00Z.
 const NOW: u64 = 1_714_555_800;
@@ -27,11 +28,7 @@ fn bedrock() -> Bedrock {
 }
 
 fn prepare_with(bedrock: &Bedrock, body: Value) -> (http::request::Parts, Value, Exchange) {
-    let (mut head, ()) = Request::post("/chat/completions")
-        .header("authorization", "Bearer client-key")
-        .body(())
-        .unwrap()
-        .into_parts();
+    let mut head = client_request();
     let (out, exchange) = bedrock
         .prepare(&mut head, body.to_string().as_bytes(), NOW)
         .unwrap();
@@ -69,12 +66,11 @@ fn param_of(failure: &tollgate_core::Failure) -> Option<String> {
 }
 
 fn exchange(stream: bool, include_usage: bool) -> Exchange {
-    Exchange {
+    test_support::exchange(
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
         stream,
         include_usage,
-        model: "anthropic.claude-3-5-sonnet-20240620-v1:0".into(),
-        created: 7,
-    }
+    )
 }
 
 // --- SigV4 ---------------------------------------------------------------

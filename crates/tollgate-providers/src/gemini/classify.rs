@@ -20,9 +20,9 @@ use serde_json::Value;
 use tollgate_core::classify::retry_after_from_headers;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
-use crate::translate::{
-    context_window, message_or, model_not_found, provider_unavailable, upstream_auth_failed,
-    with_wait,
+use crate::failures::{
+    model_not_found, overloaded, rejected_request, upstream_auth_failed, upstream_failed,
+    upstream_timed_out, with_wait,
 };
 
 #[derive(Deserialize, Default)]
@@ -121,9 +121,9 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
             "the provider's rate limit or quota was reached",
         )
         .with_scope(Scope::Provider),
-        "UNAVAILABLE" => provider_unavailable("overloaded"),
-        "DEADLINE_EXCEEDED" => provider_unavailable("upstream_timeout"),
-        _ => provider_unavailable("server_error"),
+        "UNAVAILABLE" => overloaded(),
+        "DEADLINE_EXCEEDED" => upstream_timed_out(),
+        _ => upstream_failed(),
     };
     failure.with_upstream_status(status)
 }
@@ -131,14 +131,12 @@ fn classify_object(status: StatusCode, error: &ErrorObject) -> Failure {
 /// A 400: the context window or a bad request, told apart by the message,
 /// as Gemini gives both `INVALID_ARGUMENT`.
 fn invalid_argument(message: &str) -> Failure {
-    let lower = message.to_ascii_lowercase();
-    let text = message_or(message, "the provider rejected the request");
-    if lower.contains("exceeds the maximum number of tokens")
-        || lower.contains("input token count")
-        || lower.contains("context window")
-    {
-        context_window(text)
-    } else {
-        Failure::new(ErrorClass::BadRequest, text).with_scope(Scope::Request)
-    }
+    rejected_request(
+        message,
+        &[
+            "exceeds the maximum number of tokens",
+            "input token count",
+            "context window",
+        ],
+    )
 }

@@ -17,7 +17,7 @@ mod stream;
 mod tests;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Uri, request::Parts};
+use http::{HeaderMap, StatusCode, Uri, request::Parts};
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::config::ProviderConfig;
@@ -133,16 +133,7 @@ impl Gemini {
     ) -> Result<Self, InvalidConfig> {
         let models = BaseUrl::new(Some(models_url), models_url)?;
         let mut headers = Headers::default();
-        if let Some(key) = &config.api_key {
-            headers.secret("x-goog-api-key", &key.0, "api_key")?;
-        }
-        if let Some(token) = &config.bearer_token {
-            headers.secret(
-                "authorization",
-                &format!("Bearer {}", token.0),
-                "bearer_token",
-            )?;
-        }
+        headers.credentials(config, "x-goog-api-key")?;
         headers.extra(config)?;
         Ok(Gemini { models, headers })
     }
@@ -181,27 +172,13 @@ impl Protocol for Gemini {
         let (body, facts) = request::translate(body)?;
         let uri = self.uri(&facts.model, facts.stream)?;
         self.headers.apply(head, uri);
-        let accept = if facts.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
-        };
-        head.headers
-            .insert(http::header::ACCEPT, HeaderValue::from_static(accept));
-        Ok((
-            Bytes::from(body),
-            Exchange {
-                stream: facts.stream,
-                include_usage: facts.include_usage,
-                model: facts.model.into(),
-                created,
-            },
-        ))
+        facts.accept(head, "text/event-stream");
+        Ok((Bytes::from(body), facts.into_exchange(created)))
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
-            return Err(crate::translate::json_for_stream());
+            return Err(crate::failures::stream_answered_as_json());
         }
         response::translate(exchange, &body)
     }

@@ -18,15 +18,11 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use super::response::split_tool_call_id;
-use crate::translate::{ImageSource, bad_request, image_source, push_merged, tool_call_arguments};
-
-/// What the layer keeps of the OpenAI request.
-#[derive(Debug)]
-pub(crate) struct RequestFacts {
-    pub(crate) model: String,
-    pub(crate) stream: bool,
-    pub(crate) include_usage: bool,
-}
+use crate::chat::{
+    self, ImageSource, RequestFacts, content_items, function_of, image_source, message_parts,
+    only_text, push_merged, tool_call_arguments, unsupported_part, unsupported_role,
+};
+use crate::failures::bad_request;
 
 /// OpenAI's sampling parameters and their `generationConfig` names.
 const GENERATION: &[(&str, &str)] = &[
@@ -45,30 +41,16 @@ const UNSUPPORTED_SCHEMA_KEYS: &[&str] = &["$schema", "additionalProperties", "s
 
 /// Translates `body`.
 pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad_request("the request body must be a JSON object", None));
-    };
-    let model = match request.remove("model") {
-        Some(Value::String(model)) => model,
-        _ => return Err(bad_request("`model` must be a string", Some("model"))),
-    };
-    let model = model.strip_prefix("gemini/").unwrap_or(&model);
-    let model = model.strip_prefix("models/").unwrap_or(model).to_owned();
-    if !valid_model(&model) {
+    let (mut request, mut facts) = chat::read(body, "gemini/")?;
+    if let Some(model) = facts.model.strip_prefix("models/") {
+        facts.model = model.to_owned();
+    }
+    if !valid_model(&facts.model) {
         return Err(bad_request(
             "`model` must name a Gemini model",
             Some("model"),
         ));
     }
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let include_usage = request
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     let Some(Value::Array(messages)) = request.remove("messages") else {
         return Err(bad_request("`messages` must be an array", Some("messages")));
     };
@@ -93,7 +75,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure>
     if let Some(config) = tool_config_of(request.remove("tool_choice"))? {
         out.insert("toolConfig".into(), config);
     }
-    let generation = generation_config(&mut request, stream)?;
+    let generation = generation_config(&mut request, facts.stream)?;
     if !generation.is_empty() {
         out.insert("generationConfig".into(), Value::Object(generation));
     }
@@ -108,14 +90,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure>
         }
     }
     let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
-    Ok((
-        body,
-        RequestFacts {
-            model,
-            stream,
-            include_usage,
-        },
-    ))
+    Ok((body, facts))
 }
 
 /// A model name that can stand in the URL path as it is.
@@ -207,17 +182,7 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
     // The function each earlier tool call named: a tool result must name it.
     let mut called: HashMap<String, String> = HashMap::new();
     for message in messages {
-        let Value::Object(mut message) = message else {
-            return Err(bad_request(
-                "each message must be an object",
-                Some("messages"),
-            ));
-        };
-        let role = match message.get("role").and_then(Value::as_str) {
-            Some(role) => role.to_owned(),
-            None => return Err(bad_request("each message needs a `role`", Some("messages"))),
-        };
-        let content = message.remove("content").unwrap_or(Value::Null);
+        let (mut message, role, content) = message_parts(message)?;
         let (role, parts) = match role.as_str() {
             "system" | "developer" => {
                 system.extend(text_parts(content)?);
@@ -237,16 +202,8 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
                 "user",
                 vec![function_response_of(&message, content, &called)?],
             ),
-            other => {
-                return Err(bad_request(
-                    format!("unsupported message role `{other}` for Gemini models"),
-                    Some("messages"),
-                ));
-            }
+            other => return Err(unsupported_role(other, "Gemini")),
         };
-        if parts.is_empty() {
-            continue;
-        }
         push_merged(&mut contents, role, "parts", parts);
     }
     Ok((system, contents))
@@ -254,49 +211,34 @@ fn contents_of(messages: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>), Failure
 
 /// Text content (a string or text parts) as text parts.
 fn text_parts(content: Value) -> Result<Vec<Value>, Failure> {
-    match content {
-        Value::String(text) if text.is_empty() => Ok(Vec::new()),
-        Value::String(text) => Ok(vec![json!({ "text": text })]),
-        Value::Null => Ok(Vec::new()),
-        Value::Array(parts) => parts
-            .into_iter()
-            .map(|part| match part.get("type").and_then(Value::as_str) {
-                Some("text") => {
-                    Ok(json!({ "text": part.get("text").cloned().unwrap_or_default() }))
-                }
-                _ => Err(bad_request(
-                    "only text parts are accepted here",
-                    Some("messages"),
-                )),
-            })
-            .collect(),
-        _ => Err(bad_request(
-            "message content must be a string or an array",
-            Some("messages"),
-        )),
-    }
+    content_items(content, text_part, |part, parts| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(text_part_of(&part)),
+            _ => return Err(only_text()),
+        }
+        Ok(())
+    })
+}
+
+fn text_part(text: String) -> Value {
+    json!({ "text": text })
+}
+
+/// A `text` content part as a text part.
+fn text_part_of(part: &Value) -> Value {
+    json!({ "text": part.get("text").cloned().unwrap_or_default() })
 }
 
 /// A user message's content: text and images.
 fn user_parts(content: Value) -> Result<Vec<Value>, Failure> {
-    let Value::Array(parts) = content else {
-        return text_parts(content);
-    };
-    parts
-        .into_iter()
-        .map(|part| match part.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(json!({ "text": part.get("text").cloned().unwrap_or_default() })),
-            Some("image_url") => image_of(&part),
-            Some(other) => Err(bad_request(
-                format!("content part type `{other}` is not supported for Gemini models"),
-                Some("messages"),
-            )),
-            None => Err(bad_request(
-                "a content part needs a `type`",
-                Some("messages"),
-            )),
-        })
-        .collect()
+    content_items(content, text_part, |part, parts| {
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => parts.push(text_part_of(&part)),
+            Some("image_url") => parts.push(image_of(&part)?),
+            _ => return Err(unsupported_part(&part, "Gemini")),
+        }
+        Ok(())
+    })
 }
 
 /// An `image_url` part: a `data:` URL inline, another URL by reference
@@ -392,10 +334,7 @@ fn tools_of(tools: Value) -> Result<Option<Value>, Failure> {
     let declarations = tools
         .into_iter()
         .map(|tool| {
-            let function = tool
-                .get("function")
-                .filter(|_| tool["type"] == "function")
-                .ok_or_else(|| bad_request("only function tools are supported", Some("tools")))?;
+            let function = function_of(&tool)?;
             let mut out = json!({ "name": function["name"] });
             if let Some(description) = function.get("description") {
                 out["description"] = description.clone();

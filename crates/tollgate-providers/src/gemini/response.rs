@@ -20,7 +20,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_core::{ErrorClass, Failure, Scope};
 
-use crate::openai::{Choice, Completion, Function, Message, TokenCounts, ToolCall};
+use crate::failures::malformed_response;
+use crate::openai::{Choice, Function, TokenCounts, ToolCall, completion_body};
 use crate::protocol::Exchange;
 
 /// Between a tool call's id and the thought signature it carries (the
@@ -203,7 +204,7 @@ pub(crate) fn no_candidate(response: &GenerateContentResponse) -> Failure {
             block_reason: Some(reason),
             safety_ratings,
         }) => refusal("prompt", reason, safety_ratings),
-        _ => malformed(),
+        _ => malformed_response(),
     }
 }
 
@@ -246,7 +247,7 @@ pub(crate) fn arguments(call: &FunctionCall) -> String {
 /// Translates a complete answer.
 pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failure> {
     let response: GenerateContentResponse =
-        serde_json::from_slice(body).map_err(|_| malformed())?;
+        serde_json::from_slice(body).map_err(|_| malformed_response())?;
     if response.error.is_some() {
         return Err(super::classify::classify(
             http::StatusCode::OK,
@@ -275,17 +276,13 @@ pub(crate) fn translate(exchange: &Exchange, body: &[u8]) -> Result<Bytes, Failu
     let choices = answers.iter().map(CandidateAnswer::choice).collect();
     let counts = response.usage_metadata.unwrap_or_default().counts();
     let id = response.response_id.as_deref().unwrap_or_default();
-    let completion = Completion {
+    completion_body(
         id,
-        object: "chat.completion",
-        created: exchange.created,
-        model: response.model_version.as_deref().unwrap_or(&exchange.model),
+        exchange.created,
+        response.model_version.as_deref().unwrap_or(&exchange.model),
         choices,
-        usage: counts.into(),
-    };
-    Ok(Bytes::from(
-        serde_json::to_vec(&completion).map_err(|_| malformed())?,
-    ))
+        counts,
+    )
 }
 
 /// One candidate, read: its text, thoughts and calls (with their ids).
@@ -328,35 +325,24 @@ impl<'a> CandidateAnswer<'a> {
     }
 
     fn choice(&self) -> Choice<'_> {
-        Choice {
-            index: self.index,
-            message: Message {
-                role: "assistant",
-                content: self.text.clone(),
-                reasoning_content: self.reasoning.clone(),
-                tool_calls: self
-                    .calls
-                    .iter()
-                    .map(|(call, id)| ToolCall {
-                        id,
-                        kind: "function",
-                        function: Function {
-                            name: &call.name,
-                            arguments: arguments(call),
-                        },
-                    })
-                    .collect(),
-            },
-            finish_reason: finish_reason(self.reason, !self.calls.is_empty()),
-        }
+        let tool_calls = self
+            .calls
+            .iter()
+            .map(|(call, id)| ToolCall {
+                id,
+                kind: "function",
+                function: Function {
+                    name: &call.name,
+                    arguments: arguments(call),
+                },
+            })
+            .collect();
+        Choice::assistant(
+            self.index,
+            self.text.clone(),
+            self.reasoning.clone(),
+            tool_calls,
+            finish_reason(self.reason, !self.calls.is_empty()),
+        )
     }
-}
-
-/// An answer that is not Gemini's shape, or says nothing.
-pub(crate) fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider's answer could not be read",
-    )
-    .with_subkind("malformed_response")
 }

@@ -11,84 +11,51 @@
 //! mid-stream an event with an `error` object.
 
 use bytes::BytesMut;
+use tollgate_core::Failure;
 use tollgate_core::sse::Event;
-use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::classify_event;
 use super::response::{
     GenerateContentResponse, arguments, finish_reason, is_policy_stop, no_candidate, refusal,
     tool_call_id,
 };
-use crate::openai::{ChunkHead, Delta, FunctionDelta, TokenCounts, ToolCallDelta, write_done};
+use crate::failures::malformed_event;
+use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
 
 /// The state of one translated stream.
 #[derive(Debug)]
 pub struct GeminiStream {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
+    chunks: ChunkWriter,
     counts: TokenCounts,
     /// Tool calls sent so far (the next one's OpenAI index).
     tools: u32,
     started: bool,
-    committed: bool,
-    finished: bool,
 }
 
 impl GeminiStream {
     /// The state for a stream answering `exchange`.
     pub fn new(exchange: &Exchange) -> Self {
         GeminiStream {
-            id: String::new(),
-            model: exchange.model.to_string(),
-            created: exchange.created,
-            include_usage: exchange.include_usage,
+            chunks: ChunkWriter::new(exchange, String::new()),
             counts: TokenCounts::default(),
             tools: 0,
             started: false,
-            committed: false,
-            finished: false,
         }
-    }
-
-    fn head(&self) -> ChunkHead<'_> {
-        ChunkHead {
-            id: &self.id,
-            created: self.created,
-            model: &self.model,
-        }
-    }
-
-    fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
-        self.head().write(out, delta, finish_reason);
-    }
-
-    /// Writes a chunk that carries content: from here on the answer has
-    /// started.
-    fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
-        self.committed = true;
-        self.chunk(out, delta, None);
     }
 
     /// The end: the finish chunk, the usage chunk when asked, `[DONE]`.
     fn finish(&mut self, out: &mut BytesMut, reason: &str) {
         let reason = finish_reason(reason, self.tools > 0);
-        self.chunk(out, Delta::default(), Some(reason));
-        if self.include_usage {
-            self.head().write_usage(out, self.counts);
-        }
-        write_done(out);
-        self.committed = true;
-        self.finished = true;
+        self.chunks.finish(out, reason);
+        self.chunks.end(out, self.counts);
     }
 }
 
 impl TranslateEvent for GeminiStream {
     fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
         let response: GenerateContentResponse =
-            serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+            serde_json::from_slice(&event.data).map_err(|_| malformed_event())?;
         if response.error.is_some() {
             return Err(classify_event(&event.data));
         }
@@ -105,22 +72,17 @@ impl TranslateEvent for GeminiStream {
         if !self.started {
             self.started = true;
             if let Some(id) = &response.response_id {
-                self.id.clone_from(id);
+                self.chunks.id.clone_from(id);
             }
             if let Some(model) = &response.model_version {
-                self.model.clone_from(model);
+                self.chunks.model.clone_from(model);
             }
-            let delta = Delta {
-                role: Some("assistant"),
-                content: Some(""),
-                ..Delta::default()
-            };
-            self.chunk(out, delta, None);
+            self.chunks.start(out);
         }
         let parts = candidate.content.as_ref().map_or(&[][..], |c| &c.parts);
         for part in parts {
             if let Some(call) = &part.function_call {
-                let id = tool_call_id(call, part.thought_signature.as_deref(), self.created);
+                let id = tool_call_id(call, part.thought_signature.as_deref(), self.chunks.created);
                 let arguments = arguments(call);
                 let delta = Delta {
                     tool_calls: Some([ToolCallDelta {
@@ -135,7 +97,7 @@ impl TranslateEvent for GeminiStream {
                     ..Delta::default()
                 };
                 self.tools += 1;
-                self.content(out, delta);
+                self.chunks.content(out, delta);
             } else if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
                 let delta = if part.thought {
                     Delta {
@@ -148,13 +110,13 @@ impl TranslateEvent for GeminiStream {
                         ..Delta::default()
                     }
                 };
-                self.content(out, delta);
+                self.chunks.content(out, delta);
             }
         }
         if let Some(reason) = candidate.finish_reason.as_deref() {
             // A filter that stopped the answer before anything was said is
             // a refusal, never an empty success.
-            if !self.committed && is_policy_stop(reason) {
+            if !self.chunks.committed() && is_policy_stop(reason) {
                 return Err(refusal("answer", reason, &candidate.safety_ratings));
             }
             self.finish(out, reason);
@@ -163,18 +125,10 @@ impl TranslateEvent for GeminiStream {
     }
 
     fn committed(&self) -> bool {
-        self.committed
+        self.chunks.committed()
     }
 
     fn finished(&self) -> bool {
-        self.finished
+        self.chunks.ended()
     }
-}
-
-fn malformed() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the provider sent a stream event that could not be read",
-    )
-    .with_subkind("malformed_event")
 }

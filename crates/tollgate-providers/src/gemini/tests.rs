@@ -14,6 +14,7 @@ use tower::{Layer, ServiceExt, service_fn};
 use super::*;
 use crate::protocol::TranslateEvent;
 use crate::stream::translate_all;
+use crate::test_support::{self, assert_text_stream, chunks, client_request, data_events};
 
 const KEY: &str = "AIzaSy-gemini-unit-test-key-0123456789";
 
@@ -22,11 +23,7 @@ fn gemini() -> Gemini {
 }
 
 fn prepare(body: Value) -> (http::request::Parts, Value, Exchange) {
-    let (mut head, ()) = Request::post("/chat/completions")
-        .header("authorization", "Bearer client-key")
-        .body(())
-        .unwrap()
-        .into_parts();
+    let mut head = client_request();
     let (out, exchange) = gemini()
         .prepare(&mut head, body.to_string().as_bytes(), 7)
         .unwrap();
@@ -41,12 +38,7 @@ fn refused(body: Value) -> tollgate_core::Failure {
 }
 
 fn exchange(stream: bool, include_usage: bool) -> Exchange {
-    Exchange {
-        stream,
-        include_usage,
-        model: "gemini-2.5-flash".into(),
-        created: 7,
-    }
+    test_support::exchange("gemini-2.5-flash", stream, include_usage)
 }
 
 /// The request, as the fake (Gemini's rules) reads it.
@@ -585,16 +577,6 @@ fn a_blocked_prompt_or_answer_is_a_refusal_never_an_empty_success() {
     assert_eq!(error.class(), ErrorClass::RateLimited);
 }
 
-/// The data of each OpenAI event in `stream`.
-fn data_events(stream: &[u8]) -> Vec<String> {
-    let text = std::str::from_utf8(stream).unwrap();
-    assert!(text.ends_with("\n\n"), "{text}");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
-        .collect()
-}
-
 fn translate(stream: &str, include_usage: bool) -> Result<Bytes, tollgate_core::Failure> {
     translate_all(
         GeminiStream::new(&exchange(true, include_usage)),
@@ -602,33 +584,10 @@ fn translate(stream: &str, include_usage: bool) -> Result<Bytes, tollgate_core::
     )
 }
 
-fn chunks(out: &[u8]) -> Vec<Value> {
-    data_events(out)
-        .iter()
-        .filter(|e| *e != "[DONE]")
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_text_stream_becomes_chunks_ending_with_done() {
     let out = translate(&fake::text_stream(&["Hel", "lo"]), false).unwrap();
-    assert_eq!(data_events(&out).last().unwrap(), "[DONE]");
-    let chunks = chunks(&out);
-    assert_eq!(chunks.len(), 4);
-    assert_eq!(
-        chunks[0]["choices"][0]["delta"],
-        json!({"role": "assistant", "content": ""})
-    );
-    assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "Hel"}));
-    assert_eq!(chunks[2]["choices"][0]["delta"], json!({"content": "lo"}));
-    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
-    for chunk in &chunks {
-        assert_eq!(chunk["id"], fake::RESPONSE_ID);
-        assert_eq!(chunk["object"], "chat.completion.chunk");
-        assert_eq!(chunk["model"], fake::MODEL_VERSION);
-        assert!(chunk.get("usage").is_none());
-    }
+    assert_text_stream(&out, &["Hel", "lo"], fake::RESPONSE_ID, fake::MODEL_VERSION);
 }
 
 #[test]
