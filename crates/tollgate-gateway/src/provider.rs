@@ -15,7 +15,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
 use tollgate_core::extensions::Deadline;
-use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
+use tollgate_core::{
+    BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
+};
 use tower_service::Service;
 
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
@@ -203,6 +205,19 @@ async fn call_provider(
             // inside a stream included, and answers in OpenAI's shape.
             let classified = |error: BoxError| Failure::from_error(&*error);
             match &**native {
+                // Anthropic's API has chat (Messages) only.
+                NativeDeployment::Anthropic(_)
+                    if chat.operation() != Operation::ChatCompletions =>
+                {
+                    Err(Failure::new(
+                        ErrorClass::BadRequest,
+                        format!(
+                            "anthropic/ deployments serve chat completions only, not {}",
+                            chat.operation().as_str()
+                        ),
+                    )
+                    .with_code("operation_not_supported"))
+                }
                 NativeDeployment::Anthropic(service) => {
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Anthropic { body }))
@@ -268,7 +283,9 @@ fn upstream_request(
     } else {
         "application/json"
     };
-    let mut request = Request::post(Uri::from_static("/chat/completions"))
+    // The operation's path (`/chat/completions`, `/completions`,
+    // `/embeddings`) under the deployment's base URL.
+    let mut request = Request::post(Uri::from_static(chat.operation().path()))
         // Static values: a `&str` would be copied into each request.
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(ACCEPT, HeaderValue::from_static(accept))

@@ -1,4 +1,6 @@
-//! `POST /v1/chat/completions`.
+//! `POST /v1/chat/completions`, and the walk through the stack that the
+//! legacy completions and the embeddings share with it
+//! ([`handle_as`]).
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
-use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody};
+use tollgate_core::{ChatRequest, ErrorClass, Failure, Operation, Redactor, RequestBody};
 use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Limit, RateLimited};
@@ -37,8 +39,25 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    handle_as(app, request, principal, log, Operation::ChatCompletions).await
+}
+
+/// Answers a request for `operation` through the stack: the key's models,
+/// limits and budget, the cascade, retries, breakers and cost, as for chat;
+/// a model group whose mode cannot serve the operation is a 400.
+pub(crate) async fn handle_as<B>(
+    app: &App,
+    request: Request<B>,
+    principal: Principal,
+    log: &mut AccessLog,
+    operation: Operation,
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let redactor = redactor(app, request.headers());
-    match forward(app, request, principal, log, &redactor).await {
+    match forward(app, request, principal, log, &redactor, operation).await {
         Ok(response) => response,
         Err((failure, attempts)) => {
             log.class = Some(failure.class());
@@ -184,6 +203,7 @@ async fn forward<B>(
     principal: Principal,
     log: &mut AccessLog,
     redactor: &Redactor,
+    operation: Operation,
 ) -> Result<Response<GatewayBody>, (Refusal, Option<Attempts>)>
 where
     B: http_body::Body,
@@ -194,7 +214,7 @@ where
     let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
-    let chat = ChatRequest::parse(bytes).map_err(|f| (f.into(), None))?;
+    let chat = ChatRequest::parse_as(bytes, operation).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
     let group = app
         .routing
@@ -215,6 +235,9 @@ where
     if !principal.allows_model(group.name()) {
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
+    app.catalog
+        .check(group.name(), operation)
+        .map_err(|f| (f.into(), None))?;
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
     request

@@ -3,6 +3,9 @@
 
 mod admin;
 pub(crate) mod chat;
+mod completions;
+mod embeddings;
+mod models;
 mod route;
 
 pub(crate) use admin::json_response;
@@ -40,6 +43,8 @@ use route::{Route, route_of};
 pub(crate) struct App {
     pub(crate) groups: Groups,
     pub(crate) models_body: Bytes,
+    /// Each model group's mode and public facts (`/model/info`).
+    pub(crate) catalog: crate::model_info::ModelCatalog,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
     pub(crate) max_body: usize,
@@ -113,7 +118,7 @@ where
             let failure = Failure::new(
                 ErrorClass::Auth,
                 "This endpoint needs the master key; virtual keys may only make completions \
-                 and list models.",
+                 and embeddings and read the models.",
             )
             .with_status(StatusCode::FORBIDDEN)
             .with_code("master_key_required");
@@ -131,6 +136,22 @@ where
                     }
                 }
             }
+            Route::Completions | Route::Embeddings => {
+                let answer = match route {
+                    Route::Embeddings => {
+                        embeddings::handle(app, request, principal, &mut log).await
+                    }
+                    _ => completions::handle(app, request, principal, &mut log).await,
+                };
+                answer.unwrap_or_else(|| {
+                    log.shutdown = true;
+                    crate::grace::shutdown_failure().to_response()
+                })
+            }
+            Route::ModelRetrieve => {
+                models::retrieve(app, request.uri().path(), &principal, &mut log)
+            }
+            Route::ModelInfo => models::info(app, &principal),
             Route::Keys => admin::keys(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();

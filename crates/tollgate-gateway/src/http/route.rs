@@ -6,7 +6,11 @@ use http::Method;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Route {
     ChatCompletions,
+    Completions,
+    Embeddings,
     Models,
+    ModelRetrieve,
+    ModelInfo,
     Health,
     Readiness,
     CircuitBreakers,
@@ -26,7 +30,11 @@ impl Route {
         !matches!(
             self,
             Route::ChatCompletions
+                | Route::Completions
+                | Route::Embeddings
                 | Route::Models
+                | Route::ModelRetrieve
+                | Route::ModelInfo
                 | Route::Health
                 | Route::Readiness
                 | Route::MethodNotAllowed
@@ -45,7 +53,11 @@ impl Route {
     pub(super) fn name(self) -> &'static str {
         match self {
             Route::ChatCompletions => "chat_completions",
+            Route::Completions => "completions",
+            Route::Embeddings => "embeddings",
             Route::Models => "models",
+            Route::ModelRetrieve => "model_retrieve",
+            Route::ModelInfo => "model_info",
             Route::Health => "health",
             Route::Readiness => "readiness",
             Route::CircuitBreakers => "circuit_breakers",
@@ -63,7 +75,16 @@ impl Route {
 pub(super) fn route_of(method: &Method, path: &str) -> Route {
     let (route, allowed) = match path {
         "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, Method::POST),
+        "/v1/completions" | "/completions" => (Route::Completions, Method::POST),
+        "/v1/embeddings" | "/embeddings" => (Route::Embeddings, Method::POST),
         "/v1/models" | "/models" => (Route::Models, Method::GET),
+        "/model/info" | "/v1/model/info" => (Route::ModelInfo, Method::GET),
+        _ if super::models::MODEL_PREFIXES
+            .iter()
+            .any(|prefix| path.len() > prefix.len() && path.starts_with(prefix)) =>
+        {
+            (Route::ModelRetrieve, Method::GET)
+        }
         "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
         "/health/readiness" => (Route::Readiness, Method::GET),
         "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),

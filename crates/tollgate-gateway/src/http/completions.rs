@@ -1,0 +1,36 @@
+//! `POST /v1/completions` (and `/completions`): OpenAI's legacy text
+//! completions, streamed or not, through the same stack as chat.
+//!
+//! The request is read as chat's is ([`ChatRequest::parse_as`] with
+//! [`Operation::Completions`]: a `prompt` in place of `messages`) and goes
+//! to `{api_base}/completions`. A stream asks the upstream for its usage
+//! chunk as chat's does, ends with `[DONE]`, and, cut after its first text,
+//! ends with an error event: the cascade cannot continue a legacy
+//! completion from a prefill of messages, so it never passes a cut for an
+//! answer. Cut before its first text, it goes to the next deployment or
+//! fallback as a chat stream would.
+//!
+//! [`ChatRequest::parse_as`]: tollgate_core::ChatRequest::parse_as
+
+use http::{Request, Response};
+use tollgate_core::Operation;
+
+use super::App;
+use crate::access_log::AccessLog;
+use crate::keys::Principal;
+use crate::response::GatewayBody;
+
+/// The answer, or `None` when the shutdown's grace period ended first.
+pub(super) async fn handle<B>(
+    app: &App,
+    request: Request<B>,
+    principal: Principal,
+    log: &mut AccessLog,
+) -> Option<Response<GatewayBody>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let completion = super::chat::handle_as(app, request, principal, log, Operation::Completions);
+    app.grace.run(completion).await
+}
