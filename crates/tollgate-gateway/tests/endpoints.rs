@@ -411,6 +411,24 @@ async fn a_key_limited_to_one_model_reaches_no_other_through_any_route() {
         all.json()["data"][0]["litellm_params"]["api_base"],
         format!("{}/v1", s.primary.url())
     );
+    // A key's rate limit holds on the new routes as on chat.
+    let answer = s
+        .post(
+            "/key/generate",
+            json!({"models": ["text"], "rpm_limit": 1, "key_alias": "one-a-minute"}),
+            Some(MASTER_KEY),
+        )
+        .await;
+    let limited = answer.json()["key"].as_str().unwrap().to_owned();
+    s.primary
+        .push(Reply::json(200, text_completion("once", 2, 1)));
+    let prompt = json!({"model": "text", "prompt": "x"});
+    let first = s.post("/v1/completions", &prompt, Some(&limited)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let second = s.post("/v1/completions", &prompt, Some(&limited)).await;
+    assert_eq!(second.status, 429, "{}", second.text());
+    assert!(second.headers.contains_key("retry-after"));
+    second.openai_error();
     // The key's spend is in the ledger under its name.
     let rows = s.spend_rows("embed", Some(MASTER_KEY)).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -419,7 +437,16 @@ async fn a_key_limited_to_one_model_reaches_no_other_through_any_route() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_the_gateway_stays_up() {
-    let s = setup("endpoints-bad", "").await;
+    let s = setup(
+        "endpoints-bad",
+        "general_settings:\n  max_request_size_mb: 0.01\n",
+    )
+    .await;
+    // Past the request-size limit (about 10 KB): refused before any upstream.
+    let big = json!({"model": "embed", "input": "x".repeat(20_000)});
+    let answer = s.post("/v1/embeddings", &big, None).await;
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    answer.openai_error();
     let cases: [(&str, String, u16, &str); 9] = [
         ("/v1/embeddings", "{not json".into(), 400, "could not parse"),
         (

@@ -12,25 +12,8 @@
 //!
 //! [`ChatRequest::parse_as`]: tollgate_core::ChatRequest::parse_as
 
-use http::{Request, Response};
 use tollgate_core::Operation;
 
-use super::App;
-use crate::access_log::AccessLog;
-use crate::keys::Principal;
-use crate::response::GatewayBody;
-
-/// The answer, or `None` when the shutdown's grace period ended first.
-pub(super) async fn handle<B>(
-    app: &App,
-    request: Request<B>,
-    principal: Principal,
-    log: &mut AccessLog,
-) -> Option<Response<GatewayBody>>
-where
-    B: http_body::Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let completion = super::chat::handle_as(app, request, principal, log, Operation::Completions);
-    app.grace.run(completion).await
-}
+/// What the route asks of the stack ([`chat::handle_as`](super::chat::handle_as)
+/// walks it, under the shutdown's grace period, as chat does).
+pub(super) const OPERATION: Operation = Operation::Completions;

@@ -137,16 +137,18 @@ where
                 }
             }
             Route::Completions | Route::Embeddings => {
-                let answer = match route {
-                    Route::Embeddings => {
-                        embeddings::handle(app, request, principal, &mut log).await
-                    }
-                    _ => completions::handle(app, request, principal, &mut log).await,
+                let operation = match route {
+                    Route::Embeddings => embeddings::OPERATION,
+                    _ => completions::OPERATION,
                 };
-                answer.unwrap_or_else(|| {
-                    log.shutdown = true;
-                    crate::grace::shutdown_failure().to_response()
-                })
+                let answer = chat::handle_as(app, request, principal, &mut log, operation);
+                match app.grace.run(answer).await {
+                    Some(response) => response,
+                    None => {
+                        log.shutdown = true;
+                        crate::grace::shutdown_failure().to_response()
+                    }
+                }
             }
             Route::ModelRetrieve => {
                 models::retrieve(app, request.uri().path(), &principal, &mut log)
