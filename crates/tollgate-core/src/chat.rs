@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::class::ErrorClass;
 use crate::failure::Failure;
+use crate::inputs::Inputs;
 use crate::operation::Operation;
 
 /// How deeply arrays and objects may nest in a chat request; a deeper one
@@ -114,60 +115,6 @@ impl<'de> Deserialize<'de> for MessageCount {
             }
         }
         deserializer.deserialize_seq(Count)
-    }
-}
-
-/// Checks a `prompt` or an `input` without building it: a string, a list
-/// of strings, a list of token ids, or a list of token-id lists; counts its
-/// items (a string is one).
-struct Inputs(usize);
-
-impl<'de> Deserialize<'de> for Inputs {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// One item of a list: a string, a token id, or a list of token ids.
-        struct Item;
-        impl<'de> Deserialize<'de> for Item {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(ItemVisitor)
-            }
-        }
-        struct ItemVisitor;
-        impl<'de> Visitor<'de> for ItemVisitor {
-            type Value = Item;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string, a token id or a list of token ids")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Item, E> {
-                Ok(Item)
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Item, E> {
-                Ok(Item)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-                while seq.next_element::<u64>()?.is_some() {}
-                Ok(Item)
-            }
-        }
-        struct InputsVisitor;
-        impl<'de> Visitor<'de> for InputsVisitor {
-            type Value = Inputs;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(
-                    "a string, a list of strings, a list of token ids or a list of token-id lists",
-                )
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Inputs, E> {
-                Ok(Inputs(1))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Inputs, A::Error> {
-                let mut n = 0;
-                while seq.next_element::<Item>()?.is_some() {
-                    n += 1;
-                }
-                Ok(Inputs(n))
-            }
-        }
-        deserializer.deserialize_any(InputsVisitor)
     }
 }
 

@@ -58,6 +58,7 @@ mod body;
 mod chat;
 mod class;
 mod failure;
+mod inputs;
 mod money;
 mod operation;
 mod usage_report;
