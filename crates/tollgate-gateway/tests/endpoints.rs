@@ -533,3 +533,42 @@ async fn bad_input_gets_a_clear_error_and_the_gateway_stays_up() {
     );
     assert!(metrics.contains(r#"route="completions""#), "{metrics}");
 }
+
+#[tokio::test]
+async fn openrouter_embeddings_go_to_its_embeddings_path_untouched() {
+    let upstream = Upstream::start().await;
+    // The default reply: OpenRouter's model-list check at start may ask too.
+    upstream.set_default(embeddings_reply(FLOAT_EMBEDDINGS));
+    let yaml = format!(
+        "model_list:
+  - model_name: or-embed
+    litellm_params:
+      model: openrouter/openai/text-embedding-3-small
+      api_base: {}/api/v1
+      api_key: os.environ/OPENROUTER_API_KEY
+    model_info:
+      id: or-embed-1
+      mode: embedding
+      input_cost_per_token: 0.0000001
+",
+        upstream.url()
+    );
+    let gateway = TestGateway::start(&yaml, &[("OPENROUTER_API_KEY", UPSTREAM_KEY)]).await;
+    let answer = call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/embeddings"),
+        json!({"model": "or-embed", "input": "x"}).to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), FLOAT_EMBEDDINGS);
+    assert_eq!(cost(&answer), "0.0000012");
+    let sent = upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/api/v1/embeddings")
+        .expect("the embeddings path was asked");
+    assert_eq!(sent.json()["model"], "openai/text-embedding-3-small");
+}
