@@ -572,3 +572,43 @@ async fn openrouter_embeddings_go_to_its_embeddings_path_untouched() {
         .expect("the embeddings path was asked");
     assert_eq!(sent.json()["model"], "openai/text-embedding-3-small");
 }
+
+#[tokio::test]
+async fn azure_embeddings_go_to_the_deployments_embeddings_url_untouched() {
+    let upstream = Upstream::start().await;
+    upstream.push(embeddings_reply(BASE64_EMBEDDINGS));
+    let yaml = format!(
+        "model_list:
+  - model_name: az-embed
+    litellm_params:
+      model: azure/embed-prod
+      api_base: {}
+      api_key: os.environ/AZURE_API_KEY
+      api_version: 2024-10-21
+    model_info:
+      id: az-embed-1
+      mode: embedding
+      input_cost_per_token: 0.0000001
+",
+        upstream.url()
+    );
+    let gateway = TestGateway::start(&yaml, &[("AZURE_API_KEY", UPSTREAM_KEY)]).await;
+    let answer = call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/embeddings"),
+        json!({"model": "az-embed", "input": ["x"], "encoding_format": "base64"}).to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.text(), BASE64_EMBEDDINGS);
+    assert_eq!(cost(&answer), "0.0000005");
+    let sent = &upstream.requests()[0];
+    assert_eq!(
+        sent.uri.path_and_query().unwrap().as_str(),
+        "/openai/deployments/embed-prod/embeddings?api-version=2024-10-21"
+    );
+    assert_eq!(sent.headers["api-key"], UPSTREAM_KEY);
+    assert_eq!(sent.json()["encoding_format"], "base64");
+}
