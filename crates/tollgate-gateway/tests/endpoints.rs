@@ -534,6 +534,19 @@ async fn bad_input_gets_a_clear_error_and_the_gateway_stays_up() {
     assert!(metrics.contains(r#"route="completions""#), "{metrics}");
 }
 
+/// Embeddings of `body` through a gateway of `yaml` (one provider's group).
+async fn embeddings_through(yaml: &str, env: &[(&str, &str)], body: Value) -> Answer {
+    let gateway = TestGateway::start(yaml, env).await;
+    call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/embeddings"),
+        body.to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn openrouter_embeddings_go_to_its_embeddings_path_untouched() {
     let upstream = Upstream::start().await;
@@ -553,15 +566,8 @@ async fn openrouter_embeddings_go_to_its_embeddings_path_untouched() {
 ",
         upstream.url()
     );
-    let gateway = TestGateway::start(&yaml, &[("OPENROUTER_API_KEY", UPSTREAM_KEY)]).await;
-    let answer = call(
-        &client(),
-        "POST",
-        &gateway.url("/v1/embeddings"),
-        json!({"model": "or-embed", "input": "x"}).to_string(),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let env = [("OPENROUTER_API_KEY", UPSTREAM_KEY)];
+    let answer = embeddings_through(&yaml, &env, json!({"model": "or-embed", "input": "x"})).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.text(), FLOAT_EMBEDDINGS);
     assert_eq!(cost(&answer), "0.0000012");
@@ -592,15 +598,9 @@ async fn azure_embeddings_go_to_the_deployments_embeddings_url_untouched() {
 ",
         upstream.url()
     );
-    let gateway = TestGateway::start(&yaml, &[("AZURE_API_KEY", UPSTREAM_KEY)]).await;
-    let answer = call(
-        &client(),
-        "POST",
-        &gateway.url("/v1/embeddings"),
-        json!({"model": "az-embed", "input": ["x"], "encoding_format": "base64"}).to_string(),
-        &[("content-type", "application/json")],
-    )
-    .await;
+    let env = [("AZURE_API_KEY", UPSTREAM_KEY)];
+    let asked = json!({"model": "az-embed", "input": ["x"], "encoding_format": "base64"});
+    let answer = embeddings_through(&yaml, &env, asked).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.text(), BASE64_EMBEDDINGS);
     assert_eq!(cost(&answer), "0.0000005");
