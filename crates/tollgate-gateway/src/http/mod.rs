@@ -3,7 +3,9 @@
 
 mod admin;
 pub(crate) mod chat;
+mod count_tokens;
 mod route;
+mod shape;
 
 pub(crate) use admin::json_response;
 
@@ -34,6 +36,9 @@ use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::response::GatewayBody;
 use crate::stack::Stack;
 use route::{Route, route_of};
+use shape::Chat;
+use tollgate_inbound::messages::Messages;
+use tollgate_inbound::responses::Responses;
 
 /// What the handlers answer from: built once from the config
 /// ([`build`](crate::build)), shared by every request.
@@ -95,7 +100,7 @@ where
     log.grace = Some(app.grace.clone());
     if let Err(failure) = crate::door::check_head(&request) {
         log.class = Some(failure.class());
-        return finish(failure.to_response(), &request_id, log);
+        return finish(route.error_response(&failure), &request_id, log);
     }
     let principal = match route {
         // Liveness and readiness: for probes, without a key.
@@ -105,7 +110,7 @@ where
     let response = match principal {
         Err(failure) => {
             log.class = Some(failure.class());
-            failure.to_response()
+            route.error_response(&failure)
         }
         // Everything but completions and the model list is for the
         // master key alone.
@@ -121,16 +126,29 @@ where
             failure.to_response()
         }
         Ok(principal) => match route {
-            Route::ChatCompletions => {
-                let chat = chat::handle(app, request, principal, &mut log);
-                match app.grace.run(chat).await {
-                    Some(response) => response,
-                    None => {
-                        log.shutdown = true;
-                        crate::grace::shutdown_failure().to_response()
+            Route::ChatCompletions | Route::Messages | Route::Responses => {
+                let answer = match route {
+                    Route::Messages => {
+                        let messages =
+                            chat::handle::<Messages, _>(app, request, principal, &mut log);
+                        app.grace.run(messages).await
                     }
-                }
+                    Route::Responses => {
+                        let responses =
+                            chat::handle::<Responses, _>(app, request, principal, &mut log);
+                        app.grace.run(responses).await
+                    }
+                    _ => {
+                        let chat = chat::handle::<Chat, _>(app, request, principal, &mut log);
+                        app.grace.run(chat).await
+                    }
+                };
+                answer.unwrap_or_else(|| {
+                    log.shutdown = true;
+                    route.error_response(&crate::grace::shutdown_failure())
+                })
             }
+            Route::CountTokens => count_tokens::handle(app, request, principal, &mut log).await,
             Route::Keys => admin::keys(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();

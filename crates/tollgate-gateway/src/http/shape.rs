@@ -1,0 +1,132 @@
+//! [`Shape`]: what differs between the routes that run the chat stack —
+//! how a request becomes a chat request, and how the stack's answers and
+//! failures reach the client.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tollgate_core::{BoxError, ChatRequest, Failure, RequestBody};
+use tollgate_inbound::messages::Messages;
+use tollgate_inbound::responses::Responses;
+use tollgate_inbound::{InboundLayer, Protocol};
+use tower::{Layer, ServiceExt};
+
+use crate::response::GatewayBody;
+use crate::stack::{Stack, StackBody};
+
+/// A route's API over the chat stack.
+pub(crate) trait Shape {
+    /// The body of the route's successful responses, before the gateway
+    /// wraps it.
+    type Body;
+
+    /// The chat request for a request body of the route.
+    fn parse(bytes: Bytes) -> Result<ChatRequest, Failure>;
+
+    /// Runs the request (a chat request, with its parsed view attached)
+    /// through the stack.
+    fn call(
+        stack: Stack,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send;
+
+    /// The body, for the gateway to send.
+    fn body(body: Self::Body) -> GatewayBody;
+
+    /// A failure in the route's error shape.
+    fn error_response(failure: &Failure) -> Response<GatewayBody>;
+
+    /// A rate limit's 429 (its headers made by the limits) in the route's
+    /// error shape.
+    fn limited(response: Response<GatewayBody>, failure: &Failure) -> Response<GatewayBody> {
+        let (parts, _) = response.into_parts();
+        let (_, body) = Self::error_response(failure).into_parts();
+        Response::from_parts(parts, body)
+    }
+}
+
+/// `POST /v1/chat/completions`: OpenAI's chat completions, the stack's own
+/// shape.
+pub(crate) struct Chat;
+
+impl Shape for Chat {
+    type Body = StackBody;
+
+    fn parse(bytes: Bytes) -> Result<ChatRequest, Failure> {
+        ChatRequest::parse(bytes)
+    }
+
+    fn call(
+        stack: Stack,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<StackBody>, BoxError>> + Send {
+        stack.oneshot(request)
+    }
+
+    fn body(body: StackBody) -> GatewayBody {
+        GatewayBody::forward(body)
+    }
+
+    fn error_response(failure: &Failure) -> Response<GatewayBody> {
+        failure.to_response()
+    }
+
+    fn limited(response: Response<GatewayBody>, _: &Failure) -> Response<GatewayBody> {
+        response
+    }
+}
+
+/// `POST /v1/messages`: Anthropic's Messages API, translated by
+/// `tollgate-inbound`.
+impl Shape for Messages {
+    type Body = tollgate_inbound::ResponseBody<StackBody, <Messages as Protocol>::Stream>;
+
+    fn parse(bytes: Bytes) -> Result<ChatRequest, Failure> {
+        Messages::to_chat(&bytes)
+    }
+
+    fn call(
+        stack: Stack,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
+        InboundLayer::<Messages>::new()
+            .layer(stack)
+            .oneshot(request)
+    }
+
+    fn body(body: Self::Body) -> GatewayBody {
+        GatewayBody::messages(body)
+    }
+
+    fn error_response(failure: &Failure) -> Response<GatewayBody> {
+        <Messages as Protocol>::error_response(failure)
+    }
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API, bridged to chat by
+/// `tollgate-inbound`.
+impl Shape for Responses {
+    type Body = tollgate_inbound::ResponseBody<StackBody, <Responses as Protocol>::Stream>;
+
+    fn parse(bytes: Bytes) -> Result<ChatRequest, Failure> {
+        Responses::to_chat(&bytes)
+    }
+
+    fn call(
+        stack: Stack,
+        request: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
+        InboundLayer::<Responses>::new()
+            .layer(stack)
+            .oneshot(request)
+    }
+
+    fn body(body: Self::Body) -> GatewayBody {
+        GatewayBody::responses(body)
+    }
+
+    fn error_response(failure: &Failure) -> Response<GatewayBody> {
+        <Responses as Protocol>::error_response(failure)
+    }
+}
