@@ -14,7 +14,7 @@ const MASTER_KEY: &str = "sk-tollgate-inbound-test-master-key";
 
 /// `primary` (falling back to `backup`) and `solo`, OpenAI-compatible, with
 /// LiteLLM's prices per token.
-fn config(primary: &Upstream, backup: &Upstream) -> String {
+fn config(primary: &Upstream, backup: &Upstream, ledger: &std::path::Path) -> String {
     format!(
         "model_list:
   - model_name: primary
@@ -37,13 +37,17 @@ router_settings:
     - primary: [\"backup\"]
 general_settings:
   master_key: os.environ/MASTER
+tollgate:
+  ledger_path: {ledger}
 ",
         primary = primary.url(),
         backup = backup.url(),
+        ledger = ledger.display(),
     )
 }
 
 struct Setup {
+    _dir: tempfile::TempDir,
     primary: Upstream,
     backup: Upstream,
     gateway: TestGateway,
@@ -53,7 +57,8 @@ struct Setup {
 async fn setup() -> Setup {
     let primary = Upstream::start().await;
     let backup = Upstream::start().await;
-    let yaml = config(&primary, &backup);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(&primary, &backup, &dir.path().join("ledger.sqlite3"));
     let gateway = TestGateway::start(
         &yaml,
         &[
@@ -63,6 +68,7 @@ async fn setup() -> Setup {
     )
     .await;
     Setup {
+        _dir: dir,
         primary,
         backup,
         gateway,
@@ -413,4 +419,92 @@ async fn bad_input_on_responses_gets_openais_error_shape() {
         );
     }
     assert!(s.primary.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_limited_to_one_group_reaches_no_other_through_either_route() {
+    let s = setup().await;
+    s.backup
+        .set_default(Reply::json(200, openai::chat_completion("from the backup")));
+    let master = format!("Bearer {MASTER_KEY}");
+    let generated = s
+        .post(
+            "/key/generate",
+            json!({"key_alias": "only-backup", "models": ["backup"]}),
+            &[("authorization", &master)],
+        )
+        .await;
+    assert_eq!(generated.status, 200, "{}", generated.text());
+    let key = generated.json()["key"].as_str().unwrap().to_owned();
+
+    let answer = s
+        .post(
+            "/v1/messages",
+            anthropic_request("primary", false),
+            &[("x-api-key", &key)],
+        )
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["type"], "permission_error");
+    assert!(answer.text().contains("only-backup") && !answer.text().contains(&key));
+    let bearer = format!("Bearer {key}");
+    let answer = s
+        .post(
+            "/v1/responses",
+            json!({"model": "primary", "input": "x"}),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert_eq!(answer.openai_error()["code"], "model_not_allowed");
+    assert!(s.primary.requests().is_empty());
+
+    // Its own group answers, on both routes, and lands in the ledger under
+    // the key's name at the group's price.
+    let answer = s
+        .post(
+            "/v1/messages",
+            anthropic_request("backup", false),
+            &[("x-api-key", &key)],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = s
+        .post(
+            "/v1/responses",
+            json!({"model": "backup", "input": "x"}),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.headers["x-tollgate-response-cost"], "0.00011");
+    s.gateway.gateway.flush_spend().await;
+    let spend = call(
+        &s.client,
+        "GET",
+        &s.gateway.url("/spend/logs"),
+        "",
+        &[("authorization", &master)],
+    )
+    .await;
+    let rows = spend.json();
+    let rows = rows["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", spend.text()));
+    assert_eq!(rows.len(), 2, "{}", spend.text());
+    assert!(spend.text().contains("only-backup") && !spend.text().contains(&key));
+    assert!(spend.text().contains("0.00011"), "{}", spend.text());
+
+    // Metrics are labelled by route.
+    let metrics = call(
+        &s.client,
+        "GET",
+        &s.gateway.url("/metrics"),
+        "",
+        &[("authorization", &master)],
+    )
+    .await
+    .text();
+    assert!(metrics.contains("route=\"messages\""), "{metrics}");
+    assert!(metrics.contains("route=\"responses\""), "{metrics}");
 }
