@@ -319,7 +319,7 @@ async fn bad_input_on_messages_gets_anthropics_error_shape() {
         answer.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("Token counting")
+            .contains("Token counting needs an Anthropic model")
     );
     let count = json!({"model": "nope", "messages": []});
     let answer = s
@@ -507,4 +507,61 @@ async fn a_key_limited_to_one_group_reaches_no_other_through_either_route() {
     .text();
     assert!(metrics.contains("route=\"messages\""), "{metrics}");
     assert!(metrics.contains("route=\"responses\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn count_tokens_goes_to_an_anthropic_groups_deployment_as_sent() {
+    const ANTHROPIC_KEY: &str = "sk-ant-api03-inbound-count-tokens-0123456789";
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        "model_list:
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5-20250929
+      api_base: {url}
+      api_key: os.environ/ANTHROPIC_API_KEY
+general_settings:
+  master_key: os.environ/MASTER
+",
+        url = upstream.url()
+    );
+    let gateway = TestGateway::start(
+        &yaml,
+        &[("ANTHROPIC_API_KEY", ANTHROPIC_KEY), ("MASTER", MASTER_KEY)],
+    )
+    .await;
+    let client = client();
+    let url = gateway.url("/v1/messages/count_tokens");
+    let request = json!({"model": "claude", "system": "Be brief.", "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Hello"}]});
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-api-key", MASTER_KEY),
+    ];
+    upstream.push(Reply::json(200, json!({"input_tokens": 42})));
+    let answer = call(&client, "POST", &url, request.to_string(), &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json(), json!({"input_tokens": 42}));
+    let sent = &upstream.requests()[0];
+    assert_eq!(sent.uri.path(), "/v1/messages/count_tokens");
+    assert_eq!(sent.headers["x-api-key"], ANTHROPIC_KEY);
+    assert!(sent.headers.get("authorization").is_none());
+    let mut want = request.clone();
+    want["model"] = json!("claude-sonnet-4-5-20250929");
+    assert_eq!(
+        sent.json(),
+        want,
+        "sent as the client sent it, the model renamed"
+    );
+
+    // Anthropic's own error comes back in its shape, the key redacted.
+    upstream.push(Reply::json(
+        400,
+        json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": format!("bad request for key {ANTHROPIC_KEY}")}}),
+    ));
+    let answer = call(&client, "POST", &url, request.to_string(), &headers).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["error"]["type"], "invalid_request_error");
+    assert!(!answer.text().contains(ANTHROPIC_KEY), "{}", answer.text());
 }

@@ -125,6 +125,11 @@ impl<S, P> Provider<S, P> {
         &self.inner
     }
 
+    /// The protocol.
+    pub fn protocol(&self) -> &P {
+        &self.shared.protocol
+    }
+
     /// The inner service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner

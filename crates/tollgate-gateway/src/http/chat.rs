@@ -65,7 +65,7 @@ where
 /// What makes upstream text safe for this request's client: the config's
 /// secrets, and the credential the request presented (read where the keys
 /// read it: `Authorization`, else `x-api-key`, else `api-key`).
-fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
+pub(super) fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
     let redactor = Redactor::new(app.secrets.clone());
     let presented = [AUTHORIZATION.as_str(), "x-api-key", "api-key"]
         .into_iter()

@@ -113,6 +113,18 @@ impl Anthropic {
         })
     }
 
+    /// Points `head` at Anthropic's token counting
+    /// (`/v1/messages/count_tokens`, reference "Count Message tokens") with
+    /// this deployment's credentials and version: for a caller that sends
+    /// an Anthropic-shaped request on as it is. A caller's `Authorization`
+    /// is dropped, as for every request.
+    pub fn count_tokens(&self, head: &mut Parts) {
+        let uri = format!("{}/count_tokens", self.uri)
+            .parse()
+            .unwrap_or_else(|_| self.uri.clone());
+        self.headers.apply(head, uri);
+    }
+
     /// The layer for `config`: [`Anthropic::new`] in a [`ProviderLayer`].
     ///
     /// # Errors

@@ -59,6 +59,28 @@ fn request_goes_to_messages_with_anthropic_headers() {
 }
 
 #[test]
+fn token_counting_goes_to_count_tokens_with_the_same_credentials() {
+    let config = ProviderConfig::new()
+        .api_base("https://proxy.example/anthropic")
+        .api_key("sk-ant-test-key");
+    let layer = Anthropic::layer(&config).unwrap();
+    let provider = tower::Layer::layer(&layer, ());
+    let (mut head, ()) = Request::post("/v1/messages/count_tokens")
+        .header("authorization", "Bearer sk-client-key")
+        .body(())
+        .unwrap()
+        .into_parts();
+    provider.protocol().count_tokens(&mut head);
+    assert_eq!(
+        head.uri,
+        "https://proxy.example/anthropic/v1/messages/count_tokens"
+    );
+    assert_eq!(head.headers["x-api-key"], "sk-ant-test-key");
+    assert_eq!(head.headers["anthropic-version"], DEFAULT_VERSION);
+    assert!(!head.headers.contains_key("authorization"));
+}
+
+#[test]
 fn base_version_and_extra_headers_come_from_the_config() {
     let config = ProviderConfig::new()
         .api_base("http://127.0.0.1:9/proxy/")
