@@ -106,7 +106,10 @@ class Fake(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         Fake.seen.append((self.path, dict(self.headers), body))
-        if self.path.endswith("/chat/completions"):
+        if self.path.endswith("/messages/count_tokens"):
+            # Reference "Count Message tokens": {"input_tokens": N}.
+            kind, text = "application/json", json.dumps({"input_tokens": 42})
+        elif self.path.endswith("/chat/completions"):
             kind, text = openai_answer(body)
         elif self.path.endswith("/messages"):
             kind, text = anthropic_answer(body)
@@ -280,3 +283,17 @@ def test_openai_sdk_responses_function_call(gateway):
     with pytest.raises(openai.BadRequestError) as error:
         gpt(gateway).responses.create(model="gpt", input="x", previous_response_id="resp_1")
     assert "previous_response_id" in str(error.value)
+
+
+def test_anthropic_sdk_count_tokens(gateway):
+    count = claude(gateway).messages.count_tokens(
+        model="claude", messages=[{"role": "user", "content": "Hello"}])
+    assert count.input_tokens == 42
+    path, headers, sent = Fake.seen[-1]
+    assert path == "/v1/messages/count_tokens"
+    assert sent["model"] == "claude-sonnet-4-5-20250929"
+    assert headers.get("x-api-key") == UPSTREAM_KEY
+    with pytest.raises(anthropic.BadRequestError) as error:
+        claude(gateway).messages.count_tokens(
+            model="gpt", messages=[{"role": "user", "content": "Hello"}])
+    assert "Anthropic model" in str(error.value)

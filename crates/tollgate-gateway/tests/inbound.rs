@@ -37,6 +37,7 @@ router_settings:
     - primary: [\"backup\"]
 general_settings:
   master_key: os.environ/MASTER
+  max_request_size_mb: 0.002
 tollgate:
   ledger_path: {ledger}
 ",
@@ -292,6 +293,12 @@ async fn bad_input_on_messages_gets_anthropics_error_shape() {
     .await;
     assert_eq!(answer.status, 400);
     assert_eq!(answer.json()["error"]["type"], "invalid_request_error");
+    // Over the size limit (2 KiB here): 413, Anthropic's request_too_large.
+    let big = json!({"model": "primary", "max_tokens": 1,
+        "messages": [{"role": "user", "content": "x".repeat(4096)}]});
+    let answer = s.messages(big).await;
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["type"], "request_too_large");
     // No key, and a wrong one: Anthropic's authentication error.
     for headers in [vec![], vec![("x-api-key", "sk-wrong-key-0123456789")]] {
         let answer = s
