@@ -572,3 +572,87 @@ general_settings:
     assert_eq!(answer.json()["error"]["type"], "invalid_request_error");
     assert!(!answer.text().contains(ANTHROPIC_KEY), "{}", answer.text());
 }
+
+#[tokio::test]
+async fn messages_to_an_anthropic_group_go_as_written_and_cost_anthropics_usage() {
+    const ANTHROPIC_KEY: &str = "sk-ant-api03-inbound-passthrough-0123456789";
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        "model_list:
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5-20250929
+      api_base: {url}
+      api_key: os.environ/ANTHROPIC_API_KEY
+general_settings:
+  master_key: os.environ/MASTER
+",
+        url = upstream.url()
+    );
+    let gateway = TestGateway::start(
+        &yaml,
+        &[("ANTHROPIC_API_KEY", ANTHROPIC_KEY), ("MASTER", MASTER_KEY)],
+    )
+    .await;
+    let client = client();
+    let url = gateway.url("/v1/messages");
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-api-key", MASTER_KEY),
+    ];
+    // What chat has no room for: cache_control, top_k, thinking.
+    let request = json!({"model": "claude", "max_tokens": 2048, "top_k": 5,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello", "cache_control": {"type": "ephemeral"}}]}]});
+    upstream.push(Reply::json(
+        200,
+        tollgate_testkit::anthropic::message("Hi there"),
+    ));
+    let answer = call(&client, "POST", &url, request.to_string(), &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let message = answer.json();
+    assert_eq!(
+        message["content"],
+        json!([{"type": "text", "text": "Hi there"}])
+    );
+    assert_eq!(message["usage"]["output_tokens"], 15);
+    assert_eq!(message["usage"]["cache_read_input_tokens"], 2000);
+    // LiteLLM's prices for claude-sonnet-4-5-20250929 on Anthropic's usage:
+    // 25 × 3e-06 + 2000 × 3e-07 + 1000 × 3.75e-06 + 15 × 1.5e-05 = 0.00465.
+    assert_eq!(answer.headers["x-tollgate-response-cost"], "0.00465");
+    let sent = &upstream.requests()[0];
+    assert_eq!(sent.uri.path(), "/v1/messages");
+    assert_eq!(sent.headers["x-api-key"], ANTHROPIC_KEY);
+    let mut want = request.clone();
+    want["model"] = json!("claude-sonnet-4-5-20250929");
+    assert_eq!(
+        sent.json(),
+        want,
+        "the client's request, untouched but for the model"
+    );
+
+    // Streamed: Anthropic's events, through the stack, as Anthropic's events.
+    upstream.push(Reply::sse().raw(tollgate_testkit::anthropic::text_stream(&["Hel", "lo"])));
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let answer = call(&client, "POST", &url, streamed.to_string(), &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let events = events(&answer.body);
+    assert_eq!(
+        events.last().unwrap().0,
+        "message_stop",
+        "{}",
+        answer.text()
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Hello");
+    let sent = upstream.requests()[1].json();
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["top_k"], 5);
+    assert_eq!(sent["system"][0]["cache_control"]["type"], "ephemeral");
+}

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::Body;
+use tollgate_core::extensions::NativeRequest;
 use tollgate_core::{BoxError, ChatRequest, RequestBody};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -123,19 +124,27 @@ where
     /// Translates the request's body, unless the caller already did: a
     /// request carrying an `Arc<ChatRequest>` (made with
     /// [`Protocol::to_chat`], say to route by its model first) goes on as
-    /// that chat request.
+    /// that chat request. The body is the request of `P` either way; when
+    /// `P` is a provider's API ([`Protocol::NATIVE`]) it goes on beside the
+    /// chat request as a
+    /// [`NativeRequest`](tollgate_core::extensions::NativeRequest).
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
+        let original = body.bytes().cloned().unwrap_or_default();
         let chat = match parts.extensions.remove::<Arc<ChatRequest>>() {
             Some(chat) => chat,
-            None => {
-                let bytes = body.bytes().map_or(&[][..], |b| &b[..]);
-                match P::to_chat(bytes) {
-                    Ok(chat) => Arc::new(chat),
-                    Err(failure) => return ResponseFuture::failed(failure),
-                }
-            }
+            None => match P::to_chat(&original) {
+                Ok(chat) => Arc::new(chat),
+                Err(failure) => return ResponseFuture::failed(failure),
+            },
         };
+        if let Some(api) = P::NATIVE {
+            parts.extensions.insert(NativeRequest {
+                api,
+                body: original,
+                message_count: chat.message_count(),
+            });
+        }
         let body = RequestBody::new(chat.bytes().clone());
         parts.extensions.insert(chat);
         ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)))

@@ -2,6 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, header};
+use tollgate_core::extensions::NativeApi;
 use tollgate_core::{ChatRequest, Failure};
 
 /// An API clients speak, served by an OpenAI chat-completions service: how
@@ -10,6 +11,12 @@ use tollgate_core::{ChatRequest, Failure};
 pub trait Protocol: Send + Sync + 'static {
     /// Translates one stream.
     type Stream: TranslateStream;
+
+    /// The provider API this one is, if it is one: its requests then travel
+    /// beside their chat translation as a
+    /// [`NativeRequest`](tollgate_core::extensions::NativeRequest), for a
+    /// provider layer of the same API to send untouched.
+    const NATIVE: Option<NativeApi> = None;
 
     /// The chat request for a request body of this API; a body that is not
     /// one is a [`BadRequest`](tollgate_core::ErrorClass::BadRequest)

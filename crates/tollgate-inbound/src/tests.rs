@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
+use tollgate_core::extensions::{NativeApi, NativeRequest};
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -33,6 +34,11 @@ async fn the_inner_service_gets_the_chat_request_and_its_view() {
             .unwrap();
         assert_eq!(request.body().bytes(), Some(view.bytes()));
         assert!(view.stream() && view.include_usage());
+        // The Anthropic request as written travels beside it.
+        let native = request.extensions().get::<NativeRequest>().unwrap();
+        assert_eq!(native.api, NativeApi::AnthropicMessages);
+        assert_eq!(native.message_count, view.message_count());
+        assert_eq!(json(&native.body)["max_tokens"], 5);
         let mut response = Response::new(Pieces::of([chat_sse(
             &[text_chunk("Hi"), finish_chunk("stop")],
             true,
@@ -147,7 +153,8 @@ async fn inner_failures_pass_and_error_statuses_are_translated() {
             .contains("no such model")
     );
 
-    let garbage = service_fn(|_: Request<RequestBody>| async move {
+    let garbage = service_fn(|request: Request<RequestBody>| async move {
+        assert!(request.extensions().get::<NativeRequest>().is_none());
         Ok::<_, BoxError>(Response::new(Full::new(Bytes::from_static(b"<html>"))))
     });
     let response = ResponsesLayer::new()

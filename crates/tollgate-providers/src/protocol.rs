@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, request};
 use tollgate_core::Failure;
+use tollgate_core::extensions::NativeRequest;
 use tollgate_core::sse::Event;
 
 /// What the layer keeps of one request after translating it: enough to
@@ -54,6 +55,15 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
         body: &[u8],
         created: u64,
     ) -> Result<(Bytes, Exchange), Failure>;
+
+    /// The request as the client wrote it in this provider's own API
+    /// (`native`, carried beside the chat request), to send instead of the
+    /// translation `prepare` made — with `exchange`'s model and stream —
+    /// or `None` when this protocol does not speak `native`'s API.
+    fn native(&self, native: &NativeRequest, exchange: &Exchange) -> Option<Bytes> {
+        let _ = (native, exchange);
+        None
+    }
 
     /// Turns a complete 2xx answer into an OpenAI `chat.completion`.
     ///

@@ -194,6 +194,9 @@ where
     let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
+    // The route's own body goes on (a chat request's is its chat bytes):
+    // an inbound layer translates it, and may pass it on untouched.
+    let sent = bytes.clone();
     let chat = S::parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
     let group = app
@@ -216,7 +219,7 @@ where
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
     let chat = Arc::new(chat);
-    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
+    let mut request = Request::new(RequestBody::new(sent));
     request
         .extensions_mut()
         .insert(ModelGroup(group.name().clone()));

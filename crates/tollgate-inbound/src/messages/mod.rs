@@ -10,6 +10,7 @@ mod tests;
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
+use tollgate_core::extensions::NativeApi;
 use tollgate_core::{ChatRequest, ErrorClass, Failure};
 
 use crate::protocol::Protocol;
@@ -27,6 +28,8 @@ pub type MessagesService<S> = crate::Inbound<S, Messages>;
 
 impl Protocol for Messages {
     type Stream = MessagesStream;
+
+    const NATIVE: Option<NativeApi> = Some(NativeApi::AnthropicMessages);
 
     fn to_chat(body: &[u8]) -> Result<ChatRequest, Failure> {
         request::to_chat(body)

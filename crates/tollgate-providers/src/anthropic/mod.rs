@@ -13,6 +13,7 @@ mod tests;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
+use tollgate_core::extensions::{NativeApi, NativeRequest};
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::config::ProviderConfig;
@@ -162,6 +163,23 @@ impl Protocol for Anthropic {
                 created,
             },
         ))
+    }
+
+    /// An Anthropic Messages request goes as the client wrote it: the
+    /// deployment's model, and `stream` as the exchange has it.
+    fn native(&self, native: &NativeRequest, exchange: &Exchange) -> Option<Bytes> {
+        if native.api != NativeApi::AnthropicMessages {
+            return None;
+        }
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&native.body).ok()?;
+        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+        if exchange.stream {
+            body.insert("stream".into(), serde_json::Value::Bool(true));
+        } else {
+            body.remove("stream");
+        }
+        serde_json::to_vec(&body).ok().map(Bytes::from)
     }
 
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {

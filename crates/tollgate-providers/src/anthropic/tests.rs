@@ -81,6 +81,37 @@ fn token_counting_goes_to_count_tokens_with_the_same_credentials() {
 }
 
 #[test]
+fn a_native_request_goes_as_written_with_the_exchanges_model_and_stream() {
+    use tollgate_core::extensions::{NativeApi, NativeRequest};
+    let written = json!({"model": "claude", "max_tokens": 9, "top_k": 3, "stream": true,
+        "system": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}]});
+    let native = NativeRequest {
+        api: NativeApi::AnthropicMessages,
+        body: Bytes::from(written.to_string()),
+        message_count: 2,
+    };
+    let sent = anthropic().native(&native, &exchange(true, true)).unwrap();
+    let mut want = written.clone();
+    want["model"] = json!("claude-sonnet-4-5");
+    assert_eq!(serde_json::from_slice::<Value>(&sent).unwrap(), want);
+    let sent = anthropic()
+        .native(&native, &exchange(false, false))
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert!(sent.get("stream").is_none());
+    let garbage = NativeRequest {
+        body: Bytes::from_static(b"[1]"),
+        ..native
+    };
+    assert!(
+        anthropic()
+            .native(&garbage, &exchange(false, false))
+            .is_none()
+    );
+}
+
+#[test]
 fn base_version_and_extra_headers_come_from_the_config() {
     let config = ProviderConfig::new()
         .api_base("http://127.0.0.1:9/proxy/")
