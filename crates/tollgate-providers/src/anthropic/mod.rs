@@ -166,13 +166,17 @@ impl Protocol for Anthropic {
     }
 
     /// An Anthropic Messages request goes as the client wrote it: the
-    /// deployment's model, and `stream` as the exchange has it.
+    /// deployment's model, and `stream` as the exchange has it — but
+    /// without `thinking`: the answer comes back through chat's shape,
+    /// which has no room for thinking blocks' signatures, and Anthropic
+    /// refuses a next turn of tool use whose thinking blocks are missing.
     fn native(&self, native: &NativeRequest, exchange: &Exchange) -> Option<Bytes> {
         if native.api != NativeApi::AnthropicMessages {
             return None;
         }
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&native.body).ok()?;
+        body.remove("thinking");
         body.insert("model".into(), serde_json::Value::from(&*exchange.model));
         if exchange.stream {
             body.insert("stream".into(), serde_json::Value::Bool(true));
