@@ -181,8 +181,15 @@ def test_anthropic_sdk_messages(gateway, model):
         model=model,
         max_tokens=100,
         system="Be brief.",
+        extra_body={"top_k": 3},
         messages=[{"role": "user", "content": "Weather in Paris?"}],
     )
+    sent = Fake.seen[-1][2]
+    if model == "claude":
+        # To Anthropic the request goes as written, top_k and all.
+        assert sent["top_k"] == 3 and sent["model"] == "claude-sonnet-4-5-20250929"
+    else:
+        assert "top_k" not in sent and sent["messages"][0]["role"] == "system"
     assert message.type == "message"
     assert message.content[0].type == "text"
     assert message.content[0].text == ("Sunny in Paris." if model == "gpt" else "Bonjour.")
