@@ -628,7 +628,7 @@ general_settings:
     assert_eq!(sent.headers["x-api-key"], ANTHROPIC_KEY);
     let mut want = request.clone();
     want["model"] = json!("claude-sonnet-4-5-20250929");
-    // Thinking stays home: its blocks could not come back (DECISIONS 22).
+    // Thinking stays home: its blocks could not come back (DECISIONS 23).
     want.as_object_mut().unwrap().remove("thinking");
     assert_eq!(
         sent.json(),
