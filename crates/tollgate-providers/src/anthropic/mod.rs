@@ -13,7 +13,6 @@ mod tests;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, request::Parts};
-use tollgate_core::extensions::{NativeApi, NativeRequest};
 use tollgate_core::{ErrorClass, Failure};
 
 use crate::config::ProviderConfig;
@@ -165,27 +164,6 @@ impl Protocol for Anthropic {
         ))
     }
 
-    /// An Anthropic Messages request goes as the client wrote it: the
-    /// deployment's model, and `stream` as the exchange has it — but
-    /// without `thinking`: the answer comes back through chat's shape,
-    /// which has no room for thinking blocks' signatures, and Anthropic
-    /// refuses a next turn of tool use whose thinking blocks are missing.
-    fn native(&self, native: &NativeRequest, exchange: &Exchange) -> Option<Bytes> {
-        if native.api != NativeApi::AnthropicMessages {
-            return None;
-        }
-        let mut body: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&native.body).ok()?;
-        body.remove("thinking");
-        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
-        if exchange.stream {
-            body.insert("stream".into(), serde_json::Value::Bool(true));
-        } else {
-            body.remove("stream");
-        }
-        serde_json::to_vec(&body).ok().map(Bytes::from)
-    }
-
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         if exchange.stream {
             // Asked for a stream, answered in JSON: not what the client can
@@ -201,6 +179,31 @@ impl Protocol for Anthropic {
 
     fn stream(&self, exchange: &Exchange) -> SseStream<AnthropicStream> {
         SseStream::new(AnthropicStream::new(exchange))
+    }
+
+    /// An Anthropic Messages request goes as the client wrote it: the
+    /// deployment's model, and `stream` as the exchange has it — but
+    /// without `thinking`: the answer comes back through chat's shape,
+    /// which has no room for thinking blocks' signatures, and Anthropic
+    /// refuses a next turn of tool use whose thinking blocks are missing.
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
+        if native.api != tollgate_core::extensions::NativeApi::AnthropicMessages {
+            return None;
+        }
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&native.body).ok()?;
+        body.remove("thinking");
+        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+        if exchange.stream {
+            body.insert("stream".into(), serde_json::Value::Bool(true));
+        } else {
+            body.remove("stream");
+        }
+        serde_json::to_vec(&body).ok().map(Bytes::from)
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
