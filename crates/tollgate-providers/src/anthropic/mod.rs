@@ -38,6 +38,23 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The [`ProviderLayer`] for Anthropic.
 pub type AnthropicLayer = ProviderLayer<Anthropic>;
 
+/// The top-level fields of a Messages request sent on as the client wrote
+/// them (see `Protocol::native`).
+const NATIVE_FIELDS: [&str; 12] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "metadata",
+];
+
 /// Anthropic's Messages protocol, from Anthropic's API reference
 /// ("Messages", "Streaming Messages", "Errors").
 ///
@@ -182,10 +199,13 @@ impl Protocol for Anthropic {
     }
 
     /// An Anthropic Messages request goes as the client wrote it: the
-    /// deployment's model, and `stream` as the exchange has it — but
-    /// without `thinking`: the answer comes back through chat's shape,
-    /// which has no room for thinking blocks' signatures, and Anthropic
-    /// refuses a next turn of tool use whose thinking blocks are missing.
+    /// deployment's model, and `stream` as the exchange has it. Only the
+    /// generally available fields of "Messages" go (`NATIVE_FIELDS`): a
+    /// beta field (`context_management`...) needs the client's
+    /// `anthropic-beta` header, which the gateway does not forward; and
+    /// not `thinking`: the answer comes back through chat's shape, which
+    /// has no room for thinking blocks' signatures, and Anthropic refuses a
+    /// next turn of tool use whose thinking blocks are missing.
     fn native(
         &self,
         native: &tollgate_core::extensions::NativeRequest,
@@ -196,7 +216,7 @@ impl Protocol for Anthropic {
         }
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&native.body).ok()?;
-        body.remove("thinking");
+        body.retain(|key, _| NATIVE_FIELDS.contains(&key.as_str()));
         body.insert("model".into(), serde_json::Value::from(&*exchange.model));
         if exchange.stream {
             body.insert("stream".into(), serde_json::Value::Bool(true));

@@ -85,6 +85,7 @@ fn a_native_request_goes_as_written_with_the_exchanges_model_and_stream() {
     use tollgate_core::extensions::{NativeApi, NativeRequest};
     let written = json!({"model": "claude", "max_tokens": 9, "top_k": 3, "stream": true,
         "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "context_management": {"edits": []},
         "system": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": "hi"}]});
     let native = NativeRequest {
@@ -96,6 +97,7 @@ fn a_native_request_goes_as_written_with_the_exchanges_model_and_stream() {
     let mut want = written.clone();
     want["model"] = json!("claude-sonnet-4-5");
     want.as_object_mut().unwrap().remove("thinking");
+    want.as_object_mut().unwrap().remove("context_management");
     assert_eq!(serde_json::from_slice::<Value>(&sent).unwrap(), want);
     let sent = anthropic()
         .native(&native, &exchange(false, false))
