@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 pub use crate::usage_report::UsageReport;
 
 /// Where a request is going: the model group the client asked for, the
@@ -118,7 +116,7 @@ pub struct NativeRequest {
     /// The API the body is written in.
     pub api: NativeApi,
     /// The body as the client sent it.
-    pub body: Bytes,
+    pub body: bytes::Bytes,
     /// How many chat messages its translation has: a request changed since
     /// (a fallback's continuation adds the text already sent) no longer
     /// matches it, and must be translated.

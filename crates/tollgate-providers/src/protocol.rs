@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, request};
 use tollgate_core::Failure;
-use tollgate_core::extensions::NativeRequest;
 use tollgate_core::sse::Event;
 
 /// What the layer keeps of one request after translating it: enough to
@@ -60,7 +59,11 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
     /// (`native`, carried beside the chat request), to send instead of the
     /// translation `prepare` made — with `exchange`'s model and stream —
     /// or `None` when this protocol does not speak `native`'s API.
-    fn native(&self, native: &NativeRequest, exchange: &Exchange) -> Option<Bytes> {
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
         let _ = (native, exchange);
         None
     }

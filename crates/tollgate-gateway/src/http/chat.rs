@@ -194,8 +194,7 @@ where
     let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
-    // The route's own body goes on (a chat request's is its chat bytes):
-    // an inbound layer translates it, and may pass it on untouched.
+    // The route's own body, for an inbound layer to pass on untouched.
     let sent = bytes.clone();
     let chat = S::parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
@@ -219,7 +218,7 @@ where
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
     let chat = Arc::new(chat);
-    let mut request = Request::new(RequestBody::new(sent));
+    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
     request
         .extensions_mut()
         .insert(ModelGroup(group.name().clone()));
@@ -257,8 +256,9 @@ where
         asked.min(app.request_deadline)
     }));
     request.extensions_mut().insert(deadline);
-    let response = S::call(app.stack.clone(), request).await.map_err(|error| {
-        match RateLimited::find(&*error) {
+    let response = S::call(app.stack.clone(), request, sent)
+        .await
+        .map_err(|error| match RateLimited::find(&*error) {
             Some(limited) => {
                 app.metrics.rate_limited(limit_label(limited.limit()));
                 let refusal = Refusal {
@@ -268,8 +268,7 @@ where
                 (refusal, None)
             }
             None => (Failure::from_error(&*error).into(), Attempts::of(&*error)),
-        }
-    })?;
+        })?;
     let target = response.extensions().get::<Target>().cloned();
     let cost = response.headers().get(RESPONSE_COST_HEADER).cloned();
     // Upstream text: redacted like an error message.

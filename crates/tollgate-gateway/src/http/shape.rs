@@ -25,10 +25,11 @@ pub(crate) trait Shape {
     fn parse(bytes: Bytes) -> Result<ChatRequest, Failure>;
 
     /// Runs the request (a chat request, with its parsed view attached)
-    /// through the stack.
+    /// through the stack; `sent` is the body as the client sent it.
     fn call(
         stack: Stack,
         request: Request<RequestBody>,
+        sent: Bytes,
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send;
 
     /// The body, for the gateway to send.
@@ -60,6 +61,7 @@ impl Shape for Chat {
     fn call(
         stack: Stack,
         request: Request<RequestBody>,
+        _sent: Bytes,
     ) -> impl Future<Output = Result<Response<StackBody>, BoxError>> + Send {
         stack.oneshot(request)
     }
@@ -89,7 +91,11 @@ impl Shape for Messages {
     fn call(
         stack: Stack,
         request: Request<RequestBody>,
+        sent: Bytes,
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
+        // The layer takes the Anthropic request as its body (the chat view
+        // beside it), to pass it on to Anthropic untouched.
+        let request = request.map(|_| RequestBody::new(sent));
         InboundLayer::<Messages>::new()
             .layer(stack)
             .oneshot(request)
@@ -116,7 +122,9 @@ impl Shape for Responses {
     fn call(
         stack: Stack,
         request: Request<RequestBody>,
+        sent: Bytes,
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
+        let request = request.map(|_| RequestBody::new(sent));
         InboundLayer::<Responses>::new()
             .layer(stack)
             .oneshot(request)
