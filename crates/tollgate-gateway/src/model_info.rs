@@ -106,10 +106,9 @@ impl ModelCatalog {
                  embeddings need a model group with model_info.mode: embedding."
             )
         } else {
-            format!(
-                "The model `{group}` is an embedding model: call /v1/embeddings, not /v1/{}.",
-                operation.path().trim_start_matches('/')
-            )
+            // Said without naming the route: chat's walk serves
+            // /v1/messages and /v1/responses too.
+            format!("The model `{group}` is an embedding model: it answers /v1/embeddings only.")
         };
         Err(Failure::new(ErrorClass::BadRequest, message)
             .with_param("model")

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::Deadline;
+use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
 use tollgate_core::{
     BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
 };
@@ -119,6 +119,7 @@ impl Service<Request<RequestBody>> for ProviderService {
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let deployment = request.extensions().get::<Arc<Deployment>>().cloned();
         let chat = request.extensions().get::<Arc<ChatRequest>>().cloned();
+        let as_sent = request.extensions().get::<NativeRequest>().cloned();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
         let client = self.client.clone();
         Box::pin(async move {
@@ -129,7 +130,7 @@ impl Service<Request<RequestBody>> for ProviderService {
                 )
                 .into());
             };
-            call_provider(client, &deployment, &chat, deadline)
+            call_provider(client, &deployment, &chat, as_sent, deadline)
                 .await
                 .map_err(BoxError::from)
         })
@@ -141,6 +142,7 @@ async fn call_provider(
     mut client: UpstreamClient,
     deployment: &Deployment,
     chat: &ChatRequest,
+    as_sent: Option<NativeRequest>,
     deadline: Option<Instant>,
 ) -> Result<Response<ProviderBody>, Failure> {
     // A stream's deadlines are learned from the deployment's past streams
@@ -219,6 +221,15 @@ async fn call_provider(
                     .with_code("operation_not_supported"))
                 }
                 NativeDeployment::Anthropic(service) => {
+                    // The client's own Anthropic request, while it still
+                    // says what this attempt asks (a continuation adds a
+                    // message): what chat has no room for reaches Anthropic.
+                    if let Some(as_sent) = as_sent.filter(|n| {
+                        n.api == NativeApi::AnthropicMessages
+                            && n.message_count == chat.message_count()
+                    }) {
+                        request.extensions_mut().insert(as_sent);
+                    }
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Anthropic { body }))
                 }

@@ -14,6 +14,6 @@
 
 use tollgate_core::Operation;
 
-/// What the route asks of the stack ([`chat::handle_as`](super::chat::handle_as)
+/// What the route asks of the stack ([`chat::handle`](super::chat::handle)
 /// walks it, under the shutdown's grace period, as chat does).
 pub(super) const OPERATION: Operation = Operation::Completions;

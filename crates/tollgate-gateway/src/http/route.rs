@@ -1,6 +1,11 @@
 //! [`Route`]: which endpoint a request is for.
 
-use http::Method;
+use http::{Method, Response};
+use tollgate_core::Failure;
+use tollgate_inbound::Protocol;
+use tollgate_inbound::messages::Messages;
+
+use crate::response::GatewayBody;
 
 /// An endpoint of the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,6 +13,12 @@ pub(super) enum Route {
     ChatCompletions,
     Completions,
     Embeddings,
+    /// Anthropic's Messages API.
+    Messages,
+    /// Anthropic's token counting.
+    CountTokens,
+    /// OpenAI's Responses API.
+    Responses,
     Models,
     ModelRetrieve,
     ModelInfo,
@@ -32,6 +43,9 @@ impl Route {
             Route::ChatCompletions
                 | Route::Completions
                 | Route::Embeddings
+                | Route::Messages
+                | Route::CountTokens
+                | Route::Responses
                 | Route::Models
                 | Route::ModelRetrieve
                 | Route::ModelInfo
@@ -55,6 +69,9 @@ impl Route {
             Route::ChatCompletions => "chat_completions",
             Route::Completions => "completions",
             Route::Embeddings => "embeddings",
+            Route::Messages => "messages",
+            Route::CountTokens => "count_tokens",
+            Route::Responses => "responses",
             Route::Models => "models",
             Route::ModelRetrieve => "model_retrieve",
             Route::ModelInfo => "model_info",
@@ -72,11 +89,27 @@ impl Route {
     }
 }
 
+impl Route {
+    /// A failure in the route's error shape: Anthropic's on its routes,
+    /// OpenAI's everywhere else.
+    pub(super) fn error_response(self, failure: &Failure) -> Response<GatewayBody> {
+        match self {
+            Route::Messages | Route::CountTokens => Messages::error_response(failure),
+            _ => failure.to_response(),
+        }
+    }
+}
+
 pub(super) fn route_of(method: &Method, path: &str) -> Route {
     let (route, allowed) = match path {
         "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, Method::POST),
         "/v1/completions" | "/completions" => (Route::Completions, Method::POST),
         "/v1/embeddings" | "/embeddings" => (Route::Embeddings, Method::POST),
+        "/v1/messages" | "/messages" => (Route::Messages, Method::POST),
+        "/v1/messages/count_tokens" | "/messages/count_tokens" => {
+            (Route::CountTokens, Method::POST)
+        }
+        "/v1/responses" | "/responses" => (Route::Responses, Method::POST),
         "/v1/models" | "/models" => (Route::Models, Method::GET),
         "/model/info" | "/v1/model/info" => (Route::ModelInfo, Method::GET),
         _ if super::models::MODEL_PREFIXES

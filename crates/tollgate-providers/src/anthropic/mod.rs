@@ -38,6 +38,23 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The [`ProviderLayer`] for Anthropic.
 pub type AnthropicLayer = ProviderLayer<Anthropic>;
 
+/// The top-level fields of a Messages request sent on as the client wrote
+/// them (see `Protocol::native`).
+const NATIVE_FIELDS: [&str; 12] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "metadata",
+];
+
 /// Anthropic's Messages protocol, from Anthropic's API reference
 /// ("Messages", "Streaming Messages", "Errors").
 ///
@@ -113,6 +130,18 @@ impl Anthropic {
         })
     }
 
+    /// Points `head` at Anthropic's token counting
+    /// (`/v1/messages/count_tokens`, reference "Count Message tokens") with
+    /// this deployment's credentials and version: for a caller that sends
+    /// an Anthropic-shaped request on as it is. A caller's `Authorization`
+    /// is dropped, as for every request.
+    pub fn count_tokens(&self, head: &mut Parts) {
+        let uri = format!("{}/count_tokens", self.uri)
+            .parse()
+            .unwrap_or_else(|_| self.uri.clone());
+        self.headers.apply(head, uri);
+    }
+
     /// The layer for `config`: [`Anthropic::new`] in a [`ProviderLayer`].
     ///
     /// # Errors
@@ -167,6 +196,34 @@ impl Protocol for Anthropic {
 
     fn stream(&self, exchange: &Exchange) -> SseStream<AnthropicStream> {
         SseStream::new(AnthropicStream::new(exchange))
+    }
+
+    /// An Anthropic Messages request goes as the client wrote it: the
+    /// deployment's model, and `stream` as the exchange has it. Only the
+    /// generally available fields of "Messages" go (`NATIVE_FIELDS`): a
+    /// beta field (`context_management`...) needs the client's
+    /// `anthropic-beta` header, which the gateway does not forward; and
+    /// not `thinking`: the answer comes back through chat's shape, which
+    /// has no room for thinking blocks' signatures, and Anthropic refuses a
+    /// next turn of tool use whose thinking blocks are missing.
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
+        if native.api != tollgate_core::extensions::NativeApi::AnthropicMessages {
+            return None;
+        }
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&native.body).ok()?;
+        body.retain(|key, _| NATIVE_FIELDS.contains(&key.as_str()));
+        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+        if exchange.stream {
+            body.insert("stream".into(), serde_json::Value::Bool(true));
+        } else {
+            body.remove("stream");
+        }
+        serde_json::to_vec(&body).ok().map(Bytes::from)
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {
