@@ -10,6 +10,13 @@
 //!   iteration; criterion reports the time per event (its throughput in
 //!   elements), which is the per-event cost of the stack.
 //!
+//! - `embeddings/*`: one embeddings request per iteration, answered with
+//!   [`VECTORS`] vectors of [`DIMENSIONS`] floats (about 330 KB of JSON, one
+//!   frame), which the cost layer reads whole for its `usage`; criterion
+//!   reports bytes per second.
+//! - `completions-stream/*`: a legacy completion's stream ([`EVENTS`] text
+//!   chunks, a finish, the usage chunk, `[DONE]`), per event.
+//!
 //! Everything answers at once, so it is polled with a no-op waker: no
 //! runtime, no scheduling in the figures.
 //!
@@ -29,7 +36,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tollgate::breaker::{BreakerConfig, CircuitBreakerLayer};
 use tollgate::core::extensions::ModelGroup;
-use tollgate::core::{BoxError, RequestBody};
+use tollgate::core::{BoxError, ChatRequest, Operation, RequestBody};
 use tollgate::cost::{CostLayer, PriceTable, TokenPrices, Usd};
 use tollgate::fallback::{FallbackConfig, FallbackLayer};
 use tollgate::retry::{RetryConfig, RetryLayer};
@@ -40,6 +47,14 @@ const EVENTS: usize = 64;
 
 const JSON_REQUEST: &[u8] = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}]}"#;
 const STREAM_REQUEST: &[u8] = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+const EMBEDDINGS_REQUEST: &[u8] =
+    br#"{"model":"m","input":["a","b","c"],"encoding_format":"float"}"#;
+const COMPLETIONS_REQUEST: &[u8] =
+    br#"{"model":"m","prompt":"Say hi","stream":true,"stream_options":{"include_usage":true}}"#;
+/// Vectors of an embeddings answer, and their dimensions (OpenAI's
+/// `text-embedding-3-small`).
+const VECTORS: usize = 16;
+const DIMENSIONS: usize = 1536;
 const JSON_ANSWER: &[u8] = br#"{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#;
 
 /// An in-memory body handing out its frames one by one.
@@ -87,28 +102,77 @@ fn stream_frames() -> Arc<Vec<Bytes>> {
     Arc::new(frames)
 }
 
+/// An embeddings answer of [`VECTORS`] × [`DIMENSIONS`] floats as OpenAI
+/// writes them (`-0.0123456789`), in one frame.
+fn embeddings_answer() -> Bytes {
+    let vector: Vec<String> = (0..DIMENSIONS)
+        .map(|d| format!("{:.10}", ((d * 7919) % 2000) as f64 / 1e5 - 0.01))
+        .collect();
+    let vector = vector.join(",");
+    let data: Vec<String> = (0..VECTORS)
+        .map(|i| format!(r#"{{"object":"embedding","index":{i},"embedding":[{vector}]}}"#))
+        .collect();
+    Bytes::from(format!(
+        r#"{{"object":"list","data":[{}],"model":"m","usage":{{"prompt_tokens":9,"total_tokens":9}}}}"#,
+        data.join(",")
+    ))
+}
+
+/// A legacy completion's stream: [`EVENTS`] text chunks, a finish, the
+/// usage chunk and `[DONE]`, one frame each.
+fn completion_frames() -> Arc<Vec<Bytes>> {
+    let mut frames: Vec<Bytes> = (0..EVENTS)
+        .map(|i| {
+            Bytes::from(format!(
+                "data: {{\"id\":\"c\",\"object\":\"text_completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"text\":\"token{i} \",\"finish_reason\":null}}]}}\n\n"
+            ))
+        })
+        .collect();
+    frames.push(Bytes::from_static(
+        b"data: {\"id\":\"c\",\"object\":\"text_completion\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n",
+    ));
+    frames.push(Bytes::from_static(
+        b"data: {\"id\":\"c\",\"object\":\"text_completion\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":64,\"total_tokens\":73}}\n\n",
+    ));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Arc::new(frames)
+}
+
+/// What the upstream answers, by the request's body.
+#[derive(Clone)]
+struct Answers {
+    chat_stream: Arc<Vec<Bytes>>,
+    completion_stream: Arc<Vec<Bytes>>,
+    embeddings: Bytes,
+}
+
 type Answer = Ready<Result<Response<Frames>, Infallible>>;
 
-/// The upstream: a JSON answer, or the stream when the request asks for one.
+/// The upstream: a JSON answer, a stream, or embeddings, as the request's
+/// body asks.
 fn upstream(
-    frames: Arc<Vec<Bytes>>,
+    answers: Answers,
 ) -> impl Service<Request<RequestBody>, Response = Response<Frames>, Error = Infallible, Future = Answer>
 + Clone {
     service_fn(move |request: Request<RequestBody>| {
-        let stream = request
-            .body()
-            .bytes()
-            .is_some_and(|body| body.len() == STREAM_REQUEST.len());
-        let (content_type, body) = if stream {
+        let asked = request.body().bytes().map_or(0, Bytes::len);
+        let stream = |frames: &Arc<Vec<Bytes>>| {
             (
                 "text/event-stream",
                 Frames(frames.iter().cloned().collect()),
             )
-        } else {
-            (
+        };
+        let (content_type, body) = match asked {
+            n if n == STREAM_REQUEST.len() => stream(&answers.chat_stream),
+            n if n == COMPLETIONS_REQUEST.len() => stream(&answers.completion_stream),
+            n if n == EMBEDDINGS_REQUEST.len() => (
+                "application/json",
+                Frames(VecDeque::from([answers.embeddings.clone()])),
+            ),
+            _ => (
                 "application/json",
                 Frames(VecDeque::from([Bytes::from_static(JSON_ANSWER)])),
-            )
+            ),
         };
         let mut response = Response::new(body);
         response.headers_mut().insert(
@@ -156,6 +220,15 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
         .body(RequestBody::new(Bytes::from_static(body)))
         .expect("a valid request");
     request.extensions_mut().insert(ModelGroup(Arc::from("m")));
+    // Read once at ingress, as the gateway does: the operation comes from
+    // the route.
+    let operation = match body {
+        EMBEDDINGS_REQUEST => Operation::Embeddings,
+        COMPLETIONS_REQUEST => Operation::Completions,
+        _ => Operation::ChatCompletions,
+    };
+    let parsed = ChatRequest::parse_as(Bytes::from_static(body), operation).expect("valid");
+    request.extensions_mut().insert(Arc::new(parsed));
     request
 }
 
@@ -178,13 +251,18 @@ where
 }
 
 fn benches(c: &mut Criterion) {
-    let frames = stream_frames();
+    let answers = Answers {
+        chat_stream: stream_frames(),
+        completion_stream: completion_frames(),
+        embeddings: embeddings_answer(),
+    };
+    let frames = answers.chat_stream.clone();
     let mut cx = Context::from_waker(Waker::noop());
 
     let mut group = c.benchmark_group("request");
-    let mut bare = upstream(frames.clone());
+    let mut bare = upstream(answers.clone());
     group.bench_function("bare", |b| b.iter(|| one(&mut bare, JSON_REQUEST, &mut cx)));
-    let mut layered = stack(upstream(frames.clone()));
+    let mut layered = stack(upstream(answers.clone()));
     group.bench_function("stack", |b| {
         b.iter(|| one(&mut layered, JSON_REQUEST, &mut cx))
     });
@@ -192,13 +270,37 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("stream");
     group.throughput(Throughput::Elements(frames.len() as u64));
-    let mut bare = upstream(frames.clone());
+    let mut bare = upstream(answers.clone());
     group.bench_function("bare", |b| {
         b.iter(|| one(&mut bare, STREAM_REQUEST, &mut cx))
     });
-    let mut layered = stack(upstream(frames.clone()));
+    let mut layered = stack(upstream(answers.clone()));
     group.bench_function("stack", |b| {
         b.iter(|| one(&mut layered, STREAM_REQUEST, &mut cx))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("embeddings");
+    group.throughput(Throughput::Bytes(answers.embeddings.len() as u64));
+    let mut bare = upstream(answers.clone());
+    group.bench_function("bare", |b| {
+        b.iter(|| one(&mut bare, EMBEDDINGS_REQUEST, &mut cx))
+    });
+    let mut layered = stack(upstream(answers.clone()));
+    group.bench_function("stack", |b| {
+        b.iter(|| one(&mut layered, EMBEDDINGS_REQUEST, &mut cx))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("completions-stream");
+    group.throughput(Throughput::Elements(answers.completion_stream.len() as u64));
+    let mut bare = upstream(answers.clone());
+    group.bench_function("bare", |b| {
+        b.iter(|| one(&mut bare, COMPLETIONS_REQUEST, &mut cx))
+    });
+    let mut layered = stack(upstream(answers.clone()));
+    group.bench_function("stack", |b| {
+        b.iter(|| one(&mut layered, COMPLETIONS_REQUEST, &mut cx))
     });
     group.finish();
 }

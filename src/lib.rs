@@ -15,6 +15,7 @@
 //! | `providers` | `tollgate-providers` | native provider APIs (Anthropic Messages, Azure OpenAI) translated to and from OpenAI's (feature `providers`) |
 //! | `cost` | `tollgate-cost` | usage and exact cost of every call, from bodies and streams (feature `cost`) |
 //! | `limits` | `tollgate-limits` | per-key rpm, tpm, parallel requests and budgets, in memory or on Redis (feature `limits`) |
+//! | `inbound` | `tollgate-inbound` | Anthropic's Messages API and OpenAI's Responses API served by a chat-completions stack (feature `inbound`) |
 //!
 //! # Example
 //!
@@ -46,6 +47,9 @@ pub use tollgate_cost as cost;
 #[cfg(feature = "fallback")]
 #[doc(inline)]
 pub use tollgate_fallback as fallback;
+#[cfg(feature = "inbound")]
+#[doc(inline)]
+pub use tollgate_inbound as inbound;
 #[cfg(feature = "limits")]
 #[doc(inline)]
 pub use tollgate_limits as limits;

@@ -1,4 +1,5 @@
-//! A light parsed view of a chat-completions request.
+//! A light parsed view of a chat-completions request (and of the legacy
+//! completions and embeddings requests, which share its fields).
 
 use std::ops::Range;
 
@@ -10,6 +11,8 @@ use serde_json::value::RawValue;
 use crate::chat_fallbacks::{self, RequestFallbacks};
 use crate::class::ErrorClass;
 use crate::failure::Failure;
+use crate::inputs::Inputs;
+use crate::operation::Operation;
 
 /// How deeply arrays and objects may nest in a chat request; a deeper one
 /// is refused at ingress.
@@ -25,6 +28,11 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// The fields of a `/v1/chat/completions` request that the layers act on,
 /// parsed once at ingress, over the untouched request bytes.
 ///
+/// The same view serves the legacy `/v1/completions` and `/v1/embeddings`
+/// requests ([`ChatRequest::parse_as`]): their [`Operation`] says which, and
+/// which field carries the prompt (`prompt`, `input`) in place of
+/// `messages`.
+///
 /// Every field the gateway does not know — tools, response formats, a new
 /// parameter a provider added yesterday — stays exactly as the client sent it:
 /// rewriting the model splices the new name into the original bytes instead
@@ -32,6 +40,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     bytes: Bytes,
+    operation: Operation,
     model: String,
     model_span: Range<usize>,
     stream: bool,
@@ -53,6 +62,13 @@ struct View<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     stream_options: Option<&'a RawValue>,
     messages: Option<MessageCount>,
+    // The prompt of a legacy completion and the input of embeddings: kept
+    // raw (a chat request may carry either for all the gateway knows), and
+    // checked only for the operation that reads it.
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     // LiteLLM's client-side fallbacks: read, then cut out of the request.
@@ -118,6 +134,28 @@ impl ChatRequest {
     /// nested deeper than [`MAX_JSON_DEPTH`], anywhere in the body: the
     /// parts the gateway only passes on are checked too.
     pub fn parse(bytes: Bytes) -> Result<Self, Failure> {
+        Self::parse_as(bytes, Operation::ChatCompletions)
+    }
+
+    /// Parses a request for `operation`, as [`parse`](Self::parse) does a
+    /// chat request: a legacy completion needs a `prompt`, embeddings a
+    /// non-empty `input` and no stream, each a string, a list of strings,
+    /// a list of token ids or a list of token-id lists.
+    ///
+    /// ```
+    /// use tollgate_core::{ChatRequest, Operation};
+    ///
+    /// let body = br#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#;
+    /// let request = ChatRequest::parse_as(body.as_slice().into(), Operation::Embeddings).unwrap();
+    /// assert_eq!(request.operation(), Operation::Embeddings);
+    /// assert_eq!(request.message_count(), 2);
+    /// // The wrong shape for the route is a 400 that names the field.
+    /// let chat = br#"{"model":"e","messages":[{"role":"user","content":"hi"}]}"#;
+    /// let refused = ChatRequest::parse_as(chat.as_slice().into(), Operation::Embeddings);
+    /// let body = refused.unwrap_err().to_openai_body();
+    /// assert!(std::str::from_utf8(&body).unwrap().contains(r#""param":"input""#));
+    /// ```
+    pub fn parse_as(bytes: Bytes, operation: Operation) -> Result<Self, Failure> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
             let message = if serde_json::from_slice::<IgnoredAny>(&bytes).is_ok() {
@@ -180,17 +218,45 @@ impl ChatRequest {
             let start = offset_in(&bytes, raw.get());
             start..start + raw.get().len()
         });
-        let message_count = view
-            .messages
-            .ok_or_else(|| {
-                bad_request("Missing required parameter: 'messages'.").with_param("messages")
-            })?
-            .0;
-        if message_count == 0 {
-            return Err(
-                bad_request("'messages' must contain at least one message").with_param("messages")
-            );
-        }
+        let field = operation.prompt_field();
+        let missing =
+            || bad_request(format!("Missing required parameter: '{field}'.")).with_param(field);
+        let message_count = match operation {
+            Operation::ChatCompletions => {
+                let count = view.messages.ok_or_else(missing)?.0;
+                if count == 0 {
+                    return Err(bad_request("'messages' must contain at least one message")
+                        .with_param("messages"));
+                }
+                count
+            }
+            Operation::Completions | Operation::Embeddings => {
+                let raw = match operation {
+                    Operation::Completions => view.prompt,
+                    _ => view.input,
+                }
+                .ok_or_else(missing)?;
+                let count = serde_json::from_str::<Inputs>(raw.get())
+                    .map_err(|error| {
+                        bad_request(format!(
+                            "invalid '{field}': {}",
+                            error.to_string().split(" at line").next().unwrap_or("")
+                        ))
+                        .with_param(field)
+                    })?
+                    .0;
+                if operation == Operation::Embeddings {
+                    if count == 0 || raw.get() == "\"\"" {
+                        return Err(bad_request("'input' must not be empty").with_param("input"));
+                    }
+                    if view.stream == Some(true) {
+                        return Err(bad_request("embeddings are not streamed: remove 'stream'")
+                            .with_param("stream"));
+                    }
+                }
+                count
+            }
+        };
         let raw_fallbacks = [
             view.fallbacks,
             view.context_window_fallbacks,
@@ -211,6 +277,7 @@ impl ChatRequest {
             Vec::new()
         };
         let request = ChatRequest {
+            operation,
             model,
             model_span,
             stream: view.stream.unwrap_or(false),
@@ -249,6 +316,11 @@ impl ChatRequest {
         self.fallbacks.as_ref()
     }
 
+    /// Which endpoint's request this is.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
     /// The model (group) the client asked for.
     pub fn model(&self) -> &str {
         &self.model
@@ -264,7 +336,8 @@ impl ChatRequest {
         self.include_usage
     }
 
-    /// How many messages the request carries.
+    /// How many messages the request carries (for a legacy completion or
+    /// embeddings: how many prompts or inputs).
     pub fn message_count(&self) -> usize {
         self.message_count
     }
@@ -386,6 +459,7 @@ impl ChatRequest {
         };
         ChatRequest {
             bytes: out.freeze(),
+            operation: self.operation,
             model: self.model.clone(),
             model_span,
             stream: self.stream,

@@ -470,3 +470,68 @@ proptest::proptest! {
         prop_assert_eq!(renamed, expected);
     }
 }
+
+#[test]
+fn completions_and_embeddings_read_their_own_prompt_field() {
+    let parse_as =
+        |text: &'static str, op| ChatRequest::parse_as(Bytes::from_static(text.as_bytes()), op);
+    let completion = parse_as(
+        r#"{"model":"m","prompt":"Say hi","max_tokens":7,"stream":true}"#,
+        Operation::Completions,
+    )
+    .unwrap();
+    assert_eq!(completion.operation(), Operation::Completions);
+    assert_eq!(completion.max_tokens(), Some(7));
+    assert!(completion.stream());
+    assert_eq!(completion.message_count(), 1);
+    // Every shape OpenAI takes: strings, token ids, lists of token ids.
+    for input in [r#""x""#, r#"["a","b"]"#, "[1,2,3]", "[[1,2],[3]]"] {
+        let body: &'static str =
+            Box::leak(format!(r#"{{"model":"e","input":{input}}}"#).into_boxed_str());
+        let request = parse_as(body, Operation::Embeddings).unwrap();
+        assert_eq!(request.operation(), Operation::Embeddings);
+        assert!(request.message_count() >= 1, "{input}");
+    }
+    // The include-usage splice keeps the operation.
+    assert_eq!(
+        completion.with_include_usage().operation(),
+        Operation::Completions
+    );
+    // A plain chat parse is a chat request.
+    let chat = parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+    assert_eq!(chat.operation(), Operation::ChatCompletions);
+}
+
+#[test]
+fn the_wrong_shape_for_the_route_is_a_400_naming_the_field() {
+    let refused = |text: &'static str, op| {
+        let failure = ChatRequest::parse_as(Bytes::from_static(text.as_bytes()), op).unwrap_err();
+        assert_eq!(failure.class(), ErrorClass::BadRequest);
+        String::from_utf8(failure.to_openai_body().to_vec()).unwrap()
+    };
+    let chat_body = r#"{"model":"e","messages":[{"role":"user","content":"hi"}]}"#;
+    let body = refused(chat_body, Operation::Embeddings);
+    assert!(
+        body.contains("Missing required parameter: 'input'"),
+        "{body}"
+    );
+    assert!(body.contains(r#""param":"input""#), "{body}");
+    let body = refused(chat_body, Operation::Completions);
+    assert!(body.contains("'prompt'"), "{body}");
+    let body = refused(r#"{"model":"e","input":{"a":1}}"#, Operation::Embeddings);
+    assert!(body.contains("invalid 'input'"), "{body}");
+    let body = refused(r#"{"model":"e","input":[1.5]}"#, Operation::Embeddings);
+    assert!(body.contains("invalid 'input'"), "{body}");
+    let body = refused(r#"{"model":"e","input":[]}"#, Operation::Embeddings);
+    assert!(body.contains("must not be empty"), "{body}");
+    let body = refused(r#"{"model":"e","input":""}"#, Operation::Embeddings);
+    assert!(body.contains("must not be empty"), "{body}");
+    let body = refused(
+        r#"{"model":"e","input":"x","stream":true}"#,
+        Operation::Embeddings,
+    );
+    assert!(body.contains("not streamed"), "{body}");
+    // A chat request needs its messages, as before.
+    let body = refused(r#"{"model":"e","prompt":"x"}"#, Operation::ChatCompletions);
+    assert!(body.contains("'messages'"), "{body}");
+}

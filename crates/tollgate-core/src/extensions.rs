@@ -106,3 +106,28 @@ impl AllowedGroups {
         self.0.iter().any(|allowed| &**allowed == group)
     }
 }
+
+/// A request as the client wrote it in a provider's own API, carried beside
+/// its chat translation (`tollgate-inbound` sets it): a provider layer that
+/// speaks that API may send it as it is instead of translating the chat
+/// request back, so what chat has no room for (Anthropic's `cache_control`,
+/// `thinking`, `top_k`, documents...) reaches the provider untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRequest {
+    /// The API the body is written in.
+    pub api: NativeApi,
+    /// The body as the client sent it.
+    pub body: bytes::Bytes,
+    /// How many chat messages its translation has: a request changed since
+    /// (a fallback's continuation adds the text already sent) no longer
+    /// matches it, and must be translated.
+    pub message_count: usize,
+}
+
+/// The APIs a [`NativeRequest`] may be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NativeApi {
+    /// Anthropic's Messages API.
+    AnthropicMessages,
+}

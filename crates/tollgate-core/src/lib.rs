@@ -14,7 +14,8 @@
 //! - [`sse`]: an incremental Server-Sent Events parser and writer;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
 //!   cheap to resend, with a light parsed view that leaves unknown fields
-//!   untouched;
+//!   untouched — a chat request, or the legacy completion or embeddings
+//!   request its [`Operation`] names;
 //! - [`Redactor`] and [`Secrets`]: what makes upstream text safe to show a
 //!   client — no configured secret, nothing shaped like a key;
 //! - [`Usd`]: exact money in pico-dollars, and [`write_picos`], the one
@@ -58,7 +59,9 @@ mod chat;
 mod chat_fallbacks;
 mod class;
 mod failure;
+mod inputs;
 mod money;
+mod operation;
 mod usage_report;
 
 pub use body::{RequestBody, read_body_limited};
@@ -67,4 +70,5 @@ pub use chat_fallbacks::RequestFallbacks;
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use failure::{BoxError, Failure};
 pub use money::{PICOS_PER_DOLLAR, ParseUsdError, Usd, write_picos};
+pub use operation::Operation;
 pub use redact::{MAX_MESSAGE_LEN, MIN_SECRET_LEN, Redactor, Secrets, sanitize_message};

@@ -18,8 +18,8 @@ pub(super) struct Chunk<'a> {
     pub(super) finish: bool,
     /// `finish_reason: "error"` (OpenRouter's way of failing mid-stream).
     pub(super) finish_error: bool,
-    /// Tool calls, refusals, non-text content or several choices: a text
-    /// prefill cannot continue those.
+    /// Tool calls, refusals, non-text content, several choices or a legacy
+    /// completion's text: a prefill of messages cannot continue those.
     pub(super) not_continuable: bool,
 }
 
@@ -115,6 +115,12 @@ impl<'de> Visitor<'de> for ChoicesSeed<'_, 'de> {
                     chunk.content = true;
                 }
             }
+            // A legacy completion's chunk carries its text here, not in a
+            // delta; a prefill of messages cannot continue it.
+            if choice.text.is_present() {
+                chunk.content = true;
+                chunk.not_continuable = true;
+            }
             let Some(delta) = choice.delta else { continue };
             match delta.content {
                 Loose::Null => {}
@@ -166,6 +172,9 @@ struct Choice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(borrow, default)]
     finish_reason: Loose<'a>,
+    /// `/v1/completions`' text.
+    #[serde(borrow, default)]
+    text: Loose<'a>,
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,11 @@ fn inspects_what_the_cascade_cares_about() {
     assert!(tools.content && tools.not_continuable);
     let reasoning = inspect(br#"{"choices":[{"delta":{"reasoning":{"text":"hm"}}}]}"#).unwrap();
     assert!(reasoning.content && !reasoning.not_continuable);
+    let legacy =
+        inspect(br#"{"choices":[{"index":0,"text":" Hi","finish_reason":null}]}"#).unwrap();
+    assert!(legacy.content && legacy.not_continuable && !legacy.finish);
+    let legacy_empty = inspect(br#"{"choices":[{"index":0,"text":""}]}"#).unwrap();
+    assert!(!legacy_empty.content);
     let second = inspect(br#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#).unwrap();
     assert!(second.not_continuable && second.text.is_none());
     let error = inspect(br#"{"choices":[{"delta":{},"finish_reason":"error"}]}"#).unwrap();

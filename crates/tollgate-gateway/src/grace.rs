@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
@@ -152,17 +151,19 @@ pub(crate) fn shutdown_failure() -> Failure {
     .with_code(SHUTDOWN_CODE)
 }
 
-/// The error event a stream cut at the grace period's end ends with, in
-/// OpenAI's stream error shape (as `stream_interrupted` is).
-pub(crate) fn shutdown_event() -> Bytes {
-    let mut event = BytesMut::new();
-    tollgate_core::sse::write_data(&mut event, &shutdown_failure().to_openai_body());
-    event.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{Bytes, BytesMut};
+
+    /// The error event a chat stream cut at the grace period's end ends with,
+    /// in OpenAI's stream error shape (as `stream_interrupted` is); the body
+    /// writes it in each route's own shape (`GatewayBody`).
+    fn shutdown_event() -> Bytes {
+        let mut event = BytesMut::new();
+        tollgate_core::sse::write_data(&mut event, &shutdown_failure().to_openai_body());
+        event.freeze()
+    }
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 

@@ -75,6 +75,7 @@ mod learned;
 pub(crate) mod ledger;
 mod limits;
 pub(crate) mod metrics;
+mod model_info;
 mod pricing;
 mod provider;
 mod providers;

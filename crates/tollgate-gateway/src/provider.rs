@@ -14,8 +14,10 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::Deadline;
-use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody, TimeoutKind};
+use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
+use tollgate_core::{
+    BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
+};
 use tower_service::Service;
 
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
@@ -140,6 +142,7 @@ impl Service<Request<RequestBody>> for ProviderService {
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let deployment = request.extensions().get::<Arc<Deployment>>().cloned();
         let chat = request.extensions().get::<Arc<ChatRequest>>().cloned();
+        let as_sent = request.extensions().get::<NativeRequest>().cloned();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
         let client = self.client.clone();
         Box::pin(async move {
@@ -150,7 +153,7 @@ impl Service<Request<RequestBody>> for ProviderService {
                 )
                 .into());
             };
-            call_provider(client, &deployment, &chat, deadline)
+            call_provider(client, &deployment, &chat, as_sent, deadline)
                 .await
                 .map_err(BoxError::from)
         })
@@ -162,6 +165,7 @@ async fn call_provider(
     mut client: UpstreamClient,
     deployment: &Deployment,
     chat: &ChatRequest,
+    as_sent: Option<NativeRequest>,
     deadline: Option<Instant>,
 ) -> Result<Response<ProviderBody>, Failure> {
     // A stream's deadlines are learned from the deployment's past streams
@@ -226,7 +230,29 @@ async fn call_provider(
             // inside a stream included, and answers in OpenAI's shape.
             let classified = |error: BoxError| Failure::from_error(&*error);
             match &**native {
+                // Anthropic's API has chat (Messages) only.
+                NativeDeployment::Anthropic(_)
+                    if chat.operation() != Operation::ChatCompletions =>
+                {
+                    Err(Failure::new(
+                        ErrorClass::BadRequest,
+                        format!(
+                            "anthropic/ deployments serve chat completions only, not {}",
+                            chat.operation().as_str()
+                        ),
+                    )
+                    .with_code("operation_not_supported"))
+                }
                 NativeDeployment::Anthropic(service) => {
+                    // The client's own Anthropic request, while it still
+                    // says what this attempt asks (a continuation adds a
+                    // message): what chat has no room for reaches Anthropic.
+                    if let Some(as_sent) = as_sent.filter(|n| {
+                        n.api == NativeApi::AnthropicMessages
+                            && n.message_count == chat.message_count()
+                    }) {
+                        request.extensions_mut().insert(as_sent);
+                    }
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Anthropic { body }))
                 }
@@ -303,7 +329,9 @@ fn upstream_request(
     } else {
         "application/json"
     };
-    let mut request = Request::post(Uri::from_static("/chat/completions"))
+    // The operation's path (`/chat/completions`, `/completions`,
+    // `/embeddings`) under the deployment's base URL.
+    let mut request = Request::post(Uri::from_static(chat.operation().path()))
         // Static values: a `&str` would be copied into each request.
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(ACCEPT, HeaderValue::from_static(accept))

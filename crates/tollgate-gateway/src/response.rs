@@ -9,6 +9,10 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
+use tollgate_inbound::TranslateStream;
+use tollgate_inbound::messages::MessagesStream;
+use tollgate_inbound::responses::ResponsesStream;
+
 use crate::access_log::AccessLog;
 use crate::after_write::{self, Deferred};
 use crate::grace::{GracePeriod, GraceWatch};
@@ -66,14 +70,23 @@ pin_project! {
     enum Kind {
         Full { data: Option<Bytes> },
         Forward { #[pin] body: StackBody },
+        // `POST /v1/messages` and `POST /v1/responses`: the stack's chat
+        // answer in the route's own shape.
+        Messages { #[pin] body: InboundBody<MessagesStream> },
+        Responses { #[pin] body: InboundBody<ResponsesStream> },
     }
 }
+
+/// The stack's body translated for an inbound API.
+pub(crate) type InboundBody<T> = tollgate_inbound::ResponseBody<StackBody, T>;
 
 impl std::fmt::Debug for GatewayBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "full",
             Kind::Forward { .. } => "forward",
+            Kind::Messages { .. } => "messages",
+            Kind::Responses { .. } => "responses",
         };
         f.debug_struct("GatewayBody")
             .field("kind", &kind)
@@ -96,12 +109,26 @@ impl GatewayBody {
     }
 
     pub(crate) fn forward(body: StackBody) -> Self {
+        GatewayBody::of(Kind::Forward { body })
+    }
+
+    fn of(kind: Kind) -> Self {
         GatewayBody {
-            kind: Kind::Forward { body },
+            kind,
             log: None,
             grace: None,
             deadline: None,
         }
+    }
+
+    /// The stack's answer translated into Anthropic's Messages shape.
+    pub(crate) fn messages(body: InboundBody<MessagesStream>) -> Self {
+        GatewayBody::of(Kind::Messages { body })
+    }
+
+    /// The stack's answer translated into OpenAI's Responses shape.
+    pub(crate) fn responses(body: InboundBody<ResponsesStream>) -> Self {
+        GatewayBody::of(Kind::Responses { body })
     }
 
     /// Ends the body — a stream — with the `shutdown` error event when
@@ -120,7 +147,7 @@ impl GatewayBody {
     /// ([`write_deadline`]) is what polls the body at the deadline: a body
     /// served some other way ends only if polled after it.
     pub(crate) fn with_deadline(mut self, at: Instant, sse: bool) -> Self {
-        if matches!(self.kind, Kind::Forward { .. }) {
+        if !matches!(self.kind, Kind::Full { .. }) {
             self.deadline = Some(ResponseDeadline {
                 at,
                 sse,
@@ -143,7 +170,23 @@ impl Kind {
         match self {
             Kind::Full { data } => data.is_none(),
             Kind::Forward { body } => body.is_end_stream(),
+            Kind::Messages { body } => body.is_end_stream(),
+            Kind::Responses { body } => body.is_end_stream(),
         }
+    }
+
+    /// The error event a stream of this kind ends with when the gateway
+    /// cuts it: in the route's own shape.
+    fn error_event(&self, failure: &Failure) -> Bytes {
+        let mut event = BytesMut::new();
+        match self {
+            Kind::Messages { .. } => MessagesStream::default().fail(failure, &mut event),
+            Kind::Responses { .. } => ResponsesStream::default().fail(failure, &mut event),
+            Kind::Full { .. } | Kind::Forward { .. } => {
+                tollgate_core::sse::write_data(&mut event, &failure.to_openai_body());
+            }
+        }
+        event.freeze()
     }
 }
 
@@ -169,9 +212,8 @@ impl Body for GatewayBody {
             *this.grace = None;
             // Dropping the stream settles its attempts; the event is all
             // that is left to send.
-            this.kind.set(Kind::Full {
-                data: Some(crate::grace::shutdown_event()),
-            });
+            let event = this.kind.error_event(&crate::grace::shutdown_failure());
+            this.kind.set(Kind::Full { data: Some(event) });
             if let Some(log) = this.log.as_mut() {
                 log.shutdown = true;
                 log.finished = true;
@@ -188,6 +230,14 @@ impl Body for GatewayBody {
                     .map(Failure::class);
                 (result, failure)
             }
+            KindProj::Messages { mut body } => {
+                let result = body.as_mut().poll_frame(cx);
+                (result, inbound_failure(&body))
+            }
+            KindProj::Responses { mut body } => {
+                let result = body.as_mut().poll_frame(cx);
+                (result, inbound_failure(&body))
+            }
         };
         if result.is_pending()
             && this
@@ -197,13 +247,12 @@ impl Body for GatewayBody {
         {
             // Dropping the forwarded body lets the upstream go.
             let sse = this.deadline.as_ref().is_some_and(|d| d.sse);
-            this.kind.set(Kind::Full { data: None });
             let failure = Failure::timeout(TimeoutKind::Total);
+            let event = sse.then(|| this.kind.error_event(&failure));
+            this.kind.set(Kind::Full { data: None });
             stream_failure = Some(failure.class());
-            result = Poll::Ready(Some(if sse {
-                let mut event = BytesMut::new();
-                tollgate_core::sse::write_data(&mut event, &failure.to_openai_body());
-                Ok(Frame::data(event.freeze()))
+            result = Poll::Ready(Some(if let Some(event) = event {
+                Ok(Frame::data(event))
             } else {
                 Err(Box::new(failure))
             }));
@@ -250,8 +299,18 @@ impl Body for GatewayBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Forward { body } => body.size_hint(),
+            Kind::Messages { body } => body.size_hint(),
+            Kind::Responses { body } => body.size_hint(),
         }
     }
+}
+
+/// The class of the failure the cascade ended a translated stream with.
+fn inbound_failure<T>(body: &InboundBody<T>) -> Option<ErrorClass> {
+    body.get_ref()
+        .and_then(|stack| stack.get_ref())
+        .and_then(|cascade| cascade.failure())
+        .map(Failure::class)
 }
 
 /// The request's deadline over a forwarded body.

@@ -57,8 +57,40 @@ async fn the_demo_answers_completions_and_streams() {
             "demo-slow",
             "demo-flaky",
             "demo-down",
-            "demo-broken-stream"
+            "demo-broken-stream",
+            "demo-embed"
         ]
+    );
+    // Embeddings and a legacy completion, as the README shows them.
+    let json = [("content-type", "application/json")];
+    let embed = serde_json::json!({"model": "demo-embed", "input": ["Hello", "World"]});
+    let answer = call(
+        &client,
+        "POST",
+        &gateway.url("/v1/embeddings"),
+        embed.to_string(),
+        &json,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["data"].as_array().unwrap().len(), 2);
+    assert!(answer.headers.contains_key("x-tollgate-response-cost"));
+    let prompt = serde_json::json!({"model": "demo", "prompt": "Say hello", "max_tokens": 20});
+    let answer = call(
+        &client,
+        "POST",
+        &gateway.url("/v1/completions"),
+        prompt.to_string(),
+        &json,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["object"], "text_completion");
+    assert!(
+        answer.json()["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello from Tollgate!")
     );
     for path in ["/health", "/health/readiness"] {
         assert_eq!(

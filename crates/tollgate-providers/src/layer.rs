@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tollgate_core::extensions::NativeRequest;
 use tollgate_core::{BoxError, Redactor};
 use tower::Layer;
 use tower_service::Service;
@@ -125,6 +126,11 @@ impl<S, P> Provider<S, P> {
         &self.inner
     }
 
+    /// The protocol.
+    pub fn protocol(&self) -> &P {
+        &self.shared.protocol
+    }
+
     /// The inner service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
@@ -182,6 +188,13 @@ where
             .prepare(&mut head, &body.buffered(), created);
         match prepared {
             Ok((translated, exchange)) => {
+                // The client's own request in the provider's API, when it
+                // came with one: sent untouched but for model and stream.
+                let translated = head
+                    .extensions
+                    .get::<NativeRequest>()
+                    .and_then(|native| self.shared.protocol.native(native, &exchange))
+                    .unwrap_or(translated);
                 // What a stream's error event is redacted with.
                 let redactor = head.extensions.get::<Redactor>().cloned();
                 let request = Request::from_parts(head, ReqB::from_bytes(translated));

@@ -56,6 +56,19 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
         created: u64,
     ) -> Result<(Bytes, Exchange), Failure>;
 
+    /// The request as the client wrote it in this provider's own API
+    /// (`native`, carried beside the chat request), to send instead of the
+    /// translation `prepare` made — with `exchange`'s model and stream —
+    /// or `None` when this protocol does not speak `native`'s API.
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
+        let _ = (native, exchange);
+        None
+    }
+
     /// Turns a complete 2xx answer into an OpenAI `chat.completion`.
     ///
     /// # Errors

@@ -208,6 +208,7 @@ pub(crate) fn build(
         DeploymentRateLimits::new(limit_store.clone()),
     ));
     let prices = Arc::new(crate::pricing::price_table(config));
+    let catalog = crate::model_info::ModelCatalog::new(config, &prices, created);
     let groups: Groups = Arc::new(
         groups
             .into_iter()
@@ -274,6 +275,7 @@ pub(crate) fn build(
         ),
         groups,
         models_body,
+        catalog,
         keys,
         max_body,
         secrets: config.secrets.clone(),

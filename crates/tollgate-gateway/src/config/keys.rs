@@ -112,6 +112,7 @@ impl Section {
             ],
             Section::ModelInfo => &[
                 "id",
+                "mode",
                 "max_tokens",
                 "supports_assistant_prefill",
                 "supports_reasoning",
@@ -246,7 +247,6 @@ impl Section {
                 "litellm_trace_id",
             ],
             Section::ModelInfo => &[
-                "mode",
                 "base_model",
                 "max_input_tokens",
                 "max_output_tokens",

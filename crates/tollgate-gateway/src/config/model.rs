@@ -154,6 +154,11 @@ pub struct DeploymentConfig {
     pub weight: Option<f64>,
     /// `litellm_params.order`: priority within the group, 1 first.
     pub order: Option<u32>,
+    /// `model_info.mode`: what the model does (`chat`, `completion`,
+    /// `embedding`, …; LiteLLM's values). An `embedding` group takes
+    /// `/v1/embeddings` only, and no other group takes it; `None` when the
+    /// config does not say (LiteLLM's snapshot may).
+    pub mode: Option<String>,
     /// `model_info.max_tokens`: the context window, for context-window fallbacks.
     pub max_tokens: Option<u64>,
     /// `model_info.supports_assistant_prefill`: whether the model continues an

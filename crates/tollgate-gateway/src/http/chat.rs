@@ -1,4 +1,7 @@
-//! `POST /v1/chat/completions`.
+//! The walk through the stack that every completion route shares
+//! ([`handle`]): `POST /v1/chat/completions`, the legacy completions and the
+//! embeddings in OpenAI's shape, and `/v1/messages` and `/v1/responses` in
+//! their APIs' own ([`Shape`]).
 
 use std::sync::Arc;
 
@@ -15,20 +18,24 @@ use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Limit, RateLimited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
-use tower::ServiceExt;
 
 use super::App;
+use super::shape::Shape;
 use crate::access_log::AccessLog;
 use crate::grace::GracePeriod;
 use crate::keys::Principal;
 use crate::response::GatewayBody;
-use crate::stack::StackBody;
 
 const X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-tollgate-model-group");
 const X_DEPLOYMENT: HeaderName = HeaderName::from_static("x-tollgate-deployment");
 
-pub(crate) async fn handle<B>(
+/// Answers a request of the route `shape` through the stack: the key's
+/// models, limits and budget, the cascade, retries, breakers and cost; a
+/// model group whose mode cannot serve the request's operation is a 400.
+/// Answers and errors are in the route's shape.
+pub(crate) async fn handle<S: Shape, B>(
     app: &App,
+    shape: S,
     request: Request<B>,
     principal: Principal,
     log: &mut AccessLog,
@@ -38,15 +45,15 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let redactor = redactor(app, request.headers());
-    match forward(app, request, principal, log, &redactor).await {
+    match forward(app, &shape, request, principal, log, &redactor).await {
         Ok(response) => response,
         Err((failure, attempts)) => {
             log.class = Some(failure.class());
             let mut response: Response<GatewayBody> = match failure.limited {
-                Some(limited) => limited,
+                Some(limited) => S::limited(limited, &failure.failure),
                 // The one place a chat error becomes an answer: whatever
                 // upstream text it carries is redacted here.
-                None => redactor.redact_failure(&failure.failure).to_response(),
+                None => S::error_response(&redactor.redact_failure(&failure.failure)),
             };
             let headers = response.headers_mut();
             if let Some(Attempts { retries, fallbacks }) = &attempts {
@@ -65,7 +72,7 @@ where
 /// What makes upstream text safe for this request's client: the config's
 /// secrets, and the credential the request presented (read where the keys
 /// read it: `Authorization`, else `x-api-key`, else `api-key`).
-fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
+pub(super) fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
     let redactor = Redactor::new(app.secrets.clone());
     let presented = [AUTHORIZATION.as_str(), "x-api-key", "api-key"]
         .into_iter()
@@ -95,7 +102,7 @@ where
 
 /// A key asking for a model group it may not use: 403, naming the key by
 /// its name and the group, never the key.
-fn refuse_model(principal: &Principal, group: &str) -> Failure {
+pub(super) fn refuse_model(principal: &Principal, group: &str) -> Failure {
     let name = principal
         .virtual_key()
         .map_or_else(|| Arc::from("this key"), |key| key.name());
@@ -217,8 +224,9 @@ impl Attempts {
 
 /// The response, or the failure with the attempts made before it (when the
 /// request got as far as the stack).
-async fn forward<B>(
+async fn forward<S: Shape, B>(
     app: &App,
+    shape: &S,
     request: Request<B>,
     principal: Principal,
     log: &mut AccessLog,
@@ -233,7 +241,9 @@ where
     let bytes = read_request(app, request)
         .await
         .map_err(|f| (f.into(), None))?;
-    let chat = ChatRequest::parse(bytes).map_err(|f| (f.into(), None))?;
+    // The route's own body, for an inbound layer to pass on untouched.
+    let sent = bytes.clone();
+    let chat = shape.parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
     let group = app
         .routing
@@ -254,6 +264,9 @@ where
     if !principal.allows_model(group.name()) {
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
+    app.catalog
+        .check(group.name(), chat.operation())
+        .map_err(|f| (f.into(), None))?;
     let body_fallbacks = body_fallbacks(app, &chat, &principal).map_err(|f| (f.into(), None))?;
     let chat = Arc::new(chat);
     let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
@@ -297,19 +310,18 @@ where
         asked.min(app.request_deadline)
     }));
     request.extensions_mut().insert(deadline);
-    let response =
-        app.stack.clone().oneshot(request).await.map_err(|error| {
-            match RateLimited::find(&*error) {
-                Some(limited) => {
-                    app.metrics.rate_limited(limit_label(limited.limit()));
-                    let refusal = Refusal {
-                        failure: limited.failure().clone(),
-                        limited: Some(limited.to_response()),
-                    };
-                    (refusal, None)
-                }
-                None => (Failure::from_error(&*error).into(), Attempts::of(&*error)),
+    let response = S::call(app.stack.clone(), request, sent)
+        .await
+        .map_err(|error| match RateLimited::find(&*error) {
+            Some(limited) => {
+                app.metrics.rate_limited(limit_label(limited.limit()));
+                let refusal = Refusal {
+                    failure: limited.failure().clone(),
+                    limited: Some(limited.to_response()),
+                };
+                (refusal, None)
             }
+            None => (Failure::from_error(&*error).into(), Attempts::of(&*error)),
         })?;
     let target = response.extensions().get::<Target>().cloned();
     let cost = response.headers().get(RESPONSE_COST_HEADER).cloned();
@@ -322,7 +334,7 @@ where
         .collect();
     let retries = response.extensions().get::<AttemptedRetries>().copied();
     let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
-    let mut response = wrap_success(response, &app.grace, redactor, deadline);
+    let mut response = wrap_success::<S>(response, &app.grace, redactor, deadline);
     log.retries = retries.map_or(0, |r| r.0);
     log.fallbacks = fallbacks.map_or(0, |f| f.0);
     if let Some(cost) = cost {
@@ -354,8 +366,8 @@ where
 
 /// Wraps a successful response for the client: a stream is guarded, a JSON
 /// body is forwarded as it arrives, both until the request's deadline.
-fn wrap_success(
-    response: Response<StackBody>,
+fn wrap_success<S: Shape>(
+    response: Response<S::Body>,
     grace: &GracePeriod,
     redactor: &Redactor,
     deadline: Deadline,
@@ -365,7 +377,7 @@ fn wrap_success(
     // The cascade's body already forwards streams whole events at a time and
     // ends a broken one with an error event, never a truncated success; the
     // shutdown's cut falls between two events too.
-    let body = GatewayBody::forward(body).with_deadline(deadline.0, stream);
+    let body = S::body(body).with_deadline(deadline.0, stream);
     let body = if stream {
         body.cut_at_grace_end(grace)
     } else {

@@ -3,7 +3,12 @@
 
 mod admin;
 pub(crate) mod chat;
+mod completions;
+mod count_tokens;
+mod embeddings;
+mod models;
 mod route;
+mod shape;
 
 pub(crate) use admin::json_response;
 
@@ -16,7 +21,7 @@ use http::header::HeaderName;
 use http::{HeaderValue, Request, Response, StatusCode};
 use tokio::time::Instant;
 use tollgate_breaker::Breakers;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::{ErrorClass, Failure, Operation};
 use tollgate_limits::Store;
 
 use crate::access_log::AccessLog;
@@ -34,12 +39,17 @@ use crate::request_id::{RequestIds, X_REQUEST_ID};
 use crate::response::GatewayBody;
 use crate::stack::Stack;
 use route::{Route, route_of};
+use shape::OpenAi;
+use tollgate_inbound::messages::Messages;
+use tollgate_inbound::responses::Responses;
 
 /// What the handlers answer from: built once from the config
 /// ([`build`](crate::build)), shared by every request.
 pub(crate) struct App {
     pub(crate) groups: Groups,
     pub(crate) models_body: Bytes,
+    /// Each model group's mode and public facts (`/model/info`).
+    pub(crate) catalog: crate::model_info::ModelCatalog,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
     pub(crate) max_body: usize,
@@ -95,7 +105,7 @@ where
     log.grace = Some(app.grace.clone());
     if let Err(failure) = crate::door::check_head(&request) {
         log.class = Some(failure.class());
-        return finish(failure.to_response(), &request_id, log);
+        return finish(route.error_response(&failure), &request_id, log);
     }
     let principal = match route {
         // Liveness and readiness: for probes, without a key.
@@ -105,7 +115,7 @@ where
     let response = match principal {
         Err(failure) => {
             log.class = Some(failure.class());
-            failure.to_response()
+            route.error_response(&failure)
         }
         // Everything but completions and the model list is for the
         // master key alone.
@@ -113,7 +123,7 @@ where
             let failure = Failure::new(
                 ErrorClass::Auth,
                 "This endpoint needs the master key; virtual keys may only make completions \
-                 and list models.",
+                 and embeddings and read the models.",
             )
             .with_status(StatusCode::FORBIDDEN)
             .with_code("master_key_required");
@@ -121,16 +131,41 @@ where
             failure.to_response()
         }
         Ok(principal) => match route {
-            Route::ChatCompletions => {
-                let chat = chat::handle(app, request, principal, &mut log);
-                match app.grace.run(chat).await {
-                    Some(response) => response,
-                    None => {
-                        log.shutdown = true;
-                        crate::grace::shutdown_failure().to_response()
+            Route::ChatCompletions
+            | Route::Completions
+            | Route::Embeddings
+            | Route::Messages
+            | Route::Responses => {
+                let answer = match route {
+                    Route::Messages => {
+                        let messages = chat::handle(app, Messages, request, principal, &mut log);
+                        app.grace.run(messages).await
                     }
-                }
+                    Route::Responses => {
+                        let responses = chat::handle(app, Responses, request, principal, &mut log);
+                        app.grace.run(responses).await
+                    }
+                    _ => {
+                        let operation = match route {
+                            Route::Completions => completions::OPERATION,
+                            Route::Embeddings => embeddings::OPERATION,
+                            _ => Operation::ChatCompletions,
+                        };
+                        let openai =
+                            chat::handle(app, OpenAi(operation), request, principal, &mut log);
+                        app.grace.run(openai).await
+                    }
+                };
+                answer.unwrap_or_else(|| {
+                    log.shutdown = true;
+                    route.error_response(&crate::grace::shutdown_failure())
+                })
             }
+            Route::CountTokens => count_tokens::handle(app, request, principal, &mut log).await,
+            Route::ModelRetrieve => {
+                models::retrieve(app, request.uri().path(), &principal, &mut log)
+            }
+            Route::ModelInfo => models::info(app, &principal),
             Route::Keys => admin::keys(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();

@@ -1,12 +1,27 @@
 //! [`Route`]: which endpoint a request is for.
 
-use http::Method;
+use http::{Method, Response};
+use tollgate_core::Failure;
+use tollgate_inbound::Protocol;
+use tollgate_inbound::messages::Messages;
+
+use crate::response::GatewayBody;
 
 /// An endpoint of the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Route {
     ChatCompletions,
+    Completions,
+    Embeddings,
+    /// Anthropic's Messages API.
+    Messages,
+    /// Anthropic's token counting.
+    CountTokens,
+    /// OpenAI's Responses API.
+    Responses,
     Models,
+    ModelRetrieve,
+    ModelInfo,
     Health,
     Readiness,
     CircuitBreakers,
@@ -26,7 +41,14 @@ impl Route {
         !matches!(
             self,
             Route::ChatCompletions
+                | Route::Completions
+                | Route::Embeddings
+                | Route::Messages
+                | Route::CountTokens
+                | Route::Responses
                 | Route::Models
+                | Route::ModelRetrieve
+                | Route::ModelInfo
                 | Route::Health
                 | Route::Readiness
                 | Route::MethodNotAllowed
@@ -45,7 +67,14 @@ impl Route {
     pub(super) fn name(self) -> &'static str {
         match self {
             Route::ChatCompletions => "chat_completions",
+            Route::Completions => "completions",
+            Route::Embeddings => "embeddings",
+            Route::Messages => "messages",
+            Route::CountTokens => "count_tokens",
+            Route::Responses => "responses",
             Route::Models => "models",
+            Route::ModelRetrieve => "model_retrieve",
+            Route::ModelInfo => "model_info",
             Route::Health => "health",
             Route::Readiness => "readiness",
             Route::CircuitBreakers => "circuit_breakers",
@@ -60,10 +89,35 @@ impl Route {
     }
 }
 
+impl Route {
+    /// A failure in the route's error shape: Anthropic's on its routes,
+    /// OpenAI's everywhere else.
+    pub(super) fn error_response(self, failure: &Failure) -> Response<GatewayBody> {
+        match self {
+            Route::Messages | Route::CountTokens => Messages::error_response(failure),
+            _ => failure.to_response(),
+        }
+    }
+}
+
 pub(super) fn route_of(method: &Method, path: &str) -> Route {
     let (route, allowed) = match path {
         "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, Method::POST),
+        "/v1/completions" | "/completions" => (Route::Completions, Method::POST),
+        "/v1/embeddings" | "/embeddings" => (Route::Embeddings, Method::POST),
+        "/v1/messages" | "/messages" => (Route::Messages, Method::POST),
+        "/v1/messages/count_tokens" | "/messages/count_tokens" => {
+            (Route::CountTokens, Method::POST)
+        }
+        "/v1/responses" | "/responses" => (Route::Responses, Method::POST),
         "/v1/models" | "/models" => (Route::Models, Method::GET),
+        "/model/info" | "/v1/model/info" => (Route::ModelInfo, Method::GET),
+        _ if super::models::MODEL_PREFIXES
+            .iter()
+            .any(|prefix| path.len() > prefix.len() && path.starts_with(prefix)) =>
+        {
+            (Route::ModelRetrieve, Method::GET)
+        }
         "/health" | "/health/liveliness" | "/health/liveness" => (Route::Health, Method::GET),
         "/health/readiness" => (Route::Readiness, Method::GET),
         "/health/circuit-breakers" => (Route::CircuitBreakers, Method::GET),

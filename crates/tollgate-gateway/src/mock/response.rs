@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
-use tollgate_core::ChatRequest;
 use tollgate_core::sse;
+use tollgate_core::{ChatRequest, Operation};
 
 use super::body::{Ending, MockBody};
 use crate::config::{MockFault, MockSettings};
@@ -62,6 +62,10 @@ impl MockDeployment {
         }
         if request.stream() {
             self.stream(request, plan)
+        } else if request.operation() == Operation::Embeddings {
+            let (prompt, _) = self.usage(request);
+            let body = super::embeddings::answer(request.bytes(), &self.model, prompt);
+            self.whole(body, plan)
         } else {
             self.completion(request, plan)
         }
@@ -103,17 +107,25 @@ impl MockDeployment {
 
     fn completion(&self, request: &ChatRequest, plan: Plan) -> Response<MockBody> {
         let (prompt, completion) = self.usage(request);
-        let body = json!({
-            "id": format!("chatcmpl-mock-{}", self.requests.load(Ordering::Relaxed)),
-            "object": "chat.completion",
-            "created": unix_now(),
-            "model": self.model,
-            "choices": [{
+        let legacy = request.operation() == Operation::Completions;
+        // OpenAI's API reference: "The chat completion object", and for
+        // `/v1/completions` "The completion object" (`text` in each choice).
+        let choice = if legacy {
+            json!({"index": 0, "text": self.content, "logprobs": null, "finish_reason": "stop"})
+        } else {
+            json!({
                 "index": 0,
                 "message": {"role": "assistant", "content": self.content, "refusal": null},
                 "logprobs": null,
                 "finish_reason": "stop",
-            }],
+            })
+        };
+        let body = json!({
+            "id": format!("{}-mock-{}", id_prefix(legacy), self.requests.load(Ordering::Relaxed)),
+            "object": if legacy { "text_completion" } else { "chat.completion" },
+            "created": unix_now(),
+            "model": self.model,
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -121,7 +133,12 @@ impl MockDeployment {
             },
             "system_fingerprint": null,
         });
-        let bytes = Bytes::from(body.to_string());
+        self.whole(Bytes::from(body.to_string()), plan)
+    }
+
+    /// A whole JSON answer, or under a cut or stream-error fault its first
+    /// half.
+    fn whole(&self, bytes: Bytes, plan: Plan) -> Response<MockBody> {
         match plan {
             // A broken upstream that answered 200 and died half-way.
             Plan::Cut(_) | Plan::StreamError(_) => {
@@ -142,23 +159,46 @@ impl MockDeployment {
     }
 
     fn stream(&self, request: &ChatRequest, plan: Plan) -> Response<MockBody> {
-        let id = format!("chatcmpl-mock-{}", self.requests.load(Ordering::Relaxed));
+        let legacy = request.operation() == Operation::Completions;
+        let id = format!(
+            "{}-mock-{}",
+            id_prefix(legacy),
+            self.requests.load(Ordering::Relaxed)
+        );
         let created = unix_now();
+        // A legacy completion streams `text_completion` objects, text in
+        // each choice (OpenAI's API reference, "Completions → Create
+        // completion", streamed).
+        let object = if legacy {
+            "text_completion"
+        } else {
+            "chat.completion.chunk"
+        };
         let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            let choice = if legacy {
+                json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")),
+                       "logprobs": null, "finish_reason": finish})
+            } else {
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            };
             json!({
-                "id": id, "object": "chat.completion.chunk", "created": created,
+                "id": id, "object": object, "created": created,
                 "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+                "choices": [choice],
             })
         };
-        let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+        let mut events = if legacy {
+            Vec::new()
+        } else {
+            vec![chunk(json!({"role": "assistant", "content": ""}), None)]
+        };
         let content = self.answer_after_prefill(request);
         events.extend(words(content).map(|word| chunk(json!({ "content": word }), None)));
         events.push(chunk(json!({}), Some("stop")));
         if request.include_usage() {
             let (prompt, completion) = self.usage(request);
             events.push(json!({
-                "id": id, "object": "chat.completion.chunk", "created": created,
+                "id": id, "object": object, "created": created,
                 "model": self.model, "choices": [],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt + completion},
@@ -229,6 +269,12 @@ impl MockDeployment {
         let completion = words(&self.content).count() as u64;
         (prompt, completion)
     }
+}
+
+/// The start of an answer's id: `cmpl` for a legacy completion, as
+/// OpenAI's are.
+fn id_prefix(legacy: bool) -> &'static str {
+    if legacy { "cmpl" } else { "chatcmpl" }
 }
 
 /// Splits text into words that keep their leading space, so the deltas join

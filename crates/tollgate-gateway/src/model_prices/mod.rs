@@ -37,6 +37,9 @@ static PARSED: LazyLock<Arc<ModelPrices>> = LazyLock::new(|| {
 pub struct ModelFacts {
     /// LiteLLM's provider name for it (`openai`, `vertex_ai-language-models`).
     pub litellm_provider: String,
+    /// LiteLLM's `mode` (`embedding`, `completion`, …); `None` for chat,
+    /// which the snapshot leaves unsaid.
+    pub mode: Option<String>,
     /// `input_cost_per_token`, as the decimal text LiteLLM wrote.
     pub input_cost_per_token: Option<String>,
     /// `output_cost_per_token`.
@@ -67,6 +70,11 @@ impl ModelFacts {
             cache_write: usd(&self.cache_creation_input_token_cost),
             reasoning: usd(&self.output_cost_per_reasoning_token),
         })
+    }
+
+    /// Its mode: `chat` unless the entry says otherwise.
+    pub fn mode(&self) -> &str {
+        self.mode.as_deref().unwrap_or("chat")
     }
 
     /// Whether the `supports_<flag>` flag is true.
@@ -223,6 +231,11 @@ fn facts(entry: &Value) -> Option<ModelFacts> {
     }
     Some(ModelFacts {
         litellm_provider: entry.get("litellm_provider")?.as_str()?.to_owned(),
+        mode: entry
+            .get("mode")
+            .and_then(Value::as_str)
+            .filter(|mode| *mode != "chat")
+            .map(str::to_owned),
         input_cost_per_token: price("input_cost_per_token"),
         output_cost_per_token: price("output_cost_per_token"),
         cache_read_input_token_cost: price("cache_read_input_token_cost"),
@@ -272,6 +285,19 @@ mod tests {
         assert_eq!(usd.output, Usd::parse("0.000002").unwrap());
         assert!(facts.supports("vision"));
         assert!(ModelPrices::from_json("[]").is_err());
+    }
+
+    #[test]
+    fn embedding_models_say_so_and_chat_models_read_as_chat() {
+        let prices = ModelPrices::snapshot();
+        let embed = prices.get("text-embedding-3-small").unwrap();
+        assert_eq!(embed.mode(), "embedding");
+        assert!(embed.prices().is_some());
+        assert_eq!(prices.get("gpt-4o").unwrap().mode(), "chat");
+        let own =
+            ModelPrices::from_json(r#"{"m": {"litellm_provider": "openai", "mode": "chat"}}"#)
+                .unwrap();
+        assert_eq!(own.get("m").unwrap().mode, None);
     }
 
     #[test]

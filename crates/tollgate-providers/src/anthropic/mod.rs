@@ -38,6 +38,23 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The [`ProviderLayer`] for Anthropic.
 pub type AnthropicLayer = ProviderLayer<Anthropic>;
 
+/// The top-level fields of a Messages request sent on as the client wrote
+/// them (see `Protocol::native`).
+const NATIVE_FIELDS: [&str; 12] = [
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "metadata",
+];
+
 /// Anthropic's Messages protocol, from Anthropic's API reference
 /// ("Messages", "Streaming Messages", "Errors").
 ///
@@ -153,6 +170,29 @@ impl Anthropic {
         })
     }
 
+    /// Points `head` at Anthropic's token counting
+    /// (`/v1/messages/count_tokens`, reference "Count Message tokens") with
+    /// this deployment's credentials and version: for a caller that sends
+    /// an Anthropic-shaped request on as it is. A caller's `Authorization`
+    /// is dropped, as for every request.
+    ///
+    /// Claude on Vertex AI counts at `{models}/count-tokens:rawPredict`
+    /// (Google's "Count tokens for Claude models").
+    pub fn count_tokens(&self, head: &mut Parts) {
+        let uri = match &self.target {
+            Target::Messages(uri) => format!("{uri}/count_tokens")
+                .parse()
+                .unwrap_or_else(|_| uri.clone()),
+            Target::Vertex(models) => {
+                match crate::endpoint::model_uri(models, "count-tokens", ":rawPredict") {
+                    Ok(uri) => uri,
+                    Err(_) => return,
+                }
+            }
+        };
+        self.headers.apply(head, uri);
+    }
+
     /// The layer for `config`: [`Anthropic::new`] in a [`ProviderLayer`].
     ///
     /// # Errors
@@ -205,6 +245,38 @@ impl Protocol for Anthropic {
 
     fn stream(&self, exchange: &Exchange) -> SseStream<AnthropicStream> {
         SseStream::new(AnthropicStream::new(exchange))
+    }
+
+    /// An Anthropic Messages request goes as the client wrote it: the
+    /// deployment's model, and `stream` as the exchange has it. Only the
+    /// generally available fields of "Messages" go (`NATIVE_FIELDS`): a
+    /// beta field (`context_management`...) needs the client's
+    /// `anthropic-beta` header, which the gateway does not forward; and
+    /// not `thinking`: the answer comes back through chat's shape, which
+    /// has no room for thinking blocks' signatures, and Anthropic refuses a
+    /// next turn of tool use whose thinking blocks are missing.
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
+        // Claude on Vertex AI takes another body (version inside, no
+        // model): it goes through the translation.
+        if native.api != tollgate_core::extensions::NativeApi::AnthropicMessages
+            || matches!(self.target, Target::Vertex(_))
+        {
+            return None;
+        }
+        let mut body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&native.body).ok()?;
+        body.retain(|key, _| NATIVE_FIELDS.contains(&key.as_str()));
+        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+        if exchange.stream {
+            body.insert("stream".into(), serde_json::Value::Bool(true));
+        } else {
+            body.remove("stream");
+        }
+        serde_json::to_vec(&body).ok().map(Bytes::from)
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Failure {

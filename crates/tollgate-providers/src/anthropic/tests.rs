@@ -51,6 +51,63 @@ fn request_goes_to_messages_with_anthropic_headers() {
 }
 
 #[test]
+fn token_counting_goes_to_count_tokens_with_the_same_credentials() {
+    let config = ProviderConfig::new()
+        .api_base("https://proxy.example/anthropic")
+        .api_key("sk-ant-test-key");
+    let layer = Anthropic::layer(&config).unwrap();
+    let provider = tower::Layer::layer(&layer, ());
+    let (mut head, ()) = Request::post("/v1/messages/count_tokens")
+        .header("authorization", "Bearer sk-client-key")
+        .body(())
+        .unwrap()
+        .into_parts();
+    provider.protocol().count_tokens(&mut head);
+    assert_eq!(
+        head.uri,
+        "https://proxy.example/anthropic/v1/messages/count_tokens"
+    );
+    assert_eq!(head.headers["x-api-key"], "sk-ant-test-key");
+    assert_eq!(head.headers["anthropic-version"], DEFAULT_VERSION);
+    assert!(!head.headers.contains_key("authorization"));
+}
+
+#[test]
+fn a_native_request_goes_as_written_with_the_exchanges_model_and_stream() {
+    use tollgate_core::extensions::{NativeApi, NativeRequest};
+    let written = json!({"model": "claude", "max_tokens": 9, "top_k": 3, "stream": true,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "context_management": {"edits": []},
+        "system": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}]});
+    let native = NativeRequest {
+        api: NativeApi::AnthropicMessages,
+        body: Bytes::from(written.to_string()),
+        message_count: 2,
+    };
+    let sent = anthropic().native(&native, &exchange(true, true)).unwrap();
+    let mut want = written.clone();
+    want["model"] = json!("claude-sonnet-4-5");
+    want.as_object_mut().unwrap().remove("thinking");
+    want.as_object_mut().unwrap().remove("context_management");
+    assert_eq!(serde_json::from_slice::<Value>(&sent).unwrap(), want);
+    let sent = anthropic()
+        .native(&native, &exchange(false, false))
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert!(sent.get("stream").is_none());
+    let garbage = NativeRequest {
+        body: Bytes::from_static(b"[1]"),
+        ..native
+    };
+    assert!(
+        anthropic()
+            .native(&garbage, &exchange(false, false))
+            .is_none()
+    );
+}
+
+#[test]
 fn base_version_and_extra_headers_come_from_the_config() {
     let config = ProviderConfig::new()
         .api_base("http://127.0.0.1:9/proxy/")

@@ -38,7 +38,9 @@ pub type AzureLayer = ProviderLayer<Azure>;
 /// filtering" (<https://learn.microsoft.com/azure/ai-foundry/openai/concepts/content-filter>).
 ///
 /// - **Request**: sent as the client wrote it (no re-serialisation) to
-///   `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`,
+///   `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
+///   (`/embeddings` or `/completions` in place of `/chat/completions` when
+///   the request's path names that operation),
 ///   with `api-key: <api_key>` or `Authorization: Bearer <token>` (an
 ///   Entra ID token). The deployment is the configured one, else the
 ///   request's model without its `azure/` prefix.
@@ -110,6 +112,19 @@ impl Azure {
     }
 }
 
+/// The operation a request's path names, as Azure's deployment URL ends:
+/// `/embeddings` and `/completions` (legacy text completions) as they are,
+/// anything else chat completions — the layer's own shape.
+fn operation_path(path: &str) -> &'static str {
+    if path.ends_with("/embeddings") {
+        "/embeddings"
+    } else if path.ends_with("/completions") && !path.ends_with("/chat/completions") {
+        "/completions"
+    } else {
+        "/chat/completions"
+    }
+}
+
 /// A deployment name that can stand in a URL path as it is.
 fn valid_segment(name: &str) -> bool {
     !name.is_empty()
@@ -164,7 +179,8 @@ impl Protocol for Azure {
             }
         };
         let path = format!(
-            "/openai/deployments/{deployment}/chat/completions{}",
+            "/openai/deployments/{deployment}{}{}",
+            operation_path(head.uri.path()),
             self.query
         );
         let uri = self.base.join(&path).ok_or_else(|| {

@@ -178,3 +178,39 @@ fn streams_drop_filter_annotations_and_fail_a_filtered_start() {
             .contains("\"finish_reason\":\"content_filter\"")
     );
 }
+
+#[test]
+fn embeddings_and_legacy_completions_go_to_their_own_deployment_urls() {
+    // Azure's REST reference ("Azure OpenAI in Azure AI Foundry Models REST
+    // API reference"): .../openai/deployments/{deployment-id}/embeddings and
+    // .../completions, each with ?api-version=.
+    let azure = azure(ProviderConfig::new().api_key("azure-key-0123456789"));
+    let body =
+        json!({"model": "azure/embed-prod", "input": ["a", "b"], "encoding_format": "base64"});
+    for (path, expected) in [
+        (
+            "/embeddings",
+            "/openai/deployments/embed-prod/embeddings?api-version=",
+        ),
+        (
+            "/completions",
+            "/openai/deployments/embed-prod/completions?api-version=",
+        ),
+        (
+            "/chat/completions",
+            "/openai/deployments/embed-prod/chat/completions?api-version=",
+        ),
+    ] {
+        let (mut head, ()) = Request::post(path).body(()).unwrap().into_parts();
+        let bytes = body.to_string();
+        let (out, exchange) = azure.prepare(&mut head, bytes.as_bytes(), 0).unwrap();
+        assert!(
+            head.uri.to_string().contains(expected),
+            "{path}: {}",
+            head.uri
+        );
+        // The body goes as it came: vectors asked for as base64 stay so.
+        assert_eq!(out, bytes);
+        assert!(!exchange.stream);
+    }
+}

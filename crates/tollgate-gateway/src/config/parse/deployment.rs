@@ -157,6 +157,7 @@ fn deployment(
         tpm: None,
         weight: None,
         order: None,
+        mode: None,
         max_tokens: None,
         supports_assistant_prefill: None,
         supports_reasoning: None,
@@ -235,6 +236,7 @@ fn deployment(
                     explicit_id = true;
                 }
             }
+            "mode" => deployment.mode = cx.string(value, &path)?,
             "max_tokens" => deployment.max_tokens = cx.u64(value, &path)?,
             "supports_assistant_prefill" => {
                 deployment.supports_assistant_prefill = cx.bool(value, &path)?;
