@@ -14,7 +14,7 @@ use super::route::Route;
 use crate::access_log::AccessLog;
 use crate::response::GatewayBody;
 
-/// `POST /key/generate`, `GET /key/info`, `POST /key/delete`.
+/// The key endpoints (`/key/generate`, `/key/info`, `/key/list`, `/key/update`, ...).
 pub(super) async fn keys<B>(
     app: &App,
     request: Request<B>,

@@ -70,7 +70,8 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         "/health/providers" => (Route::Providers, Method::GET),
         "/metrics" => (Route::Metrics, Method::GET),
         // The key endpoints check their own methods.
-        "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
+        "/key/generate" | "/key/info" | "/key/delete" | "/key/list" | "/key/update"
+        | "/key/regenerate" | "/key/block" | "/key/unblock" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),

@@ -1,12 +1,14 @@
 //! The admin API for keys, in LiteLLM's shape: `POST /key/generate`,
-//! `GET /key/info?key=...`, `POST /key/delete`.
+//! `GET /key/info?key=...`, `GET /key/list`, `POST /key/update`,
+//! `POST /key/regenerate`, `POST /key/block`, `POST /key/unblock`,
+//! `POST /key/delete`.
 //!
 //! Framework-free: each handler takes the request's parts and returns a
 //! complete `application/json` response (errors in the OpenAI shape). The
 //! router calls them only for requests that carry the master key.
 //!
-//! The response of `/key/generate` is the only one that ever contains a
-//! key's text. `/key/info` takes the key (or its hash) in the query string:
+//! The responses of `/key/generate` and `/key/regenerate` are the only ones
+//! that ever contain a key's text. `/key/info` takes the key (or its hash) in the query string:
 //! whatever logs request URLs must leave that query out.
 
 use bytes::Bytes;
@@ -23,8 +25,8 @@ use super::{GenerateRequest, Keys, VirtualKey, not_found};
 use crate::config::duration;
 use crate::key_format::to_hex;
 
-/// Routes a key admin request: `None` when `path` is not one of
-/// `/key/generate`, `/key/info`, `/key/delete`.
+/// Routes a key admin request: `None` when `path` is not one of the key
+/// endpoints.
 pub(crate) async fn handle(
     keys: &Keys,
     method: &Method,
@@ -34,9 +36,9 @@ pub(crate) async fn handle(
     now_ms: i64,
 ) -> Option<Response<Bytes>> {
     let allowed = match path {
-        "/key/generate" => Method::POST,
-        "/key/info" => Method::GET,
-        "/key/delete" => Method::POST,
+        "/key/info" | "/key/list" => Method::GET,
+        "/key/generate" | "/key/delete" | "/key/update" | "/key/regenerate" | "/key/block"
+        | "/key/unblock" => Method::POST,
         _ => return None,
     };
     if *method != allowed {
@@ -51,6 +53,11 @@ pub(crate) async fn handle(
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
         "/key/info" => info(keys, query).await,
+        "/key/list" => super::admin_list::list(keys, query).await,
+        "/key/update" => update(keys, body, now_ms).await,
+        "/key/regenerate" => regenerate(keys, body, now_ms).await,
+        "/key/block" => block(keys, body, true, now_ms).await,
+        "/key/unblock" => block(keys, body, false, now_ms).await,
         _ => delete(keys, body, now_ms).await,
     })
 }
@@ -69,6 +76,50 @@ pub(crate) async fn generate(keys: &Keys, body: &[u8], now_ms: i64) -> Response<
             StatusCode::OK,
             &View::of(&generated.record, Some(generated.key.expose())),
         ),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/update`: `{"key": <key or hex hash>, ...}` with any of
+/// `/key/generate`'s settings (and `blocked`); those left out keep their
+/// value → the key's settings, without its text.
+pub(crate) async fn update(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    let (target, change) = match GenerateRequest::change_from_json(body) {
+        Ok(parsed) => parsed,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.update(&target, change, now_ms).await {
+        Ok(record) => json(StatusCode::OK, &View::of(&record, None)),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/regenerate`: `{"key": <key or hex hash>, ...}`, optionally
+/// with settings to change → the new key (its only showing) and its
+/// settings, as `/key/generate` answers. The old key stops working at once.
+pub(crate) async fn regenerate(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    let (target, change) = match GenerateRequest::change_from_json(body) {
+        Ok(parsed) => parsed,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.regenerate(&target, change, now_ms).await {
+        Ok(generated) => json(
+            StatusCode::OK,
+            &View::of(&generated.record, Some(generated.key.expose())),
+        ),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/block` and `/key/unblock`: `{"key": <key or hex hash>}` →
+/// the key's settings, `blocked` as asked.
+pub(crate) async fn block(keys: &Keys, body: &[u8], blocked: bool, now_ms: i64) -> Response<Bytes> {
+    let target = match super::generate::fields(body).and_then(|f| super::generate::target(&f)) {
+        Ok(target) => target,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.set_blocked(&target, blocked, now_ms).await {
+        Ok(record) => json(StatusCode::OK, &View::of(&record, None)),
         Err(failure) => failure.to_response(),
     }
 }
@@ -158,9 +209,9 @@ async fn delete_inner(keys: &Keys, body: &[u8], now_ms: i64) -> Result<Vec<Strin
 }
 
 /// A key as the admin API shows it: everything but the key text, unless
-/// `key` is given (the answer to `/key/generate`).
+/// `key` is given (the answer to `/key/generate` and `/key/regenerate`).
 #[derive(Serialize)]
-struct View<'a> {
+pub(super) struct View<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     key_alias: Option<&'a str>,
@@ -177,10 +228,15 @@ struct View<'a> {
     metadata: &'a serde_json::Value,
     created_at: String,
     source: &'static str,
+    blocked: bool,
+    aliases: &'a std::collections::BTreeMap<String, String>,
+    team_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    updated_at: Option<String>,
 }
 
 impl<'a> View<'a> {
-    fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
+    pub(super) fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
         View {
             key,
             key_alias: record.alias(),
@@ -198,11 +254,16 @@ impl<'a> View<'a> {
             metadata: &record.metadata,
             created_at: rfc3339(record.created_at_ms),
             source: record.source.as_str(),
+            blocked: record.blocked,
+            aliases: &record.model_aliases,
+            team_id: record.team_id.as_deref(),
+            user_id: record.user_id.as_deref(),
+            updated_at: record.updated_at_ms.map(rfc3339),
         }
     }
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     // Serialising strings, numbers and JSON values cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Bytes::from(bytes));
@@ -215,7 +276,7 @@ fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
 }
 
 /// The percent-decoded value of `name` in a query string.
-fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
+pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == name {
