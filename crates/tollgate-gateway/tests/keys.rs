@@ -194,11 +194,23 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     )
     .await
     .text();
+    // Its spend, exact, from the ledger (LiteLLM's `info.spend`).
+    let budget_info = call(
+        &client,
+        "GET",
+        &gateway.url(&format!("/key/info?key={small_budget}")),
+        "",
+        &auth,
+    )
+    .await
+    .text();
+    assert!(budget_info.contains(r#""spend":0.00005"#), "{budget_info}");
     let everything = [
         logs.text(),
         metrics,
         spend,
         info,
+        budget_info,
         answers
             .iter()
             .map(Answer::text)

@@ -42,15 +42,23 @@ where
             return failure.to_response();
         }
     };
-    let answer = crate::keys::admin::handle(
-        &app.keys,
-        &method,
-        uri.path(),
-        uri.query(),
-        &body,
-        super::unix_ms(),
-    )
-    .await;
+    let answer = match (uri.path(), &app.ledger) {
+        // With the ledger, a key's info has its spend.
+        ("/key/info", Some(ledger)) if method == http::Method::GET => {
+            Some(crate::keys::admin::info(&app.keys, uri.query(), Some(ledger)).await)
+        }
+        (path, _) => {
+            crate::keys::admin::handle(
+                &app.keys,
+                &method,
+                path,
+                uri.query(),
+                &body,
+                super::unix_ms(),
+            )
+            .await
+        }
+    };
     match answer {
         Some(response) => response.map(GatewayBody::full),
         None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),

@@ -21,9 +21,10 @@ use tollgate_cost::Usd;
 
 use super::generate::bad_request;
 use super::key::rfc3339;
-use super::{GenerateRequest, Keys, VirtualKey, not_found};
+use super::{GenerateRequest, KeySource, Keys, VirtualKey, not_found};
 use crate::config::duration;
 use crate::key_format::to_hex;
+use crate::ledger::Ledger;
 
 /// Routes a key admin request: `None` when `path` is not one of the key
 /// endpoints.
@@ -52,7 +53,7 @@ pub(crate) async fn handle(
     }
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
-        "/key/info" => info(keys, query).await,
+        "/key/info" => info(keys, query, None).await,
         "/key/list" => super::admin_list::list(keys, query).await,
         "/key/update" => update(keys, body, now_ms).await,
         "/key/regenerate" => regenerate(keys, body, now_ms).await,
@@ -125,8 +126,13 @@ pub(crate) async fn block(keys: &Keys, body: &[u8], blocked: bool, now_ms: i64) 
 }
 
 /// `GET /key/info?key=<key or hex hash>` → `{"key": "<hex hash>", "info":
-/// {...}}`; 404 when there is no such key.
-pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
+/// {...}}`, with `info.spend` (exact dollars, LiteLLM's field) from the
+/// `ledger` when there is one; 404 when there is no such key.
+pub(crate) async fn info(
+    keys: &Keys,
+    query: Option<&str>,
+    ledger: Option<&Ledger>,
+) -> Response<Bytes> {
     let key = match query_param(query.unwrap_or_default(), "key") {
         Ok(Some(key)) if !key.trim().is_empty() => key,
         Ok(_) => {
@@ -134,24 +140,56 @@ pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
         }
         Err(failure) => return failure.to_response(),
     };
-    match keys.info(&key).await {
-        Ok(Some(record)) => {
-            #[derive(Serialize)]
-            struct Info<'a> {
-                key: String,
-                info: View<'a>,
-            }
-            let body = Info {
-                key: to_hex(&record.hash),
-                info: View::of(&record, None),
-            };
-            json(StatusCode::OK, &body)
+    let record = match keys.info(&key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return not_found("no such key".to_owned())
+                .with_param("key")
+                .to_response();
         }
-        Ok(None) => not_found("no such key".to_owned())
-            .with_param("key")
-            .to_response(),
-        Err(failure) => failure.to_response(),
+        Err(failure) => return failure.to_response(),
+    };
+    let spend = match ledger {
+        // A config key's name may have billed before this start.
+        Some(ledger) => match ledger
+            .billed_since(
+                &record.name(),
+                match record.source {
+                    KeySource::Config => 0,
+                    KeySource::Generated => record.created_at_ms,
+                },
+            )
+            .await
+        {
+            Ok(picos) => money(u64::try_from(picos).unwrap_or(u64::MAX)),
+            Err(error) => {
+                tracing::warn!(key = %record.name(), %error, "cannot read a key's spend from the ledger");
+                None
+            }
+        },
+        None => None,
+    };
+    #[derive(Serialize)]
+    struct Info<'a> {
+        key: String,
+        info: Spent<'a>,
     }
+    #[derive(Serialize)]
+    struct Spent<'a> {
+        #[serde(flatten)]
+        view: View<'a>,
+        /// Exact decimal dollars, as a JSON number; absent without a ledger.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spend: Option<Box<RawValue>>,
+    }
+    let body = Info {
+        key: to_hex(&record.hash),
+        info: Spent {
+            view: View::of(&record, None),
+            spend,
+        },
+    };
+    json(StatusCode::OK, &body)
 }
 
 /// `POST /key/delete` with `{"keys": [...]}` (keys or hex hashes) and/or
@@ -247,9 +285,7 @@ impl<'a> View<'a> {
             rpm_limit: record.rpm_limit,
             tpm_limit: record.tpm_limit,
             max_parallel_requests: record.max_parallel_requests,
-            max_budget: record
-                .max_budget_picos
-                .and_then(|picos| RawValue::from_string(Usd::from_picos(picos).to_string()).ok()),
+            max_budget: record.max_budget_picos.and_then(money),
             budget_duration: record.budget_duration.map(duration::format),
             metadata: &record.metadata,
             created_at: rfc3339(record.created_at_ms),
@@ -261,6 +297,11 @@ impl<'a> View<'a> {
             updated_at: record.updated_at_ms.map(rfc3339),
         }
     }
+}
+
+/// Picodollars as exact decimal dollars, a JSON number.
+fn money(picos: u64) -> Option<Box<RawValue>> {
+    RawValue::from_string(Usd::from_picos(picos).to_string()).ok()
 }
 
 pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
