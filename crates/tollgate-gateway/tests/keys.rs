@@ -347,3 +347,38 @@ async fn a_request_abandoned_before_its_answer_is_charged_to_the_budget() {
     gateway.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A key's own `aliases` (LiteLLM's per-key model aliases) name a model
+/// group for that key alone.
+#[tokio::test]
+async fn a_keys_model_aliases_name_groups_for_it_alone() {
+    let (_upstream, dir, gateway) = start("keys-aliases").await;
+    let client = client();
+    let chat = gateway.url("/v1/chat/completions");
+    let aliased = generate(
+        &client,
+        &gateway,
+        json!({"models": ["gpt"], "aliases": {"house-model": "gpt"}}),
+    )
+    .await;
+    let answer = post(
+        &client,
+        &chat,
+        Some(&aliased),
+        chat_body("house-model", false),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Another key has no such name.
+    let other = generate(&client, &gateway, json!({})).await;
+    let answer = post(
+        &client,
+        &chat,
+        Some(&other),
+        chat_body("house-model", false),
+    )
+    .await;
+    assert_eq!(answer.status, 404, "{}", answer.text());
+    assert_eq!(answer.openai_error()["code"], "model_not_found");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -505,7 +505,9 @@ async fn a_change_on_one_replica_holds_on_the_other_at_once() {
     }
     // A key deleted on `b` while `a` regenerates it is not brought back.
     let doomed = generate(&a, json!({"key_alias": "doomed"})).await;
-    b.delete(&[doomed.clone()], T0 + 10).await.unwrap();
+    b.delete(std::slice::from_ref(&doomed), T0 + 10)
+        .await
+        .unwrap();
     let failure = a
         .regenerate(&doomed, GenerateRequest::default(), T0 + 11)
         .await
