@@ -88,19 +88,7 @@ fn bearer(key: &str) -> String {
 }
 
 async fn generate(client: &TestClient, replica: &Replica, body: Value) -> String {
-    let answer = call(
-        client,
-        "POST",
-        &replica.url("/key/generate"),
-        body.to_string(),
-        &[
-            ("authorization", &bearer(MASTER_KEY)),
-            ("content-type", "application/json"),
-        ],
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["key"].as_str().unwrap().to_owned()
+    generate_with_token(client, replica, body).await.0
 }
 
 /// A new key and its `token` (the hex hash that names it in Redis).
@@ -109,17 +97,7 @@ async fn generate_with_token(
     replica: &Replica,
     body: Value,
 ) -> (String, String) {
-    let answer = call(
-        client,
-        "POST",
-        &replica.url("/key/generate"),
-        body.to_string(),
-        &[
-            ("authorization", &bearer(MASTER_KEY)),
-            ("content-type", "application/json"),
-        ],
-    )
-    .await;
+    let answer = admin(client, replica, "/key/generate", body).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let body = answer.json();
     (

@@ -9,28 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate_core::Failure;
 use tollgate_testkit::RedisServer;
 
+use super::tests::{MASTER, T0, bearer, replica};
 use super::*;
 use crate::config::{ConfiguredKey, Secret};
 use crate::key_format::to_hex;
 use crate::temp_dir::TempDir;
-
-/// 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600_000;
-const MASTER: &str = "sk-master-0123456789";
-
-fn bearer(key: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
-    );
-    headers
-}
 
 fn memory() -> Keys {
     let config = ConfiguredKey {
@@ -39,21 +27,6 @@ fn memory() -> Keys {
         ..ConfiguredKey::default()
     };
     Keys::new(Some(MASTER.into()), &[config], KeyBackend::Memory).unwrap()
-}
-
-fn replica(server: &RedisServer, fallbacks: &Arc<AtomicU64>) -> Keys {
-    let client = redis::Client::open(server.url()).unwrap();
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_number_of_retries(0)
-        .set_connection_timeout(Some(Duration::from_secs(1)));
-    let manager = redis::aio::ConnectionManager::new_lazy_with_config(client, config).unwrap();
-    let counted = fallbacks.clone();
-    let backend = RedisBackend::new(manager, "test:")
-        .op_timeout(Duration::from_secs(2))
-        .on_fallback(Arc::new(move || {
-            counted.fetch_add(1, Ordering::Relaxed);
-        }));
-    Keys::new(Some(MASTER.into()), &[], KeyBackend::Redis(backend)).unwrap()
 }
 
 async fn generate(keys: &Keys, body: Value) -> String {

@@ -22,12 +22,12 @@ use crate::temp_dir::TempDir;
 use tollgate_testkit::RedisServer;
 
 /// 2026-01-01T00:00:00Z.
-const T0: i64 = 1_767_225_600_000;
-const MASTER: &str = "sk-master-0123456789";
+pub(super) const T0: i64 = 1_767_225_600_000;
+pub(super) const MASTER: &str = "sk-master-0123456789";
 
 // ------------------------------------------------------------------ helpers
 
-fn bearer(key: &str) -> HeaderMap {
+pub(super) fn bearer(key: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::AUTHORIZATION,
@@ -974,7 +974,7 @@ fn redis_backend(server: &RedisServer, fallbacks: &Arc<AtomicU64>) -> RedisBacke
         }))
 }
 
-fn replica(server: &RedisServer, fallbacks: &Arc<AtomicU64>) -> Keys {
+pub(super) fn replica(server: &RedisServer, fallbacks: &Arc<AtomicU64>) -> Keys {
     let backend = redis_backend(server, fallbacks);
     Keys::new(Some(MASTER.into()), &[], KeyBackend::Redis(backend)).unwrap()
 }
