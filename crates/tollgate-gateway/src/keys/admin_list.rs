@@ -9,8 +9,8 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 use tollgate_core::Failure;
 
-use super::admin::{View, json, query_param};
 use super::generate::bad_request;
+use super::view::{View, json, query_param};
 use super::{Keys, ListFilter};
 use crate::key_format::to_hex;
 

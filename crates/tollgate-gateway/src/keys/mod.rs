@@ -96,6 +96,7 @@ mod lifecycle;
 mod manage;
 pub(crate) mod store;
 pub(crate) mod sync;
+mod view;
 
 #[cfg(test)]
 mod lifecycle_tests;
