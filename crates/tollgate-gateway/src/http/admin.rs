@@ -65,7 +65,7 @@ where
     }
 }
 
-/// `GET /spend/logs` and `GET /spend/summary`.
+/// `GET /spend/logs`, `GET /spend/summary` and `GET /global/spend/keys`.
 pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
     let Some(ledger) = &app.ledger else {
         return Failure::new(
@@ -75,10 +75,10 @@ pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Respo
         .with_status(StatusCode::NOT_FOUND)
         .to_response();
     };
-    let response = if route == Route::SpendLogs {
-        crate::ledger::http::spend_logs(ledger, query).await
-    } else {
-        crate::ledger::http::spend_summary(ledger, query).await
+    let response = match route {
+        Route::SpendLogs => crate::ledger::http::spend_logs(ledger, query).await,
+        Route::SpendKeys => crate::keys::spend::spend_keys(&app.keys, ledger, query).await,
+        _ => crate::ledger::http::spend_summary(ledger, query).await,
     };
     response.map(GatewayBody::full)
 }

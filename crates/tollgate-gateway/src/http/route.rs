@@ -15,6 +15,7 @@ pub(super) enum Route {
     Metrics,
     SpendLogs,
     SpendSummary,
+    SpendKeys,
     ConfigReload,
     MethodNotAllowed,
     NotFound,
@@ -54,6 +55,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
+            Route::SpendKeys => "spend_keys",
             Route::ConfigReload => "config_reload",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
@@ -74,6 +76,7 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         | "/key/regenerate" | "/key/block" | "/key/unblock" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
+        "/global/spend/keys" => (Route::SpendKeys, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),
         _ => return Route::NotFound,
     };

@@ -197,6 +197,16 @@ impl Keys {
         keys
     }
 
+    /// The live key this replica knows by `name` (its first alias, else
+    /// `key-` and a hash prefix), if any.
+    pub(crate) fn named(&self, name: &str) -> Option<Arc<VirtualKey>> {
+        self.read()
+            .known
+            .values()
+            .find(|key| *key.name() == *name)
+            .cloned()
+    }
+
     /// The live generated key `target` names (text or hex hash).
     async fn changeable(&self, target: &str, what: &str) -> Result<Arc<VirtualKey>, Failure> {
         let key = self

@@ -94,6 +94,7 @@ pub(crate) mod generate;
 pub(crate) mod key;
 mod lifecycle;
 mod manage;
+pub(crate) mod spend;
 pub(crate) mod store;
 pub(crate) mod sync;
 mod view;
