@@ -63,7 +63,7 @@ pub(crate) async fn spend_keys(
                 .to_response();
         }
     };
-    rows.sort_by(|a, b| b.spend_picos.cmp(&a.spend_picos));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.spend_picos));
     let spends: Vec<KeySpend> = rows
         .iter()
         .filter_map(|row| {
