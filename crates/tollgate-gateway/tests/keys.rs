@@ -194,11 +194,82 @@ async fn refused_keys_get_the_right_error_and_never_reach_an_upstream() {
     )
     .await
     .text();
+    // Its spend, exact, from the ledger (LiteLLM's `info.spend`).
+    let budget_info = call(
+        &client,
+        "GET",
+        &gateway.url(&format!("/key/info?key={small_budget}")),
+        "",
+        &auth,
+    )
+    .await
+    .text();
+    assert!(budget_info.contains(r#""spend":0.00005"#), "{budget_info}");
+    // Spend per key, most first (LiteLLM's /global/spend/keys).
+    let per_key = call(
+        &client,
+        "GET",
+        &gateway.url("/global/spend/keys"),
+        "",
+        &auth,
+    )
+    .await;
+    assert_eq!(per_key.status, 200, "{}", per_key.text());
+    let rows = per_key.json();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["key_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"small-budget") && names.contains(&"only-gpt"),
+        "{rows:?}"
+    );
+    let small = rows
+        .iter()
+        .find(|r| r["key_name"] == "small-budget")
+        .unwrap();
+    assert_eq!(small["key_alias"], "small-budget");
+    assert_eq!(small["api_key"].as_str().unwrap().len(), 64);
+    assert!(
+        per_key.text().contains(r#""total_spend":0.00005"#),
+        "{}",
+        per_key.text()
+    );
+    let spends: Vec<f64> = rows
+        .iter()
+        .map(|r| r["total_spend"].as_f64().unwrap())
+        .collect();
+    assert!(
+        spends.windows(2).all(|w| w[0] >= w[1]),
+        "most first: {spends:?}"
+    );
+    let one = call(
+        &client,
+        "GET",
+        &gateway.url("/global/spend/keys?limit=1"),
+        "",
+        &auth,
+    )
+    .await;
+    assert_eq!(one.json().as_array().unwrap().len(), 1);
+    let bad = call(
+        &client,
+        "GET",
+        &gateway.url("/global/spend/keys?limit=0"),
+        "",
+        &auth,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let per_key = per_key.text();
     let everything = [
         logs.text(),
         metrics,
         spend,
         info,
+        budget_info,
+        per_key,
         answers
             .iter()
             .map(Answer::text)
@@ -333,5 +404,40 @@ async fn a_request_abandoned_before_its_answer_is_charged_to_the_budget() {
     assert_eq!(answer.status, 429, "{}", answer.text());
     assert_eq!(answer.openai_error()["code"], "budget_exceeded");
     gateway.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A key's own `aliases` (LiteLLM's per-key model aliases) name a model
+/// group for that key alone.
+#[tokio::test]
+async fn a_keys_model_aliases_name_groups_for_it_alone() {
+    let (_upstream, dir, gateway) = start("keys-aliases").await;
+    let client = client();
+    let chat = gateway.url("/v1/chat/completions");
+    let aliased = generate(
+        &client,
+        &gateway,
+        json!({"models": ["gpt"], "aliases": {"house-model": "gpt"}}),
+    )
+    .await;
+    let answer = post(
+        &client,
+        &chat,
+        Some(&aliased),
+        chat_body("house-model", false),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Another key has no such name.
+    let other = generate(&client, &gateway, json!({})).await;
+    let answer = post(
+        &client,
+        &chat,
+        Some(&other),
+        chat_body("house-model", false),
+    )
+    .await;
+    assert_eq!(answer.status, 404, "{}", answer.text());
+    assert_eq!(answer.openai_error()["code"], "model_not_found");
     let _ = std::fs::remove_dir_all(dir);
 }

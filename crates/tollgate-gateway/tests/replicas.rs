@@ -88,19 +88,7 @@ fn bearer(key: &str) -> String {
 }
 
 async fn generate(client: &TestClient, replica: &Replica, body: Value) -> String {
-    let answer = call(
-        client,
-        "POST",
-        &replica.url("/key/generate"),
-        body.to_string(),
-        &[
-            ("authorization", &bearer(MASTER_KEY)),
-            ("content-type", "application/json"),
-        ],
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    answer.json()["key"].as_str().unwrap().to_owned()
+    generate_with_token(client, replica, body).await.0
 }
 
 /// A new key and its `token` (the hex hash that names it in Redis).
@@ -109,17 +97,7 @@ async fn generate_with_token(
     replica: &Replica,
     body: Value,
 ) -> (String, String) {
-    let answer = call(
-        client,
-        "POST",
-        &replica.url("/key/generate"),
-        body.to_string(),
-        &[
-            ("authorization", &bearer(MASTER_KEY)),
-            ("content-type", "application/json"),
-        ],
-    )
-    .await;
+    let answer = admin(client, replica, "/key/generate", body).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let body = answer.json();
     (
@@ -573,4 +551,126 @@ async fn a_deleted_key_stays_deleted_across_redis_and_replica_restarts() {
     ];
     holds_for(Duration::from_secs(2), &client, &cluster, &cases).await;
     assert_eq!(redis.get(&format!("tollgate:key:{late_token}")).await, None);
+}
+
+/// `POST path` with `body`, as the master key.
+async fn admin(client: &TestClient, replica: &Replica, path: &str, body: Value) -> common::Answer {
+    call(
+        client,
+        "POST",
+        &replica.url(path),
+        body.to_string(),
+        &[
+            ("authorization", &bearer(MASTER_KEY)),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await
+}
+
+/// Issue 20's item 1 through the binary: a key rotated, blocked, updated
+/// and listed on one replica is so on the other at its next request — no
+/// waiting for a sync — and no secret reaches a listing or a log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_blocked_or_updated_key_is_so_on_both_replicas_at_once() {
+    let redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let cluster = Cluster::start(
+        "replicas-lifecycle",
+        &redis,
+        &upstream,
+        "tollgate:\n  redis_timeout: 2\n",
+    );
+    let client = client();
+    let old = generate(
+        &client,
+        &cluster.a,
+        json!({"key_alias": "rotating", "team_id": "t1", "user_id": "u1"}),
+    )
+    .await;
+    assert_eq!(statuses(&client, &cluster, &old).await, [200, 200]);
+
+    // Regenerated on A: the old secret is refused on both at once.
+    let answer = admin(&client, &cluster.a, "/key/regenerate", json!({"key": old})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let rotated = answer.json();
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["key_alias"], "rotating");
+    assert_eq!(rotated["team_id"], "t1");
+    assert_eq!(statuses(&client, &cluster, &old).await, [401, 401]);
+    assert_eq!(statuses(&client, &cluster, &new).await, [200, 200]);
+
+    // Blocked on B: refused on A at once, with a clear error.
+    let answer = admin(&client, &cluster.b, "/key/block", json!({"key": new})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["blocked"], true);
+    let refused = chat(&client, &cluster.a, &new).await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    let error = refused.openai_error();
+    assert_eq!(error["code"], "key_blocked");
+    assert!(error["message"].as_str().unwrap().contains("rotating"));
+    assert_eq!(statuses(&client, &cluster, &new).await, [401, 401]);
+    let answer = admin(&client, &cluster.a, "/key/unblock", json!({"key": new})).await;
+    assert_eq!(answer.json()["blocked"], false);
+    assert_eq!(statuses(&client, &cluster, &new).await, [200, 200]);
+
+    // Updated on A: B applies the new limit to the very next request.
+    let answer = admin(
+        &client,
+        &cluster.a,
+        "/key/update",
+        json!({"key": new, "rpm_limit": 1}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["rpm_limit"], 1);
+    assert!(answer.json().get("key").is_none());
+    assert_eq!(chat(&client, &cluster.b, &new).await.status, 200);
+    let limited = chat(&client, &cluster.a, &new).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert!(limited.headers.contains_key("retry-after"));
+
+    // Listed on B, by team: the hash, never the key.
+    for query in ["team_id=t1", "team_id=t1&return_full_object=true"] {
+        let answer = call(
+            &client,
+            "GET",
+            &cluster.b.url(&format!("/key/list?{query}")),
+            "",
+            &[("authorization", &bearer(MASTER_KEY))],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let listed = answer.json();
+        assert_eq!(listed["total_count"], 1, "{listed}");
+        assert_eq!(listed["current_page"], 1);
+        assert_eq!(listed["total_pages"], 1);
+        let text = answer.text();
+        for secret in [&old, &new] {
+            assert!(!text.contains(&secret[3..]), "a key in {text}");
+        }
+    }
+    let answer = call(
+        &client,
+        "GET",
+        &cluster.b.url("/key/list"),
+        "",
+        &[("authorization", &bearer(&new))],
+    )
+    .await;
+    assert_eq!(answer.status, 403, "admin routes need the master key");
+
+    // Every change is in the audit log (written as it comes: give the
+    // replicas' log writers a moment), by the name, never the secret.
+    let actions = ["key.regenerate", "key.block", "key.unblock", "key.update"];
+    eventually(Duration::from_secs(3), "the audit log is written", || {
+        let logs = cluster.a.log() + &cluster.b.log();
+        async move { actions.iter().all(|action| logs.contains(action)) }
+    })
+    .await;
+    let logs = cluster.a.log() + &cluster.b.log();
+    for key in [&old, &new] {
+        assert!(!logs.contains(&key[3..]), "a key in the log");
+    }
 }

@@ -289,3 +289,113 @@ async fn native_provider_secrets_appear_nowhere() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Issue 20's acceptance 3: a virtual key — generated, used, regenerated,
+/// used again — is in no listing, info, metric, spend log, ledger file or
+/// log line: only the two answers that hand it out show it.
+#[tokio::test(flavor = "current_thread")]
+async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("fine")));
+    let dir = std::env::temp_dir().join(format!("tollgate-secrets-vk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = dir.join("ledger.sqlite3");
+    let env = [("UPSTREAM_KEY", UPSTREAM_KEY), ("MASTER_KEY", MASTER_KEY)];
+    let extra = format!(
+        "general_settings:\n  master_key: os.environ/MASTER_KEY\ntollgate:\n  ledger_path: {}\n",
+        ledger.display()
+    );
+    let gateway = TestGateway::start(&openai_config(&upstream.url(), &extra), &env).await;
+    let client = client();
+    let master = format!("Bearer {MASTER_KEY}");
+    let as_master = [
+        ("authorization", master.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let post = |path: &str, body: serde_json::Value| {
+        let url = gateway.url(path);
+        let client = client.clone();
+        let headers = as_master;
+        async move { call(&client, "POST", &url, body.to_string(), &headers).await }
+    };
+
+    let generated = post(
+        "/key/generate",
+        serde_json::json!({"key_alias": "app", "team_id": "t"}),
+    )
+    .await;
+    let old = generated.json()["key"].as_str().unwrap().to_owned();
+    let chat = |key: String| {
+        let url = gateway.url("/v1/chat/completions");
+        let client = client.clone();
+        async move {
+            let auth = format!("Bearer {key}");
+            call(
+                &client,
+                "POST",
+                &url,
+                chat_body("gpt-test", false),
+                &[("authorization", &auth)],
+            )
+            .await
+        }
+    };
+    assert_eq!(chat(old.clone()).await.status, 200);
+    let regenerated = post("/key/regenerate", serde_json::json!({"key": old})).await;
+    let new = regenerated.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(chat(new.clone()).await.status, 200);
+    assert_eq!(chat(old.clone()).await.status, 401);
+
+    let mut answers = vec![
+        post(
+            "/key/update",
+            serde_json::json!({"key": new, "metadata": {"k": 1}}),
+        )
+        .await,
+        post("/key/block", serde_json::json!({"key": new})).await,
+        post("/key/unblock", serde_json::json!({"key": new})).await,
+    ];
+    for path in [
+        "/key/list",
+        "/key/list?return_full_object=true",
+        "/key/list?team_id=t&return_full_object=true",
+        "/metrics",
+        "/spend/logs",
+        "/spend/summary",
+    ] {
+        answers.push(call(&client, "GET", &gateway.url(path), "", &as_master[..1]).await);
+    }
+    let info = format!(
+        "/key/info?key={}",
+        regenerated.json()["token"].as_str().unwrap()
+    );
+    answers.push(call(&client, "GET", &gateway.url(&info), "", &as_master[..1]).await);
+    gateway.shutdown().await;
+    drop(_guard);
+
+    let mut ledger_bytes = std::fs::read(&ledger).unwrap();
+    ledger_bytes.extend(std::fs::read(dir.join("ledger.sqlite3-wal")).unwrap_or_default());
+    let ledger_bytes = String::from_utf8_lossy(&ledger_bytes).into_owned();
+    let logs = logs.text();
+    for key in [&old, &new] {
+        let body = &key[3..];
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.status, 200, "answer {i}: {}", answer.text());
+            assert!(
+                !answer.text().contains(body),
+                "answer {i} leaks a key: {}",
+                answer.text()
+            );
+        }
+        assert!(!ledger_bytes.contains(body), "the ledger file holds a key");
+        assert!(!logs.contains(body), "the logs leak a key");
+    }
+    assert!(
+        logs.contains("key.regenerate"),
+        "the audit log was captured"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

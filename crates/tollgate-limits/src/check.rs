@@ -58,15 +58,7 @@ pub(crate) async fn admit(
     now: Instant,
 ) -> Result<Admission, RateLimited> {
     let name = &limits.name;
-    let mut admission = Admission {
-        store: store.clone(),
-        tpm: None,
-        lease: None,
-        budget: None,
-        report,
-        headers: RateLimitHeaders::default(),
-        refund: false,
-    };
+    let mut admission = Admission::nothing(store.clone(), report);
 
     if let Some(rpm) = limits.rpm {
         if rpm == 0 {
@@ -155,6 +147,53 @@ pub(crate) async fn admit(
     Ok(admission)
 }
 
+/// Runs [`admit`] for each of `subjects` in order (a key, then what it
+/// shares limits with: its team, its end user), so that the stricter limit
+/// wins; one [`Admission`] holds them all. A rejection by a later subject
+/// gives back what the earlier ones took, as a rejection by a later check
+/// does.
+pub(crate) async fn admit_all(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    subjects: Vec<Arc<KeyLimits>>,
+    tokens: u64,
+    report: Option<Arc<UsageReport>>,
+    now: Instant,
+) -> Result<Admission, RateLimited> {
+    let mut admitted: Vec<Admission> = Vec::with_capacity(subjects.len());
+    for limits in subjects {
+        let checked = admit(
+            store.clone(),
+            clock.clone(),
+            limits,
+            tokens,
+            report.clone(),
+            now,
+        )
+        .await;
+        match checked {
+            Ok(admission) => admitted.push(admission),
+            Err(rejected) => {
+                for earlier in &mut admitted {
+                    earlier.refund = true;
+                }
+                return Err(rejected);
+            }
+        }
+    }
+    // Chain them, the first (the key's) outermost; the headers show, per
+    // kind, the subject with the least left.
+    let mut chained = admitted
+        .pop()
+        .unwrap_or_else(|| Admission::nothing(store, report));
+    while let Some(mut admission) = admitted.pop() {
+        admission.headers.tighten(&chained.headers);
+        admission.next = Some(Box::new(chained));
+        chained = admission;
+    }
+    Ok(chained)
+}
+
 struct Reservation {
     key: String,
     quota: Quota,
@@ -174,9 +213,25 @@ pub(crate) struct Admission {
     headers: RateLimitHeaders,
     /// A later check rejected the request: give the reservation back.
     refund: bool,
+    /// The next subject's admission ([`admit_all`]), settled with this one.
+    next: Option<Box<Admission>>,
 }
 
 impl Admission {
+    /// An admission that holds nothing yet.
+    fn nothing(store: Arc<dyn Store>, report: Option<Arc<UsageReport>>) -> Self {
+        Admission {
+            store,
+            tpm: None,
+            lease: None,
+            budget: None,
+            report,
+            headers: RateLimitHeaders::default(),
+            refund: false,
+            next: None,
+        }
+    }
+
     /// The headers for the response.
     pub(crate) fn headers(&self) -> &RateLimitHeaders {
         &self.headers

@@ -78,6 +78,24 @@ pub struct RateLimitHeaders {
 }
 
 impl RateLimitHeaders {
+    /// Keeps, for requests and for tokens, the state with the least left:
+    /// what a client must respect when several limits apply (a key's and
+    /// its team's).
+    pub(crate) fn tighten(&mut self, other: &RateLimitHeaders) {
+        for (mine, theirs) in [
+            (&mut self.requests, other.requests),
+            (&mut self.tokens, other.tokens),
+        ] {
+            match (mine.as_ref(), theirs) {
+                (None, Some(theirs)) => *mine = Some(theirs),
+                (Some(kept), Some(theirs)) if theirs.remaining < kept.remaining => {
+                    *mine = Some(theirs);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Whether there is nothing to show.
     pub fn is_empty(&self) -> bool {
         self.requests.is_none() && self.tokens.is_none()

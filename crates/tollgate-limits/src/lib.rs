@@ -17,6 +17,11 @@
 //! 4. **max_budget** — spend per budget window (aligned to the Unix epoch)
 //!    or in the key's lifetime, in exact picodollars.
 //!
+//! A request may also carry an `Arc<`[`SharedLimits`]`>`: limits it counts
+//! against besides its key's (a team's, an end user's), each checked the
+//! same way under its own name after the key's — the stricter wins, and
+//! spend is charged to every budget.
+//!
 //! [`DeploymentRateLimits`] keeps per-deployment rpm and tpm (LiteLLM's
 //! `litellm_params.rpm`/`tpm`) in the same store, for a balancer that
 //! skips a deployment at its limit.
@@ -145,7 +150,7 @@ pub use headers::{
     RESET_TOKENS, RateLimitHeaders, format_reset,
 };
 pub use layer::RateLimitLayer;
-pub use limits::{Budget, BudgetWindow, KeyLimits, estimate_tokens};
+pub use limits::{Budget, BudgetWindow, KeyLimits, SharedLimits, estimate_tokens};
 pub use service::RateLimit;
 pub use store::{BoxFuture, Claim, DEFAULT_CAPACITY, DEFAULT_LEASE_TTL, Lease, MemoryStore, Store};
 #[cfg(feature = "redis")]

@@ -6,6 +6,24 @@ use std::time::Duration;
 use tollgate_core::ChatRequest;
 use tollgate_core::extensions::KeyName;
 
+/// Limits a request counts against besides its key's — its team's, its
+/// end user's — as an `Arc<SharedLimits>` request extension next to the
+/// `Arc<`[`KeyLimits`]`>`. Each is checked after the key's, in order, under
+/// its own name, so the stricter limit wins; a rejection names the one
+/// that refused.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tollgate_limits::{KeyLimits, SharedLimits};
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(Arc::new(KeyLimits::new("app-key").rpm(600)));
+/// let team = Arc::new(KeyLimits::new("team:search").rpm(100));
+/// request.extensions_mut().insert(Arc::new(SharedLimits(vec![team])));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedLimits(pub Vec<Arc<KeyLimits>>);
+
 /// The limits of one API key, as an `Arc<KeyLimits>` request extension.
 ///
 /// Whatever authenticates the request (the gateway's auth, or your own

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 use tollgate_core::BoxError;
 use tower_service::Service;
 
-use crate::check::admit;
+use crate::check::admit_all;
 use crate::future::ResponseFuture;
-use crate::limits::{KeyLimits, estimate_tokens};
+use crate::limits::{KeyLimits, SharedLimits, estimate_tokens};
 use crate::store::Store;
 use tollgate_core::extensions::UsageReport;
 use tollgate_core::time::Clock;
@@ -20,8 +20,8 @@ use tollgate_core::time::Clock;
 /// [`RateLimitLayer`](crate::RateLimitLayer).
 ///
 /// `poll_ready` is the inner service's. `call` reads the request's
-/// `Arc<KeyLimits>`: without one (or with no limit set) the request goes
-/// straight through. Otherwise the [`ResponseFuture`] checks rpm, tpm,
+/// `Arc<KeyLimits>` and `Arc<SharedLimits>`: without any (or with no limit
+/// set) the request goes straight through. Otherwise the [`ResponseFuture`] checks rpm, tpm,
 /// parallel and budget in that order against the store and rejects with a
 /// [`RateLimited`](crate::RateLimited) error, or calls the inner service —
 /// the one made ready, taken with the `mem::replace` idiom, so the inner
@@ -74,19 +74,26 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let limits = request
-            .extensions()
+        let extensions = request.extensions();
+        let shared = extensions.get::<Arc<SharedLimits>>();
+        let subjects: Vec<Arc<KeyLimits>> = extensions
             .get::<Arc<KeyLimits>>()
+            .into_iter()
+            .chain(shared.into_iter().flat_map(|shared| shared.0.iter()))
             .filter(|limits| !limits.is_unlimited())
-            .cloned();
-        let Some(limits) = limits else {
+            .cloned()
+            .collect();
+        if subjects.is_empty() {
             return ResponseFuture::unlimited(self.inner.call(request));
+        }
+        let tokens = match subjects.iter().any(|limits| limits.tpm.is_some()) {
+            true => estimate_tokens(request.extensions()),
+            false => 0,
         };
-        let tokens = match limits.tpm {
-            Some(_) => estimate_tokens(request.extensions()),
-            None => 0,
-        };
-        let report = (limits.tpm.is_some() || limits.max_budget.is_some()).then(|| {
+        let settles = subjects
+            .iter()
+            .any(|limits| limits.tpm.is_some() || limits.max_budget.is_some());
+        let report = settles.then(|| {
             let extensions = request.extensions_mut();
             match extensions.get::<Arc<UsageReport>>() {
                 Some(report) => report.clone(),
@@ -97,10 +104,10 @@ where
                 }
             }
         });
-        let check = Box::pin(admit(
+        let check = Box::pin(admit_all(
             self.store.clone(),
             self.clock.clone(),
-            limits,
+            subjects,
             tokens,
             report,
             Instant::now(),

@@ -14,7 +14,7 @@ use super::route::Route;
 use crate::access_log::AccessLog;
 use crate::response::GatewayBody;
 
-/// `POST /key/generate`, `GET /key/info`, `POST /key/delete`.
+/// The key endpoints (`/key/generate`, `/key/info`, `/key/list`, `/key/update`, ...).
 pub(super) async fn keys<B>(
     app: &App,
     request: Request<B>,
@@ -42,22 +42,30 @@ where
             return failure.to_response();
         }
     };
-    let answer = crate::keys::admin::handle(
-        &app.keys,
-        &method,
-        uri.path(),
-        uri.query(),
-        &body,
-        super::unix_ms(),
-    )
-    .await;
+    let answer = match (uri.path(), &app.ledger) {
+        // With the ledger, a key's info has its spend.
+        ("/key/info", Some(ledger)) if method == http::Method::GET => {
+            Some(crate::keys::admin::info(&app.keys, uri.query(), Some(ledger)).await)
+        }
+        (path, _) => {
+            crate::keys::admin::handle(
+                &app.keys,
+                &method,
+                path,
+                uri.query(),
+                &body,
+                super::unix_ms(),
+            )
+            .await
+        }
+    };
     match answer {
         Some(response) => response.map(GatewayBody::full),
         None => Failure::new(ErrorClass::Internal, "no such key endpoint").to_response(),
     }
 }
 
-/// `GET /spend/logs` and `GET /spend/summary`.
+/// `GET /spend/logs`, `GET /spend/summary` and `GET /global/spend/keys`.
 pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
     let Some(ledger) = &app.ledger else {
         return Failure::new(
@@ -67,10 +75,10 @@ pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Respo
         .with_status(StatusCode::NOT_FOUND)
         .to_response();
     };
-    let response = if route == Route::SpendLogs {
-        crate::ledger::http::spend_logs(ledger, query).await
-    } else {
-        crate::ledger::http::spend_summary(ledger, query).await
+    let response = match route {
+        Route::SpendLogs => crate::ledger::http::spend_logs(ledger, query).await,
+        Route::SpendKeys => crate::keys::spend::spend_keys(&app.keys, ledger, query).await,
+        _ => crate::ledger::http::spend_summary(ledger, query).await,
     };
     response.map(GatewayBody::full)
 }

@@ -245,9 +245,14 @@ where
     let sent = bytes.clone();
     let chat = shape.parse(bytes).map_err(|f| (f.into(), None))?;
     log.stream = chat.stream();
+    // A key's own `aliases` name groups for its clients.
+    let model = match principal.virtual_key() {
+        Some(key) => key.resolve_model(chat.model()),
+        None => chat.model(),
+    };
     let group = app
         .routing
-        .group(&app.groups, chat.model())
+        .group(&app.groups, model)
         .ok_or_else(|| {
             Failure::new(
                 ErrorClass::ModelNotFound,

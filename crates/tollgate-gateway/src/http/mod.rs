@@ -180,7 +180,7 @@ where
             Route::Readiness => admin::readiness(app),
             Route::CircuitBreakers => admin::circuit_breakers(app),
             Route::Metrics => admin::metrics(app),
-            Route::SpendLogs | Route::SpendSummary => {
+            Route::SpendLogs | Route::SpendSummary | Route::SpendKeys => {
                 admin::spend(app, route, request.uri().query()).await
             }
             Route::Providers => admin::json_response(

@@ -30,6 +30,7 @@ pub(super) enum Route {
     Metrics,
     SpendLogs,
     SpendSummary,
+    SpendKeys,
     ConfigReload,
     MethodNotAllowed,
     NotFound,
@@ -83,6 +84,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
+            Route::SpendKeys => "spend_keys",
             Route::ConfigReload => "config_reload",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
@@ -124,9 +126,11 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         "/health/providers" => (Route::Providers, Method::GET),
         "/metrics" => (Route::Metrics, Method::GET),
         // The key endpoints check their own methods.
-        "/key/generate" | "/key/info" | "/key/delete" => return Route::Keys,
+        "/key/generate" | "/key/info" | "/key/delete" | "/key/list" | "/key/update"
+        | "/key/regenerate" | "/key/block" | "/key/unblock" => return Route::Keys,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
+        "/global/spend/keys" => (Route::SpendKeys, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),
         _ => return Route::NotFound,
     };

@@ -1,12 +1,14 @@
 //! The admin API for keys, in LiteLLM's shape: `POST /key/generate`,
-//! `GET /key/info?key=...`, `POST /key/delete`.
+//! `GET /key/info?key=...`, `GET /key/list`, `POST /key/update`,
+//! `POST /key/regenerate`, `POST /key/block`, `POST /key/unblock`,
+//! `POST /key/delete`.
 //!
 //! Framework-free: each handler takes the request's parts and returns a
 //! complete `application/json` response (errors in the OpenAI shape). The
 //! router calls them only for requests that carry the master key.
 //!
-//! The response of `/key/generate` is the only one that ever contains a
-//! key's text. `/key/info` takes the key (or its hash) in the query string:
+//! The responses of `/key/generate` and `/key/regenerate` are the only ones
+//! that ever contain a key's text. `/key/info` takes the key (or its hash) in the query string:
 //! whatever logs request URLs must leave that query out.
 
 use bytes::Bytes;
@@ -15,16 +17,15 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use tollgate_core::Failure;
-use tollgate_cost::Usd;
 
 use super::generate::bad_request;
-use super::key::rfc3339;
-use super::{GenerateRequest, Keys, VirtualKey, not_found};
-use crate::config::duration;
+use super::view::{View, json, money, query_param};
+use super::{GenerateRequest, KeySource, Keys, not_found};
 use crate::key_format::to_hex;
+use crate::ledger::Ledger;
 
-/// Routes a key admin request: `None` when `path` is not one of
-/// `/key/generate`, `/key/info`, `/key/delete`.
+/// Routes a key admin request: `None` when `path` is not one of the key
+/// endpoints.
 pub(crate) async fn handle(
     keys: &Keys,
     method: &Method,
@@ -34,9 +35,9 @@ pub(crate) async fn handle(
     now_ms: i64,
 ) -> Option<Response<Bytes>> {
     let allowed = match path {
-        "/key/generate" => Method::POST,
-        "/key/info" => Method::GET,
-        "/key/delete" => Method::POST,
+        "/key/info" | "/key/list" => Method::GET,
+        "/key/generate" | "/key/delete" | "/key/update" | "/key/regenerate" | "/key/block"
+        | "/key/unblock" => Method::POST,
         _ => return None,
     };
     if *method != allowed {
@@ -50,7 +51,12 @@ pub(crate) async fn handle(
     }
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
-        "/key/info" => info(keys, query).await,
+        "/key/info" => info(keys, query, None).await,
+        "/key/list" => super::admin_list::list(keys, query).await,
+        "/key/update" => update(keys, body, now_ms).await,
+        "/key/regenerate" => regenerate(keys, body, now_ms).await,
+        "/key/block" => block(keys, body, true, now_ms).await,
+        "/key/unblock" => block(keys, body, false, now_ms).await,
         _ => delete(keys, body, now_ms).await,
     })
 }
@@ -73,9 +79,58 @@ pub(crate) async fn generate(keys: &Keys, body: &[u8], now_ms: i64) -> Response<
     }
 }
 
+/// `POST /key/update`: `{"key": <key or hex hash>, ...}` with any of
+/// `/key/generate`'s settings (and `blocked`); those left out keep their
+/// value → the key's settings, without its text.
+pub(crate) async fn update(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    let (target, change) = match GenerateRequest::change_from_json(body) {
+        Ok(parsed) => parsed,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.update(&target, change, now_ms).await {
+        Ok(record) => json(StatusCode::OK, &View::of(&record, None)),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/regenerate`: `{"key": <key or hex hash>, ...}`, optionally
+/// with settings to change → the new key (its only showing) and its
+/// settings, as `/key/generate` answers. The old key stops working at once.
+pub(crate) async fn regenerate(keys: &Keys, body: &[u8], now_ms: i64) -> Response<Bytes> {
+    let (target, change) = match GenerateRequest::change_from_json(body) {
+        Ok(parsed) => parsed,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.regenerate(&target, change, now_ms).await {
+        Ok(generated) => json(
+            StatusCode::OK,
+            &View::of(&generated.record, Some(generated.key.expose())),
+        ),
+        Err(failure) => failure.to_response(),
+    }
+}
+
+/// `POST /key/block` and `/key/unblock`: `{"key": <key or hex hash>}` →
+/// the key's settings, `blocked` as asked.
+pub(crate) async fn block(keys: &Keys, body: &[u8], blocked: bool, now_ms: i64) -> Response<Bytes> {
+    let target = match super::generate::fields(body).and_then(|f| super::generate::target(&f)) {
+        Ok(target) => target,
+        Err(failure) => return failure.to_response(),
+    };
+    match keys.set_blocked(&target, blocked, now_ms).await {
+        Ok(record) => json(StatusCode::OK, &View::of(&record, None)),
+        Err(failure) => failure.to_response(),
+    }
+}
+
 /// `GET /key/info?key=<key or hex hash>` → `{"key": "<hex hash>", "info":
-/// {...}}`; 404 when there is no such key.
-pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
+/// {...}}`, with `info.spend` (exact dollars, LiteLLM's field) from the
+/// `ledger` when there is one; 404 when there is no such key.
+pub(crate) async fn info(
+    keys: &Keys,
+    query: Option<&str>,
+    ledger: Option<&Ledger>,
+) -> Response<Bytes> {
     let key = match query_param(query.unwrap_or_default(), "key") {
         Ok(Some(key)) if !key.trim().is_empty() => key,
         Ok(_) => {
@@ -83,24 +138,56 @@ pub(crate) async fn info(keys: &Keys, query: Option<&str>) -> Response<Bytes> {
         }
         Err(failure) => return failure.to_response(),
     };
-    match keys.info(&key).await {
-        Ok(Some(record)) => {
-            #[derive(Serialize)]
-            struct Info<'a> {
-                key: String,
-                info: View<'a>,
-            }
-            let body = Info {
-                key: to_hex(&record.hash),
-                info: View::of(&record, None),
-            };
-            json(StatusCode::OK, &body)
+    let record = match keys.info(&key).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return not_found("no such key".to_owned())
+                .with_param("key")
+                .to_response();
         }
-        Ok(None) => not_found("no such key".to_owned())
-            .with_param("key")
-            .to_response(),
-        Err(failure) => failure.to_response(),
+        Err(failure) => return failure.to_response(),
+    };
+    let spend = match ledger {
+        // A config key's name may have billed before this start.
+        Some(ledger) => match ledger
+            .billed_since(
+                &record.name(),
+                match record.source {
+                    KeySource::Config => 0,
+                    KeySource::Generated => record.created_at_ms,
+                },
+            )
+            .await
+        {
+            Ok(picos) => money(u64::try_from(picos).unwrap_or(u64::MAX)),
+            Err(error) => {
+                tracing::warn!(key = %record.name(), %error, "cannot read a key's spend from the ledger");
+                None
+            }
+        },
+        None => None,
+    };
+    #[derive(Serialize)]
+    struct Info<'a> {
+        key: String,
+        info: Spent<'a>,
     }
+    #[derive(Serialize)]
+    struct Spent<'a> {
+        #[serde(flatten)]
+        view: View<'a>,
+        /// Exact decimal dollars, as a JSON number; absent without a ledger.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spend: Option<Box<RawValue>>,
+    }
+    let body = Info {
+        key: to_hex(&record.hash),
+        info: Spent {
+            view: View::of(&record, None),
+            spend,
+        },
+    };
+    json(StatusCode::OK, &body)
 }
 
 /// `POST /key/delete` with `{"keys": [...]}` (keys or hex hashes) and/or
@@ -155,98 +242,4 @@ async fn delete_inner(keys: &Keys, body: &[u8], now_ms: i64) -> Result<Vec<Strin
         }
     }
     keys.delete(&targets, now_ms).await
-}
-
-/// A key as the admin API shows it: everything but the key text, unless
-/// `key` is given (the answer to `/key/generate`).
-#[derive(Serialize)]
-struct View<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    key_alias: Option<&'a str>,
-    key_name: String,
-    token: String,
-    expires: Option<String>,
-    models: &'a [String],
-    rpm_limit: Option<u32>,
-    tpm_limit: Option<u64>,
-    max_parallel_requests: Option<u32>,
-    /// Exact decimal dollars, as a JSON number.
-    max_budget: Option<Box<RawValue>>,
-    budget_duration: Option<String>,
-    metadata: &'a serde_json::Value,
-    created_at: String,
-    source: &'static str,
-}
-
-impl<'a> View<'a> {
-    fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
-        View {
-            key,
-            key_alias: record.alias(),
-            key_name: record.name().to_string(),
-            token: to_hex(&record.hash),
-            expires: record.expires_at_ms.map(rfc3339),
-            models: &record.models,
-            rpm_limit: record.rpm_limit,
-            tpm_limit: record.tpm_limit,
-            max_parallel_requests: record.max_parallel_requests,
-            max_budget: record
-                .max_budget_picos
-                .and_then(|picos| RawValue::from_string(Usd::from_picos(picos).to_string()).ok()),
-            budget_duration: record.budget_duration.map(duration::format),
-            metadata: &record.metadata,
-            created_at: rfc3339(record.created_at_ms),
-            source: record.source.as_str(),
-        }
-    }
-}
-
-fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
-    // Serialising strings, numbers and JSON values cannot fail.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Bytes::from(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// The percent-decoded value of `name` in a query string.
-fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key == name {
-            return percent_decode(value).map(Some).ok_or_else(|| {
-                bad_request(format!("{name} is not valid percent-encoding"), Some("key"))
-            });
-        }
-    }
-    Ok(None)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }

@@ -100,6 +100,29 @@ pub(super) fn expired_key(key: &VirtualKey) -> Failure {
     .with_code("expired_api_key")
 }
 
+pub(super) fn blocked_key(key: &VirtualKey) -> Failure {
+    Failure::new(
+        ErrorClass::Auth,
+        format!(
+            "The API key {} is blocked. An admin can unblock it with POST /key/unblock.",
+            key.name()
+        ),
+    )
+    .with_code("key_blocked")
+}
+
+/// A 400 for a change the API cannot make to a config key.
+pub(super) fn config_key(key: &VirtualKey, what: &str) -> Failure {
+    generate::bad_request(
+        format!(
+            "{} is defined in the config file (tollgate.keys) and cannot be {what} through \
+             the API; change it in the config",
+            key.name()
+        ),
+        Some("key"),
+    )
+}
+
 pub(super) fn alias_taken(alias: &str) -> Failure {
     generate::bad_request(
         format!("key_alias {alias:?} is already in use"),

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use tollgate_core::{ErrorClass, Failure};
 use tollgate_cost::Usd;
 
+use super::key::VirtualKey;
 use crate::config::duration;
 use crate::key_format::KEY_PREFIX;
 
@@ -60,13 +61,15 @@ pub(crate) fn looks_generated(text: &str) -> bool {
     })
 }
 
-/// What `POST /key/generate` asks for, validated.
+/// What `POST /key/generate` asks for, validated; also the settings of
+/// `/key/update` and `/key/regenerate`, where a field left out (or `null`)
+/// keeps the key's value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct GenerateRequest {
     /// `key_alias`.
     pub(crate) key_alias: Option<String>,
     /// `models`: model groups the key may use; empty means all.
-    pub(crate) models: Vec<String>,
+    pub(crate) models: Option<Vec<String>>,
     /// `rpm_limit`.
     pub(crate) rpm_limit: Option<u32>,
     /// `tpm_limit`.
@@ -79,32 +82,63 @@ pub(crate) struct GenerateRequest {
     pub(crate) budget_duration: Option<Duration>,
     /// `duration`: how long the key lives.
     pub(crate) duration: Option<Duration>,
-    /// `metadata`: a JSON object (empty when absent).
-    pub(crate) metadata: serde_json::Map<String, serde_json::Value>,
+    /// `metadata`: a JSON object.
+    pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `aliases`: model name → model group, for this key.
+    pub(crate) aliases: Option<BTreeMap<String, String>>,
+    /// `team_id`.
+    pub(crate) team_id: Option<String>,
+    /// `user_id`.
+    pub(crate) user_id: Option<String>,
+    /// `blocked`.
+    pub(crate) blocked: Option<bool>,
 }
 
 impl GenerateRequest {
     /// Reads LiteLLM's `/key/generate` body. Unknown fields are ignored
-    /// (LiteLLM has many: `team_id`, `user_id`, `tags`...); a field of the
-    /// wrong type or out of range is a 400 naming it. An empty body asks
-    /// for a key with no limits.
+    /// (LiteLLM has many: `tags`, `permissions`...); a field of the wrong
+    /// type or out of range is a 400 naming it. An empty body asks for a
+    /// key with no limits.
     pub(crate) fn from_json(body: &[u8]) -> Result<Self, Failure> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(GenerateRequest::default());
         }
-        // Raw values keep each number's text, so `max_budget: 25.10` is
-        // read as exactly 25.10 dollars, never through a float.
-        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
-            .map_err(|_| bad_request("the body must be a JSON object", None))?;
+        let fields = fields(body)?;
+        if fields.contains_key("key") {
+            return Err(bad_request(
+                "choosing the key text is not supported: omit `key` and Tollgate \
+                 generates one, or put the key in tollgate.keys in the config file",
+                Some("key"),
+            ));
+        }
+        Self::from_fields(&fields)
+    }
+
+    /// Reads the body of `/key/update` or `/key/regenerate`: the key it is
+    /// for (`key`: the key or its hex hash) and the settings to change.
+    pub(crate) fn change_from_json(body: &[u8]) -> Result<(String, Self), Failure> {
+        let fields = fields(body)?;
+        let target = target(&fields)?;
+        if fields.contains_key("new_key") {
+            return Err(bad_request(
+                "choosing the new key text is not supported: omit `new_key` and Tollgate \
+                 generates one",
+                Some("new_key"),
+            ));
+        }
+        Ok((target, Self::from_fields(&fields)?))
+    }
+
+    fn from_fields(fields: &BTreeMap<String, Box<RawValue>>) -> Result<Self, Failure> {
         let mut out = GenerateRequest::default();
-        for (name, raw) in &fields {
+        for (name, raw) in fields {
             let raw = raw.get();
             if raw == "null" {
                 continue;
             }
             match name.as_str() {
                 "key_alias" => out.key_alias = Some(alias(raw)?),
-                "models" => out.models = models(raw)?,
+                "models" => out.models = Some(models(raw)?),
                 "rpm_limit" => out.rpm_limit = Some(whole_u32(raw, "rpm_limit")?),
                 "tpm_limit" => out.tpm_limit = Some(whole(raw, "tpm_limit", u64::MAX)?),
                 "max_parallel_requests" => {
@@ -116,22 +150,68 @@ impl GenerateRequest {
                 }
                 "duration" => out.duration = Some(litellm_duration(raw, "duration")?),
                 "metadata" => {
-                    out.metadata = serde_json::from_str(raw).map_err(|_| {
+                    out.metadata = Some(serde_json::from_str(raw).map_err(|_| {
                         bad_request("metadata must be a JSON object", Some("metadata"))
-                    })?;
+                    })?);
                 }
-                "key" => {
-                    return Err(bad_request(
-                        "choosing the key text is not supported: omit `key` and Tollgate \
-                         generates one, or put the key in tollgate.keys in the config file",
-                        Some("key"),
-                    ));
+                "aliases" => out.aliases = Some(aliases(raw)?),
+                "team_id" => out.team_id = Some(label(raw, "team_id")?),
+                "user_id" => out.user_id = Some(label(raw, "user_id")?),
+                "blocked" => {
+                    out.blocked = Some(serde_json::from_str(raw).map_err(|_| {
+                        bad_request("blocked must be true or false", Some("blocked"))
+                    })?);
                 }
                 _ => {}
             }
         }
         Ok(out)
     }
+}
+
+impl GenerateRequest {
+    /// Writes the settings given into `key`, at `now_ms` (unix ms): a
+    /// `duration` runs from now.
+    pub(crate) fn apply_to(self, key: &mut VirtualKey, now_ms: i64) {
+        if let Some(alias) = self.key_alias {
+            key.set_alias(Some(alias));
+        }
+        key.rpm_limit = self.rpm_limit.or(key.rpm_limit);
+        key.max_parallel_requests = self.max_parallel_requests.or(key.max_parallel_requests);
+        key.models = self.models.unwrap_or(std::mem::take(&mut key.models));
+        key.tpm_limit = self.tpm_limit.or(key.tpm_limit);
+        key.max_budget_picos = self.max_budget_picos.or(key.max_budget_picos);
+        key.budget_duration = self.budget_duration.or(key.budget_duration);
+        if let Some(duration) = self.duration {
+            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+            key.expires_at_ms = Some(now_ms.saturating_add(ms));
+        }
+        if let Some(metadata) = self.metadata {
+            key.metadata = serde_json::Value::Object(metadata);
+        }
+        if let Some(aliases) = self.aliases {
+            key.model_aliases = aliases;
+        }
+        key.team_id = self.team_id.or(key.team_id.take());
+        key.user_id = self.user_id.or(key.user_id.take());
+        key.blocked = self.blocked.unwrap_or(key.blocked);
+    }
+}
+
+/// The body as a JSON object of raw values: each number keeps its text,
+/// so `max_budget: 25.10` is read as exactly 25.10 dollars, never through
+/// a float.
+pub(crate) fn fields(body: &[u8]) -> Result<BTreeMap<String, Box<RawValue>>, Failure> {
+    serde_json::from_slice(body).map_err(|_| bad_request("the body must be a JSON object", None))
+}
+
+/// The `key` field: the key, or its hex hash, that an admin call is for.
+pub(crate) fn target(fields: &BTreeMap<String, Box<RawValue>>) -> Result<String, Failure> {
+    fields
+        .get("key")
+        .and_then(|raw| string(raw.get()))
+        .filter(|key| !key.trim().is_empty())
+        .ok_or_else(|| bad_request("give the key (or its hash) as \"key\"", Some("key")))
 }
 
 /// A 400 with `param` naming the field.
@@ -154,6 +234,32 @@ fn alias(raw: &str) -> Result<String, Failure> {
     crate::key_format::check_alias(&alias)
         .map_err(|why| bad_request(format!("key_alias {why}"), field))?;
     Ok(alias)
+}
+
+/// A non-empty string of at most 256 characters: a team or user id.
+fn label(raw: &str, field: &'static str) -> Result<String, Failure> {
+    string(raw)
+        .filter(|text| !text.trim().is_empty() && text.chars().count() <= 256)
+        .ok_or_else(|| {
+            bad_request(
+                format!("{field} must be a string of 1 to 256 characters"),
+                Some(field),
+            )
+        })
+}
+
+/// LiteLLM's `aliases`: `{"model name": "model group"}`.
+fn aliases(raw: &str) -> Result<BTreeMap<String, String>, Failure> {
+    let field = Some("aliases");
+    let map: BTreeMap<String, String> = serde_json::from_str(raw)
+        .map_err(|_| bad_request("aliases must map model names to model group names", field))?;
+    if map
+        .iter()
+        .any(|(from, to)| from.trim().is_empty() || to.trim().is_empty())
+    {
+        return Err(bad_request("aliases must not contain an empty name", field));
+    }
+    Ok(map)
 }
 
 fn models(raw: &str) -> Result<Vec<String>, Failure> {

@@ -1,5 +1,6 @@
 //! [`VirtualKey`]: what the gateway knows about a key, without the key.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,17 @@ pub(crate) struct VirtualKey {
     pub(crate) created_at_ms: i64,
     /// Config or generated.
     pub(crate) source: KeySource,
+    /// Stopped by `/key/block` until `/key/unblock`.
+    pub(crate) blocked: bool,
+    /// LiteLLM's `aliases`: a model name this key's clients send → the
+    /// model group it stands for.
+    pub(crate) model_aliases: BTreeMap<String, String>,
+    /// LiteLLM's `team_id`: a label `/key/list` filters on.
+    pub(crate) team_id: Option<String>,
+    /// LiteLLM's `user_id`: a label `/key/list` filters on.
+    pub(crate) user_id: Option<String>,
+    /// When an admin call last changed the key, unix ms.
+    pub(crate) updated_at_ms: Option<i64>,
 }
 
 impl VirtualKey {
@@ -89,7 +101,42 @@ impl VirtualKey {
             metadata: serde_json::Value::Object(serde_json::Map::new()),
             created_at_ms,
             source,
+            blocked: false,
+            model_aliases: BTreeMap::new(),
+            team_id: None,
+            user_id: None,
+            updated_at_ms: None,
         }
+    }
+
+    /// The same key under the name `name`: the name a key was made with
+    /// stays its name through `/key/update` and `/key/regenerate`, so its
+    /// limits, budget and ledger rows stay its own.
+    pub(crate) fn named(mut self, name: &str) -> Self {
+        if *self.name != *name {
+            self.name = Arc::from(name);
+        }
+        self
+    }
+
+    /// Gives the key a new alias (or none); its [`name`](Self::name) stays.
+    pub(crate) fn set_alias(&mut self, alias: Option<String>) {
+        self.alias = alias;
+    }
+
+    /// The same key with another secret: every setting and the name kept,
+    /// `hash` the new secret's.
+    pub(crate) fn rehashed(&self, hash: KeyHash) -> Self {
+        VirtualKey {
+            hash,
+            ..self.clone()
+        }
+    }
+
+    /// The model group the client's `model` stands for, through this
+    /// key's `aliases`.
+    pub(crate) fn resolve_model<'a>(&'a self, model: &'a str) -> &'a str {
+        self.model_aliases.get(model).map_or(model, String::as_str)
     }
 
     /// The config entry `tollgate.keys[index]` as a key.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tollgate_core::Failure;
 
 use super::error::{alias_taken, not_found, store_failed, store_unavailable};
+use super::lifecycle::audit;
 use super::store::redis::{Patience, Put, RedisFailure};
 use super::store::{Change, StoreError, Tombstone};
 use super::sync::reconcile::{Local, reconcile};
@@ -35,18 +36,14 @@ impl Keys {
         }
         let text = generate::new_key_text(&inner.rng)?;
         let hash = sha256(text.expose().as_bytes());
-        let mut key = VirtualKey::new(hash, request.key_alias, KeySource::Generated, now_ms);
-        key.models = request.models;
-        key.rpm_limit = request.rpm_limit;
-        key.tpm_limit = request.tpm_limit;
-        key.max_parallel_requests = request.max_parallel_requests;
-        key.max_budget_picos = request.max_budget_picos;
-        key.budget_duration = request.budget_duration;
-        key.expires_at_ms = request.duration.map(|duration| {
-            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-            now_ms.saturating_add(ms)
-        });
-        key.metadata = serde_json::Value::Object(request.metadata);
+        if let Some(alias) = &request.key_alias
+            && self.read().alias_used(alias, &hash)
+        {
+            return Err(alias_taken(alias));
+        }
+        let alias = request.key_alias.clone();
+        let mut key = VirtualKey::new(hash, alias, KeySource::Generated, now_ms);
+        request.apply_to(&mut key, now_ms);
         let key = Arc::new(key);
 
         match &inner.redis {
@@ -75,7 +72,7 @@ impl Keys {
                 self.write().apply(&Change::Put(key.clone()));
             }
         }
-        tracing::info!(key = %key.name(), "virtual key generated");
+        audit("key.generate", &key, "");
         Ok(Generated {
             key: text,
             record: key,
@@ -240,7 +237,7 @@ impl Keys {
                 tracing::warn!(key = %key.name(), %error, "cannot keep the deletion of a virtual key in the local copy");
             }
             self.write().apply(&change);
-            tracing::info!(key = %key.name(), "virtual key deleted");
+            audit("key.delete", key, "");
         }
         Ok(found.iter().map(|key| key.name().to_string()).collect())
     }

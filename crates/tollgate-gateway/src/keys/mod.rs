@@ -1,6 +1,8 @@
 //! Virtual keys: API keys the gateway hands out, each with its own model
 //! list, rate limits and budget, in the shape of LiteLLM's admin API
-//! (`POST /key/generate`, `GET /key/info`, `POST /key/delete`).
+//! (`POST /key/generate`, `GET /key/info`, `GET /key/list`,
+//! `POST /key/update`, `/key/regenerate`, `/key/block`, `/key/unblock`,
+//! `/key/delete`).
 //!
 //! # The model
 //!
@@ -61,42 +63,50 @@
 //! epoch id, when Redis lost its data.
 //!
 //! Each replica answers from its map of hash → key, behind a `RwLock` that
-//! is never held across an `.await`: a known key never waits on Redis (but
-//! for keys read from the mirror at start, checked against Redis until the
-//! first sync). A key-shaped text not in the map is looked up in Redis once
-//! (one `MGET` for its record and tombstone), and a "no such key" is
-//! trusted for 1 s (at most 10,000 such answers are remembered); anything
-//! else unknown is refused locally. So a key generated on one replica works
-//! on every other at once, and a key deleted on one replica stops working
-//! there at once and on the others within [`sync::SYNC_EVERY`].
+//! is never held across an `.await`. A generated key is checked against
+//! Redis on every use (one `MGET` of its record and tombstone, within the
+//! operation timeout; the rate limits make a round trip per request too),
+//! so that a change made on any replica — `/key/update`, `/key/block`, a
+//! new secret from `/key/regenerate`, `/key/delete` — holds on every
+//! replica at once. A key-shaped text not in the map is looked up the same
+//! way, and a "no such key" is trusted for 1 s (at most 10,000 such answers
+//! are remembered); anything else unknown is refused locally. Config keys
+//! never wait on Redis.
 //!
 //! # Fail-open when Redis is away
 //!
 //! When Redis errs or does not answer within the operation timeout (100 ms
-//! by default), a replica answers from its copy: keys it knows keep
-//! working, keys it never saw are refused. Each such answer (and each
+//! by default), a replica answers from its copy, without asking Redis
+//! again for 1 s: keys it knows keep working, keys it never saw are
+//! refused. Each such answer (and each
 //! failed sync round) calls the `on_fallback` callback (for a metric) and
 //! counts (`Keys::fallbacks` in tests); a warning is logged at most once per
-//! 10 s. Generating and deleting keys need Redis, and fail with a 503 while
-//! it is away: a key made or deleted on one replica only would split the
-//! replicas' view.
+//! 10 s. Every admin change (generate, update, regenerate, block, delete)
+//! needs Redis, and fails with a 503 while it is away: a change made on one
+//! replica only would split the replicas' view.
 
 pub(crate) mod admin;
+mod admin_list;
 
+mod cache;
 mod error;
 pub(crate) mod generate;
 pub(crate) mod key;
+mod lifecycle;
 mod manage;
+pub(crate) mod spend;
 pub(crate) mod store;
 pub(crate) mod sync;
+mod view;
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -108,14 +118,16 @@ use tollgate_core::Failure;
 use crate::config::ConfiguredKey;
 use crate::key_format::{KeyHash, ct_eq, sha256};
 use crate::shared::Fallbacks;
+use cache::{Cache, fresh};
 pub(crate) use error::KeysError;
-use error::{expired_key, incorrect_key, missing_key, not_found};
+use error::{blocked_key, expired_key, incorrect_key, missing_key, not_found};
 pub(crate) use generate::{GenerateRequest, KeyText};
 pub(crate) use key::{KeySource, VirtualKey};
+pub(crate) use lifecycle::ListFilter;
+use store::LocalStore;
 pub(crate) use store::redis::RedisBackend;
 use store::redis::{Patience, RedisStore};
 use store::sqlite::SqliteStore;
-use store::{Change, LocalStore, Tombstone};
 use sync::SyncState;
 use sync::reconcile::{Local, reconcile};
 
@@ -203,20 +215,15 @@ struct Inner {
     fallbacks: Fallbacks,
     /// Where the sync with Redis stands (Redis backend).
     sync: tokio::sync::Mutex<SyncState>,
-    /// Whether a sync round has checked this replica's copy against Redis;
-    /// until then, keys read from the mirror at start are checked on use.
-    synced: AtomicBool,
+    /// Until when (unix ms) a generated key is taken from the local copy
+    /// without asking Redis, which just failed to answer.
+    redis_down_until_ms: AtomicI64,
 }
 
-#[derive(Default)]
-struct Cache {
-    /// Every live key this replica knows: config keys and generated keys.
-    known: HashMap<KeyHash, Arc<VirtualKey>>,
-    /// Every deleted key this replica knows.
-    buried: HashMap<KeyHash, Tombstone>,
-    /// Hashes Redis said it did not have, and when (unix ms).
-    missing: HashMap<KeyHash, i64>,
-}
+/// How long (ms), after Redis failed to answer a lookup, keys are taken
+/// from the local copy alone: a Redis that is away costs one timeout per
+/// second, not one per request.
+const REDIS_DOWN_FOR_MS: i64 = 1000;
 
 /// What the local map says about a hash.
 enum Lookup {
@@ -226,70 +233,6 @@ enum Lookup {
     Unknown,
     /// Ask Redis; the local copy, if any, answers if Redis cannot.
     AskRedis(Local),
-}
-
-/// Whether something recorded at `at_ms` is still current at `now_ms`.
-fn fresh(now_ms: i64, at_ms: i64, ttl: Duration) -> bool {
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    (0..ttl_ms).contains(&now_ms.saturating_sub(at_ms))
-}
-
-impl Cache {
-    fn remember_missing(&mut self, hash: KeyHash, now_ms: i64) {
-        if self.missing.len() >= NEGATIVE_CAPACITY {
-            self.missing
-                .retain(|_, at| fresh(now_ms, *at, NEGATIVE_TTL));
-        }
-        if self.missing.len() < NEGATIVE_CAPACITY {
-            self.missing.insert(hash, now_ms);
-        }
-    }
-
-    /// Applies `change` as the stores do: a tombstone wins over a record,
-    /// in either order. Config keys are not the stores' to change.
-    fn apply(&mut self, change: &Change) {
-        match change {
-            Change::Put(key) => {
-                if !self.buried.contains_key(&key.hash)
-                    && self
-                        .known
-                        .get(&key.hash)
-                        .is_none_or(|known| known.source != KeySource::Config)
-                {
-                    self.missing.remove(&key.hash);
-                    self.known.insert(key.hash, key.clone());
-                }
-            }
-            Change::Bury(tombstone) => {
-                if self
-                    .known
-                    .get(&tombstone.hash)
-                    .is_some_and(|known| known.source == KeySource::Config)
-                {
-                    return;
-                }
-                self.known.remove(&tombstone.hash);
-                let merged = match self.buried.remove(&tombstone.hash) {
-                    Some(kept) => kept.merge(tombstone),
-                    None => tombstone.clone(),
-                };
-                self.buried.insert(merged.hash, merged);
-            }
-        }
-    }
-
-    /// What this replica knows of `hash`.
-    fn local(&self, hash: &KeyHash) -> Local {
-        match (self.known.get(hash), self.buried.get(hash)) {
-            (Some(key), _) => Local::Live(key.clone()),
-            (None, Some(tombstone)) => Local::Deleted(tombstone.clone()),
-            (None, None) => Local::Unknown,
-        }
-    }
-
-    fn alias_owner(&self, alias: &str) -> Option<&Arc<VirtualKey>> {
-        self.known.values().find(|key| key.alias() == Some(alias))
-    }
 }
 
 impl fmt::Debug for Keys {
@@ -421,7 +364,7 @@ impl Keys {
                     on_fallback,
                 ),
                 sync: tokio::sync::Mutex::new(SyncState::default()),
-                synced: AtomicBool::new(false),
+                redis_down_until_ms: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -495,6 +438,9 @@ impl Keys {
         if key.is_expired(now_ms) {
             return Err(expired_key(&key));
         }
+        if key.blocked {
+            return Err(blocked_key(&key));
+        }
         Ok(Principal::Virtual(key))
     }
 
@@ -504,12 +450,12 @@ impl Keys {
         match cache.known.get(hash) {
             // Found by hash; compared again in constant time for good measure.
             Some(key) if ct_eq(&key.hash, hash) => {
-                // Read from the mirror at start, not yet checked by a sync:
-                // it may have been deleted while this replica was down.
-                if redis
-                    && key.source == KeySource::Generated
-                    && !self.inner.synced.load(Ordering::Relaxed)
-                {
+                // A generated key is checked against Redis on every use, so
+                // that an update, a block, a new secret or a deletion made
+                // on another replica counts at once here (one MGET, within
+                // the operation timeout) — but not while Redis is away.
+                let down = now_ms < self.inner.redis_down_until_ms.load(Ordering::Relaxed);
+                if redis && key.source == KeySource::Generated && !down {
                     Lookup::AskRedis(Local::Live(key.clone()))
                 } else {
                     Lookup::Found(key.clone())
@@ -538,6 +484,10 @@ impl Keys {
             Ok(mut remotes) => remotes.pop().unwrap_or_default(),
             Err(error) => {
                 self.fell_back(&error);
+                let until = now_ms.saturating_add(REDIS_DOWN_FOR_MS);
+                self.inner
+                    .redis_down_until_ms
+                    .store(until, Ordering::Relaxed);
                 return match local {
                     Local::Live(key) => Some(key),
                     Local::Deleted(_) | Local::Unknown => None,

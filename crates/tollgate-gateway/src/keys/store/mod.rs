@@ -14,6 +14,7 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 pub(crate) mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +37,14 @@ const RECORD_VERSION: u32 = 1;
 /// {"v":1,"hash":"<64 hex digits>","alias":"team-a","models":["demo"],
 ///  "rpm_limit":60,"tpm_limit":100000,"max_parallel_requests":4,
 ///  "max_budget_picos":25000000000000,"budget_duration_s":2592000,
-///  "expires_at_ms":null,"metadata":{},"created_at_ms":1767225600000}
+///  "expires_at_ms":null,"metadata":{},"created_at_ms":1767225600000,
+///  "name":"team-a","blocked":false,"aliases":{},"team_id":null,
+///  "user_id":null,"updated_at_ms":null}
 /// ```
+///
+/// The fields from `name` on came with `/key/update` and friends; a record
+/// without them reads as it did before (name from the alias or hash, not
+/// blocked, no aliases).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     v: u32,
@@ -52,6 +59,18 @@ pub(crate) struct Record {
     expires_at_ms: Option<i64>,
     metadata: serde_json::Value,
     created_at_ms: i64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    blocked: bool,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    updated_at_ms: Option<i64>,
 }
 
 impl Record {
@@ -69,6 +88,12 @@ impl Record {
             expires_at_ms: key.expires_at_ms,
             metadata: key.metadata.clone(),
             created_at_ms: key.created_at_ms,
+            name: Some(key.name().to_string()),
+            blocked: key.blocked,
+            aliases: key.model_aliases.clone(),
+            team_id: key.team_id.clone(),
+            user_id: key.user_id.clone(),
+            updated_at_ms: key.updated_at_ms,
         }
     }
 
@@ -90,7 +115,15 @@ impl Record {
         key.budget_duration = self.budget_duration_s.map(Duration::from_secs);
         key.expires_at_ms = self.expires_at_ms;
         key.metadata = self.metadata;
-        Ok(key)
+        key.blocked = self.blocked;
+        key.model_aliases = self.aliases;
+        key.team_id = self.team_id;
+        key.user_id = self.user_id;
+        key.updated_at_ms = self.updated_at_ms;
+        Ok(match &self.name {
+            Some(name) if !name.is_empty() => key.named(name),
+            _ => key,
+        })
     }
 }
 

@@ -47,7 +47,12 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 #[path = "redis_scripts.rs"]
 mod scripts;
 
-use scripts::{BURY, INDEX, PUT, RESTORE};
+use scripts::{BURY, INDEX, PUT, REPLACE, RESTORE};
+
+#[path = "redis_replace.rs"]
+mod replace;
+
+pub(crate) use replace::Replaced;
 
 /// Redis keys per `SCAN` step.
 const SCAN_COUNT: usize = 1000;
@@ -181,6 +186,7 @@ pub(crate) struct RedisStore {
     restore: Script,
     bury: Script,
     index: Script,
+    replace: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -202,6 +208,7 @@ impl RedisStore {
             restore: Script::new(RESTORE),
             bury: Script::new(BURY),
             index: Script::new(INDEX),
+            replace: Script::new(REPLACE),
         }
     }
 

@@ -74,3 +74,32 @@ for _, hex in ipairs(ARGV) do
 end
 return added
 ";
+
+/// Replaces a key's record: its new settings (`/key/update`, `/key/block`)
+/// or, with a tombstone for the old hash, its new secret
+/// (`/key/regenerate`), moving its alias. 0 when the key was deleted
+/// meanwhile, 2 when the new alias belongs to another key, 1 when done.
+///
+/// KEYS: old record, old tombstone, seq, changes, new record, new alias,
+/// old alias; ARGV: new record JSON, new hex hash, old hex hash, the old
+/// hash's tombstone JSON (empty for an update), whether there is a new
+/// alias (`1`), whether there was an old alias (`1`).
+pub(super) const REPLACE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ARGV[5] == '1' then
+  local owner = redis.call('GET', KEYS[6])
+  if owner and owner ~= ARGV[3] and owner ~= ARGV[2] then return 2 end
+end
+if ARGV[6] == '1' and redis.call('GET', KEYS[7]) == ARGV[3] then
+  redis.call('DEL', KEYS[7])
+end
+if ARGV[4] ~= '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], ARGV[4])
+  redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[3]), ARGV[3])
+end
+redis.call('SET', KEYS[5], ARGV[1])
+if ARGV[5] == '1' then redis.call('SET', KEYS[6], ARGV[2]) end
+redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[3]), ARGV[2])
+return 1
+";

@@ -13,7 +13,13 @@
 //!     budget_duration_s     INTEGER,
 //!     expires_at_ms         INTEGER,              -- unix ms; NULL = never
 //!     metadata              TEXT    NOT NULL,     -- JSON object
-//!     created_at_ms         INTEGER NOT NULL      -- unix ms
+//!     created_at_ms         INTEGER NOT NULL,     -- unix ms
+//!     key_name              TEXT,                 -- the name kept through updates
+//!     blocked               INTEGER NOT NULL DEFAULT 0,
+//!     aliases               TEXT    NOT NULL DEFAULT '{}', -- JSON: model → group
+//!     team_id               TEXT,
+//!     user_id               TEXT,
+//!     updated_at_ms         INTEGER               -- unix ms of the last admin change
 //! );
 //! CREATE TABLE IF NOT EXISTS virtual_key_tombstones (
 //!     hash                  TEXT    PRIMARY KEY,  -- the deleted key's hash
@@ -27,7 +33,8 @@
 //! [`Tombstone`]): a record of its hash is never stored again. The tables
 //! live beside the ledger's tables without touching them or the file's
 //! `user_version` (which is the ledger's schema version); a file written
-//! before tombstones gets their table when opened. A Redis backend's
+//! before tombstones gets their table when opened, and one written before
+//! `/key/update` gets the columns from `key_name` on (see [`ADDED`]). A Redis backend's
 //! mirror written before tombstones also loses its rows then (see
 //! [`SqliteStore::open_mirror`]). The connection is this store's own, in WAL mode, so it
 //! writes beside the ledger's writer; every call blocks, so async code runs
@@ -57,8 +64,25 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS virtual_keys (
     budget_duration_s     INTEGER,
     expires_at_ms         INTEGER,
     metadata              TEXT    NOT NULL,
-    created_at_ms         INTEGER NOT NULL
+    created_at_ms         INTEGER NOT NULL,
+    key_name              TEXT,
+    blocked               INTEGER NOT NULL DEFAULT 0,
+    aliases               TEXT    NOT NULL DEFAULT '{}',
+    team_id               TEXT,
+    user_id               TEXT,
+    updated_at_ms         INTEGER
 )";
+
+/// Columns added after the table's first version, with their definitions:
+/// added to an older file when it is opened.
+const ADDED: [(&str, &str); 6] = [
+    ("key_name", "TEXT"),
+    ("blocked", "INTEGER NOT NULL DEFAULT 0"),
+    ("aliases", "TEXT NOT NULL DEFAULT '{}'"),
+    ("team_id", "TEXT"),
+    ("user_id", "TEXT"),
+    ("updated_at_ms", "INTEGER"),
+];
 
 const CREATE_TOMBSTONES: &str = "CREATE TABLE IF NOT EXISTS virtual_key_tombstones (
     hash                  TEXT    PRIMARY KEY,
@@ -73,7 +97,8 @@ const BURY: &str = "INSERT INTO virtual_key_tombstones (hash, alias, deleted_at_
                     alias = coalesce(alias, excluded.alias)";
 
 const COLUMNS: &str = "hash, alias, models, rpm_limit, tpm_limit, max_parallel_requests, \
-                       max_budget_picos, budget_duration_s, expires_at_ms, metadata, created_at_ms";
+                       max_budget_picos, budget_duration_s, expires_at_ms, metadata, created_at_ms, \
+                       key_name, blocked, aliases, team_id, user_id, updated_at_ms";
 
 /// Generated keys in a SQLite file.
 #[derive(Debug)]
@@ -126,6 +151,7 @@ impl SqliteStore {
             )
             .map_err(fail)?;
         tx.execute(CREATE, []).map_err(fail)?;
+        add_columns(&tx).map_err(fail)?;
         tx.execute(CREATE_TOMBSTONES, []).map_err(fail)?;
         if mirror && before_tombstones {
             let dropped = tx.execute("DELETE FROM virtual_keys", []).map_err(fail)?;
@@ -235,6 +261,24 @@ impl SqliteStore {
     }
 }
 
+/// Adds the columns of [`ADDED`] that the table lacks (a file from before
+/// them).
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut info = conn.prepare("SELECT name FROM pragma_table_info('virtual_keys')")?;
+    let present = info
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (column, definition) in ADDED {
+        if !present.iter().any(|name| name == column) {
+            conn.execute(
+                &format!("ALTER TABLE virtual_keys ADD COLUMN {column} {definition}"),
+                [],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `key`'s row with `verb` (`INSERT`, `INSERT OR REPLACE`), unless
 /// its hash has a tombstone; how many rows were written.
 fn put(conn: &Connection, verb: &str, key: &VirtualKey) -> rusqlite::Result<usize> {
@@ -242,7 +286,7 @@ fn put(conn: &Connection, verb: &str, key: &VirtualKey) -> rusqlite::Result<usiz
     conn.execute(
         &format!(
             "{verb} INTO virtual_keys ({COLUMNS}) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17 \
              WHERE NOT EXISTS (SELECT 1 FROM virtual_key_tombstones WHERE hash = ?1)"
         ),
         params![
@@ -257,6 +301,12 @@ fn put(conn: &Connection, verb: &str, key: &VirtualKey) -> rusqlite::Result<usiz
             record.expires_at_ms,
             json(&record.metadata),
             record.created_at_ms,
+            record.name,
+            record.blocked,
+            json(&record.aliases),
+            record.team_id,
+            record.user_id,
+            record.updated_at_ms,
         ],
     )
 }
@@ -278,6 +328,12 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         metadata: serde_json::from_str(&metadata)
             .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new())),
         created_at_ms: row.get(10)?,
+        name: row.get(11)?,
+        blocked: row.get(12)?,
+        aliases: serde_json::from_str(&row.get::<_, String>(13)?).unwrap_or_default(),
+        team_id: row.get(14)?,
+        user_id: row.get(15)?,
+        updated_at_ms: row.get(16)?,
     })
 }
 

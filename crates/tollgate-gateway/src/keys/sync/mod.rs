@@ -56,7 +56,6 @@ pub(crate) mod reconcile;
 mod tests;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ring::rand::SecureRandom;
@@ -175,7 +174,6 @@ impl Keys {
                 state.since = *position;
             }
             if !full {
-                self.inner.synced.store(true, Ordering::Relaxed);
                 break;
             }
             page = redis.changes(state.since, PAGE).await?;
