@@ -13,11 +13,10 @@ use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyResponse, is_event_stream};
-use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, UpstreamError};
 
 use crate::body::{ResponseBody, overflow};
 use crate::classify::StreamFailure;
-use crate::error::UpstreamError;
 use crate::layer::Shared;
 use crate::reshape::{Reshaped, reshape};
 use crate::state::{Step, StreamNormalizer};
@@ -303,15 +302,7 @@ fn complete<B>(
 /// The inner service's own error: passed on when it already carries a
 /// classification, paired with one otherwise.
 fn inner_error(error: BoxError, shared: &Shared) -> BoxError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
-    while let Some(err) = source {
-        if err.is::<Failure>() {
-            return error;
-        }
-        source = err.source();
-    }
-    let failure = shared.classifier.classify_error(&*error);
-    Box::new(UpstreamError::new(failure, error))
+    UpstreamError::classified(error, &shared.classifier)
 }
 
 fn too_large() -> Failure {

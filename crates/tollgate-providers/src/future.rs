@@ -12,11 +12,10 @@ use http::response::Parts;
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, is_event_stream};
-use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
+use tollgate_core::classify::{OpenAiClassifier, is_event_stream};
+use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, UpstreamError};
 
 use crate::body::ResponseBody;
-use crate::error::UpstreamError;
 use crate::layer::Shared;
 use crate::protocol::{Exchange, Protocol, TranslateStream as _};
 
@@ -274,11 +273,7 @@ impl Read {
 /// The inner service's own error: passed on when it already carries a
 /// classification, paired with one otherwise.
 fn inner_error(error: BoxError) -> BoxError {
-    if Failure::find(&*error).is_some() {
-        return error;
-    }
-    let failure = OpenAiClassifier::new().classify_error(&*error);
-    Box::new(UpstreamError::new(failure, error))
+    UpstreamError::classified(error, &OpenAiClassifier::new())
 }
 
 fn too_large() -> Failure {
