@@ -13,6 +13,8 @@
 //! - [`classify`]: a classifier shaped like tower-http's, with a default for
 //!   OpenAI-compatible upstreams;
 //! - [`sse`]: an incremental Server-Sent Events parser and writer;
+//! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
+//!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
 //!   cheap to resend, with a light parsed view that leaves unknown fields
 //!   untouched;
@@ -66,6 +68,7 @@ mod class;
 mod deployment_limits;
 mod failure;
 mod money;
+mod read_limited;
 mod upstream_error;
 mod usage_report;
 mod valid;
@@ -77,6 +80,7 @@ pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use deployment_limits::{Admission, AdmitFuture, DeploymentLimits, DeploymentQuota, Unlimited};
 pub use failure::{BoxError, Failure};
 pub use money::{PICOS_PER_DOLLAR, ParseUsdError, Usd, write_picos};
+pub use read_limited::{ReadLimited, ReadLimitedError};
 pub use redact::{MAX_MESSAGE_LEN, MIN_SECRET_LEN, Redactor, Secrets, sanitize_message};
 pub use upstream_error::UpstreamError;
 pub use valid::{Valid, Validate};
