@@ -34,12 +34,12 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use tollgate::breaker::{BreakerConfig, CircuitBreakerLayer};
+use tollgate::breaker::CircuitBreakerLayer;
 use tollgate::core::extensions::ModelGroup;
 use tollgate::core::{BoxError, ChatRequest, Operation, RequestBody};
 use tollgate::cost::{CostLayer, PriceTable, TokenPrices, Usd};
-use tollgate::fallback::{FallbackConfig, FallbackLayer};
-use tollgate::retry::{RetryConfig, RetryLayer};
+use tollgate::fallback::FallbackLayer;
+use tollgate::retry::RetryLayer;
 use tower::{Service, ServiceBuilder, service_fn};
 
 /// Content events in a benchmarked stream (a short answer's worth).
@@ -206,9 +206,9 @@ where
         TokenPrices::new(Usd::from_picos(150_000), Usd::from_picos(600_000)),
     );
     ServiceBuilder::new()
-        .layer(FallbackLayer::new(FallbackConfig::default()).expect("valid config"))
-        .layer(RetryLayer::new(RetryConfig::default()).expect("valid config"))
-        .layer(CircuitBreakerLayer::new(BreakerConfig::default()).expect("valid config"))
+        .layer(FallbackLayer::default())
+        .layer(RetryLayer::default())
+        .layer(CircuitBreakerLayer::default())
         .layer(CostLayer::new(Arc::new(prices), |record| {
             black_box(record);
         }))

@@ -95,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cooldown(Duration::from_millis(500))
         .jitter(0.0)
         .build()?;
-    let layer = CircuitBreakerLayer::new(config)?;
+    let layer = CircuitBreakerLayer::new(config);
     let breakers = layer.breakers();
     // Known deployments show in snapshots before their first call.
     breakers.register("flaky-1");

@@ -121,7 +121,7 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let upstream = Upstream::new(
         ServiceBuilder::new()
-            .layer(RetryLayer::new(config)?)
+            .layer(RetryLayer::new(config))
             .service(service_fn(flaky)),
     );
 

@@ -26,7 +26,7 @@ use tollgate::breaker::{BreakerConfig, CircuitBreakerLayer};
 use tollgate::core::{BoxError, Failure, RequestBody};
 use tollgate::cost::{CostLayer, CostRecord, PriceTable, TokenPrices, Usd};
 use tollgate::openrouter::{OpenRouterConfig, OpenRouterLayer};
-use tollgate::retry::{RetryConfig, RetryLayer};
+use tollgate::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main(flavor = "current_thread")]
@@ -48,8 +48,8 @@ async fn main() -> Result<(), BoxError> {
 
     // The stack: ten lines.
     let client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryConfig::default())?)
-        .layer(CircuitBreakerLayer::new(breaker)?)
+        .layer(RetryLayer::default())
+        .layer(CircuitBreakerLayer::new(breaker))
         .layer(CostLayer::new(Arc::new(prices), |record: CostRecord| {
             println!("    cost record: {:?}, {:?}", record.outcome, record.cost);
         }))

@@ -80,7 +80,7 @@ pub fn stack(
         .jitter(0.0)
         .build()
         .unwrap();
-    let breaker = CircuitBreakerLayer::new(breaker).unwrap().key(HostKey);
+    let breaker = CircuitBreakerLayer::new(breaker).key(HostKey);
     let records = Arc::new(Mutex::new(Vec::new()));
     let sink = {
         let records = records.clone();
@@ -93,8 +93,8 @@ pub fn stack(
     let client: Client<HttpConnector, RequestBody> =
         Client::builder(TokioExecutor::new()).build_http();
     let service = ServiceBuilder::new()
-        .layer(FallbackLayer::new(fallback.build().unwrap()).unwrap())
-        .layer(RetryLayer::new(retry).unwrap())
+        .layer(FallbackLayer::new(fallback.build().unwrap()))
+        .layer(RetryLayer::new(retry))
         .map_request(move |request: Request<RequestBody>| route(&routes, request))
         .layer(breaker)
         .layer(CostLayer::new(Arc::new(prices()), sink))

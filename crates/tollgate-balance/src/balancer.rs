@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{MemberConfig, Strategy};
-use crate::limits::DeploymentLimits;
 use crate::stats;
 use crate::strategy::{self, View};
 use crate::tried::Tried;
 use crate::usage::Usage;
+use tollgate_core::DeploymentLimits;
 
 /// The largest group whose picks need no allocation.
 pub const INLINE: usize = 16;

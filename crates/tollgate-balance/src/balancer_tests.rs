@@ -1,11 +1,10 @@
 //! Tests of the balancer: picks, in-flight counts, tried deployments.
 
 use super::*;
-use crate::limits::{Admission, AdmitFuture};
 use crate::usage::TokenCounter;
-use crate::{DeploymentLimits, Quota};
 use std::time::Duration;
-use tollgate_limits::{DeploymentQuota, DeploymentRateLimits, MemoryStore};
+use tollgate_core::DeploymentLimits;
+use tollgate_limits::{DeploymentRateLimits, MemoryStore};
 
 fn deployment(weight: Option<f64>, order: Option<u32>) -> MemberConfig {
     MemberConfig {
@@ -15,39 +14,9 @@ fn deployment(weight: Option<f64>, order: Option<u32>) -> MemberConfig {
     }
 }
 
-/// The limits' memory store, as the gateway adapts it.
-struct Store(DeploymentRateLimits);
-
-fn quota(quota: Quota) -> DeploymentQuota {
-    DeploymentQuota {
-        rpm: quota.rpm,
-        tpm: quota.tpm,
-    }
-}
-
-impl DeploymentLimits for Store {
-    fn admit<'a>(&'a self, deployment: &'a str, q: Quota, tokens: u64) -> AdmitFuture<'a> {
-        Box::pin(async move {
-            let answer = self.0.admit(deployment, quota(q), tokens).await;
-            Admission {
-                admitted: answer.admitted,
-                refused_by: answer.refused_by.map(|l| l.as_str()),
-                retry_after: answer.retry_after,
-                requests_left: answer.headroom.requests,
-                tokens_left: answer.headroom.tokens,
-            }
-        })
-    }
-
-    fn record_tokens(&self, deployment: &str, q: Quota, tokens: u64) {
-        self.0.record_tokens(deployment, quota(q), tokens);
-    }
-}
-
+/// The limits' memory store, as the gateway counts in it.
 fn store() -> Arc<dyn DeploymentLimits> {
-    Arc::new(Store(DeploymentRateLimits::new(Arc::new(
-        MemoryStore::new(),
-    ))))
+    Arc::new(DeploymentRateLimits::new(Arc::new(MemoryStore::new())))
 }
 
 fn balancer(strategy: Strategy, members: &[MemberConfig]) -> Arc<Balancer> {

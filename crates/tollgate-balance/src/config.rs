@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tollgate_core::DeploymentQuota;
+
 /// How a group's balancer ranks its deployments: LiteLLM's
 /// `router_settings.routing_strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,23 +23,6 @@ pub enum Strategy {
     CostBased,
 }
 
-/// A deployment's requests and tokens a minute, as LiteLLM's `rpm` and
-/// `tpm`; `None` is unlimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Quota {
-    /// Requests a minute.
-    pub rpm: Option<u64>,
-    /// Tokens a minute (prompt and completion).
-    pub tpm: Option<u64>,
-}
-
-impl Quota {
-    /// Whether either limit is set.
-    pub fn is_limited(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some()
-    }
-}
-
 /// One deployment of a group, as its balancer sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberConfig {
@@ -49,8 +34,8 @@ pub struct MemberConfig {
     /// first.
     pub order: Option<u32>,
     /// Its `rpm` and `tpm`, counted in the group's
-    /// [`DeploymentLimits`](crate::DeploymentLimits).
-    pub quota: Quota,
+    /// [`DeploymentLimits`](tollgate_core::DeploymentLimits).
+    pub quota: DeploymentQuota,
     /// Dollars per prompt plus completion token, which `cost-based-routing`
     /// ranks by; `None` (unknown) ranks last.
     pub cost: Option<f64>,
@@ -63,7 +48,7 @@ impl MemberConfig {
             id: id.into(),
             weight: None,
             order: None,
-            quota: Quota::default(),
+            quota: DeploymentQuota::default(),
             cost: None,
         }
     }

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tollgate_core::extensions::Target;
 
-use crate::availability::Availability;
 use crate::balancer::{Balancer, Pick};
 use crate::config::{MemberConfig, Strategy};
-use crate::limits::DeploymentLimits;
 use crate::tried::Tried;
+use tollgate_core::Availability;
+use tollgate_core::DeploymentLimits;
 
 /// Every model group, by name: what the [`Balance`](crate::Balance)
 /// service looks a request's [`ModelGroup`](tollgate_core::extensions::ModelGroup)

@@ -9,8 +9,8 @@
 //! deployment, and above the circuit breakers it reads through
 //! [`Availability`] (as `tollgate-fallback` reads groups through its
 //! `Health`). Limits on a deployment's requests and tokens a minute are
-//! counted through [`DeploymentLimits`]; the gateway adapts
-//! `tollgate-limits`' shared store.
+//! counted through core's [`DeploymentLimits`], which `tollgate-limits`'
+//! `DeploymentRateLimits` implements over its shared store.
 //!
 //! A model group (one `model_name`) may have several deployments. For each
 //! attempt — the retry layer above asks again for every retry — the group's
@@ -70,6 +70,9 @@
 //! of the gateway start in step, which only matters for their first few
 //! requests.
 //!
+//! [`DeploymentLimits`]: tollgate_core::DeploymentLimits
+//! [`Availability`]: tollgate_core::Availability
+//!
 //! Costs on the request path: no lock is held across an `.await`; counters
 //! are atomics; the latency estimate and a limited deployment's counters are
 //! read under a short `Mutex` (one per deployment, only under
@@ -94,8 +97,9 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tollgate_balance::{
-//!     AlwaysAvailable, BalanceLayer, Group, GroupMember, Groups, MemberConfig, Strategy, Unlimited,
+//!     BalanceLayer, Group, GroupMember, Groups, MemberConfig, Strategy,
 //! };
+//! use tollgate_core::{AlwaysAvailable, Unlimited};
 //! use tollgate_core::BoxError;
 //! use tollgate_core::extensions::{ModelGroup, Target};
 //! use tower::{Layer, Service, ServiceExt, service_fn};
@@ -139,24 +143,20 @@
 //! # }
 //! ```
 
-mod availability;
 mod balancer;
 mod config;
 mod group;
 mod layer;
-mod limits;
 mod service;
 mod stats;
 mod strategy;
 mod tried;
 mod usage;
 
-pub use availability::{AlwaysAvailable, Availability};
 pub use balancer::{Balancer, INLINE, InFlight, Outcome, Pick, estimate_tokens};
-pub use config::{MemberConfig, Quota, Strategy};
+pub use config::{MemberConfig, Strategy};
 pub use group::{Group, GroupMember, Groups};
 pub use layer::BalanceLayer;
-pub use limits::{Admission, AdmitFuture, DeploymentLimits, Unlimited};
 pub use service::{Balance, ResponseFuture};
 pub use stats::FAILURE_PENALTY;
 pub use tried::Tried;

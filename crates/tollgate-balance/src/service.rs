@@ -17,11 +17,11 @@ use tollgate_core::extensions::{Attempt, ModelGroup, Target};
 use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
 
-use crate::availability::Availability;
 use crate::balancer::{InFlight, Outcome, Pick, estimate_tokens};
 use crate::config::Strategy;
 use crate::group::{Group, Groups};
 use crate::tried::Tried;
+use tollgate_core::Availability;
 
 /// Picks a deployment of the request's model group (the [`ModelGroup`]
 /// request extension) for each call, with the group's [`Balancer`](crate::Balancer),

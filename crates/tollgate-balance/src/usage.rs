@@ -21,16 +21,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::balancer::Balancer;
-use crate::config::Quota;
-use crate::limits::{Admission, DeploymentLimits};
 use tokio::time::Instant;
+use tollgate_core::{Admission, DeploymentLimits, DeploymentQuota};
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A deployment's limits and the last word of the store about them.
 #[derive(Debug)]
 pub(crate) struct Usage {
-    quota: Quota,
+    quota: DeploymentQuota,
     /// Held for a few arithmetic operations, never across an `.await`.
     seen: Mutex<Seen>,
 }
@@ -69,14 +68,14 @@ impl Level {
 
 impl Usage {
     /// A deployment limited by `quota`, of which nothing is known yet.
-    pub(crate) fn new(quota: Quota) -> Self {
+    pub(crate) fn new(quota: DeploymentQuota) -> Self {
         Usage {
             quota,
             seen: Mutex::new(Seen::default()),
         }
     }
 
-    pub(crate) fn quota(&self) -> Quota {
+    pub(crate) fn quota(&self) -> DeploymentQuota {
         self.quota
     }
 
@@ -196,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_refusal_is_remembered_until_its_retry_after() {
-        let usage = Usage::new(Quota {
+        let usage = Usage::new(DeploymentQuota {
             rpm: Some(10),
             tpm: Some(1000),
         });
@@ -215,7 +214,7 @@ mod tests {
 
     #[test]
     fn headroom_refills_between_answers_and_counts_spent_tokens() {
-        let usage = Usage::new(Quota {
+        let usage = Usage::new(DeploymentQuota {
             rpm: Some(10),
             tpm: Some(1000),
         });
@@ -236,10 +235,10 @@ mod tests {
         usage.spend_tokens(300, later);
         let drained = later + Duration::from_secs(12);
         assert!(usage.headroom(drained, 0).abs() < 1e-9);
-        let unlimited = Usage::new(Quota::default());
+        let unlimited = Usage::new(DeploymentQuota::default());
         assert_eq!(unlimited.headroom(now, u64::MAX), f64::INFINITY);
         unlimited.spend_tokens(5, now);
-        let zero = Usage::new(Quota {
+        let zero = Usage::new(DeploymentQuota {
             rpm: Some(0),
             tpm: None,
         });

@@ -9,11 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use tollgate_balance::{
-    Availability, Balance, Group, GroupMember, Groups, MemberConfig, Strategy, Unlimited,
-};
+use tollgate_balance::{Balance, Group, GroupMember, Groups, MemberConfig, Strategy};
 use tollgate_core::extensions::{Attempt, ModelGroup, Target};
-use tollgate_core::{BoxError, ErrorClass, Failure};
+use tollgate_core::{Availability, BoxError, ErrorClass, Failure, Unlimited};
 use tower::{Service, ServiceExt, service_fn};
 
 /// Deployments named open are open; a `Rejected` error is their rejection.

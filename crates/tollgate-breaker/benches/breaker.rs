@@ -65,7 +65,6 @@ fn breaker()
         .build()
         .expect("valid config");
     CircuitBreakerLayer::new(config)
-        .expect("valid config")
         .key(FixedKey::new("deployment-0"))
         .layer(noop())
 }

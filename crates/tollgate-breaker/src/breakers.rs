@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tollgate_core::classify::StreamEnd;
-use tollgate_core::{ErrorClass, Failure};
+use tollgate_core::{ErrorClass, Failure, Valid};
 
-use crate::config::{BreakerConfig, ConfigError};
+use crate::config::BreakerConfig;
 use crate::jitter::{DefaultJitter, JitterSource};
 use crate::state::{Admission, KeyState, Outcome, Reason, State, Ticket, Transition};
 
@@ -98,21 +98,18 @@ impl Breakers {
         }
     }
 
-    /// An empty registry whose breakers use `config`.
-    pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
+    /// An empty registry whose breakers use `config` (checked where it was
+    /// loaded: see [`Valid`]).
+    pub fn new(config: Valid<BreakerConfig>) -> Self {
         Breakers::with_jitter(config, DefaultJitter::new())
     }
 
     /// Like [`new`](Self::new), with open times jittered from `jitter`.
-    pub fn with_jitter(
-        config: BreakerConfig,
-        jitter: impl JitterSource,
-    ) -> Result<Self, ConfigError> {
-        config.validate()?;
+    pub fn with_jitter(config: Valid<BreakerConfig>, jitter: impl JitterSource) -> Self {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Ok(Breakers {
+        Breakers {
             shared: Arc::new(Shared {
-                config: Arc::new(config),
+                config: Arc::new(config.into_inner()),
                 map: ArcSwap::from_pointee(HashMap::new()),
                 insert: Mutex::new(()),
                 hub: Arc::new(Hub {
@@ -121,7 +118,7 @@ impl Breakers {
                 }),
                 warned_full: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     /// The settings of keys registered without their own.
@@ -140,15 +137,13 @@ impl Breakers {
     /// breaker if new. Meant for start-up: a key already known starts over
     /// with a fresh CLOSED breaker, and its calls in flight settle on the
     /// old one.
-    pub fn register_with(&self, key: &str, config: BreakerConfig) -> Result<(), ConfigError> {
-        config.validate()?;
+    pub fn register_with(&self, key: &str, config: Valid<BreakerConfig>) {
         let _guard = self.lock_inserts();
         let current = self.shared.map.load();
-        let entry = self.new_entry(key, Arc::new(config));
+        let entry = self.new_entry(key, Arc::new(config.into_inner()));
         let mut map = HashMap::clone(&current);
         map.insert(entry.key.clone(), entry);
         self.shared.map.store(Arc::new(map));
-        Ok(())
     }
 
     /// The breaker of `key` at this moment, if the key is known.
@@ -266,6 +261,14 @@ impl Breakers {
             .insert
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for Breakers {
+    /// An empty registry with the default [`BreakerConfig`] (which is
+    /// valid: a unit test says so).
+    fn default() -> Self {
+        Breakers::new(Valid::new(BreakerConfig::default()).expect("the default config is valid"))
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use tollgate_core::ErrorClass;
+use tollgate_core::{ErrorClass, Valid, Validate};
 
 /// How a circuit breaker decides, with serde support for config files.
 ///
@@ -198,6 +198,14 @@ impl ConfigError {
     }
 }
 
+impl Validate for BreakerConfig {
+    type Error = ConfigError;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        BreakerConfig::validate(self)
+    }
+}
+
 /// Builds a validated [`BreakerConfig`]; see its fields for the meaning and
 /// defaults of each setting.
 #[derive(Debug, Clone)]
@@ -253,10 +261,10 @@ impl BreakerConfigBuilder {
         self
     }
 
-    /// Validates and returns the config.
-    pub fn build(self) -> Result<BreakerConfig, ConfigError> {
-        self.config.validate()?;
-        Ok(self.config)
+    /// The validated config, ready for
+    /// [`CircuitBreakerLayer::new`](crate::CircuitBreakerLayer::new).
+    pub fn build(self) -> Result<Valid<BreakerConfig>, ConfigError> {
+        Valid::new(self.config)
     }
 }
 

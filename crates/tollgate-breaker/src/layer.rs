@@ -6,7 +6,9 @@ use tollgate_core::classify::OpenAiClassifier;
 use tower::Layer;
 
 use crate::breakers::Breakers;
-use crate::config::{BreakerConfig, ConfigError};
+use tollgate_core::Valid;
+
+use crate::config::BreakerConfig;
 use crate::key::WholeService;
 use crate::service::CircuitBreaker;
 
@@ -30,8 +32,10 @@ impl CircuitBreakerLayer {
     /// Breakers with `config`, one for the whole wrapped service, judged by the OpenAI
     /// classifier; change either with [`key`](Self::key) and
     /// [`classifier`](Self::classifier).
-    pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
-        Ok(CircuitBreakerLayer::with_breakers(Breakers::new(config)?))
+    ///
+    /// `config` was checked where it was loaded (see [`Valid`]).
+    pub fn new(config: Valid<BreakerConfig>) -> Self {
+        CircuitBreakerLayer::with_breakers(Breakers::new(config))
     }
 
     /// A layer over breakers built elsewhere (shared by several layers, or
@@ -90,6 +94,14 @@ impl<K: Clone, C: Clone> Clone for CircuitBreakerLayer<K, C> {
             classifier: self.classifier.clone(),
             breakers: self.breakers.clone(),
         }
+    }
+}
+
+impl Default for CircuitBreakerLayer {
+    /// Breakers with the default [`BreakerConfig`], one for the whole
+    /// wrapped service.
+    fn default() -> Self {
+        CircuitBreakerLayer::with_breakers(Breakers::default())
     }
 }
 

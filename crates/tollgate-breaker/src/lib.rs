@@ -59,7 +59,6 @@
 //!     .build()
 //!     .unwrap();
 //! let layer = CircuitBreakerLayer::new(config)
-//!     .unwrap()
 //!     .key(FixedKey::new("upstream"));
 //! let breakers = layer.breakers();
 //!
@@ -103,7 +102,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tollgate_core::BoxError> {
 //! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-//! let layer = CircuitBreakerLayer::new(BreakerConfig::default())?.key(HostKey);
+//! let layer = CircuitBreakerLayer::default().key(HostKey);
 //! let client = layer.layer(client);
 //!
 //! let request = http::Request::post("http://127.0.0.1:8080/v1/chat/completions")
@@ -137,6 +136,7 @@
 //! - Where requests are not HTTP: the outcome model is the HTTP response and
 //!   its body.
 
+mod availability;
 mod body;
 mod breakers;
 mod config;

@@ -55,9 +55,9 @@ pub type OnFallback = Arc<dyn Fn(&dyn std::fmt::Display) + Send + Sync>;
 /// use std::sync::Arc;
 ///
 /// use arc_swap::ArcSwap;
-/// use tollgate_breaker::{BreakerConfig, Breakers, RedisSync};
+/// use tollgate_breaker::{Breakers, RedisSync};
 ///
-/// let breakers = Breakers::new(BreakerConfig::default()).unwrap();
+/// let breakers = Breakers::default();
 /// RedisSync::new(connection)
 ///     .prefix("myapp:")
 ///     .spawn(

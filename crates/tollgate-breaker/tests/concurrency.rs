@@ -26,9 +26,7 @@ async fn a_half_open_breaker_lets_exactly_its_probes_through() {
         .jitter(0.0)
         .build()
         .unwrap();
-    let layer = CircuitBreakerLayer::new(config)
-        .unwrap()
-        .key(FixedKey::new("upstream"));
+    let layer = CircuitBreakerLayer::new(config).key(FixedKey::new("upstream"));
     let breakers = layer.breakers();
     // Open with no time left: the next call finds it HALF_OPEN.
     breakers.force_open("upstream", Duration::ZERO);
@@ -97,7 +95,6 @@ async fn closed_counts_are_exact_under_contention() {
         .build()
         .unwrap();
     let layer = CircuitBreakerLayer::new(config)
-        .unwrap()
         .key(key_fn(|_: &Request<()>| Some(String::from("upstream"))));
     let breakers = layer.breakers();
     let service = layer.layer(service_fn(|_: Request<()>| async {

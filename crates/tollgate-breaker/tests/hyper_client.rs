@@ -10,11 +10,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tollgate_breaker::{BreakerConfig, CircuitBreakerLayer, CircuitOpen, HostKey, Reason, State};
-use tollgate_core::BoxError;
+use tollgate_core::{BoxError, Valid};
 use tollgate_testkit::{Reply, Upstream, openai};
 use tower::{Layer, Service, ServiceExt};
 
-fn config(consecutive_failures: u32) -> BreakerConfig {
+fn config(consecutive_failures: u32) -> Valid<BreakerConfig> {
     BreakerConfig::builder()
         .consecutive_failures(consecutive_failures)
         .cooldown(Duration::from_secs(60))
@@ -49,7 +49,7 @@ async fn failures_open_it_and_the_upstream_sees_nothing_more() {
         openai::error_body("overloaded", "server_error", None),
     ));
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = CircuitBreakerLayer::new(config(3)).unwrap().key(HostKey);
+    let layer = CircuitBreakerLayer::new(config(3)).key(HostKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(client);
 
@@ -74,7 +74,7 @@ async fn complete_answers_count_as_successes() {
     let upstream = Upstream::start().await;
     upstream.set_default(Reply::json(200, openai::chat_completion("hi")));
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = CircuitBreakerLayer::new(config(1)).unwrap().key(HostKey);
+    let layer = CircuitBreakerLayer::new(config(1)).key(HostKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(client);
     for _ in 0..4 {
@@ -98,7 +98,7 @@ async fn a_stream_the_upstream_cuts_is_a_failure() {
     let upstream = Upstream::start().await;
     upstream.push(Reply::sse().data_each(openai::chunks(&["Hel", "lo"])).cut());
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = CircuitBreakerLayer::new(config(1)).unwrap().key(HostKey);
+    let layer = CircuitBreakerLayer::new(config(1)).key(HostKey);
     let breakers = layer.breakers();
     let service = layer.layer(client);
 
@@ -115,7 +115,7 @@ async fn a_stream_the_upstream_cuts_is_a_failure() {
 #[tokio::test]
 async fn a_refused_connection_is_a_failure() {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = CircuitBreakerLayer::new(config(1)).unwrap().key(HostKey);
+    let layer = CircuitBreakerLayer::new(config(1)).key(HostKey);
     let breakers = layer.breakers();
     let service = layer.layer(client);
     let url = format!("{}/v1/chat/completions", Upstream::refused_url());

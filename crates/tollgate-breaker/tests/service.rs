@@ -20,7 +20,7 @@ use tollgate_breaker::{
     FixedKey, Reason, State, WholeService, key_fn,
 };
 use tollgate_core::extensions::Target;
-use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
+use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind, Valid};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 const KEY: &str = "gpt/0";
@@ -149,6 +149,11 @@ fn config() -> BreakerConfig {
         .jitter(0.0)
         .build()
         .unwrap()
+        .into_inner()
+}
+
+fn valid(config: BreakerConfig) -> Valid<BreakerConfig> {
+    Valid::new(config).expect("a valid config")
 }
 
 fn request() -> Request<String> {
@@ -212,9 +217,7 @@ fn open_error(result: Result<(StatusCode, Result<Bytes, BoxError>), BoxError>) -
 #[tokio::test(start_paused = true)]
 async fn error_statuses_open_it_and_then_nothing_reaches_the_upstream() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
 
@@ -242,7 +245,7 @@ async fn by_default_one_breaker_guards_the_whole_service() {
     // Around a plain service, with no `Target` extension on its requests:
     // the default key must still guard it (it once guarded nothing).
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config()).unwrap();
+    let layer = CircuitBreakerLayer::new(valid(config()));
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -261,8 +264,7 @@ async fn by_default_one_breaker_guards_the_whole_service() {
 #[tokio::test(start_paused = true)]
 async fn the_rejection_is_a_503_upstream_unavailable_failure() {
     let upstream = Upstream::new(Answer::Json(500));
-    let mut service = CircuitBreakerLayer::new(config())
-        .unwrap()
+    let mut service = CircuitBreakerLayer::new(valid(config()))
         .key(DeploymentKey)
         .layer(upstream.service());
     for _ in 0..3 {
@@ -284,9 +286,7 @@ async fn the_rejection_is_a_503_upstream_unavailable_failure() {
 #[tokio::test(start_paused = true)]
 async fn errors_count_through_their_failure() {
     let upstream = Upstream::new(Answer::Fail(Failure::timeout(TimeoutKind::FirstByte)));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -300,9 +300,7 @@ async fn errors_count_through_their_failure() {
 #[tokio::test(start_paused = true)]
 async fn request_faults_never_count() {
     let upstream = Upstream::new(Answer::Json(400));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for i in 0..20 {
@@ -323,7 +321,7 @@ async fn counted_classes_are_configurable() {
     let upstream = Upstream::new(Answer::Json(400));
     let mut config = config();
     config.counted_classes = Some(vec![ErrorClass::BadRequest]);
-    let layer = CircuitBreakerLayer::new(config).unwrap().key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config)).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -335,9 +333,7 @@ async fn counted_classes_are_configurable() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_after_the_cooldown_closes_it_and_every_change_is_published() {
     let upstream = Upstream::new(Answer::Json(502));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut events = breakers.subscribe();
     let mut service = layer.layer(upstream.service());
@@ -374,9 +370,7 @@ async fn a_probe_after_the_cooldown_closes_it_and_every_change_is_published() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -400,9 +394,7 @@ async fn a_failed_probe_reopens_for_twice_as_long_up_to_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_rate_limit_with_retry_after_opens_for_that_long() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     let _ = call(&mut service).await.unwrap();
@@ -434,9 +426,7 @@ const DONE: &str = "data: [DONE]\n\n";
 /// A layer opened by three failures, whose cooldown is over: the next call
 /// is a probe.
 async fn half_open(upstream: &Upstream) -> (Breakers, CircuitBreaker<Upstream, DeploymentKey>) {
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     for _ in 0..3 {
@@ -535,9 +525,7 @@ async fn a_body_that_says_it_ended_is_settled_without_a_last_poll() {
     // Servers stop polling a body once `is_end_stream` is true; the success
     // must not be lost as a cancellation.
     let probe = |body: &'static str| {
-        let layer = CircuitBreakerLayer::new(config())
-            .unwrap()
-            .key(FixedKey::new(KEY));
+        let layer = CircuitBreakerLayer::new(valid(config())).key(FixedKey::new(KEY));
         let breakers = layer.breakers();
         breakers.force_open(KEY, Duration::ZERO);
         let service = layer.layer(service_fn(move |_: Request<()>| async move {
@@ -566,9 +554,7 @@ async fn a_body_that_says_it_ended_is_settled_without_a_last_poll() {
 #[tokio::test(start_paused = true)]
 async fn requests_without_a_key_pass_unguarded() {
     let upstream = Upstream::new(Answer::Json(503));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let service = layer.layer(upstream.service());
     for _ in 0..10 {
@@ -589,8 +575,7 @@ async fn keys_beyond_the_limit_pass_unguarded() {
     let mut config = config();
     config.max_keys = 1;
     config.consecutive_failures = 1;
-    let layer = CircuitBreakerLayer::new(config)
-        .unwrap()
+    let layer = CircuitBreakerLayer::new(valid(config))
         .key(key_fn(|req: &Request<String>| Some(req.body().clone())));
     let breakers = layer.breakers();
     let service = layer.layer(upstream.service());
@@ -604,9 +589,7 @@ async fn keys_beyond_the_limit_pass_unguarded() {
 
 #[tokio::test(start_paused = true)]
 async fn poll_ready_is_the_inner_services() {
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let (mut service, mut handle) =
         tower_test::mock::spawn_layer::<Request<String>, Response<String>, _>(layer.clone());
     handle.allow(0);
@@ -623,24 +606,16 @@ async fn poll_ready_is_the_inner_services() {
 
 #[tokio::test(start_paused = true)]
 async fn registered_keys_show_before_their_first_call() {
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     breakers.register("b/0");
     breakers.register("a/0");
     let mut strict = config();
     strict.consecutive_failures = 1;
-    breakers.register_with(KEY, strict).unwrap();
-    assert!(
-        breakers
-            .register_with("x", {
-                let mut invalid = config();
-                invalid.jitter = 2.0;
-                invalid
-            })
-            .is_err()
-    );
+    breakers.register_with(KEY, valid(strict));
+    let mut invalid = config();
+    invalid.jitter = 2.0;
+    assert!(Valid::new(invalid).is_err(), "never registered");
 
     let snapshots = breakers.snapshots();
     let keys: Vec<&str> = snapshots.iter().map(|s| &*s.key).collect();
@@ -668,9 +643,7 @@ async fn registered_keys_show_before_their_first_call() {
 #[tokio::test(start_paused = true)]
 async fn force_open_and_reset_act_at_once() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     assert!(breakers.force_open(KEY, Duration::from_secs(60)));
@@ -687,9 +660,7 @@ async fn force_open_and_reset_act_at_once() {
 #[tokio::test(start_paused = true)]
 async fn remove_forgets_a_breaker_and_a_later_call_starts_fresh() {
     let upstream = Upstream::new(Answer::Json(200));
-    let layer = CircuitBreakerLayer::new(config())
-        .unwrap()
-        .key(DeploymentKey);
+    let layer = CircuitBreakerLayer::new(valid(config())).key(DeploymentKey);
     let breakers = layer.breakers();
     let mut service = layer.layer(upstream.service());
     assert!(breakers.force_open(KEY, Duration::from_secs(60)));

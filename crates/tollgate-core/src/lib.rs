@@ -8,10 +8,13 @@
 //!   defaults each class carries (retryable, fallback-eligible, counts against
 //!   a breaker);
 //! - [`Failure`]: a classified error with its hints (retry-after, scope) and
-//!   its OpenAI-shaped rendering;
+//!   its OpenAI-shaped rendering; [`UpstreamError`], an inner service's
+//!   error paired with its classification;
 //! - [`classify`]: a classifier shaped like tower-http's, with a default for
 //!   OpenAI-compatible upstreams;
 //! - [`sse`]: an incremental Server-Sent Events parser and writer;
+//! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
+//!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
 //!   cheap to resend, with a light parsed view that leaves unknown fields
 //!   untouched — a chat request, or the legacy completion or embeddings
@@ -22,6 +25,11 @@
 //!   place pico-dollars become decimal text;
 //! - [`time`]: the wall clock the layers read ([`time::Clock`]), Unix
 //!   milliseconds and UTC civil dates;
+//! - [`Availability`], [`DeploymentLimits`] and [`DeploymentQuota`]: which
+//!   deployments are out and where their `rpm` and `tpm` are counted — the
+//!   balancer's contracts with the breakers and the limits' store;
+//! - [`Valid`] and [`Validate`]: a configuration checked once, at load, so
+//!   that a layer's `new` cannot fail;
 //! - [`extensions`]: what the layers pass each other on requests and
 //!   responses.
 //!
@@ -54,21 +62,31 @@ pub mod redact;
 pub mod sse;
 pub mod time;
 
+mod availability;
 mod body;
 mod chat;
 mod chat_fallbacks;
 mod class;
+mod deployment_limits;
 mod failure;
 mod inputs;
 mod money;
 mod operation;
+mod read_limited;
+mod upstream_error;
 mod usage_report;
+mod valid;
 
+pub use availability::{AlwaysAvailable, Availability};
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use chat_fallbacks::RequestFallbacks;
 pub use class::{ErrorClass, Scope, TimeoutKind};
+pub use deployment_limits::{Admission, AdmitFuture, DeploymentLimits, DeploymentQuota, Unlimited};
 pub use failure::{BoxError, Failure};
 pub use money::{PICOS_PER_DOLLAR, ParseUsdError, Usd, write_picos};
 pub use operation::Operation;
+pub use read_limited::{ReadLimited, ReadLimitedError};
 pub use redact::{MAX_MESSAGE_LEN, MIN_SECRET_LEN, Redactor, Secrets, sanitize_message};
+pub use upstream_error::UpstreamError;
+pub use valid::{Valid, Validate};

@@ -171,8 +171,8 @@ fn bench(c: &mut Criterion) {
     let config = FallbackConfig::builder()
         .fallbacks("demo", ["backup-1", "backup-2"])
         .build()
-        .unwrap_or_default();
-    let cascade = FallbackLayer::new(config).unwrap_or_default();
+        .expect("a valid config");
+    let cascade = FallbackLayer::new(config);
     let mut cascade = cascade.layer(upstream(answer, "application/json"));
     group.bench_function("FallbackLayer (two fallbacks)", |b| {
         b.iter(|| black_box(call_once(&mut cascade, BODY)))
@@ -188,8 +188,8 @@ fn bench(c: &mut Criterion) {
     let config = FallbackConfig::builder()
         .fallbacks("demo", ["backup-1", "backup-2"])
         .build()
-        .unwrap_or_default();
-    let cascade = FallbackLayer::new(config).unwrap_or_default();
+        .expect("a valid config");
+    let cascade = FallbackLayer::new(config);
     let mut cascade = cascade.layer(upstream(events.clone(), "text/event-stream"));
     group.bench_function("FallbackLayer (two fallbacks), 53 events", |b| {
         b.iter(|| black_box(call_once(&mut cascade, STREAM_BODY)))
@@ -197,8 +197,8 @@ fn bench(c: &mut Criterion) {
     let config = FallbackConfig::builder()
         .max_continuations(0)
         .build()
-        .unwrap_or_default();
-    let guard = FallbackLayer::new(config).unwrap_or_default();
+        .expect("a valid config");
+    let guard = FallbackLayer::new(config);
     let mut guard = guard.layer(upstream(events, "text/event-stream"));
     group.bench_function(
         "FallbackLayer (no fallback, no continuation), 53 events",

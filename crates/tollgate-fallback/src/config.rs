@@ -8,6 +8,8 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use tollgate_core::{Valid, Validate};
+
 use crate::error::ConfigError;
 
 /// A model group and the groups to try after it, in order: one entry of
@@ -85,6 +87,14 @@ impl Default for FallbackConfig {
             max_commit_bytes: 1024 * 1024,
             targets: BTreeMap::new(),
         }
+    }
+}
+
+impl Validate for FallbackConfig {
+    type Error = ConfigError;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        FallbackConfig::validate(self)
     }
 }
 
@@ -279,10 +289,9 @@ impl FallbackConfigBuilder {
         self
     }
 
-    /// The validated config.
-    pub fn build(self) -> Result<FallbackConfig, ConfigError> {
-        self.config.validate()?;
-        Ok(self.config)
+    /// The validated config, ready for [`FallbackLayer::new`](crate::FallbackLayer::new).
+    pub fn build(self) -> Result<Valid<FallbackConfig>, ConfigError> {
+        Valid::new(self.config)
     }
 }
 

@@ -15,12 +15,10 @@ use std::time::Duration;
 /// Closures `Fn(&str) -> bool` are `Health`s:
 ///
 /// ```
-/// use tollgate_fallback::{FallbackConfig, FallbackLayer};
+/// use tollgate_fallback::FallbackLayer;
 ///
 /// let down = ["gpt-4o"];
-/// let layer = FallbackLayer::new(FallbackConfig::default())
-///     .unwrap()
-///     .with_health(move |group: &str| !down.contains(&group));
+/// let layer = FallbackLayer::default().with_health(move |group: &str| !down.contains(&group));
 /// # let _ = layer;
 /// ```
 pub trait Health: Send + Sync + 'static {

@@ -3,11 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tollgate_core::Valid;
 use tollgate_core::classify::OpenAiClassifier;
 use tower::Layer;
 
 use crate::config::FallbackConfig;
-use crate::error::ConfigError;
+
 use crate::health::{AlwaysAvailable, Health};
 use crate::service::{Fallback, Shared};
 use crate::state::Plan;
@@ -33,9 +34,10 @@ pub struct FallbackLayer<H = AlwaysAvailable, C = OpenAiClassifier> {
 impl FallbackLayer {
     /// A layer with `config`, every group available, and the OpenAI
     /// classifier.
-    pub fn new(config: FallbackConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(FallbackLayer::from_valid(&config))
+    ///
+    /// `config` was checked where it was loaded (see [`Valid`]).
+    pub fn new(config: Valid<FallbackConfig>) -> Self {
+        FallbackLayer::from_valid(&config)
     }
 
     fn from_valid(config: &FallbackConfig) -> Self {

@@ -122,7 +122,7 @@
 //!     .fallbacks("primary", ["backup"])
 //!     .build()?;
 //! let service = ServiceBuilder::new()
-//!     .layer(FallbackLayer::new(config)?)
+//!     .layer(FallbackLayer::new(config))
 //!     .service(upstream);
 //!
 //! let mut request = Request::new(RequestBody::new(Bytes::from_static(

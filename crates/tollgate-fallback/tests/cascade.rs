@@ -28,7 +28,7 @@ fn unavailable() -> Step {
 }
 
 fn layer(builder: FallbackConfigBuilder) -> FallbackLayer {
-    FallbackLayer::new(builder.build().unwrap()).unwrap()
+    FallbackLayer::new(builder.build().unwrap())
 }
 
 /// Sends a non-streaming request for `group` through `layer` over
@@ -297,9 +297,7 @@ async fn unavailable_groups_are_skipped_without_a_call() {
     let health = Breakers {
         open: vec!["a", "b"],
     };
-    let layer = FallbackLayer::new(config.build().unwrap())
-        .unwrap()
-        .with_health(health);
+    let layer = FallbackLayer::new(config.build().unwrap()).with_health(health);
     let (group, fallbacks, _) = send(&layer, &upstream, request("a", false)).await.unwrap();
     assert_eq!((group.as_str(), fallbacks), ("c", 1));
     assert_eq!(upstream.groups(), ["c"]);

@@ -102,7 +102,7 @@ fn run(
         .max_continuations(max_continuations)
         .build()
         .unwrap();
-    let layer = FallbackLayer::new(config).unwrap();
+    let layer = FallbackLayer::new(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)

@@ -14,7 +14,7 @@ use tower::{Layer, ServiceExt};
 use support::*;
 
 fn layer(builder: FallbackConfigBuilder) -> FallbackLayer {
-    FallbackLayer::new(builder.build().unwrap()).unwrap()
+    FallbackLayer::new(builder.build().unwrap())
 }
 
 /// Streams a request for `group`: the bytes the client gets, the fallbacks

@@ -7,8 +7,6 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::Ordering;
 
 use http::{Request, Response};
-use tollgate_balance::Balance;
-use tollgate_core::BoxError;
 
 use crate::build::BuildError;
 use crate::config::Config;
@@ -16,7 +14,6 @@ use crate::connection::ConnectionSettings;
 use crate::http::{App, unix_ms};
 use crate::log_writer::LogWriter;
 use crate::response::GatewayBody;
-use crate::stack::BreakerAvailability;
 use crate::upstream::{ClientConfig, UpstreamClient};
 
 /// The gateway: routes, auth, and the model groups it serves. Cheap to clone.
@@ -69,12 +66,9 @@ impl Gateway {
     /// Builds the gateway over a given upstream client — one whose
     /// connections are in memory, for tests and benchmarks
     /// ([`UpstreamClient::in_memory`]).
-    /// Builds the gateway over a given upstream client — one whose
-    /// connections are in memory, for tests and benchmarks
-    /// ([`UpstreamClient::in_memory`]).
     pub fn with_client(config: &Config, client: UpstreamClient) -> Result<Self, BuildError> {
         let app = crate::build::build(config, client, None)?;
-        crate::build::apply_breakers(&app.breakers, None, &app.generation)?;
+        crate::build::apply_breakers(&app.breakers, None, &app.generation);
         app.metrics
             .register_topology(&crate::build::topology(&app.groups));
         crate::build::watch_learned(&app);
@@ -178,32 +172,5 @@ impl Gateway {
         // another for the requests after it.
         let app = self.app();
         crate::http::handle(&app, request, || self.reload_response()).await
-    }
-
-    /// This gateway's balancer — its groups, their balancers and the
-    /// breakers — over `inner` instead of the providers. For benchmarks of
-    /// the balancer alone; not a stable API.
-    #[doc(hidden)]
-    pub fn pick_deployment_over<S, B, ResB>(
-        &self,
-        inner: S,
-    ) -> impl tower::Service<Request<B>, Response = Response<ResB>, Error = BoxError>
-    + Clone
-    + use<S, B, ResB>
-    where
-        S: tower::Service<Request<B>, Response = Response<ResB>, Error = BoxError>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        ResB: Send + 'static,
-    {
-        let app = self.app();
-        Balance::new(
-            inner,
-            BreakerAvailability(app.breakers.clone()),
-            app.groups.clone(),
-        )
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tollgate_breaker::BreakerConfig;
+use tollgate_core::Valid;
 use tollgate_core::extensions::Target;
 use tollgate_openrouter::OpenRouter;
 
@@ -23,7 +24,7 @@ pub(crate) struct Deployment {
     pub(crate) breaker_enabled: bool,
     /// Its breaker's settings, registered when the gateway is built (or
     /// reloaded: see [`apply_breakers`](crate::build::apply_breakers)).
-    pub(crate) breaker: Option<BreakerConfig>,
+    pub(crate) breaker: Option<Valid<BreakerConfig>>,
     pub(crate) provider: DeploymentProvider,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tollgate_breaker::BreakerConfig;
+use tollgate_core::Valid;
 
 use crate::FastMap;
 use crate::config::{self, Config, ConfigError, DeploymentConfig, Loaded, Provider, Secret};
@@ -65,7 +66,7 @@ pub(crate) struct Generation {
     /// Each deployment's identity, by id.
     pub(crate) identities: FastMap<Arc<str>, Identity>,
     /// The breaker settings of each deployment a breaker guards, by id.
-    pub(crate) breakers: FastMap<Arc<str>, BreakerConfig>,
+    pub(crate) breakers: FastMap<Arc<str>, Valid<BreakerConfig>>,
     /// The restart-only settings in effect: the ones the process started
     /// with.
     pub(crate) in_effect: Arc<RestartOnly>,

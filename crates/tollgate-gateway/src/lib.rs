@@ -99,12 +99,8 @@ pub use connection::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP2_KEEPALIVE_INTERVAL, DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
 };
-pub use deadlines::{DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT};
 pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
-#[cfg(unix)]
-pub use reload::reload_on_hangup;
-pub use reload::{ConfigFile, ReloadError, Reloaded};
 pub use request_body::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
     DEFAULT_REQUEST_BODY_TIMEOUT,

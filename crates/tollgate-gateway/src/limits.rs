@@ -10,10 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_balance::{Admission, AdmitFuture, DeploymentLimits, Quota};
 use tollgate_limits::{
-    Budget, DEFAULT_OP_TIMEOUT, DeploymentQuota, DeploymentRateLimits, KeyLimits, MemoryStore,
-    RedisStore, Store, restore_spend,
+    Budget, DEFAULT_OP_TIMEOUT, KeyLimits, MemoryStore, RedisStore, Store, restore_spend,
 };
 
 use crate::config::Config;
@@ -39,41 +37,6 @@ pub(crate) fn store(shared: Option<&SharedState>, timeout: Option<Duration>) -> 
             }
         },
         None => Arc::new(MemoryStore::new()),
-    }
-}
-
-/// The deployments' `rpm` and `tpm`, counted for the balancer in the
-/// limits' store (shared by the replicas when it is Redis).
-#[derive(Debug, Clone)]
-pub(crate) struct BalancerLimits(pub(crate) DeploymentRateLimits);
-
-fn deployment_quota(quota: Quota) -> DeploymentQuota {
-    DeploymentQuota {
-        rpm: quota.rpm,
-        tpm: quota.tpm,
-    }
-}
-
-impl DeploymentLimits for BalancerLimits {
-    fn admit<'a>(&'a self, deployment: &'a str, quota: Quota, tokens: u64) -> AdmitFuture<'a> {
-        Box::pin(async move {
-            let answer = self
-                .0
-                .admit(deployment, deployment_quota(quota), tokens)
-                .await;
-            Admission {
-                admitted: answer.admitted,
-                refused_by: answer.refused_by.map(|limit| limit.as_str()),
-                retry_after: answer.retry_after,
-                requests_left: answer.headroom.requests,
-                tokens_left: answer.headroom.tokens,
-            }
-        })
-    }
-
-    fn record_tokens(&self, deployment: &str, quota: Quota, tokens: u64) {
-        self.0
-            .record_tokens(deployment, deployment_quota(quota), tokens);
     }
 }
 

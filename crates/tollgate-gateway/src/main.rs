@@ -19,8 +19,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_gateway::log_format::JsonLines;
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
+use tollgate_gateway::reload::ConfigFile;
 use tollgate_gateway::{
-    ConfigFile, DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
+    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
     open_access_warning, serve,
 };
 use tracing_subscriber::EnvFilter;
@@ -232,7 +233,7 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
     gateway.reload_from(file);
     // Before the listening line: a SIGHUP from then on reloads.
     #[cfg(unix)]
-    match tollgate_gateway::reload_on_hangup(gateway.clone()) {
+    match tollgate_gateway::reload::reload_on_hangup(gateway.clone()) {
         Ok(reloads) => drop(tokio::spawn(reloads)),
         Err(error) => {
             tracing::warn!(%error, "cannot take SIGHUP: reload with POST /config/reload");

@@ -16,7 +16,8 @@ use tollgate_core::RequestBody;
 use tower::ServiceExt;
 
 use crate::config::{Config, DeploymentConfig, Provider};
-use crate::upstream::{Endpoint, Timeouts, UpstreamClient};
+use crate::deadlines::Timeouts;
+use crate::upstream::{Endpoint, UpstreamClient};
 
 /// How often the list is fetched again.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(3600);

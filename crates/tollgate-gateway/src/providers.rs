@@ -241,7 +241,6 @@ fn class_index(class: ErrorClass) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_breaker::BreakerConfig;
 
     fn health() -> ProviderHealth {
         ProviderHealth::new(
@@ -257,7 +256,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn counts_recent_attempts_and_forgets_old_ones() {
         let health = health();
-        let breakers = Breakers::new(BreakerConfig::default()).unwrap();
+        let breakers = Breakers::default();
         health.observe("a", AttemptOutcome::Success, Duration::from_millis(100));
         health.observe(
             "a",
@@ -294,7 +293,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reports_the_breaker_state() {
         let health = health();
-        let breakers = Breakers::new(BreakerConfig::default()).unwrap();
+        let breakers = Breakers::default();
         breakers.register("a");
         assert!(breakers.force_open("a", Duration::from_secs(60)));
         let report = health.report(&breakers, &LearnedDeadlines::default());

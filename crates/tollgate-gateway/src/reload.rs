@@ -127,7 +127,7 @@ impl Gateway {
         let old = self.app();
         let client = old.generation.client.clone();
         let next = crate::build::build(config, client, Some(&old))?;
-        apply_breakers(&next.breakers, Some(&old.generation), &next.generation)?;
+        apply_breakers(&next.breakers, Some(&old.generation), &next.generation);
         next.metrics.register_topology(&topology(&next.groups));
         crate::build::watch_learned(&next);
         if let Some(shared) = &next.generation.shared {

@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use tollgate_breaker::BreakerConfig;
-use tollgate_core::ErrorClass;
+use tollgate_core::{ErrorClass, Valid};
 use tollgate_fallback::FallbackConfig;
 use tollgate_retry::{RetryConfig, RetryPolicy};
 
@@ -43,7 +43,7 @@ pub struct ResilienceError {
 }
 
 /// The retry layer's settings.
-pub fn retry_config(config: &Config) -> Result<RetryConfig, ResilienceError> {
+pub fn retry_config(config: &Config) -> Result<Valid<RetryConfig>, ResilienceError> {
     let router = &config.router_settings;
     let mut builder = RetryConfig::builder();
     if let Some(retries) = config.num_retries() {
@@ -68,7 +68,7 @@ pub fn retry_config(config: &Config) -> Result<RetryConfig, ResilienceError> {
 
 /// The default breaker settings of every deployment, or `None` when
 /// `cooldown_time` is 0 (LiteLLM's way to turn cooldowns off).
-pub fn breaker_config(config: &Config) -> Result<Option<BreakerConfig>, ResilienceError> {
+pub fn breaker_config(config: &Config) -> Result<Option<Valid<BreakerConfig>>, ResilienceError> {
     let router = &config.router_settings;
     breaker_config_with(
         router.allowed_fails,
@@ -82,7 +82,7 @@ pub fn breaker_config(config: &Config) -> Result<Option<BreakerConfig>, Resilien
 pub fn deployment_breaker_config(
     config: &Config,
     deployment: &DeploymentConfig,
-) -> Result<Option<BreakerConfig>, ResilienceError> {
+) -> Result<Option<Valid<BreakerConfig>>, ResilienceError> {
     let router = &config.router_settings;
     breaker_config_with(
         router.allowed_fails,
@@ -102,7 +102,7 @@ fn breaker_config_with(
     allowed_fails: Option<u32>,
     cooldown: Option<Duration>,
     path: &str,
-) -> Result<Option<BreakerConfig>, ResilienceError> {
+) -> Result<Option<Valid<BreakerConfig>>, ResilienceError> {
     if cooldown.is_some_and(|c| c.is_zero()) {
         return Ok(None);
     }
@@ -127,7 +127,7 @@ fn breaker_config_with(
 
 /// The fallback cascade's settings: LiteLLM's lists (router settings win over
 /// litellm settings, as in LiteLLM) and what each group can do.
-pub fn fallback_config(config: &Config) -> Result<FallbackConfig, ResilienceError> {
+pub fn fallback_config(config: &Config) -> Result<Valid<FallbackConfig>, ResilienceError> {
     let mut builder = FallbackConfig::builder();
     for (group, to) in config.fallbacks() {
         builder = builder.fallbacks(group.clone(), to.iter().cloned());

@@ -16,12 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use tollgate_balance::{Availability, Balance, BalanceLayer};
-use tollgate_breaker::{
-    Breakers, CircuitBreaker, CircuitOpen, KeyExtractor, State as BreakerState,
-};
+use tollgate_balance::{Balance, BalanceLayer};
+use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
-use tollgate_core::{BoxError, Failure};
 use tollgate_cost::{CostAccounting, CostBody, CostLayer};
 use tollgate_fallback::{Fallback, FallbackBody, FallbackLayer, Health};
 use tollgate_limits::{RateLimit, RateLimitLayer};
@@ -34,7 +31,7 @@ use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
 /// The stack below the cascade: one model group.
-type GroupStack = Retry<Balance<Breaker, BreakerAvailability, Arc<Deployment>>>;
+type GroupStack = Retry<Balance<Breaker, Breakers, Arc<Deployment>>>;
 
 /// One deployment's breaker over its provider.
 type Breaker = CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>;
@@ -64,7 +61,7 @@ pub(crate) fn build(
 ) -> Stack {
     let health = GroupHealth {
         groups: groups.clone(),
-        breakers: BreakerAvailability(breakers.clone()),
+        breakers: breakers.clone(),
     };
     // Below the breaker: only calls that reach an upstream are attempts.
     let provider = cost.layer(ProviderService::new(client));
@@ -74,7 +71,7 @@ pub(crate) fn build(
         OpenAiClassifier::new(),
         breakers.clone(),
     );
-    let balance = BalanceLayer::new(BreakerAvailability(breakers), groups.clone());
+    let balance = BalanceLayer::new(breakers, groups.clone());
     let group = retry.layer(balance.layer(breaker));
     let cascade = fallback.with_health(health).layer(group);
     let (plans, metrics) = hedges;
@@ -87,7 +84,7 @@ pub(crate) fn build(
 #[derive(Debug, Clone)]
 pub(crate) struct GroupHealth {
     groups: Groups,
-    breakers: BreakerAvailability,
+    breakers: Breakers,
 }
 
 impl Health for GroupHealth {
@@ -101,30 +98,6 @@ impl Health for GroupHealth {
         self.groups
             .get(group)
             .and_then(|g| g.next_probe_in(&self.breakers))
-    }
-}
-
-/// Tells the balancer which deployments' breakers are open. A deployment
-/// without a breaker (`cooldown_time: 0`) has none registered, so it is
-/// never open.
-#[derive(Debug, Clone)]
-pub(crate) struct BreakerAvailability(pub(crate) Breakers);
-
-impl Availability for BreakerAvailability {
-    fn is_open(&self, deployment: &str) -> bool {
-        self.0
-            .snapshot(deployment)
-            .is_some_and(|s| s.state == BreakerState::Open)
-    }
-
-    fn next_probe_in(&self, deployment: &str) -> Option<Duration> {
-        self.0.snapshot(deployment)?.next_probe_in()
-    }
-
-    fn rejection(error: &BoxError) -> Option<Failure> {
-        error
-            .downcast_ref::<CircuitOpen>()
-            .map(|open| open.failure().clone())
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::binary::GatewayProcess;
 use common::{Captured, TestGateway, call, chat_body, client, send, sse_data, streamed_text};
 use http_body_util::BodyExt;
-use tollgate_gateway::{ConfigFile, config};
+use tollgate_gateway::config;
+use tollgate_gateway::reload::ConfigFile;
 use tollgate_testkit::{Gate, Reply, Upstream, openai};
 
 const MASTER: &str = "sk-master-reload-test";

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
 use tollgate_core::{ErrorClass, Failure, RequestBody, TimeoutKind};
-use tollgate_gateway::upstream::{ClientConfig, Endpoint, Timeouts, UpstreamClient};
+use tollgate_gateway::deadlines::Timeouts;
+use tollgate_gateway::upstream::{ClientConfig, Endpoint, UpstreamClient};
 use tollgate_testkit::{Reply, Upstream, openai};
 use tower::ServiceExt;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tollgate_core::{Admission, AdmitFuture, DeploymentLimits, DeploymentQuota};
 
 use crate::check::{settle_soon, store_key};
 use crate::error::Limit;
@@ -14,24 +15,6 @@ use crate::store::{Claim, Store};
 /// What a deployment with a limit of 0 is told to wait: a minute (it never
 /// has room, but the configuration may change).
 const ZERO_LIMIT_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// A deployment's limits: LiteLLM's `litellm_params.rpm` (requests per
-/// minute) and `tpm` (tokens per minute). `None` is no limit; 0 admits
-/// nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct DeploymentQuota {
-    /// Requests per minute.
-    pub rpm: Option<u64>,
-    /// Tokens per minute.
-    pub tpm: Option<u64>,
-}
-
-impl DeploymentQuota {
-    /// Whether it limits anything.
-    pub fn is_limited(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some()
-    }
-}
 
 /// What a deployment can still take at once under its rpm and tpm (`None`
 /// where it has no such limit).
@@ -77,7 +60,8 @@ pub struct DeploymentAdmission {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tollgate_limits::{DeploymentQuota, DeploymentRateLimits, Limit, MemoryStore};
+/// use tollgate_core::DeploymentQuota;
+/// use tollgate_limits::{DeploymentRateLimits, Limit, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -240,6 +224,32 @@ fn admission(requests: Option<&Decision>, tokens: Option<&Decision>) -> Deployme
     }
 }
 
+/// The balancer's view (`tollgate-balance`): the same admission, its
+/// limit named by [`Limit::as_str`].
+impl DeploymentLimits for DeploymentRateLimits {
+    fn admit<'a>(
+        &'a self,
+        deployment: &'a str,
+        quota: DeploymentQuota,
+        tokens: u64,
+    ) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            let answer = DeploymentRateLimits::admit(self, deployment, quota, tokens).await;
+            Admission {
+                admitted: answer.admitted,
+                refused_by: answer.refused_by.map(Limit::as_str),
+                retry_after: answer.retry_after,
+                requests_left: answer.headroom.requests,
+                tokens_left: answer.headroom.tokens,
+            }
+        })
+    }
+
+    fn record_tokens(&self, deployment: &str, quota: DeploymentQuota, tokens: u64) {
+        DeploymentRateLimits::record_tokens(self, deployment, quota, tokens);
+    }
+}
+
 impl fmt::Debug for DeploymentRateLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeploymentRateLimits")
@@ -339,6 +349,25 @@ mod tests {
         let refused = limits.admit("d", quota, 0).await;
         assert_eq!(refused.refused_by, Some(Limit::Requests));
         assert!(refused.retry_after > Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_balancers_view_is_the_same_admission_with_its_limit_named() {
+        let limits: Arc<dyn DeploymentLimits> = Arc::new(limits());
+        let quota = DeploymentQuota {
+            rpm: Some(1),
+            tpm: Some(100),
+        };
+        let admitted = limits.admit("d", quota, 10).await;
+        assert!(admitted.admitted);
+        assert_eq!(
+            (admitted.requests_left, admitted.tokens_left),
+            (Some(0), Some(100))
+        );
+        limits.record_tokens("d", quota, 100);
+        let refused = limits.admit("d", quota, 10).await;
+        assert_eq!(refused.refused_by, Some("rpm"));
+        assert!(refused.retry_after > Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

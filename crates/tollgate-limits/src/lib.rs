@@ -141,7 +141,7 @@ mod store;
 
 pub use body::ResponseBody;
 pub use check::restore_spend;
-pub use deployment::{DeploymentAdmission, DeploymentQuota, DeploymentRateLimits, Headroom};
+pub use deployment::{DeploymentAdmission, DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};
 pub use future::ResponseFuture;
 pub use gcra::{Decision, Quota};

@@ -14,9 +14,10 @@ use std::time::Duration;
 use common::{limited, rejection, request, send};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tollgate_core::DeploymentQuota;
 use tollgate_limits::{
-    Budget, BudgetWindow, Clock, DeploymentQuota, DeploymentRateLimits, KeyLimits, Limit,
-    ManualClock, Quota, RedisStore, Store, SystemClock,
+    Budget, BudgetWindow, Clock, DeploymentRateLimits, KeyLimits, Limit, ManualClock, Quota,
+    RedisStore, Store, SystemClock,
 };
 use tollgate_testkit::RedisServer;
 use tower::ServiceExt;

@@ -13,11 +13,12 @@ use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyResponse, is_event_stream};
-use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
+use tollgate_core::{
+    BoxError, ErrorClass, Failure, ReadLimited, ReadLimitedError, Redactor, UpstreamError,
+};
 
 use crate::body::{ResponseBody, overflow};
 use crate::classify::StreamFailure;
-use crate::error::UpstreamError;
 use crate::layer::Shared;
 use crate::reshape::{Reshaped, reshape};
 use crate::state::{Step, StreamNormalizer};
@@ -49,13 +50,13 @@ pin_project! {
         ReadingError {
             #[pin]
             body: B,
-            buffer: Buffer,
+            buffer: ReadLimited,
             head: Parts,
         },
         ReadingJson {
             #[pin]
             body: B,
-            buffer: Buffer,
+            buffer: ReadLimited,
             head: Option<Parts>,
         },
         Priming {
@@ -116,7 +117,7 @@ where
                     if !head.status.is_success() {
                         State::ReadingError {
                             body,
-                            buffer: Buffer::new(MAX_ERROR_BODY_BYTES),
+                            buffer: ReadLimited::new(MAX_ERROR_BODY_BYTES),
                             head,
                         }
                     } else if is_event_stream(&head.headers) {
@@ -128,7 +129,7 @@ where
                     } else {
                         State::ReadingJson {
                             body,
-                            buffer: Buffer::new(this.shared.max_body_bytes),
+                            buffer: ReadLimited::new(this.shared.max_body_bytes),
                             head: Some(head),
                         }
                     }
@@ -147,8 +148,8 @@ where
                     };
                     return Poll::Ready(match result {
                         Ok(body) => complete(head, body, this.shared),
-                        Err(ReadError::TooLarge) => Err(too_large().into()),
-                        Err(ReadError::Body(error)) => Err(inner_error(error, this.shared)),
+                        Err(ReadLimitedError::TooLarge) => Err(ReadLimited::too_large().into()),
+                        Err(ReadLimitedError::Body(error)) => Err(inner_error(error, this.shared)),
                     });
                 }
                 StateProj::Priming {
@@ -210,72 +211,6 @@ where
     }
 }
 
-/// A complete body read into memory, up to a limit. A body that comes in
-/// one frame is kept as it came, without a copy.
-#[derive(Debug)]
-struct Buffer {
-    first: Option<Bytes>,
-    rest: BytesMut,
-    len: usize,
-    limit: usize,
-}
-
-enum ReadError {
-    TooLarge,
-    Body(BoxError),
-}
-
-impl Buffer {
-    fn new(limit: usize) -> Self {
-        Buffer {
-            first: None,
-            rest: BytesMut::new(),
-            len: 0,
-            limit,
-        }
-    }
-
-    fn poll_read<B>(
-        &mut self,
-        mut body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Bytes, ReadError>>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        loop {
-            let data = match ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_trailers) => continue,
-                },
-                Some(Err(error)) => return Poll::Ready(Err(ReadError::Body(error.into()))),
-                None => {
-                    let bytes = match self.first.take() {
-                        Some(first) => first,
-                        None => self.rest.split().freeze(),
-                    };
-                    return Poll::Ready(Ok(bytes));
-                }
-            };
-            self.len += data.len();
-            if self.len > self.limit {
-                return Poll::Ready(Err(ReadError::TooLarge));
-            }
-            if self.first.is_none() && self.rest.is_empty() {
-                self.first = Some(data);
-            } else {
-                if let Some(first) = self.first.take() {
-                    self.rest.reserve(first.len() + data.len());
-                    self.rest.extend_from_slice(&first);
-                }
-                self.rest.extend_from_slice(&data);
-            }
-        }
-    }
-}
-
 /// A complete 2xx body: an error inside it, or the reshaped success.
 fn complete<B>(
     mut head: Parts,
@@ -303,23 +238,7 @@ fn complete<B>(
 /// The inner service's own error: passed on when it already carries a
 /// classification, paired with one otherwise.
 fn inner_error(error: BoxError, shared: &Shared) -> BoxError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
-    while let Some(err) = source {
-        if err.is::<Failure>() {
-            return error;
-        }
-        source = err.source();
-    }
-    let failure = shared.classifier.classify_error(&*error);
-    Box::new(UpstreamError::new(failure, error))
-}
-
-fn too_large() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the upstream response exceeded the size limit",
-    )
-    .with_subkind("response_too_large")
+    UpstreamError::classified(error, &shared.classifier)
 }
 
 fn ended_before_data() -> Failure {

@@ -12,11 +12,12 @@ use http::response::Parts;
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
-use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
+use tollgate_core::classify::OpenAiClassifier;
+use tollgate_core::{
+    BoxError, ErrorClass, Failure, ReadLimited, ReadLimitedError, Redactor, UpstreamError,
+};
 
 use crate::body::ResponseBody;
-use crate::error::UpstreamError;
 use crate::layer::Shared;
 use crate::protocol::{Exchange, Protocol, TranslateStream as _};
 
@@ -43,8 +44,8 @@ pin_project! {
     enum State<F, B, T> {
         Failed { failure: Option<Failure> },
         Calling { #[pin] future: F },
-        ReadingError { #[pin] body: B, read: Read, head: Parts },
-        ReadingJson { #[pin] body: B, read: Read, head: Option<Parts> },
+        ReadingError { #[pin] body: B, read: ReadLimited, head: Parts },
+        ReadingJson { #[pin] body: B, read: ReadLimited, head: Option<Parts> },
         Priming {
             // Boxed: it moves into the response body once primed.
             body: Option<Pin<Box<B>>>,
@@ -131,7 +132,7 @@ where
                     if !head.status.is_success() {
                         State::ReadingError {
                             body,
-                            read: Read::new(MAX_ERROR_BODY_BYTES),
+                            read: ReadLimited::new(MAX_ERROR_BODY_BYTES),
                             head,
                         }
                     } else if exchange.stream && protocol.is_stream(&head.headers) {
@@ -144,7 +145,7 @@ where
                     } else {
                         State::ReadingJson {
                             body,
-                            read: Read::new(shared.max_body_bytes),
+                            read: ReadLimited::new(shared.max_body_bytes),
                             head: Some(head),
                         }
                     }
@@ -152,19 +153,23 @@ where
                 StateProj::ReadingError { body, read, head } => {
                     // A body that cannot be read whole still leaves the
                     // status and headers to go by.
-                    let body = ready!(read.poll(body, cx)).unwrap_or_default();
+                    let body = ready!(read.poll_read(body, cx)).unwrap_or_default();
                     let failure = protocol.classify(head.status, &head.headers, &body);
                     return Poll::Ready(Err(failure.into()));
                 }
                 StateProj::ReadingJson { body, read, head } => {
-                    let result = ready!(read.poll(body, cx));
+                    let result = ready!(read.poll_read(body, cx));
                     let Some(mut head) = head.take() else {
                         return Poll::Ready(Err(done()));
                     };
                     let body = match result {
                         Ok(body) => body,
-                        Err(ReadError::TooLarge) => return Poll::Ready(Err(too_large().into())),
-                        Err(ReadError::Body(error)) => return Poll::Ready(Err(inner_error(error))),
+                        Err(ReadLimitedError::TooLarge) => {
+                            return Poll::Ready(Err(ReadLimited::too_large().into()));
+                        }
+                        Err(ReadLimitedError::Body(error)) => {
+                            return Poll::Ready(Err(inner_error(error)));
+                        }
                     };
                     let answer = match protocol.answer(exchange, body) {
                         Ok(answer) => answer,
@@ -224,69 +229,10 @@ where
     }
 }
 
-/// Reads a complete body, up to a limit.
-#[derive(Debug)]
-struct Read {
-    buffer: BytesMut,
-    limit: usize,
-}
-
-enum ReadError {
-    TooLarge,
-    Body(BoxError),
-}
-
-impl Read {
-    fn new(limit: usize) -> Self {
-        Read {
-            buffer: BytesMut::new(),
-            limit,
-        }
-    }
-
-    fn poll<B>(
-        &mut self,
-        mut body: Pin<&mut B>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Bytes, ReadError>>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        loop {
-            match ready!(body.as_mut().poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if self.buffer.len() + data.len() > self.limit {
-                        return Poll::Ready(Err(ReadError::TooLarge));
-                    }
-                    self.buffer.extend_from_slice(&data);
-                }
-                Some(Err(error)) => return Poll::Ready(Err(ReadError::Body(error.into()))),
-                None => return Poll::Ready(Ok(self.buffer.split().freeze())),
-            }
-        }
-    }
-}
-
 /// The inner service's own error: passed on when it already carries a
 /// classification, paired with one otherwise.
 fn inner_error(error: BoxError) -> BoxError {
-    if Failure::find(&*error).is_some() {
-        return error;
-    }
-    let failure = OpenAiClassifier::new().classify_error(&*error);
-    Box::new(UpstreamError::new(failure, error))
-}
-
-fn too_large() -> Failure {
-    Failure::new(
-        ErrorClass::UpstreamUnavailable,
-        "the upstream response exceeded the size limit",
-    )
-    .with_subkind("response_too_large")
+    UpstreamError::classified(error, &OpenAiClassifier::new())
 }
 
 fn ended_before_content() -> Failure {

@@ -72,8 +72,8 @@ fn bench(c: &mut Criterion) {
     let config = RetryConfig::builder()
         .num_retries(0)
         .build()
-        .unwrap_or_default();
-    let layer = RetryLayer::new(config).unwrap_or_default();
+        .expect("num_retries 0 is valid");
+    let layer = RetryLayer::new(config);
     let mut never = layer.layer(no_op());
     group.bench_function("RetryLayer (num_retries 0)", |b| {
         b.iter(|| black_box(call_once(&mut never)))

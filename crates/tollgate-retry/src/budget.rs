@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use crate::config::BudgetConfig;
-use crate::error::ConfigError;
+use tollgate_core::Valid;
 
 /// The window is cut into this many slots, which expire one at a time.
 const SLOTS: usize = 10;
@@ -45,10 +45,9 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    /// A budget of `config` (validated).
-    pub fn new(config: &BudgetConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(RetryBudget::from_valid(config))
+    /// A budget of `config` (checked where it was loaded: see [`Valid`]).
+    pub fn new(config: &Valid<BudgetConfig>) -> Self {
+        RetryBudget::from_valid(config)
     }
 
     /// A budget of a config already validated.
@@ -202,12 +201,12 @@ mod tests {
     use std::time::Duration;
 
     fn budget(ratio: f64, min_per_sec: u32, ttl_secs: u64) -> RetryBudget {
-        RetryBudget::new(&BudgetConfig {
+        let config = BudgetConfig {
             ratio,
             min_per_sec,
             ttl: Duration::from_secs(ttl_secs),
-        })
-        .unwrap()
+        };
+        RetryBudget::new(&Valid::new(config).unwrap())
     }
 
     #[derive(Debug, Clone, Copy)]

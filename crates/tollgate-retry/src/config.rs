@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tollgate_core::ErrorClass;
+use tollgate_core::{ErrorClass, Valid, Validate};
 
 use crate::error::ConfigError;
 
@@ -101,6 +101,14 @@ impl RetryConfig {
             ));
         }
         self.budget.validate()
+    }
+}
+
+impl Validate for RetryConfig {
+    type Error = ConfigError;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        RetryConfig::validate(self)
     }
 }
 
@@ -239,10 +247,17 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// The validated config.
-    pub fn build(self) -> Result<RetryConfig, ConfigError> {
-        self.config.validate()?;
-        Ok(self.config)
+    /// The validated config, ready for [`RetryLayer::new`](crate::RetryLayer::new).
+    pub fn build(self) -> Result<Valid<RetryConfig>, ConfigError> {
+        Valid::new(self.config)
+    }
+}
+
+impl Validate for BudgetConfig {
+    type Error = ConfigError;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        BudgetConfig::validate(self)
     }
 }
 
@@ -449,7 +464,8 @@ mod tests {
             .retries_for(ErrorClass::Auth, 1)
             .min_backoff(Duration::from_millis(500))
             .build()
-            .unwrap();
+            .unwrap()
+            .into_inner();
         let json = serde_json::to_string(&config).unwrap();
         let back: RetryConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);

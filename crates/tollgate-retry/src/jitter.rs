@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// use tollgate_retry::{RetryLayer, RetryConfig};
 ///
 /// // Always the full ceiling: waits of exactly 0.5 s, 1 s, 2 s...
-/// let layer = RetryLayer::new(RetryConfig::default()).unwrap().with_jitter(|| 1.0);
+/// let layer = RetryLayer::default().with_jitter(|| 1.0);
 /// ```
 pub trait Jitter: Send + Sync + 'static {
     /// A fraction in `[0, 1]` (values outside are clamped).

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tollgate_core::Valid;
 use tollgate_core::classify::OpenAiClassifier;
 use tower::Layer;
 
 use crate::budget::RetryBudget;
 use crate::config::RetryConfig;
-use crate::error::ConfigError;
 use crate::jitter::RandomJitter;
 use crate::service::{Retry, Shared};
 use crate::state::Policy;
@@ -31,10 +31,10 @@ pub struct RetryLayer<C = OpenAiClassifier, R = RandomJitter> {
 }
 
 impl RetryLayer {
-    /// A layer with `config`, the OpenAI classifier and random jitter.
-    pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(RetryLayer::from_valid(&config))
+    /// A layer with `config` (checked where it was loaded: see
+    /// [`Valid`]), the OpenAI classifier and random jitter.
+    pub fn new(config: Valid<RetryConfig>) -> Self {
+        RetryLayer::from_valid(&config)
     }
 
     fn from_valid(config: &RetryConfig) -> Self {

@@ -84,7 +84,7 @@
 //!
 //! let config = RetryConfig::builder().num_retries(3).build()?;
 //! let service = ServiceBuilder::new()
-//!     .layer(RetryLayer::new(config)?)
+//!     .layer(RetryLayer::new(config))
 //!     .service(upstream);
 //!
 //! let request = Request::post("/v1/chat/completions").body(Bytes::from_static(b"{}"))?;

@@ -268,7 +268,7 @@ mod tests {
             .retries_for(ErrorClass::Timeout, 5)
             .build()
             .unwrap();
-        let policy = policy(config);
+        let policy = policy(config.into_inner());
         assert_eq!(policy.max_retries(), 5);
         assert_eq!(policy.limit(&Failure::new(ErrorClass::BadRequest, "x")), 2);
         assert_eq!(policy.limit(&Failure::new(ErrorClass::RateLimited, "x")), 0);

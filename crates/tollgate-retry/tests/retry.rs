@@ -101,9 +101,7 @@ fn config() -> RetryConfigBuilder {
 fn layer(
     config: RetryConfigBuilder,
 ) -> RetryLayer<tollgate_core::classify::OpenAiClassifier, NoJitter> {
-    RetryLayer::new(config.build().unwrap())
-        .unwrap()
-        .with_jitter(NoJitter)
+    RetryLayer::new(config.build().unwrap()).with_jitter(NoJitter)
 }
 
 fn request() -> Request<Bytes> {
@@ -401,7 +399,7 @@ async fn the_budget_bounds_upstream_attempts_under_an_outage() {
         .budget_ttl(TTL)
         .build()
         .unwrap();
-    let service = RetryLayer::new(config).unwrap().layer(upstream);
+    let service = RetryLayer::new(config).layer(upstream);
 
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -589,7 +587,7 @@ async fn the_services_of_one_layer_share_its_budget() {
         .budget_ttl(Duration::from_secs(1))
         .build()
         .unwrap();
-    let layer = RetryLayer::new(config).unwrap().with_jitter(NoJitter);
+    let layer = RetryLayer::new(config).with_jitter(NoJitter);
     let (first, first_log) = scripted(vec![Step::Fail(unavailable())]);
     let (second, second_log) = scripted(vec![Step::Fail(unavailable())]);
     let first = layer.layer(first);

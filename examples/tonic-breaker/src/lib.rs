@@ -5,13 +5,11 @@
 //! tonic channel needs a classifier that reads it: [`GrpcClassifier`].
 //!
 //! ```
-//! use tollgate_breaker::{BreakerConfig, CircuitBreakerLayer};
+//! use tollgate_breaker::CircuitBreakerLayer;
 //! use tonic_breaker_example::GrpcClassifier;
 //!
 //! // One breaker for the whole channel (the layer's default key).
-//! let layer = CircuitBreakerLayer::new(BreakerConfig::default())
-//!     .unwrap()
-//!     .classifier(GrpcClassifier);
+//! let layer = CircuitBreakerLayer::default().classifier(GrpcClassifier);
 //! # let _ = layer;
 //! ```
 

@@ -39,7 +39,7 @@ async fn main() -> Result<(), tonic_breaker_example::BoxError> {
         .cooldown(Duration::from_secs(30))
         .build()?;
     // The default key: one breaker for the whole channel.
-    let layer = CircuitBreakerLayer::new(config)?.classifier(GrpcClassifier);
+    let layer = CircuitBreakerLayer::new(config).classifier(GrpcClassifier);
     let breakers = layer.breakers();
     let mut client = HealthClient::new(layer.layer(channel));
 

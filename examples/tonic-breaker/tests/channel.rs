@@ -30,9 +30,7 @@ async fn failures_open_the_channels_breaker_and_it_then_rejects_at_once() {
         .cooldown(Duration::from_secs(60))
         .build()
         .unwrap();
-    let layer = CircuitBreakerLayer::new(config)
-        .unwrap()
-        .classifier(GrpcClassifier);
+    let layer = CircuitBreakerLayer::new(config).classifier(GrpcClassifier);
     let breakers = layer.breakers();
     let mut client = HealthClient::new(layer.layer(channel));
     let check = || HealthCheckRequest {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use http::header::HeaderName;
-use tollgate_balance::{GroupMember, MemberConfig, Quota, Strategy};
+use tollgate_balance::{GroupMember, MemberConfig, Strategy};
+use tollgate_core::DeploymentQuota;
 use tollgate_core::extensions::Target;
 use tollgate_cost::PriceTable;
 use tollgate_openrouter::{OpenRouterConfig, OpenRouterLayer};
@@ -51,7 +52,7 @@ pub(super) fn group_member(
         config: MemberConfig {
             weight: config.weight,
             order: config.order,
-            quota: Quota {
+            quota: DeploymentQuota {
                 rpm: config.rpm,
                 tpm: config.tpm,
             },
@@ -100,12 +101,6 @@ pub(super) fn build(
             message: e.to_string(),
         })?;
     let breaker_enabled = breaker.is_some();
-    if let Some(breaker) = &breaker {
-        breaker.validate().map_err(|e| BuildError {
-            path: format!("model_list[{index}].litellm_params.cooldown_time"),
-            message: e.to_string(),
-        })?;
-    }
     let path = |field: &str| format!("model_list[{index}].litellm_params.{field}");
     let target = Target {
         model_group: Arc::from(deployment.model_name.as_str()),

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use tollgate_balance::{DeploymentLimits, Group, TokenCounter};
+use tollgate_balance::{Group, TokenCounter};
 use tollgate_breaker::Breakers;
+use tollgate_core::DeploymentLimits;
 use tollgate_cost::CostLayer;
 use tollgate_fallback::FallbackLayer;
 use tollgate_limits::{DeploymentRateLimits, RateLimitLayer};
@@ -48,13 +49,6 @@ pub struct BuildError {
     message: String,
 }
 
-impl BuildError {
-    pub(crate) fn new(path: String, message: String) -> Self {
-        BuildError { path, message }
-    }
-}
-
-/// Builds what serves the requests of `config`, calling upstreams with
 /// Builds what serves the requests of `config`, calling upstreams with
 /// `client`. A reload builds it after the running configuration,
 /// `previous`: what the process owns is taken from it (see
@@ -69,33 +63,16 @@ pub(crate) fn build(
         path: String::from("router_settings"),
         message: e.to_string(),
     };
-    let retry =
-        RetryLayer::new(resilience::retry_config(config).map_err(invalid)?).map_err(|e| {
-            BuildError {
-                path: String::from("router_settings"),
-                message: e.to_string(),
-            }
-        })?;
-    let fallback = FallbackLayer::new(resilience::fallback_config(config).map_err(invalid)?)
-        .map_err(|e| BuildError {
-            path: String::from("router_settings"),
-            message: e.to_string(),
-        })?;
-    let breaker_defaults = resilience::breaker_config(config)
-        .map_err(invalid)?
-        .unwrap_or_default();
-    let breakers = match previous {
+    let retry = RetryLayer::new(resilience::retry_config(config).map_err(invalid)?);
+    let fallback = FallbackLayer::new(resilience::fallback_config(config).map_err(invalid)?);
+    let breaker_defaults = resilience::breaker_config(config).map_err(invalid)?;
+    let breakers = match (previous, breaker_defaults) {
         // One registry for the process: a reload registers and removes
         // deployments in it when it commits.
-        Some(previous) => breaker_defaults
-            .validate()
-            .map(|()| previous.breakers.clone()),
-        None => Breakers::new(breaker_defaults),
-    }
-    .map_err(|e| BuildError {
-        path: String::from("router_settings"),
-        message: e.to_string(),
-    })?;
+        (Some(previous), _) => previous.breakers.clone(),
+        (None, Some(defaults)) => Breakers::new(defaults),
+        (None, None) => Breakers::default(),
+    };
     let mut generation = Generation::new(config, client.clone(), previous.map(|p| &p.generation));
     // What a kept deployment's streams taught carries over a reload.
     let learned = {
@@ -204,9 +181,8 @@ pub(crate) fn build(
         None => crate::limits::store(shared.as_ref(), config.tollgate.redis_timeout),
     };
     let limits = RateLimitLayer::new(limit_store.clone());
-    let deployment_limits: Arc<dyn DeploymentLimits> = Arc::new(crate::limits::BalancerLimits(
-        DeploymentRateLimits::new(limit_store.clone()),
-    ));
+    let deployment_limits: Arc<dyn DeploymentLimits> =
+        Arc::new(DeploymentRateLimits::new(limit_store.clone()));
     let prices = Arc::new(crate::pricing::price_table(config));
     let catalog = crate::model_info::ModelCatalog::new(config, &prices, created);
     let groups: Groups = Arc::new(
@@ -308,20 +284,14 @@ pub(crate) fn watch_learned(app: &App) {
 /// or a kept one whose breaker settings changed, gets a fresh breaker; a
 /// kept one with the same settings keeps its breaker as it is (open stays
 /// open); one gone is forgotten.
-pub(crate) fn apply_breakers(
-    breakers: &Breakers,
-    before: Option<&Generation>,
-    next: &Generation,
-) -> Result<(), BuildError> {
+pub(crate) fn apply_breakers(breakers: &Breakers, before: Option<&Generation>, next: &Generation) {
     for (id, settings) in &next.breakers {
         let unchanged = before.is_some_and(|before| {
             before.identities.get(id) == next.identities.get(id)
                 && before.breakers.get(id) == Some(settings)
         });
         if !unchanged {
-            breakers
-                .register_with(id, settings.clone())
-                .map_err(|error| BuildError::new(format!("model_list[{id}]"), error.to_string()))?;
+            breakers.register_with(id, settings.clone());
         }
     }
     if let Some(before) = before {
@@ -331,7 +301,6 @@ pub(crate) fn apply_breakers(
             }
         }
     }
-    Ok(())
 }
 
 /// Each model group's deployment ids, for the metrics' zero series.

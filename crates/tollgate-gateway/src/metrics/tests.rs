@@ -419,7 +419,7 @@ fn every_family_is_present_after_topology() {
     let learned = crate::learned::LearnedDeadlines::new(
         [(
             Arc::from("demo-primary"),
-            crate::upstream::Timeouts {
+            crate::deadlines::Timeouts {
                 first_byte: Some(Duration::from_secs(10)),
                 ..Default::default()
             },

@@ -16,8 +16,9 @@ use tower_service::Service;
 
 use super::body::TimedBody;
 use super::connector::Connector;
-use super::endpoint::{Endpoint, Timeouts};
+use super::endpoint::Endpoint;
 use super::future::ResponseFuture;
+use crate::deadlines::Timeouts;
 use crate::learned::StreamTimings;
 
 /// Connection settings shared by every deployment.

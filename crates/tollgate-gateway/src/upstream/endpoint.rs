@@ -4,10 +4,6 @@ use http::header::{AUTHORIZATION, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
 
-/// The deadlines of one upstream exchange (defined with the other
-/// deadlines).
-pub use crate::deadlines::Timeouts;
-
 /// One deployment's base URL, credentials and extra headers.
 ///
 /// The client joins the base URL's path with the request's path, so a base of

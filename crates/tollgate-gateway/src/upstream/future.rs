@@ -15,7 +15,7 @@ use tollgate_core::classify::is_event_stream;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
 use super::body::TimedBody;
-use super::endpoint::Timeouts;
+use crate::deadlines::Timeouts;
 use crate::learned::{Phase, StreamTimings};
 
 pin_project! {

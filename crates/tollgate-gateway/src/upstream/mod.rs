@@ -2,7 +2,7 @@
 //!
 //! Each request names its deployment through an [`Arc<Endpoint>`] request
 //! extension (base URL, credentials, extra headers), or carries an absolute
-//! URI, and may carry [`Timeouts`]; the client joins the base URL with the
+//! URI, and may carry [`Timeouts`](crate::deadlines::Timeouts); the client joins the base URL with the
 //! request's path, sends
 //! it over a pooled HTTP/1.1 or HTTP/2 (ALPN) connection with TCP_NODELAY, and
 //! returns the response with a [`TimedBody`]. Every error it returns is a
@@ -19,5 +19,5 @@ mod future;
 pub use body::TimedBody;
 pub use client::{ClientConfig, UpstreamClient};
 pub use connector::Dial;
-pub use endpoint::{Endpoint, InvalidBaseUrl, Timeouts};
+pub use endpoint::{Endpoint, InvalidBaseUrl};
 pub use future::ResponseFuture;

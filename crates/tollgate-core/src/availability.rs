@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use tollgate_core::{BoxError, Failure};
+use crate::failure::{BoxError, Failure};
 
-/// Tells the balancer which deployments are out — typically those whose
-/// circuit breaker is open — as `tollgate-fallback`'s `Health` tells the
-/// cascade which groups are. The gateway reads its breakers here; a
-/// balancer over deployments without breakers uses [`AlwaysAvailable`].
+/// Tells a balancer (`tollgate-balance`) which deployments are out —
+/// typically those whose circuit breaker is open — as `tollgate-fallback`'s
+/// `Health` tells the cascade which groups are. `tollgate-breaker`'s
+/// `Breakers` implements it; a balancer over deployments without breakers
+/// uses [`AlwaysAvailable`].
 pub trait Availability: Send + Sync + 'static {
     /// Whether calls to `deployment` are rejected at once now (its breaker
     /// is open). A half-open breaker is not: its probes are how it closes.
@@ -60,7 +61,7 @@ impl<A: Availability> Availability for std::sync::Arc<A> {
 mod tests {
     use std::sync::Arc;
 
-    use tollgate_core::ErrorClass;
+    use crate::ErrorClass;
 
     use super::*;
 
