@@ -488,14 +488,8 @@ async fn assert_secrets_appear_nowhere(at: usize, provider: &NativeProvider) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ledger = dir.join("ledger.sqlite3");
-    let yaml = format!(
-        "model_list:\n  - model_name: native\n    litellm_params:\n      {}general_settings:\n  master_key: {MASTER_KEY}\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\ntollgate:\n  ledger_path: {}\n",
-        (provider.params)(&upstream.url()),
-        ledger.display()
-    );
-    let env = (provider.env)(&fake);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let gateway = TestGateway::start(&yaml, &env).await;
+    let ledger_path = format!("tollgate:\n  ledger_path: {}\n", ledger.display());
+    let gateway = start_native(provider, &fake, &ledger_path).await;
     let client = client();
     let auth = format!("Bearer {MASTER_KEY}");
     let auth = [("authorization", auth.as_str())];
@@ -524,16 +518,7 @@ async fn assert_secrets_appear_nowhere(at: usize, provider: &NativeProvider) {
     // Every echo reached the gateway (none was skipped by an open
     // breaker, say).
     assert_eq!(upstream.requests().len(), 1 + echoed, "provider {at}");
-    for path in [
-        "/health",
-        "/health/readiness",
-        "/health/providers",
-        "/health/circuit-breakers",
-        "/metrics",
-    ] {
-        let answer = call(&client, "GET", &gateway.url(path), "", &auth).await;
-        seen.answer(path, &answer);
-    }
+    see_health_and_metrics(&gateway, &mut seen).await;
     gateway.shutdown().await;
     drop(_guard);
     seen.file("the ledger", &ledger);
@@ -548,6 +533,80 @@ async fn assert_secrets_appear_nowhere(at: usize, provider: &NativeProvider) {
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     seen.assert_free_of(&secrets);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Google's token endpoint refusing the service account with an error that
+/// echoes its private key: neither the key nor the assertion signed with it
+/// reaches a client, a log line, `/metrics` or `/health/*`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_vertex_token_exchange_leaks_nothing() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let fake = FakeKind::Vertex.start().await;
+    let key_lines = vertex_secrets(&fake);
+    fake.vertex().refuse_tokens(Some(Reply::json(
+        400,
+        serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": format!("Invalid JWT Signature. {}", key_lines.join(" ")),
+        }),
+    )));
+    let gateway = start_native(&VERTEX_TOKEN_ECHOED, &fake, "").await;
+    let client = client();
+    let auth = format!("Bearer {MASTER_KEY}");
+    let auth = [("authorization", auth.as_str())];
+    let url = gateway.url("/v1/chat/completions");
+    let mut seen = common::leaks::Exposure::default();
+    for stream in [false, true] {
+        let answer = call(&client, "POST", &url, chat_body("native", stream), &auth).await;
+        assert!(answer.status.is_server_error(), "{}", answer.text());
+        seen.answer(&format!("the answer (stream: {stream})"), &answer);
+    }
+    see_health_and_metrics(&gateway, &mut seen).await;
+    gateway.shutdown().await;
+    drop(_guard);
+    seen.saw("the logs", logs.text());
+    // The exchange really was tried, with a signed assertion, and refused.
+    assert!(fake.vertex().token_requests() >= 1);
+    assert!(fake.vertex().issued_tokens().is_empty());
+    let secrets = vertex_secrets(&fake);
+    assert!(secrets.len() > key_lines.len(), "no assertion was sent");
+    seen.assert_free_of(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A gateway whose one deployment, `native`, is `provider`'s on `fake`,
+/// behind the master key, without retries or cooldowns; `extra` appended.
+async fn start_native(provider: &NativeProvider, fake: &Fake, extra: &str) -> TestGateway {
+    let yaml = format!(
+        "model_list:\n  - model_name: native\n    litellm_params:\n      {}general_settings:\n  master_key: {MASTER_KEY}\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\n{extra}",
+        (provider.params)(&fake.upstream().url()),
+    );
+    let env = (provider.env)(fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestGateway::start(&yaml, &env).await
+}
+
+/// Records what `/health/*` and `/metrics` show the master key.
+async fn see_health_and_metrics(gateway: &TestGateway, seen: &mut common::leaks::Exposure) {
+    let client = client();
+    let auth = format!("Bearer {MASTER_KEY}");
+    for path in [
+        "/health",
+        "/health/readiness",
+        "/health/providers",
+        "/health/circuit-breakers",
+        "/metrics",
+    ] {
+        let answer = call(
+            &client,
+            "GET",
+            &gateway.url(path),
+            "",
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+        seen.answer(path, &answer);
+    }
 }
 
 /// Issue 20's acceptance 3: a virtual key — generated, used, regenerated,
