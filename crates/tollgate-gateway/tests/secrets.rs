@@ -3,7 +3,8 @@
 mod common;
 
 use common::{Answer, Captured, TestGateway, call, chat_body, client, openai_config};
-use tollgate_testkit::{Reply, Upstream, anthropic, openai};
+use tollgate_testkit::vertex::{self, Vertex};
+use tollgate_testkit::{Reply, Upstream, anthropic, bedrock, gemini, openai};
 
 const UPSTREAM_KEY: &str = "sk-upstream-SECRET-4f9a8b7c6d5e";
 const MASTER_KEY: &str = "sk-master-SECRET-1a2b3c4d5e6f";
@@ -119,34 +120,102 @@ async fn keys_appear_in_no_log_body_or_header() {
 /// A native provider's deployment, for the secrets test: one line of
 /// [`NATIVE_PROVIDERS`] per provider.
 struct NativeProvider {
+    /// The fake it talks to.
+    fake: FakeKind,
     /// Its `litellm_params` (after `model_name: native`), its fake at `url`.
     params: fn(url: &str) -> String,
     /// The environment the config reads its secrets from.
-    env: &'static [(&'static str, &'static str)],
-    /// What must never leak.
-    secrets: &'static [&'static str],
-    /// Answers that echo every secret back — the fake upstream at its worst:
-    /// JSON errors and a stream error — each the answer to one request, and
-    /// whether that request streams.
-    echoes: fn() -> Vec<(Reply, bool)>,
+    env: fn(&Fake) -> Vec<(&'static str, String)>,
+    /// What must never leak, asked once the first request was answered
+    /// (signatures, assertions and tokens exist only then) and again at the
+    /// end (every request's signature).
+    secrets: fn(&Fake) -> Vec<String>,
+    /// Secrets checked for like `secrets` but left out of the echoes: what
+    /// the gateway cannot yet keep out of an upstream message it passes on.
+    unechoed: fn(&Fake) -> Vec<String>,
+    /// Of those, what the first request to the fake carries in its headers:
+    /// the secrets really were in play.
+    sent: fn(&Fake) -> Vec<String>,
+    /// A plain success: the answer to the first request.
+    fine: fn() -> Reply,
+    /// Answers that echo every one of `secrets` back — the fake upstream at
+    /// its worst: JSON errors, a stream error, a header — each the answer
+    /// to one request, and whether that request streams.
+    echoes: fn(secrets: &str) -> Vec<(Reply, bool)>,
+}
+
+/// Which fake a [`NativeProvider`] talks to.
+#[derive(Clone, Copy)]
+enum FakeKind {
+    /// A scripted upstream that checks nothing on its own.
+    Plain,
+    /// Bedrock's: it refuses a request whose SigV4 signature is wrong.
+    Bedrock,
+    /// Vertex AI's: a token endpoint, and model routes that refuse a token
+    /// it did not issue.
+    Vertex,
+}
+
+/// A started fake.
+enum Fake {
+    Upstream(Upstream),
+    Vertex(Vertex),
+}
+
+impl FakeKind {
+    async fn start(self) -> Fake {
+        match self {
+            FakeKind::Plain => Fake::Upstream(Upstream::start().await),
+            FakeKind::Bedrock => Fake::Upstream(bedrock::upstream().await),
+            FakeKind::Vertex => Fake::Vertex(Vertex::start().await),
+        }
+    }
+}
+
+impl Fake {
+    fn upstream(&self) -> &Upstream {
+        match self {
+            Fake::Upstream(upstream) => upstream,
+            Fake::Vertex(vertex) => vertex.upstream(),
+        }
+    }
+
+    fn vertex(&self) -> &Vertex {
+        match self {
+            Fake::Vertex(vertex) => vertex,
+            Fake::Upstream(_) => panic!("not a Vertex fake"),
+        }
+    }
 }
 
 const ANTHROPIC_KEY: &str = "sk-ant-api03-SECRET-native-7d6c5b4a3f2e1d0c";
 const AZURE_KEY: &str = "azure-SECRET-native-key-0f1e2d3c4b5a6978";
 const AZURE_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.SECRET-entra-token.c2ln";
+const GEMINI_KEY: &str = "AIzaSyD-SECRET-native-gemini-9a8b7c6d5e4f";
+const BEDROCK_SESSION_TOKEN: &str =
+    "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJGMEQCIB-SECRET-session-token";
+
+/// Secrets known before the gateway starts.
+fn fixed(secrets: &[&str]) -> Vec<String> {
+    secrets.iter().map(|s| (*s).to_owned()).collect()
+}
 
 /// Every native provider, one line each.
 const NATIVE_PROVIDERS: &[NativeProvider] = &[
     NativeProvider {
+        fake: FakeKind::Plain,
         params: |url| {
             format!(
                 "model: anthropic/claude-sonnet-4-5-20250929\n      api_base: {url}\n      api_key: os.environ/ANTHROPIC_API_KEY\n"
             )
         },
-        env: &[("ANTHROPIC_API_KEY", ANTHROPIC_KEY)],
-        secrets: &[ANTHROPIC_KEY],
-        echoes: || {
-            let leak = format!("invalid x-api-key: {ANTHROPIC_KEY}");
+        env: |_| vec![("ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_owned())],
+        secrets: |_| fixed(&[ANTHROPIC_KEY]),
+        unechoed: |_| Vec::new(),
+        sent: |_| fixed(&[ANTHROPIC_KEY]),
+        fine: || Reply::json(200, anthropic::message("fine")),
+        echoes: |secrets| {
+            let leak = format!("invalid x-api-key: {secrets}");
             vec![
                 (
                     Reply::json(401, anthropic::error_body("authentication_error", &leak)),
@@ -169,36 +238,168 @@ const NATIVE_PROVIDERS: &[NativeProvider] = &[
                     true,
                 ),
                 (
-                    Reply::json(200, anthropic::message("fine")).header("x-echo", ANTHROPIC_KEY),
+                    Reply::json(200, anthropic::message("fine")).header("x-echo", secrets),
                     false,
                 ),
             ]
         },
     },
     NativeProvider {
+        fake: FakeKind::Plain,
         params: |url| {
             format!(
                 "model: azure/my-deployment\n      api_base: {url}\n      api_version: 2024-10-21\n      api_key: os.environ/AZURE_API_KEY\n"
             )
         },
-        env: &[("AZURE_API_KEY", AZURE_KEY)],
-        secrets: &[AZURE_KEY],
-        echoes: || azure_echoes(AZURE_KEY),
+        env: |_| vec![("AZURE_API_KEY", AZURE_KEY.to_owned())],
+        secrets: |_| fixed(&[AZURE_KEY]),
+        unechoed: |_| Vec::new(),
+        sent: |_| fixed(&[AZURE_KEY]),
+        fine: || Reply::json(200, openai::chat_completion("fine")),
+        echoes: azure_echoes,
     },
     NativeProvider {
+        fake: FakeKind::Plain,
         params: |url| {
             format!(
                 "model: azure/my-deployment\n      api_base: {url}\n      api_version: 2024-10-21\n      azure_ad_token: os.environ/AZURE_AD_TOKEN\n"
             )
         },
-        env: &[("AZURE_AD_TOKEN", AZURE_TOKEN)],
-        secrets: &[AZURE_TOKEN],
-        echoes: || azure_echoes(AZURE_TOKEN),
+        env: |_| vec![("AZURE_AD_TOKEN", AZURE_TOKEN.to_owned())],
+        secrets: |_| fixed(&[AZURE_TOKEN]),
+        unechoed: |_| Vec::new(),
+        sent: |_| fixed(&[AZURE_TOKEN]),
+        fine: || Reply::json(200, openai::chat_completion("fine")),
+        echoes: azure_echoes,
+    },
+    NativeProvider {
+        fake: FakeKind::Plain,
+        params: |url| {
+            format!(
+                "model: gemini/gemini-2.5-flash\n      api_base: {url}\n      api_key: os.environ/GEMINI_API_KEY\n"
+            )
+        },
+        env: |_| vec![("GEMINI_API_KEY", GEMINI_KEY.to_owned())],
+        secrets: |_| fixed(&[GEMINI_KEY]),
+        unechoed: |_| Vec::new(),
+        sent: |_| fixed(&[GEMINI_KEY]),
+        fine: || Reply::json(200, gemini::response("fine")),
+        echoes: google_echoes,
+    },
+    NativeProvider {
+        fake: FakeKind::Bedrock,
+        params: |url| {
+            format!(
+                "model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0\n      aws_access_key_id: os.environ/AWS_ACCESS_KEY_ID\n      aws_secret_access_key: os.environ/AWS_SECRET_ACCESS_KEY\n      aws_session_token: os.environ/AWS_SESSION_TOKEN\n      aws_region_name: {}\n      aws_bedrock_runtime_endpoint: {url}\n",
+                bedrock::REGION
+            )
+        },
+        env: |_| {
+            vec![
+                ("AWS_ACCESS_KEY_ID", bedrock::ACCESS_KEY_ID.to_owned()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    bedrock::SECRET_ACCESS_KEY.to_owned(),
+                ),
+                ("AWS_SESSION_TOKEN", BEDROCK_SESSION_TOKEN.to_owned()),
+            ]
+        },
+        // The secret key itself is never sent: the fake's accepting the
+        // first request's signature (the 200 asked for below) shows it was
+        // used.
+        secrets: |fake| {
+            let mut secrets = fixed(&[
+                bedrock::ACCESS_KEY_ID,
+                bedrock::SECRET_ACCESS_KEY,
+                BEDROCK_SESSION_TOKEN,
+            ]);
+            secrets.extend(fake.upstream().requests().iter().map(|request| {
+                let authorization = request.headers["authorization"].to_str().unwrap();
+                let (_, signature) = authorization.split_once("Signature=").unwrap();
+                signature.to_owned()
+            }));
+            secrets
+        },
+        unechoed: |_| Vec::new(),
+        sent: |_| fixed(&[bedrock::ACCESS_KEY_ID, BEDROCK_SESSION_TOKEN]),
+        fine: || Reply::json(200, bedrock::converse("fine")),
+        echoes: |secrets| {
+            let leak = format!("The security token included in the request is invalid: {secrets}");
+            vec![
+                (
+                    bedrock::error(403, "UnrecognizedClientException", &leak),
+                    false,
+                ),
+                (bedrock::error(400, "ValidationException", &leak), false),
+                (
+                    bedrock::error(503, "ServiceUnavailableException", &leak),
+                    false,
+                ),
+                (
+                    bedrock::stream_reply(
+                        [bedrock::start()]
+                            .into_iter()
+                            .chain(bedrock::text_block(0, &["a"]))
+                            .chain([bedrock::exception("internalServerException", &leak)]),
+                    ),
+                    true,
+                ),
+                (
+                    Reply::json(200, bedrock::converse("fine")).header("x-echo", secrets),
+                    false,
+                ),
+            ]
+        },
+    },
+    // The access token is not echoed: see `VERTEX_TOKEN_ECHOED`.
+    NativeProvider {
+        secrets: vertex_secrets,
+        unechoed: |fake| fake.vertex().issued_tokens(),
+        ..VERTEX_TOKEN_ECHOED
     },
 ];
 
-fn azure_echoes(secret: &str) -> Vec<(Reply, bool)> {
-    let leak = format!("Access denied due to invalid subscription key {secret}");
+/// Vertex AI with every secret echoed, its access tokens too: a Gemini
+/// model on the fake, its service account's key file from the environment.
+const VERTEX_TOKEN_ECHOED: NativeProvider = NativeProvider {
+    fake: FakeKind::Vertex,
+    params: |url| {
+        format!(
+            "model: vertex_ai/gemini-2.0-flash\n      api_base: {url}\n      vertex_project: {}\n      vertex_location: us-central1\n      vertex_credentials: os.environ/VERTEX_KEY_JSON\n",
+            vertex::PROJECT
+        )
+    },
+    env: |fake| vec![("VERTEX_KEY_JSON", fake.vertex().service_account_json())],
+    secrets: |fake| {
+        let mut secrets = vertex_secrets(fake);
+        secrets.extend(fake.vertex().issued_tokens());
+        secrets
+    },
+    unechoed: |_| Vec::new(),
+    sent: |fake| fake.vertex().issued_tokens(),
+    fine: || Reply::json(200, gemini::response("fine")),
+    echoes: google_echoes,
+};
+
+/// Vertex AI's secrets but its access tokens: the private key's lines (a
+/// leak need not keep its line breaks) and every assertion signed with it,
+/// whole and its signature alone.
+fn vertex_secrets(fake: &Fake) -> Vec<String> {
+    let mut secrets: Vec<String> = vertex::TEST_PRIVATE_KEY
+        .lines()
+        .filter(|line| !line.starts_with("-----") && line.len() >= 32)
+        .map(str::to_owned)
+        .collect();
+    for assertion in fake.vertex().assertions() {
+        let (_, signature) = assertion.rsplit_once('.').unwrap();
+        secrets.push(signature.to_owned());
+        secrets.push(assertion);
+    }
+    secrets
+}
+
+fn azure_echoes(secrets: &str) -> Vec<(Reply, bool)> {
+    let leak = format!("Access denied due to invalid subscription key {secrets}");
     vec![
         (
             Reply::json(
@@ -225,7 +426,32 @@ fn azure_echoes(secret: &str) -> Vec<(Reply, bool)> {
             true,
         ),
         (
-            Reply::json(200, openai::chat_completion("fine")).header("x-echo", secret),
+            Reply::json(200, openai::chat_completion("fine")).header("x-echo", secrets),
+            false,
+        ),
+    ]
+}
+
+/// Gemini's and Vertex AI's echoes: Google's error shape.
+fn google_echoes(secrets: &str) -> Vec<(Reply, bool)> {
+    let leak = format!("Invalid JSON payload received: {secrets}");
+    let error = |code, status| {
+        Reply::json(
+            code,
+            gemini::error_body(code, status, &leak, serde_json::json!([])),
+        )
+    };
+    vec![
+        (error(401, "UNAUTHENTICATED"), false),
+        (error(400, "INVALID_ARGUMENT"), false),
+        (error(503, "UNAVAILABLE"), false),
+        (
+            Reply::sse()
+                .raw(gemini::partial_stream(&["a"]) + &gemini::error_event(500, "INTERNAL", &leak)),
+            true,
+        ),
+        (
+            Reply::json(200, gemini::response("fine")).header("x-echo", secrets),
             false,
         ),
     ]
@@ -236,57 +462,150 @@ fn azure_echoes(secret: &str) -> Vec<(Reply, bool)> {
 #[tokio::test(flavor = "current_thread")]
 async fn native_provider_secrets_appear_nowhere() {
     for (at, provider) in NATIVE_PROVIDERS.iter().enumerate() {
-        let logs = Captured::default();
-        let _guard = tracing::subscriber::set_default(logs.subscriber());
-        let upstream = Upstream::start().await;
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-secrets-{}-{at}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ledger = dir.join("ledger.sqlite3");
-        let yaml = format!(
-            "model_list:\n  - model_name: native\n    litellm_params:\n      {}general_settings:\n  master_key: {MASTER_KEY}\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\ntollgate:\n  ledger_path: {}\n",
-            (provider.params)(&upstream.url()),
-            ledger.display()
-        );
-        let gateway = TestGateway::start(&yaml, provider.env).await;
-        let client = client();
-        let auth = format!("Bearer {MASTER_KEY}");
-        let auth = [("authorization", auth.as_str())];
-        let mut seen = common::leaks::Exposure::default();
-        let echoes = (provider.echoes)();
-        let url = gateway.url("/v1/chat/completions");
-        for (i, (reply, stream)) in echoes.into_iter().enumerate() {
-            upstream.push(reply);
-            let answer = call(&client, "POST", &url, chat_body("native", stream), &auth).await;
-            seen.answer(&format!("provider {at}, answer {i}"), &answer);
-        }
-        // The secret really was in play: the upstream got it.
-        let sent = format!("{:?}", upstream.requests()[0].headers);
-        assert!(
-            provider.secrets.iter().all(|s| sent.contains(s)),
-            "provider {at}"
-        );
-        for path in [
-            "/health",
-            "/health/readiness",
-            "/health/providers",
-            "/health/circuit-breakers",
-            "/metrics",
-        ] {
-            let answer = call(&client, "GET", &gateway.url(path), "", &auth).await;
-            seen.answer(path, &answer);
-        }
-        gateway.shutdown().await;
-        drop(_guard);
-        seen.file("the ledger", &ledger);
-        seen.saw("the logs", logs.text());
-        assert!(
-            logs.text().contains("chat_completions"),
-            "the access log was captured"
-        );
-        seen.assert_free_of(provider.secrets);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_secrets_appear_nowhere(at, provider).await;
+    }
+}
+
+/// Vertex AI's access token, echoed in an upstream error message the
+/// gateway passes on (a 400's), reaches the client: the gateway redacts the
+/// secrets of its config and what is shaped like a credential, and the
+/// token — obtained at run time, and short in the fake — is neither.
+#[ignore = "issue 14: Vertex access tokens are not yet among the redacted secrets"]
+#[tokio::test(flavor = "current_thread")]
+async fn vertex_access_tokens_echoed_upstream_appear_nowhere() {
+    assert_secrets_appear_nowhere(NATIVE_PROVIDERS.len(), &VERTEX_TOKEN_ECHOED).await;
+}
+
+/// Runs `provider` (the `at`-th) through [`NativeProvider::echoes`] and
+/// the health and metrics routes, then asserts that none of its secrets
+/// was seen by a client, in the logs or in the ledger.
+async fn assert_secrets_appear_nowhere(at: usize, provider: &NativeProvider) {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let fake = provider.fake.start().await;
+    let upstream = fake.upstream();
+    let dir = std::env::temp_dir().join(format!("tollgate-secrets-{}-{at}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = dir.join("ledger.sqlite3");
+    let ledger_path = format!("tollgate:\n  ledger_path: {}\n", ledger.display());
+    let gateway = start_native(provider, &fake, &ledger_path).await;
+    let client = client();
+    let auth = format!("Bearer {MASTER_KEY}");
+    let auth = [("authorization", auth.as_str())];
+    let mut seen = common::leaks::Exposure::default();
+    let url = gateway.url("/v1/chat/completions");
+
+    upstream.push((provider.fine)());
+    let first = call(&client, "POST", &url, chat_body("native", false), &auth).await;
+    assert_eq!(first.status, 200, "provider {at}: {}", first.text());
+    seen.answer(&format!("provider {at}, the first answer"), &first);
+    // The secrets really were in play: the first request carried them.
+    let sent = format!("{:?}", upstream.requests()[0].headers);
+    let carried = (provider.sent)(&fake);
+    assert!(!carried.is_empty(), "provider {at}");
+    assert!(carried.iter().all(|s| sent.contains(s)), "provider {at}");
+
+    let secrets = (provider.secrets)(&fake);
+    assert!(!secrets.is_empty(), "provider {at}");
+    let echoes = (provider.echoes)(&secrets.join(" "));
+    let echoed = echoes.len();
+    for (i, (reply, stream)) in echoes.into_iter().enumerate() {
+        upstream.push(reply);
+        let answer = call(&client, "POST", &url, chat_body("native", stream), &auth).await;
+        seen.answer(&format!("provider {at}, answer {i}"), &answer);
+    }
+    // Every echo reached the gateway (none was skipped by an open
+    // breaker, say).
+    assert_eq!(upstream.requests().len(), 1 + echoed, "provider {at}");
+    see_health_and_metrics(&gateway, &mut seen).await;
+    gateway.shutdown().await;
+    drop(_guard);
+    seen.file("the ledger", &ledger);
+    seen.saw("the logs", logs.text());
+    assert!(
+        logs.text().contains("chat_completions"),
+        "the access log was captured"
+    );
+    // Every request's signature, too, not only the echoed one.
+    let mut secrets = (provider.secrets)(&fake);
+    secrets.extend((provider.unechoed)(&fake));
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    seen.assert_free_of(&secrets);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Google's token endpoint refusing the service account with an error that
+/// echoes its private key: neither the key nor the assertion signed with it
+/// reaches a client, a log line, `/metrics` or `/health/*`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_vertex_token_exchange_leaks_nothing() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let fake = FakeKind::Vertex.start().await;
+    let key_lines = vertex_secrets(&fake);
+    fake.vertex().refuse_tokens(Some(Reply::json(
+        400,
+        serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": format!("Invalid JWT Signature. {}", key_lines.join(" ")),
+        }),
+    )));
+    let gateway = start_native(&VERTEX_TOKEN_ECHOED, &fake, "").await;
+    let client = client();
+    let auth = format!("Bearer {MASTER_KEY}");
+    let auth = [("authorization", auth.as_str())];
+    let url = gateway.url("/v1/chat/completions");
+    let mut seen = common::leaks::Exposure::default();
+    for stream in [false, true] {
+        let answer = call(&client, "POST", &url, chat_body("native", stream), &auth).await;
+        assert!(answer.status.is_server_error(), "{}", answer.text());
+        seen.answer(&format!("the answer (stream: {stream})"), &answer);
+    }
+    see_health_and_metrics(&gateway, &mut seen).await;
+    gateway.shutdown().await;
+    drop(_guard);
+    seen.saw("the logs", logs.text());
+    // The exchange really was tried, with a signed assertion, and refused.
+    assert!(fake.vertex().token_requests() >= 1);
+    assert!(fake.vertex().issued_tokens().is_empty());
+    let secrets = vertex_secrets(&fake);
+    assert!(secrets.len() > key_lines.len(), "no assertion was sent");
+    seen.assert_free_of(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A gateway whose one deployment, `native`, is `provider`'s on `fake`,
+/// behind the master key, without retries or cooldowns; `extra` appended.
+async fn start_native(provider: &NativeProvider, fake: &Fake, extra: &str) -> TestGateway {
+    let yaml = format!(
+        "model_list:\n  - model_name: native\n    litellm_params:\n      {}general_settings:\n  master_key: {MASTER_KEY}\nrouter_settings:\n  num_retries: 0\n  cooldown_time: 0\n{extra}",
+        (provider.params)(&fake.upstream().url()),
+    );
+    let env = (provider.env)(fake);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestGateway::start(&yaml, &env).await
+}
+
+/// Records what `/health/*` and `/metrics` show the master key.
+async fn see_health_and_metrics(gateway: &TestGateway, seen: &mut common::leaks::Exposure) {
+    let client = client();
+    let auth = format!("Bearer {MASTER_KEY}");
+    for path in [
+        "/health",
+        "/health/readiness",
+        "/health/providers",
+        "/health/circuit-breakers",
+        "/metrics",
+    ] {
+        let answer = call(
+            &client,
+            "GET",
+            &gateway.url(path),
+            "",
+            &[("authorization", auth.as_str())],
+        )
+        .await;
+        seen.answer(path, &answer);
     }
 }
 

@@ -98,6 +98,8 @@ struct Tokens {
     refusal: Mutex<Option<Reply>>,
     /// How long the token endpoint waits before answering, in milliseconds.
     delay_ms: AtomicU64,
+    /// Every assertion (signed JWT) the token endpoint received.
+    assertions: Mutex<Vec<String>>,
 }
 
 impl Vertex {
@@ -117,6 +119,7 @@ impl Vertex {
             issued: Mutex::new(HashMap::new()),
             refusal: Mutex::new(None),
             delay_ms: AtomicU64::new(0),
+            assertions: Mutex::new(Vec::new()),
         });
         let checks = tokens.clone();
         upstream.set_intercept(Arc::new(move |request| checks.intercept(request)));
@@ -186,6 +189,18 @@ impl Vertex {
         self.tokens.issued().keys().cloned().collect()
     }
 
+    /// Every assertion (the signed JWT of the token exchange) the token
+    /// endpoint received, in order: like the tokens, never to be seen in a
+    /// log or by a client. Token requests are answered here, so the
+    /// [`upstream`](Self::upstream) records none of them.
+    pub fn assertions(&self) -> Vec<String> {
+        self.tokens
+            .assertions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Sends `request` over a new in-memory connection to the fake (HTTP/1.1),
     /// so a test can run under paused tokio time.
     ///
@@ -226,6 +241,12 @@ impl Tokens {
     fn intercept(&self, request: &RecordedRequest) -> Option<Reply> {
         if request.uri.path() == "/token" {
             self.requests.fetch_add(1, Ordering::Relaxed);
+            if let Some(assertion) = form_field(&request.body, "assertion") {
+                self.assertions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(assertion.to_owned());
+            }
             let refusal = self
                 .refusal
                 .lock()
@@ -341,6 +362,15 @@ impl Tokens {
     }
 }
 
+/// The raw (still percent-encoded) value of `name` in a form body.
+fn form_field<'a>(body: &'a [u8], name: &str) -> Option<&'a str> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
 /// Why a model request names no route a real Vertex serves, if it does
 /// not: the path, the method, and Claude's body.
 fn route_error(request: &RecordedRequest) -> Option<String> {
@@ -401,6 +431,15 @@ fn pem_der(pem: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_fields_are_read_raw() {
+        let body = b"grant_type=urn%3Aietf&assertion=a.b.c";
+        assert_eq!(form_field(body, "assertion"), Some("a.b.c"));
+        assert_eq!(form_field(body, "grant_type"), Some("urn%3Aietf"));
+        assert_eq!(form_field(body, "scope"), None);
+        assert_eq!(form_field(b"\xff", "assertion"), None);
+    }
 
     #[test]
     fn route_errors_name_what_a_real_vertex_refuses() {
