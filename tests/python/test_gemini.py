@@ -20,7 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
-from conftest import ScriptedUpstream, openai_completion, openai_deployment, start_gateway
+from conftest import (
+    ScriptedUpstream,
+    assert_answered_by,
+    openai_completion,
+    openai_fallbacks,
+    start_gateway,
+)
 
 GEMINI_KEY = "AIzaSyD-python-gemini-test-key-0123456789"
 USAGE = {
@@ -222,14 +228,7 @@ def gemini_with_fallbacks(tmp_path_factory):
         "      model: gemini/gemini-2.5-flash\n"
         f"      api_base: http://127.0.0.1:{server.server_address[1]}\n"
         "      api_key: os.environ/GEMINI_API_KEY\n"
-        + openai_deployment("gpt", "gpt-4o-mini", gpt)
-        + openai_deployment("big", "gpt-4.1", big)
-        + "router_settings:\n"
-        "  num_retries: 1\n"
-        "  retry_after: 0\n"
-        "  cooldown_time: 0\n"
-        "  fallbacks: [{gemini-flash: [gpt]}]\n"
-        "  context_window_fallbacks: [{gemini-flash: [big]}]\n"
+        + openai_fallbacks(gpt, big, "[{gemini-flash: [gpt]}]", "[{gemini-flash: [big]}]")
     )
     gateway = start_gateway(config, {"GEMINI_API_KEY": GEMINI_KEY})
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
@@ -248,15 +247,18 @@ def gemini_with_fallbacks(tmp_path_factory):
     assert GEMINI_KEY not in logs, "the Gemini key leaked into the logs"
 
 
+def ask_raw(client, text):
+    return client.chat.completions.with_raw_response.create(
+        model="gemini-flash", messages=[{"role": "user", "content": text}]
+    )
+
+
 def test_a_spent_quota_is_retried_then_answered_by_a_fallback_on_another_provider(gemini_with_fallbacks):
     client, requests, gpt, big, reset = gemini_with_fallbacks
     reset()
     gpt.reset((200, openai_completion("from the fallback")))
-    raw = client.chat.completions.with_raw_response.create(
-        model="gemini-flash", messages=[{"role": "user", "content": "rate limit me"}]
-    )
-    assert raw.parse().choices[0].message.content == "from the fallback"
-    assert raw.headers["x-tollgate-attempted-fallbacks"] == "1"
+    raw = ask_raw(client, "rate limit me")
+    assert_answered_by(raw, "gpt", "from the fallback")
     # Rate limited is retryable: Gemini was asked again before the fallback.
     assert len(requests) == 2
     assert len(gpt.requests) == 1 and not big.requests
@@ -266,11 +268,8 @@ def test_a_context_window_error_goes_to_the_context_window_fallbacks(gemini_with
     client, requests, gpt, big, reset = gemini_with_fallbacks
     reset()
     big.reset((200, openai_completion("the long answer")))
-    raw = client.chat.completions.with_raw_response.create(
-        model="gemini-flash", messages=[{"role": "user", "content": "too long"}]
-    )
-    assert raw.parse().choices[0].message.content == "the long answer"
-    assert raw.headers["x-tollgate-model-group"] == "big"
+    raw = ask_raw(client, "too long")
+    assert_answered_by(raw, "big", "the long answer")
     # Not retried (the same prompt would not fit), not sent to `fallbacks`.
     assert len(requests) == 1
     assert len(big.requests) == 1 and not gpt.requests

@@ -19,8 +19,9 @@ import pytest
 from conftest import (
     ROOT,
     ScriptedUpstream,
+    assert_answered_by,
     openai_completion,
-    openai_deployment,
+    openai_fallbacks,
     start_fake_upstream,
     start_gateway,
 )
@@ -131,14 +132,12 @@ def flows(tmp_path_factory):
         f"      api_base: {azure.url}\n"
         "      api_version: 2024-10-21\n"
         "      api_key: os.environ/AZURE_API_KEY\n"
-        + openai_deployment("gpt", "gpt-4o-mini", gpt)
-        + openai_deployment("big", "gpt-4.1", big)
-        + "router_settings:\n"
-        "  num_retries: 1\n"
-        "  retry_after: 0\n"
-        "  cooldown_time: 0\n"
-        "  fallbacks: [{claude: [gpt]}, {azure-gpt: [gpt]}]\n"
-        "  context_window_fallbacks: [{claude: [big]}, {azure-gpt: [big]}]\n"
+        + openai_fallbacks(
+            gpt,
+            big,
+            "[{claude: [gpt]}, {azure-gpt: [gpt]}]",
+            "[{claude: [big]}, {azure-gpt: [big]}]",
+        )
     )
     gateway = start_gateway(config, {"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "AZURE_API_KEY": AZURE_KEY})
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
@@ -182,9 +181,7 @@ def test_a_rate_limited_or_overloaded_provider_is_retried_then_answered_by_the_f
     upstreams["gpt"].reset((200, openai_completion("from the fallback")))
 
     raw = ask(client, group)
-    assert raw.parse().choices[0].message.content == "from the fallback"
-    assert raw.headers["x-tollgate-attempted-fallbacks"] == "1"
-    assert raw.headers["x-tollgate-model-group"] == "gpt"
+    assert_answered_by(raw, "gpt", "from the fallback")
     # Retryable: asked again before the fallback answered.
     assert len(upstreams[group].requests) == 2
     assert len(upstreams["gpt"].requests) == 1
@@ -206,8 +203,7 @@ def test_a_context_window_error_goes_to_the_context_window_fallbacks(flows, grou
     upstreams["big"].reset((200, openai_completion("the long answer")))
 
     raw = ask(client, group)
-    assert raw.parse().choices[0].message.content == "the long answer"
-    assert raw.headers["x-tollgate-model-group"] == "big"
+    assert_answered_by(raw, "big", "the long answer")
     # Not retried (the prompt will not shrink), not sent to `fallbacks`.
     assert len(upstreams[group].requests) == 1
     assert len(upstreams["big"].requests) == 1

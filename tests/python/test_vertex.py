@@ -21,13 +21,20 @@ import base64
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import openai
 import pytest
 
-from conftest import ROOT, ScriptedUpstream, openai_completion, openai_deployment, start_gateway
+from conftest import (
+    ROOT,
+    LoopbackServer,
+    ScriptedUpstream,
+    assert_answered_by,
+    openai_completion,
+    openai_fallbacks,
+    start_gateway,
+)
 
 KEY_PEM = (ROOT / "crates/tollgate-testkit/fixtures/vertex-test-key.pem").read_text()
 EMAIL = "tollgate-python@tollgate-test.iam.gserviceaccount.com"
@@ -41,7 +48,7 @@ def _b64json(part: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
-class FakeVertex:
+class FakeVertex(LoopbackServer):
     """The token endpoint and the model routes; model answers are scripted."""
 
     def __init__(self):
@@ -50,31 +57,14 @@ class FakeVertex:
         self.replies = []
         self.model_paths = []
         self.lock = threading.Lock()
-        fake = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path == "/token":
-                    self._answer(*fake.token(self.headers, body))
-                else:
-                    self._answer(*fake.model(self.path, self.headers, body))
-
-            def _answer(self, status, content_type, payload):
-                data = payload.encode()
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path, headers, body):
+        if path == "/token":
+            status, content_type, payload = self.token(headers, body)
+        else:
+            status, content_type, payload = self.model(path, headers, body)
+        return status, {"content-type": content_type}, payload
 
     def key_file(self) -> str:
         return json.dumps({
@@ -142,12 +132,10 @@ class FakeVertex:
                     "code": 404, "status": "NOT_FOUND", "message": f"{path} not found"}})
             return self.replies.pop(0)
 
-    def stop(self):
-        self.server.shutdown()
 
-
-def start_vertex_gateway(fake, directory, extra_deployments="", router="  num_retries: 0\n"):
-    """A gateway with `claude` and `flash` on `fake`, then `extra_deployments`."""
+def start_vertex_gateway(fake, directory, tail="router_settings:\n  num_retries: 0\n"):
+    """A gateway with `claude` and `flash` on `fake`, then `tail` (more
+    deployments, the router's settings)."""
     key_file = directory / "service-account.json"
     key_file.write_text(fake.key_file())
     config = directory / "config.yaml"
@@ -162,9 +150,7 @@ def start_vertex_gateway(fake, directory, extra_deployments="", router="  num_re
         "model_list:\n"
         + deployment.format(group="claude", model="claude-3-5-sonnet@20240620")
         + deployment.format(group="flash", model="gemini-2.0-flash")
-        + extra_deployments
-        + "router_settings:\n"
-        + router
+        + tail
     )
     return start_gateway(config, {
         "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
@@ -276,12 +262,12 @@ def with_fallbacks(tmp_path_factory):
     gateway = start_vertex_gateway(
         fake,
         tmp_path_factory.mktemp("vertex-fallbacks"),
-        openai_deployment("gpt", "gpt-4o-mini", gpt) + openai_deployment("big", "gpt-4.1", big),
-        "  num_retries: 1\n"
-        "  retry_after: 0\n"
-        "  cooldown_time: 0\n"
-        "  fallbacks: [{claude: [gpt]}, {flash: [gpt]}]\n"
-        "  context_window_fallbacks: [{claude: [big]}, {flash: [big]}]\n",
+        openai_fallbacks(
+            gpt,
+            big,
+            "[{claude: [gpt]}, {flash: [gpt]}]",
+            "[{claude: [big]}, {flash: [big]}]",
+        ),
     )
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
 
@@ -331,9 +317,7 @@ def test_a_quota_or_overload_error_is_retried_then_answered_by_a_fallback(with_f
     script((status, body), (status, body))
     gpt.reset((200, openai_completion("from the fallback")))
     raw = ask(client, group)
-    assert raw.parse().choices[0].message.content == "from the fallback"
-    assert raw.headers["x-tollgate-attempted-fallbacks"] == "1"
-    assert raw.headers["x-tollgate-model-group"] == "gpt"
+    assert_answered_by(raw, "gpt", "from the fallback")
     # Retryable: Vertex was asked again before the fallback answered.
     assert len(fake.model_paths) == 2
     assert len(gpt.requests) == 1 and not big.requests
@@ -350,8 +334,7 @@ def test_a_context_window_error_goes_to_the_context_window_fallbacks(with_fallba
     script((400, body))
     big.reset((200, openai_completion("the long answer")))
     raw = ask(client, group)
-    assert raw.parse().choices[0].message.content == "the long answer"
-    assert raw.headers["x-tollgate-model-group"] == "big"
+    assert_answered_by(raw, "big", "the long answer")
     # Not retried (the prompt will not shrink), not sent to `fallbacks`.
     assert len(fake.model_paths) == 1
     assert len(big.requests) == 1 and not gpt.requests
