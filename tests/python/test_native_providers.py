@@ -211,18 +211,72 @@ def test_a_context_window_error_goes_to_the_context_window_fallbacks(flows, grou
     assert_native_request(group, upstreams[group])
 
 
-@pytest.mark.parametrize("group, status, body, code, reason", [
-    ("claude", 200, anthropic_message([], "refusal"), "refusal", "refusal"),
-    ("azure-gpt", 400, azure_filter_error("violence"), "content_filter", "violence"),
+def sse(*events):
+    """Server-sent events: `(name, data)` as Anthropic writes them (an
+    `event:` line), or bare `data` as OpenAI and Azure do."""
+    out = ""
+    for event in events:
+        if isinstance(event, tuple):
+            out += f"event: {event[0]}\n"
+            event = event[1]
+        out += "data: " + (event if isinstance(event, str) else json.dumps(event)) + "\n\n"
+    return (200, "text/event-stream", out)
+
+
+def claude_refusal_stream():
+    """Claude declining before a word: `message_start`, then
+    `stop_reason: "refusal"` in `message_delta`."""
+    message = anthropic_message([], None)
+    return sse(
+        ("message_start", {"type": "message_start", "message": message}),
+        ("message_delta", {"type": "message_delta",
+                           "delta": {"stop_reason": "refusal", "stop_sequence": None},
+                           "usage": {"output_tokens": 0}}),
+        ("message_stop", {"type": "message_stop"}),
+    )
+
+
+def azure_filtered_completion(category):
+    body = openai_completion("")
+    choice = body["choices"][0]
+    choice["message"]["content"] = None
+    choice["finish_reason"] = "content_filter"
+    choice["content_filter_results"] = azure_filter_error(category)["error"]["innererror"]["content_filter_result"]
+    return (200, body)
+
+
+def azure_filtered_stream(category):
+    """Azure's stream: the prompt's filter results first (no choices), then
+    the answer stopped with `finish_reason: "content_filter"`."""
+    results = azure_filter_error(category)["error"]["innererror"]["content_filter_result"]
+    chunk = {"id": "chatcmpl-azure", "object": "chat.completion.chunk", "created": 1_700_000_000,
+             "model": "gpt-4o", "choices": []}
+    prompt = dict(chunk, id="", object="", created=0, model="",
+                  prompt_filter_results=[{"prompt_index": 0, "content_filter_results": {}}])
+    stopped = dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "content_filter",
+                                    "content_filter_results": results}])
+    return sse(prompt, stopped, "[DONE]")
+
+
+@pytest.mark.parametrize("group, reply, stream, code, reason", [
+    ("claude", (200, anthropic_message([], "refusal")), False, "refusal", "refusal"),
+    ("claude", claude_refusal_stream(), True, "refusal", "refusal"),
+    ("azure-gpt", (400, azure_filter_error("violence")), False, "content_filter", "violence"),
+    ("azure-gpt", azure_filtered_completion("hate"), False, "content_filter", "hate"),
+    ("azure-gpt", azure_filtered_stream("sexual"), True, "content_filter", "sexual"),
 ])
-def test_a_refusal_reaches_the_sdk_with_its_reason_and_no_fallback_hides_it(flows, group, status, body, code, reason):
+def test_a_refusal_reaches_the_sdk_with_its_reason_and_no_fallback_hides_it(flows, group, reply, stream, code, reason):
     client, upstreams = flows
     for upstream in upstreams.values():
         upstream.reset(default=(200, openai_completion("a fallback must not answer")))
-    upstreams[group].reset(default=(status, body))
+    upstreams[group].reset(default=reply)
 
     with pytest.raises(openai.BadRequestError) as raised:
-        ask(client, group)
+        answer = client.chat.completions.create(
+            model=group, messages=[{"role": "user", "content": "Something refused"}], stream=stream
+        )
+        for _ in answer if stream else ():
+            pass
     error = raised.value
     assert error.status_code == 400
     assert error.code == code, error.body
@@ -231,3 +285,4 @@ def test_a_refusal_reaches_the_sdk_with_its_reason_and_no_fallback_hides_it(flow
     # Asked once (a refusal is not retried), and no fallback answered.
     assert len(upstreams[group].requests) == 1
     assert not upstreams["gpt"].requests and not upstreams["big"].requests
+    assert_native_request(group, upstreams[group])
