@@ -1,10 +1,15 @@
 """A `gemini/` deployment through the gateway, read by the OpenAI Python SDK:
-completion, stream, tools and a rate limit, against a fake of Google's Gemini
+completion, stream, tools, and the error classes (a rate limit retried then
+answered by a fallback, a context-window error sent to
+`context_window_fallbacks`, a safety block reaching the client as a refusal),
+against a fake of Google's Gemini
 API written from its reference ("Generating content",
 https://ai.google.dev/api/generate-content: `generateContent` and
 `streamGenerateContent?alt=sse`, `GenerateContentResponse`, `usageMetadata`;
 "Troubleshooting", https://ai.google.dev/gemini-api/docs/troubleshooting:
-the error bodies). The fake refuses a request without the right
+the error bodies; "Safety settings",
+https://ai.google.dev/gemini-api/docs/safety-settings, and
+`GenerateContentResponse.promptFeedback`: a blocked prompt). The fake refuses a request without the right
 `x-goog-api-key`, as Gemini does."""
 
 import json
@@ -15,7 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
-from conftest import start_gateway
+from conftest import (
+    ScriptedUpstream,
+    assert_answered_by,
+    openai_completion,
+    openai_fallbacks,
+    start_gateway,
+)
 
 GEMINI_KEY = "AIzaSyD-python-gemini-test-key-0123456789"
 USAGE = {
@@ -24,6 +35,13 @@ USAGE = {
     "candidatesTokenCount": 6,
     "thoughtsTokenCount": 3,
     "totalTokenCount": 21,
+}
+BLOCKED = {
+    "blockReason": "SAFETY",
+    "safetyRatings": [
+        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+        {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+    ],
 }
 METHOD = re.compile(r"^/v1beta/models/([\w.-]+):(generateContent|streamGenerateContent)(\?alt=sse)?$")
 
@@ -43,6 +61,12 @@ def answer_for(request):
     text = last[-1].get("text", "")
     if text == "rate limit me":
         return None, (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.")
+    if text == "too long":
+        return None, (
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+        )
     if "tools" in request:
         return [{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}], None
     return [{"text": "Hello"}, {"text": " from"}, {"text": " Gemini"}], None
@@ -72,10 +96,16 @@ class FakeGemini(BaseHTTPRequestHandler):
             return self.error(404, "NOT_FOUND", "no such method")
         if self.headers.get("x-goog-api-key") != GEMINI_KEY:
             return self.error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
+        common = {"modelVersion": method[1], "responseId": "resp-1"}
+        if request["contents"][-1]["parts"][-1].get("text") == "block me":
+            # No candidate: the prompt itself was blocked.
+            body = json.dumps(dict(common, promptFeedback=BLOCKED, usageMetadata={"promptTokenCount": 8}))
+            if method[2] == "generateContent":
+                return self.reply(200, body)
+            return self.reply(200, "data: " + body + "\r\n\r\n", "text/event-stream")
         parts, error = answer_for(request)
         if error:
             return self.error(*error)
-        common = {"modelVersion": method[1], "responseId": "resp-1"}
         if method[2] == "generateContent":
             body = dict(common, candidates=[candidate(parts, "STOP")], usageMetadata=USAGE)
             return self.reply(200, json.dumps(body))
@@ -180,3 +210,87 @@ def test_a_spent_quota_is_a_rate_limit_error(gemini):
         )
     assert raised.value.status_code == 429
     assert GEMINI_KEY not in str(raised.value)
+
+
+@pytest.fixture(scope="module")
+def gemini_with_fallbacks(tmp_path_factory):
+    """`gemini-flash` with `gpt` as its fallback and `big` as its
+    context-window fallback, both OpenAI-compatible."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGemini)
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gpt, big = ScriptedUpstream(), ScriptedUpstream()
+    config = tmp_path_factory.mktemp("gemini-fallbacks") / "config.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gemini-flash\n"
+        "    litellm_params:\n"
+        "      model: gemini/gemini-2.5-flash\n"
+        f"      api_base: http://127.0.0.1:{server.server_address[1]}\n"
+        "      api_key: os.environ/GEMINI_API_KEY\n"
+        + openai_fallbacks(gpt, big, "[{gemini-flash: [gpt]}]", "[{gemini-flash: [big]}]")
+    )
+    gateway = start_gateway(config, {"GEMINI_API_KEY": GEMINI_KEY})
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+
+    def reset():
+        server.requests.clear()
+        for upstream in (gpt, big):
+            upstream.reset(default=(200, openai_completion(f"from {upstream.url}")))
+
+    yield client, server.requests, gpt, big, reset
+    code, logs = gateway.stop()
+    server.shutdown()
+    gpt.stop()
+    big.stop()
+    assert code == 0
+    assert GEMINI_KEY not in logs, "the Gemini key leaked into the logs"
+
+
+def ask_raw(client, text):
+    return client.chat.completions.with_raw_response.create(
+        model="gemini-flash", messages=[{"role": "user", "content": text}]
+    )
+
+
+def test_a_spent_quota_is_retried_then_answered_by_a_fallback_on_another_provider(gemini_with_fallbacks):
+    client, requests, gpt, big, reset = gemini_with_fallbacks
+    reset()
+    gpt.reset((200, openai_completion("from the fallback")))
+    raw = ask_raw(client, "rate limit me")
+    assert_answered_by(raw, "gpt", "from the fallback")
+    # Rate limited is retryable: Gemini was asked again before the fallback.
+    assert len(requests) == 2
+    assert len(gpt.requests) == 1 and not big.requests
+
+
+def test_a_context_window_error_goes_to_the_context_window_fallbacks(gemini_with_fallbacks):
+    client, requests, gpt, big, reset = gemini_with_fallbacks
+    reset()
+    big.reset((200, openai_completion("the long answer")))
+    raw = ask_raw(client, "too long")
+    assert_answered_by(raw, "big", "the long answer")
+    # Not retried (the same prompt would not fit), not sent to `fallbacks`.
+    assert len(requests) == 1
+    assert len(big.requests) == 1 and not gpt.requests
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_safety_block_reaches_the_sdk_as_a_refusal_with_its_reason(gemini_with_fallbacks, stream):
+    client, requests, gpt, big, reset = gemini_with_fallbacks
+    reset()
+    with pytest.raises(openai.BadRequestError) as raised:
+        answer = client.chat.completions.create(
+            model="gemini-flash", messages=[{"role": "user", "content": "block me"}], stream=stream
+        )
+        for _ in answer if stream else ():
+            pass
+    error = raised.value
+    assert error.status_code == 400
+    assert error.code == "content_filter", error.body
+    assert "SAFETY" in error.message, error.body
+    assert "HARM_CATEGORY_DANGEROUS_CONTENT" in error.message, error.body
+    assert GEMINI_KEY not in str(error.body)
+    # Asked once (a refusal is not retried), and no fallback hid it.
+    assert len(requests) == 1
+    assert not gpt.requests and not big.requests

@@ -7,6 +7,12 @@ for Server to Server Applications"
 reference, and Anthropic's "Claude on Vertex AI" `rawPredict` route
 (https://docs.anthropic.com/en/api/claude-on-vertex-ai).
 
+Then the error classes, on both model families: a quota or overload error
+retried then answered by a fallback on another provider, a context-window
+error sent to `context_window_fallbacks`, and a safety block or a Claude
+refusal reaching the client as a refusal with its reason, with an
+OpenAI-compatible upstream as the fallback.
+
 The fake checks the assertion's shape and claims (the Rust fake,
 `tollgate_testkit::vertex`, also verifies its RS256 signature) and a bearer
 token it issued on every model request."""
@@ -15,13 +21,20 @@ import base64
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import openai
 import pytest
 
-from conftest import ROOT, start_gateway
+from conftest import (
+    ROOT,
+    LoopbackServer,
+    ScriptedUpstream,
+    assert_answered_by,
+    openai_completion,
+    openai_fallbacks,
+    start_gateway,
+)
 
 KEY_PEM = (ROOT / "crates/tollgate-testkit/fixtures/vertex-test-key.pem").read_text()
 EMAIL = "tollgate-python@tollgate-test.iam.gserviceaccount.com"
@@ -35,39 +48,23 @@ def _b64json(part: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
-class FakeVertex:
+class FakeVertex(LoopbackServer):
     """The token endpoint and the model routes; model answers are scripted."""
 
     def __init__(self):
         self.token_requests = 0
         self.issued = set()
         self.replies = []
+        self.model_paths = []
         self.lock = threading.Lock()
-        fake = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path == "/token":
-                    self._answer(*fake.token(self.headers, body))
-                else:
-                    self._answer(*fake.model(self.path, self.headers, body))
-
-            def _answer(self, status, content_type, payload):
-                data = payload.encode()
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, path, headers, body):
+        if path == "/token":
+            status, content_type, payload = self.token(headers, body)
+        else:
+            status, content_type, payload = self.model(path, headers, body)
+        return status, {"content-type": content_type}, payload
 
     def key_file(self) -> str:
         return json.dumps({
@@ -113,6 +110,7 @@ class FakeVertex:
 
     def model(self, path, headers, body):
         with self.lock:
+            self.model_paths.append(path)
             route = ROUTE.match(path.split("?")[0])
             bearer = headers.get("authorization", "").removeprefix("Bearer ")
             if bearer not in self.issued:
@@ -134,14 +132,10 @@ class FakeVertex:
                     "code": 404, "status": "NOT_FOUND", "message": f"{path} not found"}})
             return self.replies.pop(0)
 
-    def stop(self):
-        self.server.shutdown()
 
-
-@pytest.fixture(scope="module")
-def vertex(tmp_path_factory):
-    fake = FakeVertex()
-    directory = tmp_path_factory.mktemp("vertex")
+def start_vertex_gateway(fake, directory, tail="router_settings:\n  num_retries: 0\n"):
+    """A gateway with `claude` and `flash` on `fake`, then `tail` (more
+    deployments, the router's settings)."""
     key_file = directory / "service-account.json"
     key_file.write_text(fake.key_file())
     config = directory / "config.yaml"
@@ -156,21 +150,31 @@ def vertex(tmp_path_factory):
         "model_list:\n"
         + deployment.format(group="claude", model="claude-3-5-sonnet@20240620")
         + deployment.format(group="flash", model="gemini-2.0-flash")
-        + "router_settings:\n  num_retries: 0\n"
+        + tail
     )
-    gateway = start_gateway(config, {
+    return start_gateway(config, {
         "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
         "VERTEXAI_PROJECT": PROJECT,
     })
+
+
+def assert_no_vertex_secret_in(fake, logs):
+    for token in fake.issued:
+        assert token not in logs, "a Vertex access token leaked into the logs"
+    assert KEY_PEM.splitlines()[1] not in logs, "the service account key leaked"
+    assert "eyJhbGci" not in logs, "a signed assertion leaked into the logs"
+
+
+@pytest.fixture(scope="module")
+def vertex(tmp_path_factory):
+    fake = FakeVertex()
+    gateway = start_vertex_gateway(fake, tmp_path_factory.mktemp("vertex"))
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     yield fake, client
     code, logs = gateway.stop()
     fake.stop()
     assert code == 0
-    for token in fake.issued:
-        assert token not in logs, "a Vertex access token leaked into the logs"
-    assert KEY_PEM.splitlines()[1] not in logs, "the service account key leaked"
-    assert "eyJhbGci" not in logs, "a signed assertion leaked into the logs"
+    assert_no_vertex_secret_in(fake, logs)
 
 
 def test_a_claude_completion_with_its_usage(vertex):
@@ -247,3 +251,129 @@ def test_a_vertex_quota_error_is_a_rate_limit_and_one_token_served_all(vertex):
         client.chat.completions.create(
             model="flash", messages=[{"role": "user", "content": "Hi"}])
     assert fake.token_requests == 1
+
+
+@pytest.fixture(scope="module")
+def with_fallbacks(tmp_path_factory):
+    """`claude` and `flash` on Vertex, with `gpt` as their fallback and `big`
+    as their context-window fallback, both OpenAI-compatible."""
+    fake = FakeVertex()
+    gpt, big = ScriptedUpstream(), ScriptedUpstream()
+    gateway = start_vertex_gateway(
+        fake,
+        tmp_path_factory.mktemp("vertex-fallbacks"),
+        openai_fallbacks(
+            gpt,
+            big,
+            "[{claude: [gpt]}, {flash: [gpt]}]",
+            "[{claude: [big]}, {flash: [big]}]",
+        ),
+    )
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+
+    def script(*replies):
+        """Forgets what was asked; the fake answers `replies` in turn."""
+        with fake.lock:
+            fake.model_paths.clear()
+            fake.replies = [(status, "application/json", json.dumps(body)) for status, body in replies]
+        for upstream in (gpt, big):
+            upstream.reset(default=(200, openai_completion(f"from {upstream.url}")))
+
+    yield client, fake, gpt, big, script
+    code, logs = gateway.stop()
+    fake.stop()
+    gpt.stop()
+    big.stop()
+    assert code == 0
+    assert_no_vertex_secret_in(fake, logs)
+
+
+def claude_error(kind, message):
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def google_error(code, status, message):
+    return {"error": {"code": code, "status": status, "message": message}}
+
+
+QUOTA = google_error(
+    429, "RESOURCE_EXHAUSTED",
+    "Quota exceeded for aiplatform.googleapis.com/generate_content_requests_per_minute_per_project_per_base_model",
+)
+
+
+def ask(client, group, text="Capital of France?"):
+    return client.chat.completions.with_raw_response.create(
+        model=group, messages=[{"role": "user", "content": text}])
+
+
+@pytest.mark.parametrize("group, status, body", [
+    ("flash", 429, QUOTA),
+    ("claude", 429, QUOTA),
+    ("claude", 529, claude_error("overloaded_error", "Overloaded")),
+])
+def test_a_quota_or_overload_error_is_retried_then_answered_by_a_fallback(with_fallbacks, group, status, body):
+    client, fake, gpt, big, script = with_fallbacks
+    script((status, body), (status, body))
+    gpt.reset((200, openai_completion("from the fallback")))
+    raw = ask(client, group)
+    assert_answered_by(raw, "gpt", "from the fallback")
+    # Retryable: Vertex was asked again before the fallback answered.
+    assert len(fake.model_paths) == 2
+    assert len(gpt.requests) == 1 and not big.requests
+
+
+@pytest.mark.parametrize("group, body", [
+    ("flash", google_error(
+        400, "INVALID_ARGUMENT",
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).")),
+    ("claude", claude_error("invalid_request_error", "prompt is too long: 208310 tokens > 200000 maximum")),
+])
+def test_a_context_window_error_goes_to_the_context_window_fallbacks(with_fallbacks, group, body):
+    client, fake, gpt, big, script = with_fallbacks
+    script((400, body))
+    big.reset((200, openai_completion("the long answer")))
+    raw = ask(client, group)
+    assert_answered_by(raw, "big", "the long answer")
+    # Not retried (the prompt will not shrink), not sent to `fallbacks`.
+    assert len(fake.model_paths) == 1
+    assert len(big.requests) == 1 and not gpt.requests
+
+
+BLOCKED_PROMPT = {
+    "promptFeedback": {
+        "blockReason": "SAFETY",
+        "safetyRatings": [
+            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+            {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+        ],
+    },
+    "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+}
+CLAUDE_REFUSAL = {
+    "id": "msg_vertex_refusal", "type": "message", "role": "assistant",
+    "model": "claude-3-5-sonnet-20240620", "content": [],
+    "stop_reason": "refusal", "stop_sequence": None,
+    "usage": {"input_tokens": 12, "output_tokens": 0},
+}
+
+
+@pytest.mark.parametrize("group, body, code, reasons", [
+    ("flash", BLOCKED_PROMPT, "content_filter", ["SAFETY", "HARM_CATEGORY_DANGEROUS_CONTENT"]),
+    ("claude", CLAUDE_REFUSAL, "refusal", ["refusal"]),
+])
+def test_a_refusal_reaches_the_sdk_with_its_reason_and_no_fallback_hides_it(with_fallbacks, group, body, code, reasons):
+    client, fake, gpt, big, script = with_fallbacks
+    script((200, body))
+    with pytest.raises(openai.BadRequestError) as raised:
+        ask(client, group)
+    error = raised.value
+    assert error.status_code == 400
+    assert error.code == code, error.body
+    for reason in reasons:
+        assert reason in error.message, error.body
+    for token in fake.issued:
+        assert token not in str(error.body)
+    # Asked once (a refusal is not retried), and no fallback answered.
+    assert len(fake.model_paths) == 1
+    assert not gpt.requests and not big.requests
