@@ -35,8 +35,8 @@ pub struct Exchange {
 /// owns the I/O (reading bodies under limits, holding a stream until its
 /// first content, ending a broken one), so a protocol is plain
 /// translation code, tested without a runtime. Each module of this crate
-/// (`anthropic`, `azure`, `bedrock`) implements it; another provider is another
-/// implementation.
+/// (`anthropic`, `azure`, `gemini`, `bedrock`, `vertex`) implements it;
+/// another provider is another implementation.
 pub trait Protocol: fmt::Debug + Send + Sync + 'static {
     /// The translation state of one stream.
     type Stream: TranslateStream;
@@ -137,4 +137,76 @@ pub trait TranslateEvent: Send + 'static {
     /// Whether the stream is complete (`data: [DONE]` written): bytes the
     /// upstream sends after it are ignored.
     fn finished(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use tollgate_core::ErrorClass;
+    use tollgate_core::extensions::{NativeApi, NativeRequest};
+
+    use super::*;
+
+    /// A protocol that supplies only what it must: the defaults are what
+    /// is tested.
+    #[derive(Debug)]
+    struct Minimal;
+
+    struct Silent;
+
+    impl TranslateStream for Silent {
+        fn push(&mut self, _: Bytes, _: &mut BytesMut) -> Result<(), Failure> {
+            Ok(())
+        }
+        fn committed(&self) -> bool {
+            false
+        }
+        fn finished(&self) -> bool {
+            false
+        }
+    }
+
+    impl Protocol for Minimal {
+        type Stream = Silent;
+        fn prepare(
+            &self,
+            _: &mut request::Parts,
+            _: &[u8],
+            _: u64,
+        ) -> Result<(Bytes, Exchange), Failure> {
+            Err(Failure::new(ErrorClass::BadRequest, "not sent"))
+        }
+        fn answer(&self, _: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
+            Ok(body)
+        }
+        fn stream(&self, _: &Exchange) -> Silent {
+            Silent
+        }
+        fn classify(&self, status: StatusCode, _: &HeaderMap, _: &[u8]) -> Failure {
+            Failure::new(ErrorClass::Internal, status.to_string())
+        }
+    }
+
+    #[test]
+    fn by_default_no_native_body_and_a_stream_is_server_sent_events() {
+        let exchange = Exchange {
+            stream: true,
+            include_usage: false,
+            model: "m".into(),
+            created: 0,
+        };
+        let native = NativeRequest {
+            api: NativeApi::AnthropicMessages,
+            body: Bytes::from_static(b"{}"),
+            message_count: 1,
+        };
+        assert_eq!(Minimal.native(&native, &exchange), None);
+        let mut headers = HeaderMap::new();
+        assert!(!Minimal.is_stream(&headers));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        assert!(Minimal.is_stream(&headers));
+    }
 }

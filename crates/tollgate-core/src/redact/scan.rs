@@ -63,6 +63,10 @@ const MIN_PREFIXED_LEN: usize = 12;
 /// 20 base64url characters).
 const MIN_JWT_HEADER: usize = 16;
 
+/// What follows `ya29.` in a Google access token, at least (real ones are
+/// some two hundred characters).
+const MIN_GOOGLE_TOKEN_REST: usize = 8;
+
 /// A prefix glued to the end of other letters (`apikeysk-…`) marks a key only
 /// when this much key-like text follows it: prose has words such as
 /// `task-specific`, keys are long and random.
@@ -337,6 +341,7 @@ fn shapes(text: &[u8], out: &mut Vec<Range<usize>>) {
     }
     bearer_tokens(text, out);
     json_web_tokens(text, out);
+    google_access_tokens(text, out);
     labelled_values(text, out);
     urls(text, out);
 }
@@ -361,6 +366,25 @@ fn json_web_tokens(text: &[u8], out: &mut Vec<Range<usize>>) {
         let rest: Vec<&[u8]> = parts.collect();
         if header >= MIN_JWT_HEADER && rest.len() >= 2 && rest[..2].iter().all(|p| !p.is_empty()) {
             out.push(run.start + at..run.end);
+        }
+    }
+}
+
+/// Google OAuth2 access tokens (Vertex AI's, obtained at run time, so no
+/// configured secret): `ya29.` and the token, dots included, redacted
+/// whole. The word rules split at the dot and would leave a short token's
+/// tail, which is all a caller needs.
+fn google_access_tokens(text: &[u8], out: &mut Vec<Range<usize>>) {
+    const PREFIX: &[u8] = b"ya29.";
+    for run in runs(text, |b| is_key_byte(b) || b == b'.') {
+        let bytes = &text[run.clone()];
+        for at in memmem::find_iter(bytes, PREFIX) {
+            // `ya29.` starts a word: not the tail of another one.
+            let starts_word = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+            if starts_word && bytes.len() - at - PREFIX.len() >= MIN_GOOGLE_TOKEN_REST {
+                out.push(run.start + at..run.end);
+                break;
+            }
         }
     }
 }

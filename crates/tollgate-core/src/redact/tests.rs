@@ -102,6 +102,22 @@ fn a_json_web_token_is_redacted_whole() {
 }
 
 #[test]
+fn a_google_access_token_is_redacted_whole() {
+    // Vertex AI's bearer token comes at run time: no configured secret
+    // knows it, its shape does.
+    let text = "Request had invalid authentication credentials: Bearer? ya29.fake-access-token-1-9e3779b1 (401)";
+    let clean = sanitize_message(text);
+    assert!(!clean.contains("9e3779b1"), "{clean}");
+    assert!(!clean.contains("fake-access"), "{clean}");
+    let long = format!("token={}", "ya29.a0AfB_byC".to_owned() + &"x1".repeat(90));
+    assert!(!sanitize_message(&long).contains("a0AfB"));
+    // Not a token: too short, or the tail of another word.
+    for words in ["see ya29.x later", "gaya29.abcdefghijk"] {
+        assert_eq!(sanitize_message(words), words);
+    }
+}
+
+#[test]
 fn ordinary_text_is_kept_and_length_bounded() {
     for text in [
         "This model's maximum context length is 8192 tokens.",
