@@ -504,7 +504,7 @@ async fn assert_secrets_appear_nowhere(at: usize, provider: &NativeProvider) {
         "the access log was captured"
     );
     // Every request's signature, too, not only the echoed one.
-    let mut secrets = (provider.secrets)(&fake);
+    let secrets = (provider.secrets)(&fake);
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     seen.assert_free_of(&secrets);
     let _ = std::fs::remove_dir_all(&dir);
