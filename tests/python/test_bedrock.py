@@ -17,6 +17,7 @@ trigger)."""
 import http.client
 import json
 import os
+from decimal import Decimal
 from urllib.parse import quote
 
 import openai
@@ -125,7 +126,8 @@ def ask(text):
 
 
 def test_a_completion_has_bedrock_text_and_usage(client):
-    answer = client.chat.completions.create(model="bedrock-claude", messages=ask("capital?"))
+    raw = client.chat.completions.with_raw_response.create(model="bedrock-claude", messages=ask("capital?"))
+    answer = raw.parse()
     assert answer.choices[0].message.content == TEXT
     assert answer.choices[0].finish_reason == "stop"
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (
@@ -133,6 +135,14 @@ def test_a_completion_has_bedrock_text_and_usage(client):
         COMPLETION_TOKENS,
     )
     assert answer.usage.prompt_tokens_details.cached_tokens == 400
+    # LiteLLM's prices for anthropic.claude-3-5-sonnet-20240620-v1:0 (the
+    # snapshot): 3e-06 in, 3e-07 a cache read, 3.75e-06 a cache write,
+    # 1.5e-05 out: 30 × 3e-06 + 400 × 3e-07 + 100 × 3.75e-06 + 12 × 1.5e-05.
+    cost = raw.headers["x-tollgate-response-cost"]
+    assert Decimal(cost) == (
+        30 * Decimal("3e-06") + 400 * Decimal("3e-07") + 100 * Decimal("3.75e-06") + 12 * Decimal("1.5e-05")
+    )
+    assert cost == "0.000765"
 
 
 def test_a_stream_is_read_as_openai_chunks_with_usage_last(client):
