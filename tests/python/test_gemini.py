@@ -14,7 +14,6 @@ https://ai.google.dev/gemini-api/docs/safety-settings, and
 
 import json
 import re
-from decimal import Decimal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +23,8 @@ import pytest
 from conftest import (
     ScriptedUpstream,
     assert_answered_by,
+    assert_completion,
+    assert_response_cost,
     openai_completion,
     openai_fallbacks,
     start_gateway,
@@ -152,18 +153,12 @@ def test_a_completion_with_gemini_usage(gemini):
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
     response = raw.parse()
-    assert response.choices[0].message.content == "Hello from Gemini"
-    assert response.choices[0].finish_reason == "stop"
-    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (12, 9)
-    assert response.usage.total_tokens == 21
-    assert response.usage.prompt_tokens_details.cached_tokens == 4
+    assert_completion(response, "Hello from Gemini", (12, 9, 21), cached=4)
     assert response.usage.completion_tokens_details.reasoning_tokens == 3
     # LiteLLM's prices for gemini/gemini-2.5-flash (the snapshot): 3e-07 an
     # uncached prompt token, 3e-08 a cached one, 2.5e-06 an answer or
     # thought token: 8 × 3e-07 + 4 × 3e-08 + 9 × 2.5e-06, exactly.
-    cost = raw.headers["x-tollgate-response-cost"]
-    assert Decimal(cost) == 8 * Decimal("3e-07") + 4 * Decimal("3e-08") + 9 * Decimal("2.5e-06")
-    assert cost == "0.00002502"
+    assert_response_cost(raw, "0.00002502", (8, "3e-07"), (4, "3e-08"), (9, "2.5e-06"))
 
 
 def test_a_stream_read_as_openai_chunks(gemini):
