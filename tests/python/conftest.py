@@ -8,6 +8,7 @@ import re
 import subprocess
 import tempfile
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -189,6 +190,27 @@ def assert_answered_by(raw, group: str, text: str):
     assert raw.parse().choices[0].message.content == text
     assert raw.headers["x-tollgate-model-group"] == group
     assert raw.headers["x-tollgate-attempted-fallbacks"] == "1"
+
+
+def assert_completion(answer, text, usage, cached=None, finish="stop"):
+    """`answer`, a parsed completion, says `text` and stops for `finish`;
+    its usage is `usage`, (prompt, completion, total), with `cached` of
+    the prompt tokens read from a cache where given."""
+    assert answer.choices[0].message.content == text
+    assert answer.choices[0].finish_reason == finish
+    got = answer.usage
+    assert (got.prompt_tokens, got.completion_tokens, got.total_tokens) == usage
+    if cached is not None:
+        assert got.prompt_tokens_details.cached_tokens == cached
+
+
+def assert_response_cost(raw, expected, *priced):
+    """`raw`'s `x-tollgate-response-cost` is `expected`: to the last digit,
+    the sum over `priced`, each `(tokens, price of one token)` as the price
+    snapshot writes the price."""
+    cost = raw.headers["x-tollgate-response-cost"]
+    assert Decimal(cost) == sum(tokens * Decimal(price) for tokens, price in priced)
+    assert cost == expected
 
 
 def openai_fallbacks(gpt: ScriptedUpstream, big: ScriptedUpstream, fallbacks: str, context_window: str) -> str:

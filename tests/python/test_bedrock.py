@@ -27,6 +27,8 @@ from conftest import (
     Process,
     ScriptedUpstream,
     assert_answered_by,
+    assert_completion,
+    assert_response_cost,
     _binary,
     openai_completion,
     openai_fallbacks,
@@ -125,14 +127,14 @@ def ask(text):
 
 
 def test_a_completion_has_bedrock_text_and_usage(client):
-    answer = client.chat.completions.create(model="bedrock-claude", messages=ask("capital?"))
-    assert answer.choices[0].message.content == TEXT
-    assert answer.choices[0].finish_reason == "stop"
-    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (
-        PROMPT_TOKENS,
-        COMPLETION_TOKENS,
+    raw = client.chat.completions.with_raw_response.create(model="bedrock-claude", messages=ask("capital?"))
+    assert_completion(raw.parse(), TEXT, (PROMPT_TOKENS, COMPLETION_TOKENS, 542), cached=400)
+    # LiteLLM's prices for anthropic.claude-3-5-sonnet-20240620-v1:0 (the
+    # snapshot): 3e-06 in, 3e-07 a cache read, 3.75e-06 a cache write,
+    # 1.5e-05 out: 30 × 3e-06 + 400 × 3e-07 + 100 × 3.75e-06 + 12 × 1.5e-05.
+    assert_response_cost(
+        raw, "0.000765", (30, "3e-06"), (400, "3e-07"), (100, "3.75e-06"), (12, "1.5e-05")
     )
-    assert answer.usage.prompt_tokens_details.cached_tokens == 400
 
 
 def test_a_stream_is_read_as_openai_chunks_with_usage_last(client):

@@ -23,6 +23,8 @@ import pytest
 from conftest import (
     ScriptedUpstream,
     assert_answered_by,
+    assert_completion,
+    assert_response_cost,
     openai_completion,
     openai_fallbacks,
     start_gateway,
@@ -146,16 +148,17 @@ def gemini(tmp_path_factory):
 
 def test_a_completion_with_gemini_usage(gemini):
     client, _ = gemini
-    response = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model="gemini-flash",
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
     )
-    assert response.choices[0].message.content == "Hello from Gemini"
-    assert response.choices[0].finish_reason == "stop"
-    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (12, 9)
-    assert response.usage.total_tokens == 21
-    assert response.usage.prompt_tokens_details.cached_tokens == 4
+    response = raw.parse()
+    assert_completion(response, "Hello from Gemini", (12, 9, 21), cached=4)
     assert response.usage.completion_tokens_details.reasoning_tokens == 3
+    # LiteLLM's prices for gemini/gemini-2.5-flash (the snapshot): 3e-07 an
+    # uncached prompt token, 3e-08 a cached one, 2.5e-06 an answer or
+    # thought token: 8 × 3e-07 + 4 × 3e-08 + 9 × 2.5e-06, exactly.
+    assert_response_cost(raw, "0.00002502", (8, "3e-07"), (4, "3e-08"), (9, "2.5e-06"))
 
 
 def test_a_stream_read_as_openai_chunks(gemini):

@@ -27,10 +27,12 @@ import openai
 import pytest
 
 from conftest import (
-    ROOT,
     LoopbackServer,
+    ROOT,
     ScriptedUpstream,
     assert_answered_by,
+    assert_completion,
+    assert_response_cost,
     openai_completion,
     openai_fallbacks,
     start_gateway,
@@ -186,11 +188,12 @@ def test_a_claude_completion_with_its_usage(vertex):
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": 12, "output_tokens": 3},
     }))
-    answer = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model="claude", messages=[{"role": "user", "content": "Capital of France?"}])
-    assert answer.choices[0].message.content == "Paris."
-    assert answer.choices[0].finish_reason == "stop"
-    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (12, 3)
+    assert_completion(raw.parse(), "Paris.", (12, 3, 15))
+    # LiteLLM's prices for vertex_ai/claude-3-5-sonnet@20240620 (the
+    # snapshot): 3e-06 in, 1.5e-05 out: 12 × 3e-06 + 3 × 1.5e-05.
+    assert_response_cost(raw, "0.000081", (12, "3e-06"), (3, "1.5e-05"))
 
 
 def test_a_gemini_stream_as_openai_chunks(vertex):
