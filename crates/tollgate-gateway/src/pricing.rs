@@ -22,16 +22,19 @@ pub(crate) fn price_table(config: &Config) -> PriceTable {
             // `vertex_ai/gemini-2.0-flash`) is more specific than the
             // built-in table's price of the bare name (AI Studio's).
             let qualified = provider_prices(config, deployment);
-            let listed = match (qualified, builtin.model(&deployment.upstream_model)) {
+            let model = priced_model(deployment);
+            let listed = match (qualified, builtin.model(model)) {
                 (Some(prices), _) => Some(prices),
                 (None, Some(PriceMatch::Listed(prices))) => Some(*prices),
                 (None, Some(PriceMatch::Free)) => Some(TokenPrices::FREE),
                 (None, None) => snapshot_prices(config, deployment),
             };
             if deployment.costs.is_empty() {
-                // Only what the built-in table does not already price.
-                let from_snapshot =
-                    qualified.is_some() || builtin.model(&deployment.upstream_model).is_none();
+                // Only what the built-in table does not already price under
+                // the deployment's own model.
+                let from_snapshot = qualified.is_some()
+                    || deployment.base_model.is_some()
+                    || builtin.model(model).is_none();
                 return listed
                     .filter(|_| from_snapshot)
                     .map(|prices| (deployment.id.clone(), prices));
@@ -45,6 +48,18 @@ pub(crate) fn price_table(config: &Config) -> PriceTable {
     })
 }
 
+/// The model a deployment is priced as: `model_info.base_model` without
+/// its provider prefix (LiteLLM writes `azure/gpt-4o`), else its own.
+fn priced_model(deployment: &DeploymentConfig) -> &str {
+    match &deployment.base_model {
+        Some(base) => base
+            .strip_prefix(deployment.provider.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(base),
+        None => &deployment.upstream_model,
+    }
+}
+
 /// The snapshot's prices of a deployment's model under its provider's
 /// name only (`vertex_ai/gemini-2.0-flash`).
 fn provider_prices(config: &Config, deployment: &DeploymentConfig) -> Option<TokenPrices> {
@@ -54,7 +69,7 @@ fn provider_prices(config: &Config, deployment: &DeploymentConfig) -> Option<Tok
     let key = format!(
         "{}/{}",
         deployment.provider.as_str(),
-        deployment.upstream_model
+        priced_model(deployment)
     );
     config.model_prices.get(&key)?.prices()
 }
@@ -68,7 +83,7 @@ fn snapshot_prices(config: &Config, deployment: &DeploymentConfig) -> Option<Tok
     }
     config
         .model_prices
-        .for_deployment(deployment.provider.as_str(), &deployment.upstream_model)?
+        .for_deployment(deployment.provider.as_str(), priced_model(deployment))?
         .prices()
 }
 
@@ -78,7 +93,7 @@ fn snapshot_prices(config: &Config, deployment: &DeploymentConfig) -> Option<Tok
 pub(crate) fn max_output_tokens(config: &Config, deployment: &DeploymentConfig) -> Option<u64> {
     config
         .model_prices
-        .for_deployment(deployment.provider.as_str(), &deployment.upstream_model)?
+        .for_deployment(deployment.provider.as_str(), priced_model(deployment))?
         .max_output_tokens
 }
 
@@ -173,5 +188,23 @@ mod tests {
         );
         assert!(table.deployment("d1").is_none());
         assert!(table.model("gpt-4o-mini").is_some());
+    }
+
+    #[test]
+    fn an_azure_deployment_is_priced_as_its_base_model() {
+        // LiteLLM's way to price an Azure deployment named after itself.
+        let yaml = |base: &str| {
+            format!(
+                "model_list:\n  - model_name: g\n    litellm_params:\n      model: azure/my-deployment\n      api_base: https://x.openai.azure.com\n      api_key: k\n    model_info:\n      id: d1\n{base}"
+            )
+        };
+        let unpriced = table(&yaml(""));
+        assert!(unpriced.deployment("d1").is_none());
+        for base in ["azure/gpt-4o", "gpt-4o"] {
+            let priced = table(&yaml(&format!("      base_model: {base}\n")));
+            let prices = priced.deployment("d1").expect("priced as gpt-4o");
+            assert_eq!(prices.input, Usd::from_picos(2_500_000), "{base}");
+            assert_eq!(prices.output, Usd::from_picos(10_000_000), "{base}");
+        }
     }
 }

@@ -113,6 +113,7 @@ impl Section {
             Section::ModelInfo => &[
                 "id",
                 "mode",
+                "base_model",
                 "max_tokens",
                 "supports_assistant_prefill",
                 "supports_reasoning",
@@ -247,7 +248,6 @@ impl Section {
                 "litellm_trace_id",
             ],
             Section::ModelInfo => &[
-                "base_model",
                 "max_input_tokens",
                 "max_output_tokens",
                 "description",

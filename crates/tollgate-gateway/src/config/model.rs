@@ -159,6 +159,10 @@ pub struct DeploymentConfig {
     /// `/v1/embeddings` only, and no other group takes it; `None` when the
     /// config does not say (LiteLLM's snapshot may).
     pub mode: Option<String>,
+    /// `model_info.base_model`: the model whose prices and facts the
+    /// deployment takes (`azure/gpt-4o` for an Azure deployment named
+    /// `my-deployment`), as LiteLLM prices Azure; `None`: its own model.
+    pub base_model: Option<String>,
     /// `model_info.max_tokens`: the context window, for context-window fallbacks.
     pub max_tokens: Option<u64>,
     /// `model_info.supports_assistant_prefill`: whether the model continues an

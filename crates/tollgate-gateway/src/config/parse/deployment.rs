@@ -158,6 +158,7 @@ fn deployment(
         weight: None,
         order: None,
         mode: None,
+        base_model: None,
         max_tokens: None,
         supports_assistant_prefill: None,
         supports_reasoning: None,
@@ -237,6 +238,7 @@ fn deployment(
                 }
             }
             "mode" => deployment.mode = cx.string(value, &path)?,
+            "base_model" => deployment.base_model = cx.string(value, &path)?,
             "max_tokens" => deployment.max_tokens = cx.u64(value, &path)?,
             "supports_assistant_prefill" => {
                 deployment.supports_assistant_prefill = cx.bool(value, &path)?;
