@@ -51,6 +51,35 @@ fn request_goes_to_messages_with_anthropic_headers() {
 }
 
 #[test]
+fn claude_on_vertex_counts_at_count_tokens_and_takes_no_native_body() {
+    let models = "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5/publishers/anthropic/models";
+    let claude = Anthropic::on_vertex(models, &ProviderConfig::new()).unwrap();
+    let (mut head, ()) = Request::post("/v1/messages/count_tokens")
+        .body(())
+        .unwrap()
+        .into_parts();
+    claude.count_tokens(&mut head);
+    assert_eq!(
+        head.uri,
+        format!("{models}/count-tokens:rawPredict").as_str()
+    );
+    // Vertex takes another body than Anthropic's own API: a Messages
+    // request from a client is translated, never sent as written.
+    let native = tollgate_core::extensions::NativeRequest {
+        api: tollgate_core::extensions::NativeApi::AnthropicMessages,
+        body: Bytes::from_static(br#"{"model":"claude","max_tokens":5,"messages":[]}"#),
+        message_count: 0,
+    };
+    let exchange = Exchange {
+        stream: false,
+        include_usage: false,
+        model: "claude-3-5-sonnet@20240620".into(),
+        created: 0,
+    };
+    assert_eq!(claude.native(&native, &exchange), None);
+}
+
+#[test]
 fn token_counting_goes_to_count_tokens_with_the_same_credentials() {
     let config = ProviderConfig::new()
         .api_base("https://proxy.example/anthropic")
