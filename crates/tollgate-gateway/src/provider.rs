@@ -18,6 +18,7 @@ use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
 use tollgate_core::{
     BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
 };
+use tower::ServiceExt as _;
 use tower_service::Service;
 
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
@@ -229,6 +230,7 @@ async fn call_provider(
             // The translation classifies the provider's failures, events
             // inside a stream included, and answers in OpenAI's shape.
             let classified = |error: BoxError| Failure::from_error(&*error);
+            let embeddings = chat.operation() == Operation::Embeddings;
             match &**native {
                 // Anthropic's API has chat (Messages) only.
                 NativeDeployment::Anthropic(_)
@@ -260,17 +262,34 @@ async fn call_provider(
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Azure { body }))
                 }
+                // Embeddings go through the provider's embeddings API,
+                // chat through its chat translation.
                 NativeDeployment::Vertex(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Vertex { body }))
+                    let response = match embeddings {
+                        true => service.embeddings().oneshot(request).await,
+                        false => service.clone().call(request).await,
+                    };
+                    Ok(response
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Vertex { body }))
                 }
                 NativeDeployment::Gemini(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Gemini { body }))
+                    let response = match embeddings {
+                        true => service.embeddings().oneshot(request).await,
+                        false => service.clone().call(request).await,
+                    };
+                    Ok(response
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Gemini { body }))
                 }
                 NativeDeployment::Bedrock(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Bedrock { body }))
+                    let response = match embeddings {
+                        true => service.embeddings().oneshot(request).await,
+                        false => service.clone().call(request).await,
+                    };
+                    Ok(response
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Bedrock { body }))
                 }
             }
         }
