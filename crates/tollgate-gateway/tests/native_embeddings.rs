@@ -123,7 +123,9 @@ impl Setup {
         let logs = call(
             &self.client,
             "GET",
-            &self.gateway.url(&format!("/spend/logs?model={model}&limit=100")),
+            &self
+                .gateway
+                .url(&format!("/spend/logs?model={model}&limit=100")),
             "",
             &[],
         )
@@ -159,7 +161,8 @@ fn base64_of(values: &[f32]) -> String {
 #[tokio::test]
 async fn gemini_embeds_one_text_and_a_list_with_an_estimated_count_priced_exactly() {
     let s = setup("embed-gemini").await;
-    s.gemini.push(Reply::json(200, gemini::embedding(&[0.25, -0.5])));
+    s.gemini
+        .push(Reply::json(200, gemini::embedding(&[0.25, -0.5])));
     let answer = s
         .embed(json!({"model": "gemini-embed", "input": "Hello world", "dimensions": 2}))
         .await;
@@ -167,7 +170,10 @@ async fn gemini_embeds_one_text_and_a_list_with_an_estimated_count_priced_exactl
     assert_eq!(vectors(&answer), [json!([0.25, -0.5])]);
     // Gemini counts no tokens: 11 characters are 3 (a token per 4,
     // rounded up), at LiteLLM's 1.5e-07 for gemini/gemini-embedding-001.
-    assert_eq!(answer.json()["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+    assert_eq!(
+        answer.json()["usage"],
+        json!({"prompt_tokens": 3, "total_tokens": 3})
+    );
     assert_eq!(cost(&answer), "0.00000045");
     assert_eq!(answer.headers["x-tollgate-deployment"], "gemini-embed/0");
     let sent = &s.gemini.requests()[0];
@@ -186,13 +192,18 @@ async fn gemini_embeds_one_text_and_a_list_with_an_estimated_count_priced_exactl
         gemini::batch_embeddings(&[&[1.0, 2.0], &[0.5, -2.5]]),
     ));
     let answer = s
-        .embed(json!({"model": "gemini-embed", "input": ["Hello world", "Bonjour"],
-                      "encoding_format": "base64"}))
+        .embed(
+            json!({"model": "gemini-embed", "input": ["Hello world", "Bonjour"],
+                      "encoding_format": "base64"}),
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(
         vectors(&answer),
-        [json!(base64_of(&[1.0, 2.0])), json!(base64_of(&[0.5, -2.5]))]
+        [
+            json!(base64_of(&[1.0, 2.0])),
+            json!(base64_of(&[0.5, -2.5]))
+        ]
     );
     // 3 + 2 tokens.
     assert_eq!(cost(&answer), "0.00000075");
@@ -232,7 +243,12 @@ async fn vertex_embeds_through_predict_with_its_token_counts() {
         sent.uri.path(),
         fake_vertex::model_path("us-central1", "google", "text-embedding-005", "predict")
     );
-    assert!(sent.headers["authorization"].to_str().unwrap().starts_with("Bearer "));
+    assert!(
+        sent.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
     assert_eq!(
         sent.json(),
         json!({"instances": [{"content": "first"}, {"content": "second"}],
@@ -241,9 +257,10 @@ async fn vertex_embeds_through_predict_with_its_token_counts() {
 
     // gemini-embedding-001 on Vertex takes one text a call.
     for (values, tokens) in [(&[1.0][..], 2), (&[2.0][..], 3)] {
-        s.vertex
-            .upstream()
-            .push(Reply::json(200, fake_vertex::predictions(&[(values, tokens)])));
+        s.vertex.upstream().push(Reply::json(
+            200,
+            fake_vertex::predictions(&[(values, tokens)]),
+        ));
     }
     let answer = s
         .embed(json!({"model": "vertex-gemini-embed", "input": ["a", "b"],
@@ -259,7 +276,10 @@ async fn vertex_embeds_through_predict_with_its_token_counts() {
     let sent = s.vertex.upstream().requests();
     assert_eq!(sent.len(), 3);
     assert_eq!(sent[2].json()["instances"], json!([{"content": "b"}]));
-    assert!(s.vertex.assertions().len() <= 1, "one token for the account");
+    assert!(
+        s.vertex.assertions().len() <= 1,
+        "one token for the account"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +302,10 @@ async fn bedrock_embeds_with_titan_a_text_a_call_and_with_cohere_in_one() {
         sent[0].uri.path(),
         "/model/amazon.titan-embed-text-v2%3A0/invoke"
     );
-    assert_eq!(sent[1].json(), json!({"inputText": "three", "dimensions": 256}));
+    assert_eq!(
+        sent[1].json(),
+        json!({"inputText": "three", "dimensions": 256})
+    );
 
     s.bedrock
         .push(bedrock::cohere_embeddings(&[&[0.1], &[0.2], &[0.3]], 12));

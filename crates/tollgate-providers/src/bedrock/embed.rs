@@ -25,9 +25,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use super::{Bedrock, encode_model_id};
-use crate::embeddings::{
-    Embed, EmbedCall, Embedded, EmbeddingRequest, arrays, batches, copy_head,
-};
+use crate::embeddings::{Embed, EmbedCall, Embedded, EmbeddingRequest, arrays, batches, copy_head};
 use crate::failures::{bad_request, malformed_response};
 
 /// The most texts one Cohere embed call takes.
@@ -204,8 +202,8 @@ impl Embed for Bedrock {
             Family::Cohere => {
                 let answer: CohereAnswer =
                     serde_json::from_slice(body).map_err(|_| malformed_response())?;
-                let vectors: Vec<Box<RawValue>> =
-                    serde_json::from_str(answer.embeddings.get()).map_err(|_| malformed_response())?;
+                let vectors: Vec<Box<RawValue>> = serde_json::from_str(answer.embeddings.get())
+                    .map_err(|_| malformed_response())?;
                 Ok(Embedded {
                     vectors: arrays(vectors).ok_or_else(malformed_response)?,
                     prompt_tokens: header_count().unwrap_or(0),

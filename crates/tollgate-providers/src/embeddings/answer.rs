@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tollgate_core::Failure;
 
-use super::{EmbeddingRequest, Embedded};
+use super::{Embedded, EmbeddingRequest};
 use crate::failures::malformed_response;
 
 #[derive(Serialize)]

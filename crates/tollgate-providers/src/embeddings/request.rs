@@ -51,7 +51,9 @@ impl EmbeddingRequest {
         let model = model.strip_prefix(prefix).unwrap_or(&model).to_owned();
         let token_ids = || {
             bad_request(
-                format!("{provider} embeds text: `input` must be a string or a list of strings, not token ids"),
+                format!(
+                    "{provider} embeds text: `input` must be a string or a list of strings, not token ids"
+                ),
                 Some("input"),
             )
         };
@@ -81,7 +83,10 @@ impl EmbeddingRequest {
         let dimensions = match wire.dimensions {
             None | Some(Value::Null) => None,
             Some(value) => Some(value.as_u64().filter(|d| *d > 0).ok_or_else(|| {
-                bad_request("`dimensions` must be a positive integer", Some("dimensions"))
+                bad_request(
+                    "`dimensions` must be a positive integer",
+                    Some("dimensions"),
+                )
             })?),
         };
         let base64 = match wire.encoding_format.as_ref() {

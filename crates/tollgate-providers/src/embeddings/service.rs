@@ -86,10 +86,12 @@ where
         let (head, body) = request.into_parts();
         let shared = self.shared.clone();
         let protocol = &shared.protocol;
-        let planned = protocol.read_embeddings(&body.buffered()).and_then(|request| {
-            let calls = protocol.embed_calls(&head, &request, shared.created())?;
-            Ok((request, calls))
-        });
+        let planned = protocol
+            .read_embeddings(&body.buffered())
+            .and_then(|request| {
+                let calls = protocol.embed_calls(&head, &request, shared.created())?;
+                Ok((request, calls))
+            });
         let (request, calls) = match planned {
             Ok(planned) => planned,
             Err(failure) => return Box::pin(std::future::ready(Err(failure.into()))),

@@ -67,7 +67,10 @@ mod openai_shape {
 
     #[test]
     fn inputs_are_a_string_or_strings_and_token_ids_are_refused_clearly() {
-        let one = read(&gemini(), json!({"model": "gemini/text-embedding-004", "input": "hi"}));
+        let one = read(
+            &gemini(),
+            json!({"model": "gemini/text-embedding-004", "input": "hi"}),
+        );
         let one = one.unwrap();
         assert_eq!(one.model(), "text-embedding-004");
         assert_eq!(one.inputs(), ["hi"]);
@@ -93,9 +96,15 @@ mod openai_shape {
             assert_eq!(param(&failure), Some("input".into()));
             assert!(failure.message().contains(says), "{}", failure.message());
         }
-        let format = read(&gemini(), json!({"model": "m", "input": "a", "encoding_format": "int8"}));
+        let format = read(
+            &gemini(),
+            json!({"model": "m", "input": "a", "encoding_format": "int8"}),
+        );
         assert_eq!(param(&format.unwrap_err()), Some("encoding_format".into()));
-        let dimensions = read(&gemini(), json!({"model": "m", "input": "a", "dimensions": -3}));
+        let dimensions = read(
+            &gemini(),
+            json!({"model": "m", "input": "a", "dimensions": -3}),
+        );
         assert_eq!(param(&dimensions.unwrap_err()), Some("dimensions".into()));
         assert_eq!(
             gemini().read_embeddings(b"not json").unwrap_err().class(),
@@ -126,7 +135,10 @@ mod openai_shape {
         let answer: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(answer["object"], "list");
         assert_eq!(answer["model"], "m");
-        assert_eq!(answer["usage"], json!({"prompt_tokens": 8, "total_tokens": 8}));
+        assert_eq!(
+            answer["usage"],
+            json!({"prompt_tokens": 8, "total_tokens": 8})
+        );
         let data = answer["data"].as_array().unwrap();
         assert_eq!(data.len(), 3);
         for (index, item) in data.iter().enumerate() {
@@ -179,7 +191,10 @@ mod openai_shape {
         );
 
         let texts: Vec<String> = (0..150).map(|i| format!("text {i}")).collect();
-        let batched = calls(&protocol, json!({"model": "text-embedding-004", "input": texts}));
+        let batched = calls(
+            &protocol,
+            json!({"model": "text-embedding-004", "input": texts}),
+        );
         assert_eq!(batched.len(), 2, "at most 100 requests a batch");
         assert_eq!(batched[0].inputs, 0..100);
         assert_eq!(batched[1].inputs, 100..150);
@@ -218,7 +233,8 @@ mod openai_shape {
         // 5 characters → 2 tokens, 2 characters (4 bytes) → 1.
         assert_eq!(embedded.prompt_tokens, 3);
 
-        let counted = br#"{"embedding": {"values": [0.5]}, "usageMetadata": {"promptTokenCount": 11}}"#;
+        let counted =
+            br#"{"embedding": {"values": [0.5]}, "usageMetadata": {"promptTokenCount": 11}}"#;
         let embedded = protocol
             .embedded(&request, 0..1, &HeaderMap::new(), counted)
             .unwrap();
@@ -239,7 +255,11 @@ mod vertex {
     use crate::vertex::Vertex;
 
     fn vertex() -> Vertex {
-        Vertex::new(&ProviderConfig::new().vertex_location("europe-west4"), "my-proj").unwrap()
+        Vertex::new(
+            &ProviderConfig::new().vertex_location("europe-west4"),
+            "my-proj",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -281,7 +301,10 @@ mod vertex {
 
     #[test]
     fn predictions_are_read_with_their_token_counts_summed() {
-        let request = read(&vertex(), json!({"model": "text-embedding-005", "input": ["a", "b"]}));
+        let request = read(
+            &vertex(),
+            json!({"model": "text-embedding-005", "input": ["a", "b"]}),
+        );
         let body = br#"{"predictions": [
             {"embeddings": {"statistics": {"truncated": false, "token_count": 6}, "values": [0.1]}},
             {"embeddings": {"statistics": {"truncated": false, "token_count": 4.0}, "values": [0.2]}}
@@ -403,7 +426,10 @@ mod bedrock {
 
     #[test]
     fn answers_are_read_with_the_count_from_the_body_or_the_header() {
-        let titan = read(&bedrock(), json!({"model": "amazon.titan-embed-text-v2:0", "input": "a"}));
+        let titan = read(
+            &bedrock(),
+            json!({"model": "amazon.titan-embed-text-v2:0", "input": "a"}),
+        );
         let body = br#"{"embedding": [0.1, -0.2], "embeddingsByType": {"float": [0.1, -0.2]},
                         "inputTextTokenCount": 7}"#;
         let embedded = bedrock()
@@ -412,10 +438,14 @@ mod bedrock {
         assert_eq!(embedded.vectors[0].get(), "[0.1, -0.2]");
         assert_eq!(embedded.prompt_tokens, 7);
 
-        let cohere = read(&bedrock(), json!({"model": "cohere.embed-english-v3", "input": ["a", "b"]}));
+        let cohere = read(
+            &bedrock(),
+            json!({"model": "cohere.embed-english-v3", "input": ["a", "b"]}),
+        );
         let mut headers = HeaderMap::new();
         headers.insert(INPUT_TOKEN_COUNT_HEADER, HeaderValue::from_static("12"));
-        let body = br#"{"embeddings": [[0.1], [0.2]], "id": "x", "response_type": "embeddings_floats",
+        let body =
+            br#"{"embeddings": [[0.1], [0.2]], "id": "x", "response_type": "embeddings_floats",
                         "texts": ["a", "b"]}"#;
         let embedded = bedrock()
             .embedded(&cohere.unwrap(), 0..2, &headers, body)
@@ -497,13 +527,20 @@ mod bedrock {
         let sent: Vec<Value> = seen.lock().unwrap().clone();
         assert_eq!(
             sent,
-            [json!({"inputText": "a"}), json!({"inputText": "bbb"}), json!({"inputText": "cc"})]
+            [
+                json!({"inputText": "a"}),
+                json!({"inputText": "bbb"}),
+                json!({"inputText": "cc"})
+            ]
         );
         assert_eq!(answer["model"], "amazon.titan-embed-text-v2:0");
         assert_eq!(answer["data"][1]["index"], 1);
         assert_eq!(answer["data"][1]["embedding"], json!([3.0, 0.5]));
         assert_eq!(answer["data"][2]["embedding"], json!([2.0, 0.5]));
-        assert_eq!(answer["usage"], json!({"prompt_tokens": 6, "total_tokens": 6}));
+        assert_eq!(
+            answer["usage"],
+            json!({"prompt_tokens": 6, "total_tokens": 6})
+        );
 
         let seen = Arc::new(Mutex::new(Vec::new()));
         let answer = embed(
@@ -529,7 +566,11 @@ mod bedrock {
                 "x-amzn-errortype",
                 HeaderValue::from_static("ThrottlingException:http://internal.amazon.com/"),
             );
-            (429, headers, json!({"message": "Too many requests"}).to_string())
+            (
+                429,
+                headers,
+                json!({"message": "Too many requests"}).to_string(),
+            )
         }
         fn unavailable(_: usize, _: &Value) -> (u16, HeaderMap, String) {
             let mut headers = HeaderMap::new();
@@ -540,7 +581,11 @@ mod bedrock {
             (503, headers, json!({"message": "unavailable"}).to_string())
         }
         fn unreadable(_: usize, _: &Value) -> (u16, HeaderMap, String) {
-            (200, HeaderMap::new(), json!({"embedding": "no"}).to_string())
+            (
+                200,
+                HeaderMap::new(),
+                json!({"embedding": "no"}).to_string(),
+            )
         }
         let request = json!({"model": "amazon.titan-embed-text-v2:0", "input": ["a", "b", "c"]});
         for (reply, class, calls) in [
@@ -555,10 +600,14 @@ mod bedrock {
         }
         // A request refused before any call is a bad request.
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let failure = embed(&seen, titan_answer, json!({"model": "amazon.titan-embed-text-v2:0",
-                                                        "input": [[1, 2]]}))
-            .await
-            .unwrap_err();
+        let failure = embed(
+            &seen,
+            titan_answer,
+            json!({"model": "amazon.titan-embed-text-v2:0",
+                                                        "input": [[1, 2]]}),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(failure.class(), ErrorClass::BadRequest);
         assert!(seen.lock().unwrap().is_empty());
     }

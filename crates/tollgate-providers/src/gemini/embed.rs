@@ -21,9 +21,7 @@ use serde_json::{Map, Value, json};
 use tollgate_core::Failure;
 
 use super::Gemini;
-use crate::embeddings::{
-    Embed, EmbedCall, Embedded, EmbeddingRequest, arrays, batches, copy_head,
-};
+use crate::embeddings::{Embed, EmbedCall, Embedded, EmbeddingRequest, arrays, batches, copy_head};
 use crate::endpoint::model_uri;
 use crate::failures::malformed_response;
 
