@@ -265,27 +265,30 @@ async fn call_provider(
                 // Embeddings go through the provider's embeddings API,
                 // chat through its chat translation.
                 NativeDeployment::Vertex(service) => {
-                    let response = match embeddings {
-                        true => service.embeddings().oneshot(request).await,
-                        false => service.clone().call(request).await,
+                    let response = if embeddings {
+                        within(timeouts.total, service.embeddings().oneshot(request)).await
+                    } else {
+                        service.clone().call(request).await
                     };
                     Ok(response
                         .map_err(classified)?
                         .map(|body| ProviderBody::Vertex { body }))
                 }
                 NativeDeployment::Gemini(service) => {
-                    let response = match embeddings {
-                        true => service.embeddings().oneshot(request).await,
-                        false => service.clone().call(request).await,
+                    let response = if embeddings {
+                        within(timeouts.total, service.embeddings().oneshot(request)).await
+                    } else {
+                        service.clone().call(request).await
                     };
                     Ok(response
                         .map_err(classified)?
                         .map(|body| ProviderBody::Gemini { body }))
                 }
                 NativeDeployment::Bedrock(service) => {
-                    let response = match embeddings {
-                        true => service.embeddings().oneshot(request).await,
-                        false => service.clone().call(request).await,
+                    let response = if embeddings {
+                        within(timeouts.total, service.embeddings().oneshot(request)).await
+                    } else {
+                        service.clone().call(request).await
                     };
                     Ok(response
                         .map_err(classified)?
@@ -329,6 +332,22 @@ async fn call_provider(
             }))
             .await
         }
+    }
+}
+
+/// `call` under the attempt's `total` deadline, when it has one: an
+/// embeddings request through a native provider may be several upstream
+/// calls (Titan takes one text a call), and the attempt's deadline bounds
+/// them together as it bounds one.
+async fn within<T>(
+    total: Option<std::time::Duration>,
+    call: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    match total {
+        Some(total) => tokio::time::timeout(total, call)
+            .await
+            .unwrap_or_else(|_| Err(Failure::timeout(TimeoutKind::Total).into())),
+        None => call.await,
     }
 }
 
@@ -384,4 +403,34 @@ async fn reject_errors(
         }
         Err(_) => at_head,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_calls_of_one_attempt_share_its_total_deadline() {
+        let two_calls = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, BoxError>(())
+        };
+        let error = within(Some(Duration::from_secs(3)), two_calls)
+            .await
+            .unwrap_err();
+        let failure = Failure::from_error(&*error);
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::Total));
+        let quick = async { Ok::<_, BoxError>(7) };
+        assert_eq!(
+            within(Some(Duration::from_secs(3)), quick).await.unwrap(),
+            7
+        );
+        assert_eq!(
+            within(None, async { Ok::<_, BoxError>(8) }).await.unwrap(),
+            8
+        );
+    }
 }
