@@ -24,11 +24,12 @@ use tower_service::Service;
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
 use crate::learned::Phase;
 use crate::mock::MockBody;
-use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::bedrock::Bedrock;
+use tollgate_providers::embeddings::{Embed, Embeddings};
 use tollgate_providers::gemini::Gemini;
+use tollgate_providers::{Protocol, Provider};
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -262,35 +263,24 @@ async fn call_provider(
                     let response = service.clone().call(request).await.map_err(classified)?;
                     Ok(response.map(|body| ProviderBody::Azure { body }))
                 }
-                // Embeddings go through the provider's embeddings API,
-                // chat through its chat translation.
                 NativeDeployment::Vertex(service) => {
-                    let response = if embeddings {
-                        within(timeouts.total, service.embeddings().oneshot(request)).await
-                    } else {
-                        service.clone().call(request).await
-                    };
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
                     Ok(response
+                        .await
                         .map_err(classified)?
                         .map(|body| ProviderBody::Vertex { body }))
                 }
                 NativeDeployment::Gemini(service) => {
-                    let response = if embeddings {
-                        within(timeouts.total, service.embeddings().oneshot(request)).await
-                    } else {
-                        service.clone().call(request).await
-                    };
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
                     Ok(response
+                        .await
                         .map_err(classified)?
                         .map(|body| ProviderBody::Gemini { body }))
                 }
                 NativeDeployment::Bedrock(service) => {
-                    let response = if embeddings {
-                        within(timeouts.total, service.embeddings().oneshot(request)).await
-                    } else {
-                        service.clone().call(request).await
-                    };
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
                     Ok(response
+                        .await
                         .map_err(classified)?
                         .map(|body| ProviderBody::Bedrock { body }))
                 }
@@ -332,6 +322,28 @@ async fn call_provider(
             }))
             .await
         }
+    }
+}
+
+/// A native deployment's answer: an embeddings request through the
+/// provider's embeddings API, under the attempt's `total` deadline (see
+/// [`within`]); anything else through its chat translation.
+async fn embed_or_call<S, P, B>(
+    service: &Provider<S, P>,
+    request: Request<RequestBody>,
+    embeddings: bool,
+    total: Option<std::time::Duration>,
+) -> Result<Response<B>, BoxError>
+where
+    S: Clone,
+    P: Embed,
+    Provider<S, P>: Service<Request<RequestBody>, Response = Response<B>, Error = BoxError>,
+    Embeddings<S, P>: Service<Request<RequestBody>, Response = Response<B>, Error = BoxError>,
+{
+    if embeddings {
+        within(total, service.embeddings().oneshot(request)).await
+    } else {
+        service.clone().oneshot(request).await
     }
 }
 
