@@ -12,7 +12,7 @@ use tollgate_core::ErrorClass;
 use tollgate_cost::{RequestTally, TallySnapshot};
 
 use crate::grace::GracePeriod;
-use crate::log_format::{write_string, write_timestamp};
+use crate::log_format::{AccessLogFormat, write_string, write_timestamp};
 use crate::log_writer::LogWriter;
 use crate::metrics::{Metrics, RequestMetrics};
 
@@ -51,9 +51,9 @@ pub(crate) struct AccessLog {
     pub(crate) metrics: Option<(Metrics, &'static str)>,
     /// The tokens and cost of the request's upstream attempts.
     pub(crate) tally: Option<Arc<RequestTally>>,
-    /// Where the line goes as JSON without `tracing`'s formatter, if set
-    /// (see `Gateway::write_access_log_to`).
-    pub(crate) direct: Option<LogWriter>,
+    /// Where the line goes without `tracing`'s formatter, and as what, if
+    /// set (see `Gateway::write_access_log_to`).
+    pub(crate) direct: Option<(LogWriter, AccessLogFormat)>,
     /// The server's grace period: a request unfinished once it is over was
     /// cut by the shutdown, not left by its client.
     pub(crate) grace: Option<GracePeriod>,
@@ -136,8 +136,9 @@ impl Drop for AccessLog {
             tally,
         };
         match direct {
-            Some(mut writer) if tracing::enabled!(target: TARGET, tracing::Level::INFO) => {
-                line.write_json(&mut writer);
+            Some((mut writer, format)) if tracing::enabled!(target: TARGET, tracing::Level::INFO) =>
+            {
+                line.write(&mut writer, format);
             }
             _ => line.emit(),
         }
@@ -176,16 +177,21 @@ impl Line<'_> {
         );
     }
 
-    /// The line `JsonLines` makes of [`emit`](Self::emit)'s event, written
-    /// into a reused per-thread buffer and handed to `writer` whole.
-    fn write_json(&self, writer: &mut LogWriter) {
+    /// The line the subscriber's formatter makes of [`emit`](Self::emit)'s
+    /// event (`JsonLines`, or `tracing-subscriber`'s default text format
+    /// without colours), written into a reused per-thread buffer and handed
+    /// to `writer` whole.
+    fn write(&self, writer: &mut LogWriter, format: AccessLogFormat) {
         thread_local! {
             static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
         }
         LINE.with_borrow_mut(|line| {
             line.clear();
             // Writing to a `String` cannot fail.
-            let _ = self.format_json(line);
+            let _ = match format {
+                AccessLogFormat::Json => self.format_json(line),
+                AccessLogFormat::Text => self.format_text(line),
+            };
             let _ = writer.write_all(line.as_bytes());
         });
     }
@@ -230,6 +236,52 @@ impl Line<'_> {
         out.push_str("\",\"target\":\"tollgate::access\"}\n");
         Ok(())
     }
+
+    /// `tracing-subscriber`'s default (`Full`) text line of the event, ANSI
+    /// colours off: the timestamp, the padded level, the target, the
+    /// message, then `name=value` with strings in their `Debug` form and
+    /// `%` fields as they display.
+    fn format_text(&self, out: &mut String) -> std::fmt::Result {
+        let (log, tally) = (self.log, self.tally);
+        write_timestamp(out, SystemTime::now())?;
+        out.push_str("  INFO tollgate::access: request request_id=");
+        out.push_str(&log.request_id);
+        out.push_str(" route=");
+        write_debug_str(out, log.route)?;
+        out.push_str(" model=");
+        write_debug_str(out, log.model_group.as_deref().unwrap_or(""))?;
+        out.push_str(" deployment=");
+        write_debug_str(out, log.deployment.as_deref().unwrap_or(""))?;
+        out.push_str(" key=");
+        write_debug_str(out, log.key.as_deref().unwrap_or(""))?;
+        out.push_str(" status=");
+        out.push_str(itoa::Buffer::new().format(log.status));
+        out.push_str(" class=");
+        write_debug_str(out, log.class.map_or("", ErrorClass::as_str))?;
+        out.push_str(if log.stream {
+            " stream=true latency_ms="
+        } else {
+            " stream=false latency_ms="
+        });
+        // `f64`'s `Debug`: `Display`'s digits, and `.0` when whole.
+        if write_millis(out, self.latency) {
+            out.push_str(".0");
+        }
+        out.push_str(" outcome=");
+        write_debug_str(out, self.outcome)?;
+        out.push_str(" prompt_tokens=");
+        out.push_str(itoa::Buffer::new().format(tally.map_or(0, |t| t.usage.prompt_tokens)));
+        out.push_str(" completion_tokens=");
+        out.push_str(itoa::Buffer::new().format(tally.map_or(0, |t| t.usage.completion_tokens)));
+        out.push_str(if tally.is_some_and(|t| t.usage.estimated) {
+            " tokens_estimated=true cost="
+        } else {
+            " tokens_estimated=false cost="
+        });
+        write!(out, "{}", CostField(tally))?;
+        out.push('\n');
+        Ok(())
+    }
 }
 
 /// `latency` in whole microseconds, half a microsecond rounded up: the
@@ -238,9 +290,26 @@ fn micros(latency: Duration) -> u64 {
     u64::try_from((latency.as_nanos() + 500) / 1000).unwrap_or(u64::MAX)
 }
 
+/// `value` as `str`'s `Debug` writes it: quoted, escaped. Names, labels
+/// and classes are printable ASCII without quotes or backslashes, which
+/// stand for themselves.
+fn write_debug_str(out: &mut String, value: &str) -> std::fmt::Result {
+    if value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+        Ok(())
+    } else {
+        write!(out, "{value:?}")
+    }
+}
+
 /// `latency` in milliseconds to the microsecond, as the `f64` the event
-/// records prints: `0.049`, `12.5`, `3`.
-fn write_millis(out: &mut String, latency: Duration) {
+/// records prints: `0.049`, `12.5`, `3`. Returns whether it was whole.
+fn write_millis(out: &mut String, latency: Duration) -> bool {
     let micros = micros(latency);
     let (whole, frac) = (micros / 1000, micros % 1000);
     out.push_str(itoa::Buffer::new().format(whole));
@@ -254,6 +323,7 @@ fn write_millis(out: &mut String, latency: Duration) {
         let len = 4 - digits.iter().rev().take_while(|&&d| d == b'0').count();
         out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or(""));
     }
+    frac == 0
 }
 
 /// The `cost` field of the line: exact decimal dollars, `unknown` when an
@@ -297,15 +367,62 @@ mod tests {
         AccessLog::new(Arc::from("tg-0123"), "chat_completions", Instant::now())
     }
 
+    /// The line as `tracing-subscriber`'s default text format writes the
+    /// event (colours off, as when stderr is not a terminal) and as written
+    /// by hand, byte for byte but for their timestamps (checked to be well
+    /// formed).
+    fn both_ways_text(line: &Line<'_>) -> (String, String) {
+        use std::sync::Mutex;
+
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || line.emit());
+        let traced = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let mut direct = String::new();
+        line.format_text(&mut direct).unwrap();
+        let without_timestamp = |text: &str| {
+            let (timestamp, rest) = text.split_at(27);
+            let shape: String = timestamp
+                .chars()
+                .map(|c| if c.is_ascii_digit() { '0' } else { c })
+                .collect();
+            assert_eq!(shape, "0000-00-00T00:00:00.000000Z", "{text}");
+            assert_eq!(text.matches('\n').count(), 1, "{text}");
+            assert!(text.ends_with('\n'), "{text}");
+            rest.to_owned()
+        };
+        (without_timestamp(&traced), without_timestamp(&direct))
+    }
+
     #[test]
-    fn the_hand_written_line_is_the_events_line() {
+    fn the_hand_written_lines_are_the_events_lines() {
         let mut ok = log();
-        ok.model_group = Some(Arc::from("gpt \"fast\"\n\\ é"));
+        ok.model_group = Some(Arc::from("gpt-4o-mini"));
         ok.deployment = Some(Arc::from("gpt-fast-1"));
         ok.key = Some(Arc::from("team-a"));
         ok.status = 200;
         ok.stream = true;
         ok.finished = true;
+        let mut odd = log();
+        odd.model_group = Some(Arc::from("gpt \"fast\"\n\\ é\u{1b}[31m"));
+        odd.key = Some(Arc::from("it's"));
+        odd.status = 200;
+        odd.finished = true;
         let mut tally = TallySnapshot::default();
         tally.usage.prompt_tokens = 12;
         tally.usage.completion_tokens = 345;
@@ -321,6 +438,7 @@ mod tests {
         let cases = [
             (&ok, Duration::from_micros(12_500), "ok", Some(tally)),
             (&ok, Duration::from_nanos(49_499), "ok", Some(unknown_cost)),
+            (&odd, Duration::from_micros(1_001), "ok", Some(tally)),
             (&failed, Duration::from_secs(3), "error", None),
             (
                 &log(),
@@ -337,6 +455,8 @@ mod tests {
                 tally,
             };
             let (traced, direct) = both_ways(&line);
+            assert_eq!(traced, direct);
+            let (traced, direct) = both_ways_text(&line);
             assert_eq!(traced, direct);
         }
     }

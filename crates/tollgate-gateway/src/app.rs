@@ -12,6 +12,7 @@ use crate::build::BuildError;
 use crate::config::Config;
 use crate::connection::ConnectionSettings;
 use crate::http::{App, unix_ms};
+use crate::log_format::AccessLogFormat;
 use crate::log_writer::LogWriter;
 use crate::response::GatewayBody;
 use crate::upstream::{ClientConfig, UpstreamClient};
@@ -151,15 +152,16 @@ impl Gateway {
         self.app().grace.end();
     }
 
-    /// Writes each request's access-log line as JSON straight to `writer`
-    /// — the line `--log-format json` gives, without `tracing`'s event
+    /// Writes each request's access-log line straight to `writer`, as the
+    /// line `format` names — what `--log-format json`, or the default text
+    /// format without colours, gives — without `tracing`'s event
     /// formatting, which cost more per request than everything else the
     /// line needs. Lines are still written only while `tracing` has
     /// `tollgate::access` enabled at INFO (`RUST_LOG`). Without it, the line
     /// is a `tracing` event, formatted by whatever subscriber is set. The
     /// first writer set stays.
-    pub fn write_access_log_to(&self, writer: LogWriter) {
-        let _ = self.app().access_log_writer.set(writer);
+    pub fn write_access_log_to(&self, writer: LogWriter, format: AccessLogFormat) {
+        let _ = self.app().access_log_writer.set((writer, format));
     }
 
     /// Handles one request.

@@ -22,6 +22,19 @@ use tracing_subscriber::registry::LookupSpan;
 
 use tollgate_core::time::civil_from_days;
 
+/// What the gateway writes its access-log lines as when it writes them
+/// itself (`Gateway::write_access_log_to`): the line the subscriber's
+/// formatter would make of the access-log event, without formatting the
+/// event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// [`JsonLines`]' line.
+    Json,
+    /// `tracing-subscriber`'s default text line (`fmt::format::Full`) with
+    /// ANSI colours off.
+    Text,
+}
+
 /// One JSON object per event, on one line (see the module's documentation).
 ///
 /// ```

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_gateway::log_format::JsonLines;
+use tollgate_gateway::log_format::{AccessLogFormat, JsonLines};
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::reload::ConfigFile;
 use tollgate_gateway::{
@@ -204,7 +204,11 @@ fn check_online(config: &config::Config) -> usize {
 
 /// Serves the config at `path` on `addr`; access-log lines go to
 /// `access_log` when it is set (JSON logs).
-async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> ExitCode {
+async fn run(
+    path: PathBuf,
+    addr: SocketAddr,
+    access_log: Option<(LogWriter, AccessLogFormat)>,
+) -> ExitCode {
     // The binary always keeps a spend ledger: spend must survive restarts.
     let file = ConfigFile::new(path).default_ledger(DEFAULT_LEDGER_FILE);
     let loaded = match file.load() {
@@ -227,8 +231,8 @@ async fn run(path: PathBuf, addr: SocketAddr, access_log: Option<LogWriter>) -> 
             return ExitCode::FAILURE;
         }
     };
-    if let Some(writer) = access_log {
-        gateway.write_access_log_to(writer);
+    if let Some((writer, format)) = access_log {
+        gateway.write_access_log_to(writer, format);
     }
     gateway.reload_from(file);
     // Before the listening line: a SIGHUP from then on reloads.
@@ -289,25 +293,32 @@ async fn shutdown_signal() {
 }
 
 /// Logs go to stderr through a background writer (see
-/// [`tollgate_gateway::log_writer`]); the guard flushes it at exit. With
-/// JSON logs, the writer is also returned, for the gateway to write its
-/// access-log lines to directly.
-fn init_logging(format: LogFormat) -> std::io::Result<(LogGuard, Option<LogWriter>)> {
+/// [`tollgate_gateway::log_writer`]); the guard flushes it at exit. The
+/// writer is also returned, with the line format, for the gateway to write
+/// its access-log lines to directly — but for coloured text on a terminal,
+/// left to `tracing-subscriber`.
+fn init_logging(
+    format: LogFormat,
+) -> std::io::Result<(LogGuard, Option<(LogWriter, AccessLogFormat)>)> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = log_writer(std::io::stderr())?;
     let access_log = writer.clone();
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => {
             builder.event_format(JsonLines).init();
-            Ok((guard, Some(access_log)))
+            Ok((guard, Some((access_log, AccessLogFormat::Json))))
         }
         LogFormat::Text => {
             builder.init();
-            Ok((guard, None))
+            Ok((
+                guard,
+                (!ansi).then_some((access_log, AccessLogFormat::Text)),
+            ))
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::grace::GracePeriod;
 use crate::keys::{Keys, Principal};
 use crate::learned::LearnedDeadlines;
 use crate::ledger::Ledger;
+use crate::log_format::AccessLogFormat;
 use crate::log_writer::LogWriter;
 use crate::metrics::Metrics;
 use crate::providers::ProviderHealth;
@@ -79,7 +80,7 @@ pub(crate) struct App {
     pub(crate) grace: GracePeriod,
     /// Where access-log lines go as JSON without `tracing`'s formatter
     /// (`Gateway::write_access_log_to`).
-    pub(crate) access_log_writer: Arc<OnceLock<LogWriter>>,
+    pub(crate) access_log_writer: Arc<OnceLock<(LogWriter, AccessLogFormat)>>,
     /// Aliases and wildcard groups: how a client's model finds its group.
     pub(crate) routing: crate::routing::ModelRouting,
     /// What a reload carries over and compares.

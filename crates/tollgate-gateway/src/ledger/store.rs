@@ -9,7 +9,7 @@
 //! group has fewer than 2^31 rows.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, Value, ValueRef};
@@ -153,50 +153,102 @@ fn from_sql(n: i64) -> u64 {
     n as u64
 }
 
+/// The columns of an insert, in the order [`bind_row`] binds them.
+const INSERT_COLUMNS: &str = "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name,
+    model_group, deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
+    completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos,
+    cost_source) VALUES ";
+
+/// Values a row binds.
+const ROW_VALUES: usize = 18;
+
+/// Rows per multi-row insert. One statement per row costs SQLite a
+/// statement's start and end each (its cursors opened, the table's last
+/// rowid sought, the transaction checked); one `VALUES` list of this many
+/// rows pays them once (1,152 values, far below SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT … VALUES (?, …), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; ROW_VALUES].join(", "));
+    format!("{INSERT_COLUMNS}{}", vec![row; rows].join(", "))
+}
+
 /// Inserts `rows` in one transaction: all or none.
 pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlite::Result<()> {
+    static MANY: OnceLock<String> = OnceLock::new();
+    static ONE: OnceLock<String> = OnceLock::new();
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, model_group,
-                deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
-                completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated,
-                cost_picos, cost_source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18)",
-        )?;
         // A batch is a second or so of rows: nearly always one day, whose
         // text is made once.
-        let mut day: Option<(i64, String)> = None;
-        for row in rows {
-            let number = day::day_number(row.ts_ms);
-            if day.as_ref().is_none_or(|(n, _)| *n != number) {
-                day = Some((number, day::format_day(number)));
+        let mut day = DayText::default();
+        let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut insert = tx.prepare_cached(MANY.get_or_init(|| insert_sql(ROWS_PER_INSERT)))?;
+            for chunk in chunks.by_ref() {
+                for (at, row) in chunk.iter().enumerate() {
+                    bind_row(&mut insert, at * ROW_VALUES, row, day.of(row.ts_ms))?;
+                }
+                insert.raw_execute()?;
             }
-            let day_text = day.as_ref().map_or("", |(_, text)| text.as_str());
-            insert.execute(params![
-                &*row.request_id,
-                row.attempt,
-                row.ts_ms,
-                day_text,
-                row.key.as_deref(),
-                row.model_group.as_deref(),
-                row.deployment.as_deref(),
-                row.upstream_model.as_deref(),
-                row.stream,
-                row.outcome.as_str(),
-                row.error_class,
-                to_sql(row.prompt_tokens),
-                to_sql(row.completion_tokens),
-                to_sql(row.cached_prompt_tokens),
-                to_sql(row.reasoning_tokens),
-                row.usage_estimated,
-                row.cost_picos.map(to_sql),
-                row.cost_source.as_str(),
-            ])?;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut insert = tx.prepare_cached(ONE.get_or_init(|| insert_sql(1)))?;
+            for row in rest {
+                bind_row(&mut insert, 0, row, day.of(row.ts_ms))?;
+                insert.raw_execute()?;
+            }
         }
     }
     tx.commit()
+}
+
+/// The text of the last day asked for, kept.
+#[derive(Default)]
+struct DayText(Option<(i64, String)>);
+
+impl DayText {
+    fn of(&mut self, ts_ms: i64) -> &str {
+        let number = day::day_number(ts_ms);
+        if self.0.as_ref().is_none_or(|(n, _)| *n != number) {
+            self.0 = Some((number, day::format_day(number)));
+        }
+        self.0.as_ref().map_or("", |(_, text)| text.as_str())
+    }
+}
+
+/// Binds `row`'s values to the parameters after the first `before`.
+fn bind_row(
+    insert: &mut rusqlite::Statement<'_>,
+    before: usize,
+    row: &LedgerRow,
+    day: &str,
+) -> rusqlite::Result<()> {
+    let mut at = before;
+    let mut bind = |value: &dyn rusqlite::ToSql| {
+        at += 1;
+        insert.raw_bind_parameter(at, value)
+    };
+    bind(&&*row.request_id)?;
+    bind(&row.attempt)?;
+    bind(&row.ts_ms)?;
+    bind(&day)?;
+    bind(&row.key.as_deref())?;
+    bind(&row.model_group.as_deref())?;
+    bind(&row.deployment.as_deref())?;
+    bind(&row.upstream_model.as_deref())?;
+    bind(&row.stream)?;
+    bind(&row.outcome.as_str())?;
+    bind(&row.error_class)?;
+    bind(&to_sql(row.prompt_tokens))?;
+    bind(&to_sql(row.completion_tokens))?;
+    bind(&to_sql(row.cached_prompt_tokens))?;
+    bind(&to_sql(row.reasoning_tokens))?;
+    bind(&row.usage_estimated)?;
+    bind(&row.cost_picos.map(to_sql))?;
+    bind(&row.cost_source.as_str())
 }
 
 /// What the key named `key` was billed since `since_ms` (unix ms), in

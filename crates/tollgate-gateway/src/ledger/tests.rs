@@ -207,6 +207,71 @@ async fn a_newer_schema_is_refused() {
     ));
 }
 
+/// Batches above and below the multi-row insert's size (64 rows a
+/// statement): every value of every row reads back as written, in order —
+/// a value bound to the wrong column or row would show — and each row's
+/// `day` is its own, in a statement whose rows straddle midnight too.
+#[test]
+fn every_value_of_a_large_batch_reads_back_as_written() {
+    let dir = TempDir::new("ledger-many");
+    let mut conn = store::open_writer(&dir.file()).unwrap();
+    let start = midnight(2026, 11, 27);
+    let outcomes = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::Cancelled,
+        Outcome::Shutdown,
+    ];
+    let rows: Vec<LedgerRow> = (0..133u32)
+        .map(|i| {
+            let n = u64::from(i);
+            // 700 s apart: midnight falls inside the second statement.
+            let mut r = row(&format!("r{i}"), i % 3 + 1, start + i64::from(i) * 700_000);
+            r.key = (i % 4 != 0).then(|| format!("key-{i}").into());
+            r.model_group = Some(format!("group-{i}").into());
+            r.deployment = (i % 5 != 0).then(|| format!("deployment-{i}").into());
+            r.upstream_model = Some(format!("model-{i}").into());
+            r.stream = i % 2 == 0;
+            r.outcome = outcomes[i as usize % 4];
+            r.error_class = (i % 3 == 0).then(|| format!("class-{i}"));
+            r.prompt_tokens = n * 11;
+            r.completion_tokens = n * 13 + 1;
+            r.cached_prompt_tokens = n * 7 + 2;
+            r.reasoning_tokens = n * 5 + 3;
+            r.usage_estimated = i % 7 == 0;
+            r.cost_picos = (i % 6 != 0).then(|| n * 1_000_003 + (u64::MAX / 2) * (n % 2));
+            r.cost_source = match r.cost_picos {
+                Some(_) => CostSource::PriceTable,
+                None => CostSource::Unknown,
+            };
+            r
+        })
+        .collect();
+    // Two statements of 64 rows and two of one; then three of one.
+    store::insert_batch(&mut conn, &rows[..130]).unwrap();
+    store::insert_batch(&mut conn, &rows[130..]).unwrap();
+    let all = LogFilter {
+        limit: 1000,
+        ..LogFilter::default()
+    };
+    let mut read = store::logs(&conn, &all).unwrap();
+    read.reverse();
+    assert_eq!(read, rows);
+    let days: Vec<String> = conn
+        .prepare("SELECT day FROM spend ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected: Vec<String> = rows.iter().map(|r| day::day_of(r.ts_ms)).collect();
+    assert_eq!(days, expected);
+    assert_ne!(
+        expected[64], expected[127],
+        "a statement straddles midnight"
+    );
+}
+
 /// Rows over two days, two keys, two models, two deployments.
 fn fixture() -> Vec<LedgerRow> {
     let day1 = midnight(2026, 11, 27);
