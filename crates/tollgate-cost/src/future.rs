@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::BoxError;
-use tollgate_core::classify::{ClassifyResponse, Verdict, is_event_stream};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict, is_event_stream};
 use tollgate_core::extensions::Usage;
 
 use crate::RESPONSE_COST_HEADER;
@@ -97,7 +97,7 @@ where
                     };
                     this.meter.responded();
                     let mut response = response;
-                    let mode = match this.classifier.classify_response(&response) {
+                    let mode = match Classified::once(this.classifier, &mut response) {
                         Verdict::Failure(failure) => {
                             this.meter.not_billed(failure.class());
                             let classifier = this.classifier.clone();

@@ -13,6 +13,7 @@ fn keys_are_borrowed_unless_escaped() {
     assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
 }
 use tollgate_core::classify::OpenAiEos;
+use tollgate_core::sse::SharedEvents;
 
 fn drain(splicer: &mut Splicer<OpenAiEos>) -> String {
     let mut out = Vec::new();
@@ -80,13 +81,13 @@ fn finds_the_data_of_raw_events() {
     // JSON across two lines would parse; SSE says the second line is
     // not data.
     assert!(guess("data: {\"a\":\n1}\n\n").is_none());
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from_static(b"data: {\"a\":\n1}\n\n"));
     assert!(matches!(
         splicer.take_break(),
         Some(Break::BeforeContent(_))
     ));
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from_static(
         b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\nid: 7\n\n",
     ));
@@ -95,7 +96,7 @@ fn finds_the_data_of_raw_events() {
 
 #[test]
 fn commits_at_the_first_content_and_forwards_unchanged_bytes_as_slices() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     let input = Bytes::from(format!(": hi\n\n{ROLE}"));
     splicer.push(input.clone());
     assert!(!splicer.committed());
@@ -103,16 +104,25 @@ fn commits_at_the_first_content_and_forwards_unchanged_bytes_as_slices() {
     let content = Bytes::from(chunk("Hel") + &chunk("lo") + "data: {\"partial");
     splicer.push(content.clone());
     assert!(splicer.committed());
-    assert_eq!(splicer.pop().unwrap().as_ptr(), input.as_ptr());
-    let out = splicer.pop().unwrap();
-    assert_eq!(out.as_ptr(), content.as_ptr());
-    assert_eq!(out, chunk("Hel") + &chunk("lo"));
+    // One whole event per piece, each a slice of the chunk it came in.
+    let comment = splicer.pop().unwrap();
+    assert_eq!(
+        (comment.as_ptr(), &comment[..]),
+        (input.as_ptr(), &b": hi\n\n"[..])
+    );
+    assert_eq!(splicer.pop().unwrap(), ROLE);
+    let hel = splicer.pop().unwrap();
+    assert_eq!(hel.as_ptr(), content.as_ptr());
+    assert_eq!(hel, chunk("Hel"));
+    let lo = splicer.pop().unwrap();
+    assert_eq!(lo, chunk("lo"));
+    assert!(splicer.pop().is_none());
     assert_eq!(splicer.prefill(), "Hello");
 }
 
 #[test]
 fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(
         chunk("a") + "data: {\"error\":{\"message\":\"x\",\"code\":503}}\n\n" + &chunk("b"),
     ));
@@ -124,7 +134,7 @@ fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
         other => panic!("{other:?}"),
     }
 
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(format!("{ROLE}data: {{\"choices\":\n\n")));
     assert_eq!(drain(&mut splicer), ROLE);
     match splicer.take_break() {
@@ -137,7 +147,7 @@ fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
 
 #[test]
 fn an_end_after_the_finish_is_completed_with_done() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(chunk("a") + FINISH));
     splicer.end();
     assert!(splicer.take_break().is_none());
@@ -147,7 +157,7 @@ fn an_end_after_the_finish_is_completed_with_done() {
         chunk("a") + FINISH + "data: [DONE]\n\n"
     );
 
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(chunk("a")));
     splicer.end();
     assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
@@ -155,14 +165,14 @@ fn an_end_after_the_finish_is_completed_with_done() {
 
 #[test]
 fn a_continuation_is_rewritten_into_the_original_completion() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(ROLE.to_owned() + &chunk("Hello, ")));
     splicer.end();
     assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
     assert_eq!(splicer.prefill(), "Hello,");
     drain(&mut splicer);
 
-    splicer.resume(OpenAiEos::default());
+    splicer.resume(OpenAiEos::default(), SharedEvents::new());
     let role = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
     let first = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\" world\"}}]}\n\n";
     splicer.push(Bytes::from(format!(": ping\n\n{role}")));
