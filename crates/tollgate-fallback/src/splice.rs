@@ -10,12 +10,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event};
 use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser};
-use tollgate_core::{ErrorClass, Failure};
-
-#[path = "splice_chunk.rs"]
-mod chunk;
-
-use chunk::inspect;
+use tollgate_core::{ChunkView, ErrorClass, Failure};
 
 /// The longest text kept for a continuation's prefill, in bytes. A longer
 /// answer is not continued.
@@ -343,7 +338,7 @@ impl<E: ClassifyEos> Tracker<E> {
             self.done = true;
             return Action::Forward;
         }
-        let Ok(chunk) = inspect(data) else {
+        let Ok(chunk) = ChunkView::read(data) else {
             return malformed();
         };
         if chunk.finish_error {

@@ -1,17 +1,6 @@
 //! Tests of `splice.rs`.
 
-use std::borrow::Cow;
-
-use super::chunk::Key;
 use super::*;
-
-#[test]
-fn keys_are_borrowed_unless_escaped() {
-    let Key(plain) = serde_json::from_str::<Key<'_>>(r#""choices""#).unwrap();
-    assert!(matches!(plain, Cow::Borrowed("choices")));
-    let Key(escaped) = serde_json::from_str::<Key<'_>>(r#""cho\u0069ces""#).unwrap();
-    assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
-}
 use tollgate_core::classify::OpenAiEos;
 use tollgate_core::sse::SharedEvents;
 
@@ -32,38 +21,6 @@ fn chunk(content: &str) -> String {
 
 const ROLE: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
 const FINISH: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-
-#[test]
-fn inspects_what_the_cascade_cares_about() {
-    let chunk = inspect(br#"{"choices":[{"index":0,"delta":{"content":"a\"b"}}]}"#).unwrap();
-    assert!(chunk.content && !chunk.finish && !chunk.not_continuable);
-    assert_eq!(chunk.text.as_deref(), Some("a\"b"));
-    let role =
-        inspect(br#"{"choices":[{"delta":{"role":"assistant","content":""}}],"x":[1,{"y":null}]}"#)
-            .unwrap();
-    assert!(!role.content);
-    let finish =
-        inspect(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#).unwrap();
-    assert!(finish.content && finish.finish);
-    let tools = inspect(br#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#).unwrap();
-    assert!(tools.content && tools.not_continuable);
-    let reasoning = inspect(br#"{"choices":[{"delta":{"reasoning":{"text":"hm"}}}]}"#).unwrap();
-    assert!(reasoning.content && !reasoning.not_continuable);
-    let legacy =
-        inspect(br#"{"choices":[{"index":0,"text":" Hi","finish_reason":null}]}"#).unwrap();
-    assert!(legacy.content && legacy.not_continuable && !legacy.finish);
-    let legacy_empty = inspect(br#"{"choices":[{"index":0,"text":""}]}"#).unwrap();
-    assert!(!legacy_empty.content);
-    let second = inspect(br#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#).unwrap();
-    assert!(second.not_continuable && second.text.is_none());
-    let error = inspect(br#"{"choices":[{"delta":{},"finish_reason":"error"}]}"#).unwrap();
-    assert!(error.finish_error);
-    let usage = inspect(br#"{"choices":[],"usage":{"total_tokens":3}}"#).unwrap();
-    assert!(!usage.content);
-    assert!(inspect(br#"{"choices":[{"delta":{"content":"x"}}]"#).is_err());
-    assert!(inspect(b"[1]").is_err());
-    assert!(inspect(br#"{"a":1} x"#).is_err());
-}
 
 #[test]
 fn finds_the_data_of_raw_events() {
