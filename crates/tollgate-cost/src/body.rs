@@ -260,8 +260,10 @@ pub(crate) struct Watch<E> {
     meter: Meter,
     mode: Mode<E>,
     /// Pieces of the stream ready for the client, in order, and whether
-    /// each is one whole event.
+    /// each is one whole event to publish.
     out: VecDeque<(Bytes, bool)>,
+    /// A stream's trailers, for after the pieces before them.
+    trailers: Option<Frame<Bytes>>,
     /// A transport error, for after the pieces before it.
     error: Option<BoxError>,
     /// The inner body is done: the record is made.
@@ -274,6 +276,7 @@ impl<E: ClassifyEos> Watch<E> {
             meter,
             mode,
             out: VecDeque::new(),
+            trailers: None,
             error: None,
             ended: false,
         }
@@ -295,6 +298,9 @@ impl<E: ClassifyEos> Watch<E> {
                 }
                 return Poll::Ready(Some(Ok(Frame::data(piece))));
             }
+            if let Some(trailers) = self.trailers.take() {
+                return Poll::Ready(Some(Ok(trailers)));
+            }
             if let Some(error) = self.error.take() {
                 return Poll::Ready(Some(Err(error)));
             }
@@ -305,6 +311,13 @@ impl<E: ClassifyEos> Watch<E> {
                 Some(Ok(frame)) => {
                     let frame = match frame.into_data() {
                         Ok(data) => self.on_data(data).map(Frame::data),
+                        // Trailers end a stream: after the incomplete event
+                        // it ended in.
+                        Err(frame) if matches!(self.mode, Mode::Stream { .. }) => {
+                            self.on_end();
+                            self.trailers = Some(frame);
+                            continue;
+                        }
                         Err(frame) => Some(frame),
                     };
                     // Servers stop polling a body that says it has ended,
@@ -327,7 +340,7 @@ impl<E: ClassifyEos> Watch<E> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.out.is_empty() && self.error.is_none()
+        self.ended && self.out.is_empty() && self.trailers.is_none() && self.error.is_none()
     }
 
     fn size_hint(&self, inner: SizeHint) -> SizeHint {
@@ -379,10 +392,14 @@ impl<E: ClassifyEos> Watch<E> {
                     *last = LastEvent::default();
                     return None;
                 }
-                for event in reader.push(data) {
+                let read = reader.push(data);
+                // A frame published below goes out at once, as it is: still
+                // the published one, nothing to publish.
+                let publish = !read.published();
+                for event in read {
                     if !*strip {
                         look_at_event(&event, eos, meter, false);
-                        out.push_back((event, true));
+                        out.push_back((event, publish));
                         continue;
                     }
                     // A leading LF that is the end of the last event's
@@ -392,7 +409,7 @@ impl<E: ClassifyEos> Watch<E> {
                     let ended_cr = event.ends_with(b"\r");
                     match (keep, lead, last.dropped) {
                         (true, true, true) => out.push_back((event.slice(1..), true)),
-                        (true, _, _) => out.push_back((event, true)),
+                        (true, _, _) => out.push_back((event, publish)),
                         (false, true, false) => out.push_back((event.slice(..1), false)),
                         (false, _, _) => {}
                     }

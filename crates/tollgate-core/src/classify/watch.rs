@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -85,8 +86,11 @@ struct Reframe {
     reader: EventReader,
     /// Where the events handed out are published, when shared.
     shared: Option<SharedEvents>,
-    /// Pieces ready for the client, and whether each is one whole event.
+    /// Pieces ready for the client, and whether each is one whole event
+    /// to publish.
     out: VecDeque<(Bytes, bool)>,
+    /// Trailers, for after the pieces.
+    trailers: Option<HeaderMap>,
     error: Option<BoxError>,
     /// The inner body has ended (or failed).
     ended: bool,
@@ -213,6 +217,9 @@ where
                 }
                 return Poll::Ready(Some(Ok(Frame::data(piece))));
             }
+            if let Some(trailers) = events.trailers.take() {
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
             if let Some(error) = events.error.take() {
                 return Poll::Ready(Some(Err(error)));
             }
@@ -223,7 +230,18 @@ where
                 Some(Ok(frame)) => {
                     let data = match frame.into_data() {
                         Ok(data) => data,
-                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                        Err(frame) => {
+                            // Trailers end a body: after the incomplete
+                            // event it ended in.
+                            if let Ok(trailers) = frame.into_trailers() {
+                                events.trailers = Some(trailers);
+                            }
+                            events.end();
+                            if this.on_end.is_some() {
+                                settle(this.on_end, end_of(this.eos));
+                            }
+                            continue;
+                        }
                     };
                     if events.reader.pending() + data.len() > EventSplitter::DEFAULT_MAX_EVENT_LEN {
                         // An event too large to hold (a splitter would
@@ -235,7 +253,11 @@ where
                     } else {
                         let watching = this.on_end.is_some();
                         let mut failure = None;
-                        for event in events.reader.push(data) {
+                        let read = events.reader.push(data);
+                        // A frame published below goes out at once, as it
+                        // is: still the published one, nothing to publish.
+                        let publish = events.shared.is_some() && !read.published();
+                        for event in read {
                             if watching
                                 && failure.is_none()
                                 && let Some(eos) = this.eos.as_mut()
@@ -243,7 +265,7 @@ where
                             {
                                 failure = classify_raw_event(eos, event.clone());
                             }
-                            events.out.push_back((event, true));
+                            events.out.push_back((event, publish));
                         }
                         if let Some(failure) = failure {
                             settle(this.on_end, StreamEnd::Failed(failure));
@@ -282,7 +304,12 @@ where
 
     fn is_end_stream(&self) -> bool {
         match self.events.as_deref() {
-            Some(events) => events.ended && events.out.is_empty() && events.error.is_none(),
+            Some(events) => {
+                events.ended
+                    && events.out.is_empty()
+                    && events.trailers.is_none()
+                    && events.error.is_none()
+            }
             None => self.inner.is_end_stream(),
         }
     }
@@ -528,5 +555,41 @@ mod tests {
         assert_eq!(data, b"data: {}\n\ndata: {\"cut");
         assert!(matches!(ends.lock().unwrap()[0], StreamEnd::Failed(_)));
         assert!(body.frame().await.is_none());
+    }
+
+    /// Data, then trailers.
+    struct WithTrailers(VecDeque<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+    }
+
+    #[tokio::test]
+    async fn trailers_come_after_the_incomplete_event_they_end() {
+        let (ends, on_end) = recorder();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-end", http::HeaderValue::from_static("1"));
+        let body = WithTrailers(VecDeque::from([
+            Frame::data(Bytes::from_static(b"data: [DONE]\n\ndata: x")),
+            Frame::trailers(trailers),
+        ]));
+        let body = WatchBody::stream(body, OpenAiEos::default(), on_end);
+        tokio::pin!(body);
+        let mut frames = Vec::new();
+        while let Some(frame) = body.as_mut().frame().await {
+            frames.push(frame.unwrap());
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].data_ref().unwrap(), "data: [DONE]\n\n");
+        assert_eq!(frames[1].data_ref().unwrap(), "data: x");
+        assert_eq!(frames[2].trailers_ref().unwrap()["x-end"], "1");
+        assert_eq!(*ends.lock().unwrap(), [StreamEnd::Complete]);
     }
 }
