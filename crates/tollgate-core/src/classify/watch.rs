@@ -402,7 +402,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// A body of scripted frames, then an optional error.
-    struct Scripted(VecDeque<Result<Bytes, &'static str>>);
+    struct Scripted(VecDeque<Result<Frame<Bytes>, &'static str>>);
 
     impl Body for Scripted {
         type Data = Bytes;
@@ -411,10 +411,12 @@ mod tests {
             self: Pin<&mut Self>,
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.get_mut().0.pop_front().map(|item| match item {
-                Ok(data) => Ok(Frame::data(data)),
-                Err(message) => Err(BoxError::from(message)),
-            }))
+            Poll::Ready(
+                self.get_mut()
+                    .0
+                    .pop_front()
+                    .map(|item| item.map_err(BoxError::from)),
+            )
         }
     }
 
@@ -422,7 +424,7 @@ mod tests {
         Scripted(
             items
                 .iter()
-                .map(|i| i.map(|s| Bytes::from_static(s.as_bytes())))
+                .map(|i| i.map(|s| Frame::data(Bytes::from_static(s.as_bytes()))))
                 .collect(),
         )
     }
@@ -557,28 +559,14 @@ mod tests {
         assert!(body.frame().await.is_none());
     }
 
-    /// Data, then trailers.
-    struct WithTrailers(VecDeque<Frame<Bytes>>);
-
-    impl Body for WithTrailers {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
-        }
-    }
-
     #[tokio::test]
     async fn trailers_come_after_the_incomplete_event_they_end() {
         let (ends, on_end) = recorder();
         let mut trailers = HeaderMap::new();
         trailers.insert("x-end", http::HeaderValue::from_static("1"));
-        let body = WithTrailers(VecDeque::from([
-            Frame::data(Bytes::from_static(b"data: [DONE]\n\ndata: x")),
-            Frame::trailers(trailers),
+        let body = Scripted(VecDeque::from([
+            Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\ndata: x"))),
+            Ok(Frame::trailers(trailers)),
         ]));
         let body = WatchBody::stream(body, OpenAiEos::default(), on_end);
         tokio::pin!(body);
