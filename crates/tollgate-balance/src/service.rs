@@ -12,7 +12,7 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
+use tollgate_core::classify::{Classified, OpenAiClassifier, Verdict};
 use tollgate_core::extensions::{Attempt, ModelGroup, Target};
 use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
@@ -341,7 +341,7 @@ where
 /// into errors) is a failure too.
 fn outcome<ResB, A: Availability>(result: &Result<Response<ResB>, BoxError>) -> Outcome {
     let failure = match result {
-        Ok(response) => match OpenAiClassifier::new().classify_response(response) {
+        Ok(response) => match Classified::verdict(&OpenAiClassifier::new(), response) {
             Verdict::Failure(failure) => failure,
             Verdict::Success | Verdict::Watch(_) => return Outcome::Answered,
         },

@@ -9,13 +9,16 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tollgate_core::BoxError;
 use tollgate_core::classify::{ClassifyEos, OnEnd, StreamEnd, WatchBody};
+use tollgate_core::sse::SharedEvents;
 
 use crate::breakers::Permit;
 
 pin_project! {
     /// The body of a response that went through a
-    /// [`CircuitBreaker`](crate::CircuitBreaker): the inner body, unchanged,
-    /// watched to its end by core's [`WatchBody`].
+    /// [`CircuitBreaker`](crate::CircuitBreaker): the inner body's bytes,
+    /// unchanged, watched to its end by core's [`WatchBody`] (a stream goes
+    /// out one whole event per frame, its events shared with the other
+    /// layers that watch it).
     ///
     /// A success is only a success once its body is complete: the call is
     /// settled when the body ends (success, or what the stream classifier
@@ -62,10 +65,11 @@ where
         }
     }
 
-    /// A stream; `eos` gives the verdict.
-    pub(crate) fn stream(inner: B, eos: E, permit: Permit) -> Self {
+    /// A stream; `eos` gives the verdict, and its events are `shared`
+    /// with the other layers that watch it.
+    pub(crate) fn stream(inner: B, eos: E, permit: Permit, shared: SharedEvents) -> Self {
         ResponseBody {
-            inner: WatchBody::stream(inner, eos, Settle(Some(permit))),
+            inner: WatchBody::stream(inner, eos, Settle(Some(permit))).sharing(shared),
         }
     }
 }

@@ -10,7 +10,8 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::BoxError;
-use tollgate_core::classify::{ClassifyResponse, Verdict};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict};
+use tollgate_core::sse::SharedEvents;
 
 use crate::body::ResponseBody;
 use crate::breakers::Permit;
@@ -89,11 +90,13 @@ where
             );
         };
         match result {
-            Ok(response) => {
-                let response = match this.classifier.classify_response(&response) {
+            Ok(mut response) => {
+                let response = match Classified::once(this.classifier, &mut response) {
                     Verdict::Success => response.map(|body| ResponseBody::complete(body, permit)),
                     Verdict::Watch(eos) => {
-                        response.map(|body| ResponseBody::stream(body, eos, permit))
+                        let mut response = response;
+                        let shared = SharedEvents::of(response.extensions_mut());
+                        response.map(|body| ResponseBody::stream(body, eos, permit, shared))
                     }
                     Verdict::Failure(failure) => {
                         // The caller still gets the upstream's answer; the

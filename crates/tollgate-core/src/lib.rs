@@ -12,7 +12,9 @@
 //!   error paired with its classification;
 //! - [`classify`]: a classifier shaped like tower-http's, with a default for
 //!   OpenAI-compatible upstreams;
-//! - [`sse`]: an incremental Server-Sent Events parser and writer;
+//! - [`sse`]: an incremental Server-Sent Events parser and writer, and
+//!   [`sse::SharedEvents`], a stream's events split once for every layer
+//!   that watches it; [`ChunkView`]: what a stream chunk's `choices` hold;
 //! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
 //!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
@@ -66,6 +68,7 @@ mod availability;
 mod body;
 mod chat;
 mod chat_fallbacks;
+mod chunk;
 mod class;
 mod deployment_limits;
 mod failure;
@@ -81,6 +84,7 @@ pub use availability::{AlwaysAvailable, Availability};
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use chat_fallbacks::RequestFallbacks;
+pub use chunk::ChunkView;
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use deployment_limits::{Admission, AdmitFuture, DeploymentLimits, DeploymentQuota, Unlimited};
 pub use failure::{BoxError, Failure};

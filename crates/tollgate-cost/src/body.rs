@@ -10,7 +10,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event};
-use tollgate_core::sse::{EventSplitter, Frame as SseFrame, SseParser};
+use tollgate_core::sse::{EventReader, EventSplitter, Frame as SseFrame, SharedEvents, SseParser};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::meter::Meter;
@@ -27,10 +27,12 @@ pin_project! {
     ///
     /// - A complete JSON answer was read by the layer: this body hands out
     ///   those bytes. Its record is already made.
-    /// - A stream passes through frame by frame, untouched, while its events
-    ///   are looked at for usage — unless the layer asked for the usage chunk
-    ///   on the client's behalf: then it is forwarded event by event, cut at
-    ///   event boundaries, without that chunk.
+    /// - A stream's events are looked at for usage and go out as they came,
+    ///   one whole event per frame, each published in the response's
+    ///   [`SharedEvents`] so that the layers above do not split the stream
+    ///   again (those below did the splitting if they published first) —
+    ///   without the usage chunk when the layer asked for it on the
+    ///   client's behalf.
     /// - Anything else (an error response, a body too large to read) passes
     ///   through untouched.
     ///
@@ -212,10 +214,12 @@ pub(crate) enum Mode<E> {
         refine: Option<Refine>,
         prefix: Vec<u8>,
     },
-    /// A stream: events are looked at for usage, content and failures.
+    /// A stream: events are looked at for usage, content and failures, and
+    /// go out one whole event per frame, published for the layers above.
     Stream {
         eos: Option<E>,
-        splitter: EventSplitter,
+        reader: EventReader,
+        shared: SharedEvents,
         /// Whether the usage chunk is dropped (the layer asked for it).
         strip: bool,
         /// How the last event ended, for the LF of a CR LF that the
@@ -224,6 +228,21 @@ pub(crate) enum Mode<E> {
         /// client or is dropped with it.
         last: LastEvent,
     },
+}
+
+impl<E> Mode<E> {
+    /// A stream watched by `eos`, its events shared with the other layers
+    /// that watch the response with these `extensions`.
+    pub(crate) fn stream(eos: Option<E>, strip: bool, extensions: &mut http::Extensions) -> Self {
+        let shared = SharedEvents::of(extensions);
+        Mode::Stream {
+            eos,
+            reader: EventReader::new(Some(shared.clone())),
+            shared,
+            strip,
+            last: LastEvent::default(),
+        }
+    }
 }
 
 /// How the last event of a stripped stream ended.
@@ -240,8 +259,11 @@ pub(crate) struct LastEvent {
 pub(crate) struct Watch<E> {
     meter: Meter,
     mode: Mode<E>,
-    /// Pieces of the stream ready for the client, in order.
-    out: VecDeque<Bytes>,
+    /// Pieces of the stream ready for the client, in order, and whether
+    /// each is one whole event to publish.
+    out: VecDeque<(Bytes, bool)>,
+    /// A stream's trailers, for after the pieces before them.
+    trailers: Option<Frame<Bytes>>,
     /// A transport error, for after the pieces before it.
     error: Option<BoxError>,
     /// The inner body is done: the record is made.
@@ -254,6 +276,7 @@ impl<E: ClassifyEos> Watch<E> {
             meter,
             mode,
             out: VecDeque::new(),
+            trailers: None,
             error: None,
             ended: false,
         }
@@ -269,8 +292,14 @@ impl<E: ClassifyEos> Watch<E> {
         B::Error: Into<BoxError>,
     {
         loop {
-            if let Some(piece) = self.out.pop_front() {
+            if let Some((piece, whole)) = self.out.pop_front() {
+                if whole && let Mode::Stream { shared, .. } = &self.mode {
+                    shared.publish(&piece);
+                }
                 return Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            if let Some(trailers) = self.trailers.take() {
+                return Poll::Ready(Some(Ok(trailers)));
             }
             if let Some(error) = self.error.take() {
                 return Poll::Ready(Some(Err(error)));
@@ -282,6 +311,13 @@ impl<E: ClassifyEos> Watch<E> {
                 Some(Ok(frame)) => {
                     let frame = match frame.into_data() {
                         Ok(data) => self.on_data(data).map(Frame::data),
+                        // Trailers end a stream: after the incomplete event
+                        // it ended in.
+                        Err(frame) if matches!(self.mode, Mode::Stream { .. }) => {
+                            self.on_end();
+                            self.trailers = Some(frame);
+                            continue;
+                        }
                         Err(frame) => Some(frame),
                     };
                     // Servers stop polling a body that says it has ended,
@@ -304,13 +340,24 @@ impl<E: ClassifyEos> Watch<E> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.out.is_empty() && self.error.is_none()
+        self.ended && self.out.is_empty() && self.trailers.is_none() && self.error.is_none()
     }
 
     fn size_hint(&self, inner: SizeHint) -> SizeHint {
         match &self.mode {
             // Dropping an event makes the length unknown.
             Mode::Stream { strip: true, .. } => SizeHint::new(),
+            // Bytes held back are counted by neither side.
+            Mode::Stream { reader, .. } => {
+                let held = self.out.iter().map(|(b, _)| b.len() as u64).sum::<u64>()
+                    + reader.pending() as u64;
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower().saturating_add(held));
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper.saturating_add(held));
+                }
+                hint
+            }
             _ => inner,
         }
     }
@@ -330,47 +377,46 @@ impl<E: ClassifyEos> Watch<E> {
             }
             Mode::Stream {
                 eos,
-                splitter,
-                strip: false,
+                reader,
+                strip,
+                last,
                 ..
             } => {
-                for event in splitter.push(data.clone()) {
-                    look_at_event(&event, eos, meter, false);
-                }
-                Some(data)
-            }
-            Mode::Stream {
-                eos,
-                splitter,
-                strip: true,
-                last,
-            } => {
-                let mut events = splitter.push(data);
-                // Events are contiguous from the start of what the splitter
-                // holds: forward them in runs, minus the dropped ones.
-                let (mut offset, mut run_start) = (0, 0);
-                while let Some(event) = events.next() {
-                    let start = offset;
-                    offset += event.len();
-                    // A leading LF that is the end of the last event's CR LF.
-                    let lead = usize::from(last.ended_cr && event.first() == Some(&b'\n'));
-                    if lead == 1 && last.dropped {
-                        run_start = start + 1;
+                if reader.pending() + data.len() > EventSplitter::DEFAULT_MAX_EVENT_LEN {
+                    // An event too large to hold: its bytes pass as they
+                    // come, unread (no usage chunk is that large).
+                    if let Some(tail) = reader.take_tail() {
+                        out.push_back((tail, false));
                     }
+                    out.push_back((data, false));
+                    *last = LastEvent::default();
+                    return None;
+                }
+                let read = reader.push(data);
+                // A frame published below goes out at once, as it is: still
+                // the published one, nothing to publish.
+                let publish = !read.published();
+                for event in read {
+                    if !*strip {
+                        look_at_event(&event, eos, meter, false);
+                        out.push_back((event, publish));
+                        continue;
+                    }
+                    // A leading LF that is the end of the last event's
+                    // CR LF: it goes with that event, out or dropped.
+                    let lead = last.ended_cr && event.first() == Some(&b'\n');
                     let keep = look_at_event(&event, eos, meter, true);
-                    if !keep {
-                        if start + lead > run_start {
-                            out.push_back(events.yielded().slice(run_start..start + lead));
-                        }
-                        run_start = offset;
+                    let ended_cr = event.ends_with(b"\r");
+                    match (keep, lead, last.dropped) {
+                        (true, true, true) => out.push_back((event.slice(1..), true)),
+                        (true, _, _) => out.push_back((event, publish)),
+                        (false, true, false) => out.push_back((event.slice(..1), false)),
+                        (false, _, _) => {}
                     }
                     *last = LastEvent {
-                        ended_cr: event.ends_with(b"\r"),
+                        ended_cr,
                         dropped: !keep,
                     };
-                }
-                if offset > run_start {
-                    out.push_back(events.yielded().slice(run_start..offset));
                 }
                 None
             }
@@ -391,14 +437,9 @@ impl<E: ClassifyEos> Watch<E> {
                 }
             }
             Mode::Stream {
-                eos,
-                splitter,
-                strip,
-                last,
+                eos, reader, last, ..
             } => {
-                if *strip {
-                    flush_tail(splitter, last.ended_cr && last.dropped, &mut self.out);
-                }
+                flush_tail(reader, last, &mut self.out);
                 if let Some(Err(failure)) = eos.take().map(ClassifyEos::classify_eos) {
                     self.meter.fail(failure.class());
                 }
@@ -418,14 +459,9 @@ impl<E: ClassifyEos> Watch<E> {
             Mode::Error { .. } => {}
             Mode::Pass => self.meter.fail(body_failure(error)),
             Mode::Stream {
-                eos,
-                splitter,
-                strip,
-                last,
+                eos, reader, last, ..
             } => {
-                if *strip {
-                    flush_tail(splitter, last.ended_cr && last.dropped, &mut self.out);
-                }
+                flush_tail(reader, last, &mut self.out);
                 let class = match eos.take() {
                     Some(eos) => eos.classify_error(error).class(),
                     None => body_failure(error),
@@ -481,19 +517,18 @@ fn read_event(event: &Bytes) -> Option<Reported> {
     None
 }
 
-/// Hands the client the incomplete event a stream ended in, as it came:
-/// the splitter holds it back waiting for its blank line. A blank line is
-/// pushed to complete it, and cut off again.
-fn flush_tail(splitter: &mut EventSplitter, skip_lf: bool, out: &mut VecDeque<Bytes>) {
-    let pending = splitter.pending();
-    if pending == 0 {
+/// Hands the client the incomplete event a stream ended in, as it came
+/// (the reader holds it back waiting for its blank line) — without its
+/// first byte when that is the LF of a dropped event's CR LF.
+fn flush_tail(reader: &mut EventReader, last: &LastEvent, out: &mut VecDeque<(Bytes, bool)>) {
+    let Some(mut tail) = reader.take_tail() else {
         return;
+    };
+    if last.ended_cr && last.dropped && tail.first() == Some(&b'\n') {
+        tail = tail.slice(1..);
     }
-    let mut events = splitter.push(Bytes::from_static(b"\n\n"));
-    if let Some(event) = events.next() {
-        // The LF of the dropped event's CR LF, as in the stream itself.
-        let start = usize::from(skip_lf && event.first() == Some(&b'\n'));
-        out.push_back(event.slice(start..pending.min(event.len()).max(start)));
+    if !tail.is_empty() {
+        out.push_back((tail, false));
     }
 }
 
@@ -501,39 +536,4 @@ fn flush_tail(splitter: &mut EventSplitter, skip_lf: bool, out: &mut VecDeque<By
 /// class, anything else (a connection closed mid-body) is the upstream's.
 pub(crate) fn body_failure(error: &(dyn std::error::Error + 'static)) -> ErrorClass {
     Failure::find(error).map_or(ErrorClass::UpstreamUnavailable, Failure::class)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tail_is_flushed_as_it_came() {
-        for tail in ["data: x", "data: x\r", "data: x\n", "da"] {
-            let mut splitter = EventSplitter::new();
-            let mut out = VecDeque::new();
-            assert_eq!(
-                splitter
-                    .push(Bytes::from(format!("data: 1\n\n{tail}")))
-                    .count(),
-                1
-            );
-            flush_tail(&mut splitter, false, &mut out);
-            assert_eq!(out, [Bytes::from(tail)], "{tail:?}");
-        }
-        // The LF of a CRLF split from its CR is held back alone.
-        let mut splitter = EventSplitter::new();
-        let mut out = VecDeque::new();
-        assert_eq!(
-            splitter.push(Bytes::from_static(b"data: a\r\n\r")).count(),
-            1
-        );
-        assert_eq!(splitter.push(Bytes::from_static(b"\n")).count(), 0);
-        flush_tail(&mut splitter, false, &mut out);
-        assert_eq!(out, [Bytes::from_static(b"\n")]);
-        let mut splitter = EventSplitter::new();
-        let mut out = VecDeque::new();
-        flush_tail(&mut splitter, false, &mut out);
-        assert!(out.is_empty());
-    }
 }

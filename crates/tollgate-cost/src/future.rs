@@ -10,9 +10,8 @@ use http::{HeaderMap, HeaderValue, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::BoxError;
-use tollgate_core::classify::{ClassifyResponse, Verdict, is_event_stream};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict, is_event_stream};
 use tollgate_core::extensions::Usage;
-use tollgate_core::sse::EventSplitter;
 
 use crate::RESPONSE_COST_HEADER;
 use crate::body::{CostBody, Mode, Refine, Watch, body_failure};
@@ -97,7 +96,8 @@ where
                         }
                     };
                     this.meter.responded();
-                    let mode = match this.classifier.classify_response(&response) {
+                    let mut response = response;
+                    let mode = match Classified::once(this.classifier, &mut response) {
                         Verdict::Failure(failure) => {
                             this.meter.not_billed(failure.class());
                             let classifier = this.classifier.clone();
@@ -113,20 +113,14 @@ where
                                 prefix: Vec::new(),
                             }
                         }
-                        Verdict::Watch(eos) => Mode::Stream {
-                            eos: Some(eos),
-                            splitter: EventSplitter::new(),
-                            strip: *this.strip,
-                            last: Default::default(),
-                        },
+                        Verdict::Watch(eos) => {
+                            Mode::stream(Some(eos), *this.strip, response.extensions_mut())
+                        }
                         // A classifier that watches no streams still gets
                         // them streamed, never read whole.
-                        Verdict::Success if is_event_stream(response.headers()) => Mode::Stream {
-                            eos: None,
-                            splitter: EventSplitter::new(),
-                            strip: *this.strip,
-                            last: Default::default(),
-                        },
+                        Verdict::Success if is_event_stream(response.headers()) => {
+                            Mode::stream(None, *this.strip, response.extensions_mut())
+                        }
                         Verdict::Success
                             if response.body().size_hint().lower() > *this.body_limit as u64 =>
                         {
@@ -143,7 +137,6 @@ where
                             continue;
                         }
                     };
-                    let mut response = response;
                     if matches!(mode, Mode::Stream { strip: true, .. }) {
                         // The usage chunk the layer asked for is taken out
                         // of the stream: an upstream's length no longer

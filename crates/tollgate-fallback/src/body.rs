@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::classify::{ClassifyEos, Verdict};
+use tollgate_core::sse::SharedEvents;
 use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::resume::{Call, Resume};
@@ -338,7 +339,9 @@ where
         let failure = match answer {
             Ok(response) => match resume.classify(&response) {
                 Verdict::Watch(eos) => {
-                    self.splicer.resume(eos);
+                    let mut response = response;
+                    let below = SharedEvents::of(response.extensions_mut());
+                    self.splicer.resume(eos, below);
                     self.body = Some(Box::pin(response.into_body()));
                     return;
                 }

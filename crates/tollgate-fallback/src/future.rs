@@ -11,8 +11,9 @@ use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::classify::{ClassifyResponse, Verdict};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict};
 use tollgate_core::extensions::ModelGroup;
+use tollgate_core::sse::SharedEvents;
 use tollgate_core::{BoxError, Failure, Redactor, RequestBody};
 use tower_service::Service;
 
@@ -174,46 +175,49 @@ where
                             let failure = this.shared.classifier.classify_error(&*error);
                             Failed::Error(error, failure)
                         }
-                        Ok(response) => match this.shared.classifier.classify_response(&response) {
-                            Verdict::Success => {
-                                let (fallbacks, group) = progress(this.cascade.as_ref());
-                                let response = response.map(FallbackBody::pass);
-                                return Poll::Ready(Ok(answered(response, fallbacks, group)));
+                        Ok(mut response) => {
+                            match Classified::once(&this.shared.classifier, &mut response) {
+                                Verdict::Success => {
+                                    let (fallbacks, group) = progress(this.cascade.as_ref());
+                                    let response = response.map(FallbackBody::pass);
+                                    return Poll::Ready(Ok(answered(response, fallbacks, group)));
+                                }
+                                Verdict::Watch(eos) => {
+                                    let (mut parts, body) = response.into_parts();
+                                    let track = this.again.is_some()
+                                        && this.shared.plan.max_continuations > 0;
+                                    let events = SharedEvents::of(&mut parts.extensions);
+                                    let commit = Commit {
+                                        parts,
+                                        body: Box::pin(body),
+                                        splicer: Splicer::new(eos, track, events),
+                                    };
+                                    this.state.set(State::Committing {
+                                        commit: Some(Box::new(commit)),
+                                    });
+                                    continue;
+                                }
+                                // No other group to try: the response as it is.
+                                Verdict::Failure(_) if this.again.is_none() => {
+                                    let (fallbacks, group) = progress(this.cascade.as_ref());
+                                    let response = response.map(FallbackBody::pass);
+                                    return Poll::Ready(Ok(answered(response, fallbacks, group)));
+                                }
+                                Verdict::Failure(head) => {
+                                    let (parts, body) = response.into_parts();
+                                    let read = ErrorRead {
+                                        parts,
+                                        body: Box::pin(body),
+                                        buf: BytesMut::new(),
+                                        head,
+                                    };
+                                    this.state.set(State::Reading {
+                                        read: Some(Box::new(read)),
+                                    });
+                                    continue;
+                                }
                             }
-                            Verdict::Watch(eos) => {
-                                let (parts, body) = response.into_parts();
-                                let track =
-                                    this.again.is_some() && this.shared.plan.max_continuations > 0;
-                                let commit = Commit {
-                                    parts,
-                                    body: Box::pin(body),
-                                    splicer: Splicer::new(eos, track),
-                                };
-                                this.state.set(State::Committing {
-                                    commit: Some(Box::new(commit)),
-                                });
-                                continue;
-                            }
-                            // No other group to try: the response as it is.
-                            Verdict::Failure(_) if this.again.is_none() => {
-                                let (fallbacks, group) = progress(this.cascade.as_ref());
-                                let response = response.map(FallbackBody::pass);
-                                return Poll::Ready(Ok(answered(response, fallbacks, group)));
-                            }
-                            Verdict::Failure(head) => {
-                                let (parts, body) = response.into_parts();
-                                let read = ErrorRead {
-                                    parts,
-                                    body: Box::pin(body),
-                                    buf: BytesMut::new(),
-                                    head,
-                                };
-                                this.state.set(State::Reading {
-                                    read: Some(Box::new(read)),
-                                });
-                                continue;
-                            }
-                        },
+                        }
                     }
                 }
                 StateProj::Committing { commit: slot } => {

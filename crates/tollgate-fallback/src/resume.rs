@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use tollgate_core::classify::{ClassifyResponse, Verdict};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict};
 use tollgate_core::extensions::ModelGroup;
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, Failure, RequestBody};
 use tower::ServiceExt;
@@ -141,7 +141,7 @@ where
     }
 
     fn classify(&self, response: &Response<B>) -> Verdict<C::Eos> {
-        self.shared.classifier.classify_response(response)
+        Classified::verdict(&self.shared.classifier, response)
     }
 
     fn classify_error(&self, error: &(dyn std::error::Error + 'static)) -> Failure {

@@ -9,13 +9,8 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event};
-use tollgate_core::sse::{self, EventSplitter, SseParser};
-use tollgate_core::{ErrorClass, Failure};
-
-#[path = "splice_chunk.rs"]
-mod chunk;
-
-use chunk::inspect;
+use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser};
+use tollgate_core::{ChunkView, ErrorClass, Failure};
 
 /// The longest text kept for a continuation's prefill, in bytes. A longer
 /// answer is not continued.
@@ -72,8 +67,11 @@ struct Rewrite {
 /// event is parsed once, which is what proves its JSON whole before it is
 /// forwarded.
 pub(crate) struct Splicer<E> {
-    splitter: EventSplitter,
-    // Apart from the splitter, so that events borrowed from it can be
+    reader: EventReader,
+    /// The response's events, as the layers above read them: each piece
+    /// handed out is one whole event, published there.
+    shared: SharedEvents,
+    // Apart from the reader, so that events borrowed from it can be
     // handled and queued at once.
     tracker: Tracker<E>,
 }
@@ -110,11 +108,13 @@ impl<E> fmt::Debug for Splicer<E> {
 }
 
 impl<E: ClassifyEos> Splicer<E> {
-    /// A splicer at the start of a stream; `track` keeps the text sent, for
-    /// a continuation's prefill.
-    pub(crate) fn new(eos: E, track: bool) -> Self {
+    /// A splicer at the start of a stream whose events are `shared` (the
+    /// response's [`SharedEvents`]); `track` keeps the text sent, for a
+    /// continuation's prefill.
+    pub(crate) fn new(eos: E, track: bool, shared: SharedEvents) -> Self {
         Splicer {
-            splitter: EventSplitter::new(),
+            reader: EventReader::new(Some(shared.clone())),
+            shared,
             tracker: Tracker {
                 eos: Some(eos),
                 phase: Phase::Committing,
@@ -138,36 +138,20 @@ impl<E: ClassifyEos> Splicer<E> {
         if t.broken.is_some() || t.done || t.ended {
             return;
         }
-        let mut events = self.splitter.push(chunk);
-        // Bytes of `events.yielded()` already queued or dropped: a run of
-        // events forwarded as they came goes out as one slice of the chunk.
-        let mut queued = 0;
-        while let Some(event) = events.next() {
-            let action = t.on_event(&event);
-            if matches!(action, Action::Forward) {
-                continue;
-            }
-            let upto = events.yielded();
-            let run_end = upto.len() - event.len();
-            if run_end > queued {
-                t.emit(upto.slice(queued..run_end));
-            }
-            queued = upto.len();
-            match action {
+        // Each event goes out as a piece of its own: the layers above take
+        // it whole, without splitting the stream again.
+        for event in self.reader.push(chunk) {
+            match t.on_event(&event) {
+                Action::Forward => t.emit(event),
                 Action::Replace(bytes) => t.emit(bytes),
+                Action::Drop => {}
                 Action::Break(failure) => {
                     t.broken = Some(failure);
                     return;
                 }
-                Action::Forward | Action::Drop => {}
             }
         }
-        let upto = events.yielded();
-        if upto.len() > queued {
-            t.emit(upto.slice(queued..));
-        }
-        drop(events);
-        if self.splitter.overflowed() {
+        if self.reader.overflowed() {
             t.broken = Some(
                 Failure::new(
                     ErrorClass::UpstreamUnavailable,
@@ -268,9 +252,11 @@ impl<E: ClassifyEos> Splicer<E> {
         self.tracker.text.trim_end()
     }
 
-    /// The next bytes for the client.
+    /// The next bytes for the client: one whole event.
     pub(crate) fn pop(&mut self) -> Option<Bytes> {
-        self.tracker.out.pop_front()
+        let piece = self.tracker.out.pop_front()?;
+        self.shared.publish(&piece);
+        Some(piece)
     }
 
     /// Whether bytes wait for the client.
@@ -278,10 +264,11 @@ impl<E: ClassifyEos> Splicer<E> {
         !self.tracker.out.is_empty()
     }
 
-    /// Prepares for a continuation's stream, watched by `eos`: its events
-    /// before its first content are dropped, the rest rewritten to read as
-    /// the rest of this completion.
-    pub(crate) fn resume(&mut self, eos: E) {
+    /// Prepares for a continuation's stream, watched by `eos`, whose events
+    /// are `below` (its response's [`SharedEvents`]): its events before its
+    /// first content are dropped, the rest rewritten to read as the rest of
+    /// this completion.
+    pub(crate) fn resume(&mut self, eos: E, below: SharedEvents) {
         let t = &mut self.tracker;
         let (id, created) = t
             .first
@@ -299,7 +286,7 @@ impl<E: ClassifyEos> Splicer<E> {
         t.eos = Some(eos);
         t.broken = None;
         t.phase = Phase::Resuming;
-        self.splitter = EventSplitter::new();
+        self.reader = EventReader::new(Some(below));
     }
 
     /// Ends the stream with an OpenAI-style error event: `failure` as the
@@ -351,7 +338,7 @@ impl<E: ClassifyEos> Tracker<E> {
             self.done = true;
             return Action::Forward;
         }
-        let Ok(chunk) = inspect(data) else {
+        let Ok(chunk) = ChunkView::read(data) else {
             return malformed();
         };
         if chunk.finish_error {

@@ -1,18 +1,8 @@
 //! Tests of `splice.rs`.
 
-use std::borrow::Cow;
-
-use super::chunk::Key;
 use super::*;
-
-#[test]
-fn keys_are_borrowed_unless_escaped() {
-    let Key(plain) = serde_json::from_str::<Key<'_>>(r#""choices""#).unwrap();
-    assert!(matches!(plain, Cow::Borrowed("choices")));
-    let Key(escaped) = serde_json::from_str::<Key<'_>>(r#""cho\u0069ces""#).unwrap();
-    assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
-}
 use tollgate_core::classify::OpenAiEos;
+use tollgate_core::sse::SharedEvents;
 
 fn drain(splicer: &mut Splicer<OpenAiEos>) -> String {
     let mut out = Vec::new();
@@ -33,38 +23,6 @@ const ROLE: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0
 const FINISH: &str = "data: {\"id\":\"c1\",\"created\":1,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
 
 #[test]
-fn inspects_what_the_cascade_cares_about() {
-    let chunk = inspect(br#"{"choices":[{"index":0,"delta":{"content":"a\"b"}}]}"#).unwrap();
-    assert!(chunk.content && !chunk.finish && !chunk.not_continuable);
-    assert_eq!(chunk.text.as_deref(), Some("a\"b"));
-    let role =
-        inspect(br#"{"choices":[{"delta":{"role":"assistant","content":""}}],"x":[1,{"y":null}]}"#)
-            .unwrap();
-    assert!(!role.content);
-    let finish =
-        inspect(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#).unwrap();
-    assert!(finish.content && finish.finish);
-    let tools = inspect(br#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#).unwrap();
-    assert!(tools.content && tools.not_continuable);
-    let reasoning = inspect(br#"{"choices":[{"delta":{"reasoning":{"text":"hm"}}}]}"#).unwrap();
-    assert!(reasoning.content && !reasoning.not_continuable);
-    let legacy =
-        inspect(br#"{"choices":[{"index":0,"text":" Hi","finish_reason":null}]}"#).unwrap();
-    assert!(legacy.content && legacy.not_continuable && !legacy.finish);
-    let legacy_empty = inspect(br#"{"choices":[{"index":0,"text":""}]}"#).unwrap();
-    assert!(!legacy_empty.content);
-    let second = inspect(br#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#).unwrap();
-    assert!(second.not_continuable && second.text.is_none());
-    let error = inspect(br#"{"choices":[{"delta":{},"finish_reason":"error"}]}"#).unwrap();
-    assert!(error.finish_error);
-    let usage = inspect(br#"{"choices":[],"usage":{"total_tokens":3}}"#).unwrap();
-    assert!(!usage.content);
-    assert!(inspect(br#"{"choices":[{"delta":{"content":"x"}}]"#).is_err());
-    assert!(inspect(b"[1]").is_err());
-    assert!(inspect(br#"{"a":1} x"#).is_err());
-}
-
-#[test]
 fn finds_the_data_of_raw_events() {
     let guess = |raw: &'static str| single_line_data(raw.as_bytes());
     assert_eq!(guess("data: {}\n\n").unwrap(), b"{}");
@@ -80,13 +38,13 @@ fn finds_the_data_of_raw_events() {
     // JSON across two lines would parse; SSE says the second line is
     // not data.
     assert!(guess("data: {\"a\":\n1}\n\n").is_none());
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from_static(b"data: {\"a\":\n1}\n\n"));
     assert!(matches!(
         splicer.take_break(),
         Some(Break::BeforeContent(_))
     ));
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from_static(
         b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\nid: 7\n\n",
     ));
@@ -95,7 +53,7 @@ fn finds_the_data_of_raw_events() {
 
 #[test]
 fn commits_at_the_first_content_and_forwards_unchanged_bytes_as_slices() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     let input = Bytes::from(format!(": hi\n\n{ROLE}"));
     splicer.push(input.clone());
     assert!(!splicer.committed());
@@ -103,16 +61,25 @@ fn commits_at_the_first_content_and_forwards_unchanged_bytes_as_slices() {
     let content = Bytes::from(chunk("Hel") + &chunk("lo") + "data: {\"partial");
     splicer.push(content.clone());
     assert!(splicer.committed());
-    assert_eq!(splicer.pop().unwrap().as_ptr(), input.as_ptr());
-    let out = splicer.pop().unwrap();
-    assert_eq!(out.as_ptr(), content.as_ptr());
-    assert_eq!(out, chunk("Hel") + &chunk("lo"));
+    // One whole event per piece, each a slice of the chunk it came in.
+    let comment = splicer.pop().unwrap();
+    assert_eq!(
+        (comment.as_ptr(), &comment[..]),
+        (input.as_ptr(), &b": hi\n\n"[..])
+    );
+    assert_eq!(splicer.pop().unwrap(), ROLE);
+    let hel = splicer.pop().unwrap();
+    assert_eq!(hel.as_ptr(), content.as_ptr());
+    assert_eq!(hel, chunk("Hel"));
+    let lo = splicer.pop().unwrap();
+    assert_eq!(lo, chunk("lo"));
+    assert!(splicer.pop().is_none());
     assert_eq!(splicer.prefill(), "Hello");
 }
 
 #[test]
 fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(
         chunk("a") + "data: {\"error\":{\"message\":\"x\",\"code\":503}}\n\n" + &chunk("b"),
     ));
@@ -124,7 +91,7 @@ fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
         other => panic!("{other:?}"),
     }
 
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(format!("{ROLE}data: {{\"choices\":\n\n")));
     assert_eq!(drain(&mut splicer), ROLE);
     match splicer.take_break() {
@@ -137,7 +104,7 @@ fn an_error_event_or_malformed_json_breaks_and_nothing_after_it_goes_out() {
 
 #[test]
 fn an_end_after_the_finish_is_completed_with_done() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(chunk("a") + FINISH));
     splicer.end();
     assert!(splicer.take_break().is_none());
@@ -147,7 +114,7 @@ fn an_end_after_the_finish_is_completed_with_done() {
         chunk("a") + FINISH + "data: [DONE]\n\n"
     );
 
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(chunk("a")));
     splicer.end();
     assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
@@ -155,14 +122,14 @@ fn an_end_after_the_finish_is_completed_with_done() {
 
 #[test]
 fn a_continuation_is_rewritten_into_the_original_completion() {
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(ROLE.to_owned() + &chunk("Hello, ")));
     splicer.end();
     assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
     assert_eq!(splicer.prefill(), "Hello,");
     drain(&mut splicer);
 
-    splicer.resume(OpenAiEos::default());
+    splicer.resume(OpenAiEos::default(), SharedEvents::new());
     let role = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n";
     let first = "data: {\"id\":\"c2\",\"created\":2,\"model\":\"m2\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\" world\"}}]}\n\n";
     splicer.push(Bytes::from(format!(": ping\n\n{role}")));

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::classify::{ClassifyResponse, Verdict};
+use tollgate_core::classify::{Classified, ClassifyResponse, Verdict};
 use tollgate_core::extensions::{Attempt, AttemptedRetries};
 use tollgate_core::{BoxError, Failure};
 use tower_service::Service;
@@ -98,15 +98,17 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let (failure, outcome) = match ready!(future.poll(cx)) {
-                        Ok(response) => match this.shared.classifier.classify_response(&response) {
-                            Verdict::Failure(failure) => (failure, Ok(response)),
-                            // A success, or a stream that is handed up now and
-                            // whose bytes may reach the client from then on:
-                            // never retried.
-                            Verdict::Success | Verdict::Watch(_) => {
-                                return Poll::Ready(Ok(record(response, *this.retries)));
+                        Ok(mut response) => {
+                            match Classified::once(&this.shared.classifier, &mut response) {
+                                Verdict::Failure(failure) => (failure, Ok(response)),
+                                // A success, or a stream that is handed up now and
+                                // whose bytes may reach the client from then on:
+                                // never retried.
+                                Verdict::Success | Verdict::Watch(_) => {
+                                    return Poll::Ready(Ok(record(response, *this.retries)));
+                                }
                             }
-                        },
+                        }
                         Err(error) => {
                             let error: BoxError = error.into();
                             (this.shared.classifier.classify_error(&*error), Err(error))

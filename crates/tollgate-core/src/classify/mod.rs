@@ -6,13 +6,18 @@
 //! Retry, breaker, fallback and cost all ask the same classifier, so they agree
 //! on what happened.
 //!
+//! A head is classified once: the first layer to ask leaves the verdict in
+//! the response ([`Classified`]) for the layers above it.
+//!
 //! [`OpenAiClassifier`] is the default for plain OpenAI-compatible upstreams;
 //! provider normalizers (OpenRouter) bring their own.
 
+mod head;
 mod openai;
 mod retry_after;
 mod watch;
 
+pub use head::Classified;
 pub use openai::{OpenAiClassifier, OpenAiEos, is_event_stream, status_from_code};
 pub use retry_after::{parse_http_date, retry_after_from_headers};
 pub use watch::{OnEnd, StreamEnd, WatchBody, classify_raw_event};
@@ -41,7 +46,21 @@ pub trait ClassifyResponse: Clone + Send + Sync + 'static {
     type Eos: ClassifyEos;
 
     /// Gives the verdict on a response at its head.
+    ///
+    /// Layers ask through [`Classified`], which gives each head's verdict
+    /// once per classifier type and carries it up the stack.
     fn classify_response<B>(&self, response: &Response<B>) -> Verdict<Self::Eos>;
+
+    /// A watcher for a stream whose head this classifier judged
+    /// [`Verdict::Watch`] already (see [`Classified`]). The default asks
+    /// [`classify_response`](Self::classify_response) again; a classifier
+    /// whose watcher needs nothing from the head makes it directly.
+    fn watch<B>(&self, response: &Response<B>) -> Option<Self::Eos> {
+        match self.classify_response(response) {
+            Verdict::Watch(eos) => Some(eos),
+            Verdict::Success | Verdict::Failure(_) => None,
+        }
+    }
 
     /// Classifies an error response from its status, headers and body (the
     /// caller reads at most a small bounded prefix of it).

@@ -1,5 +1,6 @@
 //! The default classifier, for plain OpenAI-compatible upstreams.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Response, StatusCode, header};
@@ -10,6 +11,7 @@ use crate::class::{ErrorClass, Scope, TimeoutKind};
 use crate::failure::Failure;
 use crate::redact::sanitize_message;
 use crate::sse::Event;
+use memchr::memmem::Finder;
 
 /// Classifies the responses of an OpenAI-compatible upstream: status codes,
 /// `Retry-After` / `retry-after-ms`, OpenAI error codes
@@ -53,6 +55,10 @@ impl ClassifyResponse for OpenAiClassifier {
         let error = json.as_ref().and_then(|v| v.get("error"));
         classify_error_object(status, headers, error, SystemTime::now())
     }
+
+    fn watch<B>(&self, _response: &Response<B>) -> Option<OpenAiEos> {
+        Some(OpenAiEos::default())
+    }
 }
 
 /// Whether the headers announce an SSE body (`text/event-stream`).
@@ -75,7 +81,7 @@ impl ClassifyEos for OpenAiEos {
         // Only an error object or the `[DONE]` marker changes the verdict. An
         // error event has the key `"error"`, which escaped text in a content
         // delta cannot fake.
-        contains(raw_event, b"[DONE]") || contains(raw_event, b"\"error\"")
+        DONE.find(raw_event).is_some() || ERROR_KEY.find(raw_event).is_some()
     }
 
     fn classify_event(&mut self, event: &Event) -> Option<Failure> {
@@ -86,9 +92,7 @@ impl ClassifyEos for OpenAiEos {
         let data = &event.data[..];
         // Cheap pre-filter so that content chunks are never parsed here: an
         // error event has the key `"error"`, which escaped text cannot fake.
-        if !contains(data, b"\"error\"") {
-            return None;
-        }
+        ERROR_KEY.find(data)?;
         let json: Value = serde_json::from_slice(data).ok()?;
         let error = json.get("error").filter(|e| !e.is_null())?;
         let status = error
@@ -116,13 +120,14 @@ impl ClassifyEos for OpenAiEos {
     }
 }
 
-/// Whether `needle` occurs in `haystack`. Every watched stream event goes
-/// through here: memchr's substring search (SIMD, with a rare-byte
+/// Searches for the two needles every watched stream event is checked
+/// for, built once: memchr's substring search (SIMD, with a rare-byte
 /// prefilter) does not stop at every `"` of a JSON chunk the way a search
-/// for the needle's first byte does.
-pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
-}
+/// for the needle's first byte does, but `memmem::find` builds its searcher
+/// anew for every haystack of 64 bytes or more — most chunks — which cost
+/// more than the search.
+static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[DONE]"));
+static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
 /// An `error.code` that is an HTTP error status (a number, or a numeric
 /// string), as OpenRouter and other OpenAI-compatible providers send it.
@@ -245,15 +250,15 @@ pub(crate) fn classify_error_object(
 
 #[cfg(test)]
 mod tests {
-    use super::contains;
+    use super::{DONE, ERROR_KEY};
 
     #[test]
-    fn contains_finds_needles_anywhere() {
-        assert!(contains(b"data: [DONE]", b"[DONE]"));
-        assert!(contains(b"\"\"error\"", b"\"error\""));
-        assert!(contains(b"x", b""));
-        assert!(!contains(b"\"erro", b"\"error\""));
-        assert!(!contains(b"", b"a"));
-        assert!(contains(b"aab", b"ab"));
+    fn the_needles_are_found_anywhere() {
+        let long = format!("data: {{\"x\":\"{}\",\"error\":1}}", "y".repeat(100));
+        assert!(ERROR_KEY.find(long.as_bytes()).is_some());
+        assert!(ERROR_KEY.find(b"\"\"error\"").is_some());
+        assert!(ERROR_KEY.find(b"\"erro").is_none());
+        assert!(DONE.find(b"data: [DONE]\n\n").is_some());
+        assert!(DONE.find(b"").is_none());
     }
 }

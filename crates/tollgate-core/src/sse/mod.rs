@@ -51,11 +51,13 @@
 mod error;
 mod event;
 mod parser;
+mod shared;
 mod split;
 mod writer;
 
 pub use error::{InvalidField, SseError};
 pub use event::{Event, Frame};
 pub use parser::SseParser;
+pub use shared::{EventReader, ReadEvents, SharedEvents};
 pub use split::{EventSplitter, Events};
 pub use writer::{DONE, write_comment, write_data, write_event, write_frame};

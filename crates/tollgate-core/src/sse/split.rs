@@ -83,6 +83,14 @@ impl EventSplitter {
         }
     }
 
+    /// Takes up after a whole event that reached the reader another way (a
+    /// layer below split it): the next byte starts an event, and is the LF
+    /// of a CR LF when that event ended with `ended_cr`.
+    pub(crate) fn after_event(&mut self, ended_cr: bool) {
+        self.at_line_start = true;
+        self.last_cr = ended_cr;
+    }
+
     /// Bytes held back: the start of an event not yet complete.
     pub fn pending(&self) -> usize {
         self.tail.len()

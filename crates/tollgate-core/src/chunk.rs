@@ -1,5 +1,6 @@
-//! [`inspect`]: what one chat-completions chunk holds, as far as the
-//! cascade cares, read without building a JSON tree.
+//! [`ChunkView`]: what one chat-completions (or legacy completions) stream
+//! chunk holds, as far as the layers care, read without building a JSON
+//! tree.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -7,41 +8,60 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// What a chunk holds, as far as the cascade cares.
+/// What a stream chunk's `choices` hold: where it commits a stream (its
+/// first content), where it finishes, the text it adds. Every field is
+/// read leniently — content as a list of parts, reasoning as an object — so
+/// that a provider's variation is never mistaken for a malformed chunk.
+///
+/// ```
+/// use tollgate_core::ChunkView;
+///
+/// let chunk = ChunkView::read(br#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#).unwrap();
+/// assert!(chunk.content && !chunk.finish);
+/// assert_eq!(chunk.text.as_deref(), Some("Hi"));
+/// assert!(ChunkView::read(b"[DONE]").is_err());
+/// ```
 #[derive(Debug, Default)]
-pub(super) struct Chunk<'a> {
-    /// `choices[0].delta.content`.
-    pub(super) text: Option<Cow<'a, str>>,
+#[non_exhaustive]
+pub struct ChunkView<'a> {
+    /// `choices[0].delta.content`, borrowed unless it had escapes.
+    pub text: Option<Cow<'a, str>>,
     /// Content, reasoning, a refusal, a tool call or a `finish_reason`.
-    pub(super) content: bool,
+    pub content: bool,
     /// A `finish_reason` other than `"error"`.
-    pub(super) finish: bool,
+    pub finish: bool,
     /// `finish_reason: "error"` (OpenRouter's way of failing mid-stream).
-    pub(super) finish_error: bool,
+    pub finish_error: bool,
     /// Tool calls, refusals, non-text content, several choices or a legacy
     /// completion's text: a prefill of messages cannot continue those.
-    pub(super) not_continuable: bool,
+    pub not_continuable: bool,
 }
 
-/// Parses a chunk; an error means the event is not a JSON object.
-pub(super) fn inspect(data: &[u8]) -> Result<Chunk<'_>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let chunk = de.deserialize_map(ChunkVisitor)?;
-    de.end()?;
-    Ok(chunk)
+impl<'a> ChunkView<'a> {
+    /// Reads the data of one stream event.
+    ///
+    /// # Errors
+    ///
+    /// When the data is not one JSON object.
+    pub fn read(data: &'a [u8]) -> Result<ChunkView<'a>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let chunk = de.deserialize_map(ChunkVisitor)?;
+        de.end()?;
+        Ok(chunk)
+    }
 }
 
 struct ChunkVisitor;
 
 impl<'de> Visitor<'de> for ChunkVisitor {
-    type Value = Chunk<'de>;
+    type Value = ChunkView<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a chat completion chunk")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Chunk<'de>, A::Error> {
-        let mut chunk = Chunk::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChunkView<'de>, A::Error> {
+        let mut chunk = ChunkView::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == "choices" {
                 map.next_value_seed(ChoicesSeed(&mut chunk))?;
@@ -56,7 +76,7 @@ impl<'de> Visitor<'de> for ChunkVisitor {
 /// An object key, borrowed from the input unless it was written with
 /// escapes. (serde's own `Cow<str>` always copies: one allocation per key of
 /// every event, most of a stream's allocations.)
-pub(super) struct Key<'de>(pub(super) Cow<'de, str>);
+struct Key<'de>(Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -80,7 +100,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-struct ChoicesSeed<'c, 'de>(&'c mut Chunk<'de>);
+struct ChoicesSeed<'c, 'de>(&'c mut ChunkView<'de>);
 
 impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_, 'de> {
     type Value = ();
@@ -267,5 +287,58 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
             }
         }
         deserializer.deserialize_any(LooseVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_borrowed_unless_escaped() {
+        let Key(plain) = serde_json::from_str::<Key<'_>>(r#""choices""#).unwrap();
+        assert!(matches!(plain, Cow::Borrowed("choices")));
+        let Key(escaped) = serde_json::from_str::<Key<'_>>(r#""cho\u0069ces""#).unwrap();
+        assert!(matches!(escaped, Cow::Owned(ref k) if k == "choices"));
+    }
+
+    #[test]
+    fn reads_what_the_layers_care_about() {
+        let chunk =
+            ChunkView::read(br#"{"choices":[{"index":0,"delta":{"content":"a\"b"}}]}"#).unwrap();
+        assert!(chunk.content && !chunk.finish && !chunk.not_continuable);
+        assert_eq!(chunk.text.as_deref(), Some("a\"b"));
+        let role = ChunkView::read(
+            br#"{"choices":[{"delta":{"role":"assistant","content":""}}],"x":[1,{"y":null}]}"#,
+        )
+        .unwrap();
+        assert!(!role.content);
+        let finish =
+            ChunkView::read(br#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#)
+                .unwrap();
+        assert!(finish.content && finish.finish);
+        let tools =
+            ChunkView::read(br#"{"choices":[{"delta":{"tool_calls":[{"index":0}]}}]}"#).unwrap();
+        assert!(tools.content && tools.not_continuable);
+        let reasoning =
+            ChunkView::read(br#"{"choices":[{"delta":{"reasoning":{"text":"hm"}}}]}"#).unwrap();
+        assert!(reasoning.content && !reasoning.not_continuable);
+        let legacy =
+            ChunkView::read(br#"{"choices":[{"index":0,"text":" Hi","finish_reason":null}]}"#)
+                .unwrap();
+        assert!(legacy.content && legacy.not_continuable && !legacy.finish);
+        let legacy_empty = ChunkView::read(br#"{"choices":[{"index":0,"text":""}]}"#).unwrap();
+        assert!(!legacy_empty.content);
+        let second =
+            ChunkView::read(br#"{"choices":[{"index":1,"delta":{"content":"x"}}]}"#).unwrap();
+        assert!(second.not_continuable && second.text.is_none());
+        let error =
+            ChunkView::read(br#"{"choices":[{"delta":{},"finish_reason":"error"}]}"#).unwrap();
+        assert!(error.finish_error);
+        let usage = ChunkView::read(br#"{"choices":[],"usage":{"total_tokens":3}}"#).unwrap();
+        assert!(!usage.content);
+        assert!(ChunkView::read(br#"{"choices":[{"delta":{"content":"x"}}]"#).is_err());
+        assert!(ChunkView::read(b"[1]").is_err());
+        assert!(ChunkView::read(br#"{"a":1} x"#).is_err());
     }
 }
