@@ -155,7 +155,7 @@ mod usage;
 
 pub use balancer::{Balancer, INLINE, InFlight, Outcome, Pick, estimate_tokens};
 pub use config::{MemberConfig, Strategy};
-pub use group::{Group, GroupMember, Groups};
+pub use group::{Group, GroupMember, Groups, ResolvedGroup};
 pub use layer::BalanceLayer;
 pub use service::{Balance, ResponseFuture};
 pub use stats::FAILURE_PENALTY;

@@ -19,12 +19,13 @@ use tower_service::Service;
 
 use crate::balancer::{InFlight, Outcome, Pick, estimate_tokens};
 use crate::config::Strategy;
-use crate::group::{Group, Groups};
+use crate::group::{Group, Groups, ResolvedGroup};
 use crate::tried::Tried;
 use tollgate_core::Availability;
 
 /// Picks a deployment of the request's model group (the [`ModelGroup`]
-/// request extension) for each call, with the group's [`Balancer`](crate::Balancer),
+/// request extension, looked up in its groups unless the request carries
+/// it [resolved](ResolvedGroup)) for each call, with the group's [`Balancer`](crate::Balancer),
 /// so that a retry above it can land on another deployment; marks the
 /// request with the deployment's [`Target`] and its
 /// [extension](crate::GroupMember::extension), and the response with the
@@ -97,11 +98,17 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let group = request
-            .extensions()
-            .get::<ModelGroup>()
-            .and_then(|ModelGroup(name)| self.groups.get(name));
-        let Some(group) = group else {
+        let extensions = request.extensions();
+        // Resolved once by the router, while it is still the request's
+        // group (a reference count: the request moves on below).
+        let group = extensions.get::<ModelGroup>().and_then(|ModelGroup(name)| {
+            extensions
+                .get::<ResolvedGroup<T>>()
+                .and_then(|resolved| resolved.named(name))
+                .or_else(|| self.groups.get(name))
+                .cloned()
+        });
+        let Some(group) = &group else {
             return State::Failed {
                 failure: Some(Failure::new(
                     ErrorClass::Internal,

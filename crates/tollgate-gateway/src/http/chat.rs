@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use tollgate_balance::ResolvedGroup;
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
@@ -283,6 +284,11 @@ where
     request
         .extensions_mut()
         .insert(ModelGroup(group.name().clone()));
+    // Resolved here once: the balancer picks from this group, not another
+    // lookup of its name.
+    request
+        .extensions_mut()
+        .insert(ResolvedGroup(Arc::clone(group)));
     if stream {
         // For the cascade, which writes a broken stream's error event.
         request.extensions_mut().insert(redactor.clone());
