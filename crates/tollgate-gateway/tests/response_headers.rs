@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestGateway, call, chat_body, client, openai_config};
+use common::{Answer, TestGateway, call, chat_body, client, openai_config};
 use tollgate_testkit::{Reply, Upstream, openai};
 
 const ENV: &[(&str, &str)] = &[("UPSTREAM_KEY", "sk-test-upstream")];
@@ -35,37 +35,48 @@ fn names(headers: &http::HeaderMap) -> Vec<&str> {
     names
 }
 
-#[tokio::test]
-async fn a_json_answer_shows_the_allowed_upstream_headers_and_the_gateways() {
+/// The headers every answer shows (the upstream's allowed ones, the
+/// layers' and the gateway's), with `more`, sorted.
+fn expected<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    let mut names = vec![
+        "content-type",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-request-id",
+        "x-tollgate-attempted-fallbacks",
+        "x-tollgate-attempted-retries",
+        "x-tollgate-deployment",
+        "x-tollgate-model-group",
+    ];
+    names.extend_from_slice(more);
+    names.sort_unstable();
+    names
+}
+
+/// The answer a client gets when the upstream sends `reply`.
+async fn answer(reply: Reply, stream: bool) -> Answer {
     let upstream = Upstream::start().await;
-    upstream.push(with_upstream_extras(Reply::json(
-        200,
-        openai::chat_completion("hello"),
-    )));
+    upstream.push(with_upstream_extras(reply));
     let gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
     let answer = call(
         &client(),
         "POST",
         &gateway.url("/v1/chat/completions"),
-        chat_body("gpt-test", false),
+        chat_body("gpt-test", stream),
         &[("content-type", "application/json")],
     )
     .await;
+    gateway.shutdown().await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    answer
+}
+
+#[tokio::test]
+async fn a_json_answer_shows_the_allowed_upstream_headers_and_the_gateways() {
+    let answer = answer(Reply::json(200, openai::chat_completion("hello")), false).await;
     assert_eq!(
         names(&answer.headers),
-        [
-            "content-length",
-            "content-type",
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-requests",
-            "x-request-id",
-            "x-tollgate-attempted-fallbacks",
-            "x-tollgate-attempted-retries",
-            "x-tollgate-deployment",
-            "x-tollgate-model-group",
-            "x-tollgate-response-cost",
-        ],
+        expected(&["content-length", "x-tollgate-response-cost"])
     );
     let headers = &answer.headers;
     assert_eq!(headers["content-type"], "application/json");
@@ -73,46 +84,21 @@ async fn a_json_answer_shows_the_allowed_upstream_headers_and_the_gateways() {
     assert_ne!(headers["x-request-id"], "req-upstream");
     // The length is the body's, as it reached the client.
     assert_eq!(headers["content-length"], answer.body.len().to_string());
-    gateway.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_stream_shows_the_allowed_upstream_headers_and_the_gateways() {
-    let upstream = Upstream::start().await;
     let chunks = openai::chunks(&["Hel", "lo"]);
-    upstream.push(with_upstream_extras(
-        Reply::sse()
-            .data_each(chunks.iter())
-            .done()
-            .header("content-length", "9999"),
-    ));
-    let gateway = TestGateway::start(&openai_config(&upstream.url(), ""), ENV).await;
-    let answer = call(
-        &client(),
-        "POST",
-        &gateway.url("/v1/chat/completions"),
-        chat_body("gpt-test", true),
-        &[("content-type", "application/json")],
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    let stream = Reply::sse()
+        .data_each(chunks.iter())
+        .done()
+        .header("content-length", "9999");
+    let answer = answer(stream, true).await;
     assert_eq!(
         names(&answer.headers),
-        [
-            "cache-control",
-            "content-type",
-            "transfer-encoding",
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-requests",
-            "x-request-id",
-            "x-tollgate-attempted-fallbacks",
-            "x-tollgate-attempted-retries",
-            "x-tollgate-deployment",
-            "x-tollgate-model-group",
-        ],
+        expected(&["cache-control", "transfer-encoding"])
     );
     assert_eq!(answer.headers["content-type"], "text/event-stream");
     assert_eq!(answer.headers["cache-control"], "no-cache");
     assert!(answer.text().ends_with("data: [DONE]\n\n"));
-    gateway.shutdown().await;
 }
