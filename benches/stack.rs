@@ -216,10 +216,6 @@ where
 }
 
 fn request(body: &'static [u8]) -> Request<RequestBody> {
-    let mut request = Request::post("/v1/chat/completions")
-        .body(RequestBody::new(Bytes::from_static(body)))
-        .expect("a valid request");
-    request.extensions_mut().insert(ModelGroup(Arc::from("m")));
     // Read once at ingress, as the gateway does: the operation comes from
     // the route.
     let operation = match body {
@@ -228,7 +224,10 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
         _ => Operation::ChatCompletions,
     };
     let parsed = ChatRequest::parse_as(Bytes::from_static(body), operation).expect("valid");
-    request.extensions_mut().insert(Arc::new(parsed));
+    let mut request = Request::post("/v1/chat/completions")
+        .body(RequestBody::from_chat(parsed))
+        .expect("a valid request");
+    request.extensions_mut().insert(ModelGroup(Arc::from("m")));
     request
 }
 

@@ -54,8 +54,8 @@ async fn main() -> Result<(), BoxError> {
             println!("    cost record: {:?}, {:?}", record.outcome, record.cost);
         }))
         .layer(OpenRouterLayer::new(
-            OpenRouterConfig::new().api_base(base),
-        )?)
+            OpenRouterConfig::new().api_base(base).build()?,
+        ))
         .service(Client::builder(TokioExecutor::new()).build_http::<RequestBody>());
 
     for model in ["demo", "demo-flaky", "demo-down", "demo-down", "demo-down"] {

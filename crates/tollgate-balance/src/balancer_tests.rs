@@ -70,16 +70,16 @@ fn in_flight_counts_until_the_guard_drops() {
 }
 
 #[test]
-fn tried_forgets_when_a_new_request_begins() {
-    let mut tried = Tried::default();
-    tried.begin(0);
-    tried.insert(2);
-    tried.begin(1);
-    assert!(tried.contains(2), "a retry remembers");
-    tried.begin(0);
-    assert!(!tried.contains(2), "a new request forgets");
-    tried.insert(70);
-    assert!(!tried.contains(70));
+fn tried_is_the_requests_mask_up_to_the_64th_deployment() {
+    let shared = tollgate_core::extensions::TriedDeployments::default();
+    shared.insert(2);
+    shared.clone().insert(63);
+    shared.insert(70);
+    let mut tried = Tried::from_mask(shared.mask());
+    assert!(tried.contains(2) && tried.contains(63), "clones share it");
+    assert!(!tried.contains(1) && !tried.contains(70));
+    tried.insert(1);
+    assert!(tried.contains(1));
 }
 
 #[test]

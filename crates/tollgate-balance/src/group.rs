@@ -19,6 +19,35 @@ use tollgate_core::DeploymentLimits;
 /// [`GroupMember::extension`]).
 pub type Groups<T> = Arc<HashMap<Arc<str>, Arc<Group<T>>, foldhash::fast::RandomState>>;
 
+/// The model group a request was routed to, resolved once by whatever
+/// routed it (the gateway's handler, which checked it exists and the key
+/// may use it): a request extension that [`Balance`](crate::Balance) uses
+/// instead of looking the request's
+/// [`ModelGroup`](tollgate_core::extensions::ModelGroup) up again. It only
+/// counts while the two name the same group: a fallback cascade that moves
+/// the request to another group renames its `ModelGroup`, and that group
+/// is looked up.
+pub struct ResolvedGroup<T>(pub Arc<Group<T>>);
+
+impl<T> ResolvedGroup<T> {
+    /// The group, if it is the one `name`s.
+    pub fn named(&self, name: &str) -> Option<&Arc<Group<T>>> {
+        (*self.0.name == *name).then_some(&self.0)
+    }
+}
+
+impl<T> Clone for ResolvedGroup<T> {
+    fn clone(&self) -> Self {
+        ResolvedGroup(Arc::clone(&self.0))
+    }
+}
+
+impl<T> std::fmt::Debug for ResolvedGroup<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResolvedGroup").field(&self.0.name).finish()
+    }
+}
+
 /// One deployment of a [`Group`], as it is built.
 #[derive(Debug, Clone)]
 pub struct GroupMember<T> {

@@ -29,8 +29,11 @@
 //!    [`DeploymentLimits`] and [`admit`](Balancer::admit)): an attempt is admitted by
 //!    the limits' store before it is sent, and a deployment it refuses is
 //!    left out until the store said it would have room again.
-//! 2. **A retry prefers a deployment this request has not tried** (see
-//!    [`Tried`]), as LiteLLM's retries skip the deployments that failed.
+//! 2. **A retry prefers a deployment this request has not tried**, as
+//!    LiteLLM's retries skip the deployments that failed: a retry layer
+//!    above puts core's
+//!    [`TriedDeployments`](tollgate_core::extensions::TriedDeployments) on
+//!    the request, which its attempts share and each pick is marked in.
 //! 3. **`order` first**: only the candidates with the lowest `order` stay;
 //!    deployments without one are candidates only when no candidate has one
 //!    (LiteLLM's `_get_order_filtered_deployments`).
@@ -155,7 +158,7 @@ mod usage;
 
 pub use balancer::{Balancer, INLINE, InFlight, Outcome, Pick, estimate_tokens};
 pub use config::{MemberConfig, Strategy};
-pub use group::{Group, GroupMember, Groups};
+pub use group::{Group, GroupMember, Groups, ResolvedGroup};
 pub use layer::BalanceLayer;
 pub use service::{Balance, ResponseFuture};
 pub use stats::FAILURE_PENALTY;

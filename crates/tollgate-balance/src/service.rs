@@ -4,7 +4,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -13,18 +12,19 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{Classified, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::{Attempt, ModelGroup, Target};
+use tollgate_core::extensions::{Attempt, ModelGroup, Target, TriedDeployments};
 use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
 
 use crate::balancer::{InFlight, Outcome, Pick, estimate_tokens};
 use crate::config::Strategy;
-use crate::group::{Group, Groups};
+use crate::group::{Group, Groups, ResolvedGroup};
 use crate::tried::Tried;
 use tollgate_core::Availability;
 
 /// Picks a deployment of the request's model group (the [`ModelGroup`]
-/// request extension) for each call, with the group's [`Balancer`](crate::Balancer),
+/// request extension, looked up in its groups unless the request carries
+/// it [resolved](ResolvedGroup)) for each call, with the group's [`Balancer`](crate::Balancer),
 /// so that a retry above it can land on another deployment; marks the
 /// request with the deployment's [`Target`] and its
 /// [extension](crate::GroupMember::extension), and the response with the
@@ -37,9 +37,10 @@ use tollgate_core::Availability;
 /// not retried (waiting is the client's call), but eligible for the
 /// fallback cascade.
 ///
-/// It remembers what the current request tried ([`Tried`]) in itself: the
-/// retry layer above resends with the same service, and a clone starts
-/// afresh.
+/// A retry prefers a deployment the request has not tried: the retry layer
+/// above puts a [`TriedDeployments`] on the request, which its attempts
+/// share and each pick is marked in. The service itself holds no
+/// per-request state.
 ///
 /// [`Balancer::admit`]: crate::Balancer::admit
 #[derive(Debug)]
@@ -47,11 +48,6 @@ pub struct Balance<S, A, T> {
     inner: S,
     availability: A,
     groups: Groups<T>,
-    tried: Tried,
-    /// Deployments an admission moved the current request to (as bits, see
-    /// [`Tried::bit`]): the admission runs in the response future, which
-    /// tells the service here. Made on the first admission.
-    admitted: Option<Arc<AtomicU64>>,
 }
 
 impl<S, A, T> Balance<S, A, T> {
@@ -62,14 +58,11 @@ impl<S, A, T> Balance<S, A, T> {
             inner,
             availability,
             groups,
-            tried: Tried::default(),
-            admitted: None,
         }
     }
 }
 
 impl<S: Clone, A: Clone, T> Clone for Balance<S, A, T> {
-    /// A clone serves other requests: it starts with nothing tried.
     fn clone(&self) -> Self {
         Balance::new(
             self.inner.clone(),
@@ -97,11 +90,17 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let group = request
-            .extensions()
-            .get::<ModelGroup>()
-            .and_then(|ModelGroup(name)| self.groups.get(name));
-        let Some(group) = group else {
+        let extensions = request.extensions();
+        // Resolved once by the router, while it is still the request's
+        // group (a reference count: the request moves on below).
+        let group = extensions.get::<ModelGroup>().and_then(|ModelGroup(name)| {
+            extensions
+                .get::<ResolvedGroup<T>>()
+                .and_then(|resolved| resolved.named(name))
+                .or_else(|| self.groups.get(name))
+                .cloned()
+        });
+        let Some(group) = &group else {
             return State::Failed {
                 failure: Some(Failure::new(
                     ErrorClass::Internal,
@@ -110,11 +109,7 @@ where
             }
             .into();
         };
-        let attempt = request.extensions().get::<Attempt>().map_or(0, |a| a.0);
-        if let Some(admitted) = &self.admitted {
-            self.tried.insert_mask(admitted.swap(0, Ordering::Relaxed));
-        }
-        self.tried.begin(attempt);
+        let tried = request.extensions().get::<TriedDeployments>();
         let balancer = group.balancer();
         let tokens = if balancer.strategy() == Strategy::UsageBased || balancer.has_limits() {
             let size = request.body().size_hint();
@@ -122,8 +117,14 @@ where
         } else {
             0
         };
-        let pick = group.pick(&self.availability, &self.tried, tokens);
-        self.tried.insert(pick.index);
+        let pick = group.pick(
+            &self.availability,
+            &Tried::from_mask(tried.map_or(0, TriedDeployments::mask)),
+            tokens,
+        );
+        if let Some(tried) = tried {
+            tried.insert(pick.index);
+        }
         if balancer.is_limited_member(pick.index) {
             if let Some(failure) = limited_group(group, pick.index) {
                 return State::Failed {
@@ -136,13 +137,11 @@ where
             // idiom).
             let clone = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, clone);
-            let admitted = self.admitted.get_or_insert_with(Default::default).clone();
             let admission = AdmissionCall {
                 group: Arc::clone(group),
                 availability: self.availability.clone(),
-                tried: self.tried,
+                tried: tried.cloned(),
                 tokens,
-                admitted,
             };
             return State::Admitting {
                 future: Box::pin(admission.call(pick, inner, request)),
@@ -214,11 +213,10 @@ fn limited_group<T>(group: &Group<T>, index: usize) -> Option<Failure> {
 struct AdmissionCall<A, T> {
     group: Arc<Group<T>>,
     availability: A,
-    /// The request's tried deployments when the attempt began.
-    tried: Tried,
+    /// The request's tried deployments, where the deployment finally
+    /// called is marked too.
+    tried: Option<TriedDeployments>,
     tokens: u64,
-    /// Where the deployment finally called is told to the service.
-    admitted: Arc<AtomicU64>,
 }
 
 impl<A, T> AdmissionCall<A, T>
@@ -240,16 +238,18 @@ where
         S: Service<Request<B>, Response = Response<ResB>, Error = BoxError>,
     {
         let balancer = self.group.balancer();
+        // Each refusal leaves the deployment out (the balancer knows it is
+        // at its limit), not tried: the request's tried ones as they were.
+        let tried = Tried::from_mask(self.tried.as_ref().map_or(0, TriedDeployments::mask));
         while !balancer.admit(pick.index, self.tokens).await {
-            pick = self
-                .group
-                .pick(&self.availability, &self.tried, self.tokens);
+            pick = self.group.pick(&self.availability, &tried, self.tokens);
             if let Some(failure) = limited_group(&self.group, pick.index) {
                 return Err(failure.into());
             }
         }
-        self.admitted
-            .fetch_or(Tried::bit(pick.index), Ordering::Relaxed);
+        if let Some(tried) = &self.tried {
+            tried.insert(pick.index);
+        }
         calling::<S, A, T, B, ResB>(&self.group, &pick, &mut inner, request).await
     }
 }

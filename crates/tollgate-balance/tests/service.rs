@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use tollgate_balance::{Balance, Group, GroupMember, Groups, MemberConfig, Strategy};
-use tollgate_core::extensions::{Attempt, ModelGroup, Target};
+use tollgate_core::extensions::{ModelGroup, Target, TriedDeployments};
 use tollgate_core::{Availability, BoxError, ErrorClass, Failure, Unlimited};
 use tower::{Service, ServiceExt, service_fn};
 
@@ -68,10 +68,17 @@ fn groups(ids: &[&str]) -> Groups<&'static str> {
     Arc::new([(Arc::from("g"), Arc::new(group))].into_iter().collect())
 }
 
-fn request(attempt: u32) -> Request<Full<Bytes>> {
+fn request() -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(Bytes::new()));
     request.extensions_mut().insert(ModelGroup(Arc::from("g")));
-    request.extensions_mut().insert(Attempt(attempt));
+    request
+}
+
+/// Attempts of one request, as a retry layer sends them: clones sharing
+/// what they tried.
+fn attempt(tried: &TriedDeployments) -> Request<Full<Bytes>> {
+    let mut request = request();
+    request.extensions_mut().insert(tried.clone());
     request
 }
 
@@ -108,7 +115,7 @@ async fn open_deployments_are_left_out_and_the_answer_names_its_target() {
             .ready()
             .await
             .unwrap()
-            .call(request(0))
+            .call(request())
             .await
             .unwrap();
         assert_eq!(response.body(), "b");
@@ -127,22 +134,16 @@ async fn open_deployments_are_left_out_and_the_answer_names_its_target() {
 
 #[tokio::test]
 async fn a_retry_goes_to_a_deployment_not_tried() {
-    let mut balance = Balance::new(upstream(&[]), Open::default(), groups(&["a", "b"]));
-    let first = balance
-        .ready()
-        .await
-        .unwrap()
-        .call(request(0))
-        .await
-        .unwrap();
-    let retry = balance
-        .ready()
-        .await
-        .unwrap()
-        .call(request(1))
-        .await
-        .unwrap();
-    assert_ne!(first.body(), retry.body(), "the retry left the first");
+    let balance = Balance::new(upstream(&[]), Open::default(), groups(&["a", "b"]));
+    for _ in 0..4 {
+        // Each request on a fresh clone of the service: what was tried
+        // travels with the request, not in the service.
+        let tried = TriedDeployments::default();
+        let first = balance.clone().oneshot(attempt(&tried)).await.unwrap();
+        let retry = balance.clone().oneshot(attempt(&tried)).await.unwrap();
+        assert_ne!(first.body(), retry.body(), "the retry left the first");
+        assert_eq!(tried.mask(), 0b11);
+    }
 }
 
 #[tokio::test]
@@ -150,7 +151,7 @@ async fn a_rejection_with_every_deployment_open_fails_fast() {
     let open = Open::default();
     open.0.lock().unwrap().extend(["a".into(), "b".into()]);
     let balance = Balance::new(upstream(&["a", "b"]), open, groups(&["a", "b"]));
-    let error = balance.oneshot(request(0)).await.unwrap_err();
+    let error = balance.oneshot(request()).await.unwrap_err();
     let failure = Failure::from_error(&*error);
     assert!(!failure.is_retryable(), "nothing else to try: no retry");
     assert_eq!(failure.retry_after(), Some(Duration::from_secs(7)));
@@ -161,7 +162,7 @@ async fn a_rejection_with_alternatives_is_an_ordinary_retryable_failure() {
     // `a` rejects although it is not known to be open (a half-open breaker
     // whose probes are out): another deployment may take the retry.
     let balance = Balance::new(upstream(&["a"]), Open::default(), groups(&["a", "b"]));
-    let error = balance.oneshot(request(0)).await.unwrap_err();
+    let error = balance.oneshot(request()).await.unwrap_err();
     let failure = Failure::from_error(&*error);
     assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
     assert!(failure.is_retryable());
@@ -171,7 +172,7 @@ async fn a_rejection_with_alternatives_is_an_ordinary_retryable_failure() {
 #[tokio::test]
 async fn a_request_for_no_known_group_fails() {
     let balance = Balance::new(upstream(&[]), Open::default(), groups(&["a"]));
-    let mut request = request(0);
+    let mut request = request();
     request
         .extensions_mut()
         .insert(ModelGroup(Arc::from("other")));

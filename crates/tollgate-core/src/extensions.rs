@@ -1,6 +1,7 @@
 //! The request and response extensions the layers share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::chat_fallbacks::RequestFallbacks;
 pub use crate::usage_report::UsageReport;
@@ -60,6 +61,36 @@ pub struct AttemptedFallbacks(pub u32);
 /// retry or fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Attempt(pub u32);
+
+/// The deployments the attempts of one request tried, shared by those
+/// attempts: a retry layer puts one on a request it may resend (each
+/// attempt is a clone of that request, and the clones share it), and
+/// whatever picks a deployment for each attempt (`tollgate-balance`) reads
+/// it and marks its pick there, so that a retry prefers a deployment not
+/// tried yet. Per-request state in the request, not in a service: a
+/// fallback cascade's groups and a hedge's requests each go through the
+/// retry layer anew, and get their own.
+///
+/// Deployment `i` of the request's model group is bit `i`; those past the
+/// 64th are not remembered.
+#[derive(Debug, Clone, Default)]
+pub struct TriedDeployments(Arc<AtomicU64>);
+
+impl TriedDeployments {
+    /// The deployments tried so far, as bits.
+    pub fn mask(&self) -> u64 {
+        // One request's attempts run one after the other: no ordering with
+        // other memory is needed.
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Marks deployment `index` tried.
+    pub fn insert(&self, index: usize) {
+        if index < 64 {
+            self.0.fetch_or(1 << index, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Token usage reported by the upstream (or estimated, when `estimated`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,9 +18,10 @@
 //! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
 //!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
-//!   cheap to resend, with a light parsed view that leaves unknown fields
-//!   untouched — a chat request, or the legacy completion or embeddings
-//!   request its [`Operation`] names;
+//!   cheap to resend, carrying its light parsed view (which leaves unknown
+//!   fields untouched) — a chat request, or the legacy completion or
+//!   embeddings request its [`Operation`] names; the layers read and edit
+//!   the request through the body, never a copy of it;
 //! - [`Redactor`] and [`Secrets`]: what makes upstream text safe to show a
 //!   client — no configured secret, nothing shaped like a key;
 //! - [`Usd`]: exact money in pico-dollars, and [`write_picos`], the one

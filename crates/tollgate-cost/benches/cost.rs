@@ -4,8 +4,8 @@
 //!
 //! Every variant drives the response future and body to their end with a
 //! no-op waker: the inner service answers at once, so this measures the
-//! layer, not a runtime. The request carries the `Arc<ChatRequest>`
-//! extension the gateway sets at ingress.
+//! layer, not a runtime. The request body carries its parsed view, as the
+//! gateway's does from ingress.
 //!
 //! - `stream/*`: a 200-event answer (role chunk, 196 content chunks, finish,
 //!   usage chunk, `[DONE]`), one event per frame. `passthrough` is the bare
@@ -92,9 +92,7 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
     let Ok(chat) = ChatRequest::parse(Bytes::from_static(body)) else {
         unreachable!("the bench's request parses")
     };
-    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
-    request.extensions_mut().insert(Arc::new(chat));
-    request
+    Request::new(RequestBody::from_chat(chat))
 }
 
 /// An upstream answering `frames` at once, with `content_type`.

@@ -17,7 +17,7 @@
 //!   it returns.
 //! - **Streams**: when the client did not ask for
 //!   `stream_options.include_usage`, the layer asks the upstream for it
-//!   (both the body and the `Arc<ChatRequest>` extension are replaced) and
+//!   (the request body and its parsed view are replaced together) and
 //!   removes the extra usage chunk from the stream the client gets, which
 //!   is then exactly what it asked for. Events are forwarded as they come;
 //!   only events that carry a non-null `usage` are parsed.

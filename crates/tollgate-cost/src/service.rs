@@ -18,8 +18,8 @@ use crate::meter::{Call, Meter, Shared};
 /// Records what each call of the inner service costs; built by
 /// [`CostLayer`](crate::CostLayer).
 ///
-/// `poll_ready` is the inner service's. `call` reads the request (its
-/// `Arc<ChatRequest>` extension, else its body, parsed once), asks a
+/// `poll_ready` is the inner service's. `call` reads the request (the
+/// body's parsed view, parsed there once if the body is plain), asks a
 /// streaming request's upstream for the usage chunk when the client did
 /// not, and calls the inner service; the record is made when the answer is
 /// complete (see the crate docs).
@@ -81,43 +81,27 @@ where
     }
 
     fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
-        let chat = match request.extensions().get::<Arc<ChatRequest>>() {
-            Some(chat) => Some(chat.clone()),
-            None => {
-                let parsed = request
-                    .body()
-                    .bytes()
-                    .and_then(|bytes| ChatRequest::parse(bytes.clone()).ok())
-                    .map(Arc::new);
-                if let Some(chat) = &parsed {
-                    // Parsed once, for the layers below too.
-                    request.extensions_mut().insert(chat.clone());
-                }
-                parsed
-            }
-        };
+        // The body's parsed view; a plain body is parsed here, once, and
+        // keeps the view for the layers below.
+        request.body_mut().parse_chat();
+        let chat = request.body().chat().map(|chat| &**chat);
         let meter = Meter::new(
             self.shared.clone(),
             Call {
                 extensions: request.extensions(),
-                model: chat.as_deref().map(ChatRequest::model),
-                stream: chat.as_deref().is_some_and(ChatRequest::stream),
-                request_bytes: chat.as_deref().map(|c| c.bytes().len()),
+                model: chat.map(ChatRequest::model),
+                stream: chat.is_some_and(ChatRequest::stream),
+                request_bytes: chat.map(|c| c.bytes().len()),
             },
         );
-        let mut strip = false;
-        if let Some(chat) = &chat
-            && self.include_usage
-            && chat.stream()
-            && !chat.include_usage()
-        {
-            let with = chat.with_include_usage();
-            if with.include_usage() {
-                tracing::debug!("cost: asking the upstream for the usage chunk");
-                *request.body_mut() = RequestBody::new(with.bytes().clone());
-                request.extensions_mut().insert(Arc::new(with));
-                strip = true;
-            }
+        let with_usage = chat
+            .filter(|chat| self.include_usage && chat.stream() && !chat.include_usage())
+            .map(ChatRequest::with_include_usage)
+            .filter(ChatRequest::include_usage);
+        let strip = with_usage.is_some();
+        if let Some(with_usage) = with_usage {
+            tracing::debug!("cost: asking the upstream for the usage chunk");
+            request.body_mut().set_chat(with_usage);
         }
         ResponseFuture::new(
             self.inner.call(request),

@@ -536,10 +536,10 @@ async fn the_cost_table() {
                 assert_eq!(run.client_error, broke, "{name}");
             }
 
-            // The upstream: include_usage in the body and in the extension.
+            // The upstream: include_usage in the body and in its view.
             let seen = ChatRequest::parse(run.seen.body.clone()).unwrap();
             assert_eq!(seen.include_usage(), case.upstream_include_usage, "{name}");
-            let chat = run.seen.chat.as_ref().expect("the extension");
+            let chat = run.seen.chat.as_ref().expect("the parsed view");
             assert_eq!(chat.bytes(), &run.seen.body, "{name}");
             assert_eq!(chat.include_usage(), case.upstream_include_usage, "{name}");
             if !case.upstream_include_usage || case.request.contains("include_usage") {
@@ -675,11 +675,10 @@ async fn a_request_that_is_not_a_chat_completion_passes_through() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_chat_extension_is_used_and_replaced() {
-    // The extension, not the body, is what the layer reads.
-    let chat = ChatRequest::parse(Bytes::from(stream_request("gpt-4o-mini"))).unwrap();
-    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
-    request.extensions_mut().insert(Arc::new(chat));
+async fn the_parsed_view_is_used_and_replaced() {
+    // The body's view is what the layer reads: not parsed again.
+    let chat = Arc::new(ChatRequest::parse(Bytes::from(stream_request("gpt-4o-mini"))).unwrap());
+    let request = Request::new(RequestBody::from_chat(chat.clone()));
     let run = run(
         mini_prices(),
         |l| l,
@@ -689,7 +688,10 @@ async fn the_chat_extension_is_used_and_replaced() {
         Read::All,
     )
     .await;
-    let chat = run.seen.chat.as_ref().unwrap();
+    let seen = run.seen.chat.as_ref().unwrap();
+    // Replaced, bytes and view together.
+    assert!(!Arc::ptr_eq(seen, &chat));
+    let chat = seen;
     assert!(chat.include_usage());
     assert!(chat.stream());
     assert_eq!(chat.bytes(), &run.seen.body);

@@ -3,8 +3,8 @@
 //! Run with: cargo bench -p tollgate-fallback
 //!
 //! Every variant builds the same request (a chat completion with the
-//! extensions the gateway sets: `ModelGroup`, `Arc<ChatRequest>`,
-//! `Deadline`) and drives the response future — and for streams the body —
+//! extensions the gateway sets: `ModelGroup`, `Deadline`; the body carries
+//! its parsed view) and drives the response future — and for streams the body —
 //! to its end with a no-op waker: the inner service answers at once, so this
 //! measures the layer, not a runtime.
 //!
@@ -41,7 +41,7 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
     let Ok(chat) = ChatRequest::parse(Bytes::from_static(body)) else {
         unreachable!("the bench's request parses")
     };
-    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
+    let mut request = Request::new(RequestBody::from_chat(chat));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = http::Uri::from_static("/v1/chat/completions");
     request.headers_mut().insert(
@@ -50,7 +50,6 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
     );
     let extensions = request.extensions_mut();
     extensions.insert(ModelGroup(Arc::from("demo")));
-    extensions.insert(Arc::new(chat));
     extensions.insert(Deadline::after(Duration::from_secs(600)));
     request
 }

@@ -58,14 +58,10 @@ pub(crate) struct Resumer<S, H, C> {
 }
 
 impl<S, H, C> Resumer<S, H, C> {
-    /// The client's request, parsed: the extension the caller put there, or
-    /// the body read through [`ChatRequest`].
-    fn chat(&self) -> Option<Arc<ChatRequest>> {
-        if let Some(chat) = self.request.extensions().get::<Arc<ChatRequest>>() {
-            return Some(chat.clone());
-        }
-        let bytes = self.request.body().bytes()?.clone();
-        ChatRequest::parse(bytes).ok().map(Arc::new)
+    /// The client's request, parsed: the view its body carries, else the
+    /// body parsed now (and kept parsed for the next continuation).
+    fn chat(&mut self) -> Option<Arc<ChatRequest>> {
+        self.request.body_mut().parse_chat().cloned()
     }
 }
 
@@ -130,9 +126,8 @@ where
             "fallback: the stream broke after content; asking for a continuation"
         );
         let mut request = self.request.clone();
-        *request.body_mut() = RequestBody::new(body.bytes().clone());
+        request.body_mut().set_chat(body);
         request.extensions_mut().insert(ModelGroup(group));
-        request.extensions_mut().insert(body);
         let mut service = self.service.clone();
         Some(Box::pin(async move {
             let ready = service.ready().await.map_err(Into::into)?;

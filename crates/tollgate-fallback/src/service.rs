@@ -11,7 +11,7 @@ use http_body::Body;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
 use tollgate_core::extensions::{AllowedGroups, Deadline, ModelGroup, RequestFallbacks};
-use tollgate_core::{BoxError, ChatRequest, Redactor, RequestBody};
+use tollgate_core::{BoxError, Redactor, RequestBody};
 use tower_service::Service;
 
 use crate::answer::{none_available, past_deadline};
@@ -37,11 +37,11 @@ pub(crate) struct Shared<H, C> {
 /// # Requests
 ///
 /// The request's [`ModelGroup`] extension names the group the client asked
-/// for (without one, the model of its `Arc<ChatRequest>` extension; without
-/// either, the request passes through with no cascade). Each attempt gets a
-/// clone of the request with its own `ModelGroup`; a continuation also gets
-/// a new body and `Arc<ChatRequest>`, with the text already sent as an
-/// assistant message at the end.
+/// for (without one, the model of the parsed request its
+/// [`RequestBody`] carries; without either, the request passes through with
+/// no cascade). Each attempt gets a clone of the request with its own
+/// `ModelGroup`; a continuation also gets a new body, with the text already
+/// sent as an assistant message at the end.
 ///
 /// # Clone
 ///
@@ -110,7 +110,7 @@ where
         // What a broken stream's error event is redacted with.
         let redactor = extensions.get::<Redactor>().cloned();
         let named = extensions.get::<ModelGroup>().map(|group| group.0.clone());
-        let chat = extensions.get::<Arc<ChatRequest>>();
+        let chat = request.body().chat();
         let stream = chat.is_none_or(|chat| chat.stream());
         let Some(origin) = named
             .clone()

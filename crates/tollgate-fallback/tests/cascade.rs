@@ -3,13 +3,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use tokio::time::Instant;
 use tollgate_core::extensions::{AttemptedFallbacks, ModelGroup};
-use tollgate_core::{ErrorClass, Failure, Scope, TimeoutKind};
+use tollgate_core::{ErrorClass, Failure, RequestBody, Scope, TimeoutKind};
 use tollgate_fallback::{
     FallbackConfig, FallbackConfigBuilder, FallbackLayer, GaveUp, Health, StopReason,
 };
@@ -440,9 +439,9 @@ async fn a_request_without_a_group_passes_through() {
     let upstream = Upstream::new().script("", vec![unavailable()]);
     let mut request = request("a", false);
     request.extensions_mut().remove::<ModelGroup>();
-    request
-        .extensions_mut()
-        .remove::<Arc<tollgate_core::ChatRequest>>();
+    // A plain body: no parsed request names a model either.
+    let bytes = request.body().bytes().cloned().unwrap_or_default();
+    *request.body_mut() = RequestBody::new(bytes);
     let layer = layer(FallbackConfig::builder().default_fallbacks(["z"]));
     let error = layer
         .layer(upstream.clone())

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use tollgate_core::extensions::{AllowedGroups, AttemptedFallbacks, ModelGroup, RequestFallbacks};
-use tollgate_core::{BoxError, ChatRequest, RequestBody};
+use tollgate_core::{BoxError, RequestBody};
+use tollgate_fallback::ATTEMPTED_FALLBACKS;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -57,10 +58,10 @@ impl<S> Hedge<S> {
     /// The group to hedge `request` with and how long to wait first, if it
     /// is a stream of a hedged group that has learned its first tokens.
     fn plan(&self, request: &Request<RequestBody>) -> Option<(Arc<str>, Arc<str>, Duration)> {
-        let extensions = request.extensions();
-        if !extensions.get::<Arc<ChatRequest>>()?.stream() {
+        if !request.body().chat()?.stream() {
             return None;
         }
+        let extensions = request.extensions();
         let group = &extensions.get::<ModelGroup>()?.0;
         let to = hedge_target(self.plans.get(group)?, extensions.get())?;
         if let Some(AllowedGroups(allowed)) = extensions.get::<AllowedGroups>()
@@ -140,16 +141,19 @@ where
     }
 }
 
-/// Counts the win; the answer says one fallback was made to get it.
+/// Counts the win; the answer says one fallback was made to get it (its
+/// extension and its header, as the cascade writes them).
 fn hedge_won<B>(metrics: &Metrics, group: &str, mut response: Response<B>) -> Response<B> {
     metrics.hedge(group, "won");
     let made = response
         .extensions()
         .get::<AttemptedFallbacks>()
-        .map_or(0, |f| f.0);
+        .map_or(0, |f| f.0)
+        .saturating_add(1);
+    response.extensions_mut().insert(AttemptedFallbacks(made));
     response
-        .extensions_mut()
-        .insert(AttemptedFallbacks(made.saturating_add(1)));
+        .headers_mut()
+        .insert(ATTEMPTED_FALLBACKS, HeaderValue::from(made));
     response
 }
 

@@ -33,6 +33,10 @@ use tollgate_providers::{Protocol, Provider};
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
+mod headers;
+
+pub(crate) use headers::RATE_LIMIT_PREFIX;
+
 /// Anthropic's stream translation.
 type AnthropicStream = <Anthropic as Protocol>::Stream;
 /// Azure's stream translation.
@@ -118,7 +122,8 @@ impl Body for ProviderBody {
 /// chosen for it (the [`Deployment`] request extension) — over HTTP or to the
 /// mock provider — under that deployment's deadlines, and turns every
 /// upstream failure into `Err(Failure)`, so the layers above see a success or
-/// a classified error, never an error status.
+/// a classified error, never an error status. Of an answer's headers, only
+/// those on the [allow-list](headers::allowed) go up.
 #[derive(Clone, Debug)]
 pub(crate) struct ProviderService {
     client: UpstreamClient,
@@ -143,7 +148,7 @@ impl Service<Request<RequestBody>> for ProviderService {
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let deployment = request.extensions().get::<Arc<Deployment>>().cloned();
-        let chat = request.extensions().get::<Arc<ChatRequest>>().cloned();
+        let chat = request.body().chat().cloned();
         let as_sent = request.extensions().get::<NativeRequest>().cloned();
         let deadline = request.extensions().get::<Deadline>().map(|d| d.0);
         let client = self.client.clone();
@@ -157,6 +162,8 @@ impl Service<Request<RequestBody>> for ProviderService {
             };
             call_provider(client, &deployment, &chat, as_sent, deadline)
                 .await
+                // The one place the upstream's headers are filtered.
+                .map(headers::allow_listed)
                 .map_err(BoxError::from)
         })
     }

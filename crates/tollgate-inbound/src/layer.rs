@@ -22,8 +22,8 @@ use crate::protocol::Protocol;
 ///
 /// The inner service is the whole chat stack — retries, breakers,
 /// fallbacks, limits, cost — so every request of `P` gets what a chat
-/// request gets. It takes a `Request<RequestBody>` carrying the parsed
-/// [`ChatRequest`] as an `Arc<ChatRequest>` extension (as the gateway's
+/// request gets. It takes a `Request<RequestBody>` whose body is the chat
+/// request, carrying its parsed [`ChatRequest`] view (as the gateway's
 /// layers expect), and answers an OpenAI `chat.completion` or an SSE stream
 /// of chunks; its failures are `Err`s holding a classified
 /// [`Failure`](tollgate_core::Failure), which the service passes on
@@ -145,8 +145,8 @@ where
                 message_count: chat.message_count(),
             });
         }
-        let body = RequestBody::new(chat.bytes().clone());
-        parts.extensions.insert(chat);
+        // Below, the body is the chat request, carrying its parsed view.
+        let body = RequestBody::from_chat(chat);
         ResponseFuture::new(self.inner.call(Request::from_parts(parts, body)))
     }
 }

@@ -27,12 +27,10 @@ fn anthropic(stream: bool) -> Request<RequestBody> {
 #[tokio::test]
 async fn the_inner_service_gets_the_chat_request_and_its_view() {
     let chat = service_fn(|request: Request<RequestBody>| async move {
-        let view = request
-            .extensions()
-            .get::<Arc<ChatRequest>>()
-            .cloned()
-            .unwrap();
+        let view = request.body().chat().cloned().unwrap();
         assert_eq!(request.body().bytes(), Some(view.bytes()));
+        // One source of truth: no copy of the request travels beside it.
+        assert!(request.extensions().get::<Arc<ChatRequest>>().is_none());
         assert!(view.stream() && view.include_usage());
         // The Anthropic request as written travels beside it.
         let native = request.extensions().get::<NativeRequest>().unwrap();
@@ -72,12 +70,9 @@ async fn a_request_translated_before_goes_on_as_it_is() {
     )
     .unwrap();
     let inner = service_fn(|request: Request<RequestBody>| async move {
-        let view = request
-            .extensions()
-            .get::<Arc<ChatRequest>>()
-            .cloned()
-            .unwrap();
+        let view = request.body().chat().cloned().unwrap();
         assert_eq!(view.model(), "routed");
+        assert!(request.extensions().get::<Arc<ChatRequest>>().is_none());
         let answer = json!({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]});
         Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(answer.to_string()))))
     });

@@ -9,8 +9,9 @@
 //! 1. **rpm** — requests per minute, by GCRA ([`gcra`]): a key with rpm 60
 //!    may send 60 at once, then one per second;
 //! 2. **tpm** — tokens per minute, GCRA over tokens: the request reserves
-//!    its estimate ([`estimate_tokens`]: `max_tokens`, else body length /
-//!    4) and the reservation is reconciled with the real usage when the
+//!    its estimate ([`estimate_tokens`]: from the parsed request a core
+//!    `RequestBody` carries, `max_tokens`, else its length / 4) and the
+//!    reservation is reconciled with the real usage when the
 //!    response ends;
 //! 3. **max_parallel** — requests in flight at once; the permit is held
 //!    until the response body ends or is dropped, or the inner call fails;

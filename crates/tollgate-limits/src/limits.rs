@@ -1,9 +1,10 @@
 //! [`KeyLimits`] and [`Budget`]: who is limited, and how.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_core::ChatRequest;
+use tollgate_core::RequestBody;
 use tollgate_core::extensions::KeyName;
 
 /// Limits a request counts against besides its key's — its team's, its
@@ -214,13 +215,18 @@ impl BudgetWindow {
 }
 
 /// The tokens a request is expected to use, reserved against its key's tpm
-/// limit: the `Arc<ChatRequest>` extension's `max_tokens` (or
-/// `max_completion_tokens`), else its body length / 4 (rounded up), else 0.
+/// limit: the parsed request's `max_tokens` (or `max_completion_tokens`),
+/// else its length / 4 (rounded up); 0 without a parsed request (a body
+/// that is not core's [`RequestBody`] carrying its view).
 ///
 /// The reservation is reconciled with the real usage when the response
 /// ends (see [`UsageReport`](tollgate_core::extensions::UsageReport)).
-pub fn estimate_tokens(extensions: &http::Extensions) -> u64 {
-    let Some(chat) = extensions.get::<Arc<ChatRequest>>() else {
+pub fn estimate_tokens<B: 'static>(request: &http::Request<B>) -> u64 {
+    // The limits wrap any body; only core's carries the parsed request.
+    let chat = (request.body() as &dyn Any)
+        .downcast_ref::<RequestBody>()
+        .and_then(RequestBody::chat);
+    let Some(chat) = chat else {
         return 0;
     };
     chat.max_tokens()
@@ -230,6 +236,7 @@ pub fn estimate_tokens(extensions: &http::Extensions) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tollgate_core::ChatRequest;
 
     #[test]
     fn windows_are_aligned_to_the_epoch() {
@@ -251,13 +258,18 @@ mod tests {
 
     #[test]
     fn the_estimate_prefers_max_tokens() {
-        let mut ext = http::Extensions::new();
-        assert_eq!(estimate_tokens(&ext), 0);
         let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-        ext.insert(Arc::new(ChatRequest::parse(body.into()).unwrap()));
-        assert_eq!(estimate_tokens(&ext), (body.len() as u64).div_ceil(4));
+        // Not parsed (nor parsable by this layer): no estimate.
+        assert_eq!(estimate_tokens(&http::Request::new(body)), 0);
+        let plain = RequestBody::new(body.into());
+        assert_eq!(estimate_tokens(&http::Request::new(plain)), 0);
+        let parsed = RequestBody::from_chat(ChatRequest::parse(body.into()).unwrap());
+        assert_eq!(
+            estimate_tokens(&http::Request::new(parsed)),
+            (body.len() as u64).div_ceil(4)
+        );
         let body = r#"{"model":"m","max_tokens":70,"messages":[{"role":"user","content":"hi"}]}"#;
-        ext.insert(Arc::new(ChatRequest::parse(body.into()).unwrap()));
-        assert_eq!(estimate_tokens(&ext), 70);
+        let parsed = RequestBody::from_chat(ChatRequest::parse(body.into()).unwrap());
+        assert_eq!(estimate_tokens(&http::Request::new(parsed)), 70);
     }
 }

@@ -62,6 +62,7 @@ impl<S, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
+    ReqB: 'static,
 {
     type Response = Response<crate::ResponseBody<ResB>>;
     type Error = BoxError;
@@ -87,7 +88,7 @@ where
             return ResponseFuture::unlimited(self.inner.call(request));
         }
         let tokens = match subjects.iter().any(|limits| limits.tpm.is_some()) {
-            true => estimate_tokens(request.extensions()),
+            true => estimate_tokens(&request),
             false => 0,
         };
         let settles = subjects

@@ -123,9 +123,12 @@ async fn the_rejection_is_a_classified_failure() {
 #[tokio::test(start_paused = true)]
 async fn requests_without_limits_pass_untouched() {
     let (service, upstream) = setup();
-    let response = send(&service, http::Request::new(String::new()))
-        .await
-        .unwrap();
+    let response = send(
+        &service,
+        http::Request::new(tollgate_core::RequestBody::default()),
+    )
+    .await
+    .unwrap();
     assert!(
         response
             .headers()

@@ -60,7 +60,7 @@ async fn parallel_2_admits_2_and_rejects_the_third_until_a_body_is_dropped() {
 async fn a_failed_call_gives_its_permit_back() {
     let limits = Arc::new(KeyLimits::new("alias").max_parallel(1));
     let layer = RateLimitLayer::new(Arc::new(MemoryStore::new()));
-    let service = layer.layer(service_fn(|_: Request<String>| async {
+    let service = layer.layer(service_fn(|_: Request<tollgate_core::RequestBody>| async {
         Err::<Response<Full<Bytes>>, BoxError>("connection refused".into())
     }));
     for _ in 0..3 {
@@ -72,7 +72,8 @@ async fn a_failed_call_gives_its_permit_back() {
 #[tokio::test(start_paused = true)]
 async fn a_call_dropped_before_the_answer_gives_its_permit_back() {
     let limits = Arc::new(KeyLimits::new("alias").max_parallel(1));
-    let (upstream, mut handle) = mock::pair::<Request<String>, Response<Full<Bytes>>>();
+    let (upstream, mut handle) =
+        mock::pair::<Request<tollgate_core::RequestBody>, Response<Full<Bytes>>>();
     let layer = RateLimitLayer::new(Arc::new(MemoryStore::new()));
     let mut service = layer.layer(upstream);
 

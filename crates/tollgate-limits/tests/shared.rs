@@ -12,7 +12,10 @@ use common::{chat, limited, rejection, request, send, send_and_finish};
 use http::Request;
 use tollgate_limits::{Budget, KeyLimits, Limit, ManualClock, MemoryStore, SharedLimits};
 
-fn with_shared(mut request: Request<String>, shared: &[&Arc<KeyLimits>]) -> Request<String> {
+fn with_shared(
+    mut request: Request<tollgate_core::RequestBody>,
+    shared: &[&Arc<KeyLimits>],
+) -> Request<tollgate_core::RequestBody> {
     let shared = shared.iter().map(|limits| Arc::clone(limits)).collect();
     request
         .extensions_mut()

@@ -113,7 +113,12 @@ fn json(body: &Bytes) -> Response<Chunks> {
 }
 
 fn layer() -> OpenRouterLayer {
-    OpenRouterLayer::new(OpenRouterConfig::new().api_key("sk-or-v1-bench")).unwrap()
+    OpenRouterLayer::new(
+        OpenRouterConfig::new()
+            .api_key("sk-or-v1-bench")
+            .build()
+            .unwrap(),
+    )
 }
 
 fn request() -> Request<()> {

@@ -3,6 +3,10 @@
 use std::fmt;
 
 use serde::Deserialize;
+use tollgate_core::{Valid, Validate};
+
+use crate::error::InvalidConfig;
+use crate::request::Prepare;
 
 /// OpenRouter's API base, used unless the configuration names another.
 pub const DEFAULT_API_BASE: &str = "https://openrouter.ai/api/v1";
@@ -24,6 +28,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 ///     .x_title("Example gateway");
 /// // The key never shows in debug output.
 /// assert!(!format!("{config:?}").contains("0123456789"));
+/// // Checked once, where it is loaded: the layer's `new` cannot fail.
+/// let config = config.build().expect("a valid configuration");
+/// let layer = tollgate_openrouter::OpenRouterLayer::new(config);
+/// # let _ = layer;
+/// assert!(OpenRouterConfig::new().max_body_bytes(0).build().is_err());
 /// ```
 ///
 /// There is no switch for OpenRouter's own `models` fallback list: the layer
@@ -86,6 +95,32 @@ impl OpenRouterConfig {
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
         self
+    }
+}
+
+impl OpenRouterConfig {
+    /// The configuration, checked once (where it is loaded): what
+    /// [`OpenRouterLayer::new`](crate::OpenRouterLayer::new) takes.
+    ///
+    /// # Errors
+    ///
+    /// When the base URL is not an absolute `http`/`https` URL, a header
+    /// value (the key included) cannot go in a header, or `max_body_bytes`
+    /// is zero.
+    pub fn build(self) -> Result<Valid<Self>, InvalidConfig> {
+        Valid::new(self)
+    }
+}
+
+impl Validate for OpenRouterConfig {
+    type Error = InvalidConfig;
+
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.max_body_bytes == 0 {
+            return Err(InvalidConfig::MaxBodyBytes);
+        }
+        // What the layer will encode, encoded once to see that it can be.
+        Prepare::new(self).map(drop)
     }
 }
 

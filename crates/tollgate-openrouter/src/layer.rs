@@ -2,19 +2,20 @@
 
 use std::sync::Arc;
 
+use tollgate_core::Valid;
 use tower::Layer;
 
 use crate::classify::OpenRouterClassifier;
 use crate::config::OpenRouterConfig;
-use crate::error::InvalidConfig;
 use crate::request::Prepare;
 use crate::service::OpenRouter;
 
 /// Applies [`OpenRouter`] to a service: OpenRouter's requests and quirks on
 /// one side, OpenAI's shape and Tollgate's error classes on the other.
 ///
-/// The configuration is validated and encoded (base URL, header values) once,
-/// here; every service the layer makes shares it.
+/// The configuration is validated where it is loaded ([`Valid`]) and encoded
+/// (base URL, header values) once, here; every service the layer makes
+/// shares it.
 #[derive(Debug, Clone)]
 pub struct OpenRouterLayer {
     shared: Arc<Shared>,
@@ -29,24 +30,16 @@ pub(crate) struct Shared {
 }
 
 impl OpenRouterLayer {
-    /// A layer for `config`.
-    ///
-    /// # Errors
-    ///
-    /// When the base URL is not an absolute `http`/`https` URL, a header
-    /// value (the key included) cannot go in a header, or `max_body_bytes`
-    /// is zero.
-    pub fn new(config: OpenRouterConfig) -> Result<Self, InvalidConfig> {
-        if config.max_body_bytes == 0 {
-            return Err(InvalidConfig::MaxBodyBytes);
-        }
-        Ok(OpenRouterLayer {
+    /// A layer for `config`, checked where it was loaded (see
+    /// [`OpenRouterConfig::build`]).
+    pub fn new(config: Valid<OpenRouterConfig>) -> Self {
+        OpenRouterLayer {
             shared: Arc::new(Shared {
-                prepare: Prepare::new(&config)?,
+                prepare: Prepare::encode(&config),
                 classifier: OpenRouterClassifier::new(),
                 max_body_bytes: config.max_body_bytes,
             }),
-        })
+        }
     }
 
     /// Classifies with `classifier` (to inject its clock, say).
@@ -59,6 +52,19 @@ impl OpenRouterLayer {
     /// streams with the same one.
     pub fn classifier(&self) -> &OpenRouterClassifier {
         &self.shared.classifier
+    }
+}
+
+impl Default for OpenRouterLayer {
+    /// OpenRouter's public API, no key, no attribution headers.
+    fn default() -> Self {
+        OpenRouterLayer {
+            shared: Arc::new(Shared {
+                prepare: Prepare::public_api(),
+                classifier: OpenRouterClassifier::new(),
+                max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            }),
+        }
     }
 }
 

@@ -65,8 +65,8 @@
 //!     };
 //!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(body.as_bytes()))))
 //! });
-//! let service = OpenRouterLayer::new(OpenRouterConfig::new().api_key("sk-or-v1-demo"))?
-//!     .layer(upstream);
+//! let config = OpenRouterConfig::new().api_key("sk-or-v1-demo").build()?;
+//! let service = OpenRouterLayer::new(config).layer(upstream);
 //!
 //! // A success, in OpenAI's shape.
 //! let request = Request::post("/chat/completions").body(Full::new(Bytes::new()))?;

@@ -4,6 +4,8 @@ use http::header::{AUTHORIZATION, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Uri};
 
+use tollgate_core::Valid;
+
 use crate::config::OpenRouterConfig;
 use crate::error::InvalidConfig;
 
@@ -41,6 +43,27 @@ pub(crate) struct Prepare {
 }
 
 impl Prepare {
+    /// The encoding of a configuration that passed its check.
+    pub(crate) fn encode(config: &Valid<OpenRouterConfig>) -> Self {
+        // `Validate` ran `Prepare::new` on this very configuration.
+        Prepare::new(config).unwrap_or_else(|_| unreachable!("a valid configuration encodes"))
+    }
+
+    /// OpenRouter's public API ([`DEFAULT_API_BASE`]), with no headers.
+    ///
+    /// [`DEFAULT_API_BASE`]: crate::DEFAULT_API_BASE
+    pub(crate) fn public_api() -> Self {
+        Prepare {
+            scheme: Scheme::HTTPS,
+            authority: Authority::from_static("openrouter.ai"),
+            base_path: "/api/v1".to_owned(),
+            authorization: None,
+            http_referer: None,
+            x_title: None,
+        }
+    }
+
+    /// Checks and encodes `config`.
     pub(crate) fn new(config: &OpenRouterConfig) -> Result<Self, InvalidConfig> {
         let uri: Uri = config
             .api_base
@@ -129,7 +152,13 @@ mod tests {
     use super::*;
 
     fn prepare(config: OpenRouterConfig) -> Prepare {
-        Prepare::new(&config).unwrap()
+        Prepare::encode(&config.build().unwrap())
+    }
+
+    #[test]
+    fn the_public_api_is_the_default_configuration_encoded() {
+        let default = format!("{:?}", prepare(OpenRouterConfig::new()));
+        assert_eq!(format!("{:?}", Prepare::public_api()), default);
     }
 
     #[test]

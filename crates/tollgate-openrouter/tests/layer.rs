@@ -94,9 +94,10 @@ async fn readiness_is_the_inner_services_and_requests_are_prepared() {
             .api_base("http://127.0.0.1:9/api/v1")
             .api_key("sk-or-v1-secret")
             .http_referer("https://gateway.example")
-            .x_title("Gateway"),
-    )
-    .unwrap();
+            .x_title("Gateway")
+            .build()
+            .unwrap(),
+    );
     let (mut service, mut handle) =
         mock::spawn_layer::<Request<&'static str>, Response<Chunks>, _>(layer);
 
@@ -175,12 +176,12 @@ async fn inner_errors_keep_their_classification_or_gain_one() {
 
 #[test]
 fn complete_bodies_are_bounded() {
-    let layer = OpenRouterLayer::new(OpenRouterConfig::new().max_body_bytes(16)).unwrap();
+    let layer = OpenRouterLayer::new(OpenRouterConfig::new().max_body_bytes(16).build().unwrap());
     let body = chunks(&[b"{\"id\":\"0123456789\",", b"\"choices\":[]}"]);
     let failure = failure(serve_with(layer, response(StatusCode::OK, &[JSON], body)));
     assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
     assert_eq!(failure.subkind(), Some("response_too_large"));
-    assert!(OpenRouterLayer::new(OpenRouterConfig::new().max_body_bytes(0)).is_err());
+    assert!(OpenRouterConfig::new().max_body_bytes(0).build().is_err());
 }
 
 #[test]

@@ -50,7 +50,10 @@
 //! error, whose source is the attempt's error, so `Failure::from_error`
 //! still finds its class. Each retry carries an
 //! [`Attempt`](tollgate_core::extensions::Attempt) extension counting on from
-//! the request's own.
+//! the request's own, and the attempts of a request that may be retried
+//! share a
+//! [`TriedDeployments`](tollgate_core::extensions::TriedDeployments), so that
+//! a balancer below sends a retry to a deployment not tried yet.
 //!
 //! # Example
 //!

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tollgate_core::BoxError;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
-use tollgate_core::extensions::{Attempt, Deadline};
+use tollgate_core::extensions::{Attempt, Deadline, TriedDeployments};
 use tower_service::Service;
 
 use crate::budget::RetryBudget;
@@ -98,12 +98,17 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.shared.budget.deposit();
         if self.shared.policy.max_retries() == 0 {
             // No failure can be retried: keep neither a copy of the request
             // nor a service.
             return ResponseFuture::new(self.inner.call(request), None, self.shared.clone());
+        }
+        // What the attempts tried, for whatever picks a deployment below
+        // (one an outer layer made is kept).
+        if request.extensions().get::<TriedDeployments>().is_none() {
+            request.extensions_mut().insert(TriedDeployments::default());
         }
         let extensions = request.extensions();
         let deadline = extensions.get::<Deadline>().map(|deadline| deadline.0);

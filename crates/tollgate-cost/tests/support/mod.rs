@@ -115,7 +115,7 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub body: Bytes,
-    /// The `Arc<ChatRequest>` extension it got, if any.
+    /// The parsed view its body carried, if any.
     pub chat: Option<Arc<ChatRequest>>,
 }
 
@@ -193,7 +193,7 @@ pub async fn run(
             async move {
                 *seen.lock().unwrap() = Some(Seen {
                     body: request.body().bytes().cloned().unwrap_or_default(),
-                    chat: request.extensions().get::<Arc<ChatRequest>>().cloned(),
+                    chat: request.body().chat().cloned(),
                 });
                 let (status, content_type, body) = match answer {
                     Answer::Json(status, body) => (

@@ -120,7 +120,7 @@ pub struct Call {
     pub body: Bytes,
     /// The content of the last message, when it is the assistant's.
     pub prefill: Option<String>,
-    /// The `Arc<ChatRequest>` extension matched the body.
+    /// The body's parsed view matched its bytes.
     pub chat_matches_body: bool,
 }
 
@@ -178,8 +178,8 @@ impl Service<Request<RequestBody>> for Upstream {
             .unwrap_or_default();
         let body = request.body().bytes().cloned().unwrap_or_default();
         let chat_matches_body = request
-            .extensions()
-            .get::<Arc<ChatRequest>>()
+            .body()
+            .chat()
             .is_some_and(|chat| *chat.bytes() == body);
         let prefill = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -276,12 +276,11 @@ pub fn request(group: &str, stream: bool) -> Request<RequestBody> {
     );
     let chat = ChatRequest::parse(Bytes::from(body)).unwrap();
     let mut request = Request::post("/v1/chat/completions")
-        .body(RequestBody::new(chat.bytes().clone()))
+        .body(RequestBody::from_chat(chat))
         .unwrap();
     request
         .extensions_mut()
         .insert(ModelGroup(Arc::from(group)));
-    request.extensions_mut().insert(Arc::new(chat));
     request
 }
 

@@ -137,10 +137,12 @@ pub(super) fn build(
             if let Some(key) = &deployment.api_key {
                 or = or.api_key(key.expose());
             }
-            let layer = OpenRouterLayer::new(or).map_err(|e| BuildError {
+            // Checked here, once, at config load.
+            let or = or.build().map_err(|e| BuildError {
                 path: path("api_base"),
                 message: e.to_string(),
             })?;
+            let layer = OpenRouterLayer::new(or);
             DeploymentProvider::OpenRouter(Box::new(OpenRouterDeployment {
                 service: layer.layer(client.clone()),
                 headers: extra_headers(deployment, &path)?,

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use tollgate_balance::ResolvedGroup;
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::extensions::{
     AllowedGroups, AttemptedFallbacks, AttemptedRetries, Deadline, KeyName, ModelGroup, RequestId,
     Target,
 };
 use tollgate_core::{ChatRequest, ErrorClass, Failure, Redactor, RequestBody, RequestFallbacks};
-use tollgate_cost::{RESPONSE_COST_HEADER, RequestTally};
+use tollgate_cost::RequestTally;
 use tollgate_fallback::{ATTEMPTED_FALLBACKS, GaveUp as FallbackGaveUp};
 use tollgate_limits::{Limit, RateLimited};
 use tollgate_retry::{ATTEMPTED_RETRIES, GaveUp as RetryGaveUp};
@@ -24,6 +25,7 @@ use super::shape::Shape;
 use crate::access_log::AccessLog;
 use crate::grace::GracePeriod;
 use crate::keys::Principal;
+use crate::provider::RATE_LIMIT_PREFIX;
 use crate::response::GatewayBody;
 
 const X_MODEL_GROUP: HeaderName = HeaderName::from_static("x-tollgate-model-group");
@@ -273,19 +275,24 @@ where
         .check(group.name(), chat.operation())
         .map_err(|f| (f.into(), None))?;
     let body_fallbacks = body_fallbacks(app, &chat, &principal).map_err(|f| (f.into(), None))?;
-    let chat = Arc::new(chat);
-    let mut request = Request::new(RequestBody::new(chat.bytes().clone()));
+    let stream = chat.stream();
+    // The body carries the parsed request: the layers read it there.
+    let mut request = Request::new(RequestBody::from_chat(chat));
     if let Some(fallbacks) = body_fallbacks {
         request.extensions_mut().insert(fallbacks);
     }
     request
         .extensions_mut()
         .insert(ModelGroup(group.name().clone()));
-    if chat.stream() {
+    // Resolved here once: the balancer picks from this group, not another
+    // lookup of its name.
+    request
+        .extensions_mut()
+        .insert(ResolvedGroup(Arc::clone(group)));
+    if stream {
         // For the cascade, which writes a broken stream's error event.
         request.extensions_mut().insert(redactor.clone());
     }
-    request.extensions_mut().insert(chat);
     request
         .extensions_mut()
         .insert(RequestId(log.request_id.clone()));
@@ -328,36 +335,19 @@ where
             }
             None => (Failure::from_error(&*error).into(), Attempts::of(&*error)),
         })?;
+    // The layers' own headers (the cost, the attempts, the key's rate
+    // limits) are on the response already; their extensions are for the log.
+    log.retries = response
+        .extensions()
+        .get::<AttemptedRetries>()
+        .map_or(0, |r| r.0);
+    log.fallbacks = response
+        .extensions()
+        .get::<AttemptedFallbacks>()
+        .map_or(0, |f| f.0);
     let target = response.extensions().get::<Target>().cloned();
-    let cost = response.headers().get(RESPONSE_COST_HEADER).cloned();
-    // Upstream text: redacted like an error message.
-    let rate_limits: Vec<(HeaderName, HeaderValue)> = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-"))
-        .filter_map(|(name, value)| Some((name.clone(), redactor.header(value.clone())?)))
-        .collect();
-    let retries = response.extensions().get::<AttemptedRetries>().copied();
-    let fallbacks = response.extensions().get::<AttemptedFallbacks>().copied();
     let mut response = wrap_success::<S>(response, &app.grace, redactor, deadline);
-    log.retries = retries.map_or(0, |r| r.0);
-    log.fallbacks = fallbacks.map_or(0, |f| f.0);
-    if let Some(cost) = cost {
-        response.headers_mut().insert(RESPONSE_COST_HEADER, cost);
-    }
-    response.headers_mut().extend(rate_limits);
-    if let Some(AttemptedRetries(retries)) = retries {
-        response
-            .headers_mut()
-            .insert(ATTEMPTED_RETRIES, count_value(retries));
-    }
-    if let Some(AttemptedFallbacks(fallbacks)) = fallbacks {
-        response
-            .headers_mut()
-            .insert(ATTEMPTED_FALLBACKS, count_value(fallbacks));
-    }
     if let Some(target) = target {
-        log.deployment = Some(target.deployment_id.clone());
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&target.model_group) {
             headers.insert(X_MODEL_GROUP, value);
@@ -365,6 +355,7 @@ where
         if let Ok(value) = HeaderValue::from_str(&target.deployment_id) {
             headers.insert(X_DEPLOYMENT, value);
         }
+        log.deployment = Some(target.deployment_id);
     }
     Ok(response)
 }
@@ -388,7 +379,7 @@ fn wrap_success<S: Shape>(
     } else {
         body
     };
-    let mut response = with_upstream_headers(&parts, body, redactor);
+    let mut response = for_client(parts, body, redactor);
     if stream {
         response
             .headers_mut()
@@ -397,29 +388,46 @@ fn wrap_success<S: Shape>(
     response
 }
 
-/// A response with the upstream's status and content type (redacted), and
-/// nothing else of its headers: they may name internal hosts, set cookies
-/// or carry the provider's own ids.
-fn with_upstream_headers(
-    parts: &http::response::Parts,
+/// The stack's answer as the client gets it: its status (a success; an
+/// error status that came through as one is sent as 200) and its headers —
+/// the few of the upstream's that the provider let through, redacted like
+/// an error message, and the layers' own.
+fn for_client(
+    mut parts: http::response::Parts,
     body: GatewayBody,
     redactor: &Redactor,
 ) -> Response<GatewayBody> {
-    let mut response = Response::new(body);
-    // Room for every header the gateway adds (the cost, the attempts, the
-    // group and deployment, the rate limits, the request id): growing the
-    // map on the way costs more than all the inserts.
-    *response.headers_mut() = http::HeaderMap::with_capacity(16);
-    *response.status_mut() = if parts.status.is_success() {
-        parts.status
-    } else {
-        StatusCode::OK
-    };
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| redactor.header(value.clone()))
+    if !parts.status.is_success() {
+        parts.status = StatusCode::OK;
+    }
+    let headers = &mut parts.headers;
+    // The gateway's body decides the length (a deadline may end it early):
+    // hyper frames it from the body, never from a length declared below.
+    headers.remove(CONTENT_LENGTH);
+    let content_type = headers
+        .remove(CONTENT_TYPE)
+        .and_then(|value| redactor.header(value))
         .unwrap_or(HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(CONTENT_TYPE, content_type);
-    response
+    headers.insert(CONTENT_TYPE, content_type);
+    redact_rate_limits(headers, redactor);
+    Response::from_parts(parts, body)
+}
+
+/// Redacts the `x-ratelimit-*` headers in place (an upstream's pass the
+/// allow-list); one that cannot be made safe is dropped.
+fn redact_rate_limits(headers: &mut http::HeaderMap, redactor: &Redactor) {
+    let mut unsafe_names = Vec::new();
+    for (name, value) in headers.iter_mut() {
+        if !name.as_str().starts_with(RATE_LIMIT_PREFIX) {
+            continue;
+        }
+        let upstream = std::mem::replace(value, HeaderValue::from_static(""));
+        match redactor.header(upstream) {
+            Some(redacted) => *value = redacted,
+            None => unsafe_names.push(name.clone()),
+        }
+    }
+    for name in unsafe_names {
+        headers.remove(name);
+    }
 }

@@ -3,6 +3,7 @@
 //! asks for), and how the stack's answers and failures reach the client.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -26,8 +27,8 @@ pub(crate) trait Shape {
     /// must serve.
     fn parse(&self, bytes: Bytes) -> Result<ChatRequest, Failure>;
 
-    /// Runs the request (a chat request, with its parsed view attached)
-    /// through the stack; `sent` is the body as the client sent it.
+    /// Runs the request (its body a chat request, carrying its parsed
+    /// view) through the stack; `sent` is the body as the client sent it.
     fn call(
         stack: Stack,
         request: Request<RequestBody>,
@@ -99,7 +100,7 @@ impl Shape for Messages {
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
         // The layer takes the Anthropic request as its body (the chat view
         // beside it), to pass it on to Anthropic untouched.
-        let request = request.map(|_| RequestBody::new(sent));
+        let request = inbound_request(request, sent);
         InboundLayer::<Messages>::new()
             .layer(stack)
             .oneshot(request)
@@ -129,7 +130,7 @@ impl Shape for Responses {
         request: Request<RequestBody>,
         sent: Bytes,
     ) -> impl Future<Output = Result<Response<Self::Body>, BoxError>> + Send {
-        let request = request.map(|_| RequestBody::new(sent));
+        let request = inbound_request(request, sent);
         InboundLayer::<Responses>::new()
             .layer(stack)
             .oneshot(request)
@@ -142,4 +143,16 @@ impl Shape for Responses {
     fn error_response(failure: &Failure) -> Response<GatewayBody> {
         <Responses as Protocol>::error_response(failure)
     }
+}
+
+/// The request an [`InboundLayer`] takes: the route's own body as the
+/// client sent it, and the chat request it was already translated into (to
+/// route it) as an `Arc<ChatRequest>` extension, which the layer makes the
+/// body of the request below it.
+fn inbound_request(request: Request<RequestBody>, sent: Bytes) -> Request<RequestBody> {
+    let (mut parts, body) = request.into_parts();
+    if let Some(chat) = body.chat() {
+        parts.extensions.insert(Arc::clone(chat));
+    }
+    Request::from_parts(parts, RequestBody::new(sent))
 }

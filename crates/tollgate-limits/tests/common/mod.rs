@@ -10,12 +10,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use tollgate_core::extensions::UsageReport;
-use tollgate_core::{BoxError, ChatRequest};
+use tollgate_core::{BoxError, ChatRequest, RequestBody};
 use tollgate_limits::{Clock, KeyLimits, RateLimitLayer, RateLimited, ResponseBody, Store};
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceExt, service_fn};
 
-pub type Limited = BoxCloneService<Request<String>, Response<ResponseBody<Full<Bytes>>>, BoxError>;
+pub type Limited =
+    BoxCloneService<Request<RequestBody>, Response<ResponseBody<Full<Bytes>>>, BoxError>;
 
 /// What the fake upstream does: counts calls and reports usage into the
 /// request's `UsageReport`, as the gateway's cost glue would.
@@ -41,7 +42,7 @@ impl Upstream {
 pub fn limited(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> (Limited, Arc<Upstream>) {
     let upstream = Arc::new(Upstream::default());
     let seen = upstream.clone();
-    let inner = service_fn(move |request: Request<String>| {
+    let inner = service_fn(move |request: Request<RequestBody>| {
         let upstream = seen.clone();
         async move {
             upstream.calls.fetch_add(1, Ordering::SeqCst);
@@ -62,37 +63,40 @@ pub fn limited(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> (Limited, Arc<Up
 }
 
 /// A request for the key with `limits`.
-pub fn request(limits: &Arc<KeyLimits>) -> Request<String> {
-    let mut request = Request::new(String::new());
+pub fn request(limits: &Arc<KeyLimits>) -> Request<RequestBody> {
+    let mut request = Request::new(RequestBody::default());
     request.extensions_mut().insert(limits.clone());
     request
 }
 
 /// A chat request for the key with `limits`, asking for `max_tokens`.
-pub fn chat(limits: &Arc<KeyLimits>, max_tokens: Option<u64>) -> Request<String> {
+pub fn chat(limits: &Arc<KeyLimits>, max_tokens: Option<u64>) -> Request<RequestBody> {
     let body = match max_tokens {
         Some(max) => format!(
             r#"{{"model":"m","max_tokens":{max},"messages":[{{"role":"user","content":"hi"}}]}}"#
         ),
         None => r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#.to_owned(),
     };
-    let chat = ChatRequest::parse(Bytes::from(body.clone())).unwrap();
-    let mut request = Request::new(body);
+    // The request carries its parsed view, as the gateway's does.
+    let chat = ChatRequest::parse(Bytes::from(body)).unwrap();
+    let mut request = Request::new(RequestBody::from_chat(chat));
     request.extensions_mut().insert(limits.clone());
-    request.extensions_mut().insert(Arc::new(chat));
     request
 }
 
 /// Sends a request; the response, with its body still unread.
 pub async fn send(
     service: &Limited,
-    request: Request<String>,
+    request: Request<RequestBody>,
 ) -> Result<Response<ResponseBody<Full<Bytes>>>, BoxError> {
     service.clone().oneshot(request).await
 }
 
 /// Sends a request and reads its body to the end (settling it).
-pub async fn send_and_finish(service: &Limited, request: Request<String>) -> Result<(), BoxError> {
+pub async fn send_and_finish(
+    service: &Limited,
+    request: Request<RequestBody>,
+) -> Result<(), BoxError> {
     use http_body_util::BodyExt;
     let response = send(service, request).await?;
     response

@@ -24,9 +24,13 @@ pub fn now() -> SystemTime {
 }
 
 pub fn layer() -> OpenRouterLayer {
-    OpenRouterLayer::new(OpenRouterConfig::new().api_key("sk-or-v1-test"))
-        .unwrap()
-        .with_classifier(OpenRouterClassifier::new().with_clock(now))
+    OpenRouterLayer::new(
+        OpenRouterConfig::new()
+            .api_key("sk-or-v1-test")
+            .build()
+            .unwrap(),
+    )
+    .with_classifier(OpenRouterClassifier::new().with_clock(now))
 }
 
 pub fn fixtures() -> PathBuf {
