@@ -187,6 +187,18 @@ async fn call_provider(
         let left = deadline.saturating_duration_since(Instant::now());
         timeouts.total = Some(timeouts.total.map_or(left, |total| total.min(left)));
     }
+    if let Some(native) = as_sent.as_ref().filter(|n| n.api == NativeApi::OpenAiResponses) {
+        // A Responses request: as written to a deployment that serves the
+        // API itself; refused by one served through chat when it continues
+        // a stored response.
+        if crate::native_responses::serves(deployment, chat, native) {
+            return crate::native_responses::call(client, deployment, chat, native, timeouts, timings)
+                .await;
+        }
+        if tollgate_inbound::responses::names_previous_response(&native.body) {
+            return Err(tollgate_inbound::responses::stateless_refusal());
+        }
+    }
     match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {
             let mut request = upstream_request(deployment, chat)?;
@@ -316,7 +328,7 @@ async fn call_provider(
 /// The request a deployment gets: the client's body with the model name the
 /// deployment knows, and the gateway's own headers — none of the client's
 /// (its key, cookies, hop-by-hop headers) go upstream.
-fn upstream_request(
+pub(crate) fn upstream_request(
     deployment: &Deployment,
     chat: &ChatRequest,
 ) -> Result<Request<RequestBody>, Failure> {
@@ -350,7 +362,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An error status becomes a classified failure; the (small) error body is
 /// read, bounded, to refine the class (context window, content policy...).
-async fn reject_errors(
+pub(crate) async fn reject_errors(
     response: Response<ProviderBody>,
 ) -> Result<Response<ProviderBody>, Failure> {
     let classifier = OpenAiClassifier::new();

@@ -13,20 +13,22 @@ use tollgate_testkit::{Reply, Upstream, openai};
 const MASTER_KEY: &str = "sk-tollgate-inbound-test-master-key";
 
 /// `primary` (falling back to `backup`) and `solo`, OpenAI-compatible, with
-/// LiteLLM's prices per token.
+/// LiteLLM's prices per token. Not `openai/`: OpenAI's own API gets
+/// `/v1/responses` as written (`tests/responses.rs`), these the chat
+/// bridge.
 fn config(primary: &Upstream, backup: &Upstream, ledger: &std::path::Path) -> String {
     format!(
         "model_list:
   - model_name: primary
     litellm_params:
-      model: openai/primary-model
+      model: custom_openai/primary-model
       api_base: {primary}/v1
       api_key: os.environ/KEY
       input_cost_per_token: 0.000002
       output_cost_per_token: 0.00001
   - model_name: backup
     litellm_params:
-      model: openai/backup-model
+      model: custom_openai/backup-model
       api_base: {backup}/v1
       api_key: os.environ/KEY
       input_cost_per_token: 0.000001

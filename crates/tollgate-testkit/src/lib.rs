@@ -65,6 +65,7 @@ pub mod openai;
 mod record;
 mod redis;
 mod reply;
+pub mod responses;
 mod upstream;
 pub mod vertex;
 
