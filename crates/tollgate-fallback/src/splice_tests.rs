@@ -219,7 +219,10 @@ fn a_responses_stream_commits_at_its_first_output_and_ends_with_its_own_last_eve
     assert!(!splicer.committed());
     splicer.push(Bytes::from(added.clone() + &delta));
     assert!(splicer.committed());
-    assert!(!splicer.continuable(), "no prefill continues a Responses stream");
+    assert!(
+        !splicer.continuable(),
+        "no prefill continues a Responses stream"
+    );
     splicer.push(Bytes::from(completed.clone()));
     splicer.end();
     assert!(splicer.take_break().is_none());
@@ -244,7 +247,10 @@ fn a_responses_stream_cut_or_failed_after_its_first_output_breaks() {
     let mut splicer = Splicer::new(OpenAiEos::default(), true);
     splicer.push(Bytes::from(
         typed("response.created", r#""sequence_number":0"#)
-            + &typed("error", r#""code":"server_error","message":"boom","sequence_number":1"#),
+            + &typed(
+                "error",
+                r#""code":"server_error","message":"boom","sequence_number":1"#,
+            ),
     ));
     match splicer.take_break() {
         Some(Break::BeforeContent(failure)) => {

@@ -187,13 +187,18 @@ async fn call_provider(
         let left = deadline.saturating_duration_since(Instant::now());
         timeouts.total = Some(timeouts.total.map_or(left, |total| total.min(left)));
     }
-    if let Some(native) = as_sent.as_ref().filter(|n| n.api == NativeApi::OpenAiResponses) {
+    if let Some(native) = as_sent
+        .as_ref()
+        .filter(|n| n.api == NativeApi::OpenAiResponses)
+    {
         // A Responses request: as written to a deployment that serves the
         // API itself; refused by one served through chat when it continues
         // a stored response.
         if crate::native_responses::serves(deployment, chat, native) {
-            return crate::native_responses::call(client, deployment, chat, native, timeouts, timings)
-                .await;
+            return crate::native_responses::call(
+                client, deployment, chat, native, timeouts, timings,
+            )
+            .await;
         }
         if tollgate_inbound::responses::names_previous_response(&native.body) {
             return Err(tollgate_inbound::responses::stateless_refusal());

@@ -213,7 +213,10 @@ impl Body for GatewayBody {
             *this.grace = None;
             // Dropping the stream settles its attempts; the event is all
             // that is left to send.
-            let event = this.kind.as_mut().error_event(&crate::grace::shutdown_failure());
+            let event = this
+                .kind
+                .as_mut()
+                .error_event(&crate::grace::shutdown_failure());
             this.kind.set(Kind::Full { data: Some(event) });
             if let Some(log) = this.log.as_mut() {
                 log.shutdown = true;

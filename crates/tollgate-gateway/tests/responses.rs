@@ -127,7 +127,9 @@ impl Setup {
         let logs = call(
             &self.client,
             "GET",
-            &self.gateway.url(&format!("/spend/logs?model={model}&limit=100")),
+            &self
+                .gateway
+                .url(&format!("/spend/logs?model={model}&limit=100")),
             "",
             &[("authorization", bearer.as_str())],
         )
@@ -193,7 +195,10 @@ async fn an_openai_answer_passes_through_byte_for_byte_at_its_exact_cost() {
     // OpenAI's `/v1/responses`, with the deployment's key.
     let sent = &s.openai.requests()[0];
     assert_eq!(sent.uri.path(), "/v1/responses");
-    assert_eq!(sent.headers["authorization"], format!("Bearer {UPSTREAM_KEY}"));
+    assert_eq!(
+        sent.headers["authorization"],
+        format!("Bearer {UPSTREAM_KEY}")
+    );
     let mut expected = request(false);
     expected["model"] = json!("gpt-4.1");
     assert_eq!(sent.json(), expected);
@@ -248,7 +253,10 @@ async fn an_azure_deployment_gets_the_request_at_its_responses_api_and_passes_it
     assert_eq!(sent.headers["api-key"], UPSTREAM_KEY);
     assert!(!sent.headers.contains_key("authorization"));
     assert_eq!(sent.json()["model"], "gpt-4o-prod");
-    assert_eq!(sent.json()["include"], json!(["reasoning.encrypted_content"]));
+    assert_eq!(
+        sent.json()["include"],
+        json!(["reasoning.encrypted_content"])
+    );
 }
 
 #[tokio::test]
@@ -269,7 +277,10 @@ async fn a_passed_through_stream_cut_mid_answer_ends_failed_as_the_same_response
         ["error", "response.failed"],
         "never a clean end: {text}"
     );
-    assert_eq!(names.iter().filter(|n| **n == "response.created").count(), 1);
+    assert_eq!(
+        names.iter().filter(|n| **n == "response.created").count(),
+        1
+    );
     let (error, failed) = (&got[5].1, &got[6].1);
     assert_eq!(error["type"], "error");
     assert_eq!(error["sequence_number"], 5);
@@ -336,7 +347,8 @@ async fn a_503_openai_primary_falls_back_to_a_bridged_deployment_which_gets_chat
 #[tokio::test]
 async fn previous_response_id_goes_to_openai_and_is_refused_by_a_bridged_group() {
     let s = setup().await;
-    s.openai.push(Reply::json(200, responses::completed("Again", usage())));
+    s.openai
+        .push(Reply::json(200, responses::completed("Again", usage())));
     let mut body = request(false);
     body["previous_response_id"] = json!("resp_earlier");
     let answer = s.responses(&body).await;
@@ -392,8 +404,11 @@ async fn a_stream_the_gateway_cuts_ends_with_error_and_response_failed_of_the_sa
     let mut s = setup_with_grace(Duration::from_millis(300)).await;
     let gate = Gate::new();
     let native = responses::events(&["before-the-cut", "never-sent"], usage());
-    s.openai
-        .push(responses::stream(&native[..5]).wait(&gate).raw(wire(&native[5..])));
+    s.openai.push(
+        responses::stream(&native[..5])
+            .wait(&gate)
+            .raw(wire(&native[5..])),
+    );
     let chunks = openai::chunks(&["bridged-before-the-cut", "never-sent"]);
     s.compat.push(
         Reply::sse()
@@ -409,7 +424,10 @@ async fn a_stream_the_gateway_cuts_ends_with_error_and_response_failed_of_the_sa
         ("authorization", bearer.as_str()),
     ];
     let mut streams = Vec::new();
-    for (model, needle) in [("gpt", "before-the-cut"), ("compat", "bridged-before-the-cut")] {
+    for (model, needle) in [
+        ("gpt", "before-the-cut"),
+        ("compat", "bridged-before-the-cut"),
+    ] {
         let mut body = request(true);
         body["model"] = json!(model);
         let response = send(
@@ -438,7 +456,11 @@ async fn a_stream_the_gateway_cuts_ends_with_error_and_response_failed_of_the_sa
             1,
             "{text}"
         );
-        assert_eq!(names[names.len() - 2..], ["error", "response.failed"], "{text}");
+        assert_eq!(
+            names[names.len() - 2..],
+            ["error", "response.failed"],
+            "{text}"
+        );
         let created = &got[0].1["response"]["id"];
         let (error, failed) = (&got[got.len() - 2].1, &got[got.len() - 1].1);
         let message = error["message"].as_str().unwrap();

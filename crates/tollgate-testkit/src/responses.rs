@@ -152,7 +152,7 @@ pub fn event(name: &str, data: &Value) -> String {
 
 /// A reply streaming `events` (from [`events`]), one body frame each.
 pub fn stream(events: &[(String, Value)]) -> Reply {
-    events
-        .iter()
-        .fold(Reply::sse(), |reply, (name, data)| reply.raw(event(name, data)))
+    events.iter().fold(Reply::sse(), |reply, (name, data)| {
+        reply.raw(event(name, data))
+    })
 }

@@ -304,8 +304,21 @@ mod tests {
         }
         assert!(eos.classify_eos().is_ok());
         let mut eos = OpenAiEos::default();
-        assert!(eos.wants(format!("event: response.incomplete\ndata: {}\n\n", completed.replace("completed", "incomplete")).as_bytes()));
-        assert_eq!(eos.classify_event(&Event::new(completed.replace("response.completed", "response.incomplete"))), None);
+        assert!(
+            eos.wants(
+                format!(
+                    "event: response.incomplete\ndata: {}\n\n",
+                    completed.replace("completed", "incomplete")
+                )
+                .as_bytes()
+            )
+        );
+        assert_eq!(
+            eos.classify_event(&Event::new(
+                completed.replace("response.completed", "response.incomplete")
+            )),
+            None
+        );
         assert!(eos.classify_eos().is_ok());
         // Without its last event, a Responses stream was cut.
         assert!(OpenAiEos::default().classify_eos().is_err());

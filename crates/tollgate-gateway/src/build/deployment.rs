@@ -167,8 +167,8 @@ pub(super) fn build(
             DeploymentProvider::Http(Arc::new(endpoint))
         }
     };
-    let openai_responses = matches!(provider, DeploymentProvider::Http(_))
-        && deployment.provider == Provider::OpenAi;
+    let openai_responses =
+        matches!(provider, DeploymentProvider::Http(_)) && deployment.provider == Provider::OpenAi;
     Ok(Deployment {
         target,
         breaker_enabled,

@@ -12,10 +12,10 @@
 //! state (see [`to_chat_stateful`]).
 
 mod answer;
-mod request;
-mod stream;
 #[cfg(test)]
 mod native_tests;
+mod request;
+mod stream;
 #[cfg(test)]
 mod tests;
 

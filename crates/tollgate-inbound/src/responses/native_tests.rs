@@ -30,12 +30,25 @@ fn response(status: &str) -> Value {
 
 /// The start of a stream: created, in progress, a message item and one delta.
 fn start() -> String {
-    typed(0, "response.created", json!({"response": response("in_progress")}))
-        + &typed(1, "response.in_progress", json!({"response": response("in_progress")}))
-        + &typed(2, "response.output_item.added", json!({"output_index": 0,
-            "item": {"type": "message", "id": "msg_up", "role": "assistant", "content": []}}))
-        + &typed(3, "response.output_text.delta", json!({"item_id": "msg_up",
-            "output_index": 0, "content_index": 0, "delta": "Hel"}))
+    typed(
+        0,
+        "response.created",
+        json!({"response": response("in_progress")}),
+    ) + &typed(
+        1,
+        "response.in_progress",
+        json!({"response": response("in_progress")}),
+    ) + &typed(
+        2,
+        "response.output_item.added",
+        json!({"output_index": 0,
+            "item": {"type": "message", "id": "msg_up", "role": "assistant", "content": []}}),
+    ) + &typed(
+        3,
+        "response.output_text.delta",
+        json!({"item_id": "msg_up",
+            "output_index": 0, "content_index": 0, "delta": "Hel"}),
+    )
 }
 
 fn request(stream: bool) -> Request<RequestBody> {
@@ -80,7 +93,11 @@ async fn a_native_answer_and_stream_pass_through_untouched() {
     let bytes = answered.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes, answer);
 
-    let completed = typed(4, "response.completed", json!({"response": response("completed")}));
+    let completed = typed(
+        4,
+        "response.completed",
+        json!({"response": response("completed")}),
+    );
     let whole = start() + &completed;
     // Split inside events: passed on whole, unchanged, nothing added.
     let pieces = whole
@@ -120,7 +137,10 @@ async fn a_native_stream_ended_early_fails_as_the_same_response_numbered_on() {
         assert_eq!(failed["model"], "gpt-4.1");
         assert_eq!(failed["created_at"], 1741476542);
         assert_eq!(failed["status"], "failed");
-        assert!(!text.contains("\"error\":{\"message\""), "no chat error event: {text}");
+        assert!(
+            !text.contains("\"error\":{\"message\""),
+            "no chat error event: {text}"
+        );
     }
 }
 
@@ -138,11 +158,20 @@ async fn a_cut_ends_a_bridged_or_native_stream_without_a_second_start() {
     assert!(body.frame().await.is_none(), "nothing after the cut");
     let got = events(&[first, rest].concat());
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names.iter().filter(|n| **n == "response.created").count(), 1);
+    assert_eq!(
+        names.iter().filter(|n| **n == "response.created").count(),
+        1
+    );
     assert_eq!(names[names.len() - 2..], ["error", "response.failed"]);
-    let numbers: Vec<u64> = got.iter().map(|(_, d)| d["sequence_number"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = got
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
-    assert_eq!(got.last().unwrap().1["response"]["id"], got[0].1["response"]["id"]);
+    assert_eq!(
+        got.last().unwrap().1["response"]["id"],
+        got[0].1["response"]["id"]
+    );
 
     // Native: the upstream's response, numbered on.
     let mut body = std::pin::pin!(ResponseBody::native_stream(
@@ -176,7 +205,9 @@ fn previous_response_id_is_for_a_stateful_deployment_to_take() {
         json!({"model": "m", "input": "x"}),
         json!({"model": "m", "input": "x", "previous_response_id": null}),
     ] {
-        assert!(!super::names_previous_response(without.to_string().as_bytes()));
+        assert!(!super::names_previous_response(
+            without.to_string().as_bytes()
+        ));
     }
     let refusal = super::stateless_refusal();
     assert_eq!(refusal.class(), ErrorClass::BadRequest);

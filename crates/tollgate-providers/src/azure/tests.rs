@@ -239,7 +239,10 @@ fn a_responses_request_goes_to_the_resource_s_responses_api_as_written() {
             "https://res.openai.azure.com/openai/responses?api-version=2025-04-01-preview",
         ),
         (None, "https://res.openai.azure.com/openai/v1/responses"),
-        (Some("v1"), "https://res.openai.azure.com/openai/v1/responses"),
+        (
+            Some("v1"),
+            "https://res.openai.azure.com/openai/v1/responses",
+        ),
         (
             Some("preview"),
             "https://res.openai.azure.com/openai/v1/responses?api-version=preview",
@@ -257,7 +260,10 @@ fn a_responses_request_goes_to_the_resource_s_responses_api_as_written() {
         assert_eq!(head.uri, url);
         assert_eq!(head.headers["api-key"], "azure-key-0123456789");
         assert!(!head.headers.contains_key("authorization"));
-        assert_eq!(body, r#"{"model":"gpt-4o-prod","input":"Hi","store":false}"#);
+        assert_eq!(
+            body,
+            r#"{"model":"gpt-4o-prod","input":"Hi","store":false}"#
+        );
     }
     // A configured deployment names the model; a body without one is refused.
     let mut head = head();
