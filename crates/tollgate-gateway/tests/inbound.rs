@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestGateway, call, client};
+use common::{TestGateway, call, client, named_events as events};
 use serde_json::{Value, json};
 use tollgate_testkit::{Reply, Upstream, openai};
 
@@ -117,26 +117,6 @@ fn anthropic_request(model: &str, stream: bool) -> Value {
     json!({"model": model, "max_tokens": 256, "stream": stream,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": "Say hello"}]})
-}
-
-/// The named events of an SSE body.
-fn events(body: &[u8]) -> Vec<(String, Value)> {
-    String::from_utf8_lossy(body)
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|event| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in event.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap_or(Value::String(d.to_owned()));
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 fn stream_of(parts: &[&str]) -> Reply {

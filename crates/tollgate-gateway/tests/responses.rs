@@ -12,8 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, call, client, send};
-use http_body_util::BodyExt;
+use common::{TestGateway, call, client, named_events as events, read_to_end, read_until, send};
 use serde_json::{Value, json};
 use tollgate_testkit::{Gate, Reply, Upstream, openai, responses};
 
@@ -137,26 +136,6 @@ impl Setup {
         .json();
         logs["data"].as_array().unwrap().clone()
     }
-}
-
-/// The named events of an SSE body.
-fn events(body: &[u8]) -> Vec<(String, Value)> {
-    String::from_utf8_lossy(body)
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|event| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in event.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap_or(Value::String(d.to_owned()));
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 /// The stream's wire bytes, as OpenAI sends them.
@@ -370,29 +349,6 @@ async fn previous_response_id_goes_to_openai_and_is_refused_by_a_bridged_group()
             .contains("previous_response_id")
     );
     assert!(s.compat.requests().is_empty());
-}
-
-/// Reads `body` until `needle` has arrived.
-async fn read_until(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>, needle: &str) {
-    while !String::from_utf8_lossy(seen).contains(needle) {
-        let frame = body
-            .frame()
-            .await
-            .expect("the stream ended before the expected event")
-            .expect("the stream failed");
-        if let Ok(data) = frame.into_data() {
-            seen.extend_from_slice(&data);
-        }
-    }
-}
-
-/// Reads `body` to its end.
-async fn read_to_end(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>) {
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("the stream ends cleanly").into_data() {
-            seen.extend_from_slice(&data);
-        }
-    }
 }
 
 /// The end of the shutdown's grace period cuts a stream: the gateway's
