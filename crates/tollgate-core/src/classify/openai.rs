@@ -83,9 +83,7 @@ impl ClassifyEos for OpenAiEos {
         // text in a content delta cannot fake.
         contains(raw_event, b"[DONE]")
             || contains(raw_event, b"\"error\"")
-            || contains(raw_event, b"\"response.completed\"")
-            || contains(raw_event, b"\"response.incomplete\"")
-            || contains(raw_event, b"\"response.failed\"")
+            || ends_a_response(raw_event)
     }
 
     fn classify_event(&mut self, event: &Event) -> Option<Failure> {
@@ -153,6 +151,19 @@ fn responses_failure(error: Option<&Value>) -> Failure {
         .and_then(status_from_code)
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     classify_error_object(status, &HeaderMap::new(), error, SystemTime::now())
+}
+
+/// Whether a raw event names a Responses stream's last event (the string
+/// `"response.completed"`, `"response.incomplete"` or `"response.failed"`):
+/// one search for their common start, so that a chat chunk costs one.
+fn ends_a_response(raw_event: &[u8]) -> bool {
+    const START: &[u8] = b"\"response.";
+    memchr::memmem::find_iter(raw_event, START).any(|at| {
+        let rest = &raw_event[at + START.len()..];
+        [&b"completed\""[..], b"incomplete\"", b"failed\""]
+            .iter()
+            .any(|end| rest.starts_with(end))
+    })
 }
 
 /// Whether `needle` occurs in `haystack`. Every watched stream event goes
@@ -320,6 +331,12 @@ mod tests {
             None
         );
         assert!(eos.classify_eos().is_ok());
+        // Its other events are not even parsed.
+        let delta = r#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","sequence_number":4,"delta":"response."}
+
+"#;
+        assert!(!OpenAiEos::default().wants(delta.as_bytes()));
         // Without its last event, a Responses stream was cut.
         assert!(OpenAiEos::default().classify_eos().is_err());
     }
