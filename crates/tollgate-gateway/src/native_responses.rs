@@ -2,7 +2,8 @@
 //! itself: the client's request goes as written (the deployment's model in
 //! place of the group's), and the answer — JSON, or the typed events
 //! `response.created` … `response.completed` — comes back untouched, marked
-//! [`NativeAnswer`] for `tollgate-inbound` to pass on. The layers above read
+//! [`NativeAnswer`](tollgate_core::extensions::NativeAnswer) for
+//! `tollgate-inbound` to pass on. The layers above read
 //! it as they read chat: the classifier knows a Responses stream's last
 //! event and its `error` / `response.failed`, the cascade commits at its
 //! first output, cost reads its `usage`.
@@ -16,15 +17,13 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, Uri};
-use tollgate_core::extensions::{NativeAnswer, NativeApi, NativeRequest};
+use http::{Request, Uri};
+use tollgate_core::extensions::{NativeApi, NativeRequest};
 use tollgate_core::{ChatRequest, ErrorClass, Failure, RequestBody};
-use tower_service::Service;
 
 use crate::deadlines::Timeouts;
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
 use crate::learned::StreamTimings;
-use crate::provider::{ProviderBody, reject_errors, upstream_request};
 use crate::upstream::UpstreamClient;
 
 /// Whether `deployment` takes `native`, a Responses request as written; a
@@ -40,39 +39,42 @@ pub(crate) fn serves(deployment: &Deployment, chat: &ChatRequest, native: &Nativ
         }
 }
 
-/// Sends `native` to the deployment (one [`serves`]) under `timeouts`; its
-/// answer, marked [`NativeAnswer`], or the classified failure.
-pub(crate) async fn call(
-    mut client: UpstreamClient,
+/// The request that sends `native` to the deployment (one [`serves`])
+/// under `timeouts`, made from `request` (the gateway's upstream request
+/// for the attempt), and the client to send it with. Its answer is the
+/// Responses API's own: the caller marks it
+/// [`NativeAnswer`](tollgate_core::extensions::NativeAnswer).
+pub(crate) fn request(
+    client: UpstreamClient,
     deployment: &Deployment,
     chat: &ChatRequest,
     native: &NativeRequest,
+    request: Request<RequestBody>,
     timeouts: Timeouts,
     timings: Option<&Arc<StreamTimings>>,
-) -> Result<Response<ProviderBody>, Failure> {
+) -> Result<(UpstreamClient, Request<RequestBody>), Failure> {
     let target = &deployment.target;
     let model =
         crate::routing::upstream_model(&target.model_group, &target.upstream_model, chat.model());
-    // The gateway's own headers and the target, as any upstream request.
-    let request = upstream_request(deployment, chat)?;
     let (mut head, _) = request.into_parts();
-    let body = match &deployment.provider {
+    let (client, body) = match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {
             head.uri = Uri::from_static("/responses");
             head.extensions.insert(Arc::clone(endpoint));
-            native.with_model(model).ok_or_else(|| {
+            let body = native.with_model(model).ok_or_else(|| {
                 Failure::new(
                     ErrorClass::BadRequest,
                     "the request body must be a JSON object with a `model`",
                 )
-            })?
+            })?;
+            (client, body)
         }
         DeploymentProvider::Native(service) => match &**service {
+            // Sent by the pooled client itself, not through the chat
+            // translation: the answer is not chat.
             NativeDeployment::Azure(azure) => {
                 let body = azure.protocol().responses(&mut head, native, model)?;
-                // Sent by the pooled client itself: the answer is not chat.
-                client = azure.get_ref().clone();
-                body
+                (azure.get_ref().clone(), body)
             }
             _ => return Err(not_served()),
         },
@@ -82,16 +84,7 @@ pub(crate) async fn call(
     if let Some(timings) = timings {
         head.extensions.insert(Arc::clone(timings));
     }
-    let request = Request::from_parts(head, RequestBody::new(body));
-    let response = client
-        .call(request)
-        .await
-        .map_err(|error| Failure::from_error(&*error))?;
-    let mut response = reject_errors(response.map(|body| ProviderBody::Http { body })).await?;
-    response
-        .extensions_mut()
-        .insert(NativeAnswer(NativeApi::OpenAiResponses));
-    Ok(response)
+    Ok((client, Request::from_parts(head, RequestBody::new(body))))
 }
 
 fn not_served() -> Failure {

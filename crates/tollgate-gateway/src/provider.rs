@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
+use tollgate_core::extensions::{Deadline, NativeAnswer, NativeApi, NativeRequest};
 use tollgate_core::{
     BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
 };
@@ -195,10 +195,20 @@ async fn call_provider(
         // API itself; refused by one served through chat when it continues
         // a stored response.
         if crate::native_responses::serves(deployment, chat, native) {
-            return crate::native_responses::call(
-                client, deployment, chat, native, timeouts, timings,
-            )
-            .await;
+            let request = upstream_request(deployment, chat)?;
+            let (mut client, request) = crate::native_responses::request(
+                client, deployment, chat, native, request, timeouts, timings,
+            )?;
+            let response = client
+                .call(request)
+                .await
+                .map_err(|error| Failure::from_error(&*error))?;
+            let mut response =
+                reject_errors(response.map(|body| ProviderBody::Http { body })).await?;
+            response
+                .extensions_mut()
+                .insert(NativeAnswer(NativeApi::OpenAiResponses));
+            return Ok(response);
         }
         if tollgate_inbound::responses::names_previous_response(&native.body) {
             return Err(tollgate_inbound::responses::stateless_refusal());
@@ -333,7 +343,7 @@ async fn call_provider(
 /// The request a deployment gets: the client's body with the model name the
 /// deployment knows, and the gateway's own headers — none of the client's
 /// (its key, cookies, hop-by-hop headers) go upstream.
-pub(crate) fn upstream_request(
+fn upstream_request(
     deployment: &Deployment,
     chat: &ChatRequest,
 ) -> Result<Request<RequestBody>, Failure> {
@@ -367,7 +377,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An error status becomes a classified failure; the (small) error body is
 /// read, bounded, to refine the class (context window, content policy...).
-pub(crate) async fn reject_errors(
+async fn reject_errors(
     response: Response<ProviderBody>,
 ) -> Result<Response<ProviderBody>, Failure> {
     let classifier = OpenAiClassifier::new();
