@@ -2,10 +2,13 @@
 Anthropic Python SDK on `/v1/messages` (streaming and not, tool use) in
 front of an OpenAI-compatible model group and an Anthropic one, and the
 OpenAI SDK's `client.responses.create` on `/v1/responses` (streaming and
-not).
+not): passed through to an `openai/` group's own Responses API, and bridged
+through chat for an OpenAI-compatible one.
 
 The upstreams are fakes on loopback: a small scripted server below speaking
 OpenAI's chat completions (shapes from OpenAI's API reference, "Chat") and
+OpenAI's Responses API (reference "Responses" → "The response object" and
+"Streaming events", https://platform.openai.com/docs/api-reference/responses),
 Anthropic's Messages API (reference "Messages" and "Streaming Messages",
 https://docs.anthropic.com/en/api/messages and
 https://docs.anthropic.com/en/docs/build-with-claude/streaming), and the
@@ -19,7 +22,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import ROOT, start_fake_upstream, start_gateway
+from conftest import ROOT, assert_response_cost, start_fake_upstream, start_gateway
 
 MASTER_KEY = "sk-tollgate-inbound-python-master-key"
 UPSTREAM_KEY = "sk-upstream-inbound-python-key-0123456789"
@@ -89,6 +92,49 @@ def openai_answer(request):
     return "text/event-stream", sse(events) + "data: [DONE]\n\n"
 
 
+def responses_answer(request):
+    """OpenAI's own Responses API: a response object, or its typed events
+    (each named, with its `type` and `sequence_number`, the last
+    `response.completed`, no `[DONE]`)."""
+    usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": 4, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": 15}
+    text = "Sunny in Paris."
+    item = {"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+    def response(status, output, usage):
+        return {"id": "resp_fake", "object": "response", "created_at": 1741476542,
+                "status": status, "error": None, "incomplete_details": None,
+                "instructions": request.get("instructions"), "model": "gpt-4.1-2025-04-14",
+                "output": output, "parallel_tool_calls": True,
+                "previous_response_id": request.get("previous_response_id"),
+                "store": True, "temperature": 1.0, "text": {"format": {"type": "text"}},
+                "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
+                "usage": usage, "metadata": {}}
+
+    if not request.get("stream"):
+        return "application/json", json.dumps(response("completed", [item], usage))
+    part = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
+    events = [
+        ("response.created", {"response": response("in_progress", [], None)}),
+        ("response.in_progress", {"response": response("in_progress", [], None)}),
+        ("response.output_item.added", {"output_index": 0, "item": dict(
+            item, status="in_progress", content=[])}),
+        ("response.content_part.added", dict(part, part={
+            "type": "output_text", "text": "", "annotations": []})),
+        ("response.output_text.delta", dict(part, delta="Sunny ", logprobs=[])),
+        ("response.output_text.delta", dict(part, delta="in Paris.", logprobs=[])),
+        ("response.output_text.done", dict(part, text=text, logprobs=[])),
+        ("response.content_part.done", dict(part, part=item["content"][0])),
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": response("completed", [item], usage)}),
+    ]
+    numbered = [(name, dict(data, type=name, sequence_number=n))
+                for n, (name, data) in enumerate(events)]
+    return "text/event-stream", sse(numbered)
+
+
 def anthropic_answer(request):
     usage = {"input_tokens": 25, "output_tokens": 15}
     message = {"id": "msg_fake", "type": "message", "role": "assistant",
@@ -111,6 +157,8 @@ class Fake(BaseHTTPRequestHandler):
             kind, text = "application/json", json.dumps({"input_tokens": 42})
         elif self.path.endswith("/chat/completions"):
             kind, text = openai_answer(body)
+        elif self.path.endswith("/v1/responses"):
+            kind, text = responses_answer(body)
         elif self.path.endswith("/messages"):
             kind, text = anthropic_answer(body)
         else:
@@ -140,6 +188,13 @@ def gateway(tmp_path_factory):
         "  - model_name: gpt\n"
         "    litellm_params:\n"
         "      model: openai/fake-gpt\n"
+        f"      api_base: {fake}/v1\n"
+        "      api_key: os.environ/UPSTREAM_KEY\n"
+        "      input_cost_per_token: 0.000001\n"
+        "      output_cost_per_token: 0.000002\n"
+        "  - model_name: gpt-compat\n"
+        "    litellm_params:\n"
+        "      model: custom_openai/fake-gpt\n"
         f"      api_base: {fake}/v1\n"
         "      api_key: os.environ/UPSTREAM_KEY\n"
         "      input_cost_per_token: 0.000001\n"
@@ -251,23 +306,43 @@ def test_anthropic_sdk_errors_are_anthropic_errors(gateway):
         bad.messages.create(model="gpt", max_tokens=10, messages=[{"role": "user", "content": "x"}])
 
 
-def test_openai_sdk_responses(gateway):
-    response = gpt(gateway).responses.create(
-        model="gpt", instructions="Be brief.", input="Weather in Paris?")
+@pytest.mark.parametrize("model", ["gpt", "gpt-compat"])
+def test_openai_sdk_responses(gateway, model):
+    raw = gpt(gateway).responses.with_raw_response.create(
+        model=model, instructions="Be brief.", input="Weather in Paris?")
+    response = raw.parse()
+    path, _, sent = Fake.seen[-1]
+    if model == "gpt":
+        # OpenAI's own Responses API gets the request as written.
+        assert path == "/v1/responses"
+        assert sent == {"model": "fake-gpt", "instructions": "Be brief.",
+                        "input": "Weather in Paris?"}
+        assert response.id == "resp_fake"
+    else:
+        assert path == "/v1/chat/completions"
+        assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert response.status == "completed"
     assert response.output_text == "Sunny in Paris."
     assert response.usage.input_tokens == 11
     assert response.usage.output_tokens == 4
+    # 11 × 0.000001 + 4 × 0.000002, both groups' prices.
+    assert_response_cost(raw, "0.000019", (11, "0.000001"), (4, "0.000002"))
 
 
-def test_openai_sdk_responses_stream(gateway):
-    stream = gpt(gateway).responses.create(model="gpt", input="Weather in Paris?", stream=True)
-    deltas, completed = [], None
+@pytest.mark.parametrize("model", ["gpt", "gpt-compat"])
+def test_openai_sdk_responses_stream(gateway, model):
+    stream = gpt(gateway).responses.create(model=model, input="Weather in Paris?", stream=True)
+    deltas, completed, types = [], None, []
     for event in stream:
+        types.append(event.type)
         if event.type == "response.output_text.delta":
             deltas.append(event.delta)
         elif event.type == "response.completed":
             completed = event.response
+    path = Fake.seen[-1][0]
+    assert path == ("/v1/responses" if model == "gpt" else "/v1/chat/completions")
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert "error" not in types and "response.failed" not in types
     assert "".join(deltas) == "Sunny in Paris."
     assert completed is not None and completed.output_text == "Sunny in Paris."
     assert completed.usage.output_tokens == 4
@@ -276,20 +351,32 @@ def test_openai_sdk_responses_stream(gateway):
 def test_openai_sdk_responses_function_call(gateway):
     tool = {"type": "function", "name": "get_weather", "description": "The weather",
             "parameters": WEATHER["input_schema"]}
-    response = gpt(gateway).responses.create(model="gpt", input="Weather in Paris?", tools=[tool])
+    client = gpt(gateway)
+    response = client.responses.create(model="gpt-compat", input="Weather in Paris?", tools=[tool])
     call = [item for item in response.output if item.type == "function_call"][0]
     assert call.name == "get_weather"
     assert json.loads(call.arguments) == {"city": "Paris"}
-    follow = gpt(gateway).responses.create(
-        model="gpt", tools=[tool],
+    follow = client.responses.create(
+        model="gpt-compat", tools=[tool],
         input=[{"role": "user", "content": "Weather in Paris?"},
                {"type": "function_call", "call_id": call.call_id, "name": call.name,
                 "arguments": call.arguments},
                {"type": "function_call_output", "call_id": call.call_id, "output": "18C"}])
     assert follow.output_text == "Sunny in Paris."
+
+
+def test_openai_sdk_previous_response_id(gateway):
+    # OpenAI keeps the conversation: the id goes to it.
+    follow = gpt(gateway).responses.create(
+        model="gpt", input="And tomorrow?", previous_response_id="resp_fake")
+    assert follow.previous_response_id == "resp_fake"
+    assert Fake.seen[-1][2]["previous_response_id"] == "resp_fake"
+    # A group served through chat keeps none: a clear 400.
+    seen = len(Fake.seen)
     with pytest.raises(openai.BadRequestError) as error:
-        gpt(gateway).responses.create(model="gpt", input="x", previous_response_id="resp_1")
+        gpt(gateway).responses.create(model="gpt-compat", input="x", previous_response_id="resp_1")
     assert "previous_response_id" in str(error.value)
+    assert len(Fake.seen) == seen
 
 
 def test_anthropic_sdk_count_tokens(gateway):

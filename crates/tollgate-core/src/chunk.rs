@@ -35,6 +35,10 @@ pub struct ChunkView<'a> {
     /// Tool calls, refusals, non-text content, several choices or a legacy
     /// completion's text: a prefill of messages cannot continue those.
     pub not_continuable: bool,
+    /// The last event of a stream of OpenAI's Responses API
+    /// (`response.completed`, `response.incomplete`): its clean end, which
+    /// no `[DONE]` follows.
+    pub end: bool,
 }
 
 impl<'a> ChunkView<'a> {
@@ -65,11 +69,34 @@ impl<'de> Visitor<'de> for ChunkVisitor {
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == "choices" {
                 map.next_value_seed(ChoicesSeed(&mut chunk))?;
+            } else if key == "type" {
+                typed_event(&mut chunk, map.next_value::<Loose<'de>>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(chunk)
+    }
+}
+
+/// An event of OpenAI's Responses API, by its `type` (API reference,
+/// "Responses" → "Streaming events"): the events before the first output
+/// are no content, its last one finishes it, and no such stream can be
+/// continued from a prefill of chat messages. A chat chunk has no `type`.
+fn typed_event(chunk: &mut Chunk<'_>, kind: Loose<'_>) {
+    let Loose::Text(kind) = kind else { return };
+    let Some(event) = kind.strip_prefix("response.") else {
+        return;
+    };
+    chunk.not_continuable = true;
+    match event {
+        "created" | "in_progress" | "queued" => {}
+        "completed" | "incomplete" => {
+            chunk.content = true;
+            chunk.finish = true;
+            chunk.end = true;
+        }
+        _ => chunk.content = true,
     }
 }
 

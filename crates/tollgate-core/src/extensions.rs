@@ -155,10 +155,78 @@ pub struct NativeRequest {
     pub message_count: usize,
 }
 
+impl NativeRequest {
+    /// The body with its top-level `model` replaced by `model`, every other
+    /// byte as the client wrote it; `None` when the body is not a JSON
+    /// object with a `model`.
+    pub fn with_model(&self, model: &str) -> Option<bytes::Bytes> {
+        #[derive(serde::Deserialize)]
+        struct View<'a> {
+            #[serde(borrow)]
+            model: Option<&'a serde_json::value::RawValue>,
+        }
+        // serde reads a one-field struct from an array too: an object only.
+        let first = self.body.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return None;
+        }
+        let view: View<'_> = serde_json::from_slice(&self.body).ok()?;
+        let raw = view.model?.get();
+        // The raw value borrows from the body: its address gives its span.
+        let start = raw.as_ptr() as usize - self.body.as_ptr() as usize;
+        let literal = serde_json::to_string(model).ok()?;
+        let mut out = Vec::with_capacity(self.body.len() - raw.len() + literal.len());
+        out.extend_from_slice(&self.body[..start]);
+        out.extend_from_slice(literal.as_bytes());
+        out.extend_from_slice(&self.body[start + raw.len()..]);
+        Some(out.into())
+    }
+}
+
 /// The APIs a [`NativeRequest`] may be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NativeApi {
     /// Anthropic's Messages API.
     AnthropicMessages,
+    /// OpenAI's Responses API (`POST /v1/responses`).
+    OpenAiResponses,
+}
+
+/// A response extension: the answer is in a provider's own API — the
+/// client's [`NativeRequest`] was sent as written and its answer (JSON, or
+/// that API's event stream) comes back untouched — not in chat's shape.
+/// Set by the provider that sent it; an inbound layer of the same API then
+/// passes the answer on instead of translating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeAnswer(pub NativeApi);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_native_body_gets_the_model_and_keeps_every_other_byte() {
+        let native = NativeRequest {
+            api: NativeApi::OpenAiResponses,
+            body: bytes::Bytes::from_static(
+                br#"{"input":"a \"model\": x", "model" : "group","n":{"model":"inner"}}"#,
+            ),
+            message_count: 1,
+        };
+        assert_eq!(
+            native.with_model("gpt-4o").unwrap(),
+            r#"{"input":"a \"model\": x", "model" : "gpt-4o","n":{"model":"inner"}}"#
+        );
+        let without = NativeRequest {
+            body: bytes::Bytes::from_static(br#"{"input":"x"}"#),
+            ..native.clone()
+        };
+        assert_eq!(without.with_model("m"), None);
+        let not_json = NativeRequest {
+            body: bytes::Bytes::from_static(b"[1]"),
+            ..native
+        };
+        assert_eq!(not_json.with_model("m"), None);
+    }
 }

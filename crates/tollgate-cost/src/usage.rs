@@ -93,11 +93,16 @@ pub(crate) struct Reported {
 }
 
 impl Reported {
-    /// Reads a chat-completions body or chunk; `None` when it is not a JSON
-    /// object.
+    /// Reads a chat-completions body or chunk — or an OpenAI Responses
+    /// answer, or the event of its stream that carries the response
+    /// (`response.completed`), whose `usage` is in its `response`; `None`
+    /// when it is not a JSON object.
     pub(crate) fn read(json: &[u8]) -> Option<Reported> {
         let envelope: Envelope<'_> = serde_json::from_slice(json).ok()?;
-        let (usage, cost) = match envelope.usage {
+        let usage = envelope
+            .usage
+            .or_else(|| envelope.response.and_then(|r| r.usage));
+        let (usage, cost) = match usage {
             Some(view) => (view.usage(), view.cost.and_then(read_cost)),
             None => (None, None),
         };
@@ -119,6 +124,17 @@ struct Envelope<'a> {
     choices: Option<Vec<IgnoredAny>>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
+    /// A Responses stream event's response.
+    #[serde(borrow, default)]
+    response: Option<ResponseView<'a>>,
+}
+
+/// The response of a Responses stream event (`response.completed`...): its
+/// usage only (reference "Responses" → "Streaming events").
+#[derive(Deserialize)]
+struct ResponseView<'a> {
+    #[serde(borrow, default)]
+    usage: Option<UsageView<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +365,38 @@ mod tests {
         assert_eq!(Reported::read(br#"{"usage":null}"#).unwrap().usage, None);
         assert!(Reported::read(b"[1]").is_none());
         assert!(Reported::read(b"not json").is_none());
+    }
+
+    /// OpenAI's Responses API: the answer's `usage`, and the one of the
+    /// response a stream's `response.completed` event carries (reference
+    /// "Responses" → "The response object", "Streaming events").
+    #[test]
+    fn reads_responses_usage_from_an_answer_and_its_completed_event() {
+        let usage = r#"{"input_tokens":1200,"input_tokens_details":{"cached_tokens":1024},
+            "output_tokens":300,"output_tokens_details":{"reasoning_tokens":128},"total_tokens":1500}"#;
+        let expected = TokenUsage {
+            prompt_tokens: 1200,
+            completion_tokens: 300,
+            cached_prompt_tokens: 1024,
+            cache_write_tokens: 0,
+            reasoning_tokens: 128,
+            estimated: false,
+        };
+        let answer = format!(
+            r#"{{"id":"resp_1","object":"response","status":"completed","error":null,"output":[],"usage":{usage}}}"#
+        );
+        let reported = Reported::read(answer.as_bytes()).unwrap();
+        assert_eq!(reported.usage, Some(expected));
+        assert!(!reported.error);
+        let completed = format!(
+            r#"{{"type":"response.completed","sequence_number":7,"response":{{"id":"resp_1","error":null,"output":[{{"type":"message"}}],"usage":{usage}}}}}"#
+        );
+        let reported = Reported::read(completed.as_bytes()).unwrap();
+        assert_eq!(reported.usage, Some(expected));
+        assert!(!reported.error);
+        // Earlier events carry a response without usage.
+        let created = r#"{"type":"response.created","response":{"id":"r","usage":null}}"#;
+        assert_eq!(Reported::read(created.as_bytes()).unwrap().usage, None);
     }
 
     #[test]

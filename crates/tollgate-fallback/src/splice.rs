@@ -353,6 +353,13 @@ impl<E: ClassifyEos> Tracker<E> {
         if chunk.not_continuable {
             self.continuable = false;
         }
+        if chunk.end && self.rewrite.is_none() {
+            // A Responses stream's own end: complete as it is.
+            self.phase = Phase::Streaming;
+            self.finished = true;
+            self.done = true;
+            return Action::Forward;
+        }
         match self.phase {
             Phase::Committing | Phase::Streaming if self.rewrite.is_none() => {
                 if chunk.content {

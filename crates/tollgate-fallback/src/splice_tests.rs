@@ -156,3 +156,73 @@ fn common_prefixes_are_counted_in_bytes() {
     assert_eq!(common_prefix("\n", "\n\n"), 1);
     assert_eq!(common_prefix("é", "e"), 0);
 }
+
+/// A stream of OpenAI's Responses API (API reference, "Responses" →
+/// "Streaming events"), one event of each kind the cascade tells apart.
+fn typed(name: &str, rest: &str) -> String {
+    format!("event: {name}\ndata: {{\"type\":\"{name}\",{rest}}}\n\n")
+}
+
+#[test]
+fn a_responses_stream_commits_at_its_first_output_and_ends_with_its_own_last_event() {
+    let created = typed(
+        "response.created",
+        r#""sequence_number":0,"response":{"id":"resp_1","status":"in_progress","usage":null}"#,
+    );
+    let added = typed(
+        "response.output_item.added",
+        r#""sequence_number":1,"output_index":0,"item":{"type":"message","content":[]}"#,
+    );
+    let delta = typed(
+        "response.output_text.delta",
+        r#""sequence_number":2,"item_id":"msg_1","delta":"Hi""#,
+    );
+    let completed = typed(
+        "response.completed",
+        r#""sequence_number":3,"response":{"id":"resp_1","status":"completed"}"#,
+    );
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(created.clone()));
+    assert!(!splicer.committed());
+    splicer.push(Bytes::from(added.clone() + &delta));
+    assert!(splicer.committed());
+    assert!(
+        !splicer.continuable(),
+        "no prefill continues a Responses stream"
+    );
+    splicer.push(Bytes::from(completed.clone()));
+    splicer.end();
+    assert!(splicer.take_break().is_none());
+    assert!(splicer.done());
+    // Passed on byte for byte, and no `[DONE]` added.
+    assert_eq!(drain(&mut splicer), created + &added + &delta + &completed);
+
+    let incomplete = inspect(br#"{"type":"response.incomplete","response":{}}"#).unwrap();
+    assert!(incomplete.end && incomplete.finish);
+    let chat = inspect(br#"{"type":"x","choices":[]}"#).unwrap();
+    assert!(!chat.end && !chat.not_continuable);
+}
+
+#[test]
+fn a_responses_stream_cut_or_failed_after_its_first_output_breaks() {
+    let added = typed("response.output_item.added", r#""sequence_number":1"#);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(added.clone()));
+    splicer.end();
+    assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
+
+    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    splicer.push(Bytes::from(
+        typed("response.created", r#""sequence_number":0"#)
+            + &typed(
+                "error",
+                r#""code":"server_error","message":"boom","sequence_number":1"#,
+            ),
+    ));
+    match splicer.take_break() {
+        Some(Break::BeforeContent(failure)) => {
+            assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable)
+        }
+        other => panic!("{other:?}"),
+    }
+}

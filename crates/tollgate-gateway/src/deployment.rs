@@ -26,6 +26,10 @@ pub(crate) struct Deployment {
     /// reloaded: see [`apply_breakers`](crate::build::apply_breakers)).
     pub(crate) breaker: Option<Valid<BreakerConfig>>,
     pub(crate) provider: DeploymentProvider,
+    /// An `openai/` deployment: OpenAI's own API, which serves
+    /// `/v1/responses` (sent as the client wrote it, see
+    /// `native_responses`).
+    pub(crate) openai_responses: bool,
     /// Deadlines of a non-streaming request.
     pub(crate) timeouts: Timeouts,
     /// Deadlines of a streaming request, before any is learned.

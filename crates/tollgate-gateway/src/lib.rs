@@ -76,6 +76,7 @@ pub(crate) mod ledger;
 mod limits;
 pub(crate) mod metrics;
 mod model_info;
+mod native_responses;
 mod pricing;
 mod provider;
 mod providers;

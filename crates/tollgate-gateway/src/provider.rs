@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
+use tollgate_core::extensions::{Deadline, NativeAnswer, NativeApi, NativeRequest};
 use tollgate_core::{
     BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
 };
@@ -195,6 +195,33 @@ async fn call_provider(
     if let Some(deadline) = deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         timeouts.total = Some(timeouts.total.map_or(left, |total| total.min(left)));
+    }
+    if let Some(native) = as_sent
+        .as_ref()
+        .filter(|n| n.api == NativeApi::OpenAiResponses)
+    {
+        // A Responses request: as written to a deployment that serves the
+        // API itself; refused by one served through chat when it continues
+        // a stored response.
+        if crate::native_responses::serves(deployment, chat, native) {
+            let request = upstream_request(deployment, chat)?;
+            let (mut client, request) = crate::native_responses::request(
+                client, deployment, chat, native, request, timeouts, timings,
+            )?;
+            let response = client
+                .call(request)
+                .await
+                .map_err(|error| Failure::from_error(&*error))?;
+            let mut response =
+                reject_errors(response.map(|body| ProviderBody::Http { body })).await?;
+            response
+                .extensions_mut()
+                .insert(NativeAnswer(NativeApi::OpenAiResponses));
+            return Ok(response);
+        }
+        if tollgate_inbound::responses::names_previous_response(&native.body) {
+            return Err(tollgate_inbound::responses::stateless_refusal());
+        }
     }
     match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {

@@ -9,7 +9,6 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::{BoxError, ErrorClass, Failure, TimeoutKind};
 
-use tollgate_inbound::TranslateStream;
 use tollgate_inbound::messages::MessagesStream;
 use tollgate_inbound::responses::ResponsesStream;
 
@@ -175,18 +174,20 @@ impl Kind {
         }
     }
 
-    /// The error event a stream of this kind ends with when the gateway
-    /// cuts it: in the route's own shape.
-    fn error_event(&self, failure: &Failure) -> Bytes {
-        let mut event = BytesMut::new();
-        match self {
-            Kind::Messages { .. } => MessagesStream::default().fail(failure, &mut event),
-            Kind::Responses { .. } => ResponsesStream::default().fail(failure, &mut event),
-            Kind::Full { .. } | Kind::Forward { .. } => {
+    /// What a stream of this kind ends with when the gateway cuts it: the
+    /// error event in the route's own shape — for a translated stream, in
+    /// the terms of the answer so far (the same message or response, its
+    /// events not yet sent first), never a second start.
+    fn error_event(self: Pin<&mut Self>, failure: &Failure) -> Bytes {
+        match self.project() {
+            KindProj::Messages { body } => body.cut(failure),
+            KindProj::Responses { body } => body.cut(failure),
+            KindProj::Full { .. } | KindProj::Forward { .. } => {
+                let mut event = BytesMut::new();
                 tollgate_core::sse::write_data(&mut event, &failure.to_openai_body());
+                event.freeze()
             }
         }
-        event.freeze()
     }
 }
 
@@ -212,7 +213,10 @@ impl Body for GatewayBody {
             *this.grace = None;
             // Dropping the stream settles its attempts; the event is all
             // that is left to send.
-            let event = this.kind.error_event(&crate::grace::shutdown_failure());
+            let event = this
+                .kind
+                .as_mut()
+                .error_event(&crate::grace::shutdown_failure());
             this.kind.set(Kind::Full { data: Some(event) });
             if let Some(log) = this.log.as_mut() {
                 log.shutdown = true;
@@ -248,7 +252,7 @@ impl Body for GatewayBody {
             // Dropping the forwarded body lets the upstream go.
             let sse = this.deadline.as_ref().is_some_and(|d| d.sse);
             let failure = Failure::timeout(TimeoutKind::Total);
-            let event = sse.then(|| this.kind.error_event(&failure));
+            let event = sse.then(|| this.kind.as_mut().error_event(&failure));
             this.kind.set(Kind::Full { data: None });
             stream_failure = Some(failure.class());
             result = Poll::Ready(Some(if let Some(event) = event {

@@ -6,27 +6,29 @@
 
 mod common;
 
-use common::{TestGateway, call, client};
+use common::{TestGateway, call, client, named_events as events};
 use serde_json::{Value, json};
 use tollgate_testkit::{Reply, Upstream, openai};
 
 const MASTER_KEY: &str = "sk-tollgate-inbound-test-master-key";
 
 /// `primary` (falling back to `backup`) and `solo`, OpenAI-compatible, with
-/// LiteLLM's prices per token.
+/// LiteLLM's prices per token. Not `openai/`: OpenAI's own API gets
+/// `/v1/responses` as written (`tests/responses.rs`), these the chat
+/// bridge.
 fn config(primary: &Upstream, backup: &Upstream, ledger: &std::path::Path) -> String {
     format!(
         "model_list:
   - model_name: primary
     litellm_params:
-      model: openai/primary-model
+      model: custom_openai/primary-model
       api_base: {primary}/v1
       api_key: os.environ/KEY
       input_cost_per_token: 0.000002
       output_cost_per_token: 0.00001
   - model_name: backup
     litellm_params:
-      model: openai/backup-model
+      model: custom_openai/backup-model
       api_base: {backup}/v1
       api_key: os.environ/KEY
       input_cost_per_token: 0.000001
@@ -115,26 +117,6 @@ fn anthropic_request(model: &str, stream: bool) -> Value {
     json!({"model": model, "max_tokens": 256, "stream": stream,
         "system": "Be brief.",
         "messages": [{"role": "user", "content": "Say hello"}]})
-}
-
-/// The named events of an SSE body.
-fn events(body: &[u8]) -> Vec<(String, Value)> {
-    String::from_utf8_lossy(body)
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|event| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in event.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap_or(Value::String(d.to_owned()));
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 fn stream_of(parts: &[&str]) -> Reply {

@@ -8,8 +8,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Captured, TestGateway, chat_body, client, openai_config, send, sse_data};
-use http_body_util::BodyExt;
+use common::{
+    Captured, TestGateway, chat_body, client, openai_config, read_to_end, read_until, send,
+    sse_data,
+};
 use tollgate_testkit::{Gate, Reply, Upstream, openai};
 
 const ENV: &[(&str, &str)] = &[("UPSTREAM_KEY", "sk-test-upstream")];
@@ -24,30 +26,6 @@ fn held_stream(gate: &Gate) -> Reply {
         .data(&chunks[2])
         .data(&chunks[3])
         .done()
-}
-
-/// Reads `body` to its end, which must be a clean one (not an error).
-async fn read_to_end(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>) {
-    while let Some(frame) = body.frame().await {
-        let frame = frame.expect("the stream ends cleanly, not cut off");
-        if let Ok(data) = frame.into_data() {
-            seen.extend_from_slice(&data);
-        }
-    }
-}
-
-/// Reads `body` until `needle` has arrived.
-async fn read_until(body: &mut hyper::body::Incoming, seen: &mut Vec<u8>, needle: &str) {
-    while !String::from_utf8_lossy(seen).contains(needle) {
-        let frame = body
-            .frame()
-            .await
-            .expect("the stream ended before the expected chunk")
-            .expect("the stream failed");
-        if let Ok(data) = frame.into_data() {
-            seen.extend_from_slice(&data);
-        }
-    }
 }
 
 /// Asserts that the last event of a stream is the `shutdown` error, after

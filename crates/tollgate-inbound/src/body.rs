@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tollgate_core::sse::{Frame as SseFrame, SseParser};
+use tollgate_core::sse::{EventSplitter, Frame as SseFrame, SseParser};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::chat::ChatAnswer;
@@ -18,12 +18,15 @@ pin_project! {
     /// The body of [`Inbound`](crate::Inbound)'s responses: a complete
     /// translated answer, or the inner stream translated as it arrives —
     /// each chunk of the inner body becomes the events it completes, none
-    /// is held back for later ones.
+    /// is held back for later ones. An answer the upstream wrote in the
+    /// API itself (a [`NativeAnswer`](tollgate_core::extensions::NativeAnswer))
+    /// passes through untouched, a JSON one as it arrives, a stream event
+    /// by event.
     ///
     /// A stream always ends with the API's closing events or its error
     /// event: an error event from the inner stream, an inner body error, or
-    /// an end without `[DONE]` all become the error event, never a clean
-    /// end.
+    /// an end without `[DONE]` (a native stream: without its own last
+    /// event) all become the error event, never a clean end.
     pub struct ResponseBody<B, T> {
         #[pin]
         inner: Option<B>,
@@ -36,8 +39,11 @@ struct Translation<T> {
     parser: SseParser,
     translator: T,
     out: BytesMut,
-    /// `[DONE]` was read.
+    /// `[DONE]` was read (a native stream: its last event).
     done: bool,
+    /// The events are the API's own, passed on as they are: cut apart
+    /// whole, shown to the translator, never translated.
+    native: Option<EventSplitter>,
 }
 
 impl<B, T> fmt::Debug for ResponseBody<B, T> {
@@ -59,6 +65,24 @@ impl<B, T> ResponseBody<B, T> {
     }
 
     pub(crate) fn stream(inner: B, translator: T) -> Self {
+        ResponseBody::watched(inner, translator, None)
+    }
+
+    /// A stream in the API itself, passed on event by event.
+    pub(crate) fn native_stream(inner: B, translator: T) -> Self {
+        ResponseBody::watched(inner, translator, Some(EventSplitter::new()))
+    }
+
+    /// A complete answer in the API itself, passed on as it arrives.
+    pub(crate) fn native(inner: B) -> Self {
+        ResponseBody {
+            inner: Some(inner),
+            complete: None,
+            stream: None,
+        }
+    }
+
+    fn watched(inner: B, translator: T, native: Option<EventSplitter>) -> Self {
         ResponseBody {
             inner: Some(inner),
             complete: None,
@@ -67,6 +91,7 @@ impl<B, T> ResponseBody<B, T> {
                 translator,
                 out: BytesMut::new(),
                 done: false,
+                native,
             })),
         }
     }
@@ -77,10 +102,32 @@ impl<B, T> ResponseBody<B, T> {
     }
 }
 
+impl<B, T: TranslateStream> ResponseBody<B, T> {
+    /// Ends a stream now — the gateway's deadline, its shutdown — with the
+    /// API's error events for `failure`, in the terms of the answer so far
+    /// (the same response or message, never a second start). The inner
+    /// body is dropped, which settles what it wraps. Returns what is left
+    /// to send: the events not yet handed out, then the error events; for
+    /// a stream already ended, only what was not handed out; nothing for a
+    /// complete answer.
+    pub fn cut(self: Pin<&mut Self>, failure: &Failure) -> Bytes {
+        let mut this = self.project();
+        this.inner.set(None);
+        let Some(translation) = this.stream.as_mut() else {
+            return Bytes::new();
+        };
+        translation.translator.fail(failure, &mut translation.out);
+        translation.out.split().freeze()
+    }
+}
+
 impl<T: TranslateStream> Translation<T> {
     /// Translates the events `chunk` completes; `true` when one of them
     /// ended the stream (an error event, a malformed event).
     fn push(&mut self, chunk: Bytes) -> bool {
+        if self.native.is_some() {
+            return self.push_native(chunk);
+        }
         self.parser.push(chunk);
         loop {
             match self.parser.next_frame() {
@@ -131,8 +178,48 @@ impl<T: TranslateStream> Translation<T> {
         }
     }
 
+    /// Passes on the events `chunk` completes, as they came, showing each
+    /// to the translator; `true` when the stream ended. An error event in
+    /// chat's shape is not the upstream's: a layer below (the cascade) ended
+    /// the stream with it, and it becomes the API's error events.
+    fn push_native(&mut self, chunk: Bytes) -> bool {
+        let Some(splitter) = self.native.as_mut() else {
+            return false;
+        };
+        for raw in splitter.push(chunk) {
+            if self.done {
+                // Nothing goes after the API's own last event.
+                continue;
+            }
+            let mut parser = SseParser::new();
+            parser.push(raw.clone());
+            let Ok(Some(SseFrame::Event(event))) = parser.finish() else {
+                // A comment (a keep-alive) or an event without data.
+                self.out.extend_from_slice(&raw);
+                continue;
+            };
+            if let Some(failure) = cascade_error(&event.data) {
+                self.translator.fail(&failure, &mut self.out);
+                return true;
+            }
+            self.out.extend_from_slice(&raw);
+            self.done = self.translator.native_event(&event);
+        }
+        false
+    }
+
     /// The inner stream's end.
     fn end(&mut self) {
+        if self.native.is_some() {
+            if !self.done {
+                let failure = Failure::new(
+                    ErrorClass::StreamInterrupted,
+                    "the upstream's stream ended before it was complete",
+                );
+                self.translator.fail(&failure, &mut self.out);
+            }
+            return;
+        }
         if self.done {
             self.translator.finish(&mut self.out);
         } else {
@@ -163,7 +250,11 @@ where
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         let Some(translation) = this.stream.as_mut() else {
-            return Poll::Ready(None);
+            // A native answer, as it arrives (or nothing left).
+            return match this.inner.as_pin_mut() {
+                Some(inner) => inner.poll_frame(cx).map_err(Into::into),
+                None => Poll::Ready(None),
+            };
         };
         loop {
             let Some(inner) = this.inner.as_mut().as_pin_mut() else {
@@ -201,16 +292,39 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.complete.is_none()
-            && self.inner.is_none()
-            && self.stream.as_ref().is_none_or(|t| t.out.is_empty())
+        match (&self.inner, &self.stream) {
+            (Some(inner), None) => inner.is_end_stream(),
+            (inner, stream) => {
+                self.complete.is_none()
+                    && inner.is_none()
+                    && stream.as_ref().is_none_or(|t| t.out.is_empty())
+            }
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.complete, &self.stream) {
-            (Some(bytes), _) => SizeHint::with_exact(bytes.len() as u64),
-            (None, None) => SizeHint::with_exact(0),
-            (None, Some(_)) => SizeHint::default(),
+        match (&self.complete, &self.stream, &self.inner) {
+            (Some(bytes), _, _) => SizeHint::with_exact(bytes.len() as u64),
+            (None, None, Some(inner)) => inner.size_hint(),
+            (None, None, None) => SizeHint::with_exact(0),
+            (None, Some(_), _) => SizeHint::default(),
         }
     }
+}
+
+/// The failure of an OpenAI-style error event (`data: {"error": {...}}`),
+/// which a chat layer below writes to end a stream it cannot go on with;
+/// `None` for any other event. A Responses event carries its error inside
+/// (`type: "error"`, or `response.error`), never at the top.
+fn cascade_error(data: &[u8]) -> Option<Failure> {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(default)]
+        error: Option<crate::chat::ChatError>,
+    }
+    // Only events that name `"error"` (which escaped text cannot fake) are
+    // parsed.
+    data.windows(7).find(|w| w == b"\"error\"")?;
+    let top: Top = serde_json::from_slice(data).ok()?;
+    Some(top.error?.to_failure())
 }

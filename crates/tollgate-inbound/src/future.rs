@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier, is_event_stream};
+use tollgate_core::extensions::NativeAnswer;
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::body::ResponseBody;
@@ -95,6 +96,20 @@ where
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     let (mut parts, body) = response.into_parts();
+                    // The upstream answered in this API itself: passed on.
+                    let native = parts
+                        .extensions
+                        .get::<NativeAnswer>()
+                        .is_some_and(|answer| Some(answer.0) == P::NATIVE);
+                    if native && parts.status.is_success() {
+                        let body = if is_event_stream(&parts.headers) {
+                            parts.headers.remove(header::CONTENT_LENGTH);
+                            ResponseBody::native_stream(body, P::stream())
+                        } else {
+                            ResponseBody::native(body)
+                        };
+                        return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                    }
                     if parts.status.is_success() && is_event_stream(&parts.headers) {
                         parts.headers.remove(header::CONTENT_LENGTH);
                         let body = ResponseBody::stream(body, P::stream());

@@ -18,11 +18,17 @@
 //!   its clean end.
 //! - **Failures** of the inner service stay `Err`s, for the caller to
 //!   render with [`Protocol::error_response`] in the API's error shape.
+//! - **Native answers**: a provider that speaks the API itself may send the
+//!   client's request as written (it travels beside the chat request as a
+//!   [`NativeRequest`](tollgate_core::extensions::NativeRequest)) and mark
+//!   its answer a [`NativeAnswer`](tollgate_core::extensions::NativeAnswer):
+//!   it passes through untouched, and a stream that breaks still ends with
+//!   the API's error events, in the terms of that answer.
 //!
 //! | module | feature | API |
 //! |---|---|---|
 //! | [`messages`] | `messages` | Anthropic Messages (`POST /v1/messages`): system, text, image, tool use and results, `stop_sequences`, streaming events |
-//! | [`responses`] | `responses` | OpenAI Responses (`POST /v1/responses`): input string or items, instructions, function tools and calls, streaming events; stateless |
+//! | [`responses`] | `responses` | OpenAI Responses (`POST /v1/responses`): input string or items, instructions, function tools and calls, streaming events; stateless; answers of a deployment that speaks it passed through |
 //!
 //! # Example
 //!

@@ -61,6 +61,16 @@ pub trait TranslateStream: Send + 'static {
     /// The stream broke: the API's error event, which must never read as a
     /// clean end.
     fn fail(&mut self, failure: &Failure, out: &mut BytesMut);
+
+    /// One event of a stream the upstream wrote in this API itself (a
+    /// native answer, passed on untouched): the translator keeps what it
+    /// needs to end the stream in the same terms ([`fail`](Self::fail)).
+    /// Returns whether the event is the stream's last, cleanly or not. By
+    /// default it keeps nothing and no event is the last.
+    fn native_event(&mut self, event: &tollgate_core::sse::Event) -> bool {
+        let _ = event;
+        false
+    }
 }
 
 /// Writes one named SSE event: `event: <name>` and its JSON data.

@@ -149,7 +149,9 @@ async fn inner_failures_pass_and_error_statuses_are_translated() {
     );
 
     let garbage = service_fn(|request: Request<RequestBody>| async move {
-        assert!(request.extensions().get::<NativeRequest>().is_none());
+        // The Responses request goes on beside its translation.
+        let native = request.extensions().get::<NativeRequest>().unwrap();
+        assert_eq!(native.api, NativeApi::OpenAiResponses);
         Ok::<_, BoxError>(Response::new(Full::new(Bytes::from_static(b"<html>"))))
     });
     let response = ResponsesLayer::new()

@@ -6,7 +6,8 @@
 //! before any response, a stream cut mid-body, a stream that stalls forever). Streams
 //! can wait on a [`Gate`] the test opens, to order events across the wire without
 //! sleeping. Every request is recorded ([`RecordedRequest`]) before it is answered,
-//! and [`openai`] builds the bodies a provider would send ([`anthropic`], [`azure`],
+//! and [`openai`] builds the bodies a provider would send ([`responses`] those of OpenAI's
+//! Responses API; [`anthropic`], [`azure`],
 //! [`gemini`] and [`bedrock`] those of native providers; [`bedrock::upstream`] also
 //! checks signatures). [`vertex`] is a fake Vertex AI with its own token endpoint in
 //! front of an upstream.
@@ -65,6 +66,7 @@ pub mod openai;
 mod record;
 mod redis;
 mod reply;
+pub mod responses;
 mod upstream;
 pub mod vertex;
 

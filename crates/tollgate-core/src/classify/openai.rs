@@ -71,6 +71,11 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 
 /// Watches an OpenAI stream: an `error` object in a data event is a failure,
 /// and a stream that ends without `data: [DONE]` was cut.
+///
+/// A stream of OpenAI's Responses API (its typed events, from the API
+/// reference's "Streaming events") ends with no `[DONE]`: its
+/// `response.completed` or `response.incomplete` event is its clean end,
+/// and an `error` or `response.failed` event its failure.
 #[derive(Debug, Clone, Default)]
 pub struct OpenAiEos {
     saw_done: bool,
@@ -78,10 +83,13 @@ pub struct OpenAiEos {
 
 impl ClassifyEos for OpenAiEos {
     fn wants(&self, raw_event: &[u8]) -> bool {
-        // Only an error object or the `[DONE]` marker changes the verdict. An
-        // error event has the key `"error"`, which escaped text in a content
-        // delta cannot fake.
-        DONE.find(raw_event).is_some() || ERROR_KEY.find(raw_event).is_some()
+        // Only an error object, the `[DONE]` marker or a Responses stream's
+        // last event changes the verdict. An error event has the key
+        // `"error"` (a Responses one the type `"error"`), which escaped
+        // text in a content delta cannot fake.
+        DONE.find(raw_event).is_some()
+            || ERROR_KEY.find(raw_event).is_some()
+            || ends_a_response(raw_event)
     }
 
     fn classify_event(&mut self, event: &Event) -> Option<Failure> {
@@ -92,8 +100,28 @@ impl ClassifyEos for OpenAiEos {
         let data = &event.data[..];
         // Cheap pre-filter so that content chunks are never parsed here: an
         // error event has the key `"error"`, which escaped text cannot fake.
-        ERROR_KEY.find(data)?;
+        if ERROR_KEY.find(data).is_none() && RESPONSE_EVENT.find(data).is_none() {
+            return None;
+        }
         let json: Value = serde_json::from_slice(data).ok()?;
+        // A Responses stream's typed events.
+        match json.get("type").and_then(Value::as_str) {
+            Some("response.completed" | "response.incomplete") => {
+                self.saw_done = true;
+                return None;
+            }
+            // Its fields at the top (an error object inside is another
+            // provider's shape of the same event).
+            Some("error") => {
+                let nested = json.get("error").filter(|e| e.is_object());
+                return Some(responses_failure(Some(nested.unwrap_or(&json))));
+            }
+            Some("response.failed") => {
+                let error = json.get("response").and_then(|r| r.get("error"));
+                return Some(responses_failure(error.filter(|e| !e.is_null())));
+            }
+            _ => {}
+        }
         let error = json.get("error").filter(|e| !e.is_null())?;
         let status = error
             .get("code")
@@ -120,6 +148,30 @@ impl ClassifyEos for OpenAiEos {
     }
 }
 
+/// The failure a Responses stream's `error` event (or its failed
+/// response's `error`: `code` and `message`) reports: a server error unless
+/// its code says more.
+fn responses_failure(error: Option<&Value>) -> Failure {
+    let status = error
+        .and_then(|e| e.get("code"))
+        .and_then(status_from_code)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    classify_error_object(status, &HeaderMap::new(), error, SystemTime::now())
+}
+
+/// Whether a raw event names a Responses stream's last event (the string
+/// `"response.completed"`, `"response.incomplete"` or `"response.failed"`):
+/// one search for their common start, so that a chat chunk costs one.
+fn ends_a_response(raw_event: &[u8]) -> bool {
+    const START: &[u8] = b"\"response.";
+    RESPONSE_EVENT.find_iter(raw_event).any(|at| {
+        let rest = &raw_event[at + START.len()..];
+        [&b"completed\""[..], b"incomplete\"", b"failed\""]
+            .iter()
+            .any(|end| rest.starts_with(end))
+    })
+}
+
 /// Searches for the two needles every watched stream event is checked
 /// for, built once: memchr's substring search (SIMD, with a rare-byte
 /// prefilter) does not stop at every `"` of a JSON chunk the way a search
@@ -128,6 +180,8 @@ impl ClassifyEos for OpenAiEos {
 /// more than the search.
 static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[DONE]"));
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+static RESPONSE_EVENT: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"response."));
 
 /// An `error.code` that is an HTTP error status (a number, or a numeric
 /// string), as OpenRouter and other OpenAI-compatible providers send it.
@@ -251,6 +305,64 @@ pub(crate) fn classify_error_object(
 #[cfg(test)]
 mod tests {
     use super::{DONE, ERROR_KEY};
+    use super::{ClassifyEos, OpenAiEos};
+    use crate::class::ErrorClass;
+    use crate::sse::Event;
+
+    /// Events of OpenAI's Responses stream (API reference, "Streaming
+    /// events"): the last one ends it, cleanly or not.
+    #[test]
+    fn a_responses_stream_ends_with_its_own_last_event() {
+        let completed = r#"{"type":"response.completed","sequence_number":9,"response":{"id":"resp_1","status":"completed","error":null,"usage":{"input_tokens":3}}}"#;
+        let mut eos = OpenAiEos::default();
+        for data in [
+            r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","status":"in_progress","error":null}}"#,
+            r#"{"type":"response.output_text.delta","sequence_number":4,"delta":""error" response.completed"}"#,
+            completed,
+        ] {
+            assert_eq!(eos.classify_event(&Event::new(data)), None, "{data}");
+        }
+        assert!(eos.classify_eos().is_ok());
+        let mut eos = OpenAiEos::default();
+        assert!(
+            eos.wants(
+                format!(
+                    "event: response.incomplete\ndata: {}\n\n",
+                    completed.replace("completed", "incomplete")
+                )
+                .as_bytes()
+            )
+        );
+        assert_eq!(
+            eos.classify_event(&Event::new(
+                completed.replace("response.completed", "response.incomplete")
+            )),
+            None
+        );
+        assert!(eos.classify_eos().is_ok());
+        // Its other events are not even parsed.
+        let delta = r#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","sequence_number":4,"delta":"response."}
+
+"#;
+        assert!(!OpenAiEos::default().wants(delta.as_bytes()));
+        // Without its last event, a Responses stream was cut.
+        assert!(OpenAiEos::default().classify_eos().is_err());
+    }
+
+    #[test]
+    fn a_responses_error_or_failed_event_is_a_failure() {
+        let error = r#"{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null,"sequence_number":3}"#;
+        let mut eos = OpenAiEos::default();
+        assert!(eos.wants(format!("event: error\ndata: {error}\n\n").as_bytes()));
+        let failure = eos.classify_event(&Event::new(error)).unwrap();
+        assert_eq!(failure.class(), ErrorClass::RateLimited);
+        let failed = r#"{"type":"response.failed","sequence_number":4,"response":{"id":"r","status":"failed","error":{"code":"server_error","message":"boom"}}}"#;
+        let mut eos = OpenAiEos::default();
+        assert!(eos.wants(failed.as_bytes()));
+        let failure = eos.classify_event(&Event::new(failed)).unwrap();
+        assert_eq!(failure.class(), ErrorClass::UpstreamUnavailable);
+    }
 
     #[test]
     fn the_needles_are_found_anywhere() {

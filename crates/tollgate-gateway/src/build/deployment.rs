@@ -169,11 +169,14 @@ pub(super) fn build(
             DeploymentProvider::Http(Arc::new(endpoint))
         }
     };
+    let openai_responses =
+        matches!(provider, DeploymentProvider::Http(_)) && deployment.provider == Provider::OpenAi;
     Ok(Deployment {
         target,
         breaker_enabled,
         breaker,
         provider,
+        openai_responses,
         timeouts,
         stream_timeouts,
         timings: learned.get(&deployment.id).cloned().unwrap_or_default(),

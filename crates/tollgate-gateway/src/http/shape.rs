@@ -115,14 +115,17 @@ impl Shape for Messages {
     }
 }
 
-/// `POST /v1/responses`: OpenAI's Responses API, bridged to chat by
-/// `tollgate-inbound`.
+/// `POST /v1/responses`: OpenAI's Responses API, passed through to the
+/// deployments that serve it (`native_responses`), bridged to chat by
+/// `tollgate-inbound` for the others.
 impl Shape for Responses {
     type Body = tollgate_inbound::ResponseBody<StackBody, <Responses as Protocol>::Stream>;
 
-    /// A chat completion ([`Operation::ChatCompletions`]).
+    /// A chat completion ([`Operation::ChatCompletions`]). A
+    /// `previous_response_id` is for the deployment to judge: OpenAI's and
+    /// Azure's keep state, the others refuse it.
     fn parse(&self, bytes: Bytes) -> Result<ChatRequest, Failure> {
-        Responses::to_chat(&bytes)
+        tollgate_inbound::responses::to_chat_stateful(&bytes)
     }
 
     fn call(

@@ -221,6 +221,53 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// The named events of an SSE body (Anthropic's, the Responses API's), as
+/// `(event name, data)`: data that is not JSON as a string.
+pub fn named_events(body: &[u8]) -> Vec<(String, serde_json::Value)> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|event| {
+            let mut name = String::new();
+            let mut data = serde_json::Value::Null;
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data =
+                        serde_json::from_str(d).unwrap_or(serde_json::Value::String(d.to_owned()));
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+/// Reads a streaming `body` until `needle` has arrived.
+pub async fn read_until(body: &mut Incoming, seen: &mut Vec<u8>, needle: &str) {
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let frame = body
+            .frame()
+            .await
+            .expect("the stream ended before the expected chunk")
+            .expect("the stream failed");
+        if let Ok(data) = frame.into_data() {
+            seen.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Reads a streaming `body` to its end, which must be a clean one (not an
+/// error).
+pub async fn read_to_end(body: &mut Incoming, seen: &mut Vec<u8>) {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("the stream ends cleanly, not cut off");
+        if let Ok(data) = frame.into_data() {
+            seen.extend_from_slice(&data);
+        }
+    }
+}
+
 /// Everything a tracing subscriber writes, for tests that read the logs.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);

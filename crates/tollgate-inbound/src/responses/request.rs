@@ -12,19 +12,16 @@ use tollgate_core::{ChatRequest, Failure};
 use crate::request::{bad_request, finish, parse_object, text_of};
 
 /// The chat request for a Responses request body.
-pub(crate) fn to_chat(body: &[u8]) -> Result<ChatRequest, Failure> {
+pub(crate) fn to_chat(body: &[u8], stateful: bool) -> Result<ChatRequest, Failure> {
     let mut request = parse_object(body)?;
-    if request
-        .get("previous_response_id")
-        .is_some_and(|v| !v.is_null())
+    if !stateful
+        && request
+            .get("previous_response_id")
+            .is_some_and(|v| !v.is_null())
     {
-        return Err(bad_request(
-            "previous_response_id is not supported here: this model is served through chat \
-             completions and the gateway keeps no conversation state; send the whole \
-             conversation in `input`",
-        )
-        .with_param("previous_response_id"));
+        return Err(super::stateless_refusal());
     }
+    request.remove("previous_response_id");
     let model = request
         .get("model")
         .and_then(Value::as_str)

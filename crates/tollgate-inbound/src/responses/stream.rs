@@ -25,6 +25,29 @@ use super::answer::{
 use crate::chat::{ChatAnswer, ChatUsage};
 use crate::protocol::{TranslateStream, write_named};
 
+/// What a passed-through Responses event tells the translator: its type,
+/// its number, and the response it carries, if any (every field but these
+/// is skipped).
+#[derive(serde::Deserialize)]
+struct NativeEvent<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    sequence_number: Option<u64>,
+    #[serde(default)]
+    response: Option<NativeResponse>,
+}
+
+#[derive(serde::Deserialize)]
+struct NativeResponse {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    created_at: Option<f64>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
 /// A function call being streamed.
 #[derive(Debug)]
 struct Call {
@@ -281,6 +304,32 @@ impl TranslateStream for ResponsesStream {
             "response.completed"
         };
         self.emit(out, name, json!({"response": response}));
+    }
+
+    /// Keeps the response's id, creation time and model (from the events
+    /// that carry it) and the last sequence number, so that a stream cut
+    /// here ends with `error` and `response.failed` of the same response,
+    /// numbered on. `response.completed`, `.incomplete` and `.failed` are
+    /// last.
+    fn native_event(&mut self, event: &tollgate_core::sse::Event) -> bool {
+        let Ok(typed) = serde_json::from_slice::<NativeEvent<'_>>(&event.data) else {
+            return false;
+        };
+        self.sequence = typed.sequence_number.map_or(self.sequence + 1, |n| n + 1);
+        if let Some(response) = typed.response
+            && !self.started
+        {
+            self.started = true;
+            self.id = response.id.unwrap_or_default();
+            self.created = response.created_at.map_or(0, |at| at as u64);
+            self.model = response.model.unwrap_or_default();
+        }
+        let last = matches!(
+            typed.kind.as_deref(),
+            Some("response.completed" | "response.incomplete" | "response.failed")
+        );
+        self.ended |= last;
+        last
     }
 
     fn fail(&mut self, failure: &Failure, out: &mut BytesMut) {

@@ -61,6 +61,8 @@ pub struct Azure {
     base: BaseUrl,
     deployment: Option<String>,
     query: String,
+    /// Where the Responses API is (see [`Azure::responses`]).
+    responses_path: String,
     headers: Headers,
 }
 
@@ -98,8 +100,59 @@ impl Azure {
             base,
             deployment,
             query: format!("?api-version={version}"),
+            responses_path: responses_path(config.api_version.as_deref()),
             headers,
         })
+    }
+
+    /// Points `head` at this resource's Responses API, with its
+    /// credentials, and returns the client's Responses request (`native`)
+    /// to send there, its `model` the deployment's name (the configured
+    /// `deployment`, else `model` without its `azure/` prefix); every other
+    /// byte as the client wrote it. The answer is the Responses API's own,
+    /// for the caller to pass on.
+    ///
+    /// The URL is Azure's, from Microsoft's "Azure OpenAI Responses API"
+    /// (<https://learn.microsoft.com/azure/ai-foundry/openai/how-to/responses>)
+    /// and LiteLLM's `AzureOpenAIResponsesAPIConfig`: with a dated
+    /// `api_version`, `{api_base}/openai/responses?api-version={api_version}`;
+    /// without one (or `v1`, `latest`), the v1 API, `{api_base}/openai/v1/responses`,
+    /// which takes no version; with `preview`, the v1 API's preview
+    /// (`?api-version=preview`).
+    ///
+    /// # Errors
+    ///
+    /// A body that is not a JSON object with a `model` (a `bad_request`),
+    /// a model that cannot name a deployment.
+    pub fn responses(
+        &self,
+        head: &mut Parts,
+        native: &tollgate_core::extensions::NativeRequest,
+        model: &str,
+    ) -> Result<Bytes, Failure> {
+        let model = model.strip_prefix("azure/").unwrap_or(model);
+        let deployment = match &self.deployment {
+            Some(deployment) => deployment.as_str(),
+            None if valid_segment(model) => model,
+            None => {
+                return Err(Failure::new(
+                    ErrorClass::BadRequest,
+                    "`model` must name an Azure deployment",
+                )
+                .with_param("model"));
+            }
+        };
+        let body = native.with_model(deployment).ok_or_else(|| {
+            Failure::new(
+                ErrorClass::BadRequest,
+                "the request body must be a JSON object with a `model`",
+            )
+        })?;
+        let uri = self.base.join(&self.responses_path).ok_or_else(|| {
+            Failure::new(ErrorClass::Internal, "the Azure URL could not be built")
+        })?;
+        self.headers.apply(head, uri);
+        Ok(body)
     }
 
     /// The layer for `config`: [`Azure::new`] in a [`ProviderLayer`].
@@ -122,6 +175,16 @@ fn operation_path(path: &str) -> &'static str {
         "/completions"
     } else {
         "/chat/completions"
+    }
+}
+
+/// The path (and query) of the Responses API for `api_version` (see
+/// [`Azure::responses`]).
+fn responses_path(api_version: Option<&str>) -> String {
+    match api_version {
+        None | Some("v1" | "latest") => "/openai/v1/responses".to_owned(),
+        Some("preview") => "/openai/v1/responses?api-version=preview".to_owned(),
+        Some(version) => format!("/openai/responses?api-version={version}"),
     }
 }
 

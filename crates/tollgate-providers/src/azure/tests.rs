@@ -214,3 +214,69 @@ fn embeddings_and_legacy_completions_go_to_their_own_deployment_urls() {
         assert!(!exchange.stream);
     }
 }
+
+/// The Responses API's URL from Microsoft's "Azure OpenAI Responses API"
+/// page: the dated route with `api-version`, else the v1 API.
+#[test]
+fn a_responses_request_goes_to_the_resource_s_responses_api_as_written() {
+    use tollgate_core::extensions::{NativeApi, NativeRequest};
+    let native = NativeRequest {
+        api: NativeApi::OpenAiResponses,
+        body: Bytes::from_static(br#"{"model":"group","input":"Hi","store":false}"#),
+        message_count: 1,
+    };
+    let head = || {
+        Request::post("/chat/completions")
+            .header("authorization", "Bearer client")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    };
+    let cases = [
+        (
+            Some("2025-04-01-preview"),
+            "https://res.openai.azure.com/openai/responses?api-version=2025-04-01-preview",
+        ),
+        (None, "https://res.openai.azure.com/openai/v1/responses"),
+        (
+            Some("v1"),
+            "https://res.openai.azure.com/openai/v1/responses",
+        ),
+        (
+            Some("preview"),
+            "https://res.openai.azure.com/openai/v1/responses?api-version=preview",
+        ),
+    ];
+    for (version, url) in cases {
+        let mut config = ProviderConfig::new().api_key("azure-key-0123456789");
+        if let Some(version) = version {
+            config = config.api_version(version);
+        }
+        let mut head = head();
+        let body = azure(config)
+            .responses(&mut head, &native, "azure/gpt-4o-prod")
+            .unwrap();
+        assert_eq!(head.uri, url);
+        assert_eq!(head.headers["api-key"], "azure-key-0123456789");
+        assert!(!head.headers.contains_key("authorization"));
+        assert_eq!(
+            body,
+            r#"{"model":"gpt-4o-prod","input":"Hi","store":false}"#
+        );
+    }
+    // A configured deployment names the model; a body without one is refused.
+    let mut head = head();
+    let body = azure_with_token()
+        .responses(&mut head, &native, "anything")
+        .unwrap();
+    assert_eq!(body, r#"{"model":"fixed","input":"Hi","store":false}"#);
+    let no_model = NativeRequest {
+        body: Bytes::from_static(br#"{"input":"Hi"}"#),
+        ..native
+    };
+    let failure = azure(ProviderConfig::new().api_key("k"))
+        .responses(&mut head, &no_model, "gpt")
+        .unwrap_err();
+    assert_eq!(failure.class(), ErrorClass::BadRequest);
+}
