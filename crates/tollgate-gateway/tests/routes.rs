@@ -17,7 +17,7 @@ mod common;
 
 use bytes::Bytes;
 use common::net::Net;
-use common::{Answer, TestGateway, call, client, sse_data};
+use common::{Answer, TestGateway, call, client, named_events, sse_data};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tollgate_testkit::{Reply, Upstream, anthropic, openai};
@@ -268,26 +268,6 @@ impl Ask {
         assert!(message.contains(says), "{self:?}: `{says}` not in {text}");
         error
     }
-}
-
-/// The named events of an SSE body (Anthropic's stream).
-fn named_events(body: &[u8]) -> Vec<(String, Value)> {
-    String::from_utf8_lossy(body)
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|event| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in event.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data = serde_json::from_str(d).unwrap_or(Value::String(d.to_owned()));
-                }
-            }
-            (name, data)
-        })
-        .collect()
 }
 
 fn rate_limited() -> Reply {
@@ -634,42 +614,7 @@ async fn bad_input_on_every_route_gets_the_routes_error_shape_and_the_gateway_st
     let messages_body = json!({"model": "chat", "max_tokens": 5,
         "messages": [{"role": "user", "content": "Hi"}]});
     // (as, path, body, status, says)
-    let cases: Vec<(Ask, &str, String, u16, &str)> = vec![
-        (
-            Ask::Embeddings,
-            "/v1/embeddings",
-            "{not json".into(),
-            400,
-            "could not parse",
-        ),
-        (
-            Ask::Completion,
-            "/v1/completions",
-            "{not json".into(),
-            400,
-            "could not parse",
-        ),
-        (
-            Ask::Messages,
-            "/v1/messages",
-            "{not json".into(),
-            400,
-            "not valid JSON",
-        ),
-        (
-            Ask::Messages,
-            "/v1/messages/count_tokens",
-            "{not json".into(),
-            400,
-            "not valid JSON",
-        ),
-        (
-            Ask::Responses,
-            "/v1/responses",
-            "{not json".into(),
-            400,
-            "not valid JSON",
-        ),
+    let mut cases: Vec<(Ask, &str, String, u16, &str)> = vec![
         // Another route's body.
         (
             Ask::Embeddings,
@@ -699,53 +644,10 @@ async fn bad_input_on_every_route_gets_the_routes_error_shape_and_the_gateway_st
             400,
             "input",
         ),
-        // A model no group answers to, streamed and not.
-        (
-            Ask::Embeddings,
-            "/v1/embeddings",
-            Ask::Embeddings.body("nope").to_string(),
-            404,
-            "nope",
-        ),
-        (
-            Ask::Completion,
-            "/v1/completions",
-            Ask::Completion.body("nope").to_string(),
-            404,
-            "nope",
-        ),
-        (
-            Ask::CompletionStream,
-            "/v1/completions",
-            Ask::CompletionStream.body("nope").to_string(),
-            404,
-            "nope",
-        ),
-        (
-            Ask::Messages,
-            "/v1/messages",
-            Ask::Messages.body("nope").to_string(),
-            404,
-            "nope",
-        ),
-        (
-            Ask::MessagesStream,
-            "/v1/messages",
-            Ask::MessagesStream.body("nope").to_string(),
-            404,
-            "nope",
-        ),
         (
             Ask::Messages,
             "/v1/messages/count_tokens",
             json!({"model": "nope", "messages": []}).to_string(),
-            404,
-            "nope",
-        ),
-        (
-            Ask::Responses,
-            "/v1/responses",
-            Ask::Responses.body("nope").to_string(),
             404,
             "nope",
         ),
@@ -758,6 +660,20 @@ async fn bad_input_on_every_route_gets_the_routes_error_shape_and_the_gateway_st
             "Token counting needs an Anthropic model",
         ),
     ];
+    // Not JSON at all.
+    for (ask, path, says) in [
+        (Ask::Embeddings, "/v1/embeddings", "could not parse"),
+        (Ask::Completion, "/v1/completions", "could not parse"),
+        (Ask::Messages, "/v1/messages", "not valid JSON"),
+        (Ask::Messages, "/v1/messages/count_tokens", "not valid JSON"),
+        (Ask::Responses, "/v1/responses", "not valid JSON"),
+    ] {
+        cases.push((ask, path, "{not json".into(), 400, says));
+    }
+    // A model no group answers to, streamed and not.
+    for ask in EVERY {
+        cases.push((ask, ask.path(), ask.body("nope").to_string(), 404, "nope"));
+    }
     for (ask, path, body, status, says) in cases {
         let answer = s.send("POST", path, body.clone(), MASTER_KEY).await;
         let error = ask.assert_refused(&answer, status, says);

@@ -221,6 +221,29 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// The named events of an SSE body (`event:` and its JSON `data:`), as
+/// Anthropic's and OpenAI's Responses streams send them; data that is not
+/// JSON is kept as a string.
+pub fn named_events(body: &[u8]) -> Vec<(String, serde_json::Value)> {
+    String::from_utf8_lossy(body)
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|event| {
+            let mut name = String::new();
+            let mut data = serde_json::Value::Null;
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data =
+                        serde_json::from_str(d).unwrap_or(serde_json::Value::String(d.to_owned()));
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
 /// Everything a tracing subscriber writes, for tests that read the logs.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
