@@ -110,6 +110,14 @@ def client(tmp_path_factory):
         "    litellm_params:\n"
         "      model: bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0\n"
         f"      aws_bedrock_runtime_endpoint: {fake.url}\n"
+        "  - model_name: titan\n"
+        "    litellm_params:\n"
+        "      model: bedrock/amazon.titan-embed-text-v2:0\n"
+        f"      aws_bedrock_runtime_endpoint: {fake.url}\n"
+        "  - model_name: cohere\n"
+        "    litellm_params:\n"
+        "      model: bedrock/cohere.embed-english-v3\n"
+        f"      aws_bedrock_runtime_endpoint: {fake.url}\n"
         "router_settings:\n"
         "  num_retries: 0\n"
     )
@@ -177,6 +185,25 @@ def test_tool_calls_arrive_whole_and_streamed(client):
     assert name == "weather"
     assert json.loads(arguments) == {"city": "Paris"}
     assert finish == "tool_calls"
+
+
+def test_embeddings_through_titan_a_call_a_text_and_cohere_with_its_header_count(client):
+    # The fake embeds a text as [its length, 0.5] (Titan) or [its length,
+    # 0.25] (Cohere), a token a character; every InvokeModel call signed.
+    raw = client.embeddings.with_raw_response.create(model="titan", input=["Hello", "Bonjour!"])
+    response = raw.parse()
+    assert [e.embedding for e in response.data] == [[5.0, 0.5], [8.0, 0.5]]
+    assert response.usage.prompt_tokens == 13
+    # LiteLLM's 2e-08 for amazon.titan-embed-text-v2:0.
+    assert_response_cost(raw, "0.00000026", (13, "2e-08"))
+
+    raw = client.embeddings.with_raw_response.create(
+        model="cohere", input=["abc", "de"], encoding_format="float")
+    response = raw.parse()
+    assert [e.embedding for e in response.data] == [[3.0, 0.25], [2.0, 0.25]]
+    # From X-Amzn-Bedrock-Input-Token-Count, at 1e-07.
+    assert response.usage.prompt_tokens == 5
+    assert_response_cost(raw, "0.0000005", (5, "1e-07"))
 
 
 def test_throttling_is_a_rate_limit_error(client):

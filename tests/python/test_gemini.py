@@ -46,6 +46,15 @@ BLOCKED = {
     ],
 }
 METHOD = re.compile(r"^/v1beta/models/([\w.-]+):(generateContent|streamGenerateContent)(\?alt=sse)?$")
+# "Embeddings" (https://ai.google.dev/api/embeddings): `embedContent` answers
+# `{"embedding": {"values"}}`, `batchEmbedContents` `{"embeddings": [...]}`;
+# neither counts tokens.
+EMBED = re.compile(r"^/v1beta/models/([\w.-]+):(embedContent|batchEmbedContents)$")
+
+
+def embedding_of(request):
+    """The fake's vector for one `EmbedContentRequest`: its text's length, 0.5."""
+    return {"values": [float(len(request["content"]["parts"][0]["text"])), 0.5]}
 
 
 def candidate(parts, finish=None):
@@ -93,6 +102,15 @@ class FakeGemini(BaseHTTPRequestHandler):
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.server.requests.append((self.path, request))
+        embed = EMBED.match(self.path)
+        if embed:
+            if self.headers.get("x-goog-api-key") != GEMINI_KEY:
+                return self.error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.")
+            if embed[2] == "embedContent":
+                return self.reply(200, json.dumps({"embedding": embedding_of(request)}))
+            if any(r.get("model") != f"models/{embed[1]}" for r in request["requests"]):
+                return self.error(400, "INVALID_ARGUMENT", "each request needs its model")
+            return self.reply(200, json.dumps({"embeddings": [embedding_of(r) for r in request["requests"]]}))
         method = METHOD.match(self.path)
         if not method or (method[2] == "streamGenerateContent") != (method[3] == "?alt=sse"):
             return self.error(404, "NOT_FOUND", "no such method")
@@ -134,6 +152,11 @@ def gemini(tmp_path_factory):
         "      model: gemini/gemini-2.5-flash\n"
         f"      api_base: http://127.0.0.1:{server.server_address[1]}\n"
         "      api_key: os.environ/GEMINI_API_KEY\n"
+        "  - model_name: gemini-embed\n"
+        "    litellm_params:\n"
+        "      model: gemini/gemini-embedding-001\n"
+        f"      api_base: http://127.0.0.1:{server.server_address[1]}\n"
+        "      api_key: os.environ/GEMINI_API_KEY\n"
         "router_settings:\n"
         "  num_retries: 0\n"
     )
@@ -159,6 +182,33 @@ def test_a_completion_with_gemini_usage(gemini):
     # uncached prompt token, 3e-08 a cached one, 2.5e-06 an answer or
     # thought token: 8 × 3e-07 + 4 × 3e-08 + 9 × 2.5e-06, exactly.
     assert_response_cost(raw, "0.00002502", (8, "3e-07"), (4, "3e-08"), (9, "2.5e-06"))
+
+
+def test_embeddings_of_a_list_as_base64_and_of_one_text_as_floats(gemini):
+    client, requests = gemini
+    # The SDK asks for base64 unless told otherwise, and decodes it.
+    raw = client.embeddings.with_raw_response.create(model="gemini-embed", input=["Hello world", "Bonjour"])
+    response = raw.parse()
+    assert [e.embedding for e in response.data] == [[11.0, 0.5], [7.0, 0.5]]
+    assert [e.index for e in response.data] == [0, 1]
+    # Gemini counts no tokens: a token per 4 characters, rounded up (3 + 2),
+    # at LiteLLM's 1.5e-07 for gemini/gemini-embedding-001.
+    assert response.usage.prompt_tokens == 5
+    assert_response_cost(raw, "0.00000075", (5, "1.5e-07"))
+    path, sent = requests[-1]
+    assert path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert [r["content"]["parts"][0]["text"] for r in sent["requests"]] == ["Hello world", "Bonjour"]
+
+    response = client.embeddings.create(
+        model="gemini-embed", input="Hi", dimensions=2, encoding_format="float")
+    assert response.data[0].embedding == [2.0, 0.5]
+    path, sent = requests[-1]
+    assert path == "/v1beta/models/gemini-embedding-001:embedContent"
+    assert sent == {"content": {"parts": [{"text": "Hi"}]}, "outputDimensionality": 2}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="gemini-embed", input=[[1, 2, 3]])
+    assert "not token ids" in refused.value.message
 
 
 def test_a_stream_read_as_openai_chunks(gemini):

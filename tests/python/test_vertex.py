@@ -5,7 +5,9 @@ for Server to Server Applications"
 (https://developers.google.com/identity/protocols/oauth2/service-account), the
 `generateContent` / `streamGenerateContent?alt=sse` routes of the Vertex AI API
 reference, and Anthropic's "Claude on Vertex AI" `rawPredict` route
-(https://docs.anthropic.com/en/api/claude-on-vertex-ai).
+(https://docs.anthropic.com/en/api/claude-on-vertex-ai), and the text
+embeddings `:predict` route ("Text embeddings API",
+https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api).
 
 Then the error classes, on both model families: a quota or overload error
 retried then answered by a fallback on another provider, a context-window
@@ -123,7 +125,10 @@ class FakeVertex(LoopbackServer):
             ok = route is not None and (
                 route.group(1) == "google"
                 and (route.group(3) == "generateContent"
-                     or (route.group(3) == "streamGenerateContent" and path.endswith("?alt=sse")))
+                     or (route.group(3) == "streamGenerateContent" and path.endswith("?alt=sse"))
+                     # Text embeddings: instances of {content}.
+                     or (route.group(3) == "predict"
+                         and all("content" in i for i in sent.get("instances") or [None])))
                 or route.group(1) == "anthropic"
                 and route.group(3) in ("rawPredict", "streamRawPredict")
                 and sent.get("anthropic_version") == "vertex-2023-10-16"
@@ -152,6 +157,7 @@ def start_vertex_gateway(fake, directory, tail="router_settings:\n  num_retries:
         "model_list:\n"
         + deployment.format(group="claude", model="claude-3-5-sonnet@20240620")
         + deployment.format(group="flash", model="gemini-2.0-flash")
+        + deployment.format(group="embed", model="text-embedding-005")
         + tail
     )
     return start_gateway(config, {
@@ -194,6 +200,22 @@ def test_a_claude_completion_with_its_usage(vertex):
     # LiteLLM's prices for vertex_ai/claude-3-5-sonnet@20240620 (the
     # snapshot): 3e-06 in, 1.5e-05 out: 12 × 3e-06 + 3 × 1.5e-05.
     assert_response_cost(raw, "0.000081", (12, "3e-06"), (3, "1.5e-05"))
+
+
+def test_embeddings_through_predict_with_vertex_token_counts(vertex):
+    fake, client = vertex
+    fake.push(200, json.dumps({"predictions": [
+        {"embeddings": {"statistics": {"truncated": False, "token_count": 6}, "values": [0.5, -1.0]}},
+        {"embeddings": {"statistics": {"truncated": False, "token_count": 4}, "values": [2.0, 0.25]}},
+    ]}))
+    # The SDK asks for base64 unless told otherwise, and decodes it.
+    raw = client.embeddings.with_raw_response.create(model="embed", input=["first", "second"], dimensions=2)
+    response = raw.parse()
+    assert [e.embedding for e in response.data] == [[0.5, -1.0], [2.0, 0.25]]
+    assert response.usage.prompt_tokens == 10
+    # LiteLLM's 1e-07 for text-embedding-005.
+    assert_response_cost(raw, "0.000001", (10, "1e-07"))
+    assert fake.model_paths[-1].endswith("/publishers/google/models/text-embedding-005:predict")
 
 
 def test_a_gemini_stream_as_openai_chunks(vertex):

@@ -18,16 +18,18 @@ use tollgate_core::extensions::{Deadline, NativeApi, NativeRequest};
 use tollgate_core::{
     BoxError, ChatRequest, ErrorClass, Failure, Operation, RequestBody, TimeoutKind,
 };
+use tower::ServiceExt as _;
 use tower_service::Service;
 
 use crate::deployment::{Deployment, DeploymentProvider, NativeDeployment};
 use crate::learned::Phase;
 use crate::mock::MockBody;
-use tollgate_providers::Protocol;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
 use tollgate_providers::bedrock::Bedrock;
+use tollgate_providers::embeddings::{Embed, Embeddings};
 use tollgate_providers::gemini::Gemini;
+use tollgate_providers::{Protocol, Provider};
 
 use crate::upstream::{TimedBody, UpstreamClient};
 
@@ -229,6 +231,7 @@ async fn call_provider(
             // The translation classifies the provider's failures, events
             // inside a stream included, and answers in OpenAI's shape.
             let classified = |error: BoxError| Failure::from_error(&*error);
+            let embeddings = chat.operation() == Operation::Embeddings;
             match &**native {
                 // Anthropic's API has chat (Messages) only.
                 NativeDeployment::Anthropic(_)
@@ -261,16 +264,25 @@ async fn call_provider(
                     Ok(response.map(|body| ProviderBody::Azure { body }))
                 }
                 NativeDeployment::Vertex(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Vertex { body }))
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
+                    Ok(response
+                        .await
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Vertex { body }))
                 }
                 NativeDeployment::Gemini(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Gemini { body }))
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
+                    Ok(response
+                        .await
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Gemini { body }))
                 }
                 NativeDeployment::Bedrock(service) => {
-                    let response = service.clone().call(request).await.map_err(classified)?;
-                    Ok(response.map(|body| ProviderBody::Bedrock { body }))
+                    let response = embed_or_call(service, request, embeddings, timeouts.total);
+                    Ok(response
+                        .await
+                        .map_err(classified)?
+                        .map(|body| ProviderBody::Bedrock { body }))
                 }
             }
         }
@@ -310,6 +322,44 @@ async fn call_provider(
             }))
             .await
         }
+    }
+}
+
+/// A native deployment's answer: an embeddings request through the
+/// provider's embeddings API, under the attempt's `total` deadline (see
+/// [`within`]); anything else through its chat translation.
+async fn embed_or_call<S, P, B>(
+    service: &Provider<S, P>,
+    request: Request<RequestBody>,
+    embeddings: bool,
+    total: Option<std::time::Duration>,
+) -> Result<Response<B>, BoxError>
+where
+    S: Clone,
+    P: Embed,
+    Provider<S, P>: Service<Request<RequestBody>, Response = Response<B>, Error = BoxError>,
+    Embeddings<S, P>: Service<Request<RequestBody>, Response = Response<B>, Error = BoxError>,
+{
+    if embeddings {
+        within(total, service.embeddings().oneshot(request)).await
+    } else {
+        service.clone().oneshot(request).await
+    }
+}
+
+/// `call` under the attempt's `total` deadline, when it has one: an
+/// embeddings request through a native provider may be several upstream
+/// calls (Titan takes one text a call), and the attempt's deadline bounds
+/// them together as it bounds one.
+async fn within<T>(
+    total: Option<std::time::Duration>,
+    call: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, BoxError> {
+    match total {
+        Some(total) => tokio::time::timeout(total, call)
+            .await
+            .unwrap_or_else(|_| Err(Failure::timeout(TimeoutKind::Total).into())),
+        None => call.await,
     }
 }
 
@@ -365,4 +415,34 @@ async fn reject_errors(
         }
         Err(_) => at_head,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_calls_of_one_attempt_share_its_total_deadline() {
+        let two_calls = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<_, BoxError>(())
+        };
+        let error = within(Some(Duration::from_secs(3)), two_calls)
+            .await
+            .unwrap_err();
+        let failure = Failure::from_error(&*error);
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::Total));
+        let quick = async { Ok::<_, BoxError>(7) };
+        assert_eq!(
+            within(Some(Duration::from_secs(3)), quick).await.unwrap(),
+            7
+        );
+        assert_eq!(
+            within(None, async { Ok::<_, BoxError>(8) }).await.unwrap(),
+            8
+        );
+    }
 }

@@ -42,6 +42,15 @@ pub(crate) struct Shared<P> {
     clock: Clock,
 }
 
+impl<P> Shared<P> {
+    /// Now, in Unix seconds, by the layer's clock.
+    pub(crate) fn created(&self) -> u64 {
+        (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
 impl<P> Clone for Shared<P> {
     fn clone(&self) -> Self {
         Shared {
@@ -140,6 +149,17 @@ impl<S, P> Provider<S, P> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The service that answers OpenAI embeddings requests through this
+    /// provider's embeddings API, over a clone of the inner service, with
+    /// this one's protocol, body limit and clock.
+    #[cfg(any(feature = "gemini", feature = "bedrock"))]
+    pub fn embeddings(&self) -> crate::embeddings::Embeddings<S, P>
+    where
+        S: Clone,
+    {
+        crate::embeddings::Embeddings::new(self.inner.clone(), self.shared.clone())
+    }
 }
 
 impl<S: Clone, P> Clone for Provider<S, P> {
@@ -179,9 +199,7 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let (mut head, body) = request.into_parts();
-        let created = (self.shared.clock)()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = self.shared.created();
         let prepared = self
             .shared
             .protocol

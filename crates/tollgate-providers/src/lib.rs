@@ -40,6 +40,11 @@
 //! | `bedrock` | `bedrock` | AWS Bedrock Converse / ConverseStream, native: SigV4, the binary event stream |
 //! | `vertex` | `vertex` | Vertex AI: Gemini and Claude models in a Google Cloud project, service-account OAuth2 tokens |
 //!
+//! OpenAI embeddings requests go through Gemini's, Vertex AI's and
+//! Bedrock's own embeddings APIs with [`Provider::embeddings`] (see
+//! [`embeddings`]): an [`Embed`](embeddings::Embed) implementation plans
+//! the upstream calls and reads their answers.
+//!
 //! Every provider is built from the same plain [`ProviderConfig`] (LiteLLM's
 //! `api_base`, `api_key`, `api_version`...).
 //!
@@ -131,6 +136,8 @@ mod body;
 mod buffered;
 mod chat;
 mod config;
+#[cfg(any(feature = "gemini", feature = "bedrock"))]
+pub mod embeddings;
 mod endpoint;
 mod error;
 mod failures;

@@ -48,6 +48,19 @@ pub const THOUGHTS_TOKENS: u64 = 40;
 /// `totalTokenCount`: prompt, answer and thoughts.
 pub const TOTAL_TOKENS: u64 = PROMPT_TOKENS + CANDIDATES_TOKENS + THOUGHTS_TOKENS;
 
+/// An `embedContent` answer ("Embeddings",
+/// <https://ai.google.dev/api/embeddings>): `{"embedding": {"values"}}`,
+/// no token count.
+pub fn embedding(values: &[f64]) -> Value {
+    json!({"embedding": {"values": values}})
+}
+
+/// A `batchEmbedContents` answer: an embedding for each request, in order.
+pub fn batch_embeddings(vectors: &[&[f64]]) -> Value {
+    let embeddings: Vec<Value> = vectors.iter().map(|v| json!({"values": v})).collect();
+    json!({"embeddings": embeddings})
+}
+
 /// The `usageMetadata` of every answer built here.
 pub fn usage() -> Value {
     json!({

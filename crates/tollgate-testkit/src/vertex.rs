@@ -398,6 +398,15 @@ fn route_error(request: &RecordedRequest) -> Option<String> {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
             (!body["model"].is_string()).then(|| "model is required to count tokens".into())
         }
+        // Text embeddings: a non-empty list of `instances`, each with its
+        // `content` ("Text embeddings API").
+        ("google", "predict") => {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let valid = body["instances"].as_array().is_some_and(|instances| {
+                !instances.is_empty() && instances.iter().all(|i| i["content"].is_string())
+            });
+            (!valid).then(|| "instances must be a non-empty list of {content}".into())
+        }
         ("anthropic", "rawPredict" | "streamRawPredict") => {
             let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
             if body["anthropic_version"] != ANTHROPIC_VERSION || body.get("model").is_some() {
@@ -408,6 +417,22 @@ fn route_error(request: &RecordedRequest) -> Option<String> {
         }
         _ => Some(format!("The requested URL {path} was not found.")),
     }
+}
+
+/// A `:predict` answer of Vertex AI's text embeddings
+/// (<https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api>):
+/// a prediction for each `(values, token_count)`, in order.
+pub fn predictions(vectors: &[(&[f64], u64)]) -> Value {
+    let predictions: Vec<Value> = vectors
+        .iter()
+        .map(|(values, tokens)| {
+            json!({"embeddings": {
+                "statistics": {"truncated": false, "token_count": tokens},
+                "values": values,
+            }})
+        })
+        .collect();
+    json!({"predictions": predictions, "metadata": {"billableCharacterCount": 0}})
 }
 
 /// An error in Google's shape: `{"error":{"code","message","status"}}`.

@@ -7,7 +7,9 @@
 //! field passed on as sent), and goes to `{api_base}/embeddings` (Azure:
 //! `/openai/deployments/{d}/embeddings`). The answer comes back byte for
 //! byte: float vectors and base64 ones alike are never decoded or
-//! re-encoded. Its `usage.prompt_tokens` is priced at the deployment's
+//! re-encoded. `gemini/`, `vertex_ai/` and `bedrock/` deployments embed
+//! through their own APIs instead (`tollgate-providers`' `Embeddings`,
+//! text inputs only), answered in OpenAI's shape. Its `usage.prompt_tokens` is priced at the deployment's
 //! `input_cost_per_token`. Only a model group whose mode is `embedding`
 //! (or unstated) takes it.
 //!

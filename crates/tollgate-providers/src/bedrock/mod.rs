@@ -5,6 +5,7 @@
 //! see [`Bedrock`] for what is translated.
 
 mod classify;
+mod embed;
 mod eventstream;
 mod request;
 mod response;
@@ -28,6 +29,7 @@ use crate::failures::{bad_request, stream_answered_as_json};
 use crate::layer::ProviderLayer;
 use crate::protocol::{Exchange, Protocol};
 
+pub use embed::INPUT_TOKEN_COUNT_HEADER;
 pub use stream::BedrockStream;
 
 /// The service name requests are signed for.

@@ -9,6 +9,7 @@
 //! adds).
 
 mod classify;
+mod embed;
 mod request;
 mod response;
 mod stream;

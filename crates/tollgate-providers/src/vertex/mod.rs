@@ -19,6 +19,7 @@
 
 mod account;
 mod auth;
+mod embed;
 mod token;
 
 #[cfg(test)]

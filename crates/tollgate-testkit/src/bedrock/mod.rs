@@ -117,9 +117,14 @@ pub async fn scripted_upstream() -> Upstream {
 /// its last message's text: `throttle` → a 429 `ThrottlingException`,
 /// `too long` → a 400 "Input is too long" `ValidationException`; a request
 /// offering tools → a call of the first tool with `{"city": "Paris"}`;
-/// anything else → [`SCRIPTED_TEXT`].
+/// anything else → [`SCRIPTED_TEXT`]. An InvokeModel (embeddings) request
+/// gets vectors of its texts' lengths: Titan's `[chars, 0.5]`, Cohere's
+/// `[chars, 0.25]` each, a token a character.
 pub fn scripted_reply(request: &crate::RecordedRequest) -> Reply {
     let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    if request.uri.path().ends_with("/invoke") {
+        return scripted_embedding(&body);
+    }
     let stream = request.uri.path().ends_with("/converse-stream");
     let last = body["messages"]
         .as_array()
@@ -154,6 +159,48 @@ pub fn scripted_reply(request: &crate::RecordedRequest) -> Reply {
         (None, false) => Reply::json(200, converse(SCRIPTED_TEXT)),
         (None, true) => stream_reply(text_stream(&["The capital ", "of France ", "is Paris."])),
     }
+}
+
+/// The answer of InvokeModel on an Amazon Titan text embeddings model
+/// ("Amazon Titan Embeddings Text",
+/// <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>).
+pub fn titan_embedding(values: &[f64], input_tokens: u64) -> Value {
+    json!({"embedding": values, "inputTextTokenCount": input_tokens})
+}
+
+/// The answer of InvokeModel on a Cohere embed model ("Cohere Embed",
+/// <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html>):
+/// the vectors in the body, the input tokens in InvokeModel's
+/// `X-Amzn-Bedrock-Input-Token-Count` header.
+pub fn cohere_embeddings(vectors: &[&[f64]], input_tokens: u64) -> Reply {
+    let body = json!({
+        "embeddings": vectors,
+        "id": "a1b2c3d4-0000-4000-8000-embed0000001",
+        "response_type": "embeddings_floats",
+        "texts": [],
+    });
+    Reply::json(200, body).header("x-amzn-bedrock-input-token-count", input_tokens.to_string())
+}
+
+/// The reply to an InvokeModel embeddings request: Titan's `inputText`
+/// → `[length, 0.5]` with a token a character; Cohere's `texts` → a
+/// vector `[length, 0.25]` each, a token a character in all.
+fn scripted_embedding(body: &Value) -> Reply {
+    if let Some(text) = body["inputText"].as_str() {
+        let length = text.chars().count();
+        return Reply::json(200, titan_embedding(&[length as f64, 0.5], length as u64));
+    }
+    let texts: Vec<&str> = body["texts"]
+        .as_array()
+        .map(|texts| texts.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let vectors: Vec<Vec<f64>> = texts
+        .iter()
+        .map(|t| vec![t.chars().count() as f64, 0.25])
+        .collect();
+    let views: Vec<&[f64]> = vectors.iter().map(Vec::as_slice).collect();
+    let tokens = texts.iter().map(|t| t.chars().count() as u64).sum();
+    cohere_embeddings(&views, tokens)
 }
 
 /// The text [`scripted_reply`] answers.
