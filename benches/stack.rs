@@ -16,6 +16,11 @@
 //!   reports bytes per second.
 //! - `completions-stream/*`: a legacy completion's stream ([`EVENTS`] text
 //!   chunks, a finish, the usage chunk, `[DONE]`), per event.
+//! - `messages/*`, `messages-stream/*`, `responses/*`,
+//!   `responses-stream/*`: Anthropic's Messages and OpenAI's Responses
+//!   requests through `tollgate-inbound`'s layer over the same stack (the
+//!   request translated to chat, the answer or each chunk back), against
+//!   the bare upstream's chat answer or stream; streams per upstream event.
 //!
 //! Everything answers at once, so it is polled with a no-op waker: no
 //! runtime, no scheduling in the figures.
@@ -39,8 +44,11 @@ use tollgate::core::extensions::ModelGroup;
 use tollgate::core::{BoxError, ChatRequest, Operation, RequestBody};
 use tollgate::cost::{CostLayer, PriceTable, TokenPrices, Usd};
 use tollgate::fallback::FallbackLayer;
+use tollgate::inbound::InboundLayer;
+use tollgate::inbound::messages::Messages;
+use tollgate::inbound::responses::Responses;
 use tollgate::retry::RetryLayer;
-use tower::{Service, ServiceBuilder, service_fn};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
 
 /// Content events in a benchmarked stream (a short answer's worth).
 const EVENTS: usize = 64;
@@ -51,6 +59,13 @@ const EMBEDDINGS_REQUEST: &[u8] =
     br#"{"model":"m","input":["a","b","c"],"encoding_format":"float"}"#;
 const COMPLETIONS_REQUEST: &[u8] =
     br#"{"model":"m","prompt":"Say hi","stream":true,"stream_options":{"include_usage":true}}"#;
+/// Claude Code's and Codex's requests, as the inbound layer gets them.
+const MESSAGES_REQUEST: &[u8] =
+    br#"{"model":"m","max_tokens":1024,"messages":[{"role":"user","content":"Hi"}]}"#;
+const MESSAGES_STREAM_REQUEST: &[u8] =
+    br#"{"model":"m","max_tokens":1024,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+const RESPONSES_REQUEST: &[u8] = br#"{"model":"m","input":"Hi"}"#;
+const RESPONSES_STREAM_REQUEST: &[u8] = br#"{"model":"m","input":"Hi","stream":true}"#;
 /// Vectors of an embeddings answer, and their dimensions (OpenAI's
 /// `text-embedding-3-small`).
 const VECTORS: usize = 16;
@@ -149,13 +164,15 @@ struct Answers {
 type Answer = Ready<Result<Response<Frames>, Infallible>>;
 
 /// The upstream: a JSON answer, a stream, or embeddings, as the request's
-/// body asks.
+/// parsed [`ChatRequest`] asks (the inbound layer's chat body is not one of
+/// the constants above).
 fn upstream(
     answers: Answers,
 ) -> impl Service<Request<RequestBody>, Response = Response<Frames>, Error = Infallible, Future = Answer>
 + Clone {
     service_fn(move |request: Request<RequestBody>| {
-        let asked = request.body().bytes().map_or(0, Bytes::len);
+        let chat = request.extensions().get::<Arc<ChatRequest>>();
+        let asked = chat.map(|chat| (chat.operation(), chat.stream()));
         let stream = |frames: &Arc<Vec<Bytes>>| {
             (
                 "text/event-stream",
@@ -163,9 +180,9 @@ fn upstream(
             )
         };
         let (content_type, body) = match asked {
-            n if n == STREAM_REQUEST.len() => stream(&answers.chat_stream),
-            n if n == COMPLETIONS_REQUEST.len() => stream(&answers.completion_stream),
-            n if n == EMBEDDINGS_REQUEST.len() => (
+            Some((Operation::Completions, true)) => stream(&answers.completion_stream),
+            Some((_, true)) => stream(&answers.chat_stream),
+            Some((Operation::Embeddings, _)) => (
                 "application/json",
                 Frames(VecDeque::from([answers.embeddings.clone()])),
             ),
@@ -188,7 +205,7 @@ fn stack<S>(
     inner: S,
 ) -> impl Service<
     Request<RequestBody>,
-    Response = Response<impl Body<Data = Bytes> + use<S>>,
+    Response = Response<impl Body<Data = Bytes, Error: Into<BoxError>> + use<S>>,
     Error = BoxError,
 > + Clone
 where
@@ -216,6 +233,14 @@ where
 }
 
 fn request(body: &'static [u8]) -> Request<RequestBody> {
+    if INBOUND.contains(&body) {
+        // The inbound layer reads its API's request itself.
+        let mut request = Request::post("/v1/chat/completions")
+            .body(RequestBody::new(Bytes::from_static(body)))
+            .expect("a valid request");
+        request.extensions_mut().insert(ModelGroup(Arc::from("m")));
+        return request;
+    }
     // Read once at ingress, as the gateway does: the operation comes from
     // the route.
     let operation = match body {
@@ -230,6 +255,14 @@ fn request(body: &'static [u8]) -> Request<RequestBody> {
     request.extensions_mut().insert(ModelGroup(Arc::from("m")));
     request
 }
+
+/// The requests of the inbound APIs, which [`request`] leaves unparsed.
+const INBOUND: [&[u8]; 4] = [
+    MESSAGES_REQUEST,
+    MESSAGES_STREAM_REQUEST,
+    RESPONSES_REQUEST,
+    RESPONSES_STREAM_REQUEST,
+];
 
 /// One whole request through `service`, body to its end.
 fn one<S, B>(service: &mut S, body: &'static [u8], cx: &mut Context<'_>)
@@ -290,6 +323,32 @@ fn benches(c: &mut Criterion) {
         b.iter(|| one(&mut layered, EMBEDDINGS_REQUEST, &mut cx))
     });
     group.finish();
+
+    // The inbound APIs, over the same stack, against the bare chat answer.
+    let inbound = [
+        ("messages", MESSAGES_REQUEST, JSON_REQUEST),
+        ("messages-stream", MESSAGES_STREAM_REQUEST, STREAM_REQUEST),
+        ("responses", RESPONSES_REQUEST, JSON_REQUEST),
+        ("responses-stream", RESPONSES_STREAM_REQUEST, STREAM_REQUEST),
+    ];
+    for (name, asked, chat) in inbound {
+        let mut group = c.benchmark_group(name);
+        if chat == STREAM_REQUEST {
+            group.throughput(Throughput::Elements(frames.len() as u64));
+        }
+        let mut bare = upstream(answers.clone());
+        group.bench_function("bare", |b| b.iter(|| one(&mut bare, chat, &mut cx)));
+        if name.starts_with("messages") {
+            let mut layered =
+                InboundLayer::<Messages>::new().layer(stack(upstream(answers.clone())));
+            group.bench_function("stack", |b| b.iter(|| one(&mut layered, asked, &mut cx)));
+        } else {
+            let mut layered =
+                InboundLayer::<Responses>::new().layer(stack(upstream(answers.clone())));
+            group.bench_function("stack", |b| b.iter(|| one(&mut layered, asked, &mut cx)));
+        }
+        group.finish();
+    }
 
     let mut group = c.benchmark_group("completions-stream");
     group.throughput(Throughput::Elements(answers.completion_stream.len() as u64));

@@ -16,7 +16,9 @@
 //!   (<https://docs.anthropic.com/en/api/claude-on-vertex-ai>):
 //!   `…/publishers/anthropic/models/{model}:rawPredict` and
 //!   `:streamRawPredict`, `anthropic_version: "vertex-2023-10-16"` in the
-//!   body, no `model`;
+//!   body, no `model`; and Vertex AI's "Count tokens for Claude models":
+//!   `…/publishers/anthropic/models/count-tokens:rawPredict`, Anthropic's
+//!   body with its `model` (as LiteLLM sends it);
 //! - errors in Google's shape (<https://cloud.google.com/apis/design/errors>):
 //!   `{"error":{"code","message","status"}}`.
 //!
@@ -383,13 +385,19 @@ fn route_error(request: &RecordedRequest) -> Option<String> {
     let Some((publisher, model)) = tail.and_then(|t| t.split_once("/models/")) else {
         return Some(format!("The requested URL {path} was not found."));
     };
-    let Some((_, method)) = model.split_once(':') else {
+    let Some((model, method)) = model.split_once(':') else {
         return Some(format!("The requested URL {path} was not found."));
     };
     let sse = request.uri.query() == Some("alt=sse");
     match (publisher, method) {
         ("google", "generateContent") => None,
         ("google", "streamGenerateContent") if sse => None,
+        // Google's "Count tokens for Claude models": Anthropic's body, the
+        // model named in it.
+        ("anthropic", "rawPredict") if model == "count-tokens" => {
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            (!body["model"].is_string()).then(|| "model is required to count tokens".into())
+        }
         // Text embeddings: a non-empty list of `instances`, each with its
         // `content` ("Text embeddings API").
         ("google", "predict") => {
@@ -493,6 +501,10 @@ mod tests {
         assert_eq!(route_error(&request(&claude, good)), None);
         let with_model = json!({"anthropic_version": ANTHROPIC_VERSION, "model": "claude"});
         assert!(route_error(&request(&claude, with_model)).is_some());
+        let count = model_path("us-east5", "anthropic", "count-tokens", "rawPredict");
+        let counted = json!({"model": "claude-3-5-sonnet@20240620", "messages": []});
+        assert_eq!(route_error(&request(&count, counted)), None);
+        assert!(route_error(&request(&count, json!({"messages": []}))).is_some());
         let stream = model_path(
             "us-central1",
             "google",

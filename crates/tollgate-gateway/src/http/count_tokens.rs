@@ -2,10 +2,11 @@
 //!
 //! Only Anthropic counts tokens for its own request shape, so the request
 //! goes, as the client sent it (the model renamed to the deployment's), to
-//! the first `anthropic/` deployment of the model group, after the same
-//! checks as `/v1/messages` (the model, the key's model list); Anthropic's
-//! answer comes back redacted, errors in Anthropic's shape. A group with no
-//! Anthropic deployment gets a clear 400. It is a plain call, not a
+//! the first `anthropic/` deployment of the model group, or of Claude on
+//! Vertex AI (`vertex_ai/claude-…`, at its `count-tokens:rawPredict`),
+//! after the same checks as `/v1/messages` (the model, the key's model
+//! list); the answer comes back redacted, errors in Anthropic's shape. A
+//! group with neither gets a clear 400. It is a plain call, not a
 //! completion: no retries, fallbacks, limits or ledger row (it costs
 //! nothing).
 
@@ -23,6 +24,16 @@ use crate::access_log::AccessLog;
 use crate::deployment::{DeploymentProvider, NativeDeployment};
 use crate::keys::Principal;
 use crate::response::GatewayBody;
+use crate::upstream::UpstreamClient;
+
+/// The deployment that counts: Anthropic's API, or Claude on Vertex AI.
+#[derive(Clone, Copy)]
+enum Counter<'a> {
+    Anthropic(
+        &'a tollgate_providers::Provider<UpstreamClient, tollgate_providers::anthropic::Anthropic>,
+    ),
+    Vertex(&'a tollgate_providers::vertex::VertexService<UpstreamClient>),
+}
 
 /// The largest count answer read: Anthropic's is a few bytes.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -90,26 +101,32 @@ where
     if !principal.allows_model(group.name()) {
         return Err(super::chat::refuse_model(&principal, group.name()));
     }
-    let anthropic = group
-        .members()
-        .find_map(|(target, deployment)| match &deployment.provider {
-            DeploymentProvider::Native(native) => match &**native {
-                NativeDeployment::Anthropic(provider) => Some((target, provider)),
-                // Claude on Vertex AI counts elsewhere, under Google's auth:
-                // not served here yet.
-                NativeDeployment::Azure(_)
-                | NativeDeployment::Gemini(_)
-                | NativeDeployment::Bedrock(_)
-                | NativeDeployment::Vertex(_) => None,
-            },
-            _ => None,
-        });
-    let Some((target, provider)) = anthropic else {
+    let counter = group.members().find_map(|(target, deployment)| {
+        let DeploymentProvider::Native(native) = &deployment.provider else {
+            return None;
+        };
+        match &**native {
+            NativeDeployment::Anthropic(provider) => Some((target, Counter::Anthropic(provider))),
+            // Claude on Vertex AI counts too, under Google's auth; Gemini
+            // does not take Anthropic's shape.
+            NativeDeployment::Vertex(provider)
+                if provider.protocol().counts_tokens(&target.upstream_model) =>
+            {
+                Some((target, Counter::Vertex(provider)))
+            }
+            NativeDeployment::Azure(_)
+            | NativeDeployment::Gemini(_)
+            | NativeDeployment::Bedrock(_)
+            | NativeDeployment::Vertex(_) => None,
+        }
+    });
+    let Some((target, counter)) = counter else {
         return Err(Failure::new(
             ErrorClass::BadRequest,
             format!(
-                "Token counting needs an Anthropic model; `{}` has no anthropic/ deployment. \
-                 Read `usage.input_tokens` of a /v1/messages answer instead.",
+                "Token counting needs an Anthropic model; `{}` has no anthropic/ deployment \
+                 (nor Claude on vertex_ai/). Read `usage.input_tokens` of a /v1/messages \
+                 answer instead.",
                 tollgate_core::sanitize_message(group.name())
             ),
         )
@@ -124,16 +141,29 @@ where
         .body(())
         .map_err(|_| Failure::new(ErrorClass::Internal, "could not build the request"))?
         .into_parts();
-    provider.protocol().count_tokens(&mut head);
-    let request = Request::from_parts(head, RequestBody::new(sent));
-    let response = provider
-        .get_ref()
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|error| Failure::from_error(&*error))?;
+    let response = match counter {
+        Counter::Anthropic(provider) => {
+            provider.protocol().count_tokens(&mut head);
+            let request = Request::from_parts(head, RequestBody::new(sent));
+            provider.get_ref().clone().oneshot(request).await
+        }
+        Counter::Vertex(provider) => {
+            provider.protocol().count_tokens(&mut head);
+            let request = Request::from_parts(head, RequestBody::new(sent));
+            provider.get_ref().clone().oneshot(request).await
+        }
+    }
+    .map_err(|error| Failure::from_error(&*error))?;
     let (parts, body) = response.into_parts();
     let answer = tollgate_core::read_body_limited(body, None, MAX_ANSWER).await?;
+    if let (Counter::Vertex(provider), false) = (&counter, parts.status.is_success()) {
+        // Vertex refuses in Google's shape too (quota, permissions): read
+        // by the translation's rules, answered in Anthropic's.
+        use tollgate_providers::Protocol as _;
+        return Err(provider
+            .protocol()
+            .classify(parts.status, &parts.headers, &answer));
+    }
     let text = redactor.redact(&String::from_utf8_lossy(&answer));
     let mut response = Response::new(GatewayBody::full(text));
     *response.status_mut() = parts.status;

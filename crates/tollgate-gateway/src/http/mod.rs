@@ -173,7 +173,7 @@ where
                 log.class = class;
                 response
             }
-            Route::Models => admin::json_response(StatusCode::OK, app.models_body.clone()),
+            Route::Models => models::list(app, &principal),
             Route::Health => admin::json_response(
                 StatusCode::OK,
                 Bytes::from_static(br#"{"status":"healthy"}"#),

@@ -1,6 +1,7 @@
-//! `GET /v1/models/{id}` (OpenAI's Model object) and LiteLLM's
-//! `GET /model/info` (and `/v1/model/info`): what a key may see of the
-//! model groups, from the [`ModelCatalog`](crate::model_info::ModelCatalog).
+//! `GET /v1/models` (OpenAI's list), `GET /v1/models/{id}` (OpenAI's Model
+//! object) and LiteLLM's `GET /model/info` (and `/v1/model/info`): what a
+//! key may see of the model groups, from the
+//! [`ModelCatalog`](crate::model_info::ModelCatalog).
 
 use http::{Response, StatusCode};
 
@@ -42,6 +43,32 @@ pub(super) fn retrieve(
             failure.to_response()
         }
     }
+}
+
+/// `GET /v1/models`: the model groups in OpenAI's list shape; a virtual
+/// key limited to some models sees those only (as LiteLLM lists a key's
+/// models), a key for every model the list built at start.
+pub(super) fn list(app: &App, principal: &Principal) -> Response<GatewayBody> {
+    let limited = principal
+        .virtual_key()
+        .is_some_and(|key| !key.models.is_empty() && !key.models.iter().any(|m| m == "*"));
+    if !limited {
+        return super::json_response(StatusCode::OK, app.models_body.clone());
+    }
+    // Rare (a limited key listing its models): filtering the list built
+    // at start keeps one source for its entries.
+    let mut list: serde_json::Value = serde_json::from_slice(&app.models_body).unwrap_or_default();
+    if let Some(data) = list
+        .get_mut("data")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        data.retain(|model| {
+            model["id"]
+                .as_str()
+                .is_some_and(|id| principal.allows_model(id))
+        });
+    }
+    super::json_response(StatusCode::OK, bytes::Bytes::from(list.to_string()))
 }
 
 /// `GET /model/info`: every deployment of the groups the key may use, with

@@ -221,8 +221,9 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
     out
 }
 
-/// The named events of an SSE body (Anthropic's, the Responses API's), as
-/// `(event name, data)`: data that is not JSON as a string.
+/// The named events of an SSE body (`event:` and its JSON `data:`), as
+/// Anthropic's and OpenAI's Responses streams send them; data that is not
+/// JSON is kept as a string.
 pub fn named_events(body: &[u8]) -> Vec<(String, serde_json::Value)> {
     String::from_utf8_lossy(body)
         .split("\n\n")

@@ -158,6 +158,23 @@ impl Vertex {
         ))
     }
 
+    /// Whether `model` can count tokens in Anthropic's shape here: Claude
+    /// models can ([`count_tokens`](Self::count_tokens)); Gemini counts in
+    /// its own shape.
+    pub fn counts_tokens(&self, model: &str) -> bool {
+        Family::of(model) == Some(Family::Claude)
+    }
+
+    /// Points `head` at Claude's token counting on Vertex AI
+    /// (`…/publishers/anthropic/models/count-tokens:rawPredict`, Google's
+    /// "Count tokens for Claude models", which takes Anthropic's body with
+    /// the `model` in it), for a model that
+    /// [`counts_tokens`](Self::counts_tokens). The bearer token is added
+    /// below, by [`GoogleAuth`].
+    pub fn count_tokens(&self, head: &mut Parts) {
+        self.anthropic.count_tokens(head);
+    }
+
     /// The family `model` belongs to, or the bad request naming the
     /// supported ones.
     fn family(model: &str) -> Result<Family, Failure> {

@@ -153,6 +153,26 @@ fn claude_goes_to_raw_predict_with_the_vertex_version_and_no_model() {
 }
 
 #[test]
+fn claude_counts_tokens_at_count_tokens_and_gemini_does_not() {
+    let vertex = vertex(ProviderConfig::new().vertex_location("us-east5"));
+    assert!(vertex.counts_tokens("claude-3-5-sonnet@20240620"));
+    assert!(!vertex.counts_tokens("gemini-2.0-flash"));
+    assert!(!vertex.counts_tokens("llama-3"));
+    let (mut head, ()) = Request::post("/v1/messages/count_tokens")
+        .header("authorization", "Bearer sk-client-key")
+        .body(())
+        .unwrap()
+        .into_parts();
+    vertex.count_tokens(&mut head);
+    assert_eq!(
+        head.uri,
+        "https://us-east5-aiplatform.googleapis.com/v1/projects/my-proj/locations/us-east5/publishers/anthropic/models/count-tokens:rawPredict"
+    );
+    // The client's key is not forwarded; Vertex's token is added below.
+    assert!(!head.headers.contains_key("authorization"));
+}
+
+#[test]
 fn gemini_goes_to_generate_content_without_an_api_key() {
     let vertex = vertex(ProviderConfig::new().api_key("AIza-not-for-vertex"));
     let (head, sent, _) = prepare(&vertex, chat("gemini-2.0-flash", false)).unwrap();
