@@ -65,6 +65,8 @@ pub(crate) enum GroupBy {
     Model,
     /// The deployment.
     Deployment,
+    /// The key's team.
+    Team,
 }
 
 impl GroupBy {
@@ -75,6 +77,7 @@ impl GroupBy {
             GroupBy::Key => "key",
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
+            GroupBy::Team => "team",
         }
     }
 
@@ -84,6 +87,7 @@ impl GroupBy {
             GroupBy::Key,
             GroupBy::Model,
             GroupBy::Deployment,
+            GroupBy::Team,
         ]
         .into_iter()
         .find(|group| group.as_str() == name)

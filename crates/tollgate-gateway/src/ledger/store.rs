@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
     -- cost 12 µs a row under load, four times the rest of the insert. A
     -- lookup by request id scans (narrow it with start_date/end_date).
     ",
+    // v2: the team of the key that made the request.
+    "ALTER TABLE spend ADD COLUMN team_id TEXT;
+    CREATE INDEX spend_day_team ON spend (day, team_id);
+    ",
 ];
 
 /// The schema version this gateway writes.
@@ -161,9 +165,9 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
             "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, model_group,
                 deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
                 completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated,
-                cost_picos, cost_source)
+                cost_picos, cost_source, team_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18)",
+                ?17, ?18, ?19)",
         )?;
         // A batch is a second or so of rows: nearly always one day, whose
         // text is made once.
@@ -193,6 +197,7 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
                 row.usage_estimated,
                 row.cost_picos.map(to_sql),
                 row.cost_source.as_str(),
+                row.team.as_deref(),
             ])?;
         }
     }
@@ -208,6 +213,25 @@ pub(crate) fn billed_since(conn: &Connection, key: &str, since_ms: i64) -> rusql
          WHERE day >= ?1 AND key_name = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
     )?;
     let rows = statement.query_map(params![day::day_of(since_ms), key, since_ms], |row| {
+        row.get::<_, i64>(0)
+    })?;
+    rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
+        .sum()
+}
+
+/// What the team `team` was billed since `since_ms` (unix ms), in picos;
+/// unknown prices count as nothing.
+pub(crate) fn team_billed_since(
+    conn: &Connection,
+    team: &str,
+    since_ms: i64,
+) -> rusqlite::Result<u128> {
+    // `day >=` lets the (day, team_id) index narrow the rows.
+    let mut statement = conn.prepare_cached(
+        "SELECT cost_picos FROM spend
+         WHERE day >= ?1 AND team_id = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
+    )?;
+    let rows = statement.query_map(params![day::day_of(since_ms), team, since_ms], |row| {
         row.get::<_, i64>(0)
     })?;
     rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
@@ -245,7 +269,8 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
     let sql = format!(
         "SELECT request_id, attempt, ts_ms, key_name, model_group, deployment, upstream_model,
                 stream, outcome, error_class, prompt_tokens, completion_tokens,
-                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source
+                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source,
+                team_id
          FROM spend {conditions}
          ORDER BY id DESC
          LIMIT ? OFFSET ?"
@@ -278,6 +303,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         usage_estimated: row.get(14)?,
         cost_picos: row.get::<_, Option<i64>>(15)?.map(from_sql),
         cost_source: row.get(16)?,
+        team: row.get::<_, Option<String>>(17)?.map(Arc::from),
     })
 }
 
@@ -332,6 +358,7 @@ const fn column(group: GroupBy) -> &'static str {
         GroupBy::Key => "key_name",
         GroupBy::Model => "model_group",
         GroupBy::Deployment => "deployment",
+        GroupBy::Team => "team_id",
     }
 }
 
