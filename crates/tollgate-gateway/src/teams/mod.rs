@@ -34,6 +34,8 @@ pub(crate) mod spend;
 pub(crate) mod store;
 pub(crate) mod sync;
 pub(crate) mod team;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
