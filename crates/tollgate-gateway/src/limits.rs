@@ -103,7 +103,10 @@ pub(crate) async fn restore_team_budgets(
         };
         // Spend before the team was made (a deleted team of the same id)
         // is not its own.
-        let since = budget.window_at(now).start_unix_ms().max(team.created_at_ms);
+        let since = budget
+            .window_at(now)
+            .start_unix_ms()
+            .max(team.created_at_ms);
         match ledger.team_billed_since(&team.team_id, since).await {
             Ok(0) => {}
             Ok(spent) => {

@@ -79,12 +79,26 @@ impl Setup {
             ("authorization", auth.as_str()),
             ("content-type", "application/json"),
         ];
-        call(&self.client, "POST", &gateway.url(path), body.to_string(), &headers).await
+        call(
+            &self.client,
+            "POST",
+            &gateway.url(path),
+            body.to_string(),
+            &headers,
+        )
+        .await
     }
 
     async fn get(&self, gateway: &TestGateway, path: &str) -> Answer {
         let auth = format!("Bearer {MASTER_KEY}");
-        call(&self.client, "GET", &gateway.url(path), "", &[("authorization", &auth)]).await
+        call(
+            &self.client,
+            "GET",
+            &gateway.url(path),
+            "",
+            &[("authorization", &auth)],
+        )
+        .await
     }
 
     async fn key(&self, gateway: &TestGateway, body: Value) -> String {
@@ -100,7 +114,14 @@ impl Setup {
             ("content-type", "application/json"),
         ];
         let url = gateway.url("/v1/chat/completions");
-        call(&self.client, "POST", &url, chat_body(model, false), &headers).await
+        call(
+            &self.client,
+            "POST",
+            &url,
+            chat_body(model, false),
+            &headers,
+        )
+        .await
     }
 }
 
@@ -179,7 +200,10 @@ async fn team_routes_answer_in_litellms_shape() {
     assert_eq!(unknown.status, 400, "{}", unknown.text());
     assert!(unknown.text().contains("nope"));
     let key = setup
-        .key(&gateway, json!({"key_alias": "search-app", "team_id": "search"}))
+        .key(
+            &gateway,
+            json!({"key_alias": "search-app", "team_id": "search"}),
+        )
         .await;
     assert_eq!(setup.chat(&gateway, &key, "gpt").await.status, 200);
 
@@ -208,7 +232,11 @@ async fn team_routes_answer_in_litellms_shape() {
 
     // POST /team/update: {team_id, data}; fields left out stay.
     let updated = setup
-        .admin(&gateway, "/team/update", json!({"team_id": "search", "rpm_limit": 200}))
+        .admin(
+            &gateway,
+            "/team/update",
+            json!({"team_id": "search", "rpm_limit": 200}),
+        )
         .await;
     assert_eq!(updated.status, 200, "{}", updated.text());
     let updated = updated.json();
@@ -264,12 +292,19 @@ async fn a_teams_models_block_and_deletion_hold_for_its_keys() {
     let setup = Setup::new("teams-rules").await;
     let gateway = setup.gateway().await;
     let new = setup
-        .admin(&gateway, "/team/new", json!({"team_id": "t", "models": ["gpt"]}))
+        .admin(
+            &gateway,
+            "/team/new",
+            json!({"team_id": "t", "models": ["gpt"]}),
+        )
         .await;
     assert_eq!(new.status, 200, "{}", new.text());
     // The key may use both groups; its team only `gpt`: the intersection.
     let key = setup
-        .key(&gateway, json!({"team_id": "t", "models": ["gpt", "other"]}))
+        .key(
+            &gateway,
+            json!({"team_id": "t", "models": ["gpt", "other"]}),
+        )
         .await;
     assert_eq!(setup.chat(&gateway, &key, "gpt").await.status, 200);
     let other = setup.chat(&gateway, &key, "other").await;
@@ -285,7 +320,12 @@ async fn a_teams_models_block_and_deletion_hold_for_its_keys() {
     let refused = setup.chat(&gateway, &key, "gpt").await;
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert_eq!(refused.openai_error()["code"], "team_blocked");
-    assert!(refused.openai_error()["message"].as_str().unwrap().contains("'t'"));
+    assert!(
+        refused.openai_error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("'t'")
+    );
     assert_eq!(setup.upstream.requests().len(), before);
     setup
         .admin(&gateway, "/team/unblock", json!({"team_id": "t"}))
@@ -347,7 +387,11 @@ async fn a_team_budget_spent_by_two_keys_stops_both_and_survives_a_restart() {
     assert_eq!(refused.status, 429, "{}", refused.text());
     // Raising the budget lets the keys through again.
     setup
-        .admin(&gateway, "/team/update", json!({"team_id": "t", "max_budget": 1}))
+        .admin(
+            &gateway,
+            "/team/update",
+            json!({"team_id": "t", "max_budget": 1}),
+        )
         .await;
     assert_eq!(setup.chat(&gateway, &two, "gpt").await.status, 200);
     gateway.shutdown().await;

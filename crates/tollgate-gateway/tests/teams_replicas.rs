@@ -167,7 +167,11 @@ async fn a_team_budget_spent_on_two_replicas_stops_both_and_survives_a_restart()
     let refused = chat(&client, &a, &on_a).await;
     assert_eq!(refused.status, 429, "{}", refused.text());
     assert_eq!(refused.openai_error()["code"], "budget_exceeded");
-    assert_eq!(upstream.requests().len(), 2, "no refused request went upstream");
+    assert_eq!(
+        upstream.requests().len(),
+        2,
+        "no refused request went upstream"
+    );
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -201,7 +205,13 @@ async fn while_redis_is_away_team_keys_are_served_and_redis_gets_the_team_back()
     }
     // Changes wait for Redis: made on one replica only, they would split
     // the replicas' view.
-    let change = admin(&client, &b, "/team/update", json!({"team_id": "steady", "rpm_limit": 1})).await;
+    let change = admin(
+        &client,
+        &b,
+        "/team/update",
+        json!({"team_id": "steady", "rpm_limit": 1}),
+    )
+    .await;
     assert_eq!(change.status, 503, "{}", change.text());
     let new = admin(&client, &a, "/team/new", json!({"team_id": "later"})).await;
     assert_eq!(new.status, 503, "{}", new.text());
@@ -213,7 +223,13 @@ async fn while_redis_is_away_team_keys_are_served_and_redis_gets_the_team_back()
         async move { redis.keys().await.iter().any(|k| k == "tollgate:teams") }
     })
     .await;
-    let change = admin(&client, &b, "/team/update", json!({"team_id": "steady", "rpm_limit": 500})).await;
+    let change = admin(
+        &client,
+        &b,
+        "/team/update",
+        json!({"team_id": "steady", "rpm_limit": 500}),
+    )
+    .await;
     assert_eq!(change.status, 200, "{}", change.text());
     eventually(Duration::from_secs(3), "A has B's change", || {
         let (client, a) = (&client, &a);

@@ -42,8 +42,10 @@ where
             return failure.to_response();
         }
     };
-    if matches!(uri.path(), "/key/generate" | "/key/update" | "/key/regenerate")
-        && method == http::Method::POST
+    if matches!(
+        uri.path(),
+        "/key/generate" | "/key/update" | "/key/regenerate"
+    ) && method == http::Method::POST
         && let Err(failure) = crate::teams::admin::check_key_team(&app.teams, &body).await
     {
         log.class = Some(failure.class());

@@ -234,8 +234,14 @@ async fn a_version_1_file_gains_the_team_column_and_keeps_its_rows() {
     ledger.flush().unwrap();
     let rows = ledger.logs(&LogFilter::default()).await.unwrap();
     assert_eq!(rows[0], new);
-    assert_eq!((&*rows[1].request_id, rows[1].team.as_deref()), ("old", None));
-    assert_eq!(ledger.team_billed_since("search", 0).await.unwrap(), 1_000_000);
+    assert_eq!(
+        (&*rows[1].request_id, rows[1].team.as_deref()),
+        ("old", None)
+    );
+    assert_eq!(
+        ledger.team_billed_since("search", 0).await.unwrap(),
+        1_000_000
+    );
     assert_eq!(ledger.team_billed_since("search", 2_001).await.unwrap(), 0);
     let by_team = SummaryFilter {
         group_by: vec![GroupBy::Team],

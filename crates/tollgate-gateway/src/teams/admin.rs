@@ -217,7 +217,11 @@ async fn block(cx: &Context<'_>, body: &[u8], blocked: bool) -> Result<Response<
         blocked: Some(blocked),
         ..TeamRequest::default()
     };
-    let action = if blocked { "team.block" } else { "team.unblock" };
+    let action = if blocked {
+        "team.block"
+    } else {
+        "team.unblock"
+    };
     let team = cx
         .teams
         .update(&team_id, request, action, cx.now_ms)
@@ -231,9 +235,8 @@ async fn block(cx: &Context<'_>, body: &[u8], blocked: bool) -> Result<Response<
 async fn delete(cx: &Context<'_>, body: &[u8]) -> Result<Response<Bytes>, Failure> {
     let fields = fields(body)?;
     let ids: Vec<String> = match fields.get("team_ids").map(|raw| raw.get()) {
-        Some(raw) if raw != "null" => serde_json::from_str(raw).map_err(|_| {
-            bad_request("team_ids must be a list of team ids", Some("team_ids"))
-        })?,
+        Some(raw) if raw != "null" => serde_json::from_str(raw)
+            .map_err(|_| bad_request("team_ids must be a list of team ids", Some("team_ids")))?,
         _ => Vec::new(),
     };
     if ids.is_empty() {

@@ -149,7 +149,10 @@ impl Teams {
         let mut found = Vec::new();
         for id in ids {
             let team = self.info(id).await.ok_or_else(|| not_found(id))?;
-            if !found.iter().any(|seen: &Arc<Team>| seen.team_id == team.team_id) {
+            if !found
+                .iter()
+                .any(|seen: &Arc<Team>| seen.team_id == team.team_id)
+            {
                 found.push(team);
             }
         }

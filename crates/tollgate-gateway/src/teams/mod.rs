@@ -114,9 +114,7 @@ impl State {
             }
             Change::Bury(tombstone) => {
                 self.live.remove(&tombstone.team_id);
-                let later = tombstone
-                    .clone()
-                    .later(self.buried.get(&tombstone.team_id));
+                let later = tombstone.clone().later(self.buried.get(&tombstone.team_id));
                 self.buried.insert(tombstone.team_id.clone(), later);
             }
         }
@@ -178,7 +176,11 @@ impl Teams {
                 rng: SystemRandom::new(),
                 admin: tokio::sync::Mutex::new(()),
                 sync: tokio::sync::Mutex::new(()),
-                fallbacks: Fallbacks::new("the teams", "answering from the local copy", on_fallback),
+                fallbacks: Fallbacks::new(
+                    "the teams",
+                    "answering from the local copy",
+                    on_fallback,
+                ),
             }),
         })
     }
@@ -277,7 +279,10 @@ pub(crate) async fn admit(
     group: &str,
     now_ms: i64,
 ) -> Result<Option<Admission>, Failure> {
-    let Some(id) = principal.virtual_key().and_then(|key| key.team_id.as_deref()) else {
+    let Some(id) = principal
+        .virtual_key()
+        .and_then(|key| key.team_id.as_deref())
+    else {
         return Ok(None);
     };
     let forbidden = |message: String, code: &'static str| {
@@ -293,9 +298,7 @@ pub(crate) async fn admit(
     })?;
     if team.blocked {
         return Err(forbidden(
-            format!(
-                "The team '{id}' is blocked. An admin can unblock it with POST /team/unblock."
-            ),
+            format!("The team '{id}' is blocked. An admin can unblock it with POST /team/unblock."),
             "team_blocked",
         ));
     }
@@ -368,9 +371,7 @@ fn store_failed(error: &StoreError) -> Failure {
 /// `/key/update`), as LiteLLM refuses it.
 pub(crate) fn unknown_team(id: &str) -> Failure {
     bad_request(
-        format!(
-            "team_id '{id}' does not exist: create the team with POST /team/new first"
-        ),
+        format!("team_id '{id}' does not exist: create the team with POST /team/new first"),
         Some("team_id"),
     )
 }

@@ -180,7 +180,9 @@ impl RedisTeams {
             .await?;
         Ok(Remote {
             team: team.map(|json| read_team(&json, id)).transpose()?,
-            tombstone: tombstone.map(|json| read_tombstone(&json, id)).transpose()?,
+            tombstone: tombstone
+                .map(|json| read_tombstone(&json, id))
+                .transpose()?,
         })
     }
 

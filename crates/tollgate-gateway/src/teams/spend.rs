@@ -76,7 +76,11 @@ pub(crate) async fn spend_teams(teams: &Teams, ledger: &Ledger, now_ms: i64) -> 
         let day = group.next().and_then(|(_, day)| day.clone());
         let team = label(group.next().and_then(|(_, team)| team.as_ref()));
         let Some(day) = day else { continue };
-        *daily.entry(day).or_default().entry(team.clone()).or_default() += row.spend_picos;
+        *daily
+            .entry(day)
+            .or_default()
+            .entry(team.clone())
+            .or_default() += row.spend_picos;
         *totals.entry(team).or_default() += row.spend_picos;
     }
     let dollars = |picos: i128| RawValue::from_string(picos_to_decimal_i128(picos)).ok();

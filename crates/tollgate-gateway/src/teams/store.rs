@@ -71,10 +71,14 @@ pub(crate) enum StoreError {
     Lost,
 }
 
+/// What the memory store holds for one team id: its live record, its
+/// latest deletion.
+type Entry = (Option<Arc<Team>>, Option<Tombstone>);
+
 /// The local copy.
 #[derive(Debug)]
 pub(crate) enum LocalStore {
-    Memory(Mutex<HashMap<String, (Option<Arc<Team>>, Option<Tombstone>)>>),
+    Memory(Mutex<HashMap<String, Entry>>),
     Sqlite(Arc<SqliteStore>),
 }
 
@@ -209,10 +213,7 @@ impl SqliteStore {
                     )
                     .map(drop),
                 Change::Bury(tombstone) => tx
-                    .execute(
-                        "DELETE FROM teams WHERE team_id = ?1",
-                        [&tombstone.team_id],
-                    )
+                    .execute("DELETE FROM teams WHERE team_id = ?1", [&tombstone.team_id])
                     .and_then(|_| {
                         tx.execute(
                             "INSERT INTO team_tombstones (team_id, deleted_at_ms) VALUES (?1, ?2) \

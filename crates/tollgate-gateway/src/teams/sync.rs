@@ -277,6 +277,12 @@ mod tests {
                 tombstone: None,
             },
         );
-        assert_eq!(same, Plan { live: Some(new), ..Plan::default() });
+        assert_eq!(
+            same,
+            Plan {
+                live: Some(new),
+                ..Plan::default()
+            }
+        );
     }
 }

@@ -373,7 +373,10 @@ mod tests {
         assert!(!deleted.ends(&Team::new("t".into(), 1001)));
         let limits = team.limits();
         assert_eq!(&*limits.name, "team:t");
-        assert_eq!(limits.max_budget, Some(Budget::per(5, Duration::from_secs(60))));
+        assert_eq!(
+            limits.max_budget,
+            Some(Budget::per(5, Duration::from_secs(60)))
+        );
     }
 
     #[test]

@@ -40,7 +40,11 @@ async fn team(teams: &Teams, body: &str) {
 #[tokio::test(start_paused = true)]
 async fn a_team_budget_is_shared_by_its_keys_and_resets_on_its_duration() {
     let teams = Teams::new(TeamBackend::Memory).unwrap();
-    team(&teams, r#"{"team_id":"t","max_budget":2,"budget_duration":"1d"}"#).await;
+    team(
+        &teams,
+        r#"{"team_id":"t","max_budget":2,"budget_duration":"1d"}"#,
+    )
+    .await;
     let clock = Arc::new(ManualClock::new(T0));
     // Each call costs $1, reported as the cost layer would.
     let upstream = service_fn(|request: Request<()>| async move {
@@ -118,5 +122,10 @@ async fn admission_refuses_blocked_missing_and_other_models_and_narrows_fallback
     let (_, body) = refusal(admit(&teams, &member("k", "t"), "gpt", T0).await);
     assert!(body.contains("team_blocked"), "{body}");
     // No team, nothing to check.
-    assert!(admit(&teams, &Principal::Master, "gpt", T0).await.unwrap().is_none());
+    assert!(
+        admit(&teams, &Principal::Master, "gpt", T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
