@@ -14,6 +14,36 @@ use super::route::Route;
 use crate::access_log::AccessLog;
 use crate::response::GatewayBody;
 
+/// The method, URI and body of a key or team admin request; an error
+/// response when there is no master key (virtual keys and teams need one)
+/// or the body cannot be read.
+async fn admin_request<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Result<(http::Method, http::Uri, Bytes), Response<GatewayBody>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let failure = if app.keys.is_open() {
+        Failure::new(
+            ErrorClass::BadRequest,
+            "Virtual keys need a master key: set general_settings.master_key.",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_code("master_key_required")
+    } else {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        match super::chat::read_request(app, request).await {
+            Ok(body) => return Ok((method, uri, body)),
+            Err(failure) => failure,
+        }
+    };
+    log.class = Some(failure.class());
+    Err(failure.to_response())
+}
+
 /// The key endpoints (`/key/generate`, `/key/info`, `/key/list`, `/key/update`, ...).
 pub(super) async fn keys<B>(
     app: &App,
@@ -24,23 +54,9 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if app.keys.is_open() {
-        let failure = Failure::new(
-            ErrorClass::BadRequest,
-            "Virtual keys need a master key: set general_settings.master_key.",
-        )
-        .with_status(StatusCode::FORBIDDEN)
-        .with_code("master_key_required");
-        log.class = Some(failure.class());
-        return failure.to_response();
-    }
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let body = match super::chat::read_request(app, request).await {
-        Ok(body) => body,
-        Err(failure) => {
-            log.class = Some(failure.class());
-            return failure.to_response();
-        }
+    let (method, uri, body) = match admin_request(app, request, log).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
     };
     if matches!(
         uri.path(),
@@ -85,13 +101,9 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let body = match super::chat::read_request(app, request).await {
-        Ok(body) => body,
-        Err(failure) => {
-            log.class = Some(failure.class());
-            return failure.to_response();
-        }
+    let (method, uri, body) = match admin_request(app, request, log).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
     };
     let cx = crate::teams::admin::Context {
         teams: &app.teams,

@@ -258,7 +258,7 @@ impl Ledger {
     /// picos.
     pub(crate) async fn billed_since(&self, key: &str, since_ms: i64) -> Result<u128, LedgerError> {
         let key = key.to_owned();
-        self.read(move |conn| store::billed_since(conn, &key, since_ms))
+        self.read(move |conn| store::billed_since(conn, store::Payer::Key, &key, since_ms))
             .await
     }
 
@@ -270,7 +270,7 @@ impl Ledger {
         since_ms: i64,
     ) -> Result<u128, LedgerError> {
         let team = team.to_owned();
-        self.read(move |conn| store::team_billed_since(conn, &team, since_ms))
+        self.read(move |conn| store::billed_since(conn, store::Payer::Team, &team, since_ms))
             .await
     }
 

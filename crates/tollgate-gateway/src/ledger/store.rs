@@ -204,34 +204,33 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
     tx.commit()
 }
 
-/// What the key named `key` was billed since `since_ms` (unix ms), in
-/// picos; unknown prices count as nothing.
-pub(crate) fn billed_since(conn: &Connection, key: &str, since_ms: i64) -> rusqlite::Result<u128> {
-    // `day >=` lets the (day, key_name) index narrow the rows.
-    let mut statement = conn.prepare_cached(
-        "SELECT cost_picos FROM spend
-         WHERE day >= ?1 AND key_name = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
-    )?;
-    let rows = statement.query_map(params![day::day_of(since_ms), key, since_ms], |row| {
-        row.get::<_, i64>(0)
-    })?;
-    rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
-        .sum()
+/// Whose bill [`billed_since`] sums: a key's (by name) or a team's (by
+/// id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Payer {
+    Key,
+    Team,
 }
 
-/// What the team `team` was billed since `since_ms` (unix ms), in picos;
-/// unknown prices count as nothing.
-pub(crate) fn team_billed_since(
+/// What the key named, or team with the id, `name` was billed since
+/// `since_ms` (unix ms), in picos; unknown prices count as nothing.
+pub(crate) fn billed_since(
     conn: &Connection,
-    team: &str,
+    payer: Payer,
+    name: &str,
     since_ms: i64,
 ) -> rusqlite::Result<u128> {
-    // `day >=` lets the (day, team_id) index narrow the rows.
-    let mut statement = conn.prepare_cached(
+    // `day >=` lets the (day, key_name) or (day, team_id) index narrow the
+    // rows.
+    let column = match payer {
+        Payer::Key => "key_name",
+        Payer::Team => "team_id",
+    };
+    let mut statement = conn.prepare_cached(&format!(
         "SELECT cost_picos FROM spend
-         WHERE day >= ?1 AND team_id = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
-    )?;
-    let rows = statement.query_map(params![day::day_of(since_ms), team, since_ms], |row| {
+         WHERE day >= ?1 AND {column} = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL"
+    ))?;
+    let rows = statement.query_map(params![day::day_of(since_ms), name, since_ms], |row| {
         row.get::<_, i64>(0)
     })?;
     rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tollgate_core::Failure;
@@ -49,13 +49,7 @@ pub(crate) async fn handle(
         _ => return None,
     };
     if *method != allowed {
-        let failure = bad_request(format!("{path} takes {allowed} requests"), None)
-            .with_status(StatusCode::METHOD_NOT_ALLOWED);
-        let mut response = failure.to_response::<Bytes>();
-        if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return Some(response);
+        return Some(crate::keys::admin::wrong_method(path, &allowed));
     }
     let answer = match path {
         "/team/new" => new(cx, body).await,

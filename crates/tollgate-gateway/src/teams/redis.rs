@@ -16,6 +16,8 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::team::{Team, Tombstone};
+pub(crate) use crate::keys::store::redis::RedisFailure;
+use crate::keys::store::redis::run_retrying;
 
 /// How long one round trip of the background sync may take.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,17 +63,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 2
 ";
 
-/// Why Redis did not answer, or answered something unreadable.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RedisFailure {
-    #[error("{0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("Redis holds an unreadable team: {0}")]
-    Corrupt(String),
-}
-
 /// What Redis holds for one team id.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Remote {
@@ -116,25 +107,13 @@ impl RedisTeams {
         }
     }
 
-    /// Runs `operation` within `timeout`, once more if the first try found
-    /// the connection broken (after a Redis restart the connection manager
-    /// reconnects on the call that finds it dropped). Every operation here
-    /// is safe to repeat.
-    async fn run<T, F, Fut>(&self, timeout: Duration, mut operation: F) -> Result<T, RedisFailure>
+    /// Runs `operation` within `timeout`, as the keys' store does.
+    async fn run<T, F, Fut>(&self, timeout: Duration, operation: F) -> Result<T, RedisFailure>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match within(timeout, operation(self.manager.clone())).await {
-            Err(RedisFailure::Redis(error))
-                if error.is_io_error()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal() =>
-            {
-                within(timeout, operation(self.manager.clone())).await
-            }
-            other => other,
-        }
+        run_retrying(&self.manager, timeout, operation).await
     }
 
     /// Every team and tombstone in Redis (one round trip).
@@ -256,16 +235,6 @@ impl RedisTeams {
     /// The sync's patience, for [`bury`](Self::bury) from a sync round.
     pub(crate) fn sync_timeout() -> Duration {
         SYNC_TIMEOUT
-    }
-}
-
-async fn within<T>(
-    timeout: Duration,
-    operation: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, RedisFailure> {
-    match tokio::time::timeout(timeout, operation).await {
-        Ok(answer) => Ok(answer?),
-        Err(_) => Err(RedisFailure::Timeout(timeout)),
     }
 }
 

@@ -20,14 +20,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
 use super::team::{Team, Tombstone};
-
-/// How long a write waits for the ledger's writer to let go of the file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS teams (
     team_id       TEXT PRIMARY KEY,
@@ -146,17 +142,7 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            // A missing directory shows up as the open error below.
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        let _mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(fail)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
+        let conn = crate::keys::store::sqlite::open_wal(path).map_err(fail)?;
         conn.execute_batch(CREATE).map_err(fail)?;
         Ok(SqliteStore {
             path: path.to_owned(),

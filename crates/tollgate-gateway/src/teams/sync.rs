@@ -84,18 +84,10 @@ impl Teams {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
-            let mut ticks = tokio::time::interval(SYNC_EVERY);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                let teams = Teams { inner };
-                if let Err(error) = teams.sync().await {
-                    teams.inner.fallbacks.fell_back(&error);
-                }
+        crate::shared::spawn_every(runtime, weak, SYNC_EVERY, |inner| async move {
+            let teams = Teams { inner };
+            if let Err(error) = teams.sync().await {
+                teams.inner.fallbacks.fell_back(&error);
             }
         });
     }
