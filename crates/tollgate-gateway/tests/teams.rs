@@ -259,6 +259,30 @@ async fn team_routes_answer_in_litellms_shape() {
     assert!(day["date"].as_str().unwrap().len() == 10, "{day}");
     assert_eq!(day["Search"], json!(0.00005));
 
+    // Bad input: the OpenAI error shape, and the gateway stays up.
+    let auth = format!("Bearer {MASTER_KEY}");
+    let garbled = call(
+        &setup.client,
+        "POST",
+        &gateway.url("/team/new"),
+        "{not json",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(garbled.status, 400, "{}", garbled.text());
+    assert_eq!(garbled.openai_error()["type"], "invalid_request_error");
+    let wrong = setup.get(&gateway, "/team/new").await;
+    assert_eq!(wrong.status, 405, "{}", wrong.text());
+    assert_eq!(wrong.headers["allow"], "POST");
+    let negative = setup
+        .admin(
+            &gateway,
+            "/team/update",
+            json!({"team_id": "search", "rpm_limit": -1}),
+        )
+        .await;
+    assert_eq!(negative.openai_error()["param"], "rpm_limit");
+
     // Virtual keys may not use the team routes.
     let refused = call(
         &setup.client,
