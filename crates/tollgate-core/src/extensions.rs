@@ -125,6 +125,11 @@ pub struct RequestId(pub Arc<str>);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyName(pub Arc<str>);
 
+/// The team whose key made a request (the team's id), for cost records:
+/// spend is reported per team as well as per key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TeamId(pub Arc<str>);
+
 /// The model groups a request may be answered by — a key limited to some
 /// groups — for anything that moves a request to another group (a
 /// fallback cascade skips the others). Absent: every group.

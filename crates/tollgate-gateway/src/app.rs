@@ -137,6 +137,7 @@ impl Gateway {
             return;
         };
         crate::limits::restore_budgets(&app.keys, ledger, &*app.limit_store, unix_ms()).await;
+        crate::limits::restore_team_budgets(&app.teams, ledger, &*app.limit_store, unix_ms()).await;
     }
 
     /// Marks the gateway as shutting down: readiness fails from now on, so a

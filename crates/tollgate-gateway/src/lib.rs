@@ -90,6 +90,7 @@ mod server;
 mod shared;
 mod spend;
 mod stack;
+mod teams;
 #[cfg(test)]
 mod temp_dir;
 mod write_deadline;

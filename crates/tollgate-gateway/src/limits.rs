@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::keys::{Keys, VirtualKey};
 use crate::ledger::Ledger;
 use crate::shared::{PREFIX, SharedState};
+use crate::teams::Teams;
 
 /// The store the limits count in: Redis when the config names one (every
 /// replica counts together), waiting at most `timeout` for it per call, else
@@ -80,6 +81,41 @@ pub(crate) async fn restore_budgets(keys: &Keys, ledger: &Ledger, store: &dyn St
             }
             Err(error) => {
                 tracing::error!(key = %name, %error, "budget spend could not be read from the ledger");
+            }
+        }
+    }
+}
+
+/// Brings back what each team of `teams` with a budget has spent in its
+/// current window (at `now`, unix ms), from `ledger` into `store`: the
+/// team's budget counts under its own name (`team:<id>`), charged by
+/// every member key.
+pub(crate) async fn restore_team_budgets(
+    teams: &Teams,
+    ledger: &Ledger,
+    store: &dyn Store,
+    now: i64,
+) {
+    for team in teams.with_budgets() {
+        let limits = team.limits();
+        let Some(budget) = limits.max_budget else {
+            continue;
+        };
+        // Spend before the team was made (a deleted team of the same id)
+        // is not its own.
+        let since = budget
+            .window_at(now)
+            .start_unix_ms()
+            .max(team.created_at_ms);
+        match ledger.team_billed_since(&team.team_id, since).await {
+            Ok(0) => {}
+            Ok(spent) => {
+                let spent = u64::try_from(spent).unwrap_or(u64::MAX);
+                restore_spend(store, &limits.name, &budget, now, spent).await;
+                tracing::info!(team = %team.team_id, spent_picos = spent, "team budget spend restored from the ledger");
+            }
+            Err(error) => {
+                tracing::error!(team = %team.team_id, %error, "team budget spend could not be read from the ledger");
             }
         }
     }

@@ -583,6 +583,9 @@ async fn a_rotated_blocked_or_updated_key_is_so_on_both_replicas_at_once() {
         "tollgate:\n  redis_timeout: 2\n",
     );
     let client = client();
+    // A key's team must exist (as in LiteLLM).
+    let team = admin(&client, &cluster.b, "/team/new", json!({"team_id": "t1"})).await;
+    assert_eq!(team.status, 200, "{}", team.text());
     let old = generate(
         &client,
         &cluster.a,

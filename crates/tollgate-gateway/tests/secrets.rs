@@ -585,8 +585,9 @@ async fn see_health_and_metrics(gateway: &TestGateway, seen: &mut common::leaks:
 }
 
 /// Issue 20's acceptance 3: a virtual key — generated, used, regenerated,
-/// used again — is in no listing, info, metric, spend log, ledger file or
-/// log line: only the two answers that hand it out show it.
+/// used again, its team changed, listed and reported — is in no listing,
+/// key or team info, metric, spend log or report, ledger file or log line:
+/// only the two answers that hand it out show it.
 #[tokio::test(flavor = "current_thread")]
 async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
     let logs = Captured::default();
@@ -616,6 +617,12 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         async move { call(&client, "POST", &url, body.to_string(), &headers).await }
     };
 
+    let team = post(
+        "/team/new",
+        serde_json::json!({"team_id": "t", "team_alias": "Team T", "max_budget": 5}),
+    )
+    .await;
+    assert_eq!(team.status, 200, "{}", team.text());
     let generated = post(
         "/key/generate",
         serde_json::json!({"key_alias": "app", "team_id": "t"}),
@@ -651,6 +658,13 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         .await,
         post("/key/block", serde_json::json!({"key": new})).await,
         post("/key/unblock", serde_json::json!({"key": new})).await,
+        post(
+            "/team/update",
+            serde_json::json!({"team_id": "t", "metadata": {"k": 1}}),
+        )
+        .await,
+        post("/team/block", serde_json::json!({"team_id": "t"})).await,
+        post("/team/unblock", serde_json::json!({"team_id": "t"})).await,
     ];
     for path in [
         "/key/list",
@@ -659,6 +673,9 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         "/metrics",
         "/spend/logs",
         "/spend/summary",
+        "/team/info?team_id=t",
+        "/team/list",
+        "/global/spend/teams",
     ] {
         answers.push(call(&client, "GET", &gateway.url(path), "", &as_master[..1]).await);
     }
@@ -688,7 +705,7 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         assert!(!logs.contains(body), "the logs leak a key");
     }
     assert!(
-        logs.contains("key.regenerate"),
+        logs.contains("key.regenerate") && logs.contains("team.block"),
         "the audit log was captured"
     );
     let _ = std::fs::remove_dir_all(&dir);

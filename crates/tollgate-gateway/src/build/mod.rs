@@ -36,6 +36,7 @@ use crate::request_body::{BodyReader, DEFAULT_MAX_REQUEST_BYTES};
 use crate::resilience;
 use crate::shared::SharedState;
 use crate::spend::GatewaySink;
+use crate::teams::{TeamBackend, Teams};
 use crate::upstream::UpstreamClient;
 
 /// How often histogram samples are folded into their buckets.
@@ -220,6 +221,10 @@ pub(crate) fn build(
         Some(previous) => previous.keys.clone(),
         None => open_keys(config, shared.as_ref())?,
     };
+    let teams = match previous {
+        Some(previous) => previous.teams.clone(),
+        None => open_teams(config, shared.as_ref())?,
+    };
     generation.shared = shared.clone();
     let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
         path: String::from("tollgate.hedge_streams"),
@@ -234,6 +239,7 @@ pub(crate) fn build(
         metrics.spawn_breaker_watch(runtime, &breakers);
         // Generated keys: Redis's changes, and putting back what it lost.
         keys.spawn_sync(runtime);
+        teams.spawn_sync(runtime);
         if let Some(shared) = &shared {
             crate::shared::spawn_breaker_sync(runtime, shared, &breakers, guarded);
         }
@@ -253,6 +259,7 @@ pub(crate) fn build(
         models_body,
         catalog,
         keys,
+        teams,
         max_body,
         secrets: config.secrets.clone(),
         body_reader,
@@ -340,6 +347,28 @@ fn open_keys(config: &Config, shared: Option<&SharedState>) -> Result<Keys, Buil
         .map(|key| key.expose().to_owned());
     Keys::new(master, &config.tollgate.keys, backend).map_err(|error| BuildError {
         path: String::from("tollgate.keys"),
+        message: error.to_string(),
+    })
+}
+
+/// The team registry, stored where the keys are (see [`open_keys`]).
+fn open_teams(config: &Config, shared: Option<&SharedState>) -> Result<Teams, BuildError> {
+    let ledger = config.tollgate.ledger_path.clone();
+    let backend = match shared {
+        Some(shared) => TeamBackend::Redis {
+            manager: shared.connection.clone(),
+            prefix: crate::shared::PREFIX.to_owned(),
+            mirror: ledger,
+            op_timeout: crate::keys::store::redis::DEFAULT_OP_TIMEOUT,
+            on_fallback: Some(shared.on_fallback.clone()),
+        },
+        None => match ledger {
+            Some(path) => TeamBackend::Sqlite(path),
+            None => TeamBackend::Memory,
+        },
+    };
+    Teams::new(backend).map_err(|error| BuildError {
+        path: String::from("tollgate.ledger_path"),
         message: error.to_string(),
     })
 }

@@ -14,6 +14,36 @@ use super::route::Route;
 use crate::access_log::AccessLog;
 use crate::response::GatewayBody;
 
+/// The method, URI and body of a key or team admin request; an error
+/// response when there is no master key (virtual keys and teams need one)
+/// or the body cannot be read.
+async fn admin_request<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Result<(http::Method, http::Uri, Bytes), Response<GatewayBody>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let failure = if app.keys.is_open() {
+        Failure::new(
+            ErrorClass::BadRequest,
+            "Virtual keys need a master key: set general_settings.master_key.",
+        )
+        .with_status(StatusCode::FORBIDDEN)
+        .with_code("master_key_required")
+    } else {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        match super::chat::read_request(app, request).await {
+            Ok(body) => return Ok((method, uri, body)),
+            Err(failure) => failure,
+        }
+    };
+    log.class = Some(failure.class());
+    Err(failure.to_response())
+}
+
 /// The key endpoints (`/key/generate`, `/key/info`, `/key/list`, `/key/update`, ...).
 pub(super) async fn keys<B>(
     app: &App,
@@ -24,24 +54,19 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if app.keys.is_open() {
-        let failure = Failure::new(
-            ErrorClass::BadRequest,
-            "Virtual keys need a master key: set general_settings.master_key.",
-        )
-        .with_status(StatusCode::FORBIDDEN)
-        .with_code("master_key_required");
+    let (method, uri, body) = match admin_request(app, request, log).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    if matches!(
+        uri.path(),
+        "/key/generate" | "/key/update" | "/key/regenerate"
+    ) && method == http::Method::POST
+        && let Err(failure) = crate::teams::admin::check_key_team(&app.teams, &body).await
+    {
         log.class = Some(failure.class());
         return failure.to_response();
     }
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let body = match super::chat::read_request(app, request).await {
-        Ok(body) => body,
-        Err(failure) => {
-            log.class = Some(failure.class());
-            return failure.to_response();
-        }
-    };
     let answer = match (uri.path(), &app.ledger) {
         // With the ledger, a key's info has its spend.
         ("/key/info", Some(ledger)) if method == http::Method::GET => {
@@ -65,7 +90,44 @@ where
     }
 }
 
-/// `GET /spend/logs`, `GET /spend/summary` and `GET /global/spend/keys`.
+/// The team endpoints (`/team/new`, `/team/info`, `/team/list`,
+/// `/team/update`, `/team/block`, `/team/unblock`, `/team/delete`).
+pub(super) async fn teams<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (method, uri, body) = match admin_request(app, request, log).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let cx = crate::teams::admin::Context {
+        teams: &app.teams,
+        keys: &app.keys,
+        ledger: app.ledger.as_deref(),
+        now_ms: super::unix_ms(),
+    };
+    match crate::teams::admin::handle(&cx, &method, uri.path(), uri.query(), &body).await {
+        Some(response) => {
+            if !response.status().is_success() {
+                log.class = Some(if response.status().is_server_error() {
+                    ErrorClass::Internal
+                } else {
+                    ErrorClass::BadRequest
+                });
+            }
+            response.map(GatewayBody::full)
+        }
+        None => Failure::new(ErrorClass::Internal, "no such team endpoint").to_response(),
+    }
+}
+
+/// `GET /spend/logs`, `GET /spend/summary`, `GET /global/spend/keys` and
+/// `GET /global/spend/teams`.
 pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
     let Some(ledger) = &app.ledger else {
         return Failure::new(
@@ -78,6 +140,9 @@ pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Respo
     let response = match route {
         Route::SpendLogs => crate::ledger::http::spend_logs(ledger, query).await,
         Route::SpendKeys => crate::keys::spend::spend_keys(&app.keys, ledger, query).await,
+        Route::SpendTeams => {
+            crate::teams::spend::spend_teams(&app.teams, ledger, super::unix_ms()).await
+        }
         _ => crate::ledger::http::spend_summary(ledger, query).await,
     };
     response.map(GatewayBody::full)

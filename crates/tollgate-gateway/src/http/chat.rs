@@ -271,6 +271,10 @@ where
     if !principal.allows_model(group.name()) {
         return Err((refuse_model(&principal, group.name()).into(), None));
     }
+    // The key's team: blocked, its models, its limits beside the key's.
+    let team = crate::teams::admit(&app.teams, &principal, group.name(), super::unix_ms())
+        .await
+        .map_err(|f| (f.into(), None))?;
     app.catalog
         .check(group.name(), chat.operation())
         .map_err(|f| (f.into(), None))?;
@@ -309,6 +313,9 @@ where
                 key.models.iter().map(|m| Arc::from(m.as_str())).collect();
             request.extensions_mut().insert(AllowedGroups(groups));
         }
+    }
+    if let Some(team) = &team {
+        team.apply(request.extensions_mut());
     }
     // The cost layer adds each attempt's tokens and cost to it; the access
     // log reads the sum when the response ends.

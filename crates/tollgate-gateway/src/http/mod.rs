@@ -53,6 +53,8 @@ pub(crate) struct App {
     pub(crate) catalog: crate::model_info::ModelCatalog,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
+    /// The teams the keys belong to.
+    pub(crate) teams: crate::teams::Teams,
     pub(crate) max_body: usize,
     /// Every secret of the config, redacted from upstream text before it
     /// reaches a client.
@@ -168,6 +170,7 @@ where
             }
             Route::ModelInfo => models::info(app, &principal),
             Route::Keys => admin::keys(app, request, &mut log).await,
+            Route::Teams => admin::teams(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();
                 log.class = class;
@@ -181,7 +184,7 @@ where
             Route::Readiness => admin::readiness(app),
             Route::CircuitBreakers => admin::circuit_breakers(app),
             Route::Metrics => admin::metrics(app),
-            Route::SpendLogs | Route::SpendSummary | Route::SpendKeys => {
+            Route::SpendLogs | Route::SpendSummary | Route::SpendKeys | Route::SpendTeams => {
                 admin::spend(app, route, request.uri().query()).await
             }
             Route::Providers => admin::json_response(

@@ -27,10 +27,12 @@ pub(super) enum Route {
     CircuitBreakers,
     Providers,
     Keys,
+    Teams,
     Metrics,
     SpendLogs,
     SpendSummary,
     SpendKeys,
+    SpendTeams,
     ConfigReload,
     MethodNotAllowed,
     NotFound,
@@ -81,10 +83,12 @@ impl Route {
             Route::CircuitBreakers => "circuit_breakers",
             Route::Providers => "providers",
             Route::Keys => "keys",
+            Route::Teams => "teams",
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
             Route::SpendKeys => "spend_keys",
+            Route::SpendTeams => "spend_teams",
             Route::ConfigReload => "config_reload",
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
@@ -128,9 +132,13 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         // The key endpoints check their own methods.
         "/key/generate" | "/key/info" | "/key/delete" | "/key/list" | "/key/update"
         | "/key/regenerate" | "/key/block" | "/key/unblock" => return Route::Keys,
+        // So do the team endpoints.
+        "/team/new" | "/team/info" | "/team/list" | "/team/update" | "/team/block"
+        | "/team/unblock" | "/team/delete" => return Route::Teams,
         "/spend/logs" => (Route::SpendLogs, Method::GET),
         "/spend/summary" => (Route::SpendSummary, Method::GET),
         "/global/spend/keys" => (Route::SpendKeys, Method::GET),
+        "/global/spend/teams" => (Route::SpendTeams, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),
         _ => return Route::NotFound,
     };

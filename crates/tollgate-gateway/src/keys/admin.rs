@@ -41,13 +41,7 @@ pub(crate) async fn handle(
         _ => return None,
     };
     if *method != allowed {
-        let failure = bad_request(format!("{path} takes {allowed} requests"), None)
-            .with_status(StatusCode::METHOD_NOT_ALLOWED);
-        let mut response = failure.to_response::<Bytes>();
-        if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return Some(response);
+        return Some(wrong_method(path, &allowed));
     }
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
@@ -59,6 +53,18 @@ pub(crate) async fn handle(
         "/key/unblock" => block(keys, body, false, now_ms).await,
         _ => delete(keys, body, now_ms).await,
     })
+}
+
+/// A 405 for an admin endpoint asked with another method than `allowed`,
+/// with `Allow`.
+pub(crate) fn wrong_method(path: &str, allowed: &Method) -> Response<Bytes> {
+    let failure = bad_request(format!("{path} takes {allowed} requests"), None)
+        .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    let mut response = failure.to_response::<Bytes>();
+    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// `POST /key/generate`: LiteLLM's body (`models`, `rpm_limit`,

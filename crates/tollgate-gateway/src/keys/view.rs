@@ -17,7 +17,7 @@ use crate::key_format::to_hex;
 /// A key as the admin API shows it: everything but the key text, unless
 /// `key` is given (the answer to `/key/generate` and `/key/regenerate`).
 #[derive(Serialize)]
-pub(super) struct View<'a> {
+pub(crate) struct View<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     key_alias: Option<&'a str>,
@@ -42,7 +42,7 @@ pub(super) struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    pub(super) fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
+    pub(crate) fn of(record: &'a VirtualKey, key: Option<&'a str>) -> Self {
         View {
             key,
             key_alias: record.alias(),
@@ -68,11 +68,11 @@ impl<'a> View<'a> {
 }
 
 /// Picodollars as exact decimal dollars, a JSON number.
-pub(super) fn money(picos: u64) -> Option<Box<RawValue>> {
+pub(crate) fn money(picos: u64) -> Option<Box<RawValue>> {
     RawValue::from_string(Usd::from_picos(picos).to_string()).ok()
 }
 
-pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     // Serialising strings, numbers and JSON values cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Bytes::from(bytes));
@@ -85,7 +85,7 @@ pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes>
 }
 
 /// The percent-decoded value of `name` in a query string.
-pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
+pub(crate) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == name {

@@ -35,7 +35,7 @@
 //! missing), with its `-wal` and `-shm` companions beside it; back up all
 //! three, or run `sqlite3 FILE .backup` while the gateway runs.
 //!
-//! # Schema (version 1, in `PRAGMA user_version`)
+//! # Schema (version 2, in `PRAGMA user_version`)
 //!
 //! ```sql
 //! CREATE TABLE spend (
@@ -57,10 +57,12 @@
 //!     reasoning_tokens     INTEGER NOT NULL,
 //!     usage_estimated      INTEGER NOT NULL,  -- 0 or 1
 //!     cost_picos           INTEGER,           -- 1e-12 $; NULL = price unknown
-//!     cost_source          TEXT    NOT NULL   -- provider | price_table | free | unknown | not_billed
+//!     cost_source          TEXT    NOT NULL,  -- provider | price_table | free | unknown | not_billed
+//!     team_id              TEXT               -- the key's team (v2)
 //! );
 //! CREATE INDEX spend_day_key ON spend (day, key_name);
 //! CREATE INDEX spend_day_model ON spend (day, model_group);
+//! CREATE INDEX spend_day_team ON spend (day, team_id);       -- v2
 //! ```
 //!
 //! Counts and costs are `u64` stored bit for bit in SQLite's `i64` (the same
@@ -256,7 +258,19 @@ impl Ledger {
     /// picos.
     pub(crate) async fn billed_since(&self, key: &str, since_ms: i64) -> Result<u128, LedgerError> {
         let key = key.to_owned();
-        self.read(move |conn| store::billed_since(conn, &key, since_ms))
+        self.read(move |conn| store::billed_since(conn, store::Payer::Key, &key, since_ms))
+            .await
+    }
+
+    /// What the team `team` was billed since `since_ms` (unix ms), in
+    /// picos.
+    pub(crate) async fn team_billed_since(
+        &self,
+        team: &str,
+        since_ms: i64,
+    ) -> Result<u128, LedgerError> {
+        let team = team.to_owned();
+        self.read(move |conn| store::billed_since(conn, store::Payer::Team, &team, since_ms))
             .await
     }
 

@@ -65,6 +65,8 @@ pub(crate) enum GroupBy {
     Model,
     /// The deployment.
     Deployment,
+    /// The key's team.
+    Team,
 }
 
 impl GroupBy {
@@ -75,6 +77,7 @@ impl GroupBy {
             GroupBy::Key => "key",
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
+            GroupBy::Team => "team",
         }
     }
 
@@ -84,6 +87,7 @@ impl GroupBy {
             GroupBy::Key,
             GroupBy::Model,
             GroupBy::Deployment,
+            GroupBy::Team,
         ]
         .into_iter()
         .find(|group| group.as_str() == name)
@@ -196,7 +200,7 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
         let group = GroupBy::parse(name).ok_or_else(|| {
             QueryError::new(
                 "group_by",
-                format!("unknown group_by `{name}`: expected day, key, model or deployment"),
+                format!("unknown group_by `{name}`: expected day, key, model, deployment or team"),
             )
         })?;
         if !groups.contains(&group) {
@@ -467,9 +471,9 @@ mod tests {
         assert_eq!(logs_error("user_id=u").param, "user_id");
         assert_eq!(logs_error("group_by=day").param, "group_by");
         assert_eq!(logs_error("model=%FF").param, "model");
-        let error = SummaryFilter::from_query(Some("group_by=day,team")).unwrap_err();
+        let error = SummaryFilter::from_query(Some("group_by=day,tenant")).unwrap_err();
         assert_eq!(error.param, "group_by");
-        assert!(error.message.contains("team"), "{}", error.message);
+        assert!(error.message.contains("tenant"), "{}", error.message);
         assert_eq!(
             SummaryFilter::from_query(Some("limit=5"))
                 .unwrap_err()

@@ -25,7 +25,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema migrations, in order: entry `i` takes the file from
 /// `user_version` `i` to `i + 1`. Append; never edit a released entry.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // v1: one row per upstream attempt.
     "CREATE TABLE spend (
         id                   INTEGER PRIMARY KEY,
@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
     -- No index on request_id: ids are random, and keeping such an index
     -- cost 12 µs a row under load, four times the rest of the insert. A
     -- lookup by request id scans (narrow it with start_date/end_date).
+    ",
+    // v2: the team of the key that made the request.
+    "ALTER TABLE spend ADD COLUMN team_id TEXT;
+    CREATE INDEX spend_day_team ON spend (day, team_id);
     ",
 ];
 
@@ -157,10 +161,10 @@ fn from_sql(n: i64) -> u64 {
 const INSERT_COLUMNS: &str = "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name,
     model_group, deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
     completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos,
-    cost_source) VALUES ";
+    cost_source, team_id) VALUES ";
 
 /// Values a row binds.
-const ROW_VALUES: usize = 18;
+const ROW_VALUES: usize = 19;
 
 /// Rows per multi-row insert. One statement per row costs SQLite a
 /// statement's start and end each (its cursors opened, the table's last
@@ -248,18 +252,37 @@ fn bind_row(
     bind(&to_sql(row.reasoning_tokens))?;
     bind(&row.usage_estimated)?;
     bind(&row.cost_picos.map(to_sql))?;
-    bind(&row.cost_source.as_str())
+    bind(&row.cost_source.as_str())?;
+    bind(&row.team.as_deref())
 }
 
-/// What the key named `key` was billed since `since_ms` (unix ms), in
-/// picos; unknown prices count as nothing.
-pub(crate) fn billed_since(conn: &Connection, key: &str, since_ms: i64) -> rusqlite::Result<u128> {
-    // `day >=` lets the (day, key_name) index narrow the rows.
-    let mut statement = conn.prepare_cached(
+/// Whose bill [`billed_since`] sums: a key's (by name) or a team's (by
+/// id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Payer {
+    Key,
+    Team,
+}
+
+/// What the key named, or team with the id, `name` was billed since
+/// `since_ms` (unix ms), in picos; unknown prices count as nothing.
+pub(crate) fn billed_since(
+    conn: &Connection,
+    payer: Payer,
+    name: &str,
+    since_ms: i64,
+) -> rusqlite::Result<u128> {
+    // `day >=` lets the (day, key_name) or (day, team_id) index narrow the
+    // rows.
+    let column = match payer {
+        Payer::Key => "key_name",
+        Payer::Team => "team_id",
+    };
+    let mut statement = conn.prepare_cached(&format!(
         "SELECT cost_picos FROM spend
-         WHERE day >= ?1 AND key_name = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
-    )?;
-    let rows = statement.query_map(params![day::day_of(since_ms), key, since_ms], |row| {
+         WHERE day >= ?1 AND {column} = ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL"
+    ))?;
+    let rows = statement.query_map(params![day::day_of(since_ms), name, since_ms], |row| {
         row.get::<_, i64>(0)
     })?;
     rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
@@ -297,7 +320,8 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
     let sql = format!(
         "SELECT request_id, attempt, ts_ms, key_name, model_group, deployment, upstream_model,
                 stream, outcome, error_class, prompt_tokens, completion_tokens,
-                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source
+                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source,
+                team_id
          FROM spend {conditions}
          ORDER BY id DESC
          LIMIT ? OFFSET ?"
@@ -330,6 +354,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         usage_estimated: row.get(14)?,
         cost_picos: row.get::<_, Option<i64>>(15)?.map(from_sql),
         cost_source: row.get(16)?,
+        team: row.get::<_, Option<String>>(17)?.map(Arc::from),
     })
 }
 
@@ -384,6 +409,7 @@ const fn column(group: GroupBy) -> &'static str {
         GroupBy::Key => "key_name",
         GroupBy::Model => "model_group",
         GroupBy::Deployment => "deployment",
+        GroupBy::Team => "team_id",
     }
 }
 

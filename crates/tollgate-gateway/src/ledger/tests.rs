@@ -33,6 +33,7 @@ fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {
         attempt,
         ts_ms,
         key: Some("team-a".into()),
+        team: None,
         model_group: Some("gpt".into()),
         deployment: Some("gpt-east".into()),
         upstream_model: Some("gpt-4o-mini".into()),
@@ -270,6 +271,56 @@ fn every_value_of_a_large_batch_reads_back_as_written() {
         expected[64], expected[127],
         "a statement straddles midnight"
     );
+}
+
+#[tokio::test]
+async fn a_version_1_file_gains_the_team_column_and_keeps_its_rows() {
+    let dir = TempDir::new("ledger-v1");
+    let path = dir.file();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(store::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, stream, outcome,
+                prompt_tokens, completion_tokens, cached_prompt_tokens, reasoning_tokens,
+                usage_estimated, cost_picos, cost_source)
+             VALUES ('old', 1, 1000, '1970-01-01', 'k', 0, 'success', 1, 1, 0, 0, 0, 7,
+                'price_table')",
+            [],
+        )
+        .unwrap();
+    }
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
+    let mut new = row("new", 1, 2_000);
+    new.team = Some("search".into());
+    ledger.handle().record(new.clone());
+    ledger.flush().unwrap();
+    let rows = ledger.logs(&LogFilter::default()).await.unwrap();
+    assert_eq!(rows[0], new);
+    assert_eq!(
+        (&*rows[1].request_id, rows[1].team.as_deref()),
+        ("old", None)
+    );
+    assert_eq!(
+        ledger.team_billed_since("search", 0).await.unwrap(),
+        1_000_000
+    );
+    assert_eq!(ledger.team_billed_since("search", 2_001).await.unwrap(), 0);
+    let by_team = SummaryFilter {
+        group_by: vec![GroupBy::Team],
+        ..SummaryFilter::default()
+    };
+    let groups: Vec<_> = ledger
+        .summary(&by_team)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.group[0].1.clone(), row.spend_picos))
+        .collect();
+    assert_eq!(groups, [(None, 7), (Some("search".to_owned()), 1_000_000)]);
+    ledger.shutdown().unwrap();
 }
 
 /// Rows over two days, two keys, two models, two deployments.

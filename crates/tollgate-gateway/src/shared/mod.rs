@@ -20,6 +20,32 @@ pub(crate) use fallbacks::Fallbacks;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
+/// Runs `round` on what `weak` points to every `every` — the first at once,
+/// a late round delaying the next rather than bunching them — until it is
+/// dropped: the sync of the keys and of the teams with Redis.
+pub(crate) fn spawn_every<T, F, Fut>(
+    runtime: &tokio::runtime::Handle,
+    weak: std::sync::Weak<T>,
+    every: std::time::Duration,
+    round: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(strong) = weak.upgrade() else {
+                return;
+            };
+            round(strong).await;
+        }
+    });
+}
+
 /// Shares the breakers of `deployments` with the other replicas through
 /// `shared` (see [`RedisSync`]); a failed Redis command is counted and
 /// logged as a fallback to local breakers.

@@ -248,21 +248,12 @@ impl RedisStore {
     /// reconnects on the call that finds it dropped, and that call would
     /// fail for nothing. Every operation here may run twice (writes are
     /// idempotent scripts).
-    async fn run<T, F, Fut>(&self, timeout: Duration, mut operation: F) -> Result<T, RedisFailure>
+    async fn run<T, F, Fut>(&self, timeout: Duration, operation: F) -> Result<T, RedisFailure>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match run_within(timeout, operation(self.manager.clone())).await {
-            Err(RedisFailure::Redis(error))
-                if error.is_io_error()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal() =>
-            {
-                run_within(timeout, operation(self.manager.clone())).await
-            }
-            other => other,
-        }
+        run_retrying(&self.manager, timeout, operation).await
     }
 
     /// What Redis holds for each of `hashes` (one `MGET`), in order.
@@ -544,6 +535,30 @@ impl RedisStore {
             .await?;
         // Only a flush between the two commands leaves none: go with ours.
         Ok(in_force.unwrap_or_else(|| epoch.to_owned()))
+    }
+}
+
+/// Runs `operation` on `manager` within `timeout`, once more if the first
+/// try found the connection broken (see [`RedisStore::run`]): the teams'
+/// store runs its calls the same way.
+pub(crate) async fn run_retrying<T, F, Fut>(
+    manager: &ConnectionManager,
+    timeout: Duration,
+    mut operation: F,
+) -> Result<T, RedisFailure>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    match run_within(timeout, operation(manager.clone())).await {
+        Err(RedisFailure::Redis(error))
+            if error.is_io_error()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal() =>
+        {
+            run_within(timeout, operation(manager.clone())).await
+        }
+        other => other,
     }
 }
 

@@ -130,17 +130,7 @@ impl SqliteStore {
             path: path.to_owned(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            // A missing directory shows up as the open error below.
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        let _mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(fail)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
+        let conn = open_wal(path).map_err(fail)?;
         let tx = conn.unchecked_transaction().map_err(fail)?;
         let before_tombstones: bool = tx
             .query_row(
@@ -259,6 +249,22 @@ impl SqliteStore {
         }
         tx.commit().map_err(|e| self.fail(e))
     }
+}
+
+/// A connection of its own to the SQLite file at `path` (made, with its
+/// directory, if missing), in WAL mode so that it writes beside the
+/// ledger's writer: the keys' store and the teams' open theirs so.
+pub(crate) fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        // A missing directory shows up as the open error below.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let _mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
 }
 
 /// Adds the columns of [`ADDED`] that the table lacks (a file from before

@@ -105,18 +105,10 @@ impl Keys {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
-            let mut ticks = tokio::time::interval(SYNC_EVERY);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                let keys = Keys { inner };
-                if let Err(error) = keys.sync().await {
-                    keys.fell_back(&error);
-                }
+        crate::shared::spawn_every(runtime, weak, SYNC_EVERY, |inner| async move {
+            let keys = Keys { inner };
+            if let Err(error) = keys.sync().await {
+                keys.fell_back(&error);
             }
         });
     }
