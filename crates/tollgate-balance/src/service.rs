@@ -12,7 +12,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::classify::{Classified, OpenAiClassifier, Verdict};
-use tollgate_core::extensions::{Attempt, ModelGroup, Target, TriedDeployments};
+use tollgate_core::extensions::{ModelGroup, Target, TriedDeployments};
 use tollgate_core::{BoxError, ErrorClass, Failure, Scope};
 use tower_service::Service;
 

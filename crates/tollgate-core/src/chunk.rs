@@ -83,7 +83,7 @@ impl<'de> Visitor<'de> for ChunkVisitor {
 /// "Responses" → "Streaming events"): the events before the first output
 /// are no content, its last one finishes it, and no such stream can be
 /// continued from a prefill of chat messages. A chat chunk has no `type`.
-fn typed_event(chunk: &mut Chunk<'_>, kind: Loose<'_>) {
+fn typed_event(chunk: &mut ChunkView<'_>, kind: Loose<'_>) {
     let Loose::Text(kind) = kind else { return };
     let Some(event) = kind.strip_prefix("response.") else {
         return;

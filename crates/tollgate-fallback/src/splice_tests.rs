@@ -181,7 +181,7 @@ fn a_responses_stream_commits_at_its_first_output_and_ends_with_its_own_last_eve
         "response.completed",
         r#""sequence_number":3,"response":{"id":"resp_1","status":"completed"}"#,
     );
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(created.clone()));
     assert!(!splicer.committed());
     splicer.push(Bytes::from(added.clone() + &delta));
@@ -197,21 +197,21 @@ fn a_responses_stream_commits_at_its_first_output_and_ends_with_its_own_last_eve
     // Passed on byte for byte, and no `[DONE]` added.
     assert_eq!(drain(&mut splicer), created + &added + &delta + &completed);
 
-    let incomplete = inspect(br#"{"type":"response.incomplete","response":{}}"#).unwrap();
+    let incomplete = tollgate_core::ChunkView::read(br#"{"type":"response.incomplete","response":{}}"#).unwrap();
     assert!(incomplete.end && incomplete.finish);
-    let chat = inspect(br#"{"type":"x","choices":[]}"#).unwrap();
+    let chat = tollgate_core::ChunkView::read(br#"{"type":"x","choices":[]}"#).unwrap();
     assert!(!chat.end && !chat.not_continuable);
 }
 
 #[test]
 fn a_responses_stream_cut_or_failed_after_its_first_output_breaks() {
     let added = typed("response.output_item.added", r#""sequence_number":1"#);
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(added.clone()));
     splicer.end();
     assert!(matches!(splicer.take_break(), Some(Break::AfterContent(_))));
 
-    let mut splicer = Splicer::new(OpenAiEos::default(), true);
+    let mut splicer = Splicer::new(OpenAiEos::default(), true, SharedEvents::new());
     splicer.push(Bytes::from(
         typed("response.created", r#""sequence_number":0"#)
             + &typed(
