@@ -436,3 +436,61 @@ async fn a_stream_the_gateway_cuts_ends_with_error_and_response_failed_of_the_sa
     gate.open();
     s.gateway.finished().await;
 }
+
+/// One group mixing an `openai/` deployment (first, by `order`) and one
+/// served through the chat bridge: the 503 of the first is retried on the
+/// second, which gets the request translated into chat, and the client a
+/// response translated back.
+#[tokio::test]
+async fn a_mixed_group_retries_a_503_openai_deployment_on_a_bridged_one() {
+    let (openai_up, compat_up) = (Upstream::start().await, Upstream::start().await);
+    openai_up.set_default(Reply::json(
+        503,
+        openai::error_body("overloaded", "server_error", None),
+    ));
+    compat_up.push(Reply::json(200, openai::chat_completion("Bridged")));
+    let yaml = format!(
+        "model_list:
+  - model_name: mixed
+    litellm_params:
+      model: openai/gpt-4.1
+      api_base: {}/v1
+      api_key: os.environ/KEY
+      order: 1
+  - model_name: mixed
+    litellm_params:
+      model: custom_openai/compat-model
+      api_base: {}/v1
+      api_key: os.environ/KEY
+      order: 2
+router_settings:
+  num_retries: 1
+  retry_after: 0
+",
+        openai_up.url(),
+        compat_up.url(),
+    );
+    let gateway = TestGateway::start(&yaml, &[("KEY", UPSTREAM_KEY)]).await;
+    let mut body = request(false);
+    body["model"] = json!("mixed");
+    let answer = call(
+        &client(),
+        "POST",
+        &gateway.url("/v1/responses"),
+        body.to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.headers["x-tollgate-attempted-retries"], "1");
+    let response = answer.json();
+    assert_eq!(response["object"], "response");
+    assert_eq!(response["output"][0]["content"][0]["text"], "Bridged");
+    let tried = &openai_up.requests()[0];
+    assert_eq!(tried.uri.path(), "/v1/responses");
+    assert_eq!(tried.json()["model"], "gpt-4.1");
+    let sent = &compat_up.requests()[0];
+    assert_eq!(sent.uri.path(), "/v1/chat/completions");
+    assert_eq!(sent.json()["model"], "compat-model");
+    assert!(sent.json()["messages"].is_array());
+}
