@@ -140,7 +140,12 @@ fn check_config(file: &std::path::Path, host: IpAddr, strict: bool, online: bool
     match config::load(file) {
         Ok(loaded) => {
             print!("{}", config::render_report(&loaded));
-            match Gateway::new(&loaded.config) {
+            // Checking a config must not create or migrate the ledger file it
+            // names: that may be a production volume, and a file migrated by
+            // a newer binary is refused by the one still serving from it.
+            let mut checked = loaded.config.clone();
+            checked.tollgate.ledger_path = None;
+            match Gateway::new(&checked) {
                 Ok(gateway) => {
                     let open = open_access_warning(host, gateway.is_open());
                     if let Some(warning) = &open {

@@ -177,3 +177,21 @@ fn the_container_and_kubernetes_configs_check_clean() {
     assert!(!text.contains("NO MASTER KEY"), "{text}");
     assert!(!text.contains("sk-cluster-not-real"), "{text}");
 }
+
+/// `check-config` reads a config; it must not create (or migrate) the
+/// ledger the config names, which may be a production volume.
+#[test]
+fn check_config_leaves_the_ledger_it_names_alone() {
+    let dir = std::env::temp_dir().join(format!("tollgate-ship-ledger-{}", std::process::id()));
+    let ledger = dir.join("volume").join("ledger.sqlite3");
+    let path = write_config(
+        "ledger.yaml",
+        &format!(
+            "{OPEN}tollgate:\n  ledger_path: {}\n",
+            ledger.to_str().unwrap()
+        ),
+    );
+    let (ok, text) = tollgate(&["check-config", path.to_str().unwrap()], &[]);
+    assert!(ok, "{text}");
+    assert!(!dir.join("volume").exists(), "check-config made {ledger:?}");
+}
