@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use http::Extensions;
 use tokio::time::Instant;
 use tollgate_core::ErrorClass;
-use tollgate_core::extensions::{Attempt, KeyName, ModelGroup, RequestId, Target, UsageReport};
+use tollgate_core::extensions::{Attempt, EndUser, KeyName, ModelGroup, RequestId, Target, UsageReport};
 
 use crate::price::{PriceMatch, PriceTable};
 use crate::record::{Cost, CostRecord, Outcome};
@@ -78,6 +78,7 @@ struct Pending {
     report: Option<Arc<UsageReport>>,
     request_id: Option<Arc<str>>,
     key: Option<Arc<str>>,
+    end_user: Option<Arc<str>>,
     model_group: Option<Arc<str>>,
     deployment: Option<Arc<str>>,
     target_model: Option<Arc<str>>,
@@ -118,6 +119,7 @@ impl Meter {
             report: ext.get::<Arc<UsageReport>>().cloned(),
             request_id: ext.get::<RequestId>().map(|id| id.0.clone()),
             key: ext.get::<KeyName>().map(|key| key.0.clone()),
+            end_user: ext.get::<EndUser>().map(|user| user.0.clone()),
             model_group: target
                 .map(|t| t.model_group.clone())
                 .or_else(|| ext.get::<ModelGroup>().map(|g| g.0.clone())),
@@ -221,6 +223,7 @@ impl Meter {
         let record = CostRecord {
             request_id: p.request_id,
             key: p.key,
+            end_user: p.end_user,
             model_group: p.model_group,
             deployment: p.deployment,
             upstream_model: p.target_model.or(p.request_model),

@@ -67,6 +67,8 @@ pub struct CostRecord {
     pub request_id: Option<Arc<str>>,
     /// Who pays (core's `KeyName` extension).
     pub key: Option<Arc<str>>,
+    /// The end user it was for (core's `EndUser` extension).
+    pub end_user: Option<Arc<str>>,
     /// The model group (the `Target` extension's, else core's `ModelGroup`).
     pub model_group: Option<Arc<str>>,
     /// The deployment (the `Target` extension's `deployment_id`).

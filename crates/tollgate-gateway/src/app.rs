@@ -136,6 +136,9 @@ impl Gateway {
             return;
         };
         crate::limits::restore_budgets(&app.keys, ledger, &*app.limit_store, unix_ms()).await;
+        app.end_users
+            .restore_budgets(ledger, &*app.limit_store, unix_ms())
+            .await;
     }
 
     /// Marks the gateway as shutting down: readiness fails from now on, so a

@@ -117,6 +117,7 @@ fn ledger_row(record: &CostRecord, end: AttemptEnd) -> LedgerRow {
         attempt: record.attempt,
         ts_ms: tollgate_core::time::unix_ms(record.started_at),
         key: record.key.clone(),
+        end_user: record.end_user.clone(),
         model_group: record.model_group.clone(),
         deployment: record.deployment.clone(),
         upstream_model: record.upstream_model.clone(),

@@ -220,6 +220,10 @@ pub(crate) fn build(
         Some(previous) => previous.keys.clone(),
         None => open_keys(config, shared.as_ref())?,
     };
+    let end_users = match previous {
+        Some(previous) => previous.end_users.clone(),
+        None => open_end_users(config, shared.as_ref())?,
+    };
     generation.shared = shared.clone();
     let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
         path: String::from("tollgate.hedge_streams"),
@@ -253,6 +257,7 @@ pub(crate) fn build(
         models_body,
         catalog,
         keys,
+        end_users,
         max_body,
         secrets: config.secrets.clone(),
         body_reader,
@@ -341,6 +346,33 @@ fn open_keys(config: &Config, shared: Option<&SharedState>) -> Result<Keys, Buil
     Keys::new(master, &config.tollgate.keys, backend).map_err(|error| BuildError {
         path: String::from("tollgate.keys"),
         message: error.to_string(),
+    })
+}
+
+/// The end users: in the ledger's file, shared through Redis when replicas
+/// share one; `litellm_settings.max_end_user_budget` for all.
+fn open_end_users(
+    config: &Config,
+    shared: Option<&SharedState>,
+) -> Result<crate::end_users::EndUsers, BuildError> {
+    let default_budget = config
+        .litellm_settings
+        .max_end_user_budget
+        .as_ref()
+        .and_then(|budget| budget.to_units(12))
+        .and_then(|picos| u64::try_from(picos).ok());
+    crate::end_users::EndUsers::open(
+        config.tollgate.ledger_path.as_deref(),
+        shared,
+        config
+            .tollgate
+            .redis_timeout
+            .unwrap_or(crate::keys::store::redis::DEFAULT_OP_TIMEOUT),
+        default_budget,
+    )
+    .map_err(|error| BuildError {
+        path: String::from("tollgate.ledger_path"),
+        message: format!("the end users could not be read: {error}"),
     })
 }
 

@@ -65,6 +65,39 @@ where
     }
 }
 
+/// The end-user endpoints (`/customer/*`, `/end_user/*`,
+/// `/global/spend/end_users`).
+pub(super) async fn end_users<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let body = match super::chat::read_request(app, request).await {
+        Ok(body) => body,
+        Err(failure) => {
+            log.class = Some(failure.class());
+            return failure.to_response();
+        }
+    };
+    crate::end_users::admin::handle(
+        &app.end_users,
+        &app.keys,
+        app.ledger.as_deref(),
+        &method,
+        uri.path(),
+        uri.query(),
+        &body,
+        super::unix_ms(),
+    )
+    .await
+    .map(GatewayBody::full)
+}
+
 /// `GET /spend/logs`, `GET /spend/summary` and `GET /global/spend/keys`.
 pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {
     let Some(ledger) = &app.ledger else {

@@ -52,6 +52,8 @@ pub(crate) struct App {
     pub(crate) catalog: crate::model_info::ModelCatalog,
     /// The master key and the virtual keys.
     pub(crate) keys: Keys,
+    /// The end users (a request's `user`) and their limits.
+    pub(crate) end_users: crate::end_users::EndUsers,
     pub(crate) max_body: usize,
     /// Every secret of the config, redacted from upstream text before it
     /// reaches a client.
@@ -167,6 +169,7 @@ where
             }
             Route::ModelInfo => models::info(app, &principal),
             Route::Keys => admin::keys(app, request, &mut log).await,
+            Route::EndUsers => admin::end_users(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();
                 log.class = class;

@@ -27,6 +27,8 @@ pub(super) enum Route {
     CircuitBreakers,
     Providers,
     Keys,
+    /// `/customer/*`, `/end_user/*` and `/global/spend/end_users`.
+    EndUsers,
     Metrics,
     SpendLogs,
     SpendSummary,
@@ -81,6 +83,7 @@ impl Route {
             Route::CircuitBreakers => "circuit_breakers",
             Route::Providers => "providers",
             Route::Keys => "keys",
+            Route::EndUsers => "end_users",
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
@@ -132,6 +135,8 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         "/spend/summary" => (Route::SpendSummary, Method::GET),
         "/global/spend/keys" => (Route::SpendKeys, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),
+        // The end-user endpoints check their own methods.
+        _ if crate::end_users::admin::is_end_user_path(path) => return Route::EndUsers,
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {

@@ -224,7 +224,7 @@ pub(crate) fn bad_request(message: impl Into<String>, param: Option<&'static str
 }
 
 /// A JSON string, or `None` when `raw` is not one.
-fn string(raw: &str) -> Option<String> {
+pub(crate) fn string(raw: &str) -> Option<String> {
     serde_json::from_str::<String>(raw).ok()
 }
 
@@ -237,7 +237,7 @@ fn alias(raw: &str) -> Result<String, Failure> {
 }
 
 /// A non-empty string of at most 256 characters: a team or user id.
-fn label(raw: &str, field: &'static str) -> Result<String, Failure> {
+pub(crate) fn label(raw: &str, field: &'static str) -> Result<String, Failure> {
     string(raw)
         .filter(|text| !text.trim().is_empty() && text.chars().count() <= 256)
         .ok_or_else(|| {
@@ -280,7 +280,7 @@ fn models(raw: &str) -> Result<Vec<String>, Failure> {
 
 /// A whole number from 0 to `max`, as a JSON number or a string of digits
 /// (pydantic, and so LiteLLM, accepts both).
-fn whole(raw: &str, field: &'static str, max: u64) -> Result<u64, Failure> {
+pub(crate) fn whole(raw: &str, field: &'static str, max: u64) -> Result<u64, Failure> {
     let text = string(raw).unwrap_or_else(|| raw.to_owned());
     let text = text.trim();
     let wrong = || {
@@ -304,14 +304,14 @@ fn whole(raw: &str, field: &'static str, max: u64) -> Result<u64, Failure> {
         .ok_or_else(wrong)
 }
 
-fn whole_u32(raw: &str, field: &'static str) -> Result<u32, Failure> {
+pub(crate) fn whole_u32(raw: &str, field: &'static str) -> Result<u32, Failure> {
     let n = whole(raw, field, u32::MAX.into())?;
     // `whole` capped it at u32::MAX.
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// Dollars as a JSON number or a string (`25.5`, `"25.5"`), exactly.
-fn money(raw: &str, field: &'static str) -> Result<u64, Failure> {
+pub(crate) fn money(raw: &str, field: &'static str) -> Result<u64, Failure> {
     let text = string(raw).unwrap_or_else(|| raw.to_owned());
     let text = text.trim();
     if text.starts_with('-') {
@@ -330,7 +330,7 @@ fn money(raw: &str, field: &'static str) -> Result<u64, Failure> {
     })
 }
 
-fn litellm_duration(raw: &str, field: &'static str) -> Result<Duration, Failure> {
+pub(crate) fn litellm_duration(raw: &str, field: &'static str) -> Result<Duration, Failure> {
     let text = match serde_json::from_str::<serde_json::Value>(raw) {
         Ok(serde_json::Value::String(text)) => text,
         // LiteLLM reads a bare number as seconds.

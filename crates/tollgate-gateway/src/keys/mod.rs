@@ -97,7 +97,7 @@ mod manage;
 pub(crate) mod spend;
 pub(crate) mod store;
 pub(crate) mod sync;
-mod view;
+pub(crate) mod view;
 
 #[cfg(test)]
 mod lifecycle_tests;

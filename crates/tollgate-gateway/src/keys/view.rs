@@ -68,11 +68,11 @@ impl<'a> View<'a> {
 }
 
 /// Picodollars as exact decimal dollars, a JSON number.
-pub(super) fn money(picos: u64) -> Option<Box<RawValue>> {
+pub(crate) fn money(picos: u64) -> Option<Box<RawValue>> {
     RawValue::from_string(Usd::from_picos(picos).to_string()).ok()
 }
 
-pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes> {
     // Serialising strings, numbers and JSON values cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Bytes::from(bytes));
@@ -85,7 +85,7 @@ pub(super) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes>
 }
 
 /// The percent-decoded value of `name` in a query string.
-pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
+pub(crate) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == name {

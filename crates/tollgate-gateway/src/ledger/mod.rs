@@ -35,7 +35,7 @@
 //! missing), with its `-wal` and `-shm` companions beside it; back up all
 //! three, or run `sqlite3 FILE .backup` while the gateway runs.
 //!
-//! # Schema (version 1, in `PRAGMA user_version`)
+//! # Schema (version 2, in `PRAGMA user_version`; older files are migrated)
 //!
 //! ```sql
 //! CREATE TABLE spend (
@@ -57,10 +57,12 @@
 //!     reasoning_tokens     INTEGER NOT NULL,
 //!     usage_estimated      INTEGER NOT NULL,  -- 0 or 1
 //!     cost_picos           INTEGER,           -- 1e-12 $; NULL = price unknown
-//!     cost_source          TEXT    NOT NULL   -- provider | price_table | free | unknown | not_billed
+//!     cost_source          TEXT    NOT NULL,  -- provider | price_table | free | unknown | not_billed
+//!     end_user             TEXT               -- the request's `user` (v2)
 //! );
 //! CREATE INDEX spend_day_key ON spend (day, key_name);
 //! CREATE INDEX spend_day_model ON spend (day, model_group);
+//! CREATE INDEX spend_end_user_day ON spend (end_user, day);  -- v2
 //! ```
 //!
 //! Counts and costs are `u64` stored bit for bit in SQLite's `i64` (the same
@@ -257,6 +259,18 @@ impl Ledger {
     pub(crate) async fn billed_since(&self, key: &str, since_ms: i64) -> Result<u128, LedgerError> {
         let key = key.to_owned();
         self.read(move |conn| store::billed_since(conn, &key, since_ms))
+            .await
+    }
+
+    /// What the end user `user` was billed since `since_ms` (unix ms), in
+    /// picos.
+    pub(crate) async fn billed_to_end_user_since(
+        &self,
+        user: &str,
+        since_ms: i64,
+    ) -> Result<u128, LedgerError> {
+        let user = user.to_owned();
+        self.read(move |conn| store::billed_to_end_user_since(conn, &user, since_ms))
             .await
     }
 

@@ -21,6 +21,8 @@ pub(crate) const MAX_LIMIT: u32 = 1000;
 pub(crate) struct RowFilter {
     /// The key name (`api_key` or `key`).
     pub(crate) key: Option<String>,
+    /// The end user (`end_user`).
+    pub(crate) end_user: Option<String>,
     /// The model group (`model`).
     pub(crate) model: Option<String>,
     /// The deployment (`deployment`).
@@ -65,6 +67,8 @@ pub(crate) enum GroupBy {
     Model,
     /// The deployment.
     Deployment,
+    /// The end user.
+    EndUser,
 }
 
 impl GroupBy {
@@ -75,6 +79,7 @@ impl GroupBy {
             GroupBy::Key => "key",
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
+            GroupBy::EndUser => "end_user",
         }
     }
 
@@ -84,6 +89,7 @@ impl GroupBy {
             GroupBy::Key,
             GroupBy::Model,
             GroupBy::Deployment,
+            GroupBy::EndUser,
         ]
         .into_iter()
         .find(|group| group.as_str() == name)
@@ -196,7 +202,7 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
         let group = GroupBy::parse(name).ok_or_else(|| {
             QueryError::new(
                 "group_by",
-                format!("unknown group_by `{name}`: expected day, key, model or deployment"),
+                format!("unknown group_by `{name}`: expected day, key, model, deployment or end_user"),
             )
         })?;
         if !groups.contains(&group) {
@@ -214,6 +220,7 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
 struct RowParser {
     /// The key filter and the name it came under (`api_key` or `key`).
     key: Option<(String, &'static str)>,
+    end_user: Option<String>,
     model: Option<String>,
     deployment: Option<String>,
     request_id: Option<String>,
@@ -237,6 +244,7 @@ impl RowParser {
                 self.key = Some((value, param));
             }
             "model" => set_once(&mut self.model, "model", value)?,
+            "end_user" => set_once(&mut self.end_user, "end_user", value)?,
             "deployment" => set_once(&mut self.deployment, "deployment", value)?,
             "request_id" => set_once(&mut self.request_id, "request_id", value)?,
             "start_date" => set_once(&mut self.start_date, "start_date", value)?,
@@ -262,6 +270,7 @@ impl RowParser {
         }
         Ok(RowFilter {
             key: self.key.map(|(key, _)| key),
+            end_user: self.end_user,
             model: self.model,
             deployment: self.deployment,
             request_id: self.request_id,

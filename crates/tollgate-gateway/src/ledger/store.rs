@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
     -- cost 12 µs a row under load, four times the rest of the insert. A
     -- lookup by request id scans (narrow it with start_date/end_date).
     ",
+    // v2: the end user (the request's `user`); older rows have none.
+    "ALTER TABLE spend ADD COLUMN end_user TEXT;
+    CREATE INDEX spend_end_user_day ON spend (end_user, day);
+    ",
 ];
 
 /// The schema version this gateway writes.
@@ -161,9 +165,9 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
             "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, model_group,
                 deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
                 completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated,
-                cost_picos, cost_source)
+                cost_picos, cost_source, end_user)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18)",
+                ?17, ?18, ?19)",
         )?;
         // A batch is a second or so of rows: nearly always one day, whose
         // text is made once.
@@ -193,6 +197,7 @@ pub(crate) fn insert_batch(conn: &mut Connection, rows: &[LedgerRow]) -> rusqlit
                 row.usage_estimated,
                 row.cost_picos.map(to_sql),
                 row.cost_source.as_str(),
+                row.end_user.as_deref(),
             ])?;
         }
     }
@@ -214,10 +219,30 @@ pub(crate) fn billed_since(conn: &Connection, key: &str, since_ms: i64) -> rusql
         .sum()
 }
 
+/// What the end user `user` was billed since `since_ms` (unix ms), in
+/// picos; unknown prices count as nothing.
+pub(crate) fn billed_to_end_user_since(
+    conn: &Connection,
+    user: &str,
+    since_ms: i64,
+) -> rusqlite::Result<u128> {
+    // `day >=` lets the (end_user, day) index narrow the rows.
+    let mut statement = conn.prepare_cached(
+        "SELECT cost_picos FROM spend
+         WHERE end_user = ?1 AND day >= ?2 AND ts_ms >= ?3 AND cost_picos IS NOT NULL",
+    )?;
+    let rows = statement.query_map(params![user, day::day_of(since_ms), since_ms], |row| {
+        row.get::<_, i64>(0)
+    })?;
+    rows.map(|picos| picos.map(|p| u128::from(from_sql(p))))
+        .sum()
+}
+
 /// `WHERE ...` for `filter` (empty when it sets nothing), and its values.
 fn where_clause(filter: &RowFilter) -> (String, Vec<Value>) {
     let conditions = [
         ("key_name = ?", &filter.key),
+        ("end_user = ?", &filter.end_user),
         ("model_group = ?", &filter.model),
         ("deployment = ?", &filter.deployment),
         ("request_id = ?", &filter.request_id),
@@ -245,7 +270,8 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
     let sql = format!(
         "SELECT request_id, attempt, ts_ms, key_name, model_group, deployment, upstream_model,
                 stream, outcome, error_class, prompt_tokens, completion_tokens,
-                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source
+                cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source,
+                end_user
          FROM spend {conditions}
          ORDER BY id DESC
          LIMIT ? OFFSET ?"
@@ -278,6 +304,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         usage_estimated: row.get(14)?,
         cost_picos: row.get::<_, Option<i64>>(15)?.map(from_sql),
         cost_source: row.get(16)?,
+        end_user: row.get::<_, Option<String>>(17)?.map(Arc::from),
     })
 }
 
@@ -332,6 +359,7 @@ const fn column(group: GroupBy) -> &'static str {
         GroupBy::Key => "key_name",
         GroupBy::Model => "model_group",
         GroupBy::Deployment => "deployment",
+        GroupBy::EndUser => "end_user",
     }
 }
 

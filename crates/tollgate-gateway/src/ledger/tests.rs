@@ -33,6 +33,7 @@ fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {
         attempt,
         ts_ms,
         key: Some("team-a".into()),
+        end_user: None,
         model_group: Some("gpt".into()),
         deployment: Some("gpt-east".into()),
         upstream_model: Some("gpt-4o-mini".into()),
