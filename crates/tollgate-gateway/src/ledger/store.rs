@@ -25,7 +25,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema migrations, in order: entry `i` takes the file from
 /// `user_version` `i` to `i + 1`. Append; never edit a released entry.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // v1: one row per upstream attempt.
     "CREATE TABLE spend (
         id                   INTEGER PRIMARY KEY,
