@@ -701,10 +701,10 @@ async fn chat_for(client: &TestClient, replica: &Replica, key: &str, user: &str)
 /// its next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
-    let redis = RedisServer::start().await;
+    let mut redis = RedisServer::start().await;
     let upstream = Upstream::start().await;
     answer_ok(&upstream);
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::start(
         "replicas-end-users",
         &redis,
         &upstream,
@@ -763,4 +763,18 @@ async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
     )
     .await;
     assert_eq!(list.json().as_array().map(Vec::len), Some(2), "{}", list.text());
+
+    // Redis restarted empty: the replicas' copies put the end user back.
+    redis.kill();
+    redis.restart().await;
+    for replica in [&cluster.a, &cluster.b] {
+        let refused = chat_for(&client, replica, &key, "quiet").await;
+        assert_eq!(refused.status, 403, "{}", refused.text());
+    }
+    // A replica restarted: its file has them.
+    cluster.a.signal("-KILL");
+    cluster.a = cluster.start_replica("a");
+    let refused = chat_for(&client, &cluster.a, &key, "quiet").await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(chat_for(&client, &cluster.a, &key, "other").await.status, 200);
 }

@@ -149,8 +149,12 @@ impl EndUsers {
         if record.as_ref().is_some_and(|r| r.blocked) {
             return Err(blocked(user));
         }
+        // Most end users have no limit at all: no name to build for them.
+        if self.inner.default_budget.is_none() && !record.as_ref().is_some_and(|r| r.has_limits()) {
+            return Ok(None);
+        }
         let limits = record::limits_of(user, record.as_deref(), self.inner.default_budget);
-        Ok((!limits.is_unlimited()).then(|| Arc::new(limits)))
+        Ok(Some(Arc::new(limits)))
     }
 
     /// For a request for `user`: names them for the ledger (core's
