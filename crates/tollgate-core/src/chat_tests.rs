@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 fn parse(text: &'static str) -> Result<ChatRequest, Failure> {
     ChatRequest::parse(Bytes::from_static(text.as_bytes()))
 }
@@ -538,8 +537,8 @@ fn the_wrong_shape_for_the_route_is_a_400_naming_the_field() {
 
 #[test]
 fn the_end_user_is_read_from_user() {
-    let req = parse(r#"{"model":"m","user":"u-1","messages":[{"role":"user","content":"x"}]}"#)
-        .unwrap();
+    let req =
+        parse(r#"{"model":"m","user":"u-1","messages":[{"role":"user","content":"x"}]}"#).unwrap();
     assert_eq!(req.user().map(|u| &**u), Some("u-1"));
     // Carried through the rewrites that build new requests.
     assert_eq!(req.with_include_usage().user().map(|u| &**u), Some("u-1"));
@@ -552,8 +551,12 @@ fn the_end_user_is_read_from_user() {
     ] {
         assert_eq!(parse(absent).unwrap().user(), None, "{absent}");
     }
-    let refused = parse(r#"{"model":"m","user":7,"messages":[{"role":"user","content":"x"}]}"#)
-        .unwrap_err();
+    let refused =
+        parse(r#"{"model":"m","user":7,"messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
     let body = refused.to_openai_body();
-    assert!(std::str::from_utf8(&body).unwrap().contains(r#""param":"user""#));
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""param":"user""#)
+    );
 }

@@ -9,7 +9,9 @@ use arc_swap::ArcSwap;
 use http::Extensions;
 use tokio::time::Instant;
 use tollgate_core::ErrorClass;
-use tollgate_core::extensions::{Attempt, EndUser, KeyName, ModelGroup, RequestId, Target, UsageReport};
+use tollgate_core::extensions::{
+    Attempt, EndUser, KeyName, ModelGroup, RequestId, Target, UsageReport,
+};
 
 use crate::price::{PriceMatch, PriceTable};
 use crate::record::{Cost, CostRecord, Outcome};

@@ -56,15 +56,28 @@ async fn start(name: &str, litellm_settings: &str) -> (Upstream, std::path::Path
     (upstream, dir, gateway)
 }
 
-async fn admin(client: &TestClient, gateway: &TestGateway, method: &str, path: &str, body: Value) -> Answer {
+async fn admin(
+    client: &TestClient,
+    gateway: &TestGateway,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Answer {
     let auth = format!("Bearer {MASTER_KEY}");
-    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
     call(
         client,
         method,
         &gateway.url(path),
         body,
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
     )
     .await
 }
@@ -82,13 +95,23 @@ async fn chat_as(client: &TestClient, gateway: &TestGateway, key: &str, user: &s
         "POST",
         &gateway.url("/v1/chat/completions"),
         body.to_string(),
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
     )
     .await
 }
 
 async fn generate_key(client: &TestClient, gateway: &TestGateway) -> String {
-    let answer = admin(client, gateway, "POST", "/key/generate", json!({"key_alias": "app"})).await;
+    let answer = admin(
+        client,
+        gateway,
+        "POST",
+        "/key/generate",
+        json!({"key_alias": "app"}),
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     answer.json()["key"].as_str().unwrap().to_owned()
 }
@@ -115,7 +138,13 @@ async fn an_end_user_over_their_rpm_gets_429_while_another_end_user_of_the_key_i
     assert_eq!(limited.headers["retry-after"], "60");
     let error = limited.openai_error();
     assert_eq!(error["code"], "rate_limit_exceeded");
-    assert!(error["message"].as_str().unwrap().contains("end_user:alice"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("end_user:alice"),
+        "{error}"
+    );
     assert_eq!(upstream.requests().len(), sent, "not sent upstream");
     // Another end user of the same key is served, and so is the key alone.
     assert_eq!(chat_as(&client, &gateway, &key, "bob").await.status, 200);
@@ -150,7 +179,14 @@ async fn an_end_user_over_their_rpm_gets_429_while_another_end_user_of_the_key_i
 
     // The ledger names the end user of each attempt.
     gateway.gateway.flush_spend().await;
-    let logs = admin(&client, &gateway, "GET", "/spend/logs?end_user=bob", Value::Null).await;
+    let logs = admin(
+        &client,
+        &gateway,
+        "GET",
+        "/spend/logs?end_user=bob",
+        Value::Null,
+    )
+    .await;
     let rows = logs.json()["data"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 1, "{}", logs.text());
     assert_eq!(rows[0]["end_user"], "bob");
@@ -176,10 +212,21 @@ async fn the_customer_routes_answer_in_litellms_shapes() {
     assert_eq!(made.status, 200, "{}", made.text());
     let body = made.json();
     for field in [
-        "user_id", "blocked", "alias", "spend", "allowed_model_region", "default_model",
-        "budget_id", "litellm_budget_table", "object_permission_id", "object_permission",
+        "user_id",
+        "blocked",
+        "alias",
+        "spend",
+        "allowed_model_region",
+        "default_model",
+        "budget_id",
+        "litellm_budget_table",
+        "object_permission_id",
+        "object_permission",
     ] {
-        assert!(body.get(field).is_some(), "CustomerResponse.{field} in {body}");
+        assert!(
+            body.get(field).is_some(),
+            "CustomerResponse.{field} in {body}"
+        );
     }
     assert_eq!(body["user_id"], "carol");
     assert_eq!(body["blocked"], false);
@@ -187,32 +234,74 @@ async fn the_customer_routes_answer_in_litellms_shapes() {
     let table = &body["litellm_budget_table"];
     assert_eq!(table["max_budget"], 0.5);
     assert_eq!(table["budget_duration"], "30d");
-    assert_eq!((table["rpm_limit"].as_u64(), table["tpm_limit"].as_u64()), (Some(10), Some(1000)));
+    assert_eq!(
+        (table["rpm_limit"].as_u64(), table["tpm_limit"].as_u64()),
+        (Some(10), Some(1000))
+    );
     assert!(table["budget_reset_at"].is_string() && table["created_at"].is_string());
 
     // Spend, exact, after one answer.
     assert_eq!(chat_as(&client, &gateway, &key, "carol").await.status, 200);
     gateway.gateway.flush_spend().await;
-    let info = admin(&client, &gateway, "GET", "/customer/info?end_user_id=carol", Value::Null).await;
+    let info = admin(
+        &client,
+        &gateway,
+        "GET",
+        "/customer/info?end_user_id=carol",
+        Value::Null,
+    )
+    .await;
     assert_eq!(info.status, 200, "{}", info.text());
-    assert!(info.text().contains(r#""spend":0.00005"#), "{}", info.text());
+    assert!(
+        info.text().contains(r#""spend":0.00005"#),
+        "{}",
+        info.text()
+    );
     // The /end_user/ spelling is the same route.
-    let alias = admin(&client, &gateway, "GET", "/end_user/info?end_user_id=carol", Value::Null).await;
+    let alias = admin(
+        &client,
+        &gateway,
+        "GET",
+        "/end_user/info?end_user_id=carol",
+        Value::Null,
+    )
+    .await;
     assert_eq!(alias.json(), info.json());
 
-    let updated = admin(&client, &gateway, "POST", "/customer/update", json!({"user_id": "carol", "rpm_limit": 3})).await;
+    let updated = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/customer/update",
+        json!({"user_id": "carol", "rpm_limit": 3}),
+    )
+    .await;
     assert_eq!(updated.json()["litellm_budget_table"]["rpm_limit"], 3);
     assert_eq!(updated.json()["alias"], "Carol");
 
     // Blocked: refused with a 403 before any upstream; unblocked: served.
-    let blocked = admin(&client, &gateway, "POST", "/customer/block", json!({"user_ids": ["carol", "dave"]})).await;
+    let blocked = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/customer/block",
+        json!({"user_ids": ["carol", "dave"]}),
+    )
+    .await;
     let users = blocked.json()["blocked_users"].as_array().unwrap().clone();
     assert_eq!(users.len(), 2);
     assert!(users.iter().all(|u| u["blocked"] == true));
     let refused = chat_as(&client, &gateway, &key, "carol").await;
     assert_eq!(refused.status, 403);
     assert_eq!(refused.openai_error()["code"], "end_user_blocked");
-    let unblocked = admin(&client, &gateway, "POST", "/customer/unblock", json!({"user_ids": ["carol"]})).await;
+    let unblocked = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/customer/unblock",
+        json!({"user_ids": ["carol"]}),
+    )
+    .await;
     assert_eq!(unblocked.json(), json!({"blocked_users": ["dave"]}));
     assert_eq!(chat_as(&client, &gateway, &key, "carol").await.status, 200);
 
@@ -229,25 +318,64 @@ async fn the_customer_routes_answer_in_litellms_shapes() {
     // The spend report: POST, top end users, most first.
     assert_eq!(chat_as(&client, &gateway, &key, "erin").await.status, 200);
     gateway.gateway.flush_spend().await;
-    let report = admin(&client, &gateway, "POST", "/global/spend/end_users", Value::Null).await;
+    let report = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/global/spend/end_users",
+        Value::Null,
+    )
+    .await;
     assert_eq!(report.status, 200, "{}", report.text());
     let rows = report.json();
     assert_eq!(rows[0]["end_user"], "carol");
     assert_eq!(rows[0]["total_count"], 2);
     assert_eq!(rows[1]["end_user"], "erin");
-    assert!(report.text().contains(r#""total_spend":0.0001"#), "{}", report.text());
+    assert!(
+        report.text().contains(r#""total_spend":0.0001"#),
+        "{}",
+        report.text()
+    );
 
-    let deleted = admin(&client, &gateway, "POST", "/customer/delete", json!({"user_ids": ["dave"]})).await;
+    let deleted = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/customer/delete",
+        json!({"user_ids": ["dave"]}),
+    )
+    .await;
     assert_eq!(deleted.json()["deleted_customers"], 1);
-    let gone = admin(&client, &gateway, "GET", "/customer/info?end_user_id=dave", Value::Null).await;
+    let gone = admin(
+        &client,
+        &gateway,
+        "GET",
+        "/customer/info?end_user_id=dave",
+        Value::Null,
+    )
+    .await;
     assert_eq!(gone.status, 404);
 
     // Admin only; the right method; a refused field says so.
-    let as_key = call(&client, "GET", &gateway.url("/customer/list"), "", &[("authorization", &format!("Bearer {key}"))]).await;
+    let as_key = call(
+        &client,
+        "GET",
+        &gateway.url("/customer/list"),
+        "",
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
     assert_eq!(as_key.status, 403);
     let wrong = admin(&client, &gateway, "GET", "/customer/new", Value::Null).await;
     assert_eq!(wrong.status, 405);
-    let refused = admin(&client, &gateway, "POST", "/customer/new", json!({"user_id": "x", "budget_id": "free"})).await;
+    let refused = admin(
+        &client,
+        &gateway,
+        "POST",
+        "/customer/new",
+        json!({"user_id": "x", "budget_id": "free"}),
+    )
+    .await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.openai_error()["param"], "budget_id");
     gateway.shutdown().await;
@@ -267,7 +395,12 @@ async fn max_end_user_budget_holds_for_every_end_user_and_through_a_restart() {
     let over = chat_as(&client, &gateway, &key, "frank").await;
     assert_eq!(over.status, 429, "{}", over.text());
     assert_eq!(over.openai_error()["code"], "budget_exceeded");
-    assert!(over.openai_error()["message"].as_str().unwrap().contains("end_user:frank"));
+    assert!(
+        over.openai_error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("end_user:frank")
+    );
     // Another end user has a budget of their own.
     assert_eq!(chat_as(&client, &gateway, &key, "gina").await.status, 200);
     gateway.shutdown().await;
@@ -279,7 +412,14 @@ async fn max_end_user_budget_holds_for_every_end_user_and_through_a_restart() {
     let over = chat_as(&client, &gateway, &key, "frank").await;
     assert_eq!(over.status, 429, "{}", over.text());
     assert_eq!(chat_as(&client, &gateway, &key, "gina").await.status, 200);
-    let info = admin(&client, &gateway, "GET", "/customer/info?end_user_id=frank", Value::Null).await;
+    let info = admin(
+        &client,
+        &gateway,
+        "GET",
+        "/customer/info?end_user_id=frank",
+        Value::Null,
+    )
+    .await;
     assert_eq!(info.status, 200, "{}", info.text());
     assert!(info.text().contains(r#""spend":0.0001"#), "{}", info.text());
     assert_eq!(info.json()["litellm_budget_table"]["max_budget"], 0.00008);

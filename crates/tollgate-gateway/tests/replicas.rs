@@ -721,8 +721,14 @@ async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
     .await;
     assert_eq!(made.status, 200, "{}", made.text());
 
-    assert_eq!(chat_for(&client, &cluster.a, &key, "noisy").await.status, 200);
-    assert_eq!(chat_for(&client, &cluster.b, &key, "noisy").await.status, 200);
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "noisy").await.status,
+        200
+    );
+    assert_eq!(
+        chat_for(&client, &cluster.b, &key, "noisy").await.status,
+        200
+    );
     let limited = chat_for(&client, &cluster.a, &key, "noisy").await;
     assert_eq!(limited.status, 429, "{}", limited.text());
     assert!(limited.headers.contains_key("retry-after"));
@@ -730,8 +736,14 @@ async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
     let limited = chat_for(&client, &cluster.b, &key, "noisy").await;
     assert_eq!(limited.status, 429, "{}", limited.text());
     // The quiet end user of the same key is served on both.
-    assert_eq!(chat_for(&client, &cluster.a, &key, "quiet").await.status, 200);
-    assert_eq!(chat_for(&client, &cluster.b, &key, "quiet").await.status, 200);
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "quiet").await.status,
+        200
+    );
+    assert_eq!(
+        chat_for(&client, &cluster.b, &key, "quiet").await.status,
+        200
+    );
 
     // Blocked on B: refused on A at once.
     let blocked = admin(
@@ -762,7 +774,12 @@ async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
         &[("authorization", &bearer(MASTER_KEY))],
     )
     .await;
-    assert_eq!(list.json().as_array().map(Vec::len), Some(2), "{}", list.text());
+    assert_eq!(
+        list.json().as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        list.text()
+    );
 
     // Redis restarted empty: the replicas' copies put the end user back.
     redis.kill();
@@ -776,5 +793,8 @@ async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
     cluster.a = cluster.start_replica("a");
     let refused = chat_for(&client, &cluster.a, &key, "quiet").await;
     assert_eq!(refused.status, 403, "{}", refused.text());
-    assert_eq!(chat_for(&client, &cluster.a, &key, "other").await.status, 200);
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "other").await.status,
+        200
+    );
 }

@@ -667,7 +667,11 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         )
         .await,
         post("/customer/block", serde_json::json!({"user_ids": ["u-1"]})).await,
-        post("/customer/unblock", serde_json::json!({"user_ids": ["u-1"]})).await,
+        post(
+            "/customer/unblock",
+            serde_json::json!({"user_ids": ["u-1"]}),
+        )
+        .await,
         post("/global/spend/end_users", serde_json::json!({})).await,
         post(
             "/key/update",
@@ -718,6 +722,9 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         logs.contains("key.regenerate"),
         "the audit log was captured"
     );
-    assert!(logs.contains("end user changed"), "end-user changes are audited");
+    assert!(
+        logs.contains("end user changed"),
+        "end-user changes are audited"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

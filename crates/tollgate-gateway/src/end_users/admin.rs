@@ -49,11 +49,11 @@ pub(crate) async fn handle(
     keys: &Keys,
     ledger: Option<&Ledger>,
     method: &Method,
-    path: &str,
-    query: Option<&str>,
+    uri: &http::Uri,
     body: &[u8],
     now_ms: i64,
 ) -> Response<Bytes> {
+    let (path, query) = (uri.path(), uri.query());
     let name = endpoint(path).unwrap_or("spend");
     let allowed = match name {
         "info" | "list" => Method::GET,
@@ -129,14 +129,20 @@ async fn info(view: &Viewer<'_>, query: Option<&str>) -> Result<Response<Bytes>,
     if record.is_none() && !seen {
         return Err(super::not_registered(&user).with_param("end_user_id"));
     }
-    Ok(json(StatusCode::OK, &view.of(record.as_deref(), &user).await))
+    Ok(json(
+        StatusCode::OK,
+        &view.of(record.as_deref(), &user).await,
+    ))
 }
 
 /// `POST /customer/block` → `{"blocked_users": [end users]}`;
 /// `/customer/unblock` → `{"blocked_users": [ids still blocked]}`.
 async fn block(view: &Viewer<'_>, body: &[u8], blocked: bool) -> Result<Response<Bytes>, Failure> {
     let ids = record::user_ids(body)?;
-    let changed = view.end_users.set_blocked(&ids, blocked, view.now_ms).await?;
+    let changed = view
+        .end_users
+        .set_blocked(&ids, blocked, view.now_ms)
+        .await?;
     if blocked {
         #[derive(Serialize)]
         struct Blocked<'a> {
@@ -146,7 +152,12 @@ async fn block(view: &Viewer<'_>, body: &[u8], blocked: bool) -> Result<Response
         for record in &changed {
             users.push(view.of(Some(record), &record.user_id).await);
         }
-        return Ok(json(StatusCode::OK, &Blocked { blocked_users: users }));
+        return Ok(json(
+            StatusCode::OK,
+            &Blocked {
+                blocked_users: users,
+            },
+        ));
     }
     #[derive(Serialize)]
     struct StillBlocked {
@@ -160,12 +171,20 @@ async fn block(view: &Viewer<'_>, body: &[u8], blocked: bool) -> Result<Response
         .filter(|r| r.blocked)
         .map(|r| r.user_id.clone())
         .collect();
-    Ok(json(StatusCode::OK, &StillBlocked { blocked_users: still }))
+    Ok(json(
+        StatusCode::OK,
+        &StillBlocked {
+            blocked_users: still,
+        },
+    ))
 }
 
 fn no_ledger() -> Failure {
-    bad_request("this gateway keeps no spend ledger (set tollgate.ledger_path)", None)
-        .with_status(StatusCode::NOT_FOUND)
+    bad_request(
+        "this gateway keeps no spend ledger (set tollgate.ledger_path)",
+        None,
+    )
+    .with_status(StatusCode::NOT_FOUND)
 }
 
 /// Renders end users with their spend.
@@ -213,7 +232,10 @@ impl<'a> Viewer<'a> {
         record: Result<std::sync::Arc<EndUser>, Failure>,
     ) -> Result<Response<Bytes>, Failure> {
         let record = record?;
-        Ok(json(StatusCode::OK, &self.of(Some(&record), &record.user_id).await))
+        Ok(json(
+            StatusCode::OK,
+            &self.of(Some(&record), &record.user_id).await,
+        ))
     }
 
     async fn of<'r>(&self, record: Option<&'r EndUser>, user: &'r str) -> CustomerView<'r> {
@@ -222,8 +244,8 @@ impl<'a> Viewer<'a> {
             Some(ledger) => spend::spend_of(ledger, user, budget.as_ref(), self.now_ms).await,
             None => 0,
         };
-        let table = (record.is_some_and(EndUser::has_limits) || budget.is_some()).then(|| {
-            BudgetView {
+        let table =
+            (record.is_some_and(EndUser::has_limits) || budget.is_some()).then(|| BudgetView {
                 budget_id: None,
                 soft_budget: None,
                 max_budget: budget.and_then(|b| money(b.max_picos)),
@@ -236,9 +258,10 @@ impl<'a> Viewer<'a> {
                 budget_reset_at: budget
                     .and_then(|b| b.window_at(self.now_ms).end_unix_ms())
                     .map(crate::keys::key::rfc3339),
-                created_at: crate::keys::key::rfc3339(record.map_or(self.now_ms, |r| r.created_at_ms)),
-            }
-        });
+                created_at: crate::keys::key::rfc3339(
+                    record.map_or(self.now_ms, |r| r.created_at_ms),
+                ),
+            });
         CustomerView {
             user_id: user,
             blocked: record.is_some_and(|r| r.blocked),

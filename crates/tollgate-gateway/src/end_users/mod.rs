@@ -217,7 +217,11 @@ impl EndUsers {
 
     /// This replica's copy of `user`, tombstones included.
     fn local(&self, user: &str) -> Option<Arc<EndUser>> {
-        let known = self.inner.known.read().unwrap_or_else(PoisonError::into_inner);
+        let known = self
+            .inner
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         known.get(user).cloned()
     }
 
@@ -225,7 +229,11 @@ impl EndUsers {
     /// to the file); returns whichever is newer.
     async fn learn(&self, remote: EndUser) -> Arc<EndUser> {
         let newer = {
-            let mut known = self.inner.known.write().unwrap_or_else(PoisonError::into_inner);
+            let mut known = self
+                .inner
+                .known
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             match known.get(&remote.user_id) {
                 Some(local) if local.updated_at_ms >= remote.updated_at_ms => {
                     return local.clone();
@@ -265,9 +273,12 @@ impl EndUsers {
                 Err(error) => self.fell_back(&error, now_ms),
             }
         }
-        let known = self.inner.known.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<Arc<EndUser>> =
-            known.values().filter(|r| !r.deleted).cloned().collect();
+        let known = self
+            .inner
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Arc<EndUser>> = known.values().filter(|r| !r.deleted).cloned().collect();
         out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         out
     }
@@ -306,7 +317,11 @@ impl EndUsers {
     ///
     /// A 400 when the end user is registered already; a 503 when Redis is
     /// configured and away.
-    pub(crate) async fn create(&self, change: &Change, now_ms: i64) -> Result<Arc<EndUser>, Failure> {
+    pub(crate) async fn create(
+        &self,
+        change: &Change,
+        now_ms: i64,
+    ) -> Result<Arc<EndUser>, Failure> {
         let _admin = self.inner.admin.lock().await;
         if self.current(&change.user_id, now_ms).await.is_some() {
             return Err(crate::keys::generate::bad_request(
@@ -333,7 +348,11 @@ impl EndUsers {
     /// # Errors
     ///
     /// A 404 for an end user not registered; a 503 when Redis is away.
-    pub(crate) async fn update(&self, change: &Change, now_ms: i64) -> Result<Arc<EndUser>, Failure> {
+    pub(crate) async fn update(
+        &self,
+        change: &Change,
+        now_ms: i64,
+    ) -> Result<Arc<EndUser>, Failure> {
         let _admin = self.inner.admin.lock().await;
         let Some(current) = self.current(&change.user_id, now_ms).await else {
             return Err(not_registered(&change.user_id));
@@ -370,7 +389,15 @@ impl EndUsers {
             record.blocked = blocked;
             record.updated_at_ms = now_ms.max(record.updated_at_ms + 1);
             let record = self.store(record).await?;
-            audit(if blocked { "customer.block" } else { "customer.unblock" }, id, "blocked");
+            audit(
+                if blocked {
+                    "customer.block"
+                } else {
+                    "customer.unblock"
+                },
+                id,
+                "blocked",
+            );
             out.push(record);
         }
         Ok(out)
@@ -402,7 +429,12 @@ impl EndUsers {
         store: &dyn tollgate_limits::Store,
         now: i64,
     ) {
-        let mut users: Vec<String> = self.list(now).await.iter().map(|r| r.user_id.clone()).collect();
+        let mut users: Vec<String> = self
+            .list(now)
+            .await
+            .iter()
+            .map(|r| r.user_id.clone())
+            .collect();
         if self.inner.default_budget.is_some() {
             users.extend(spend::seen(ledger).await);
             users.sort();

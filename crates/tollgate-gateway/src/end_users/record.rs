@@ -10,7 +10,9 @@ use serde_json::value::RawValue;
 use tollgate_core::Failure;
 use tollgate_limits::{Budget, KeyLimits};
 
-use crate::keys::generate::{bad_request, label, litellm_duration, money, string, whole, whole_u32};
+use crate::keys::generate::{
+    bad_request, label, litellm_duration, money, string, whole, whole_u32,
+};
 
 /// The prefix of an end user's name in the rate limits' store, so that an
 /// end user called like a key never shares its counters.
@@ -165,7 +167,12 @@ impl Change {
             .map_err(|_| bad_request("the body must be a JSON object", None))?;
         let user_id = match fields.get("user_id") {
             Some(raw) => label(raw.get(), "user_id")?,
-            None => return Err(bad_request("give the end user as \"user_id\"", Some("user_id"))),
+            None => {
+                return Err(bad_request(
+                    "give the end user as \"user_id\"",
+                    Some("user_id"),
+                ));
+            }
         };
         let mut change = Change {
             user_id,
@@ -237,7 +244,10 @@ impl Change {
             ("blocked", self.blocked.is_some()),
             ("rpm_limit", self.rpm_limit.is_some()),
             ("tpm_limit", self.tpm_limit.is_some()),
-            ("max_parallel_requests", self.max_parallel_requests.is_some()),
+            (
+                "max_parallel_requests",
+                self.max_parallel_requests.is_some(),
+            ),
             ("max_budget", self.max_budget_picos.is_some()),
             ("budget_duration", self.budget_duration_s.is_some()),
         ]

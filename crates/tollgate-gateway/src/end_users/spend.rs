@@ -46,7 +46,10 @@ pub(super) async fn has_rows(ledger: &Ledger, user: &str) -> bool {
         limit: 1,
         offset: 0,
     };
-    ledger.logs(&filter).await.is_ok_and(|rows| !rows.is_empty())
+    ledger
+        .logs(&filter)
+        .await
+        .is_ok_and(|rows| !rows.is_empty())
 }
 
 /// What `user` spent in their budget's current window (all their spend
@@ -102,7 +105,12 @@ pub(crate) async fn spend_end_users(
     }
 }
 
-async fn report(keys: &Keys, ledger: &Ledger, body: &[u8], now_ms: i64) -> Result<Vec<Row>, Failure> {
+async fn report(
+    keys: &Keys,
+    ledger: &Ledger,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<Vec<Row>, Failure> {
     let query: Query = if body.iter().all(u8::is_ascii_whitespace) {
         Query::default()
     } else {
@@ -120,9 +128,8 @@ async fn report(keys: &Keys, ledger: &Ledger, body: &[u8], now_ms: i64) -> Resul
             .map(|n| Some(crate::ledger::day::format_day(n)))
             .ok_or_else(|| bad_request(format!("{param} must be a date, YYYY-MM-DD"), Some(param)))
     };
-    let start = day(query.start_time, "startTime")?.unwrap_or_else(|| {
-        crate::ledger::day::day_of(now_ms - DEFAULT_DAYS * 86_400_000)
-    });
+    let start = day(query.start_time, "startTime")?
+        .unwrap_or_else(|| crate::ledger::day::day_of(now_ms - DEFAULT_DAYS * 86_400_000));
     let end = day(query.end_time, "endTime")?;
     let key = match query.api_key {
         None => None,

@@ -63,7 +63,9 @@ impl Sqlite {
             let (id, text) = row?;
             match EndUser::from_json(&text) {
                 Some(record) => out.push(record),
-                None => tracing::warn!(end_user = %id, "an end_users row could not be read; skipped"),
+                None => {
+                    tracing::warn!(end_user = %id, "an end_users row could not be read; skipped")
+                }
             }
         }
         Ok(out)
@@ -153,7 +155,12 @@ impl Redis {
     pub(crate) async fn get(&self, user: &str) -> Result<Option<EndUser>, RedisFailed> {
         let mut connection = self.connection.clone();
         let text: Option<String> = self
-            .timed(redis::cmd("HGET").arg(&self.hash).arg(user).query_async(&mut connection))
+            .timed(
+                redis::cmd("HGET")
+                    .arg(&self.hash)
+                    .arg(user)
+                    .query_async(&mut connection),
+            )
             .await?;
         Ok(text.as_deref().and_then(EndUser::from_json))
     }
@@ -162,7 +169,11 @@ impl Redis {
     pub(crate) async fn all(&self) -> Result<Vec<EndUser>, RedisFailed> {
         let mut connection = self.connection.clone();
         let map: Vec<(String, String)> = self
-            .timed(redis::cmd("HGETALL").arg(&self.hash).query_async(&mut connection))
+            .timed(
+                redis::cmd("HGETALL")
+                    .arg(&self.hash)
+                    .query_async(&mut connection),
+            )
             .await?;
         Ok(map
             .iter()
@@ -178,9 +189,7 @@ impl Redis {
             .arg(&record.user_id)
             .arg(record.to_json())
             .arg(record.updated_at_ms);
-        let _: i64 = self
-            .timed(invocation.invoke_async(&mut connection))
-            .await?;
+        let _: i64 = self.timed(invocation.invoke_async(&mut connection)).await?;
         Ok(())
     }
 }

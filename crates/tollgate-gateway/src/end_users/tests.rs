@@ -26,10 +26,20 @@ async fn an_unregistered_end_user_has_the_default_budget_only() {
     assert_eq!(open.admit("alice", NOW).await.unwrap(), None);
 
     let dollars = EndUsers::in_memory(Some(Budget::dollars(2)));
-    let limits = dollars.admit("alice", NOW).await.unwrap().expect("a budget");
+    let limits = dollars
+        .admit("alice", NOW)
+        .await
+        .unwrap()
+        .expect("a budget");
     assert_eq!(&*limits.name, "end_user:alice");
-    assert_eq!(limits.max_budget, Some(Budget::lifetime(Budget::dollars(2))));
-    assert_eq!((limits.rpm, limits.tpm, limits.max_parallel), (None, None, None));
+    assert_eq!(
+        limits.max_budget,
+        Some(Budget::lifetime(Budget::dollars(2)))
+    );
+    assert_eq!(
+        (limits.rpm, limits.tpm, limits.max_parallel),
+        (None, None, None)
+    );
 }
 
 #[tokio::test]
@@ -57,12 +67,21 @@ async fn a_registered_end_user_has_their_own_limits_and_budget() {
         Some(Budget::per(250_000_000_000, Duration::from_secs(86_400)))
     );
     // Registering twice is a 400; an update changes only what it names.
-    let again = users.create(&change(r#"{"user_id":"bob"}"#), NOW).await.unwrap_err();
+    let again = users
+        .create(&change(r#"{"user_id":"bob"}"#), NOW)
+        .await
+        .unwrap_err();
     assert!(body(&again).contains("already exists"), "{}", body(&again));
-    users.update(&change(r#"{"user_id":"bob","rpm_limit":5}"#), NOW + 1).await.unwrap();
+    users
+        .update(&change(r#"{"user_id":"bob","rpm_limit":5}"#), NOW + 1)
+        .await
+        .unwrap();
     let limits = users.admit("bob", NOW + 1).await.unwrap().unwrap();
     assert_eq!((limits.rpm, limits.tpm), (Some(5), Some(900)));
-    let missing = users.update(&change(r#"{"user_id":"nobody"}"#), NOW).await.unwrap_err();
+    let missing = users
+        .update(&change(r#"{"user_id":"nobody"}"#), NOW)
+        .await
+        .unwrap_err();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
@@ -70,20 +89,29 @@ async fn a_registered_end_user_has_their_own_limits_and_budget() {
 async fn a_blocked_end_user_is_refused_with_a_403_until_unblocked() {
     let users = EndUsers::in_memory(None);
     // Blocking registers an end user not registered yet.
-    let blocked = users.set_blocked(&["carol".into()], true, NOW).await.unwrap();
+    let blocked = users
+        .set_blocked(&["carol".into()], true, NOW)
+        .await
+        .unwrap();
     assert_eq!(blocked.len(), 1);
     let refused = users.admit("carol", NOW).await.unwrap_err();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(body(&refused).contains(r#""code":"end_user_blocked""#));
     assert!(body(&refused).contains("carol"));
-    users.set_blocked(&["carol".into()], false, NOW + 1).await.unwrap();
+    users
+        .set_blocked(&["carol".into()], false, NOW + 1)
+        .await
+        .unwrap();
     assert_eq!(users.admit("carol", NOW + 1).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn deleting_takes_all_or_none_and_leaves_the_default() {
     let users = EndUsers::in_memory(Some(7));
-    users.create(&change(r#"{"user_id":"dan","rpm_limit":1}"#), NOW).await.unwrap();
+    users
+        .create(&change(r#"{"user_id":"dan","rpm_limit":1}"#), NOW)
+        .await
+        .unwrap();
     let refused = users
         .delete(&["dan".into(), "eve".into()], NOW)
         .await
@@ -93,9 +121,15 @@ async fn deleting_takes_all_or_none_and_leaves_the_default() {
     assert_eq!(users.delete(&["dan".into()], NOW + 1).await.unwrap(), 1);
     assert!(users.current("dan", NOW + 1).await.is_none());
     let limits = users.admit("dan", NOW + 1).await.unwrap().unwrap();
-    assert_eq!((limits.rpm, limits.max_budget), (None, Some(Budget::lifetime(7))));
+    assert_eq!(
+        (limits.rpm, limits.max_budget),
+        (None, Some(Budget::lifetime(7)))
+    );
     // And registering again after the deletion works.
-    users.create(&change(r#"{"user_id":"dan"}"#), NOW + 2).await.unwrap();
+    users
+        .create(&change(r#"{"user_id":"dan"}"#), NOW + 2)
+        .await
+        .unwrap();
     assert_eq!(users.list(NOW + 2).await.len(), 1);
 }
 
@@ -103,7 +137,10 @@ async fn deleting_takes_all_or_none_and_leaves_the_default() {
 fn changes_refuse_what_tollgate_does_not_enforce() {
     for (text, param) in [
         (r#"{"user_id":"a","budget_id":"free_tier"}"#, "budget_id"),
-        (r#"{"user_id":"a","allowed_model_region":"eu"}"#, "allowed_model_region"),
+        (
+            r#"{"user_id":"a","allowed_model_region":"eu"}"#,
+            "allowed_model_region",
+        ),
         (r#"{"user_id":"a","spend":3}"#, "spend"),
         (r#"{"user_id":"a","rpm_limit":-1}"#, "rpm_limit"),
         (r#"{"user_id":"a","max_budget":"lots"}"#, "max_budget"),
@@ -127,14 +164,23 @@ async fn end_users_and_deletions_survive_a_restart() {
     let path = dir.file();
     let open = || EndUsers::open(Some(&path), None, Duration::from_millis(100), None).unwrap();
     let first = open();
-    first.create(&change(r#"{"user_id":"fay","rpm_limit":4}"#), NOW).await.unwrap();
-    first.create(&change(r#"{"user_id":"gus"}"#), NOW).await.unwrap();
+    first
+        .create(&change(r#"{"user_id":"fay","rpm_limit":4}"#), NOW)
+        .await
+        .unwrap();
+    first
+        .create(&change(r#"{"user_id":"gus"}"#), NOW)
+        .await
+        .unwrap();
     first.delete(&["gus".into()], NOW + 1).await.unwrap();
     drop(first);
     let second = open();
     let fay = second.current("fay", NOW + 2).await.expect("kept");
     assert_eq!(fay.rpm_limit, Some(4));
-    assert!(second.current("gus", NOW + 2).await.is_none(), "still deleted");
+    assert!(
+        second.current("gus", NOW + 2).await.is_none(),
+        "still deleted"
+    );
     let listed: Vec<String> = second
         .list(NOW + 2)
         .await

@@ -89,8 +89,7 @@ where
         &app.keys,
         app.ledger.as_deref(),
         &method,
-        uri.path(),
-        uri.query(),
+        &uri,
         &body,
         super::unix_ms(),
     )

@@ -303,7 +303,11 @@ where
             request.extensions_mut().insert(AllowedGroups(groups));
         }
     }
-    if let Some(user) = request.extensions().get::<Arc<ChatRequest>>().and_then(|c| c.user()) {
+    if let Some(user) = request
+        .extensions()
+        .get::<Arc<ChatRequest>>()
+        .and_then(|c| c.user())
+    {
         // The end user's limits beside the key's; a blocked one is refused.
         let user = user.clone();
         app.end_users

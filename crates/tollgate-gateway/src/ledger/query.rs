@@ -202,7 +202,9 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
         let group = GroupBy::parse(name).ok_or_else(|| {
             QueryError::new(
                 "group_by",
-                format!("unknown group_by `{name}`: expected day, key, model, deployment or end_user"),
+                format!(
+                    "unknown group_by `{name}`: expected day, key, model, deployment or end_user"
+                ),
             )
         })?;
         if !groups.contains(&group) {

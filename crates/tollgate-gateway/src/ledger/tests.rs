@@ -532,7 +532,10 @@ async fn a_version_1_file_is_migrated_to_the_end_user_column() {
     let rows = ledger.logs(&LogFilter::default()).await.unwrap();
     let users: Vec<_> = rows.iter().map(|r| r.end_user.as_deref()).collect();
     assert_eq!(users, [Some("alice"), None]);
-    assert_eq!(ledger.billed_to_end_user_since("alice", 0).await.unwrap(), 1_000_000);
+    assert_eq!(
+        ledger.billed_to_end_user_since("alice", 0).await.unwrap(),
+        1_000_000
+    );
     let by_user = SummaryFilter {
         group_by: vec![GroupBy::EndUser],
         ..SummaryFilter::default()
