@@ -13,7 +13,7 @@
 //! `null` without a limit or a default budget).
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tollgate_core::Failure;
@@ -23,7 +23,7 @@ use super::{EndUsers, spend};
 use crate::config::duration;
 use crate::keys::Keys;
 use crate::keys::generate::bad_request;
-use crate::keys::view::{json, money, query_param};
+use crate::keys::view::{json, method_not_allowed, money, query_param};
 use crate::ledger::Ledger;
 
 /// Whether `path` is one of the end-user endpoints.
@@ -60,13 +60,7 @@ pub(crate) async fn handle(
         _ => Method::POST,
     };
     if *method != allowed {
-        let failure = bad_request(format!("{path} takes {allowed} requests"), None)
-            .with_status(StatusCode::METHOD_NOT_ALLOWED);
-        let mut response = failure.to_response::<Bytes>();
-        if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return response;
+        return method_not_allowed(path, &allowed);
     }
     let view = Viewer {
         end_users,

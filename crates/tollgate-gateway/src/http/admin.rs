@@ -34,13 +34,9 @@ where
         log.class = Some(failure.class());
         return failure.to_response();
     }
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let body = match super::chat::read_request(app, request).await {
-        Ok(body) => body,
-        Err(failure) => {
-            log.class = Some(failure.class());
-            return failure.to_response();
-        }
+    let (method, uri, body) = match read_admin(app, request, log).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     let answer = match (uri.path(), &app.ledger) {
         // With the ledger, a key's info has its spend.
@@ -76,13 +72,9 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let body = match super::chat::read_request(app, request).await {
-        Ok(body) => body,
-        Err(failure) => {
-            log.class = Some(failure.class());
-            return failure.to_response();
-        }
+    let (method, uri, body) = match read_admin(app, request, log).await {
+        Ok(read) => read,
+        Err(response) => return response,
     };
     crate::end_users::admin::handle(
         &app.end_users,
@@ -95,6 +87,27 @@ where
     )
     .await
     .map(GatewayBody::full)
+}
+
+/// An admin request's method, URI and whole body, or the answer to a body
+/// that could not be read.
+async fn read_admin<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Result<(http::Method, http::Uri, Bytes), Response<GatewayBody>>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    match super::chat::read_request(app, request).await {
+        Ok(body) => Ok((method, uri, body)),
+        Err(failure) => {
+            log.class = Some(failure.class());
+            Err(failure.to_response())
+        }
+    }
 }
 
 /// `GET /spend/logs`, `GET /spend/summary` and `GET /global/spend/keys`.

@@ -12,7 +12,7 @@
 //! whatever logs request URLs must leave that query out.
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -41,13 +41,7 @@ pub(crate) async fn handle(
         _ => return None,
     };
     if *method != allowed {
-        let failure = bad_request(format!("{path} takes {allowed} requests"), None)
-            .with_status(StatusCode::METHOD_NOT_ALLOWED);
-        let mut response = failure.to_response::<Bytes>();
-        if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-            response.headers_mut().insert(header::ALLOW, value);
-        }
-        return Some(response);
+        return Some(super::view::method_not_allowed(path, &allowed));
     }
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
