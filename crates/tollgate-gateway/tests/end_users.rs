@@ -82,6 +82,12 @@ async fn admin(
     .await
 }
 
+/// `GET /customer/info` for `user`.
+async fn customer_info(client: &TestClient, gateway: &TestGateway, user: &str) -> Answer {
+    let path = format!("/customer/info?end_user_id={user}");
+    admin(client, gateway, "GET", &path, Value::Null).await
+}
+
 /// A chat request for the end user `user`, with the key `key`.
 async fn chat_as(client: &TestClient, gateway: &TestGateway, key: &str, user: &str) -> Answer {
     let body = json!({
@@ -243,14 +249,7 @@ async fn the_customer_routes_answer_in_litellms_shapes() {
     // Spend, exact, after one answer.
     assert_eq!(chat_as(&client, &gateway, &key, "carol").await.status, 200);
     gateway.gateway.flush_spend().await;
-    let info = admin(
-        &client,
-        &gateway,
-        "GET",
-        "/customer/info?end_user_id=carol",
-        Value::Null,
-    )
-    .await;
+    let info = customer_info(&client, &gateway, "carol").await;
     assert_eq!(info.status, 200, "{}", info.text());
     assert!(
         info.text().contains(r#""spend":0.00005"#),
@@ -346,14 +345,7 @@ async fn the_customer_routes_answer_in_litellms_shapes() {
     )
     .await;
     assert_eq!(deleted.json()["deleted_customers"], 1);
-    let gone = admin(
-        &client,
-        &gateway,
-        "GET",
-        "/customer/info?end_user_id=dave",
-        Value::Null,
-    )
-    .await;
+    let gone = customer_info(&client, &gateway, "dave").await;
     assert_eq!(gone.status, 404);
 
     // Admin only; the right method; a refused field says so.
@@ -412,14 +404,7 @@ async fn max_end_user_budget_holds_for_every_end_user_and_through_a_restart() {
     let over = chat_as(&client, &gateway, &key, "frank").await;
     assert_eq!(over.status, 429, "{}", over.text());
     assert_eq!(chat_as(&client, &gateway, &key, "gina").await.status, 200);
-    let info = admin(
-        &client,
-        &gateway,
-        "GET",
-        "/customer/info?end_user_id=frank",
-        Value::Null,
-    )
-    .await;
+    let info = customer_info(&client, &gateway, "frank").await;
     assert_eq!(info.status, 200, "{}", info.text());
     assert!(info.text().contains(r#""spend":0.0001"#), "{}", info.text());
     assert_eq!(info.json()["litellm_budget_table"]["max_budget"], 0.00008);
