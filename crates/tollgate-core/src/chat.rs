@@ -2,6 +2,7 @@
 //! completions and embeddings requests, which share its fields).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
@@ -51,6 +52,8 @@ pub struct ChatRequest {
     max_tokens: Option<u64>,
     /// The fallbacks the body named (and that were cut out of `bytes`).
     fallbacks: Option<RequestFallbacks>,
+    /// The end user the request is for (`user`), shared by every copy.
+    user: Option<Arc<str>>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,9 @@ struct View<'a> {
     context_window_fallbacks: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     content_policy_fallbacks: Option<&'a RawValue>,
+    // OpenAI's end-user id; kept raw so that a non-string is a clear 400.
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +269,13 @@ impl ChatRequest {
             view.content_policy_fallbacks,
         ];
         let fallbacks = chat_fallbacks::read(raw_fallbacks)?;
+        let user = match view.user {
+            None => None,
+            Some(raw) => serde_json::from_str::<Option<String>>(raw.get())
+                .map_err(|_| bad_request("user must be a string").with_param("user"))?
+                .filter(|user| !user.is_empty())
+                .map(Arc::from),
+        };
         // Only a request that names fallbacks pays for cutting them out.
         let mut cut: Vec<Range<usize>> = if fallbacks.is_some() {
             raw_fallbacks
@@ -286,6 +299,7 @@ impl ChatRequest {
             message_count,
             max_tokens: view.max_completion_tokens.or(view.max_tokens),
             fallbacks,
+            user,
             bytes,
         };
         if cut.is_empty() {
@@ -314,6 +328,22 @@ impl ChatRequest {
     /// which [`bytes`](Self::bytes) no longer carries.
     pub fn fallbacks(&self) -> Option<&RequestFallbacks> {
         self.fallbacks.as_ref()
+    }
+
+    /// The end user the request is for: OpenAI's `user` field (an
+    /// Anthropic Messages request's `metadata.user_id` and a Responses
+    /// request's `user` arrive here through their translation to chat).
+    /// `None` when absent, `null` or empty.
+    ///
+    /// ```
+    /// use tollgate_core::ChatRequest;
+    ///
+    /// let body = br#"{"model":"m","user":"alice","messages":[{"role":"user","content":"hi"}]}"#;
+    /// let request = ChatRequest::parse(body.as_slice().into()).unwrap();
+    /// assert_eq!(request.user().map(|u| &**u), Some("alice"));
+    /// ```
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.user.as_ref()
     }
 
     /// Which endpoint's request this is.
@@ -468,6 +498,7 @@ impl ChatRequest {
             message_count: self.message_count,
             max_tokens: self.max_tokens,
             fallbacks: self.fallbacks.clone(),
+            user: self.user.clone(),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Tests of [`super`]: parsing, rewriting and the checks at the door.
 
 use super::*;
-use std::sync::Arc;
 
 fn parse(text: &'static str) -> Result<ChatRequest, Failure> {
     ChatRequest::parse(Bytes::from_static(text.as_bytes()))
@@ -534,4 +533,30 @@ fn the_wrong_shape_for_the_route_is_a_400_naming_the_field() {
     // A chat request needs its messages, as before.
     let body = refused(r#"{"model":"e","prompt":"x"}"#, Operation::ChatCompletions);
     assert!(body.contains("'messages'"), "{body}");
+}
+
+#[test]
+fn the_end_user_is_read_from_user() {
+    let req =
+        parse(r#"{"model":"m","user":"u-1","messages":[{"role":"user","content":"x"}]}"#).unwrap();
+    assert_eq!(req.user().map(|u| &**u), Some("u-1"));
+    // Carried through the rewrites that build new requests.
+    assert_eq!(req.with_include_usage().user().map(|u| &**u), Some("u-1"));
+    let prefilled = req.with_assistant_prefill("so").unwrap();
+    assert_eq!(prefilled.user().map(|u| &**u), Some("u-1"));
+    for absent in [
+        r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","user":null,"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","user":"","messages":[{"role":"user","content":"x"}]}"#,
+    ] {
+        assert_eq!(parse(absent).unwrap().user(), None, "{absent}");
+    }
+    let refused =
+        parse(r#"{"model":"m","user":7,"messages":[{"role":"user","content":"x"}]}"#).unwrap_err();
+    let body = refused.to_openai_body();
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""param":"user""#)
+    );
 }

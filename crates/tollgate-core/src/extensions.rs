@@ -129,6 +129,12 @@ pub struct KeyName(pub Arc<str>);
 /// spend is reported per team as well as per key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TeamId(pub Arc<str>);
+/// The end user a request is for — the client's own user, as its `user`
+/// field names them ([`ChatRequest::user`](crate::ChatRequest::user)) —
+/// for cost records and the ledger. Whoever sends it chooses it: it names,
+/// it does not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndUser(pub Arc<str>);
 
 /// The model groups a request may be answered by — a key limited to some
 /// groups — for anything that moves a request to another group (a

@@ -10,7 +10,7 @@ use http::Extensions;
 use tokio::time::Instant;
 use tollgate_core::ErrorClass;
 use tollgate_core::extensions::{
-    Attempt, KeyName, ModelGroup, RequestId, Target, TeamId, UsageReport,
+    Attempt, EndUser, KeyName, ModelGroup, RequestId, Target, TeamId, UsageReport,
 };
 
 use crate::price::{PriceMatch, PriceTable};
@@ -81,6 +81,7 @@ struct Pending {
     request_id: Option<Arc<str>>,
     key: Option<Arc<str>>,
     team: Option<Arc<str>>,
+    end_user: Option<Arc<str>>,
     model_group: Option<Arc<str>>,
     deployment: Option<Arc<str>>,
     target_model: Option<Arc<str>>,
@@ -122,6 +123,7 @@ impl Meter {
             request_id: ext.get::<RequestId>().map(|id| id.0.clone()),
             key: ext.get::<KeyName>().map(|key| key.0.clone()),
             team: ext.get::<TeamId>().map(|team| team.0.clone()),
+            end_user: ext.get::<EndUser>().map(|user| user.0.clone()),
             model_group: target
                 .map(|t| t.model_group.clone())
                 .or_else(|| ext.get::<ModelGroup>().map(|g| g.0.clone())),
@@ -226,6 +228,7 @@ impl Meter {
             request_id: p.request_id,
             key: p.key,
             team: p.team,
+            end_user: p.end_user,
             model_group: p.model_group,
             deployment: p.deployment,
             upstream_model: p.target_model.or(p.request_model),

@@ -69,6 +69,8 @@ pub struct CostRecord {
     pub key: Option<Arc<str>>,
     /// The key's team (core's `TeamId` extension).
     pub team: Option<Arc<str>>,
+    /// The end user it was for (core's `EndUser` extension).
+    pub end_user: Option<Arc<str>>,
     /// The model group (the `Target` extension's, else core's `ModelGroup`).
     pub model_group: Option<Arc<str>>,
     /// The deployment (the `Target` extension's `deployment_id`).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use tollgate_core::extensions::{Attempt, KeyName, ModelGroup, RequestId, Target};
+use tollgate_core::extensions::{Attempt, EndUser, KeyName, ModelGroup, RequestId, Target};
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, RequestBody};
 use tollgate_cost::{
     Cost, CostLayer, Outcome, PriceTable, RequestTally, TokenPrices, TokenUsage, Usd,
@@ -566,6 +566,7 @@ async fn a_record_carries_the_request_context_and_times() {
     let extensions = request.extensions_mut();
     extensions.insert(RequestId("req-1".into()));
     extensions.insert(KeyName("team-a".into()));
+    extensions.insert(EndUser("alice".into()));
     extensions.insert(Attempt(2));
     extensions.insert(ModelGroup("ignored-when-a-target-says".into()));
     extensions.insert(Target {
@@ -580,6 +581,7 @@ async fn a_record_carries_the_request_context_and_times() {
     let record = &records[0];
     assert_eq!(record.request_id.as_deref(), Some("req-1"));
     assert_eq!(record.key.as_deref(), Some("team-a"));
+    assert_eq!(record.end_user.as_deref(), Some("alice"));
     assert_eq!(record.model_group.as_deref(), Some("mini"));
     assert_eq!(record.deployment.as_deref(), Some("mini-1"));
     assert_eq!(record.upstream_model.as_deref(), Some("openai/gpt-4o-mini"));

@@ -138,6 +138,9 @@ impl Gateway {
         };
         crate::limits::restore_budgets(&app.keys, ledger, &*app.limit_store, unix_ms()).await;
         crate::limits::restore_team_budgets(&app.teams, ledger, &*app.limit_store, unix_ms()).await;
+        app.end_users
+            .restore_budgets(ledger, &*app.limit_store, unix_ms())
+            .await;
     }
 
     /// Marks the gateway as shutting down: readiness fails from now on, so a

@@ -64,6 +64,7 @@ pub mod deadlines;
 mod deployment;
 mod disabled;
 mod door;
+pub(crate) mod end_users;
 mod exposure;
 mod generation;
 mod grace;

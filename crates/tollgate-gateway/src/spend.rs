@@ -118,6 +118,7 @@ fn ledger_row(record: &CostRecord, end: AttemptEnd) -> LedgerRow {
         ts_ms: tollgate_core::time::unix_ms(record.started_at),
         key: record.key.clone(),
         team: record.team.clone(),
+        end_user: record.end_user.clone(),
         model_group: record.model_group.clone(),
         deployment: record.deployment.clone(),
         upstream_model: record.upstream_model.clone(),

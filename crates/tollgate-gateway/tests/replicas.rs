@@ -677,3 +677,127 @@ async fn a_rotated_blocked_or_updated_key_is_so_on_both_replicas_at_once() {
         assert!(!logs.contains(&key[3..]), "a key in the log");
     }
 }
+
+/// A chat request for the end user `user` with `key`.
+async fn chat_for(client: &TestClient, replica: &Replica, key: &str, user: &str) -> common::Answer {
+    let body = json!({
+        "model": "gpt", "user": user,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    });
+    call(
+        client,
+        "POST",
+        &replica.url("/v1/chat/completions"),
+        body.to_string(),
+        &[
+            ("authorization", &bearer(key)),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await
+}
+
+/// Issue 20's acceptance 1 for end users, through the binary: an end user
+/// registered on one replica is limited on both, counted together — over
+/// their rpm they get a 429 + Retry-After while another end user of the
+/// same key is served — and a block on one replica holds on the other at
+/// its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_user_is_limited_and_blocked_on_both_replicas() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    answer_ok(&upstream);
+    let mut cluster = Cluster::start(
+        "replicas-end-users",
+        &redis,
+        &upstream,
+        "tollgate:\n  redis_timeout: 2\n",
+    );
+    let client = client();
+    let key = generate(&client, &cluster.a, json!({"key_alias": "product"})).await;
+    let made = admin(
+        &client,
+        &cluster.a,
+        "/customer/new",
+        json!({"user_id": "noisy", "rpm_limit": 2}),
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "noisy").await.status,
+        200
+    );
+    assert_eq!(
+        chat_for(&client, &cluster.b, &key, "noisy").await.status,
+        200
+    );
+    let limited = chat_for(&client, &cluster.a, &key, "noisy").await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(limited.openai_error()["code"], "rate_limit_exceeded");
+    let limited = chat_for(&client, &cluster.b, &key, "noisy").await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    // The quiet end user of the same key is served on both.
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "quiet").await.status,
+        200
+    );
+    assert_eq!(
+        chat_for(&client, &cluster.b, &key, "quiet").await.status,
+        200
+    );
+
+    // Blocked on B: refused on A at once.
+    let blocked = admin(
+        &client,
+        &cluster.b,
+        "/customer/block",
+        json!({"user_ids": ["quiet"]}),
+    )
+    .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.text());
+    let refused = chat_for(&client, &cluster.a, &key, "quiet").await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.openai_error()["code"], "end_user_blocked");
+    let info = call(
+        &client,
+        "GET",
+        &cluster.a.url("/customer/info?end_user_id=quiet"),
+        "",
+        &[("authorization", &bearer(MASTER_KEY))],
+    )
+    .await;
+    assert_eq!(info.json()["blocked"], true, "{}", info.text());
+    let list = call(
+        &client,
+        "GET",
+        &cluster.b.url("/end_user/list"),
+        "",
+        &[("authorization", &bearer(MASTER_KEY))],
+    )
+    .await;
+    assert_eq!(
+        list.json().as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        list.text()
+    );
+
+    // Redis restarted empty: the replicas' copies put the end user back.
+    redis.kill();
+    redis.restart().await;
+    for replica in [&cluster.a, &cluster.b] {
+        let refused = chat_for(&client, replica, &key, "quiet").await;
+        assert_eq!(refused.status, 403, "{}", refused.text());
+    }
+    // A replica restarted: its file has them.
+    cluster.a.signal("-KILL");
+    cluster.a = cluster.start_replica("a");
+    let refused = chat_for(&client, &cluster.a, &key, "quiet").await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(
+        chat_for(&client, &cluster.a, &key, "other").await.status,
+        200
+    );
+}

@@ -585,9 +585,10 @@ async fn see_health_and_metrics(gateway: &TestGateway, seen: &mut common::leaks:
 }
 
 /// Issue 20's acceptance 3: a virtual key — generated, used, regenerated,
-/// used again, its team changed, listed and reported — is in no listing,
-/// key or team info, metric, spend log or report, ledger file or log line:
-/// only the two answers that hand it out show it.
+/// used again, its team changed, for an end user too, listed and reported —
+/// is in no listing, key, team or end-user info, metric, spend log or
+/// report, ledger file or log line: only the two answers that hand it out
+/// show it.
 #[tokio::test(flavor = "current_thread")]
 async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
     let logs = Captured::default();
@@ -649,8 +650,36 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
     let new = regenerated.json()["key"].as_str().unwrap().to_owned();
     assert_eq!(chat(new.clone()).await.status, 200);
     assert_eq!(chat(old.clone()).await.status, 401);
+    // An end user's request, with the new key.
+    let for_end_user = serde_json::json!({
+        "model": "gpt-test", "user": "u-1",
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let auth = format!("Bearer {new}");
+    let served = call(
+        &client,
+        "POST",
+        &gateway.url("/v1/chat/completions"),
+        for_end_user.to_string(),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(served.status, 200);
+    gateway.gateway.flush_spend().await;
 
     let mut answers = vec![
+        post(
+            "/customer/new",
+            serde_json::json!({"user_id": "u-2", "rpm_limit": 5}),
+        )
+        .await,
+        post("/customer/block", serde_json::json!({"user_ids": ["u-1"]})).await,
+        post(
+            "/customer/unblock",
+            serde_json::json!({"user_ids": ["u-1"]}),
+        )
+        .await,
+        post("/global/spend/end_users", serde_json::json!({})).await,
         post(
             "/key/update",
             serde_json::json!({"key": new, "metadata": {"k": 1}}),
@@ -676,6 +705,8 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
         "/team/info?team_id=t",
         "/team/list",
         "/global/spend/teams",
+        "/customer/list",
+        "/customer/info?end_user_id=u-1",
     ] {
         answers.push(call(&client, "GET", &gateway.url(path), "", &as_master[..1]).await);
     }
@@ -707,6 +738,10 @@ async fn virtual_keys_appear_in_no_listing_metric_ledger_or_log() {
     assert!(
         logs.contains("key.regenerate") && logs.contains("team.block"),
         "the audit log was captured"
+    );
+    assert!(
+        logs.contains("end user changed"),
+        "end-user changes are audited"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

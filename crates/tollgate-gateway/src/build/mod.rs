@@ -225,6 +225,10 @@ pub(crate) fn build(
         Some(previous) => previous.teams.clone(),
         None => open_teams(config, shared.as_ref())?,
     };
+    let end_users = match previous {
+        Some(previous) => previous.end_users.clone(),
+        None => open_end_users(config, shared.as_ref())?,
+    };
     generation.shared = shared.clone();
     let hedges = crate::hedge::plans(config).map_err(|message| BuildError {
         path: String::from("tollgate.hedge_streams"),
@@ -260,6 +264,7 @@ pub(crate) fn build(
         catalog,
         keys,
         teams,
+        end_users,
         max_body,
         secrets: config.secrets.clone(),
         body_reader,
@@ -370,6 +375,33 @@ fn open_teams(config: &Config, shared: Option<&SharedState>) -> Result<Teams, Bu
     Teams::new(backend).map_err(|error| BuildError {
         path: String::from("tollgate.ledger_path"),
         message: error.to_string(),
+    })
+}
+
+/// The end users: in the ledger's file, shared through Redis when replicas
+/// share one; `litellm_settings.max_end_user_budget` for all.
+fn open_end_users(
+    config: &Config,
+    shared: Option<&SharedState>,
+) -> Result<crate::end_users::EndUsers, BuildError> {
+    let default_budget = config
+        .litellm_settings
+        .max_end_user_budget
+        .as_ref()
+        .and_then(|budget| budget.to_units(12))
+        .and_then(|picos| u64::try_from(picos).ok());
+    crate::end_users::EndUsers::open(
+        config.tollgate.ledger_path.as_deref(),
+        shared,
+        config
+            .tollgate
+            .redis_timeout
+            .unwrap_or(crate::keys::store::redis::DEFAULT_OP_TIMEOUT),
+        default_budget,
+    )
+    .map_err(|error| BuildError {
+        path: String::from("tollgate.ledger_path"),
+        message: format!("the end users could not be read: {error}"),
     })
 }
 

@@ -151,6 +151,7 @@ impl Section {
                 "drop_params",
                 "allowed_fails",
                 "cooldown_time",
+                "max_end_user_budget",
             ],
             Section::GeneralSettings => &["master_key", "max_request_size_mb"],
             Section::Tollgate => &[
@@ -327,7 +328,6 @@ impl Section {
                 "redact_user_api_key_info",
                 "max_budget",
                 "budget_duration",
-                "max_end_user_budget",
                 "default_team_settings",
                 "default_internal_user_params",
                 "default_key_generate_params",

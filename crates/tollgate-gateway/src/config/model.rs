@@ -438,6 +438,9 @@ pub struct LitellmSettings {
     pub allowed_fails: Option<u32>,
     /// `cooldown_time`: as `router_settings.cooldown_time`, which wins.
     pub cooldown_time: Option<Duration>,
+    /// `max_end_user_budget`: dollars each end user (a request's `user`)
+    /// may spend in their lifetime, unless registered with their own.
+    pub max_end_user_budget: Option<Decimal>,
 }
 
 /// `general_settings`: the subset Tollgate uses.

@@ -126,6 +126,34 @@ where
     }
 }
 
+/// The end-user endpoints (`/customer/*`, `/end_user/*`,
+/// `/global/spend/end_users`).
+pub(super) async fn end_users<B>(
+    app: &App,
+    request: Request<B>,
+    log: &mut AccessLog,
+) -> Response<GatewayBody>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (method, uri, body) = match admin_request(app, request, log).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    crate::end_users::admin::handle(
+        &app.end_users,
+        &app.keys,
+        app.ledger.as_deref(),
+        &method,
+        &uri,
+        &body,
+        super::unix_ms(),
+    )
+    .await
+    .map(GatewayBody::full)
+}
+
 /// `GET /spend/logs`, `GET /spend/summary`, `GET /global/spend/keys` and
 /// `GET /global/spend/teams`.
 pub(super) async fn spend(app: &App, route: Route, query: Option<&str>) -> Response<GatewayBody> {

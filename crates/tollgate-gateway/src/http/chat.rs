@@ -317,6 +317,14 @@ where
     if let Some(team) = &team {
         team.apply(request.extensions_mut());
     }
+    if let Some(user) = request.body().chat().and_then(|c| c.user()) {
+        // The end user's limits beside the key's; a blocked one is refused.
+        let user = user.clone();
+        app.end_users
+            .admit_request(request.extensions_mut(), user, super::unix_ms())
+            .await
+            .map_err(|f| (f.into(), None))?;
+    }
     // The cost layer adds each attempt's tokens and cost to it; the access
     // log reads the sum when the response ends.
     let tally = Arc::new(RequestTally::new());

@@ -55,6 +55,8 @@ pub(crate) struct App {
     pub(crate) keys: Keys,
     /// The teams the keys belong to.
     pub(crate) teams: crate::teams::Teams,
+    /// The end users (a request's `user`) and their limits.
+    pub(crate) end_users: crate::end_users::EndUsers,
     pub(crate) max_body: usize,
     /// Every secret of the config, redacted from upstream text before it
     /// reaches a client.
@@ -171,6 +173,7 @@ where
             Route::ModelInfo => models::info(app, &principal),
             Route::Keys => admin::keys(app, request, &mut log).await,
             Route::Teams => admin::teams(app, request, &mut log).await,
+            Route::EndUsers => admin::end_users(app, request, &mut log).await,
             Route::ConfigReload => {
                 let (response, class) = reload();
                 log.class = class;

@@ -28,6 +28,8 @@ pub(super) enum Route {
     Providers,
     Keys,
     Teams,
+    /// `/customer/*`, `/end_user/*` and `/global/spend/end_users`.
+    EndUsers,
     Metrics,
     SpendLogs,
     SpendSummary,
@@ -84,6 +86,7 @@ impl Route {
             Route::Providers => "providers",
             Route::Keys => "keys",
             Route::Teams => "teams",
+            Route::EndUsers => "end_users",
             Route::Metrics => "metrics",
             Route::SpendLogs => "spend_logs",
             Route::SpendSummary => "spend_summary",
@@ -140,6 +143,8 @@ pub(super) fn route_of(method: &Method, path: &str) -> Route {
         "/global/spend/keys" => (Route::SpendKeys, Method::GET),
         "/global/spend/teams" => (Route::SpendTeams, Method::GET),
         "/config/reload" => (Route::ConfigReload, Method::POST),
+        // The end-user endpoints check their own methods.
+        _ if crate::end_users::admin::is_end_user_path(path) => return Route::EndUsers,
         _ => return Route::NotFound,
     };
     if *method == allowed || (allowed == Method::GET && *method == Method::HEAD) {

@@ -12,7 +12,7 @@
 //! whatever logs request URLs must leave that query out.
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub(crate) async fn handle(
         _ => return None,
     };
     if *method != allowed {
-        return Some(wrong_method(path, &allowed));
+        return Some(super::view::method_not_allowed(path, &allowed));
     }
     Some(match path {
         "/key/generate" => generate(keys, body, now_ms).await,
@@ -53,18 +53,6 @@ pub(crate) async fn handle(
         "/key/unblock" => block(keys, body, false, now_ms).await,
         _ => delete(keys, body, now_ms).await,
     })
-}
-
-/// A 405 for an admin endpoint asked with another method than `allowed`,
-/// with `Allow`.
-pub(crate) fn wrong_method(path: &str, allowed: &Method) -> Response<Bytes> {
-    let failure = bad_request(format!("{path} takes {allowed} requests"), None)
-        .with_status(StatusCode::METHOD_NOT_ALLOWED);
-    let mut response = failure.to_response::<Bytes>();
-    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
 }
 
 /// `POST /key/generate`: LiteLLM's body (`models`, `rpm_limit`,

@@ -84,6 +84,17 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response<Bytes>
     response
 }
 
+/// A 405 for `path`, which takes `allowed` requests only.
+pub(crate) fn method_not_allowed(path: &str, allowed: &http::Method) -> Response<Bytes> {
+    let failure = bad_request(format!("{path} takes {allowed} requests"), None)
+        .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    let mut response = failure.to_response::<Bytes>();
+    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
 /// The percent-decoded value of `name` in a query string.
 pub(crate) fn query_param(query: &str, name: &str) -> Result<Option<String>, Failure> {
     for pair in query.split('&') {

@@ -35,7 +35,7 @@
 //! missing), with its `-wal` and `-shm` companions beside it; back up all
 //! three, or run `sqlite3 FILE .backup` while the gateway runs.
 //!
-//! # Schema (version 2, in `PRAGMA user_version`)
+//! # Schema (version 3, in `PRAGMA user_version`; older files are migrated)
 //!
 //! ```sql
 //! CREATE TABLE spend (
@@ -59,10 +59,15 @@
 //!     cost_picos           INTEGER,           -- 1e-12 $; NULL = price unknown
 //!     cost_source          TEXT    NOT NULL,  -- provider | price_table | free | unknown | not_billed
 //!     team_id              TEXT               -- the key's team (v2)
+//!     end_user             TEXT               -- the request's `user` (v3)
 //! );
 //! CREATE INDEX spend_day_key ON spend (day, key_name);
 //! CREATE INDEX spend_day_model ON spend (day, model_group);
-//! CREATE INDEX spend_day_team ON spend (day, team_id);       -- v2
+//! -- Partial: a row without a team or end user costs its insert no seek.
+//! CREATE INDEX spend_day_team ON spend (day, team_id)
+//!     WHERE team_id IS NOT NULL;                                  -- v2
+//! CREATE INDEX spend_end_user_day ON spend (end_user, day)
+//!     WHERE end_user IS NOT NULL;                                 -- v3
 //! ```
 //!
 //! Counts and costs are `u64` stored bit for bit in SQLite's `i64` (the same
@@ -271,6 +276,18 @@ impl Ledger {
     ) -> Result<u128, LedgerError> {
         let team = team.to_owned();
         self.read(move |conn| store::billed_since(conn, store::Payer::Team, &team, since_ms))
+            .await
+    }
+
+    /// What the end user `user` was billed since `since_ms` (unix ms), in
+    /// picos.
+    pub(crate) async fn billed_to_end_user_since(
+        &self,
+        user: &str,
+        since_ms: i64,
+    ) -> Result<u128, LedgerError> {
+        let user = user.to_owned();
+        self.read(move |conn| store::billed_since(conn, store::Payer::EndUser, &user, since_ms))
             .await
     }
 

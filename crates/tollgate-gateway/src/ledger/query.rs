@@ -21,6 +21,8 @@ pub(crate) const MAX_LIMIT: u32 = 1000;
 pub(crate) struct RowFilter {
     /// The key name (`api_key` or `key`).
     pub(crate) key: Option<String>,
+    /// The end user (`end_user`).
+    pub(crate) end_user: Option<String>,
     /// The model group (`model`).
     pub(crate) model: Option<String>,
     /// The deployment (`deployment`).
@@ -67,6 +69,8 @@ pub(crate) enum GroupBy {
     Deployment,
     /// The key's team.
     Team,
+    /// The end user.
+    EndUser,
 }
 
 impl GroupBy {
@@ -78,6 +82,7 @@ impl GroupBy {
             GroupBy::Model => "model",
             GroupBy::Deployment => "deployment",
             GroupBy::Team => "team",
+            GroupBy::EndUser => "end_user",
         }
     }
 
@@ -88,6 +93,7 @@ impl GroupBy {
             GroupBy::Model,
             GroupBy::Deployment,
             GroupBy::Team,
+            GroupBy::EndUser,
         ]
         .into_iter()
         .find(|group| group.as_str() == name)
@@ -200,7 +206,9 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
         let group = GroupBy::parse(name).ok_or_else(|| {
             QueryError::new(
                 "group_by",
-                format!("unknown group_by `{name}`: expected day, key, model, deployment or team"),
+                format!(
+                    "unknown group_by `{name}`: expected day, key, model, deployment, team or end_user"
+                ),
             )
         })?;
         if !groups.contains(&group) {
@@ -218,6 +226,7 @@ fn parse_group_by(list: &str) -> Result<Vec<GroupBy>, QueryError> {
 struct RowParser {
     /// The key filter and the name it came under (`api_key` or `key`).
     key: Option<(String, &'static str)>,
+    end_user: Option<String>,
     model: Option<String>,
     deployment: Option<String>,
     request_id: Option<String>,
@@ -241,6 +250,7 @@ impl RowParser {
                 self.key = Some((value, param));
             }
             "model" => set_once(&mut self.model, "model", value)?,
+            "end_user" => set_once(&mut self.end_user, "end_user", value)?,
             "deployment" => set_once(&mut self.deployment, "deployment", value)?,
             "request_id" => set_once(&mut self.request_id, "request_id", value)?,
             "start_date" => set_once(&mut self.start_date, "start_date", value)?,
@@ -266,6 +276,7 @@ impl RowParser {
         }
         Ok(RowFilter {
             key: self.key.map(|(key, _)| key),
+            end_user: self.end_user,
             model: self.model,
             deployment: self.deployment,
             request_id: self.request_id,

@@ -113,6 +113,8 @@ pub(crate) struct LedgerRow {
     pub(crate) key: Option<Arc<str>>,
     /// The key's team id.
     pub(crate) team: Option<Arc<str>>,
+    /// The end user the request was for (its `user` field).
+    pub(crate) end_user: Option<Arc<str>>,
     /// The model group the client asked for.
     pub(crate) model_group: Option<Arc<str>>,
     /// The deployment that served the attempt.

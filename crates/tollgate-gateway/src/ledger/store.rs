@@ -54,9 +54,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     -- cost 12 µs a row under load, four times the rest of the insert. A
     -- lookup by request id scans (narrow it with start_date/end_date).
     ",
-    // v2: the team of the key that made the request.
+    // v2: the team of the key that made the request. The index is partial:
+    // a row without a team costs its insert no index seek.
     "ALTER TABLE spend ADD COLUMN team_id TEXT;
-    CREATE INDEX spend_day_team ON spend (day, team_id);
+    CREATE INDEX spend_day_team ON spend (day, team_id) WHERE team_id IS NOT NULL;
+    ",
+    // v3: the end user (the request's `user`); older rows have none.
+    "ALTER TABLE spend ADD COLUMN end_user TEXT;
+    CREATE INDEX spend_end_user_day ON spend (end_user, day) WHERE end_user IS NOT NULL;
     ",
 ];
 
@@ -161,15 +166,15 @@ fn from_sql(n: i64) -> u64 {
 const INSERT_COLUMNS: &str = "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name,
     model_group, deployment, upstream_model, stream, outcome, error_class, prompt_tokens,
     completion_tokens, cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos,
-    cost_source, team_id) VALUES ";
+    cost_source, team_id, end_user) VALUES ";
 
 /// Values a row binds.
-const ROW_VALUES: usize = 19;
+const ROW_VALUES: usize = 20;
 
 /// Rows per multi-row insert. One statement per row costs SQLite a
 /// statement's start and end each (its cursors opened, the table's last
 /// rowid sought, the transaction checked); one `VALUES` list of this many
-/// rows pays them once (1,152 values, far below SQLite's 32,766).
+/// rows pays them once (1,280 values, far below SQLite's 32,766).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT … VALUES (?, …), …` for `rows` rows.
@@ -253,18 +258,20 @@ fn bind_row(
     bind(&row.usage_estimated)?;
     bind(&row.cost_picos.map(to_sql))?;
     bind(&row.cost_source.as_str())?;
-    bind(&row.team.as_deref())
+    bind(&row.team.as_deref())?;
+    bind(&row.end_user.as_deref())
 }
 
-/// Whose bill [`billed_since`] sums: a key's (by name) or a team's (by
-/// id).
+/// Whose bill [`billed_since`] sums: a key's (by name), a team's (by id)
+/// or an end user's (the requests' `user`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Payer {
     Key,
     Team,
+    EndUser,
 }
 
-/// What the key named, or team with the id, `name` was billed since
+/// What the key named, team with the id or end user `name` was billed since
 /// `since_ms` (unix ms), in picos; unknown prices count as nothing.
 pub(crate) fn billed_since(
     conn: &Connection,
@@ -272,11 +279,12 @@ pub(crate) fn billed_since(
     name: &str,
     since_ms: i64,
 ) -> rusqlite::Result<u128> {
-    // `day >=` lets the (day, key_name) or (day, team_id) index narrow the
-    // rows.
+    // `day >=` with the name lets the (day, key_name), (day, team_id) or
+    // (end_user, day) index narrow the rows.
     let column = match payer {
         Payer::Key => "key_name",
         Payer::Team => "team_id",
+        Payer::EndUser => "end_user",
     };
     let mut statement = conn.prepare_cached(&format!(
         "SELECT cost_picos FROM spend
@@ -293,6 +301,7 @@ pub(crate) fn billed_since(
 fn where_clause(filter: &RowFilter) -> (String, Vec<Value>) {
     let conditions = [
         ("key_name = ?", &filter.key),
+        ("end_user = ?", &filter.end_user),
         ("model_group = ?", &filter.model),
         ("deployment = ?", &filter.deployment),
         ("request_id = ?", &filter.request_id),
@@ -321,7 +330,7 @@ pub(crate) fn logs(conn: &Connection, filter: &LogFilter) -> rusqlite::Result<Ve
         "SELECT request_id, attempt, ts_ms, key_name, model_group, deployment, upstream_model,
                 stream, outcome, error_class, prompt_tokens, completion_tokens,
                 cached_prompt_tokens, reasoning_tokens, usage_estimated, cost_picos, cost_source,
-                team_id
+                team_id, end_user
          FROM spend {conditions}
          ORDER BY id DESC
          LIMIT ? OFFSET ?"
@@ -355,6 +364,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<LedgerRow> {
         cost_picos: row.get::<_, Option<i64>>(15)?.map(from_sql),
         cost_source: row.get(16)?,
         team: row.get::<_, Option<String>>(17)?.map(Arc::from),
+        end_user: row.get::<_, Option<String>>(18)?.map(Arc::from),
     })
 }
 
@@ -410,6 +420,7 @@ const fn column(group: GroupBy) -> &'static str {
         GroupBy::Model => "model_group",
         GroupBy::Deployment => "deployment",
         GroupBy::Team => "team_id",
+        GroupBy::EndUser => "end_user",
     }
 }
 

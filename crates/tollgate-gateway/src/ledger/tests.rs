@@ -34,6 +34,7 @@ fn row(request_id: &str, attempt: u32, ts_ms: i64) -> LedgerRow {
         ts_ms,
         key: Some("team-a".into()),
         team: None,
+        end_user: None,
         model_group: Some("gpt".into()),
         deployment: Some("gpt-east".into()),
         upstream_model: Some("gpt-4o-mini".into()),
@@ -618,4 +619,49 @@ async fn attempts_cut_by_the_shutdown_are_kept_apart_from_those_clients_left() {
     );
     let response = spend_summary(&ledger, Some("group_by=key")).await;
     assert_eq!(body_json(&response)["data"][0]["shutdown_attempts"], 2);
+}
+
+/// A file written before the `end_user` column keeps its rows, which have
+/// no end user, and takes new rows with one.
+#[tokio::test]
+async fn a_version_1_file_is_migrated_to_the_end_user_column() {
+    let dir = TempDir::new("ledger-v1");
+    std::fs::create_dir_all(dir.file().parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(dir.file()).unwrap();
+    conn.execute_batch(store::MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute(
+        "INSERT INTO spend (request_id, attempt, ts_ms, day, key_name, stream, outcome,
+            prompt_tokens, completion_tokens, cached_prompt_tokens, reasoning_tokens,
+            usage_estimated, cost_picos, cost_source)
+         VALUES ('old', 1, 1000, '1970-01-01', 'team-a', 0, 'success', 1, 1, 0, 0, 0, 5,
+            'price_table')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let ledger = Ledger::open(quiet_config(&dir)).unwrap();
+    let mut new = row("new", 1, 2_000);
+    new.end_user = Some("alice".into());
+    ledger.handle().record(new);
+    ledger.flush().unwrap();
+    let rows = ledger.logs(&LogFilter::default()).await.unwrap();
+    let users: Vec<_> = rows.iter().map(|r| r.end_user.as_deref()).collect();
+    assert_eq!(users, [Some("alice"), None]);
+    assert_eq!(
+        ledger.billed_to_end_user_since("alice", 0).await.unwrap(),
+        1_000_000
+    );
+    let by_user = SummaryFilter {
+        group_by: vec![GroupBy::EndUser],
+        ..SummaryFilter::default()
+    };
+    let sums: Vec<_> = ledger
+        .summary(&by_user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.group[0].1.clone(), s.spend_picos))
+        .collect();
+    assert_eq!(sums, [(None, 5), (Some("alice".to_owned()), 1_000_000)]);
 }

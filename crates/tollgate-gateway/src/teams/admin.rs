@@ -49,7 +49,7 @@ pub(crate) async fn handle(
         _ => return None,
     };
     if *method != allowed {
-        return Some(crate::keys::admin::wrong_method(path, &allowed));
+        return Some(crate::keys::view::method_not_allowed(path, &allowed));
     }
     let answer = match path {
         "/team/new" => new(cx, body).await,

@@ -322,6 +322,23 @@ impl Cx<'_> {
             .map_err(|error| ConfigError::invalid(path, format!("{error}, found {}", text.shown())))
     }
 
+    /// An amount of dollars that fits a `u64` of pico-dollars (a budget).
+    fn budget(&self, node: &Node, path: &str) -> Result<Option<Decimal>, ConfigError> {
+        let budget = self.decimal(node, path)?;
+        let fits = budget.as_ref().is_none_or(|budget| {
+            budget
+                .to_units(12)
+                .is_some_and(|picos| u64::try_from(picos).is_ok())
+        });
+        if !fits {
+            return Err(ConfigError::invalid(
+                path,
+                "must be at most 18446744 dollars, with at most 12 decimals",
+            ));
+        }
+        Ok(budget)
+    }
+
     /// A model group name that must exist (`*` too where LiteLLM allows it).
     fn group(&self, node: &Node, path: &str, wildcard: bool) -> Result<String, ConfigError> {
         let name = self

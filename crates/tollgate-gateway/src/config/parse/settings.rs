@@ -86,6 +86,7 @@ pub(super) fn litellm_settings(
             "drop_params" => out.drop_params = cx.bool(value, &path)?,
             "allowed_fails" => out.allowed_fails = cx.u32(value, &path)?,
             "cooldown_time" => out.cooldown_time = cx.duration(value, &path, false)?,
+            "max_end_user_budget" => out.max_end_user_budget = cx.budget(value, &path)?,
             _ => cx.warn_key(Section::LitellmSettings, key, &path),
         }
     }

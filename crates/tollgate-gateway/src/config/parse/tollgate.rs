@@ -177,21 +177,7 @@ fn configured_key(cx: &mut Cx<'_>, node: &Node, path: &str) -> Result<Configured
             "rpm_limit" => out.rpm_limit = cx.u32(value, &key_path)?,
             "tpm_limit" => out.tpm_limit = cx.u64(value, &key_path)?,
             "max_parallel_requests" => out.max_parallel_requests = cx.u32(value, &key_path)?,
-            "max_budget" => {
-                let budget = cx.decimal(value, &key_path)?;
-                let fits = budget.as_ref().is_none_or(|budget| {
-                    budget
-                        .to_units(12)
-                        .is_some_and(|picos| u64::try_from(picos).is_ok())
-                });
-                if !fits {
-                    return Err(ConfigError::invalid(
-                        &key_path,
-                        "must be at most 18446744 dollars, with at most 12 decimals",
-                    ));
-                }
-                out.max_budget = budget;
-            }
+            "max_budget" => out.max_budget = cx.budget(value, &key_path)?,
             "budget_duration" => {
                 if let Some(text) = cx.text(value, &key_path)? {
                     let duration =
