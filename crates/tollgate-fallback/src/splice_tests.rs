@@ -197,7 +197,8 @@ fn a_responses_stream_commits_at_its_first_output_and_ends_with_its_own_last_eve
     // Passed on byte for byte, and no `[DONE]` added.
     assert_eq!(drain(&mut splicer), created + &added + &delta + &completed);
 
-    let incomplete = tollgate_core::ChunkView::read(br#"{"type":"response.incomplete","response":{}}"#).unwrap();
+    let incomplete =
+        tollgate_core::ChunkView::read(br#"{"type":"response.incomplete","response":{}}"#).unwrap();
     assert!(incomplete.end && incomplete.finish);
     let chat = tollgate_core::ChunkView::read(br#"{"type":"x","choices":[]}"#).unwrap();
     assert!(!chat.end && !chat.not_continuable);

@@ -180,8 +180,7 @@ fn ends_a_response(raw_event: &[u8]) -> bool {
 /// more than the search.
 static DONE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"[DONE]"));
 static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
-static RESPONSE_EVENT: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"\"response."));
+static RESPONSE_EVENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"response."));
 
 /// An `error.code` that is an HTTP error status (a number, or a numeric
 /// string), as OpenRouter and other OpenAI-compatible providers send it.
@@ -304,8 +303,8 @@ pub(crate) fn classify_error_object(
 
 #[cfg(test)]
 mod tests {
-    use super::{DONE, ERROR_KEY};
     use super::{ClassifyEos, OpenAiEos};
+    use super::{DONE, ERROR_KEY};
     use crate::class::ErrorClass;
     use crate::sse::Event;
 
