@@ -33,7 +33,9 @@ fn group(name: &str, model: &str, host: &str, info: &str) -> String {
 }
 
 /// `chat`, `embed` and `text` on `primary`, each falling back to its
-/// `-backup` on `backup`; `claude` (Anthropic) on `claude`.
+/// `-backup` on `backup`; `claude` (Anthropic) on `claude`. The chat groups
+/// are `custom_openai/`: an `openai/` one would take `/v1/responses` as
+/// written (DECISIONS 31), and these tests are of the bridge.
 fn config(primary: &str, backup: &str, claude: &str, router: &str, rest: &str) -> String {
     let price = |input: &str, output: &str| {
         format!("      input_cost_per_token: {input}\n      output_cost_per_token: {output}\n")
@@ -44,13 +46,13 @@ fn config(primary: &str, backup: &str, claude: &str, router: &str, rest: &str) -
         "model_list:\n{}{}{}{}{}{}  - model_name: claude\n    litellm_params:\n      model: anthropic/claude-sonnet-4-5-20250929\n      api_base: {claude}\n      api_key: os.environ/UPSTREAM_KEY\n    model_info:\n      id: claude-1\nrouter_settings:\n  cooldown_time: 0\n{router}  fallbacks:\n    - chat: [\"chat-backup\"]\n    - embed: [\"embed-backup\"]\n    - text: [\"text-backup\"]\n{rest}",
         group(
             "chat",
-            "openai/chat-model",
+            "custom_openai/chat-model",
             primary,
             &price("0.000002", "0.00001")
         ),
         group(
             "chat-backup",
-            "openai/backup-model",
+            "custom_openai/backup-model",
             backup,
             &price("0.000001", "0.000005")
         ),
