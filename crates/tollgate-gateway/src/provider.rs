@@ -298,6 +298,14 @@ async fn call_provider(
                     Ok(response.map(|body| ProviderBody::Azure { body }))
                 }
                 NativeDeployment::Vertex(service) => {
+                    // Claude on Vertex takes a client's Messages request as
+                    // written, as Anthropic's own API does.
+                    if let Some(as_sent) = as_sent.filter(|n| {
+                        n.api == NativeApi::AnthropicMessages
+                            && n.message_count == chat.message_count()
+                    }) {
+                        request.extensions_mut().insert(as_sent);
+                    }
                     let response = embed_or_call(service, request, embeddings, timeouts.total);
                     Ok(response
                         .await

@@ -362,3 +362,54 @@ async fn no_token_key_or_assertion_reaches_the_logs_or_the_client() {
     refused_gateway.shutdown().await;
     gateway.shutdown().await;
 }
+
+/// Anthropic's Messages API on a Claude-on-Vertex group: the client's
+/// request goes as written in Vertex's body (what chat has no room for,
+/// `top_k` and `cache_control`, reaches Claude; no `model`, Vertex's
+/// version), the answer comes back in Anthropic's shape at its exact cost.
+#[tokio::test]
+async fn a_messages_request_reaches_claude_on_vertex_as_written() {
+    let vertex = Vertex::start().await;
+    let yaml = format!("model_list:\n{}", deployment("claude", CLAUDE, &vertex));
+    let gateway = start(&vertex, &yaml).await;
+    let client = client();
+    vertex
+        .upstream()
+        .push(Reply::json(200, claude_message("Hello there")));
+    let body = json!({
+        "model": "claude",
+        "max_tokens": 100,
+        "top_k": 5,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "Hi"}],
+    });
+    let answer = call(
+        &client,
+        "POST",
+        &gateway.url("/v1/messages"),
+        body.to_string(),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let message = answer.json();
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["text"], "Hello there");
+    assert_eq!(answer.headers["x-tollgate-response-cost"], "0.0003");
+    let request = &vertex.upstream().requests()[0];
+    assert_eq!(
+        request.uri.path(),
+        fake::model_path("us-east5", "anthropic", CLAUDE, "rawPredict")
+    );
+    let sent = request.json();
+    assert_eq!(
+        sent,
+        json!({
+            "anthropic_version": fake::ANTHROPIC_VERSION,
+            "max_tokens": 100,
+            "top_k": 5,
+            "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "Hi"}],
+        })
+    );
+}

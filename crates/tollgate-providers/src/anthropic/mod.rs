@@ -248,7 +248,8 @@ impl Protocol for Anthropic {
     }
 
     /// An Anthropic Messages request goes as the client wrote it: the
-    /// deployment's model, and `stream` as the exchange has it. Only the
+    /// deployment's model (on Vertex AI: in the URL, with Vertex's
+    /// `anthropic_version` in the body), and `stream` as the exchange has it. Only the
     /// generally available fields of "Messages" go (`NATIVE_FIELDS`): a
     /// beta field (`context_management`...) needs the client's
     /// `anthropic-beta` header, which the gateway does not forward; and
@@ -260,17 +261,23 @@ impl Protocol for Anthropic {
         native: &tollgate_core::extensions::NativeRequest,
         exchange: &Exchange,
     ) -> Option<Bytes> {
-        // Claude on Vertex AI takes another body (version inside, no
-        // model): it goes through the translation.
-        if native.api != tollgate_core::extensions::NativeApi::AnthropicMessages
-            || matches!(self.target, Target::Vertex(_))
-        {
+        if native.api != tollgate_core::extensions::NativeApi::AnthropicMessages {
             return None;
         }
         let mut body: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&native.body).ok()?;
         body.retain(|key, _| NATIVE_FIELDS.contains(&key.as_str()));
-        body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+        match self.target {
+            Target::Messages(_) => {
+                body.insert("model".into(), serde_json::Value::from(&*exchange.model));
+            }
+            // Claude on Vertex AI takes the same body with the version
+            // inside and the model in the URL ("Claude on Vertex AI").
+            Target::Vertex(_) => {
+                body.remove("model");
+                body.insert("anthropic_version".into(), VERTEX_VERSION.into());
+            }
+        }
         if exchange.stream {
             body.insert("stream".into(), serde_json::Value::Bool(true));
         } else {

@@ -51,7 +51,7 @@ fn request_goes_to_messages_with_anthropic_headers() {
 }
 
 #[test]
-fn claude_on_vertex_counts_at_count_tokens_and_takes_no_native_body() {
+fn claude_on_vertex_counts_at_count_tokens_and_takes_the_native_body_in_vertex_s_shape() {
     let models = "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5/publishers/anthropic/models";
     let claude = Anthropic::on_vertex(models, &ProviderConfig::new()).unwrap();
     let (mut head, ()) = Request::post("/v1/messages/count_tokens")
@@ -63,11 +63,13 @@ fn claude_on_vertex_counts_at_count_tokens_and_takes_no_native_body() {
         head.uri,
         format!("{models}/count-tokens:rawPredict").as_str()
     );
-    // Vertex takes another body than Anthropic's own API: a Messages
-    // request from a client is translated, never sent as written.
+    // A client's Messages request goes as written in Vertex's body: no
+    // model (it is in the URL), Vertex's version inside.
     let native = tollgate_core::extensions::NativeRequest {
         api: tollgate_core::extensions::NativeApi::AnthropicMessages,
-        body: Bytes::from_static(br#"{"model":"claude","max_tokens":5,"messages":[]}"#),
+        body: Bytes::from_static(
+            br#"{"model":"claude","max_tokens":5,"messages":[],"top_k":3,"thinking":{"type":"enabled"}}"#,
+        ),
         message_count: 0,
     };
     let exchange = Exchange {
@@ -76,7 +78,17 @@ fn claude_on_vertex_counts_at_count_tokens_and_takes_no_native_body() {
         model: "claude-3-5-sonnet@20240620".into(),
         created: 0,
     };
-    assert_eq!(claude.native(&native, &exchange), None);
+    let sent: serde_json::Value =
+        serde_json::from_slice(&claude.native(&native, &exchange).unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        serde_json::json!({
+            "anthropic_version": "vertex-2023-10-16",
+            "max_tokens": 5,
+            "messages": [],
+            "top_k": 3,
+        })
+    );
 }
 
 #[test]

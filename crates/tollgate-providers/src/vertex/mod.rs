@@ -232,6 +232,19 @@ impl Protocol for Vertex {
         }
     }
 
+    /// A client's Anthropic Messages request goes to Claude as written
+    /// (Vertex's body); Gemini models get the translation.
+    fn native(
+        &self,
+        native: &tollgate_core::extensions::NativeRequest,
+        exchange: &Exchange,
+    ) -> Option<Bytes> {
+        match Family::of(&exchange.model)? {
+            Family::Claude => self.anthropic.native(native, exchange),
+            Family::Gemini => None,
+        }
+    }
+
     fn answer(&self, exchange: &Exchange, body: Bytes) -> Result<Bytes, Failure> {
         match Vertex::family(&exchange.model)? {
             Family::Claude => self.anthropic.answer(exchange, body),
