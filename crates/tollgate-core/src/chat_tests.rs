@@ -1,6 +1,7 @@
 //! Tests of [`super`]: parsing, rewriting and the checks at the door.
 
 use super::*;
+use crate::json_depth::openers;
 
 fn parse(text: &'static str) -> Result<ChatRequest, Failure> {
     ChatRequest::parse(Bytes::from_static(text.as_bytes()))

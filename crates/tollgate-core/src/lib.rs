@@ -74,6 +74,7 @@ mod class;
 mod deployment_limits;
 mod failure;
 mod inputs;
+mod json_depth;
 mod money;
 mod operation;
 mod read_limited;
