@@ -227,24 +227,25 @@ fn put_digits(slot: &mut [u8], mut value: u64) {
     }
 }
 
+/// A writer that keeps what a test's subscriber writes.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Lines(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for Lines {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What [`JsonLines`] writes of the events `log` makes, at any level.
 #[cfg(test)]
 pub(crate) fn captured(log: impl FnOnce()) -> String {
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let lines = Lines::default();
     let sink = lines.clone();
     let subscriber = tracing_subscriber::fmt()
