@@ -114,6 +114,13 @@ impl Usage {
     }
 }
 
+/// On a response: the token counts in its answer are the provider
+/// translation's estimate, not the provider's report (Gemini's embeddings
+/// carry none). The cost layer bills them and marks its record estimated,
+/// so an audit of the ledger can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageEstimated;
+
 /// The request's id (the gateway's `x-request-id`), for records and logs
 /// that must be joined back to one request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::BoxError;
 use tollgate_core::classify::{Classified, ClassifyResponse, Verdict, is_event_stream};
-use tollgate_core::extensions::Usage;
+use tollgate_core::extensions::{Usage, UsageEstimated};
 
 use crate::RESPONSE_COST_HEADER;
 use crate::body::{CostBody, Mode, Refine, Watch, body_failure};
@@ -233,7 +233,14 @@ where
                     .class();
                 meter.not_billed(class);
             }
-            Some(reported) => {
+            Some(mut reported) => {
+                // Counts the provider's translation estimated (Gemini's
+                // embeddings carry none) are billed, and said to be.
+                if head.extensions.get::<UsageEstimated>().is_some()
+                    && let Some(usage) = &mut reported.usage
+                {
+                    usage.estimated = true;
+                }
                 meter.reported(&reported);
                 if reported.usage.is_none() {
                     meter.usage_unknown();

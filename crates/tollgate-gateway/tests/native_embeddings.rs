@@ -221,6 +221,11 @@ async fn gemini_embeds_one_text_and_a_list_with_an_estimated_count_priced_exactl
     let mut spent: Vec<&str> = rows.iter().map(|r| r["spend"].as_str().unwrap()).collect();
     spent.sort_unstable();
     assert_eq!(spent, ["0.00000045", "0.00000075"], "{rows:?}");
+    // Gemini counted nothing: the ledger says the counts are estimates.
+    assert!(
+        rows.iter().all(|r| r["usage_estimated"] == true),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]

@@ -205,6 +205,7 @@ impl Embed for Bedrock {
                 let vectors: Vec<Box<RawValue>> = serde_json::from_str(answer.embeddings.get())
                     .map_err(|_| malformed_response())?;
                 Ok(Embedded {
+                    estimated: false,
                     vectors: arrays(vectors).ok_or_else(malformed_response)?,
                     prompt_tokens: header_count().unwrap_or(0),
                 })
@@ -213,6 +214,7 @@ impl Embed for Bedrock {
                 let answer: TitanAnswer =
                     serde_json::from_slice(body).map_err(|_| malformed_response())?;
                 Ok(Embedded {
+                    estimated: false,
                     vectors: arrays(vec![answer.embedding]).ok_or_else(malformed_response)?,
                     prompt_tokens: answer
                         .input_text_token_count

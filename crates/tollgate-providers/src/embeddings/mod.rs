@@ -113,6 +113,9 @@ pub struct Embedded {
     pub vectors: Vec<Box<RawValue>>,
     /// The input tokens the call counted.
     pub prompt_tokens: u64,
+    /// Whether `prompt_tokens` is the translation's estimate (the provider
+    /// reported none).
+    pub estimated: bool,
 }
 
 /// A copy of `head` for one more call: method, URI, version, headers and

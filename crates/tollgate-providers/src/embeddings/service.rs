@@ -115,6 +115,10 @@ where
             }
             let mut head = last.ok_or_else(malformed_response)?;
             let answer = answer::openai_answer(&request, &embedded)?;
+            if embedded.iter().any(|one| one.estimated) {
+                head.extensions
+                    .insert(tollgate_core::extensions::UsageEstimated);
+            }
             head.headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(answer.len()));
             head.headers.insert(

@@ -117,10 +117,12 @@ mod openai_shape {
         let request = read(&gemini(), json!({"model": "m", "input": ["a", "b", "c"]})).unwrap();
         let embedded = [
             Embedded {
+                estimated: false,
                 vectors: vec![raw("[0.0123456789012345678, -1e-7]"), raw("[1]")],
                 prompt_tokens: 5,
             },
             Embedded {
+                estimated: false,
                 vectors: vec![raw("[2.5]")],
                 prompt_tokens: 3,
             },
@@ -153,6 +155,7 @@ mod openai_shape {
         )
         .unwrap();
         let embedded = [Embedded {
+            estimated: false,
             vectors: vec![raw("[1.0, -2.5]")],
             prompt_tokens: 1,
         }];
@@ -162,6 +165,7 @@ mod openai_shape {
             "AACAPwAAIMA="
         );
         let embedded = [Embedded {
+            estimated: false,
             vectors: vec![raw(r#"["x"]"#)],
             prompt_tokens: 1,
         }];
@@ -232,6 +236,7 @@ mod openai_shape {
         assert_eq!(embedded.vectors[1].get(), "[0.3, 0.4]");
         // 5 characters → 2 tokens, 2 characters (4 bytes) → 1.
         assert_eq!(embedded.prompt_tokens, 3);
+        assert!(embedded.estimated, "no count from Gemini: estimated");
 
         let counted =
             br#"{"embedding": {"values": [0.5]}, "usageMetadata": {"promptTokenCount": 11}}"#;
@@ -239,6 +244,7 @@ mod openai_shape {
             .embedded(&request, 0..1, &HeaderMap::new(), counted)
             .unwrap();
         assert_eq!(embedded.prompt_tokens, 11);
+        assert!(!embedded.estimated);
 
         for broken in [&b"{}"[..], b"[]", br#"{"embedding": {"values": 3}}"#] {
             let failure = protocol

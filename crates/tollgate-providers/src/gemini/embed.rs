@@ -158,13 +158,11 @@ impl Embed for Gemini {
             (None, Some(many)) => many.into_iter().map(|v| v.values).collect(),
             _ => return Err(malformed_response()),
         };
-        let prompt_tokens = answer
-            .usage_metadata
-            .and_then(|u| u.prompt_token_count)
-            .unwrap_or_else(|| estimate_tokens(&request.inputs()[inputs]));
+        let reported = answer.usage_metadata.and_then(|u| u.prompt_token_count);
         Ok(Embedded {
             vectors: arrays(vectors).ok_or_else(malformed_response)?,
-            prompt_tokens,
+            prompt_tokens: reported.unwrap_or_else(|| estimate_tokens(&request.inputs()[inputs])),
+            estimated: reported.is_none(),
         })
     }
 }

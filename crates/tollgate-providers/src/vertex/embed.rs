@@ -123,6 +123,7 @@ impl Embed for Vertex {
             vectors.push(embeddings.values);
         }
         Ok(Embedded {
+            estimated: false,
             vectors: arrays(vectors).ok_or_else(malformed_response)?,
             prompt_tokens,
         })
