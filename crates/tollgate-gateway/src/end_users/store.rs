@@ -193,3 +193,7 @@ impl Redis {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -257,3 +257,7 @@ fn read_tombstone(json: &str, id: &str) -> Result<Tombstone, RedisFailure> {
     }
     Ok(tombstone)
 }
+
+#[cfg(test)]
+#[path = "redis_tests.rs"]
+mod tests;
