@@ -26,7 +26,8 @@ fuzz_target!(|input: &[u8]| {
     let Some(script) = Script::decode(input) else {
         return;
     };
-    let layer = OpenRouterLayer::new(OpenRouterConfig::new().api_key(KEY)).expect("valid config");
+    let config = OpenRouterConfig::new().api_key(KEY).build();
+    let layer = OpenRouterLayer::new(config.expect("valid config"));
     let upstream = {
         let script = script.clone();
         service_fn(move |_request: Request<Full<Bytes>>| {
