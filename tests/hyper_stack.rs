@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::header;
 use tollgate::breaker::{CircuitOpen, State};
 use tollgate::core::Failure;
-use tollgate::cost::{Cost, Outcome, Usd};
+use tollgate::cost::{Charge, Outcome, Usd};
 use tollgate::retry::{GaveUp, StopReason};
 use tollgate_testkit::{Reply, Upstream, openai};
 
@@ -40,11 +40,11 @@ async fn a_retry_hides_a_503_and_each_attempt_is_recorded() {
     assert_eq!(upstream.requests().len(), 2);
 
     let records = records(&handles, 2).await;
-    assert_eq!(records[0].cost, Cost::NotBilled);
+    assert_eq!(records[0].cost, Charge::NotBilled);
     assert_eq!(records[1].outcome, Outcome::Success);
     assert_eq!(
         records[1].cost,
-        Cost::Priced(Usd::from_picos(7_000_000_000_000))
+        Charge::Priced(Usd::from_picos(7_000_000_000_000))
     );
 }
 
@@ -138,6 +138,6 @@ async fn a_stream_is_costed_and_its_stale_length_dropped() {
     // 4 × $1 + 2 × $2.
     assert_eq!(
         records[0].cost,
-        Cost::Priced(Usd::from_picos(8_000_000_000_000))
+        Charge::Priced(Usd::from_picos(8_000_000_000_000))
     );
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use tollgate_core::RequestBody;
-use tollgate_cost::{Cost, CostLayer, CostRecord, Outcome, PriceTable};
+use tollgate_cost::{Charge, CostLayer, CostRecord, Outcome, PriceTable};
 use tollgate_fuzz::{FLAG_CALL_ERROR, FLAG_CLIENT_GONE, Script, block_on, read_body};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -61,12 +61,12 @@ fuzz_target!(|input: &[u8]| {
     if script.has(FLAG_CALL_ERROR) || !script.status.is_success() {
         assert_eq!(
             record.cost,
-            Cost::NotBilled,
+            Charge::NotBilled,
             "a failed attempt billed: {record:?}"
         );
         assert!(matches!(record.outcome, Outcome::Failed(_)), "{record:?}");
     }
-    if let Cost::Provider(usd) | Cost::Priced(usd) = record.cost {
+    if let Charge::Provider(usd) | Charge::Priced(usd) = record.cost {
         // Renders and parses back exactly.
         let text = usd.to_string();
         assert_eq!(tollgate_cost::Usd::parse(&text).ok(), Some(usd), "{text}");

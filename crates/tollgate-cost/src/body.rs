@@ -1,4 +1,4 @@
-//! [`CostBody`]: the body of a response that went through the cost layer.
+//! [`ResponseBody`]: the body of a response that went through the cost layer.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,7 +21,7 @@ use crate::usage::Reported;
 const ERROR_PREFIX: usize = 64 * 1024;
 
 pin_project! {
-    /// The body of a response from a [`CostAccounting`](crate::CostAccounting)
+    /// The body of a response from a [`Cost`](crate::Cost)
     /// service. `E` watches streams (the classifier's
     /// [`ClassifyEos`]).
     ///
@@ -38,7 +38,7 @@ pin_project! {
     ///
     /// The record is made when the body ends, fails, or is dropped (the
     /// client went away), exactly once.
-    pub struct CostBody<B, E> {
+    pub struct ResponseBody<B, E> {
         #[pin]
         kind: Kind<B, E>,
     }
@@ -65,7 +65,7 @@ pin_project! {
     }
 }
 
-impl<B, E> CostBody<B, E>
+impl<B, E> ResponseBody<B, E>
 where
     B: Body,
     E: ClassifyEos,
@@ -77,7 +77,7 @@ where
         trailers: Option<HeaderMap>,
         error: Option<BoxError>,
     ) -> Self {
-        CostBody {
+        ResponseBody {
             kind: Kind::Complete {
                 data: (!data.is_empty()).then_some(data),
                 trailers,
@@ -92,7 +92,7 @@ where
             // Never polled: servers check `is_end_stream` first.
             watch.on_end();
         }
-        CostBody {
+        ResponseBody {
             kind: Kind::Watched { inner, watch },
         }
     }
@@ -102,7 +102,7 @@ where
         if inner.is_end_stream() {
             watch.on_end();
         }
-        CostBody {
+        ResponseBody {
             kind: Kind::Replay {
                 prefix: (!prefix.is_empty()).then_some(prefix),
                 inner,
@@ -112,7 +112,7 @@ where
     }
 }
 
-impl<B, E> Body for CostBody<B, E>
+impl<B, E> Body for ResponseBody<B, E>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -189,14 +189,14 @@ where
     }
 }
 
-impl<B, E> fmt::Debug for CostBody<B, E> {
+impl<B, E> fmt::Debug for ResponseBody<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             Kind::Complete { .. } => "complete",
             Kind::Watched { .. } => "watched",
             Kind::Replay { .. } => "replay",
         };
-        f.debug_struct("CostBody")
+        f.debug_struct("ResponseBody")
             .field("kind", &kind)
             .finish_non_exhaustive()
     }

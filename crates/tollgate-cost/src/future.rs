@@ -14,12 +14,12 @@ use tollgate_core::classify::{Classified, ClassifyResponse, Verdict, is_event_st
 use tollgate_core::extensions::{Usage, UsageEstimated};
 
 use crate::RESPONSE_COST_HEADER;
-use crate::body::{CostBody, Mode, Refine, Watch, body_failure};
+use crate::body::{Mode, Refine, ResponseBody, Watch, body_failure};
 use crate::meter::Meter;
 use crate::usage::Reported;
 
 pin_project! {
-    /// The response future of [`CostAccounting`](crate::CostAccounting).
+    /// The response future of [`Cost`](crate::Cost).
     ///
     /// It resolves when the inner service answers — for a complete JSON
     /// answer, once the layer has read its body, so that the cost can go in
@@ -77,7 +77,7 @@ where
     B::Error: Into<BoxError>,
     C: ClassifyResponse,
 {
-    type Output = Result<Response<CostBody<B, C::Eos>>, BoxError>;
+    type Output = Result<Response<ResponseBody<B, C::Eos>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -147,7 +147,9 @@ where
                     }
                     let watch = Watch::new(std::mem::take(this.meter), mode);
                     this.state.set(State::Done);
-                    return Poll::Ready(Ok(response.map(|body| CostBody::watched(body, watch))));
+                    return Poll::Ready(
+                        Ok(response.map(|body| ResponseBody::watched(body, watch))),
+                    );
                 }
                 StateProj::Reading { head, body, read } => {
                     let Some(inner) = body.as_mut() else {
@@ -176,7 +178,7 @@ where
                                 this.state.set(State::Done);
                                 return Poll::Ready(Ok(Response::from_parts(
                                     head,
-                                    CostBody::replay(prefix, inner, watch),
+                                    ResponseBody::replay(prefix, inner, watch),
                                 )));
                             }
                             if !inner.is_end_stream() {
@@ -216,7 +218,7 @@ fn finish_read<B, C>(
     error: Option<BoxError>,
     meter: &mut Meter,
     classifier: &C,
-) -> Response<CostBody<B, C::Eos>>
+) -> Response<ResponseBody<B, C::Eos>>
 where
     B: Body,
     C: ClassifyResponse,
@@ -262,7 +264,7 @@ where
             head.extensions.insert(Usage::from(usage));
         }
     }
-    Response::from_parts(head, CostBody::complete(data, trailers, error))
+    Response::from_parts(head, ResponseBody::complete(data, trailers, error))
 }
 
 /// A body read so far: zero-copy while it is one chunk.

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use crate::meter::Shared;
 use crate::price::PriceTable;
-use crate::service::CostAccounting;
+use crate::service::Cost;
 use crate::sink::CostSink;
 
 /// Records what every call of a service costs, into a [`CostSink`].
@@ -88,10 +88,10 @@ impl<C> CostLayer<C> {
 }
 
 impl<S, C: Clone> Layer<S> for CostLayer<C> {
-    type Service = CostAccounting<S, C>;
+    type Service = Cost<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CostAccounting::new(
+        Cost::new(
             inner,
             self.shared.clone(),
             self.classifier.clone(),
@@ -131,14 +131,14 @@ mod tests {
     use tollgate_core::classify::OpenAiEos;
     use tollgate_core::{BoxError, RequestBody};
 
-    use crate::{CostBody, CostLayer, PriceTable, ResponseFuture};
+    use crate::{CostLayer, PriceTable, ResponseBody, ResponseFuture};
 
     #[test]
     fn services_futures_and_bodies_cross_threads() {
         fn send_sync<T: Send + Sync>() {}
         fn send<T: Send>(_: &T) {}
         send_sync::<CostLayer>();
-        send_sync::<CostBody<Full<Bytes>, OpenAiEos>>();
+        send_sync::<ResponseBody<Full<Bytes>, OpenAiEos>>();
         type Future = std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>;
         send_sync::<ResponseFuture<Future, Full<Bytes>, tollgate_core::classify::OpenAiClassifier>>(
         );

@@ -7,12 +7,12 @@
 //! (request id, key), where it went (model group, deployment, upstream
 //! model, attempt), how it ended ([`Outcome`]), the tokens it used
 //! ([`TokenUsage`]: prompt, cached, cache-write, completion, reasoning) and
-//! what it cost ([`Cost`], exact [`Usd`]).
+//! what it cost ([`Charge`], exact [`Usd`]).
 //!
 //! - **Complete answers** (2xx JSON): the layer reads the body (up to
 //!   [`CostLayer::body_limit`], 16 MiB by default), takes `usage` from it,
 //!   and sets the [`RESPONSE_COST_HEADER`] (`x-tollgate-response-cost`,
-//!   exact decimal dollars) and [`Cost`], [`TokenUsage`] and core's
+//!   exact decimal dollars) and [`Charge`], [`TokenUsage`] and core's
 //!   [`Usage`](tollgate_core::extensions::Usage) extensions on the response
 //!   it returns.
 //! - **Streams**: when the client did not ask for
@@ -29,7 +29,7 @@
 //!   logged once per model), never a silent $0.
 //! - **Failed attempts are not billed**: an `Err` from the inner service,
 //!   an error status, or an error inside a 200 JSON body is
-//!   [`Cost::NotBilled`] with its [`ErrorClass`](tollgate_core::ErrorClass).
+//!   [`Charge::NotBilled`] with its [`ErrorClass`](tollgate_core::ErrorClass).
 //!   An answer that started (2xx) and then failed, broke or was abandoned
 //!   *is* billed — the provider generated those tokens — on the usage it
 //!   reported, or else on an **estimate** (`estimated: true`): a prompt
@@ -57,7 +57,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::{BodyExt, Full};
 //! use tollgate_core::RequestBody;
-//! use tollgate_cost::{Cost, CostLayer, CostRecord, Outcome, PriceTable, TokenPrices, Usd};
+//! use tollgate_cost::{Charge, CostLayer, CostRecord, Outcome, PriceTable, TokenPrices, Usd};
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -93,7 +93,7 @@
 //!
 //! let record = records.lock().unwrap().pop().unwrap();
 //! assert_eq!(record.outcome, Outcome::Success);
-//! assert_eq!(record.cost, Cost::Priced(Usd::from_picos(4_500_000_000)));
+//! assert_eq!(record.cost, Charge::Priced(Usd::from_picos(4_500_000_000)));
 //! assert_eq!(record.usage.unwrap().prompt_tokens, 1000);
 //! # Ok(())
 //! # }
@@ -152,12 +152,12 @@ mod sink;
 mod tally;
 mod usage;
 
-pub use body::CostBody;
+pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::CostLayer;
 pub use price::{PriceListError, PriceMatch, PriceTable, TokenPrices};
-pub use record::{Cost, CostRecord, Outcome};
-pub use service::CostAccounting;
+pub use record::{Charge, CostRecord, Outcome};
+pub use service::Cost;
 pub use sink::CostSink;
 pub use tally::{RequestTally, TallySnapshot};
 pub use tollgate_core::{ParseUsdError, Usd};

@@ -14,7 +14,7 @@ use tollgate_core::extensions::{
 };
 
 use crate::price::{PriceMatch, PriceTable};
-use crate::record::{Cost, CostRecord, Outcome};
+use crate::record::{Charge, CostRecord, Outcome};
 use crate::sink::CostSink;
 use crate::tally::RequestTally;
 use crate::usage::{Reported, TokenUsage};
@@ -207,7 +207,7 @@ impl Meter {
 
     /// Makes the record and hands it to the tally and the sink; returns its
     /// cost and usage. Does nothing (and returns `None`) the second time.
-    pub(crate) fn finish(&mut self, cancelled: bool) -> Option<(Cost, Option<TokenUsage>)> {
+    pub(crate) fn finish(&mut self, cancelled: bool) -> Option<(Charge, Option<TokenUsage>)> {
         let p = self.0.take()?;
         let outcome = match (p.failure, cancelled) {
             (Some(class), _) => Outcome::Failed(class),
@@ -222,7 +222,7 @@ impl Meter {
             let cost = p.cost(usage.as_ref());
             (usage, cost)
         } else {
-            (None, Cost::NotBilled)
+            (None, Charge::NotBilled)
         };
         let record = CostRecord {
             request_id: p.request_id,
@@ -264,9 +264,9 @@ impl Meter {
 
 impl Pending {
     /// The provider's cost, else the price table's.
-    fn cost(&self, usage: Option<&TokenUsage>) -> Cost {
+    fn cost(&self, usage: Option<&TokenUsage>) -> Charge {
         if let Some(cost) = self.provider_cost {
-            return Cost::Provider(cost);
+            return Charge::Provider(cost);
         }
         let prices = self.shared.prices.load();
         let found = prices.price_for(
@@ -275,9 +275,9 @@ impl Pending {
             self.request_model.as_deref(),
         );
         match found {
-            Some(PriceMatch::Free) => Cost::Free,
+            Some(PriceMatch::Free) => Charge::Free,
             Some(PriceMatch::Listed(prices)) => {
-                usage.map_or(Cost::Unknown, |u| Cost::Priced(prices.cost(u)))
+                usage.map_or(Charge::Unknown, |u| Charge::Priced(prices.cost(u)))
             }
             None => {
                 let model = self
@@ -287,7 +287,7 @@ impl Pending {
                 if let Some(model) = model {
                     self.shared.warn_unpriced(model);
                 }
-                Cost::Unknown
+                Charge::Unknown
             }
         }
     }

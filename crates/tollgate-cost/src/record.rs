@@ -23,7 +23,7 @@ pub enum Outcome {
 
 /// What an attempt cost, and how that is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cost {
+pub enum Charge {
     /// As the provider reported it (OpenRouter's `usage.cost`).
     Provider(Usd),
     /// Tokens times prices from the [`PriceTable`](crate::PriceTable).
@@ -37,21 +37,21 @@ pub enum Cost {
     NotBilled,
 }
 
-impl Cost {
-    /// The amount billed: zero for [`Free`](Cost::Free) and
-    /// [`NotBilled`](Cost::NotBilled), `None` when
-    /// [`Unknown`](Cost::Unknown).
+impl Charge {
+    /// The amount billed: zero for [`Free`](Charge::Free) and
+    /// [`NotBilled`](Charge::NotBilled), `None` when
+    /// [`Unknown`](Charge::Unknown).
     pub fn billed(&self) -> Option<Usd> {
         match *self {
-            Cost::Provider(usd) | Cost::Priced(usd) => Some(usd),
-            Cost::Free | Cost::NotBilled => Some(Usd::ZERO),
-            Cost::Unknown => None,
+            Charge::Provider(usd) | Charge::Priced(usd) => Some(usd),
+            Charge::Free | Charge::NotBilled => Some(Usd::ZERO),
+            Charge::Unknown => None,
         }
     }
 
-    /// Whether the cost is [`Unknown`](Cost::Unknown).
+    /// Whether the cost is [`Unknown`](Charge::Unknown).
     pub fn is_unknown(&self) -> bool {
-        matches!(self, Cost::Unknown)
+        matches!(self, Charge::Unknown)
     }
 }
 
@@ -89,7 +89,7 @@ pub struct CostRecord {
     /// `estimated` is set); `None` when unknown or not billed.
     pub usage: Option<TokenUsage>,
     /// What it cost.
-    pub cost: Cost,
+    pub cost: Charge,
     /// When the call was made (wall clock, for the ledger's day).
     pub started_at: SystemTime,
     /// From the call to the end of the body (or the failure, or the drop).
@@ -99,7 +99,7 @@ pub struct CostRecord {
 }
 
 impl CostRecord {
-    /// The amount billed ([`Cost::billed`]).
+    /// The amount billed ([`Charge::billed`]).
     pub fn billed(&self) -> Option<Usd> {
         self.cost.billed()
     }

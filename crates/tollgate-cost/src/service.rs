@@ -1,4 +1,4 @@
-//! [`CostAccounting`]: the service.
+//! [`Cost`]: the service.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tollgate_core::classify::{ClassifyResponse, OpenAiClassifier};
 use tollgate_core::{BoxError, ChatRequest, RequestBody};
 use tower_service::Service;
 
-use crate::body::CostBody;
+use crate::body::ResponseBody;
 use crate::future::ResponseFuture;
 use crate::meter::{Call, Meter, Shared};
 
@@ -23,7 +23,7 @@ use crate::meter::{Call, Meter, Shared};
 /// streaming request's upstream for the usage chunk when the client did
 /// not, and calls the inner service; the record is made when the answer is
 /// complete (see the crate docs).
-pub struct CostAccounting<S, C = OpenAiClassifier> {
+pub struct Cost<S, C = OpenAiClassifier> {
     inner: S,
     shared: Arc<Shared>,
     classifier: C,
@@ -31,7 +31,7 @@ pub struct CostAccounting<S, C = OpenAiClassifier> {
     include_usage: bool,
 }
 
-impl<S, C> CostAccounting<S, C> {
+impl<S, C> Cost<S, C> {
     pub(crate) fn new(
         inner: S,
         shared: Arc<Shared>,
@@ -39,7 +39,7 @@ impl<S, C> CostAccounting<S, C> {
         body_limit: usize,
         include_usage: bool,
     ) -> Self {
-        CostAccounting {
+        Cost {
             inner,
             shared,
             classifier,
@@ -64,7 +64,7 @@ impl<S, C> CostAccounting<S, C> {
     }
 }
 
-impl<S, C, B> Service<Request<RequestBody>> for CostAccounting<S, C>
+impl<S, C, B> Service<Request<RequestBody>> for Cost<S, C>
 where
     S: Service<Request<RequestBody>, Response = Response<B>>,
     S::Error: Into<BoxError>,
@@ -72,7 +72,7 @@ where
     B::Error: Into<BoxError>,
     C: ClassifyResponse,
 {
-    type Response = Response<CostBody<B, C::Eos>>;
+    type Response = Response<ResponseBody<B, C::Eos>>;
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, B, C>;
 
@@ -113,9 +113,9 @@ where
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CostAccounting<S, C> {
+impl<S: Clone, C: Clone> Clone for Cost<S, C> {
     fn clone(&self) -> Self {
-        CostAccounting {
+        Cost {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             classifier: self.classifier.clone(),
@@ -125,9 +125,9 @@ impl<S: Clone, C: Clone> Clone for CostAccounting<S, C> {
     }
 }
 
-impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CostAccounting<S, C> {
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Cost<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CostAccounting")
+        f.debug_struct("Cost")
             .field("inner", &self.inner)
             .field("classifier", &self.classifier)
             .field("body_limit", &self.body_limit)

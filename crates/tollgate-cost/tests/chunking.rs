@@ -4,7 +4,7 @@
 mod support;
 
 use proptest::prelude::*;
-use tollgate_cost::{Cost, Outcome, PriceTable, TokenPrices, TokenUsage, Usd};
+use tollgate_cost::{Charge, Outcome, PriceTable, TokenPrices, TokenUsage, Usd};
 
 use support::*;
 
@@ -25,7 +25,7 @@ fn prices() -> PriceTable {
 struct Seen {
     outcome: Outcome,
     usage: Option<TokenUsage>,
-    cost: Cost,
+    cost: Charge,
     client: bytes::Bytes,
     client_error: bool,
 }

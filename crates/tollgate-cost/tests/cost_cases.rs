@@ -14,7 +14,7 @@ use http::{Request, Response};
 use tollgate_core::extensions::{Attempt, EndUser, KeyName, ModelGroup, RequestId, Target};
 use tollgate_core::{BoxError, ChatRequest, ErrorClass, RequestBody};
 use tollgate_cost::{
-    Cost, CostLayer, Outcome, PriceTable, RequestTally, TokenPrices, TokenUsage, Usd,
+    Charge, CostLayer, Outcome, PriceTable, RequestTally, TokenPrices, TokenUsage, Usd,
 };
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -109,7 +109,7 @@ struct Case {
     // What must happen.
     outcome: Outcome,
     usage: Option<TokenUsage>,
-    cost: Cost,
+    cost: Charge,
     header: Option<&'static str>,
     client: Client,
     upstream_include_usage: bool,
@@ -128,7 +128,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
             // 14 × 150,000 + 8 × 600,000 = 2,100,000 + 4,800,000
-            cost: Cost::Priced(Usd::from_picos(6_900_000)),
+            cost: Charge::Priced(Usd::from_picos(6_900_000)),
             header: Some("0.0000069"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -144,7 +144,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
             // 14 × 150,000 + 8 × 600,000
-            cost: Cost::Priced(Usd::from_picos(6_900_000)),
+            cost: Charge::Priced(Usd::from_picos(6_900_000)),
             header: None,
             client: Client::AsSent,
             upstream_include_usage: true,
@@ -160,7 +160,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
             // 14 × 150,000 + 8 × 600,000
-            cost: Cost::Priced(Usd::from_picos(6_900_000)),
+            cost: Charge::Priced(Usd::from_picos(6_900_000)),
             header: None,
             client: Client::WithoutUsageChunk,
             upstream_include_usage: true,
@@ -176,7 +176,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
             // "cost": 0
-            cost: Cost::Provider(Usd::ZERO),
+            cost: Charge::Provider(Usd::ZERO),
             header: Some("0"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -195,7 +195,7 @@ fn cases() -> Vec<Case> {
                 ..usage(412, 286)
             }),
             // "cost": 0.00029666, exactly: 296,660,000 picos.
-            cost: Cost::Provider(Usd::from_picos(296_660_000)),
+            cost: Charge::Provider(Usd::from_picos(296_660_000)),
             header: Some("0.00029666"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -219,7 +219,7 @@ fn cases() -> Vec<Case> {
             // 412 × 130,000 + 286 × 850,000 (reasoning at the completion
             // price: "internal_reasoning": "0") = 53,560,000 + 243,100,000
             // = 296,660,000: the provider's own figure.
-            cost: Cost::Priced(Usd::from_picos(296_660_000)),
+            cost: Charge::Priced(Usd::from_picos(296_660_000)),
             header: Some("0.00029666"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -235,7 +235,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
             // "cost":0 in the usage chunk.
-            cost: Cost::Provider(Usd::ZERO),
+            cost: Charge::Provider(Usd::ZERO),
             header: None,
             client: Client::WithoutUsageChunk,
             upstream_include_usage: true,
@@ -268,7 +268,7 @@ fn cases() -> Vec<Case> {
             // reasoning 300 × 10,000,000 = 3,000,000,000
             // = 8,100,000,000 (the built-in Sonnet price, reasoning at
             // $15, would give 9,600,000,000: the deployment's won).
-            cost: Cost::Priced(Usd::from_picos(8_100_000_000)),
+            cost: Charge::Priced(Usd::from_picos(8_100_000_000)),
             header: Some("0.0081"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -283,7 +283,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
-            cost: Cost::Free,
+            cost: Charge::Free,
             header: Some("0"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -298,7 +298,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Success,
             usage: Some(usage(14, 8)),
-            cost: Cost::Unknown,
+            cost: Charge::Unknown,
             header: None,
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -316,7 +316,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Failed(ErrorClass::UpstreamUnavailable),
             usage: None,
-            cost: Cost::NotBilled,
+            cost: Charge::NotBilled,
             header: None,
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -331,7 +331,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Failed(ErrorClass::InsufficientCredits),
             usage: None,
-            cost: Cost::NotBilled,
+            cost: Charge::NotBilled,
             header: None,
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -349,7 +349,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Failed(ErrorClass::UpstreamUnavailable),
             usage: None,
-            cost: Cost::NotBilled,
+            cost: Charge::NotBilled,
             header: Some("0"),
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -364,7 +364,7 @@ fn cases() -> Vec<Case> {
             body_limit: None,
             outcome: Outcome::Failed(ErrorClass::UpstreamUnavailable),
             usage: None,
-            cost: Cost::NotBilled,
+            cost: Charge::NotBilled,
             header: None,
             client: Client::Nothing,
             upstream_include_usage: true,
@@ -384,7 +384,7 @@ fn cases() -> Vec<Case> {
                 ..usage(28, 3)
             }),
             // 28 × 150,000 + 3 × 600,000 = 4,200,000 + 1,800,000
-            cost: Cost::Priced(Usd::from_picos(6_000_000)),
+            cost: Charge::Priced(Usd::from_picos(6_000_000)),
             header: None,
             client: Client::AsSent,
             upstream_include_usage: true,
@@ -403,7 +403,7 @@ fn cases() -> Vec<Case> {
                 ..usage(28, 3)
             }),
             // 28 × 150,000 + 3 × 600,000
-            cost: Cost::Priced(Usd::from_picos(6_000_000)),
+            cost: Charge::Priced(Usd::from_picos(6_000_000)),
             header: None,
             client: Client::AsSent,
             upstream_include_usage: true,
@@ -422,7 +422,7 @@ fn cases() -> Vec<Case> {
                 ..usage(28, 3)
             }),
             // 28 × 150,000 + 3 × 600,000
-            cost: Cost::Priced(Usd::from_picos(6_000_000)),
+            cost: Charge::Priced(Usd::from_picos(6_000_000)),
             header: None,
             client: Client::AsSent,
             upstream_include_usage: true,
@@ -438,7 +438,7 @@ fn cases() -> Vec<Case> {
             outcome: Outcome::Failed(ErrorClass::UpstreamUnavailable),
             usage: Some(usage(14, 8)),
             // 14 × 150,000 + 8 × 600,000
-            cost: Cost::Priced(Usd::from_picos(6_900_000)),
+            cost: Charge::Priced(Usd::from_picos(6_900_000)),
             header: None,
             client: Client::AsSent,
             upstream_include_usage: true,
@@ -453,7 +453,7 @@ fn cases() -> Vec<Case> {
             body_limit: Some(100),
             outcome: Outcome::Success,
             usage: None,
-            cost: Cost::Unknown,
+            cost: Charge::Unknown,
             header: None,
             client: Client::AsSent,
             upstream_include_usage: false,
@@ -501,7 +501,7 @@ async fn the_cost_table() {
                 .map(|v| v.to_str().unwrap());
             assert_eq!(header, case.header, "{name}");
             if case.header.is_some() {
-                assert_eq!(run.extensions.get::<Cost>(), Some(&case.cost), "{name}");
+                assert_eq!(run.extensions.get::<Charge>(), Some(&case.cost), "{name}");
                 assert_eq!(
                     run.extensions.get::<TokenUsage>(),
                     case.usage.as_ref(),
@@ -591,7 +591,7 @@ async fn a_record_carries_the_request_context_and_times() {
     assert_eq!(record.first_byte, Some(Duration::from_millis(1_500)));
     assert_eq!(record.upstream_time, Duration::from_millis(1_500));
     // Priced by the upstream model's name (the request's "mini" is unknown).
-    assert_eq!(record.cost, Cost::Priced(Usd::from_picos(6_900_000)));
+    assert_eq!(record.cost, Charge::Priced(Usd::from_picos(6_900_000)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -672,7 +672,7 @@ async fn a_request_that_is_not_a_chat_completion_passes_through() {
     assert_eq!(record.outcome, Outcome::Success);
     // Its usage is read, but no model names a price.
     assert_eq!(record.usage, Some(usage(14, 8)));
-    assert_eq!(record.cost, Cost::Unknown);
+    assert_eq!(record.cost, Charge::Unknown);
     assert_eq!(record.upstream_model, None);
 }
 
@@ -722,7 +722,7 @@ async fn asking_for_usage_can_be_turned_off() {
             ..usage(28, 3)
         })
     );
-    assert_eq!(record.cost, Cost::Priced(Usd::from_picos(6_000_000)));
+    assert_eq!(record.cost, Charge::Priced(Usd::from_picos(6_000_000)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -753,7 +753,7 @@ async fn a_call_dropped_before_its_answer_is_cancelled_and_estimated() {
             ..usage(28, 0)
         })
     );
-    assert_eq!(record.cost, Cost::Priced(Usd::from_picos(4_200_000)));
+    assert_eq!(record.cost, Charge::Priced(Usd::from_picos(4_200_000)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -780,8 +780,8 @@ async fn prices_can_be_replaced_while_serving() {
         .await
         .unwrap();
     let records = records.lock().unwrap();
-    assert_eq!(records[0].cost, Cost::Unknown);
-    assert_eq!(records[1].cost, Cost::Priced(Usd::from_picos(6_900_000)));
+    assert_eq!(records[0].cost, Charge::Unknown);
+    assert_eq!(records[1].cost, Charge::Priced(Usd::from_picos(6_900_000)));
 }
 
 /// A classifier that never watches streams: the layer still streams them.
@@ -851,5 +851,5 @@ async fn a_stream_is_never_read_whole_whatever_the_classifier_says() {
     // The usage came before the client left.
     assert_eq!(records[0].outcome, Outcome::Cancelled);
     assert_eq!(records[0].usage, Some(usage(14, 8)));
-    assert_eq!(records[0].cost, Cost::Priced(Usd::from_picos(6_900_000)));
+    assert_eq!(records[0].cost, Charge::Priced(Usd::from_picos(6_900_000)));
 }

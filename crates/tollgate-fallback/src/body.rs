@@ -1,4 +1,4 @@
-//! [`FallbackBody`]: the body of the cascade's responses.
+//! [`ResponseBody`]: the body of the cascade's responses.
 
 use std::fmt;
 use std::future::Future;
@@ -34,7 +34,7 @@ pin_project! {
     /// error event, which the OpenAI SDKs raise. With a
     /// [`Redactor`](tollgate_core::Redactor) in the request's extensions,
     /// the event is redacted with it.
-    pub struct FallbackBody<B, E> {
+    pub struct ResponseBody<B, E> {
         #[pin]
         kind: Kind<B, E>,
     }
@@ -59,15 +59,15 @@ pin_project! {
     }
 }
 
-impl<B, E> FallbackBody<B, E> {
+impl<B, E> ResponseBody<B, E> {
     pub(crate) fn pass(body: B) -> Self {
-        FallbackBody {
+        ResponseBody {
             kind: Kind::Pass { body },
         }
     }
 
     pub(crate) fn replay(prefix: Bytes, error: Option<BoxError>, body: Pin<Box<B>>) -> Self {
-        FallbackBody {
+        ResponseBody {
             kind: Kind::Replay {
                 prefix: (!prefix.is_empty()).then_some(prefix),
                 error,
@@ -83,7 +83,7 @@ impl<B, E> FallbackBody<B, E> {
         deadline: Option<Instant>,
         redactor: Option<Redactor>,
     ) -> Self {
-        FallbackBody {
+        ResponseBody {
             kind: Kind::Stream {
                 stream: Box::new(Stream {
                     body: Some(body),
@@ -121,13 +121,13 @@ impl<B, E> FallbackBody<B, E> {
     }
 }
 
-impl<B: fmt::Debug, E> fmt::Debug for FallbackBody<B, E> {
+impl<B: fmt::Debug, E> fmt::Debug for ResponseBody<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Pass { body } => f.debug_tuple("FallbackBody::Pass").field(body).finish(),
-            Kind::Replay { body, .. } => f.debug_tuple("FallbackBody::Replay").field(body).finish(),
+            Kind::Pass { body } => f.debug_tuple("ResponseBody::Pass").field(body).finish(),
+            Kind::Replay { body, .. } => f.debug_tuple("ResponseBody::Replay").field(body).finish(),
             Kind::Stream { stream } => f
-                .debug_struct("FallbackBody::Stream")
+                .debug_struct("ResponseBody::Stream")
                 .field("splicer", &stream.splicer)
                 .field("continuing", &stream.call.is_some())
                 .field("failure", &stream.failure)
@@ -136,7 +136,7 @@ impl<B: fmt::Debug, E> fmt::Debug for FallbackBody<B, E> {
     }
 }
 
-impl<B, E> Body for FallbackBody<B, E>
+impl<B, E> Body for ResponseBody<B, E>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,

@@ -18,7 +18,7 @@ use tollgate_core::{BoxError, Failure, Redactor, RequestBody};
 use tower_service::Service;
 
 use crate::answer::{answered, past_deadline, polled_after_completion, progress};
-use crate::body::FallbackBody;
+use crate::body::ResponseBody;
 use crate::error::{GaveUp, StopReason};
 use crate::health::Health;
 use crate::resume::{Resume, Resumer};
@@ -159,7 +159,7 @@ where
     H: Health,
     C: ClassifyResponse,
 {
-    type Output = Result<Response<FallbackBody<B, C::Eos>>, BoxError>;
+    type Output = Result<Response<ResponseBody<B, C::Eos>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -179,7 +179,7 @@ where
                             match Classified::once(&this.shared.classifier, &mut response) {
                                 Verdict::Success => {
                                     let (fallbacks, group) = progress(this.cascade.as_ref());
-                                    let response = response.map(FallbackBody::pass);
+                                    let response = response.map(ResponseBody::pass);
                                     return Poll::Ready(Ok(answered(response, fallbacks, group)));
                                 }
                                 Verdict::Watch(eos) => {
@@ -200,7 +200,7 @@ where
                                 // No other group to try: the response as it is.
                                 Verdict::Failure(_) if this.again.is_none() => {
                                     let (fallbacks, group) = progress(this.cascade.as_ref());
-                                    let response = response.map(FallbackBody::pass);
+                                    let response = response.map(ResponseBody::pass);
                                     return Poll::Ready(Ok(answered(response, fallbacks, group)));
                                 }
                                 Verdict::Failure(head) => {
@@ -345,7 +345,7 @@ where
                     body,
                     ..
                 } => {
-                    let body = FallbackBody::replay(prefix, error, body);
+                    let body = ResponseBody::replay(prefix, error, body);
                     let response = Response::from_parts(parts, body);
                     Ok(answered(response, fallbacks, group))
                 }
@@ -436,7 +436,7 @@ fn commit_stream<S, H, C, B>(
     shared: &Arc<Shared<H, C>>,
     deadline: Option<Instant>,
     redactor: Option<Redactor>,
-) -> Response<FallbackBody<B, C::Eos>>
+) -> Response<ResponseBody<B, C::Eos>>
 where
     S: Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -467,7 +467,7 @@ where
         }
         _ => None,
     };
-    let body = FallbackBody::stream(body, splicer, resume, deadline, redactor);
+    let body = ResponseBody::stream(body, splicer, resume, deadline, redactor);
     answered(Response::from_parts(parts, body), fallbacks, group)
 }
 

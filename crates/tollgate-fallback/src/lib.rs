@@ -52,7 +52,7 @@
 //! events held back (at most
 //! [`max_commit_bytes`](FallbackConfig::max_commit_bytes)) go out first;
 //! the rest is forwarded as it comes, cut at event boundaries, every data
-//! event checked to be whole JSON ([`FallbackBody`]).
+//! event checked to be whole JSON ([`ResponseBody`]).
 //!
 //! Once content has gone out, a break — a cut, a stall (an inner timeout),
 //! an error event, a malformed event, an end without `[DONE]` or a finish —
@@ -177,7 +177,7 @@ mod service;
 mod splice;
 mod state;
 
-pub use body::FallbackBody;
+pub use body::ResponseBody;
 pub use config::{FallbackConfig, FallbackConfigBuilder, GroupFallbacks, TargetInfo};
 pub use error::{ConfigError, GaveUp, StopReason};
 pub use future::ResponseFuture;

@@ -15,7 +15,7 @@ use tollgate_core::{BoxError, Redactor, RequestBody};
 use tower_service::Service;
 
 use crate::answer::{none_available, past_deadline};
-use crate::body::FallbackBody;
+use crate::body::ResponseBody;
 use crate::error::{GaveUp, StopReason};
 use crate::future::{Again, ResponseFuture, calling, failed};
 use crate::health::{AlwaysAvailable, Health};
@@ -95,7 +95,7 @@ where
     H: Health,
     C: ClassifyResponse,
 {
-    type Response = Response<FallbackBody<B, C::Eos>>;
+    type Response = Response<ResponseBody<B, C::Eos>>;
     type Error = BoxError;
     type Future = ResponseFuture<S, H, C, B>;
 

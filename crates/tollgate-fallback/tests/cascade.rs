@@ -476,5 +476,5 @@ fn the_service_its_future_and_its_body_can_cross_threads() {
     let future = service.clone().oneshot(request("a", true));
     send(&future);
     fn body_is_send<B: Send + 'static>() {}
-    body_is_send::<tollgate_fallback::FallbackBody<Scripted, tollgate_core::classify::OpenAiEos>>();
+    body_is_send::<tollgate_fallback::ResponseBody<Scripted, tollgate_core::classify::OpenAiEos>>();
 }

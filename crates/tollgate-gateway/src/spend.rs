@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tollgate_balance::TokenCounter;
-use tollgate_cost::{Cost, CostRecord, Outcome};
+use tollgate_cost::{Charge, CostRecord, Outcome};
 
 use crate::grace::GracePeriod;
 use crate::ledger::{CostSource, LedgerHandle, LedgerRow, Outcome as LedgerOutcome};
@@ -99,13 +99,13 @@ fn outcome_name(end: AttemptEnd) -> &'static str {
     }
 }
 
-fn cost_source(cost: Cost) -> CostSource {
+fn cost_source(cost: Charge) -> CostSource {
     match cost {
-        Cost::Provider(_) => CostSource::Provider,
-        Cost::Priced(_) => CostSource::PriceTable,
-        Cost::Free => CostSource::Free,
-        Cost::Unknown => CostSource::Unknown,
-        Cost::NotBilled => CostSource::NotBilled,
+        Charge::Provider(_) => CostSource::Provider,
+        Charge::Priced(_) => CostSource::PriceTable,
+        Charge::Free => CostSource::Free,
+        Charge::Unknown => CostSource::Unknown,
+        Charge::NotBilled => CostSource::NotBilled,
     }
 }
 

@@ -7,7 +7,7 @@
 //!   Retry                backoff, Retry-After, budget; another deployment per attempt
 //!     Balance            balances the deployments of the group, open breakers left out
 //!       CircuitBreaker   one breaker per deployment
-//!         CostAccounting one cost record per upstream attempt: usage, price, the ledger, the limits' UsageReport
+//!         Cost           one cost record per upstream attempt: usage, price, the ledger, the limits' UsageReport
 //!           ProviderService   HTTP upstream (OpenRouter normalised) or mock; errors become Err(Failure)
 //! ```
 
@@ -19,8 +19,8 @@ use http::Request;
 use tollgate_balance::{Balance, BalanceLayer};
 use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
-use tollgate_cost::{CostAccounting, CostBody, CostLayer};
-use tollgate_fallback::{Fallback, FallbackBody, FallbackLayer, Health};
+use tollgate_cost::{Cost, CostLayer};
+use tollgate_fallback::{Fallback, FallbackLayer, Health};
 use tollgate_limits::{RateLimit, RateLimitLayer};
 use tollgate_retry::{Retry, RetryLayer};
 use tower::Layer;
@@ -34,15 +34,18 @@ use crate::upstream::UpstreamClient;
 type GroupStack = Retry<Balance<Breaker, Breakers, Arc<Deployment>>>;
 
 /// One deployment's breaker over its provider.
-type Breaker = CircuitBreaker<CostAccounting<ProviderService>, DeploymentBreakerKey>;
+type Breaker = CircuitBreaker<Cost<ProviderService>, DeploymentBreakerKey>;
 
 /// The stack's service.
 pub(crate) type Stack = RateLimit<Hedge<Fallback<GroupStack, GroupHealth>>>;
 
 /// The body of the stack's responses.
 pub(crate) type StackBody = tollgate_limits::ResponseBody<
-    FallbackBody<
-        tollgate_breaker::ResponseBody<CostBody<ProviderBody, OpenAiEos>, OpenAiEos>,
+    tollgate_fallback::ResponseBody<
+        tollgate_breaker::ResponseBody<
+            tollgate_cost::ResponseBody<ProviderBody, OpenAiEos>,
+            OpenAiEos,
+        >,
         OpenAiEos,
     >,
 >;

@@ -90,7 +90,7 @@ pub struct Decision {
 /// its limit (a reconciliation pushed it past a full period), and
 /// `remaining` says how many cells an immediate request could take. A cost
 /// above the limit is never admitted; callers cap it at the limit.
-pub fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
+pub(crate) fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
     let interval = u128::from(quota.interval_ns());
     let tolerance = interval * u128::from(quota.limit);
     let now_ = u128::from(now);
@@ -120,7 +120,7 @@ pub fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
 /// a positive delta takes more cells (usage above the reservation), a
 /// negative one gives cells back — never further back than `now` (a key
 /// cannot bank unused time beyond a full bucket).
-pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
+pub(crate) fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
     let interval = i128::from(quota.interval_ns());
     let base = i128::from(tat.max(now));
     let moved = base + i128::from(delta) * interval;
@@ -258,5 +258,60 @@ mod tests {
         let (peek, _) = check(over, 0, &quota, 0);
         assert!(!peek.allowed);
         assert_eq!(peek.remaining, 0);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Over any schedule of requests, GCRA never admits more than the
+        /// burst plus elapsed time × rate.
+        #[test]
+        fn gcra_never_admits_more_than_burst_plus_elapsed_times_rate(
+            limit in 1u64..200,
+            period_secs in 1u64..120,
+            steps in proptest::collection::vec((0u64..5 * SEC, 1u64..20), 1..300),
+        ) {
+            let quota = Quota::new(limit, Duration::from_secs(period_secs));
+            let period = u128::from(period_secs * SEC);
+            let mut tat = 0;
+            let mut now = 0u64;
+            let mut admitted = 0u128;
+            for (advance, cost) in steps {
+                now += advance;
+                let cost = cost.min(limit);
+                let (decision, next) = check(tat, now, &quota, cost);
+                if decision.allowed {
+                    admitted += u128::from(cost);
+                    tat = next;
+                } else {
+                    prop_assert_eq!(next, tat);
+                }
+                // admitted <= limit + now × limit / period, without rounding.
+                prop_assert!(
+                    admitted * period <= u128::from(limit) * period + u128::from(now) * u128::from(limit),
+                    "admitted {} by {} ns with {} per {} s", admitted, now, limit, period_secs
+                );
+            }
+        }
+
+        /// A rejected request is admitted once its `retry_after` has passed,
+        /// and not a nanosecond before.
+        #[test]
+        fn a_rejected_request_fits_exactly_after_retry_after(
+            limit in 1u64..100,
+            used in 1u64..300,
+            cost in 1u64..100,
+            elapsed in 0u64..60 * SEC,
+        ) {
+            let quota = Quota::per_minute(limit);
+            let cost = cost.min(limit);
+            let tat = adjust(0, 0, &quota, i64::try_from(used).unwrap());
+            let (decision, _) = check(tat, elapsed, &quota, cost);
+            if !decision.allowed {
+                let wait = u64::try_from(decision.retry_after.as_nanos()).unwrap();
+                prop_assert!(check(tat, elapsed + wait, &quota, cost).0.allowed);
+                prop_assert!(!check(tat, elapsed + wait - 1, &quota, cost).0.allowed);
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The request limit (rpm) through the layer, with paused time, and the
-//! GCRA function itself under proptest.
+//! The request limit (rpm) through the layer, with paused time (the GCRA
+//! function itself is tested under proptest in `src/gcra.rs`).
 
 mod common;
 
@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{limited, rejection, request, send};
 use http::{Response, StatusCode};
-use proptest::prelude::*;
 use tollgate_core::{ErrorClass, Failure, Scope};
-use tollgate_limits::gcra::{self, Quota};
 use tollgate_limits::{KeyLimits, Limit, ManualClock, MemoryStore};
 
 fn setup() -> (common::Limited, Arc<common::Upstream>) {
@@ -149,59 +147,4 @@ async fn an_rpm_of_zero_admits_nothing() {
     let limited = rejection(send(&service, request(&limits)).await);
     assert_eq!(limited.limit(), Limit::Requests);
     assert_eq!(upstream.calls(), 0);
-}
-
-const SEC: u64 = 1_000_000_000;
-
-proptest! {
-    /// Over any schedule of requests, GCRA never admits more than the
-    /// burst plus elapsed time × rate.
-    #[test]
-    fn gcra_never_admits_more_than_burst_plus_elapsed_times_rate(
-        limit in 1u64..200,
-        period_secs in 1u64..120,
-        steps in proptest::collection::vec((0u64..5 * SEC, 1u64..20), 1..300),
-    ) {
-        let quota = Quota::new(limit, Duration::from_secs(period_secs));
-        let period = u128::from(period_secs * SEC);
-        let mut tat = 0;
-        let mut now = 0u64;
-        let mut admitted = 0u128;
-        for (advance, cost) in steps {
-            now += advance;
-            let cost = cost.min(limit);
-            let (decision, next) = gcra::check(tat, now, &quota, cost);
-            if decision.allowed {
-                admitted += u128::from(cost);
-                tat = next;
-            } else {
-                prop_assert_eq!(next, tat);
-            }
-            // admitted <= limit + now × limit / period, without rounding.
-            prop_assert!(
-                admitted * period <= u128::from(limit) * period + u128::from(now) * u128::from(limit),
-                "admitted {} by {} ns with {} per {} s", admitted, now, limit, period_secs
-            );
-        }
-    }
-
-    /// A rejected request is admitted once its `retry_after` has passed,
-    /// and not a nanosecond before.
-    #[test]
-    fn a_rejected_request_fits_exactly_after_retry_after(
-        limit in 1u64..100,
-        used in 1u64..300,
-        cost in 1u64..100,
-        elapsed in 0u64..60 * SEC,
-    ) {
-        let quota = Quota::per_minute(limit);
-        let cost = cost.min(limit);
-        let tat = gcra::adjust(0, 0, &quota, i64::try_from(used).unwrap());
-        let (decision, _) = gcra::check(tat, elapsed, &quota, cost);
-        if !decision.allowed {
-            let wait = u64::try_from(decision.retry_after.as_nanos()).unwrap();
-            prop_assert!(gcra::check(tat, elapsed + wait, &quota, cost).0.allowed);
-            prop_assert!(!gcra::check(tat, elapsed + wait - 1, &quota, cost).0.allowed);
-        }
-    }
 }

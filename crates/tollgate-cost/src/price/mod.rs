@@ -27,7 +27,7 @@ const BUILTIN: &str = include_str!("builtin.json");
 ///    [built-in](Self::builtin) prices.
 ///
 /// A model nothing knows has no price: its cost is
-/// [`Cost::Unknown`](crate::Cost::Unknown), never a silent $0.
+/// [`Charge::Unknown`](crate::Charge::Unknown), never a silent $0.
 ///
 /// Model names are matched without regard to ASCII case and tolerant of
 /// provider prefixes and suffixes: `openrouter/openai/gpt-4o-mini` tries
