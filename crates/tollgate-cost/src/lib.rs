@@ -150,6 +150,7 @@ mod scan;
 mod service;
 mod sink;
 mod tally;
+mod top_level;
 mod usage;
 
 pub use body::CostBody;

@@ -8,6 +8,8 @@ use tollgate_core::extensions::Usage;
 
 use tollgate_core::Usd;
 
+use crate::top_level::{Skim, skim};
+
 /// The tokens one attempt used, as the provider reported them — or as the
 /// layer estimated them, when `estimated` is set.
 ///
@@ -97,21 +99,55 @@ impl Reported {
     /// answer, or the event of its stream that carries the response
     /// (`response.completed`), whose `usage` is in its `response`; `None`
     /// when it is not a JSON object.
+    ///
+    /// One pass over the top level ([`skim`]) finds the values it needs,
+    /// and serde reads only `usage` (or `response`); what that pass cannot
+    /// decide alone, serde reads whole ([`Reported::read_with_serde`]). The
+    /// answers are the same either way.
     pub(crate) fn read(json: &[u8]) -> Option<Reported> {
+        let top = match skim(json) {
+            Skim::Object(top) => top,
+            Skim::Rejected => return None,
+            Skim::Unsure => return Reported::read_with_serde(json),
+        };
+        let usage = match top.usage {
+            Some(text) => serde_json::from_slice::<Option<UsageView<'_>>>(text).ok()?,
+            None => None,
+        };
+        let response = match top.response {
+            Some(text) => serde_json::from_slice::<Option<ResponseView<'_>>>(text).ok()?,
+            None => None,
+        };
+        Some(Reported::from_views(
+            usage.or_else(|| response.and_then(|r| r.usage)),
+            top.choices,
+            top.error,
+        ))
+    }
+
+    /// [`Reported::read`] by serde alone: the whole body into an envelope.
+    pub(crate) fn read_with_serde(json: &[u8]) -> Option<Reported> {
         let envelope: Envelope<'_> = serde_json::from_slice(json).ok()?;
-        let usage = envelope
-            .usage
-            .or_else(|| envelope.response.and_then(|r| r.usage));
+        Some(Reported::from_views(
+            envelope
+                .usage
+                .or_else(|| envelope.response.and_then(|r| r.usage)),
+            envelope.choices.map(|c| c.len()),
+            envelope.error.is_some(),
+        ))
+    }
+
+    fn from_views(usage: Option<UsageView<'_>>, choices: Option<usize>, error: bool) -> Reported {
         let (usage, cost) = match usage {
             Some(view) => (view.usage(), view.cost.and_then(read_cost)),
             None => (None, None),
         };
-        Some(Reported {
+        Reported {
             usage,
             cost,
-            choices: envelope.choices.map(|c| c.len()),
-            error: envelope.error.is_some(),
-        })
+            choices,
+            error,
+        }
     }
 }
 
