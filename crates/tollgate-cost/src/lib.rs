@@ -141,6 +141,7 @@
 //! frames. No lock is taken, except once per unpriced model to warn.
 
 mod body;
+mod cursor;
 mod future;
 mod layer;
 mod meter;
