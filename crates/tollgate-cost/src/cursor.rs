@@ -133,6 +133,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A nested object's key and its colon.
+    #[inline]
     fn key(&mut self) -> Step {
         self.expect(b'"')?;
         self.string()?;
@@ -188,23 +189,32 @@ impl<'a> Cursor<'a> {
 
     /// The rest of a string after its opening quote, through its closing
     /// one; whether it had escapes. No control character, every escape one
-    /// of JSON's.
+    /// of JSON's. Inlined: most strings of an answer are short keys, whose
+    /// call would cost more than their scan.
     #[inline]
     pub(crate) fn string(&mut self) -> Step<bool> {
-        let mut escaped = false;
+        self.skip_plain_run()?;
+        if self.json.get(self.at) == Some(&b'"') {
+            self.at += 1;
+            return Ok(false);
+        }
+        self.string_from_special_byte()
+    }
+
+    /// The rest of a string from a special byte that is not its closing
+    /// quote: an escape, or a control character that ends it badly.
+    #[inline(never)]
+    fn string_from_special_byte(&mut self) -> Step<bool> {
         loop {
-            self.to_special_byte()?;
-            match self.json[self.at] {
-                b'"' => {
+            match self.json.get(self.at) {
+                Some(b'"') => {
                     self.at += 1;
-                    return Ok(escaped);
+                    return Ok(true);
                 }
-                b'\\' => {
-                    escaped = true;
-                    self.escape()?;
-                }
+                Some(b'\\') => self.escape()?,
                 _ => return Err(Stop::Rejected),
             }
+            self.skip_plain_run()?;
         }
     }
 
@@ -213,7 +223,7 @@ impl<'a> Cursor<'a> {
     /// time while eight remain (they may run past the string: the first
     /// special byte is still the one wanted), as serde_json does it.
     #[inline]
-    fn to_special_byte(&mut self) -> Step {
+    fn skip_plain_run(&mut self) -> Step {
         while let Some(chunk) = self.json.get(self.at..self.at + 8) {
             let mut word = [0; 8];
             word.copy_from_slice(chunk);
@@ -224,6 +234,12 @@ impl<'a> Cursor<'a> {
             }
             self.at += 8;
         }
+        self.skip_plain_run_in_tail()
+    }
+
+    /// [`Cursor::skip_plain_run`] in the last bytes of the text.
+    #[inline(never)]
+    fn skip_plain_run_in_tail(&mut self) -> Step {
         let tail = &self.json[self.at..];
         let offset = tail
             .iter()
@@ -276,7 +292,7 @@ mod tests {
                 let mut text = vec![b'a'; length];
                 text.extend([special, b'"', 0x01]);
                 let mut cursor = Cursor::new(&text);
-                assert_eq!(cursor.to_special_byte(), Ok(()));
+                assert_eq!(cursor.skip_plain_run(), Ok(()));
                 assert_eq!(cursor.at, length, "{length} {special}");
             }
             // Bytes around the specials' values, and UTF-8, are plain.
@@ -286,7 +302,7 @@ mod tests {
                 .take(length)
                 .collect();
             let mut cursor = Cursor::new(&plain);
-            assert_eq!(cursor.to_special_byte(), Err(Stop::Rejected), "{length}");
+            assert_eq!(cursor.skip_plain_run(), Err(Stop::Rejected), "{length}");
         }
     }
 }

@@ -17,31 +17,19 @@
 //! `usage` of another shape (serde reads that value), a top-level array
 //! (serde's derive reads a struct from one), a key with escapes, values
 //! nested deeper than [`MAX_DEPTH`](crate::cursor::MAX_DEPTH) (serde reads
-//! the whole body: [`Skim::Unsure`]).
+//! the whole body: [`Stop::Unsure`]).
 //!
 //! [`Reported::read_with_serde`]: crate::usage::Reported::read_with_serde
 
 use crate::cursor::{Cursor, Step, Stop};
 use crate::usage::{CompletionDetails, CostText, Count, PromptDetails, ResponseView, UsageView};
 
-/// What [`skim`] made of a body.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Skim<'a> {
-    /// A JSON object: what its top level holds.
-    Object(TopLevel<'a>),
-    /// Not JSON, or JSON serde's envelope rejects.
-    Rejected,
-    /// A body only serde can tell about (see the module doc).
-    Unsure,
-}
-
 /// The top-level values of an object the cost layer looks at.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct TopLevel<'a> {
-    /// Its `usage` (`None` without one, or when it is `null`).
+    /// Its `usage` — or, when it has none (or `null`), its `response`'s
+    /// (a Responses stream event's).
     pub(crate) usage: Option<UsageView<'a>>,
-    /// Its `response`'s `usage` (a Responses stream event's).
-    pub(crate) response_usage: Option<UsageView<'a>>,
     /// How many elements its `choices` array had (`None` without the key,
     /// or when it is `null`).
     pub(crate) choices: Option<usize>,
@@ -49,8 +37,10 @@ pub(crate) struct TopLevel<'a> {
     pub(crate) error: bool,
 }
 
-/// Walks `json`'s top level once (see the module doc).
-pub(crate) fn skim(json: &[u8]) -> Skim<'_> {
+/// Walks `json`'s top level once (see the module doc): what it holds, or
+/// [`Stop::Rejected`] when serde's envelope rejects it, or [`Stop::Unsure`]
+/// when only serde can tell.
+pub(crate) fn skim(json: &[u8]) -> Step<TopLevel<'_>> {
     let mut cursor = Cursor::new(json);
     let walked = match cursor.peek() {
         Some(b'{') => object(&mut cursor),
@@ -58,11 +48,11 @@ pub(crate) fn skim(json: &[u8]) -> Skim<'_> {
         Some(b'[') => Err(Stop::Unsure),
         _ => Err(Stop::Rejected),
     };
-    match walked {
-        // Only whitespace may follow, as `serde_json::from_slice` wants.
-        Ok(top) if cursor.peek().is_none() => Skim::Object(top),
-        Ok(_) | Err(Stop::Rejected) => Skim::Rejected,
-        Err(Stop::Unsure) => Skim::Unsure,
+    let top = walked?;
+    // Only whitespace may follow, as `serde_json::from_slice` wants.
+    match cursor.peek() {
+        None => Ok(top),
+        Some(_) => Err(Stop::Rejected),
     }
 }
 
@@ -107,14 +97,21 @@ fn object<'a>(cursor: &mut Cursor<'a>) -> Step<TopLevel<'a>> {
         }
         seen |= field;
         match field {
-            USAGE => top.usage = usage(cursor)?,
+            // `usage` wins over `response`'s, in whichever order they come.
+            USAGE => {
+                if let Some(usage) = usage(cursor)? {
+                    top.usage = Some(usage);
+                }
+            }
             RESPONSE => {
                 // Only a Responses stream's last event has one worth
                 // reading: serde reads it.
                 let text = cursor.value_text()?;
                 let response: Option<ResponseView<'a>> =
                     serde_json::from_slice(text).map_err(|_| Stop::Rejected)?;
-                top.response_usage = response.and_then(|r| r.usage);
+                if top.usage.is_none() {
+                    top.usage = response.and_then(|r| r.usage);
+                }
             }
             CHOICES => top.choices = choices(cursor)?,
             ERROR => top.error = error(cursor)?,
@@ -321,6 +318,7 @@ fn members<'a>(
 
 /// A token count that is `null` or an integer below 10^19 (no sign,
 /// fraction, exponent or leading zero); `None` for any other value.
+#[inline]
 fn count(cursor: &mut Cursor<'_>) -> Option<Count> {
     match cursor.peek()? {
         b'n' => {

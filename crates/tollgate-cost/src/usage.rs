@@ -8,7 +8,8 @@ use tollgate_core::extensions::Usage;
 
 use tollgate_core::Usd;
 
-use crate::top_level::{Skim, skim};
+use crate::cursor::Stop;
+use crate::top_level::skim;
 
 /// The tokens one attempt used, as the provider reported them — or as the
 /// layer estimated them, when `estimated` is set.
@@ -106,13 +107,9 @@ impl Reported {
     /// either way.
     pub(crate) fn read(json: &[u8]) -> Option<Reported> {
         match skim(json) {
-            Skim::Object(top) => Some(Reported::from_views(
-                top.usage.or(top.response_usage),
-                top.choices,
-                top.error,
-            )),
-            Skim::Rejected => None,
-            Skim::Unsure => Reported::read_with_serde(json),
+            Ok(top) => Some(Reported::from_views(top.usage, top.choices, top.error)),
+            Err(Stop::Rejected) => None,
+            Err(Stop::Unsure) => Reported::read_with_serde(json),
         }
     }
 
