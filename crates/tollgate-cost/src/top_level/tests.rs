@@ -197,25 +197,28 @@ fn sse_data(text: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The texts between each `open` and the `close` after it.
+fn between<'t>(text: &'t str, open: &str, close: &str) -> Vec<&'t str> {
+    text.split(open)
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close).map(|(inside, _)| inside))
+        .collect()
+}
+
 /// `r#"{...}"#` literals.
 fn raw_literals(source: &str) -> Vec<Vec<u8>> {
-    source
-        .split("r#\"")
-        .skip(1)
-        .filter_map(|rest| rest.split_once("\"#").map(|(literal, _)| literal))
+    between(source, "r#\"", "\"#")
+        .into_iter()
         .filter(|literal| literal.trim_start().starts_with('{'))
         .map(|literal| literal.as_bytes().to_vec())
         .collect()
 }
 
-/// The bodies of nginx's `return <status> '...';`.
+/// The JSON bodies of nginx's `return <status> '{...}';`.
 fn nginx_bodies(config: &str) -> Vec<Vec<u8>> {
-    config
-        .split("return ")
-        .skip(1)
-        .filter_map(|rest| rest.split_once('\'').map(|(_, body)| body))
-        .filter_map(|body| body.split_once('\'').map(|(body, _)| body))
-        .map(|body| body.as_bytes().to_vec())
+    between(config, "'{", "'")
+        .into_iter()
+        .map(|body| format!("{{{body}").into_bytes())
         .collect()
 }
 
