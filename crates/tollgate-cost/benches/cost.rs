@@ -15,7 +15,12 @@
 //!   forwarded as slices and the usage chunk dropped). Throughput is per
 //!   event.
 //! - `json/*`: a complete answer, per request: the bare service, then the
-//!   layer reading the body, pricing it and setting the cost header.
+//!   layer reading the body, pricing it and setting the cost header
+//!   (`layer`: a short chat completion; `layer_anchor`: the anchor
+//!   benchmark's 760-byte one; `layer_responses`: a Responses answer). The
+//!   reading is `Reported::read`'s: `valgrind --tool=callgrind` on this
+//!   binary with `--bench --profile-time 5 json/layer_anchor` gives its
+//!   instructions per call.
 
 #![allow(missing_docs)]
 
@@ -42,6 +47,14 @@ const STREAM_REQUEST_ASKED: &[u8] = br#"{"model":"gpt-4o-mini","stream":true,"st
 const JSON_REQUEST: &[u8] =
     br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}"#;
 const ANSWER: &[u8] = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+
+/// The anchor's non-streaming answer, byte for byte (760 bytes, from
+/// benches/anchor/nginx-mock.conf): the body the gateway's JSON figures in
+/// BENCHMARKS.md are measured with.
+const ANCHOR_ANSWER: &[u8] = br#"{"id":"chatcmpl-AnchorMock0000000000000000001","object":"chat.completion","created":1764201600,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! A circuit breaker stops calling a failing upstream for a cool-down period, then lets a few trial requests through before closing again. How can I help you further?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":42,"completion_tokens":36,"total_tokens":78,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_anchor0001"}"#;
+/// An OpenAI Responses answer (reference "Responses" → "The response
+/// object"): usage with its details after a long `output`.
+const RESPONSES_ANSWER: &[u8] = br#"{"id":"resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b","object":"response","created_at":1741476542,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,"model":"gpt-4.1-2025-04-14","output":[{"type":"message","id":"msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b","status":"completed","role":"assistant","content":[{"type":"output_text","text":"In a peaceful grove beneath a silver moon, a unicorn named Lumina discovered a hidden pool that reflected the stars.","annotations":[]}]}],"parallel_tool_calls":true,"previous_response_id":null,"reasoning":{"effort":null,"summary":null},"store":true,"temperature":1.0,"text":{"format":{"type":"text"}},"tool_choice":"auto","tools":[],"top_p":1.0,"truncation":"disabled","usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123},"user":null,"metadata":{}}"#;
 
 /// The 200 events of the streamed answer, in OpenAI's shape.
 fn stream_events() -> Arc<[Bytes]> {
@@ -191,6 +204,17 @@ fn bench_json(c: &mut Criterion) {
     group.bench_function("layer", |b| {
         b.iter(|| black_box(drive(&mut layered, json.clone())))
     });
+
+    for (name, body) in [
+        ("layer_anchor", ANCHOR_ANSWER),
+        ("layer_responses", RESPONSES_ANSWER),
+    ] {
+        let answer: Arc<[Bytes]> = Arc::from(vec![Bytes::from_static(body)]);
+        let mut layered = layer().layer(upstream(answer, "application/json"));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(drive(&mut layered, json.clone())))
+        });
+    }
     group.finish();
 }
 

@@ -141,6 +141,7 @@
 //! frames. No lock is taken, except once per unpriced model to warn.
 
 mod body;
+mod cursor;
 mod future;
 mod layer;
 mod meter;
@@ -150,6 +151,7 @@ mod scan;
 mod service;
 mod sink;
 mod tally;
+mod top_level;
 mod usage;
 
 pub use body::ResponseBody;

@@ -8,6 +8,9 @@ use tollgate_core::extensions::Usage;
 
 use tollgate_core::Usd;
 
+use crate::cursor::Stop;
+use crate::top_level::skim;
+
 /// The tokens one attempt used, as the provider reported them — or as the
 /// layer estimated them, when `estimated` is set.
 ///
@@ -97,21 +100,42 @@ impl Reported {
     /// answer, or the event of its stream that carries the response
     /// (`response.completed`), whose `usage` is in its `response`; `None`
     /// when it is not a JSON object.
+    ///
+    /// One pass over the top level ([`skim`]) reads the values it needs
+    /// and skips the rest; what that pass cannot decide alone, serde reads
+    /// whole ([`Reported::read_with_serde`]). The answers are the same
+    /// either way.
     pub(crate) fn read(json: &[u8]) -> Option<Reported> {
+        match skim(json) {
+            Ok(top) => Some(Reported::from_views(top.usage, top.choices, top.error)),
+            Err(Stop::Rejected) => None,
+            Err(Stop::Unsure) => Reported::read_with_serde(json),
+        }
+    }
+
+    /// [`Reported::read`] by serde alone: the whole body into an envelope.
+    pub(crate) fn read_with_serde(json: &[u8]) -> Option<Reported> {
         let envelope: Envelope<'_> = serde_json::from_slice(json).ok()?;
-        let usage = envelope
-            .usage
-            .or_else(|| envelope.response.and_then(|r| r.usage));
+        Some(Reported::from_views(
+            envelope
+                .usage
+                .or_else(|| envelope.response.and_then(|r| r.usage)),
+            envelope.choices.map(|c| c.len()),
+            envelope.error.is_some(),
+        ))
+    }
+
+    fn from_views(usage: Option<UsageView<'_>>, choices: Option<usize>, error: bool) -> Reported {
         let (usage, cost) = match usage {
-            Some(view) => (view.usage(), view.cost.and_then(read_cost)),
+            Some(view) => (view.usage(), view.cost.and_then(|c| read_cost(c.0))),
             None => (None, None),
         };
-        Some(Reported {
+        Reported {
             usage,
             cost,
-            choices: envelope.choices.map(|c| c.len()),
-            error: envelope.error.is_some(),
-        })
+            choices,
+            error,
+        }
     }
 }
 
@@ -132,43 +156,56 @@ struct Envelope<'a> {
 /// The response of a Responses stream event (`response.completed`...): its
 /// usage only (reference "Responses" → "Streaming events").
 #[derive(Deserialize)]
-struct ResponseView<'a> {
+pub(crate) struct ResponseView<'a> {
     #[serde(borrow, default)]
-    usage: Option<UsageView<'a>>,
+    pub(crate) usage: Option<UsageView<'a>>,
 }
 
-#[derive(Deserialize)]
-struct UsageView<'a> {
+/// A `usage` object as read: serde's derive, or
+/// [`top_level`](crate::top_level)'s reading of the common shapes.
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct UsageView<'a> {
     #[serde(default, alias = "input_tokens")]
-    prompt_tokens: Count,
+    pub(crate) prompt_tokens: Count,
     #[serde(default, alias = "output_tokens")]
-    completion_tokens: Count,
+    pub(crate) completion_tokens: Count,
     #[serde(default, alias = "input_tokens_details")]
-    prompt_tokens_details: Option<PromptDetails>,
+    pub(crate) prompt_tokens_details: Option<PromptDetails>,
     #[serde(default, alias = "output_tokens_details")]
-    completion_tokens_details: Option<CompletionDetails>,
+    pub(crate) completion_tokens_details: Option<CompletionDetails>,
     #[serde(default)]
-    cache_read_input_tokens: Count,
+    pub(crate) cache_read_input_tokens: Count,
     #[serde(default)]
-    cache_creation_input_tokens: Count,
+    pub(crate) cache_creation_input_tokens: Count,
     #[serde(borrow, default)]
-    cost: Option<&'a RawValue>,
+    pub(crate) cost: Option<CostText<'a>>,
 }
 
-#[derive(Deserialize)]
-struct PromptDetails {
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct PromptDetails {
     #[serde(default)]
-    cached_tokens: Count,
+    pub(crate) cached_tokens: Count,
     #[serde(default)]
-    cache_write_tokens: Count,
+    pub(crate) cache_write_tokens: Count,
     #[serde(default)]
-    cache_creation_tokens: Count,
+    pub(crate) cache_creation_tokens: Count,
 }
 
-#[derive(Deserialize)]
-struct CompletionDetails {
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct CompletionDetails {
     #[serde(default)]
-    reasoning_tokens: Count,
+    pub(crate) reasoning_tokens: Count,
+}
+
+/// The JSON text of a non-null `usage.cost`, as it came (serde takes it
+/// as a raw value): read by [`read_cost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CostText<'a>(pub(crate) &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CostText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| CostText(raw.get()))
+    }
 }
 
 impl UsageView<'_> {
@@ -202,8 +239,7 @@ impl UsageView<'_> {
 /// The exact amount of a `usage.cost`: a JSON number read from its text (or
 /// a string holding one). `null`, a negative amount or anything else is no
 /// cost.
-fn read_cost(raw: &RawValue) -> Option<Usd> {
-    let text = raw.get();
+fn read_cost(text: &str) -> Option<Usd> {
     let parsed = if text.starts_with('"') {
         serde_json::from_str::<&str>(text)
             .ok()
@@ -223,8 +259,8 @@ fn read_cost(raw: &RawValue) -> Option<Usd> {
 /// A token count that never fails the parse around it: an integer, an
 /// integral float (`14.0`) or a numeric string; anything else (negative,
 /// null, text) is absent.
-#[derive(Clone, Copy, Default)]
-struct Count(Option<u64>);
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Count(pub(crate) Option<u64>);
 
 impl Count {
     fn get(self) -> u64 {
