@@ -317,19 +317,19 @@ fn the_error_event_is_redacted_with_the_requests_redactor() {
     );
 }
 
-#[test]
-fn an_oversized_event_after_content_ends_the_stream() {
-    let huge = Bytes::from(vec![
-        b'x';
-        tollgate_core::sse::EventSplitter::DEFAULT_MAX_EVENT_LEN
-            + 1
-    ]);
-    let body = Chunks::new([
+/// A data event, then one that grows past the splitter's limit.
+fn oversized_after_content() -> Chunks {
+    let huge = vec![b'x'; tollgate_core::sse::EventSplitter::DEFAULT_MAX_EVENT_LEN + 1];
+    Chunks::new([
         Bytes::from_static(CHUNK),
         Bytes::from_static(b"data: "),
-        huge,
-    ]);
-    let response = serve(stream(body)).unwrap();
+        Bytes::from(huge),
+    ])
+}
+
+#[test]
+fn an_oversized_event_after_content_ends_the_stream() {
+    let response = serve(stream(oversized_after_content())).unwrap();
     let slot = response
         .extensions()
         .get::<StreamFailure>()
@@ -425,17 +425,7 @@ fn an_error_event_ends_the_stream_with_its_own_published_frame() {
         assert_eq!(frames, [CLEAN, OPENAI, OPENAI_ERROR], "cut at {cut}");
     }
     // An event over the limit ends it the same way.
-    let huge = Bytes::from(vec![
-        b'x';
-        tollgate_core::sse::EventSplitter::DEFAULT_MAX_EVENT_LEN
-            + 1
-    ]);
-    let upstream = Chunks::new([
-        Bytes::from_static(CHUNK),
-        Bytes::from_static(b"data: "),
-        huge,
-    ]);
-    let frames = published_frames(upstream);
+    let frames = published_frames(oversized_after_content());
     assert_eq!(frames.len(), 2);
     assert!(frames[1].starts_with(b"data: {\"error\":"));
 }
