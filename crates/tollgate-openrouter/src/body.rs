@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use tollgate_core::sse::write_data;
+use tollgate_core::sse::{SharedEvents, write_data};
 use tollgate_core::{BoxError, ErrorClass, Failure, Redactor};
 
 use crate::classify::{OpenRouterClassifier, StreamFailure, after_content};
@@ -16,6 +16,12 @@ use crate::state::{Step, StreamNormalizer};
 /// The body of a response from [`OpenRouter`](crate::OpenRouter): a
 /// complete JSON body, reshaped into OpenAI's shape, or an event stream
 /// reshaped event by event as it arrives.
+///
+/// A stream goes out one whole event a frame, each published in the
+/// response's [`SharedEvents`] as it is handed out: the layers that watch
+/// the stream above (cost, breaker, fallback) read it with an
+/// [`EventReader`](tollgate_core::sse::EventReader), which takes such a
+/// frame whole, so the stream is split once, here.
 ///
 /// A stream that fails after it started (an error event from upstream, an
 /// event over the size limit) ends — cleanly, for the client — with one
@@ -31,7 +37,9 @@ pub struct ResponseBody<B> {
 
 enum Kind<B> {
     Complete(Option<Bytes>),
-    Stream(Stream<B>),
+    // Boxed: a stream's state is a few hundred bytes, which every layer
+    // above would otherwise move with the body.
+    Stream(Box<Stream<B>>),
 }
 
 struct Stream<B> {
@@ -39,11 +47,15 @@ struct Stream<B> {
     // held back, can move into the response afterwards.
     body: Pin<Box<B>>,
     normalizer: StreamNormalizer,
+    /// The response's cell, where each event handed out is published.
+    shared: SharedEvents,
     classifier: OpenRouterClassifier,
     failure: StreamFailure,
     /// The request's [`Redactor`] extension, for the error event.
     redactor: Option<Redactor>,
-    pending: Option<Bytes>,
+    /// The OpenAI error event that ends a failed stream, after the events
+    /// before the failure.
+    last: Option<Bytes>,
     // The events after the first data event of the chunk that committed the
     // stream are still in the normalizer.
     resume: bool,
@@ -57,25 +69,28 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// The rest of a stream whose first data event waits in `normalizer`;
+    /// each event is published in `shared`, the response's cell.
     pub(crate) fn stream(
         body: Pin<Box<B>>,
         normalizer: StreamNormalizer,
-        first: Bytes,
+        shared: SharedEvents,
         classifier: OpenRouterClassifier,
         failure: StreamFailure,
         redactor: Option<Redactor>,
     ) -> Self {
         ResponseBody {
-            kind: Kind::Stream(Stream {
+            kind: Kind::Stream(Box::new(Stream {
                 body,
                 normalizer,
+                shared,
                 classifier,
                 failure,
                 redactor,
-                pending: (!first.is_empty()).then_some(first),
+                last: None,
                 resume: true,
                 ended: false,
-            }),
+            })),
         }
     }
 }
@@ -118,7 +133,9 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Complete(data) => data.is_none(),
-            Kind::Stream(stream) => stream.ended && stream.pending.is_none(),
+            Kind::Stream(stream) => {
+                stream.ended && !stream.normalizer.has_events() && stream.last.is_none()
+            }
         }
     }
 
@@ -138,10 +155,16 @@ where
     B::Error: Into<BoxError>,
 {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(bytes) = self.pending.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-        }
-        while !self.ended {
+        loop {
+            // One whole event a frame, published: the layers above take it
+            // as it is, without splitting the stream again.
+            if let Some(event) = self.normalizer.next_event().or_else(|| self.last.take()) {
+                self.shared.publish(&event);
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
             let step = if std::mem::take(&mut self.resume) {
                 self.normalizer.push(Bytes::new())
             } else {
@@ -154,22 +177,18 @@ where
                 }
             };
             match step {
-                Step::Forward(bytes) if bytes.is_empty() => continue,
-                Step::Forward(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
-                Step::Error { before, data } => {
+                Step::Events => {}
+                Step::Error { data } => {
                     let failure = self.classifier.classify_event_data(
                         StatusCode::OK,
                         &HeaderMap::new(),
                         &data,
                     );
-                    return Poll::Ready(Some(Ok(Frame::data(self.end_with(before, failure)))));
+                    self.end_with(failure);
                 }
-                Step::Overflow { before } => {
-                    return Poll::Ready(Some(Ok(Frame::data(self.end_with(before, overflow())))));
-                }
+                Step::Overflow => self.end_with(overflow()),
             }
         }
-        Poll::Ready(None)
     }
 
     /// The next chunk of the inner body.
@@ -202,21 +221,20 @@ enum Chunk {
 }
 
 impl<B> Stream<B> {
-    /// Ends the stream after content went out: `before`, then the failure
-    /// as an OpenAI-style error event (which the OpenAI SDKs raise as
-    /// `APIError`), recorded for the watchers first.
-    fn end_with(&mut self, before: Bytes, failure: Failure) -> Bytes {
+    /// Ends the stream after content went out: the events before the
+    /// failure, then the failure as an OpenAI-style error event (which the
+    /// OpenAI SDKs raise as `APIError`), recorded for the watchers first.
+    fn end_with(&mut self, failure: Failure) {
         self.ended = true;
         let mut failure = after_content(failure);
         if let Some(redactor) = &self.redactor {
             failure = redactor.redact_failure(&failure);
         }
         let body = failure.to_openai_body();
-        let mut out = BytesMut::with_capacity(before.len() + body.len() + 8);
-        out.extend_from_slice(&before);
-        write_data(&mut out, &body);
+        let mut event = BytesMut::with_capacity(body.len() + 8);
+        write_data(&mut event, &body);
         self.failure.set(failure);
-        out.freeze()
+        self.last = Some(event.freeze());
     }
 }
 

@@ -13,6 +13,7 @@ use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyResponse, is_event_stream};
+use tollgate_core::sse::SharedEvents;
 use tollgate_core::{
     BoxError, ErrorClass, Failure, ReadLimited, ReadLimitedError, Redactor, UpstreamError,
 };
@@ -173,9 +174,10 @@ where
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let first = match state.push_first(data) {
-                        Step::Forward(bytes) if state.saw_data() => bytes,
-                        Step::Forward(_) => continue,
+                    match state.push_first(data) {
+                        // The first data event waits in the normalizer.
+                        Step::Events if state.saw_data() => {}
+                        Step::Events => continue,
                         // Nothing has reached the client: this is the HTTP
                         // error the event stands for, and a retry or another
                         // target may still help.
@@ -184,8 +186,8 @@ where
                                 classifier.classify_event_data(parts.status, &parts.headers, &data);
                             return Poll::Ready(Err(failure.into()));
                         }
-                        Step::Overflow { .. } => return Poll::Ready(Err(overflow().into())),
-                    };
+                        Step::Overflow => return Poll::Ready(Err(overflow().into())),
+                    }
                     let (Some(body), Some(normalizer), Some(mut head)) =
                         (body.take(), normalizer.take(), head.take())
                     else {
@@ -195,10 +197,14 @@ where
                     head.headers.remove(header::CONTENT_LENGTH);
                     let failure = StreamFailure::default();
                     head.extensions.insert(failure.clone());
+                    // Events go out one a frame, published for the layers
+                    // above (cost, breaker, fallback): they read each whole,
+                    // and the stream is split once, here.
+                    let shared = SharedEvents::of(&mut head.extensions);
                     let body = ResponseBody::stream(
                         body,
                         normalizer,
-                        first,
+                        shared,
                         classifier.clone(),
                         failure,
                         this.redactor.take(),

@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use tollgate_core::classify::{ClassifyResponse, StreamEnd, Verdict, WatchBody};
+use tollgate_core::sse::{EventReader, SharedEvents};
 use tollgate_core::{BoxError, ErrorClass, Failure, Redactor, TimeoutKind};
 use tollgate_openrouter::{
     OpenRouterClassifier, OpenRouterConfig, OpenRouterLayer, ResponseBody, StreamFailure,
@@ -316,19 +317,19 @@ fn the_error_event_is_redacted_with_the_requests_redactor() {
     );
 }
 
-#[test]
-fn an_oversized_event_after_content_ends_the_stream() {
-    let huge = Bytes::from(vec![
-        b'x';
-        tollgate_core::sse::EventSplitter::DEFAULT_MAX_EVENT_LEN
-            + 1
-    ]);
-    let body = Chunks::new([
+/// A data event, then one that grows past the splitter's limit.
+fn oversized_after_content() -> Chunks {
+    let huge = vec![b'x'; tollgate_core::sse::EventSplitter::DEFAULT_MAX_EVENT_LEN + 1];
+    Chunks::new([
         Bytes::from_static(CHUNK),
         Bytes::from_static(b"data: "),
-        huge,
-    ]);
-    let response = serve(stream(body)).unwrap();
+        Bytes::from(huge),
+    ])
+}
+
+#[test]
+fn an_oversized_event_after_content_ends_the_stream() {
+    let response = serve(stream(oversized_after_content())).unwrap();
     let slot = response
         .extensions()
         .get::<StreamFailure>()
@@ -350,4 +351,104 @@ fn streams_lose_their_content_length() {
     assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
     let (_, end) = watch(response);
     assert_eq!(end, StreamEnd::Complete);
+}
+
+/// The frames of a stream served through the layer, each checked to be one
+/// whole event published in the response's `SharedEvents`: a layer above
+/// (cost, breaker, fallback) takes it as it is, without splitting the
+/// stream again.
+fn published_frames(upstream: Chunks) -> Vec<Bytes> {
+    let response = serve(stream(upstream)).unwrap();
+    let shared = response
+        .extensions()
+        .get::<SharedEvents>()
+        .cloned()
+        .expect("the layer shares its events");
+    let mut above = EventReader::new(Some(shared));
+    // A reader that trusts nothing and splits every frame: each must hold
+    // exactly one event.
+    let mut splitter = EventReader::new(None);
+    let mut body = Box::pin(response.into_body());
+    let mut frames = Vec::new();
+    while let Some(frame) = ready(std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))) {
+        let frame = frame.unwrap().into_data().unwrap();
+        let read = above.push(frame.clone());
+        assert!(read.published(), "not the event published: {frame:?}");
+        assert_eq!(read.collect::<Vec<_>>(), std::slice::from_ref(&frame));
+        let split: Vec<Bytes> = splitter.push(frame.clone()).collect();
+        assert_eq!(
+            split,
+            std::slice::from_ref(&frame),
+            "one whole event a frame"
+        );
+        frames.push(frame);
+    }
+    assert_eq!(splitter.pending(), 0);
+    frames
+}
+
+const COMMENT: &[u8] = b": OPENROUTER PROCESSING\n\n";
+const CLEAN: &[u8] = b"data: {\"id\":\"gen-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+const OPENAI: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},\"finish_reason\":null}]}\n\n";
+const DONE: &[u8] = b"data: [DONE]\n\n";
+const ERROR_EVENT: &[u8] =
+    b"data: {\"error\":{\"code\":502,\"message\":\"Provider disconnected\"}}\n\n";
+const OPENAI_ERROR: &[u8] = b"data: {\"error\":{\"message\":\"the upstream provider failed\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"upstream_unavailable\"}}\n\n";
+
+#[test]
+fn a_chunk_of_several_events_goes_out_one_published_event_a_frame() {
+    // Comments before the first data event are dropped; the reshaped event
+    // in the middle is a copy, the others slices of the chunk.
+    let chunk = [COMMENT, CHUNK, OPENAI, COMMENT, CHUNK, OPENAI, DONE].concat();
+    let frames = published_frames(Chunks::new([Bytes::from(chunk)]));
+    assert_eq!(frames, [CLEAN, OPENAI, COMMENT, CLEAN, OPENAI, DONE]);
+}
+
+#[test]
+fn however_the_stream_is_cut_each_frame_is_one_published_event() {
+    let whole = Bytes::from([COMMENT, OPENAI, CHUNK, COMMENT, CHUNK, DONE].concat());
+    let expected = [OPENAI, CLEAN, COMMENT, CLEAN, DONE];
+    for cut in 0..=whole.len() {
+        let frames = published_frames(Chunks::split(&whole, &[cut]));
+        assert_eq!(frames, expected, "cut at {cut}");
+    }
+    // A byte a chunk.
+    let cuts: Vec<usize> = (1..whole.len()).collect();
+    assert_eq!(published_frames(Chunks::split(&whole, &cuts)), expected);
+}
+
+#[test]
+fn an_error_event_ends_the_stream_with_its_own_published_frame() {
+    let whole = Bytes::from([CHUNK, OPENAI, ERROR_EVENT, CHUNK, DONE].concat());
+    for cut in 0..=whole.len() {
+        let frames = published_frames(Chunks::split(&whole, &[cut]));
+        assert_eq!(frames, [CLEAN, OPENAI, OPENAI_ERROR], "cut at {cut}");
+    }
+    // An event over the limit ends it the same way.
+    let frames = published_frames(oversized_after_content());
+    assert_eq!(frames.len(), 2);
+    assert!(frames[1].starts_with(b"data: {\"error\":"));
+}
+
+#[test]
+fn a_crlf_cut_at_its_cr_is_one_published_event_a_frame() {
+    // The CR ends an event at the end of a chunk; the LF after it starts
+    // the next frame — unless the event was rewritten with its own `\n\n`,
+    // when the LF is dropped.
+    let reshaped: &[u8] = b"data: {\"id\":\"g\",\"provider\":\"P\"}\r\n\r";
+    let unchanged: &[u8] = b"data: {\"id\":\"c\"}\r\n\r";
+    let frames = published_frames(chunks(&[
+        reshaped,
+        b"\n",
+        unchanged,
+        b"\ndata: [DONE]\r\n\r\n",
+    ]));
+    assert_eq!(
+        frames,
+        [
+            &b"data: {\"id\":\"g\"}\n\n"[..],
+            unchanged,
+            b"\ndata: [DONE]\r\n\r\n",
+        ]
+    );
 }
