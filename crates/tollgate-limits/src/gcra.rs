@@ -90,7 +90,7 @@ pub struct Decision {
 /// its limit (a reconciliation pushed it past a full period), and
 /// `remaining` says how many cells an immediate request could take. A cost
 /// above the limit is never admitted; callers cap it at the limit.
-pub(crate) fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
+pub fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, u64) {
     let interval = u128::from(quota.interval_ns());
     let tolerance = interval * u128::from(quota.limit);
     let now_ = u128::from(now);
@@ -120,7 +120,7 @@ pub(crate) fn check(tat: u64, now: u64, quota: &Quota, cost: u64) -> (Decision, 
 /// a positive delta takes more cells (usage above the reservation), a
 /// negative one gives cells back — never further back than `now` (a key
 /// cannot bank unused time beyond a full bucket).
-pub(crate) fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
+pub fn adjust(tat: u64, now: u64, quota: &Quota, delta: i64) -> u64 {
     let interval = i128::from(quota.interval_ns());
     let base = i128::from(tat.max(now));
     let moved = base + i128::from(delta) * interval;

@@ -6,7 +6,7 @@
 //! it; a request without one passes unlimited), and the layer checks that
 //! key's limits, in this order, each only if the key has it:
 //!
-//! 1. **rpm** — requests per minute, by GCRA ([`Quota`], [`Decision`]): a key with rpm 60
+//! 1. **rpm** — requests per minute, by GCRA ([`gcra`]): a key with rpm 60
 //!    may send 60 at once, then one per second;
 //! 2. **tpm** — tokens per minute, GCRA over tokens: the request reserves
 //!    its estimate ([`estimate_tokens`]: from the parsed request a core
@@ -133,7 +133,7 @@ mod check;
 mod deployment;
 mod error;
 mod future;
-mod gcra;
+pub mod gcra;
 mod headers;
 mod layer;
 mod limits;
@@ -145,7 +145,6 @@ pub use check::restore_spend;
 pub use deployment::{DeploymentAdmission, DeploymentRateLimits, Headroom};
 pub use error::{Limit, PARALLEL_RETRY_AFTER, RateLimited};
 pub use future::ResponseFuture;
-pub use gcra::{Decision, Quota};
 pub use headers::{
     LIMIT_REQUESTS, LIMIT_TOKENS, LimitState, REMAINING_REQUESTS, REMAINING_TOKENS, RESET_REQUESTS,
     RESET_TOKENS, RateLimitHeaders, format_reset,

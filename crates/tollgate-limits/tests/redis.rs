@@ -15,9 +15,10 @@ use common::{limited, rejection, request, send};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tollgate_core::DeploymentQuota;
+use tollgate_limits::gcra::Quota;
 use tollgate_limits::{
-    Budget, BudgetWindow, Clock, DeploymentRateLimits, KeyLimits, Limit, ManualClock, Quota,
-    RedisStore, Store, SystemClock,
+    Budget, BudgetWindow, Clock, DeploymentRateLimits, KeyLimits, Limit, ManualClock, RedisStore,
+    Store, SystemClock,
 };
 use tollgate_testkit::RedisServer;
 use tower::ServiceExt;

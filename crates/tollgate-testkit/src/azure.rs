@@ -1,4 +1,4 @@
-//! Azure OpenAI bodies for scripting replies: OpenAI's shapes ([`openai`](crate::openai))
+//! Azure OpenAI bodies for scripting replies: OpenAI's shapes ([`openai`])
 //! plus Azure's content-filter annotations and errors.
 //!
 //! Shapes from Microsoft's "Content filtering" page for Azure OpenAI
