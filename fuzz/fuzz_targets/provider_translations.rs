@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use tollgate_core::sse::{Frame, SseParser};
-use tollgate_fuzz::{Script, block_on, check_failure, read_response};
+use tollgate_fuzz::{FLAG_CLIENT_GONE, Script, block_on, check_failure, read_body};
 use tollgate_providers::ProviderConfig;
 use tollgate_providers::anthropic::Anthropic;
 use tollgate_providers::azure::Azure;
@@ -64,10 +64,19 @@ where
                 check_failure(&*error, &[ANTHROPIC_KEY, AZURE_KEY]);
             }
             Ok(response) => {
-                if let Some((stream, out)) = read_response(&script, response).await {
-                    if stream {
-                        check_stream(&out);
-                    }
+                let stream = tollgate_core::classify::is_event_stream(response.headers());
+                let body = response.into_body();
+                if script.has(FLAG_CLIENT_GONE) {
+                    let mut body = std::pin::pin!(body);
+                    let _ = http_body_util::BodyExt::frame(&mut body).await;
+                    return;
+                }
+                // A translated stream goes out one event a frame: bounded by
+                // the script's bytes, not its chunks.
+                let bytes: usize = script.chunks.iter().map(|chunk| chunk.len()).sum();
+                let (out, _clean) = read_body(body, bytes + script.chunks.len() + 16).await;
+                if stream {
+                    check_stream(&out);
                 }
             }
         }

@@ -4,16 +4,22 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tollgate_core::sse::write_data;
+use tollgate_core::sse::SharedEvents;
 use tollgate_core::{BoxError, Failure, Redactor};
 
+use crate::events::TranslatedEvents;
 use crate::protocol::TranslateStream;
 
 /// The body of a response from [`Provider`](crate::Provider): a complete
 /// OpenAI `chat.completion`, or an OpenAI event stream translated from the
 /// provider's event by event as it arrives.
+///
+/// A stream goes out one whole OpenAI event per frame, each published in
+/// the response's [`SharedEvents`], so that the layers above (cost, breaker,
+/// fallback) take the events whole instead of splitting the gateway's own
+/// output again.
 ///
 /// A stream that fails after its first content (an error event such as
 /// Anthropic's `overloaded_error`, an unreadable event) ends — cleanly, for
@@ -38,8 +44,10 @@ struct Stream<B, T> {
     body: Pin<Box<B>>,
     state: T,
     redactor: Option<Redactor>,
-    pending: Option<Bytes>,
-    out: BytesMut,
+    /// Translated events not yet handed out.
+    out: TranslatedEvents,
+    /// Where each event handed out is published.
+    shared: SharedEvents,
     ended: bool,
 }
 
@@ -53,16 +61,17 @@ impl<B, T> ResponseBody<B, T> {
     pub(crate) fn stream(
         body: Pin<Box<B>>,
         state: T,
-        first: Bytes,
+        first: TranslatedEvents,
         redactor: Option<Redactor>,
+        shared: SharedEvents,
     ) -> Self {
         ResponseBody {
             kind: Kind::Stream(Box::new(Stream {
                 body,
                 state,
                 redactor,
-                pending: (!first.is_empty()).then_some(first),
-                out: BytesMut::new(),
+                out: first,
+                shared,
                 ended: false,
             })),
         }
@@ -108,7 +117,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Complete(data) => data.is_none(),
-            Kind::Stream(stream) => stream.ended && stream.pending.is_none(),
+            Kind::Stream(stream) => stream.ended && stream.out.is_empty(),
         }
     }
 
@@ -129,10 +138,14 @@ where
     T: TranslateStream,
 {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(bytes) = self.pending.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-        }
-        while !self.ended {
+        loop {
+            if let Some(event) = self.out.pop() {
+                self.shared.publish(&event);
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
             let data = match ready!(self.body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
@@ -151,30 +164,24 @@ where
                     return Poll::Ready(None);
                 }
             };
-            let result = self.state.push(data, &mut self.out);
-            if let Err(failure) = result {
-                let bytes = self.end_with(failure);
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            // After `[DONE]`, whatever the upstream still sends is ignored.
-            self.ended = self.state.finished();
-            if !self.out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(self.out.split().freeze()))));
+            match self.state.push(data, &mut self.out) {
+                Err(failure) => self.end_with(failure),
+                // After `[DONE]`, whatever the upstream still sends is
+                // ignored.
+                Ok(()) => self.ended = self.state.finished(),
             }
         }
-        Poll::Ready(None)
     }
 
     /// Ends the stream after content went out: what was translated before
     /// the failure, then the failure as an OpenAI-style error event (which
     /// the OpenAI SDKs raise as `APIError`).
-    fn end_with(&mut self, failure: Failure) -> Bytes {
+    fn end_with(&mut self, failure: Failure) {
         self.ended = true;
         let mut failure = failure.with_retryable(false).with_fallback_eligible(false);
         if let Some(redactor) = &self.redactor {
             failure = redactor.redact_failure(&failure);
         }
-        write_data(&mut self.out, &failure.to_openai_body());
-        self.out.split().freeze()
+        self.out.write_data(&failure.to_openai_body());
     }
 }

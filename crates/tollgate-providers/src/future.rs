@@ -7,17 +7,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::response::Parts;
 use http::{HeaderValue, Response, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tollgate_core::classify::OpenAiClassifier;
+use tollgate_core::sse::SharedEvents;
 use tollgate_core::{
     BoxError, ErrorClass, Failure, ReadLimited, ReadLimitedError, Redactor, UpstreamError,
 };
 
 use crate::body::ResponseBody;
+use crate::events::TranslatedEvents;
 use crate::layer::Shared;
 use crate::protocol::{Exchange, Protocol, TranslateStream as _};
 
@@ -51,7 +53,7 @@ pin_project! {
             body: Option<Pin<Box<B>>>,
             stream: Option<T>,
             head: Option<Parts>,
-            out: BytesMut,
+            out: Option<TranslatedEvents>,
         },
     }
 }
@@ -140,7 +142,7 @@ where
                             body: Some(Box::pin(body)),
                             stream: Some(protocol.stream(exchange)),
                             head: Some(head),
-                            out: BytesMut::new(),
+                            out: Some(TranslatedEvents::new()),
                         }
                     } else {
                         State::ReadingJson {
@@ -190,7 +192,9 @@ where
                     head,
                     out,
                 } => {
-                    let (Some(upstream), Some(state)) = (body.as_mut(), stream.as_mut()) else {
+                    let (Some(upstream), Some(state), Some(events)) =
+                        (body.as_mut(), stream.as_mut(), out.as_mut())
+                    else {
                         return Poll::Ready(Err(done()));
                     };
                     let frame = match ready!(upstream.as_mut().poll_frame(cx)) {
@@ -205,22 +209,25 @@ where
                     // Nothing has reached the client: a failure here is the
                     // HTTP error it stands for, and a retry or another
                     // target may still help.
-                    if let Err(failure) = state.push(data, out) {
+                    if let Err(failure) = state.push(data, events) {
                         return Poll::Ready(Err(failure.into()));
                     }
                     if !state.committed() {
                         continue;
                     }
-                    let (Some(upstream), Some(state), Some(mut head)) =
-                        (body.take(), stream.take(), head.take())
+                    let (Some(upstream), Some(state), Some(first), Some(mut head)) =
+                        (body.take(), stream.take(), out.take(), head.take())
                     else {
                         return Poll::Ready(Err(done()));
                     };
                     // The stream is translated: its length is not the
                     // upstream's.
                     head.headers.remove(header::CONTENT_LENGTH);
-                    let first = out.split().freeze();
-                    let body = ResponseBody::stream(upstream, state, first, this.redactor.take());
+                    // The body hands out every event as a frame of its own,
+                    // published for the layers above.
+                    let shared = SharedEvents::of(&mut head.extensions);
+                    let body =
+                        ResponseBody::stream(upstream, state, first, this.redactor.take(), shared);
                     return Poll::Ready(Ok(Response::from_parts(head, body)));
                 }
             };

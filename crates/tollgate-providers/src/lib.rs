@@ -12,7 +12,10 @@
 //! - **`Ok(response)` is a success in OpenAI's shape**: a complete answer
 //!   is read (up to 8 MiB) and translated into a `chat.completion`; a
 //!   stream is translated event by event as it arrives, never buffered,
-//!   and ends with `data: [DONE]`.
+//!   and ends with `data: [DONE]`; it goes out one whole event per frame,
+//!   each published in the response's
+//!   [`SharedEvents`](tollgate_core::sse::SharedEvents), so the layers
+//!   above take the events whole without splitting them again.
 //! - **Every failure is an `Err`** whose source chain holds a classified
 //!   [`Failure`](tollgate_core::Failure) (`Failure::from_error` finds it):
 //!   an error status and body, an error event before the stream's first
@@ -28,8 +31,9 @@
 //!
 //! The generic machinery (the layer, its future and body) is shared; each
 //! provider is a [`Protocol`] — translate the request, translate a complete
-//! answer, translate a stream ([`TranslateStream`]; [`SseStream`] over a
-//! [`TranslateEvent`] for server-sent events), classify an error — behind
+//! answer, translate a stream ([`TranslateStream`], writing
+//! [`TranslatedEvents`]; [`SseStream`] over a [`TranslateEvent`] for
+//! server-sent events), classify an error — behind
 //! its own cargo feature:
 //!
 //! | module | feature | protocol |
@@ -140,6 +144,7 @@ mod config;
 pub mod embeddings;
 mod endpoint;
 mod error;
+mod events;
 mod failures;
 mod future;
 mod layer;
@@ -164,6 +169,7 @@ pub use body::ResponseBody;
 pub use buffered::BufferedBody;
 pub use config::ProviderConfig;
 pub use error::InvalidConfig;
+pub use events::TranslatedEvents;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_BODY_BYTES, Provider, ProviderLayer};
 pub use protocol::{Exchange, Protocol, TranslateEvent, TranslateStream};

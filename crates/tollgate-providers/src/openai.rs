@@ -5,10 +5,11 @@
 //! completion object" and "The chat completion chunk object"
 //! (<https://platform.openai.com/docs/api-reference/chat>).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use tollgate_core::Failure;
 
+use crate::events::TranslatedEvents;
 use crate::failures::malformed_response;
 
 /// Token counts in OpenAI's meaning: prompt tokens include the ones read
@@ -136,21 +137,6 @@ pub(crate) struct FunctionDelta<'a> {
     pub(crate) arguments: &'a str,
 }
 
-/// Appends `value` as one `data:` event. Compact JSON has no line breaks,
-/// so it goes out as written.
-pub(crate) fn write_event(out: &mut BytesMut, value: &impl Serialize) {
-    out.put_slice(b"data: ");
-    // Serialising to memory fails only for maps with non-string keys,
-    // which these shapes do not have.
-    let _ = serde_json::to_writer(out.writer(), value);
-    out.put_slice(b"\n\n");
-}
-
-/// The end of an OpenAI stream.
-pub(crate) fn write_done(out: &mut BytesMut) {
-    out.put_slice(tollgate_core::sse::DONE);
-}
-
 /// A complete `chat.completion`.
 #[derive(Serialize)]
 struct Completion<'a> {
@@ -270,7 +256,7 @@ impl ChunkWriter {
 
     /// Appends the chunk that opens the answer: the assistant's role, no
     /// content yet.
-    pub(crate) fn start(&self, out: &mut BytesMut) {
+    pub(crate) fn start(&self, out: &mut TranslatedEvents) {
         let delta = Delta {
             role: Some("assistant"),
             content: Some(""),
@@ -280,7 +266,12 @@ impl ChunkWriter {
     }
 
     /// Appends one chunk of the answer's one choice.
-    pub(crate) fn chunk(&self, out: &mut BytesMut, delta: Delta<'_>, finish_reason: Option<&str>) {
+    pub(crate) fn chunk(
+        &self,
+        out: &mut TranslatedEvents,
+        delta: Delta<'_>,
+        finish_reason: Option<&str>,
+    ) {
         let choices = [ChunkChoice {
             index: 0,
             delta,
@@ -291,13 +282,13 @@ impl ChunkWriter {
 
     /// Appends a chunk that carries content: from here on the answer has
     /// started.
-    pub(crate) fn content(&mut self, out: &mut BytesMut, delta: Delta<'_>) {
+    pub(crate) fn content(&mut self, out: &mut TranslatedEvents, delta: Delta<'_>) {
         self.committed = true;
         self.chunk(out, delta, None);
     }
 
     /// Appends a piece of a tool call, as content.
-    pub(crate) fn tool_call(&mut self, out: &mut BytesMut, call: ToolCallDelta<'_>) {
+    pub(crate) fn tool_call(&mut self, out: &mut TranslatedEvents, call: ToolCallDelta<'_>) {
         let delta = Delta {
             tool_calls: Some([call]),
             ..Delta::default()
@@ -307,18 +298,18 @@ impl ChunkWriter {
 
     /// Appends the chunk that gives the answer's `finish_reason`: from
     /// here on the answer has started, even when nothing came before.
-    pub(crate) fn finish(&mut self, out: &mut BytesMut, reason: &str) {
+    pub(crate) fn finish(&mut self, out: &mut TranslatedEvents, reason: &str) {
         self.committed = true;
         self.chunk(out, Delta::default(), Some(reason));
     }
 
     /// Ends the stream: the usage chunk (no choices, `counts`) when the
     /// client asked for `stream_options.include_usage`, then `[DONE]`.
-    pub(crate) fn end(&mut self, out: &mut BytesMut, counts: TokenCounts) {
+    pub(crate) fn end(&mut self, out: &mut TranslatedEvents, counts: TokenCounts) {
         if self.include_usage {
             self.write(out, &[], Some(counts.into()));
         }
-        write_done(out);
+        out.write_done();
         self.committed = true;
         self.ended = true;
     }
@@ -333,17 +324,14 @@ impl ChunkWriter {
         self.ended
     }
 
-    fn write(&self, out: &mut BytesMut, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
-        write_event(
-            out,
-            &Chunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices,
-                usage,
-            },
-        );
+    fn write(&self, out: &mut TranslatedEvents, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
+        out.write_json(&Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        });
     }
 }

@@ -4,11 +4,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request};
 use tollgate_core::Failure;
 use tollgate_core::classify::is_event_stream;
 use tollgate_core::sse::Event;
+
+use crate::events::TranslatedEvents;
 
 /// What the layer keeps of one request after translating it: enough to
 /// translate the answer back.
@@ -101,14 +103,15 @@ pub trait Protocol: fmt::Debug + Send + Sync + 'static {
 /// implements this trait over its own decoder.
 pub trait TranslateStream: Send + 'static {
     /// Translates what `chunk` completes, appending OpenAI `data:` events
-    /// to `out`; an incomplete frame waits for the next chunk.
+    /// to `out`, each written whole; an incomplete frame waits for the
+    /// next chunk.
     ///
     /// # Errors
     ///
     /// The failure an error event (or an unreadable event) stands for. The
     /// layer answers with it as an error when nothing has reached the client
     /// yet, and ends the stream with an OpenAI error event otherwise.
-    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure>;
+    fn push(&mut self, chunk: Bytes, out: &mut TranslatedEvents) -> Result<(), Failure>;
 
     /// Whether content (text, a tool call, a finish) has been written: from
     /// then on a failure can no longer be an HTTP error.
@@ -128,7 +131,7 @@ pub trait TranslateEvent: Send + 'static {
     /// # Errors
     ///
     /// As [`TranslateStream::push`].
-    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure>;
+    fn event(&mut self, event: &Event, out: &mut TranslatedEvents) -> Result<(), Failure>;
 
     /// Whether content (text, a tool call, a finish) has been written: from
     /// then on a failure can no longer be an HTTP error.
@@ -155,7 +158,7 @@ mod tests {
     struct Silent;
 
     impl TranslateStream for Silent {
-        fn push(&mut self, _: Bytes, _: &mut BytesMut) -> Result<(), Failure> {
+        fn push(&mut self, _: Bytes, _: &mut TranslatedEvents) -> Result<(), Failure> {
             Ok(())
         }
         fn committed(&self) -> bool {

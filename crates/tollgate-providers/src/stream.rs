@@ -1,10 +1,11 @@
 //! [`SseStream`]: an upstream server-sent-events stream cut into events
 //! and handed to a protocol's event translator, chunk by chunk.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tollgate_core::sse::{Frame, SseParser};
 use tollgate_core::{ErrorClass, Failure};
 
+use crate::events::TranslatedEvents;
 use crate::protocol::{TranslateEvent, TranslateStream};
 
 /// A [`TranslateStream`] for providers that stream server-sent events: the
@@ -31,7 +32,7 @@ impl<T: TranslateEvent> SseStream<T> {
 impl<T: TranslateEvent> TranslateStream for SseStream<T> {
     /// Translates every event `chunk` completes into `out`; after the first
     /// event that fails, the rest of `chunk` is dropped.
-    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
+    fn push(&mut self, chunk: Bytes, out: &mut TranslatedEvents) -> Result<(), Failure> {
         if self.translator.finished() {
             return Ok(());
         }
@@ -77,9 +78,9 @@ pub(crate) fn translate_all<T: TranslateEvent>(
     chunks: impl IntoIterator<Item = Bytes>,
 ) -> Result<Bytes, Failure> {
     let mut state = SseStream::new(translator);
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     for chunk in chunks {
         state.push(chunk, &mut out)?;
     }
-    Ok(out.freeze())
+    Ok(out.take_all())
 }

@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 
-use bytes::BytesMut;
 use serde::Deserialize;
 use tollgate_core::Failure;
 use tollgate_core::sse::Event;
@@ -20,6 +19,7 @@ use tollgate_core::sse::Event;
 use super::classify::classify_event;
 use super::response::{AnthropicUsage, finish_reason};
 use crate::blocks::ToolBlocks;
+use crate::events::TranslatedEvents;
 use crate::failures::malformed_event;
 use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
@@ -96,7 +96,7 @@ impl AnthropicStream {
 }
 
 impl TranslateEvent for AnthropicStream {
-    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
+    fn event(&mut self, event: &Event, out: &mut TranslatedEvents) -> Result<(), Failure> {
         let parsed: StreamEvent<'_> =
             serde_json::from_slice(&event.data).map_err(|_| malformed_event())?;
         match &*parsed.kind {

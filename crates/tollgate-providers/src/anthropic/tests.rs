@@ -1,6 +1,6 @@
 //! Unit tests of the Anthropic translation: request, answer, stream, errors.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -8,6 +8,7 @@ use tollgate_core::{ErrorClass, Scope};
 use tollgate_testkit::anthropic as fake;
 
 use super::*;
+use crate::events::TranslatedEvents;
 use crate::protocol::TranslateEvent;
 use crate::stream::translate_all;
 use crate::test_support::{self, assert_text_stream, client_request, data_events};
@@ -502,7 +503,7 @@ fn streamed_tool_use_becomes_tool_call_deltas() {
 #[test]
 fn an_error_event_fails_the_stream_classified() {
     let mut state = AnthropicStream::new(&exchange(true, false));
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     let failure = translate_all(
         AnthropicStream::new(&exchange(true, false)),
         [Bytes::from(
@@ -782,14 +783,14 @@ proptest! {
         let rendered: Value = serde_json::from_slice(&failure.to_openai_body()).unwrap();
         prop_assert!(rendered["error"]["message"].is_string());
         let mut stream = anthropic.stream(&exchange(true, true));
-        let mut out = BytesMut::new();
+        let mut out = TranslatedEvents::new();
         for piece in bytes.chunks(chunk) {
             if crate::protocol::TranslateStream::push(&mut stream, Bytes::copy_from_slice(piece), &mut out).is_err() {
                 break;
             }
         }
         // What was written is OpenAI's: JSON objects, `[DONE]` last.
-        let text = String::from_utf8(out.to_vec()).unwrap();
+        let text = String::from_utf8(out.as_bytes().to_vec()).unwrap();
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
         for (i, event) in events.iter().enumerate() {
             let data = event.strip_prefix("data: ").unwrap();

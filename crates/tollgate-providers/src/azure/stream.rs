@@ -2,15 +2,15 @@
 
 use std::borrow::Cow;
 
-use bytes::BytesMut;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
-use tollgate_core::sse::{DONE, Event, write_data};
+use tollgate_core::sse::Event;
 use tollgate_core::{ErrorClass, Failure};
 
 use super::classify::{classify, content_policy};
+use crate::events::TranslatedEvents;
 use crate::protocol::TranslateEvent;
 
 /// The state of one Azure stream.
@@ -55,9 +55,9 @@ impl AzureStream {
 }
 
 impl TranslateEvent for AzureStream {
-    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
+    fn event(&mut self, event: &Event, out: &mut TranslatedEvents) -> Result<(), Failure> {
         if event.is_done() {
-            out.extend_from_slice(DONE);
+            out.write_done();
             self.finished = true;
             return Ok(());
         }
@@ -99,7 +99,7 @@ impl TranslateEvent for AzureStream {
                 });
         }
         self.committed |= content;
-        write_data(out, &event.data);
+        out.write_data(&event.data);
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 //! `internalServerException`) or `error` messages (`:error-code`).
 //! New event types may appear: they are ignored.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Deserialize;
 use tollgate_core::{ErrorClass, Failure};
 
@@ -23,6 +23,7 @@ use super::classify::{classify_exception, content_policy};
 use super::eventstream::{DecodeError, Decoder, Message};
 use super::response::{ConverseUsage, finish_reason, is_refusal};
 use crate::blocks::ToolBlocks;
+use crate::events::TranslatedEvents;
 use crate::failures::malformed_event;
 use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateStream};
@@ -102,7 +103,7 @@ impl BedrockStream {
     }
 
     /// Translates one decoded message.
-    fn message(&mut self, message: &Message, out: &mut BytesMut) -> Result<(), Failure> {
+    fn message(&mut self, message: &Message, out: &mut TranslatedEvents) -> Result<(), Failure> {
         match message.message_type.as_deref() {
             Some("exception") => {
                 let kind = message.exception_type.as_deref().unwrap_or_default();
@@ -202,7 +203,7 @@ impl BedrockStream {
 impl TranslateStream for BedrockStream {
     /// Translates every message `chunk` completes into `out`; after the
     /// first that fails, the rest is dropped.
-    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
+    fn push(&mut self, chunk: Bytes, out: &mut TranslatedEvents) -> Result<(), Failure> {
         if self.chunks.ended() {
             return Ok(());
         }

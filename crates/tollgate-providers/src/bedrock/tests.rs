@@ -1,7 +1,7 @@
 //! Unit tests of the Bedrock translation: signing, request, answer, event
 //! stream, errors.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -11,6 +11,7 @@ use tollgate_testkit::bedrock as fake;
 use super::eventstream::{DecodeError, Decoder, MAX_MESSAGE_BYTES, crc32};
 use super::sigv4::{Credentials, Signer, amz_date};
 use super::*;
+use crate::events::TranslatedEvents;
 use crate::protocol::TranslateStream;
 use crate::test_support::{self, client_request};
 
@@ -629,12 +630,12 @@ fn translate_chunks(
     include_usage: bool,
 ) -> Result<Bytes, tollgate_core::Failure> {
     let mut state = BedrockStream::new(&exchange(true, include_usage), "chatcmpl-test".into());
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     for chunk in chunks {
         state.push(chunk, &mut out)?;
     }
-    assert!(state.finished() || out.is_empty() || !out.ends_with(b"[DONE]\n\n"));
-    Ok(out.freeze())
+    assert!(state.finished() || out.is_empty() || !out.as_bytes().ends_with(b"[DONE]\n\n"));
+    Ok(out.take_all())
 }
 
 fn data_events(out: &[u8]) -> Vec<Value> {
@@ -680,20 +681,20 @@ fn a_stream_is_translated_event_by_event_with_usage_last() {
 #[test]
 fn each_message_goes_out_as_it_arrives() {
     let mut state = BedrockStream::new(&exchange(true, false), "id".into());
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     let messages = fake::text_stream(&["Hel", "lo"]);
     state.push(messages[0].clone(), &mut out).unwrap();
     assert!(!state.committed(), "a role chunk commits nothing");
     state.push(messages[1].clone(), &mut out).unwrap();
     assert!(state.committed());
-    assert_eq!(text_of(&data_events(&out)), "Hel");
+    assert_eq!(text_of(&data_events(out.as_bytes())), "Hel");
     // Half a message waits for the rest; nothing is re-sent.
     let (head, tail) = messages[2].split_at(10);
     let before = out.len();
     state.push(Bytes::copy_from_slice(head), &mut out).unwrap();
     assert_eq!(out.len(), before);
     state.push(Bytes::copy_from_slice(tail), &mut out).unwrap();
-    assert_eq!(text_of(&data_events(&out)), "Hello");
+    assert_eq!(text_of(&data_events(out.as_bytes())), "Hello");
     for message in &messages[3..] {
         state.push(message.clone(), &mut out).unwrap();
     }

@@ -10,7 +10,6 @@
 //! event with `promptFeedback.blockReason` and no candidate; a failure
 //! mid-stream an event with an `error` object.
 
-use bytes::BytesMut;
 use tollgate_core::Failure;
 use tollgate_core::sse::Event;
 
@@ -19,6 +18,7 @@ use super::response::{
     GenerateContentResponse, arguments, finish_reason, is_policy_stop, no_candidate, refusal,
     tool_call_id,
 };
+use crate::events::TranslatedEvents;
 use crate::failures::malformed_event;
 use crate::openai::{ChunkWriter, Delta, FunctionDelta, TokenCounts, ToolCallDelta};
 use crate::protocol::{Exchange, TranslateEvent};
@@ -45,7 +45,7 @@ impl GeminiStream {
     }
 
     /// The end: the finish chunk, the usage chunk when asked, `[DONE]`.
-    fn finish(&mut self, out: &mut BytesMut, reason: &str) {
+    fn finish(&mut self, out: &mut TranslatedEvents, reason: &str) {
         let reason = finish_reason(reason, self.tools > 0);
         self.chunks.finish(out, reason);
         self.chunks.end(out, self.counts);
@@ -53,7 +53,7 @@ impl GeminiStream {
 }
 
 impl TranslateEvent for GeminiStream {
-    fn event(&mut self, event: &Event, out: &mut BytesMut) -> Result<(), Failure> {
+    fn event(&mut self, event: &Event, out: &mut TranslatedEvents) -> Result<(), Failure> {
         let response: GenerateContentResponse =
             serde_json::from_slice(&event.data).map_err(|_| malformed_event())?;
         if response.error.is_some() {

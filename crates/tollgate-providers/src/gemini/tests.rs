@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use proptest::prelude::*;
@@ -12,6 +12,7 @@ use tollgate_testkit::gemini as fake;
 use tower::{Layer, ServiceExt, service_fn};
 
 use super::*;
+use crate::events::TranslatedEvents;
 use crate::protocol::TranslateEvent;
 use crate::stream::translate_all;
 use crate::test_support::{self, assert_text_stream, chunks, client_request, data_events};
@@ -678,7 +679,7 @@ fn refusals_and_error_events_fail_the_stream_classified() {
 
     // A usage-only event says nothing and commits nothing.
     let mut state = GeminiStream::new(&exchange(true, false));
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     let usage_only = tollgate_core::sse::Event::new(
         serde_json::to_vec(&json!({"usageMetadata": {"promptTokenCount": 3}})).unwrap(),
     );

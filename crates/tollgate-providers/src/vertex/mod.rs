@@ -27,7 +27,7 @@ mod tests;
 
 use std::borrow::Cow;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode, request::Parts};
 use serde::Deserialize;
 use tollgate_core::{ErrorClass, Failure};
@@ -37,6 +37,7 @@ use crate::anthropic::{Anthropic, AnthropicStream};
 use crate::config::ProviderConfig;
 use crate::endpoint::BaseUrl;
 use crate::error::InvalidConfig;
+use crate::events::TranslatedEvents;
 use crate::gemini::{Gemini, GeminiStream};
 use crate::layer::{Provider, ProviderLayer};
 use crate::protocol::{Exchange, Protocol, TranslateStream};
@@ -282,7 +283,7 @@ pub enum VertexStream {
 }
 
 impl TranslateStream for VertexStream {
-    fn push(&mut self, chunk: Bytes, out: &mut BytesMut) -> Result<(), Failure> {
+    fn push(&mut self, chunk: Bytes, out: &mut TranslatedEvents) -> Result<(), Failure> {
         match self {
             VertexStream::Gemini(stream) => stream.push(chunk, out),
             VertexStream::Claude(stream) => stream.push(chunk, out),

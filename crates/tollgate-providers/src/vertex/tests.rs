@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use proptest::prelude::*;
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
@@ -324,13 +324,13 @@ fn errors_are_read_by_their_shape() {
 
 fn translate(vertex: &Vertex, exchange: &Exchange, chunks: Vec<Bytes>) -> Result<Bytes, Failure> {
     let mut stream = vertex.stream(exchange);
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     for chunk in chunks {
         stream.push(chunk, &mut out)?;
     }
     assert!(stream.finished());
     assert!(stream.committed());
-    Ok(out.freeze())
+    Ok(out.take_all())
 }
 
 fn text_of(stream: &[u8]) -> (String, bool) {
@@ -383,7 +383,7 @@ fn a_claude_error_event_mid_stream_is_classified() {
     let vertex = vertex(ProviderConfig::new());
     let claude = exchange("claude-3-5-sonnet@20240620", true, false);
     let mut stream = vertex.stream(&claude);
-    let mut out = BytesMut::new();
+    let mut out = TranslatedEvents::new();
     let events = claude_fake::start() + &claude_fake::error_event("overloaded_error", "Overloaded");
     let failure = stream.push(Bytes::from(events), &mut out).unwrap_err();
     assert_eq!(failure.subkind(), Some("overloaded"));
