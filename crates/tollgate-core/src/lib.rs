@@ -34,7 +34,9 @@
 //! - [`Valid`] and [`Validate`]: a configuration checked once, at load, so
 //!   that a layer's `new` cannot fail;
 //! - [`extensions`]: what the layers pass each other on requests and
-//!   responses.
+//!   responses;
+//! - [`shared_state::Fallbacks`]: how a user of state shared through Redis
+//!   counts and logs falling back to its local copy.
 //!
 //! # Example
 //!
@@ -62,6 +64,7 @@
 pub mod classify;
 pub mod extensions;
 pub mod redact;
+pub mod shared_state;
 pub mod sse;
 pub mod time;
 

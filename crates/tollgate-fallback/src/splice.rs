@@ -8,7 +8,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
-use tollgate_core::classify::{ClassifyEos, classify_raw_event};
+use tollgate_core::classify::{ClassifyEos, classify_raw_event, stream_cut};
 use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser};
 use tollgate_core::{ChunkView, ErrorClass, Failure};
 
@@ -178,13 +178,7 @@ impl<E: ClassifyEos> Splicer<E> {
             .eos
             .take()
             .and_then(|eos| eos.classify_eos().err())
-            .unwrap_or_else(|| {
-                Failure::new(
-                    ErrorClass::UpstreamUnavailable,
-                    "the upstream stream ended before it was complete",
-                )
-                .with_subkind("stream_cut")
-            });
+            .unwrap_or_else(stream_cut);
         t.broken = Some(failure);
     }
 

@@ -47,7 +47,7 @@ use crate::app::Gateway;
 use crate::build::{BuildError, apply_breakers, topology};
 use crate::config::{Config, ConfigError};
 pub use crate::generation::ConfigFile;
-use crate::generation::RestartOnly;
+use crate::generation::{ReloadControl, RestartOnly};
 use crate::http::App;
 use crate::response::GatewayBody;
 
@@ -92,13 +92,7 @@ impl Gateway {
     /// invalid file changes nothing. Either way the outcome is logged and
     /// counted.
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let app = self.app();
-        let control = app.generation.control.clone();
-        let _serial = control
-            .serial
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let outcome = match control.file.get() {
+        self.serialized(|control| match control.file.get() {
             None => Err(ReloadError::NoConfigFile),
             Some(file) => file.load().map_err(ReloadError::from).and_then(|loaded| {
                 for warning in &loaded.warnings {
@@ -106,20 +100,28 @@ impl Gateway {
                 }
                 self.swap(&loaded.config)
             }),
-        };
-        settle(&app, outcome)
+        })
     }
 
     /// Serves `config` from now on, if it builds (see
     /// [`reload`](Self::reload), which reads it from the file).
     pub fn reload_config(&self, config: &Config) -> Result<Reloaded, ReloadError> {
+        self.serialized(|_| self.swap(config))
+    }
+
+    /// Runs `attempt` holding [`ReloadControl::serial`] (one reload at a
+    /// time), then logs and counts its outcome.
+    fn serialized(
+        &self,
+        attempt: impl FnOnce(&ReloadControl) -> Result<Reloaded, ReloadError>,
+    ) -> Result<Reloaded, ReloadError> {
         let app = self.app();
         let control = app.generation.control.clone();
         let _serial = control
             .serial
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        settle(&app, self.swap(config))
+        settle(&app, attempt(&control))
     }
 
     /// Builds `config` after the running configuration and swaps it in.

@@ -102,12 +102,7 @@ impl DeploymentRateLimits {
         if let Some(refused) = zero_limit(quota) {
             return refused;
         }
-        let rpm_key = quota
-            .rpm
-            .map(|_| store_key("deployment-rpm", deployment_id));
-        let tpm_key = quota
-            .tpm
-            .map(|_| store_key("deployment-tpm", deployment_id));
+        let (rpm_key, tpm_key) = quota_keys(deployment_id, quota);
         let mut claims = Vec::with_capacity(2);
         if let (Some(rpm), Some(key)) = (quota.rpm, &rpm_key) {
             claims.push(Claim {
@@ -138,12 +133,7 @@ impl DeploymentRateLimits {
         if quota.rpm == Some(0) || quota.tpm == Some(0) {
             return zero_limit(quota).map(|a| a.headroom).unwrap_or_default();
         }
-        let rpm_key = quota
-            .rpm
-            .map(|_| store_key("deployment-rpm", deployment_id));
-        let tpm_key = quota
-            .tpm
-            .map(|_| store_key("deployment-tpm", deployment_id));
+        let (rpm_key, tpm_key) = quota_keys(deployment_id, quota);
         let claims: Vec<Claim<'_>> = [(quota.rpm, &rpm_key), (quota.tpm, &tpm_key)]
             .into_iter()
             .filter_map(|(limit, key)| {
@@ -183,6 +173,19 @@ impl DeploymentRateLimits {
                 .await;
         });
     }
+}
+
+/// The store keys of `deployment_id`'s `rpm` and `tpm` counters, for the
+/// limits `quota` sets.
+fn quota_keys(deployment_id: &str, quota: DeploymentQuota) -> (Option<String>, Option<String>) {
+    (
+        quota
+            .rpm
+            .map(|_| store_key("deployment-rpm", deployment_id)),
+        quota
+            .tpm
+            .map(|_| store_key("deployment-tpm", deployment_id)),
+    )
 }
 
 /// The refusal of a deployment with a limit of 0, if it has one.

@@ -268,11 +268,7 @@ impl ClassifyEos for OpenRouterEos {
         if self.saw_done {
             Ok(())
         } else {
-            Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the upstream stream ended before it was complete",
-            )
-            .with_subkind("stream_cut"))
+            Err(tollgate_core::classify::stream_cut())
         }
     }
 }

@@ -45,6 +45,32 @@ impl RequestFacts {
     }
 }
 
+/// OpenAI parameters with no equivalent in a native API that change
+/// nothing a client relies on: a translation drops them, as LiteLLM's
+/// `drop_params` does.
+const OPENAI_ONLY: &[&str] = &[
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "service_tier",
+    "store",
+    "stream_options",
+    "n",
+    "parallel_tool_calls",
+    "modalities",
+    "prediction",
+];
+
+/// Whether a translation that passes unknown parameters on drops `key`
+/// instead: one of [`OPENAI_ONLY`], or of the provider's own `also`
+/// (parameters it reads elsewhere, or has no room for).
+pub(crate) fn dropped(key: &str, also: &[&str]) -> bool {
+    OPENAI_ONLY.contains(&key) || also.contains(&key)
+}
+
 /// Parses `body` as a JSON object and takes out its `model` (without
 /// `prefix`) and `stream`; the rest is the provider's to translate.
 pub(crate) fn read(

@@ -73,6 +73,18 @@ pub trait ClassifyResponse: Clone + Send + Sync + 'static {
     }
 }
 
+/// The failure of a stream that ended cleanly at the transport level but
+/// without its end (`data: [DONE]`, a last chunk with a `finish_reason`):
+/// the upstream cut it. Every [`ClassifyEos`] that sees such an end gives
+/// this one, so that retry, breaker and fallback read it the same.
+pub fn stream_cut() -> Failure {
+    Failure::new(
+        crate::ErrorClass::UpstreamUnavailable,
+        "the upstream stream ended before it was complete",
+    )
+    .with_subkind("stream_cut")
+}
+
 /// Watches a streaming response, event by event, and gives the verdict when
 /// the stream ends.
 pub trait ClassifyEos: Send + 'static {

@@ -139,11 +139,7 @@ impl ClassifyEos for OpenAiEos {
         if self.saw_done {
             Ok(())
         } else {
-            Err(Failure::new(
-                ErrorClass::UpstreamUnavailable,
-                "the upstream stream ended before it was complete",
-            )
-            .with_subkind("stream_cut"))
+            Err(super::stream_cut())
         }
     }
 }

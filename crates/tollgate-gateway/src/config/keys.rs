@@ -6,6 +6,7 @@
 //! wrong place, or unknown (usually a typo, which is why it is worth a warning).
 
 use super::error::Warning;
+use super::native::NativeParams;
 
 /// A mapping whose keys the loader knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,48 @@ const COSTS: [&str; 5] = [
     "output_cost_per_reasoning_token",
 ];
 
+/// The `litellm_params` keys Tollgate reads: the deployment's own, the
+/// native providers' ([`NativeParams::KEYS`], listed once, where they are
+/// read) and LiteLLM's "custom pricing" ([`COSTS`], which it puts here too).
+const LITELLM_PARAMS: [&str; 15 + NativeParams::KEYS.len() + COSTS.len()] = concat(&[
+    &[
+        "model",
+        "api_base",
+        "api_key",
+        "custom_llm_provider",
+        "timeout",
+        "stream_timeout",
+        "cooldown_time",
+        "rpm",
+        "tpm",
+        "weight",
+        "order",
+        "mock_response",
+        "extra_headers",
+    ],
+    &NativeParams::KEYS,
+    // LiteLLM's spellings of the Vertex AI project and location.
+    &["vertex_ai_project", "vertex_ai_location"],
+    &COSTS,
+]);
+
+/// `parts` one after the other, at compile time (`N` must be their total
+/// length: a wrong `N` fails the build).
+const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut part, mut at) = (0, 0);
+    while part < parts.len() {
+        let mut i = 0;
+        while i < parts[part].len() {
+            out[at] = parts[part][i];
+            (i, at) = (i + 1, at + 1);
+        }
+        part += 1;
+    }
+    assert!(at == N, "N must be the total length of the parts");
+    out
+}
+
 impl Section {
     /// How a warning names the section a key belongs to.
     fn name(self) -> &'static str {
@@ -77,39 +120,7 @@ impl Section {
                 "environment_variables",
             ],
             Section::Deployment => &["model_name", "litellm_params", "model_info"],
-            Section::LitellmParams => &[
-                "model",
-                "api_base",
-                "api_key",
-                "custom_llm_provider",
-                "timeout",
-                "stream_timeout",
-                "cooldown_time",
-                "rpm",
-                "tpm",
-                "weight",
-                "order",
-                "mock_response",
-                "extra_headers",
-                "api_version",
-                "azure_ad_token",
-                "aws_access_key_id",
-                "aws_secret_access_key",
-                "aws_session_token",
-                "aws_region_name",
-                "aws_bedrock_runtime_endpoint",
-                "vertex_project",
-                "vertex_location",
-                "vertex_credentials",
-                "vertex_ai_project",
-                "vertex_ai_location",
-                // LiteLLM's "custom pricing" puts prices here too.
-                COSTS[0],
-                COSTS[1],
-                COSTS[2],
-                COSTS[3],
-                COSTS[4],
-            ],
+            Section::LitellmParams => &LITELLM_PARAMS,
             Section::ModelInfo => &[
                 "id",
                 "mode",

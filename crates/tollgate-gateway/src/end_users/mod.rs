@@ -117,11 +117,8 @@ impl EndUsers {
                 redis: shared.map(|s| Redis::new(s.connection.clone(), PREFIX, timeout)),
                 default_budget,
                 admin: tokio::sync::Mutex::new(()),
-                fallbacks: Fallbacks::new(
-                    "the end users",
-                    "answering from the local copy",
-                    shared.map(|s| s.on_fallback.clone()),
-                ),
+                fallbacks: Fallbacks::new("the end users", "answering from the local copy")
+                    .on_fallback(shared.map(|s| s.on_fallback.clone())),
                 redis_down_until_ms: AtomicI64::new(i64::MIN),
             }),
         })

@@ -1,17 +1,16 @@
 //! [`EndUser`]: one registered end user as it is stored, and the changes
 //! `/customer/new` and `/customer/update` make to it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tollgate_core::Failure;
 use tollgate_limits::{Budget, KeyLimits};
 
 use crate::keys::generate::{
-    bad_request, label, litellm_duration, money, string, whole, whole_u32,
+    bad_request, fields, flag, given_names, label, litellm_duration, money, string, whole,
+    whole_u32,
 };
 
 /// The prefix of an end user's name in the rate limits' store, so that an
@@ -163,8 +162,7 @@ impl Change {
     /// field Tollgate refuses ([`REFUSED`]), or a starting `spend` (spend
     /// comes from the ledger).
     pub(crate) fn from_json(body: &[u8]) -> Result<Change, Failure> {
-        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
-            .map_err(|_| bad_request("the body must be a JSON object", None))?;
+        let fields = fields(body)?;
         let user_id = match fields.get("user_id") {
             Some(raw) => label(raw.get(), "user_id")?,
             None => {
@@ -190,11 +188,7 @@ impl Change {
                             .ok_or_else(|| bad_request("alias must be a string", Some("alias")))?,
                     );
                 }
-                "blocked" => {
-                    change.blocked = Some(serde_json::from_str(raw).map_err(|_| {
-                        bad_request("blocked must be true or false", Some("blocked"))
-                    })?);
-                }
+                "blocked" => change.blocked = Some(flag(raw, "blocked")?),
                 "rpm_limit" => change.rpm_limit = Some(whole_u32(raw, "rpm_limit")?),
                 "tpm_limit" => change.tpm_limit = Some(whole(raw, "tpm_limit", u64::MAX)?),
                 "max_parallel_requests" => {
@@ -239,7 +233,7 @@ impl Change {
 
     /// The names of the settings given, for the audit log (never values).
     pub(crate) fn fields(&self) -> String {
-        [
+        given_names([
             ("alias", self.alias.is_some()),
             ("blocked", self.blocked.is_some()),
             ("rpm_limit", self.rpm_limit.is_some()),
@@ -250,11 +244,7 @@ impl Change {
             ),
             ("max_budget", self.max_budget_picos.is_some()),
             ("budget_duration", self.budget_duration_s.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, given)| given.then_some(name))
-        .collect::<Vec<_>>()
-        .join(",")
+        ])
     }
 }
 

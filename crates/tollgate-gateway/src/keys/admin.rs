@@ -15,7 +15,6 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 use tollgate_core::Failure;
 
 use super::generate::bad_request;
@@ -206,8 +205,7 @@ pub(crate) async fn delete(keys: &Keys, body: &[u8], now_ms: i64) -> Response<By
 }
 
 async fn delete_inner(keys: &Keys, body: &[u8], now_ms: i64) -> Result<Vec<String>, Failure> {
-    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
-        .map_err(|_| bad_request("the body must be a JSON object", None))?;
+    let fields = super::generate::fields(body)?;
     let list = |field: &'static str| -> Result<Vec<String>, Failure> {
         match fields.get(field).map(|raw| raw.get()) {
             None | Some("null") => Ok(Vec::new()),

@@ -149,19 +149,11 @@ impl GenerateRequest {
                     out.budget_duration = Some(litellm_duration(raw, "budget_duration")?)
                 }
                 "duration" => out.duration = Some(litellm_duration(raw, "duration")?),
-                "metadata" => {
-                    out.metadata = Some(serde_json::from_str(raw).map_err(|_| {
-                        bad_request("metadata must be a JSON object", Some("metadata"))
-                    })?);
-                }
+                "metadata" => out.metadata = Some(metadata(raw)?),
                 "aliases" => out.aliases = Some(aliases(raw)?),
                 "team_id" => out.team_id = Some(label(raw, "team_id")?),
                 "user_id" => out.user_id = Some(label(raw, "user_id")?),
-                "blocked" => {
-                    out.blocked = Some(serde_json::from_str(raw).map_err(|_| {
-                        bad_request("blocked must be true or false", Some("blocked"))
-                    })?);
-                }
+                "blocked" => out.blocked = Some(flag(raw, "blocked")?),
                 _ => {}
             }
         }
@@ -308,6 +300,29 @@ pub(crate) fn whole_u32(raw: &str, field: &'static str) -> Result<u32, Failure> 
     let n = whole(raw, field, u32::MAX.into())?;
     // `whole` capped it at u32::MAX.
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The names of the `fields` given (`true`), comma-separated: what an
+/// admin change names in the audit log (never the values: metadata may
+/// hold anything).
+pub(crate) fn given_names<const N: usize>(fields: [(&'static str, bool); N]) -> String {
+    let names: Vec<&str> = fields
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+    names.join(",")
+}
+
+/// `true` or `false`.
+pub(crate) fn flag(raw: &str, field: &'static str) -> Result<bool, Failure> {
+    serde_json::from_str(raw)
+        .map_err(|_| bad_request(format!("{field} must be true or false"), Some(field)))
+}
+
+/// `metadata`: a JSON object, kept as it is.
+pub(crate) fn metadata(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    serde_json::from_str(raw)
+        .map_err(|_| bad_request("metadata must be a JSON object", Some("metadata")))
 }
 
 /// Dollars as a JSON number or a string (`25.5`, `"25.5"`), exactly.

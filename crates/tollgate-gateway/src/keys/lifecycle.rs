@@ -38,7 +38,7 @@ pub(super) fn audit(action: &'static str, key: &VirtualKey, changed: &str) {
 /// The names of the settings a change gives, for the audit log (never
 /// their values: metadata may hold anything).
 fn changed_fields(change: &GenerateRequest) -> String {
-    let given = [
+    generate::given_names([
         ("key_alias", change.key_alias.is_some()),
         ("models", change.models.is_some()),
         ("rpm_limit", change.rpm_limit.is_some()),
@@ -55,12 +55,7 @@ fn changed_fields(change: &GenerateRequest) -> String {
         ("team_id", change.team_id.is_some()),
         ("user_id", change.user_id.is_some()),
         ("blocked", change.blocked.is_some()),
-    ];
-    let names: Vec<&str> = given
-        .into_iter()
-        .filter_map(|(name, given)| given.then_some(name))
-        .collect();
-    names.join(",")
+    ])
 }
 
 /// Which keys `/key/list` shows.

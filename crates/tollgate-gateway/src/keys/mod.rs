@@ -358,11 +358,8 @@ impl Keys {
                 redis,
                 rng: SystemRandom::new(),
                 admin: tokio::sync::Mutex::new(()),
-                fallbacks: Fallbacks::new(
-                    "the virtual keys",
-                    "answering from the local copy",
-                    on_fallback,
-                ),
+                fallbacks: Fallbacks::new("the virtual keys", "answering from the local copy")
+                    .on_fallback(on_fallback),
                 sync: tokio::sync::Mutex::new(SyncState::default()),
                 redis_down_until_ms: AtomicI64::new(i64::MIN),
             }),

@@ -7,15 +7,13 @@
 //! on with its local state, counts it (`tollgate_shared_state_fallbacks_total`)
 //! and logs it, and shares again once Redis answers.
 
-mod fallbacks;
-
 use std::sync::Arc;
 
 use redis::IntoConnectionInfo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tollgate_breaker::{Breakers, RedisSync};
 
-pub(crate) use fallbacks::Fallbacks;
+pub(crate) use tollgate_core::shared_state::Fallbacks;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -56,11 +54,8 @@ pub(crate) fn spawn_breaker_sync(
     deployments: Vec<Arc<str>>,
 ) {
     shared.watch_breakers(deployments);
-    let fallbacks = Fallbacks::new(
-        "the circuit breakers",
-        "they are local until Redis answers",
-        Some(shared.on_fallback.clone()),
-    );
+    let fallbacks = Fallbacks::new("the circuit breakers", "they are local until Redis answers")
+        .on_fallback(Some(shared.on_fallback.clone()));
     RedisSync::new(shared.connection.clone())
         .prefix(PREFIX)
         .on_fallback(Arc::new(move |why| fallbacks.fell_back(why)))

@@ -176,11 +176,8 @@ impl Teams {
                 rng: SystemRandom::new(),
                 admin: tokio::sync::Mutex::new(()),
                 sync: tokio::sync::Mutex::new(()),
-                fallbacks: Fallbacks::new(
-                    "the teams",
-                    "answering from the local copy",
-                    on_fallback,
-                ),
+                fallbacks: Fallbacks::new("the teams", "answering from the local copy")
+                    .on_fallback(on_fallback),
             }),
         })
     }

@@ -11,7 +11,8 @@ use tollgate_core::{ErrorClass, Failure};
 use tollgate_limits::{Budget, KeyLimits};
 
 use crate::keys::generate::{
-    bad_request, fields, litellm_duration, models, money, string, whole, whole_u32,
+    bad_request, fields, flag, given_names, litellm_duration, metadata, models, money, string,
+    whole, whole_u32,
 };
 
 /// Version of the record's JSON; a reader refuses newer records rather
@@ -225,16 +226,8 @@ impl TeamRequest {
                 "max_parallel_requests" => {
                     out.max_parallel_requests = Some(whole_u32(raw, "max_parallel_requests")?);
                 }
-                "metadata" => {
-                    out.metadata = Some(serde_json::from_str(raw).map_err(|_| {
-                        bad_request("metadata must be a JSON object", Some("metadata"))
-                    })?);
-                }
-                "blocked" => {
-                    out.blocked = Some(serde_json::from_str(raw).map_err(|_| {
-                        bad_request("blocked must be true or false", Some("blocked"))
-                    })?);
-                }
+                "metadata" => out.metadata = Some(metadata(raw)?),
+                "blocked" => out.blocked = Some(flag(raw, "blocked")?),
                 _ => {}
             }
         }
@@ -244,7 +237,7 @@ impl TeamRequest {
     /// The names of the settings given, for the audit log (never their
     /// values: metadata may hold anything).
     pub(crate) fn changed_fields(&self) -> String {
-        let given = [
+        given_names([
             ("team_alias", self.team_alias.is_some()),
             ("models", self.models.is_some()),
             ("max_budget", self.max_budget_picos.is_some()),
@@ -257,12 +250,7 @@ impl TeamRequest {
             ),
             ("metadata", self.metadata.is_some()),
             ("blocked", self.blocked.is_some()),
-        ];
-        let names: Vec<&str> = given
-            .into_iter()
-            .filter_map(|(name, given)| given.then_some(name))
-            .collect();
-        names.join(",")
+        ])
     }
 
     /// Writes the settings given into `team`, changed at `now_ms`.

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 use tokio::time::Instant;
+use tollgate_core::shared_state::Fallbacks;
 
 use super::{BoxFuture, Claim, Lease, MemoryStore, Store};
 use crate::gcra::{Decision, Quota};
@@ -21,9 +21,6 @@ pub const DEFAULT_PREFIX: &str = "tollgate:";
 /// How long one operation may wait for Redis before the store answers from
 /// local state.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_millis(50);
-
-/// At most one warning per this long while Redis is unavailable.
-const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A window's spend counter lives a window plus this long from its first
 /// spend, for replicas whose clocks lag behind.
@@ -98,9 +95,7 @@ pub struct RedisStore {
     op_timeout: Duration,
     lease_ttl: Duration,
     replica: u64,
-    fallbacks: AtomicU64,
-    last_warn: Mutex<Option<Instant>>,
-    on_fallback: Option<Arc<dyn Fn() + Send + Sync>>,
+    fallbacks: Fallbacks,
     scripts: Scripts,
 }
 
@@ -137,7 +132,7 @@ macro_rules! try_run {
             answer = $store.try_once($operation).await;
         }
         if let Err(why) = &answer {
-            $store.fell_back(why);
+            $store.fallbacks.fell_back(why);
         }
         answer
     }};
@@ -191,9 +186,7 @@ impl RedisStore {
             op_timeout: DEFAULT_OP_TIMEOUT,
             lease_ttl: super::DEFAULT_LEASE_TTL,
             replica,
-            fallbacks: AtomicU64::new(0),
-            last_warn: Mutex::new(None),
-            on_fallback: None,
+            fallbacks: Fallbacks::new("the rate limits", "answering from local state"),
             scripts: Scripts {
                 gcra: Script::new(include_str!("lua/gcra.lua")),
                 gcra_all: Script::new(include_str!("lua/gcra_all.lua")),
@@ -241,14 +234,14 @@ impl RedisStore {
     /// Calls `callback` on every fallback to local state (turn it into a
     /// metric).
     pub fn on_fallback(mut self, callback: Arc<dyn Fn() + Send + Sync>) -> Self {
-        self.on_fallback = Some(callback);
+        self.fallbacks = self.fallbacks.on_fallback(Some(callback));
         self
     }
 
     /// How many operations were answered from local state because Redis
     /// failed or was too slow.
     pub fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
+        self.fallbacks.count()
     }
 
     fn redis_key(&self, kind: &str, key: &str) -> String {
@@ -273,26 +266,6 @@ impl RedisStore {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(Failed::Redis(error)),
             Err(_) => Err(Failed::Timeout(self.op_timeout)),
-        }
-    }
-
-    fn fell_back(&self, why: &dyn fmt::Display) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        if let Some(callback) = &self.on_fallback {
-            callback();
-        }
-        let now = Instant::now();
-        let mut last = self
-            .last_warn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|at| now.saturating_duration_since(at) >= WARN_INTERVAL) {
-            *last = Some(now);
-            drop(last);
-            tracing::warn!(
-                error = %why,
-                "Redis is unavailable to the rate limits; answering from local state"
-            );
         }
     }
 }

@@ -19,27 +19,11 @@ use crate::chat::{
 };
 use crate::failures::bad_request;
 
-/// OpenAI parameters with no Anthropic equivalent that change nothing a
-/// client relies on, dropped as LiteLLM's `drop_params` does; other
+/// Parameters dropped besides [`chat::dropped`]'s: read into other
+/// fields (`max_completion_tokens`) or with no Anthropic equivalent; other
 /// unknown keys are passed through (provider-specific parameters such as
 /// `thinking`, `top_k` or `metadata`).
-const DROPPED: &[&str] = &[
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "seed",
-    "service_tier",
-    "store",
-    "stream_options",
-    "n",
-    "parallel_tool_calls",
-    "max_completion_tokens",
-    "modalities",
-    "prediction",
-    "reasoning_effort",
-];
+const DROPPED: &[&str] = &["max_completion_tokens", "reasoning_effort"];
 
 /// Translates `body`; `default_max_tokens` is sent when the client gave no
 /// `max_tokens`/`max_completion_tokens`.
@@ -114,7 +98,7 @@ pub(crate) fn translate_object(
         out.insert("stream".into(), Value::Bool(true));
     }
     for (key, value) in request {
-        if !DROPPED.contains(&key.as_str()) && !value.is_null() {
+        if !chat::dropped(&key, DROPPED) && !value.is_null() {
             out.insert(key, value);
         }
     }

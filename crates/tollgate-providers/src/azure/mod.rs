@@ -130,18 +130,7 @@ impl Azure {
         native: &tollgate_core::extensions::NativeRequest,
         model: &str,
     ) -> Result<Bytes, Failure> {
-        let model = model.strip_prefix("azure/").unwrap_or(model);
-        let deployment = match &self.deployment {
-            Some(deployment) => deployment.as_str(),
-            None if valid_segment(model) => model,
-            None => {
-                return Err(Failure::new(
-                    ErrorClass::BadRequest,
-                    "`model` must name an Azure deployment",
-                )
-                .with_param("model"));
-            }
-        };
+        let deployment = self.deployment_for(model)?;
         let body = native.with_model(deployment).ok_or_else(|| {
             Failure::new(
                 ErrorClass::BadRequest,
@@ -153,6 +142,22 @@ impl Azure {
         })?;
         self.headers.apply(head, uri);
         Ok(body)
+    }
+
+    /// The deployment a request for `model` goes to: the configured
+    /// `deployment`, else `model` without its `azure/` prefix when it can
+    /// stand in the URL's path as it is.
+    fn deployment_for<'a>(&'a self, model: &'a str) -> Result<&'a str, Failure> {
+        let model = model.strip_prefix("azure/").unwrap_or(model);
+        match &self.deployment {
+            Some(deployment) => Ok(deployment.as_str()),
+            None if valid_segment(model) => Ok(model),
+            None => Err(Failure::new(
+                ErrorClass::BadRequest,
+                "`model` must name an Azure deployment",
+            )
+            .with_param("model")),
+        }
     }
 
     /// The layer for `config`: [`Azure::new`] in a [`ProviderLayer`].
@@ -229,18 +234,7 @@ impl Protocol for Azure {
             )
         })?;
         let model = view.model.unwrap_or_default();
-        let model = model.strip_prefix("azure/").unwrap_or(&model);
-        let deployment = match &self.deployment {
-            Some(deployment) => deployment.as_str(),
-            None if valid_segment(model) => model,
-            None => {
-                return Err(Failure::new(
-                    ErrorClass::BadRequest,
-                    "`model` must name an Azure deployment",
-                )
-                .with_param("model"));
-            }
-        };
+        let deployment = self.deployment_for(&model)?;
         let path = format!(
             "/openai/deployments/{deployment}{}{}",
             operation_path(head.uri.path()),

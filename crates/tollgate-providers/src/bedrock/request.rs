@@ -22,25 +22,9 @@ use crate::chat::{
 };
 use crate::failures::bad_request;
 
-/// OpenAI parameters with no Converse equivalent that change nothing a
-/// client relies on, dropped as LiteLLM's `drop_params` does.
-const DROPPED: &[&str] = &[
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "seed",
-    "service_tier",
-    "store",
-    "stream_options",
-    "n",
-    "parallel_tool_calls",
-    "modalities",
-    "prediction",
-    "user",
-    "metadata",
-];
+/// Parameters dropped besides [`chat::dropped`]'s: with no Converse
+/// equivalent.
+const DROPPED: &[&str] = &["user", "metadata"];
 
 /// Converse's own top-level fields, passed through as they are.
 const CONVERSE_FIELDS: &[&str] = &[
@@ -93,7 +77,7 @@ pub(crate) fn translate(body: &[u8]) -> Result<(Vec<u8>, RequestFacts), Failure>
     for (key, value) in request {
         if CONVERSE_FIELDS.contains(&key.as_str()) {
             out.insert(key, value);
-        } else if !DROPPED.contains(&key.as_str()) && !value.is_null() {
+        } else if !chat::dropped(&key, DROPPED) && !value.is_null() {
             // Model-specific parameters (`top_k`, `thinking`...), where
             // Converse takes them, as LiteLLM sends them.
             additional.insert(key, value);
