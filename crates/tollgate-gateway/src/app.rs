@@ -169,14 +169,16 @@ impl Gateway {
     }
 
     /// Handles one request.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<GatewayBody>
+    ///
+    /// The handler's future itself, without an `async fn` around it: each
+    /// level of futures is one more copy of the whole per request.
+    pub fn handle<B>(&self, request: Request<B>) -> impl Future<Output = Response<GatewayBody>>
     where
         B: http_body::Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         // This request's configuration, to its end: a reload swaps in
         // another for the requests after it.
-        let app = self.app();
-        crate::http::handle(&app, request, || self.reload_response()).await
+        crate::http::handle(self.app(), request, || self.reload_response())
     }
 }

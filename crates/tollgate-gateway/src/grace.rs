@@ -9,14 +9,14 @@
 //! log and the spend ledger, never `client_gone` or `cancelled`.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use http::StatusCode;
 use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
+use tokio::sync::futures::{Notified, OwnedNotified};
 use tollgate_core::{ErrorClass, Failure};
 
 /// The `error.code` of what the grace period's end cut.
@@ -61,22 +61,14 @@ impl GracePeriod {
     /// (then `work` is dropped and the answer is `None`). An output ready
     /// when the period ends still wins; work done at its first poll
     /// registers nothing.
-    pub(crate) async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
-        let mut work = pin!(work);
-        // Borrowed, on this future's stack: no allocation, no count.
-        let mut notified = pin!(self.0.notify.notified());
-        let mut registered = None;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(output) = work.as_mut().poll(cx) {
-                return Poll::Ready(Some(output));
-            }
-            if self.poll_end(notified.as_mut(), &mut registered, cx) {
-                Poll::Ready(None)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+    pub(crate) fn run<F: Future>(&self, work: F) -> Run<'_, F> {
+        Run {
+            work,
+            // Borrowed, in the future itself: no allocation, no count.
+            notified: self.0.notify.notified(),
+            registered: None,
+            period: self,
+        }
     }
 
     /// Whether the period is over; if not, `cx`'s task is woken when it
@@ -108,6 +100,38 @@ impl GracePeriod {
         }
         *registered = Some(cx.waker().clone());
         false
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`GracePeriod::run`]. Written out rather than an
+    /// `async fn`, whose state would hold `work` twice (as the argument and
+    /// pinned): `work` is a request's whole handler, and every byte of this
+    /// future is copied each time the futures above it move it.
+    pub(crate) struct Run<'a, F> {
+        #[pin]
+        work: F,
+        #[pin]
+        notified: Notified<'a>,
+        // The waker `notified` holds.
+        registered: Option<Waker>,
+        period: &'a GracePeriod,
+    }
+}
+
+impl<F: Future> Future for Run<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.work.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if this.period.poll_end(this.notified, this.registered, cx) {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 }
 

@@ -66,8 +66,9 @@ pin_project! {
         Gemini { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, GeminiStream> },
         /// From AWS Bedrock (Converse), translated into OpenAI's shape.
         Bedrock { #[pin] body: tollgate_providers::ResponseBody<TimedBody<Incoming>, BedrockStream> },
-        /// From the in-process mock provider.
-        Mock { #[pin] body: TimedBody<MockBody> },
+        /// From the in-process mock provider (boxed: the largest body, and
+        /// the rarest, would set the size of every response's).
+        Mock { body: Pin<Box<TimedBody<MockBody>>> },
     }
 }
 
@@ -87,7 +88,7 @@ impl Body for ProviderBody {
             ProviderBodyProj::Vertex { body } => body.poll_frame(cx),
             ProviderBodyProj::Gemini { body } => body.poll_frame(cx),
             ProviderBodyProj::Bedrock { body } => body.poll_frame(cx),
-            ProviderBodyProj::Mock { body } => body.poll_frame(cx),
+            ProviderBodyProj::Mock { body } => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -357,9 +358,11 @@ async fn call_provider(
                 .flatten();
             reject_errors(response.map(|body| {
                 ProviderBody::Mock {
-                    body: TimedBody::new(body, timeouts.stream_idle, total_deadline)
-                        .with_first_data_deadline(first_data)
-                        .with_timings(timings.cloned(), start),
+                    body: Box::pin(
+                        TimedBody::new(body, timeouts.stream_idle, total_deadline)
+                            .with_first_data_deadline(first_data)
+                            .with_timings(timings.cloned(), start),
+                    ),
                 }
             }))
             .await
@@ -442,21 +445,57 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// An error status becomes a classified failure; the (small) error body is
 /// read, bounded, to refine the class (context window, content policy...).
-async fn reject_errors(
-    response: Response<ProviderBody>,
-) -> Result<Response<ProviderBody>, Failure> {
-    let classifier = OpenAiClassifier::new();
-    let Verdict::Failure(at_head) = classifier.classify_response(&response) else {
-        return Ok(response);
-    };
+///
+/// Not an `async fn`: every answer goes through here, and one would copy
+/// the response into its future and out again, in a future the size of the
+/// error body's read. An answer passes at once; the read is boxed.
+fn reject_errors(response: Response<ProviderBody>) -> RejectErrors {
+    match OpenAiClassifier::new().classify_response(&response) {
+        Verdict::Failure(at_head) => RejectErrors::Reading {
+            failure: Box::pin(classify_error(response, at_head)),
+        },
+        Verdict::Success | Verdict::Watch(_) => RejectErrors::Passed {
+            response: Some(response),
+        },
+    }
+}
+
+/// The failure an error response is, refined by its body.
+async fn classify_error(response: Response<ProviderBody>, at_head: Failure) -> Failure {
     let (parts, body) = response.into_parts();
     // A body that will not come leaves the verdict from the head.
-    Err(match Limited::new(body, MAX_ERROR_BODY).collect().await {
-        Ok(collected) => {
-            classifier.classify_error_body(parts.status, &parts.headers, &collected.to_bytes())
-        }
+    match Limited::new(body, MAX_ERROR_BODY).collect().await {
+        Ok(collected) => OpenAiClassifier::new().classify_error_body(
+            parts.status,
+            &parts.headers,
+            &collected.to_bytes(),
+        ),
         Err(_) => at_head,
-    })
+    }
+}
+
+pin_project! {
+    /// The future of [`reject_errors`].
+    #[project = RejectErrorsProj]
+    enum RejectErrors {
+        Passed { response: Option<Response<ProviderBody>> },
+        Reading { failure: Pin<Box<dyn Future<Output = Failure> + Send>> },
+    }
+}
+
+impl Future for RejectErrors {
+    type Output = Result<Response<ProviderBody>, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RejectErrorsProj::Passed { response } => Poll::Ready(
+                response
+                    .take()
+                    .ok_or_else(|| Failure::new(ErrorClass::Internal, "polled after completion")),
+            ),
+            RejectErrorsProj::Reading { failure } => failure.as_mut().poll(cx).map(Err),
+        }
+    }
 }
 
 #[cfg(test)]

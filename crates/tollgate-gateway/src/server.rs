@@ -83,7 +83,9 @@ pub async fn serve(
                     let (gateway, state, conns) = (gateway.clone(), state.clone(), conns.clone());
                     async move {
                         let metrics = gateway.app().metrics.clone();
-                        let serve = |request| async move { gateway.handle(request).await };
+                        // The handler's future itself, not one more async
+                        // block around it: each level is a copy per request.
+                        let serve = |request| gateway.handle(request);
                         Ok::<_, Infallible>(
                             connection::handle(&metrics, state, conns, request, serve).await,
                         )

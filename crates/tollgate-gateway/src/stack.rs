@@ -31,10 +31,10 @@ use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
 
 /// The stack below the cascade: one model group.
-type GroupStack = Retry<Balance<Breaker, Breakers, Arc<Deployment>>>;
+pub(crate) type GroupStack = Retry<Balance<Breaker, Breakers, Arc<Deployment>>>;
 
 /// One deployment's breaker over its provider.
-type Breaker = CircuitBreaker<Cost<ProviderService>, DeploymentBreakerKey>;
+pub(crate) type Breaker = CircuitBreaker<Cost<ProviderService>, DeploymentBreakerKey>;
 
 /// The stack's service.
 pub(crate) type Stack = RateLimit<Hedge<Fallback<GroupStack, GroupHealth>>>;

@@ -191,25 +191,41 @@ impl EndUsers {
         let local = self.local(user);
         let down = now_ms < self.inner.redis_down_until_ms.load(Ordering::Relaxed);
         let found = match &self.inner.redis {
-            Some(redis) if !down => match redis.get(user).await {
-                Ok(Some(remote)) => Some(self.learn(remote).await),
-                // Redis lost it (or never had it): put the local copy back.
-                Ok(None) => {
-                    if let Some(local) = &local
-                        && let Err(error) = redis.put(local).await
-                    {
-                        self.fell_back(&error, now_ms);
-                    }
-                    local
-                }
-                Err(error) => {
-                    self.fell_back(&error, now_ms);
-                    local
-                }
-            },
+            // Boxed: a Redis round trip's future is large, and inline it
+            // would set the size of every request's handler future, which
+            // is moved whole several times per request.
+            Some(redis) if !down => Box::pin(self.shared_copy(redis, user, local, now_ms)).await,
             _ => local,
         };
         found.filter(|record| !record.deleted)
+    }
+
+    /// Redis's row of `user`, learnt if newer than `local` (this
+    /// replica's copy); `local` when Redis lost it (then put back) or does
+    /// not answer.
+    async fn shared_copy(
+        &self,
+        redis: &Redis,
+        user: &str,
+        local: Option<Arc<EndUser>>,
+        now_ms: i64,
+    ) -> Option<Arc<EndUser>> {
+        match redis.get(user).await {
+            Ok(Some(remote)) => Some(self.learn(remote).await),
+            // Redis lost it (or never had it): put the local copy back.
+            Ok(None) => {
+                if let Some(local) = &local
+                    && let Err(error) = redis.put(local).await
+                {
+                    self.fell_back(&error, now_ms);
+                }
+                local
+            }
+            Err(error) => {
+                self.fell_back(&error, now_ms);
+                local
+            }
+        }
     }
 
     /// This replica's copy of `user`, tombstones included.

@@ -88,18 +88,23 @@ pub(super) fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
 /// The whole request body, refused past the gateway's size limit (before a
 /// byte is read when `Content-Length` says so), or when it does not arrive in
 /// time (see [`BodyReader`](crate::request_body::BodyReader)).
-pub(crate) async fn read_request<B>(app: &App, request: Request<B>) -> Result<Bytes, Failure>
+///
+/// Not an `async fn`: its future would keep the request's head (dead once
+/// the length is read) beside the reader's, in every handler's future.
+pub(crate) fn read_request<B>(
+    app: &App,
+    request: Request<B>,
+) -> impl Future<Output = Result<Bytes, Failure>>
 where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
+    let declared = request
+        .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    app.body_reader.read(body, declared).await
+    app.body_reader.read(request.into_body(), declared)
 }
 
 /// A key asking for a model group it may not use: 403, naming the key by

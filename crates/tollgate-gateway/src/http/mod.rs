@@ -6,6 +6,8 @@ pub(crate) mod chat;
 mod completions;
 mod count_tokens;
 mod embeddings;
+#[cfg(test)]
+mod future_size_tests;
 mod models;
 mod route;
 mod shape;
@@ -91,9 +93,9 @@ pub(crate) struct App {
     pub(crate) generation: Generation,
 }
 
-/// Handles one request.
+/// Handles one request with `app`, the configuration it began with.
 pub(crate) async fn handle<B>(
-    app: &App,
+    app: Arc<App>,
     request: Request<B>,
     reload: impl FnOnce() -> (Response<GatewayBody>, Option<ErrorClass>),
 ) -> Response<GatewayBody>
@@ -101,6 +103,7 @@ where
     B: http_body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let app = &*app;
     let start = Instant::now();
     let request_id = app.request_ids.for_request(request.headers());
     let route = route_of(request.method(), request.uri().path());
@@ -141,14 +144,20 @@ where
             | Route::Embeddings
             | Route::Messages
             | Route::Responses => {
+                // Each handler made in the call that takes it: a local
+                // moved into `run` would keep its bytes in this future too.
                 let answer = match route {
                     Route::Messages => {
-                        let messages = chat::handle(app, Messages, request, principal, &mut log);
-                        app.grace.run(messages).await
+                        let log = &mut log;
+                        app.grace
+                            .run(chat::handle(app, Messages, request, principal, log))
+                            .await
                     }
                     Route::Responses => {
-                        let responses = chat::handle(app, Responses, request, principal, &mut log);
-                        app.grace.run(responses).await
+                        let log = &mut log;
+                        app.grace
+                            .run(chat::handle(app, Responses, request, principal, log))
+                            .await
                     }
                     _ => {
                         let operation = match route {
@@ -156,9 +165,11 @@ where
                             Route::Embeddings => embeddings::OPERATION,
                             _ => Operation::ChatCompletions,
                         };
-                        let openai =
-                            chat::handle(app, OpenAi(operation), request, principal, &mut log);
-                        app.grace.run(openai).await
+                        let shape = OpenAi(operation);
+                        let log = &mut log;
+                        app.grace
+                            .run(chat::handle(app, shape, request, principal, log))
+                            .await
                     }
                 };
                 answer.unwrap_or_else(|| {
@@ -166,14 +177,20 @@ where
                     route.error_response(&crate::grace::shutdown_failure())
                 })
             }
-            Route::CountTokens => count_tokens::handle(app, request, principal, &mut log).await,
+            // The routes below the chat ones are boxed: their futures (a
+            // Redis or SQLite round trip, a provider's count) are the largest
+            // here, and inline they would set the size of this future, which
+            // every chat request moves whole, several times over.
+            Route::CountTokens => {
+                Box::pin(count_tokens::handle(app, request, principal, &mut log)).await
+            }
             Route::ModelRetrieve => {
                 models::retrieve(app, request.uri().path(), &principal, &mut log)
             }
             Route::ModelInfo => models::info(app, &principal),
-            Route::Keys => admin::keys(app, request, &mut log).await,
-            Route::Teams => admin::teams(app, request, &mut log).await,
-            Route::EndUsers => admin::end_users(app, request, &mut log).await,
+            Route::Keys => Box::pin(admin::keys(app, request, &mut log)).await,
+            Route::Teams => Box::pin(admin::teams(app, request, &mut log)).await,
+            Route::EndUsers => Box::pin(admin::end_users(app, request, &mut log)).await,
             Route::ConfigReload => {
                 let (response, class) = reload();
                 log.class = class;
@@ -188,7 +205,7 @@ where
             Route::CircuitBreakers => admin::circuit_breakers(app),
             Route::Metrics => admin::metrics(app),
             Route::SpendLogs | Route::SpendSummary | Route::SpendKeys | Route::SpendTeams => {
-                admin::spend(app, route, request.uri().query()).await
+                Box::pin(admin::spend(app, route, request.uri().query())).await
             }
             Route::Providers => admin::json_response(
                 StatusCode::OK,

@@ -427,7 +427,10 @@ impl Keys {
         let key = match self.lookup(&hash, text, now_ms) {
             Lookup::Found(key) => Some(key),
             Lookup::Unknown => None,
-            Lookup::AskRedis(local) => self.ask_redis(&hash, local, now_ms).await,
+            // Boxed: the Redis round trip's future is large, and inline it
+            // would set the size of every request's handler future (moved
+            // whole several times per request); a master key never gets here.
+            Lookup::AskRedis(local) => Box::pin(self.ask_redis(&hash, local, now_ms)).await,
         };
         let Some(key) = key else {
             return Err(incorrect_key());

@@ -230,6 +230,16 @@ impl Teams {
                 _ => return None,
             }
         };
+        // Boxed: a Redis round trip's future is large, and inline it would
+        // set the size of every request's handler future, which is moved
+        // whole several times per request — this path is the rare one.
+        Box::pin(self.fetch(redis, id, now_ms)).await
+    }
+
+    /// The rest of [`lookup`](Self::lookup): team `id` as Redis has it,
+    /// merged with this replica's copy; a team no copy has is remembered
+    /// as missing for a while.
+    async fn fetch(&self, redis: &RedisTeams, id: &str, now_ms: i64) -> Option<Arc<Team>> {
         let found = match redis.get(id).await {
             Ok(remote) => match self.merge(redis, id, remote, false).await {
                 Ok(_) => self.read().live.get(id).cloned(),

@@ -48,7 +48,10 @@ impl Default for ClientConfig {
 /// Cloning it is cheap and shares the pool.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<Connector, RequestBody>,
+    // Behind one `Arc`: hyper's client is some 300 bytes of handles, and the
+    // stack's services (cloned several times per request) and the
+    // provider's future each hold one.
+    client: Arc<Client<Connector, RequestBody>>,
 }
 
 impl UpstreamClient {
@@ -96,7 +99,9 @@ impl UpstreamClient {
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .build(connector);
-        UpstreamClient { client }
+        UpstreamClient {
+            client: Arc::new(client),
+        }
     }
 }
 
