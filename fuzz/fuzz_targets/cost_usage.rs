@@ -46,11 +46,7 @@ fuzz_target!(|input: &[u8]| {
                 let mut body = std::pin::pin!(body);
                 let _ = http_body_util::BodyExt::frame(&mut body).await;
             } else {
-                // A stream goes out one event a frame (events are split
-                // once and handed out whole): bounded by its bytes, not its
-                // chunks.
-                let bytes: usize = script.chunks.iter().map(|chunk| chunk.len()).sum();
-                read_body(body, bytes + script.chunks.len() + 16).await;
+                read_body(body, script.frame_bound()).await;
             }
         }
     });

@@ -71,10 +71,7 @@ where
                     let _ = http_body_util::BodyExt::frame(&mut body).await;
                     return;
                 }
-                // A translated stream goes out one event a frame: bounded by
-                // the script's bytes, not its chunks.
-                let bytes: usize = script.chunks.iter().map(|chunk| chunk.len()).sum();
-                let (out, _clean) = read_body(body, bytes + script.chunks.len() + 16).await;
+                let (out, _clean) = read_body(body, script.frame_bound()).await;
                 if stream {
                     check_stream(&out);
                 }

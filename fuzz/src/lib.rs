@@ -57,6 +57,15 @@ pub struct Script {
 }
 
 impl Script {
+    /// How many frames a body made from this script may take before a
+    /// reader calls it a hang: a stream goes out one event a frame (events
+    /// are split once and handed out whole, even an event a byte long), so
+    /// the bound is the script's bytes, not its chunks.
+    pub fn frame_bound(&self) -> usize {
+        let bytes: usize = self.chunks.iter().map(|chunk| chunk.len()).sum();
+        bytes + self.chunks.len() + 16
+    }
+
     /// Decodes `input`; `None` when it is shorter than the three control
     /// bytes.
     pub fn decode(input: &[u8]) -> Option<Script> {
@@ -239,6 +248,6 @@ where
         let _ = http_body_util::BodyExt::frame(&mut body).await;
         return None;
     }
-    let (out, _clean) = read_body(body, script.chunks.len() + 16).await;
+    let (out, _clean) = read_body(body, script.frame_bound()).await;
     Some((stream, out))
 }
