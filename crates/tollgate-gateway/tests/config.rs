@@ -361,6 +361,26 @@ fn a_variable_that_is_not_a_number_is_named_not_printed() {
     assert!(!error.to_string().contains(REDIS_PASSWORD));
 }
 
+/// A model read from the environment that the loader cannot place (the
+/// config fuzz target found a key reaching this message): the error names
+/// the variable, with or without something that looks like a prefix.
+#[test]
+fn a_model_from_the_environment_is_named_not_printed() {
+    for (var, value) in [
+        ("MODEL_A", "sk-model-secret-77aa"),
+        ("MODEL_B", "sk-bad/secret-88bb"),
+    ] {
+        let mut env = full_env();
+        env.insert(var.to_owned(), value.to_owned());
+        let yaml = format!(
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: os.environ/{var}\n"
+        );
+        let error = error_with(&yaml, &env);
+        assert_invalid(&error, "model_list[0].litellm_params.model", var);
+        assert!(!format!("{error} {error:?}").contains(value), "{error}");
+    }
+}
+
 #[test]
 fn environment_variables_section_feeds_references() {
     let yaml = with(

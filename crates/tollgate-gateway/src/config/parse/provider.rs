@@ -31,6 +31,9 @@ pub(super) fn resolve(
             ),
         ));
     };
+    // A model read from the environment is named by its variable in an
+    // error, never shown: the variable may hold anything, a key included.
+    let from_env = model.var.as_deref();
     let model = model.value.trim();
     if let Some(custom) = custom_provider {
         let name = custom.value.trim();
@@ -64,25 +67,36 @@ pub(super) fn resolve(
         if let Some(provider) = bare_provider(model, prices) {
             return Ok((provider, model.to_owned()));
         }
-        // Prefixes are provider names, never secrets, so naming it helps.
+        // A prefix written in the file is a provider name, never a secret,
+        // so naming it helps.
+        let prefix = match from_env {
+            Some(var) => format!("in the value of {var}"),
+            None => format!("{prefix:?}/"),
+        };
         return Err(ConfigError::invalid(
             &path,
             format!(
-                "unsupported provider prefix {prefix:?}/; supported: {}",
+                "unsupported provider prefix {prefix}; supported: {}",
                 Provider::supported_prefixes()
             ),
         ));
     }
     match bare_provider(model, prices) {
         Some(provider) => non_empty_model(provider, model, &path),
-        None => Err(ConfigError::invalid(
-            &path,
-            format!(
-                "no provider prefix, and LiteLLM's model list does not know {model:?}; \
-                 write it as <provider>/<model> with one of {}",
-                Provider::supported_prefixes()
-            ),
-        )),
+        None => {
+            let model = match from_env {
+                Some(var) => format!("the value of {var}"),
+                None => format!("{model:?}"),
+            };
+            Err(ConfigError::invalid(
+                &path,
+                format!(
+                    "no provider prefix, and LiteLLM's model list does not know {model}; \
+                     write it as <provider>/<model> with one of {}",
+                    Provider::supported_prefixes()
+                ),
+            ))
+        }
     }
 }
 
