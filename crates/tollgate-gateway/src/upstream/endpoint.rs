@@ -3,6 +3,14 @@
 use http::header::{AUTHORIZATION, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
+use tollgate_core::Operation;
+
+/// The operations whose URIs an endpoint joins once, when it is built.
+const OPERATIONS: [Operation; 3] = [
+    Operation::ChatCompletions,
+    Operation::Completions,
+    Operation::Embeddings,
+];
 
 /// One deployment's base URL, credentials and extra headers.
 ///
@@ -15,6 +23,11 @@ pub struct Endpoint {
     authority: Authority,
     base_path: String,
     headers: HeaderMap,
+    /// The URI of each of [`OPERATIONS`] under the base, in that order:
+    /// every request goes to one of them, and a clone of a joined URI is a
+    /// few reference counts where joining it again is a `format!` and a
+    /// parse.
+    operations: [Uri; 3],
 }
 
 /// The error for a base URL that is not an absolute `http` or `https` URL.
@@ -31,11 +44,15 @@ impl Endpoint {
             return Err(InvalidBaseUrl);
         }
         let authority = uri.authority().cloned().ok_or(InvalidBaseUrl)?;
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let operations =
+            OPERATIONS.map(|operation| join(&scheme, &authority, &base_path, operation.path()));
         Ok(Endpoint {
             scheme,
             authority,
-            base_path: uri.path().trim_end_matches('/').to_owned(),
+            base_path,
             headers: HeaderMap::new(),
+            operations,
         })
     }
 
@@ -56,21 +73,46 @@ impl Endpoint {
 
     /// The URI of `path_and_query` under this endpoint's base.
     pub(crate) fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
-        let tail = path_and_query.map_or("", PathAndQuery::as_str);
-        let joined = format!("{}{}", self.base_path, tail);
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(joined)
-            .build()
-            // Both halves were valid URI parts already.
-            .unwrap_or_default()
+        self.joined(path_and_query.map_or("", PathAndQuery::as_str))
+    }
+
+    /// The URI of `operation` under this endpoint's base.
+    pub(crate) fn operation_uri(&self, operation: Operation) -> Uri {
+        self.joined(operation.path())
+    }
+
+    /// `tail` under the base: joined when the endpoint was built if it is
+    /// an operation's path, else now.
+    fn joined(&self, tail: &str) -> Uri {
+        match OPERATIONS.iter().position(|op| op.path() == tail) {
+            Some(at) => self.operations[at].clone(),
+            None => join(&self.scheme, &self.authority, &self.base_path, tail),
+        }
     }
 
     /// The headers sent with every request (credentials included).
     pub(crate) fn headers(&self) -> &HeaderMap {
         &self.headers
     }
+
+    /// Sets [`headers`](Self::headers) on a request's, over any of the same
+    /// name.
+    pub(crate) fn set_headers(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.insert(name, value.clone());
+        }
+    }
+}
+
+/// `base_path` and `tail` joined under `scheme://authority`.
+fn join(scheme: &Scheme, authority: &Authority, base_path: &str, tail: &str) -> Uri {
+    Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(format!("{base_path}{tail}"))
+        .build()
+        // Both halves were valid URI parts already.
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -101,6 +143,19 @@ mod tests {
             ep.uri_for(Some(&pq)).to_string(),
             "http://127.0.0.1:9/chat/completions"
         );
+        // A path no operation has is joined all the same.
+        let other = PathAndQuery::from_static("/responses?x=1");
+        assert_eq!(
+            ep.uri_for(Some(&other)).to_string(),
+            "http://127.0.0.1:9/responses?x=1"
+        );
+        let ep = Endpoint::new("https://example.com/openai/v1").unwrap();
+        for operation in OPERATIONS {
+            let joined = format!("https://example.com/openai/v1{}", operation.path());
+            assert_eq!(ep.operation_uri(operation).to_string(), joined);
+            let path = PathAndQuery::from_static(operation.path());
+            assert_eq!(ep.uri_for(Some(&path)).to_string(), joined);
+        }
     }
 
     #[test]
