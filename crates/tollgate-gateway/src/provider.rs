@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -31,7 +30,7 @@ use tollgate_providers::embeddings::{Embed, Embeddings};
 use tollgate_providers::gemini::Gemini;
 use tollgate_providers::{Protocol, Provider};
 
-use crate::upstream::{Endpoint, TimedBody, UpstreamClient};
+use crate::upstream::{Endpoint, TimedBody, UpstreamClient, gateway_headers};
 
 mod headers;
 
@@ -406,12 +405,11 @@ async fn within<T>(
 }
 
 /// The request a deployment gets: the client's body with the model name the
-/// deployment knows, and the gateway's own headers — none of the client's
-/// (its key, cookies, hop-by-hop headers) go upstream.
+/// deployment knows, and the [gateway's own headers](gateway_headers).
 ///
-/// Addressed to `endpoint` when it is given (its URI joined when it was
-/// built, its headers set after the gateway's), else to the operation's
-/// path alone, for a layer below to address.
+/// Addressed to `endpoint` when it is given (its URI and headers prepared
+/// when it was built), else to the operation's path alone, for a layer
+/// below to address.
 fn upstream_request(
     deployment: &Deployment,
     chat: &ChatRequest,
@@ -426,28 +424,16 @@ fn upstream_request(
     *request.method_mut() = Method::POST;
     // The operation's path (`/chat/completions`, `/completions`,
     // `/embeddings`) under the deployment's base URL.
-    *request.uri_mut() = match endpoint {
-        Some(endpoint) => endpoint.operation_uri(chat.operation()),
-        None => Uri::from_static(chat.operation().path()),
+    (*request.uri_mut(), *request.headers_mut()) = match endpoint {
+        Some(endpoint) => (
+            endpoint.operation_uri(chat.operation()),
+            endpoint.request_headers(chat.stream()),
+        ),
+        None => (
+            Uri::from_static(chat.operation().path()),
+            gateway_headers(chat.stream()),
+        ),
     };
-    let accept = if chat.stream() {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
-    let headers = request.headers_mut();
-    // Room for the gateway's three, the endpoint's and hyper's `host`.
-    headers.reserve(4 + endpoint.map_or(0, |e| e.headers().len()));
-    // Static values: a `&str` would be copied into each request.
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(ACCEPT, HeaderValue::from_static(accept));
-    headers.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-    );
-    if let Some(endpoint) = endpoint {
-        endpoint.set_headers(headers);
-    }
     request
 }
 

@@ -287,6 +287,7 @@ where
     let stream = chat.stream();
     // The body carries the parsed request: the layers read it there.
     let mut request = Request::new(RequestBody::from_chat(chat));
+    *request.extensions_mut() = crate::stack::roomy_extensions();
     if let Some(fallbacks) = body_fallbacks {
         request.extensions_mut().insert(fallbacks);
     }
@@ -424,14 +425,18 @@ fn for_client(
     // The gateway's body decides the length (a deadline may end it early):
     // hyper frames it from the body, never from a length declared below.
     headers.remove(CONTENT_LENGTH);
-    let content_type = headers
-        .remove(CONTENT_TYPE)
-        .and_then(|value| match well_known_media_type(&value) {
-            true => Some(value),
-            false => redactor.header(value),
-        })
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_TYPE, content_type);
+    // One well-known content type stays where it is; anything else is
+    // redacted, or replaced by JSON's.
+    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+    let well_known =
+        content_types.next().is_some_and(well_known_media_type) && content_types.next().is_none();
+    if !well_known {
+        let content_type = headers
+            .remove(CONTENT_TYPE)
+            .and_then(|value| redactor.header(value))
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
+    }
     redact_rate_limits(headers, redactor);
     Response::from_parts(parts, body)
 }
@@ -500,5 +505,21 @@ mod tests {
         }
         let leaky = sent("application/json; sk-upstream-secret", &redactor);
         assert_eq!(leaky, "application/json; [redacted]");
+    }
+
+    #[test]
+    fn a_second_content_type_is_not_passed_unscanned() {
+        let redactor = Redactor::new(Secrets::from_iter(["sk-upstream-secret"]));
+        let (mut parts, ()) = Response::new(()).into_parts();
+        let headers = &mut parts.headers;
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("sk-upstream-secret"));
+        let response = for_client(parts, GatewayBody::full(""), &redactor);
+        let sent: Vec<_> = response.headers().get_all(CONTENT_TYPE).iter().collect();
+        assert_eq!(sent, ["application/json"]);
+        // No content type at all: JSON's.
+        let (parts, ()) = Response::new(()).into_parts();
+        let response = for_client(parts, GatewayBody::full(""), &redactor);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     }
 }
