@@ -76,8 +76,11 @@ where
 /// read it: `Authorization`, else `x-api-key`, else `api-key`).
 pub(super) fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
     let redactor = Redactor::new(app.secrets.clone());
-    let presented = [AUTHORIZATION.as_str(), "x-api-key", "api-key"]
-        .into_iter()
+    // Names, not `&str`s: a `&str` is parsed into a name at each lookup.
+    const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    const API_KEY: HeaderName = HeaderName::from_static("api-key");
+    let presented = [AUTHORIZATION, X_API_KEY, API_KEY]
+        .iter()
         .find_map(|name| headers.get(name));
     match presented {
         Some(value) => redactor.with_presented(value.clone()),
