@@ -7,7 +7,6 @@ use tollgate_core::{Availability, BoxError, Failure};
 
 use crate::breakers::Breakers;
 use crate::error::CircuitOpen;
-use crate::state::State;
 
 /// Tells a balancer (`tollgate-balance`) which deployments' breakers are
 /// open, keyed by deployment id. A key without a breaker (never
@@ -16,8 +15,7 @@ use crate::state::State;
 /// [`CircuitOpen`].
 impl Availability for Breakers {
     fn is_open(&self, deployment: &str) -> bool {
-        self.snapshot(deployment)
-            .is_some_and(|s| s.state == State::Open)
+        self.is_open_now(deployment)
     }
 
     fn next_probe_in(&self, deployment: &str) -> Option<Duration> {

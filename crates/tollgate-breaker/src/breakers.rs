@@ -47,12 +47,18 @@ pub struct Breakers {
 
 struct Shared {
     config: Arc<BreakerConfig>,
-    map: ArcSwap<HashMap<Arc<str>, Arc<Entry>>>,
+    map: ArcSwap<KeyMap>,
     /// Serialises copy-on-write inserts into `map`.
     insert: Mutex<()>,
     hub: Arc<Hub>,
     warned_full: AtomicBool,
 }
+
+/// The breakers by key. Hashed with foldhash, not SipHash: every call
+/// looks its key up (and the cascade each group's), and the keys are the
+/// configuration's deployment ids, not a client's text to flood a bucket
+/// with.
+type KeyMap = HashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>;
 
 /// What every key's breaker shares: where events go, where jitter comes
 /// from.
@@ -110,7 +116,7 @@ impl Breakers {
         Breakers {
             shared: Arc::new(Shared {
                 config: Arc::new(config.into_inner()),
-                map: ArcSwap::from_pointee(HashMap::new()),
+                map: ArcSwap::from_pointee(KeyMap::default()),
                 insert: Mutex::new(()),
                 hub: Arc::new(Hub {
                     events,
@@ -141,7 +147,7 @@ impl Breakers {
         let _guard = self.lock_inserts();
         let current = self.shared.map.load();
         let entry = self.new_entry(key, Arc::new(config.into_inner()));
-        let mut map = HashMap::clone(&current);
+        let mut map = KeyMap::clone(&current);
         map.insert(entry.key.clone(), entry);
         self.shared.map.store(Arc::new(map));
     }
@@ -150,6 +156,18 @@ impl Breakers {
     pub fn snapshot(&self, key: &str) -> Option<Snapshot> {
         let entry = self.shared.map.load().get(key).cloned()?;
         Some(entry.snapshot(Instant::now()))
+    }
+
+    /// Whether the breaker of `key` is OPEN at this moment (an unknown key
+    /// is not): a snapshot's state, without the snapshot when the breaker
+    /// is CLOSED — the cascade and the balancer ask this of each request's
+    /// deployments.
+    pub(crate) fn is_open_now(&self, key: &str) -> bool {
+        let map = self.shared.map.load();
+        let Some(entry) = map.get(key) else {
+            return false;
+        };
+        !entry.state.is_closed() && entry.snapshot(Instant::now()).state == State::Open
     }
 
     /// Every breaker at this moment, sorted by key.
@@ -210,7 +228,7 @@ impl Breakers {
         if !current.contains_key(key) {
             return false;
         }
-        let mut map = HashMap::clone(&current);
+        let mut map = KeyMap::clone(&current);
         map.remove(key);
         self.shared.map.store(Arc::new(map));
         true
@@ -241,7 +259,7 @@ impl Breakers {
             return None;
         }
         let entry = self.new_entry(key, self.shared.config.clone());
-        let mut map = HashMap::clone(&current);
+        let mut map = KeyMap::clone(&current);
         map.insert(entry.key.clone(), entry.clone());
         self.shared.map.store(Arc::new(map));
         Some(entry)

@@ -282,6 +282,12 @@ impl KeyState {
         (current & 0b11 == PHASE_CLOSED).then_some(Ticket::Closed(current >> 2))
     }
 
+    /// Whether the breaker is CLOSED, with one atomic load: time alone
+    /// never takes a CLOSED breaker anywhere else.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.word.load(Ordering::Acquire) & 0b11 == PHASE_CLOSED
+    }
+
     /// May a call go through at `now`?
     pub(crate) fn admit(
         &self,

@@ -101,15 +101,15 @@ where
     }
 
     fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
-        // The service made ready answers this request; a hedge gets a clone.
-        let clone = self.inner.clone();
-        let mut primary_service = std::mem::replace(&mut self.inner, clone);
+        // The service made ready answers this request, in place: its future
+        // does not hold it, so no clone is made for the next request. A
+        // hedge gets a clone, made ready by `oneshot`.
         let Some((group, to, wait)) = self.plan(&request) else {
-            return Box::pin(primary_service.call(request));
+            return Box::pin(self.inner.call(request));
         };
         let hedge_request = with_group(&request, to);
-        let primary = primary_service.call(request);
         let hedge_service = self.inner.clone();
+        let primary = self.inner.call(request);
         let metrics = self.metrics.clone();
         Box::pin(async move {
             tokio::pin!(primary);

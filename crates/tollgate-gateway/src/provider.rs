@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -31,7 +30,7 @@ use tollgate_providers::embeddings::{Embed, Embeddings};
 use tollgate_providers::gemini::Gemini;
 use tollgate_providers::{Protocol, Provider};
 
-use crate::upstream::{TimedBody, UpstreamClient};
+use crate::upstream::{Endpoint, TimedBody, UpstreamClient, gateway_headers};
 
 mod headers;
 
@@ -172,7 +171,7 @@ impl Service<Request<RequestBody>> for ProviderService {
 
 /// Sends the request to the deployment's provider, under its deadlines.
 async fn call_provider(
-    mut client: UpstreamClient,
+    client: UpstreamClient,
     deployment: &Deployment,
     chat: &ChatRequest,
     as_sent: Option<NativeRequest>,
@@ -205,7 +204,7 @@ async fn call_provider(
         // API itself; refused by one served through chat when it continues
         // a stored response.
         if crate::native_responses::serves(deployment, chat, native) {
-            let request = upstream_request(deployment, chat)?;
+            let request = upstream_request(deployment, chat, None);
             let (mut client, request) = crate::native_responses::request(
                 client, deployment, chat, native, request, timeouts, timings,
             )?;
@@ -226,20 +225,17 @@ async fn call_provider(
     }
     match &deployment.provider {
         DeploymentProvider::Http(endpoint) => {
-            let mut request = upstream_request(deployment, chat)?;
-            request.extensions_mut().insert(Arc::clone(endpoint));
-            request.extensions_mut().insert(timeouts);
-            if let Some(timings) = timings {
-                request.extensions_mut().insert(Arc::clone(timings));
-            }
+            // Addressed here and handed to the client with its deadlines:
+            // no extension for the client to read them from.
+            let request = upstream_request(deployment, chat, Some(endpoint));
             let response = client
-                .call(request)
+                .send(request, timeouts, timings.cloned())
                 .await
                 .map_err(|error| Failure::from_error(&*error))?;
             reject_errors(response.map(|body| ProviderBody::Http { body })).await
         }
         DeploymentProvider::OpenRouter(openrouter) => {
-            let mut request = upstream_request(deployment, chat)?;
+            let mut request = upstream_request(deployment, chat, None);
             for (name, value) in &openrouter.headers {
                 request.headers_mut().insert(name, value.clone());
             }
@@ -258,7 +254,7 @@ async fn call_provider(
             Ok(response.map(|body| ProviderBody::OpenRouter { body }))
         }
         DeploymentProvider::Native(native) => {
-            let mut request = upstream_request(deployment, chat)?;
+            let mut request = upstream_request(deployment, chat, None);
             request.extensions_mut().insert(timeouts);
             if let Some(timings) = timings {
                 request.extensions_mut().insert(Arc::clone(timings));
@@ -409,35 +405,36 @@ async fn within<T>(
 }
 
 /// The request a deployment gets: the client's body with the model name the
-/// deployment knows, and the gateway's own headers — none of the client's
-/// (its key, cookies, hop-by-hop headers) go upstream.
+/// deployment knows, and the [gateway's own headers](gateway_headers).
+///
+/// Addressed to `endpoint` when it is given (its URI and headers prepared
+/// when it was built), else to the operation's path alone, for a layer
+/// below to address.
 fn upstream_request(
     deployment: &Deployment,
     chat: &ChatRequest,
-) -> Result<Request<RequestBody>, Failure> {
+    endpoint: Option<&Endpoint>,
+) -> Request<RequestBody> {
     let target = &deployment.target;
     let upstream =
         crate::routing::upstream_model(&target.model_group, &target.upstream_model, chat.model());
-    let body = RequestBody::new(chat.with_model(upstream));
-    let accept = if chat.stream() {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    // Built in place, not with `Request::builder()`: each of its steps
+    // moves the whole request head.
+    let mut request = Request::new(RequestBody::new(chat.with_model(upstream)));
+    *request.method_mut() = Method::POST;
     // The operation's path (`/chat/completions`, `/completions`,
     // `/embeddings`) under the deployment's base URL.
-    let mut request = Request::post(Uri::from_static(chat.operation().path()))
-        // Static values: a `&str` would be copied into each request.
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(ACCEPT, HeaderValue::from_static(accept))
-        .header(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        )
-        .body(body)
-        .map_err(|_| Failure::new(ErrorClass::Internal, "could not build the upstream request"))?;
-    request.extensions_mut().insert(deployment.target.clone());
-    Ok(request)
+    (*request.uri_mut(), *request.headers_mut()) = match endpoint {
+        Some(endpoint) => (
+            endpoint.operation_uri(chat.operation()),
+            endpoint.request_headers(chat.stream()),
+        ),
+        None => (
+            Uri::from_static(chat.operation().path()),
+            gateway_headers(chat.stream()),
+        ),
+    };
+    request
 }
 
 /// The most of an upstream error body read to classify it.

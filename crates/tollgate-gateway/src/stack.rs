@@ -12,10 +12,10 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use http::Request;
+use http::{Extensions, Request};
 use tollgate_balance::{Balance, BalanceLayer};
 use tollgate_breaker::{Breakers, CircuitBreaker, KeyExtractor};
 use tollgate_core::classify::{OpenAiClassifier, OpenAiEos};
@@ -29,6 +29,33 @@ use crate::deployment::{Deployment, Groups};
 use crate::hedge::{Hedge, HedgePlans};
 use crate::provider::{ProviderBody, ProviderService};
 use crate::upstream::UpstreamClient;
+
+/// An empty extension map with room for the extensions a request gathers
+/// on its way down the stack (the handler's, the cascade's, the
+/// balancer's, the cost layer's: about ten). A clone of it is allocated
+/// once at that size, where a fresh map grows three times on the way, each
+/// time a rehash: every request starts from one. (An answer's map, which
+/// hyper makes, is left to grow: moving its extensions into a roomy one
+/// costs more than the growth.)
+pub(crate) fn roomy_extensions() -> Extensions {
+    static ROOMY: LazyLock<Extensions> = LazyLock::new(|| {
+        // Types of their own, to make room with; `clear` keeps the room.
+        #[derive(Clone)]
+        struct Room<const N: usize>;
+        let mut extensions = Extensions::new();
+        extensions.insert(Room::<0>);
+        extensions.insert(Room::<1>);
+        extensions.insert(Room::<2>);
+        extensions.insert(Room::<3>);
+        extensions.insert(Room::<4>);
+        extensions.insert(Room::<5>);
+        extensions.insert(Room::<6>);
+        extensions.insert(Room::<7>);
+        extensions.clear();
+        extensions
+    });
+    ROOMY.clone()
+}
 
 /// The stack below the cascade: one model group.
 pub(crate) type GroupStack = Retry<Balance<Breaker, Breakers, Arc<Deployment>>>;
@@ -116,5 +143,22 @@ impl<B> KeyExtractor<B> for DeploymentBreakerKey {
         deployment
             .breaker_enabled
             .then(|| Cow::Borrowed(&*deployment.target.deployment_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roomy_extensions_start_empty_and_take_what_is_inserted() {
+        let mut extensions = roomy_extensions();
+        assert!(extensions.is_empty());
+        extensions.insert(7u32);
+        extensions.insert("name");
+        assert_eq!(extensions.len(), 2);
+        assert_eq!(extensions.get::<u32>(), Some(&7));
+        // A clone for the next request is empty again.
+        assert!(roomy_extensions().is_empty());
     }
 }

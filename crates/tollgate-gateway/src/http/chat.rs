@@ -76,8 +76,11 @@ where
 /// read it: `Authorization`, else `x-api-key`, else `api-key`).
 pub(super) fn redactor(app: &App, headers: &http::HeaderMap) -> Redactor {
     let redactor = Redactor::new(app.secrets.clone());
-    let presented = [AUTHORIZATION.as_str(), "x-api-key", "api-key"]
-        .into_iter()
+    // Names, not `&str`s: a `&str` is parsed into a name at each lookup.
+    const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    const API_KEY: HeaderName = HeaderName::from_static("api-key");
+    let presented = [AUTHORIZATION, X_API_KEY, API_KEY]
+        .iter()
         .find_map(|name| headers.get(name));
     match presented {
         Some(value) => redactor.with_presented(value.clone()),
@@ -287,6 +290,7 @@ where
     let stream = chat.stream();
     // The body carries the parsed request: the layers read it there.
     let mut request = Request::new(RequestBody::from_chat(chat));
+    *request.extensions_mut() = crate::stack::roomy_extensions();
     if let Some(fallbacks) = body_fallbacks {
         request.extensions_mut().insert(fallbacks);
     }
@@ -424,13 +428,37 @@ fn for_client(
     // The gateway's body decides the length (a deadline may end it early):
     // hyper frames it from the body, never from a length declared below.
     headers.remove(CONTENT_LENGTH);
-    let content_type = headers
-        .remove(CONTENT_TYPE)
-        .and_then(|value| redactor.header(value))
-        .unwrap_or(HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_TYPE, content_type);
+    // One well-known content type stays where it is; anything else is
+    // redacted, or replaced by JSON's.
+    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+    let well_known =
+        content_types.next().is_some_and(well_known_media_type) && content_types.next().is_none();
+    if !well_known {
+        let content_type = headers
+            .remove(CONTENT_TYPE)
+            .and_then(|value| redactor.header(value))
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
+    }
     redact_rate_limits(headers, redactor);
     Response::from_parts(parts, body)
+}
+
+/// Whether a content type is one of the few an answer has, as written
+/// (letter case aside): the text of a media type names no secret, so it is
+/// passed on without the redactor's scan, which costs more than the rest
+/// of the answer's headers. Anything else is scanned.
+fn well_known_media_type(value: &HeaderValue) -> bool {
+    const WELL_KNOWN: [&str; 4] = [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/event-stream",
+        "text/event-stream; charset=utf-8",
+    ];
+    let value = value.as_bytes();
+    WELL_KNOWN
+        .iter()
+        .any(|known| value.eq_ignore_ascii_case(known.as_bytes()))
 }
 
 /// Redacts the `x-ratelimit-*` headers in place (an upstream's pass the
@@ -449,5 +477,52 @@ fn redact_rate_limits(headers: &mut http::HeaderMap, redactor: &Redactor) {
     }
     for name in unsafe_names {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_core::Secrets;
+
+    use super::*;
+
+    /// The content type `for_client` sends for an upstream's `content_type`.
+    fn sent(content_type: &'static str, redactor: &Redactor) -> HeaderValue {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let response = for_client(parts, GatewayBody::full(""), redactor);
+        response.headers()[CONTENT_TYPE].clone()
+    }
+
+    #[test]
+    fn a_well_known_content_type_passes_and_any_other_is_redacted() {
+        let redactor = Redactor::new(Secrets::from_iter(["sk-upstream-secret"]));
+        for known in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "text/event-stream",
+        ] {
+            assert_eq!(sent(known, &redactor), known);
+        }
+        let leaky = sent("application/json; sk-upstream-secret", &redactor);
+        assert_eq!(leaky, "application/json; [redacted]");
+    }
+
+    #[test]
+    fn a_second_content_type_is_not_passed_unscanned() {
+        let redactor = Redactor::new(Secrets::from_iter(["sk-upstream-secret"]));
+        let (mut parts, ()) = Response::new(()).into_parts();
+        let headers = &mut parts.headers;
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.append(CONTENT_TYPE, HeaderValue::from_static("sk-upstream-secret"));
+        let response = for_client(parts, GatewayBody::full(""), &redactor);
+        let sent: Vec<_> = response.headers().get_all(CONTENT_TYPE).iter().collect();
+        assert_eq!(sent, ["application/json"]);
+        // No content type at all: JSON's.
+        let (parts, ()) = Response::new(()).into_parts();
+        let response = for_client(parts, GatewayBody::full(""), &redactor);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
     }
 }

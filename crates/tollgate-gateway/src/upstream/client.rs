@@ -103,6 +103,21 @@ impl UpstreamClient {
             client: Arc::new(client),
         }
     }
+
+    /// Sends `request`, addressed already (an absolute URI, its headers
+    /// all set), under `timeouts`, recording a stream's phases in
+    /// `timings`: what [`call`](Service::call) does once it has read these
+    /// from the request's extensions, for a caller that holds them (the
+    /// provider's chat call: no extension inserted to be read back here).
+    pub(crate) fn send(
+        &self,
+        request: Request<RequestBody>,
+        timeouts: Timeouts,
+        timings: Option<Arc<StreamTimings>>,
+    ) -> ResponseFuture {
+        let start = Instant::now();
+        ResponseFuture::new(self.client.request(request), timeouts, start, timings)
+    }
 }
 
 impl Default for UpstreamClient {
@@ -130,10 +145,7 @@ impl Service<Request<RequestBody>> for UpstreamClient {
         match request.extensions_mut().remove::<Arc<Endpoint>>() {
             Some(endpoint) => {
                 *request.uri_mut() = endpoint.uri_for(request.uri().path_and_query());
-                let headers = request.headers_mut();
-                for (name, value) in endpoint.headers() {
-                    headers.insert(name, value.clone());
-                }
+                endpoint.set_headers(request.headers_mut());
             }
             // A layer below the gateway's router (a provider normalizer) may
             // have addressed the request itself.
@@ -146,7 +158,6 @@ impl Service<Request<RequestBody>> for UpstreamClient {
             }
         }
         let timings = request.extensions().get::<Arc<StreamTimings>>().cloned();
-        let start = Instant::now();
-        ResponseFuture::new(self.client.request(request), timeouts, start, timings)
+        self.send(request, timeouts, timings)
     }
 }

@@ -19,5 +19,6 @@ mod future;
 pub use body::TimedBody;
 pub use client::{ClientConfig, UpstreamClient};
 pub use connector::Dial;
+pub(crate) use endpoint::gateway_headers;
 pub use endpoint::{Endpoint, InvalidBaseUrl};
 pub use future::ResponseFuture;
