@@ -17,7 +17,7 @@ mod endpoint;
 mod future;
 
 pub use body::TimedBody;
-pub use client::{ClientConfig, UpstreamClient};
+pub use client::{ClientConfig, UpstreamClient, use_pool};
 pub use connector::Dial;
 pub use endpoint::{Endpoint, InvalidBaseUrl};
 pub use future::ResponseFuture;
