@@ -1,7 +1,7 @@
 //! `tollgate`: the reference gateway binary.
 //!
 //! ```text
-//! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text]
+//! tollgate --config config.yaml [--host 0.0.0.0] [--port 4000] [--log-format json|text] [--threads N]
 //! tollgate check-config config.yaml [--strict] [--online] [--host 0.0.0.0]
 //! tollgate healthcheck [127.0.0.1:4000]
 //! tollgate config-reference > docs/CONFIG.md
@@ -21,8 +21,8 @@ use tollgate_gateway::log_format::{AccessLogFormat, JsonLines};
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::reload::ConfigFile;
 use tollgate_gateway::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
-    open_access_warning, serve,
+    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind_per_core, config, healthcheck,
+    open_access_warning, serve_per_core,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +30,7 @@ use tracing_subscriber::EnvFilter;
 /// the system within seconds: glibc's malloc kept a flood of connections'
 /// peak for good, and more with each flood (BENCHMARKS.md, "Memory after
 /// connection floods"). The binary's choice; the library leaves it to its
-/// embedder.
+/// embedder. Its options are built in: `.cargo/config.toml`.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -53,6 +53,10 @@ struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serving threads, each with its own runtime, listener and upstream
+    /// connections (default: one per core the process may use).
+    #[arg(long, env = "TOLLGATE_THREADS", alias = "num_workers", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +125,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            // One runtime per serving thread (see `serve_per_core`): this
+            // one serves the first listener and runs the background work.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
@@ -131,7 +137,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(path, SocketAddr::new(cli.host, cli.port), access_log))
+            let threads = cli.threads.map(usize::from).unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            runtime.block_on(run(
+                path,
+                SocketAddr::new(cli.host, cli.port),
+                threads,
+                access_log,
+            ))
         }
     }
 }
@@ -212,6 +226,7 @@ fn check_online(config: &config::Config) -> usize {
 async fn run(
     path: PathBuf,
     addr: SocketAddr,
+    threads: usize,
     access_log: Option<(LogWriter, AccessLogFormat)>,
 ) -> ExitCode {
     // The binary always keeps a spend ledger: spend must survive restarts.
@@ -250,7 +265,7 @@ async fn run(
     }
     gateway.restore_budgets().await;
     gateway.watch_openrouter_models(&loaded.config);
-    let (listener, local) = match bind(addr).await {
+    let (listeners, local) = match bind_per_core(addr, threads).await {
         Ok(bound) => bound,
         Err(error) => {
             tracing::error!(%addr, %error, "cannot listen");
@@ -270,7 +285,7 @@ async fn run(
         .tollgate
         .shutdown_grace_period
         .unwrap_or(DEFAULT_GRACE_PERIOD);
-    serve(listener, gateway, shutdown_signal(), grace).await;
+    serve_per_core(listeners, gateway, shutdown_signal(), grace).await;
     ExitCode::SUCCESS
 }
 

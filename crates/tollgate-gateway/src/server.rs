@@ -40,17 +40,38 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    let table = connection_table(&gateway);
+    serve_until(listener, &gateway, table, shutdown, grace).await;
+    gateway.close().await;
+}
+
+/// The connection cap's table, read once: the connection limits need a
+/// restart (see `reload`).
+pub(crate) fn connection_table(gateway: &Gateway) -> Arc<Table> {
+    let settings = gateway.connections;
+    let metrics = gateway.app().metrics.clone();
+    Table::new(settings.max_connections, settings.reserve, metrics)
+}
+
+/// [`serve`] but for closing the gateway: the connections accepted on
+/// `listener`, counted in `table` (which other listeners may share), until
+/// `shutdown` and the grace period after it.
+pub(crate) async fn serve_until(
+    listener: TcpListener,
+    gateway: &Gateway,
+    table: Arc<Table>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     // HTTP/2 streams run in tasks of their own: kept, like the
     // connections, so that the shutdown ends them before the ledger closes.
     let streams = StreamTasks::default();
     let mut builder = auto::Builder::new(streams.clone());
     // Idle, header and keep-alive timeouts, HTTP/2 buffers, the cap: see
     // `connection`.
-    // Read once: the connection limits need a restart (see `reload`).
     let settings = gateway.connections;
     connection::configure(&mut builder, &settings);
     let metrics = gateway.app().metrics.clone();
-    let table = Table::new(settings.max_connections, settings.reserve, metrics.clone());
     let graceful = Graceful::new(table.clone());
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -146,7 +167,6 @@ pub async fn serve(
     let mut streams = streams.take();
     streams.abort_all();
     while streams.join_next().await.is_some() {}
-    gateway.close().await;
 }
 
 /// Where hyper spawns what runs beside a connection (HTTP/2 streams): a

@@ -1,6 +1,7 @@
 //! [`UpstreamClient`], the service.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,16 +43,61 @@ impl Default for ClientConfig {
     }
 }
 
+/// How many connection pools a client keeps at most: one per serving
+/// thread (see [`use_pool`]); threads past it share.
+const MAX_POOLS: usize = 64;
+
+thread_local! {
+    /// The pool this thread's requests take their connections from.
+    static POOL: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes every [`UpstreamClient`]'s requests made on this thread use its
+/// pool `index` (modulo [`MAX_POOLS`]).
+///
+/// A gateway serving on one single-threaded runtime per core gives each
+/// thread a pool of its own: a pooled connection's task runs on the
+/// runtime that opened it, and a request from another thread's runtime
+/// would hand every read and write across threads, a wake-up each way.
+/// Threads that never call it share pool 0 — on a multi-threaded runtime,
+/// one pool for the whole runtime, as hyper's client alone would have.
+pub fn use_pool(index: usize) {
+    POOL.with(|pool| pool.set(index % MAX_POOLS));
+}
+
 /// A pooled HTTP/1.1 + HTTP/2 client over rustls (ring), as a tower
 /// `Service<Request<RequestBody>>`.
 ///
-/// Cloning it is cheap and shares the pool.
+/// Cloning it is cheap and shares the pools.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    // Behind one `Arc`: hyper's client is some 300 bytes of handles, and the
-    // stack's services (cloned several times per request) and the
-    // provider's future each hold one.
-    client: Arc<Client<Connector, RequestBody>>,
+    // Behind one `Arc`: the stack's services (cloned several times per
+    // request) and the provider's future each hold one.
+    pools: Arc<Pools>,
+}
+
+/// hyper's client (some 300 bytes of handles, its pool behind them), one
+/// per serving thread, made on first use.
+#[derive(Debug)]
+struct Pools {
+    config: ClientConfig,
+    connector: Connector,
+    clients: [OnceLock<Client<Connector, RequestBody>>; MAX_POOLS],
+}
+
+impl Pools {
+    /// This thread's client.
+    fn current(&self) -> &Client<Connector, RequestBody> {
+        let index = POOL.with(Cell::get);
+        self.clients[index].get_or_init(|| {
+            Client::builder(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(self.config.pool_idle_timeout)
+                .pool_max_idle_per_host(self.config.pool_max_idle_per_host)
+                .build(self.connector.clone())
+        })
+    }
 }
 
 impl UpstreamClient {
@@ -93,14 +139,12 @@ impl UpstreamClient {
     }
 
     fn with_connector(config: ClientConfig, connector: Connector) -> Self {
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(connector);
         UpstreamClient {
-            client: Arc::new(client),
+            pools: Arc::new(Pools {
+                config,
+                connector,
+                clients: [const { OnceLock::new() }; MAX_POOLS],
+            }),
         }
     }
 
@@ -116,7 +160,12 @@ impl UpstreamClient {
         timings: Option<Arc<StreamTimings>>,
     ) -> ResponseFuture {
         let start = Instant::now();
-        ResponseFuture::new(self.client.request(request), timeouts, start, timings)
+        ResponseFuture::new(
+            self.pools.current().request(request),
+            timeouts,
+            start,
+            timings,
+        )
     }
 }
 

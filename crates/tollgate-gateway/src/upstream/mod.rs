@@ -17,7 +17,7 @@ mod endpoint;
 mod future;
 
 pub use body::TimedBody;
-pub use client::{ClientConfig, UpstreamClient};
+pub use client::{ClientConfig, UpstreamClient, use_pool};
 pub use connector::Dial;
 pub(crate) use endpoint::gateway_headers;
 pub use endpoint::{Endpoint, InvalidBaseUrl};

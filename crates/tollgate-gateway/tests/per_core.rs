@@ -1,0 +1,156 @@
+//! Serving on one runtime per core (`bind_per_core`, `serve_per_core`), as
+//! the binary does: listeners on one port, each served by a thread of its
+//! own with its own upstream connections; one connection cap for all; a
+//! shutdown that drains every thread before the ledger closes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{chat_body, client, openai_config, send};
+use http_body_util::BodyExt;
+use tollgate_gateway::{Gateway, bind_per_core, config, serve_per_core};
+use tollgate_testkit::{Reply, Upstream, openai};
+
+const THREADS: usize = 3;
+/// A guard against a listener nobody serves (its connections would hang),
+/// not a wait: every request here is answered at once.
+const GUARD: Duration = Duration::from_secs(20);
+
+fn gateway(yaml: &str) -> Gateway {
+    let env = |name: &str| (name == "UPSTREAM_KEY").then(|| "sk-test-upstream".to_owned());
+    let loaded = config::load_str(yaml, &env).expect("the config loads");
+    Gateway::new(&loaded.config).expect("the config builds")
+}
+
+/// A fresh client connection (its own source port: the kernel picks a
+/// listener per connection) sending one chat request.
+async fn chat_once(url: &str) -> (http::StatusCode, bytes::Bytes) {
+    let answer = send(
+        &client(),
+        "POST",
+        url,
+        chat_body("gpt-test", false),
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let status = answer.status();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_listener_on_the_port_is_served_and_the_shutdown_drains_them_all() {
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("Hello")));
+    let ledger = std::env::temp_dir().join(format!("tollgate-per-core-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&ledger);
+    let yaml = openai_config(
+        &upstream.url(),
+        &format!("tollgate:\n  ledger_path: {}\n", ledger.display()),
+    );
+    let gateway = gateway(&yaml);
+    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
+        .await
+        .unwrap();
+    assert_eq!(listeners.len(), THREADS);
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    assert!(ports.iter().all(|&p| p == addr.port()), "{ports:?}");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve_per_core(
+        listeners,
+        gateway.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let url = format!("http://{addr}/v1/chat/completions");
+    const REQUESTS: usize = 48;
+    tokio::time::timeout(GUARD, async {
+        for _ in 0..REQUESTS {
+            let (status, body) = chat_once(&url).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
+    })
+    .await
+    .expect("every connection is answered, whichever listener took it");
+    // Each serving thread keeps its own upstream connections: 48 client
+    // connections spread over three listeners open more than one, and no
+    // more than one per thread (the requests came one at a time).
+    let opened = upstream.connections();
+    assert!(
+        (2..=THREADS).contains(&opened),
+        "{opened} upstream connections for {THREADS} threads"
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(GUARD, served)
+        .await
+        .expect("the shutdown drains every thread")
+        .unwrap();
+    // The ledger was closed last, with every row.
+    let rows: i64 = rusqlite::Connection::open(&ledger)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM spend", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, REQUESTS as i64);
+    let _ = std::fs::remove_file(&ledger);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_connection_cap_counts_every_threads_connections() {
+    let upstream = Upstream::start().await;
+    let gateway = gateway(&openai_config(
+        &upstream.url(),
+        "tollgate:\n  max_connections: 4\n",
+    ));
+    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve_per_core(
+        listeners,
+        gateway.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    // Idle keep-alive connections, each its own client: whichever thread
+    // took each, the one table counts them all.
+    let url = format!("http://{addr}/health/liveliness");
+    let clients: Vec<_> = (0..8).map(|_| client()).collect();
+    let gauge = tokio::time::timeout(GUARD, async {
+        for c in &clients {
+            let answer = send(c, "GET", &url, "", &[]).await;
+            assert_eq!(answer.status(), 200);
+            let _ = answer.into_body().collect().await;
+        }
+        let metrics = send(&client(), "GET", &format!("http://{addr}/metrics"), "", &[]).await;
+        let text = metrics.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .find(|line| line.starts_with("tollgate_connections_open "))
+            .map(str::to_owned)
+    })
+    .await
+    .expect("answered");
+    let open: f64 = gauge
+        .expect("the open connections gauge")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Nine connections came (eight idle, one asking /metrics); the cap
+    // of four held across the threads, each newcomer taking the slot of
+    // the longest idle one.
+    assert!(open <= 4.0, "{open} connections open past a cap of 4");
+    stop.send(()).unwrap();
+    tokio::time::timeout(GUARD, served).await.unwrap().unwrap();
+}
