@@ -15,6 +15,8 @@
 //! - [`sse`]: an incremental Server-Sent Events parser and writer, and
 //!   [`sse::SharedEvents`], a stream's events split once for every layer
 //!   that watches it; [`ChunkView`]: what a stream chunk's `choices` hold;
+//! - [`json_cursor`]: JSON read by serde_json's grammar without building
+//!   anything, for the readers of every chunk and answer;
 //! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
 //!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
@@ -63,6 +65,7 @@
 
 pub mod classify;
 pub mod extensions;
+pub mod json_cursor;
 pub mod redact;
 pub mod shared_state;
 pub mod sse;

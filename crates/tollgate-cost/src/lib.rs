@@ -141,7 +141,6 @@
 //! frames. No lock is taken, except once per unpriced model to warn.
 
 mod body;
-mod cursor;
 mod future;
 mod layer;
 mod meter;

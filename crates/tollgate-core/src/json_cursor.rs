@@ -1,0 +1,587 @@
+//! [`Cursor`]: a position in JSON text that reads it by serde_json's
+//! grammar without building anything, for the readers on the hot path —
+//! every stream chunk ([`ChunkView`](crate::ChunkView)) and every answer's
+//! usage (the cost layer) — that want a few fields of a text and would
+//! otherwise pay serde for the whole of it.
+//!
+//! Its verdicts are serde_json's, so that a reader built on it can be held
+//! to a serde reader as its oracle: a value it skips is checked as
+//! serde_json's `ignore_value` checks one (strings for control characters
+//! and escapes but not for UTF-8, numbers for their shape but not their
+//! range, nesting as deep as it goes), and a string it reads as text
+//! ([`Cursor::text`]) is checked as serde reads a `&str`: UTF-8, escapes
+//! decoded, surrogates paired.
+//!
+//! ```
+//! use tollgate_core::json_cursor::Cursor;
+//!
+//! let mut cursor = Cursor::new(br#" {"model":"m","n":[1,{"x":null}]} "#);
+//! let mut keys = Vec::new();
+//! cursor.expect(b'{')?;
+//! cursor.members(|cursor, key| {
+//!     keys.push(key);
+//!     cursor.value()
+//! })?;
+//! assert!(cursor.at_end());
+//! assert_eq!(keys, ["model", "n"]);
+//! # Ok::<(), tollgate_core::json_cursor::Malformed>(())
+//! ```
+
+use std::borrow::Cow;
+
+/// The text is not JSON, or not JSON of the shape the reader wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed JSON")]
+pub struct Malformed;
+
+/// What a step of a walk gives: its value, or [`Malformed`].
+pub type Step<T = ()> = Result<T, Malformed>;
+
+/// A position in JSON text.
+#[derive(Debug, Clone)]
+pub struct Cursor<'a> {
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `json`.
+    pub fn new(json: &'a [u8]) -> Cursor<'a> {
+        Cursor { json, at: 0 }
+    }
+
+    /// The whole text.
+    pub fn json(&self) -> &'a [u8] {
+        self.json
+    }
+
+    /// Where the cursor is, in bytes from the start.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// Moves back to `position` (one [`Cursor::position`] gave), to read
+    /// a value again another way.
+    pub fn rewind(&mut self, position: usize) {
+        debug_assert!(position <= self.at);
+        self.at = position;
+    }
+
+    /// The text from the cursor on.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.json[self.at..]
+    }
+
+    /// The next byte that is not whitespace, left unread; `None` at the end.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        loop {
+            let byte = *self.json.get(self.at)?;
+            if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(byte);
+            }
+            self.at += 1;
+        }
+    }
+
+    /// Whether only whitespace is left, as after a whole document.
+    #[inline]
+    pub fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// Reads `byte`, after whitespace.
+    #[inline]
+    pub fn expect(&mut self, byte: u8) -> Step {
+        if self.peek() != Some(byte) {
+            return Err(Malformed);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// Reads `byte` if it comes next, after whitespace.
+    #[inline]
+    pub fn eat(&mut self, byte: u8) -> bool {
+        let next = self.peek() == Some(byte);
+        self.at += usize::from(next);
+        next
+    }
+
+    /// The members of an object whose `{` was read, through its `}`:
+    /// `member` reads each value, given its key as serde reads a map's key
+    /// (checked and decoded as [`Cursor::text`] does).
+    #[inline]
+    pub fn members<E: From<Malformed>>(
+        &mut self,
+        mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            self.expect(b'"')?;
+            let key = self.text()?;
+            self.expect(b':')?;
+            member(self, key)?;
+            if !self.eat(b',') {
+                return Ok(self.expect(b'}')?);
+            }
+        }
+    }
+
+    /// The elements of an array whose `[` was read, through its `]`:
+    /// `element` reads each one.
+    #[inline]
+    pub fn elements<E: From<Malformed>>(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.eat(b']') {
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            if !self.eat(b',') {
+                return Ok(self.expect(b']')?);
+            }
+        }
+    }
+
+    /// Skips a value and returns its text.
+    pub fn value_text(&mut self) -> Step<&'a [u8]> {
+        self.peek();
+        let start = self.at;
+        self.value()?;
+        Ok(&self.json[start..self.at])
+    }
+
+    /// Skips one value, however deep it nests: without recursion, the kind
+    /// of each open container a bit of a [`Nesting`].
+    pub fn value(&mut self) -> Step {
+        let mut nesting = Nesting::default();
+        loop {
+            // A value starts here.
+            match self.peek() {
+                Some(b'"') => {
+                    self.at += 1;
+                    self.string()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    self.at += 1;
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if !self.eat(close) {
+                        nesting.open(open == b'{');
+                        if open == b'{' {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b'-') => {
+                    self.at += 1;
+                    self.number()?;
+                }
+                Some(b'0'..=b'9') => self.number()?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                _ => return Err(Malformed),
+            }
+            // A value ended: close what it ends, or go on to the next.
+            loop {
+                let Some(in_object) = nesting.innermost_is_object() else {
+                    return Ok(());
+                };
+                match self.peek() {
+                    Some(b',') => {
+                        self.at += 1;
+                        if in_object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if in_object => {}
+                    Some(b']') if !in_object => {}
+                    _ => return Err(Malformed),
+                }
+                self.at += 1;
+                nesting.close();
+            }
+        }
+    }
+
+    /// A nested object's key and its colon, skipped.
+    #[inline]
+    fn key(&mut self) -> Step {
+        self.expect(b'"')?;
+        self.string()?;
+        self.expect(b':')
+    }
+
+    /// `word`, whose first byte was peeked.
+    pub fn literal(&mut self, word: &[u8]) -> Step {
+        if !self.json[self.at..].starts_with(word) {
+            return Err(Malformed);
+        }
+        self.at += word.len();
+        Ok(())
+    }
+
+    /// A number after its optional `-`: digits without a leading zero, then
+    /// an optional fraction and exponent, each with at least one digit.
+    pub fn number(&mut self) -> Step {
+        match self.json.get(self.at) {
+            Some(b'0') => self.at += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(Malformed),
+        }
+        if self.json.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            if self.digits() == 0 {
+                return Err(Malformed);
+            }
+        }
+        if let Some(b'e' | b'E') = self.json.get(self.at) {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.json.get(self.at) {
+                self.at += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Malformed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the digits here; how many.
+    #[inline]
+    pub fn digits(&mut self) -> usize {
+        let start = self.at;
+        while let Some(b'0'..=b'9') = self.json.get(self.at) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// Skips the rest of a string after its opening quote, through its
+    /// closing one; whether it had escapes. No control character, every
+    /// escape one of JSON's. Inlined: most strings of a text are short
+    /// keys, whose call would cost more than their scan.
+    #[inline]
+    pub fn string(&mut self) -> Step<bool> {
+        self.skip_plain_run()?;
+        if self.json.get(self.at) == Some(&b'"') {
+            self.at += 1;
+            return Ok(false);
+        }
+        self.string_from_special_byte()
+    }
+
+    /// The rest of a string from a special byte that is not its closing
+    /// quote: an escape, or a control character that ends it badly.
+    #[inline(never)]
+    fn string_from_special_byte(&mut self) -> Step<bool> {
+        loop {
+            match self.json.get(self.at) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(true);
+                }
+                Some(b'\\') => self.escape()?,
+                _ => return Err(Malformed),
+            }
+            self.skip_plain_run()?;
+        }
+    }
+
+    /// Reads the rest of a string after its opening quote as serde reads a
+    /// `&str`: UTF-8, its escapes decoded (a surrogate only as half of a
+    /// pair), borrowed from the text unless it had escapes.
+    #[inline]
+    pub fn text(&mut self) -> Step<Cow<'a, str>> {
+        let start = self.at;
+        self.skip_plain_run()?;
+        if self.json.get(self.at) == Some(&b'"') {
+            let raw = &self.json[start..self.at];
+            self.at += 1;
+            return std::str::from_utf8(raw)
+                .map(Cow::Borrowed)
+                .map_err(|_| Malformed);
+        }
+        self.text_with_escapes(start).map(Cow::Owned)
+    }
+
+    /// [`Cursor::text`] from the first special byte of a string that
+    /// started at `start`.
+    #[cold]
+    #[inline(never)]
+    fn text_with_escapes(&mut self, start: usize) -> Step<String> {
+        let mut text = Vec::new();
+        let mut run = start;
+        loop {
+            match self.json.get(self.at) {
+                Some(b'"') => {
+                    text.extend_from_slice(&self.json[run..self.at]);
+                    self.at += 1;
+                    // The decoded escapes are whole characters: the text is
+                    // UTF-8 if the runs between them are.
+                    return String::from_utf8(text).map_err(|_| Malformed);
+                }
+                Some(b'\\') => {
+                    text.extend_from_slice(&self.json[run..self.at]);
+                    self.decode_escape(&mut text)?;
+                    run = self.at;
+                }
+                _ => return Err(Malformed),
+            }
+            self.skip_plain_run()?;
+        }
+    }
+
+    /// Decodes the escape at the cursor (its backslash) into `text`.
+    fn decode_escape(&mut self, text: &mut Vec<u8>) -> Step {
+        let byte = match self.json.get(self.at + 1) {
+            Some(b'"') => b'"',
+            Some(b'\\') => b'\\',
+            Some(b'/') => b'/',
+            Some(b'b') => 0x08,
+            Some(b'f') => 0x0c,
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            Some(b'u') => {
+                let unit = self.utf16_unit()?;
+                let code = match unit {
+                    0xd800..=0xdbff => {
+                        // A leading surrogate: its trailing half must follow.
+                        if self.json.get(self.at + 1) != Some(&b'u') {
+                            return Err(Malformed);
+                        }
+                        let low = self.utf16_unit()?;
+                        if !(0xdc00..=0xdfff).contains(&low) {
+                            return Err(Malformed);
+                        }
+                        0x1_0000 + ((u32::from(unit) - 0xd800) << 10) + (u32::from(low) - 0xdc00)
+                    }
+                    0xdc00..=0xdfff => return Err(Malformed),
+                    _ => u32::from(unit),
+                };
+                let character = char::from_u32(code).ok_or(Malformed)?;
+                text.extend_from_slice(character.encode_utf8(&mut [0; 4]).as_bytes());
+                return Ok(());
+            }
+            _ => return Err(Malformed),
+        };
+        text.push(byte);
+        self.at += 2;
+        Ok(())
+    }
+
+    /// The four hex digits of a `\u` escape at the cursor (its backslash),
+    /// read.
+    fn utf16_unit(&mut self) -> Step<u16> {
+        if self.json.get(self.at) != Some(&b'\\') {
+            return Err(Malformed);
+        }
+        let hex = self.json.get(self.at + 2..self.at + 6).ok_or(Malformed)?;
+        let mut unit = 0u16;
+        for &digit in hex {
+            let value = char::from(digit).to_digit(16).ok_or(Malformed)?;
+            unit = (unit << 4) | value as u16;
+        }
+        self.at += 6;
+        Ok(unit)
+    }
+
+    /// Moves to the first `"`, `\` or control character from here: the
+    /// bytes that end or interrupt a string's plain run. Eight bytes at a
+    /// time while eight remain (they may run past the string: the first
+    /// special byte is still the one wanted), as serde_json does it.
+    #[inline]
+    fn skip_plain_run(&mut self) -> Step {
+        while let Some(chunk) = self.json.get(self.at..self.at + 8) {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            let found = special_bytes(u64::from_le_bytes(word));
+            if found != 0 {
+                self.at += found.trailing_zeros() as usize / 8;
+                return Ok(());
+            }
+            self.at += 8;
+        }
+        self.skip_plain_run_in_tail()
+    }
+
+    /// [`Cursor::skip_plain_run`] in the last bytes of the text.
+    #[inline(never)]
+    fn skip_plain_run_in_tail(&mut self) -> Step {
+        let tail = &self.json[self.at..];
+        let offset = tail
+            .iter()
+            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+            .ok_or(Malformed)?;
+        self.at += offset;
+        Ok(())
+    }
+
+    /// Skips an escape, from its backslash.
+    fn escape(&mut self) -> Step {
+        let length = match self.json.get(self.at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+            Some(b'u') => {
+                let hex = self.json.get(self.at + 2..self.at + 6);
+                if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(Malformed);
+                }
+                6
+            }
+            _ => return Err(Malformed),
+        };
+        self.at += length;
+        Ok(())
+    }
+}
+
+/// The containers open around a value being skipped, innermost last: one
+/// bit each, set for an object. Answers and chunks nest a handful of
+/// levels, held in one word; deeper ones spill to the heap, a word per 64
+/// levels (serde_json skips a value of any depth, and so must a reader
+/// held to it).
+#[derive(Debug, Default)]
+struct Nesting {
+    depth: usize,
+    innermost: u64,
+    outer: Vec<u64>,
+}
+
+impl Nesting {
+    #[inline]
+    fn open(&mut self, object: bool) {
+        if self.depth > 0 && self.depth.is_multiple_of(64) {
+            self.outer.push(self.innermost);
+            self.innermost = 0;
+        }
+        self.innermost = (self.innermost << 1) | u64::from(object);
+        self.depth += 1;
+    }
+
+    #[inline]
+    fn close(&mut self) {
+        self.innermost >>= 1;
+        self.depth -= 1;
+        if self.depth > 0 && self.depth.is_multiple_of(64) {
+            self.innermost = self.outer.pop().unwrap_or_default();
+        }
+    }
+
+    /// Whether the innermost open container is an object; `None` when
+    /// none is open.
+    #[inline]
+    fn innermost_is_object(&self) -> Option<bool> {
+        (self.depth > 0).then_some(self.innermost & 1 == 1)
+    }
+}
+
+/// The high bit of each byte of `word` (little-endian) that is `"`, `\` or
+/// a control character — exact up to the first one; later ones may be
+/// false alarms a borrow made, never earlier ones.
+#[inline]
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    ((word.wrapping_sub(ONES * 0x20) & !word)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash))
+        & (ONES << 7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_ends_at_its_first_quote_backslash_or_control_byte() {
+        for length in 0..40 {
+            for special in [b'"', b'\\', 0x00, 0x1f] {
+                let mut text = vec![b'a'; length];
+                text.extend([special, b'"', 0x01]);
+                let mut cursor = Cursor::new(&text);
+                assert_eq!(cursor.skip_plain_run(), Ok(()));
+                assert_eq!(cursor.at, length, "{length} {special}");
+            }
+            // Bytes around the specials' values, and UTF-8, are plain.
+            let plain: Vec<u8> = [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xc3, 0xa9, 0xff]
+                .into_iter()
+                .cycle()
+                .take(length)
+                .collect();
+            let mut cursor = Cursor::new(&plain);
+            assert_eq!(cursor.skip_plain_run(), Err(Malformed), "{length}");
+        }
+    }
+
+    /// serde_json's reading of a JSON string as a `String`, or `None` when
+    /// it rejects it.
+    fn serde_text(json: &[u8]) -> Option<String> {
+        serde_json::from_slice(json).ok()
+    }
+
+    #[test]
+    fn text_is_read_as_serde_reads_a_string() {
+        let cases: [&[u8]; 16] = [
+            br#""plain""#,
+            br#""a\"b\\c\/d\b\f\n\r\t""#,
+            br#""\u00e9\u20AC""#,
+            br#""\ud83d\ude00""#,
+            "\"caf\u{e9}\"".as_bytes(),
+            br#""\ud83d""#,
+            br#""\ud83dx""#,
+            br#""\ud83d\n""#,
+            br#""\ud83d\u0041""#,
+            br#""\ude00""#,
+            br#""\u12""#,
+            br#""\x""#,
+            b"\"\xff\"",
+            b"\"\xc3\\n\xa9\"",
+            b"\"tab\there\"",
+            br#""unterminated"#,
+        ];
+        for json in cases {
+            let mut cursor = Cursor::new(json);
+            let ours = cursor
+                .expect(b'"')
+                .and_then(|()| cursor.text())
+                .ok()
+                .filter(|_| cursor.at_end());
+            assert_eq!(
+                ours.as_deref(),
+                serde_text(json).as_deref(),
+                "{:?}",
+                String::from_utf8_lossy(json)
+            );
+        }
+    }
+
+    #[test]
+    fn values_nest_as_deep_as_they_go() {
+        for depth in [1, 63, 64, 65, 128, 129, 1000] {
+            let mut json = "[{\"a\":".repeat(depth);
+            json.push('1');
+            json.push_str(&"}]".repeat(depth));
+            let mut cursor = Cursor::new(json.as_bytes());
+            assert_eq!(cursor.value(), Ok(()), "{depth}");
+            assert!(cursor.at_end());
+            // One bracket short: the kinds are kept right at every depth.
+            let mut cursor = Cursor::new(&json.as_bytes()[..json.len() - 1]);
+            assert_eq!(cursor.value(), Err(Malformed), "{depth}");
+            let mut wrong = json.clone().into_bytes();
+            wrong[json.len() - 2 * (depth / 2 + 1)] = b']';
+            let mut cursor = Cursor::new(&wrong);
+            assert_eq!(cursor.value(), Err(Malformed), "{depth}");
+        }
+    }
+}
