@@ -10,7 +10,9 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event};
-use tollgate_core::sse::{EventReader, EventSplitter, Frame as SseFrame, SharedEvents, SseParser};
+use tollgate_core::sse::{
+    EventReader, EventSplitter, Frame as SseFrame, SharedEvents, SseParser, single_line_data,
+};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::meter::Meter;
@@ -505,8 +507,12 @@ fn look_at_event<E: ClassifyEos>(
     true
 }
 
-/// Parses the data of one raw event that carries usage.
+/// Parses the data of one raw event that carries usage: a slice of it
+/// when it is one `data:` line, as usage chunks are; else the parser's.
 fn read_event(event: &Bytes) -> Option<Reported> {
+    if let Some(data) = single_line_data(event) {
+        return Reported::read(data);
+    }
     let mut parser = SseParser::new();
     parser.push(event.clone());
     while let Ok(Some(frame)) = parser.next_frame() {
