@@ -351,15 +351,7 @@ fn loose<'a>(cursor: &mut Cursor<'a>) -> Step<Loose<'a>> {
             cursor.literal(b"false")?;
             Loose::Other
         }
-        b'[' => {
-            cursor.expect(b'[')?;
-            let mut length = 0;
-            cursor.elements(|cursor| {
-                length += 1;
-                cursor.value()
-            })?;
-            Loose::List(length)
-        }
+        b'[' => Loose::List(cursor.array_length()?),
         b'{' => {
             cursor.expect(b'{')?;
             cursor.members(|cursor, _| cursor.value())?;

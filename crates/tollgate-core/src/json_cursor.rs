@@ -148,6 +148,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Skips an array, from its `[` (after whitespace): how many elements
+    /// it had.
+    pub fn array_length(&mut self) -> Step<usize> {
+        self.expect(b'[')?;
+        let mut length = 0;
+        self.elements(|cursor| {
+            length += 1;
+            cursor.value()
+        })?;
+        Ok(length)
+    }
+
     /// Skips a value and returns its text.
     pub fn value_text(&mut self) -> Step<&'a [u8]> {
         self.peek();

@@ -149,15 +149,7 @@ fn choices(cursor: &mut Cursor<'_>) -> Step<Option<usize>> {
             cursor.literal(b"null")?;
             Ok(None)
         }
-        Some(b'[') => {
-            cursor.expect(b'[')?;
-            let mut count = 0;
-            cursor.elements(|cursor| {
-                count += 1;
-                cursor.value()
-            })?;
-            Ok(Some(count))
-        }
+        Some(b'[') => Ok(Some(cursor.array_length()?)),
         _ => Err(Stop::Rejected),
     }
 }
