@@ -56,22 +56,59 @@ impl<'a> ChunkView<'a> {
     /// When the data is not one JSON object, or its `choices` are not
     /// what serde would read as choices.
     pub fn read(data: &'a [u8]) -> Result<ChunkView<'a>, Malformed> {
+        Self::walk(data, 0).0
+    }
+
+    /// Reads `data` from `resume`: 0 for the start, or the length of a
+    /// quiet prefix it is known to start with (see [`ChunkReader`]). Also
+    /// returns the length of its own quiet prefix: the members, each with
+    /// the comma after it, before its first `choices` or `type` (0 when
+    /// that is its first member).
+    fn walk(data: &'a [u8], resume: usize) -> (Result<ChunkView<'a>, Malformed>, usize) {
         let mut chunk = ChunkView::default();
-        let mut cursor = Cursor::new(data);
-        cursor.expect(b'{')?;
-        cursor.members(|cursor, key| match &*key {
-            "choices" => chunk.read_choices(cursor),
-            "type" => {
-                let kind = loose(cursor)?;
-                chunk.typed_event(kind);
-                Ok(())
-            }
-            _ => cursor.value(),
-        })?;
-        if !cursor.at_end() {
-            return Err(Malformed);
+        let mut quiet = resume;
+        let mut cursor = Cursor::starting_at(data, resume);
+        let walked = chunk.members(&mut cursor, resume == 0, &mut quiet);
+        match walked {
+            Ok(()) if cursor.at_end() => (Ok(chunk), quiet),
+            _ => (Err(Malformed), 0),
         }
-        Ok(chunk)
+    }
+
+    /// The top-level members, from the `{` when `from_start`, else from
+    /// after a comma between two of them; `quiet` moves past each comma
+    /// until a member that matters was read.
+    fn members(&mut self, cursor: &mut Cursor<'a>, from_start: bool, quiet: &mut usize) -> Step {
+        if from_start {
+            cursor.expect(b'{')?;
+            if cursor.eat(b'}') {
+                return Ok(());
+            }
+        }
+        let mut heard = false;
+        loop {
+            cursor.expect(b'"')?;
+            let key = cursor.key_text()?;
+            cursor.expect(b':')?;
+            match &*key {
+                b"choices" => {
+                    heard = true;
+                    self.read_choices(cursor)?;
+                }
+                b"type" => {
+                    heard = true;
+                    let kind = loose(cursor)?;
+                    self.typed_event(kind);
+                }
+                _ => cursor.value()?,
+            }
+            if !cursor.eat(b',') {
+                return cursor.expect(b'}');
+            }
+            if !heard {
+                *quiet = cursor.position();
+            }
+        }
     }
 
     /// `choices`: a list of choices; `null` or an object is none.
@@ -169,6 +206,48 @@ impl<'a> ChunkView<'a> {
     }
 }
 
+/// Reads the chunks of one stream, each as [`ChunkView::read`] does,
+/// without walking again what a chunk shares with the one before: the
+/// chunks of a stream start alike (`id`, `object`, `created`, `model`,
+/// `system_fingerprint` — most of a small chunk's bytes) before the
+/// `choices` that tell them apart. The same bytes read the same way, so a
+/// chunk that starts with the last one's quiet prefix (its members before
+/// the first that matters, checked whole) is read from where that prefix
+/// ends, to the same verdict.
+///
+/// ```
+/// use tollgate_core::ChunkReader;
+///
+/// let mut reader = ChunkReader::default();
+/// let first = br#"{"id":"c1","model":"m","choices":[{"delta":{"content":"Hi"}}]}"#;
+/// let next = br#"{"id":"c1","model":"m","choices":[{"delta":{"content":"!"}}]}"#;
+/// assert_eq!(reader.read(first).unwrap().text.as_deref(), Some("Hi"));
+/// assert_eq!(reader.read(next).unwrap().text.as_deref(), Some("!"));
+/// assert!(reader.read(br#"{"id":"c1","model":"m","choices":[}"#).is_err());
+/// ```
+#[derive(Debug, Default)]
+pub struct ChunkReader {
+    /// The quiet prefix of the last chunk read from its start.
+    prefix: Vec<u8>,
+}
+
+impl ChunkReader {
+    /// Reads the data of one stream event, as [`ChunkView::read`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChunkView::read`].
+    pub fn read<'a>(&mut self, data: &'a [u8]) -> Result<ChunkView<'a>, Malformed> {
+        if !self.prefix.is_empty() && data.starts_with(&self.prefix) {
+            return ChunkView::walk(data, self.prefix.len()).0;
+        }
+        let (chunk, quiet) = ChunkView::walk(data, 0);
+        self.prefix.clear();
+        self.prefix.extend_from_slice(&data[..quiet]);
+        chunk
+    }
+}
+
 /// One of `choices`, its fields as loose as [`Loose`] reads them.
 #[derive(Default)]
 #[cfg_attr(test, derive(serde::Deserialize))]
@@ -185,7 +264,7 @@ struct Choice<'a> {
 }
 
 impl<'a> Choice<'a> {
-    const FIELDS: [&'static str; 4] = ["index", "delta", "finish_reason", "text"];
+    const FIELDS: [&'static [u8]; 4] = [b"index", b"delta", b"finish_reason", b"text"];
 
     /// A choice, as serde's derive reads a struct: an object (unknown
     /// fields skipped, a known one at most once) or an array of its fields
@@ -224,13 +303,13 @@ struct Delta<'a> {
 }
 
 impl<'a> Delta<'a> {
-    const FIELDS: [&'static str; 6] = [
-        "content",
-        "reasoning_content",
-        "reasoning",
-        "refusal",
-        "tool_calls",
-        "function_call",
+    const FIELDS: [&'static [u8]; 6] = [
+        b"content",
+        b"reasoning_content",
+        b"reasoning",
+        b"refusal",
+        b"tool_calls",
+        b"function_call",
     ];
 
     /// `null` (none), or a delta read as [`Choice::read`] reads a choice.
@@ -262,7 +341,7 @@ impl<'a> Delta<'a> {
 /// `field` reads the value of each.
 fn fields<'a>(
     cursor: &mut Cursor<'a>,
-    names: &[&str],
+    names: &[&[u8]],
     mut field: impl FnMut(&mut Cursor<'a>, usize) -> Step,
 ) -> Step {
     match cursor.peek() {

@@ -19,11 +19,11 @@
 //! let mut keys = Vec::new();
 //! cursor.expect(b'{')?;
 //! cursor.members(|cursor, key| {
-//!     keys.push(key);
+//!     keys.push(key.to_vec());
 //!     cursor.value()
 //! })?;
 //! assert!(cursor.at_end());
-//! assert_eq!(keys, ["model", "n"]);
+//! assert_eq!(keys, [&b"model"[..], b"n"]);
 //! # Ok::<(), tollgate_core::json_cursor::Malformed>(())
 //! ```
 
@@ -58,6 +58,15 @@ impl<'a> Cursor<'a> {
     /// Where the cursor is, in bytes from the start.
     pub fn position(&self) -> usize {
         self.at
+    }
+
+    /// A cursor at `position` of `json`: to go on with a text whose start
+    /// was read before (the same bytes read the same way).
+    pub fn starting_at(json: &'a [u8], position: usize) -> Cursor<'a> {
+        Cursor {
+            json,
+            at: position.min(json.len()),
+        }
     }
 
     /// Moves back to `position` (one [`Cursor::position`] gave), to read
@@ -110,20 +119,22 @@ impl<'a> Cursor<'a> {
 
     /// The members of an object whose `{` was read, through its `}`:
     /// `member` reads each value, given its key as serde reads a map's key
-    /// (checked and decoded as [`Cursor::text`] does).
+    /// (checked and decoded as [`Cursor::text`] does), as the bytes of its
+    /// UTF-8: keys are compared, never shown, and most are ASCII, whose
+    /// check costs nothing more than the scan for their end.
     #[inline]
     pub fn members<E: From<Malformed>>(
         &mut self,
-        mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), E>,
+        mut member: impl FnMut(&mut Self, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         if self.eat(b'}') {
             return Ok(());
         }
         loop {
             self.expect(b'"')?;
-            let key = self.text()?;
+            let key = self.key_text()?;
             self.expect(b':')?;
-            member(self, key)?;
+            member(self, &key)?;
             if !self.eat(b',') {
                 return Ok(self.expect(b'}')?);
             }
@@ -168,9 +179,23 @@ impl<'a> Cursor<'a> {
         Ok(&self.json[start..self.at])
     }
 
-    /// Skips one value, however deep it nests: without recursion, the kind
-    /// of each open container a bit of a [`Nesting`].
+    /// Skips one value, however deep it nests.
+    #[inline]
     pub fn value(&mut self) -> Step {
+        // Most values skipped are strings and numbers: no nesting to keep.
+        match self.peek() {
+            Some(b'"') => {
+                self.at += 1;
+                self.string().map(drop)
+            }
+            Some(b'0'..=b'9') => self.number(),
+            _ => self.nested_value(),
+        }
+    }
+
+    /// [`Cursor::value`] for any value: without recursion, the kind of
+    /// each open container a bit of a [`Nesting`].
+    fn nested_value(&mut self) -> Step {
         let mut nesting = Nesting::default();
         loop {
             // A value starts here.
@@ -309,6 +334,25 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Reads the rest of a key after its opening quote, checked and
+    /// decoded as [`Cursor::text`] reads a string: its bytes, borrowed
+    /// unless it had escapes.
+    #[inline]
+    pub(crate) fn key_text(&mut self) -> Step<Cow<'a, [u8]>> {
+        let start = self.at;
+        let ascii = self.skip_plain_run_ascii()?;
+        if self.json.get(self.at) == Some(&b'"') {
+            let raw = &self.json[start..self.at];
+            self.at += 1;
+            if !ascii && std::str::from_utf8(raw).is_err() {
+                return Err(Malformed);
+            }
+            return Ok(Cow::Borrowed(raw));
+        }
+        let text = self.text_with_escapes(start)?;
+        Ok(Cow::Owned(text.into_bytes()))
+    }
+
     /// Reads the rest of a string after its opening quote as serde reads a
     /// `&str`: UTF-8, its escapes decoded (a surrogate only as half of a
     /// pair), borrowed from the text unless it had escapes.
@@ -425,6 +469,32 @@ impl<'a> Cursor<'a> {
             self.at += 8;
         }
         self.skip_plain_run_in_tail()
+    }
+
+    /// [`Cursor::skip_plain_run`], telling whether the bytes it passed are
+    /// all ASCII (then they are UTF-8, unchecked further).
+    #[inline]
+    fn skip_plain_run_ascii(&mut self) -> Step<bool> {
+        const HIGH_BITS: u64 = (u64::MAX / 255) << 7;
+        let mut high = 0;
+        while let Some(chunk) = self.json.get(self.at..self.at + 8) {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(bytes);
+            let found = special_bytes(word);
+            if found != 0 {
+                let before = found.trailing_zeros() as usize / 8;
+                // Only the bytes before the special one are the string's.
+                high |= word & ((1u64 << (before * 8)) - 1);
+                self.at += before;
+                return Ok(high & HIGH_BITS == 0);
+            }
+            high |= word;
+            self.at += 8;
+        }
+        let start = self.at;
+        self.skip_plain_run_in_tail()?;
+        Ok(high & HIGH_BITS == 0 && self.json[start..self.at].is_ascii())
     }
 
     /// [`Cursor::skip_plain_run`] in the last bytes of the text.

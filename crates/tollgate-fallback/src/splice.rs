@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event, stream_cut};
 use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser, single_line_data};
-use tollgate_core::{ChunkView, ErrorClass, Failure};
+use tollgate_core::{ChunkReader, ErrorClass, Failure};
 
 /// The longest text kept for a continuation's prefill, in bytes. A longer
 /// answer is not continued.
@@ -93,6 +93,8 @@ struct Tracker<E> {
     first: Option<Bytes>,
     rewrite: Option<Rewrite>,
     broken: Option<Failure>,
+    /// Reads every data event, skipping what it shares with the last.
+    chunks: ChunkReader,
 }
 
 impl<E> fmt::Debug for Splicer<E> {
@@ -128,6 +130,7 @@ impl<E: ClassifyEos> Splicer<E> {
                 first: None,
                 rewrite: None,
                 broken: None,
+                chunks: ChunkReader::default(),
             },
         }
     }
@@ -332,7 +335,7 @@ impl<E: ClassifyEos> Tracker<E> {
             self.done = true;
             return Action::Forward;
         }
-        let Ok(chunk) = ChunkView::read(data) else {
+        let Ok(chunk) = self.chunks.read(data) else {
             return malformed();
         };
         if chunk.finish_error {

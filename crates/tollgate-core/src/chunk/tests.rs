@@ -470,6 +470,23 @@ proptest! {
         read_both(&chunk);
         read_both(&mutated(chunk, edit));
     }
+
+    /// A reader of a stream's chunks reads each as serde does, whatever
+    /// the one before it was: here a chunk, then the same chunk broken
+    /// (most often after the prefix they share) or another.
+    #[test]
+    fn a_reader_reads_as_serde_reads(
+        first in chunk(),
+        other in chunk(),
+        edit in (any::<u8>(), any::<usize>(), junk_byte()),
+    ) {
+        let mut reader = ChunkReader::default();
+        let second = mutated(first.clone(), edit);
+        for data in [&first, &second, &first, &other, &second] {
+            let ours = reader.read(data);
+            prop_assert_eq!(ours.ok(), read_with_serde(data).ok());
+        }
+    }
 }
 
 /// Every `data:` line of the streams the repository keeps as fixtures
@@ -489,9 +506,12 @@ fn agrees_with_serde_on_the_fixture_streams() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "sse") {
                 let text = std::fs::read(&path).expect("a readable fixture");
+                let mut reader = ChunkReader::default();
                 for line in text.split(|&b| b == b'\n') {
                     if let Some(data) = line.strip_prefix(b"data: ") {
-                        read_both(data.strip_suffix(b"\r").unwrap_or(data));
+                        let data = data.strip_suffix(b"\r").unwrap_or(data);
+                        let chunk = read_both(data);
+                        assert_eq!(reader.read(data).ok(), chunk);
                         events += 1;
                     }
                 }
