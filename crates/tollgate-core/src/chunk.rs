@@ -117,7 +117,7 @@ impl<'a> ChunkView<'a> {
             Some(b'[') => {
                 cursor.expect(b'[')?;
                 cursor.elements(|cursor| {
-                    let choice = Choice::read(cursor)?;
+                    let choice = ChoiceFacts::read(cursor)?;
                     self.add_choice(choice);
                     Ok(())
                 })
@@ -153,35 +153,30 @@ impl<'a> ChunkView<'a> {
     }
 
     /// What one choice adds to the chunk.
-    fn add_choice(&mut self, choice: Choice<'a>) {
-        let index = match choice.index {
-            Loose::Number(n) => n,
-            _ => 0,
-        };
-        if index != 0 {
+    fn add_choice(&mut self, choice: ChoiceFacts<'a>) {
+        if choice.index != 0 {
             self.not_continuable = true;
         }
-        match choice.finish_reason {
-            Loose::Null => {}
-            Loose::Text(reason) if reason == "error" => self.finish_error = true,
-            _ => {
+        match choice.finish {
+            Finish::None => {}
+            Finish::Error => self.finish_error = true,
+            Finish::Other => {
                 self.finish = true;
                 self.content = true;
             }
         }
         // A legacy completion's chunk carries its text here, not in a
         // delta; a prefill of messages cannot continue it.
-        if choice.text.is_present() {
+        if choice.legacy_text {
             self.content = true;
             self.not_continuable = true;
         }
-        let Some(delta) = choice.delta else { return };
-        match delta.content {
-            Loose::Null => {}
-            Loose::Text(text) => {
+        match choice.content {
+            Content::None => {}
+            Content::Text(text) => {
                 if !text.is_empty() {
                     self.content = true;
-                    if index == 0 {
+                    if choice.index == 0 {
                         self.text = Some(match self.text.take() {
                             None => text,
                             Some(before) => Cow::Owned(before.into_owned() + &text),
@@ -189,19 +184,15 @@ impl<'a> ChunkView<'a> {
                     }
                 }
             }
-            other => {
-                self.content |= other.is_present();
+            Content::Other { present } => {
+                self.content |= present;
                 self.not_continuable = true;
             }
         }
-        for field in [delta.reasoning_content, delta.reasoning] {
-            self.content |= field.is_present();
-        }
-        for field in [delta.refusal, delta.tool_calls, delta.function_call] {
-            if field.is_present() {
-                self.content = true;
-                self.not_continuable = true;
-            }
+        self.content |= choice.reasoning;
+        if choice.not_text {
+            self.content = true;
+            self.not_continuable = true;
         }
     }
 }
@@ -248,90 +239,121 @@ impl ChunkReader {
     }
 }
 
-/// One of `choices`, its fields as loose as [`Loose`] reads them.
-#[derive(Default)]
-#[cfg_attr(test, derive(serde::Deserialize))]
-struct Choice<'a> {
-    #[cfg_attr(test, serde(default))]
-    index: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    delta: Option<Delta<'a>>,
-    #[cfg_attr(test, serde(borrow, default))]
-    finish_reason: Loose<'a>,
-    /// `/v1/completions`' text.
-    #[cfg_attr(test, serde(borrow, default))]
-    text: Loose<'a>,
+/// What one of `choices` tells the chunk, its fields weighed as they are
+/// read (each [`Loose`], then dropped: nothing of a choice is kept but
+/// this).
+#[derive(Debug, Default)]
+struct ChoiceFacts<'a> {
+    /// Its `index` when that is a `u64`, else 0.
+    index: u64,
+    finish: Finish,
+    /// `/v1/completions`' `text`, present.
+    legacy_text: bool,
+    /// Its `delta.content`.
+    content: Content<'a>,
+    /// `delta.reasoning_content` or `delta.reasoning`, present.
+    reasoning: bool,
+    /// `delta.refusal`, `delta.tool_calls` or `delta.function_call`,
+    /// present.
+    not_text: bool,
 }
 
-impl<'a> Choice<'a> {
-    const FIELDS: [&'static [u8]; 4] = [b"index", b"delta", b"finish_reason", b"text"];
+/// A choice's `finish_reason`.
+#[derive(Debug, Default, Clone, Copy)]
+enum Finish {
+    /// `null`, or none.
+    #[default]
+    None,
+    /// `"error"`.
+    Error,
+    /// Any other value.
+    Other,
+}
 
+impl Finish {
+    fn of(reason: &Loose<'_>) -> Finish {
+        match reason {
+            Loose::Null => Finish::None,
+            Loose::Text(reason) if reason == "error" => Finish::Error,
+            _ => Finish::Other,
+        }
+    }
+}
+
+/// A delta's `content`.
+#[derive(Debug, Default)]
+enum Content<'a> {
+    /// `null`, or none.
+    #[default]
+    None,
+    /// Text.
+    Text(Cow<'a, str>),
+    /// Anything else (a list of parts): whether it holds anything.
+    Other { present: bool },
+}
+
+impl<'a> Content<'a> {
+    fn of(content: Loose<'a>) -> Content<'a> {
+        match content {
+            Loose::Null => Content::None,
+            Loose::Text(text) => Content::Text(text),
+            other => Content::Other {
+                present: other.is_present(),
+            },
+        }
+    }
+}
+
+/// A choice's fields, as serde's derive names them.
+const CHOICE_FIELDS: [&[u8]; 4] = [b"index", b"delta", b"finish_reason", b"text"];
+
+/// A delta's fields, as serde's derive names them.
+const DELTA_FIELDS: [&[u8]; 6] = [
+    b"content",
+    b"reasoning_content",
+    b"reasoning",
+    b"refusal",
+    b"tool_calls",
+    b"function_call",
+];
+
+impl<'a> ChoiceFacts<'a> {
     /// A choice, as serde's derive reads a struct: an object (unknown
     /// fields skipped, a known one at most once) or an array of its fields
     /// in order.
-    fn read(cursor: &mut Cursor<'a>) -> Step<Choice<'a>> {
-        let mut choice = Choice::default();
-        fields(cursor, &Self::FIELDS, |cursor, field| {
+    fn read(cursor: &mut Cursor<'a>) -> Step<ChoiceFacts<'a>> {
+        let mut choice = ChoiceFacts::default();
+        fields(cursor, &CHOICE_FIELDS, |cursor, field| {
             match field {
-                0 => choice.index = loose(cursor)?,
-                1 => choice.delta = Delta::read(cursor)?,
-                2 => choice.finish_reason = loose(cursor)?,
-                _ => choice.text = loose(cursor)?,
+                0 => {
+                    if let Loose::Number(index) = loose(cursor)? {
+                        choice.index = index;
+                    }
+                }
+                1 => choice.read_delta(cursor)?,
+                2 => choice.finish = Finish::of(&loose(cursor)?),
+                _ => choice.legacy_text = loose(cursor)?.is_present(),
             }
             Ok(())
         })?;
         Ok(choice)
     }
-}
 
-/// A choice's `delta`.
-#[derive(Default)]
-#[cfg_attr(test, derive(serde::Deserialize))]
-struct Delta<'a> {
-    #[cfg_attr(test, serde(borrow, default))]
-    content: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    reasoning_content: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    reasoning: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    refusal: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    tool_calls: Loose<'a>,
-    #[cfg_attr(test, serde(borrow, default))]
-    function_call: Loose<'a>,
-}
-
-impl<'a> Delta<'a> {
-    const FIELDS: [&'static [u8]; 6] = [
-        b"content",
-        b"reasoning_content",
-        b"reasoning",
-        b"refusal",
-        b"tool_calls",
-        b"function_call",
-    ];
-
-    /// `null` (none), or a delta read as [`Choice::read`] reads a choice.
-    fn read(cursor: &mut Cursor<'a>) -> Step<Option<Delta<'a>>> {
+    /// `delta`: `null` (none), or a delta read as [`ChoiceFacts::read`]
+    /// reads a choice.
+    fn read_delta(&mut self, cursor: &mut Cursor<'a>) -> Step {
         if cursor.peek() == Some(b'n') {
-            cursor.literal(b"null")?;
-            return Ok(None);
+            return cursor.literal(b"null");
         }
-        let mut delta = Delta::default();
-        fields(cursor, &Self::FIELDS, |cursor, field| {
-            let slot = match field {
-                0 => &mut delta.content,
-                1 => &mut delta.reasoning_content,
-                2 => &mut delta.reasoning,
-                3 => &mut delta.refusal,
-                4 => &mut delta.tool_calls,
-                _ => &mut delta.function_call,
-            };
-            *slot = loose(cursor)?;
+        fields(cursor, &DELTA_FIELDS, |cursor, field| {
+            let value = loose(cursor)?;
+            match field {
+                0 => self.content = Content::of(value),
+                1 | 2 => self.reasoning |= value.is_present(),
+                _ => self.not_text |= value.is_present(),
+            }
             Ok(())
-        })?;
-        Ok(Some(delta))
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Choice, ChunkView, Loose};
+use super::{ChoiceFacts, ChunkView, Content, Finish, Loose};
 
 /// Reads the data of one stream event through serde.
 pub(super) fn read_with_serde(data: &[u8]) -> Result<ChunkView<'_>, serde_json::Error> {
@@ -86,7 +86,7 @@ impl<'de> Visitor<'de> for ChoicesSeed<'_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(choice) = seq.next_element::<Choice<'de>>()? {
-            self.0.add_choice(choice);
+            self.0.add_choice(choice.into());
         }
         Ok(())
     }
@@ -99,6 +99,59 @@ impl<'de> Visitor<'de> for ChoicesSeed<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(())
+    }
+}
+
+/// One of `choices`, its fields as loose as [`Loose`] reads them.
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Loose<'a>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Loose<'a>,
+    /// `/v1/completions`' text.
+    #[serde(borrow, default)]
+    text: Loose<'a>,
+}
+
+/// A choice's `delta`.
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Loose<'a>,
+    #[serde(borrow, default)]
+    reasoning_content: Loose<'a>,
+    #[serde(borrow, default)]
+    reasoning: Loose<'a>,
+    #[serde(borrow, default)]
+    refusal: Loose<'a>,
+    #[serde(borrow, default)]
+    tool_calls: Loose<'a>,
+    #[serde(borrow, default)]
+    function_call: Loose<'a>,
+}
+
+impl<'a> From<Choice<'a>> for ChoiceFacts<'a> {
+    fn from(choice: Choice<'a>) -> ChoiceFacts<'a> {
+        let mut facts = ChoiceFacts {
+            index: match choice.index {
+                Loose::Number(n) => n,
+                _ => 0,
+            },
+            finish: Finish::of(&choice.finish_reason),
+            legacy_text: choice.text.is_present(),
+            ..ChoiceFacts::default()
+        };
+        if let Some(delta) = choice.delta {
+            facts.content = Content::of(delta.content);
+            facts.reasoning = delta.reasoning_content.is_present() || delta.reasoning.is_present();
+            facts.not_text = [delta.refusal, delta.tool_calls, delta.function_call]
+                .iter()
+                .any(Loose::is_present);
+        }
+        facts
     }
 }
 
