@@ -182,13 +182,15 @@ impl<'a> Cursor<'a> {
     /// Skips one value, however deep it nests.
     #[inline]
     pub fn value(&mut self) -> Step {
-        // Most values skipped are strings and numbers: no nesting to keep.
+        // Most values skipped are strings, numbers and `null`s: no nesting
+        // to keep.
         match self.peek() {
             Some(b'"') => {
                 self.at += 1;
                 self.string().map(drop)
             }
             Some(b'0'..=b'9') => self.number(),
+            Some(b'n') => self.literal(b"null"),
             _ => self.nested_value(),
         }
     }
@@ -337,8 +339,39 @@ impl<'a> Cursor<'a> {
     /// Reads the rest of a key after its opening quote, checked and
     /// decoded as [`Cursor::text`] reads a string: its bytes, borrowed
     /// unless it had escapes.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key_text(&mut self) -> Step<Cow<'a, [u8]>> {
+        // Most keys are short and ASCII: one or two words hold the key
+        // and its closing quote.
+        for first in [0, 8] {
+            let Some(chunk) = self.json.get(self.at + first..self.at + first + 8) else {
+                break;
+            };
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(bytes);
+            let found = special_bytes(word);
+            if found == 0 {
+                if word & HIGH_BITS != 0 {
+                    break;
+                }
+                continue;
+            }
+            let length = found.trailing_zeros() as usize / 8;
+            let tail = word & ((1u64 << (length * 8)) - 1);
+            if chunk[length] == b'"' && tail & HIGH_BITS == 0 {
+                let raw = &self.json[self.at..self.at + first + length];
+                self.at += first + length + 1;
+                return Ok(Cow::Borrowed(raw));
+            }
+            break;
+        }
+        self.long_key_text()
+    }
+
+    /// [`Cursor::key_text`] for a key that is not short and plain.
+    #[inline(never)]
+    fn long_key_text(&mut self) -> Step<Cow<'a, [u8]>> {
         let start = self.at;
         let ascii = self.skip_plain_run_ascii()?;
         if self.json.get(self.at) == Some(&b'"') {
@@ -370,88 +403,6 @@ impl<'a> Cursor<'a> {
         self.text_with_escapes(start).map(Cow::Owned)
     }
 
-    /// [`Cursor::text`] from the first special byte of a string that
-    /// started at `start`.
-    #[cold]
-    #[inline(never)]
-    fn text_with_escapes(&mut self, start: usize) -> Step<String> {
-        let mut text = Vec::new();
-        let mut run = start;
-        loop {
-            match self.json.get(self.at) {
-                Some(b'"') => {
-                    text.extend_from_slice(&self.json[run..self.at]);
-                    self.at += 1;
-                    // The decoded escapes are whole characters: the text is
-                    // UTF-8 if the runs between them are.
-                    return String::from_utf8(text).map_err(|_| Malformed);
-                }
-                Some(b'\\') => {
-                    text.extend_from_slice(&self.json[run..self.at]);
-                    self.decode_escape(&mut text)?;
-                    run = self.at;
-                }
-                _ => return Err(Malformed),
-            }
-            self.skip_plain_run()?;
-        }
-    }
-
-    /// Decodes the escape at the cursor (its backslash) into `text`.
-    fn decode_escape(&mut self, text: &mut Vec<u8>) -> Step {
-        let byte = match self.json.get(self.at + 1) {
-            Some(b'"') => b'"',
-            Some(b'\\') => b'\\',
-            Some(b'/') => b'/',
-            Some(b'b') => 0x08,
-            Some(b'f') => 0x0c,
-            Some(b'n') => b'\n',
-            Some(b'r') => b'\r',
-            Some(b't') => b'\t',
-            Some(b'u') => {
-                let unit = self.utf16_unit()?;
-                let code = match unit {
-                    0xd800..=0xdbff => {
-                        // A leading surrogate: its trailing half must follow.
-                        if self.json.get(self.at + 1) != Some(&b'u') {
-                            return Err(Malformed);
-                        }
-                        let low = self.utf16_unit()?;
-                        if !(0xdc00..=0xdfff).contains(&low) {
-                            return Err(Malformed);
-                        }
-                        0x1_0000 + ((u32::from(unit) - 0xd800) << 10) + (u32::from(low) - 0xdc00)
-                    }
-                    0xdc00..=0xdfff => return Err(Malformed),
-                    _ => u32::from(unit),
-                };
-                let character = char::from_u32(code).ok_or(Malformed)?;
-                text.extend_from_slice(character.encode_utf8(&mut [0; 4]).as_bytes());
-                return Ok(());
-            }
-            _ => return Err(Malformed),
-        };
-        text.push(byte);
-        self.at += 2;
-        Ok(())
-    }
-
-    /// The four hex digits of a `\u` escape at the cursor (its backslash),
-    /// read.
-    fn utf16_unit(&mut self) -> Step<u16> {
-        if self.json.get(self.at) != Some(&b'\\') {
-            return Err(Malformed);
-        }
-        let hex = self.json.get(self.at + 2..self.at + 6).ok_or(Malformed)?;
-        let mut unit = 0u16;
-        for &digit in hex {
-            let value = char::from(digit).to_digit(16).ok_or(Malformed)?;
-            unit = (unit << 4) | value as u16;
-        }
-        self.at += 6;
-        Ok(unit)
-    }
-
     /// Moves to the first `"`, `\` or control character from here: the
     /// bytes that end or interrupt a string's plain run. Eight bytes at a
     /// time while eight remain (they may run past the string: the first
@@ -475,7 +426,6 @@ impl<'a> Cursor<'a> {
     /// all ASCII (then they are UTF-8, unchecked further).
     #[inline]
     fn skip_plain_run_ascii(&mut self) -> Step<bool> {
-        const HIGH_BITS: u64 = (u64::MAX / 255) << 7;
         let mut high = 0;
         while let Some(chunk) = self.json.get(self.at..self.at + 8) {
             let mut bytes = [0; 8];
@@ -567,6 +517,9 @@ impl Nesting {
     }
 }
 
+/// The high bit of every byte of a word.
+const HIGH_BITS: u64 = (u64::MAX / 255) << 7;
+
 /// The high bit of each byte of `word` (little-endian) that is `"`, `\` or
 /// a control character — exact up to the first one; later ones may be
 /// false alarms a borrow made, never earlier ones.
@@ -580,6 +533,8 @@ fn special_bytes(word: u64) -> u64 {
         | (backslash.wrapping_sub(ONES) & !backslash))
         & (ONES << 7)
 }
+
+mod escapes;
 
 #[cfg(test)]
 mod tests;

@@ -84,3 +84,51 @@ fn values_nest_as_deep_as_they_go() {
         assert_eq!(cursor.value(), Err(Malformed), "{depth}");
     }
 }
+
+/// Keys of every length up to three words, each with a special, non-ASCII
+/// or invalid byte at every place: read as serde reads an object's keys.
+#[test]
+fn keys_are_read_as_serde_reads_them() {
+    for length in 0..24 {
+        for odd in 0..=length {
+            for byte in [
+                &b"\xc3\xa9"[..],
+                b"\xff",
+                b"\\n",
+                b"\\u00e9",
+                b"\"",
+                b"\x01",
+            ] {
+                let mut key = vec![b'k'; length];
+                key.splice(
+                    odd..odd.min(length),
+                    byte.iter().copied().take(usize::from(odd < length) * 8),
+                );
+                let mut json = b"{\"".to_vec();
+                json.extend(&key);
+                json.extend_from_slice(b"\":1,\"b\":2}");
+                let serde: Option<Vec<String>> =
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+                        .ok()
+                        .map(|map| map.keys().cloned().collect());
+                let mut cursor = Cursor::new(&json);
+                let mut keys = Vec::new();
+                let ours = cursor
+                    .expect(b'{')
+                    .and_then(|()| {
+                        cursor.members(|cursor, key| {
+                            keys.push(String::from_utf8(key.to_vec()).expect("UTF-8"));
+                            cursor.value()
+                        })
+                    })
+                    .ok()
+                    .filter(|()| cursor.at_end())
+                    .map(|()| {
+                        keys.sort();
+                        keys
+                    });
+                assert_eq!(ours, serde, "{:?}", String::from_utf8_lossy(&json));
+            }
+        }
+    }
+}
