@@ -14,7 +14,10 @@
 //!   OpenAI-compatible upstreams;
 //! - [`sse`]: an incremental Server-Sent Events parser and writer, and
 //!   [`sse::SharedEvents`], a stream's events split once for every layer
-//!   that watches it; [`ChunkView`]: what a stream chunk's `choices` hold;
+//!   that watches it; [`ChunkView`]: what a stream chunk's `choices` hold,
+//!   read by a [`ChunkReader`];
+//! - [`json_cursor`]: JSON read by serde_json's grammar without building
+//!   anything, for the readers of every chunk and answer;
 //! - [`ReadLimited`]: a whole response body read inside a `poll`, up to a
 //!   limit;
 //! - [`RequestBody`] and [`ChatRequest`]: the request read once at ingress,
@@ -63,6 +66,7 @@
 
 pub mod classify;
 pub mod extensions;
+pub mod json_cursor;
 pub mod redact;
 pub mod shared_state;
 pub mod sse;
@@ -89,7 +93,7 @@ pub use availability::{AlwaysAvailable, Availability};
 pub use body::{RequestBody, read_body_limited};
 pub use chat::{ChatRequest, MAX_JSON_DEPTH};
 pub use chat_fallbacks::RequestFallbacks;
-pub use chunk::ChunkView;
+pub use chunk::{ChunkReader, ChunkView};
 pub use class::{ErrorClass, Scope, TimeoutKind};
 pub use deployment_limits::{Admission, AdmitFuture, DeploymentLimits, DeploymentQuota, Unlimited};
 pub use failure::{BoxError, Failure};

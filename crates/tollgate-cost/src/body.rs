@@ -10,11 +10,13 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event};
-use tollgate_core::sse::{EventReader, EventSplitter, Frame as SseFrame, SharedEvents, SseParser};
+use tollgate_core::sse::{
+    EventReader, EventSplitter, Frame as SseFrame, SharedEvents, SseParser, single_line_data,
+};
 use tollgate_core::{BoxError, ErrorClass, Failure};
 
 use crate::meter::Meter;
-use crate::scan::scan;
+use crate::scan::Scanner;
 use crate::usage::Reported;
 
 /// Bytes of an error body kept to classify it.
@@ -227,6 +229,8 @@ pub(crate) enum Mode<E> {
         /// starts the next event, yet belongs to this one — it goes to the
         /// client or is dropped with it.
         last: LastEvent,
+        /// Looks at each event for content and usage.
+        scanner: Scanner,
     },
 }
 
@@ -241,6 +245,7 @@ impl<E> Mode<E> {
             shared,
             strip,
             last: LastEvent::default(),
+            scanner: Scanner::default(),
         }
     }
 }
@@ -380,6 +385,7 @@ impl<E: ClassifyEos> Watch<E> {
                 reader,
                 strip,
                 last,
+                scanner,
                 ..
             } => {
                 if reader.pending() + data.len() > EventSplitter::DEFAULT_MAX_EVENT_LEN {
@@ -398,14 +404,14 @@ impl<E: ClassifyEos> Watch<E> {
                 let publish = !read.published();
                 for event in read {
                     if !*strip {
-                        look_at_event(&event, eos, meter, false);
+                        look_at_event(&event, eos, meter, scanner, false);
                         out.push_back((event, publish));
                         continue;
                     }
                     // A leading LF that is the end of the last event's
                     // CR LF: it goes with that event, out or dropped.
                     let lead = last.ended_cr && event.first() == Some(&b'\n');
-                    let keep = look_at_event(&event, eos, meter, true);
+                    let keep = look_at_event(&event, eos, meter, scanner, true);
                     let ended_cr = event.ends_with(b"\r");
                     match (keep, lead, last.dropped) {
                         (true, true, true) => out.push_back((event.slice(1..), true)),
@@ -480,6 +486,7 @@ fn look_at_event<E: ClassifyEos>(
     event: &Bytes,
     eos: &mut Option<E>,
     meter: &mut Meter,
+    scanner: &mut Scanner,
     strip: bool,
 ) -> bool {
     if let Some(eos) = eos.as_mut()
@@ -489,7 +496,7 @@ fn look_at_event<E: ClassifyEos>(
     {
         meter.fail(failure.class());
     }
-    let found = scan(event);
+    let found = scanner.scan(event);
     if found.content {
         meter.content_event();
     }
@@ -505,8 +512,12 @@ fn look_at_event<E: ClassifyEos>(
     true
 }
 
-/// Parses the data of one raw event that carries usage.
+/// Parses the data of one raw event that carries usage: a slice of it
+/// when it is one `data:` line, as usage chunks are; else the parser's.
 fn read_event(event: &Bytes) -> Option<Reported> {
+    if let Some(data) = single_line_data(event) {
+        return Reported::read(data);
+    }
     let mut parser = SseParser::new();
     parser.push(event.clone());
     while let Ok(Some(frame)) = parser.next_frame() {

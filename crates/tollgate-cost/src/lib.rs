@@ -135,13 +135,14 @@
 //! # Cost on the hot path
 //!
 //! A stream event costs a scan of its bytes (for the event boundary, a
-//! content key and a `usage` key) and no allocation: events the layer
+//! content key and a `usage` key — past the start it shares with the last
+//! event, which the layer keeps one copy of per stream) and no allocation
+//! after the stream's first events: events the layer
 //! forwards untouched are the frames as they came, and when it must drop
 //! the usage chunk it forwards runs of whole events sliced from those
 //! frames. No lock is taken, except once per unpriced model to warn.
 
 mod body;
-mod cursor;
 mod future;
 mod layer;
 mod meter;

@@ -16,13 +16,30 @@
 //! an error. What this does not decide cheaply it leaves to serde: a
 //! `usage` of another shape (serde reads that value), a top-level array
 //! (serde's derive reads a struct from one), a key with escapes, values
-//! nested deeper than [`MAX_DEPTH`](crate::cursor::MAX_DEPTH) (serde reads
-//! the whole body: [`Stop::Unsure`]).
+//! (serde reads the whole body: [`Stop::Unsure`]).
 //!
 //! [`Reported::read_with_serde`]: crate::usage::Reported::read_with_serde
 
-use crate::cursor::{Cursor, Step, Stop};
+use tollgate_core::json_cursor::{Cursor, Malformed};
+
 use crate::usage::{CompletionDetails, CostText, Count, PromptDetails, ResponseView, UsageView};
+
+/// Why a walk stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Serde rejects the text.
+    Rejected,
+    /// Only serde can tell.
+    Unsure,
+}
+
+impl From<Malformed> for Stop {
+    fn from(Malformed: Malformed) -> Stop {
+        Stop::Rejected
+    }
+}
+
+pub(crate) type Step<T = ()> = Result<T, Stop>;
 
 /// The top-level values of an object the cost layer looks at.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,21 +82,21 @@ const RESPONSE: u8 = 8;
 /// The top-level object, from its `{`.
 fn object<'a>(cursor: &mut Cursor<'a>) -> Step<TopLevel<'a>> {
     let mut top = TopLevel::default();
-    cursor.at += 1;
+    cursor.expect(b'{')?;
     if cursor.eat(b'}') {
         return Ok(top);
     }
-    let json = cursor.json;
+    let json = cursor.json();
     let mut seen = 0u8;
     loop {
         cursor.expect(b'"')?;
-        let start = cursor.at;
+        let start = cursor.position();
         if cursor.string()? {
             // Serde compares the unescaped name, and rejects a lone
             // surrogate in it: its call.
             return Err(Stop::Unsure);
         }
-        let key = &json[start..cursor.at - 1];
+        let key = &json[start..cursor.position() - 1];
         if !key.is_ascii() && std::str::from_utf8(key).is_err() {
             return Err(Stop::Rejected);
         }
@@ -130,22 +147,10 @@ fn choices(cursor: &mut Cursor<'_>) -> Step<Option<usize>> {
     match cursor.peek() {
         Some(b'n') => {
             cursor.literal(b"null")?;
-            return Ok(None);
+            Ok(None)
         }
-        Some(b'[') => cursor.at += 1,
-        _ => return Err(Stop::Rejected),
-    }
-    if cursor.eat(b']') {
-        return Ok(Some(0));
-    }
-    let mut count = 0;
-    loop {
-        cursor.value()?;
-        count += 1;
-        if !cursor.eat(b',') {
-            cursor.expect(b']')?;
-            return Ok(Some(count));
-        }
+        Some(b'[') => Ok(Some(cursor.array_length()?)),
+        _ => Err(Stop::Rejected),
     }
 }
 
@@ -167,11 +172,11 @@ fn error(cursor: &mut Cursor<'_>) -> Step<bool> {
 /// `null` or of the usual shape ([`usual_usage`]); serde reads any other.
 fn usage<'a>(cursor: &mut Cursor<'a>) -> Step<Option<UsageView<'a>>> {
     cursor.peek();
-    let start = cursor.at;
+    let start = cursor.position();
     if let Some(usage) = usual_usage(cursor) {
         return Ok(usage);
     }
-    cursor.at = start;
+    cursor.rewind(start);
     let text = cursor.value_text()?;
     serde_json::from_slice(text).map_err(|_| Stop::Rejected)
 }
@@ -296,14 +301,14 @@ fn members<'a>(
     if cursor.eat(b'}') {
         return Some(());
     }
-    let json = cursor.json;
+    let json = cursor.json();
     loop {
         cursor.expect(b'"').ok()?;
-        let start = cursor.at;
+        let start = cursor.position();
         if cursor.string().ok()? {
             return None;
         }
-        let key = &json[start..cursor.at - 1];
+        let key = &json[start..cursor.position() - 1];
         if !key.is_ascii() {
             return None;
         }
@@ -326,15 +331,15 @@ fn count(cursor: &mut Cursor<'_>) -> Option<Count> {
             Some(Count(None))
         }
         first @ b'0'..=b'9' => {
-            let start = cursor.at;
+            let start = cursor.position();
             let digits = cursor.digits();
             let plain = digits <= 19
                 && (first != b'0' || digits == 1)
-                && !matches!(cursor.json.get(cursor.at), Some(b'.' | b'e' | b'E'));
+                && !matches!(cursor.rest().first(), Some(b'.' | b'e' | b'E'));
             if !plain {
                 return None;
             }
-            let text = &cursor.json[start..cursor.at];
+            let text = &cursor.json()[start..cursor.position()];
             let value = text
                 .iter()
                 .fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));

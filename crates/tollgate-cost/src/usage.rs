@@ -8,7 +8,7 @@ use tollgate_core::extensions::Usage;
 
 use tollgate_core::Usd;
 
-use crate::cursor::Stop;
+use crate::top_level::Stop;
 use crate::top_level::skim;
 
 /// The tokens one attempt used, as the provider reported them — or as the

@@ -9,8 +9,8 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_core::classify::{ClassifyEos, classify_raw_event, stream_cut};
-use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser};
-use tollgate_core::{ChunkView, ErrorClass, Failure};
+use tollgate_core::sse::{self, EventReader, SharedEvents, SseParser, single_line_data};
+use tollgate_core::{ChunkReader, ErrorClass, Failure};
 
 /// The longest text kept for a continuation's prefill, in bytes. A longer
 /// answer is not continued.
@@ -93,6 +93,8 @@ struct Tracker<E> {
     first: Option<Bytes>,
     rewrite: Option<Rewrite>,
     broken: Option<Failure>,
+    /// Reads every data event, skipping what it shares with the last.
+    chunks: ChunkReader,
 }
 
 impl<E> fmt::Debug for Splicer<E> {
@@ -128,6 +130,7 @@ impl<E: ClassifyEos> Splicer<E> {
                 first: None,
                 rewrite: None,
                 broken: None,
+                chunks: ChunkReader::default(),
             },
         }
     }
@@ -332,7 +335,7 @@ impl<E: ClassifyEos> Tracker<E> {
             self.done = true;
             return Action::Forward;
         }
-        let Ok(chunk) = ChunkView::read(data) else {
+        let Ok(chunk) = self.chunks.read(data) else {
             return malformed();
         };
         if chunk.finish_error {
@@ -464,23 +467,6 @@ fn common_prefix(a: &str, b: &str) -> usize {
         .zip(b.chars())
         .find(|((_, x), y)| x != y)
         .map_or_else(|| a.len().min(b.len()), |((at, _), _)| at)
-}
-
-/// The data of an event that is a single `data:` line (the common case), as
-/// a slice of it; `None` for any other event.
-fn single_line_data(raw: &[u8]) -> Option<&[u8]> {
-    let rest = raw.strip_prefix(b"data:")?;
-    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-    let end = rest
-        .iter()
-        .rposition(|&b| b != b'\n' && b != b'\r')
-        .map_or(0, |last| last + 1);
-    let value = &rest[..end];
-    // No early exit: the compiler turns this into a vector scan.
-    let breaks = value
-        .iter()
-        .fold(false, |found, &b| found | (b == b'\n') | (b == b'\r'));
-    (!breaks).then_some(value)
 }
 
 /// The data of a raw event, by the full SSE parser, or `None` for an event

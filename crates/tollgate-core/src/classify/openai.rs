@@ -155,9 +155,6 @@ fn responses_failure(error: Option<&Value>) -> Failure {
     classify_error_object(status, &HeaderMap::new(), error, SystemTime::now())
 }
 
-/// Whether a raw event names a Responses stream's last event (the string
-/// `"response.completed"`, `"response.incomplete"` or `"response.failed"`):
-/// one search for their common start, so that a chat chunk costs one.
 /// Whether the event's data starts a JSON object: then it is not the
 /// `[DONE]` marker (whose data is exactly `[DONE]`), and the search for that
 /// marker can be skipped — a third of what every content chunk costs here,
@@ -166,14 +163,24 @@ fn opens_an_object(raw_event: &[u8]) -> bool {
     raw_event.starts_with(b"data: {") || raw_event.starts_with(b"data:{")
 }
 
+/// Whether a raw event names a Responses stream's last event (the string
+/// `"response.completed"`, `"response.incomplete"` or `"response.failed"`):
+/// one search for their common start, so that a chat chunk costs one.
 fn ends_a_response(raw_event: &[u8]) -> bool {
     const START: &[u8] = b"\"response.";
-    RESPONSE_EVENT.find_iter(raw_event).any(|at| {
-        let rest = &raw_event[at + START.len()..];
-        [&b"completed\""[..], b"incomplete\"", b"failed\""]
+    // `find` in a loop, not `find_iter`: the iterator copies the searcher,
+    // on every event of every watched stream.
+    let mut rest = raw_event;
+    while let Some(at) = RESPONSE_EVENT.find(rest) {
+        rest = &rest[at + START.len()..];
+        if [&b"completed\""[..], b"incomplete\"", b"failed\""]
             .iter()
             .any(|end| rest.starts_with(end))
-    })
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Searches for the two needles every watched stream event is checked

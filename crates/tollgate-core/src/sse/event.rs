@@ -61,3 +61,22 @@ impl Event {
         std::str::from_utf8(&self.data)
     }
 }
+
+/// The data of a raw event (its bytes as a stream carried them, blank line
+/// included) that is a single `data:` line — the common case — as a slice
+/// of it, found without the parser; `None` for any other event, which the
+/// [`SseParser`](super::SseParser) reads.
+pub fn single_line_data(raw_event: &[u8]) -> Option<&[u8]> {
+    let rest = raw_event.strip_prefix(b"data:")?;
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    let end = rest
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |last| last + 1);
+    let value = &rest[..end];
+    // No early exit: the compiler turns this into a vector scan.
+    let breaks = value
+        .iter()
+        .fold(false, |found, &b| found | (b == b'\n') | (b == b'\r'));
+    (!breaks).then_some(value)
+}

@@ -56,7 +56,7 @@ mod split;
 mod writer;
 
 pub use error::{InvalidField, SseError};
-pub use event::{Event, Frame};
+pub use event::{Event, Frame, single_line_data};
 pub use parser::SseParser;
 pub use shared::{EventReader, ReadEvents, SharedEvents};
 pub use split::{EventSplitter, Events};

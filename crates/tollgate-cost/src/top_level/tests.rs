@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::cursor::MAX_DEPTH;
 use crate::usage::Reported;
 
 /// What [`skim`] made of a body, for tallies.
@@ -115,28 +114,21 @@ fn rejects_what_serde_rejects() {
 
 #[test]
 fn leaves_to_serde_what_it_cannot_decide_alone() {
-    let deep = format!(
-        r#"{{"a":{}1{}}}"#,
-        "[".repeat(MAX_DEPTH as usize + 1),
-        "]".repeat(MAX_DEPTH as usize + 1)
-    );
-    let shallow = format!(
-        r#"{{"a":{}1{}}}"#,
-        "[".repeat(MAX_DEPTH as usize),
-        "]".repeat(MAX_DEPTH as usize)
-    );
     for json in [
         // Serde's derive reads a struct from an array, field by field.
         "[]",
         r#"[{"prompt_tokens":3},[1,2],null]"#,
         r#"{"us\u0061ge":{"prompt_tokens":3}}"#,
         r#"{"\ud800":1}"#,
-        &deep,
     ] {
         assert_eq!(skim(json.as_bytes()), Err(Stop::Unsure), "{json}");
         assert_eq!(same_as_serde(json.as_bytes()), Verdict::Unsure);
     }
-    assert!(skim(shallow.as_bytes()).is_ok());
+    // Skipped values nest as deep as they go, as serde skips them.
+    for depth in [64, 65, 200] {
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(same_as_serde(deep.as_bytes()), Verdict::Object, "{depth}");
+    }
     let reported = Reported::read(br#"[{"prompt_tokens":3},[1,2],null]"#).unwrap();
     assert_eq!(reported.usage.map(|u| u.prompt_tokens), Some(3));
     assert_eq!(reported.choices, Some(2));
@@ -427,7 +419,7 @@ fn same_as_serde_on_generated_and_mutated_bodies() {
     }
     // Each kind of verdict came up often enough to mean something.
     assert!(
-        objects > 10_000 && with_usage > 1_500 && rejected > 20_000 && unsure > 1_000,
+        objects > 10_000 && with_usage > 1_400 && rejected > 20_000 && unsure > 1_000,
         "{objects} objects ({with_usage} with usage), {rejected} rejected, {unsure} unsure"
     );
 }
