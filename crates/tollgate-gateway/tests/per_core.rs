@@ -23,6 +23,35 @@ fn gateway(yaml: &str) -> Gateway {
     Gateway::new(&loaded.config).expect("the config builds")
 }
 
+/// The gateway of `yaml` served on [`THREADS`] listeners of one port, until
+/// the sender is used; the task ends once every thread has drained.
+async fn serve_on_threads(
+    yaml: &str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let gateway = gateway(yaml);
+    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
+        .await
+        .unwrap();
+    assert_eq!(listeners.len(), THREADS);
+    for listener in &listeners {
+        assert_eq!(listener.local_addr().unwrap(), addr, "one port for all");
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve_per_core(
+        listeners,
+        gateway,
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
+    (addr, stop, served)
+}
+
 /// A fresh client connection (its own source port: the kernel picks a
 /// listener per connection) sending one chat request.
 async fn chat_once(url: &str) -> (http::StatusCode, bytes::Bytes) {
@@ -49,26 +78,7 @@ async fn every_listener_on_the_port_is_served_and_the_shutdown_drains_them_all()
         &upstream.url(),
         &format!("tollgate:\n  ledger_path: {}\n", ledger.display()),
     );
-    let gateway = gateway(&yaml);
-    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
-        .await
-        .unwrap();
-    assert_eq!(listeners.len(), THREADS);
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    assert!(ports.iter().all(|&p| p == addr.port()), "{ports:?}");
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(serve_per_core(
-        listeners,
-        gateway.clone(),
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let (addr, stop, served) = serve_on_threads(&yaml).await;
     let url = format!("http://{addr}/v1/chat/completions");
     const REQUESTS: usize = 48;
     tokio::time::timeout(GUARD, async {
@@ -105,22 +115,8 @@ async fn every_listener_on_the_port_is_served_and_the_shutdown_drains_them_all()
 #[tokio::test(flavor = "current_thread")]
 async fn the_connection_cap_counts_every_threads_connections() {
     let upstream = Upstream::start().await;
-    let gateway = gateway(&openai_config(
-        &upstream.url(),
-        "tollgate:\n  max_connections: 4\n",
-    ));
-    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(serve_per_core(
-        listeners,
-        gateway.clone(),
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let yaml = openai_config(&upstream.url(), "tollgate:\n  max_connections: 4\n");
+    let (addr, stop, served) = serve_on_threads(&yaml).await;
     // Idle keep-alive connections, each its own client: whichever thread
     // took each, the one table counts them all.
     let url = format!("http://{addr}/health/liveliness");
