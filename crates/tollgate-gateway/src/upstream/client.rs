@@ -53,7 +53,7 @@ thread_local! {
 }
 
 /// Makes every [`UpstreamClient`]'s requests made on this thread use its
-/// pool `index` (modulo [`MAX_POOLS`]).
+/// pool `index` (modulo 64, the most pools a client keeps).
 ///
 /// A gateway serving on one single-threaded runtime per core gives each
 /// thread a pool of its own: a pooled connection's task runs on the
