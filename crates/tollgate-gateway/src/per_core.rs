@@ -45,41 +45,51 @@ pub async fn bind_per_core(
     addr: SocketAddr,
     count: usize,
 ) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    if !cfg!(unix) || count <= 1 {
-        let (listener, local) = crate::server::bind(addr).await?;
-        return Ok((vec![listener], local));
+    if count <= 1 {
+        return one_listener(addr).await;
     }
-    let first = shared_listener(addr)?;
+    shared_listeners(addr, count).await
+}
+
+async fn one_listener(addr: SocketAddr) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let (listener, local) = crate::server::bind(addr).await?;
+    Ok((vec![listener], local))
+}
+
+#[cfg(unix)]
+async fn shared_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let bind = |addr: SocketAddr| -> io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // As `TcpListener::bind` does: a restart binds while the old
+        // connections are in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    let first = bind(addr)?;
     let local = first.local_addr()?;
     let mut listeners = vec![first];
     for _ in 1..count {
-        listeners.push(shared_listener(local)?);
+        listeners.push(bind(local)?);
     }
     Ok((listeners, local))
 }
 
-#[cfg(unix)]
-fn shared_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    // As `TcpListener::bind` does: a restart binds while the old
-    // connections are in TIME_WAIT.
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
-}
-
+/// Without `SO_REUSEPORT`, one listener: the threads would have nothing to
+/// share a port with.
 #[cfg(not(unix))]
-fn shared_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+async fn shared_listeners(
+    addr: SocketAddr,
+    _count: usize,
+) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    one_listener(addr).await
 }
 
 /// Serves `gateway` on `listeners` until `shutdown` completes, as
