@@ -226,9 +226,7 @@ fn entry(
     info.insert("mode".into(), json!(mode));
     info.insert(
         "litellm_provider".into(),
-        json!(facts.map_or(deployment.provider.as_str(), |f| {
-            f.litellm_provider.as_str()
-        })),
+        json!(facts.map_or(deployment.provider.as_str(), |f| { &*f.litellm_provider })),
     );
     info.insert(
         "max_input_tokens".into(),
@@ -244,7 +242,7 @@ fn entry(
     );
     info.insert("input_cost_per_token".into(), json!(dollars(|p| p.input)));
     info.insert("output_cost_per_token".into(), json!(dollars(|p| p.output)));
-    for flag in facts.map(|f| f.supports.as_slice()).unwrap_or_default() {
+    for flag in facts.map(|f| &*f.supports).unwrap_or_default() {
         info.insert(format!("supports_{flag}"), Value::Bool(true));
     }
     for (flag, value) in [

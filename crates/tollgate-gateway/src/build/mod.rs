@@ -39,8 +39,11 @@ use crate::spend::GatewaySink;
 use crate::teams::{TeamBackend, Teams};
 use crate::upstream::UpstreamClient;
 
-/// How often histogram samples are folded into their buckets.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// How often histogram samples are folded into their buckets. The exporter
+/// keeps every sample until then: at 40,000 requests a second, five seconds
+/// of them were 12 MiB of the peak under load (BENCHMARKS.md, "Memory under
+/// the shared bench").
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 
 /// Why a configuration could not become a gateway.
 #[derive(Debug, thiserror::Error)]

@@ -105,12 +105,16 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
-/// A larger page cache: every insert walks the table's and the indexes'
-/// B-trees, and with SQLite's default 2 MB cache those pages come from the
-/// OS through a `pread` each — most of the writer's time under load.
+/// The page cache: every insert walks the table's and the indexes' B-trees,
+/// whose pages must stay cached or come from the OS through a `pread` each.
+/// Inserts land at the right edge of each (the day leads every index, and
+/// no index is on a random id), so 2 MiB holds them: the writer's CPU a row
+/// under the shared bench is the same as with 8 MiB (1.8–2.1 µs), and the
+/// 6 MiB more that cache filled under load is not spent (BENCHMARKS.md,
+/// "Memory under the shared bench").
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
-    // Negative: KiB. 8 MiB of pages at most, used as the file grows.
-    conn.pragma_update(None, "cache_size", -8_192)?;
+    // Negative: KiB. 2 MiB of pages at most, used as the file grows.
+    conn.pragma_update(None, "cache_size", -2_048)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
 }
 

@@ -1,7 +1,10 @@
 //! Writing off the hot path: [`LedgerHandle`] queues rows without blocking,
 //! and one OS thread (`tollgate-ledger`) commits them in batches.
 //!
-//! The queue is a bounded `std::sync::mpsc::sync_channel`. The writer thread
+//! The queue is a `std::sync::mpsc` channel bounded by a count of the rows
+//! in it: `sync_channel` would allocate (and initialise) every slot of its
+//! 65,536 up front, 1.5 MiB resident from the start, where this one holds
+//! memory only for the rows waiting in it. The writer thread
 //! follows [`BatchPolicy`], a pure function of the open batch's size and
 //! age: a batch closes at `batch_max_rows` rows or `flush_interval` after its
 //! first row, whichever comes first, and is committed in one transaction.
@@ -17,7 +20,7 @@
 //! control messages (flush, shutdown) always do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel as unbounded};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -38,7 +41,7 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// What the writer thread receives.
 pub(crate) enum Msg {
-    /// A row to write (boxed: the channel preallocates its slots).
+    /// A row to write (boxed: the queue moves a pointer, not the row).
     Row(Box<LedgerRow>),
     /// Write everything pending now, then answer.
     Flush(SyncSender<Result<(), LedgerError>>),
@@ -110,6 +113,8 @@ pub(crate) struct Shared {
     progress: (Mutex<()>, Condvar),
     /// Rows sent and not yet taken by the writer.
     queued: AtomicUsize,
+    /// The most rows the queue holds.
+    capacity: usize,
     /// A handle wakes the writer every this many rows.
     wake_every: AtomicUsize,
     /// The writer thread, to wake it.
@@ -117,7 +122,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Shared {
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
@@ -128,6 +133,7 @@ impl Shared {
             epoch: Instant::now(),
             progress: (Mutex::new(()), Condvar::new()),
             queued: AtomicUsize::new(0),
+            capacity,
             wake_every: AtomicUsize::new(usize::MAX),
             writer: OnceLock::new(),
         }
@@ -206,7 +212,7 @@ pub(crate) struct LedgerStats {
 /// sender).
 #[derive(Clone)]
 pub(crate) struct LedgerHandle {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -229,24 +235,26 @@ impl LedgerHandle {
             return;
         }
         // Counted before the send: the writer may take the row (and count
-        // it out) before `try_send` even returns.
+        // it out) before `send` even returns.
         let queued = self
             .shared
             .queued
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1);
-        match self.tx.try_send(Msg::Row(Box::new(row))) {
+        if queued > self.shared.capacity {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            self.shared.note_dropped("queue full");
+            return;
+        }
+        match self.tx.send(Msg::Row(Box::new(row))) {
             Ok(()) => {
                 if queued.is_multiple_of(self.shared.wake_every.load(Ordering::Relaxed)) {
                     self.shared.wake_writer();
                 }
             }
-            Err(error) => {
+            Err(_) => {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                match error {
-                    TrySendError::Full(_) => self.shared.note_dropped("queue full"),
-                    TrySendError::Disconnected(_) => self.shared.note_dropped("writer stopped"),
-                }
+                self.shared.note_dropped("writer stopped");
             }
         }
     }
@@ -257,8 +265,8 @@ impl LedgerHandle {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Sends a control message, waiting for room in the queue, and wakes
-    /// the writer for it.
+    /// Sends a control message (never counted against the capacity, so a
+    /// flush or a shutdown always gets through) and wakes the writer for it.
     pub(crate) fn send_blocking(&self, msg: Msg) -> Result<(), LedgerError> {
         self.tx.send(msg).map_err(|_| LedgerError::Closed)?;
         self.shared.wake_writer();
@@ -270,10 +278,10 @@ impl LedgerHandle {
     }
 }
 
-/// A handle and the receiving end of its queue of `capacity` messages.
+/// A handle and the receiving end of its queue of at most `capacity` rows.
 pub(crate) fn channel(capacity: usize) -> (LedgerHandle, Receiver<Msg>) {
-    let (tx, rx) = sync_channel(capacity);
-    let shared = Arc::new(Shared::new());
+    let (tx, rx) = unbounded();
+    let shared = Arc::new(Shared::new(capacity));
     (LedgerHandle { tx, shared }, rx)
 }
 

@@ -14,7 +14,7 @@
 //!
 //! let prices = ModelPrices::snapshot();
 //! let facts = prices.get("claude-haiku-4-5-20251001").unwrap();
-//! assert_eq!(facts.litellm_provider, "anthropic");
+//! assert_eq!(&*facts.litellm_provider, "anthropic");
 //! assert!(facts.input_cost_per_token.is_some());
 //! ```
 
@@ -33,36 +33,40 @@ static PARSED: LazyLock<Arc<ModelPrices>> = LazyLock::new(|| {
 });
 
 /// What one model's entry says.
+///
+/// Two thousand of these live for the whole process, so they are kept
+/// small: texts as boxed `str`s, the provider and the flags shared between
+/// entries (a hundred providers and a few dozen flags across them all).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelFacts {
     /// LiteLLM's provider name for it (`openai`, `vertex_ai-language-models`).
-    pub litellm_provider: String,
+    pub litellm_provider: Arc<str>,
     /// LiteLLM's `mode` (`embedding`, `completion`, …); `None` for chat,
     /// which the snapshot leaves unsaid.
-    pub mode: Option<String>,
+    pub mode: Option<Arc<str>>,
     /// `input_cost_per_token`, as the decimal text LiteLLM wrote.
-    pub input_cost_per_token: Option<String>,
+    pub input_cost_per_token: Option<Box<str>>,
     /// `output_cost_per_token`.
-    pub output_cost_per_token: Option<String>,
+    pub output_cost_per_token: Option<Box<str>>,
     /// `cache_read_input_token_cost`.
-    pub cache_read_input_token_cost: Option<String>,
+    pub cache_read_input_token_cost: Option<Box<str>>,
     /// `cache_creation_input_token_cost`.
-    pub cache_creation_input_token_cost: Option<String>,
+    pub cache_creation_input_token_cost: Option<Box<str>>,
     /// `output_cost_per_reasoning_token`.
-    pub output_cost_per_reasoning_token: Option<String>,
+    pub output_cost_per_reasoning_token: Option<Box<str>>,
     /// `max_input_tokens`: the context window.
     pub max_input_tokens: Option<u64>,
     /// `max_output_tokens`.
     pub max_output_tokens: Option<u64>,
     /// The `supports_*` flags that are true, without the prefix
     /// (`function_calling`, `vision`, `reasoning`, …).
-    pub supports: Vec<String>,
+    pub supports: Box<[Arc<str>]>,
 }
 
 impl ModelFacts {
     /// Its per-token prices, when both the input and the output price are known.
     pub fn prices(&self) -> Option<TokenPrices> {
-        let usd = |text: &Option<String>| text.as_deref().and_then(|t| Usd::parse(t).ok());
+        let usd = |text: &Option<Box<str>>| text.as_deref().and_then(|t| Usd::parse(t).ok());
         Some(TokenPrices {
             input: usd(&self.input_cost_per_token)?,
             output: usd(&self.output_cost_per_token)?,
@@ -79,14 +83,16 @@ impl ModelFacts {
 
     /// Whether the `supports_<flag>` flag is true.
     pub fn supports(&self, flag: &str) -> bool {
-        self.supports.iter().any(|f| f == flag)
+        self.supports.iter().any(|f| &**f == flag)
     }
 }
 
 /// Model facts by LiteLLM's model name (`gpt-4o`, `groq/llama3-8b-8192`).
 #[derive(Clone, Default)]
 pub struct ModelPrices {
-    models: HashMap<Box<str>, ModelFacts>,
+    // Boxed: the table's empty slots then cost a pointer, not a whole entry
+    // (1 MiB of slots for 2,059 entries otherwise).
+    models: HashMap<Box<str>, Box<ModelFacts>>,
     source: String,
 }
 
@@ -143,6 +149,7 @@ impl ModelPrices {
         self.models
             .get(model)
             .or_else(|| self.models.get(model.to_ascii_lowercase().as_str()))
+            .map(|facts| &**facts)
     }
 
     /// The facts of a deployment's model: `provider/model` first (LiteLLM
@@ -196,28 +203,47 @@ impl ModelPrices {
             Some(_) => return Err(ModelPricesError::Format("`models` is not an object".into())),
             None => root,
         };
-        let models = models
+        let mut shared = Interned::default();
+        let mut models: HashMap<Box<str>, Box<ModelFacts>> = models
             .into_iter()
             .filter(|(name, _)| name != "sample_spec" && name != "source")
-            .filter_map(|(name, entry)| Some((name.into_boxed_str(), facts(&entry)?)))
+            .filter_map(|(name, entry)| {
+                Some((name.into_boxed_str(), Box::new(facts(&entry, &mut shared)?)))
+            })
             .collect();
+        models.shrink_to_fit();
         Ok(ModelPrices { models, source })
     }
 }
 
+/// The texts many entries repeat (providers, modes, flags), one copy each.
+#[derive(Default)]
+struct Interned(std::collections::HashSet<Arc<str>>);
+
+impl Interned {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = text.into();
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
 /// One entry; `None` when it names no provider.
-fn facts(entry: &Value) -> Option<ModelFacts> {
+fn facts(entry: &Value, shared: &mut Interned) -> Option<ModelFacts> {
     let entry = entry.as_object()?;
     let price = |key: &str| match entry.get(key)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
+        Value::String(text) => Some(text.as_str().into()),
+        Value::Number(number) => Some(number.to_string().into_boxed_str()),
         _ => None,
     };
     let count = |key: &str| entry.get(key).and_then(Value::as_u64);
-    let mut supports: Vec<String> = match entry.get("supports") {
+    let mut supports: Vec<Arc<str>> = match entry.get("supports") {
         Some(Value::Array(flags)) => flags
             .iter()
-            .filter_map(|f| f.as_str().map(str::to_owned))
+            .filter_map(|f| f.as_str().map(|flag| shared.get(flag)))
             .collect(),
         _ => Vec::new(),
     };
@@ -226,16 +252,16 @@ fn facts(entry: &Value) -> Option<ModelFacts> {
         if let Some(flag) = key.strip_prefix("supports_")
             && value == &Value::Bool(true)
         {
-            supports.push(flag.to_owned());
+            supports.push(shared.get(flag));
         }
     }
     Some(ModelFacts {
-        litellm_provider: entry.get("litellm_provider")?.as_str()?.to_owned(),
+        litellm_provider: shared.get(entry.get("litellm_provider")?.as_str()?),
         mode: entry
             .get("mode")
             .and_then(Value::as_str)
             .filter(|mode| *mode != "chat")
-            .map(str::to_owned),
+            .map(|mode| shared.get(mode)),
         input_cost_per_token: price("input_cost_per_token"),
         output_cost_per_token: price("output_cost_per_token"),
         cache_read_input_token_cost: price("cache_read_input_token_cost"),
@@ -243,7 +269,7 @@ fn facts(entry: &Value) -> Option<ModelFacts> {
         output_cost_per_reasoning_token: price("output_cost_per_reasoning_token"),
         max_input_tokens: count("max_input_tokens"),
         max_output_tokens: count("max_output_tokens"),
-        supports,
+        supports: supports.into_boxed_slice(),
     })
 }
 
@@ -261,7 +287,7 @@ mod tests {
             prices.source()
         );
         let gpt = prices.get("gpt-4o").unwrap();
-        assert_eq!(gpt.litellm_provider, "openai");
+        assert_eq!(&*gpt.litellm_provider, "openai");
         assert_eq!(gpt.input_cost_per_token.as_deref(), Some("2.5e-06"));
         assert_eq!(
             gpt.prices().unwrap().input,
@@ -304,6 +330,6 @@ mod tests {
     fn a_deployment_finds_its_provider_prefixed_entry() {
         let prices = ModelPrices::snapshot();
         let groq = prices.for_deployment("groq", "openai/gpt-oss-20b");
-        assert_eq!(groq.map(|f| f.litellm_provider.as_str()), Some("groq"));
+        assert_eq!(groq.map(|f| &*f.litellm_provider), Some("groq"));
     }
 }
