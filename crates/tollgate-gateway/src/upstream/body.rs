@@ -30,6 +30,14 @@ pin_project! {
         inner: B,
         #[pin]
         timer: Option<Sleep>,
+        // The timer's next deadline, set when a frame comes and given to
+        // the timer only once the body has to wait: a body whose frames are
+        // all ready at once (a JSON answer read with its head, a short
+        // stream in one read) never puts its timer in the runtime's wheel.
+        // Inserting it there wakes the runtime's driver (an `eventfd`
+        // write) whenever it becomes the earliest timer — most requests,
+        // under load (BENCHMARKS.md, "Memory under the shared bench").
+        rearm: Option<Instant>,
         idle: Option<Duration>,
         total_deadline: Option<Instant>,
         first_data_deadline: Option<Instant>,
@@ -49,6 +57,7 @@ impl<B> TimedBody<B> {
         TimedBody {
             inner,
             timer,
+            rearm: None,
             idle,
             total_deadline,
             first_data_deadline: None,
@@ -149,11 +158,9 @@ where
                 {
                     *this.first_data_deadline = None;
                 }
-                if let (Some(deadline), Some(timer)) = (
-                    next_deadline(*this.idle, *this.total_deadline, *this.first_data_deadline),
-                    this.timer.as_pin_mut(),
-                ) {
-                    timer.reset(deadline);
+                if this.timer.is_some() {
+                    *this.rearm =
+                        next_deadline(*this.idle, *this.total_deadline, *this.first_data_deadline);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -167,7 +174,10 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let Some(timer) = this.timer.as_pin_mut() {
+                if let Some(mut timer) = this.timer.as_pin_mut() {
+                    if let Some(deadline) = this.rearm.take() {
+                        timer.as_mut().reset(deadline);
+                    }
                     ready!(timer.poll(cx));
                     *this.done = true;
                     let now = Instant::now();
@@ -278,6 +288,26 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         let failure = err.downcast_ref::<Failure>().unwrap();
         assert_eq!(failure.timeout_kind(), Some(TimeoutKind::Total));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_gap_counts_from_the_frame_not_from_the_next_wait() {
+        // The timer is re-armed only when the body waits; the deadline it
+        // gets is still the frame's arrival plus the gap.
+        let (tx, rx) = mpsc::channel(4);
+        let body = TimedBody::new(ReceiverStream(rx), Some(Duration::from_secs(4)), None);
+        tokio::pin!(body);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+            .await
+            .unwrap();
+        let start = Instant::now();
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let err = body.frame().await.unwrap().unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.timeout_kind(), Some(TimeoutKind::StreamIdle));
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+        drop(tx);
     }
 
     #[tokio::test(start_paused = true)]
