@@ -105,7 +105,7 @@ pub use connection::{
 };
 pub use exposure::open_access_warning;
 pub use ledger::DEFAULT_LEDGER_FILE;
-pub use per_core::{bind_per_core, serve_per_core};
+pub use per_core::serve_per_core;
 pub use request_body::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_REQUEST_BODY_IDLE_TIMEOUT, DEFAULT_REQUEST_BODY_MEMORY,
     DEFAULT_REQUEST_BODY_TIMEOUT,

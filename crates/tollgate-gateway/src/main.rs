@@ -21,7 +21,7 @@ use tollgate_gateway::log_format::{AccessLogFormat, JsonLines};
 use tollgate_gateway::log_writer::{LogGuard, LogWriter, log_writer};
 use tollgate_gateway::reload::ConfigFile;
 use tollgate_gateway::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind_per_core, config, healthcheck,
+    DEFAULT_GRACE_PERIOD, DEFAULT_LEDGER_FILE, Gateway, bind, config, healthcheck,
     open_access_warning, serve_per_core,
 };
 use tracing_subscriber::EnvFilter;
@@ -53,8 +53,9 @@ struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Serving threads, each with its own runtime, listener and upstream
-    /// connections (default: one per core the process may use).
+    /// Serving threads, each with its own runtime and upstream connections,
+    /// each accepted connection going to the one serving the fewest
+    /// (default: one per core the process may use).
     #[arg(long, env = "TOLLGATE_THREADS", alias = "num_workers", value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
 }
@@ -126,7 +127,7 @@ fn main() -> ExitCode {
                 }
             };
             // One runtime per serving thread (see `serve_per_core`): this
-            // one serves the first listener and runs the background work.
+            // one accepts, serves as the first and runs the background work.
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -265,7 +266,7 @@ async fn run(
     }
     gateway.restore_budgets().await;
     gateway.watch_openrouter_models(&loaded.config);
-    let (listeners, local) = match bind_per_core(addr, threads).await {
+    let (listener, local) = match bind(addr).await {
         Ok(bound) => bound,
         Err(error) => {
             tracing::error!(%addr, %error, "cannot listen");
@@ -285,7 +286,7 @@ async fn run(
         .tollgate
         .shutdown_grace_period
         .unwrap_or(DEFAULT_GRACE_PERIOD);
-    serve_per_core(listeners, gateway, shutdown_signal(), grace).await;
+    serve_per_core(listener, threads, gateway, shutdown_signal(), grace).await;
     ExitCode::SUCCESS
 }
 

@@ -4,158 +4,207 @@
 //! wakes an idle worker whenever work is queued: at one connection, four
 //! to five context switches a request where two would do (BENCHMARKS.md,
 //! "One runtime per core"). Here each serving thread runs a current-thread
-//! runtime with a listener of its own on the same address
-//! (`SO_REUSEPORT`: the kernel spreads new connections over the threads'
-//! listeners) and an upstream connection pool of its own
-//! ([`use_pool`](crate::upstream::use_pool)): a request is served, start
-//! to end, on the thread that accepted its connection.
+//! runtime and an upstream connection pool of its own
+//! ([`use_pool`](crate::upstream::use_pool)): a connection is served,
+//! request after request, on the thread it was handed to.
+//!
+//! One listener, on the caller's runtime, accepts every connection and
+//! hands it to the thread serving the fewest (a bounded queue per thread).
+//! One listener per thread with `SO_REUSEPORT` had the kernel spread them
+//! by a hash of the addresses instead, blind to load: a thread given fewer
+//! of wrk's 16 connections runs short of work while the other is saturated
+//! (most likely why one run of the shared bench gave 0.41× nginx's
+//! throughput and the next 0.50×; DECISIONS 34).
 //!
 //! What stays shared: the gateway (its state is `Send + Sync`), the
-//! connection cap (one table for every listener), the shutdown (it reaches
+//! connection cap (one table for every thread), the shutdown (it reaches
 //! every thread, and the ledger closes once all have drained). Background
 //! work — reloads, metrics upkeep, Redis — stays on the caller's runtime,
-//! which serves the first listener.
+//! which serves too.
 
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::app::Gateway;
-use crate::server::{connection_table, serve_until};
+use crate::connection::Table;
+use crate::server::{Connections, Handed, connection_table, serve_until};
 use crate::upstream::use_pool;
 
-/// The backlog of each listener: what `TcpListener::bind` gives on Linux
-/// (tokio's default), per listener.
-const BACKLOG: u32 = 1024;
+/// Connections accepted and not yet taken by their thread, per thread: a
+/// thread this far behind is skipped for the next least loaded.
+const HANDOFF_QUEUE: usize = 1024;
 
-/// Binds `count` listeners (at least one) to `addr`, each with
-/// `SO_REUSEPORT`: the first picks the port when `addr`'s is 0, the others
-/// take the same. Reports the address bound. Where `SO_REUSEPORT` is not
-/// available, one listener.
-///
-/// # Errors
-///
-/// When a listener cannot be bound (the address in use by another
-/// program, no permission for the port).
-pub async fn bind_per_core(
-    addr: SocketAddr,
-    count: usize,
-) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    if count <= 1 {
-        return one_listener(addr).await;
+/// The open connections of each serving thread.
+#[derive(Debug)]
+struct Load(Box<[AtomicUsize]>);
+
+impl Load {
+    fn new(threads: usize) -> Arc<Self> {
+        Arc::new(Load((0..threads).map(|_| AtomicUsize::new(0)).collect()))
     }
-    shared_listeners(addr, count).await
-}
 
-async fn one_listener(addr: SocketAddr) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    let (listener, local) = crate::server::bind(addr).await?;
-    Ok((vec![listener], local))
-}
-
-#[cfg(unix)]
-async fn shared_listeners(
-    addr: SocketAddr,
-    count: usize,
-) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    let bind = |addr: SocketAddr| -> io::Result<TcpListener> {
-        let socket = match addr {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        // As `TcpListener::bind` does: a restart binds while the old
-        // connections are in TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        socket.listen(BACKLOG)
-    };
-    let first = bind(addr)?;
-    let local = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..count {
-        listeners.push(bind(local)?);
+    /// The threads, those serving the fewest connections first.
+    fn least_loaded(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.0.len()).collect();
+        order.sort_by_key(|&thread| self.0[thread].load(Ordering::Relaxed));
+        order
     }
-    Ok((listeners, local))
 }
 
-/// Without `SO_REUSEPORT`, one listener: the threads would have nothing to
-/// share a port with.
-#[cfg(not(unix))]
-async fn shared_listeners(
-    addr: SocketAddr,
-    _count: usize,
-) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
-    one_listener(addr).await
+/// Counts one connection in its thread's load until dropped.
+#[derive(Debug)]
+pub(crate) struct LoadGuard {
+    load: Arc<Load>,
+    thread: usize,
 }
 
-/// Serves `gateway` on `listeners` until `shutdown` completes, as
-/// [`serve`](crate::serve) does on one: the first listener on the caller's
-/// runtime, each other on a thread of its own running a current-thread
-/// runtime. Returns once every thread has drained and the gateway is
-/// closed (its ledger flushed).
+impl LoadGuard {
+    fn new(load: &Arc<Load>, thread: usize) -> Self {
+        load.0[thread].fetch_add(1, Ordering::Relaxed);
+        LoadGuard {
+            load: load.clone(),
+            thread,
+        }
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.load.0[self.thread].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `gateway` on `listener` with `threads` serving threads (at least
+/// one) until `shutdown` completes, as [`serve`](crate::serve) does with
+/// one: the caller's runtime accepts and serves as the first, each other
+/// runs a current-thread runtime on a thread of its own, and each accepted
+/// connection goes to the thread serving the fewest. Returns once every
+/// thread has drained and the gateway is closed (its ledger flushed).
 pub async fn serve_per_core(
-    listeners: Vec<TcpListener>,
+    listener: TcpListener,
+    threads: usize,
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
     let table = connection_table(&gateway);
-    let (stop, stopped) = watch::channel(false);
-    let mut listeners = listeners.into_iter();
-    let Some(first) = listeners.next() else {
+    use_pool(0);
+    if threads <= 1 {
+        serve_until(
+            Connections::Listener(listener),
+            &gateway,
+            table,
+            shutdown,
+            grace,
+        )
+        .await;
         gateway.close().await;
         return;
-    };
-    let mut threads = Vec::new();
-    for (index, listener) in (1..).zip(listeners) {
+    }
+    let (stop, stopped) = watch::channel(false);
+    let load = Load::new(threads);
+    let (first, handed_here) = mpsc::channel(HANDOFF_QUEUE);
+    let mut queues = vec![first];
+    let mut threads_done = Vec::new();
+    for index in 1..threads {
+        let (queue, handed) = mpsc::channel(HANDOFF_QUEUE);
         let (done, finished) = oneshot::channel();
         let (gateway, table, stopped) = (gateway.clone(), table.clone(), stopped.clone());
-        // Registered anew with the thread's own runtime there.
-        let listener = match listener.into_std() {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%error, index, "cannot hand a listener to its thread");
-                continue;
-            }
-        };
         let spawned = std::thread::Builder::new()
             .name(format!("tollgate-serve-{index}"))
             .spawn(move || {
-                serve_thread(index, listener, &gateway, table, stopped, grace);
+                serve_thread(index, handed, &gateway, table, stopped, grace);
                 let _ = done.send(());
             });
         match spawned {
-            Ok(_) => threads.push(finished),
-            // Its listener is closed with the closure: the kernel sends
-            // its share to the others.
+            Ok(_) => threads_done.push(finished),
+            // Its queue's receiver is gone with the closure: the
+            // dispatcher finds it closed and hands its share to the others.
             Err(error) => tracing::error!(%error, index, "cannot start a serving thread"),
         }
+        queues.push(queue);
     }
-    use_pool(0);
     let signal = async {
         shutdown.await;
         let _ = stop.send(true);
     };
-    let serve = serve_until(first, &gateway, table, stopped_of(stopped), grace);
-    tokio::join!(signal, serve);
+    let dispatch = dispatch(listener, queues, load, stopped_of(stopped.clone()));
+    let serve = serve_until(
+        Connections::Handed(handed_here),
+        &gateway,
+        table,
+        stopped_of(stopped),
+        grace,
+    );
+    tokio::join!(signal, dispatch, serve);
     // Awaited, not joined: the caller's runtime keeps driving what the
     // threads may still wait on (Redis connections opened here).
-    for finished in threads {
+    for finished in threads_done {
         let _ = finished.await;
     }
     gateway.close().await;
 }
 
-/// One serving thread: a current-thread runtime serving `listener`.
+/// Accepts on `listener` until `stopped`, handing each connection to the
+/// least loaded thread whose queue has room.
+async fn dispatch(
+    listener: TcpListener,
+    queues: Vec<mpsc::Sender<Handed>>,
+    load: Arc<Load>,
+    stopped: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off
+                    // instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => return,
+        };
+        // Deregistered from this runtime, to be registered with its
+        // thread's.
+        let Ok(mut stream) = stream.into_std() else {
+            continue;
+        };
+        for thread in load.least_loaded() {
+            let handed = Handed {
+                stream,
+                peer,
+                load: LoadGuard::new(&load, thread),
+            };
+            match queues[thread].try_send(handed) {
+                Ok(()) => break,
+                // Its guard, dropped with it, uncounted it.
+                Err(TrySendError::Full(back) | TrySendError::Closed(back)) => {
+                    stream = back.stream;
+                }
+            }
+        }
+        // Every queue full or closed: the connection is closed, as a
+        // listener's full backlog would refuse it.
+    }
+}
+
+/// One serving thread: a current-thread runtime serving the connections
+/// `handed` to it.
 fn serve_thread(
     index: usize,
-    listener: std::net::TcpListener,
+    handed: mpsc::Receiver<Handed>,
     gateway: &Gateway,
-    table: std::sync::Arc<crate::connection::Table>,
+    table: Arc<Table>,
     stopped: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -171,14 +220,30 @@ fn serve_thread(
     };
     runtime.block_on(async {
         use_pool(index);
-        match TcpListener::from_std(listener) {
-            Ok(listener) => serve_until(listener, gateway, table, stopped_of(stopped), grace).await,
-            Err(error) => tracing::error!(%error, index, "cannot serve a listener"),
-        }
+        let connections = Connections::Handed(handed);
+        serve_until(connections, gateway, table, stopped_of(stopped), grace).await;
     });
 }
 
 /// Completes once the shutdown is signalled (or its sender is gone).
 async fn stopped_of(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_loaded_thread_comes_first_and_a_guard_counts_until_dropped() {
+        let load = Load::new(3);
+        let first = LoadGuard::new(&load, 0);
+        let _second = LoadGuard::new(&load, 0);
+        let _third = LoadGuard::new(&load, 2);
+        assert_eq!(load.least_loaded(), vec![1, 2, 0]);
+        drop(first);
+        let _fourth = LoadGuard::new(&load, 1);
+        // 1, 1, 1: ties keep the threads' order.
+        assert_eq!(load.least_loaded(), vec![0, 1, 2]);
+    }
 }

@@ -10,13 +10,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
 use crate::connection::{self, Admission, Graceful, Table, Watched, WatchedStream};
 use crate::metrics::ShedReason;
+use crate::per_core::LoadGuard;
 use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
@@ -41,8 +43,52 @@ pub async fn serve(
     grace: Duration,
 ) {
     let table = connection_table(&gateway);
-    serve_until(listener, &gateway, table, shutdown, grace).await;
+    serve_until(
+        Connections::Listener(listener),
+        &gateway,
+        table,
+        shutdown,
+        grace,
+    )
+    .await;
     gateway.close().await;
+}
+
+/// Where [`serve_until`] takes its connections: a listener of its own, or
+/// the connections a dispatcher hands this thread (see `per_core`).
+pub(crate) enum Connections {
+    Listener(TcpListener),
+    Handed(mpsc::Receiver<Handed>),
+}
+
+/// A connection accepted on another runtime's thread, for this one to serve.
+pub(crate) struct Handed {
+    pub(crate) stream: std::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    /// Counts the connection in its thread's load until it ends.
+    pub(crate) load: LoadGuard,
+}
+
+impl Connections {
+    /// The next connection; `None` once a dispatcher has stopped handing
+    /// them.
+    async fn next(
+        &mut self,
+    ) -> Option<std::io::Result<(TcpStream, SocketAddr, Option<LoadGuard>)>> {
+        match self {
+            Connections::Listener(listener) => Some(
+                listener
+                    .accept()
+                    .await
+                    .map(|(stream, peer)| (stream, peer, None)),
+            ),
+            Connections::Handed(handed) => {
+                let Handed { stream, peer, load } = handed.recv().await?;
+                // Registered with this thread's runtime here.
+                Some(TcpStream::from_std(stream).map(|stream| (stream, peer, Some(load))))
+            }
+        }
+    }
 }
 
 /// The connection cap's table, read once: the connection limits need a
@@ -54,10 +100,10 @@ pub(crate) fn connection_table(gateway: &Gateway) -> Arc<Table> {
 }
 
 /// [`serve`] but for closing the gateway: the connections accepted on
-/// `listener`, counted in `table` (which other listeners may share), until
-/// `shutdown` and the grace period after it.
+/// `listener` or handed to this thread, counted in `table` (which other
+/// threads may share), until `shutdown` and the grace period after it.
 pub(crate) async fn serve_until(
-    listener: TcpListener,
+    mut listener: Connections,
     gateway: &Gateway,
     table: Arc<Table>,
     shutdown: impl Future<Output = ()>,
@@ -75,12 +121,19 @@ pub(crate) async fn serve_until(
     let graceful = Graceful::new(table.clone());
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
+    // False once a dispatcher has stopped handing connections: the ones
+    // open are still served until the shutdown.
+    let mut open = true;
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
+            accepted = listener.next(), if open => {
+                let (stream, peer, load) = match accepted {
+                    None => {
+                        open = false;
+                        continue;
+                    }
+                    Some(Ok(accepted)) => accepted,
+                    Some(Err(error)) => {
                         // Out of file descriptors and the like: back off
                         // instead of spinning.
                         tracing::warn!(%error, "accept failed");
@@ -126,6 +179,8 @@ pub(crate) async fn serve_until(
                 while connections.try_join_next().is_some() {}
                 let streams = streams.clone();
                 connections.spawn(async move {
+                    // The thread's load counts the connection until it ends.
+                    let _load = load;
                     if let Some(Err(error)) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }

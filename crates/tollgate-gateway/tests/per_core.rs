@@ -1,7 +1,7 @@
-//! Serving on one runtime per core (`bind_per_core`, `serve_per_core`), as
-//! the binary does: listeners on one port, each served by a thread of its
-//! own with its own upstream connections; one connection cap for all; a
-//! shutdown that drains every thread before the ledger closes.
+//! Serving on one runtime per core (`serve_per_core`), as the binary does:
+//! one listener handing each connection to the thread serving the fewest,
+//! each thread with its own upstream connections; one connection cap for
+//! all; a shutdown that drains every thread before the ledger closes.
 
 mod common;
 
@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use common::{chat_body, client, openai_config, send};
 use http_body_util::BodyExt;
-use tollgate_gateway::{Gateway, bind_per_core, config, serve_per_core};
+use tollgate_gateway::{Gateway, bind, config, serve_per_core};
 use tollgate_testkit::{Reply, Upstream, openai};
 
 const THREADS: usize = 3;
-/// A guard against a listener nobody serves (its connections would hang),
-/// not a wait: every request here is answered at once.
+/// A guard against a connection nobody serves (it would hang), not a wait:
+/// every request here is answered at once.
 const GUARD: Duration = Duration::from_secs(20);
 
 fn gateway(yaml: &str) -> Gateway {
@@ -23,8 +23,8 @@ fn gateway(yaml: &str) -> Gateway {
     Gateway::new(&loaded.config).expect("the config builds")
 }
 
-/// The gateway of `yaml` served on [`THREADS`] listeners of one port, until
-/// the sender is used; the task ends once every thread has drained.
+/// The gateway of `yaml` served by [`THREADS`] threads, until the sender is
+/// used; the task ends once every thread has drained.
 async fn serve_on_threads(
     yaml: &str,
 ) -> (
@@ -33,16 +33,11 @@ async fn serve_on_threads(
     tokio::task::JoinHandle<()>,
 ) {
     let gateway = gateway(yaml);
-    let (listeners, addr) = bind_per_core("127.0.0.1:0".parse().unwrap(), THREADS)
-        .await
-        .unwrap();
-    assert_eq!(listeners.len(), THREADS);
-    for listener in &listeners {
-        assert_eq!(listener.local_addr().unwrap(), addr, "one port for all");
-    }
+    let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(serve_per_core(
-        listeners,
+        listener,
+        THREADS,
         gateway,
         async {
             let _ = stopped.await;
@@ -55,12 +50,20 @@ async fn serve_on_threads(
 /// A connection that has asked `GET /health/liveliness` once, read its
 /// answer whole, and is kept open (HTTP/1.1 keep-alive).
 async fn asked_once(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    ask(
+        &mut stream,
+        b"GET /health/liveliness HTTP/1.1\r\nhost: gateway\r\n\r\n",
+    )
+    .await;
     stream
-        .write_all(b"GET /health/liveliness HTTP/1.1\r\nhost: gateway\r\n\r\n")
-        .await
-        .unwrap();
+}
+
+/// Sends `request` on `stream` and reads its `200` answer whole (the head,
+/// then the body its content-length announces), leaving it open.
+async fn ask(stream: &mut tokio::net::TcpStream, request: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
     let mut seen = Vec::new();
     let mut buf = [0; 1024];
     // The head, then the body its content-length announces.
@@ -76,7 +79,7 @@ async fn asked_once(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
                 .map_or(0, |v| v.trim().parse().unwrap());
             if seen.len() >= end + 4 + length {
                 assert!(text.starts_with("http/1.1 200"), "{text}");
-                return stream;
+                return;
             }
         }
     }
@@ -94,8 +97,7 @@ fn closed_by_peer(stream: &tokio::net::TcpStream) -> bool {
     }
 }
 
-/// A fresh client connection (its own source port: the kernel picks a
-/// listener per connection) sending one chat request.
+/// A fresh client connection sending one chat request.
 async fn chat_once(url: &str) -> (http::StatusCode, bytes::Bytes) {
     let answer = send(
         &client(),
@@ -111,7 +113,7 @@ async fn chat_once(url: &str) -> (http::StatusCode, bytes::Bytes) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn every_listener_on_the_port_is_served_and_the_shutdown_drains_them_all() {
+async fn every_thread_is_served_and_the_shutdown_drains_them_all() {
     let upstream = Upstream::start().await;
     upstream.set_default(Reply::json(200, openai::chat_completion("Hello")));
     let ledger = std::env::temp_dir().join(format!("tollgate-per-core-{}.db", std::process::id()));
@@ -130,9 +132,9 @@ async fn every_listener_on_the_port_is_served_and_the_shutdown_drains_them_all()
         }
     })
     .await
-    .expect("every connection is answered, whichever listener took it");
+    .expect("every connection is answered, whichever thread took it");
     // Each serving thread keeps its own upstream connections: 48 client
-    // connections spread over three listeners open more than one, and no
+    // connections spread over three threads open more than one, and no
     // more than one per thread (the requests came one at a time).
     let opened = upstream.connections();
     assert!(
@@ -162,9 +164,8 @@ async fn the_connection_cap_counts_every_threads_connections() {
     // Nine keep-alive connections, each asking one thing and then idle;
     // at the cap each newcomer takes the slot of an idle one, which its
     // thread closes. One table for all threads closes five of the nine;
-    // a table per thread, four slots each, would close none (or fewer,
-    // when the kernel's hash gave one thread more than four) and the
-    // guard would end the test.
+    // a table per thread, four slots each, would close none (three
+    // connections each) and the guard would end the test.
     let mut connections = Vec::new();
     let closed = tokio::time::timeout(GUARD, async {
         for _ in 0..9 {
@@ -181,6 +182,42 @@ async fn the_connection_cap_counts_every_threads_connections() {
     .await
     .expect("the cap of 4 holds across the threads: five of nine connections closed");
     assert_eq!(closed, 5);
+    stop.send(()).unwrap();
+    tokio::time::timeout(GUARD, served).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_connection_goes_to_the_thread_serving_the_fewest() {
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("Hello")));
+    let yaml = openai_config(&upstream.url(), "");
+    let (addr, stop, served) = serve_on_threads(&yaml).await;
+    let body = chat_body("gpt-test", false).into_bytes();
+    let mut chat = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    chat.extend_from_slice(&body);
+    tokio::time::timeout(GUARD, async {
+        // Six connections held open, then one chat request on each, one
+        // at a time: with two connections on every thread, each thread
+        // opens one upstream connection of its own and reuses it. A
+        // dispatcher blind to load (the kernel's hash over listeners, a
+        // thread taking them all) leaves a thread without any and opens
+        // fewer.
+        let mut held = Vec::new();
+        for _ in 0..2 * THREADS {
+            held.push(asked_once(addr).await);
+        }
+        for stream in &mut held {
+            ask(stream, &chat).await;
+        }
+    })
+    .await
+    .expect("every request is answered");
+    assert_eq!(upstream.connections(), THREADS);
     stop.send(()).unwrap();
     tokio::time::timeout(GUARD, served).await.unwrap().unwrap();
 }
