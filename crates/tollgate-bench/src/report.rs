@@ -500,12 +500,21 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
         .filter(|a| a.target == GATEWAY)
         .map(|a| format!("{} {:.1}", a.mode.name(), a.per_request.blocks))
         .collect();
+    // DHAT replaces the system allocator only: the gateway binary's own
+    // allocations go to jemalloc (its `#[global_allocator]`), which DHAT
+    // does not see, so what it counts for the gateway is SQLite's. Said as
+    // not met rather than passed off as the gateway's count; BENCHMARKS.md
+    // counts jemalloc's calls with callgrind instead.
     out.push(Verdict::new(
         "allocations per request measured (each to be justified in BENCHMARKS.md)",
         (!gateway_allocs.is_empty()).then(|| {
             (
-                format!("gateway: {} allocs/request", gateway_allocs.join(", ")),
-                true,
+                format!(
+                    "gateway: {} allocs/request of the system allocator only (SQLite's); \
+                     its jemalloc allocations are not seen by DHAT",
+                    gateway_allocs.join(", ")
+                ),
+                false,
             )
         }),
     ));
