@@ -93,20 +93,11 @@ pub async fn serve_per_core(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let table = connection_table(&gateway);
     use_pool(0);
     if threads <= 1 {
-        serve_until(
-            Connections::Listener(listener),
-            &gateway,
-            table,
-            shutdown,
-            grace,
-        )
-        .await;
-        gateway.close().await;
-        return;
+        return crate::serve(listener, gateway, shutdown, grace).await;
     }
+    let table = connection_table(&gateway);
     let (stop, stopped) = watch::channel(false);
     let load = Load::new(threads);
     let (first, handed_here) = mpsc::channel(HANDOFF_QUEUE);

@@ -32,12 +32,25 @@ async fn serve_on_threads(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
+    serve_on(yaml, THREADS).await
+}
+
+/// The gateway of `yaml` served by `threads` threads (see
+/// [`serve_on_threads`]).
+async fn serve_on(
+    yaml: &str,
+    threads: usize,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let gateway = gateway(yaml);
     let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(serve_per_core(
         listener,
-        THREADS,
+        threads,
         gateway,
         async {
             let _ = stopped.await;
@@ -218,6 +231,20 @@ async fn each_connection_goes_to_the_thread_serving_the_fewest() {
     .await
     .expect("every request is answered");
     assert_eq!(upstream.connections(), THREADS);
+    stop.send(()).unwrap();
+    tokio::time::timeout(GUARD, served).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_thread_serves_on_the_callers_runtime_and_drains() {
+    let upstream = Upstream::start().await;
+    upstream.set_default(Reply::json(200, openai::chat_completion("Hello")));
+    let (addr, stop, served) = serve_on(&openai_config(&upstream.url(), ""), 1).await;
+    let url = format!("http://{addr}/v1/chat/completions");
+    let (status, body) = tokio::time::timeout(GUARD, chat_once(&url))
+        .await
+        .expect("answered");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     stop.send(()).unwrap();
     tokio::time::timeout(GUARD, served).await.unwrap().unwrap();
 }
