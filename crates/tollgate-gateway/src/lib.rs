@@ -68,6 +68,7 @@ pub(crate) mod end_users;
 mod exposure;
 mod generation;
 mod grace;
+mod handoff;
 mod hedge;
 mod http;
 mod key_format;

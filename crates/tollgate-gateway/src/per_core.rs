@@ -24,7 +24,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -33,52 +32,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::app::Gateway;
 use crate::connection::Table;
-use crate::server::{Connections, Handed, connection_table, serve_until};
+use crate::handoff::{Connections, Handed, Load, LoadGuard};
+use crate::server::{connection_table, serve_until};
 use crate::upstream::use_pool;
 
 /// Connections accepted and not yet taken by their thread, per thread: a
 /// thread this far behind is skipped for the next least loaded.
 const HANDOFF_QUEUE: usize = 1024;
-
-/// The open connections of each serving thread.
-#[derive(Debug)]
-struct Load(Box<[AtomicUsize]>);
-
-impl Load {
-    fn new(threads: usize) -> Arc<Self> {
-        Arc::new(Load((0..threads).map(|_| AtomicUsize::new(0)).collect()))
-    }
-
-    /// The threads, those serving the fewest connections first.
-    fn least_loaded(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.0.len()).collect();
-        order.sort_by_key(|&thread| self.0[thread].load(Ordering::Relaxed));
-        order
-    }
-}
-
-/// Counts one connection in its thread's load until dropped.
-#[derive(Debug)]
-pub(crate) struct LoadGuard {
-    load: Arc<Load>,
-    thread: usize,
-}
-
-impl LoadGuard {
-    fn new(load: &Arc<Load>, thread: usize) -> Self {
-        load.0[thread].fetch_add(1, Ordering::Relaxed);
-        LoadGuard {
-            load: load.clone(),
-            thread,
-        }
-    }
-}
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.load.0[self.thread].fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Serves `gateway` on `listener` with `threads` serving threads (at least
 /// one) until `shutdown` completes, as [`serve`](crate::serve) does with
@@ -219,22 +179,4 @@ fn serve_thread(
 /// Completes once the shutdown is signalled (or its sender is gone).
 async fn stopped_of(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_least_loaded_thread_comes_first_and_a_guard_counts_until_dropped() {
-        let load = Load::new(3);
-        let first = LoadGuard::new(&load, 0);
-        let _second = LoadGuard::new(&load, 0);
-        let _third = LoadGuard::new(&load, 2);
-        assert_eq!(load.least_loaded(), vec![1, 2, 0]);
-        drop(first);
-        let _fourth = LoadGuard::new(&load, 1);
-        // 1, 1, 1: ties keep the threads' order.
-        assert_eq!(load.least_loaded(), vec![0, 1, 2]);
-    }
 }

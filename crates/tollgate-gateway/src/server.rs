@@ -10,15 +10,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::after_write::AfterWrite;
 use crate::app::Gateway;
 use crate::connection::{self, Admission, Graceful, Table, Watched, WatchedStream};
+use crate::handoff::Connections;
 use crate::metrics::ShedReason;
-use crate::per_core::LoadGuard;
 use crate::write_deadline::WriteDeadline;
 
 /// How long in-flight requests and streams may run on after a shutdown
@@ -52,43 +51,6 @@ pub async fn serve(
     )
     .await;
     gateway.close().await;
-}
-
-/// Where [`serve_until`] takes its connections: a listener of its own, or
-/// the connections a dispatcher hands this thread (see `per_core`).
-pub(crate) enum Connections {
-    Listener(TcpListener),
-    Handed(mpsc::Receiver<Handed>),
-}
-
-/// A connection accepted on another runtime's thread, for this one to serve.
-pub(crate) struct Handed {
-    pub(crate) stream: std::net::TcpStream,
-    pub(crate) peer: SocketAddr,
-    /// Counts the connection in its thread's load until it ends.
-    pub(crate) load: LoadGuard,
-}
-
-impl Connections {
-    /// The next connection; `None` once a dispatcher has stopped handing
-    /// them.
-    async fn next(
-        &mut self,
-    ) -> Option<std::io::Result<(TcpStream, SocketAddr, Option<LoadGuard>)>> {
-        match self {
-            Connections::Listener(listener) => Some(
-                listener
-                    .accept()
-                    .await
-                    .map(|(stream, peer)| (stream, peer, None)),
-            ),
-            Connections::Handed(handed) => {
-                let Handed { stream, peer, load } = handed.recv().await?;
-                // Registered with this thread's runtime here.
-                Some(TcpStream::from_std(stream).map(|stream| (stream, peer, Some(load))))
-            }
-        }
-    }
 }
 
 /// The connection cap's table, read once: the connection limits need a
